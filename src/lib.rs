@@ -1,0 +1,15 @@
+//! provisio: renders a tenant registry into GitOps output for Argo CD.
+//!
+//! The pipeline, one direction: [`registry`] (load + validate) → [`plan`] (derive names and
+//! figures per tenant) → [`render`] (typed Kubernetes objects → bytes, pure) → [`output`]
+//! (the only module that touches the output tree). See `ARCHITECTURE.md`.
+
+pub mod diagnostic;
+pub mod naming;
+pub mod registry;
+pub mod plan;
+pub mod render;
+pub mod cli;
+pub mod commands;
+pub mod output;
+pub mod pipeline;

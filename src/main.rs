@@ -1,0 +1,5 @@
+//! The `provisio` binary: parse, run, exit. Everything else lives in the library.
+
+fn main() -> std::process::ExitCode {
+    provisio::cli::main()
+}

@@ -1,0 +1,11 @@
+//! The output tree on disk: the state file, the writer (the only code that touches the
+//! tree) and drift detection.
+//!
+//! Architecture Invariant: only [`write`] creates, replaces or removes files of the output.
+
+pub mod diff;
+pub mod state;
+pub mod write;
+
+pub use state::{Inputs, STATE_FILE, State, fingerprint};
+pub use write::{Change, Summary, WriteError, apply, read_state, read_tree};
