@@ -122,21 +122,14 @@ fn clamp(r: Range<usize>, len: usize) -> Range<usize> {
 
 /// Byte range of the token starting at 1-based `line`/`column`.
 fn line_col_range(src: &str, line: usize, column: usize) -> Range<usize> {
-    let start_of_line: usize = src
-        .split_inclusive('\n')
-        .take(line - 1)
-        .map(str::len)
-        .sum();
+    let start_of_line: usize = src.split_inclusive('\n').take(line - 1).map(str::len).sum();
     let line_text = src[start_of_line.min(src.len())..]
         .split('\n')
         .next()
         .unwrap_or("");
     let col = column.saturating_sub(1).min(line_text.len());
     let rest = &line_text[col..];
-    let len = rest
-        .find(char::is_whitespace)
-        .unwrap_or(rest.len())
-        .max(1);
+    let len = rest.find(char::is_whitespace).unwrap_or(rest.len()).max(1);
     start_of_line + col..start_of_line + col + len
 }
 

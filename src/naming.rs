@@ -77,7 +77,10 @@ pub fn check_dns_name(s: &str, max: usize) -> Option<String> {
         return Some("must not be empty".to_owned());
     }
     if s.len() > max {
-        return Some(format!("is {} characters long, at most {max} allowed", s.len()));
+        return Some(format!(
+            "is {} characters long, at most {max} allowed",
+            s.len()
+        ));
     }
     if let Some(c) = s
         .chars()
@@ -238,7 +241,10 @@ mod tests {
         assert_eq!(slugify("  ---  "), "tenant");
         assert_eq!(slugify("東京 Trading"), "dong-jing-trading");
         // Truncation at 20 never leaves a trailing `-`.
-        assert_eq!(slugify("International Business Machines"), "international-busine");
+        assert_eq!(
+            slugify("International Business Machines"),
+            "international-busine"
+        );
         assert_eq!(slugify("Abcdefghijklmnopqrs Tuv"), "abcdefghijklmnopqrs");
         let id = tenant_id("ABC Corporation", "sub_abc123");
         assert!(id.starts_with("abc-corporation-"));

@@ -66,6 +66,7 @@ pub fn generate(paths: &Paths, now: DateTime<Utc>, full: bool) -> Result<Summary
             all_tenants: &all,
             previous: previous.as_ref(),
             next_inputs: &inputs,
+            verify_disk: full,
         },
     )?;
     Ok(summary)

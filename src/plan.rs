@@ -100,7 +100,11 @@ pub fn timestamp(t: &DateTime<Utc>) -> String {
 }
 
 /// Derives the plan of one tenant. The registry is validated, so lookups cannot fail.
-pub fn plan_tenant<'r>(reg: &'r Registry, tenant: &'r Tenant, now: DateTime<Utc>) -> TenantPlan<'r> {
+pub fn plan_tenant<'r>(
+    reg: &'r Registry,
+    tenant: &'r Tenant,
+    now: DateTime<Utc>,
+) -> TenantPlan<'r> {
     let p = &reg.platform;
     let id = tenant.id.value.as_str();
     let tier_name = tenant.tier.value.as_str();

@@ -18,11 +18,17 @@ pub struct Args {
 pub fn run(args: Args) -> u8 {
     match pipeline::check(&args.paths.paths(), args.now.get()) {
         Ok(r) if r.drifts.is_empty() => {
-            eprintln!("check: the output is up to date ({} files)", r.expected.len());
+            eprintln!(
+                "check: the output is up to date ({} files)",
+                r.expected.len()
+            );
             EXIT_OK
         }
         Ok(r) => {
-            print!("{}", diff::render(&r.drifts, &r.expected, &r.actual, args.max_diff_lines));
+            print!(
+                "{}",
+                diff::render(&r.drifts, &r.expected, &r.actual, args.max_diff_lines)
+            );
             eprintln!(
                 "check: {} file(s) differ from what the registry renders; run `provisio generate`",
                 r.drifts.len()

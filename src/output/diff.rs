@@ -51,7 +51,10 @@ pub fn render(drifts: &[Drift], expected: &Files, actual: &Files, max_lines: usi
     for d in drifts {
         match d {
             Drift::Missing(p) => {
-                let _ = writeln!(out, "missing: {p} (the registry renders it; run `provisio generate`)");
+                let _ = writeln!(
+                    out,
+                    "missing: {p} (the registry renders it; run `provisio generate`)"
+                );
             }
             Drift::Unexpected(p) => {
                 let _ = writeln!(out, "unexpected: {p} (the registry does not render it)");

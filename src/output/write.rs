@@ -62,6 +62,9 @@ pub struct Change<'a> {
     pub all_tenants: &'a BTreeSet<String>,
     pub previous: Option<&'a State>,
     pub next_inputs: &'a super::state::Inputs,
+    /// Compare every rendered file with the disk even when the state records its hash
+    /// (repairs hand edits; slower).
+    pub verify_disk: bool,
 }
 
 /// Reads the state file of an output root, if any.
@@ -83,7 +86,8 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), WriteError> {
         .tempfile_in(dir)
         .map_err(io("create a temporary file in", dir))?;
     tmp.write_all(bytes).map_err(io("write", path))?;
-    tmp.persist(path).map_err(|e| io("replace", path)(e.error))?;
+    tmp.persist(path)
+        .map_err(|e| io("replace", path)(e.error))?;
     Ok(())
 }
 
@@ -103,10 +107,11 @@ pub fn apply(root: &Path, change: &Change<'_>) -> Result<Summary, WriteError> {
     // Files of tenants that were not re-rendered stay as recorded.
     if let Some(prev) = previous_files {
         for (path, hash) in prev {
-            if let Some(t) = tenant_of(path) {
-                if change.all_tenants.contains(t) && !change.output.tenants.contains_key(t) {
-                    next_files.insert(path.clone(), hash.clone());
-                }
+            if let Some(t) = tenant_of(path)
+                && change.all_tenants.contains(t)
+                && !change.output.tenants.contains_key(t)
+            {
+                next_files.insert(path.clone(), hash.clone());
             }
         }
     }
@@ -121,7 +126,7 @@ pub fn apply(root: &Path, change: &Change<'_>) -> Result<Summary, WriteError> {
         let hash = sha256_hex(bytes);
         let full = root.join(path);
         let recorded = previous_files.and_then(|f| f.get(path));
-        let same = if recorded == Some(&hash) {
+        let same = if recorded == Some(&hash) && !change.verify_disk {
             // Recorded as written with these bytes; trust it unless the file is gone.
             full.is_file()
         } else {

@@ -149,7 +149,7 @@ pub fn load_sources(sources: Sources) -> Loaded {
                 products.insert(stem.to_owned(), (path.to_owned(), p));
             }
             Err(d) => {
-                diags.push(d);
+                diags.push(*d);
                 product_files_ok = false;
             }
         }
@@ -175,7 +175,7 @@ pub fn load_sources(sources: Sources) -> Loaded {
                 tenants.insert(stem.to_owned(), (path.to_owned(), t));
             }
             Err(d) => {
-                diags.push(d);
+                diags.push(*d);
                 broken.insert(stem.to_owned());
             }
         }
@@ -247,23 +247,26 @@ fn required<T: DeserializeOwned>(
         diags.push(Diagnostic::file(path, format!("missing `{path}`")));
         return None;
     };
-    parse(path, text).map_err(|d| diags.push(d)).ok()
+    parse(path, text).map_err(|d| diags.push(*d)).ok()
 }
 
 /// Deserializes one file, turning a parser error into a positioned diagnostic.
-pub fn parse<T: DeserializeOwned>(path: &str, text: &str) -> Result<T, Diagnostic> {
+pub fn parse<T: DeserializeOwned>(path: &str, text: &str) -> Result<T, Box<Diagnostic>> {
     if text == NOT_UTF8 {
-        return Err(Diagnostic::file(path, "the file is not valid UTF-8"));
+        return Err(Box::new(Diagnostic::file(
+            path,
+            "the file is not valid UTF-8",
+        )));
     }
     if text.trim().is_empty() {
-        return Err(Diagnostic::file(path, "the file is empty"));
+        return Err(Box::new(Diagnostic::file(path, "the file is empty")));
     }
     serde_saphyr::from_str::<T>(text).map_err(|e| {
         let message = bare_message(&e);
-        match e.location() {
+        Box::new(match e.location() {
             Some(loc) if loc.line() > 0 => Diagnostic::at(path, loc, message),
             _ => Diagnostic::file(path, message),
-        }
+        })
     })
 }
 

@@ -38,9 +38,8 @@ pub fn is_quantity(s: &str) -> bool {
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
         .unwrap_or(s.len());
     let (num, suffix) = s.split_at(num_end);
-    let digits_ok = !num.is_empty()
-        && num.matches('.').count() <= 1
-        && num.chars().any(|c| c.is_ascii_digit());
+    let digits_ok =
+        !num.is_empty() && num.matches('.').count() <= 1 && num.chars().any(|c| c.is_ascii_digit());
     let suffix_ok = match suffix {
         "" | "n" | "u" | "m" | "k" | "M" | "G" | "T" | "P" | "E" => true,
         "Ki" | "Mi" | "Gi" | "Ti" | "Pi" | "Ei" => true,
@@ -56,8 +55,14 @@ pub fn is_quantity(s: &str) -> bool {
 fn check_quantity(path: &str, q: &Sp<String>, what: &str, diags: &mut Vec<Diagnostic>) {
     if !is_quantity(&q.value) {
         diags.push(
-            at(path, q, format!("`{}` is not a Kubernetes quantity", q.value))
-                .with_label(format!("expected a {what} such as `500m`, `2`, `512Mi` or `10Gi`")),
+            at(
+                path,
+                q,
+                format!("`{}` is not a Kubernetes quantity", q.value),
+            )
+            .with_label(format!(
+                "expected a {what} such as `500m`, `2`, `512Mi` or `10Gi`"
+            )),
         );
     }
 }
@@ -128,7 +133,10 @@ pub fn check_platform(p: &Platform, path: &str, diags: &mut Vec<Diagnostic>) {
         );
     }
     if p.regions.is_empty() {
-        diags.push(Diagnostic::file(path, "`regions` must name at least one region"));
+        diags.push(Diagnostic::file(
+            path,
+            "`regions` must name at least one region",
+        ));
     }
     for (name, r) in &p.regions {
         if !naming::is_dns1123_label(name) || name.len() > 30 {
@@ -139,14 +147,13 @@ pub fn check_platform(p: &Platform, path: &str, diags: &mut Vec<Diagnostic>) {
         }
         if !r.cluster.value.starts_with("https://") {
             diags.push(
-                at(path, &r.cluster, "invalid cluster URL")
-                    .with_label("expected the API server URL as registered in Argo CD, `https://…`"),
+                at(path, &r.cluster, "invalid cluster URL").with_label(
+                    "expected the API server URL as registered in Argo CD, `https://…`",
+                ),
             );
         }
         if !(1..=256).contains(&r.shards.value) {
-            diags.push(
-                at(path, &r.shards, "invalid shard count").with_label("expected 1 to 256"),
-            );
+            diags.push(at(path, &r.shards, "invalid shard count").with_label("expected 1 to 256"));
         }
     }
     if p.argocd.max_tenants_per_shard.value == 0 {
@@ -159,7 +166,10 @@ pub fn check_platform(p: &Platform, path: &str, diags: &mut Vec<Diagnostic>) {
 
 pub fn check_tiers(tiers: &BTreeMap<String, Tier>, path: &str, diags: &mut Vec<Diagnostic>) {
     if tiers.is_empty() {
-        diags.push(Diagnostic::file(path, "`tiers` must define at least one tier"));
+        diags.push(Diagnostic::file(
+            path,
+            "`tiers` must define at least one tier",
+        ));
     }
     for (name, t) in tiers {
         if naming::check_dns_name(name, 30).is_some() {
@@ -228,31 +238,43 @@ pub fn check_tiers(tiers: &BTreeMap<String, Tier>, path: &str, diags: &mut Vec<D
 pub fn check_product(p: &Product, stem: &str, path: &str, diags: &mut Vec<Diagnostic>) {
     if p.name.value != stem {
         diags.push(
-            at(path, &p.name, format!("product name `{}` does not match its file", p.name.value))
-                .with_label(format!("expected `{stem}`, the file name without `.yaml`")),
+            at(
+                path,
+                &p.name,
+                format!("product name `{}` does not match its file", p.name.value),
+            )
+            .with_label(format!("expected `{stem}`, the file name without `.yaml`")),
         );
     }
     if let Some(why) = naming::check_dns_name(&p.name.value, MAX_PRODUCT_NAME_LEN) {
         diags.push(at(path, &p.name, format!("invalid product name: it {why}")));
     } else if !p.name.value.starts_with(|c: char| c.is_ascii_lowercase()) {
-        diags.push(at(path, &p.name, "invalid product name: it must start with a letter"));
+        diags.push(at(
+            path,
+            &p.name,
+            "invalid product name: it must start with a letter",
+        ));
     }
     if !is_image_tag(&p.version.value) {
         diags.push(
-            at(path, &p.version, format!("`{}` is not a valid image tag", p.version.value))
-                .with_label("expected letters, digits, `_`, `.` and `-`, at most 128"),
+            at(
+                path,
+                &p.version,
+                format!("`{}` is not a valid image tag", p.version.value),
+            )
+            .with_label("expected letters, digits, `_`, `.` and `-`, at most 128"),
         );
     }
     if p.port.value == 0 {
         diags.push(at(path, &p.port, "port 0 is not a port").with_label("expected 1 to 65535"));
     }
-    if let Some(m) = &p.metrics_port {
-        if m.value == 0 || m.value == p.port.value {
-            diags.push(
-                at(path, m, "invalid metrics port")
-                    .with_label("expected a port other than 0 and other than `port`"),
-            );
-        }
+    if let Some(m) = &p.metrics_port
+        && (m.value == 0 || m.value == p.port.value)
+    {
+        diags.push(
+            at(path, m, "invalid metrics port")
+                .with_label("expected a port other than 0 and other than `port`"),
+        );
     }
     check_cpu_memory(path, &p.resources.requests, diags);
     check_cpu_memory(path, &p.resources.limits, diags);
@@ -291,7 +313,11 @@ pub fn check_product(p: &Product, stem: &str, path: &str, diags: &mut Vec<Diagno
             );
         }
         if !seen.insert(b.name.value.clone()) {
-            diags.push(at(path, &b.name, format!("bucket `{}` listed twice", b.name.value)));
+            diags.push(at(
+                path,
+                &b.name,
+                format!("bucket `{}` listed twice", b.name.value),
+            ));
         }
         if let Some(prefix) = &b.public_prefix {
             let v = &prefix.value;
@@ -352,8 +378,15 @@ pub fn check_products_together(
             let public = b.public_prefix.as_ref().map(|x| x.value.as_str());
             match visibility.get(b.name.value.as_str()) {
                 Some((other, prev)) if *prev != public => diags.push(
-                    at(path, &b.name, format!("bucket `{}` has another public prefix in {other}", b.name.value))
-                        .with_label("products sharing a bucket must agree on `publicPrefix`"),
+                    at(
+                        path,
+                        &b.name,
+                        format!(
+                            "bucket `{}` has another public prefix in {other}",
+                            b.name.value
+                        ),
+                    )
+                    .with_label("products sharing a bucket must agree on `publicPrefix`"),
                 ),
                 _ => {
                     visibility.insert(&b.name.value, (path, public));
@@ -390,15 +423,26 @@ pub fn check_tenants(
         }
         if let Some(first) = subscriptions.insert(&t.subscription.value, path) {
             diags.push(
-                at(path, &t.subscription, format!("subscription `{}` belongs to two tenants", t.subscription.value))
-                    .with_label(format!("also in {first}")),
+                at(
+                    path,
+                    &t.subscription,
+                    format!(
+                        "subscription `{}` belongs to two tenants",
+                        t.subscription.value
+                    ),
+                )
+                .with_label(format!("also in {first}")),
             );
         }
         let domain = tenant_domain(ctx.platform, t);
         if let Some(first) = domains.insert(domain.clone(), path) {
             let d = match &t.domain {
                 Some(d) => at(path, d, format!("domain `{domain}` is used by two tenants")),
-                None => at(path, &t.id, format!("derived domain `{domain}` is used by two tenants")),
+                None => at(
+                    path,
+                    &t.id,
+                    format!("derived domain `{domain}` is used by two tenants"),
+                ),
             };
             diags.push(d.with_label(format!("also used by {first}")));
         }
@@ -416,21 +460,41 @@ pub fn tenant_domain(platform: &Platform, t: &Tenant) -> String {
     }
 }
 
-fn check_tenant(ctx: &TenantContext<'_>, stem: &str, path: &str, t: &Tenant, diags: &mut Vec<Diagnostic>) {
+fn check_tenant(
+    ctx: &TenantContext<'_>,
+    stem: &str,
+    path: &str,
+    t: &Tenant,
+    diags: &mut Vec<Diagnostic>,
+) {
     let id = &t.id.value;
-    let max_len = naming::MAX_TENANT_ID_LEN.min(63 - ctx.platform.namespace_prefix.value.len().min(62));
+    let max_len =
+        naming::MAX_TENANT_ID_LEN.min(63 - ctx.platform.namespace_prefix.value.len().min(62));
     if let Some(why) = naming::check_dns_name(id, max_len) {
         diags.push(at(path, &t.id, format!("invalid tenant id: it {why}")));
     }
     if id != stem {
         diags.push(
-            at(path, &t.id, format!("tenant id `{id}` does not match its file name"))
-                .with_label(format!("expected `{stem}`"))
-                .with_help(format!("rename the file to `tenants/{id}.yaml` or fix the id")),
+            at(
+                path,
+                &t.id,
+                format!("tenant id `{id}` does not match its file name"),
+            )
+            .with_label(format!("expected `{stem}`"))
+            .with_help(format!(
+                "rename the file to `tenants/{id}.yaml` or fix the id"
+            )),
         );
     }
-    if t.name.trim().is_empty() || t.name.chars().count() > 200 || t.name.chars().any(char::is_control) {
-        diags.push(located(path, t.id.referenced, "`name` must be 1 to 200 printable characters"));
+    if t.name.trim().is_empty()
+        || t.name.chars().count() > 200
+        || t.name.chars().any(char::is_control)
+    {
+        diags.push(located(
+            path,
+            t.id.referenced,
+            "`name` must be 1 to 200 printable characters",
+        ));
     }
     if !ctx.tiers.contains_key(&t.tier.value) {
         let mut d = at(path, &t.tier, format!("unknown tier `{}`", t.tier.value))
@@ -441,20 +505,24 @@ fn check_tenant(ctx: &TenantContext<'_>, stem: &str, path: &str, t: &Tenant, dia
         diags.push(d);
     }
     if !ctx.platform.regions.contains_key(&t.region.value) {
-        let mut d = at(path, &t.region, format!("unknown region `{}`", t.region.value))
-            .with_label(one_of(ctx.platform.regions.keys()));
+        let mut d = at(
+            path,
+            &t.region,
+            format!("unknown region `{}`", t.region.value),
+        )
+        .with_label(one_of(ctx.platform.regions.keys()));
         if let Some(s) = suggest(&t.region.value, ctx.platform.regions.keys()) {
             d = d.with_help(s);
         }
         diags.push(d);
     }
-    if let Some(d) = &t.domain {
-        if !naming::is_dns_subdomain(&d.value) || !d.value.contains('.') || d.value.len() > 240 {
-            diags.push(
-                at(path, d, format!("invalid domain `{}`", d.value))
-                    .with_label("expected a lower-case DNS name such as `shop.example.com`"),
-            );
-        }
+    if let Some(d) = &t.domain
+        && (!naming::is_dns_subdomain(&d.value) || !d.value.contains('.') || d.value.len() > 240)
+    {
+        diags.push(
+            at(path, d, format!("invalid domain `{}`", d.value))
+                .with_label("expected a lower-case DNS name such as `shop.example.com`"),
+        );
     }
     let sub = &t.subscription.value;
     if sub.is_empty()
@@ -468,22 +536,37 @@ fn check_tenant(ctx: &TenantContext<'_>, stem: &str, path: &str, t: &Tenant, dia
                 .with_label("expected 1 to 128 letters, digits, `_`, `-` or `.`"),
         );
     }
-    for (role, email) in [("admin", &t.contacts.admin), ("billing", &t.contacts.billing)] {
+    for (role, email) in [
+        ("admin", &t.contacts.admin),
+        ("billing", &t.contacts.billing),
+    ] {
         if !is_email(&email.value) {
             diags.push(
-                at(path, email, format!("invalid {role} e-mail `{}`", email.value))
-                    .with_label("expected an address such as `admin@example.com`"),
+                at(
+                    path,
+                    email,
+                    format!("invalid {role} e-mail `{}`", email.value),
+                )
+                .with_label("expected an address such as `admin@example.com`"),
             );
         }
     }
     match (&t.status.value, &t.cancellation) {
         (TenantStatus::Deprovisioning, None) => diags.push(
-            at(path, &t.status, "a deprovisioning tenant needs a `cancellation`")
-                .with_label("add `cancellation: {requested: …, deletion: …}`"),
+            at(
+                path,
+                &t.status,
+                "a deprovisioning tenant needs a `cancellation`",
+            )
+            .with_label("add `cancellation: {requested: …, deletion: …}`"),
         ),
         (_, Some(c)) if c.deletion.value < c.requested => diags.push(
-            at(path, &c.deletion, "the deletion date is before the cancellation")
-                .with_label("expected a date after `requested`"),
+            at(
+                path,
+                &c.deletion,
+                "the deletion date is before the cancellation",
+            )
+            .with_label("expected a date after `requested`"),
         ),
         _ => {}
     }
@@ -500,7 +583,11 @@ fn check_tenant(ctx: &TenantContext<'_>, stem: &str, path: &str, t: &Tenant, dia
             diags.push(unknown_product(ctx, path, product, v.referenced));
         }
         if !is_image_tag(&v.value) {
-            diags.push(at(path, v, format!("`{}` is not a valid image tag", v.value)));
+            diags.push(at(
+                path,
+                v,
+                format!("`{}` is not a valid image tag", v.value),
+            ));
         }
     }
 }
@@ -511,8 +598,12 @@ fn unknown_product(
     product: &str,
     loc: serde_saphyr::Location,
 ) -> Diagnostic {
-    let mut d = located(path, loc, format!("unknown product `{product}` in overrides"))
-        .with_label(one_of(ctx.products.keys()));
+    let mut d = located(
+        path,
+        loc,
+        format!("unknown product `{product}` in overrides"),
+    )
+    .with_label(one_of(ctx.products.keys()));
     if let Some(s) = suggest(product, ctx.products.keys()) {
         d = d.with_help(s);
     }

@@ -68,7 +68,10 @@ pub fn render_argocd(reg: &Registry, plans: &[TenantPlan<'_>]) -> Result<Files, 
         let file = format!("applicationsets/{shard}.yaml");
         files.insert(
             format!("{ARGOCD_DIR}/{file}"),
-            yaml_file(&[to_yaml("ApplicationSet", &application_set(reg, shard, region))?]),
+            yaml_file(&[to_yaml(
+                "ApplicationSet",
+                &application_set(reg, shard, region),
+            )?]),
         );
         resources.push(file);
     }
@@ -143,7 +146,11 @@ fn project(reg: &Registry) -> CustomResource<AppProjectSpec> {
     }
 }
 
-fn application_set(reg: &Registry, shard: &str, region: &str) -> CustomResource<ApplicationSetSpec> {
+fn application_set(
+    reg: &Registry,
+    shard: &str,
+    region: &str,
+) -> CustomResource<ApplicationSetSpec> {
     let a = &reg.platform.argocd;
     let prefix = if a.path_prefix.is_empty() {
         String::new()
@@ -207,10 +214,7 @@ fn application_set(reg: &Registry, shard: &str, region: &str) -> CustomResource<
                             prune: true,
                             self_heal: true,
                         },
-                        sync_options: vec![
-                            "PruneLast=true".into(),
-                            "ServerSideApply=true".into(),
-                        ],
+                        sync_options: vec!["PruneLast=true".into(), "ServerSideApply=true".into()],
                         retry: Retry {
                             limit: 10,
                             backoff: Backoff {

@@ -41,8 +41,13 @@ pub fn meta(plan: &TenantPlan<'_>, name: &str, wave: i32, extra: &[(&str, &str)]
 }
 
 /// Adds annotations to metadata built by [`meta`].
-pub fn annotate(mut m: ObjectMeta, pairs: impl IntoIterator<Item = (String, String)>) -> ObjectMeta {
-    m.annotations.get_or_insert_with(BTreeMap::new).extend(pairs);
+pub fn annotate(
+    mut m: ObjectMeta,
+    pairs: impl IntoIterator<Item = (String, String)>,
+) -> ObjectMeta {
+    m.annotations
+        .get_or_insert_with(BTreeMap::new)
+        .extend(pairs);
     m
 }
 

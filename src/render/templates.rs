@@ -14,8 +14,11 @@ const DASHBOARD: &str = "grafana-dashboard.json.j2";
 pub fn environment() -> Environment<'static> {
     let mut env = Environment::new();
     env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
-    env.add_template(DASHBOARD, include_str!("../../templates/grafana-dashboard.json.j2"))
-        .expect("the bundled dashboard template parses (tested)");
+    env.add_template(
+        DASHBOARD,
+        include_str!("../../templates/grafana-dashboard.json.j2"),
+    )
+    .expect("the bundled dashboard template parses (tested)");
     env
 }
 
@@ -41,7 +44,10 @@ pub fn dashboard_json(env: &Environment<'_>, plan: &TenantPlan<'_>) -> Result<St
         // Grafana uids are at most 40 characters: a stable digest of the id fits any id.
         uid: {
             use sha2::Digest;
-            format!("tenant-{}", &hex::encode(sha2::Sha256::digest(plan.id))[..16])
+            format!(
+                "tenant-{}",
+                &hex::encode(sha2::Sha256::digest(plan.id))[..16]
+            )
         },
         products: plan.products.iter().map(|p| p.name).collect(),
     };
@@ -49,7 +55,11 @@ pub fn dashboard_json(env: &Environment<'_>, plan: &TenantPlan<'_>) -> Result<St
         name: DASHBOARD.to_owned(),
         source,
     };
-    let text = env.get_template(DASHBOARD).map_err(err)?.render(minijinja::value::Serde(&ctx)).map_err(err)?;
+    let text = env
+        .get_template(DASHBOARD)
+        .map_err(err)?
+        .render(minijinja::value::Serde(&ctx))
+        .map_err(err)?;
     let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
         err(minijinja::Error::new(
             minijinja::ErrorKind::BadSerialization,

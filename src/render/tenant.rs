@@ -3,7 +3,9 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment};
+use k8s_openapi::api::apps::v1::{
+    Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment,
+};
 use k8s_openapi::api::batch::v1::{Job, JobSpec};
 use k8s_openapi::api::core::v1::{
     Capabilities, ConfigMap, ConfigMapEnvSource, Container, ContainerPort, EnvFromSource, EnvVar,
@@ -43,16 +45,31 @@ pub fn render_tenant(plan: &TenantPlan<'_>, env: &Environment) -> Result<Files, 
     let mut add = |name: &str, docs: Vec<String>| {
         files.insert(name.to_owned(), yaml_file(&docs));
     };
-    add("namespace.yaml", vec![to_yaml("Namespace", &namespace(plan))?]);
-    add("resource-quota.yaml", vec![to_yaml("ResourceQuota", &resource_quota(plan))?]);
-    add("limit-range.yaml", vec![to_yaml("LimitRange", &limit_range(plan))?]);
-    add("network-policy.yaml", each("NetworkPolicy", &network_policies(plan))?);
+    add(
+        "namespace.yaml",
+        vec![to_yaml("Namespace", &namespace(plan))?],
+    );
+    add(
+        "resource-quota.yaml",
+        vec![to_yaml("ResourceQuota", &resource_quota(plan))?],
+    );
+    add(
+        "limit-range.yaml",
+        vec![to_yaml("LimitRange", &limit_range(plan))?],
+    );
+    add(
+        "network-policy.yaml",
+        each("NetworkPolicy", &network_policies(plan))?,
+    );
     let (sas, role, binding) = rbac(plan);
     let mut docs = each("ServiceAccount", &sas)?;
     docs.push(to_yaml("Role", &role)?);
     docs.push(to_yaml("RoleBinding", &binding)?);
     add("rbac.yaml", docs);
-    add("external-secrets.yaml", each("ExternalSecret", &external_secrets(plan))?);
+    add(
+        "external-secrets.yaml",
+        each("ExternalSecret", &external_secrets(plan))?,
+    );
     let config = tenant_config(plan);
     let config_hash = hash_config(&config);
     add("config-map.yaml", vec![to_yaml("ConfigMap", &config)?]);
@@ -65,24 +82,43 @@ pub fn render_tenant(plan: &TenantPlan<'_>, env: &Environment) -> Result<Files, 
             ],
         );
     }
-    let migrations: Vec<Job> = plan.products.iter().filter_map(|p| migration_job(plan, p)).collect();
+    let migrations: Vec<Job> = plan
+        .products
+        .iter()
+        .filter_map(|p| migration_job(plan, p))
+        .collect();
     if !migrations.is_empty() {
         add("jobs.yaml", each("Job", &migrations)?);
     }
-    add("certificate.yaml", vec![to_yaml("Certificate", &certificate(plan))?]);
+    add(
+        "certificate.yaml",
+        vec![to_yaml("Certificate", &certificate(plan))?],
+    );
     add("ingress.yaml", vec![to_yaml("Ingress", &ingress(plan))?]);
-    add("service-monitor.yaml", vec![to_yaml("ServiceMonitor", &service_monitor(plan))?]);
-    add("prometheus-rule.yaml", vec![to_yaml("PrometheusRule", &prometheus_rule(plan))?]);
-    add("grafana-dashboard.yaml", vec![to_yaml("ConfigMap", &dashboard(plan, env)?)?]);
+    add(
+        "service-monitor.yaml",
+        vec![to_yaml("ServiceMonitor", &service_monitor(plan))?],
+    );
+    add(
+        "prometheus-rule.yaml",
+        vec![to_yaml("PrometheusRule", &prometheus_rule(plan))?],
+    );
+    add(
+        "grafana-dashboard.yaml",
+        vec![to_yaml("ConfigMap", &dashboard(plan, env)?)?],
+    );
 
     let resources: Vec<String> = files.keys().cloned().collect();
     files.insert(
         "kustomization.yaml".to_owned(),
-        yaml_file(&[ to_yaml("Kustomization", &Kustomization::new(resources))?]),
+        yaml_file(&[to_yaml("Kustomization", &Kustomization::new(resources))?]),
     );
 
     let prefix = format!("{TENANTS_DIR}/{}/", plan.id);
-    let mut out: Files = files.into_iter().map(|(k, v)| (format!("{prefix}{k}"), v)).collect();
+    let mut out: Files = files
+        .into_iter()
+        .map(|(k, v)| (format!("{prefix}{k}"), v))
+        .collect();
     out.insert(format!("{prefix}config.json"), config_json(plan));
     Ok(out)
 }
@@ -152,13 +188,22 @@ fn namespace(plan: &TenantPlan<'_>) -> Namespace {
     let t = plan.tenant;
     let mut labels = plan.labels.clone();
     // Every pod of a tenant meets the `restricted` Pod Security Standard.
-    labels.insert("pod-security.kubernetes.io/enforce".into(), "restricted".into());
-    labels.insert("pod-security.kubernetes.io/enforce-version".into(), "v1.32".into());
+    labels.insert(
+        "pod-security.kubernetes.io/enforce".into(),
+        "restricted".into(),
+    );
+    labels.insert(
+        "pod-security.kubernetes.io/enforce-version".into(),
+        "v1.32".into(),
+    );
     let mut annotations = BTreeMap::from([
         (objects::SYNC_WAVE.to_owned(), wave::NAMESPACE.to_string()),
         // Argo CD never deletes a tenant namespace, neither by pruning nor when the
         // Application goes: deletion is `provisio teardown`'s, after grace period and backup.
-        (objects::SYNC_OPTIONS.to_owned(), "Prune=false,Delete=false".to_owned()),
+        (
+            objects::SYNC_OPTIONS.to_owned(),
+            "Prune=false,Delete=false".to_owned(),
+        ),
         ("domain".to_owned(), plan.domain.clone()),
         ("subscription-id".to_owned(), t.subscription.value.clone()),
         ("created-date".to_owned(), plan::timestamp(&t.created)),
@@ -218,8 +263,14 @@ fn limit_range(plan: &TenantPlan<'_>) -> LimitRange {
     if let Some(pvc) = &plan.tier.limit_range.persistent_volume_claim {
         limits.push(LimitRangeItem {
             type_: "PersistentVolumeClaim".to_owned(),
-            max: Some(BTreeMap::from([("storage".to_owned(), quantity(&pvc.max.value))])),
-            min: Some(BTreeMap::from([("storage".to_owned(), quantity(&pvc.min.value))])),
+            max: Some(BTreeMap::from([(
+                "storage".to_owned(),
+                quantity(&pvc.max.value),
+            )])),
+            min: Some(BTreeMap::from([(
+                "storage".to_owned(),
+                quantity(&pvc.min.value),
+            )])),
             ..Default::default()
         });
     }
@@ -314,7 +365,10 @@ fn network_policies(plan: &TenantPlan<'_>) -> Vec<NetworkPolicy> {
                 pod_selector: Some(all_pods.clone()),
                 policy_types: Some(vec!["Ingress".into()]),
                 ingress: Some(vec![NetworkPolicyIngressRule {
-                    from: Some(vec![namespace_peer(&p.monitoring.prometheus_namespace, None)]),
+                    from: Some(vec![namespace_peer(
+                        &p.monitoring.prometheus_namespace,
+                        None,
+                    )]),
                     ports: Some(metrics_ports.into_iter().map(tcp).collect()),
                 }]),
                 ..Default::default()
@@ -474,7 +528,10 @@ fn external_secrets(plan: &TenantPlan<'_>) -> Vec<CustomResource<ExternalSecretS
             plan,
             plan::MINIO_SECRET,
             &plan.minio_remote_key,
-            &[("MINIO_ACCESS_KEY", "access_key"), ("MINIO_SECRET_KEY", "secret_key")],
+            &[
+                ("MINIO_ACCESS_KEY", "access_key"),
+                ("MINIO_SECRET_KEY", "secret_key"),
+            ],
         ));
     }
     if plan.uses_rabbitmq() {
@@ -482,7 +539,10 @@ fn external_secrets(plan: &TenantPlan<'_>) -> Vec<CustomResource<ExternalSecretS
             plan,
             plan::RABBITMQ_SECRET,
             &plan.rabbitmq_remote_key,
-            &[("RABBITMQ_USER", "username"), ("RABBITMQ_PASSWORD", "password")],
+            &[
+                ("RABBITMQ_USER", "username"),
+                ("RABBITMQ_PASSWORD", "password"),
+            ],
         ));
     }
     out
@@ -511,10 +571,16 @@ fn tenant_config(plan: &TenantPlan<'_>) -> ConfigMap {
         data.insert("DB_PORT".into(), s.mysql.port.to_string());
     }
     if plan.uses_minio() {
-        data.insert("MINIO_ENDPOINT".into(), format!("{}:{}", s.minio.host, s.minio.port));
+        data.insert(
+            "MINIO_ENDPOINT".into(),
+            format!("{}:{}", s.minio.host, s.minio.port),
+        );
         data.insert("MINIO_USE_SSL".into(), s.minio.use_ssl.to_string());
         for b in &plan.buckets {
-            data.insert(format!("MINIO_BUCKET_{}", b.short.to_ascii_uppercase()), b.name.clone());
+            data.insert(
+                format!("MINIO_BUCKET_{}", b.short.to_ascii_uppercase()),
+                b.name.clone(),
+            );
         }
     }
     if plan.uses_rabbitmq() {
@@ -691,8 +757,14 @@ fn deployment(plan: &TenantPlan<'_>, p: &ProductPlan<'_>, config_hash: &str) -> 
                         env_from: Some(env_from),
                         env: (!env.is_empty()).then_some(env),
                         resources: Some(resources(p)),
-                        liveness_probe: Some(http_probe(&product.probes.liveness, product.port.value)),
-                        readiness_probe: Some(http_probe(&product.probes.readiness, product.port.value)),
+                        liveness_probe: Some(http_probe(
+                            &product.probes.liveness,
+                            product.port.value,
+                        )),
+                        readiness_probe: Some(http_probe(
+                            &product.probes.readiness,
+                            product.port.value,
+                        )),
                         security_context: Some(restricted_security_context()),
                         ..Default::default()
                     }],
@@ -746,7 +818,10 @@ fn migration_job(plan: &TenantPlan<'_>, p: &ProductPlan<'_>) -> Option<Job> {
         meta(plan, &name, wave::MIGRATIONS, &[("app", p.name)]),
         [
             (objects::HOOK.to_owned(), "Sync".to_owned()),
-            (objects::HOOK_DELETE_POLICY.to_owned(), "BeforeHookCreation".to_owned()),
+            (
+                objects::HOOK_DELETE_POLICY.to_owned(),
+                "BeforeHookCreation".to_owned(),
+            ),
         ],
     );
     Some(Job {
@@ -888,7 +963,11 @@ fn prometheus_rule(plan: &TenantPlan<'_>) -> CustomResource<PrometheusRuleSpec> 
     let ns = &plan.namespace;
     let id = plan.id;
     let labels = |severity: &str| {
-        objects::labels(&[("severity", severity), ("tenant", id), ("tier", plan.tier_name)])
+        objects::labels(&[
+            ("severity", severity),
+            ("tenant", id),
+            ("tier", plan.tier_name),
+        ])
     };
     let annotations = |summary: String, description: &str| {
         BTreeMap::from([
@@ -954,7 +1033,12 @@ fn dashboard(plan: &TenantPlan<'_>, env: &Environment) -> Result<ConfigMap, Rend
     let m = &plan.platform.monitoring;
     let json = templates::dashboard_json(env, plan)?;
     let metadata = annotate(
-        meta(plan, "tenant-dashboard", wave::MONITORING, &[(&m.dashboard_label, &m.dashboard_label_value)]),
+        meta(
+            plan,
+            "tenant-dashboard",
+            wave::MONITORING,
+            &[(&m.dashboard_label, &m.dashboard_label_value)],
+        ),
         [("grafana_folder".to_owned(), m.dashboard_folder.clone())],
     );
     Ok(ConfigMap {

@@ -42,11 +42,11 @@ OBJECT_META_FIELDS = (
     "annotations", "ownerReferences", "finalizers", "managedFields")
 STRING_MAP = {"type": "object", "additionalProperties": {"type": "string"}}
 # Value keywords that mean the same in OpenAPI v3.0 (CRD) and JSON Schema 2020-12.
-COPIED = ("enum", "pattern", "minLength", "maxLength", "minimum", "maximum", "multipleOf",
+COPIED = ("enum", "minLength", "maxLength", "minimum", "maximum", "multipleOf",
           "minItems", "maxItems", "minProperties", "maxProperties", "uniqueItems")
 
 
-class Loader(yaml.SafeLoader):
+class Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # libyaml is much faster
     """SafeLoader reading values the way sigs.k8s.io/yaml does: timestamps stay strings."""
 
 
@@ -93,22 +93,19 @@ def convert(s, structural=True):
     elif "type" in s:
         out["type"] = s["type"]
     props = {k: convert(v) for k, v in s.get("properties", {}).items()}
-    preserve = s.get("x-kubernetes-preserve-unknown-fields") is True
+    # The API server applies defaults before validating, so a defaulted field may be omitted.
+    required = [k for k in s.get("required", [])
+                if "default" not in s.get("properties", {}).get(k, {})]
     if s.get("x-kubernetes-embedded-resource"):
         props.setdefault("apiVersion", {"type": "string"})
         props.setdefault("kind", {"type": "string"})
         props["metadata"] = metadata_schema(top_level=False)
-        out["required"] = sorted(set(s.get("required", [])) | {"apiVersion", "kind"})
+        required += ["apiVersion", "kind"]
     if props:
         out["properties"] = props
-    if "required" in s:
-        # The API server applies defaults before validating, so a defaulted field may be omitted.
-        required = [k for k in out.get("required", s["required"])
-                    if "default" not in s.get("properties", {}).get(k, {})]
-        if required:
-            out["required"] = required
-        else:
-            out.pop("required", None)
+    if required:
+        out["required"] = sorted(set(required))
+    preserve = s.get("x-kubernetes-preserve-unknown-fields") is True
     addl = s.get("additionalProperties")
     if isinstance(addl, dict):
         out["additionalProperties"] = convert(addl)
@@ -137,8 +134,7 @@ def top_level_schema(openapi):
     props = schema.setdefault("properties", {})
     props.update(apiVersion={"type": "string"}, kind={"type": "string"},
                  metadata=metadata_schema(top_level=True))
-    schema["required"] = sorted(set(schema.get("required", [])) | {"apiVersion", "kind",
-                                                                   "metadata"})
+    schema["required"] = sorted({*schema.get("required", []), "apiVersion", "kind", "metadata"})
     return schema
 
 
@@ -157,7 +153,7 @@ FORMATS = {
     "date-time": _check(lambda v: re.fullmatch(
         r"\d{4}-\d\d-\d\d[Tt ]\d\d:\d\d:\d\d(\.\d+)?([Zz]|[+-]\d\d:?\d\d)?", v) is not None),
     "date": _check(lambda v: re.fullmatch(r"\d{4}-\d\d-\d\d", v) is not None),
-    "byte": _check(lambda v: base64.b64decode(v, validate=True)),
+    "byte": _check(lambda v: base64.b64decode(re.sub(r"[\r\n]", "", v), validate=True)),
     "ipv4": _check(ipaddress.IPv4Address),
     "ipv6": _check(ipaddress.IPv6Address),
     "uuid": _check(uuid.UUID),

@@ -1,0 +1,122 @@
+//! Shared test helpers: temporary copies of the example registry, fixed times, tree reads,
+//! and the rule for external tools (skip locally, fail in CI).
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, Utc};
+
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The time every test renders for.
+pub fn now() -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339("2025-02-01T00:00:00Z")
+        .unwrap()
+        .with_timezone(&Utc)
+}
+
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+/// A temporary directory holding `registry/` (a copy of the example) and `out/`.
+pub struct Workspace {
+    pub dir: tempfile::TempDir,
+}
+
+impl Workspace {
+    pub fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        copy_dir(&repo_root().join("registry"), &dir.path().join("registry"));
+        std::fs::create_dir_all(dir.path().join("out")).unwrap();
+        Workspace { dir }
+    }
+    pub fn registry(&self) -> PathBuf {
+        self.dir.path().join("registry")
+    }
+    pub fn out(&self) -> PathBuf {
+        self.dir.path().join("out")
+    }
+    pub fn paths(&self) -> provisio::pipeline::Paths {
+        provisio::pipeline::Paths {
+            registry: self.registry(),
+            out: self.out(),
+        }
+    }
+    pub fn write(&self, rel: &str, text: &str) {
+        let p = self.registry().join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+    }
+    pub fn remove(&self, rel: &str) {
+        std::fs::remove_file(self.registry().join(rel)).unwrap();
+    }
+    pub fn generate(&self) -> provisio::output::Summary {
+        provisio::pipeline::generate(&self.paths(), now(), false).expect("generate")
+    }
+    /// Every file of the output root (including the state file) with its bytes.
+    pub fn snapshot(&self) -> std::collections::BTreeMap<String, Vec<u8>> {
+        let mut files = provisio::output::read_tree(&self.out()).unwrap();
+        if let Ok(b) = std::fs::read(self.out().join(provisio::output::STATE_FILE)) {
+            files.insert(provisio::output::STATE_FILE.to_owned(), b);
+        }
+        files
+    }
+}
+
+/// Whether a missing external tool fails the test (CI) or skips it (a laptop without it).
+pub fn tools_required() -> bool {
+    std::env::var("PROVISIO_REQUIRE_TOOLS").is_ok_and(|v| v == "1")
+}
+
+/// `Some(path)` of a tool on PATH; `None` (after saying so) when absent and allowed.
+pub fn tool(name: &str) -> Option<String> {
+    let found = std::process::Command::new("sh")
+        .args(["-c", &format!("command -v {name}")])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned());
+    match found {
+        Some(p) => Some(p),
+        None if tools_required() => {
+            panic!("{name} is required (PROVISIO_REQUIRE_TOOLS=1) but not on PATH")
+        }
+        None => {
+            eprintln!("SKIPPED: {name} not on PATH (set PROVISIO_REQUIRE_TOOLS=1 to fail instead)");
+            None
+        }
+    }
+}
+
+/// The upstream CRD directory: `PROVISIO_CRD_DIR`, else `../shared/crds`.
+pub fn crd_dir() -> Option<PathBuf> {
+    let dir = std::env::var_os("PROVISIO_CRD_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("../shared/crds"));
+    if dir.is_dir() {
+        Some(dir)
+    } else if tools_required() {
+        panic!(
+            "the upstream CRDs are required but {} is missing",
+            dir.display()
+        );
+    } else {
+        eprintln!(
+            "SKIPPED: no CRD directory at {} (set PROVISIO_CRD_DIR)",
+            dir.display()
+        );
+        None
+    }
+}

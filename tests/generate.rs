@@ -1,0 +1,186 @@
+//! `generate` behaviour on real directories: determinism, no rewrite when unchanged, a
+//! one-tenant change rewrites only that tenant, removal of a deleted tenant, hand-edit repair,
+//! incremental output equal to a full render, and crash leftovers.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::time::{Duration, SystemTime};
+
+use common::Workspace;
+use provisio::pipeline;
+
+const ABC: &str = "abc-corporation-7f3a9c";
+
+fn mtimes(ws: &Workspace) -> Vec<(String, SystemTime)> {
+    ws.snapshot()
+        .keys()
+        .map(|k| {
+            let m = std::fs::metadata(ws.out().join(k))
+                .unwrap()
+                .modified()
+                .unwrap();
+            (k.clone(), m)
+        })
+        .collect()
+}
+
+#[test]
+fn same_registry_same_bytes() {
+    let (a, b) = (Workspace::new(), Workspace::new());
+    a.generate();
+    b.generate();
+    let (sa, sb) = (a.snapshot(), b.snapshot());
+    assert!(
+        sa.len() > 80,
+        "expected a full tree, got {} files",
+        sa.len()
+    );
+    assert_eq!(sa, sb);
+}
+
+#[test]
+fn second_run_changes_nothing() {
+    let ws = Workspace::new();
+    let first = ws.generate();
+    assert!(!first.is_noop());
+    let before = mtimes(&ws);
+    std::thread::sleep(Duration::from_millis(20));
+    let second = ws.generate();
+    assert!(second.is_noop(), "{second:?}");
+    assert_eq!(before, mtimes(&ws), "a file was rewritten");
+    // `--full` re-renders everything and still writes nothing.
+    let full = pipeline::generate(&ws.paths(), common::now(), true).unwrap();
+    assert!(full.is_noop(), "{full:?}");
+    assert_eq!(before, mtimes(&ws));
+}
+
+#[test]
+fn one_tenant_change_rewrites_only_that_tenant() {
+    let ws = Workspace::new();
+    ws.generate();
+    let before = ws.snapshot();
+    let path = format!("tenants/{ABC}.yaml");
+    let text = std::fs::read_to_string(ws.registry().join(&path)).unwrap();
+    ws.write(&path, &text.replace("tier: premium", "tier: business"));
+    let s = ws.generate();
+    assert_eq!(s.tenants_changed, BTreeSet::from([ABC.to_owned()]));
+    let after = ws.snapshot();
+    for (k, v) in &after {
+        let in_abc = k.starts_with(&format!("tenants-out/{ABC}/"));
+        if !in_abc && k != provisio::output::STATE_FILE {
+            assert_eq!(before.get(k), Some(v), "{k} changed");
+        }
+    }
+    let quota = String::from_utf8(after[&format!("tenants-out/{ABC}/resource-quota.yaml")].clone())
+        .unwrap();
+    assert!(quota.contains("requests.cpu: \"12\""), "{quota}");
+}
+
+#[test]
+fn removed_tenant_tree_is_deleted_and_others_untouched() {
+    let ws = Workspace::new();
+    ws.generate();
+    let before = ws.snapshot();
+    ws.remove("tenants/cafe-creme-93b31b.yaml");
+    let s = ws.generate();
+    assert_eq!(
+        s.tenants_removed,
+        BTreeSet::from(["cafe-creme-93b31b".to_owned()])
+    );
+    assert!(!ws.out().join("tenants-out/cafe-creme-93b31b").exists());
+    let after = ws.snapshot();
+    for (k, v) in &after {
+        if k != provisio::output::STATE_FILE {
+            assert_eq!(before.get(k), Some(v), "{k} changed");
+        }
+    }
+    let state = String::from_utf8(after[provisio::output::STATE_FILE].clone()).unwrap();
+    assert!(
+        !state.contains("cafe-creme"),
+        "the state still lists the removed tenant"
+    );
+}
+
+#[test]
+fn hand_edits_are_reported_by_check_and_repaired_by_full_generate() {
+    let ws = Workspace::new();
+    ws.generate();
+    let file = ws
+        .out()
+        .join(format!("tenants-out/{ABC}/resource-quota.yaml"));
+    let text = std::fs::read_to_string(&file).unwrap();
+    std::fs::write(&file, text.replace("pods: \"100\"", "pods: \"1000\"")).unwrap();
+    std::fs::write(ws.out().join("tenants-out/stray.yaml"), "x: 1\n").unwrap();
+    let r = pipeline::check(&ws.paths(), common::now()).unwrap();
+    let paths: Vec<&str> = r.drifts.iter().map(|d| d.path()).collect();
+    assert_eq!(
+        paths,
+        vec![
+            format!("tenants-out/{ABC}/resource-quota.yaml").as_str(),
+            "tenants-out/stray.yaml"
+        ]
+    );
+    let text = provisio::output::diff::render(&r.drifts, &r.expected, &r.actual, 40);
+    assert!(
+        text.contains("-    pods: \"1000\"") && text.contains("+    pods: \"100\""),
+        "{text}"
+    );
+    pipeline::generate(&ws.paths(), common::now(), true).unwrap();
+    std::fs::remove_file(ws.out().join("tenants-out/stray.yaml")).unwrap();
+    assert!(
+        pipeline::check(&ws.paths(), common::now())
+            .unwrap()
+            .drifts
+            .is_empty()
+    );
+}
+
+#[test]
+fn incremental_output_equals_a_full_render() {
+    let inc = Workspace::new();
+    inc.generate();
+    // A product change affects every tenant; a tenant change one; a new tenant adds a tree.
+    let p = inc.registry().join("products/orders.yaml");
+    let text = std::fs::read_to_string(&p).unwrap();
+    inc.write("products/orders.yaml", &text.replace("v1.2.3", "v1.3.0"));
+    inc.write(
+        "tenants/new-shop-abcdef.yaml",
+        "id: new-shop-abcdef\nname: New Shop\ntier: standard\nregion: apac\nsubscription: sub_new\ncontacts: {admin: a@new.shop, billing: b@new.shop}\ncreated: 2025-01-31T00:00:00Z\nstatus: provisioning\n",
+    );
+    inc.generate();
+    let full = Workspace::new();
+    common::copy_dir(&inc.registry(), &full.registry());
+    full.generate();
+    assert_eq!(inc.snapshot(), full.snapshot());
+}
+
+#[test]
+fn crash_leftovers_and_a_lost_state_file_converge() {
+    let ws = Workspace::new();
+    ws.generate();
+    let good = ws.snapshot();
+    // A crash after some writes: a half-written temporary file, an old file, no state.
+    let dir = ws.out().join(format!("tenants-out/{ABC}"));
+    std::fs::write(dir.join(".provisio-XXXX"), "partial").unwrap();
+    std::fs::write(dir.join("ingress.yaml"), "old").unwrap();
+    std::fs::remove_file(ws.out().join(provisio::output::STATE_FILE)).unwrap();
+    ws.generate();
+    assert_eq!(good, ws.snapshot());
+}
+
+#[test]
+fn generated_tree_contains_no_secret_material() {
+    let ws = Workspace::new();
+    ws.generate();
+    for (path, bytes) in ws.snapshot() {
+        let text = String::from_utf8(bytes).unwrap();
+        assert!(!text.contains("kind: Secret\n"), "{path} holds a Secret");
+        for word in ["password:", "stringData", "admin:admin", "secret_key:"] {
+            assert!(
+                !text.to_lowercase().contains(word),
+                "{path} contains `{word}`"
+            );
+        }
+    }
+}

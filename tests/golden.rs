@@ -1,0 +1,25 @@
+//! Golden tree: the committed `tenants-out/` and `argocd/` are exactly what `generate`
+//! renders from the bundled `registry/`. After a deliberate change, regenerate them with
+//! `PROVISIO_BLESS=1 cargo test --test golden` (or `cargo run -- generate`) and review the diff.
+
+mod common;
+
+use provisio::pipeline::{self, Paths};
+
+#[test]
+fn committed_output_matches_the_example_registry() {
+    let root = common::repo_root();
+    let paths = Paths {
+        registry: root.join("registry"),
+        out: root.clone(),
+    };
+    if std::env::var("PROVISIO_BLESS").is_ok_and(|v| v == "1") {
+        pipeline::generate(&paths, common::now(), true).unwrap();
+    }
+    let r = pipeline::check(&paths, common::now()).unwrap();
+    assert!(
+        r.drifts.is_empty(),
+        "the committed output is stale:\n{}\nrun `PROVISIO_BLESS=1 cargo test --test golden`",
+        provisio::output::diff::render(&r.drifts, &r.expected, &r.actual, 40)
+    );
+}
