@@ -1,5 +1,6 @@
 //! The pipeline as operations the commands (and watch mode) call: load → plan → render →
-//! write. Each step is one module; this file only strings them together.
+//! write. Each step is one module; this file only strings them together, one tenant at a
+//! time so memory stays flat at any registry size.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -7,9 +8,10 @@ use std::path::{Path, PathBuf};
 use chrono::{DateTime, Utc};
 
 use crate::diagnostic::Report;
-use crate::output::{self, Change, Summary, WriteError, diff};
+use crate::output::{self, Summary, WriteError, Writer, diff};
+use crate::plan::plan_tenant;
 use crate::registry::{self, Registry, load::ReadError};
-use crate::render::{self, Files, RenderError};
+use crate::render::{self, ARGOCD_DIR, RenderError, Renderer, TENANTS_DIR};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PipelineError {
@@ -27,7 +29,7 @@ pub enum PipelineError {
     Write(#[from] WriteError),
 }
 
-/// Where to read, where to write, and the time to render for.
+/// Where to read the registry and where to write the output.
 #[derive(Debug, Clone)]
 pub struct Paths {
     pub registry: PathBuf,
@@ -36,8 +38,7 @@ pub struct Paths {
 
 /// Loads and validates the registry; any diagnostic is an error.
 pub fn load(registry_dir: &Path) -> Result<(Registry, registry::Sources), PipelineError> {
-    let sources = registry::read_dir(registry_dir)?;
-    let loaded = registry::load_sources(sources);
+    let loaded = registry::load_sources(registry::read_dir(registry_dir)?);
     let sources = loaded.report.sources.clone();
     let reg = loaded
         .into_result()
@@ -45,53 +46,87 @@ pub fn load(registry_dir: &Path) -> Result<(Registry, registry::Sources), Pipeli
     Ok((reg, sources))
 }
 
-/// `generate`: renders what changed since the last run and writes it. With `full`, every
-/// tenant is re-rendered and compared with the disk (repairs hand edits).
+/// `generate`: renders the tenants whose inputs changed since the last run and writes what
+/// differs. With `full`, every tenant is re-rendered and compared with the disk (repairs
+/// hand edits).
 pub fn generate(paths: &Paths, now: DateTime<Utc>, full: bool) -> Result<Summary, PipelineError> {
     let (reg, sources) = load(&paths.registry)?;
     let inputs = output::fingerprint(&sources);
     let previous = output::read_state(&paths.out)?;
-    let stale = |id: &str| match &previous {
-        Some(p) if !full && p.shared == inputs.shared => {
-            p.tenants.get(id) != inputs.tenants.get(id)
+    let trusted = previous
+        .as_ref()
+        .filter(|p| !full && p.shared == inputs.shared);
+    let renderer = Renderer::new();
+    let mut writer = Writer::new(&paths.out, previous.as_ref(), &inputs);
+    for (id, tenant) in &reg.tenants {
+        let input = &inputs.tenants[id];
+        let unchanged = trusted
+            .and_then(|p| p.tenants.get(id))
+            .is_some_and(|t| &t.input == input);
+        if unchanged && writer.keep(id) {
+            continue;
         }
-        _ => true,
-    };
-    let rendered = render::render_selected(&reg, now, stale)?;
+        let files = renderer.tenant(&plan_tenant(&reg, tenant, now))?;
+        writer.tenant(id, input, &files)?;
+    }
+    writer.argocd(&render::argocd::render_argocd(&reg)?)?;
     let all: BTreeSet<String> = reg.tenants.keys().cloned().collect();
-    let summary = output::apply(
-        &paths.out,
-        &Change {
-            output: &rendered,
-            all_tenants: &all,
-            previous: previous.as_ref(),
-            next_inputs: &inputs,
-            verify_disk: full,
-        },
-    )?;
-    Ok(summary)
+    Ok(writer.finish(&all)?)
 }
 
-/// `check`: renders everything and compares it with the disk.
+/// What `check` found.
 pub struct CheckResult {
     pub drifts: Vec<diff::Drift>,
-    pub expected: Files,
-    pub actual: Files,
+    /// Unified diff of every drift (at most `max_diff_lines` per file).
+    pub diff: String,
+    /// Files the registry renders.
+    pub files: usize,
 }
 
-pub fn check(paths: &Paths, now: DateTime<Utc>) -> Result<CheckResult, PipelineError> {
+/// `check`: renders everything, tenant by tenant, and compares it with the disk.
+pub fn check(
+    paths: &Paths,
+    now: DateTime<Utc>,
+    max_diff_lines: usize,
+) -> Result<CheckResult, PipelineError> {
     let (reg, _) = load(&paths.registry)?;
-    let rendered = render::render_all(&reg, now)?;
-    let expected: Files = rendered
-        .tenants
-        .into_values()
-        .flatten()
-        .chain(rendered.argocd)
-        .collect();
-    let actual = output::read_tree(&paths.out)?;
-    Ok(CheckResult {
-        drifts: diff::compare(&expected, &actual),
-        expected,
-        actual,
-    })
+    let renderer = Renderer::new();
+    let mut result = CheckResult {
+        drifts: Vec::new(),
+        diff: String::new(),
+        files: 0,
+    };
+    let mut compare = |expected: &render::Files, dir: &str| -> Result<(), PipelineError> {
+        let actual = output::read_files(&paths.out, dir)?;
+        let drifts = diff::compare(expected, &actual);
+        result
+            .diff
+            .push_str(&diff::render(&drifts, expected, &actual, max_diff_lines));
+        result.drifts.extend(drifts);
+        result.files += expected.len();
+        Ok(())
+    };
+    for (id, tenant) in &reg.tenants {
+        let files = renderer.tenant(&plan_tenant(&reg, tenant, now))?;
+        compare(&files, &format!("{TENANTS_DIR}/{id}"))?;
+    }
+    compare(&render::argocd::render_argocd(&reg)?, ARGOCD_DIR)?;
+    // Trees of tenants that are not in the registry, and stray files at the top.
+    let mut stray = render::Files::new();
+    for (path, bytes) in output::read_files(&paths.out, TENANTS_DIR)? {
+        let id = path.split('/').nth(1).unwrap_or_default();
+        if !reg.tenants.contains_key(id) || path.matches('/').count() < 2 {
+            stray.insert(path, bytes);
+        }
+    }
+    compare_stray(&stray, &mut result);
+    Ok(result)
+}
+
+fn compare_stray(stray: &render::Files, result: &mut CheckResult) {
+    let drifts = diff::compare(&render::Files::new(), stray);
+    result
+        .diff
+        .push_str(&diff::render(&drifts, &render::Files::new(), stray, 0));
+    result.drifts.extend(drifts);
 }

@@ -112,7 +112,7 @@ fn hand_edits_are_reported_by_check_and_repaired_by_full_generate() {
     let text = std::fs::read_to_string(&file).unwrap();
     std::fs::write(&file, text.replace("pods: \"100\"", "pods: \"1000\"")).unwrap();
     std::fs::write(ws.out().join("tenants-out/stray.yaml"), "x: 1\n").unwrap();
-    let r = pipeline::check(&ws.paths(), common::now()).unwrap();
+    let r = pipeline::check(&ws.paths(), common::now(), 40).unwrap();
     let paths: Vec<&str> = r.drifts.iter().map(|d| d.path()).collect();
     assert_eq!(
         paths,
@@ -121,7 +121,7 @@ fn hand_edits_are_reported_by_check_and_repaired_by_full_generate() {
             "tenants-out/stray.yaml"
         ]
     );
-    let text = provisio::output::diff::render(&r.drifts, &r.expected, &r.actual, 40);
+    let text = &r.diff;
     assert!(
         text.contains("-    pods: \"1000\"") && text.contains("+    pods: \"100\""),
         "{text}"
@@ -129,7 +129,7 @@ fn hand_edits_are_reported_by_check_and_repaired_by_full_generate() {
     pipeline::generate(&ws.paths(), common::now(), true).unwrap();
     std::fs::remove_file(ws.out().join("tenants-out/stray.yaml")).unwrap();
     assert!(
-        pipeline::check(&ws.paths(), common::now())
+        pipeline::check(&ws.paths(), common::now(), 40)
             .unwrap()
             .drifts
             .is_empty()

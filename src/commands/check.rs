@@ -1,7 +1,6 @@
 //! `provisio check`: exit 1 with a diff when the output on disk is stale or hand-edited.
 
 use crate::cli::{EXIT_DRIFT, EXIT_OK};
-use crate::output::diff;
 use crate::pipeline;
 
 #[derive(Debug, clap::Args)]
@@ -16,19 +15,13 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> u8 {
-    match pipeline::check(&args.paths.paths(), args.now.get()) {
+    match pipeline::check(&args.paths.paths(), args.now.get(), args.max_diff_lines) {
         Ok(r) if r.drifts.is_empty() => {
-            eprintln!(
-                "check: the output is up to date ({} files)",
-                r.expected.len()
-            );
+            eprintln!("check: the output is up to date ({} files)", r.files);
             EXIT_OK
         }
         Ok(r) => {
-            print!(
-                "{}",
-                diff::render(&r.drifts, &r.expected, &r.actual, args.max_diff_lines)
-            );
+            print!("{}", r.diff);
             eprintln!(
                 "check: {} file(s) differ from what the registry renders; run `provisio generate`",
                 r.drifts.len()

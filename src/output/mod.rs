@@ -8,4 +8,4 @@ pub mod state;
 pub mod write;
 
 pub use state::{Inputs, STATE_FILE, State, fingerprint};
-pub use write::{Change, Summary, WriteError, apply, read_state, read_tree};
+pub use write::{Summary, WriteError, Writer, read_files, read_state, read_tree};

@@ -1,20 +1,22 @@
 //! Writing the output tree. The only code that creates, replaces or removes files under
 //! `<out>/tenants-out/` and `<out>/argocd/`.
 //!
+//! - Tenants are written one at a time ([`Writer::tenant`]), so memory stays flat however
+//!   many tenants there are.
 //! - A file is written only when its bytes change, through a temporary file in the same
 //!   directory renamed over the old one: a crash leaves the old file or the new one, never a
 //!   half-written one.
-//! - The state file is written last; after a crash the next run sees the old state,
-//!   re-renders what it may have missed, and converges.
+//! - The state file is written last ([`Writer::finish`]); after a crash the next run sees the
+//!   old state, re-renders what it may have missed, and converges.
 //! - A tenant directory that is not in the registry is removed (callers guard against mass
-//!   removals before calling [`apply`]).
+//!   removals before calling `finish`).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use super::state::{STATE_FILE, State, sha256_hex};
-use crate::render::{ARGOCD_DIR, Files, Output, TENANTS_DIR};
+use super::state::{Inputs, STATE_FILE, State, TenantState, tree_hash};
+use crate::render::{ARGOCD_DIR, Files, TENANTS_DIR};
 
 #[derive(Debug, thiserror::Error)]
 pub enum WriteError {
@@ -37,7 +39,7 @@ fn io(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> Write
     }
 }
 
-/// What one `apply` did.
+/// What a run did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Summary {
     pub written: Vec<String>,
@@ -46,25 +48,14 @@ pub struct Summary {
     /// Tenants whose tree gained, changed or lost a file.
     pub tenants_changed: BTreeSet<String>,
     pub tenants_removed: BTreeSet<String>,
+    /// Tenants skipped because their inputs did not change.
+    pub tenants_skipped: usize,
 }
 
 impl Summary {
     pub fn is_noop(&self) -> bool {
         self.written.is_empty() && self.removed.is_empty()
     }
-}
-
-/// What the writer must do: the rendered files of some tenants (others are known to be up to
-/// date), every tenant id that must exist, the Argo CD files.
-pub struct Change<'a> {
-    pub output: &'a Output,
-    /// Every tenant of the registry (rendered or skipped as unchanged).
-    pub all_tenants: &'a BTreeSet<String>,
-    pub previous: Option<&'a State>,
-    pub next_inputs: &'a super::state::Inputs,
-    /// Compare every rendered file with the disk even when the state records its hash
-    /// (repairs hand edits; slower).
-    pub verify_disk: bool,
 }
 
 /// Reads the state file of an output root, if any.
@@ -91,105 +82,112 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), WriteError> {
     Ok(())
 }
 
-fn tenant_of(path: &str) -> Option<&str> {
-    path.strip_prefix(TENANTS_DIR)?
-        .strip_prefix('/')?
-        .split('/')
-        .next()
+/// Streams a run's output to disk, tenant by tenant.
+pub struct Writer<'a> {
+    root: &'a Path,
+    previous: Option<&'a State>,
+    next: State,
+    summary: Summary,
 }
 
-/// Applies a change to the output root; returns what was done.
-pub fn apply(root: &Path, change: &Change<'_>) -> Result<Summary, WriteError> {
-    let mut summary = Summary::default();
-    let previous_files = change.previous.map(|s| &s.files);
-    let mut next_files: BTreeMap<String, String> = BTreeMap::new();
-
-    // Files of tenants that were not re-rendered stay as recorded.
-    if let Some(prev) = previous_files {
-        for (path, hash) in prev {
-            if let Some(t) = tenant_of(path)
-                && change.all_tenants.contains(t)
-                && !change.output.tenants.contains_key(t)
-            {
-                next_files.insert(path.clone(), hash.clone());
-            }
+impl<'a> Writer<'a> {
+    pub fn new(root: &'a Path, previous: Option<&'a State>, inputs: &Inputs) -> Self {
+        Writer {
+            root,
+            previous,
+            next: State::empty(&inputs.shared),
+            summary: Summary::default(),
         }
     }
 
-    let rendered = change
-        .output
-        .tenants
-        .values()
-        .flat_map(|f| f.iter())
-        .chain(change.output.argocd.iter());
-    for (path, bytes) in rendered {
-        let hash = sha256_hex(bytes);
-        let full = root.join(path);
-        let recorded = previous_files.and_then(|f| f.get(path));
-        let same = if recorded == Some(&hash) && !change.verify_disk {
-            // Recorded as written with these bytes; trust it unless the file is gone.
-            full.is_file()
-        } else {
-            match std::fs::read(&full) {
+    /// A tenant whose inputs did not change: its tree is kept as recorded.
+    pub fn keep(&mut self, id: &str) -> bool {
+        match self.previous.and_then(|p| p.tenants.get(id)) {
+            Some(t) => {
+                self.next.tenants.insert(id.to_owned(), t.clone());
+                self.summary.tenants_skipped += 1;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Writes the files of one tenant (paths `tenants-out/<id>/…`) and removes files of its
+    /// directory that are no longer rendered.
+    pub fn tenant(&mut self, id: &str, input: &str, files: &Files) -> Result<(), WriteError> {
+        let dir = self.root.join(TENANTS_DIR).join(id);
+        if self.sync_dir(&dir, files)? {
+            self.summary.tenants_changed.insert(id.to_owned());
+        }
+        self.next.tenants.insert(
+            id.to_owned(),
+            TenantState {
+                input: input.to_owned(),
+                tree: tree_hash(files),
+            },
+        );
+        Ok(())
+    }
+
+    /// Writes `argocd/`.
+    pub fn argocd(&mut self, files: &Files) -> Result<(), WriteError> {
+        self.sync_dir(&self.root.join(ARGOCD_DIR), files)?;
+        self.next.argocd = tree_hash(files);
+        Ok(())
+    }
+
+    /// Makes `dir` hold exactly `files` (root-relative paths); true when anything changed.
+    fn sync_dir(&mut self, dir: &Path, files: &Files) -> Result<bool, WriteError> {
+        let mut changed = false;
+        for (path, bytes) in files {
+            let full = self.root.join(path);
+            let same = match std::fs::read(&full) {
                 Ok(old) => old == *bytes,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
                 Err(e) => return Err(io("read", &full)(e)),
-            }
-        };
-        if same {
-            summary.unchanged += 1;
-        } else {
-            write_atomic(&full, bytes)?;
-            summary.written.push(path.clone());
-            if let Some(t) = tenant_of(path) {
-                summary.tenants_changed.insert(t.to_owned());
+            };
+            if same {
+                self.summary.unchanged += 1;
+            } else {
+                write_atomic(&full, bytes)?;
+                self.summary.written.push(path.clone());
+                changed = true;
             }
         }
-        next_files.insert(path.clone(), hash);
-    }
-
-    // Stale files inside re-rendered tenants and in argocd/.
-    let mut stale_dirs: Vec<PathBuf> = change
-        .output
-        .tenants
-        .keys()
-        .map(|t| root.join(TENANTS_DIR).join(t))
-        .collect();
-    stale_dirs.push(root.join(ARGOCD_DIR));
-    for dir in stale_dirs {
-        for file in list_files(&dir)? {
-            let rel = relative(root, &file);
-            if !next_files.contains_key(&rel) {
+        for file in list_files(dir)? {
+            let rel = relative(self.root, &file);
+            if !files.contains_key(&rel) {
                 remove_file(&file)?;
-                if let Some(t) = tenant_of(&rel) {
-                    summary.tenants_changed.insert(t.to_owned());
+                self.summary.removed.push(rel);
+                changed = true;
+            }
+        }
+        remove_empty_dirs(dir)?;
+        Ok(changed)
+    }
+
+    /// Removes the trees of tenants not in `all_tenants`, writes the state file, and returns
+    /// what the run did.
+    pub fn finish(mut self, all_tenants: &BTreeSet<String>) -> Result<Summary, WriteError> {
+        let tenants_root = self.root.join(TENANTS_DIR);
+        for name in list_dirs(&tenants_root)? {
+            if !all_tenants.contains(&name) {
+                let dir = tenants_root.join(&name);
+                for file in list_files(&dir)? {
+                    self.summary.removed.push(relative(self.root, &file));
                 }
-                summary.removed.push(rel);
+                std::fs::remove_dir_all(&dir).map_err(io("remove", &dir))?;
+                self.summary.tenants_removed.insert(name);
             }
         }
-        remove_empty_dirs(&dir)?;
-    }
-
-    // Tenant trees that are no longer in the registry.
-    let tenants_root = root.join(TENANTS_DIR);
-    for name in list_dirs(&tenants_root)? {
-        if !change.all_tenants.contains(&name) {
-            let dir = tenants_root.join(&name);
-            for file in list_files(&dir)? {
-                summary.removed.push(relative(root, &file));
-            }
-            std::fs::remove_dir_all(&dir).map_err(io("remove", &dir))?;
-            summary.tenants_removed.insert(name);
+        self.next.tenants.retain(|id, _| all_tenants.contains(id));
+        if self.previous != Some(&self.next) {
+            write_atomic(&self.root.join(STATE_FILE), &self.next.to_bytes())?;
         }
+        self.summary.written.sort();
+        self.summary.removed.sort();
+        Ok(self.summary)
     }
-
-    let state = State::new(change.next_inputs, next_files);
-    if change.previous != Some(&state) {
-        write_atomic(&root.join(super::state::STATE_FILE), &state.to_bytes())?;
-    }
-    summary.written.sort();
-    summary.removed.sort();
-    Ok(summary)
 }
 
 fn relative(root: &Path, file: &Path) -> String {
@@ -273,14 +271,19 @@ fn remove_empty_dirs(dir: &Path) -> Result<(), WriteError> {
     Ok(())
 }
 
-/// Files of the output root as `generate` would see them: the tenant trees and `argocd/`.
-pub fn read_tree(root: &Path) -> Result<Files, WriteError> {
-    let mut files = Files::new();
-    for dir in [TENANTS_DIR, ARGOCD_DIR] {
-        for f in list_files(&root.join(dir))? {
-            let bytes = std::fs::read(&f).map_err(io("read", &f))?;
-            files.insert(relative(root, &f), bytes);
-        }
+/// The files below `root/<dir>` with their bytes, keyed by root-relative path.
+pub fn read_files(root: &Path, dir: &str) -> Result<Files, WriteError> {
+    let mut files = BTreeMap::new();
+    for f in list_files(&root.join(dir))? {
+        let bytes = std::fs::read(&f).map_err(io("read", &f))?;
+        files.insert(relative(root, &f), bytes);
     }
+    Ok(files)
+}
+
+/// Files of the output root as `generate` writes them: the tenant trees and `argocd/`.
+pub fn read_tree(root: &Path) -> Result<Files, WriteError> {
+    let mut files = read_files(root, TENANTS_DIR)?;
+    files.extend(read_files(root, ARGOCD_DIR)?);
     Ok(files)
 }

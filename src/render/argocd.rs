@@ -13,7 +13,6 @@ use super::crd::*;
 use super::objects::match_labels;
 use super::{ARGOCD_DIR, Files, RenderError, TENANTS_DIR, to_yaml, yaml_file};
 use crate::naming;
-use crate::plan::TenantPlan;
 use crate::registry::Registry;
 
 /// Namespaced kinds a tenant tree may contain (the AppProject allows nothing else).
@@ -47,7 +46,7 @@ fn meta(reg: &Registry, name: &str) -> ObjectMeta {
     }
 }
 
-pub fn render_argocd(reg: &Registry, plans: &[TenantPlan<'_>]) -> Result<Files, RenderError> {
+pub fn render_argocd(reg: &Registry) -> Result<Files, RenderError> {
     let mut files = Files::new();
     files.insert(
         format!("{ARGOCD_DIR}/project.yaml"),
@@ -61,7 +60,6 @@ pub fn render_argocd(reg: &Registry, plans: &[TenantPlan<'_>]) -> Result<Files, 
             shards.insert(naming::shard_name(region, n));
         }
     }
-    let _ = plans; // Shard membership lives in each tenant's config.json.
     let mut resources = vec!["project.yaml".to_owned()];
     for shard in &shards {
         let region = shard_region(reg, shard);

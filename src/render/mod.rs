@@ -16,6 +16,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::plan::{TenantPlan, plan_tenant};
+
 use crate::registry::Registry;
 
 /// Output root of the tenant trees and of the Argo CD objects.
@@ -55,31 +56,42 @@ pub struct Output {
     pub argocd: Files,
 }
 
-/// Renders everything: every tenant tree and the Argo CD objects.
-pub fn render_all(reg: &Registry, now: DateTime<Utc>) -> Result<Output, RenderError> {
-    render_selected(reg, now, |_| true)
+/// Renders tenants one at a time (the template environment is built once).
+pub struct Renderer {
+    env: templates::Environment<'static>,
 }
 
-/// Renders the tenants that `keep` selects (incremental regeneration) and, always, the Argo
-/// CD objects, which depend on every tenant.
-pub fn render_selected(
-    reg: &Registry,
-    now: DateTime<Utc>,
-    keep: impl Fn(&str) -> bool,
-) -> Result<Output, RenderError> {
-    let env = templates::environment();
-    let plans: Vec<TenantPlan<'_>> = reg
-        .tenants
-        .values()
-        .map(|t| plan_tenant(reg, t, now))
-        .collect();
+impl Default for Renderer {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Renderer {
+    pub fn new() -> Self {
+        Renderer {
+            env: templates::environment(),
+        }
+    }
+
+    /// The files of one tenant's tree, keyed by output-relative path.
+    pub fn tenant(&self, plan: &TenantPlan<'_>) -> Result<Files, RenderError> {
+        tenant::render_tenant(plan, &self.env)
+    }
+}
+
+/// Renders everything in memory: every tenant tree and the Argo CD objects. The commands
+/// stream tenant by tenant instead; this is for tests and small registries.
+pub fn render_all(reg: &Registry, now: DateTime<Utc>) -> Result<Output, RenderError> {
+    let renderer = Renderer::new();
     let mut tenants = BTreeMap::new();
-    for plan in plans.iter().filter(|p| keep(p.id)) {
-        tenants.insert(plan.id.to_owned(), tenant::render_tenant(plan, &env)?);
+    for t in reg.tenants.values() {
+        let plan = plan_tenant(reg, t, now);
+        tenants.insert(plan.id.to_owned(), renderer.tenant(&plan)?);
     }
     Ok(Output {
         tenants,
-        argocd: argocd::render_argocd(reg, &plans)?,
+        argocd: argocd::render_argocd(reg)?,
     })
 }
 

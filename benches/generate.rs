@@ -1,0 +1,198 @@
+//! Benchmark (not a timed test): synthesises registries of 1,000 and 10,000 tenants from the
+//! bundled example and measures, with the release binary, cold `generate`, no-op `generate`,
+//! a one-tenant change and `check`, each with its peak memory (max RSS from `wait4`); then
+//! the same tenants built by `kubectl kustomize` as overlays of one base, the way a team would
+//! do it without provisio. Run: `cargo bench --bench generate` (sizes: `BENCH_SIZES=1000,10000`).
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Instant;
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let t = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &t);
+        } else {
+            std::fs::copy(e.path(), t).unwrap();
+        }
+    }
+}
+
+/// A registry of `n` tenants spread over the example's regions and tiers, with enough
+/// ApplicationSet shards per region to stay under 500 tenants each.
+fn synthesise(root: &Path, n: usize) {
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("registry");
+    copy_dir(&example.join("products"), &root.join("products"));
+    std::fs::copy(example.join("tiers.yaml"), root.join("tiers.yaml")).unwrap();
+    let shards = n.div_ceil(5 * 250).max(1);
+    let platform = std::fs::read_to_string(example.join("platform.yaml"))
+        .unwrap()
+        .replace("    shards: 1\n", "")
+        .replace(".internal\n", &format!(".internal\n    shards: {shards}\n"))
+        .replace(
+            "cluster: https://kubernetes.default.svc\n",
+            &format!("cluster: https://kubernetes.default.svc\n    shards: {shards}\n"),
+        );
+    std::fs::write(root.join("platform.yaml"), platform).unwrap();
+    std::fs::create_dir_all(root.join("tenants")).unwrap();
+    let regions = ["us-east", "us-west", "eu-west", "eu-central", "apac"];
+    let tiers = ["standard", "premium", "business"];
+    for i in 0..n {
+        let name = format!("Customer {i} Shop");
+        let sub = format!("sub_{i:06}");
+        let id = provisio::naming::tenant_id(&name, &sub);
+        std::fs::write(
+            root.join(format!("tenants/{id}.yaml")),
+            format!(
+                "id: {id}\nname: {name}\ntier: {}\nregion: {}\nsubscription: {sub}\ncontacts: {{admin: admin{i}@example.com, billing: billing{i}@example.com}}\ncreated: 2025-01-01T00:00:00Z\nstatus: active\n",
+                tiers[i % 3],
+                regions[i % 5]
+            ),
+        )
+        .unwrap();
+    }
+}
+
+/// Runs a command; returns (seconds, peak RSS in MiB). The child is reaped by `wait4`
+/// (which also gives its peak memory), not by `Child::wait`, hence the allow.
+#[allow(clippy::zombie_processes)]
+fn measure(cmd: &mut Command) -> (f64, f64) {
+    let start = Instant::now();
+    let child = cmd.spawn().expect("spawn");
+    let mut status = 0;
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: waiting for our own child with valid pointers.
+    let pid = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
+    let secs = start.elapsed().as_secs_f64();
+    assert_eq!(pid, child.id() as i32);
+    assert!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        "{cmd:?} failed"
+    );
+    (secs, usage.ru_maxrss as f64 / 1024.0)
+}
+
+fn provisio(args: &[&str], dir: &Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_provisio"));
+    c.args(args)
+        .args(["--now", "2025-02-01T00:00:00Z"])
+        .current_dir(dir)
+        .stderr(std::process::Stdio::null());
+    c
+}
+
+fn row(what: &str, n: usize, (s, mb): (f64, f64)) {
+    println!("| {what} | {n} | {s:.2} s | {mb:.0} MiB |");
+}
+
+/// The kustomize way: one base (a rendered tenant tree without its namespace-specific
+/// objects) and one overlay per tenant setting namespace, labels and the tier's quota.
+fn kustomize_overlays(root: &Path, base_tree: &Path, n: usize) {
+    let base = root.join("base");
+    copy_dir(base_tree, &base);
+    std::fs::remove_file(base.join("config.json")).unwrap();
+    std::fs::remove_file(base.join("namespace.yaml")).unwrap();
+    let k = std::fs::read_to_string(base.join("kustomization.yaml")).unwrap();
+    std::fs::write(
+        base.join("kustomization.yaml"),
+        k.replace("- namespace.yaml\n", ""),
+    )
+    .unwrap();
+    let mut top = String::from(
+        "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n",
+    );
+    for i in 0..n {
+        let dir = root.join(format!("overlays/t{i:05}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(
+            dir.join("kustomization.yaml"),
+            format!(
+                "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nnamespace: e-commerce-t{i:05}\nresources:\n- ../../base\nlabels:\n- pairs: {{tenant: t{i:05}, tier: premium}}\npatches:\n- target: {{kind: ResourceQuota, name: tenant-quota}}\n  patch: |-\n    - op: replace\n      path: /spec/hard/pods\n      value: \"{}\"\n",
+                50 + i % 3 * 50
+            ),
+        )
+        .unwrap();
+        top.push_str(&format!("- overlays/t{i:05}\n"));
+    }
+    std::fs::write(root.join("kustomization.yaml"), top).unwrap();
+}
+
+const KUSTOMIZE_SAMPLE: usize = 100;
+
+fn main() {
+    // `cargo bench` passes `--bench`; nothing to parse.
+    let sizes: Vec<usize> = std::env::var("BENCH_SIZES")
+        .unwrap_or_else(|_| "1000,10000".into())
+        .split(',')
+        .map(|s| s.trim().parse().expect("BENCH_SIZES: numbers"))
+        .collect();
+    println!("| step | tenants | time | peak memory |\n|---|---|---|---|");
+    for &n in &sizes {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        synthesise(&dir.join("registry"), n);
+        row(
+            "generate, cold",
+            n,
+            measure(&mut provisio(&["generate"], dir)),
+        );
+        row(
+            "generate, no-op",
+            n,
+            measure(&mut provisio(&["generate"], dir)),
+        );
+        let first = std::fs::read_dir(dir.join("registry/tenants"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .min()
+            .unwrap();
+        let text = std::fs::read_to_string(&first).unwrap();
+        let changed = if text.contains("tier: premium") {
+            text.replace("tier: premium", "tier: business")
+        } else {
+            text.replace("tier: standard", "tier: premium")
+                .replace("tier: business", "tier: premium")
+        };
+        std::fs::write(&first, changed).unwrap();
+        row(
+            "generate, one tenant changed",
+            n,
+            measure(&mut provisio(&["generate"], dir)),
+        );
+        row(
+            "check (full render + compare)",
+            n,
+            measure(&mut provisio(&["check"], dir)),
+        );
+
+        // kustomize re-builds the base for every overlay (~0.5 s each here), so it is
+        // measured on a sample and extrapolated linearly; the table says so.
+        let sample = n.min(KUSTOMIZE_SAMPLE);
+        let kdir = dir.join("kustomize");
+        let tree = std::fs::read_dir(dir.join("tenants-out"))
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap()
+            .path();
+        kustomize_overlays(&kdir, &tree, sample);
+        let mut k = Command::new("kubectl");
+        k.arg("kustomize")
+            .arg(&kdir)
+            .stdout(std::process::Stdio::null());
+        let (s, mb) = measure(&mut k);
+        row(
+            &format!("kubectl kustomize, {sample} overlays of one base (measured)"),
+            sample,
+            (s, mb),
+        );
+        row(
+            "kubectl kustomize, extrapolated ×n/sample",
+            n,
+            (s * n as f64 / sample as f64, mb),
+        );
+    }
+}
