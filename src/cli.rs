@@ -27,6 +27,10 @@ pub enum Command {
     Check(commands::check::Args),
     /// Check the registry only.
     Validate(commands::validate::Args),
+    /// Create or converge a tenant's databases, users, vhosts, queues or buckets (setup Jobs).
+    Setup(commands::setup::Args),
+    /// Remove them, for a tenant past its deletion date (PostDelete Jobs).
+    Teardown(commands::setup::Args),
 }
 
 /// Parses the arguments, runs the command, maps the outcome to an exit code.
@@ -50,6 +54,8 @@ pub fn main() -> ExitCode {
         Command::Generate(a) => commands::generate::run(a),
         Command::Check(a) => commands::check::run(a),
         Command::Validate(a) => commands::validate::run(a),
+        Command::Setup(a) => commands::setup::run(a),
+        Command::Teardown(a) => commands::setup::run_teardown(a),
     };
     ExitCode::from(code)
 }

@@ -9,6 +9,7 @@ pub mod naming;
 pub mod registry;
 pub mod plan;
 pub mod render;
+pub mod setup;
 pub mod cli;
 pub mod commands;
 pub mod output;

@@ -2,6 +2,7 @@
 
 pub mod check;
 pub mod generate;
+pub mod setup;
 pub mod validate;
 
 use chrono::{DateTime, Utc};

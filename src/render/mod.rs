@@ -6,6 +6,7 @@
 
 pub mod argocd;
 pub mod crd;
+pub mod jobs;
 mod objects;
 pub mod templates;
 pub mod tenant;

@@ -1,0 +1,161 @@
+//! `provisio setup mysql|rabbitmq|s3` and `provisio teardown …`: run by the setup Jobs (see
+//! `render::jobs`) with the tenant's [`SetupSpec`] and the admin credentials of the shared
+//! service in their environment. Prints one line per object and `unchanged` when a run
+//! changed nothing; exits 0 when done, 2 on invalid input, 3 when a server is unreachable
+//! or refuses, 4 when teardown refuses a tenant that is not due for deletion.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+use crate::cli::EXIT_OK;
+use crate::setup::secrets::{FileStore, SecretStore};
+use crate::setup::{self, Report, Retry, SetupError, SetupSpec};
+
+pub use crate::setup::spec::SPEC_ENV;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Service {
+    Mysql,
+    Rabbitmq,
+}
+
+impl Service {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Service::Mysql => "mysql",
+            Service::Rabbitmq => "rabbitmq",
+        }
+    }
+}
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Which shared service to set up.
+    #[arg(value_enum)]
+    pub service: Service,
+    /// The tenant's setup spec (JSON); default: the `PROVISIO_SETUP_SPEC` variable.
+    #[arg(long)]
+    pub spec: Option<PathBuf>,
+    /// Where tenant credentials live: `file:<dir>` (one JSON file per key).
+    #[arg(long, value_parser = parse_store)]
+    pub secret_store: StoreArg,
+    /// Attempts per connection before giving up on an unreachable server.
+    #[arg(long, default_value_t = 6)]
+    pub attempts: u32,
+    /// First backoff delay in milliseconds (doubled after each failed attempt).
+    #[arg(long, default_value_t = 500)]
+    pub backoff_ms: u64,
+    /// The time teardown checks the deletion date against (RFC 3339); default: now.
+    #[arg(long, value_parser = super::parse_now)]
+    pub now: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone)]
+pub enum StoreArg {
+    File(PathBuf),
+}
+
+fn parse_store(s: &str) -> Result<StoreArg, String> {
+    match s.split_once(':') {
+        Some(("file", dir)) if !dir.is_empty() => Ok(StoreArg::File(PathBuf::from(dir))),
+        _ => Err("expected `file:<dir>`".to_owned()),
+    }
+}
+
+impl StoreArg {
+    fn open(&self) -> Box<dyn SecretStore> {
+        match self {
+            StoreArg::File(dir) => Box::new(FileStore::new(dir)),
+        }
+    }
+}
+
+fn load_spec(args: &Args) -> Result<SetupSpec, SetupError> {
+    let json = match &args.spec {
+        Some(path) => std::fs::read_to_string(path).map_err(|source| SetupError::Io {
+            action: "read the setup spec",
+            path: path.display().to_string(),
+            source,
+        })?,
+        None => std::env::var(SPEC_ENV).map_err(|_| {
+            SetupError::invalid(
+                "setup spec",
+                format!("give --spec <file> or set {SPEC_ENV}"),
+            )
+        })?,
+    };
+    SetupSpec::parse(&json)
+}
+
+fn env(name: &str) -> Result<String, SetupError> {
+    match std::env::var(name) {
+        Ok(v) if !v.is_empty() => Ok(v),
+        _ => Err(SetupError::invalid(
+            "environment",
+            format!("{name} must be set (the admin credentials of the shared service)"),
+        )),
+    }
+}
+
+fn mysql_admin() -> Result<setup::mysql::Admin, SetupError> {
+    Ok(setup::mysql::Admin {
+        user: env("MYSQL_ADMIN_USER")?,
+        password: env("MYSQL_ADMIN_PASSWORD")?,
+    })
+}
+
+fn not_needed(spec: &SetupSpec, service: Service) -> Report {
+    tracing::info!(tenant = %spec.tenant, service = service.as_str(), "the tenant does not use this service");
+    Report::default()
+}
+
+fn execute(args: &Args, teardown: bool) -> Result<Report, SetupError> {
+    let spec = load_spec(args)?;
+    if teardown {
+        setup::check_deletion_due(&spec, args.now.unwrap_or_else(Utc::now))?;
+    }
+    let retry = Retry {
+        attempts: args.attempts,
+        base: Duration::from_millis(args.backoff_ms),
+    };
+    let store = args.secret_store.open();
+    match args.service {
+        Service::Mysql => match &spec.mysql {
+            None => Ok(not_needed(&spec, args.service)),
+            Some(m) if teardown => setup::mysql::teardown(m, &mysql_admin()?, &*store, &retry),
+            Some(m) => setup::mysql::setup(m, &mysql_admin()?, &*store, &retry),
+        },
+        Service::Rabbitmq => Err(SetupError::invalid("service", "rabbitmq is not wired yet")),
+    }
+}
+
+fn run_with(args: Args, teardown: bool) -> u8 {
+    let verb = if teardown { "teardown" } else { "setup" };
+    match execute(&args, teardown) {
+        Ok(report) => {
+            print!("{}", report.render(args.service.as_str()));
+            EXIT_OK
+        }
+        Err(e) => {
+            eprintln!("error: {verb} {}: {e}", args.service.as_str());
+            let mut source = std::error::Error::source(&e);
+            while let Some(s) = source {
+                eprintln!("  caused by: {s}");
+                source = s.source();
+            }
+            e.exit_code()
+        }
+    }
+}
+
+/// `provisio setup <service>`.
+pub fn run(args: Args) -> u8 {
+    run_with(args, false)
+}
+
+/// `provisio teardown <service>`.
+pub fn run_teardown(args: Args) -> u8 {
+    run_with(args, true)
+}
