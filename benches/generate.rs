@@ -2,7 +2,8 @@
 //! bundled example and measures, with the release binary, cold `generate`, no-op `generate`,
 //! a one-tenant change and `check`, each with its peak memory (max RSS from `wait4`); then
 //! the same tenants built by `kubectl kustomize` as overlays of one base, the way a team would
-//! do it without provisio. Run: `cargo bench --bench generate` (sizes: `BENCH_SIZES=1000,10000`).
+//! do it without provisio. Run: `cargo bench --bench generate` (sizes: `BENCH_SIZES=1000,10000`;
+//! `BENCH_KUSTOMIZE=0` skips the kustomize comparison).
 
 use std::path::Path;
 use std::process::Command;
@@ -168,6 +169,9 @@ fn main() {
             measure(&mut provisio(&["check"], dir)),
         );
 
+        if std::env::var("BENCH_KUSTOMIZE").is_ok_and(|v| v == "0") {
+            continue;
+        }
         // kustomize re-builds the base for every overlay (~0.5 s each here), so it is
         // measured on a sample and extrapolated linearly; the table says so.
         let sample = n.min(KUSTOMIZE_SAMPLE);

@@ -56,22 +56,64 @@ pub fn generate(paths: &Paths, now: DateTime<Utc>, full: bool) -> Result<Summary
     let trusted = previous
         .as_ref()
         .filter(|p| !full && p.shared == inputs.shared);
-    let renderer = Renderer::new();
     let mut writer = Writer::new(&paths.out, previous.as_ref(), &inputs);
+    let mut stale: Vec<(&String, &registry::Tenant)> = Vec::new();
     for (id, tenant) in &reg.tenants {
-        let input = &inputs.tenants[id];
         let unchanged = trusted
             .and_then(|p| p.tenants.get(id))
-            .is_some_and(|t| &t.input == input);
-        if unchanged && writer.keep(id) {
-            continue;
+            .is_some_and(|t| t.input == inputs.tenants[id]);
+        if !(unchanged && writer.keep(id)) {
+            stale.push((id, tenant));
         }
-        let files = renderer.tenant(&plan_tenant(&reg, tenant, now))?;
-        writer.tenant(id, input, &files)?;
     }
+    render_in_parallel(&reg, &stale, now, |id, files| {
+        writer.tenant(id, &inputs.tenants[id], &files)?;
+        Ok(())
+    })?;
     writer.argocd(&render::argocd::render_argocd(&reg)?)?;
     let all: BTreeSet<String> = reg.tenants.keys().cloned().collect();
     Ok(writer.finish(&all)?)
+}
+
+/// Renders `tenants` on every core and hands each tree to `sink` on the calling thread, in
+/// any order (the writer does not care; its output does not depend on the order).
+fn render_in_parallel<'r>(
+    reg: &'r Registry,
+    tenants: &[(&'r String, &'r registry::Tenant)],
+    now: DateTime<Utc>,
+    mut sink: impl FnMut(&str, render::Files) -> Result<(), PipelineError>,
+) -> Result<(), PipelineError> {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let workers = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(tenants.len().max(1));
+    let next = AtomicUsize::new(0);
+    let renderer = Renderer::new();
+    std::thread::scope(|scope| {
+        let (tx, rx) =
+            std::sync::mpsc::sync_channel::<(&str, Result<render::Files, RenderError>)>(64);
+        for _ in 0..workers {
+            let tx = tx.clone();
+            let (next, renderer) = (&next, &renderer);
+            scope.spawn(move || {
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some((id, tenant)) = tenants.get(i) else {
+                        break;
+                    };
+                    let files = renderer.tenant(&plan_tenant(reg, tenant, now));
+                    if tx.send((id.as_str(), files)).is_err() {
+                        break; // the sink failed and stopped listening
+                    }
+                }
+            });
+        }
+        drop(tx);
+        for (id, files) in rx {
+            sink(id, files?)?;
+        }
+        Ok(())
+    })
 }
 
 /// What `check` found.
@@ -113,20 +155,21 @@ pub fn check(
     compare(&render::argocd::render_argocd(&reg)?, ARGOCD_DIR)?;
     // Trees of tenants that are not in the registry, and stray files at the top.
     let mut stray = render::Files::new();
-    for (path, bytes) in output::read_files(&paths.out, TENANTS_DIR)? {
-        let id = path.split('/').nth(1).unwrap_or_default();
-        if !reg.tenants.contains_key(id) || path.matches('/').count() < 2 {
-            stray.insert(path, bytes);
+    for dir in output::list_dirs(&paths.out.join(TENANTS_DIR))? {
+        if !reg.tenants.contains_key(&dir) {
+            stray.extend(output::read_files(
+                &paths.out,
+                &format!("{TENANTS_DIR}/{dir}"),
+            )?);
         }
     }
-    compare_stray(&stray, &mut result);
-    Ok(result)
-}
-
-fn compare_stray(stray: &render::Files, result: &mut CheckResult) {
-    let drifts = diff::compare(&render::Files::new(), stray);
+    for file in output::list_top_files(&paths.out.join(TENANTS_DIR))? {
+        stray.insert(format!("{TENANTS_DIR}/{file}"), Vec::new());
+    }
+    let drifts = diff::compare(&render::Files::new(), &stray);
     result
         .diff
-        .push_str(&diff::render(&drifts, &render::Files::new(), stray, 0));
+        .push_str(&diff::render(&drifts, &render::Files::new(), &stray, 0));
     result.drifts.extend(drifts);
+    Ok(result)
 }

@@ -165,8 +165,15 @@ fn crash_leftovers_and_a_lost_state_file_converge() {
     std::fs::write(dir.join(".provisio-XXXX"), "partial").unwrap();
     std::fs::write(dir.join("ingress.yaml"), "old").unwrap();
     std::fs::remove_file(ws.out().join(provisio::output::STATE_FILE)).unwrap();
+    // …and a new tenant's staging directory that was never renamed into place.
+    let staging = ws
+        .out()
+        .join("tenants-out/.provisio-staging-new-shop-abcdef");
+    std::fs::create_dir_all(&staging).unwrap();
+    std::fs::write(staging.join("namespace.yaml"), "half").unwrap();
     ws.generate();
     assert_eq!(good, ws.snapshot());
+    assert!(!staging.exists());
 }
 
 #[test]

@@ -8,4 +8,6 @@ pub mod state;
 pub mod write;
 
 pub use state::{Inputs, STATE_FILE, State, fingerprint};
-pub use write::{Summary, WriteError, Writer, read_files, read_state, read_tree};
+pub use write::{
+    Summary, WriteError, Writer, list_dirs, list_top_files, read_files, read_state, read_tree,
+};

@@ -116,7 +116,13 @@ impl<'a> Writer<'a> {
     /// directory that are no longer rendered.
     pub fn tenant(&mut self, id: &str, input: &str, files: &Files) -> Result<(), WriteError> {
         let dir = self.root.join(TENANTS_DIR).join(id);
-        if self.sync_dir(&dir, files)? {
+        let changed = if dir.exists() {
+            self.sync_dir(&dir, files)?
+        } else {
+            self.create_dir(&dir, id, files)?;
+            true
+        };
+        if changed {
             self.summary.tenants_changed.insert(id.to_owned());
         }
         self.next.tenants.insert(
@@ -126,6 +132,30 @@ impl<'a> Writer<'a> {
                 tree: tree_hash(files),
             },
         );
+        Ok(())
+    }
+
+    /// A new tenant's tree is written into a staging directory renamed into place at the
+    /// end: the tree appears whole or not at all. A staging directory left by a crash is
+    /// removed by [`Writer::finish`] (its name is no tenant id).
+    fn create_dir(&mut self, dir: &Path, id: &str, files: &Files) -> Result<(), WriteError> {
+        let staging = self
+            .root
+            .join(TENANTS_DIR)
+            .join(format!(".provisio-staging-{id}"));
+        if staging.exists() {
+            std::fs::remove_dir_all(&staging).map_err(io("remove", &staging))?;
+        }
+        let prefix = format!("{TENANTS_DIR}/{id}/");
+        for (path, bytes) in files {
+            let rel = path.strip_prefix(&prefix).unwrap_or(path);
+            let target = staging.join(rel);
+            let parent = target.parent().unwrap_or(&staging);
+            std::fs::create_dir_all(parent).map_err(io("create", parent))?;
+            std::fs::write(&target, bytes).map_err(io("write", &target))?;
+            self.summary.written.push(path.clone());
+        }
+        std::fs::rename(&staging, dir).map_err(io("rename into place", dir))?;
         Ok(())
     }
 
@@ -218,6 +248,24 @@ pub fn list_dirs(dir: &Path) -> Result<Vec<String>, WriteError> {
     for entry in entries {
         let entry = entry.map_err(io("list", dir))?;
         if entry.file_type().map_err(io("list", dir))?.is_dir() {
+            out.push(entry.file_name().to_string_lossy().into_owned());
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Names of the files (not directories) directly below `dir`.
+pub fn list_top_files(dir: &Path) -> Result<Vec<String>, WriteError> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(io("list", dir)(e)),
+    };
+    let mut out = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(io("list", dir))?;
+        if !entry.file_type().map_err(io("list", dir))?.is_dir() {
             out.push(entry.file_name().to_string_lossy().into_owned());
         }
     }
