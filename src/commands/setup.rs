@@ -106,6 +106,13 @@ fn mysql_admin() -> Result<setup::mysql::Admin, SetupError> {
     })
 }
 
+fn rabbitmq_admin() -> Result<setup::rabbitmq::Admin, SetupError> {
+    Ok(setup::rabbitmq::Admin {
+        user: env("RABBITMQ_ADMIN_USER")?,
+        password: env("RABBITMQ_ADMIN_PASSWORD")?,
+    })
+}
+
 fn not_needed(spec: &SetupSpec, service: Service) -> Report {
     tracing::info!(tenant = %spec.tenant, service = service.as_str(), "the tenant does not use this service");
     Report::default()
@@ -127,7 +134,13 @@ fn execute(args: &Args, teardown: bool) -> Result<Report, SetupError> {
             Some(m) if teardown => setup::mysql::teardown(m, &mysql_admin()?, &*store, &retry),
             Some(m) => setup::mysql::setup(m, &mysql_admin()?, &*store, &retry),
         },
-        Service::Rabbitmq => Err(SetupError::invalid("service", "rabbitmq is not wired yet")),
+        Service::Rabbitmq => match &spec.rabbitmq {
+            None => Ok(not_needed(&spec, args.service)),
+            Some(r) if teardown => {
+                setup::rabbitmq::teardown(r, &rabbitmq_admin()?, &*store, &retry)
+            }
+            Some(r) => setup::rabbitmq::setup(r, &rabbitmq_admin()?, &*store, &retry),
+        },
     }
 }
 

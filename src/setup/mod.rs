@@ -7,7 +7,9 @@
 //! validated before they reach SQL or a URL, values are bound or encoded; transient failures
 //! are retried with exponential backoff ([`Retry`]).
 
+pub mod http;
 pub mod mysql;
+pub mod rabbitmq;
 
 pub mod secrets;
 pub mod spec;

@@ -231,7 +231,7 @@ impl SetupSpec {
                     is_rabbit_name(name),
                     what,
                     name,
-                    "1-255 characters of [a-z0-9._-]",
+                    "1-255 characters of [a-z0-9._-] starting with a letter or digit",
                 )?;
             }
             check_key(&r.secret_key)?;
@@ -240,7 +240,7 @@ impl SetupSpec {
                     is_rabbit_name(&q.name),
                     "RabbitMQ queue",
                     &q.name,
-                    "1-255 characters of [a-z0-9._-]",
+                    "1-255 characters of [a-z0-9._-] starting with a letter or digit",
                 )?;
                 for k in &q.routing_keys {
                     check(
@@ -320,10 +320,12 @@ fn check_key(key: &str) -> Result<(), SetupError> {
     )
 }
 
-/// Names provisio gives to RabbitMQ objects: `[a-z0-9._-]`, 1..=255.
+/// Names provisio gives to RabbitMQ objects: `[a-z0-9._-]`, 1..=255, starting with a letter
+/// or digit (so never `.` or `..` in a URL path).
 pub fn is_rabbit_name(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 255
+        && s.as_bytes()[0].is_ascii_alphanumeric()
         && s.bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b))
 }
@@ -369,5 +371,6 @@ mod tests {
         assert!(is_rabbit_name("abc-corporation-7f3a9c.orders"));
         assert!(!is_rabbit_name("a/b"));
         assert!(!is_rabbit_name("A"));
+        assert!(!is_rabbit_name(".."));
     }
 }

@@ -269,3 +269,293 @@ pub fn provisio(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
         String::from_utf8_lossy(&stderr).into_owned(),
     )
 }
+
+// ---------------------------------------------------------------------------------------
+// RabbitMQ (Debian `rabbitmq-server`, management plugin)
+// ---------------------------------------------------------------------------------------
+
+pub const RABBIT_ADMIN_USER: &str = "provisio-admin";
+pub const RABBIT_ADMIN_PASSWORD: &str = "admin-test-password-5678";
+const RABBIT_SERVER: &str = "/usr/lib/rabbitmq/bin/rabbitmq-server";
+
+pub struct RabbitMq {
+    pub dir: tempfile::TempDir,
+    pub amqp_port: u16,
+    pub management_port: u16,
+    child: Child,
+}
+
+impl RabbitMq {
+    /// Starts a broker with the management plugin; `None` when RabbitMQ is not installed and
+    /// skipping is allowed. As root, the broker runs as user `rabbitmq` (the Debian scripts'
+    /// rule), so its folders are handed to that user.
+    pub fn start() -> Option<RabbitMq> {
+        use std::os::unix::process::CommandExt;
+        if !require(RABBIT_SERVER) {
+            return None;
+        }
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (amqp_port, management_port, dist_port) = (free_port(), free_port(), free_port());
+        let conf = format!(
+            "listeners.tcp.default = 127.0.0.1:{amqp_port}\n\
+             management.tcp.port = {management_port}\n\
+             management.tcp.ip = 127.0.0.1\n\
+             default_user = {RABBIT_ADMIN_USER}\n\
+             default_pass = {RABBIT_ADMIN_PASSWORD}\n\
+             default_user_tags.administrator = true\n\
+             loopback_users = none\n"
+        );
+        std::fs::write(dir.path().join("rabbitmq.conf"), conf).unwrap();
+        std::fs::write(
+            dir.path().join("enabled_plugins"),
+            "[rabbitmq_management].\n",
+        )
+        .unwrap();
+        let mut cmd = Command::new(RABBIT_SERVER);
+        cmd.current_dir(dir.path())
+            .env("RABBITMQ_MNESIA_BASE", dir.path().join("mnesia"))
+            .env("RABBITMQ_LOG_BASE", dir.path().join("log"))
+            .env("RABBITMQ_NODE_PORT", amqp_port.to_string())
+            .env("RABBITMQ_DIST_PORT", dist_port.to_string())
+            .env(
+                "RABBITMQ_NODENAME",
+                format!("provisio-test-{amqp_port}@localhost"),
+            )
+            .env("RABBITMQ_CONFIG_FILE", dir.path().join("rabbitmq"))
+            .env(
+                "RABBITMQ_ENABLED_PLUGINS_FILE",
+                dir.path().join("enabled_plugins"),
+            )
+            .env("RABBITMQ_PID_FILE", dir.path().join("rabbitmq.pid"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .process_group(0);
+        if unsafe { libc::geteuid() } == 0 {
+            let name = std::ffi::CString::new("rabbitmq").unwrap();
+            let pw = unsafe { libc::getpwnam(name.as_ptr()) };
+            assert!(
+                !pw.is_null(),
+                "running as root but there is no `rabbitmq` user"
+            );
+            let (uid, gid) = unsafe { ((*pw).pw_uid, (*pw).pw_gid) };
+            chown_tree(dir.path(), uid, gid);
+            cmd.uid(uid).gid(gid).env("HOME", "/var/lib/rabbitmq");
+        }
+        let child = cmd.spawn().expect("start rabbitmq-server");
+        let mut broker = RabbitMq {
+            dir,
+            amqp_port,
+            management_port,
+            child,
+        };
+        let url = format!("http://127.0.0.1:{management_port}/api/overview");
+        let start = Instant::now();
+        loop {
+            if let Ok(Some(status)) = broker.child.try_wait() {
+                panic!("rabbitmq-server exited ({status}):\n{}", broker.logs());
+            }
+            if broker.api(Method::Get, &url, None).0 == 200 {
+                break;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(120),
+                "RabbitMQ not ready:\n{}",
+                broker.logs()
+            );
+            std::thread::sleep(Duration::from_millis(300));
+        }
+        Some(broker)
+    }
+
+    fn logs(&self) -> String {
+        let mut out = String::new();
+        if let Ok(entries) = std::fs::read_dir(self.dir.path().join("log")) {
+            for e in entries.flatten() {
+                out.push_str(&log_tail(&e.path()));
+            }
+        }
+        out
+    }
+
+    /// A management API call as the admin: (status, body as JSON or Null).
+    pub fn api(
+        &self,
+        method: Method,
+        url: &str,
+        body: Option<serde_json::Value>,
+    ) -> (u16, serde_json::Value) {
+        let url = if url.starts_with("http") {
+            url.to_owned()
+        } else {
+            format!("http://127.0.0.1:{}/api{url}", self.management_port)
+        };
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(10)))
+            .build()
+            .into();
+        let auth = format!(
+            "Basic {}",
+            base64::Engine::encode(
+                &base64::engine::general_purpose::STANDARD,
+                format!("{RABBIT_ADMIN_USER}:{RABBIT_ADMIN_PASSWORD}")
+            )
+        );
+        let result = match method {
+            Method::Get => agent.get(&url).header("Authorization", &auth).call(),
+            Method::Delete => agent.delete(&url).header("Authorization", &auth).call(),
+            Method::Put => agent
+                .put(&url)
+                .header("Authorization", &auth)
+                .send_json(body.unwrap_or(serde_json::Value::Null)),
+            Method::Post => agent
+                .post(&url)
+                .header("Authorization", &auth)
+                .send_json(body.unwrap_or(serde_json::Value::Null)),
+        };
+        match result {
+            Ok(mut r) => {
+                let status = r.status().as_u16();
+                let text = r.body_mut().read_to_string().unwrap_or_default();
+                (
+                    status,
+                    serde_json::from_str(&text).unwrap_or(serde_json::Value::Null),
+                )
+            }
+            Err(_) => (0, serde_json::Value::Null),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+pub enum Method {
+    Get,
+    Put,
+    Post,
+    Delete,
+}
+
+fn chown_tree(path: &Path, uid: u32, gid: u32) {
+    let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
+    assert_eq!(
+        unsafe { libc::chown(c.as_ptr(), uid, gid) },
+        0,
+        "chown {}",
+        path.display()
+    );
+    if path.is_dir() {
+        for e in std::fs::read_dir(path).unwrap().flatten() {
+            chown_tree(&e.path(), uid, gid);
+        }
+    }
+}
+
+impl Drop for RabbitMq {
+    fn drop(&mut self) {
+        // The broker is the leader of its own process group (script, beam, helpers).
+        let group = self.child.id() as i32;
+        unsafe {
+            libc::kill(-group, libc::SIGTERM);
+        }
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(20) {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        unsafe {
+            libc::kill(-group, libc::SIGKILL);
+        }
+        let _ = self.child.wait();
+    }
+}
+
+/// What an AMQP 0-9-1 client gets when it opens `vhost` with `user`/`password`.
+#[derive(Debug, PartialEq, Eq)]
+pub enum AmqpOpen {
+    /// Connection.Open-Ok: the user may use the vhost.
+    Opened,
+    /// The login itself was refused (the server closed the connection).
+    LoginRefused,
+    /// Connection.Close with this reply code (530 NOT_ALLOWED: no access to the vhost).
+    Closed(u16, String),
+}
+
+/// A minimal AMQP 0-9-1 handshake (PLAIN login, Connection.Open) over a real socket: the
+/// broker itself decides whether `user` may open `vhost`.
+pub fn amqp_open(port: u16, user: &str, password: &str, vhost: &str) -> AmqpOpen {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect to AMQP");
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(b"AMQP\x00\x00\x09\x01").unwrap();
+
+    fn read_frame(s: &mut std::net::TcpStream) -> Option<(u8, Vec<u8>)> {
+        let mut head = [0u8; 7];
+        s.read_exact(&mut head).ok()?;
+        let size = u32::from_be_bytes(head[3..7].try_into().unwrap()) as usize;
+        let mut payload = vec![0u8; size + 1];
+        s.read_exact(&mut payload).ok()?;
+        assert_eq!(payload.pop(), Some(0xCE), "frame end");
+        Some((head[0], payload))
+    }
+    fn method(class: u16, id: u16, args: &[u8]) -> Vec<u8> {
+        let mut payload = Vec::new();
+        payload.extend_from_slice(&class.to_be_bytes());
+        payload.extend_from_slice(&id.to_be_bytes());
+        payload.extend_from_slice(args);
+        let mut frame = vec![1u8, 0, 0];
+        frame.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+        frame.extend_from_slice(&payload);
+        frame.push(0xCE);
+        frame
+    }
+    fn shortstr(out: &mut Vec<u8>, s: &str) {
+        out.push(s.len() as u8);
+        out.extend_from_slice(s.as_bytes());
+    }
+    fn ids(p: &[u8]) -> (u16, u16) {
+        (
+            u16::from_be_bytes([p[0], p[1]]),
+            u16::from_be_bytes([p[2], p[3]]),
+        )
+    }
+    fn close_reason(p: &[u8]) -> AmqpOpen {
+        let code = u16::from_be_bytes([p[4], p[5]]);
+        let len = p[6] as usize;
+        AmqpOpen::Closed(code, String::from_utf8_lossy(&p[7..7 + len]).into_owned())
+    }
+
+    let (_, start) = read_frame(&mut s).expect("Connection.Start");
+    assert_eq!(ids(&start), (10, 10), "Connection.Start");
+    let mut args = Vec::new();
+    args.extend_from_slice(&0u32.to_be_bytes()); // client properties: empty table
+    shortstr(&mut args, "PLAIN");
+    let response = format!("\0{user}\0{password}");
+    args.extend_from_slice(&(response.len() as u32).to_be_bytes());
+    args.extend_from_slice(response.as_bytes());
+    shortstr(&mut args, "en_US");
+    s.write_all(&method(10, 11, &args)).unwrap();
+    let Some((_, tune)) = read_frame(&mut s) else {
+        return AmqpOpen::LoginRefused;
+    };
+    match ids(&tune) {
+        (10, 30) => {}
+        (10, 50) => return AmqpOpen::LoginRefused,
+        other => panic!("unexpected method {other:?}"),
+    }
+    s.write_all(&method(10, 31, &tune[4..12])).unwrap();
+    let mut args = Vec::new();
+    shortstr(&mut args, vhost);
+    shortstr(&mut args, "");
+    args.push(0);
+    s.write_all(&method(10, 40, &args)).unwrap();
+    let Some((_, reply)) = read_frame(&mut s) else {
+        return AmqpOpen::LoginRefused;
+    };
+    match ids(&reply) {
+        (10, 41) => AmqpOpen::Opened,
+        (10, 50) => close_reason(&reply),
+        other => panic!("unexpected method {other:?}"),
+    }
+}
