@@ -187,6 +187,7 @@ pub fn load_sources(sources: Sources) -> Loaded {
             products: &products,
         };
         rules::check_tenants(&ctx, &mut tenants, &mut broken, &mut diags);
+        rules::check_shards(platform, tenants.values().map(|(_, t)| t), &mut diags);
     }
 
     let registry = match (platform, tiers) {

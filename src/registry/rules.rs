@@ -452,6 +452,46 @@ pub fn check_tenants(
     }
 }
 
+/// No ApplicationSet shard may hold more than `argocd.maxTenantsPerShard` tenants. Shards
+/// are fixed per region (so tenants never move); when one overflows, the fix is a deliberate
+/// re-shard in platform.yaml, which this error asks for.
+pub fn check_shards<'t>(
+    platform: &Platform,
+    tenants: impl IntoIterator<Item = &'t Tenant>,
+    diags: &mut Vec<Diagnostic>,
+) {
+    let mut counts: BTreeMap<(&str, u32), u32> = BTreeMap::new();
+    let mut per_region: BTreeMap<&str, u32> = BTreeMap::new();
+    for t in tenants {
+        if let Some(r) = platform.regions.get(&t.region.value) {
+            let shard = naming::shard_of(&t.id.value, r.shards.value);
+            *counts.entry((t.region.value.as_str(), shard)).or_default() += 1;
+            *per_region.entry(t.region.value.as_str()).or_default() += 1;
+        }
+    }
+    let max = platform.argocd.max_tenants_per_shard.value.max(1);
+    for ((region, shard), n) in counts {
+        if n > max {
+            let r = &platform.regions[region];
+            let needed = (per_region[region] * 2).div_ceil(max);
+            diags.push(
+                at(
+                    "platform.yaml",
+                    &r.shards,
+                    format!(
+                        "ApplicationSet {} would hold {n} tenants, more than maxTenantsPerShard ({max})",
+                        naming::shard_name(region, shard)
+                    ),
+                )
+                .with_label(format!("region `{region}` has {} tenants", per_region[region]))
+                .with_help(format!(
+                    "raise `regions.{region}.shards` (e.g. to {needed}); this re-shards the region once, deliberately"
+                )),
+            );
+        }
+    }
+}
+
 /// The tenant's public host name: its `domain`, or `<id>.<baseDomain>`.
 pub fn tenant_domain(platform: &Platform, t: &Tenant) -> String {
     match &t.domain {
