@@ -27,6 +27,71 @@ pub enum PipelineError {
     /// The output tree could not be read or written.
     #[error(transparent)]
     Write(#[from] WriteError),
+    /// The change would remove too many tenants at once; nothing was written.
+    #[error(
+        "refusing to remove {} of {total} tenants at once (more than {max_percent}%): {}; if this is intended, run again with --allow-mass-delete",
+        removed.len(),
+        removed.join(", ")
+    )]
+    MassDelete {
+        removed: Vec<String>,
+        total: usize,
+        max_percent: u32,
+    },
+}
+
+/// How `generate` runs.
+#[derive(Debug, Clone)]
+pub struct GenerateOptions {
+    /// The time to render for.
+    pub now: DateTime<Utc>,
+    /// Re-render every tenant and compare every file with the disk (repairs hand edits).
+    pub full: bool,
+    pub mass_delete: MassDeleteGuard,
+}
+
+impl GenerateOptions {
+    pub fn new(now: DateTime<Utc>) -> Self {
+        GenerateOptions {
+            now,
+            full: false,
+            mass_delete: MassDeleteGuard::default(),
+        }
+    }
+}
+
+/// A registry that suddenly lacks many tenants is far more likely a mistake (a bad merge, a
+/// wrong directory) than a decision: removing more than `max_percent` of the existing
+/// tenants, and at least 2, is refused unless `allow` is set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MassDeleteGuard {
+    pub max_percent: u32,
+    pub allow: bool,
+}
+
+impl Default for MassDeleteGuard {
+    fn default() -> Self {
+        MassDeleteGuard {
+            max_percent: 10,
+            allow: false,
+        }
+    }
+}
+
+impl MassDeleteGuard {
+    /// `Err` when removing `removed` of `existing` tenants is too many.
+    pub fn check(&self, removed: Vec<String>, existing: usize) -> Result<(), PipelineError> {
+        let too_many = removed.len() >= 2
+            && removed.len() as u64 * 100 > u64::from(self.max_percent) * existing as u64;
+        if too_many && !self.allow {
+            return Err(PipelineError::MassDelete {
+                removed,
+                total: existing,
+                max_percent: self.max_percent,
+            });
+        }
+        Ok(())
+    }
 }
 
 /// Where to read the registry and where to write the output.
@@ -49,8 +114,20 @@ pub fn load(registry_dir: &Path) -> Result<(Registry, registry::Sources), Pipeli
 /// `generate`: renders the tenants whose inputs changed since the last run and writes what
 /// differs. With `full`, every tenant is re-rendered and compared with the disk (repairs
 /// hand edits).
-pub fn generate(paths: &Paths, now: DateTime<Utc>, full: bool) -> Result<Summary, PipelineError> {
+pub fn generate(paths: &Paths, opts: &GenerateOptions) -> Result<Summary, PipelineError> {
+    let (now, full) = (opts.now, opts.full);
     let (reg, sources) = load(&paths.registry)?;
+    let existing = output::list_dirs(&paths.out.join(TENANTS_DIR))?;
+    let existing: Vec<String> = existing
+        .into_iter()
+        .filter(|d| !d.starts_with('.'))
+        .collect();
+    let removed: Vec<String> = existing
+        .iter()
+        .filter(|id| !reg.tenants.contains_key(*id))
+        .cloned()
+        .collect();
+    opts.mass_delete.check(removed, existing.len())?;
     let inputs = output::fingerprint(&sources);
     let previous = output::read_state(&paths.out)?;
     let trusted = previous

@@ -50,7 +50,7 @@ fn second_run_changes_nothing() {
     assert!(second.is_noop(), "{second:?}");
     assert_eq!(before, mtimes(&ws), "a file was rewritten");
     // `--full` re-renders everything and still writes nothing.
-    let full = pipeline::generate(&ws.paths(), common::now(), true).unwrap();
+    let full = pipeline::generate(&ws.paths(), &common::full(common::now())).unwrap();
     assert!(full.is_noop(), "{full:?}");
     assert_eq!(before, mtimes(&ws));
 }
@@ -126,7 +126,7 @@ fn hand_edits_are_reported_by_check_and_repaired_by_full_generate() {
         text.contains("-    pods: \"1000\"") && text.contains("+    pods: \"100\""),
         "{text}"
     );
-    pipeline::generate(&ws.paths(), common::now(), true).unwrap();
+    pipeline::generate(&ws.paths(), &common::full(common::now())).unwrap();
     std::fs::remove_file(ws.out().join("tenants-out/stray.yaml")).unwrap();
     assert!(
         pipeline::check(&ws.paths(), common::now(), 40)
@@ -190,4 +190,40 @@ fn generated_tree_contains_no_secret_material() {
             );
         }
     }
+}
+
+#[test]
+fn mass_deletion_is_refused_unless_allowed() {
+    let ws = Workspace::new();
+    ws.generate();
+    let before = ws.snapshot();
+    // Two of three tenants gone (e.g. a bad merge): refused, nothing written.
+    ws.remove("tenants/cafe-creme-93b31b.yaml");
+    ws.remove("tenants/nordwind-logistik-7ace77.yaml");
+    let opts = pipeline::GenerateOptions::new(common::now());
+    let err = pipeline::generate(&ws.paths(), &opts).unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        msg.contains("refusing to remove 2 of 3 tenants")
+            && msg.contains("cafe-creme-93b31b, nordwind-logistik-7ace77")
+            && msg.contains("--allow-mass-delete"),
+        "{msg}"
+    );
+    assert_eq!(before, ws.snapshot());
+    // Allowed on purpose: both trees go.
+    let mut opts = opts;
+    opts.mass_delete.allow = true;
+    let s = pipeline::generate(&ws.paths(), &opts).unwrap();
+    assert_eq!(s.tenants_removed.len(), 2);
+}
+
+#[test]
+fn mass_delete_guard_thresholds() {
+    let g = pipeline::MassDeleteGuard::default();
+    let ids = |n: usize| (0..n).map(|i| format!("t{i}")).collect::<Vec<_>>();
+    assert!(g.check(ids(1), 3).is_ok(), "one removal is always allowed");
+    assert!(g.check(ids(2), 20).is_ok(), "10% of 20");
+    assert!(g.check(ids(3), 20).is_err());
+    assert!(g.check(ids(100), 1000).is_ok());
+    assert!(g.check(ids(101), 1000).is_err());
 }

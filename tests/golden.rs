@@ -14,7 +14,7 @@ fn committed_output_matches_the_example_registry() {
         out: root.clone(),
     };
     if std::env::var("PROVISIO_BLESS").is_ok_and(|v| v == "1") {
-        pipeline::generate(&paths, common::now(), true).unwrap();
+        pipeline::generate(&paths, &common::full(common::now())).unwrap();
     }
     let r = pipeline::check(&paths, common::now(), 40).unwrap();
     assert!(

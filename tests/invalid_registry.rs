@@ -45,13 +45,14 @@ fn invalid_registries_report_every_error_and_change_nothing() {
         ws.generate();
         let before = ws.snapshot();
         overlay(&ws, &case, Path::new(""));
-        let err = match pipeline::generate(&ws.paths(), common::now(), false) {
-            Err(PipelineError::Invalid(report)) => report.render(),
-            other => panic!(
-                "{}: expected an invalid registry, got {other:?}",
-                case.display()
-            ),
-        };
+        let err =
+            match pipeline::generate(&ws.paths(), &pipeline::GenerateOptions::new(common::now())) {
+                Err(PipelineError::Invalid(report)) => report.render(),
+                other => panic!(
+                    "{}: expected an invalid registry, got {other:?}",
+                    case.display()
+                ),
+            };
         assert_eq!(
             before,
             ws.snapshot(),

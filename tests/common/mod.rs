@@ -63,7 +63,11 @@ impl Workspace {
         std::fs::remove_file(self.registry().join(rel)).unwrap();
     }
     pub fn generate(&self) -> provisio::output::Summary {
-        provisio::pipeline::generate(&self.paths(), now(), false).expect("generate")
+        provisio::pipeline::generate(
+            &self.paths(),
+            &provisio::pipeline::GenerateOptions::new(now()),
+        )
+        .expect("generate")
     }
     /// Every file of the output root (including the state file) with its bytes.
     pub fn snapshot(&self) -> std::collections::BTreeMap<String, Vec<u8>> {
@@ -118,5 +122,13 @@ pub fn crd_dir() -> Option<PathBuf> {
             dir.display()
         );
         None
+    }
+}
+
+/// Options for a `--full` run.
+pub fn full(now: DateTime<Utc>) -> provisio::pipeline::GenerateOptions {
+    provisio::pipeline::GenerateOptions {
+        full: true,
+        ..provisio::pipeline::GenerateOptions::new(now)
     }
 }
