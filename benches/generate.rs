@@ -121,7 +121,7 @@ fn kustomize_overlays(root: &Path, base_tree: &Path, n: usize) {
     std::fs::write(root.join("kustomization.yaml"), top).unwrap();
 }
 
-const KUSTOMIZE_SAMPLE: usize = 100;
+const KUSTOMIZE_SAMPLE: usize = 50;
 
 fn main() {
     // `cargo bench` passes `--bench`; nothing to parse.
