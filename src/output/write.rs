@@ -239,24 +239,18 @@ fn remove_file(path: &Path) -> Result<(), WriteError> {
 
 /// Names of the directories directly below `dir` (none if it does not exist).
 pub fn list_dirs(dir: &Path) -> Result<Vec<String>, WriteError> {
-    let entries = match std::fs::read_dir(dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(io("list", dir)(e)),
-    };
-    let mut out = Vec::new();
-    for entry in entries {
-        let entry = entry.map_err(io("list", dir))?;
-        if entry.file_type().map_err(io("list", dir))?.is_dir() {
-            out.push(entry.file_name().to_string_lossy().into_owned());
-        }
-    }
-    out.sort();
-    Ok(out)
+    list_children(dir, |t| t.is_dir())
 }
 
 /// Names of the files (not directories) directly below `dir`.
 pub fn list_top_files(dir: &Path) -> Result<Vec<String>, WriteError> {
+    list_children(dir, |t| !t.is_dir())
+}
+
+fn list_children(
+    dir: &Path,
+    keep: impl Fn(&std::fs::FileType) -> bool,
+) -> Result<Vec<String>, WriteError> {
     let entries = match std::fs::read_dir(dir) {
         Ok(e) => e,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -265,7 +259,7 @@ pub fn list_top_files(dir: &Path) -> Result<Vec<String>, WriteError> {
     let mut out = Vec::new();
     for entry in entries {
         let entry = entry.map_err(io("list", dir))?;
-        if !entry.file_type().map_err(io("list", dir))?.is_dir() {
+        if keep(&entry.file_type().map_err(io("list", dir))?) {
             out.push(entry.file_name().to_string_lossy().into_owned());
         }
     }
