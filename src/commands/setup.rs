@@ -10,7 +10,8 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use crate::cli::EXIT_OK;
-use crate::setup::secrets::{FileStore, SecretStore};
+use crate::setup::aws::{self, Credentials};
+use crate::setup::secrets::{AwsSecretsManager, FileStore, SecretStore};
 use crate::setup::{self, Report, Retry, SetupError, SetupSpec};
 
 pub use crate::setup::spec::SPEC_ENV;
@@ -19,6 +20,8 @@ pub use crate::setup::spec::SPEC_ENV;
 pub enum Service {
     Mysql,
     Rabbitmq,
+    /// Buckets through the S3 API (and the tenant's MinIO user).
+    Minio,
 }
 
 impl Service {
@@ -26,6 +29,7 @@ impl Service {
         match self {
             Service::Mysql => "mysql",
             Service::Rabbitmq => "rabbitmq",
+            Service::Minio => "minio",
         }
     }
 }
@@ -38,7 +42,8 @@ pub struct Args {
     /// The tenant's setup spec (JSON); default: the `PROVISIO_SETUP_SPEC` variable.
     #[arg(long)]
     pub spec: Option<PathBuf>,
-    /// Where tenant credentials live: `file:<dir>` (one JSON file per key).
+    /// Where tenant credentials live: `aws-secrets-manager` (region and access from the
+    /// standard `AWS_*` variables) or `file:<dir>` (one JSON file per key).
     #[arg(long, value_parser = parse_store)]
     pub secret_store: StoreArg,
     /// Attempts per connection before giving up on an unreachable server.
@@ -54,20 +59,49 @@ pub struct Args {
 
 #[derive(Debug, Clone)]
 pub enum StoreArg {
+    AwsSecretsManager,
     File(PathBuf),
 }
 
 fn parse_store(s: &str) -> Result<StoreArg, String> {
     match s.split_once(':') {
+        _ if s == "aws-secrets-manager" => Ok(StoreArg::AwsSecretsManager),
         Some(("file", dir)) if !dir.is_empty() => Ok(StoreArg::File(PathBuf::from(dir))),
-        _ => Err("expected `file:<dir>`".to_owned()),
+        _ => Err("expected `aws-secrets-manager` or `file:<dir>`".to_owned()),
     }
 }
 
+/// AWS access from the standard variables: `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`,
+/// optional `AWS_SESSION_TOKEN`.
+fn aws_credentials() -> Result<Credentials, SetupError> {
+    Ok(Credentials {
+        access_key: env("AWS_ACCESS_KEY_ID")?,
+        secret_key: env("AWS_SECRET_ACCESS_KEY")?,
+        session_token: std::env::var("AWS_SESSION_TOKEN")
+            .ok()
+            .filter(|t| !t.is_empty()),
+    })
+}
+
 impl StoreArg {
-    fn open(&self) -> Box<dyn SecretStore> {
+    fn open(&self, retry: Retry) -> Result<Box<dyn SecretStore>, SetupError> {
         match self {
-            StoreArg::File(dir) => Box::new(FileStore::new(dir)),
+            StoreArg::File(dir) => Ok(Box::new(FileStore::new(dir))),
+            StoreArg::AwsSecretsManager => {
+                let region = env("AWS_REGION").or_else(|_| env("AWS_DEFAULT_REGION"))?;
+                let endpoint = std::env::var("AWS_ENDPOINT_URL_SECRETS_MANAGER")
+                    .or_else(|_| std::env::var("AWS_ENDPOINT_URL"))
+                    .unwrap_or_else(|_| format!("https://secretsmanager.{region}.amazonaws.com"));
+                let client = aws::Client::new(
+                    "secrets manager",
+                    "secretsmanager",
+                    &endpoint,
+                    &region,
+                    aws_credentials()?,
+                    retry,
+                )?;
+                Ok(Box::new(AwsSecretsManager::new(client)))
+            }
         }
     }
 }
@@ -113,6 +147,24 @@ fn rabbitmq_admin() -> Result<setup::rabbitmq::Admin, SetupError> {
     })
 }
 
+/// The S3 API of the shared MinIO, as its root user (`MINIO_ROOT_USER`/`MINIO_ROOT_PASSWORD`).
+fn minio_s3_client(spec: &setup::spec::S3Spec, retry: Retry) -> Result<aws::Client, SetupError> {
+    let scheme = if spec.use_ssl { "https" } else { "http" };
+    let region = std::env::var("MINIO_REGION").unwrap_or_else(|_| "us-east-1".to_owned());
+    aws::Client::new(
+        "s3",
+        "s3",
+        &format!("{scheme}://{}:{}", spec.host, spec.port),
+        &region,
+        Credentials {
+            access_key: env("MINIO_ROOT_USER")?,
+            secret_key: env("MINIO_ROOT_PASSWORD")?,
+            session_token: None,
+        },
+        retry,
+    )
+}
+
 fn not_needed(spec: &SetupSpec, service: Service) -> Report {
     tracing::info!(tenant = %spec.tenant, service = service.as_str(), "the tenant does not use this service");
     Report::default()
@@ -127,7 +179,7 @@ fn execute(args: &Args, teardown: bool) -> Result<Report, SetupError> {
         attempts: args.attempts,
         base: Duration::from_millis(args.backoff_ms),
     };
-    let store = args.secret_store.open();
+    let store = args.secret_store.open(retry)?;
     match args.service {
         Service::Mysql => match &spec.mysql {
             None => Ok(not_needed(&spec, args.service)),
@@ -140,6 +192,17 @@ fn execute(args: &Args, teardown: bool) -> Result<Report, SetupError> {
                 setup::rabbitmq::teardown(r, &rabbitmq_admin()?, &*store, &retry)
             }
             Some(r) => setup::rabbitmq::setup(r, &rabbitmq_admin()?, &*store, &retry),
+        },
+        Service::Minio => match &spec.s3 {
+            None => Ok(not_needed(&spec, args.service)),
+            Some(s) => {
+                let client = minio_s3_client(s, retry)?;
+                if teardown {
+                    setup::s3::teardown_buckets(&client, s)
+                } else {
+                    setup::s3::setup_buckets(&client, s)
+                }
+            }
         },
     }
 }

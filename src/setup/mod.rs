@@ -7,9 +7,11 @@
 //! validated before they reach SQL or a URL, values are bound or encoded; transient failures
 //! are retried with exponential backoff ([`Retry`]).
 
+pub mod aws;
 pub mod http;
 pub mod mysql;
 pub mod rabbitmq;
+pub mod s3;
 
 pub mod secrets;
 pub mod spec;

@@ -200,6 +200,129 @@ impl FileStore {
     }
 }
 
+/// AWS Secrets Manager (the store the example registry's `ClusterSecretStore` reads): one
+/// secret per key, its `SecretString` the credential as a JSON object, so the
+/// ExternalSecrets' `remoteRef.property` picks `username`/`password`.
+pub struct AwsSecretsManager {
+    client: super::aws::Client,
+}
+
+impl AwsSecretsManager {
+    pub fn new(client: super::aws::Client) -> Self {
+        AwsSecretsManager { client }
+    }
+
+    fn call(
+        &self,
+        action: &'static str,
+        key: &str,
+        body: serde_json::Value,
+    ) -> Result<(u16, serde_json::Value), SetupError> {
+        let target = format!("secretsmanager.{action}");
+        let bytes = serde_json::to_vec(&body).expect("JSON serializes");
+        let r = self.client.send(
+            "POST",
+            "/",
+            &[],
+            &[
+                ("content-type", "application/x-amz-json-1.1"),
+                ("x-amz-target", &target),
+            ],
+            &bytes,
+        )?;
+        let value: serde_json::Value = if r.body.is_empty() {
+            serde_json::Value::Null
+        } else {
+            match serde_json::from_str(&r.body) {
+                Ok(v) => v,
+                // Errors outside the service (signature, proxy) may not be JSON.
+                Err(_) if !r.ok() => serde_json::json!({"message": r.body.trim()}),
+                Err(e) => return Err(store_err("parse the answer for", key, e)),
+            }
+        };
+        Ok((r.status, value))
+    }
+}
+
+fn error_type(v: &serde_json::Value) -> &str {
+    v["__type"]
+        .as_str()
+        .map(|t| t.rsplit('#').next().unwrap_or(t))
+        .unwrap_or("")
+}
+
+fn aws_err(action: &'static str, key: &str, status: u16, v: &serde_json::Value) -> SetupError {
+    SetupError::Store {
+        action,
+        key: key.to_owned(),
+        source: format!(
+            "HTTP {status} {}: {}",
+            error_type(v),
+            v["message"]
+                .as_str()
+                .or(v["Message"].as_str())
+                .unwrap_or("")
+        )
+        .into(),
+    }
+}
+
+impl SecretStore for AwsSecretsManager {
+    fn get(&self, key: &str) -> Result<Option<Credential>, SetupError> {
+        let (status, v) = self.call("GetSecretValue", key, serde_json::json!({"SecretId": key}))?;
+        match status {
+            200 => {
+                let s = v["SecretString"].as_str().ok_or_else(|| {
+                    store_err("read", key, std::io::Error::other("no SecretString"))
+                })?;
+                serde_json::from_str(s)
+                    .map(Some)
+                    .map_err(|e| store_err("parse", key, e))
+            }
+            400..=499 if error_type(&v) == "ResourceNotFoundException" => Ok(None),
+            _ => Err(aws_err("read", key, status, &v)),
+        }
+    }
+
+    fn create(&self, key: &str, value: &Credential) -> Result<Created, SetupError> {
+        let secret = serde_json::to_string(value).expect("strings serialize");
+        let (status, v) = self.call(
+            "CreateSecret",
+            key,
+            serde_json::json!({
+                "Name": key,
+                "SecretString": secret,
+                "Description": "Tenant credential written by provisio setup",
+            }),
+        )?;
+        match status {
+            200 => Ok(Created::Stored),
+            400..=499 if error_type(&v) == "ResourceExistsException" => Ok(Created::AlreadyExists),
+            _ => Err(aws_err("create", key, status, &v)),
+        }
+    }
+
+    fn delete(&self, key: &str) -> Result<bool, SetupError> {
+        // A forced delete of a missing secret may succeed silently: ask first.
+        let (status, v) = self.call("DescribeSecret", key, serde_json::json!({"SecretId": key}))?;
+        match status {
+            200 => {}
+            400..=499 if error_type(&v) == "ResourceNotFoundException" => return Ok(false),
+            _ => return Err(aws_err("read", key, status, &v)),
+        }
+        let (status, v) = self.call(
+            "DeleteSecret",
+            key,
+            serde_json::json!({"SecretId": key, "ForceDeleteWithoutRecovery": true}),
+        )?;
+        match status {
+            200 => Ok(true),
+            400..=499 if error_type(&v) == "ResourceNotFoundException" => Ok(false),
+            _ => Err(aws_err("delete", key, status, &v)),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -559,3 +559,147 @@ pub fn amqp_open(port: u16, user: &str, password: &str, vhost: &str) -> AmqpOpen
         other => panic!("unexpected method {other:?}"),
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// moto (PyPI `moto[server]`): S3, IAM and Secrets Manager with access control on
+// ---------------------------------------------------------------------------------------
+
+pub struct Moto {
+    pub port: u16,
+    pub admin: provisio::setup::aws::Credentials,
+    child: Child,
+    _dir: tempfile::TempDir,
+}
+
+/// Requests moto serves before it starts checking credentials: exactly the three IAM calls
+/// that create the admin user, its policy and its access key.
+const MOTO_UNAUTHENTICATED: u32 = 3;
+
+impl Moto {
+    pub fn start() -> Option<Moto> {
+        if !require("moto_server") {
+            return None;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let log = dir.path().join("moto.log");
+        let child = Command::new("moto_server")
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .env(
+                "INITIAL_NO_AUTH_ACTION_COUNT",
+                MOTO_UNAUTHENTICATED.to_string(),
+            )
+            .env("MOTO_ALLOW_NONEXISTENT_REGION", "true")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("start moto_server");
+        let mut moto = Moto {
+            port,
+            admin: provisio::setup::aws::Credentials {
+                access_key: "bootstrap".into(),
+                secret_key: "bootstrap".into(),
+                session_token: None,
+            },
+            child,
+            _dir: dir,
+        };
+        // A TCP connection is not a request: it does not use up an unauthenticated action.
+        wait_until("moto_server", Duration::from_secs(60), || {
+            if let Ok(Some(status)) = moto.child.try_wait() {
+                panic!("moto_server exited ({status}):\n{}", log_tail(&log));
+            }
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        });
+        let admin_policy = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"*","Resource":"*"}]}"#;
+        moto.iam_ok("CreateUser", &[("UserName", "provisio-admin")]);
+        moto.iam_ok(
+            "PutUserPolicy",
+            &[
+                ("UserName", "provisio-admin"),
+                ("PolicyName", "all"),
+                ("PolicyDocument", admin_policy),
+            ],
+        );
+        moto.admin = moto.create_access_key("provisio-admin");
+        Some(moto)
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    pub fn client(
+        &self,
+        label: &'static str,
+        service: &'static str,
+        creds: &provisio::setup::aws::Credentials,
+    ) -> provisio::setup::aws::Client {
+        provisio::setup::aws::Client::new(
+            label,
+            service,
+            &self.endpoint(),
+            "us-east-1",
+            creds.clone(),
+            provisio::setup::Retry {
+                attempts: 2,
+                base: Duration::from_millis(50),
+            },
+        )
+        .unwrap()
+    }
+
+    /// An IAM query-API call as the admin; (status, body).
+    pub fn iam(&self, action: &str, params: &[(&str, &str)]) -> (u16, String) {
+        let mut form = vec![("Action", action), ("Version", "2010-05-08")];
+        form.extend_from_slice(params);
+        let body = form
+            .iter()
+            .map(|(k, v)| {
+                format!(
+                    "{}={}",
+                    provisio::setup::aws::uri_encode(k),
+                    provisio::setup::aws::uri_encode(v)
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("&");
+        let r = self
+            .client("iam", "iam", &self.admin)
+            .send(
+                "POST",
+                "/",
+                &[],
+                &[("content-type", "application/x-www-form-urlencoded")],
+                body.as_bytes(),
+            )
+            .expect("IAM call");
+        (r.status, r.body)
+    }
+
+    pub fn iam_ok(&self, action: &str, params: &[(&str, &str)]) -> String {
+        let (status, body) = self.iam(action, params);
+        assert_eq!(status, 200, "IAM {action}: {body}");
+        body
+    }
+
+    pub fn create_access_key(&self, user: &str) -> provisio::setup::aws::Credentials {
+        let body = self.iam_ok("CreateAccessKey", &[("UserName", user)]);
+        let get = |tag: &str| {
+            provisio::setup::s3::tag_values(&body, tag)
+                .pop()
+                .expect(tag)
+        };
+        provisio::setup::aws::Credentials {
+            access_key: get("AccessKeyId"),
+            secret_key: get("SecretAccessKey"),
+            session_token: None,
+        }
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        stop(&mut self.child);
+    }
+}

@@ -1,0 +1,321 @@
+//! The tenant's buckets through the S3 API (MinIO, or any S3 server): each bucket, with
+//! versioning on, one lifecycle rule (noncurrent versions and expired delete markers go
+//! after [`NONCURRENT_DAYS`] days), and an anonymous-read bucket policy on the public prefix
+//! only where the registry names one (removed when it no longer does). Teardown empties
+//! every version of every bucket, then deletes it. Also: the IAM-style policy that limits
+//! the tenant's user to its own buckets ([`tenant_policy`]).
+
+use base64::Engine;
+use md5::{Digest, Md5};
+use serde_json::{Value, json};
+
+use super::aws::{Client, uri_encode};
+use super::spec::{BucketSpec, S3Spec};
+use super::{Change, Report, SetupError};
+
+pub const NONCURRENT_DAYS: u32 = 30;
+pub const LIFECYCLE_RULE_ID: &str = "provisio-expire-noncurrent";
+const S3_NS: &str = "http://s3.amazonaws.com/doc/2006-03-01/";
+
+fn content_md5(body: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(Md5::digest(body))
+}
+
+pub fn versioning_xml() -> String {
+    format!(
+        r#"<VersioningConfiguration xmlns="{S3_NS}"><Status>Enabled</Status></VersioningConfiguration>"#
+    )
+}
+
+pub fn lifecycle_xml() -> String {
+    format!(
+        r#"<LifecycleConfiguration xmlns="{S3_NS}"><Rule><ID>{LIFECYCLE_RULE_ID}</ID><Filter><Prefix></Prefix></Filter><Status>Enabled</Status><Expiration><ExpiredObjectDeleteMarker>true</ExpiredObjectDeleteMarker></Expiration><NoncurrentVersionExpiration><NoncurrentDays>{NONCURRENT_DAYS}</NoncurrentDays></NoncurrentVersionExpiration></Rule></LifecycleConfiguration>"#
+    )
+}
+
+/// The anonymous-read policy of a bucket's public prefix.
+pub fn public_policy(bucket: &str, prefix: &str) -> Value {
+    json!({
+        "Version": "2012-10-17",
+        "Statement": [{
+            "Sid": "PublicReadPrefix",
+            "Effect": "Allow",
+            "Principal": {"AWS": ["*"]},
+            "Action": ["s3:GetObject"],
+            "Resource": [format!("arn:aws:s3:::{bucket}/{prefix}*")],
+        }]
+    })
+}
+
+/// The policy of the tenant's user: list and use its own buckets, nothing else.
+pub fn tenant_policy(spec: &S3Spec) -> Value {
+    let buckets: Vec<String> = spec
+        .buckets
+        .iter()
+        .map(|b| format!("arn:aws:s3:::{}", b.name))
+        .collect();
+    let objects: Vec<String> = spec
+        .buckets
+        .iter()
+        .map(|b| format!("arn:aws:s3:::{}/*", b.name))
+        .collect();
+    json!({
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Action": ["s3:GetBucketLocation", "s3:ListBucket", "s3:ListBucketMultipartUploads"],
+                "Resource": buckets,
+            },
+            {
+                "Effect": "Allow",
+                "Action": [
+                    "s3:AbortMultipartUpload",
+                    "s3:DeleteObject",
+                    "s3:GetObject",
+                    "s3:ListMultipartUploadParts",
+                    "s3:PutObject",
+                ],
+                "Resource": objects,
+            },
+        ]
+    })
+}
+
+/// Text of every `<tag>…</tag>` inside `xml`, in order, XML entities decoded.
+pub fn tag_values(xml: &str, tag: &str) -> Vec<String> {
+    let (open, close) = (format!("<{tag}>"), format!("</{tag}>"));
+    let mut out = Vec::new();
+    let mut rest = xml;
+    while let Some(i) = rest.find(&open) {
+        let after = &rest[i + open.len()..];
+        let Some(j) = after.find(&close) else { break };
+        out.push(unescape(&after[..j]));
+        rest = &after[j + close.len()..];
+    }
+    out
+}
+
+fn unescape(s: &str) -> String {
+    s.replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&quot;", "\"")
+        .replace("&apos;", "'")
+        .replace("&amp;", "&")
+}
+
+fn bucket_path(b: &str) -> String {
+    format!("/{}", uri_encode(b))
+}
+
+fn object_path(b: &str, key: &str) -> String {
+    let key: Vec<String> = key.split('/').map(uri_encode).collect();
+    format!("/{}/{}", uri_encode(b), key.join("/"))
+}
+
+/// Whether a lifecycle configuration read back is exactly provisio's rule.
+fn lifecycle_is_ours(xml: &str) -> bool {
+    tag_values(xml, "Rule").len() == 1
+        && tag_values(xml, "ID") == [LIFECYCLE_RULE_ID]
+        && tag_values(xml, "Status") == ["Enabled"]
+        && tag_values(xml, "NoncurrentDays") == [NONCURRENT_DAYS.to_string()]
+        && tag_values(xml, "ExpiredObjectDeleteMarker") == ["true"]
+        && tag_values(xml, "Prefix").iter().all(|p| p.is_empty())
+}
+
+/// Creates or converges every bucket of the spec.
+pub fn setup_buckets(s3: &Client, spec: &S3Spec) -> Result<Report, SetupError> {
+    let mut report = Report::default();
+    for b in &spec.buckets {
+        ensure_bucket(s3, b, &mut report)?;
+    }
+    Ok(report)
+}
+
+fn ensure_bucket(s3: &Client, b: &BucketSpec, report: &mut Report) -> Result<(), SetupError> {
+    let path = bucket_path(&b.name);
+    let what = format!("bucket {}", b.name);
+    let r = s3.send("HEAD", &path, &[], &[], b"")?;
+    match r.status {
+        200 => report.record(what, Change::Unchanged),
+        404 => {
+            let r = s3.send("PUT", &path, &[], &[], b"")?;
+            if !(r.ok() || (r.status == 409 && r.body.contains("BucketAlreadyOwnedByYou"))) {
+                return Err(s3.refused(&format!("create {what}"), &r));
+            }
+            report.record(what, Change::Created);
+        }
+        _ => return Err(s3.refused(&format!("read {what}"), &r)),
+    }
+
+    let what = format!("versioning of {}", b.name);
+    let r = s3.send("GET", &path, &[("versioning", "")], &[], b"")?;
+    if !r.ok() {
+        return Err(s3.refused(&format!("read {what}"), &r));
+    }
+    if tag_values(&r.body, "Status") == ["Enabled"] {
+        report.record(what, Change::Unchanged);
+    } else {
+        let body = versioning_xml();
+        let r = s3.send(
+            "PUT",
+            &path,
+            &[("versioning", "")],
+            &[("content-md5", &content_md5(body.as_bytes()))],
+            body.as_bytes(),
+        )?;
+        if !r.ok() {
+            return Err(s3.refused(&format!("enable {what}"), &r));
+        }
+        report.record(what, Change::Updated);
+    }
+
+    let what = format!("lifecycle of {}", b.name);
+    let r = s3.send("GET", &path, &[("lifecycle", "")], &[], b"")?;
+    let change = match r.status {
+        200 if lifecycle_is_ours(&r.body) => None,
+        200 => Some(Change::Updated),
+        404 => Some(Change::Created),
+        _ => return Err(s3.refused(&format!("read {what}"), &r)),
+    };
+    match change {
+        None => report.record(what, Change::Unchanged),
+        Some(change) => {
+            let body = lifecycle_xml();
+            let r = s3.send(
+                "PUT",
+                &path,
+                &[("lifecycle", "")],
+                &[("content-md5", &content_md5(body.as_bytes()))],
+                body.as_bytes(),
+            )?;
+            if !r.ok() {
+                return Err(s3.refused(&format!("write {what}"), &r));
+            }
+            report.record(what, change);
+        }
+    }
+
+    let what = format!("policy of {}", b.name);
+    let r = s3.send("GET", &path, &[("policy", "")], &[], b"")?;
+    let current: Option<Value> = match r.status {
+        200 => Some(
+            serde_json::from_str(&r.body).map_err(|e| SetupError::Refused {
+                service: "s3",
+                action: format!("read {what}"),
+                detail: format!("not JSON ({e})"),
+            })?,
+        ),
+        404 => None,
+        _ => return Err(s3.refused(&format!("read {what}"), &r)),
+    };
+    let wanted = b
+        .public_prefix
+        .as_deref()
+        .map(|p| public_policy(&b.name, p));
+    match (current, wanted) {
+        (None, None) => report.record(what, Change::Unchanged),
+        (Some(c), Some(w)) if c == w => report.record(what, Change::Unchanged),
+        (current, Some(w)) => {
+            let body = serde_json::to_vec(&w).expect("JSON serializes");
+            let r = s3.send("PUT", &path, &[("policy", "")], &[], &body)?;
+            if !r.ok() {
+                return Err(s3.refused(&format!("write {what}"), &r));
+            }
+            report.record(
+                what,
+                if current.is_some() {
+                    Change::Updated
+                } else {
+                    Change::Created
+                },
+            );
+        }
+        (Some(_), None) => {
+            let r = s3.send("DELETE", &path, &[("policy", "")], &[], b"")?;
+            if !r.ok() {
+                return Err(s3.refused(&format!("delete {what}"), &r));
+            }
+            report.record(what, Change::Deleted);
+        }
+    }
+    Ok(())
+}
+
+/// Deletes every object version and delete marker of every bucket, then the buckets.
+pub fn teardown_buckets(s3: &Client, spec: &S3Spec) -> Result<Report, SetupError> {
+    let mut report = Report::default();
+    for b in &spec.buckets {
+        let path = bucket_path(&b.name);
+        let what = format!("bucket {}", b.name);
+        let r = s3.send("HEAD", &path, &[], &[], b"")?;
+        match r.status {
+            404 => {
+                report.record(what, Change::Unchanged);
+                continue;
+            }
+            200 => {}
+            _ => return Err(s3.refused(&format!("read {what}"), &r)),
+        }
+        let mut deleted = 0usize;
+        loop {
+            let r = s3.send(
+                "GET",
+                &path,
+                &[("versions", ""), ("max-keys", "1000")],
+                &[],
+                b"",
+            )?;
+            if !r.ok() {
+                return Err(s3.refused(&format!("list the versions in {what}"), &r));
+            }
+            let mut entries = Vec::new();
+            for block in ["Version", "DeleteMarker"] {
+                for v in tag_values(&r.body, block) {
+                    let key = tag_values(&v, "Key").pop().unwrap_or_default();
+                    let version = tag_values(&v, "VersionId").pop().unwrap_or_default();
+                    entries.push((key, version));
+                }
+            }
+            if entries.is_empty() {
+                break;
+            }
+            for (key, version) in entries {
+                let r = s3.send(
+                    "DELETE",
+                    &object_path(&b.name, &key),
+                    &[("versionId", &version)],
+                    &[],
+                    b"",
+                )?;
+                if !r.ok() {
+                    return Err(s3.refused(&format!("delete {key} ({version}) in {what}"), &r));
+                }
+                deleted += 1;
+            }
+        }
+        tracing::info!(bucket = %b.name, versions = deleted, "emptied");
+        let r = s3.send("DELETE", &path, &[], &[], b"")?;
+        if !r.ok() {
+            return Err(s3.refused(&format!("delete {what}"), &r));
+        }
+        report.record(what, Change::Deleted);
+    }
+    Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn xml_helpers() {
+        let xml = "<A><Version><Key>a&amp;b</Key><VersionId>1</VersionId></Version><Version><Key>c</Key><VersionId>2</VersionId></Version></A>";
+        let v = tag_values(xml, "Version");
+        assert_eq!(v.len(), 2);
+        assert_eq!(tag_values(&v[0], "Key"), ["a&b"]);
+        assert!(lifecycle_is_ours(&lifecycle_xml()));
+        assert!(!lifecycle_is_ours(&lifecycle_xml().replace(">30<", ">31<")));
+        assert_eq!(object_path("b", "public/x y.png"), "/b/public/x%20y.png");
+    }
+}
