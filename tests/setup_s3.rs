@@ -38,6 +38,8 @@ fn run(moto: &Moto, verb: &str, spec: &Path, extra: &[&str]) -> (i32, String, St
         spec.to_str().unwrap(),
         "--secret-store",
         &store_arg,
+        // moto has no MinIO admin API (tests/setup_minio_admin.rs covers that protocol).
+        "--buckets-only",
     ];
     args.extend_from_slice(extra);
     provisio(
@@ -322,6 +324,7 @@ fn unreachable_s3_is_a_clear_error() {
             "2",
             "--backoff-ms",
             "10",
+            "--buckets-only",
         ],
         &[("MINIO_ROOT_USER", "x"), ("MINIO_ROOT_PASSWORD", "y")],
     );

@@ -52,6 +52,10 @@ pub struct Args {
     /// First backoff delay in milliseconds (doubled after each failed attempt).
     #[arg(long, default_value_t = 500)]
     pub backoff_ms: u64,
+    /// `minio` only: buckets through the S3 API, without the tenant user and policy of
+    /// MinIO's admin API (for S3 servers that have none).
+    #[arg(long)]
+    pub buckets_only: bool,
     /// The time teardown checks the deletion date against (RFC 3339); default: now.
     #[arg(long, value_parser = super::parse_now)]
     pub now: Option<DateTime<Utc>>,
@@ -147,8 +151,13 @@ fn rabbitmq_admin() -> Result<setup::rabbitmq::Admin, SetupError> {
     })
 }
 
-/// The S3 API of the shared MinIO, as its root user (`MINIO_ROOT_USER`/`MINIO_ROOT_PASSWORD`).
-fn minio_s3_client(spec: &setup::spec::S3Spec, retry: Retry) -> Result<aws::Client, SetupError> {
+/// The S3 API of the shared MinIO as one user (the root user: `MINIO_ROOT_USER`/`MINIO_ROOT_PASSWORD`).
+fn minio_s3_client(
+    spec: &setup::spec::S3Spec,
+    access_key: &str,
+    secret_key: &str,
+    retry: Retry,
+) -> Result<aws::Client, SetupError> {
     let scheme = if spec.use_ssl { "https" } else { "http" };
     let region = std::env::var("MINIO_REGION").unwrap_or_else(|_| "us-east-1".to_owned());
     aws::Client::new(
@@ -157,8 +166,8 @@ fn minio_s3_client(spec: &setup::spec::S3Spec, retry: Retry) -> Result<aws::Clie
         &format!("{scheme}://{}:{}", spec.host, spec.port),
         &region,
         Credentials {
-            access_key: env("MINIO_ROOT_USER")?,
-            secret_key: env("MINIO_ROOT_PASSWORD")?,
+            access_key: access_key.to_owned(),
+            secret_key: secret_key.to_owned(),
             session_token: None,
         },
         retry,
@@ -196,12 +205,39 @@ fn execute(args: &Args, teardown: bool) -> Result<Report, SetupError> {
         Service::Minio => match &spec.s3 {
             None => Ok(not_needed(&spec, args.service)),
             Some(s) => {
-                let client = minio_s3_client(s, retry)?;
+                let (root_user, root_password) =
+                    (env("MINIO_ROOT_USER")?, env("MINIO_ROOT_PASSWORD")?);
+                let client = minio_s3_client(s, &root_user, &root_password, retry)?;
+                let admin = setup::madmin::MinioAdmin::new(
+                    minio_s3_client(s, &root_user, &root_password, retry)?,
+                    root_password.clone(),
+                );
+                let mut report = Report::default();
                 if teardown {
-                    setup::s3::teardown_buckets(&client, s)
+                    if !args.buckets_only {
+                        report
+                            .items
+                            .extend(setup::madmin::teardown_user(&admin, s, &*store)?.items);
+                    }
+                    report
+                        .items
+                        .extend(setup::s3::teardown_buckets(&client, s)?.items);
                 } else {
-                    setup::s3::setup_buckets(&client, s)
+                    report
+                        .items
+                        .extend(setup::s3::setup_buckets(&client, s)?.items);
+                    if args.buckets_only {
+                        return Ok(report);
+                    }
+                    let can_sign_in = |user: &str, secret: &str| {
+                        let as_user = minio_s3_client(s, user, secret, retry)?;
+                        setup::s3::credentials_work(&as_user, s)
+                    };
+                    report
+                        .items
+                        .extend(setup::madmin::setup_user(&admin, s, &*store, can_sign_in)?.items);
                 }
+                Ok(report)
             }
         },
     }

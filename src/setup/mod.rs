@@ -9,6 +9,7 @@
 
 pub mod aws;
 pub mod http;
+pub mod madmin;
 pub mod mysql;
 pub mod rabbitmq;
 pub mod s3;

@@ -242,6 +242,25 @@ fn ensure_bucket(s3: &Client, b: &BucketSpec, report: &mut Report) -> Result<(),
     Ok(())
 }
 
+/// Whether `as_user` holds valid credentials: `GetBucketLocation` on the first bucket, signed
+/// with them. An unknown key or a wrong secret is refused with `InvalidAccessKeyId` or
+/// `SignatureDoesNotMatch`; `AccessDenied` means the key is valid (its policy may be missing).
+pub fn credentials_work(as_user: &Client, spec: &S3Spec) -> Result<bool, SetupError> {
+    let Some(b) = spec.buckets.first() else {
+        return Ok(true);
+    };
+    let r = as_user.send("GET", &bucket_path(&b.name), &[("location", "")], &[], b"")?;
+    if r.ok() {
+        return Ok(true);
+    }
+    let code = tag_values(&r.body, "Code").pop().unwrap_or_default();
+    match code.as_str() {
+        "InvalidAccessKeyId" | "SignatureDoesNotMatch" | "InvalidClientTokenId" => Ok(false),
+        "AccessDenied" => Ok(true),
+        _ => Err(as_user.refused(&format!("check the credentials of {}", spec.user), &r)),
+    }
+}
+
 /// Deletes every object version and delete marker of every bucket, then the buckets.
 pub fn teardown_buckets(s3: &Client, spec: &S3Spec) -> Result<Report, SetupError> {
     let mut report = Report::default();
