@@ -90,6 +90,10 @@ pub fn render_tenant(plan: &TenantPlan<'_>, env: &Environment) -> Result<Files, 
     if !migrations.is_empty() {
         add("jobs.yaml", each("Job", &migrations)?);
     }
+    let setup_jobs = super::jobs::jobs(plan);
+    if !setup_jobs.is_empty() {
+        add("setup-jobs.yaml", each("Job", &setup_jobs)?);
+    }
     add(
         "certificate.yaml",
         vec![to_yaml("Certificate", &certificate(plan))?],
