@@ -1,0 +1,121 @@
+//! The setup and teardown Jobs rendered into the example tenants' trees: one PreSync Job per
+//! shared service a tenant uses, in the shared namespace (admin credentials never referenced
+//! from a tenant namespace), carrying the tenant's spec (derived from its plan, no secret
+//! value); PostDelete teardown Jobs only for a tenant in `deprovisioning`.
+
+mod support_setup;
+
+use provisio::render::jobs;
+use provisio::setup::SetupSpec;
+use provisio::setup::spec::SPEC_ENV;
+
+#[test]
+fn example_tenants_get_their_jobs() {
+    let (reg, _) = provisio::pipeline::load(&support_setup::repo_root().join("registry")).unwrap();
+    let shared = &reg.platform.shared_services.namespace;
+    let mut saw_teardown = false;
+    for tenant in reg.tenants.values() {
+        let plan = provisio::plan::plan_tenant(&reg, tenant, support_setup::now());
+        let spec = SetupSpec::from_plan(&plan);
+        spec.validate().unwrap();
+        let all = jobs::jobs(&plan);
+        let deprovisioning = plan.status == provisio::registry::TenantStatus::Deprovisioning;
+        let services: Vec<&str> = [
+            ("mysql", spec.mysql.is_some()),
+            ("rabbitmq", spec.rabbitmq.is_some()),
+            ("minio", spec.s3.is_some()),
+        ]
+        .into_iter()
+        .filter(|(_, used)| *used)
+        .map(|(s, _)| s)
+        .collect();
+        assert_eq!(
+            all.len(),
+            services.len() * if deprovisioning { 2 } else { 1 },
+            "{}",
+            plan.id
+        );
+        for job in &all {
+            let meta = &job.metadata;
+            assert_eq!(
+                meta.namespace.as_deref(),
+                Some(shared.as_str()),
+                "admin side only"
+            );
+            let ann = meta.annotations.as_ref().unwrap();
+            let pod = job.spec.as_ref().unwrap().template.spec.as_ref().unwrap();
+            let c = &pod.containers[0];
+            let args = c.args.as_ref().unwrap();
+            let (verb, service) = (args[0].as_str(), args[1].as_str());
+            assert!(services.contains(&service), "{service}");
+            assert_eq!(&args[2..], ["--secret-store", jobs::STORE_ARG]);
+            let hook = ann["argocd.argoproj.io/hook"].as_str();
+            match verb {
+                "setup" => assert_eq!(hook, "PreSync"),
+                "teardown" => {
+                    assert!(deprovisioning, "teardown only for deprovisioning tenants");
+                    assert_eq!(hook, "PostDelete");
+                    saw_teardown = true;
+                }
+                other => panic!("unexpected verb {other}"),
+            }
+            assert_eq!(
+                meta.name.as_deref(),
+                Some(jobs::job_name(verb, service, plan.id).as_str())
+            );
+            // The spec round-trips and holds no secret value.
+            let env = c.env.as_ref().unwrap();
+            let json = env
+                .iter()
+                .find(|e| e.name == SPEC_ENV)
+                .and_then(|e| e.value.as_deref())
+                .unwrap();
+            assert_eq!(SetupSpec::parse(json).unwrap(), spec);
+            assert!(!json.to_ascii_lowercase().contains("password"), "{json}");
+            assert!(env.iter().all(|e| e.value_from.is_none()));
+            let from: Vec<&str> = c
+                .env_from
+                .as_ref()
+                .unwrap()
+                .iter()
+                .map(|e| e.secret_ref.as_ref().unwrap().name.as_str())
+                .collect();
+            assert_eq!(
+                from,
+                [jobs::admin_secret(service).as_str(), jobs::STORE_SECRET]
+            );
+            assert_eq!(
+                pod.service_account_name.as_deref(),
+                Some(jobs::SETUP_SERVICE_ACCOUNT)
+            );
+        }
+    }
+    assert!(
+        saw_teardown,
+        "the example registry has a deprovisioning tenant"
+    );
+}
+
+#[test]
+fn rendered_trees_never_reference_admin_secrets_in_tenant_namespaces() {
+    let (reg, _) = provisio::pipeline::load(&support_setup::repo_root().join("registry")).unwrap();
+    let out = provisio::render::render_all(&reg, support_setup::now()).unwrap();
+    let shared = format!("namespace: {}", reg.platform.shared_services.namespace);
+    for (tenant, files) in &out.tenants {
+        for (path, bytes) in files {
+            let text = String::from_utf8_lossy(bytes);
+            for doc in text.split("\n---\n") {
+                if doc.contains("provisio-admin-") {
+                    assert!(
+                        doc.contains(&shared),
+                        "{tenant} {path}: admin secret outside {shared}"
+                    );
+                }
+            }
+        }
+        assert!(
+            files.keys().any(|k| k.ends_with("/setup-jobs.yaml")),
+            "{tenant} has no setup Jobs"
+        );
+    }
+}
