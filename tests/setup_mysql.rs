@@ -353,3 +353,64 @@ fn missing_admin_credentials_and_bad_specs_are_invalid_input() {
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("invalid MySQL database"), "{err}");
 }
+
+/// The store the rendered Jobs use: `--secret-store aws-secrets-manager` (moto's Secrets
+/// Manager, signed requests checked) with MariaDB: passwords created once, the second run
+/// `unchanged`, the stored password logs in, teardown deletes the secrets.
+#[test]
+fn mysql_with_the_aws_secrets_manager_store() {
+    let Some(db) = MariaDb::start() else { return };
+    let Some(moto) = support_setup::Moto::start() else {
+        return;
+    };
+    let work = tempfile::tempdir().unwrap();
+    let mut spec = spec_for(A, &db);
+    spec.lifecycle.status = TenantStatus::Deprovisioning;
+    spec.lifecycle.deletion_date = Some("2025-03-01T00:00:00Z".parse().unwrap());
+    let file = support_setup::write_spec(work.path(), "a", &spec);
+    let endpoint = moto.endpoint();
+    let mut env = env();
+    env.extend([
+        ("AWS_REGION", "us-east-1"),
+        ("AWS_ACCESS_KEY_ID", moto.admin.access_key.as_str()),
+        ("AWS_SECRET_ACCESS_KEY", moto.admin.secret_key.as_str()),
+        ("AWS_ENDPOINT_URL_SECRETS_MANAGER", endpoint.as_str()),
+    ]);
+    let args = |verb: &'static str| {
+        vec![
+            verb,
+            "mysql",
+            "--spec",
+            file.to_str().unwrap(),
+            "--secret-store",
+            "aws-secrets-manager",
+            "--now",
+            "2025-03-02T00:00:00Z",
+        ]
+    };
+    let (code, out, err) = provisio(&args("setup"), &env);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let d = &spec.mysql.as_ref().unwrap().databases[0];
+    assert!(
+        out.contains(&format!("mysql: secret {}: created", d.secret_key)),
+        "{out}"
+    );
+    let (code, out, err) = provisio(&args("setup"), &env);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.ends_with("mysql: unchanged\n"), "{out}");
+    let store = provisio::setup::secrets::AwsSecretsManager::new(moto.client(
+        "secrets manager",
+        "secretsmanager",
+        &moto.admin,
+    ));
+    let stored = store
+        .get(&d.secret_key)
+        .unwrap()
+        .expect("stored in Secrets Manager");
+    assert_eq!(stored["username"], d.user);
+    db.connect(&d.user, &stored["password"], Some(&d.database))
+        .unwrap();
+    let (code, out, err) = provisio(&args("teardown"), &env);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(store.get(&d.secret_key).unwrap().is_none(), "{out}");
+}
