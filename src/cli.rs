@@ -31,6 +31,8 @@ pub enum Command {
     Setup(commands::setup::Args),
     /// Remove them, for a tenant past its deletion date (PostDelete Jobs).
     Teardown(commands::setup::Args),
+    /// Regenerate on every registry change, commit and push the output, nudge Argo CD.
+    Watch(commands::watch::Args),
 }
 
 /// Parses the arguments, runs the command, maps the outcome to an exit code.
@@ -56,6 +58,7 @@ pub fn main() -> ExitCode {
         Command::Validate(a) => commands::validate::run(a),
         Command::Setup(a) => commands::setup::run(a),
         Command::Teardown(a) => commands::setup::run_teardown(a),
+        Command::Watch(a) => commands::watch::run(a),
     };
     ExitCode::from(code)
 }

@@ -12,5 +12,7 @@ pub mod render;
 pub mod setup;
 pub mod cli;
 pub mod commands;
+pub mod delivery;
 pub mod output;
 pub mod pipeline;
+pub mod watch;

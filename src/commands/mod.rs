@@ -4,6 +4,7 @@ pub mod check;
 pub mod generate;
 pub mod setup;
 pub mod validate;
+pub mod watch;
 
 use chrono::{DateTime, Utc};
 
