@@ -1,0 +1,427 @@
+//! Delivery to the manifests repository with real git repositories: a bare repository on
+//! disk is the remote (file:// URL). Commit content and message, no-op runs, a remote that
+//! moved (another writer), a remote that is unreachable, `generate --commit --push`, and the
+//! Argo CD nudge received by a listener on 127.0.0.1.
+
+mod common;
+mod watch_support;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::time::Duration;
+
+use common::Workspace;
+use provisio::delivery::{self, Backoff, DeliveryError, OutputRepo, RepoConfig, Why};
+use provisio::pipeline::{self, GenerateOptions};
+use watch_support::*;
+
+fn cfg(url: &str) -> RepoConfig {
+    RepoConfig {
+        url: Some(url.to_owned()),
+        author: delivery::Identity {
+            name: "Provisio Bot".into(),
+            email: "bot@example.com".into(),
+        },
+        ..RepoConfig::default()
+    }
+}
+
+fn fast() -> Backoff {
+    Backoff {
+        attempts: 3,
+        initial: Duration::from_millis(10),
+        max: Duration::from_millis(40),
+    }
+}
+
+fn opts() -> GenerateOptions {
+    GenerateOptions::new(common::now())
+}
+
+/// generate + deliver once, staging from the run's summary.
+fn cycle(ws: &Workspace, repo: &OutputRepo, push: bool) -> delivery::Delivered {
+    let summary = ws.generate();
+    let paths = ws.paths();
+    let mut regenerate = || {
+        pipeline::generate(
+            &paths,
+            &GenerateOptions {
+                full: true,
+                ..opts()
+            },
+        )
+    };
+    repo.deliver(
+        Some(&summary),
+        &Why {
+            trigger: "test".into(),
+            registry_commit: None,
+        },
+        push.then(fast).as_ref(),
+        &mut regenerate,
+        &|| false,
+    )
+    .expect("deliver")
+}
+
+#[test]
+fn each_change_is_one_commit_saying_what_changed_and_the_remote_gets_it() {
+    let ws = Workspace::new();
+    let (bare, url) = bare(ws.dir.path());
+    let repo = OutputRepo::open(&ws.out(), &cfg(&url)).unwrap();
+
+    let first = cycle(&ws, &repo, true);
+    assert_eq!(first.commits.len(), 1);
+    let c1 = head_of(&bare, "main").expect("pushed to main");
+    assert_eq!(first.pushed, Some((None, c1)));
+    assert_eq!(tree_files(&bare, c1), expected(&ws.registry()));
+    let m = message(&bare, c1);
+    assert!(m.starts_with("provisio: add 3 tenants\n\n"), "{m}");
+    assert!(
+        m.contains("Added: abc-corporation-7f3a9c, cafe-creme-93b31b, nordwind-logistik-7ace77\n"),
+        "{m}"
+    );
+    let r = git2::Repository::open(&bare).unwrap();
+    let author = r.find_commit(c1).unwrap().author().to_owned();
+    assert_eq!(
+        (author.name(), author.email()),
+        (Ok("Provisio Bot"), Ok("bot@example.com"))
+    );
+
+    // One new tenant: one commit on top, naming it, with exactly the new output.
+    let (id, rel, text) = new_tenant(1);
+    ws.write(&rel, &text);
+    let second = cycle(&ws, &repo, true);
+    let c2 = head_of(&bare, "main").unwrap();
+    assert_eq!(second.pushed, Some((Some(c1), c2)));
+    assert_eq!(parents(&bare, c2), vec![c1]);
+    let m = message(&bare, c2);
+    assert!(m.starts_with("provisio: add 1 tenant\n"), "{m}");
+    assert!(m.contains(&format!("Added: {id}\n")), "{m}");
+    // The ApplicationSets use the git files generator: a new tenant adds files only.
+    assert!(!m.contains("Argo CD objects"), "{m}");
+    assert_eq!(tree_files(&bare, c2), expected(&ws.registry()));
+
+    // An update and a removal.
+    let abc = "tenants/abc-corporation-7f3a9c.yaml";
+    let t = std::fs::read_to_string(ws.registry().join(abc)).unwrap();
+    ws.write(abc, &t.replace("tier: premium", "tier: business"));
+    ws.remove(&rel);
+    cycle(&ws, &repo, true);
+    let c3 = head_of(&bare, "main").unwrap();
+    let m = message(&bare, c3);
+    assert!(
+        m.starts_with("provisio: update 1, remove 1 tenants\n"),
+        "{m}"
+    );
+    assert!(m.contains("Updated: abc-corporation-7f3a9c\n"), "{m}");
+    assert!(m.contains(&format!("Removed: {id}\n")), "{m}");
+    assert_eq!(tree_files(&bare, c3), expected(&ws.registry()));
+
+    // Nothing changed: no commit, nothing pushed.
+    let noop = cycle(&ws, &repo, true);
+    assert!(noop.commits.is_empty() && noop.pushed.is_none());
+    assert_eq!(head_of(&bare, "main"), Some(c3));
+    fsck(&bare);
+    fsck(&ws.out());
+}
+
+#[test]
+fn the_registry_commit_is_named_in_the_message() {
+    let ws = Workspace::new();
+    let (bare, url) = bare(ws.dir.path());
+    // Make the registry a git repository with one commit.
+    let reg = git2::Repository::init(ws.registry()).unwrap();
+    let mut index = reg.index().unwrap();
+    index
+        .add_all(["*"], git2::IndexAddOption::DEFAULT, None)
+        .unwrap();
+    let tree = reg.find_tree(index.write_tree().unwrap()).unwrap();
+    let sig = git2::Signature::now("a", "a@example.com").unwrap();
+    let reg_commit = reg
+        .commit(Some("HEAD"), &sig, &sig, "registry", &tree, &[])
+        .unwrap();
+    assert_eq!(
+        delivery::registry_commit(&ws.registry()),
+        Some(reg_commit.to_string())
+    );
+    let repo = OutputRepo::open(&ws.out(), &cfg(&url)).unwrap();
+    let summary = ws.generate();
+    let why = Why {
+        trigger: "registry changed: tenants/x.yaml".into(),
+        registry_commit: delivery::registry_commit(&ws.registry()),
+    };
+    repo.deliver(
+        Some(&summary),
+        &why,
+        Some(&fast()),
+        &mut || unreachable!(),
+        &|| false,
+    )
+    .unwrap();
+    let m = message(&bare, head_of(&bare, "main").unwrap());
+    assert!(m.contains("Why: registry changed: tenants/x.yaml\n"), "{m}");
+    assert!(
+        m.ends_with(&format!("\nRegistry-Commit: {reg_commit}\n")),
+        "{m}"
+    );
+}
+
+#[test]
+fn a_push_rejected_because_another_writer_pushed_first_lands_on_top_without_force() {
+    let ws = Workspace::new();
+    let (bare, url) = bare(ws.dir.path());
+    let repo = OutputRepo::open(&ws.out(), &cfg(&url)).unwrap();
+    cycle(&ws, &repo, true);
+
+    // Another writer pushes first: a file of its own, and it also deletes a tenant's file
+    // and edits the state file (a stale or hand-made commit).
+    let theirs = other_writer(&bare, "main", |dir| {
+        std::fs::write(dir.join("OWNERS"), "platform-team\n").unwrap();
+        std::fs::remove_file(dir.join("tenants-out/cafe-creme-93b31b/namespace.yaml")).unwrap();
+    });
+
+    // Our change: a new tenant. The first push is rejected (the remote moved).
+    let (id, rel, text) = new_tenant(7);
+    ws.write(&rel, &text);
+    let d = cycle(&ws, &repo, true);
+    assert!(d.push_retries >= 1, "{d:?}");
+    let head = head_of(&bare, "main").unwrap();
+    assert_eq!(d.pushed.map(|p| p.1), Some(head));
+    // On top: the other writer's commit is in the history (nothing was forced).
+    assert_eq!(parents(&bare, head), vec![theirs]);
+    assert!(history(&bare, head).contains(&theirs));
+    let files = tree_files(&bare, head);
+    assert_eq!(
+        files.get("OWNERS").map(Vec::as_slice),
+        Some(&b"platform-team\n"[..])
+    );
+    // The output is what the registry renders: the new tenant, and the file the other
+    // writer deleted restored.
+    assert_eq!(output_only(files), expected(&ws.registry()));
+    let m = message(&bare, head);
+    assert!(m.contains(&format!("Added: {id}")), "{m}");
+    assert!(m.contains("Updated: cafe-creme-93b31b"), "{m}");
+    assert!(m.contains("after the push was rejected"), "{m}");
+    fsck(&bare);
+}
+
+#[test]
+fn an_unreachable_remote_keeps_the_commit_and_the_next_attempt_pushes_it() {
+    let ws = Workspace::new();
+    let (bare, url) = bare(ws.dir.path());
+    let repo = OutputRepo::open(&ws.out(), &cfg(&url)).unwrap();
+    cycle(&ws, &repo, true);
+    let pushed = head_of(&bare, "main").unwrap();
+
+    // The remote goes away.
+    let away = ws.dir.path().join("away.git");
+    std::fs::rename(&bare, &away).unwrap();
+    let (_, rel, text) = new_tenant(3);
+    ws.write(&rel, &text);
+    let summary = ws.generate();
+    let err = repo
+        .deliver(
+            Some(&summary),
+            &Why::default(),
+            Some(&fast()),
+            &mut || unreachable!("no rejection without a remote"),
+            &|| false,
+        )
+        .unwrap_err();
+    assert!(
+        matches!(err, DeliveryError::PushGaveUp { attempts: 3, .. }),
+        "{err:?}"
+    );
+    let local = repo.head().unwrap();
+    assert_ne!(local, pushed);
+    assert!(repo.ahead().unwrap());
+
+    // It comes back: the next delivery (nothing new to commit) pushes the kept commit.
+    std::fs::rename(&away, &bare).unwrap();
+    let d = repo
+        .deliver(
+            None,
+            &Why::default(),
+            Some(&fast()),
+            &mut || unreachable!(),
+            &|| false,
+        )
+        .unwrap();
+    assert!(d.commits.is_empty());
+    assert_eq!(head_of(&bare, "main"), Some(local));
+    assert_eq!(tree_files(&bare, local), expected(&ws.registry()));
+}
+
+#[test]
+fn generate_commit_push_delivers_once_for_ci() {
+    let ws = Workspace::new();
+    let (bare, url) = bare(ws.dir.path());
+    let run = || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_provisio"))
+            .arg("generate")
+            .arg("--registry")
+            .arg(ws.registry())
+            .arg("--out")
+            .arg(ws.out())
+            .args(["--now", NOW, "--commit", "--push", "--manifests-url", &url])
+            .args(["--author-name", "CI", "--author-email", "ci@example.com"])
+            .output()
+            .unwrap()
+    };
+    let out = run();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("generate: committed "), "{stderr}");
+    assert!(stderr.contains("generate: pushed "), "{stderr}");
+    let head = head_of(&bare, "main").unwrap();
+    assert_eq!(tree_files(&bare, head), expected(&ws.registry()));
+    assert!(message(&bare, head).contains("Why: provisio generate --commit\n"));
+
+    let again = run();
+    let stderr = String::from_utf8_lossy(&again.stderr);
+    assert_eq!(again.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("generate: nothing to commit"), "{stderr}");
+    assert_eq!(head_of(&bare, "main"), Some(head));
+
+    // --push without --commit is a usage error; --commit outside a repository says how to
+    // fix it.
+    let usage = std::process::Command::new(env!("CARGO_BIN_EXE_provisio"))
+        .args(["generate", "--push"])
+        .output()
+        .unwrap();
+    assert_eq!(usage.status.code(), Some(2));
+    let elsewhere = tempfile::tempdir().unwrap();
+    let no_repo = std::process::Command::new(env!("CARGO_BIN_EXE_provisio"))
+        .arg("generate")
+        .arg("--registry")
+        .arg(ws.registry())
+        .arg("--out")
+        .arg(elsewhere.path())
+        .args(["--now", NOW, "--commit"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&no_repo.stderr);
+    assert_eq!(no_repo.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("is not inside a git repository"),
+        "{stderr}"
+    );
+}
+
+/// Receives one HTTP request on 127.0.0.1; returns (request head, body).
+fn listen_once() -> (String, std::thread::JoinHandle<(String, Vec<u8>)>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/api/webhook", listener.local_addr().unwrap());
+    let handle = std::thread::spawn(move || {
+        let (mut stream, _) = listener.accept().unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        let mut reader = BufReader::new(stream.try_clone().unwrap());
+        let mut head = String::new();
+        loop {
+            let mut line = String::new();
+            reader.read_line(&mut line).unwrap();
+            if line == "\r\n" || line.is_empty() {
+                break;
+            }
+            head.push_str(&line);
+        }
+        let len: usize = head
+            .lines()
+            .find_map(|l| {
+                l.to_ascii_lowercase()
+                    .strip_prefix("content-length:")
+                    .map(|v| v.trim().parse().unwrap())
+            })
+            .expect("a content-length");
+        let mut body = vec![0; len];
+        reader.read_exact(&mut body).unwrap();
+        stream
+            .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+            .unwrap();
+        (head, body)
+    });
+    (url, handle)
+}
+
+#[test]
+fn after_a_push_argo_cd_gets_a_signed_github_push_event() {
+    let ws = Workspace::new();
+    let (bare, url) = bare(ws.dir.path());
+    let repo = OutputRepo::open(&ws.out(), &cfg(&url)).unwrap();
+    cycle(&ws, &repo, true);
+    let before = head_of(&bare, "main").unwrap();
+    let (id, rel, text) = new_tenant(9);
+    ws.write(&rel, &text);
+    let d = cycle(&ws, &repo, true);
+    let after = head_of(&bare, "main").unwrap();
+
+    let (hook, server) = listen_once();
+    let nudge = delivery::nudge::Nudge {
+        url: hook,
+        repo_url: "https://git.example.com/platform/manifests".into(),
+        secret: Some(b"s3cret".to_vec()),
+        timeout: Duration::from_secs(5),
+    };
+    assert_eq!(repo.nudge(&nudge, &d).unwrap(), Some(200));
+    let (head, body) = server.join().unwrap();
+    let head = head.to_ascii_lowercase();
+    assert!(head.starts_with("post /api/webhook http/1.1"), "{head}");
+    assert!(head.contains("x-github-event: push\r\n"), "{head}");
+    assert!(
+        head.contains("content-type: application/json\r\n"),
+        "{head}"
+    );
+    let sig = delivery::nudge::signature(b"s3cret", &body);
+    assert!(
+        head.contains(&format!("x-hub-signature-256: {sig}\r\n")),
+        "{head}"
+    );
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(v["ref"], "refs/heads/main");
+    assert_eq!(v["before"], before.to_string());
+    assert_eq!(v["after"], after.to_string());
+    assert_eq!(
+        v["repository"]["html_url"],
+        "https://git.example.com/platform/manifests"
+    );
+    let added: Vec<String> = serde_json::from_value(v["commits"][0]["added"].clone()).unwrap();
+    assert!(
+        added.contains(&format!("tenants-out/{id}/kustomization.yaml")),
+        "{added:?}"
+    );
+    assert_eq!(v["head_commit"]["id"], after.to_string());
+
+    // A refusing endpoint is an error the caller logs (the push stands).
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let refuser = std::thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        let mut buf = [0u8; 4096];
+        let _ = s.read(&mut buf);
+        s.write_all(b"HTTP/1.1 403 Forbidden\r\ncontent-length: 13\r\nconnection: close\r\n\r\nbad signature")
+            .unwrap();
+    });
+    let err = repo
+        .nudge(
+            &delivery::nudge::Nudge {
+                url: format!("http://{addr}/api/webhook"),
+                ..nudge
+            },
+            &d,
+        )
+        .unwrap_err();
+    refuser.join().unwrap();
+    assert!(err.to_string().contains("HTTP 403: bad signature"), "{err}");
+}
+
+#[test]
+fn a_second_process_on_the_same_output_repository_is_refused() {
+    let ws = Workspace::new();
+    let (_bare, url) = bare(ws.dir.path());
+    let _first = OutputRepo::open(&ws.out(), &cfg(&url)).unwrap();
+    let second = OutputRepo::open(&ws.out(), &cfg(&url)).err().unwrap();
+    assert!(matches!(second, DeliveryError::Locked(_)), "{second:?}");
+}
