@@ -115,6 +115,35 @@ fn setup_and_teardown_mysql_on_mariadb() {
         "the example has several products with a database"
     );
 
+    // A wrong admin password is a clear refusal, not a retry loop.
+    let store_arg = format!("file:{}", store_dir.display());
+    let (code, _, err) = provisio(
+        &[
+            "setup",
+            "mysql",
+            "--spec",
+            file_a.to_str().unwrap(),
+            "--secret-store",
+            &store_arg,
+        ],
+        &[
+            ("MYSQL_ADMIN_USER", MYSQL_ADMIN_USER),
+            ("MYSQL_ADMIN_PASSWORD", "wrong-password"),
+        ],
+    );
+    assert_eq!(code, 3, "{err}");
+    assert!(
+        err.contains(&format!(
+            "mysql refused to let `{MYSQL_ADMIN_USER}` log in at 127.0.0.1:{}",
+            db.port
+        )),
+        "{err}"
+    );
+    assert!(
+        !store_dir.exists(),
+        "nothing stored before the server accepted the admin"
+    );
+
     // First run creates everything; the second changes nothing.
     for file in [&file_a, &file_b] {
         let (code, out, err) = run("setup", file, &store_dir, &[]);

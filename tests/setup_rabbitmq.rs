@@ -167,6 +167,28 @@ fn setup_and_teardown_rabbitmq_on_a_real_broker() {
     let file_a = support_setup::write_spec(work.path(), "a", &spec_a);
     let file_b = support_setup::write_spec(work.path(), "b", &spec_b);
 
+    // A wrong admin password is a clear refusal.
+    let store_arg = format!("file:{}", store_dir.display());
+    let (code, _, err) = provisio(
+        &[
+            "setup",
+            "rabbitmq",
+            "--spec",
+            file_a.to_str().unwrap(),
+            "--secret-store",
+            &store_arg,
+        ],
+        &[
+            ("RABBITMQ_ADMIN_USER", RABBIT_ADMIN_USER),
+            ("RABBITMQ_ADMIN_PASSWORD", "wrong"),
+        ],
+    );
+    assert_eq!(code, 3, "{err}");
+    assert!(
+        err.contains("rabbitmq refused to read vhost abc-corporation-7f3a9c: HTTP 401"),
+        "{err}"
+    );
+
     for file in [&file_a, &file_b] {
         let (code, out, err) = run("setup", file, &store_dir, &[]);
         assert_eq!(code, 0, "{out}\n{err}");
