@@ -42,6 +42,15 @@ pub enum SetupError {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+    /// The connection broke in the middle of a run; the caller may start over (every step
+    /// is idempotent).
+    #[error("{service}: the connection broke while trying to {action}")]
+    Interrupted {
+        service: &'static str,
+        action: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     /// The server answered with an error.
     #[error("{service} refused to {action}: {detail}")]
     Refused {

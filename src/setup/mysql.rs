@@ -109,13 +109,41 @@ fn connect_admin(spec: &MysqlSpec, admin: &Admin, retry: &Retry) -> Result<Conn,
         })
 }
 
+/// Maps a failed statement: a broken connection is [`SetupError::Interrupted`] (the run
+/// starts over, see [`with_reconnect`]), anything else a refusal.
 fn refused(action: impl Into<String>) -> impl FnOnce(mysql::Error) -> SetupError {
     let action = action.into();
-    move |e| SetupError::Refused {
-        service: "mysql",
-        action,
-        detail: e.to_string(),
+    move |e| {
+        if is_transient(&e) {
+            SetupError::Interrupted {
+                service: "mysql",
+                action,
+                source: Box::new(e),
+            }
+        } else {
+            SetupError::Refused {
+                service: "mysql",
+                action,
+                detail: e.to_string(),
+            }
+        }
     }
+}
+
+/// Runs a whole setup or teardown, starting over (new connection) with backoff when the
+/// connection breaks midway: every step checks before it changes, so a repeat is harmless.
+fn with_reconnect<T>(
+    retry: &Retry,
+    mut run: impl FnMut() -> Result<T, SetupError>,
+) -> Result<T, SetupError> {
+    retry
+        .run("mysql run", || {
+            run().map_err(|e| match e {
+                SetupError::Interrupted { .. } => Attempt::Transient(e),
+                e => Attempt::Fatal(e),
+            })
+        })
+        .map_err(|(e, _)| e)
 }
 
 /// `name` as a quoted identifier. Names are validated `[a-z0-9_]`; backticks are doubled
@@ -174,6 +202,15 @@ fn check_database(database: &str) -> Result<(), SetupError> {
 
 /// Creates or converges every database, user and grant of the spec.
 pub fn setup(
+    spec: &MysqlSpec,
+    admin: &Admin,
+    store: &dyn SecretStore,
+    retry: &Retry,
+) -> Result<Report, SetupError> {
+    with_reconnect(retry, || setup_once(spec, admin, store, retry))
+}
+
+fn setup_once(
     spec: &MysqlSpec,
     admin: &Admin,
     store: &dyn SecretStore,
@@ -386,6 +423,15 @@ pub fn teardown(
     store: &dyn SecretStore,
     retry: &Retry,
 ) -> Result<Report, SetupError> {
+    with_reconnect(retry, || teardown_once(spec, admin, store, retry))
+}
+
+fn teardown_once(
+    spec: &MysqlSpec,
+    admin: &Admin,
+    store: &dyn SecretStore,
+    retry: &Retry,
+) -> Result<Report, SetupError> {
     let mut conn = connect_admin(spec, admin, retry)?;
     let mut report = Report::default();
     for db in &spec.databases {
@@ -429,6 +475,35 @@ pub fn teardown(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_broken_connection_starts_the_run_over() {
+        let retry = Retry {
+            attempts: 3,
+            base: std::time::Duration::from_millis(1),
+        };
+        let mut calls = 0;
+        let out = with_reconnect(&retry, || {
+            calls += 1;
+            if calls < 3 {
+                Err(refused("read x")(mysql::Error::IoError(
+                    std::io::ErrorKind::ConnectionReset.into(),
+                )))
+            } else {
+                Ok(calls)
+            }
+        });
+        assert_eq!(out.unwrap(), 3);
+        // A refusal is not retried.
+        let mut calls = 0;
+        let e = with_reconnect(&retry, || -> Result<(), SetupError> {
+            calls += 1;
+            Err(SetupError::invalid("x", "y"))
+        })
+        .unwrap_err();
+        assert_eq!(calls, 1);
+        assert!(e.to_string().contains("invalid x"));
+    }
 
     #[test]
     fn grant_patterns_escape_wildcards() {
