@@ -153,6 +153,7 @@ fn rabbitmq_admin() -> Result<setup::rabbitmq::Admin, SetupError> {
 
 /// The S3 API of the shared MinIO as one user (the root user: `MINIO_ROOT_USER`/`MINIO_ROOT_PASSWORD`).
 fn minio_s3_client(
+    label: &'static str,
     spec: &setup::spec::S3Spec,
     access_key: &str,
     secret_key: &str,
@@ -161,7 +162,7 @@ fn minio_s3_client(
     let scheme = if spec.use_ssl { "https" } else { "http" };
     let region = std::env::var("MINIO_REGION").unwrap_or_else(|_| "us-east-1".to_owned());
     aws::Client::new(
-        "s3",
+        label,
         "s3",
         &format!("{scheme}://{}:{}", spec.host, spec.port),
         &region,
@@ -207,9 +208,9 @@ fn execute(args: &Args, teardown: bool) -> Result<Report, SetupError> {
             Some(s) => {
                 let (root_user, root_password) =
                     (env("MINIO_ROOT_USER")?, env("MINIO_ROOT_PASSWORD")?);
-                let client = minio_s3_client(s, &root_user, &root_password, retry)?;
+                let client = minio_s3_client("s3", s, &root_user, &root_password, retry)?;
                 let admin = setup::madmin::MinioAdmin::new(
-                    minio_s3_client(s, &root_user, &root_password, retry)?,
+                    minio_s3_client("minio admin API", s, &root_user, &root_password, retry)?,
                     root_password.clone(),
                 );
                 let mut report = Report::default();
@@ -230,7 +231,7 @@ fn execute(args: &Args, teardown: bool) -> Result<Report, SetupError> {
                         return Ok(report);
                     }
                     let can_sign_in = |user: &str, secret: &str| {
-                        let as_user = minio_s3_client(s, user, secret, retry)?;
+                        let as_user = minio_s3_client("s3", s, user, secret, retry)?;
                         setup::s3::credentials_work(&as_user, s)
                     };
                     report
