@@ -31,6 +31,8 @@ pub enum Command {
     Setup(commands::setup::Args),
     /// Remove them, for a tenant past its deletion date (PostDelete Jobs).
     Teardown(commands::setup::Args),
+    /// Receive the billing system's subscription webhooks and commit tenant files.
+    Serve(commands::serve::Args),
     /// Regenerate on every registry change, commit and push the output, nudge Argo CD.
     Watch(commands::watch::Args),
 }
@@ -58,6 +60,7 @@ pub fn main() -> ExitCode {
         Command::Validate(a) => commands::validate::run(a),
         Command::Setup(a) => commands::setup::run(a),
         Command::Teardown(a) => commands::setup::run_teardown(a),
+        Command::Serve(a) => commands::serve::run(a),
         Command::Watch(a) => commands::watch::run(a),
     };
     ExitCode::from(code)

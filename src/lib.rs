@@ -16,3 +16,6 @@ pub mod delivery;
 pub mod output;
 pub mod pipeline;
 pub mod watch;
+pub mod git;
+pub mod intake;
+pub mod serve;

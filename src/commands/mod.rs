@@ -2,6 +2,7 @@
 
 pub mod check;
 pub mod generate;
+pub mod serve;
 pub mod setup;
 pub mod validate;
 pub mod watch;

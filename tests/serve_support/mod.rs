@@ -1,0 +1,199 @@
+//! Shared by the `serve*` tests: a registry in a fresh git repository (the example registry
+//! copied below a sub-directory, so the registry-inside-a-repository path is exercised), a
+//! server on 127.0.0.1 with a random port and an injected clock, and a small HTTP client.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use provisio::git::{Author, Repo};
+use provisio::serve::{self, Config, Running, auth::Secret};
+
+pub const SECRET: &str = "test-webhook-secret";
+
+/// The fixed "now" of the tests.
+pub fn now() -> DateTime<Utc> {
+    "2025-06-15T12:00:00Z".parse().unwrap()
+}
+
+pub struct Fixture {
+    pub dir: tempfile::TempDir,
+    pub registry: PathBuf,
+}
+
+impl Fixture {
+    /// `<tmp>/registry` = the example registry, committed as the first commit.
+    pub fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let registry = dir.path().join("registry");
+        copy_dir(
+            &Path::new(env!("CARGO_MANIFEST_DIR")).join("registry"),
+            &registry,
+        );
+        std::fs::write(dir.path().join("README.md"), "test registry repository\n").unwrap();
+        Repo::init_with_all(dir.path(), "initial registry", &Author::default()).unwrap();
+        Fixture { dir, registry }
+    }
+
+    pub fn config(&self) -> Config {
+        let mut c = Config::new(self.registry.clone(), Secret::new(SECRET).unwrap());
+        c.clock = Arc::new(now);
+        c
+    }
+
+    pub fn start(&self) -> Running {
+        serve::spawn(self.config(), "127.0.0.1:0".parse().unwrap(), 2).unwrap()
+    }
+
+    pub fn repo(&self) -> Repo {
+        Repo::discover(self.dir.path()).unwrap()
+    }
+
+    pub fn commits(&self) -> Vec<String> {
+        self.repo().messages().unwrap()
+    }
+
+    /// Tenant files as committed (HEAD), by file name.
+    pub fn committed_tenants(&self) -> Vec<String> {
+        self.repo()
+            .read_committed("registry/tenants")
+            .unwrap()
+            .into_keys()
+            .collect()
+    }
+
+    pub fn committed(&self, path: &str) -> Option<String> {
+        self.repo()
+            .read_committed("")
+            .unwrap()
+            .remove(path)
+            .map(|b| String::from_utf8(b).unwrap())
+    }
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let target = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &target);
+        } else {
+            std::fs::copy(e.path(), target).unwrap();
+        }
+    }
+}
+
+/// An HTTP answer.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: u16,
+    pub body: String,
+    pub content_type: String,
+}
+
+impl Answer {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("{e}: {}", self.body))
+    }
+
+    /// Asserts the error shape and returns (code, field).
+    pub fn error(&self) -> (String, Option<String>) {
+        let v = self.json();
+        let e = &v["error"];
+        assert!(e["message"].as_str().is_some_and(|m| !m.is_empty()), "{v}");
+        assert!(
+            e.get("field").is_some(),
+            "field must be present (null allowed): {v}"
+        );
+        (
+            e["code"].as_str().unwrap().to_owned(),
+            e["field"].as_str().map(str::to_owned),
+        )
+    }
+}
+
+pub fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(std::time::Duration::from_secs(30)))
+        .build()
+        .into()
+}
+
+pub fn request(
+    agent: &ureq::Agent,
+    method: &str,
+    addr: SocketAddr,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Answer {
+    let mut b = ureq::http::Request::builder()
+        .method(method)
+        .uri(format!("http://{addr}{path}"));
+    for (k, v) in headers {
+        b = b.header(*k, *v);
+    }
+    let mut resp = agent.run(b.body(body.to_vec()).unwrap()).unwrap();
+    let content_type = resp
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    Answer {
+        status: resp.status().as_u16(),
+        body: resp.body_mut().read_to_string().unwrap(),
+        content_type,
+    }
+}
+
+/// POST to a webhook route with the bearer secret and JSON content type.
+pub fn post(addr: SocketAddr, route: &str, body: &serde_json::Value) -> Answer {
+    let bearer = format!("Bearer {SECRET}");
+    request(
+        &agent(),
+        "POST",
+        addr,
+        &format!("{}{route}", serve::WEBHOOK_PREFIX),
+        &[
+            ("authorization", bearer.as_str()),
+            ("content-type", "application/json"),
+        ],
+        body.to_string().as_bytes(),
+    )
+}
+
+/// A `subscription.created` event in the seed's shape.
+pub fn created(sub: &str, name: &str) -> serde_json::Value {
+    serde_json::json!({
+        "event": "subscription.created",
+        "timestamp": "2025-06-15T10:00:00Z",
+        "data": {
+            "subscription_id": sub,
+            "customer": {"name": name, "email": "admin@example.com", "billing_email": "billing@example.com"},
+            "plan": {"tier": "premium", "price": 124.99, "currency": "EUR", "billing_period": "monthly"},
+            "metadata": {"company_size": "50-200", "industry": "retail", "region": "us-east"}
+        }
+    })
+}
+
+pub fn updated(sub: &str, tier: &str, id: &str) -> serde_json::Value {
+    serde_json::json!({
+        "id": id,
+        "event": "subscription.updated",
+        "timestamp": "2025-06-15T11:00:00Z",
+        "data": {"subscription_id": sub, "plan": {"tier": tier}}
+    })
+}
+
+pub fn cancelled(sub: &str, effective: &str) -> serde_json::Value {
+    serde_json::json!({
+        "event": "subscription.cancelled",
+        "timestamp": "2025-06-15T10:00:00Z",
+        "data": {"subscription_id": sub, "cancellation_reason": "downgrade", "effective_date": effective}
+    })
+}
