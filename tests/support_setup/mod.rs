@@ -282,6 +282,7 @@ pub struct RabbitMq {
     pub dir: tempfile::TempDir,
     pub amqp_port: u16,
     pub management_port: u16,
+    epmd_port: u16,
     child: Child,
 }
 
@@ -296,6 +297,9 @@ impl RabbitMq {
         }
         let dir = tempfile::tempdir().expect("temp dir");
         let (amqp_port, management_port, dist_port) = (free_port(), free_port(), free_port());
+        // A port-mapper daemon of its own, stopped in `drop` (it daemonizes, outside the
+        // broker's process group); the machine's default one is left alone.
+        let epmd_port = free_port();
         let conf = format!(
             "listeners.tcp.default = 127.0.0.1:{amqp_port}\n\
              management.tcp.port = {management_port}\n\
@@ -327,6 +331,7 @@ impl RabbitMq {
                 dir.path().join("enabled_plugins"),
             )
             .env("RABBITMQ_PID_FILE", dir.path().join("rabbitmq.pid"))
+            .env("ERL_EPMD_PORT", epmd_port.to_string())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .process_group(0);
@@ -346,6 +351,7 @@ impl RabbitMq {
             dir,
             amqp_port,
             management_port,
+            epmd_port,
             child,
         };
         let url = format!("http://127.0.0.1:{management_port}/api/overview");
@@ -468,6 +474,12 @@ impl Drop for RabbitMq {
             libc::kill(-group, libc::SIGKILL);
         }
         let _ = self.child.wait();
+        let _ = Command::new("epmd")
+            .args(["-port", &self.epmd_port.to_string(), "-kill"])
+            .env("ERL_EPMD_PORT", self.epmd_port.to_string())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
     }
 }
 
