@@ -191,14 +191,25 @@ impl Watch {
             .append(true)
             .open(log)
             .unwrap();
+        // Fast defaults, unless `extra` sets them.
+        let mut defaults = Vec::new();
+        for (flag, value) in [
+            ("--debounce-ms", "50"),
+            ("--push-backoff-ms", "20"),
+            ("--retry-interval-secs", "1"),
+        ] {
+            if !extra.contains(&flag) {
+                defaults.extend([flag, value]);
+            }
+        }
         let child = Command::new(env!("CARGO_BIN_EXE_provisio"))
             .arg("watch")
             .arg("--registry")
             .arg(registry)
             .arg("--out")
             .arg(out)
-            .args(["--manifests-url", url, "--now", NOW, "--debounce-ms", "50"])
-            .args(["--push-backoff-ms", "20", "--retry-interval-secs", "1"])
+            .args(["--manifests-url", url, "--now", NOW])
+            .args(defaults)
             .args(extra)
             .env("PROVISIO_LOG", "provisio=info")
             .env("NO_COLOR", "1")
