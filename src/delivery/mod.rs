@@ -674,12 +674,15 @@ impl OutputRepo {
         regenerate: &mut dyn FnMut() -> std::result::Result<Summary, PipelineError>,
         stop: &dyn Fn() -> bool,
     ) -> Result<Delivered> {
+        let t = Instant::now();
         match summary {
             Some(s) => self.stage(s)?,
             None => self.stage_all()?,
         }
+        let staged = t.elapsed();
         let mut out = Delivered::default();
         out.commits.extend(self.commit(why)?);
+        debug!(?staged, committed = ?(t.elapsed() - staged), "staged and committed");
         let Some(backoff) = push else {
             return Ok(out);
         };

@@ -314,6 +314,7 @@ impl Loop<'_> {
         self.metrics.tenants("unchanged", summary.tenants_skipped);
         info!(
             trigger,
+            elapsed = ?started.elapsed(),
             written = summary.written.len(),
             removed = summary.removed.len(),
             tenants_changed = summary.tenants_changed.len(),
@@ -329,6 +330,7 @@ impl Loop<'_> {
         if ok {
             self.metrics.success_now();
         }
+        info!(elapsed = ?started.elapsed(), ?outcome, "cycle done");
         outcome
     }
 
