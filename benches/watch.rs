@@ -4,7 +4,8 @@
 //! measures the time from saving a file to the new commit being in the remote: one tenant
 //! file (several samples, median and max) and one product file (every tenant re-rendered).
 //! Run: `cargo bench --bench watch` (sizes: `BENCH_SIZES=1000,10000`; samples:
-//! `BENCH_SAMPLES=5`; debounce: `BENCH_DEBOUNCE_MS=200`, watch's default).
+//! `BENCH_SAMPLES=5`; debounce: `BENCH_DEBOUNCE_MS=200`, watch's default; `BENCH_KEEP=1` keeps
+//! the directories for a closer look).
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -96,6 +97,9 @@ fn main() {
     for &n in &sizes {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path();
+        if std::env::var("BENCH_KEEP").is_ok_and(|v| v == "1") {
+            println!("(keeping {})", dir.display());
+        }
         let registry = dir.join("registry");
         let out = dir.join("out");
         let bare = dir.join("manifests.git");
@@ -194,5 +198,8 @@ fn main() {
         unsafe { libc::kill(watch.id() as i32, libc::SIGTERM) };
         let status = watch.wait().unwrap();
         assert!(status.success(), "{}", log());
+        if std::env::var("BENCH_KEEP").is_ok_and(|v| v == "1") {
+            let _ = tmp.keep();
+        }
     }
 }

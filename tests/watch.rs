@@ -95,6 +95,15 @@ fn a_broken_registry_file_changes_nothing_and_is_picked_up_once_fixed() {
     assert_eq!(tree_files(&bare, head), expected(&ws.registry()));
     stop(w);
     fsck(&bare);
+    // Commits edit HEAD's tree without the index; on exit the index is brought in step.
+    let clone = git2::Repository::open(ws.out()).unwrap();
+    let dirty: Vec<String> = clone
+        .statuses(None)
+        .unwrap()
+        .iter()
+        .filter_map(|s| s.path().ok().map(str::to_owned))
+        .collect();
+    assert!(dirty.is_empty(), "git status not clean: {dirty:?}");
 }
 
 #[test]
@@ -240,6 +249,10 @@ fn metrics_are_served_in_the_prometheus_text_format() {
     ws.write(abc, &good.replace("tier: premium", "tier: business"));
     wait_for("the second commit", T, || {
         head_of(&bare, "main") != Some(first)
+    });
+    // The counters are updated right after the push: wait for the cycle's end.
+    wait_for("the second cycle in the metrics", T, || {
+        http_get(&addr, "/metrics").contains("provisio_regeneration_duration_seconds_count 2")
     });
     let text = http_get(&addr, "/metrics");
     assert!(text.starts_with("HTTP/1.1 200"), "{text}");

@@ -128,7 +128,13 @@ pub fn run(cfg: &WatchConfig, metrics: &Metrics, stop: &Arc<AtomicBool>) -> Resu
 }
 
 fn run_notify(lp: &mut Loop) -> Result<(), WatchError> {
-    let registry = lp.cfg.paths.registry.clone();
+    // Events carry absolute paths; the canonical registry path makes them relative.
+    let registry = lp
+        .cfg
+        .paths
+        .registry
+        .canonicalize()
+        .unwrap_or_else(|_| lp.cfg.paths.registry.clone());
     let (tx, rx) = mpsc::channel::<notify::Result<notify::Event>>();
     let mut watcher = notify::recommended_watcher(move |ev| {
         let _ = tx.send(ev);
@@ -185,6 +191,7 @@ fn run_notify(lp: &mut Loop) -> Result<(), WatchError> {
     }
     info!("stopping: signal received");
     drop(watcher);
+    lp.sync_index();
     Ok(())
 }
 
@@ -224,6 +231,7 @@ fn run_polling(lp: &mut Loop, p: &poll::PollConfig) -> Result<(), WatchError> {
         }
     }
     info!("stopping: signal received");
+    lp.sync_index();
     Ok(())
 }
 
@@ -276,6 +284,13 @@ fn trigger(changed: &BTreeSet<String>) -> String {
 }
 
 impl Loop<'_> {
+    /// Brings the output clone's index in step with HEAD before exiting (`git status` clean).
+    fn sync_index(&self) {
+        if let Some(Err(e)) = self.repo.as_ref().map(OutputRepo::sync_index) {
+            warn!(error = %chain(&e), "cannot update the output repository's index");
+        }
+    }
+
     fn options(&self) -> GenerateOptions {
         GenerateOptions {
             now: self.cfg.now.unwrap_or_else(Utc::now),
