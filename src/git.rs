@@ -3,16 +3,17 @@
 //! messages. The only module of the intake that uses git2.
 //!
 //! A commit is built from HEAD's tree plus the given files (never from the index, so changes
-//! a person staged are not swept in), written with libgit2's fsync of the git directory on,
-//! and HEAD only moves if it still points at the commit the tree was built on. Then the work
-//! tree files are replaced atomically and their index entries updated, so `git status` stays
-//! clean. If the process dies between the ref update and the work tree write, [`Repo::open`]
-//! followed by [`Repo::restore_unsynced`] puts the committed version back.
+//! a person staged are not swept in). Its objects are made durable with one `syncfs` of the
+//! git directory's file system (not one fsync per object: that is what lets a group of
+//! events cost one flush), then HEAD's branch is moved — only if it still points at the
+//! commit the tree was built on — and flushed again. Then the work tree files are replaced
+//! atomically and their index entries updated, so `git status` stays clean. If the process
+//! dies between the ref update and the work tree write, [`Repo::discover`] followed by
+//! [`Repo::restore_unsynced`] puts the committed version back.
 
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::Once;
 
 use git2::{FileMode, ObjectType, Oid, Repository, Signature, Sort, TreeWalkMode, TreeWalkResult};
 
@@ -70,28 +71,9 @@ pub struct Repo {
     workdir: PathBuf,
 }
 
-static FSYNC: Once = Once::new();
-
-/// Turns on libgit2's fsync of objects, refs and the index (off by default in libgit2).
-fn enable_fsync() {
-    FSYNC.call_once(|| {
-        // Initialises libgit2 (git2 does so lazily in every entry point).
-        git2::opts::enable_caching(true);
-        // SAFETY: a documented libgit2 option taking one int; called once, before any
-        // repository is opened by this module.
-        unsafe {
-            libgit2_sys::git_libgit2_opts(
-                libgit2_sys::GIT_OPT_ENABLE_FSYNC_GITDIR as std::os::raw::c_int,
-                1 as std::os::raw::c_int,
-            );
-        }
-    });
-}
-
 impl Repo {
     /// The repository containing `path` (searching upwards).
     pub fn discover(path: &Path) -> Result<Self> {
-        enable_fsync();
         let repo = Repository::discover(path).map_err(git("open the repository", path))?;
         Self::from_repository(repo, path)
     }
@@ -99,7 +81,6 @@ impl Repo {
     /// Creates a repository at `path` (if none) and commits every file below it that is not
     /// ignored, as the first commit. For tests and first-time setup.
     pub fn init_with_all(path: &Path, message: &str, author: &Author) -> Result<Self> {
-        enable_fsync();
         let repo = Repository::init(path).map_err(git("init a repository", path))?;
         let mut index = repo.index().map_err(git("read the index", path))?;
         index
@@ -264,14 +245,51 @@ impl Repo {
             .map_err(self.err("read the new tree"))?;
         let sig = signature(author, &self.workdir)?;
         let parents: Vec<&git2::Commit<'_>> = parent.iter().collect();
-        // With `Some("HEAD")`, libgit2 refuses to move HEAD unless it still points at
-        // `parents[0]`: a commit made meanwhile by someone else is never lost.
         let oid = self
             .repo
-            .commit(Some("HEAD"), &sig, &sig, message, &tree, &parents)
+            .commit(None, &sig, &sig, message, &tree, &parents)
             .map_err(self.err("commit"))?;
+        // Objects first, durably; only then does the branch point at them.
+        self.sync_gitdir()?;
+        self.move_head(oid, head, message)?;
+        self.sync_gitdir()?;
         self.sync_worktree(changes)?;
         Ok(Some(oid))
+    }
+
+    /// Moves the branch HEAD names (or a detached HEAD) from `expected` to `new`, refusing
+    /// if it moved meanwhile: a commit made by someone else is never lost.
+    fn move_head(&self, new: Oid, expected: Option<Oid>, message: &str) -> Result<()> {
+        let head = self
+            .repo
+            .find_reference("HEAD")
+            .map_err(self.err("read HEAD"))?;
+        let name = head
+            .symbolic_target()
+            .map_err(self.err("read HEAD"))?
+            .unwrap_or("HEAD")
+            .to_owned();
+        let log = format!("provisio: {}", message.lines().next().unwrap_or_default());
+        match expected {
+            Some(old) => self.repo.reference_matching(&name, new, true, old, &log),
+            None => self.repo.reference(&name, new, false, &log),
+        }
+        .map(drop)
+        .map_err(self.err("move HEAD (did someone else commit meanwhile?)"))
+    }
+
+    /// Flushes everything written to the git directory's file system with one `syncfs`
+    /// (one journal commit for all the group's objects, instead of one fsync per object).
+    fn sync_gitdir(&self) -> Result<()> {
+        let path = self.repo.path();
+        let dir = std::fs::File::open(path).map_err(|source| GitError::Io {
+            path: path.display().to_string(),
+            source,
+        })?;
+        sync_filesystem(&dir).map_err(|source| GitError::Io {
+            path: path.display().to_string(),
+            source,
+        })
     }
 
     /// Writes the committed content of `changes` to the work tree and the index.
@@ -376,7 +394,38 @@ fn git(action: &str, repo: &Path) -> impl FnOnce(git2::Error) -> GitError + use<
     }
 }
 
-/// Temporary file in the same directory, fsync, rename, fsync of the directory.
+/// `syncfs(2)`: every dirty page of the file system holding `f`. Elsewhere, `fsync` of the
+/// directory plus libgit2's own fsync (turned on at first use).
+#[cfg(target_os = "linux")]
+fn sync_filesystem(f: &std::fs::File) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: a valid open file descriptor, borrowed for the duration of the call.
+    if unsafe { libc::syncfs(f.as_raw_fd()) } == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn sync_filesystem(f: &std::fs::File) -> std::io::Result<()> {
+    static FSYNC: std::sync::Once = std::sync::Once::new();
+    FSYNC.call_once(|| {
+        git2::opts::enable_caching(true);
+        // SAFETY: a documented libgit2 option taking one int.
+        unsafe {
+            libgit2_sys::git_libgit2_opts(
+                libgit2_sys::GIT_OPT_ENABLE_FSYNC_GITDIR as std::os::raw::c_int,
+                1 as std::os::raw::c_int,
+            );
+        }
+    });
+    f.sync_all()
+}
+
+/// Temporary file in the same directory, renamed into place: readers never see half a file.
+/// Not fsynced: the commit is the durable record, and [`Repo::restore_unsynced`] rewrites a
+/// file whose index entry lags behind HEAD.
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let io = |source| GitError::Io {
         path: path.display().to_string(),
@@ -389,11 +438,8 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         .tempfile_in(dir)
         .map_err(io)?;
     tmp.write_all(bytes).map_err(io)?;
-    tmp.as_file().sync_all().map_err(io)?;
     tmp.persist(path).map_err(|e| io(e.error))?;
-    std::fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io)
+    Ok(())
 }
 
 #[cfg(test)]

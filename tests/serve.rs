@@ -483,7 +483,14 @@ fn every_error_class_answers_json_and_writes_nothing() {
 }
 
 /// What is sent, and the status, code and field expected back.
-type Case<'a> = (&'a str, Vec<(&'a str, String)>, Vec<u8>, u16, &'a str, Option<&'a str>);
+type Case<'a> = (
+    &'a str,
+    Vec<(&'a str, String)>,
+    Vec<u8>,
+    u16,
+    &'a str,
+    Option<&'a str>,
+);
 
 fn json_ct_owned((k, v): (&'static str, &str)) -> (&'static str, String) {
     (k, v.to_owned())
