@@ -5,70 +5,11 @@
 mod serve_support;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serve_support::*;
-
-fn free_port() -> SocketAddr {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap()
-}
-
-/// The server process; killed (SIGKILL) and reaped when dropped, so a failing test leaves
-/// no process behind.
-struct Server {
-    child: Child,
-    addr: SocketAddr,
-}
-
-impl Server {
-    fn kill(&mut self) {
-        let _ = self.child.kill(); // SIGKILL
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-fn start(f: &Fixture) -> Server {
-    let addr = free_port();
-    let server = Server {
-        child: Command::new(env!("CARGO_BIN_EXE_provisio"))
-            .args(["serve", "--registry"])
-            .arg(&f.registry)
-            .args(["--listen", &addr.to_string()])
-            .env("PROVISIO_WEBHOOK_SECRET", SECRET)
-            .env("PROVISIO_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap(),
-        addr,
-    };
-    let agent = agent();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let ready = ureq::http::Request::builder()
-            .uri(format!("http://{addr}/readyz"))
-            .body(Vec::new())
-            .ok()
-            .and_then(|r| agent.run(r).ok())
-            .is_some_and(|r| r.status() == 200);
-        if ready {
-            return server;
-        }
-        assert!(Instant::now() < deadline, "the server did not become ready");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
 
 /// Subscription id → how many commit trailers name it.
 fn trailers(f: &Fixture) -> BTreeMap<String, usize> {
@@ -87,7 +28,7 @@ fn trailers(f: &Fixture) -> BTreeMap<String, usize> {
 #[test]
 fn sigkill_under_load_loses_no_acknowledged_event() {
     let f = Fixture::new();
-    let mut server = start(&f);
+    let mut server = start_binary(&f, SecretFrom::Env);
     let addr = server.addr;
     let acked: Arc<Mutex<BTreeMap<String, String>>> = Arc::default();
     let sent: Arc<Mutex<BTreeSet<String>>> = Arc::default();
@@ -149,7 +90,7 @@ fn sigkill_under_load_loses_no_acknowledged_event() {
     );
 
     // Restart: the repository is consistent and every acknowledged event is committed once.
-    let server = start(&f);
+    let server = start_binary(&f, SecretFrom::Env);
     let addr = server.addr;
     let committed = f.committed_tenants();
     let counts = trailers(&f);

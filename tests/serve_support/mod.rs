@@ -5,7 +5,9 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use provisio::git::{Author, Repo};
@@ -196,4 +198,79 @@ pub fn cancelled(sub: &str, effective: &str) -> serde_json::Value {
         "timestamp": "2025-06-15T10:00:00Z",
         "data": {"subscription_id": sub, "cancellation_reason": "downgrade", "effective_date": effective}
     })
+}
+
+pub fn free_port() -> SocketAddr {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap()
+}
+
+/// The server process; killed (SIGKILL) and reaped when dropped, so a failing test leaves
+/// no process behind.
+pub struct Server {
+    child: Child,
+    pub addr: SocketAddr,
+}
+
+impl Server {
+    pub fn kill(&mut self) {
+        let _ = self.child.kill(); // SIGKILL
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Where the binary gets its webhook secret.
+pub enum SecretFrom {
+    Env,
+    File,
+}
+
+/// `provisio serve` as a separate process on a free port, once it answers `/readyz`.
+pub fn start_binary(f: &Fixture, secret: SecretFrom) -> Server {
+    let addr = free_port();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_provisio"));
+    cmd.args(["serve", "--registry"])
+        .arg(&f.registry)
+        .args(["--listen", &addr.to_string()])
+        .env_remove("PROVISIO_WEBHOOK_SECRET");
+    match secret {
+        SecretFrom::Env => {
+            cmd.env("PROVISIO_WEBHOOK_SECRET", SECRET);
+        }
+        SecretFrom::File => {
+            let file = f.dir.path().join("webhook-secret");
+            std::fs::write(&file, format!("{SECRET}\n")).unwrap();
+            cmd.arg("--secret-file").arg(file);
+        }
+    }
+    let server = Server {
+        child: cmd
+            .env("PROVISIO_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap(),
+        addr,
+    };
+    let agent = agent();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let ready = ureq::http::Request::builder()
+            .uri(format!("http://{addr}/readyz"))
+            .body(Vec::new())
+            .ok()
+            .and_then(|r| agent.run(r).ok())
+            .is_some_and(|r| r.status() == 200);
+        if ready {
+            return server;
+        }
+        assert!(Instant::now() < deadline, "the server did not become ready");
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
