@@ -425,3 +425,54 @@ fn a_second_process_on_the_same_output_repository_is_refused() {
     let second = OutputRepo::open(&ws.out(), &cfg(&url)).err().unwrap();
     assert!(matches!(second, DeliveryError::Locked(_)), "{second:?}");
 }
+
+#[test]
+fn an_output_root_below_the_work_tree_is_committed_under_its_prefix_only() {
+    let ws = Workspace::new();
+    let (bare, url) = bare(ws.dir.path());
+    // The clone holds other files; the output root is `deploy/` inside it.
+    let clone = ws.dir.path().join("clone");
+    let repo = git2::Repository::init(&clone).unwrap();
+    repo.remote("origin", &url).unwrap();
+    std::fs::write(clone.join("NOTES.md"), "not provisio's\n").unwrap();
+    let out = clone.join("deploy");
+    let paths = provisio::pipeline::Paths {
+        registry: ws.registry(),
+        out: out.clone(),
+    };
+    let delivery = OutputRepo::open(&out, &RepoConfig::default()).unwrap();
+    let mut run = || {
+        let summary = pipeline::generate(&paths, &opts()).unwrap();
+        delivery
+            .deliver(
+                Some(&summary),
+                &Why::default(),
+                Some(&fast()),
+                &mut || unreachable!(),
+                &|| false,
+            )
+            .unwrap()
+    };
+    run(); // the first commit goes through the index
+    let (_, rel, text) = new_tenant(4);
+    ws.write(&rel, &text);
+    run(); // later ones edit HEAD's tree under the prefix
+    let head = head_of(&bare, "master")
+        .or_else(|| head_of(&bare, "main"))
+        .unwrap();
+    let files = tree_files(&bare, head);
+    assert!(
+        !files.contains_key("NOTES.md"),
+        "only the output paths are staged"
+    );
+    let under: std::collections::BTreeMap<String, Vec<u8>> = files
+        .into_iter()
+        .map(|(p, b)| {
+            (
+                p.strip_prefix("deploy/").expect("under deploy/").to_owned(),
+                b,
+            )
+        })
+        .collect();
+    assert_eq!(under, expected(&ws.registry()));
+}
