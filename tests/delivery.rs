@@ -441,7 +441,7 @@ fn an_output_root_below_the_work_tree_is_committed_under_its_prefix_only() {
         out: out.clone(),
     };
     let delivery = OutputRepo::open(&out, &RepoConfig::default()).unwrap();
-    let mut run = || {
+    let run = || {
         let summary = pipeline::generate(&paths, &opts()).unwrap();
         delivery
             .deliver(
