@@ -90,13 +90,19 @@ fn subscription_created_writes_commits_and_answers_idempotently() {
             Some("data.subscription_id".into())
         )
     );
-    // The seed's own subscription belongs to the example tenant.
-    let seed = post(
+    // The seed's own subscription belongs to the example tenant, whose id (the seed's
+    // 7f3a9c) was not derived from it: the seed's event is recognised as already provisioned.
+    let mut seed = created("sub_abc123", "ABC Corporation");
+    seed["data"]["metadata"]["region"] = json!("us-east");
+    let a = post(server.addr(), "subscription-created", &seed);
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert_eq!(a.json()["tenant_id"], "abc-corporation-7f3a9c");
+    let other = post(
         server.addr(),
         "subscription-created",
         &created("sub_abc123", "Someone Else"),
     );
-    assert_eq!(seed.status, 409, "{}", seed.body);
+    assert_eq!(other.status, 409, "{}", other.body);
     assert_eq!(f.commits().len(), before + 1);
 
     // The server is the only writer of the work tree it changed: git status is clean.

@@ -306,16 +306,18 @@ impl State {
     fn created(&mut self, ev: &Event, c: &event::Created) -> Result<Applied, IntakeError> {
         let id = naming::tenant_id(&c.company_name, &ev.subscription_id);
         if let Some(existing) = self.by_subscription.get(&ev.subscription_id) {
-            if *existing == id {
-                let t = &self.tenants[existing].tenant;
+            // Already provisioned: a retried delivery when it names the same customer (the
+            // registry's id stands, even one written by hand before the intake existed).
+            let t = &self.tenants[existing].tenant;
+            if *existing == id || t.name.trim() == c.company_name {
                 return Ok(self.unchanged(EventKind::Created, t));
             }
             return Err(IntakeError::Conflict {
                 code: "subscription_exists",
                 field: Some("data.subscription_id"),
                 message: format!(
-                    "subscription `{}` already belongs to tenant `{existing}`",
-                    ev.subscription_id
+                    "subscription `{}` already belongs to tenant `{existing}` ({})",
+                    ev.subscription_id, t.name
                 ),
             });
         }
