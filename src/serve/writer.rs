@@ -131,7 +131,7 @@ impl Store {
 
 /// Runs the writer loop on the current thread until every sender is gone.
 pub fn run(
-    mut store: Store,
+    store: Store,
     mut state: State,
     mut rx: mpsc::Receiver<Job>,
     clock: Clock,
@@ -184,7 +184,12 @@ pub fn run(
             match store.repo.commit_files(&changes, &message, &author) {
                 Ok(oid) => {
                     metrics.commit(lines.len());
-                    debug!(commit = ?oid, events = lines.len(), group = group.len(), "committed");
+                    info!(
+                        commit = %oid.map(|o| o.to_string()).unwrap_or_default(),
+                        events = lines.len(),
+                        group = group.len(),
+                        "registry change committed"
+                    );
                     Ok(())
                 }
                 Err(e) => {
@@ -204,8 +209,7 @@ pub fn run(
         };
         reply_all(group, results, outcome);
     }
-    // Keep `store` alive until the last reply.
-    store.prefix.clear();
+    debug!("every sender is gone: the writer stops");
 }
 
 fn reply_all(
