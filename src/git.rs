@@ -15,7 +15,10 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use git2::{FileMode, ObjectType, Oid, Repository, Signature, Sort, TreeWalkMode, TreeWalkResult};
+use git2::{FileMode, ObjectType, Repository, Signature, Sort, TreeWalkMode, TreeWalkResult};
+
+/// A commit or object id.
+pub use git2::Oid;
 
 /// Errors of the git layer, each naming what it was doing.
 #[derive(Debug, thiserror::Error)]

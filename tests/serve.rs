@@ -657,6 +657,66 @@ fn history_survives_a_restart() {
 }
 
 #[test]
+fn a_commit_by_another_author_meanwhile_is_taken_into_account() {
+    let f = Fixture::new();
+    let server = f.start();
+    let addr = server.addr();
+    assert_eq!(
+        post(
+            addr,
+            "subscription-created",
+            &created("sub_first", "First Shop")
+        )
+        .status,
+        201
+    );
+    // A person commits a tenant by hand while the server runs.
+    let hand = "id: hand-made-shop\nname: Hand Made Shop\ntier: standard\nregion: eu-west\n\
+                subscription: sub_hand\ncontacts:\n  admin: a@example.com\n  billing: b@example.com\n\
+                created: 2025-06-01T00:00:00Z\nstatus: active\n";
+    f.repo()
+        .commit_files(
+            &[provisio::git::FileChange {
+                path: "registry/tenants/hand-made-shop.yaml".into(),
+                content: Some(hand.as_bytes().to_vec()),
+            }],
+            "add a tenant by hand",
+            &provisio::git::Author::default(),
+        )
+        .unwrap();
+    // The intake sees it: its subscription is known, and the history is kept.
+    let a = post(
+        addr,
+        "subscription-created",
+        &created("sub_hand", "Hand Made Shop"),
+    );
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert_eq!(a.json()["tenant_id"], "hand-made-shop");
+    let c = post(
+        addr,
+        "subscription-created",
+        &created("sub_hand", "Impostor"),
+    );
+    assert_eq!(
+        (c.status, c.error().0.as_str()),
+        (409, "subscription_exists")
+    );
+    let u = post(
+        addr,
+        "subscription-updated",
+        &updated("sub_hand", "premium", "evt_h1"),
+    );
+    assert_eq!(u.status, 200, "{}", u.body);
+    let commits = f.commits();
+    assert!(commits[0].contains("standard → premium"), "{}", commits[0]);
+    assert_eq!(commits[1], "add a tenant by hand");
+    provisio::registry::load_dir(&f.registry)
+        .unwrap()
+        .into_result()
+        .unwrap();
+}
+
+#[test]
 fn a_registry_outside_git_or_invalid_is_refused_at_start() {
     let dir = tempfile::tempdir().unwrap();
     let cfg =

@@ -57,16 +57,20 @@ pub struct Store {
     /// `/`-separated path of the registry inside the repository ("" = its root).
     prefix: String,
     grace: Duration,
+    /// HEAD when the state was last loaded or committed by us; any other value means
+    /// another author committed meanwhile and the state is reloaded before the next group.
+    seen_head: Option<crate::git::Oid>,
 }
 
 impl Store {
     pub fn open(registry: &Path, grace: Duration) -> Result<(Self, State), OpenError> {
         let repo = Repo::discover(registry)?;
         let prefix = repo.relative(registry)?;
-        let store = Store {
+        let mut store = Store {
             repo,
             prefix,
             grace,
+            seen_head: None,
         };
         let restored = store.repo.restore_unsynced(&store.path(TENANTS_DIR))?;
         if !restored.is_empty() {
@@ -85,7 +89,8 @@ impl Store {
     }
 
     /// The committed registry (HEAD), and the event ids its history names.
-    fn load(&self) -> Result<State, OpenError> {
+    fn load(&mut self) -> Result<State, OpenError> {
+        self.seen_head = self.repo.head()?;
         let mut sources = BTreeMap::new();
         for (rel, bytes) in self.repo.read_committed(&self.prefix)? {
             let wanted = rel == PLATFORM_FILE
@@ -131,7 +136,7 @@ impl Store {
 
 /// Runs the writer loop on the current thread until every sender is gone.
 pub fn run(
-    store: Store,
+    mut store: Store,
     mut state: State,
     mut rx: mpsc::Receiver<Job>,
     clock: Clock,
@@ -145,6 +150,27 @@ pub fn run(
             match rx.try_recv() {
                 Ok(job) => group.push(job),
                 Err(_) => break,
+            }
+        }
+        // Another author (a person, watch mode pulling) may have committed since: the
+        // registry at HEAD is the truth, so the indexes are rebuilt from it first.
+        match store.repo.head() {
+            Ok(head) if head == store.seen_head => {}
+            moved => {
+                info!(head = ?moved.as_ref().ok(), "HEAD moved: reloading the registry state");
+                match store.load() {
+                    Ok(s) => state = s,
+                    Err(e) => {
+                        let chain = error_chain(&e);
+                        error!(error = %chain, "cannot reload the registry");
+                        let results = group
+                            .iter()
+                            .map(|_| Err(IntakeError::Internal(String::new())))
+                            .collect();
+                        reply_all(group, results, Err(chain));
+                        continue;
+                    }
+                }
             }
         }
         let now = clock();
@@ -183,6 +209,9 @@ pub fn run(
                 .collect();
             match store.repo.commit_files(&changes, &message, &author) {
                 Ok(oid) => {
+                    if oid.is_some() {
+                        store.seen_head = oid;
+                    }
                     metrics.commit(lines.len());
                     info!(
                         commit = %oid.map(|o| o.to_string()).unwrap_or_default(),
