@@ -13,7 +13,11 @@ pub const EXIT_DRIFT: u8 = 1;
 pub const EXIT_INVALID: u8 = 2;
 
 #[derive(Debug, Parser)]
-#[command(name = "provisio", version, about = "Tenant provisioning for a multi-tenant SaaS, the GitOps way")]
+#[command(
+    name = "provisio",
+    version,
+    about = "Tenant provisioning for a multi-tenant SaaS, the GitOps way"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -43,7 +47,11 @@ pub fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => {
             let _ = e.print();
-            return ExitCode::from(if e.use_stderr() { EXIT_INVALID } else { EXIT_OK });
+            return ExitCode::from(if e.use_stderr() {
+                EXIT_INVALID
+            } else {
+                EXIT_OK
+            });
         }
     };
     tracing_subscriber::fmt()
@@ -52,6 +60,7 @@ pub fn main() -> ExitCode {
             tracing_subscriber::EnvFilter::try_from_env("PROVISIO_LOG")
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
         )
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .without_time()
         .init();
     let code = match cli.command {

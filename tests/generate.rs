@@ -227,3 +227,17 @@ fn mass_delete_guard_thresholds() {
     assert!(g.check(ids(100), 1000).is_ok());
     assert!(g.check(ids(101), 1000).is_err());
 }
+
+#[test]
+fn a_tree_deleted_by_hand_is_restored_by_an_incremental_run() {
+    let ws = Workspace::new();
+    ws.generate();
+    let good = ws.snapshot();
+    std::fs::remove_dir_all(ws.out().join("tenants-out/cafe-creme-93b31b")).unwrap();
+    let s = ws.generate();
+    assert_eq!(
+        s.tenants_changed,
+        BTreeSet::from(["cafe-creme-93b31b".to_owned()])
+    );
+    assert_eq!(good, ws.snapshot());
+}

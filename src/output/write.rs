@@ -100,15 +100,16 @@ impl<'a> Writer<'a> {
         }
     }
 
-    /// A tenant whose inputs did not change: its tree is kept as recorded.
+    /// A tenant whose inputs did not change: its tree is kept as recorded. False (render it)
+    /// when there is no record or its directory has gone.
     pub fn keep(&mut self, id: &str) -> bool {
         match self.previous.and_then(|p| p.tenants.get(id)) {
-            Some(t) => {
+            Some(t) if self.root.join(TENANTS_DIR).join(id).is_dir() => {
                 self.next.tenants.insert(id.to_owned(), t.clone());
                 self.summary.tenants_skipped += 1;
                 true
             }
-            None => false,
+            _ => false,
         }
     }
 

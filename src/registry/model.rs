@@ -454,7 +454,7 @@ pub struct Tenant {
     pub name: String,
     pub tier: Sp<String>,
     pub region: Sp<String>,
-    /// Defaults to `<slug of id without suffix>.<baseDomain>`.
+    /// Defaults to `<id>.<baseDomain>` (unique, unlike a slug without the suffix).
     #[serde(default)]
     pub domain: Option<Sp<String>>,
     pub subscription: Sp<String>,
