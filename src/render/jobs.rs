@@ -10,8 +10,8 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::batch::v1::{Job, JobSpec};
 use k8s_openapi::api::core::v1::{
-    Capabilities, Container, EnvFromSource, EnvVar, PodSecurityContext, PodSpec, PodTemplateSpec,
-    ResourceRequirements, SeccompProfile, SecretEnvSource, SecurityContext,
+    Container, EnvFromSource, EnvVar, PodSpec, PodTemplateSpec, ResourceRequirements,
+    SecretEnvSource, SecurityContext,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -126,14 +126,7 @@ fn job(plan: &TenantPlan<'_>, verb: &str, service: &str, spec: &str) -> Job {
                 spec: Some(PodSpec {
                     restart_policy: Some("Never".into()),
                     service_account_name: Some(SETUP_SERVICE_ACCOUNT.into()),
-                    security_context: Some(PodSecurityContext {
-                        run_as_non_root: Some(true),
-                        seccomp_profile: Some(SeccompProfile {
-                            type_: "RuntimeDefault".into(),
-                            ..Default::default()
-                        }),
-                        ..Default::default()
-                    }),
+                    security_context: Some(super::tenant::pod_security_context()),
                     containers: vec![Container {
                         name: "provisio".into(),
                         image: Some(plan.platform.images.provisio.clone()),
@@ -172,18 +165,8 @@ fn job(plan: &TenantPlan<'_>, verb: &str, service: &str, spec: &str) -> Job {
                             ..Default::default()
                         }),
                         security_context: Some(SecurityContext {
-                            allow_privilege_escalation: Some(false),
-                            run_as_non_root: Some(true),
                             read_only_root_filesystem: Some(true),
-                            capabilities: Some(Capabilities {
-                                drop: Some(vec!["ALL".into()]),
-                                ..Default::default()
-                            }),
-                            seccomp_profile: Some(SeccompProfile {
-                                type_: "RuntimeDefault".into(),
-                                ..Default::default()
-                            }),
-                            ..Default::default()
+                            ..super::tenant::restricted_security_context()
                         }),
                         ..Default::default()
                     }],

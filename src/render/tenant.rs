@@ -658,7 +658,8 @@ fn env_sources(p: &ProductPlan<'_>) -> (Vec<EnvFromSource>, Vec<EnvVar>) {
     (from, env)
 }
 
-fn restricted_security_context() -> SecurityContext {
+/// Container security context meeting the `restricted` Pod Security Standard.
+pub(crate) fn restricted_security_context() -> SecurityContext {
     SecurityContext {
         allow_privilege_escalation: Some(false),
         run_as_non_root: Some(true),
@@ -674,7 +675,8 @@ fn restricted_security_context() -> SecurityContext {
     }
 }
 
-fn pod_security_context() -> PodSecurityContext {
+/// Pod security context meeting the `restricted` Pod Security Standard.
+pub(crate) fn pod_security_context() -> PodSecurityContext {
     PodSecurityContext {
         run_as_non_root: Some(true),
         seccomp_profile: Some(SeccompProfile {
