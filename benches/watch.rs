@@ -11,53 +11,9 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let t = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &t);
-        } else {
-            std::fs::copy(e.path(), t).unwrap();
-        }
-    }
-}
+mod common;
 
-/// A registry of `n` tenants over the example's products and tiers, five regions, shards
-/// sized to stay under 500 tenants per ApplicationSet (the same as `benches/generate.rs`).
-fn synthesise(root: &Path, n: usize) {
-    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("registry");
-    copy_dir(&example.join("products"), &root.join("products"));
-    std::fs::copy(example.join("tiers.yaml"), root.join("tiers.yaml")).unwrap();
-    let shards = n.div_ceil(5 * 250).max(1);
-    let platform = std::fs::read_to_string(example.join("platform.yaml"))
-        .unwrap()
-        .replace("    shards: 1\n", "")
-        .replace(".internal\n", &format!(".internal\n    shards: {shards}\n"))
-        .replace(
-            "cluster: https://kubernetes.default.svc\n",
-            &format!("cluster: https://kubernetes.default.svc\n    shards: {shards}\n"),
-        );
-    std::fs::write(root.join("platform.yaml"), platform).unwrap();
-    std::fs::create_dir_all(root.join("tenants")).unwrap();
-    let regions = ["us-east", "us-west", "eu-west", "eu-central", "apac"];
-    let tiers = ["standard", "premium", "business"];
-    for i in 0..n {
-        let name = format!("Customer {i} Shop");
-        let sub = format!("sub_{i:06}");
-        let id = provisio::naming::tenant_id(&name, &sub);
-        std::fs::write(
-            root.join(format!("tenants/{id}.yaml")),
-            format!(
-                "id: {id}\nname: {name}\ntier: {}\nregion: {}\nsubscription: {sub}\ncontacts: {{admin: admin{i}@example.com, billing: billing{i}@example.com}}\ncreated: 2025-01-01T00:00:00Z\nstatus: active\n",
-                tiers[i % 3],
-                regions[i % 5]
-            ),
-        )
-        .unwrap();
-    }
-}
+use common::synthesise;
 
 fn head(bare: &Path) -> Option<git2::Oid> {
     let r = git2::Repository::open_bare(bare).ok()?;

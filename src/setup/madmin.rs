@@ -352,13 +352,7 @@ pub fn teardown_user(
     store: &dyn SecretStore,
 ) -> Result<Report, SetupError> {
     let mut report = Report::default();
-    let gone = |b: bool| {
-        if b {
-            Change::Deleted
-        } else {
-            Change::Unchanged
-        }
-    };
+    let gone = Change::deleted_if;
     report.record(
         format!("user {}", spec.user),
         gone(admin.user_remove(&spec.user)?),

@@ -106,6 +106,17 @@ pub enum Change {
     Unchanged,
 }
 
+impl Change {
+    /// `Deleted` when a removal found something to remove, `Unchanged` when it was gone.
+    pub fn deleted_if(removed: bool) -> Change {
+        if removed {
+            Change::Deleted
+        } else {
+            Change::Unchanged
+        }
+    }
+}
+
 impl fmt::Display for Change {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {

@@ -459,14 +459,9 @@ fn teardown_once(
         } else {
             report.record(db_what, Change::Unchanged);
         }
-        let removed = store.delete(&db.secret_key)?;
         report.record(
             format!("secret {}", db.secret_key),
-            if removed {
-                Change::Deleted
-            } else {
-                Change::Unchanged
-            },
+            Change::deleted_if(store.delete(&db.secret_key)?),
         );
     }
     Ok(report)

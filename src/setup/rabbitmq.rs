@@ -435,14 +435,9 @@ pub fn teardown(
             _ => return Err(api.refused(&format!("delete {what}"), &r)),
         }
     }
-    let removed = store.delete(&spec.secret_key)?;
     report.record(
         format!("secret {}", spec.secret_key),
-        if removed {
-            Change::Deleted
-        } else {
-            Change::Unchanged
-        },
+        Change::deleted_if(store.delete(&spec.secret_key)?),
     );
     Ok(report)
 }
