@@ -419,18 +419,11 @@ impl State {
         let tenant = self.validate(&id, &path, &new_text)?;
         let mut body = self.body(EventKind::Updated, &tenant);
         body["previous_tier"] = json!(previous);
-        self.replace(Entry {
-            path: path.clone(),
-            text: new_text.clone(),
-            tenant,
-        });
+        let change = self.replace(path, new_text, tenant);
         Ok(Applied {
             status: 200,
             body,
-            change: Some(Change {
-                path,
-                text: new_text,
-            }),
+            change: Some(change),
             summary: format!("change tier of {id}: {previous} → {}", u.tier),
             tenant_id: id,
         })
@@ -466,18 +459,11 @@ impl State {
         })?;
         let tenant = self.validate(&id, &path, &new_text)?;
         let body = self.body(EventKind::Cancelled, &tenant);
-        self.replace(Entry {
-            path: path.clone(),
-            text: new_text.clone(),
-            tenant,
-        });
+        let change = self.replace(path, new_text, tenant);
         Ok(Applied {
             status: 200,
             body,
-            change: Some(Change {
-                path,
-                text: new_text,
-            }),
+            change: Some(change),
             summary: format!(
                 "deprovision {id}: deletion not before {}",
                 timestamp(deletion)
@@ -557,10 +543,17 @@ impl State {
             .ok_or_else(|| IntakeError::Internal(format!("tenant `{id}` did not load back")))
     }
 
-    fn replace(&mut self, e: Entry) {
+    /// Records an edited tenant file and returns the change to commit.
+    fn replace(&mut self, path: String, text: String, tenant: Tenant) -> Change {
         // Only tier, status and cancellation change in place: id, subscription, domain and
         // region (the indexed fields) stay.
-        self.tenants.insert(e.tenant.id.value.clone(), e);
+        let change = Change {
+            path: path.clone(),
+            text: text.clone(),
+        };
+        self.tenants
+            .insert(tenant.id.value.clone(), Entry { path, text, tenant });
+        change
     }
 
     fn unchanged(&self, kind: EventKind, t: &Tenant) -> Applied {
