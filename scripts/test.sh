@@ -5,4 +5,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PROVISIO_CRD_DIR="${PROVISIO_CRD_DIR:-$(cd .. && pwd)/shared/crds}"
-exec cargo test --locked --lib --bins --tests "$@"
+exec cargo test --locked --workspace --lib --bins --tests "$@"

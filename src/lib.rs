@@ -1,21 +1,14 @@
-//! provisio: renders a tenant registry into GitOps output for Argo CD.
+//! provisio: renders a tenant registry into GitOps output for Argo CD, keeps it in sync,
+//! takes billing webhooks, and runs the setup Jobs' work.
 //!
-//! The pipeline, one direction: [`registry`] (load + validate) → [`plan`] (derive names and
-//! figures per tenant) → [`render`] (typed Kubernetes objects → bytes, pure) → [`output`]
-//! (the only module that touches the output tree). See `ARCHITECTURE.md`.
+//! The pure core (registry, naming, plan, render, intake decisions) is the `provisio-core`
+//! crate. This crate is everything around it, in layers that depend one way:
+//! [`cli`] → [`services`] (serve, watch) → [`ops`] (generate, check, deliver) → [`io`]
+//! (files, git, HTTP) and [`setup`] (the setup clients) → `provisio_core`. See
+//! `ARCHITECTURE.md`.
 
 pub mod cli;
-pub mod commands;
-pub mod delivery;
-pub mod diagnostic;
-pub mod git;
-pub mod intake;
-pub mod naming;
-pub mod output;
-pub mod pipeline;
-pub mod plan;
-pub mod registry;
-pub mod render;
-pub mod serve;
+pub mod io;
+pub mod ops;
+pub mod services;
 pub mod setup;
-pub mod watch;

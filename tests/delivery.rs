@@ -11,8 +11,10 @@ use std::net::TcpListener;
 use std::time::Duration;
 
 use common::Workspace;
-use provisio::delivery::{self, Backoff, DeliveryError, OutputRepo, RepoConfig, Why};
-use provisio::pipeline::{self, GenerateOptions};
+use provisio::io::repo::deliver::{
+    self as delivery, Backoff, DeliveryError, OutputRepo, RepoConfig, Why,
+};
+use provisio::ops::generate::{self as pipeline, GenerateOptions};
 use watch_support::*;
 
 fn cfg(url: &str) -> RepoConfig {
@@ -359,7 +361,7 @@ fn after_a_push_argo_cd_gets_a_signed_github_push_event() {
     let after = head_of(&bare, "main").unwrap();
 
     let (hook, server) = listen_once();
-    let nudge = delivery::nudge::Nudge {
+    let nudge = provisio::io::nudge::Nudge {
         url: hook,
         repo_url: "https://git.example.com/platform/manifests".into(),
         secret: Some(b"s3cret".to_vec()),
@@ -374,7 +376,7 @@ fn after_a_push_argo_cd_gets_a_signed_github_push_event() {
         head.contains("content-type: application/json\r\n"),
         "{head}"
     );
-    let sig = delivery::nudge::signature(b"s3cret", &body);
+    let sig = provisio::io::nudge::signature(b"s3cret", &body);
     assert!(
         head.contains(&format!("x-hub-signature-256: {sig}\r\n")),
         "{head}"
@@ -406,7 +408,7 @@ fn after_a_push_argo_cd_gets_a_signed_github_push_event() {
     });
     let err = repo
         .nudge(
-            &delivery::nudge::Nudge {
+            &provisio::io::nudge::Nudge {
                 url: format!("http://{addr}/api/webhook"),
                 ..nudge
             },
@@ -436,7 +438,7 @@ fn an_output_root_below_the_work_tree_is_committed_under_its_prefix_only() {
     repo.remote("origin", &url).unwrap();
     std::fs::write(clone.join("NOTES.md"), "not provisio's\n").unwrap();
     let out = clone.join("deploy");
-    let paths = provisio::pipeline::Paths {
+    let paths = provisio::ops::generate::Paths {
         registry: ws.registry(),
         out: out.clone(),
     };

@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 use std::time::{Duration, SystemTime};
 
 use common::Workspace;
-use provisio::pipeline;
+use provisio::ops::generate as pipeline;
 
 const ABC: &str = "abc-corporation-7f3a9c";
 
@@ -68,7 +68,7 @@ fn one_tenant_change_rewrites_only_that_tenant() {
     let after = ws.snapshot();
     for (k, v) in &after {
         let in_abc = k.starts_with(&format!("tenants-out/{ABC}/"));
-        if !in_abc && k != provisio::output::STATE_FILE {
+        if !in_abc && k != provisio::io::output::STATE_FILE {
             assert_eq!(before.get(k), Some(v), "{k} changed");
         }
     }
@@ -91,11 +91,11 @@ fn removed_tenant_tree_is_deleted_and_others_untouched() {
     assert!(!ws.out().join("tenants-out/cafe-creme-93b31b").exists());
     let after = ws.snapshot();
     for (k, v) in &after {
-        if k != provisio::output::STATE_FILE {
+        if k != provisio::io::output::STATE_FILE {
             assert_eq!(before.get(k), Some(v), "{k} changed");
         }
     }
-    let state = String::from_utf8(after[provisio::output::STATE_FILE].clone()).unwrap();
+    let state = String::from_utf8(after[provisio::io::output::STATE_FILE].clone()).unwrap();
     assert!(
         !state.contains("cafe-creme"),
         "the state still lists the removed tenant"
@@ -164,7 +164,7 @@ fn crash_leftovers_and_a_lost_state_file_converge() {
     let dir = ws.out().join(format!("tenants-out/{ABC}"));
     std::fs::write(dir.join(".provisio-XXXX"), "partial").unwrap();
     std::fs::write(dir.join("ingress.yaml"), "old").unwrap();
-    std::fs::remove_file(ws.out().join(provisio::output::STATE_FILE)).unwrap();
+    std::fs::remove_file(ws.out().join(provisio::io::output::STATE_FILE)).unwrap();
     // …and a new tenant's staging directory that was never renamed into place.
     let staging = ws
         .out()

@@ -4,7 +4,7 @@
 
 mod common;
 
-use provisio::pipeline::{self, Paths};
+use provisio::ops::generate::{self as pipeline, Paths};
 
 #[test]
 fn committed_output_matches_the_example_registry() {

@@ -8,7 +8,7 @@ mod common;
 use std::path::Path;
 
 use common::Workspace;
-use provisio::pipeline::{self, PipelineError};
+use provisio::ops::generate::{self as pipeline, PipelineError};
 
 fn overlay(ws: &Workspace, case: &Path, rel: &Path) {
     for entry in std::fs::read_dir(case.join(rel)).unwrap() {

@@ -3,8 +3,8 @@
 
 mod serve_support;
 
-use provisio::naming;
-use provisio::serve::{WEBHOOK_PREFIX, auth};
+use provisio::services::serve::{WEBHOOK_PREFIX, auth};
+use provisio_core::naming;
 use serde_json::json;
 use serve_support::*;
 
@@ -37,7 +37,7 @@ fn subscription_created_writes_commits_and_answers_idempotently() {
         std::fs::read_to_string(f.dir.path().join(&path)).unwrap(),
         text
     );
-    provisio::registry::load_dir(&f.registry)
+    provisio::io::registry_dir::load_dir(&f.registry)
         .unwrap()
         .into_result()
         .unwrap();
@@ -204,7 +204,7 @@ fn concurrent_distinct_events_are_grouped_into_few_commits_and_all_durable() {
         trailers, 40,
         "each event is named exactly once in the history"
     );
-    provisio::registry::load_dir(&f.registry)
+    provisio::io::registry_dir::load_dir(&f.registry)
         .unwrap()
         .into_result()
         .unwrap();
@@ -281,7 +281,7 @@ fn tier_change_and_cancellation() {
     assert_eq!(body["cancellation_requested"], "2025-06-15T10:00:00Z");
     let text = f.committed(path).unwrap();
     assert!(text.contains("status: deprovisioning"), "{text}");
-    let reg = provisio::registry::load_dir(&f.registry)
+    let reg = provisio::io::registry_dir::load_dir(&f.registry)
         .unwrap()
         .into_result()
         .unwrap();
@@ -290,7 +290,7 @@ fn tier_change_and_cancellation() {
         .clone()
         .unwrap();
     assert_eq!(
-        provisio::intake::timestamp(c.deletion.value),
+        provisio_core::intake::timestamp(c.deletion.value),
         "2025-07-15T12:00:00Z"
     );
     assert_eq!(c.reason.as_deref(), Some("downgrade"));
@@ -321,7 +321,7 @@ fn tier_change_and_cancellation() {
         (e.status, e.error().0.as_str()),
         (409, "tenant_deprovisioning")
     );
-    provisio::registry::load_dir(&f.registry)
+    provisio::io::registry_dir::load_dir(&f.registry)
         .unwrap()
         .into_result()
         .unwrap();
@@ -676,12 +676,12 @@ fn a_commit_by_another_author_meanwhile_is_taken_into_account() {
                 created: 2025-06-01T00:00:00Z\nstatus: active\n";
     f.repo()
         .commit_files(
-            &[provisio::git::FileChange {
+            &[provisio::io::repo::commit::FileChange {
                 path: "registry/tenants/hand-made-shop.yaml".into(),
                 content: Some(hand.as_bytes().to_vec()),
             }],
             "add a tenant by hand",
-            &provisio::git::Author::default(),
+            &provisio::io::repo::commit::Author::default(),
         )
         .unwrap();
     // The intake sees it: its subscription is known, and the history is kept.
@@ -710,7 +710,7 @@ fn a_commit_by_another_author_meanwhile_is_taken_into_account() {
     let commits = f.commits();
     assert!(commits[0].contains("standard → premium"), "{}", commits[0]);
     assert_eq!(commits[1], "add a tenant by hand");
-    provisio::registry::load_dir(&f.registry)
+    provisio::io::registry_dir::load_dir(&f.registry)
         .unwrap()
         .into_result()
         .unwrap();
@@ -719,10 +719,12 @@ fn a_commit_by_another_author_meanwhile_is_taken_into_account() {
 #[test]
 fn a_registry_outside_git_or_invalid_is_refused_at_start() {
     let dir = tempfile::tempdir().unwrap();
-    let cfg =
-        provisio::serve::Config::new(dir.path().join("registry"), auth::Secret::new("x").unwrap());
+    let cfg = provisio::services::serve::Config::new(
+        dir.path().join("registry"),
+        auth::Secret::new("x").unwrap(),
+    );
     std::fs::create_dir_all(&cfg.registry).unwrap();
-    let e = provisio::serve::spawn(cfg, "127.0.0.1:0".parse().unwrap(), 1)
+    let e = provisio::services::serve::spawn(cfg, "127.0.0.1:0".parse().unwrap(), 1)
         .err()
         .expect("refused");
     assert!(e.to_string().contains("git"), "{e}");
@@ -731,15 +733,15 @@ fn a_registry_outside_git_or_invalid_is_refused_at_start() {
     std::fs::write(f.registry.join("tenants/broken.yaml"), "id: [").unwrap();
     let repo = f.repo();
     repo.commit_files(
-        &[provisio::git::FileChange {
+        &[provisio::io::repo::commit::FileChange {
             path: "registry/tenants/broken.yaml".into(),
             content: Some(b"id: [".to_vec()),
         }],
         "break it",
-        &provisio::git::Author::default(),
+        &provisio::io::repo::commit::Author::default(),
     )
     .unwrap();
-    let e = provisio::serve::spawn(f.config(), "127.0.0.1:0".parse().unwrap(), 1)
+    let e = provisio::services::serve::spawn(f.config(), "127.0.0.1:0".parse().unwrap(), 1)
         .err()
         .expect("refused");
     assert!(e.to_string().contains("registry is invalid"), "{e}");

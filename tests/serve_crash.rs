@@ -117,7 +117,7 @@ fn sigkill_under_load_loses_no_acknowledged_event() {
         let disk = std::fs::read(f.registry.join("tenants").join(&name)).unwrap();
         assert_eq!(disk, bytes, "{name} differs from the commit");
     }
-    provisio::registry::load_dir(&f.registry)
+    provisio::io::registry_dir::load_dir(&f.registry)
         .unwrap()
         .into_result()
         .unwrap();

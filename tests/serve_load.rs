@@ -32,12 +32,12 @@ fn load_50_clients_distinct_events() {
     assert_ne!(platform, resharded);
     f.repo()
         .commit_files(
-            &[provisio::git::FileChange {
+            &[provisio::io::repo::commit::FileChange {
                 path: "registry/platform.yaml".to_owned(),
                 content: Some(resharded.into_bytes()),
             }],
             "bench: re-shard us-east",
-            &provisio::git::Author::default(),
+            &provisio::io::repo::commit::Author::default(),
         )
         .unwrap();
     let server = f.start();

@@ -5,21 +5,22 @@
 
 mod support_setup;
 
-use provisio::render::jobs;
-use provisio::setup::SetupSpec;
-use provisio::setup::spec::SPEC_ENV;
+use provisio_core::plan::setup::SPEC_ENV;
+use provisio_core::plan::setup::SetupSpec;
+use provisio_core::render::jobs;
 
 #[test]
 fn example_tenants_get_their_jobs() {
-    let (reg, _) = provisio::pipeline::load(&support_setup::repo_root().join("registry")).unwrap();
+    let (reg, _) =
+        provisio::ops::generate::load(&support_setup::repo_root().join("registry")).unwrap();
     let shared = &reg.platform.shared_services.namespace;
     let mut saw_teardown = false;
     for tenant in reg.tenants.values() {
-        let plan = provisio::plan::plan_tenant(&reg, tenant, support_setup::now());
+        let plan = provisio_core::plan::plan_tenant(&reg, tenant, support_setup::now());
         let spec = SetupSpec::from_plan(&plan);
         spec.validate().unwrap();
         let all = jobs::jobs(&plan);
-        let deprovisioning = plan.status == provisio::registry::TenantStatus::Deprovisioning;
+        let deprovisioning = plan.status == provisio_core::registry::TenantStatus::Deprovisioning;
         let services: Vec<&str> = [
             ("mysql", spec.mysql.is_some()),
             ("rabbitmq", spec.rabbitmq.is_some()),
@@ -98,8 +99,9 @@ fn example_tenants_get_their_jobs() {
 
 #[test]
 fn rendered_trees_never_reference_admin_secrets_in_tenant_namespaces() {
-    let (reg, _) = provisio::pipeline::load(&support_setup::repo_root().join("registry")).unwrap();
-    let out = provisio::render::render_all(&reg, support_setup::now()).unwrap();
+    let (reg, _) =
+        provisio::ops::generate::load(&support_setup::repo_root().join("registry")).unwrap();
+    let out = provisio_core::render::render_all(&reg, support_setup::now()).unwrap();
     let shared = format!("namespace: {}", reg.platform.shared_services.namespace);
     for (tenant, files) in &out.tenants {
         for (path, bytes) in files {

@@ -10,9 +10,9 @@ use std::collections::BTreeSet;
 use std::path::Path;
 
 use mysql::prelude::Queryable;
-use provisio::registry::TenantStatus;
-use provisio::setup::SetupSpec;
 use provisio::setup::secrets::{Credential, FileStore, SecretStore};
+use provisio_core::plan::setup::SetupSpec;
+use provisio_core::registry::TenantStatus;
 use support_setup::{MYSQL_ADMIN_PASSWORD, MYSQL_ADMIN_USER, MariaDb, provisio};
 
 const A: &str = "abc-corporation-7f3a9c";

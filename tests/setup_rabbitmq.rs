@@ -9,10 +9,10 @@ mod support_setup;
 use std::collections::BTreeSet;
 use std::path::Path;
 
-use provisio::registry::TenantStatus;
-use provisio::setup::SetupSpec;
 use provisio::setup::secrets::{FileStore, SecretStore};
-use provisio::setup::spec::QueueSpec;
+use provisio_core::plan::setup::QueueSpec;
+use provisio_core::plan::setup::SetupSpec;
+use provisio_core::registry::TenantStatus;
 use serde_json::{Value, json};
 use support_setup::{
     AmqpOpen, Method, RABBIT_ADMIN_PASSWORD, RABBIT_ADMIN_USER, RabbitMq, amqp_open, provisio,
@@ -53,7 +53,7 @@ fn run(verb: &str, spec: &Path, store: &Path, extra: &[&str]) -> (i32, String, S
 }
 
 fn enc(s: &str) -> String {
-    provisio::setup::http::seg(s)
+    provisio::io::http::seg(s)
 }
 
 /// The broker's state of a tenant equals its spec: vhost, user without tags, permissions on

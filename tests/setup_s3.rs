@@ -9,12 +9,12 @@ mod support_setup;
 
 use std::path::Path;
 
-use provisio::registry::TenantStatus;
 use provisio::setup::Change;
 use provisio::setup::aws::{Client, Credentials};
 use provisio::setup::s3::{self, lifecycle_xml, public_policy, tag_values};
 use provisio::setup::secrets::{self, AwsSecretsManager, SecretStore};
-use provisio::setup::spec::{BucketSpec, SetupSpec};
+use provisio_core::plan::setup::{BucketSpec, SetupSpec};
+use provisio_core::registry::TenantStatus;
 use support_setup::{Moto, provisio};
 
 const A: &str = "abc-corporation-7f3a9c";

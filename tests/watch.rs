@@ -342,7 +342,7 @@ fn watch_nudges_argo_cd_after_each_push() {
     let (h, body) = second.split_once("\r\n\r\n").unwrap();
     let h = h.to_ascii_lowercase();
     assert!(h.contains("x-github-event: push"), "{h}");
-    let sig = provisio::delivery::nudge::signature(b"hook-secret", body.as_bytes());
+    let sig = provisio::io::nudge::signature(b"hook-secret", body.as_bytes());
     assert!(h.contains(&format!("x-hub-signature-256: {sig}")), "{h}");
     let v: serde_json::Value = serde_json::from_str(body).unwrap();
     assert_eq!(v["after"], head.to_string());

@@ -132,7 +132,7 @@ fn killed_at_random_points_it_converges_without_half_commits_or_lost_changes() {
         );
         let files = tree_files(&bare, commit);
         let state: serde_json::Value =
-            serde_json::from_slice(&files[provisio::output::STATE_FILE]).unwrap();
+            serde_json::from_slice(&files[provisio::io::output::STATE_FILE]).unwrap();
         let in_state: std::collections::BTreeSet<String> = state["tenants"]
             .as_object()
             .unwrap()

@@ -37,7 +37,7 @@ pub fn synthesise(root: &Path, n: usize) {
     for i in 0..n {
         let name = format!("Customer {i} Shop");
         let sub = format!("sub_{i:06}");
-        let id = provisio::naming::tenant_id(&name, &sub);
+        let id = provisio_core::naming::tenant_id(&name, &sub);
         std::fs::write(
             root.join(format!("tenants/{id}.yaml")),
             format!(

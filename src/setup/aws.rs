@@ -9,8 +9,8 @@ use hmac::{Hmac, Mac};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use sha2::{Digest, Sha256};
 
-use super::http::Response;
 use super::{Attempt, Retry, SetupError};
+use crate::io::http::Response;
 
 /// RFC 3986 unreserved characters stay; everything else is encoded (SigV4's `UriEncode`).
 const UNRESERVED: &AsciiSet = &NON_ALPHANUMERIC

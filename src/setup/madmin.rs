@@ -14,10 +14,10 @@ use rand::RngCore;
 use serde_json::{Value, json};
 
 use super::aws::Client;
-use super::http::Response;
 use super::secrets::{self, SecretStore};
-use super::spec::S3Spec;
 use super::{Change, Report, SetupError};
+use crate::io::http::Response;
+use provisio_core::plan::setup::S3Spec;
 
 const SALT_LEN: usize = 32;
 const NONCE_LEN: usize = 8;

@@ -1,6 +1,6 @@
 //! The setup work Kubernetes cannot do: MySQL databases and users, RabbitMQ vhosts, users and
 //! topology, S3 buckets, created (and, for a tenant past its deletion date, removed) from a
-//! typed [`spec::SetupSpec`] that the generator derives from the registry and renders into
+//! typed [`SetupSpec`] that the generator derives from the registry and renders into
 //! the setup Jobs (`render::jobs`).
 //!
 //! Every operation is idempotent and reports what it did ([`Report`]); identifiers are
@@ -8,21 +8,20 @@
 //! are retried with exponential backoff ([`Retry`]).
 
 pub mod aws;
-pub mod http;
+
 pub mod madmin;
 pub mod mysql;
 pub mod rabbitmq;
 pub mod s3;
 
 pub mod secrets;
-pub mod spec;
 
 use std::fmt;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-pub use spec::SetupSpec;
+pub use provisio_core::plan::setup::{SetupSpec, SpecError};
 
 /// Exit codes of `setup` / `teardown` beyond 0 (done) and 2 (invalid input or usage).
 pub const EXIT_SERVER: u8 = 3;
@@ -77,6 +76,15 @@ pub enum SetupError {
         #[source]
         source: std::io::Error,
     },
+}
+
+impl From<SpecError> for SetupError {
+    fn from(e: SpecError) -> Self {
+        SetupError::Invalid {
+            what: e.what,
+            reason: e.reason,
+        }
+    }
 }
 
 impl SetupError {
@@ -227,7 +235,7 @@ pub fn check_deletion_due(spec: &SetupSpec, now: DateTime<Utc>) -> Result<(), Se
         tenant: spec.tenant.clone(),
         reason,
     };
-    if spec.lifecycle.status != crate::registry::TenantStatus::Deprovisioning {
+    if spec.lifecycle.status != provisio_core::registry::TenantStatus::Deprovisioning {
         return Err(refuse(format!(
             "its status is `{}`, not `deprovisioning`",
             spec.lifecycle.status.as_str()
@@ -237,8 +245,8 @@ pub fn check_deletion_due(spec: &SetupSpec, now: DateTime<Utc>) -> Result<(), Se
         None => Err(refuse("it has no deletion date".to_owned())),
         Some(d) if d > now => Err(refuse(format!(
             "its deletion date {} has not passed (now {})",
-            crate::plan::timestamp(&d),
-            crate::plan::timestamp(&now)
+            provisio_core::plan::timestamp(&d),
+            provisio_core::plan::timestamp(&now)
         ))),
         Some(_) => Ok(()),
     }

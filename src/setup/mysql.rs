@@ -13,9 +13,9 @@ use mysql::prelude::Queryable;
 use mysql::{Conn, OptsBuilder};
 
 use super::secrets::{self, SecretStore};
-use super::spec::{DatabaseSpec, MysqlSpec};
 use super::{Attempt, Change, Report, Retry, SetupError};
-use crate::naming;
+use provisio_core::naming;
+use provisio_core::plan::setup::{DatabaseSpec, MysqlSpec};
 
 /// The seed's privileges for a service user, on its own database only.
 pub const PRIVILEGES: [&str; 7] = [

@@ -11,10 +11,10 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256, Sha512};
 
-use super::http::{Client, Method, seg};
 use super::secrets::{self, SecretStore};
-use super::spec::{QueueSpec, RabbitSpec};
 use super::{Change, Report, Retry, SetupError};
+use crate::io::http::{Client, Method, seg};
+use provisio_core::plan::setup::{QueueSpec, RabbitSpec};
 
 const SERVICE: &str = "rabbitmq";
 

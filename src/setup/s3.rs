@@ -10,8 +10,8 @@ use md5::{Digest, Md5};
 use serde_json::{Value, json};
 
 use super::aws::{Client, uri_encode};
-use super::spec::{BucketSpec, S3Spec};
 use super::{Change, Report, SetupError};
+use provisio_core::plan::setup::{BucketSpec, S3Spec};
 
 pub const NONCURRENT_DAYS: u32 = 30;
 pub const LIFECYCLE_RULE_ID: &str = "provisio-expire-noncurrent";

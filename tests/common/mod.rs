@@ -48,8 +48,8 @@ impl Workspace {
     pub fn out(&self) -> PathBuf {
         self.dir.path().join("out")
     }
-    pub fn paths(&self) -> provisio::pipeline::Paths {
-        provisio::pipeline::Paths {
+    pub fn paths(&self) -> provisio::ops::generate::Paths {
+        provisio::ops::generate::Paths {
             registry: self.registry(),
             out: self.out(),
         }
@@ -62,18 +62,18 @@ impl Workspace {
     pub fn remove(&self, rel: &str) {
         std::fs::remove_file(self.registry().join(rel)).unwrap();
     }
-    pub fn generate(&self) -> provisio::output::Summary {
-        provisio::pipeline::generate(
+    pub fn generate(&self) -> provisio::io::output::Summary {
+        provisio::ops::generate::generate(
             &self.paths(),
-            &provisio::pipeline::GenerateOptions::new(now()),
+            &provisio::ops::generate::GenerateOptions::new(now()),
         )
         .expect("generate")
     }
     /// Every file of the output root (including the state file) with its bytes.
     pub fn snapshot(&self) -> std::collections::BTreeMap<String, Vec<u8>> {
-        let mut files = provisio::output::read_tree(&self.out()).unwrap();
-        if let Ok(b) = std::fs::read(self.out().join(provisio::output::STATE_FILE)) {
-            files.insert(provisio::output::STATE_FILE.to_owned(), b);
+        let mut files = provisio::io::output::read_tree(&self.out()).unwrap();
+        if let Ok(b) = std::fs::read(self.out().join(provisio::io::output::STATE_FILE)) {
+            files.insert(provisio::io::output::STATE_FILE.to_owned(), b);
         }
         files
     }
@@ -126,9 +126,9 @@ pub fn crd_dir() -> Option<PathBuf> {
 }
 
 /// Options for a `--full` run.
-pub fn full(now: DateTime<Utc>) -> provisio::pipeline::GenerateOptions {
-    provisio::pipeline::GenerateOptions {
+pub fn full(now: DateTime<Utc>) -> provisio::ops::generate::GenerateOptions {
+    provisio::ops::generate::GenerateOptions {
         full: true,
-        ..provisio::pipeline::GenerateOptions::new(now)
+        ..provisio::ops::generate::GenerateOptions::new(now)
     }
 }

@@ -10,8 +10,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use provisio::git::{Author, Repo};
-use provisio::serve::{self, Config, Running, auth::Secret};
+use provisio::io::repo::commit::{Author, Repo};
+use provisio::services::serve::{self, Config, Running, auth::Secret};
 
 pub const SECRET: &str = "test-webhook-secret";
 

@@ -11,7 +11,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use provisio::setup::SetupSpec;
+use provisio_core::plan::setup::SetupSpec;
 
 pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -229,12 +229,12 @@ impl Drop for MariaDb {
 /// The setup spec of a tenant of the example registry, rendered at `now`.
 pub fn example_spec(tenant: &str) -> SetupSpec {
     let (reg, _) =
-        provisio::pipeline::load(&repo_root().join("registry")).expect("example registry");
+        provisio::ops::generate::load(&repo_root().join("registry")).expect("example registry");
     let t = reg
         .tenants
         .get(tenant)
         .expect("tenant in the example registry");
-    let plan = provisio::plan::plan_tenant(&reg, t, now());
+    let plan = provisio_core::plan::plan_tenant(&reg, t, now());
     SetupSpec::from_plan(&plan)
 }
 

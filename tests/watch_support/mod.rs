@@ -69,23 +69,23 @@ pub fn history(repo: &Path, commit: Oid) -> Vec<Oid> {
 /// What `generate` renders for `registry` from scratch: the output tree and the state file.
 pub fn expected(registry: &Path) -> BTreeMap<String, Vec<u8>> {
     let out = tempfile::tempdir().unwrap();
-    let opts = provisio::pipeline::GenerateOptions::new(
+    let opts = provisio::ops::generate::GenerateOptions::new(
         chrono::DateTime::parse_from_rfc3339(NOW)
             .unwrap()
             .with_timezone(&chrono::Utc),
     );
-    provisio::pipeline::generate(
-        &provisio::pipeline::Paths {
+    provisio::ops::generate::generate(
+        &provisio::ops::generate::Paths {
             registry: registry.to_path_buf(),
             out: out.path().to_path_buf(),
         },
         &opts,
     )
     .expect("generate");
-    let mut files = provisio::output::read_tree(out.path()).unwrap();
+    let mut files = provisio::io::output::read_tree(out.path()).unwrap();
     files.insert(
-        provisio::output::STATE_FILE.to_owned(),
-        std::fs::read(out.path().join(provisio::output::STATE_FILE)).unwrap(),
+        provisio::io::output::STATE_FILE.to_owned(),
+        std::fs::read(out.path().join(provisio::io::output::STATE_FILE)).unwrap(),
     );
     files
 }
@@ -97,7 +97,7 @@ pub fn output_only(files: BTreeMap<String, Vec<u8>>) -> BTreeMap<String, Vec<u8>
         .filter(|(p, _)| {
             p.starts_with("tenants-out/")
                 || p.starts_with("argocd/")
-                || p == provisio::output::STATE_FILE
+                || p == provisio::io::output::STATE_FILE
         })
         .collect()
 }
@@ -106,7 +106,7 @@ pub fn output_only(files: BTreeMap<String, Vec<u8>>) -> BTreeMap<String, Vec<u8>
 pub fn new_tenant(n: usize) -> (String, String, String) {
     let name = format!("Customer {n} Shop");
     let sub = format!("sub_t{n:06}");
-    let id = provisio::naming::tenant_id(&name, &sub);
+    let id = provisio_core::naming::tenant_id(&name, &sub);
     let text = format!(
         "id: {id}\nname: {name}\ntier: standard\nregion: us-east\nsubscription: {sub}\ncontacts: {{admin: admin{n}@example.com, billing: billing{n}@example.com}}\ncreated: 2025-01-01T00:00:00Z\nstatus: active\n"
     );

@@ -1,0 +1,393 @@
+//! The setup spec: everything a setup or teardown Job needs to know about one tenant, derived
+//! from its [`TenantPlan`] (pure) and carried to the Job as JSON. It is the contract between
+//! the renderer (which writes it into the Jobs) and the setup clients (which read it). It holds names, endpoints
+//! and secret-store keys, never a secret value. [`SetupSpec::validate`] re-checks every name
+//! against its system's rules before anything reaches a server.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::naming;
+use crate::plan::TenantPlan;
+use crate::registry::TenantStatus;
+
+/// A spec that setup must not act on: which value, and what was expected instead.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid {what}: {reason}")]
+pub struct SpecError {
+    pub what: String,
+    pub reason: String,
+}
+
+impl SpecError {
+    pub fn new(what: impl Into<String>, reason: impl Into<String>) -> Self {
+        SpecError {
+            what: what.into(),
+            reason: reason.into(),
+        }
+    }
+}
+
+/// Format version of the spec; a Job refuses a spec it does not know.
+pub const SPEC_VERSION: u32 = 1;
+/// Environment variable carrying the spec (JSON) into a Job when `--spec` is not given.
+pub const SPEC_ENV: &str = "PROVISIO_SETUP_SPEC";
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct SetupSpec {
+    pub version: u32,
+    pub tenant: String,
+    pub lifecycle: Lifecycle,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mysql: Option<MysqlSpec>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rabbitmq: Option<RabbitSpec>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub s3: Option<S3Spec>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Lifecycle {
+    pub status: TenantStatus,
+    /// Not before this moment may teardown run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deletion_date: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct MysqlSpec {
+    pub host: String,
+    pub port: u16,
+    pub databases: Vec<DatabaseSpec>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct DatabaseSpec {
+    pub product: String,
+    pub database: String,
+    pub user: String,
+    /// Secret-store key holding `{username, password}`.
+    pub secret_key: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RabbitSpec {
+    pub host: String,
+    pub management_port: u16,
+    pub vhost: String,
+    pub user: String,
+    pub exchange: String,
+    /// Secret-store key holding `{username, password}`.
+    pub secret_key: String,
+    pub queues: Vec<QueueSpec>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct QueueSpec {
+    pub product: String,
+    pub name: String,
+    pub routing_keys: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message_ttl_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_length: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct S3Spec {
+    pub host: String,
+    pub port: u16,
+    pub use_ssl: bool,
+    /// The tenant's MinIO user (access key).
+    pub user: String,
+    /// Secret-store key holding `{access_key, secret_key}`.
+    pub secret_key: String,
+    pub buckets: Vec<BucketSpec>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct BucketSpec {
+    pub name: String,
+    /// Prefix readable anonymously (e.g. `public/`); absent = private.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_prefix: Option<String>,
+}
+
+impl SetupSpec {
+    /// Derives the spec of one tenant from its plan. Pure.
+    pub fn from_plan(plan: &TenantPlan<'_>) -> SetupSpec {
+        let shared = &plan.platform.shared_services;
+        let databases: Vec<DatabaseSpec> = plan
+            .products
+            .iter()
+            .filter_map(|p| {
+                p.database.as_ref().map(|d| DatabaseSpec {
+                    product: p.name.to_owned(),
+                    database: d.database.clone(),
+                    user: d.user.clone(),
+                    secret_key: d.remote_key.clone(),
+                })
+            })
+            .collect();
+        let queues: Vec<QueueSpec> = plan
+            .products
+            .iter()
+            .filter_map(|p| {
+                p.queue.as_ref().map(|q| QueueSpec {
+                    product: p.name.to_owned(),
+                    name: q.name.clone(),
+                    routing_keys: q.routing_keys.clone(),
+                    message_ttl_ms: q.message_ttl_ms,
+                    max_length: q.max_length,
+                })
+            })
+            .collect();
+        SetupSpec {
+            version: SPEC_VERSION,
+            tenant: plan.id.to_owned(),
+            lifecycle: Lifecycle {
+                status: plan.status,
+                deletion_date: plan.tenant.cancellation.as_ref().map(|c| c.deletion.value),
+            },
+            mysql: (!databases.is_empty()).then(|| MysqlSpec {
+                host: shared.mysql.host.clone(),
+                port: shared.mysql.port,
+                databases,
+            }),
+            rabbitmq: plan.uses_rabbitmq().then(|| RabbitSpec {
+                host: shared.rabbitmq.host.clone(),
+                management_port: shared.rabbitmq.management_port,
+                vhost: plan.rabbitmq.vhost.clone(),
+                user: plan.rabbitmq.user.clone(),
+                exchange: plan.rabbitmq.exchange.clone(),
+                secret_key: plan.rabbitmq_remote_key.clone(),
+                queues,
+            }),
+            s3: plan.uses_minio().then(|| S3Spec {
+                host: shared.minio.host.clone(),
+                port: shared.minio.port,
+                use_ssl: shared.minio.use_ssl,
+                user: plan.minio_user.clone(),
+                secret_key: plan.minio_remote_key.clone(),
+                buckets: plan
+                    .buckets
+                    .iter()
+                    .map(|b| BucketSpec {
+                        name: b.name.clone(),
+                        public_prefix: b.public_prefix.clone(),
+                    })
+                    .collect(),
+            }),
+        }
+    }
+
+    /// Parses a spec (JSON) and validates it.
+    pub fn parse(json: &str) -> Result<SetupSpec, SpecError> {
+        let spec: SetupSpec =
+            serde_json::from_str(json).map_err(|e| SpecError::new("setup spec", e.to_string()))?;
+        spec.validate()?;
+        Ok(spec)
+    }
+
+    /// The spec as the Jobs carry it: compact JSON.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("plain data serializes")
+    }
+
+    /// Re-checks every name; setup relies on this before building any statement or URL.
+    pub fn validate(&self) -> Result<(), SpecError> {
+        if self.version != SPEC_VERSION {
+            return Err(SpecError::new(
+                "setup spec",
+                format!(
+                    "version {} is not supported (expected {SPEC_VERSION})",
+                    self.version
+                ),
+            ));
+        }
+        if let Some(reason) = naming::check_dns_name(&self.tenant, naming::MAX_TENANT_ID_LEN) {
+            return Err(SpecError::new(
+                format!("tenant id `{}`", self.tenant),
+                reason,
+            ));
+        }
+        if let Some(m) = &self.mysql {
+            check_host(&m.host)?;
+            for d in &m.databases {
+                check(
+                    naming::is_valid_mysql_name(&d.database, naming::MYSQL_DB_MAX),
+                    "MySQL database",
+                    &d.database,
+                    "1-64 characters of [a-z0-9_]",
+                )?;
+                check(
+                    naming::is_valid_mysql_name(&d.user, naming::MYSQL_USER_MAX),
+                    "MySQL user",
+                    &d.user,
+                    "1-32 characters of [a-z0-9_]",
+                )?;
+                check_key(&d.secret_key)?;
+            }
+        }
+        if let Some(r) = &self.rabbitmq {
+            check_host(&r.host)?;
+            for (what, name) in [
+                ("RabbitMQ vhost", &r.vhost),
+                ("RabbitMQ user", &r.user),
+                ("RabbitMQ exchange", &r.exchange),
+            ] {
+                check(
+                    is_rabbit_name(name),
+                    what,
+                    name,
+                    "1-255 characters of [a-z0-9._-] starting with a letter or digit",
+                )?;
+            }
+            check_key(&r.secret_key)?;
+            for q in &r.queues {
+                check(
+                    is_rabbit_name(&q.name),
+                    "RabbitMQ queue",
+                    &q.name,
+                    "1-255 characters of [a-z0-9._-] starting with a letter or digit",
+                )?;
+                for k in &q.routing_keys {
+                    check(
+                        is_routing_key(k),
+                        "routing key",
+                        k,
+                        "1-255 characters of [A-Za-z0-9._-*#]",
+                    )?;
+                }
+            }
+        }
+        if let Some(s) = &self.s3 {
+            check_host(&s.host)?;
+            check(
+                naming::is_dns1123_label(&s.user),
+                "MinIO user",
+                &s.user,
+                "a DNS-1123 label",
+            )?;
+            check_key(&s.secret_key)?;
+            for b in &s.buckets {
+                check(
+                    naming::is_valid_bucket(&b.name),
+                    "bucket",
+                    &b.name,
+                    "an S3 bucket name",
+                )?;
+                if let Some(p) = &b.public_prefix {
+                    check(
+                        is_object_prefix(p),
+                        "public prefix",
+                        p,
+                        "1-200 characters of [a-z0-9._/-], not starting with `/`",
+                    )?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn check(ok: bool, what: &str, value: &str, expected: &str) -> Result<(), SpecError> {
+    if ok {
+        Ok(())
+    } else {
+        Err(SpecError::new(
+            format!("{what} `{}`", value.escape_default()),
+            format!("expected {expected}"),
+        ))
+    }
+}
+
+fn check_host(host: &str) -> Result<(), SpecError> {
+    check(
+        !host.is_empty()
+            && host.len() <= 253
+            && host
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-'),
+        "host",
+        host,
+        "a DNS name or IPv4 address",
+    )
+}
+
+fn check_key(key: &str) -> Result<(), SpecError> {
+    check(
+        !key.is_empty()
+            && key.len() <= 512
+            && key
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"/_+=.@-".contains(&b))
+            && !key.split('/').any(|s| s == ".."),
+        "secret-store key",
+        key,
+        "characters of [A-Za-z0-9/_+=.@-] without `..`",
+    )
+}
+
+/// Names provisio gives to RabbitMQ objects: `[a-z0-9._-]`, 1..=255, starting with a letter
+/// or digit (so never `.` or `..` in a URL path).
+pub fn is_rabbit_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 255
+        && s.as_bytes()[0].is_ascii_alphanumeric()
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b))
+}
+
+/// Topic routing keys and binding patterns: words of `[A-Za-z0-9_-]`, `*` or `#`, split by `.`.
+pub fn is_routing_key(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 255
+        && s.split('.').all(|w| {
+            w == "*"
+                || w == "#"
+                || (!w.is_empty()
+                    && w.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-'))
+        })
+}
+
+fn is_object_prefix(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 200
+        && !s.starts_with('/')
+        && !s.contains("..")
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._/-".contains(&b))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routing_keys() {
+        assert!(is_routing_key("order.created"));
+        assert!(is_routing_key("order.*"));
+        assert!(is_routing_key("#"));
+        assert!(!is_routing_key("order..created"));
+        assert!(!is_routing_key("order created"));
+        assert!(!is_routing_key(""));
+    }
+
+    #[test]
+    fn rabbit_names() {
+        assert!(is_rabbit_name("abc-corporation-7f3a9c.orders"));
+        assert!(!is_rabbit_name("a/b"));
+        assert!(!is_rabbit_name("A"));
+        assert!(!is_rabbit_name(".."));
+    }
+}

@@ -1,0 +1,106 @@
+//! The registry's file layout, in one place: which file is shared by every tenant
+//! (`platform.yaml`, `tiers.yaml`, `products/<name>.yaml`), which one is a tenant
+//! (`tenants/<id>.yaml`), and where a tenant's file lives. The loader, the intake, the serve
+//! writer and the state file's fingerprints all ask here.
+
+/// Registry files by path relative to the registry root (`/`-separated).
+pub type Sources = std::collections::BTreeMap<String, String>;
+
+pub const PLATFORM_FILE: &str = "platform.yaml";
+pub const TIERS_FILE: &str = "tiers.yaml";
+pub const PRODUCTS_DIR: &str = "products";
+pub const TENANTS_DIR: &str = "tenants";
+
+/// The text a reader puts in [`Sources`] for a file that is not UTF-8, so the loader reports
+/// it (with its path) instead of the reader failing or skipping it.
+pub const NOT_UTF8: &str = "\u{0}not-utf8";
+
+/// What one registry path is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileKind<'a> {
+    /// `platform.yaml`
+    Platform,
+    /// `tiers.yaml`
+    Tiers,
+    /// A file directly in `products/` (its name, which the loader checks).
+    Product(&'a str),
+    /// A file directly in `tenants/` (its name, which the loader checks).
+    Tenant(&'a str),
+    /// Anything else: not read by the loader.
+    Other,
+}
+
+impl FileKind<'_> {
+    /// Platform, tiers and products: every tenant's output depends on them.
+    pub fn is_shared(&self) -> bool {
+        matches!(
+            self,
+            FileKind::Platform | FileKind::Tiers | FileKind::Product(_)
+        )
+    }
+}
+
+/// Classifies a registry-relative path.
+pub fn classify(path: &str) -> FileKind<'_> {
+    if path == PLATFORM_FILE {
+        return FileKind::Platform;
+    }
+    if path == TIERS_FILE {
+        return FileKind::Tiers;
+    }
+    let in_dir = |dir: &str| {
+        path.strip_prefix(dir)
+            .and_then(|r| r.strip_prefix('/'))
+            .filter(|name| !name.is_empty() && !name.contains('/'))
+    };
+    if let Some(name) = in_dir(PRODUCTS_DIR) {
+        return FileKind::Product(name);
+    }
+    if let Some(name) = in_dir(TENANTS_DIR) {
+        return FileKind::Tenant(name);
+    }
+    FileKind::Other
+}
+
+/// `tenants/<id>.yaml`
+pub fn tenant_path(id: &str) -> String {
+    format!("{TENANTS_DIR}/{id}.yaml")
+}
+
+/// `products/<name>.yaml`
+pub fn product_path(name: &str) -> String {
+    format!("{PRODUCTS_DIR}/{name}.yaml")
+}
+
+/// The tenant id a tenant file stands for (its name without `.yaml`), or `None` for any
+/// other path.
+pub fn tenant_id_of(path: &str) -> Option<&str> {
+    match classify(path) {
+        FileKind::Tenant(name) => Some(name.strip_suffix(".yaml").unwrap_or(name)),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classifies_every_kind_of_path() {
+        assert_eq!(classify("platform.yaml"), FileKind::Platform);
+        assert_eq!(classify("tiers.yaml"), FileKind::Tiers);
+        assert_eq!(
+            classify("products/orders.yaml"),
+            FileKind::Product("orders.yaml")
+        );
+        assert_eq!(classify("tenants/a-1.yaml"), FileKind::Tenant("a-1.yaml"));
+        assert_eq!(classify("tenants/sub/a.yaml"), FileKind::Other);
+        assert_eq!(classify("tenants/"), FileKind::Other);
+        assert_eq!(classify("README.md"), FileKind::Other);
+        assert!(classify("products/x.yaml").is_shared());
+        assert!(!classify("tenants/x.yaml").is_shared());
+        assert_eq!(tenant_id_of("tenants/a-1.yaml"), Some("a-1"));
+        assert_eq!(tenant_id_of("products/a.yaml"), None);
+        assert_eq!(tenant_path("a-1"), "tenants/a-1.yaml");
+    }
+}

@@ -1,0 +1,11 @@
+//! The registry: the single source of truth (platform, tiers, products, tenants): its file
+//! [`layout`], [`model`], [`parse`]r and [`rules`].
+
+pub mod layout;
+pub mod model;
+pub mod parse;
+pub mod rules;
+
+pub use layout::Sources;
+pub use model::*;
+pub use parse::{Loaded, load_sources};

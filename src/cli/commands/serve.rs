@@ -1,0 +1,121 @@
+//! `provisio serve`: the billing intake's command line. The webhook secret is read from
+//! `PROVISIO_WEBHOOK_SECRET` or `--secret-file`, never from a flag value.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use tracing::error;
+
+use crate::cli::{EXIT_INVALID, EXIT_OK};
+use crate::services::serve::{self, Config, auth::Secret};
+
+/// Environment variable holding the webhook secret.
+pub const SECRET_ENV: &str = "PROVISIO_WEBHOOK_SECRET";
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct Args {
+    /// The registry directory, inside a git work tree (tenant files are committed there).
+    #[arg(long, default_value = "registry")]
+    pub registry: PathBuf,
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// File holding the webhook secret (otherwise `PROVISIO_WEBHOOK_SECRET`).
+    #[arg(long)]
+    pub secret_file: Option<PathBuf>,
+    /// Days between a cancellation and the earliest deletion.
+    #[arg(long, default_value_t = provisio_core::intake::DEFAULT_GRACE_DAYS)]
+    pub grace_days: i64,
+    /// Accepted clock skew of `X-Signature` timestamps, in seconds.
+    #[arg(long, default_value_t = 300)]
+    pub signature_window: i64,
+    /// Tokio worker threads.
+    #[arg(long, default_value_t = 2)]
+    pub workers: usize,
+}
+
+pub fn run(a: Args) -> u8 {
+    let secret = match read_secret(a.secret_file.as_deref()) {
+        Ok(s) => s,
+        Err(m) => {
+            eprintln!("error: {m}");
+            return EXIT_INVALID;
+        }
+    };
+    if a.grace_days < 0 || a.signature_window <= 0 {
+        eprintln!("error: --grace-days must be ≥ 0 and --signature-window > 0");
+        return EXIT_INVALID;
+    }
+    let mut config = Config::new(a.registry, secret);
+    config.grace = chrono::Duration::days(a.grace_days);
+    config.signature_window_secs = a.signature_window;
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(a.workers.max(1))
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return EXIT_INVALID;
+        }
+    };
+    let result = runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(a.listen)
+            .await
+            .map_err(|source| serve::ServeError::Bind {
+                addr: a.listen,
+                source,
+            })?;
+        eprintln!(
+            "provisio serve: listening on http://{}",
+            listener.local_addr().map_err(serve::ServeError::Io)?
+        );
+        serve::serve(config, listener, shutdown_signal()).await
+    });
+    match result {
+        Ok(()) => EXIT_OK,
+        Err(e) => {
+            error!(error = %e, "serve failed");
+            eprintln!("error: {e}");
+            let mut source = std::error::Error::source(&e);
+            while let Some(s) = source {
+                eprintln!("  caused by: {s}");
+                source = s.source();
+            }
+            EXIT_INVALID
+        }
+    }
+}
+
+fn read_secret(file: Option<&std::path::Path>) -> Result<Secret, String> {
+    let bytes = match file {
+        Some(f) => std::fs::read(f).map_err(|e| format!("cannot read {}: {e}", f.display()))?,
+        None => std::env::var(SECRET_ENV)
+            .map_err(|_| format!("set {SECRET_ENV} or pass --secret-file"))?
+            .into_bytes(),
+    };
+    Secret::new(bytes).ok_or_else(|| "the webhook secret is empty".to_owned())
+}
+
+/// Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}

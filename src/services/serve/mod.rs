@@ -1,0 +1,391 @@
+//! `provisio serve`: the billing intake over HTTP (axum on tokio). Requests are checked here
+//! (size, authentication, content type, payload) and handed to the single writer
+//! ([`writer`]) which applies them to the registry ([`provisio_core::intake`]) and commits; the
+//! answer goes out only after the commit. Routes:
+//!
+//! - `POST /api/v1/provisioning/webhooks/{subscription-created|subscription-updated|subscription-cancelled}`
+//! - `GET /healthz` (the process answers), `GET /readyz` (the writer is running),
+//!   `GET /metrics` (Prometheus), `GET /openapi.json` (the committed `docs/openapi.json`).
+
+pub mod auth;
+pub mod error;
+pub mod metrics;
+pub mod writer;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use chrono::{DateTime, Utc};
+use tokio::sync::{mpsc, oneshot};
+use tracing::{info, warn};
+
+use crate::io::repo::commit::Author;
+use auth::{Authenticator, Secret};
+use error::ApiError;
+use metrics::Metrics;
+use provisio_core::intake::{self, EventKind};
+use writer::{Job, WriteError};
+
+/// Largest accepted body.
+pub const MAX_BODY: usize = 64 * 1024;
+/// The OpenAPI document, as committed.
+pub const OPENAPI: &str = include_str!("../../../docs/openapi.json");
+/// Route prefix of the webhooks.
+pub const WEBHOOK_PREFIX: &str = "/api/v1/provisioning/webhooks/";
+
+/// The time source. The intake never reads the clock itself; tests inject a fixed one.
+pub type Clock = Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>;
+
+/// Everything `serve` needs.
+#[derive(Clone)]
+pub struct Config {
+    /// The registry directory, inside a git work tree.
+    pub registry: PathBuf,
+    pub secret: Secret,
+    /// Grace period between a cancellation and the earliest deletion.
+    pub grace: chrono::Duration,
+    /// Accepted distance between a signature's `t` and now, in seconds.
+    pub signature_window_secs: i64,
+    pub clock: Clock,
+    pub author: Author,
+    /// At most this many events per commit.
+    pub max_group: usize,
+    /// Queued events beyond this wait before their request is read further (backpressure).
+    pub queue: usize,
+}
+
+impl Config {
+    pub fn new(registry: PathBuf, secret: Secret) -> Self {
+        Config {
+            registry,
+            secret,
+            grace: chrono::Duration::days(intake::DEFAULT_GRACE_DAYS),
+            signature_window_secs: 300,
+            clock: Arc::new(Utc::now),
+            author: Author {
+                name: "provisio intake".to_owned(),
+                email: "provisio-intake@localhost".to_owned(),
+            },
+            max_group: 256,
+            queue: 4096,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error(transparent)]
+    Open(#[from] writer::OpenError),
+    #[error("cannot listen on {addr}")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the HTTP server failed")]
+    Io(#[source] std::io::Error),
+}
+
+struct App {
+    auth: Authenticator,
+    clock: Clock,
+    jobs: mpsc::Sender<Job>,
+    metrics: Arc<Metrics>,
+}
+
+/// Opens the registry, starts the writer thread and returns the router.
+pub fn app(config: &Config) -> Result<Router, ServeError> {
+    let (store, state) = writer::Store::open(&config.registry, config.grace)?;
+    let (tx, rx) = mpsc::channel(config.queue.max(1));
+    let metrics = Arc::new(Metrics::default());
+    let (clock, author, max_group, m) = (
+        config.clock.clone(),
+        config.author.clone(),
+        config.max_group.max(1),
+        metrics.clone(),
+    );
+    std::thread::Builder::new()
+        .name("provisio-intake-writer".to_owned())
+        .spawn(move || writer::run(store, state, rx, clock, author, max_group, m))
+        .map_err(ServeError::Io)?;
+    let app = Arc::new(App {
+        auth: Authenticator::new(config.secret.clone(), config.signature_window_secs),
+        clock: config.clock.clone(),
+        jobs: tx,
+        metrics,
+    });
+    Ok(Router::new()
+        .route(
+            "/api/v1/provisioning/webhooks/{event}",
+            post(webhook).fallback(|| method_not_allowed("POST")),
+        )
+        .route(
+            "/healthz",
+            get(healthz).fallback(|| method_not_allowed("GET, HEAD")),
+        )
+        .route(
+            "/readyz",
+            get(readyz).fallback(|| method_not_allowed("GET, HEAD")),
+        )
+        .route(
+            "/metrics",
+            get(metrics_text).fallback(|| method_not_allowed("GET, HEAD")),
+        )
+        .route(
+            "/openapi.json",
+            get(openapi).fallback(|| method_not_allowed("GET, HEAD")),
+        )
+        .fallback(|| async { ApiError::not_found() })
+        .with_state(app))
+}
+
+/// Serves until `shutdown` resolves; in-flight requests finish first.
+pub async fn serve(
+    config: Config,
+    listener: tokio::net::TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    let router = app(&config)?;
+    if let Ok(addr) = listener.local_addr() {
+        info!(%addr, registry = %config.registry.display(), "intake listening");
+    }
+    axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown)
+        .await
+        .map_err(ServeError::Io)
+}
+
+/// A server running on its own runtime thread (tests, benchmarks). Dropping it stops it.
+pub struct Running {
+    addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<Result<(), ServeError>>>,
+}
+
+impl Running {
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Stops accepting, waits for in-flight requests, returns the server's result.
+    pub fn stop(mut self) -> Result<(), ServeError> {
+        self.shutdown()
+    }
+
+    fn shutdown(&mut self) -> Result<(), ServeError> {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        match self.thread.take() {
+            Some(t) => t.join().unwrap_or(Ok(())),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.shutdown();
+    }
+}
+
+/// Binds `addr` (port 0 = any free port) and serves on a new thread with `workers` tokio
+/// worker threads.
+pub fn spawn(config: Config, addr: SocketAddr, workers: usize) -> Result<Running, ServeError> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers.max(1))
+        .enable_all()
+        .build()
+        .map_err(ServeError::Io)?;
+    let std_listener =
+        std::net::TcpListener::bind(addr).map_err(|source| ServeError::Bind { addr, source })?;
+    std_listener.set_nonblocking(true).map_err(ServeError::Io)?;
+    let bound = std_listener.local_addr().map_err(ServeError::Io)?;
+    let router = {
+        let _guard = runtime.enter();
+        app(&config)?
+    };
+    let (stop, stopped) = oneshot::channel::<()>();
+    let thread = std::thread::Builder::new()
+        .name("provisio-serve".to_owned())
+        .spawn(move || {
+            runtime.block_on(async move {
+                let listener =
+                    tokio::net::TcpListener::from_std(std_listener).map_err(ServeError::Io)?;
+                axum::serve(listener, router)
+                    .with_graceful_shutdown(async move {
+                        let _ = stopped.await;
+                    })
+                    .await
+                    .map_err(ServeError::Io)
+            })
+        })
+        .map_err(ServeError::Io)?;
+    Ok(Running {
+        addr: bound,
+        stop: Some(stop),
+        thread: Some(thread),
+    })
+}
+
+async fn webhook(
+    State(app): State<Arc<App>>,
+    Path(route): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let started = Instant::now();
+    let kind = EventKind::from_route(&route);
+    let label = kind.map(EventKind::label).unwrap_or("unknown");
+    let result = handle(&app, kind, &route, &headers, body).await;
+    let (outcome, response) = match result {
+        Ok((status, body, tenant)) => {
+            let outcome = if status == StatusCode::CREATED {
+                "created"
+            } else {
+                "ok"
+            };
+            let mut r = (status, axum::Json(body)).into_response();
+            if let Ok(v) = HeaderValue::from_str(&tenant) {
+                r.headers_mut().insert("x-provisio-tenant", v);
+            }
+            (outcome.to_owned(), r)
+        }
+        Err(e) => {
+            if e.status.is_server_error() {
+                warn!(code = e.code, message = %e.message, route = %route, "webhook failed");
+            } else {
+                info!(code = e.code, message = %e.message, field = ?e.field, route = %route, "webhook refused");
+            }
+            (e.code.to_owned(), e.into_response())
+        }
+    };
+    app.metrics.observe(label, &outcome, started.elapsed());
+    response
+}
+
+async fn handle(
+    app: &App,
+    kind: Option<EventKind>,
+    route: &str,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<(StatusCode, serde_json::Value, String), ApiError> {
+    let Some(kind) = kind else {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "unknown_event",
+            format!(
+                "no webhook `{}`; expected subscription-created, subscription-updated or subscription-cancelled",
+                route.chars().take(64).collect::<String>()
+            ),
+        ));
+    };
+    let too_large = || {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!("the body exceeds {MAX_BODY} bytes"),
+        )
+    };
+    if let Some(len) = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+        && len > MAX_BODY as u64
+    {
+        return Err(too_large());
+    }
+    let bytes = axum::body::to_bytes(body, MAX_BODY)
+        .await
+        .map_err(|_| too_large())?;
+    app.auth
+        .check(
+            headers
+                .get(header::AUTHORIZATION)
+                .map(HeaderValue::as_bytes),
+            headers.get("x-signature").map(HeaderValue::as_bytes),
+            &bytes,
+            (app.clock)(),
+        )
+        .map_err(|e| ApiError::unauthorized(e.code(), e.to_string()))?;
+    if !is_json(headers) {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "send the event as `Content-Type: application/json`",
+        ));
+    }
+    let event = intake::parse(kind, &bytes).map_err(|e| ApiError::from(&e))?;
+    let (reply, answer) = oneshot::channel();
+    app.jobs
+        .send(Job { event, reply })
+        .await
+        .map_err(|_| ApiError::unavailable("the registry writer has stopped"))?;
+    let applied = answer
+        .await
+        .map_err(|_| ApiError::unavailable("the registry writer has stopped"))?
+        .map_err(|e| match e {
+            WriteError::Intake(e) => ApiError::from(&e),
+            WriteError::Commit(m) => ApiError::unavailable(format!(
+                "the registry change could not be committed ({m}); nothing was recorded, retry"
+            )),
+        })?;
+    let status = StatusCode::from_u16(applied.status).unwrap_or(StatusCode::OK);
+    Ok((status, applied.body, applied.tenant_id))
+}
+
+/// `application/json`, optionally with parameters (`; charset=utf-8`).
+fn is_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"))
+}
+
+async fn method_not_allowed(allow: &'static str) -> Response {
+    let mut r = ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!("method not allowed on this route; allowed: {allow}"),
+    )
+    .into_response();
+    r.headers_mut()
+        .insert(header::ALLOW, HeaderValue::from_static(allow));
+    r
+}
+
+async fn healthz() -> impl IntoResponse {
+    axum::Json(serde_json::json!({"status": "ok"}))
+}
+
+async fn readyz(State(app): State<Arc<App>>) -> Response {
+    if app.jobs.is_closed() {
+        ApiError::unavailable("the registry writer has stopped").into_response()
+    } else {
+        axum::Json(serde_json::json!({"status": "ready"})).into_response()
+    }
+}
+
+async fn metrics_text(State(app): State<Arc<App>>) -> impl IntoResponse {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        app.metrics.render(),
+    )
+}
+
+async fn openapi() -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "application/json")], OPENAPI)
+}

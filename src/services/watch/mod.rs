@@ -1,0 +1,435 @@
+//! Watch mode: notices registry changes (filesystem events through `notify`, debounced so a
+//! burst of writes is one regeneration; or new commits on a registry git branch, see
+//! [`poll`]), regenerates incrementally with [`crate::ops::generate::generate`], and hands the
+//! result to [`crate::io::repo::deliver`] (commit, push, Argo CD nudge). Stops cleanly when the
+//! `stop` flag is set (SIGTERM/SIGINT in the command).
+//!
+//! Resilience: an invalid registry or a refused mass deletion is logged with its precise
+//! diagnostics and nothing is written or committed (the last good output stays); the next
+//! change retries. A failed delivery keeps its commit and is retried on a timer.
+
+pub mod metrics;
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use notify::{EventKind, RecursiveMode, Watcher};
+use tracing::{error, info, warn};
+
+use crate::io::output::Summary;
+use crate::io::repo::deliver::{self as delivery, DeliveryError, OutputRepo, Why, chain};
+use crate::io::repo::follow as poll;
+use crate::ops::generate::{
+    self as pipeline, GenerateOptions, MassDeleteGuard, Paths, PipelineError,
+};
+use metrics::Metrics;
+
+#[derive(Debug, thiserror::Error)]
+pub enum WatchError {
+    #[error("cannot watch the registry {path}")]
+    Notify {
+        path: PathBuf,
+        #[source]
+        source: notify::Error,
+    },
+    #[error("the registry watcher stopped unexpectedly")]
+    WatcherGone,
+    #[error(transparent)]
+    Delivery(#[from] DeliveryError),
+    #[error(transparent)]
+    Poll(#[from] poll::PollError),
+}
+
+/// How watch mode runs.
+#[derive(Debug, Clone)]
+pub struct WatchConfig {
+    pub paths: Paths,
+    /// Render for this time instead of the clock (tests, reproducible runs).
+    pub now: Option<DateTime<Utc>>,
+    pub mass_delete: MassDeleteGuard,
+    /// Quiet time that ends a burst of events.
+    pub debounce: Duration,
+    /// A burst longer than this regenerates anyway (a never-ending stream still progresses).
+    pub max_delay: Duration,
+    /// Commit/push/nudge; `None`: only regenerate the output tree.
+    pub delivery: Option<delivery::Config>,
+    /// How often a failed delivery (or poll) is retried when nothing else happens.
+    pub retry_interval: Duration,
+    /// Poll a registry repository instead of watching the directory.
+    pub poll: Option<poll::PollConfig>,
+    /// The first cycle re-renders every tenant and compares with the disk (repairs whatever
+    /// a killed run or a hand edit left).
+    pub full_on_start: bool,
+}
+
+impl WatchConfig {
+    pub fn new(paths: Paths) -> WatchConfig {
+        WatchConfig {
+            paths,
+            now: None,
+            mass_delete: MassDeleteGuard::default(),
+            debounce: Duration::from_millis(200),
+            max_delay: Duration::from_secs(5),
+            delivery: None,
+            retry_interval: Duration::from_secs(30),
+            poll: None,
+            full_on_start: true,
+        }
+    }
+}
+
+/// What one cycle ended with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CycleOutcome {
+    /// Regenerated; `commits` made, `pushed` when the remote has it.
+    Delivered { commits: usize, pushed: bool },
+    /// The registry is invalid or the change was refused; nothing written or committed.
+    Refused,
+    /// Generation or delivery failed; retried later.
+    Failed,
+}
+
+/// The loop's state between cycles.
+struct Loop<'a> {
+    cfg: &'a WatchConfig,
+    repo: Option<OutputRepo>,
+    metrics: &'a Metrics,
+    stop: &'a AtomicBool,
+    /// Stage by scanning the output paths (after a failure or at start) instead of trusting
+    /// the last run's summary.
+    scan: bool,
+    /// A delivery failed; retry on the timer.
+    retry: bool,
+    first: bool,
+}
+
+/// Runs watch mode until `stop` is set. Returns after the current cycle ends.
+pub fn run(cfg: &WatchConfig, metrics: &Metrics, stop: &Arc<AtomicBool>) -> Result<(), WatchError> {
+    let repo = match &cfg.delivery {
+        Some(d) => Some(OutputRepo::open(&cfg.paths.out, &d.repo)?),
+        None => None,
+    };
+    let mut lp = Loop {
+        cfg,
+        repo,
+        metrics,
+        stop,
+        scan: true,
+        retry: false,
+        first: true,
+    };
+    match &cfg.poll {
+        Some(p) => run_polling(&mut lp, p),
+        None => run_notify(&mut lp),
+    }
+}
+
+fn run_notify(lp: &mut Loop) -> Result<(), WatchError> {
+    // Events carry absolute paths; the canonical registry path makes them relative.
+    let registry = lp
+        .cfg
+        .paths
+        .registry
+        .canonicalize()
+        .unwrap_or_else(|_| lp.cfg.paths.registry.clone());
+    let (tx, rx) = mpsc::channel::<notify::Result<notify::Event>>();
+    let mut watcher = notify::recommended_watcher(move |ev| {
+        let _ = tx.send(ev);
+    })
+    .map_err(|source| WatchError::Notify {
+        path: registry.clone(),
+        source,
+    })?;
+    // Watch before the first cycle so that nothing saved during it is missed.
+    watcher
+        .watch(&registry, RecursiveMode::Recursive)
+        .map_err(|source| WatchError::Notify {
+            path: registry.clone(),
+            source,
+        })?;
+    info!(registry = %registry.display(), out = %lp.cfg.paths.out.display(), "watching");
+    lp.cycle("provisio watch started");
+    let mut last_attempt = Instant::now();
+    while !lp.stop.load(Ordering::Relaxed) {
+        let first = match rx.recv_timeout(Duration::from_millis(100)) {
+            Ok(ev) => ev,
+            Err(RecvTimeoutError::Timeout) => {
+                if lp.retry && last_attempt.elapsed() >= lp.cfg.retry_interval {
+                    last_attempt = Instant::now();
+                    lp.cycle("retrying after a failure");
+                }
+                continue;
+            }
+            Err(RecvTimeoutError::Disconnected) => return Err(WatchError::WatcherGone),
+        };
+        let mut changed = BTreeSet::new();
+        let mut relevant = note(&registry, first, &mut changed);
+        // Debounce: wait for `debounce` of quiet, at most `max_delay` in all.
+        let started = Instant::now();
+        loop {
+            if lp.stop.load(Ordering::Relaxed) {
+                break;
+            }
+            let left = lp.cfg.max_delay.saturating_sub(started.elapsed());
+            if left.is_zero() {
+                break;
+            }
+            match rx.recv_timeout(lp.cfg.debounce.min(left)) {
+                Ok(ev) => relevant |= note(&registry, ev, &mut changed),
+                Err(RecvTimeoutError::Timeout) => break,
+                Err(RecvTimeoutError::Disconnected) => return Err(WatchError::WatcherGone),
+            }
+        }
+        if !relevant || lp.stop.load(Ordering::Relaxed) {
+            continue;
+        }
+        last_attempt = Instant::now();
+        lp.cycle(&trigger(&changed));
+    }
+    info!("stopping: signal received");
+    drop(watcher);
+    lp.sync_index();
+    Ok(())
+}
+
+fn run_polling(lp: &mut Loop, p: &poll::PollConfig) -> Result<(), WatchError> {
+    let mut poller = poll::Poller::open(p, &lp.cfg.paths.registry)?;
+    info!(url = %p.url, branch = %p.branch, "polling the registry repository");
+    match poller.update() {
+        Ok(_) => {}
+        Err(e) => {
+            error!(error = %chain(&e), "cannot fetch the registry; using the local clone");
+            lp.metrics.failure("poll");
+        }
+    }
+    lp.cycle(&format!(
+        "provisio watch started at registry {}",
+        poller.describe()
+    ));
+    let mut next = Instant::now() + p.interval;
+    while !lp.stop.load(Ordering::Relaxed) {
+        if Instant::now() < next {
+            std::thread::sleep(Duration::from_millis(50));
+            continue;
+        }
+        next = Instant::now() + p.interval;
+        match poller.update() {
+            Ok(Some(change)) => {
+                lp.cycle(&change);
+            }
+            Ok(None) if lp.retry => {
+                lp.cycle("retrying after a failure");
+            }
+            Ok(None) => {}
+            Err(e) => {
+                error!(error = %chain(&e), "cannot fetch the registry; retrying at the next poll");
+                lp.metrics.failure("poll");
+            }
+        }
+    }
+    info!("stopping: signal received");
+    lp.sync_index();
+    Ok(())
+}
+
+/// Records the registry paths an event touched; false when it is irrelevant (reads, files
+/// inside `.git`).
+fn note(
+    registry: &Path,
+    ev: notify::Result<notify::Event>,
+    changed: &mut BTreeSet<String>,
+) -> bool {
+    let ev = match ev {
+        Ok(ev) => ev,
+        Err(e) => {
+            // Overflowed queues and similar: regenerate to be safe.
+            warn!(error = %e, "file watcher error; regenerating");
+            return true;
+        }
+    };
+    if matches!(ev.kind, EventKind::Access(_)) {
+        return false;
+    }
+    let mut relevant = ev.paths.is_empty();
+    for p in &ev.paths {
+        let rel = p.strip_prefix(registry).unwrap_or(p);
+        if rel.components().any(|c| c.as_os_str() == ".git") {
+            continue;
+        }
+        relevant = true;
+        changed.insert(rel.to_string_lossy().into_owned());
+    }
+    relevant
+}
+
+fn trigger(changed: &BTreeSet<String>) -> String {
+    const SHOWN: usize = 10;
+    let mut s = changed
+        .iter()
+        .take(SHOWN)
+        .cloned()
+        .collect::<Vec<_>>()
+        .join(", ");
+    if changed.len() > SHOWN {
+        s.push_str(&format!(" and {} more", changed.len() - SHOWN));
+    }
+    if s.is_empty() {
+        "registry changed".into()
+    } else {
+        format!("registry changed: {s}")
+    }
+}
+
+impl Loop<'_> {
+    /// Brings the output clone's index in step with HEAD before exiting (`git status` clean).
+    fn sync_index(&self) {
+        if let Some(Err(e)) = self.repo.as_ref().map(OutputRepo::sync_index) {
+            warn!(error = %chain(&e), "cannot update the output repository's index");
+        }
+    }
+
+    fn options(&self) -> GenerateOptions {
+        GenerateOptions {
+            now: self.cfg.now.unwrap_or_else(Utc::now),
+            full: false,
+            mass_delete: self.cfg.mass_delete,
+        }
+    }
+
+    /// One regeneration: generate, then deliver. Never returns an error: failures are
+    /// logged, counted and retried.
+    fn cycle(&mut self, trigger: &str) -> CycleOutcome {
+        let started = Instant::now();
+        let mut opts = self.options();
+        opts.full = self.first && self.cfg.full_on_start;
+        self.first = false;
+        let paths = &self.cfg.paths;
+        let summary = match pipeline::generate(paths, &opts) {
+            Ok(s) => s,
+            Err(e) => {
+                self.refused(&e);
+                return if matches!(
+                    e,
+                    PipelineError::Invalid(_) | PipelineError::MassDelete { .. }
+                ) {
+                    CycleOutcome::Refused
+                } else {
+                    self.scan = true;
+                    CycleOutcome::Failed
+                };
+            }
+        };
+        self.metrics
+            .tenants("changed", summary.tenants_changed.len());
+        self.metrics
+            .tenants("removed", summary.tenants_removed.len());
+        self.metrics.tenants("unchanged", summary.tenants_skipped);
+        info!(
+            trigger,
+            elapsed = ?started.elapsed(),
+            written = summary.written.len(),
+            removed = summary.removed.len(),
+            tenants_changed = summary.tenants_changed.len(),
+            tenants_removed = summary.tenants_removed.len(),
+            "regenerated"
+        );
+        let outcome = self.deliver(&summary, trigger, opts);
+        let ok = !matches!(outcome, CycleOutcome::Failed);
+        self.metrics.regeneration(if ok { "ok" } else { "error" });
+        self.metrics
+            .duration
+            .observe(started.elapsed().as_secs_f64());
+        if ok {
+            self.metrics.success_now();
+        }
+        info!(elapsed = ?started.elapsed(), ?outcome, "cycle done");
+        outcome
+    }
+
+    fn refused(&self, e: &PipelineError) {
+        match e {
+            PipelineError::Invalid(report) => {
+                self.metrics.regeneration("invalid");
+                self.metrics.failure("registry");
+                error!(
+                    "the registry is invalid; keeping the last good output and committing nothing until it is fixed:\n{}",
+                    report.render()
+                );
+            }
+            PipelineError::MassDelete { .. } => {
+                self.metrics.regeneration("mass_delete");
+                self.metrics.failure("registry");
+                error!(
+                    "{e}; keeping the last good output and committing nothing (watch mode takes --allow-mass-delete too)"
+                );
+            }
+            other => {
+                self.metrics.regeneration("error");
+                self.metrics.failure("generate");
+                error!(error = %chain(other), "generate failed; retrying at the next change");
+            }
+        }
+    }
+
+    fn deliver(&mut self, summary: &Summary, trigger: &str, opts: GenerateOptions) -> CycleOutcome {
+        let (Some(repo), Some(cfg)) = (&self.repo, &self.cfg.delivery) else {
+            return CycleOutcome::Delivered {
+                commits: 0,
+                pushed: false,
+            };
+        };
+        let why = Why {
+            trigger: trigger.to_owned(),
+            registry_commit: delivery::registry_commit(&self.cfg.paths.registry),
+        };
+        let paths = self.cfg.paths.clone();
+        // On top of another writer's commit the state file is theirs: re-render everything
+        // and compare with the disk rather than trust it.
+        let full = GenerateOptions { full: true, ..opts };
+        let mut regenerate = move || pipeline::generate(&paths, &full);
+        let stop = || self.stop.load(Ordering::Relaxed);
+        let staged = if self.scan { None } else { Some(summary) };
+        let result = repo.deliver(staged, &why, cfg.push.as_ref(), &mut regenerate, &stop);
+        match result {
+            Ok(d) => {
+                self.metrics.commits.inc_by(d.commits.len() as u64);
+                self.metrics.push_retries.inc_by(u64::from(d.push_retries));
+                self.scan = false;
+                self.retry = false;
+                if let (Some(n), Some(_)) = (&cfg.nudge, d.pushed) {
+                    match repo.nudge(n, &d) {
+                        Ok(Some(status)) => info!(status, url = %n.url, "nudged Argo CD"),
+                        Ok(None) => {}
+                        Err(e) => {
+                            self.metrics.failure("nudge");
+                            warn!(error = %chain(&e), "cannot nudge Argo CD; it will notice at its next poll");
+                        }
+                    }
+                }
+                CycleOutcome::Delivered {
+                    commits: d.commits.len(),
+                    pushed: d.pushed.is_some(),
+                }
+            }
+            Err(DeliveryError::Interrupted) => {
+                warn!(
+                    "stopping with the push unfinished; the commit is kept and pushed at the next start"
+                );
+                self.retry = true;
+                CycleOutcome::Failed
+            }
+            Err(e) => {
+                self.metrics.failure("delivery");
+                error!(error = %chain(&e), retry_in = ?self.cfg.retry_interval, "delivery failed");
+                self.scan = true;
+                self.retry = true;
+                CycleOutcome::Failed
+            }
+        }
+    }
+}
