@@ -10,5 +10,6 @@
 pub mod cli;
 pub mod io;
 pub mod ops;
+pub mod report;
 pub mod services;
 pub mod setup;

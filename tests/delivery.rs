@@ -11,16 +11,17 @@ use std::net::TcpListener;
 use std::time::Duration;
 
 use common::Workspace;
-use provisio::io::repo::deliver::{
-    self as delivery, Backoff, DeliveryError, OutputRepo, RepoConfig, Why,
-};
+use provisio::io::repo::Author;
+use provisio::io::repo::message::Why;
+use provisio::io::repo::output::{OutputRepo, RepoConfig};
+use provisio::ops::deliver::{self as delivery, Backoff, DeliveryError};
 use provisio::ops::generate::{self as pipeline, GenerateOptions};
 use watch_support::*;
 
 fn cfg(url: &str) -> RepoConfig {
     RepoConfig {
         url: Some(url.to_owned()),
-        author: delivery::Identity {
+        author: Author {
             name: "Provisio Bot".into(),
             email: "bot@example.com".into(),
         },
@@ -53,7 +54,8 @@ fn cycle(ws: &Workspace, repo: &OutputRepo, push: bool) -> delivery::Delivered {
             },
         )
     };
-    repo.deliver(
+    delivery::deliver(
+        repo,
         Some(&summary),
         &Why {
             trigger: "test".into(),
@@ -144,16 +146,17 @@ fn the_registry_commit_is_named_in_the_message() {
         .commit(Some("HEAD"), &sig, &sig, "registry", &tree, &[])
         .unwrap();
     assert_eq!(
-        delivery::registry_commit(&ws.registry()),
+        provisio::io::repo::head_of(&ws.registry()),
         Some(reg_commit.to_string())
     );
     let repo = OutputRepo::open(&ws.out(), &cfg(&url)).unwrap();
     let summary = ws.generate();
     let why = Why {
         trigger: "registry changed: tenants/x.yaml".into(),
-        registry_commit: delivery::registry_commit(&ws.registry()),
+        registry_commit: provisio::io::repo::head_of(&ws.registry()),
     };
-    repo.deliver(
+    delivery::deliver(
+        &repo,
         Some(&summary),
         &why,
         Some(&fast()),
@@ -222,15 +225,15 @@ fn an_unreachable_remote_keeps_the_commit_and_the_next_attempt_pushes_it() {
     let (_, rel, text) = new_tenant(3);
     ws.write(&rel, &text);
     let summary = ws.generate();
-    let err = repo
-        .deliver(
-            Some(&summary),
-            &Why::default(),
-            Some(&fast()),
-            &mut || unreachable!("no rejection without a remote"),
-            &|| false,
-        )
-        .unwrap_err();
+    let err = delivery::deliver(
+        &repo,
+        Some(&summary),
+        &Why::default(),
+        Some(&fast()),
+        &mut || unreachable!("no rejection without a remote"),
+        &|| false,
+    )
+    .unwrap_err();
     assert!(
         matches!(err, DeliveryError::PushGaveUp { attempts: 3, .. }),
         "{err:?}"
@@ -241,15 +244,15 @@ fn an_unreachable_remote_keeps_the_commit_and_the_next_attempt_pushes_it() {
 
     // It comes back: the next delivery (nothing new to commit) pushes the kept commit.
     std::fs::rename(&away, &bare).unwrap();
-    let d = repo
-        .deliver(
-            None,
-            &Why::default(),
-            Some(&fast()),
-            &mut || unreachable!(),
-            &|| false,
-        )
-        .unwrap();
+    let d = delivery::deliver(
+        &repo,
+        None,
+        &Why::default(),
+        Some(&fast()),
+        &mut || unreachable!(),
+        &|| false,
+    )
+    .unwrap();
     assert!(d.commits.is_empty());
     assert_eq!(head_of(&bare, "main"), Some(local));
     assert_eq!(tree_files(&bare, local), expected(&ws.registry()));
@@ -367,7 +370,10 @@ fn after_a_push_argo_cd_gets_a_signed_github_push_event() {
         secret: Some(b"s3cret".to_vec()),
         timeout: Duration::from_secs(5),
     };
-    assert_eq!(repo.nudge(&nudge, &d).unwrap(), Some(200));
+    assert_eq!(
+        delivery::nudge_argocd(&repo, &nudge, &d).unwrap(),
+        Some(200)
+    );
     let (head, body) = server.join().unwrap();
     let head = head.to_ascii_lowercase();
     assert!(head.starts_with("post /api/webhook http/1.1"), "{head}");
@@ -406,15 +412,15 @@ fn after_a_push_argo_cd_gets_a_signed_github_push_event() {
         s.write_all(b"HTTP/1.1 403 Forbidden\r\ncontent-length: 13\r\nconnection: close\r\n\r\nbad signature")
             .unwrap();
     });
-    let err = repo
-        .nudge(
-            &provisio::io::nudge::Nudge {
-                url: format!("http://{addr}/api/webhook"),
-                ..nudge
-            },
-            &d,
-        )
-        .unwrap_err();
+    let err = delivery::nudge_argocd(
+        &repo,
+        &provisio::io::nudge::Nudge {
+            url: format!("http://{addr}/api/webhook"),
+            ..nudge
+        },
+        &d,
+    )
+    .unwrap_err();
     refuser.join().unwrap();
     assert!(err.to_string().contains("HTTP 403: bad signature"), "{err}");
 }
@@ -425,7 +431,10 @@ fn a_second_process_on_the_same_output_repository_is_refused() {
     let (_bare, url) = bare(ws.dir.path());
     let _first = OutputRepo::open(&ws.out(), &cfg(&url)).unwrap();
     let second = OutputRepo::open(&ws.out(), &cfg(&url)).err().unwrap();
-    assert!(matches!(second, DeliveryError::Locked(_)), "{second:?}");
+    assert!(
+        matches!(second, provisio::io::repo::GitError::Locked(_)),
+        "{second:?}"
+    );
 }
 
 #[test]
@@ -442,18 +451,18 @@ fn an_output_root_below_the_work_tree_is_committed_under_its_prefix_only() {
         registry: ws.registry(),
         out: out.clone(),
     };
-    let delivery = OutputRepo::open(&out, &RepoConfig::default()).unwrap();
+    let out_repo = OutputRepo::open(&out, &RepoConfig::default()).unwrap();
     let run = || {
         let summary = pipeline::generate(&paths, &opts()).unwrap();
-        delivery
-            .deliver(
-                Some(&summary),
-                &Why::default(),
-                Some(&fast()),
-                &mut || unreachable!(),
-                &|| false,
-            )
-            .unwrap()
+        delivery::deliver(
+            &out_repo,
+            Some(&summary),
+            &Why::default(),
+            Some(&fast()),
+            &mut || unreachable!(),
+            &|| false,
+        )
+        .unwrap()
     };
     run(); // the first commit goes through the index
     let (_, rel, text) = new_tenant(4);

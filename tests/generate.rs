@@ -112,7 +112,7 @@ fn hand_edits_are_reported_by_check_and_repaired_by_full_generate() {
     let text = std::fs::read_to_string(&file).unwrap();
     std::fs::write(&file, text.replace("pods: \"100\"", "pods: \"1000\"")).unwrap();
     std::fs::write(ws.out().join("tenants-out/stray.yaml"), "x: 1\n").unwrap();
-    let r = pipeline::check(&ws.paths(), common::now(), 40).unwrap();
+    let r = provisio::ops::check::check(&ws.paths(), common::now(), 40).unwrap();
     let paths: Vec<&str> = r.drifts.iter().map(|d| d.path()).collect();
     assert_eq!(
         paths,
@@ -129,7 +129,7 @@ fn hand_edits_are_reported_by_check_and_repaired_by_full_generate() {
     pipeline::generate(&ws.paths(), &common::full(common::now())).unwrap();
     std::fs::remove_file(ws.out().join("tenants-out/stray.yaml")).unwrap();
     assert!(
-        pipeline::check(&ws.paths(), common::now(), 40)
+        provisio::ops::check::check(&ws.paths(), common::now(), 40)
             .unwrap()
             .drifts
             .is_empty()

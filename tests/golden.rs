@@ -16,7 +16,7 @@ fn committed_output_matches_the_example_registry() {
     if std::env::var("PROVISIO_BLESS").is_ok_and(|v| v == "1") {
         pipeline::generate(&paths, &common::full(common::now())).unwrap();
     }
-    let r = pipeline::check(&paths, common::now(), 40).unwrap();
+    let r = provisio::ops::check::check(&paths, common::now(), 40).unwrap();
     assert!(
         r.drifts.is_empty(),
         "the committed output is stale:\n{}\nrun `PROVISIO_BLESS=1 cargo test --test golden`",

@@ -8,7 +8,8 @@ mod common;
 use std::path::Path;
 
 use common::Workspace;
-use provisio::ops::generate::{self as pipeline, PipelineError};
+use provisio::ops::PipelineError;
+use provisio::ops::generate as pipeline;
 
 fn overlay(ws: &Workspace, case: &Path, rel: &Path) {
     for entry in std::fs::read_dir(case.join(rel)).unwrap() {

@@ -681,7 +681,7 @@ fn a_commit_by_another_author_meanwhile_is_taken_into_account() {
                 content: Some(hand.as_bytes().to_vec()),
             }],
             "add a tenant by hand",
-            &provisio::io::repo::commit::Author::default(),
+            &provisio::io::repo::Author::default(),
         )
         .unwrap();
     // The intake sees it: its subscription is known, and the history is kept.
@@ -738,7 +738,7 @@ fn a_registry_outside_git_or_invalid_is_refused_at_start() {
             content: Some(b"id: [".to_vec()),
         }],
         "break it",
-        &provisio::io::repo::commit::Author::default(),
+        &provisio::io::repo::Author::default(),
     )
     .unwrap();
     let e = provisio::services::serve::spawn(f.config(), "127.0.0.1:0".parse().unwrap(), 1)

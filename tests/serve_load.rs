@@ -37,7 +37,7 @@ fn load_50_clients_distinct_events() {
                 content: Some(resharded.into_bytes()),
             }],
             "bench: re-shard us-east",
-            &provisio::io::repo::commit::Author::default(),
+            &provisio::io::repo::Author::default(),
         )
         .unwrap();
     let server = f.start();

@@ -11,8 +11,7 @@ use provisio_core::render::jobs;
 
 #[test]
 fn example_tenants_get_their_jobs() {
-    let (reg, _) =
-        provisio::ops::generate::load(&support_setup::repo_root().join("registry")).unwrap();
+    let (reg, _) = provisio::ops::load::load(&support_setup::repo_root().join("registry")).unwrap();
     let shared = &reg.platform.shared_services.namespace;
     let mut saw_teardown = false;
     for tenant in reg.tenants.values() {
@@ -99,8 +98,7 @@ fn example_tenants_get_their_jobs() {
 
 #[test]
 fn rendered_trees_never_reference_admin_secrets_in_tenant_namespaces() {
-    let (reg, _) =
-        provisio::ops::generate::load(&support_setup::repo_root().join("registry")).unwrap();
+    let (reg, _) = provisio::ops::load::load(&support_setup::repo_root().join("registry")).unwrap();
     let out = provisio_core::render::render_all(&reg, support_setup::now()).unwrap();
     let shared = format!("namespace: {}", reg.platform.shared_services.namespace);
     for (tenant, files) in &out.tenants {

@@ -1,16 +1,15 @@
-//! The command line: clap types stay here; each command lives in `commands/<verb>.rs` and
-//! calls into the pipeline modules.
+//! The command line: clap types stay in this module; each command lives in
+//! `commands/<verb>.rs` (arguments → one operation → print) and returns an [`Exit`], which
+//! [`main`] maps to the process status.
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
 pub mod commands;
+pub mod exit;
 
-/// Exit codes: 0 ok, 1 drift found (check), 2 invalid input or usage.
-pub const EXIT_OK: u8 = 0;
-pub const EXIT_DRIFT: u8 = 1;
-pub const EXIT_INVALID: u8 = 2;
+pub use exit::Exit;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -47,11 +46,12 @@ pub fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => {
             let _ = e.print();
-            return ExitCode::from(if e.use_stderr() {
-                EXIT_INVALID
+            return if e.use_stderr() {
+                Exit::Invalid
             } else {
-                EXIT_OK
-            });
+                Exit::Ok
+            }
+            .into();
         }
     };
     tracing_subscriber::fmt()
@@ -63,7 +63,7 @@ pub fn main() -> ExitCode {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .without_time()
         .init();
-    let code = match cli.command {
+    let exit = match cli.command {
         Command::Generate(a) => commands::generate::run(a),
         Command::Check(a) => commands::check::run(a),
         Command::Validate(a) => commands::validate::run(a),
@@ -72,5 +72,5 @@ pub fn main() -> ExitCode {
         Command::Serve(a) => commands::serve::run(a),
         Command::Watch(a) => commands::watch::run(a),
     };
-    ExitCode::from(code)
+    exit.into()
 }

@@ -10,7 +10,8 @@ use hmac::{Hmac, Mac};
 use serde_json::json;
 use sha2::Sha256;
 
-use crate::io::repo::deliver::{CommitInfo, FileChanges, Identity};
+use crate::io::repo::Author;
+use crate::io::repo::message::{CommitInfo, FileChanges};
 
 #[derive(Debug, thiserror::Error)]
 pub enum NudgeError {
@@ -90,7 +91,7 @@ pub struct PushEvent<'a> {
     pub commits: &'a [CommitInfo],
     /// Files changed by the push; `None` when too many to list.
     pub files: Option<&'a FileChanges>,
-    pub author: &'a Identity,
+    pub author: &'a Author,
 }
 
 impl Nudge {

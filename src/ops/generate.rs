@@ -1,45 +1,18 @@
-//! The pipeline as operations the commands (and watch mode) call: load → plan → render →
-//! write. Each step is one module; this file only strings them together, one tenant at a
-//! time so memory stays flat at any registry size.
+//! `generate`: load → plan → render → write, one tenant at a time so memory stays flat at any
+//! registry size; only tenants whose inputs changed are rendered (`--full` renders all), and
+//! a run that would remove too many tenants at once is refused before anything is written.
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use chrono::{DateTime, Utc};
 
-use crate::io::output::{self, Summary, WriteError, Writer, diff};
-use crate::io::registry_dir::{self, ReadError};
-use provisio_core::diagnostic::Report;
+use super::error::PipelineError;
+use super::load::load;
+use crate::io::output::{self, Summary, Writer};
 use provisio_core::plan::plan_tenant;
 use provisio_core::registry::{self, Registry};
-use provisio_core::render::{self, ARGOCD_DIR, RenderError, Renderer, TENANTS_DIR};
-
-#[derive(Debug, thiserror::Error)]
-pub enum PipelineError {
-    /// The registry directory could not be read.
-    #[error(transparent)]
-    Read(#[from] ReadError),
-    /// The registry has errors; nothing was written.
-    #[error("the registry is invalid")]
-    Invalid(Box<Report>),
-    /// Rendering failed (a bug).
-    #[error(transparent)]
-    Render(#[from] RenderError),
-    /// The output tree could not be read or written.
-    #[error(transparent)]
-    Write(#[from] WriteError),
-    /// The change would remove too many tenants at once; nothing was written.
-    #[error(
-        "refusing to remove {} of {total} tenants at once (more than {max_percent}%): {}; if this is intended, run again with --allow-mass-delete",
-        removed.len(),
-        removed.join(", ")
-    )]
-    MassDelete {
-        removed: Vec<String>,
-        total: usize,
-        max_percent: u32,
-    },
-}
+use provisio_core::render::{self, RenderError, Renderer, TENANTS_DIR};
 
 /// How `generate` runs.
 #[derive(Debug, Clone)]
@@ -100,16 +73,6 @@ impl MassDeleteGuard {
 pub struct Paths {
     pub registry: PathBuf,
     pub out: PathBuf,
-}
-
-/// Loads and validates the registry; any diagnostic is an error.
-pub fn load(registry_dir: &Path) -> Result<(Registry, registry::Sources), PipelineError> {
-    let loaded = registry::load_sources(registry_dir::read_dir(registry_dir)?);
-    let sources = loaded.report.sources.clone();
-    let reg = loaded
-        .into_result()
-        .map_err(|r| PipelineError::Invalid(Box::new(r)))?;
-    Ok((reg, sources))
 }
 
 /// `generate`: renders the tenants whose inputs changed since the last run and writes what
@@ -192,62 +155,4 @@ fn render_in_parallel<'r>(
         }
         Ok(())
     })
-}
-
-/// What `check` found.
-pub struct CheckResult {
-    pub drifts: Vec<diff::Drift>,
-    /// Unified diff of every drift (at most `max_diff_lines` per file).
-    pub diff: String,
-    /// Files the registry renders.
-    pub files: usize,
-}
-
-/// `check`: renders everything, tenant by tenant, and compares it with the disk.
-pub fn check(
-    paths: &Paths,
-    now: DateTime<Utc>,
-    max_diff_lines: usize,
-) -> Result<CheckResult, PipelineError> {
-    let (reg, _) = load(&paths.registry)?;
-    let renderer = Renderer::new();
-    let mut result = CheckResult {
-        drifts: Vec::new(),
-        diff: String::new(),
-        files: 0,
-    };
-    let mut compare = |expected: &render::Files, dir: &str| -> Result<(), PipelineError> {
-        let actual = output::read_files(&paths.out, dir)?;
-        let drifts = diff::compare(expected, &actual);
-        result
-            .diff
-            .push_str(&diff::render(&drifts, expected, &actual, max_diff_lines));
-        result.drifts.extend(drifts);
-        result.files += expected.len();
-        Ok(())
-    };
-    for (id, tenant) in &reg.tenants {
-        let files = renderer.tenant(&plan_tenant(&reg, tenant, now))?;
-        compare(&files, &format!("{TENANTS_DIR}/{id}"))?;
-    }
-    compare(&render::argocd::render_argocd(&reg)?, ARGOCD_DIR)?;
-    // Trees of tenants that are not in the registry, and stray files at the top.
-    let mut stray = render::Files::new();
-    for dir in output::list_dirs(&paths.out.join(TENANTS_DIR))? {
-        if !reg.tenants.contains_key(&dir) {
-            stray.extend(output::read_files(
-                &paths.out,
-                &format!("{TENANTS_DIR}/{dir}"),
-            )?);
-        }
-    }
-    for file in output::list_top_files(&paths.out.join(TENANTS_DIR))? {
-        stray.insert(format!("{TENANTS_DIR}/{file}"), Vec::new());
-    }
-    let drifts = diff::compare(&render::Files::new(), &stray);
-    result
-        .diff
-        .push_str(&diff::render(&drifts, &render::Files::new(), &stray, 0));
-    result.drifts.extend(drifts);
-    Ok(result)
 }

@@ -23,10 +23,6 @@ use chrono::{DateTime, Utc};
 
 pub use provisio_core::plan::setup::{SetupSpec, SpecError};
 
-/// Exit codes of `setup` / `teardown` beyond 0 (done) and 2 (invalid input or usage).
-pub const EXIT_SERVER: u8 = 3;
-pub const EXIT_REFUSED: u8 = 4;
-
 #[derive(Debug, thiserror::Error)]
 pub enum SetupError {
     /// The spec or a credential is not what setup accepts (a bug or a hand edit).
@@ -92,15 +88,6 @@ impl SetupError {
         SetupError::Invalid {
             what: what.into(),
             reason: reason.into(),
-        }
-    }
-
-    /// The process exit code for this error.
-    pub fn exit_code(&self) -> u8 {
-        match self {
-            SetupError::Invalid { .. } | SetupError::Io { .. } => crate::cli::EXIT_INVALID,
-            SetupError::NotDue { .. } => EXIT_REFUSED,
-            _ => EXIT_SERVER,
         }
     }
 }

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use provisio::io::repo::commit::{Author, Repo};
+use provisio::io::repo::{Author, Repo};
 use provisio::services::serve::{self, Config, Running, auth::Secret};
 
 pub const SECRET: &str = "test-webhook-secret";

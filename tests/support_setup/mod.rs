@@ -229,7 +229,7 @@ impl Drop for MariaDb {
 /// The setup spec of a tenant of the example registry, rendered at `now`.
 pub fn example_spec(tenant: &str) -> SetupSpec {
     let (reg, _) =
-        provisio::ops::generate::load(&repo_root().join("registry")).expect("example registry");
+        provisio::ops::load::load(&repo_root().join("registry")).expect("example registry");
     let t = reg
         .tenants
         .get(tenant)

@@ -1,24 +1,24 @@
 //! `provisio check`: exit 1 with a diff when the output on disk is stale or hand-edited.
 
-use crate::cli::{EXIT_DRIFT, EXIT_OK};
-use crate::ops::generate as pipeline;
+use crate::cli::Exit;
+use crate::ops::check::check;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
     #[command(flatten)]
-    pub paths: super::PathArgs,
+    pub paths: super::args::PathArgs,
     #[command(flatten)]
-    pub now: super::NowArg,
+    pub now: super::args::NowArg,
     /// Lines of diff shown per file.
     #[arg(long, default_value_t = 40)]
     pub max_diff_lines: usize,
 }
 
-pub fn run(args: Args) -> u8 {
-    match pipeline::check(&args.paths.paths(), args.now.get(), args.max_diff_lines) {
+pub fn run(args: Args) -> Exit {
+    match check(&args.paths.paths(), args.now.get(), args.max_diff_lines) {
         Ok(r) if r.drifts.is_empty() => {
             eprintln!("check: the output is up to date ({} files)", r.files);
-            EXIT_OK
+            Exit::Ok
         }
         Ok(r) => {
             print!("{}", r.diff);
@@ -26,7 +26,7 @@ pub fn run(args: Args) -> u8 {
                 "check: {} file(s) differ from what the registry renders; run `provisio generate`",
                 r.drifts.len()
             );
-            EXIT_DRIFT
+            Exit::Drift
         }
         Err(e) => super::report(&e),
     }

@@ -6,7 +6,8 @@ use std::path::PathBuf;
 
 use tracing::error;
 
-use crate::cli::{EXIT_INVALID, EXIT_OK};
+use crate::cli::Exit;
+use crate::report;
 use crate::services::serve::{self, Config, auth::Secret};
 
 /// Environment variable holding the webhook secret.
@@ -34,17 +35,17 @@ pub struct Args {
     pub workers: usize,
 }
 
-pub fn run(a: Args) -> u8 {
+pub fn run(a: Args) -> Exit {
     let secret = match read_secret(a.secret_file.as_deref()) {
         Ok(s) => s,
         Err(m) => {
             eprintln!("error: {m}");
-            return EXIT_INVALID;
+            return Exit::Invalid;
         }
     };
     if a.grace_days < 0 || a.signature_window <= 0 {
         eprintln!("error: --grace-days must be ≥ 0 and --signature-window > 0");
-        return EXIT_INVALID;
+        return Exit::Invalid;
     }
     let mut config = Config::new(a.registry, secret);
     config.grace = chrono::Duration::days(a.grace_days);
@@ -57,7 +58,7 @@ pub fn run(a: Args) -> u8 {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: cannot start the runtime: {e}");
-            return EXIT_INVALID;
+            return Exit::Invalid;
         }
     };
     let result = runtime.block_on(async move {
@@ -74,16 +75,15 @@ pub fn run(a: Args) -> u8 {
         serve::serve(config, listener, shutdown_signal()).await
     });
     match result {
-        Ok(()) => EXIT_OK,
+        Ok(()) => Exit::Ok,
         Err(e) => {
-            error!(error = %e, "serve failed");
-            eprintln!("error: {e}");
-            let mut source = std::error::Error::source(&e);
-            while let Some(s) = source {
-                eprintln!("  caused by: {s}");
-                source = s.source();
+            error!(error = %report::chain(&e), "serve failed");
+            report::print(&e);
+            match &e {
+                serve::ServeError::Open(serve::writer::OpenError::Git(g)) => g.into(),
+                serve::ServeError::Open(_) => Exit::Invalid,
+                _ => Exit::Failed,
             }
-            EXIT_INVALID
         }
     }
 }

@@ -1,7 +1,7 @@
 //! `provisio validate`: check the registry only; print every diagnostic.
 
-use crate::cli::EXIT_OK;
-use crate::ops::generate as pipeline;
+use crate::cli::Exit;
+use crate::ops::load::load;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -10,8 +10,8 @@ pub struct Args {
     pub registry: std::path::PathBuf,
 }
 
-pub fn run(args: Args) -> u8 {
-    match pipeline::load(&args.registry) {
+pub fn run(args: Args) -> Exit {
+    match load(&args.registry) {
         Ok((reg, _)) => {
             eprintln!(
                 "validate: the registry is valid ({} tenants, {} products, {} tiers, {} regions)",
@@ -20,7 +20,7 @@ pub fn run(args: Args) -> u8 {
                 reg.tiers.len(),
                 reg.platform.regions.len()
             );
-            EXIT_OK
+            Exit::Ok
         }
         Err(e) => super::report(&e),
     }

@@ -2,116 +2,24 @@
 //! shares; signal handling (SIGTERM/SIGINT set a flag the loop checks; a second signal exits
 //! at once); the `/metrics` server.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
-use crate::cli::{EXIT_INVALID, EXIT_OK};
-use crate::io::nudge;
-use crate::io::repo::deliver::{self as delivery, Backoff, Identity, RepoConfig};
-use crate::io::repo::follow as poll;
+use crate::cli::Exit;
+use crate::io::repo::follow::FollowConfig;
 use crate::ops::generate::MassDeleteGuard;
+use crate::report;
 use crate::services::watch::{self, WatchConfig, metrics};
-
-/// Where and how the output is committed and pushed (watch, and `generate --commit`).
-#[derive(Debug, Clone, clap::Args)]
-pub struct DeliveryArgs {
-    /// URL of the manifests repository (a path or file:// URL with the default build). Used
-    /// to create the clone when `--out` is not inside a git repository yet, and as the
-    /// remote when the clone has none.
-    #[arg(long)]
-    pub manifests_url: Option<String>,
-    /// The remote to push to.
-    #[arg(long, default_value = "origin")]
-    pub remote: String,
-    /// The branch of the manifests repository to commit to (default: the branch checked
-    /// out; `main` in a new clone of an empty repository).
-    #[arg(long)]
-    pub out_branch: Option<String>,
-    /// Commit author name.
-    #[arg(long, default_value = "provisio")]
-    pub author_name: String,
-    /// Commit author e-mail.
-    #[arg(long, default_value = "provisio@localhost")]
-    pub author_email: String,
-    /// Push attempts in all before giving up (the commit stays local and is pushed later).
-    #[arg(long, default_value_t = 6, value_parser = clap::value_parser!(u32).range(1..=100))]
-    pub push_attempts: u32,
-    /// First wait between push attempts, doubled each time (at most 10 s).
-    #[arg(long, default_value_t = 200)]
-    pub push_backoff_ms: u64,
-    /// After a push, POST a GitHub-format push event to this Argo CD webhook URL, e.g.
-    /// https://argocd.example.com/api/webhook.
-    #[arg(long)]
-    pub argocd_webhook: Option<String>,
-    /// The repository URL as Argo CD's Applications name it (default: --manifests-url).
-    #[arg(long)]
-    pub argocd_repo_url: Option<String>,
-    /// Name of the environment variable holding the webhook secret (never the secret
-    /// itself on the command line).
-    #[arg(long, conflicts_with = "argocd_webhook_secret_file")]
-    pub argocd_webhook_secret_env: Option<String>,
-    /// File holding the webhook secret.
-    #[arg(long)]
-    pub argocd_webhook_secret_file: Option<PathBuf>,
-}
-
-impl DeliveryArgs {
-    /// The delivery configuration; `Err` with a message for the user.
-    pub fn config(&self, push: bool, exclusive: bool) -> Result<delivery::Config, String> {
-        let nudge = match &self.argocd_webhook {
-            None => None,
-            Some(url) => {
-                let secret = if let Some(var) = &self.argocd_webhook_secret_env {
-                    Some(nudge::secret_from_env(var).map_err(|e| e.to_string())?)
-                } else if let Some(file) = &self.argocd_webhook_secret_file {
-                    Some(nudge::secret_from_file(file).map_err(|e| delivery::chain(&e))?)
-                } else {
-                    None
-                };
-                let repo_url = self
-                    .argocd_repo_url
-                    .clone()
-                    .or_else(|| self.manifests_url.clone())
-                    .ok_or("--argocd-webhook needs --argocd-repo-url or --manifests-url")?;
-                Some(nudge::Nudge {
-                    url: url.clone(),
-                    repo_url,
-                    secret,
-                    timeout: Duration::from_secs(10),
-                })
-            }
-        };
-        Ok(delivery::Config {
-            repo: RepoConfig {
-                remote: self.remote.clone(),
-                url: self.manifests_url.clone(),
-                branch: self.out_branch.clone(),
-                author: Identity {
-                    name: self.author_name.clone(),
-                    email: self.author_email.clone(),
-                },
-                exclusive,
-            },
-            push: push.then_some(Backoff {
-                attempts: self.push_attempts,
-                initial: Duration::from_millis(self.push_backoff_ms),
-                max: Duration::from_secs(10),
-            }),
-            nudge,
-        })
-    }
-}
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
     #[command(flatten)]
-    pub paths: super::PathArgs,
+    pub paths: super::args::PathArgs,
     #[command(flatten)]
-    pub now: super::NowArg,
+    pub now: super::args::NowArg,
     #[command(flatten)]
-    pub delivery: DeliveryArgs,
+    pub delivery: super::args::DeliveryArgs,
     /// Only regenerate the output tree: no commit, no push.
     #[arg(long, conflicts_with = "no_push")]
     pub no_commit: bool,
@@ -148,7 +56,7 @@ pub struct Args {
     pub no_full_on_start: bool,
 }
 
-pub fn run(args: Args) -> u8 {
+pub fn run(args: Args) -> Exit {
     let delivery = if args.no_commit {
         None
     } else {
@@ -156,7 +64,7 @@ pub fn run(args: Args) -> u8 {
             Ok(c) => Some(c),
             Err(e) => {
                 eprintln!("error: {e}");
-                return EXIT_INVALID;
+                return Exit::Invalid;
             }
         }
     };
@@ -167,7 +75,7 @@ pub fn run(args: Args) -> u8 {
             .and_then(|_| signal_hook::flag::register(sig, stop.clone()));
         if let Err(e) = registered {
             eprintln!("error: cannot install the signal handler: {e}");
-            return EXIT_INVALID;
+            return Exit::Invalid;
         }
     }
     let metrics = Arc::new(metrics::Metrics::new());
@@ -180,7 +88,7 @@ pub fn run(args: Args) -> u8 {
             }
             Err(e) => {
                 eprintln!("error: {e}");
-                return EXIT_INVALID;
+                return Exit::Invalid;
             }
         },
         None => None,
@@ -196,7 +104,7 @@ pub fn run(args: Args) -> u8 {
     cfg.delivery = delivery;
     cfg.full_on_start = !args.no_full_on_start;
     cfg.poll = match (args.registry_git, args.branch) {
-        (Some(url), Some(branch)) => Some(poll::PollConfig {
+        (Some(url), Some(branch)) => Some(FollowConfig {
             url,
             branch,
             interval: Duration::from_secs(args.poll_interval_secs.max(1)),
@@ -211,11 +119,11 @@ pub fn run(args: Args) -> u8 {
     match result {
         Ok(()) => {
             eprintln!("watch: stopped");
-            EXIT_OK
+            Exit::Ok
         }
         Err(e) => {
-            eprintln!("error: {}", delivery::chain(&e));
-            EXIT_INVALID
+            eprintln!("error: {}", report::chain(&e));
+            Exit::Failed
         }
     }
 }

@@ -1,48 +1,31 @@
-//! Git for provisio's authors (the intake, later watch mode): commit a set of files into a
-//! repository without touching anything else in it, read files as committed, walk commit
-//! messages. The only module of the intake that uses git2.
+//! Commits built from HEAD's tree plus a change set, for the registry side (the intake's
+//! tenant files) and the output side ([`super::output`] builds its trees from the output
+//! directory and commits them with [`Repo::commit_tree`]).
 //!
-//! A commit is built from HEAD's tree plus the given files (never from the index, so changes
-//! a person staged are not swept in). Its objects are made durable with one `syncfs` of the
-//! git directory's file system (not one fsync per object: that is what lets a group of
-//! events cost one flush), then HEAD's branch is moved — only if it still points at the
-//! commit the tree was built on — and flushed again. Then the work tree files are replaced
-//! atomically and their index entries updated, so `git status` stays clean. If the process
-//! dies between the ref update and the work tree write, [`Repo::discover`] followed by
-//! [`Repo::restore_unsynced`] puts the committed version back.
+//! A commit is never built from the index, so changes a person staged are not swept in. Its
+//! objects are made durable with one `syncfs` of the git directory's file system (not one
+//! fsync per object: that is what lets a group of events cost one flush), then HEAD's branch
+//! is moved — only if it still points at the commit the tree was built on — and flushed
+//! again. Then the work tree files are replaced atomically and their index entries updated,
+//! so `git status` stays clean. If the process dies between the ref update and the work tree
+//! write, [`Repo::restore_unsynced`] puts the committed version back.
 
 use std::collections::BTreeMap;
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use git2::{FileMode, ObjectType, Repository, Signature, Sort, TreeWalkMode, TreeWalkResult};
+use git2::{FileMode, ObjectType, Sort, TreeWalkMode, TreeWalkResult};
 
-/// A commit or object id.
-pub use git2::Oid;
+use super::{Author, Oid, Repo, Result, io, signature};
+use crate::io::fsx;
 
-/// Errors of the git layer, each naming what it was doing.
-#[derive(Debug, thiserror::Error)]
-pub enum GitError {
-    #[error("git: cannot {action} in {repo}")]
-    Git {
-        action: String,
-        repo: String,
-        #[source]
-        source: git2::Error,
-    },
-    #[error("cannot write {path}")]
-    Io {
-        path: String,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("{path} is not inside the work tree of {repo}")]
-    Outside { path: String, repo: String },
-    #[error("{0} is a bare repository; provisio needs a work tree")]
-    Bare(String),
+/// Whether a commit is flushed to disk before and after its branch moves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flush {
+    /// The registry: an acknowledged billing event must survive a power cut.
+    Synced,
+    /// The output: derived from the registry, regenerated if lost.
+    Lazy,
 }
-
-type Result<T> = std::result::Result<T, GitError>;
 
 /// One file to write, by path relative to the repository root (`/`-separated).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,99 +35,7 @@ pub struct FileChange {
     pub content: Option<Vec<u8>>,
 }
 
-/// Who commits.
-#[derive(Debug, Clone)]
-pub struct Author {
-    pub name: String,
-    pub email: String,
-}
-
-impl Default for Author {
-    fn default() -> Self {
-        Author {
-            name: "provisio".to_owned(),
-            email: "provisio@localhost".to_owned(),
-        }
-    }
-}
-
-/// A repository with a work tree.
-pub struct Repo {
-    repo: Repository,
-    workdir: PathBuf,
-}
-
 impl Repo {
-    /// The repository containing `path` (searching upwards).
-    pub fn discover(path: &Path) -> Result<Self> {
-        let repo = Repository::discover(path).map_err(git("open the repository", path))?;
-        Self::from_repository(repo, path)
-    }
-
-    /// Creates a repository at `path` (if none) and commits every file below it that is not
-    /// ignored, as the first commit. For tests and first-time setup.
-    pub fn init_with_all(path: &Path, message: &str, author: &Author) -> Result<Self> {
-        let repo = Repository::init(path).map_err(git("init a repository", path))?;
-        let mut index = repo.index().map_err(git("read the index", path))?;
-        index
-            .add_all(["*"].iter(), git2::IndexAddOption::DEFAULT, None)
-            .map_err(git("stage files", path))?;
-        index.write().map_err(git("write the index", path))?;
-        let tree_id = index.write_tree().map_err(git("write a tree", path))?;
-        {
-            let tree = repo.find_tree(tree_id).map_err(git("read a tree", path))?;
-            let sig = signature(author, path)?;
-            repo.commit(Some("HEAD"), &sig, &sig, message, &tree, &[])
-                .map_err(git("commit", path))?;
-        }
-        Self::from_repository(repo, path)
-    }
-
-    fn from_repository(repo: Repository, path: &Path) -> Result<Self> {
-        let workdir = repo
-            .workdir()
-            .ok_or_else(|| GitError::Bare(path.display().to_string()))?
-            .to_path_buf();
-        let workdir = workdir.canonicalize().unwrap_or(workdir);
-        Ok(Repo { repo, workdir })
-    }
-
-    pub fn workdir(&self) -> &Path {
-        &self.workdir
-    }
-
-    /// `dir` relative to the work tree root, `/`-separated ("" for the root itself).
-    pub fn relative(&self, dir: &Path) -> Result<String> {
-        let abs = dir.canonicalize().map_err(|source| GitError::Io {
-            path: dir.display().to_string(),
-            source,
-        })?;
-        let rel = abs
-            .strip_prefix(&self.workdir)
-            .map_err(|_| GitError::Outside {
-                path: dir.display().to_string(),
-                repo: self.workdir.display().to_string(),
-            })?;
-        Ok(rel
-            .components()
-            .map(|c| c.as_os_str().to_string_lossy().into_owned())
-            .collect::<Vec<_>>()
-            .join("/"))
-    }
-
-    fn err(&self, action: &str) -> impl FnOnce(git2::Error) -> GitError + use<> {
-        git(action, &self.workdir)
-    }
-
-    /// The commit HEAD points at, if any.
-    pub fn head(&self) -> Result<Option<Oid>> {
-        match self.repo.head() {
-            Ok(r) => Ok(r.target()),
-            Err(e) if e.code() == git2::ErrorCode::UnbornBranch => Ok(None),
-            Err(e) => Err(self.err("read HEAD")(e)),
-        }
-    }
-
     /// Every file below `under` (a `/`-separated directory, "" = the root) in HEAD's tree,
     /// keyed by its path relative to `under`.
     pub fn read_committed(&self, under: &str) -> Result<BTreeMap<String, Vec<u8>>> {
@@ -246,18 +137,37 @@ impl Repo {
             .repo
             .find_tree(tree_id)
             .map_err(self.err("read the new tree"))?;
-        let sig = signature(author, &self.workdir)?;
-        let parents: Vec<&git2::Commit<'_>> = parent.iter().collect();
-        let oid = self
-            .repo
-            .commit(None, &sig, &sig, message, &tree, &parents)
-            .map_err(self.err("commit"))?;
-        // Objects first, durably; only then does the branch point at them.
-        self.sync_gitdir()?;
-        self.move_head(oid, head, message)?;
-        self.sync_gitdir()?;
+        let oid = self.commit_on_head(&tree, parent.as_ref(), message, author, Flush::Synced)?;
         self.sync_worktree(changes)?;
         Ok(Some(oid))
+    }
+
+    /// Writes a commit of `tree` on `parent` and moves HEAD's branch to it, only if the branch
+    /// still points at `parent` (a commit someone else made meanwhile is never lost). With
+    /// [`Flush::Synced`] the objects are on disk before the branch moves, and the branch
+    /// after.
+    pub(super) fn commit_on_head(
+        &self,
+        tree: &git2::Tree<'_>,
+        parent: Option<&git2::Commit<'_>>,
+        message: &str,
+        author: &Author,
+        flush: Flush,
+    ) -> Result<Oid> {
+        let sig = signature(author, self.workdir())?;
+        let parents: Vec<&git2::Commit<'_>> = parent.into_iter().collect();
+        let oid = self
+            .repo
+            .commit(None, &sig, &sig, message, tree, &parents)
+            .map_err(self.err("commit"))?;
+        if flush == Flush::Synced {
+            self.sync_gitdir()?;
+        }
+        self.move_head(oid, parent.map(|p| p.id()), message)?;
+        if flush == Flush::Synced {
+            self.sync_gitdir()?;
+        }
+        Ok(oid)
     }
 
     /// Moves the branch HEAD names (or a detached HEAD) from `expected` to `new`, refusing
@@ -285,24 +195,17 @@ impl Repo {
     /// (one journal commit for all the group's objects, instead of one fsync per object).
     fn sync_gitdir(&self) -> Result<()> {
         let path = self.repo.path();
-        let dir = std::fs::File::open(path).map_err(|source| GitError::Io {
-            path: path.display().to_string(),
-            source,
-        })?;
-        sync_filesystem(&dir).map_err(|source| GitError::Io {
-            path: path.display().to_string(),
-            source,
-        })
+        fsx::sync_filesystem_of(path).map_err(io("flush", path))
     }
 
     /// Writes the committed content of `changes` to the work tree and the index.
     fn sync_worktree(&self, changes: &[FileChange]) -> Result<()> {
         let mut index = self.repo.index().map_err(self.err("read the index"))?;
         for c in changes {
-            let abs = self.workdir.join(&c.path);
+            let abs = self.workdir().join(&c.path);
             match &c.content {
                 Some(bytes) => {
-                    write_atomic(&abs, bytes)?;
+                    fsx::write_atomic(&abs, bytes).map_err(io("write", &abs))?;
                     index
                         .add_path(Path::new(&c.path))
                         .map_err(self.err("stage a file"))?;
@@ -311,12 +214,7 @@ impl Repo {
                     match std::fs::remove_file(&abs) {
                         Ok(()) => {}
                         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                        Err(source) => {
-                            return Err(GitError::Io {
-                                path: abs.display().to_string(),
-                                source,
-                            });
-                        }
+                        Err(e) => return Err(io("remove", &abs)(e)),
                     }
                     match index.remove_path(Path::new(&c.path)) {
                         Ok(()) => {}
@@ -383,71 +281,10 @@ impl Repo {
     }
 }
 
-fn signature(author: &Author, repo: &Path) -> Result<Signature<'static>> {
-    Signature::now(&author.name, &author.email).map_err(git("make a signature", repo))
-}
-
-fn git(action: &str, repo: &Path) -> impl FnOnce(git2::Error) -> GitError + use<> {
-    let action = action.to_owned();
-    let repo = repo.display().to_string();
-    move |source| GitError::Git {
-        action,
-        repo,
-        source,
-    }
-}
-
-/// `syncfs(2)`: every dirty page of the file system holding `f`. Elsewhere, `fsync` of the
-/// directory plus libgit2's own fsync (turned on at first use).
-#[cfg(target_os = "linux")]
-fn sync_filesystem(f: &std::fs::File) -> std::io::Result<()> {
-    use std::os::fd::AsRawFd;
-    // SAFETY: a valid open file descriptor, borrowed for the duration of the call.
-    if unsafe { libc::syncfs(f.as_raw_fd()) } == 0 {
-        Ok(())
-    } else {
-        Err(std::io::Error::last_os_error())
-    }
-}
-
-#[cfg(not(target_os = "linux"))]
-fn sync_filesystem(f: &std::fs::File) -> std::io::Result<()> {
-    static FSYNC: std::sync::Once = std::sync::Once::new();
-    FSYNC.call_once(|| {
-        git2::opts::enable_caching(true);
-        // SAFETY: a documented libgit2 option taking one int.
-        unsafe {
-            libgit2_sys::git_libgit2_opts(
-                libgit2_sys::GIT_OPT_ENABLE_FSYNC_GITDIR as std::os::raw::c_int,
-                1 as std::os::raw::c_int,
-            );
-        }
-    });
-    f.sync_all()
-}
-
-/// Temporary file in the same directory, renamed into place: readers never see half a file.
-/// Not fsynced: the commit is the durable record, and [`Repo::restore_unsynced`] rewrites a
-/// file whose index entry lags behind HEAD.
-fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let io = |source| GitError::Io {
-        path: path.display().to_string(),
-        source,
-    };
-    let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).map_err(io)?;
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".provisio-")
-        .tempfile_in(dir)
-        .map_err(io)?;
-    tmp.write_all(bytes).map_err(io)?;
-    tmp.persist(path).map_err(|e| io(e.error))?;
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::io::repo::GitError;
 
     fn repo_with(files: &[(&str, &str)]) -> (tempfile::TempDir, Repo) {
         let dir = tempfile::tempdir().unwrap();

@@ -1,5 +1,323 @@
-//! git2, for the registry repository and the manifests repository alike.
+//! The one git layer (git2; nothing shells out to `git`). The registry repository (the
+//! intake's commits, watch's clone of a registry branch) and the manifests repository (the
+//! output's commits and pushes) both go through here.
+//!
+//! - [`Repo`] (this file): opening a repository with a work tree, paths inside it, HEAD,
+//!   remotes, fetch, and [`GitError`], the one error type, naming what it was doing and where.
+//! - [`commit`]: commits built from HEAD's tree plus a change set — never from whatever the
+//!   index holds — written durably, the branch moved only if it still points where the tree
+//!   was built; the work tree and index brought in step afterwards.
+//! - [`output`]: the output directory as a work tree of the manifests repository: staging
+//!   what `generate` wrote, committing it by editing HEAD's tree.
+//! - [`sync`]: one push attempt with its failure classified; hard reset onto a fetched head.
+//! - [`lock`]: provisio's own lock on a repository, and git lock files a killed run left.
+//! - [`follow`]: a clone following one branch of a remote (watch `--registry-git`).
+//! - [`message`]: what an output commit changed and its message.
 
 pub mod commit;
-pub mod deliver;
 pub mod follow;
+pub mod lock;
+pub mod message;
+pub mod output;
+pub mod sync;
+
+use std::path::{Path, PathBuf};
+
+use git2::{ErrorCode, Repository, Signature};
+
+/// A commit or object id.
+pub use git2::Oid;
+
+/// Errors of the git layer, each naming what it was doing and in which repository.
+#[derive(Debug, thiserror::Error)]
+pub enum GitError {
+    /// A git operation failed.
+    #[error("git: cannot {action} in {repo}")]
+    Git {
+        action: String,
+        repo: PathBuf,
+        #[source]
+        source: git2::Error,
+    },
+    /// A file of the work tree could not be read or written.
+    #[error("cannot {action} {path}")]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path} is not inside the work tree of {repo}")]
+    Outside { path: PathBuf, repo: PathBuf },
+    #[error("{0} is a bare repository; provisio needs a work tree")]
+    Bare(PathBuf),
+    #[error(
+        "{0} is not inside a git repository; clone the manifests repository there or give its URL (--manifests-url)"
+    )]
+    NotARepository(PathBuf),
+    #[error("another provisio process holds {0}; only one may write to this repository at a time")]
+    Locked(PathBuf),
+    #[error("the repository {repo} has {actual} checked out, expected branch {expected}")]
+    WrongBranch {
+        repo: PathBuf,
+        actual: String,
+        expected: String,
+    },
+    #[error("the repository {0} has a detached HEAD; check out a branch")]
+    DetachedHead(PathBuf),
+    #[error("the repository {repo} has no remote `{remote}`; give --manifests-url")]
+    NoRemote { repo: PathBuf, remote: String },
+    #[error("the repository at {url} has no branch `{branch}`")]
+    NoBranch { url: String, branch: String },
+}
+
+pub type Result<T, E = GitError> = std::result::Result<T, E>;
+
+/// The error maker for a git2 failure while doing `action` in `repo`.
+pub fn git(action: &str, repo: &Path) -> impl FnOnce(git2::Error) -> GitError + use<> {
+    let (action, repo) = (action.to_owned(), repo.to_path_buf());
+    move |source| GitError::Git {
+        action,
+        repo,
+        source,
+    }
+}
+
+/// The error maker for a file-system failure while doing `action` on `path`.
+pub fn io(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> GitError + use<> {
+    let path = path.to_path_buf();
+    move |source| GitError::Io {
+        action,
+        path,
+        source,
+    }
+}
+
+/// Who commits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Author {
+    pub name: String,
+    pub email: String,
+}
+
+impl Default for Author {
+    fn default() -> Self {
+        Author {
+            name: "provisio".to_owned(),
+            email: "provisio@localhost".to_owned(),
+        }
+    }
+}
+
+/// A repository with a work tree.
+pub struct Repo {
+    pub(super) repo: Repository,
+    /// The work tree's root, canonical.
+    workdir: PathBuf,
+}
+
+impl Repo {
+    /// The repository containing `path` (searching upwards).
+    pub fn discover(path: &Path) -> Result<Self> {
+        match Repository::discover(path) {
+            Ok(r) => Self::with_workdir(r, path),
+            Err(e) if e.code() == ErrorCode::NotFound => {
+                Err(GitError::NotARepository(path.to_path_buf()))
+            }
+            Err(e) => Err(git("open the repository", path)(e)),
+        }
+    }
+
+    /// The repository at `dir`, created (empty) when `dir` is not in one yet.
+    pub fn open_or_init(dir: &Path) -> Result<(Self, bool)> {
+        std::fs::create_dir_all(dir).map_err(io("create", dir))?;
+        match Repository::discover(dir) {
+            Ok(r) => Ok((Self::with_workdir(r, dir)?, false)),
+            Err(e) if e.code() == ErrorCode::NotFound => {
+                let r = Repository::init(dir).map_err(git("create a repository", dir))?;
+                Ok((Self::with_workdir(r, dir)?, true))
+            }
+            Err(e) => Err(git("open the repository", dir)(e)),
+        }
+    }
+
+    /// Creates a repository at `path` and commits every file below it that is not ignored,
+    /// as the first commit. For tests and first-time setup.
+    pub fn init_with_all(path: &Path, message: &str, author: &Author) -> Result<Self> {
+        let repo = Repository::init(path).map_err(git("init a repository", path))?;
+        let mut index = repo.index().map_err(git("read the index", path))?;
+        index
+            .add_all(["*"].iter(), git2::IndexAddOption::DEFAULT, None)
+            .map_err(git("stage files", path))?;
+        index.write().map_err(git("write the index", path))?;
+        let tree_id = index.write_tree().map_err(git("write a tree", path))?;
+        {
+            let tree = repo.find_tree(tree_id).map_err(git("read a tree", path))?;
+            let sig = signature(author, path)?;
+            repo.commit(Some("HEAD"), &sig, &sig, message, &tree, &[])
+                .map_err(git("commit", path))?;
+        }
+        Self::with_workdir(repo, path)
+    }
+
+    fn with_workdir(repo: Repository, path: &Path) -> Result<Self> {
+        let workdir = repo
+            .workdir()
+            .ok_or_else(|| GitError::Bare(path.to_path_buf()))?
+            .to_path_buf();
+        let workdir = workdir.canonicalize().unwrap_or(workdir);
+        Ok(Repo { repo, workdir })
+    }
+
+    /// The work tree's root.
+    pub fn workdir(&self) -> &Path {
+        &self.workdir
+    }
+
+    /// The `.git` directory.
+    pub fn git_dir(&self) -> &Path {
+        self.repo.path()
+    }
+
+    /// `dir` relative to the work tree root, `/`-separated (`""` for the root itself).
+    pub fn relative(&self, dir: &Path) -> Result<String> {
+        let abs = dir.canonicalize().map_err(io("resolve", dir))?;
+        let rel = abs
+            .strip_prefix(&self.workdir)
+            .map_err(|_| GitError::Outside {
+                path: dir.to_path_buf(),
+                repo: self.workdir.clone(),
+            })?;
+        Ok(rel
+            .components()
+            .map(|c| c.as_os_str().to_string_lossy().into_owned())
+            .collect::<Vec<_>>()
+            .join("/"))
+    }
+
+    /// The error maker for `action` in this repository.
+    pub(super) fn err(&self, action: &str) -> impl FnOnce(git2::Error) -> GitError + use<> {
+        git(action, &self.workdir)
+    }
+
+    /// The commit HEAD points at, if any.
+    pub fn head(&self) -> Result<Option<Oid>> {
+        match self.repo.head() {
+            Ok(r) => Ok(r.target()),
+            Err(e) if e.code() == ErrorCode::UnbornBranch || e.code() == ErrorCode::NotFound => {
+                Ok(None)
+            }
+            Err(e) => Err(self.err("read HEAD")(e)),
+        }
+    }
+
+    /// The remote called `name`: its URL set to `url` when given (added when missing).
+    pub fn ensure_remote(&self, name: &str, url: &str) -> Result<()> {
+        match self.repo.find_remote(name) {
+            Ok(r) if r.url().ok() == Some(url) => Ok(()),
+            Ok(_) => self
+                .repo
+                .remote_set_url(name, url)
+                .map_err(self.err("set the remote URL")),
+            Err(e) if e.code() == ErrorCode::NotFound => self
+                .repo
+                .remote(name, url)
+                .map(drop)
+                .map_err(self.err("add the remote")),
+            Err(e) => Err(self.err("read the remote")(e)),
+        }
+    }
+
+    /// The URL of the remote `name`, `None` when there is no such remote.
+    pub fn remote_url(&self, name: &str) -> Result<Option<String>> {
+        match self.repo.find_remote(name) {
+            Ok(r) => Ok(r.url().ok().map(str::to_owned)),
+            Err(e) if e.code() == ErrorCode::NotFound => Ok(None),
+            Err(e) => Err(self.err("read the remote")(e)),
+        }
+    }
+
+    /// The remote-tracking commit `refs/remotes/<remote>/<branch>`, as of the last fetch.
+    pub fn tracking_head(&self, remote: &str, branch: &str) -> Result<Option<Oid>> {
+        match self
+            .repo
+            .find_reference(&format!("refs/remotes/{remote}/{branch}"))
+        {
+            Ok(r) => Ok(r.target()),
+            Err(e) if e.code() == ErrorCode::NotFound => Ok(None),
+            Err(e) => Err(self.err("read the remote-tracking branch")(e)),
+        }
+    }
+
+    /// Fetches `branch` of `remote` into its remote-tracking ref and returns that commit
+    /// (`None` when the remote has no such branch).
+    pub fn fetch_branch(&self, remote: &str, branch: &str) -> Result<Option<Oid>> {
+        let mut r = self.repo.find_remote(remote).map_err(|e| {
+            if e.code() == ErrorCode::NotFound {
+                GitError::NoRemote {
+                    repo: self.workdir.clone(),
+                    remote: remote.to_owned(),
+                }
+            } else {
+                self.err("read the remote")(e)
+            }
+        })?;
+        let spec = format!("+refs/heads/{branch}:refs/remotes/{remote}/{branch}");
+        r.fetch(&[spec], None, None)
+            .map_err(self.err(&format!("fetch {branch} from {remote}")))?;
+        drop(r);
+        self.tracking_head(remote, branch)
+    }
+
+    /// The summary line of a commit.
+    pub fn summary(&self, id: Oid) -> Result<String> {
+        let c = self
+            .repo
+            .find_commit(id)
+            .map_err(self.err("read a commit"))?;
+        Ok(c.summary().ok().flatten().unwrap_or("").to_owned())
+    }
+}
+
+/// The commit HEAD points at in the repository holding `path`, if it is in one.
+pub fn head_of(path: &Path) -> Option<String> {
+    let repo = Repository::discover(path).ok()?;
+    let id = repo.head().ok()?.target()?;
+    Some(id.to_string())
+}
+
+pub(super) fn signature(author: &Author, repo: &Path) -> Result<Signature<'static>> {
+    Signature::now(&author.name, &author.email).map_err(git("make a signature", repo))
+}
+
+/// `dir` relative to the canonical `workdir` as a path prefix (`""` or `"a/b/"`); `None` if
+/// outside.
+pub(super) fn prefix_of(workdir: &Path, dir: &Path) -> Option<String> {
+    let o = dir.canonicalize().ok()?;
+    let rel = o.strip_prefix(workdir).ok()?;
+    let mut s = rel
+        .components()
+        .map(|c| c.as_os_str().to_string_lossy().into_owned())
+        .collect::<Vec<_>>()
+        .join("/");
+    if !s.is_empty() {
+        s.push('/');
+    }
+    Some(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefix_of_the_output_root() {
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path().canonicalize().unwrap();
+        std::fs::create_dir_all(root.join("a/b")).unwrap();
+        assert_eq!(prefix_of(&root, &root).unwrap(), "");
+        assert_eq!(prefix_of(&root, &root.join("a/b")).unwrap(), "a/b/");
+        let outside = tempfile::tempdir().unwrap();
+        assert_eq!(prefix_of(&root, outside.path()), None);
+    }
+}

@@ -27,7 +27,7 @@ use chrono::{DateTime, Utc};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{info, warn};
 
-use crate::io::repo::commit::Author;
+use crate::io::repo::Author;
 use auth::{Authenticator, Secret};
 use error::ApiError;
 use metrics::Metrics;

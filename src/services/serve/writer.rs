@@ -13,11 +13,12 @@ use chrono::Duration;
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, error, info, warn};
 
-use crate::io::repo::commit::{Author, FileChange, GitError, Repo};
+use crate::io::repo::commit::FileChange;
+use crate::io::repo::{Author, GitError, Oid, Repo};
 use provisio_core::intake::{
     Applied, Event, EventKind, EventRecord, IntakeError, State, StateError,
 };
-use provisio_core::registry::layout::{PLATFORM_FILE, PRODUCTS_DIR, TENANTS_DIR, TIERS_FILE};
+use provisio_core::registry::layout::{FileKind, TENANTS_DIR, classify};
 
 use super::Clock;
 use super::metrics::Metrics;
@@ -61,7 +62,7 @@ pub struct Store {
     grace: Duration,
     /// HEAD when the state was last loaded or committed by us; any other value means
     /// another author committed meanwhile and the state is reloaded before the next group.
-    seen_head: Option<crate::io::repo::commit::Oid>,
+    seen_head: Option<Oid>,
 }
 
 impl Store {
@@ -95,13 +96,10 @@ impl Store {
         self.seen_head = self.repo.head()?;
         let mut sources = BTreeMap::new();
         for (rel, bytes) in self.repo.read_committed(&self.prefix)? {
-            let wanted = rel == PLATFORM_FILE
-                || rel == TIERS_FILE
-                || [PRODUCTS_DIR, TENANTS_DIR].iter().any(|d| {
-                    rel.strip_prefix(d)
-                        .and_then(|r| r.strip_prefix('/'))
-                        .is_some_and(|name| !name.contains('/') && !name.starts_with('.'))
-                });
+            let wanted = match classify(&rel) {
+                FileKind::Product(name) | FileKind::Tenant(name) => !name.starts_with('.'),
+                kind => kind.is_shared(),
+            };
             if wanted {
                 let text = String::from_utf8(bytes).map_err(|_| OpenError::NotUtf8(rel.clone()))?;
                 sources.insert(rel, text);
@@ -163,7 +161,7 @@ pub fn run(
                 match store.load() {
                     Ok(s) => state = s,
                     Err(e) => {
-                        let chain = error_chain(&e);
+                        let chain = crate::report::chain(&e);
                         error!(error = %chain, "cannot reload the registry");
                         let results = group
                             .iter()
@@ -224,12 +222,12 @@ pub fn run(
                     Ok(())
                 }
                 Err(e) => {
-                    let chain = error_chain(&e);
+                    let chain = crate::report::chain(&e);
                     error!(error = %chain, "commit failed; reloading the registry state");
                     match store.load() {
                         Ok(s) => state = s,
                         Err(e) => {
-                            error!(error = %error_chain(&e), "cannot reload the registry: stopping the writer");
+                            error!(error = %crate::report::chain(&e), "cannot reload the registry: stopping the writer");
                             reply_all(group, results, Err(chain));
                             return;
                         }
@@ -278,15 +276,4 @@ fn commit_message(lines: &[String], trailers: &[String]) -> String {
         m.push('\n');
     }
     m
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut source = e.source();
-    while let Some(c) = source {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        source = c.source();
-    }
-    s
 }

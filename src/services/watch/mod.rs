@@ -1,6 +1,6 @@
 //! Watch mode: notices registry changes (filesystem events through `notify`, debounced so a
 //! burst of writes is one regeneration; or new commits on a registry git branch, see
-//! [`poll`]), regenerates incrementally with [`crate::ops::generate::generate`], and hands the
+//! [`crate::io::repo::follow`]), regenerates incrementally with [`crate::ops::generate::generate`], and hands the
 //! result to [`crate::io::repo::deliver`] (commit, push, Argo CD nudge). Stops cleanly when the
 //! `stop` flag is set (SIGTERM/SIGINT in the command).
 //!
@@ -22,11 +22,13 @@ use notify::{EventKind, RecursiveMode, Watcher};
 use tracing::{error, info, warn};
 
 use crate::io::output::Summary;
-use crate::io::repo::deliver::{self as delivery, DeliveryError, OutputRepo, Why, chain};
-use crate::io::repo::follow as poll;
-use crate::ops::generate::{
-    self as pipeline, GenerateOptions, MassDeleteGuard, Paths, PipelineError,
-};
+use crate::io::repo::GitError;
+use crate::io::repo::follow::{FollowConfig, Follower};
+use crate::io::repo::output::OutputRepo;
+use crate::ops::PipelineError;
+use crate::ops::deliver::{self, DeliveryError};
+use crate::ops::generate::{self as pipeline, GenerateOptions, MassDeleteGuard, Paths};
+use crate::report::chain;
 use metrics::Metrics;
 
 #[derive(Debug, thiserror::Error)]
@@ -42,7 +44,7 @@ pub enum WatchError {
     #[error(transparent)]
     Delivery(#[from] DeliveryError),
     #[error(transparent)]
-    Poll(#[from] poll::PollError),
+    Git(#[from] GitError),
 }
 
 /// How watch mode runs.
@@ -57,11 +59,11 @@ pub struct WatchConfig {
     /// A burst longer than this regenerates anyway (a never-ending stream still progresses).
     pub max_delay: Duration,
     /// Commit/push/nudge; `None`: only regenerate the output tree.
-    pub delivery: Option<delivery::Config>,
+    pub delivery: Option<deliver::Config>,
     /// How often a failed delivery (or poll) is retried when nothing else happens.
     pub retry_interval: Duration,
     /// Poll a registry repository instead of watching the directory.
-    pub poll: Option<poll::PollConfig>,
+    pub poll: Option<FollowConfig>,
     /// The first cycle re-renders every tenant and compares with the disk (repairs whatever
     /// a killed run or a hand edit left).
     pub full_on_start: bool,
@@ -197,8 +199,8 @@ fn run_notify(lp: &mut Loop) -> Result<(), WatchError> {
     Ok(())
 }
 
-fn run_polling(lp: &mut Loop, p: &poll::PollConfig) -> Result<(), WatchError> {
-    let mut poller = poll::Poller::open(p, &lp.cfg.paths.registry)?;
+fn run_polling(lp: &mut Loop, p: &FollowConfig) -> Result<(), WatchError> {
+    let mut poller = Follower::open(p, &lp.cfg.paths.registry)?;
     info!(url = %p.url, branch = %p.branch, "polling the registry repository");
     match poller.update() {
         Ok(_) => {}
@@ -383,33 +385,24 @@ impl Loop<'_> {
                 pushed: false,
             };
         };
-        let why = Why {
-            trigger: trigger.to_owned(),
-            registry_commit: delivery::registry_commit(&self.cfg.paths.registry),
-        };
-        let paths = self.cfg.paths.clone();
-        // On top of another writer's commit the state file is theirs: re-render everything
-        // and compare with the disk rather than trust it.
-        let full = GenerateOptions { full: true, ..opts };
-        let mut regenerate = move || pipeline::generate(&paths, &full);
         let stop = || self.stop.load(Ordering::Relaxed);
         let staged = if self.scan { None } else { Some(summary) };
-        let result = repo.deliver(staged, &why, cfg.push.as_ref(), &mut regenerate, &stop);
+        let result =
+            deliver::deliver_run(repo, &self.cfg.paths, &opts, cfg, trigger, staged, &stop);
         match result {
-            Ok(d) => {
+            Ok(outcome) => {
+                let d = &outcome.delivered;
                 self.metrics.commits.inc_by(d.commits.len() as u64);
                 self.metrics.push_retries.inc_by(u64::from(d.push_retries));
                 self.scan = false;
                 self.retry = false;
-                if let (Some(n), Some(_)) = (&cfg.nudge, d.pushed) {
-                    match repo.nudge(n, &d) {
-                        Ok(Some(status)) => info!(status, url = %n.url, "nudged Argo CD"),
-                        Ok(None) => {}
-                        Err(e) => {
-                            self.metrics.failure("nudge");
-                            warn!(error = %chain(&e), "cannot nudge Argo CD; it will notice at its next poll");
-                        }
+                match (&outcome.nudge, &cfg.nudge) {
+                    (Some(Ok(status)), Some(n)) => info!(status, url = %n.url, "nudged Argo CD"),
+                    (Some(Err(e)), _) => {
+                        self.metrics.failure("nudge");
+                        warn!(error = %chain(e), "cannot nudge Argo CD; it will notice at its next poll");
                     }
+                    _ => {}
                 }
                 CycleOutcome::Delivered {
                     commits: d.commits.len(),

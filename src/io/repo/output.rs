@@ -1,0 +1,651 @@
+//! The output directory as a work tree of the manifests repository: what `generate` wrote is
+//! committed as one commit that says which tenants were added, updated and removed.
+//!
+//! - Only `tenants-out/`, `argocd/` and `.provisio-state.json` are committed (crash
+//!   leftovers of the writer, `.provisio-*`, are skipped).
+//! - After the first commit, a commit is built by editing HEAD's tree: only the tenant
+//!   directories a run touched are read from disk, so a one-tenant change costs the same at
+//!   10,000 tenants as at 10; the index is brought back in step on exit
+//!   ([`OutputRepo::sync_index`]).
+//! - The clone is provisio's: it holds provisio's lock while open, and on a rejected push
+//!   the caller resets it onto the remote head ([`OutputRepo::reset_to`]) before
+//!   regenerating (see `ops::deliver`).
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use git2::{ErrorCode, IndexAddOption, ObjectType, Tree};
+use tracing::{info, warn};
+
+use super::commit::Flush;
+use super::lock::{self, Lock};
+use super::message::{Changes, CommitInfo, FileChanges, Why, commit_message};
+use super::sync::PushFailure;
+use super::{Author, GitError, Oid, Repo, Result, io};
+use crate::io::fsx::TEMP_PREFIX;
+use crate::io::output::{STATE_FILE, Summary};
+use provisio_core::render::{ARGOCD_DIR, TENANTS_DIR};
+
+/// Where the output repository lives and how to reach its remote.
+#[derive(Debug, Clone)]
+pub struct RepoConfig {
+    /// The remote's name (`origin`).
+    pub remote: String,
+    /// The manifests repository; used to create the clone when the output directory is not
+    /// a repository yet, and to add the remote when it is missing.
+    pub url: Option<String>,
+    /// The branch to commit to; `None`: the branch checked out.
+    pub branch: Option<String>,
+    pub author: Author,
+    /// This process is the only writer of the repository (watch mode): git lock files found
+    /// while holding provisio's own lock were left by a killed run and are removed.
+    pub exclusive: bool,
+}
+
+impl Default for RepoConfig {
+    fn default() -> Self {
+        RepoConfig {
+            remote: "origin".into(),
+            url: None,
+            branch: None,
+            author: Author::default(),
+            exclusive: false,
+        }
+    }
+}
+
+/// The output directory as a work tree of the manifests repository.
+pub struct OutputRepo {
+    repo: Repo,
+    /// The output root relative to the work tree, `""` or ending in `/`.
+    prefix: String,
+    branch: String,
+    remote: String,
+    author: Author,
+    /// provisio's lock on the repository, held while this value lives.
+    _lock: Lock,
+}
+
+impl OutputRepo {
+    /// Opens the repository holding `out` (the output root may be a sub-directory of its work
+    /// tree) and takes provisio's lock on it. When `out` is in no repository and `cfg.url` is
+    /// given, creates it as a clone of that URL (an empty remote is fine: the first commit
+    /// creates the branch).
+    pub fn open(out: &Path, cfg: &RepoConfig) -> Result<OutputRepo> {
+        std::fs::create_dir_all(out).map_err(io("create", out))?;
+        let (repo, created) = match Repo::discover(out) {
+            Ok(r) => (r, false),
+            Err(GitError::NotARepository(_)) if cfg.url.is_some() => Repo::open_or_init(out)?,
+            Err(e) => return Err(e),
+        };
+        let git_dir = repo.git_dir().to_path_buf();
+        let lock = lock::acquire(&git_dir)?;
+        if cfg.exclusive {
+            lock::remove_stale_git_locks(&git_dir)?;
+        }
+        let prefix = super::prefix_of(repo.workdir(), out).ok_or_else(|| GitError::Outside {
+            path: out.to_path_buf(),
+            repo: repo.workdir().to_path_buf(),
+        })?;
+        let head = repo
+            .repo
+            .find_reference("HEAD")
+            .map_err(repo.err("read HEAD"))?;
+        let current = match head.symbolic_target().ok().flatten() {
+            Some(t) => t.strip_prefix("refs/heads/").unwrap_or(t).to_owned(),
+            None => return Err(GitError::DetachedHead(git_dir)),
+        };
+        drop(head);
+        let unborn = repo.head()?.is_none();
+        let wanted = match &cfg.branch {
+            None if created => Some("main".to_owned()),
+            b => b.clone(),
+        };
+        let branch = match &wanted {
+            Some(b) if *b != current => {
+                if unborn {
+                    repo.repo
+                        .set_head(&format!("refs/heads/{b}"))
+                        .map_err(repo.err("point HEAD at the branch"))?;
+                    b.clone()
+                } else {
+                    return Err(GitError::WrongBranch {
+                        repo: git_dir,
+                        actual: current,
+                        expected: b.clone(),
+                    });
+                }
+            }
+            _ => current,
+        };
+        if let Some(url) = &cfg.url {
+            match repo.remote_url(&cfg.remote)? {
+                Some(existing) if existing != *url => {
+                    warn!(remote = %cfg.remote, configured = %existing, given = %url,
+                        "the output repository's remote differs from --manifests-url; using the repository's");
+                }
+                Some(_) => {}
+                None => repo.ensure_remote(&cfg.remote, url)?,
+            }
+        }
+        let this = OutputRepo {
+            repo,
+            prefix,
+            branch,
+            remote: cfg.remote.clone(),
+            author: cfg.author.clone(),
+            _lock: lock,
+        };
+        if unborn && this.repo.remote_url(&this.remote)?.is_some() {
+            // A fresh clone: start from the remote branch when it exists.
+            if let Some(remote_head) = this.fetch()? {
+                info!(branch = %this.branch, commit = %remote_head, "checking out the remote branch");
+                this.reset_to(remote_head)?;
+            }
+        }
+        Ok(this)
+    }
+
+    /// The underlying repository.
+    pub fn repo(&self) -> &Repo {
+        &self.repo
+    }
+
+    /// Fetches the branch into its remote-tracking ref; the remote's head, if it has the
+    /// branch.
+    pub fn fetch(&self) -> Result<Option<Oid>> {
+        self.repo.fetch_branch(&self.remote, &self.branch)
+    }
+
+    /// Points the branch at `commit`, work tree and index included (after a fetch, to commit
+    /// on top of another writer's output).
+    pub fn reset_to(&self, commit: Oid) -> Result<()> {
+        self.repo.reset_branch_to(&self.branch, commit)
+    }
+
+    /// One push of the branch to the remote, never forced.
+    pub fn push_once(&self) -> std::result::Result<(), PushFailure> {
+        self.repo.push_branch(&self.remote, &self.branch)
+    }
+
+    /// The remote's name.
+    pub fn remote(&self) -> &str {
+        &self.remote
+    }
+
+    /// Who commits.
+    pub fn author(&self) -> &Author {
+        &self.author
+    }
+    pub fn branch(&self) -> &str {
+        &self.branch
+    }
+
+    /// The current commit of the branch (`None` before the first commit).
+    pub fn head(&self) -> Option<Oid> {
+        self.repo.repo.head().ok().and_then(|h| h.target())
+    }
+
+    /// The remote-tracking commit of the branch, as of the last fetch or push.
+    pub fn remote_head(&self) -> Result<Option<Oid>> {
+        self.repo.tracking_head(&self.remote, &self.branch)
+    }
+
+    /// Whether the branch has commits the remote-tracking branch lacks.
+    pub fn ahead(&self) -> Result<bool> {
+        Ok(match (self.head(), self.remote_head()?) {
+            (None, _) => false,
+            (Some(_), None) => true,
+            (Some(h), Some(r)) => h != r,
+        })
+    }
+
+    fn paths(&self) -> [String; 3] {
+        [
+            format!("{}{TENANTS_DIR}", self.prefix),
+            format!("{}{ARGOCD_DIR}", self.prefix),
+            format!("{}{STATE_FILE}", self.prefix),
+        ]
+    }
+
+    /// Stages the output paths as `git add -A` would: new, changed and deleted files, skipping
+    /// the writer's temporary files and staging directories left by a crash.
+    pub fn stage_all(&self) -> Result<()> {
+        let mut index = self
+            .repo
+            .repo
+            .index()
+            .map_err(self.repo.err("read the index"))?;
+        index.read(false).map_err(self.repo.err("read the index"))?;
+        let mut skip_temp = |path: &Path, _: &[u8]| -> i32 {
+            let temp = path.components().any(|c| {
+                let c = c.as_os_str().to_string_lossy();
+                c.starts_with(TEMP_PREFIX) && c != STATE_FILE
+            });
+            i32::from(temp)
+        };
+        let paths = self.paths();
+        index
+            .add_all(paths.iter(), IndexAddOption::DEFAULT, Some(&mut skip_temp))
+            .map_err(self.repo.err("stage the output"))?;
+        index
+            .update_all(paths.iter(), None)
+            .map_err(self.repo.err("stage removed files"))?;
+        index.write().map_err(self.repo.err("write the index"))?;
+        Ok(())
+    }
+
+    /// Stages exactly what one `generate` run wrote and removed (fast: no scan of the tree).
+    pub fn stage(&self, summary: &Summary) -> Result<()> {
+        let mut index = self
+            .repo
+            .repo
+            .index()
+            .map_err(self.repo.err("read the index"))?;
+        index.read(false).map_err(self.repo.err("read the index"))?;
+        for p in &summary.written {
+            index
+                .add_path(Path::new(&format!("{}{p}", self.prefix)))
+                .map_err(self.repo.err(&format!("stage {p}")))?;
+        }
+        for p in &summary.removed {
+            match index.remove_path(Path::new(&format!("{}{p}", self.prefix))) {
+                Ok(()) => {}
+                Err(e) if e.code() == ErrorCode::NotFound => {}
+                Err(e) => return Err(self.repo.err(&format!("unstage {p}"))(e)),
+            }
+        }
+        let state = format!("{}{STATE_FILE}", self.prefix);
+        if self
+            .repo
+            .repo
+            .workdir()
+            .is_some_and(|w| w.join(&state).exists())
+        {
+            index
+                .add_path(Path::new(&state))
+                .map_err(self.repo.err("stage the state file"))?;
+        }
+        index.write().map_err(self.repo.err("write the index"))?;
+        Ok(())
+    }
+
+    /// Commits the index when its tree differs from HEAD's; `None` when there is nothing to
+    /// commit.
+    pub fn commit(&self, why: &Why) -> Result<Option<CommitInfo>> {
+        let mut index = self
+            .repo
+            .repo
+            .index()
+            .map_err(self.repo.err("read the index"))?;
+        let tree_id = index
+            .write_tree()
+            .map_err(self.repo.err("write the tree"))?;
+        if self.repo.repo.head().is_err() && index.is_empty() {
+            return Ok(None);
+        }
+        self.commit_tree(tree_id, why)
+    }
+
+    /// Commits what one `generate` run wrote and removed by editing HEAD's tree: only the
+    /// tenant directories the run touched, `argocd/` when touched, and the state file are
+    /// read from disk, so a one-tenant change costs the same at 10,000 tenants as at 10 (the
+    /// index, 270,000 entries at 10,000 tenants, is neither read nor rewritten; it is brought
+    /// back in step by [`OutputRepo::sync_index`] and by [`OutputRepo::stage_all`]). Before the
+    /// first commit it stages through the index instead.
+    pub fn commit_summary(&self, summary: &Summary, why: &Why) -> Result<Option<CommitInfo>> {
+        let root = match self.repo.repo.head() {
+            Ok(h) => h
+                .peel_to_commit()
+                .and_then(|c| c.tree())
+                .map_err(self.repo.err("read HEAD's tree"))?,
+            Err(_) => {
+                self.stage(summary)?;
+                return self.commit(why);
+            }
+        };
+        let out = self
+            .repo
+            .repo
+            .workdir()
+            .expect("checked at open")
+            .join(&self.prefix);
+        let mut tenants = BTreeSet::new();
+        let mut argocd = false;
+        for p in summary.written.iter().chain(&summary.removed) {
+            if let Some(rest) = p.strip_prefix(&format!("{TENANTS_DIR}/")) {
+                tenants.insert(rest.split('/').next().unwrap_or(rest).to_owned());
+            } else if p.starts_with(&format!("{ARGOCD_DIR}/")) {
+                argocd = true;
+            }
+        }
+        let tdir = format!("{}{TENANTS_DIR}", self.prefix);
+        let old_tdir = root
+            .get_path(Path::new(&tdir))
+            .ok()
+            .filter(|e| e.kind() == Some(ObjectType::Tree))
+            .map(|e| e.id());
+        let old_tdir = match old_tdir {
+            Some(id) => Some(
+                self.repo
+                    .repo
+                    .find_tree(id)
+                    .map_err(self.repo.err("read a tree"))?,
+            ),
+            None => None,
+        };
+        let mut tb = self
+            .repo
+            .repo
+            .treebuilder(old_tdir.as_ref())
+            .map_err(self.repo.err("edit a tree"))?;
+        for id in &tenants {
+            let dir = out.join(TENANTS_DIR).join(id);
+            let new = if dir.is_dir() {
+                self.write_dir_tree(&dir)?
+            } else {
+                None
+            };
+            match new {
+                Some(oid) => {
+                    tb.insert(id, oid, 0o040000)
+                        .map_err(self.repo.err("edit a tree"))?;
+                }
+                None => {
+                    if tb.get(id).ok().flatten().is_some() {
+                        tb.remove(id).map_err(self.repo.err("edit a tree"))?;
+                    }
+                }
+            }
+        }
+        let new_tdir = if tb.is_empty() {
+            None
+        } else {
+            Some(tb.write().map_err(self.repo.err("write a tree"))?)
+        };
+        let mut edits = vec![(tdir, new_tdir.map(|o| (o, 0o040000)))];
+        if argocd {
+            let tree = self.write_dir_tree(&out.join(ARGOCD_DIR))?;
+            edits.push((
+                format!("{}{ARGOCD_DIR}", self.prefix),
+                tree.map(|o| (o, 0o040000)),
+            ));
+        }
+        let state = out.join(STATE_FILE);
+        if state.exists() {
+            let blob = self
+                .repo
+                .repo
+                .blob_path(&state)
+                .map_err(self.repo.err("store the state file"))?;
+            edits.push((
+                format!("{}{STATE_FILE}", self.prefix),
+                Some((blob, 0o100644)),
+            ));
+        }
+        let mut tree = Some(root.id());
+        for (path, entry) in edits {
+            let comps: Vec<&str> = path.split('/').collect();
+            tree = self.replace_at(tree, &comps, entry)?;
+        }
+        let tree = match tree {
+            Some(t) => t,
+            None => self
+                .repo
+                .repo
+                .treebuilder(None)
+                .and_then(|b| b.write())
+                .map_err(self.repo.err("write a tree"))?,
+        };
+        self.commit_tree(tree, why)
+    }
+
+    /// `tree` with the entry at `path` replaced (`None`: removed); `None` when it ends up empty.
+    fn replace_at(
+        &self,
+        tree: Option<Oid>,
+        path: &[&str],
+        entry: Option<(Oid, i32)>,
+    ) -> Result<Option<Oid>> {
+        let tree = match tree {
+            Some(t) => Some(
+                self.repo
+                    .repo
+                    .find_tree(t)
+                    .map_err(self.repo.err("read a tree"))?,
+            ),
+            None => None,
+        };
+        let mut tb = self
+            .repo
+            .repo
+            .treebuilder(tree.as_ref())
+            .map_err(self.repo.err("edit a tree"))?;
+        let (name, rest) = (path[0], &path[1..]);
+        let new = if rest.is_empty() {
+            entry
+        } else {
+            let child = tree
+                .as_ref()
+                .and_then(|t| t.get_name(name))
+                .filter(|e| e.kind() == Some(ObjectType::Tree))
+                .map(|e| e.id());
+            self.replace_at(child, rest, entry)?.map(|o| (o, 0o040000))
+        };
+        match new {
+            Some((oid, mode)) => {
+                tb.insert(name, oid, mode)
+                    .map_err(self.repo.err("edit a tree"))?;
+            }
+            None => {
+                if tb.get(name).ok().flatten().is_some() {
+                    tb.remove(name).map_err(self.repo.err("edit a tree"))?;
+                }
+            }
+        }
+        if tb.is_empty() {
+            Ok(None)
+        } else {
+            Ok(Some(tb.write().map_err(self.repo.err("write a tree"))?))
+        }
+    }
+
+    /// Stores the files below `dir` as blobs and trees (skipping the writer's `.provisio-*`
+    /// temporaries); `None` when there are none.
+    fn write_dir_tree(&self, dir: &Path) -> Result<Option<Oid>> {
+        let entries = std::fs::read_dir(dir).map_err(io("list", dir))?;
+        let mut tb = self
+            .repo
+            .repo
+            .treebuilder(None)
+            .map_err(self.repo.err("build a tree"))?;
+        for e in entries {
+            let e = e.map_err(io("list", dir))?;
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name.starts_with(TEMP_PREFIX) && name != STATE_FILE {
+                continue;
+            }
+            let path = e.path();
+            let is_dir = e.file_type().map_err(io("stat", &path))?.is_dir();
+            if is_dir {
+                if let Some(oid) = self.write_dir_tree(&path)? {
+                    tb.insert(&name, oid, 0o040000)
+                        .map_err(self.repo.err("build a tree"))?;
+                }
+            } else {
+                let oid = self
+                    .repo
+                    .repo
+                    .blob_path(&path)
+                    .map_err(self.repo.err(&format!("store {}", path.display())))?;
+                tb.insert(&name, oid, 0o100644)
+                    .map_err(self.repo.err("build a tree"))?;
+            }
+        }
+        if tb.is_empty() {
+            Ok(None)
+        } else {
+            Ok(Some(tb.write().map_err(self.repo.err("build a tree"))?))
+        }
+    }
+
+    /// Makes the index match HEAD (after commits made by [`OutputRepo::commit_summary`]), so
+    /// that `git status` in the output clone is clean. Costs a walk of the whole tree.
+    pub fn sync_index(&self) -> Result<()> {
+        let Ok(head) = self.repo.repo.head() else {
+            return Ok(());
+        };
+        let tree = head
+            .peel_to_tree()
+            .map_err(self.repo.err("read HEAD's tree"))?;
+        let mut index = self
+            .repo
+            .repo
+            .index()
+            .map_err(self.repo.err("read the index"))?;
+        index
+            .read_tree(&tree)
+            .map_err(self.repo.err("read HEAD into the index"))?;
+        index.write().map_err(self.repo.err("write the index"))
+    }
+
+    /// Commits `tree_id` on HEAD when it differs from HEAD's tree.
+    fn commit_tree(&self, tree_id: Oid, why: &Why) -> Result<Option<CommitInfo>> {
+        let parent = match self.repo.repo.head() {
+            Ok(h) => Some(h.peel_to_commit().map_err(self.repo.err("read HEAD"))?),
+            Err(_) => None,
+        };
+        if parent.as_ref().is_some_and(|p| p.tree_id() == tree_id) {
+            return Ok(None);
+        }
+        let tree = self
+            .repo
+            .repo
+            .find_tree(tree_id)
+            .map_err(self.repo.err("read the tree"))?;
+        let old_tree = match &parent {
+            Some(p) => Some(p.tree().map_err(self.repo.err("read HEAD's tree"))?),
+            None => None,
+        };
+        let changes = self.changes(old_tree.as_ref(), &tree)?;
+        let message = commit_message(&changes, why);
+        let id = self.repo.commit_on_head(
+            &tree,
+            parent.as_ref(),
+            &message,
+            &self.author,
+            Flush::Lazy,
+        )?;
+        info!(commit = %id, added = changes.added.len(), updated = changes.updated.len(),
+            removed = changes.removed.len(), "committed the output");
+        Ok(Some(CommitInfo {
+            id,
+            parent: parent.map(|p| p.id()),
+            changes,
+            message,
+        }))
+    }
+
+    /// Tenants added, updated and removed between two trees, by comparing the tenant
+    /// directories' tree ids (no recursion into unchanged tenants).
+    fn changes(&self, old: Option<&Tree>, new: &Tree) -> Result<Changes> {
+        let sub = |tree: Option<&Tree>, dir: &str| -> Result<Option<Tree<'_>>> {
+            let Some(tree) = tree else { return Ok(None) };
+            match tree.get_path(Path::new(&format!("{}{dir}", self.prefix))) {
+                Ok(e) if e.kind() == Some(ObjectType::Tree) => Ok(Some(
+                    self.repo
+                        .repo
+                        .find_tree(e.id())
+                        .map_err(self.repo.err("read a tree"))?,
+                )),
+                Ok(_) => Ok(None),
+                Err(e) if e.code() == ErrorCode::NotFound => Ok(None),
+                Err(e) => Err(self.repo.err("read a tree")(e)),
+            }
+        };
+        let entries = |t: Option<Tree>| -> std::collections::BTreeMap<String, Oid> {
+            t.map(|t| {
+                t.iter()
+                    .filter(|e| e.kind() == Some(ObjectType::Tree))
+                    .filter_map(|e| e.name().ok().map(|n| (n.to_owned(), e.id())))
+                    .collect()
+            })
+            .unwrap_or_default()
+        };
+        let before = entries(sub(old, TENANTS_DIR)?);
+        let after = entries(sub(Some(new), TENANTS_DIR)?);
+        let mut changes = Changes::default();
+        for (id, oid) in &after {
+            match before.get(id) {
+                None => {
+                    changes.added.insert(id.clone());
+                }
+                Some(o) if o != oid => {
+                    changes.updated.insert(id.clone());
+                }
+                Some(_) => {}
+            }
+        }
+        for id in before.keys() {
+            if !after.contains_key(id) {
+                changes.removed.insert(id.clone());
+            }
+        }
+        let argo_old = sub(old, ARGOCD_DIR)?.map(|t| t.id());
+        let argo_new = sub(Some(new), ARGOCD_DIR)?.map(|t| t.id());
+        changes.argocd = argo_old != argo_new;
+        Ok(changes)
+    }
+
+    /// The files a commit added, modified and removed (root-relative), for the Argo CD
+    /// nudge; `None` past `limit` files (the nudge then lists none, and Argo CD refreshes
+    /// every application of the repository).
+    pub fn changed_files(&self, commit: &CommitInfo, limit: usize) -> Result<Option<FileChanges>> {
+        let total = commit.changes.added.len()
+            + commit.changes.updated.len()
+            + commit.changes.removed.len();
+        if total * 30 > limit {
+            return Ok(None);
+        }
+        let new = self
+            .repo
+            .repo
+            .find_commit(commit.id)
+            .and_then(|c| c.tree())
+            .map_err(self.repo.err("read the commit"))?;
+        let old = match commit.parent {
+            Some(p) => Some(
+                self.repo
+                    .repo
+                    .find_commit(p)
+                    .and_then(|c| c.tree())
+                    .map_err(self.repo.err("read the parent commit"))?,
+            ),
+            None => None,
+        };
+        let diff = self
+            .repo
+            .repo
+            .diff_tree_to_tree(old.as_ref(), Some(&new), None)
+            .map_err(self.repo.err("diff the commit"))?;
+        let mut files = FileChanges::default();
+        for d in diff.deltas() {
+            let path = d
+                .new_file()
+                .path()
+                .or_else(|| d.old_file().path())
+                .map(|p| p.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let path = path.strip_prefix(&self.prefix).unwrap_or(&path).to_owned();
+            match d.status() {
+                git2::Delta::Added => files.added.push(path),
+                git2::Delta::Deleted => files.removed.push(path),
+                _ => files.modified.push(path),
+            }
+            if files.added.len() + files.modified.len() + files.removed.len() > limit {
+                return Ok(None);
+            }
+        }
+        Ok(Some(files))
+    }
+}

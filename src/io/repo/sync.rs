@@ -1,0 +1,124 @@
+//! Moving commits between a repository and its remote: one push attempt (never forced) with
+//! its failure classified, so the caller knows whether to regenerate on top, wait and retry,
+//! or give up; and moving a branch or a detached HEAD onto a fetched commit, work tree
+//! included. The retry policy and what "regenerate on top" means belong to the caller
+//! (`ops::deliver`).
+
+use std::cell::RefCell;
+
+use git2::{ErrorClass, ErrorCode, ObjectType, ResetType};
+
+use super::{Oid, Repo, Result};
+
+/// Why one push attempt failed.
+#[derive(Debug)]
+pub enum PushFailure {
+    /// The remote moved (non-fast-forward): fetch and regenerate on top.
+    Moved(String),
+    /// The remote refused for another reason (a hook, a protected branch): retrying will
+    /// not help.
+    Refused { refname: String, message: String },
+    /// Transport or remote failure: retry later.
+    Transient(git2::Error),
+    /// Credentials, certificates, or no such remote: retrying will not help.
+    Fatal(git2::Error),
+}
+
+impl Repo {
+    /// Pushes `branch` to the same branch of `remote`, never forced.
+    pub fn push_branch(&self, remote: &str, branch: &str) -> Result<(), PushFailure> {
+        let mut r = self.repo.find_remote(remote).map_err(PushFailure::Fatal)?;
+        let refused: RefCell<Option<(String, String)>> = RefCell::new(None);
+        let mut cbs = git2::RemoteCallbacks::new();
+        cbs.push_update_reference(|refname, status| {
+            if let Some(msg) = status {
+                *refused.borrow_mut() = Some((refname.to_owned(), msg.to_owned()));
+            }
+            Ok(())
+        });
+        let mut opts = git2::PushOptions::new();
+        opts.remote_callbacks(cbs);
+        let spec = format!("refs/heads/{branch}:refs/heads/{branch}");
+        let result = r.push(&[spec], Some(&mut opts));
+        drop(opts);
+        match result {
+            Ok(()) => match refused.into_inner() {
+                None => Ok(()),
+                Some((refname, message)) if is_non_fast_forward(&message) => {
+                    Err(PushFailure::Moved(format!("{refname}: {message}")))
+                }
+                Some((refname, message)) => Err(PushFailure::Refused { refname, message }),
+            },
+            Err(e) if e.code() == ErrorCode::NotFastForward => {
+                Err(PushFailure::Moved(e.message().to_owned()))
+            }
+            Err(e)
+                if e.code() == ErrorCode::Auth
+                    || e.code() == ErrorCode::Certificate
+                    || e.class() == ErrorClass::Ssl =>
+            {
+                Err(PushFailure::Fatal(e))
+            }
+            Err(e) => Err(PushFailure::Transient(e)),
+        }
+    }
+
+    /// Points `branch` (checked out; created when HEAD is unborn) at `commit` and makes the
+    /// index and work tree match it: files the old commit had and this one lacks are
+    /// removed. Only for a work tree provisio owns (the output clone).
+    pub fn reset_branch_to(&self, branch: &str, commit: Oid) -> Result<()> {
+        let obj = self
+            .repo
+            .find_object(commit, Some(ObjectType::Commit))
+            .map_err(self.err("read the remote head"))?;
+        let refname = format!("refs/heads/{branch}");
+        if self.repo.head().is_err() {
+            self.repo
+                .reference(&refname, commit, true, "provisio: start from the remote")
+                .map_err(self.err("create the branch"))?;
+            self.repo
+                .set_head(&refname)
+                .map_err(self.err("point HEAD at the branch"))?;
+        }
+        let mut co = git2::build::CheckoutBuilder::new();
+        co.force();
+        self.repo
+            .reset(&obj, ResetType::Hard, Some(&mut co))
+            .map_err(self.err("reset onto the remote head"))
+    }
+
+    /// Checks `commit` out with a detached HEAD, forced, removing untracked files: the
+    /// clone becomes exactly that commit. Only for a clone provisio owns (watch's registry
+    /// clone).
+    pub fn checkout_detached(&self, commit: Oid) -> Result<()> {
+        let c = self
+            .repo
+            .find_commit(commit)
+            .map_err(self.err("read the fetched commit"))?;
+        let mut co = git2::build::CheckoutBuilder::new();
+        co.force().remove_untracked(true);
+        self.repo
+            .checkout_tree(c.as_object(), Some(&mut co))
+            .map_err(self.err("check out the fetched commit"))?;
+        self.repo
+            .set_head_detached(commit)
+            .map_err(self.err("move HEAD"))
+    }
+}
+
+impl std::fmt::Display for PushFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PushFailure::Moved(m) => write!(f, "the remote moved ({m})"),
+            PushFailure::Refused { refname, message } => {
+                write!(f, "the remote refused {refname}: {message}")
+            }
+            PushFailure::Transient(e) | PushFailure::Fatal(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+fn is_non_fast_forward(message: &str) -> bool {
+    let m = message.to_ascii_lowercase();
+    m.contains("non-fast-forward") || m.contains("fetch first") || m.contains("not present locally")
+}

@@ -1,0 +1,292 @@
+//! Delivery: what `generate` wrote becomes one commit in the manifests repository, pushed
+//! without ever forcing, then Argo CD is nudged. One sequence — why → commit → push
+//! (regenerating on top when the remote moved) → nudge — shared by `generate --commit` and
+//! watch mode ([`deliver_run`]).
+//!
+//! - A push the remote rejects because it moved is "rebased" by regenerating: fetch, reset
+//!   the clone onto the remote head, run `generate` again (the output is a pure function of
+//!   the registry), commit, push again, with bounded exponential backoff.
+//! - A transport failure is retried with backoff; the local commit is kept either way and
+//!   pushed by the next attempt.
+
+use std::time::{Duration, Instant};
+
+use tracing::{debug, info, warn};
+
+use super::error::PipelineError;
+use super::generate::{self, GenerateOptions, Paths};
+use crate::io::nudge::{self, Nudge, NudgeError};
+use crate::io::output::Summary;
+use crate::io::repo::message::{CommitInfo, Why};
+use crate::io::repo::output::{OutputRepo, RepoConfig};
+use crate::io::repo::sync::PushFailure;
+use crate::io::repo::{self, GitError, Oid};
+use crate::report::chain;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DeliveryError {
+    /// The output repository could not be opened, read or committed to.
+    #[error(transparent)]
+    Git(#[from] GitError),
+    /// Pushing failed `attempts` times; the local commit is kept.
+    #[error(
+        "pushing {branch} to {remote} failed after {attempts} attempt(s); the local commit is kept and pushed by the next attempt"
+    )]
+    PushGaveUp {
+        branch: String,
+        remote: String,
+        attempts: u32,
+        #[source]
+        last: git2::Error,
+    },
+    /// The remote refused the push for a reason other than having moved (e.g. a hook).
+    #[error("the remote refused {refname}: {message}")]
+    PushRefused { refname: String, message: String },
+    /// Regenerating on top of the remote head (after a rejected push) failed.
+    #[error("regenerating on top of the remote head failed")]
+    Regenerate(#[source] Box<PipelineError>),
+    /// Stopped (SIGTERM) while waiting to retry a push; the local commit is kept.
+    #[error(
+        "stopped before the push succeeded; the local commit is kept and pushed on the next run"
+    )]
+    Interrupted,
+}
+
+type Result<T, E = DeliveryError> = std::result::Result<T, E>;
+
+/// Bounded exponential backoff for pushes.
+#[derive(Debug, Clone, Copy)]
+pub struct Backoff {
+    /// Push attempts in all (the first one included).
+    pub attempts: u32,
+    pub initial: Duration,
+    pub max: Duration,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Backoff {
+            attempts: 6,
+            initial: Duration::from_millis(200),
+            max: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Everything one delivery needs.
+#[derive(Debug, Clone, Default)]
+pub struct Config {
+    pub repo: RepoConfig,
+    /// Push with this backoff; `None`: commit only.
+    pub push: Option<Backoff>,
+    /// Nudge Argo CD after a push.
+    pub nudge: Option<Nudge>,
+}
+
+/// What [`deliver`] did.
+#[derive(Debug, Default)]
+pub struct Delivered {
+    /// Commits made (more than one when a rejected push was regenerated on top).
+    pub commits: Vec<CommitInfo>,
+    /// The remote head before and after, when a push succeeded.
+    pub pushed: Option<(Option<Oid>, Oid)>,
+    /// Push attempts after the first.
+    pub push_retries: u32,
+}
+
+/// What [`deliver_run`] did: the delivery, and the nudge's answer when one was sent (a
+/// failed nudge is not a failed delivery: Argo CD's poll picks the push up).
+#[derive(Debug)]
+pub struct Outcome {
+    pub delivered: Delivered,
+    pub nudge: Option<std::result::Result<u16, NudgeError>>,
+}
+
+/// The whole sequence after a `generate`: commit what it wrote (`staged`: that run's
+/// summary; `None`: scan the output paths, for a work tree in any state), push with the
+/// configured backoff (regenerating on top of the remote when it moved), nudge Argo CD.
+pub fn deliver_run(
+    repo: &OutputRepo,
+    paths: &Paths,
+    opts: &GenerateOptions,
+    cfg: &Config,
+    trigger: &str,
+    staged: Option<&Summary>,
+    stop: &dyn Fn() -> bool,
+) -> Result<Outcome> {
+    let why = Why {
+        trigger: trigger.to_owned(),
+        registry_commit: repo::head_of(&paths.registry),
+    };
+    // On top of another writer's commit the state file is theirs: re-render everything and
+    // compare with the disk rather than trust it.
+    let full = GenerateOptions {
+        full: true,
+        ..opts.clone()
+    };
+    let mut regenerate = || generate::generate(paths, &full);
+    let delivered = deliver(repo, staged, &why, cfg.push.as_ref(), &mut regenerate, stop)?;
+    let nudge = match &cfg.nudge {
+        Some(n) => nudge_argocd(repo, n, &delivered).transpose(),
+        None => None,
+    };
+    Ok(Outcome { delivered, nudge })
+}
+
+/// Stages (`summary`: what one `generate` run did; `None`: scan the output paths), commits
+/// when anything changed and, with `push`, pushes whatever the remote lacks. A push
+/// rejected because the remote moved is fetched, reset onto and regenerated on top by
+/// `regenerate`; transport failures are retried with `backoff`; `stop` abandons the waiting
+/// between attempts (the commit stays local).
+pub fn deliver(
+    repo: &OutputRepo,
+    summary: Option<&Summary>,
+    why: &Why,
+    push: Option<&Backoff>,
+    regenerate: &mut dyn FnMut() -> std::result::Result<Summary, PipelineError>,
+    stop: &dyn Fn() -> bool,
+) -> Result<Delivered> {
+    let t = Instant::now();
+    let mut out = Delivered::default();
+    out.commits.extend(match summary {
+        Some(s) => repo.commit_summary(s, why)?,
+        None => {
+            repo.stage_all()?;
+            repo.commit(why)?
+        }
+    });
+    debug!(elapsed = ?t.elapsed(), "staged and committed");
+    let Some(backoff) = push else {
+        return Ok(out);
+    };
+    if repo.head().is_none() || (out.commits.is_empty() && !repo.ahead()?) {
+        return Ok(out); // nothing the remote lacks
+    }
+    let before = repo.remote_head()?;
+    let mut delay = backoff.initial;
+    let mut last = None;
+    for attempt in 1..=backoff.attempts.max(1) {
+        if attempt > 1 {
+            out.push_retries += 1;
+        }
+        let started = Instant::now();
+        match repo.push_once() {
+            Ok(()) => {
+                let head = repo.head().expect("a branch with commits");
+                debug!(elapsed = ?started.elapsed(), commit = %head, "pushed");
+                out.pushed = Some((before, head));
+                return Ok(out);
+            }
+            Err(PushFailure::Moved(msg)) => {
+                warn!(attempt, reason = %msg, "the remote moved; regenerating on top of its head");
+                if attempt > 1 {
+                    sleep_unless_stopped(delay, stop)?;
+                }
+                match repo.fetch() {
+                    Err(e) => {
+                        warn!(error = %chain(&e), "fetch failed; retrying");
+                        last = Some(git2::Error::from_str(&chain(&e)));
+                    }
+                    Ok(remote) => {
+                        if let Some(r) = remote {
+                            repo.reset_to(r)?;
+                        }
+                        let s = regenerate().map_err(|e| DeliveryError::Regenerate(Box::new(e)))?;
+                        let mut again = why.clone();
+                        again.trigger = format!(
+                            "{} (regenerated on top of {} after the push was rejected)",
+                            why.trigger,
+                            remote.map_or_else(|| "nothing".to_owned(), |r| r.to_string())
+                        );
+                        match repo.commit_summary(&s, &again)? {
+                            Some(c) => out.commits.push(c),
+                            None => {
+                                info!("the remote already holds this output");
+                                out.pushed = None;
+                                return Ok(out);
+                            }
+                        }
+                    }
+                }
+            }
+            Err(PushFailure::Refused { refname, message }) => {
+                return Err(DeliveryError::PushRefused { refname, message });
+            }
+            Err(PushFailure::Transient(e)) => {
+                warn!(attempt, error = %e, retry_in = ?delay, "push failed; retrying");
+                last = Some(e);
+                if attempt < backoff.attempts {
+                    sleep_unless_stopped(delay, stop)?;
+                }
+            }
+            Err(PushFailure::Fatal(e)) => {
+                return Err(DeliveryError::PushGaveUp {
+                    branch: repo.branch().to_owned(),
+                    remote: repo.remote().to_owned(),
+                    attempts: attempt,
+                    last: e,
+                });
+            }
+        }
+        delay = (delay * 2).min(backoff.max);
+        if stop() {
+            return Err(DeliveryError::Interrupted);
+        }
+    }
+    Err(DeliveryError::PushGaveUp {
+        branch: repo.branch().to_owned(),
+        remote: repo.remote().to_owned(),
+        attempts: backoff.attempts.max(1),
+        last: last.unwrap_or_else(|| git2::Error::from_str("the remote kept moving")),
+    })
+}
+
+/// Tells Argo CD about what `d` pushed (nothing when nothing was pushed). A failure is the
+/// caller's to log: the push stands and Argo CD's poll picks it up.
+pub fn nudge_argocd(
+    repo: &OutputRepo,
+    n: &Nudge,
+    d: &Delivered,
+) -> std::result::Result<Option<u16>, NudgeError> {
+    let Some((before, after)) = d.pushed else {
+        return Ok(None);
+    };
+    if before == Some(after) {
+        return Ok(None);
+    }
+    // Only the last commit is on the remote (earlier ones were regenerated on top).
+    let last: Vec<CommitInfo> = d.commits.last().cloned().into_iter().collect();
+    let files = match last.first() {
+        Some(c) => match repo.changed_files(c, 5_000) {
+            Ok(f) => f,
+            Err(e) => {
+                warn!(error = %chain(&e), "cannot list the pushed files; nudging without them");
+                None
+            }
+        },
+        None => None,
+    };
+    n.send(&nudge::PushEvent {
+        branch: repo.branch(),
+        before,
+        after,
+        commits: &last,
+        files: files.as_ref(),
+        author: repo.author(),
+    })
+    .map(Some)
+}
+
+fn sleep_unless_stopped(total: Duration, stop: &dyn Fn() -> bool) -> Result<()> {
+    let deadline = Instant::now() + total;
+    loop {
+        if stop() {
+            return Err(DeliveryError::Interrupted);
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            return Ok(());
+        }
+        std::thread::sleep((deadline - now).min(Duration::from_millis(50)));
+    }
+}
