@@ -13,7 +13,7 @@ fn committed_output_matches_the_example_registry() {
         registry: root.join("registry"),
         out: root.clone(),
     };
-    if std::env::var("PROVISIO_BLESS").is_ok_and(|v| v == "1") {
+    if common::bless() {
         pipeline::generate(&paths, &common::full(common::now())).unwrap();
     }
     let r = provisio::ops::check::check(&paths, common::now(), 40).unwrap();

@@ -1,6 +1,6 @@
 //! Data-driven: each `tests/data/invalid/<case>/` overlays the example registry (a file whose
 //! content is `DELETE` removes it); the rendered diagnostics must equal `expected.txt`, and
-//! `generate` must leave an existing output untouched. `UPDATE_EXPECT=1` rewrites the
+//! `generate` must leave an existing output untouched. `PROVISIO_BLESS=1` rewrites the
 //! expectations (review the diff before committing).
 
 mod common;
@@ -39,7 +39,7 @@ fn invalid_registries_report_every_error_and_change_nothing() {
         .collect();
     cases.sort();
     assert!(cases.len() >= 10, "the invalid cases are missing");
-    let update = std::env::var("UPDATE_EXPECT").is_ok_and(|v| v == "1");
+    let update = common::bless();
     let mut failures = Vec::new();
     for case in cases {
         let ws = Workspace::new();
@@ -75,7 +75,7 @@ fn invalid_registries_report_every_error_and_change_nothing() {
     }
     assert!(
         failures.is_empty(),
-        "{}\n(rerun with UPDATE_EXPECT=1 to accept)",
+        "{}\n(rerun with PROVISIO_BLESS=1 to accept)",
         failures.join("\n")
     );
 }

@@ -54,7 +54,7 @@ impl From<&GitError> for Exit {
             | GitError::WrongBranch { .. }
             | GitError::DetachedHead(_)
             | GitError::NoRemote { .. } => Exit::Invalid,
-            GitError::NoBranch { .. } => Exit::Unavailable,
+            GitError::NoBranch { .. } | GitError::Fetch { .. } => Exit::Unavailable,
             GitError::Git { .. } | GitError::Io { .. } | GitError::Locked(_) => Exit::Failed,
         }
     }

@@ -132,3 +132,10 @@ pub fn full(now: DateTime<Utc>) -> provisio::ops::generate::GenerateOptions {
         ..provisio::ops::generate::GenerateOptions::new(now)
     }
 }
+
+/// `PROVISIO_BLESS=1`: every snapshot (golden tree, expected diagnostics, CLI transcripts)
+/// is rewritten from what the code produces instead of compared. Review the diff before
+/// committing.
+pub fn bless() -> bool {
+    std::env::var("PROVISIO_BLESS").is_ok_and(|v| v == "1")
+}

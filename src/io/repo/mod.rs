@@ -69,6 +69,15 @@ pub enum GitError {
     NoRemote { repo: PathBuf, remote: String },
     #[error("the repository at {url} has no branch `{branch}`")]
     NoBranch { url: String, branch: String },
+    /// The remote could not be fetched from (unreachable, refused, or not a repository).
+    #[error("git: cannot fetch {branch} from {remote} into {repo}")]
+    Fetch {
+        remote: String,
+        branch: String,
+        repo: PathBuf,
+        #[source]
+        source: git2::Error,
+    },
 }
 
 pub type Result<T, E = GitError> = std::result::Result<T, E>;
@@ -264,7 +273,12 @@ impl Repo {
         })?;
         let spec = format!("+refs/heads/{branch}:refs/remotes/{remote}/{branch}");
         r.fetch(&[spec], None, None)
-            .map_err(self.err(&format!("fetch {branch} from {remote}")))?;
+            .map_err(|source| GitError::Fetch {
+                remote: remote.to_owned(),
+                branch: branch.to_owned(),
+                repo: self.workdir.clone(),
+                source,
+            })?;
         drop(r);
         self.tracking_head(remote, branch)
     }
