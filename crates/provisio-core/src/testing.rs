@@ -27,3 +27,64 @@ pub fn example_sources() -> Sources {
     }
     sources
 }
+
+/// The example's active tenant: `premium`, `us-east`, every product.
+pub const ACTIVE: &str = "abc-corporation-7f3a9c";
+/// The example's new tenant: `standard`, `eu-west`, domain derived from its id.
+pub const PROVISIONING: &str = "cafe-creme-93b31b";
+/// The example's cancelled tenant: `business`, own domain, overrides, a cancellation.
+pub const DEPROVISIONING: &str = "nordwind-logistik-7ace77";
+
+/// The fixed `now` of plans in tests: after the example's cancellation request, before its
+/// deletion date.
+pub fn now() -> chrono::DateTime<chrono::Utc> {
+    "2025-06-15T12:00:00Z".parse().expect("a date")
+}
+
+/// A registry from its files; panics with the rendered diagnostics if it does not load.
+pub fn registry_from(sources: Sources) -> crate::registry::Registry {
+    crate::registry::load_sources(sources)
+        .into_result()
+        .unwrap_or_else(|report| panic!("the test registry does not load:\n{}", report.render()))
+}
+
+/// The example registry, loaded.
+pub fn example_registry() -> crate::registry::Registry {
+    registry_from(example_sources())
+}
+
+/// The example registry after `edit` changed its files.
+pub fn edited_registry(edit: impl FnOnce(&mut Sources)) -> crate::registry::Registry {
+    let mut sources = example_sources();
+    edit(&mut sources);
+    registry_from(sources)
+}
+
+/// Replaces `from` (which must occur) by `to` in one file of the registry.
+pub fn replace_in(sources: &mut Sources, file: &str, from: &str, to: &str) {
+    let text = sources
+        .get_mut(file)
+        .expect("a file of the example registry");
+    assert!(text.contains(from), "`{from}` is not in {file}");
+    *text = text.replace(from, to);
+}
+
+/// Leaves the gateway as the only product: no database, no bucket (a tenant without MySQL
+/// or MinIO; the gateway still publishes to RabbitMQ). The deprovisioning tenant, whose
+/// overrides name other products, is left out.
+pub fn keep_only_the_gateway(sources: &mut Sources) {
+    sources.retain(|path, _| {
+        !(path.starts_with("products/") && path != "products/api-gateway.yaml")
+            && *path != format!("tenants/{DEPROVISIONING}.yaml")
+    });
+}
+
+/// The example registry after [`keep_only_the_gateway`].
+pub fn gateway_only_registry() -> crate::registry::Registry {
+    edited_registry(keep_only_the_gateway)
+}
+
+/// The plan of tenant `id` of `reg` at [`now`].
+pub fn plan<'r>(reg: &'r crate::registry::Registry, id: &str) -> crate::plan::TenantPlan<'r> {
+    crate::plan::plan_tenant(reg, &reg.tenants[id], now())
+}

@@ -44,10 +44,26 @@ impl ApiError {
     }
 }
 
+/// The HTTP status of each refusal of the intake: 400 for a body that is not JSON, 422 for
+/// a payload the registry cannot take, 404 for an unknown subscription, 409 for a conflict
+/// with the registry or an earlier event, 500 for a registry that cannot be read back.
+pub fn intake_status(e: &IntakeError) -> StatusCode {
+    match e {
+        IntakeError::MalformedJson(_) => StatusCode::BAD_REQUEST,
+        IntakeError::Invalid { .. }
+        | IntakeError::UnknownTier { .. }
+        | IntakeError::UnknownRegion { .. }
+        | IntakeError::Rejected(_) => StatusCode::UNPROCESSABLE_ENTITY,
+        IntakeError::UnknownSubscription(_) => StatusCode::NOT_FOUND,
+        IntakeError::Conflict { .. } => StatusCode::CONFLICT,
+        IntakeError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
 impl From<&IntakeError> for ApiError {
     fn from(e: &IntakeError) -> Self {
         ApiError {
-            status: StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+            status: intake_status(e),
             code: e.code(),
             message: e.to_string(),
             field: e.field().map(str::to_owned),
@@ -65,5 +81,71 @@ impl IntoResponse for ApiError {
             );
         }
         r
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_intake_refusal_has_its_status_code_and_field() {
+        let cases = [
+            (
+                IntakeError::MalformedJson("eof".into()),
+                400,
+                "malformed_json",
+            ),
+            (
+                IntakeError::Invalid {
+                    field: Some("data.customer.email".into()),
+                    message: "not an email".into(),
+                },
+                422,
+                "invalid_field",
+            ),
+            (
+                IntakeError::UnknownTier {
+                    tier: "gold".into(),
+                    known: "`premium`".into(),
+                },
+                422,
+                "unknown_tier",
+            ),
+            (
+                IntakeError::UnknownRegion {
+                    region: "mars".into(),
+                    known: "`eu-west`".into(),
+                },
+                422,
+                "unknown_region",
+            ),
+            (
+                IntakeError::Rejected("bad".into()),
+                422,
+                "registry_rejected",
+            ),
+            (
+                IntakeError::UnknownSubscription("sub_x".into()),
+                404,
+                "unknown_subscription",
+            ),
+            (
+                IntakeError::Conflict {
+                    code: "domain_collision",
+                    field: Some("data.customer.name"),
+                    message: "taken".into(),
+                },
+                409,
+                "domain_collision",
+            ),
+            (IntakeError::Internal("oops".into()), 500, "internal"),
+        ];
+        for (e, status, code) in cases {
+            let api = ApiError::from(&e);
+            assert_eq!((api.status.as_u16(), api.code), (status, code), "{e:?}");
+            assert_eq!(api.field.as_deref(), e.field());
+            assert_eq!(api.message, e.to_string());
+        }
     }
 }

@@ -31,7 +31,7 @@ use crate::io::repo::Author;
 use auth::{Authenticator, Secret};
 use error::ApiError;
 use metrics::Metrics;
-use provisio_core::intake::{self, EventKind};
+use provisio_core::intake::{self, EventKind, Outcome, TenantView};
 use writer::{Job, WriteError};
 
 /// Largest accepted body.
@@ -247,14 +247,14 @@ async fn webhook(
     let label = kind.map(EventKind::label).unwrap_or("unknown");
     let result = handle(&app, kind, &route, &headers, body).await;
     let (outcome, response) = match result {
-        Ok((status, body, tenant)) => {
+        Ok((status, tenant)) => {
             let outcome = if status == StatusCode::CREATED {
                 "created"
             } else {
                 "ok"
             };
-            let mut r = (status, axum::Json(body)).into_response();
-            if let Ok(v) = HeaderValue::from_str(&tenant) {
+            let mut r = (status, axum::Json(&tenant)).into_response();
+            if let Ok(v) = HeaderValue::from_str(&tenant.tenant_id) {
                 r.headers_mut().insert("x-provisio-tenant", v);
             }
             (outcome.to_owned(), r)
@@ -278,7 +278,7 @@ async fn handle(
     route: &str,
     headers: &HeaderMap,
     body: Body,
-) -> Result<(StatusCode, serde_json::Value, String), ApiError> {
+) -> Result<(StatusCode, TenantView), ApiError> {
     let Some(kind) = kind else {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
@@ -339,8 +339,13 @@ async fn handle(
                 "the registry change could not be committed ({m}); nothing was recorded, retry"
             )),
         })?;
-    let status = StatusCode::from_u16(applied.status).unwrap_or(StatusCode::OK);
-    Ok((status, applied.body, applied.tenant_id))
+    // The answer to an accepted event: 201 when it created the tenant, 200 otherwise (a
+    // change, or a redelivery that changed nothing); the body is the tenant as it now is.
+    let status = match applied.outcome {
+        Outcome::Created => StatusCode::CREATED,
+        Outcome::Changed | Outcome::Unchanged => StatusCode::OK,
+    };
+    Ok((status, applied.tenant))
 }
 
 /// `application/json`, optionally with parameters (`; charset=utf-8`).

@@ -227,3 +227,211 @@ fn application_set(
         },
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{edited_registry, example_registry, now, replace_in};
+    use serde_json::Value;
+
+    /// The YAML documents of a rendered file, as JSON values.
+    fn docs(bytes: &[u8]) -> Vec<Value> {
+        std::str::from_utf8(bytes)
+            .unwrap()
+            .split("\n---\n")
+            .map(|d| serde_saphyr::from_str(d).unwrap())
+            .collect()
+    }
+
+    fn appset(files: &Files, shard: &str) -> Value {
+        let mut d = docs(&files[&format!("{ARGOCD_DIR}/applicationsets/{shard}.yaml")]);
+        assert_eq!(d.len(), 1);
+        d.remove(0)
+    }
+
+    #[test]
+    fn the_project_admits_the_tenant_namespaces_and_the_shared_one_on_every_cluster() {
+        let reg = example_registry();
+        let p = project(&reg);
+        assert_eq!(p.metadata.name.as_deref(), Some("tenants"));
+        assert_eq!(p.metadata.namespace.as_deref(), Some("argocd"));
+        assert_eq!(p.spec.source_repos, [reg.platform.argocd.repo_url.as_str()]);
+        let mut expected: Vec<(String, String)> = reg
+            .platform
+            .regions
+            .values()
+            .flat_map(|r| {
+                ["e-commerce-*", "e-commerce-shared"]
+                    .map(|ns| (r.cluster.value.clone(), ns.to_owned()))
+            })
+            .collect();
+        expected.sort();
+        let got: Vec<(String, String)> = p
+            .spec
+            .destinations
+            .iter()
+            .map(|d| (d.server.clone(), d.namespace.clone()))
+            .collect();
+        assert_eq!(got, expected);
+        assert_eq!(got.len(), 2 * reg.platform.regions.len());
+        let cluster: Vec<_> = p
+            .spec
+            .cluster_resource_whitelist
+            .iter()
+            .map(|g| (g.group.as_str(), g.kind.as_str()))
+            .collect();
+        assert_eq!(cluster, [("", "Namespace")], "no other cluster-scoped kind");
+        assert!(p.spec.orphaned_resources.warn);
+    }
+
+    /// The AppProject allows exactly the kinds a tenant tree contains: nothing rendered is
+    /// refused, nothing else may be deployed.
+    #[test]
+    fn the_project_whitelist_is_exactly_the_kinds_rendered() {
+        let reg = example_registry();
+        let out = crate::render::render_all(&reg, now()).unwrap();
+        let mut rendered = BTreeSet::new();
+        for files in out.tenants.values() {
+            for (path, bytes) in files {
+                if !path.ends_with(".yaml") || path.ends_with("/kustomization.yaml") {
+                    continue;
+                }
+                for d in docs(bytes) {
+                    let api = d["apiVersion"].as_str().unwrap();
+                    let group = api.rsplit_once('/').map_or("", |(g, _)| g);
+                    rendered.insert((group.to_owned(), d["kind"].as_str().unwrap().to_owned()));
+                }
+            }
+        }
+        let p = project(&reg);
+        let allowed: BTreeSet<(String, String)> = p
+            .spec
+            .cluster_resource_whitelist
+            .iter()
+            .chain(&p.spec.namespace_resource_whitelist)
+            .map(|g| (g.group.clone(), g.kind.clone()))
+            .collect();
+        assert_eq!(rendered, allowed);
+    }
+
+    #[test]
+    fn one_application_set_per_shard_each_selecting_its_shard() {
+        let reg = edited_registry(|s| {
+            replace_in(s, "platform.yaml", "    shards: 1\n", "    shards: 3\n");
+        });
+        let files = render_argocd(&reg).unwrap();
+        let sets: Vec<&str> = files
+            .keys()
+            .filter_map(|k| k.strip_prefix("argocd/applicationsets/"))
+            .collect();
+        assert_eq!(
+            sets,
+            [
+                "tenants-apac-00.yaml",
+                "tenants-eu-central-00.yaml",
+                "tenants-eu-west-00.yaml",
+                "tenants-us-east-00.yaml",
+                "tenants-us-east-01.yaml",
+                "tenants-us-east-02.yaml",
+                "tenants-us-west-00.yaml",
+            ]
+        );
+        let k = &docs(&files["argocd/kustomization.yaml"])[0];
+        let resources: Vec<&str> = k["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r.as_str().unwrap())
+            .collect();
+        let expected: Vec<String> = std::iter::once("project.yaml".to_owned())
+            .chain(sets.iter().map(|s| format!("applicationsets/{s}")))
+            .collect();
+        assert_eq!(resources, expected);
+        let set = appset(&files, "tenants-us-east-01");
+        assert_eq!(set["metadata"]["labels"]["region"], "us-east");
+        assert_eq!(
+            set["spec"]["generators"][0]["selector"]["matchLabels"],
+            serde_json::json!({"shard": "tenants-us-east-01"})
+        );
+    }
+
+    #[test]
+    fn application_sets_read_config_json_and_never_delete_a_tenant() {
+        let reg = example_registry();
+        let files = render_argocd(&reg).unwrap();
+        let set = appset(&files, "tenants-eu-west-00");
+        let spec = &set["spec"];
+        assert_eq!(spec["goTemplate"], true);
+        assert_eq!(
+            spec["goTemplateOptions"],
+            serde_json::json!(["missingkey=error"])
+        );
+        let git = &spec["generators"][0]["git"];
+        assert_eq!(git["repoURL"], reg.platform.argocd.repo_url.as_str());
+        assert_eq!(git["revision"], "main");
+        assert_eq!(
+            git["files"],
+            serde_json::json!([{"path": "tenants-out/*/config.json"}])
+        );
+        assert_eq!(spec["syncPolicy"]["preserveResourcesOnDeletion"], true);
+        let app = &spec["template"]["spec"];
+        assert_eq!(app["project"], "tenants");
+        assert_eq!(
+            app["destination"],
+            serde_json::json!({"server": "{{ .cluster }}", "namespace": "{{ .namespace }}"})
+        );
+        assert_eq!(
+            app["syncPolicy"]["automated"],
+            serde_json::json!({"prune": true, "selfHeal": true})
+        );
+    }
+
+    /// `missingkey=error`: every parameter the template uses must be a key of the tenants'
+    /// `config.json`.
+    #[test]
+    fn the_template_uses_only_keys_of_config_json() {
+        let reg = example_registry();
+        let files = render_argocd(&reg).unwrap();
+        let text = std::str::from_utf8(&files["argocd/applicationsets/tenants-us-east-00.yaml"])
+            .unwrap()
+            .to_owned();
+        let used: BTreeSet<&str> = text
+            .split("{{ .")
+            .skip(1)
+            .map(|rest| rest.split_once(" }}").unwrap().0)
+            .collect();
+        assert!(
+            used.contains("application") && used.contains("cluster"),
+            "{used:?}"
+        );
+        let out = crate::render::render_all(&reg, now()).unwrap();
+        for (id, tree) in &out.tenants {
+            let config: Value =
+                serde_json::from_slice(&tree[&format!("{TENANTS_DIR}/{id}/config.json")]).unwrap();
+            for key in &used {
+                assert!(
+                    config.get(key).is_some(),
+                    "{id}: config.json has no `{key}`"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn the_files_generator_follows_the_path_prefix() {
+        let reg = edited_registry(|s| {
+            replace_in(
+                s,
+                "platform.yaml",
+                "pathPrefix: \"\"",
+                "pathPrefix: gitops/",
+            );
+        });
+        let files = render_argocd(&reg).unwrap();
+        let set = appset(&files, "tenants-apac-00");
+        assert_eq!(
+            set["spec"]["generators"][0]["git"]["files"][0]["path"],
+            "gitops/tenants-out/*/config.json"
+        );
+    }
+}

@@ -182,6 +182,170 @@ fn job(plan: &TenantPlan<'_>, verb: &str, service: &str, spec: &str) -> Job {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::{ACTIVE, DEPROVISIONING, example_registry, gateway_only_registry, plan};
+
+    fn names(jobs: &[Job]) -> Vec<&str> {
+        jobs.iter()
+            .map(|j| j.metadata.name.as_deref().unwrap())
+            .collect()
+    }
+
+    fn container(j: &Job) -> &Container {
+        &j.spec
+            .as_ref()
+            .unwrap()
+            .template
+            .spec
+            .as_ref()
+            .unwrap()
+            .containers[0]
+    }
+
+    fn annotation<'a>(j: &'a Job, key: &str) -> &'a str {
+        &j.metadata.annotations.as_ref().unwrap()[key]
+    }
+
+    #[test]
+    fn a_tenant_gets_one_presync_setup_job_per_shared_service_it_uses() {
+        let reg = example_registry();
+        let jobs = jobs(&plan(&reg, ACTIVE));
+        assert_eq!(
+            names(&jobs),
+            [
+                "setup-mysql-abc-corporation-7f3a9c",
+                "setup-rabbitmq-abc-corporation-7f3a9c",
+                "setup-minio-abc-corporation-7f3a9c",
+            ]
+        );
+        for j in &jobs {
+            assert_eq!(annotation(j, HOOK), "PreSync");
+            assert_eq!(annotation(j, HOOK_DELETE_POLICY), "BeforeHookCreation");
+            assert_eq!(annotation(j, SYNC_WAVE), SETUP_WAVE.to_string());
+        }
+        const { assert!(SETUP_WAVE < crate::render::objects::wave::NAMESPACE) };
+        let reg = gateway_only_registry();
+        assert_eq!(
+            names(&super::jobs(&plan(&reg, ACTIVE))),
+            ["setup-rabbitmq-abc-corporation-7f3a9c"]
+        );
+    }
+
+    #[test]
+    fn a_deprovisioning_tenant_also_gets_its_post_delete_teardown_jobs() {
+        let reg = example_registry();
+        let jobs = jobs(&plan(&reg, DEPROVISIONING));
+        let by_verb = |verb: &str| -> Vec<&Job> {
+            jobs.iter()
+                .filter(|j| container(j).args.as_ref().unwrap()[0] == verb)
+                .collect()
+        };
+        assert_eq!(by_verb("setup").len(), 3);
+        let teardown = by_verb("teardown");
+        assert_eq!(
+            teardown
+                .iter()
+                .map(|j| j.metadata.name.as_deref().unwrap())
+                .collect::<Vec<_>>(),
+            [
+                "teardown-mysql-nordwind-logistik-7ace77",
+                "teardown-rabbitmq-nordwind-logistik-7ace77",
+                "teardown-minio-nordwind-logistik-7ace77",
+            ]
+        );
+        for j in teardown {
+            assert_eq!(annotation(j, HOOK), "PostDelete");
+        }
+    }
+
+    #[test]
+    fn the_jobs_run_in_the_shared_namespace_with_the_admin_secret_of_their_service_only() {
+        let reg = example_registry();
+        let plan = plan(&reg, DEPROVISIONING);
+        for j in jobs(&plan) {
+            let ns = j.metadata.namespace.as_deref().unwrap();
+            assert_eq!(ns, "e-commerce-shared");
+            assert_ne!(
+                ns, plan.namespace,
+                "admin credentials never reach a tenant namespace"
+            );
+            let labels = j.metadata.labels.as_ref().unwrap();
+            let service = labels["shared-service"].clone();
+            assert_eq!(labels["tenant"], DEPROVISIONING);
+            let pod = j.spec.as_ref().unwrap().template.spec.as_ref().unwrap();
+            assert_eq!(
+                pod.service_account_name.as_deref(),
+                Some(SETUP_SERVICE_ACCOUNT)
+            );
+            assert_eq!(pod.restart_policy.as_deref(), Some("Never"));
+            let c = container(&j);
+            assert_eq!(
+                c.image.as_deref(),
+                Some("registry.collectverything.com/platform/provisio:0.1.0")
+            );
+            let args = c.args.as_ref().unwrap();
+            assert_eq!(
+                args[1..],
+                [service.clone(), "--secret-store".into(), STORE_ARG.into()]
+            );
+            let secrets: Vec<&str> = c
+                .env_from
+                .iter()
+                .flatten()
+                .map(|e| e.secret_ref.as_ref().unwrap().name.as_str())
+                .collect();
+            assert_eq!(secrets, [admin_secret(&service).as_str(), STORE_SECRET]);
+            let sc = c.security_context.as_ref().unwrap();
+            assert_eq!(sc.read_only_root_filesystem, Some(true));
+            assert_eq!(sc.allow_privilege_escalation, Some(false));
+            assert_eq!(sc.run_as_non_root, Some(true));
+            let limits = c.resources.as_ref().unwrap().limits.as_ref().unwrap();
+            assert!(limits.contains_key("cpu") && limits.contains_key("memory"));
+        }
+    }
+
+    #[test]
+    fn the_jobs_carry_the_tenants_setup_spec_and_no_secret_value() {
+        let reg = example_registry();
+        let plan = plan(&reg, ACTIVE);
+        let expected = SetupSpec::from_plan(&plan);
+        for j in jobs(&plan) {
+            let env = container(&j).env.as_ref().unwrap();
+            let spec = env
+                .iter()
+                .find(|e| e.name == crate::plan::setup::SPEC_ENV)
+                .and_then(|e| e.value.as_deref())
+                .expect("the spec variable");
+            assert_eq!(SetupSpec::parse(spec).unwrap(), expected);
+            // Every variable is a plain value, and the spec names store keys, never a
+            // credential: no field of it is a password, and every `secretKey` is a key
+            // under the store's prefix.
+            assert!(env.iter().all(|e| e.value_from.is_none()));
+            let mut fields = Vec::new();
+            collect_fields(&serde_json::from_str(spec).unwrap(), &mut fields);
+            for (key, value) in &fields {
+                assert!(!key.to_ascii_lowercase().contains("password"), "{key}");
+                if key == "secretKey" {
+                    let prefix = format!("/e-commerce/tenants/{ACTIVE}/");
+                    assert!(value.starts_with(&prefix), "{key}: {value}");
+                }
+            }
+            assert!(fields.iter().any(|(k, _)| k == "secretKey"));
+        }
+    }
+
+    /// Every (key, string value) of a JSON document, at any depth.
+    fn collect_fields(v: &serde_json::Value, out: &mut Vec<(String, String)>) {
+        match v {
+            serde_json::Value::Object(m) => {
+                for (k, v) in m {
+                    out.push((k.clone(), v.as_str().unwrap_or_default().to_owned()));
+                    collect_fields(v, out);
+                }
+            }
+            serde_json::Value::Array(a) => a.iter().for_each(|v| collect_fields(v, out)),
+            _ => {}
+        }
+    }
 
     #[test]
     fn job_names_fit_a_label() {

@@ -178,3 +178,143 @@ fn config_json(plan: &TenantPlan<'_>) -> Vec<u8> {
     bytes.push(b'\n');
     bytes
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::render::templates::environment;
+    use crate::render::yaml::HEADER;
+    use crate::testing::{
+        ACTIVE, DEPROVISIONING, edited_registry, example_registry, gateway_only_registry, plan,
+        replace_in,
+    };
+
+    /// The file names of a tenant tree, relative to it.
+    fn names(files: &Files, id: &str) -> Vec<String> {
+        let prefix = format!("{TENANTS_DIR}/{id}/");
+        files
+            .keys()
+            .map(|k| {
+                k.strip_prefix(&prefix)
+                    .expect("under the tenant's dir")
+                    .to_owned()
+            })
+            .collect()
+    }
+
+    fn kustomization_resources(files: &Files, id: &str) -> Vec<String> {
+        let text =
+            String::from_utf8(files[&format!("{TENANTS_DIR}/{id}/kustomization.yaml")].clone())
+                .unwrap();
+        let k: serde_json::Value = serde_saphyr::from_str(&text).unwrap();
+        assert_eq!(k["kind"], "Kustomization");
+        k["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r.as_str().unwrap().to_owned())
+            .collect()
+    }
+
+    #[test]
+    fn a_tenant_tree_has_one_file_per_concern_all_listed_by_its_kustomization() {
+        let reg = example_registry();
+        let plan = plan(&reg, ACTIVE);
+        let files = render_tenant(&plan, &environment()).unwrap();
+        let names = names(&files, ACTIVE);
+        let mut expected: Vec<String> = [
+            "certificate.yaml",
+            "config-map.yaml",
+            "config.json",
+            "external-secrets.yaml",
+            "grafana-dashboard.yaml",
+            "ingress.yaml",
+            "jobs.yaml",
+            "kustomization.yaml",
+            "limit-range.yaml",
+            "namespace.yaml",
+            "network-policy.yaml",
+            "prometheus-rule.yaml",
+            "rbac.yaml",
+            "resource-quota.yaml",
+            "service-monitor.yaml",
+            "setup-jobs.yaml",
+        ]
+        .map(String::from)
+        .into_iter()
+        .chain(
+            plan.products
+                .iter()
+                .map(|p| format!("deployments/{}.yaml", p.name)),
+        )
+        .collect();
+        expected.sort();
+        assert_eq!(names, expected);
+        // Every YAML file is listed (config.json is for the ApplicationSet, not Kustomize).
+        let listed = kustomization_resources(&files, ACTIVE);
+        let yaml: Vec<String> = names
+            .into_iter()
+            .filter(|n| n.ends_with(".yaml") && n != "kustomization.yaml")
+            .collect();
+        assert_eq!(listed, yaml);
+        for (path, bytes) in &files {
+            if path.ends_with(".yaml") {
+                assert!(bytes.starts_with(HEADER.as_bytes()), "{path}");
+            }
+        }
+    }
+
+    #[test]
+    fn without_migrations_there_is_no_jobs_file_and_the_kustomization_follows() {
+        let reg = gateway_only_registry();
+        let files = render_tenant(&plan(&reg, ACTIVE), &environment()).unwrap();
+        let names = names(&files, ACTIVE);
+        assert!(!names.contains(&"jobs.yaml".to_owned()), "{names:?}");
+        assert!(
+            names.contains(&"setup-jobs.yaml".to_owned()),
+            "RabbitMQ still needs its setup"
+        );
+        assert!(!kustomization_resources(&files, ACTIVE).contains(&"jobs.yaml".to_owned()));
+    }
+
+    #[test]
+    fn config_json_carries_the_application_sets_parameters() {
+        let reg = example_registry();
+        let plan = plan(&reg, DEPROVISIONING);
+        let files = render_tenant(&plan, &environment()).unwrap();
+        let bytes = &files[&format!("{TENANTS_DIR}/{DEPROVISIONING}/config.json")];
+        assert!(bytes.ends_with(b"}\n"));
+        let c: serde_json::Value = serde_json::from_slice(bytes).unwrap();
+        assert_eq!(
+            c,
+            serde_json::json!({
+                "application": plan.application,
+                "cluster": "https://k8s-eu-central.collectverything.internal",
+                "domain": "shop.nordwind-logistik.de",
+                "namespace": "e-commerce-nordwind-logistik-7ace77",
+                "path": "tenants-out/nordwind-logistik-7ace77",
+                "region": "eu-central",
+                "shard": plan.shard,
+                "status": "deprovisioning",
+                "tenant": DEPROVISIONING,
+                "tier": "business",
+            })
+        );
+    }
+
+    #[test]
+    fn config_json_paths_follow_the_path_prefix() {
+        let reg = edited_registry(|s| {
+            replace_in(
+                s,
+                "platform.yaml",
+                "pathPrefix: \"\"",
+                "pathPrefix: gitops/",
+            );
+        });
+        let files = render_tenant(&plan(&reg, ACTIVE), &environment()).unwrap();
+        let c: serde_json::Value =
+            serde_json::from_slice(&files[&format!("{TENANTS_DIR}/{ACTIVE}/config.json")]).unwrap();
+        assert_eq!(c["path"], format!("gitops/tenants-out/{ACTIVE}"));
+    }
+}

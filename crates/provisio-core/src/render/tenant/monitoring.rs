@@ -135,3 +135,179 @@ pub(super) fn dashboard(
         ..Default::default()
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::render::tenant::workloads::service;
+    use crate::testing::{
+        ACTIVE, DEPROVISIONING, edited_registry, example_registry, plan, replace_in,
+    };
+
+    #[test]
+    fn the_service_monitor_selects_the_tenants_metrics_services_on_their_metrics_port() {
+        let reg = example_registry();
+        let plan = plan(&reg, ACTIVE);
+        let sm = service_monitor(&plan);
+        assert_eq!(sm.api_version, MONITORING_API);
+        assert_eq!(
+            sm.metadata.labels.as_ref().unwrap()["release"],
+            "kube-prometheus-stack"
+        );
+        let wave_of = &sm.metadata.annotations.as_ref().unwrap()[objects::SYNC_WAVE];
+        assert_eq!(*wave_of, wave::MONITORING.to_string());
+        let selector = sm.spec.selector.match_labels.as_ref().unwrap();
+        assert_eq!(
+            selector,
+            &objects::labels(&[("provisio/metrics", "true"), ("tenant", ACTIVE)])
+        );
+        assert_eq!(
+            sm.spec.namespace_selector.match_names,
+            [plan.namespace.as_str()]
+        );
+        let [e] = sm.spec.endpoints.as_slice() else {
+            panic!("one endpoint")
+        };
+        assert_eq!(
+            (e.port.as_str(), e.path.as_str(), e.interval.as_str()),
+            ("metrics", "/metrics", "30s")
+        );
+        // Every product Service with a metrics port matches the selector and names the port.
+        for p in &plan.products {
+            let s = service(&plan, p);
+            let labels = s.metadata.labels.as_ref().unwrap();
+            assert!(
+                selector.iter().all(|(k, v)| labels.get(k) == Some(v)),
+                "{}",
+                p.name
+            );
+            let ports = s.spec.unwrap().ports.unwrap();
+            assert!(
+                ports
+                    .iter()
+                    .any(|sp| sp.name.as_deref() == Some(e.port.as_str())),
+                "{}",
+                p.name
+            );
+        }
+    }
+
+    #[test]
+    fn the_scrape_interval_comes_from_platform_yaml() {
+        let reg = edited_registry(|s| {
+            replace_in(s, "platform.yaml", "interval: 30s", "interval: 1m");
+        });
+        let plan = plan(&reg, ACTIVE);
+        assert_eq!(service_monitor(&plan).spec.endpoints[0].interval, "1m");
+        assert_eq!(prometheus_rule(&plan).spec.groups[0].interval, "1m");
+    }
+
+    #[test]
+    fn the_alerts_are_the_three_of_the_tenant_with_the_hard_quota_ratio() {
+        let reg = example_registry();
+        let plan = plan(&reg, DEPROVISIONING);
+        let rule = prometheus_rule(&plan);
+        assert_eq!(rule.metadata.name.as_deref(), Some("tenant-alerts"));
+        assert_eq!(
+            rule.metadata.labels.as_ref().unwrap()["release"],
+            "kube-prometheus-stack"
+        );
+        let [group] = rule.spec.groups.as_slice() else {
+            panic!("one group")
+        };
+        assert_eq!(group.name, format!("tenant-{DEPROVISIONING}"));
+        let names: Vec<_> = group.rules.iter().map(|r| r.alert.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "TenantHighErrorRate",
+                "TenantHighMemoryUsage",
+                "TenantPodCrashLooping"
+            ]
+        );
+        let ns = format!("namespace=\"{}\"", plan.namespace);
+        for r in &group.rules {
+            assert!(r.expr.contains(&ns), "{}: {}", r.alert, r.expr);
+            assert_eq!(r.labels["tenant"], DEPROVISIONING);
+            assert_eq!(r.labels["tier"], "business");
+            assert!(["warning", "critical"].contains(&r.labels["severity"].as_str()));
+            assert!(
+                r.annotations.contains_key("summary") && r.annotations.contains_key("description")
+            );
+        }
+        let memory = &group.rules[1].expr;
+        assert!(
+            memory.contains("kube_resourcequota{")
+                && memory.contains("resource=\"limits.memory\",type=\"hard\"}"),
+            "the quota side must select the hard limit, not hard + used: {memory}"
+        );
+        let restarts = &group.rules[2];
+        assert!(
+            restarts
+                .expr
+                .starts_with("increase(kube_pod_container_status_restarts_total{")
+        );
+        assert!(restarts.expr.contains("[15m]) > 2"));
+        assert_eq!(restarts.labels["severity"], "critical");
+    }
+
+    #[test]
+    fn the_dashboard_is_valid_json_in_a_configmap_the_grafana_sidecar_picks_up() {
+        let reg = example_registry();
+        let plan = plan(&reg, ACTIVE);
+        let env = templates::environment();
+        let cm = dashboard(&plan, &env).unwrap();
+        assert_eq!(
+            cm.metadata.labels.as_ref().unwrap()["grafana_dashboard"],
+            "1"
+        );
+        assert_eq!(
+            cm.metadata.annotations.as_ref().unwrap()["grafana_folder"],
+            "Tenants"
+        );
+        let data = cm.data.unwrap();
+        let key = format!("tenant-{ACTIVE}.json");
+        assert_eq!(data.keys().collect::<Vec<_>>(), [&key]);
+        let json: serde_json::Value = serde_json::from_str(&data[&key]).expect("valid JSON");
+        let uid = json["uid"].as_str().unwrap();
+        assert!(
+            uid.len() <= 40,
+            "Grafana uids are at most 40 characters: {uid}"
+        );
+        assert_eq!(json["title"], "Tenant: ABC Corporation");
+        assert_eq!(json["templating"]["list"][0]["query"], plan.namespace);
+        assert!(json["panels"].as_array().is_some_and(|p| !p.is_empty()));
+        // Another tenant: another uid.
+        let other = dashboard(&crate::testing::plan(&reg, DEPROVISIONING), &env).unwrap();
+        let other: serde_json::Value =
+            serde_json::from_str(other.data.unwrap().values().next().unwrap()).unwrap();
+        assert_ne!(other["uid"].as_str().unwrap(), uid);
+    }
+
+    #[test]
+    fn label_and_folder_come_from_platform_yaml_and_names_are_escaped() {
+        let reg = edited_registry(|s| {
+            replace_in(
+                s,
+                "platform.yaml",
+                "dashboardFolder: Tenants",
+                "dashboardFolder: Customers",
+            );
+            replace_in(
+                s,
+                "tenants/abc-corporation-7f3a9c.yaml",
+                "name: ABC Corporation",
+                "name: 'ABC \"Corp\" {{ x }}'",
+            );
+        });
+        let plan = plan(&reg, ACTIVE);
+        let cm = dashboard(&plan, &templates::environment()).unwrap();
+        assert_eq!(
+            cm.metadata.annotations.as_ref().unwrap()["grafana_folder"],
+            "Customers"
+        );
+        let json: serde_json::Value =
+            serde_json::from_str(cm.data.unwrap().values().next().unwrap()).unwrap();
+        assert_eq!(json["title"], "Tenant: ABC \"Corp\" {{ x }}");
+    }
+}

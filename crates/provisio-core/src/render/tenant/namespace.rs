@@ -107,3 +107,233 @@ pub(super) fn limit_range(plan: &TenantPlan<'_>) -> LimitRange {
         spec: Some(LimitRangeSpec { limits }),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+
+    use crate::testing::{
+        ACTIVE, DEPROVISIONING, PROVISIONING, edited_registry, example_registry, plan, replace_in,
+    };
+
+    fn annotations(m: &ObjectMeta) -> &BTreeMap<String, String> {
+        m.annotations.as_ref().expect("annotations")
+    }
+
+    fn labels(m: &ObjectMeta) -> &BTreeMap<String, String> {
+        m.labels.as_ref().expect("labels")
+    }
+
+    #[test]
+    fn the_namespace_carries_the_tenant_and_is_never_pruned_nor_deleted() {
+        let reg = example_registry();
+        let plan = plan(&reg, ACTIVE);
+        let ns = namespace(&plan);
+        let m = &ns.metadata;
+        assert_eq!(m.name.as_deref(), Some("e-commerce-abc-corporation-7f3a9c"));
+        assert_eq!(m.namespace, None, "a Namespace is cluster-scoped");
+        let expected_labels = BTreeMap::from([
+            ("environment", "production"),
+            ("managed-by", "provisio"),
+            ("pod-security.kubernetes.io/enforce", "restricted"),
+            ("pod-security.kubernetes.io/enforce-version", "v1.32"),
+            ("region", "us-east"),
+            ("tenant", ACTIVE),
+            ("tier", "premium"),
+        ])
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect::<BTreeMap<_, _>>();
+        assert_eq!(labels(m), &expected_labels);
+        let expected_annotations = BTreeMap::from([
+            (
+                "argocd.argoproj.io/sync-options",
+                "Prune=false,Delete=false",
+            ),
+            ("argocd.argoproj.io/sync-wave", "-10"),
+            ("billing-email", "billing@abc-corp.com"),
+            ("created-date", "2025-01-15T10:00:00Z"),
+            ("domain", "abc-corporation.collectverything.com"),
+            ("subscription-id", "sub_abc123"),
+            ("tenant-name", "ABC Corporation"),
+        ])
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect::<BTreeMap<_, _>>();
+        assert_eq!(annotations(m), &expected_annotations);
+    }
+
+    #[test]
+    fn the_namespace_is_the_first_wave_of_every_tenant() {
+        let reg = example_registry();
+        for id in [ACTIVE, PROVISIONING, DEPROVISIONING] {
+            let plan = plan(&reg, id);
+            let a = annotations(&namespace(&plan).metadata).clone();
+            assert_eq!(a[objects::SYNC_WAVE], wave::NAMESPACE.to_string(), "{id}");
+            assert_eq!(a[objects::SYNC_OPTIONS], "Prune=false,Delete=false", "{id}");
+            // Every other object of the tenant comes later.
+            let quota = resource_quota(&plan);
+            let later: i32 = annotations(&quota.metadata)[objects::SYNC_WAVE]
+                .parse()
+                .unwrap();
+            assert!(wave::NAMESPACE < later);
+        }
+    }
+
+    #[test]
+    fn a_deprovisioning_namespace_says_so_with_its_dates_and_reason() {
+        let reg = example_registry();
+        let ns = namespace(&plan(&reg, DEPROVISIONING));
+        assert_eq!(labels(&ns.metadata)["deprovisioning"], "true");
+        let a = annotations(&ns.metadata);
+        assert_eq!(a["deprovisioning"], "true");
+        assert_eq!(a["deprovisioning-date"], "2025-06-15T10:00:00Z");
+        assert_eq!(a["deletion-date"], "2025-07-15T00:00:00Z");
+        assert_eq!(a["backup-required"], "true");
+        assert_eq!(a["cancellation-reason"], "downgrade");
+        assert_eq!(a["domain"], "shop.nordwind-logistik.de");
+        // Still never pruned: the teardown is provisio's, not Argo CD's.
+        assert_eq!(a[objects::SYNC_OPTIONS], "Prune=false,Delete=false");
+
+        // Active and provisioning tenants carry none of it.
+        for id in [ACTIVE, PROVISIONING] {
+            let ns = namespace(&plan(&reg, id));
+            assert!(!labels(&ns.metadata).contains_key("deprovisioning"), "{id}");
+            let a = annotations(&ns.metadata);
+            for key in ["deprovisioning", "deletion-date", "backup-required"] {
+                assert!(!a.contains_key(key), "{id}: {key}");
+            }
+        }
+    }
+
+    #[test]
+    fn the_quota_is_the_tiers_quota_key_for_key() {
+        let reg = example_registry();
+        for id in [ACTIVE, PROVISIONING, DEPROVISIONING] {
+            let plan = plan(&reg, id);
+            let q = resource_quota(&plan);
+            assert_eq!(q.metadata.name.as_deref(), Some("tenant-quota"));
+            assert_eq!(q.metadata.namespace.as_ref(), Some(&plan.namespace));
+            let hard = q.spec.unwrap().hard.unwrap();
+            let expected: BTreeMap<String, String> = plan
+                .tier
+                .quota
+                .iter()
+                .map(|(k, v)| (k.clone(), v.value.clone()))
+                .collect();
+            let got: BTreeMap<String, String> = hard.into_iter().map(|(k, v)| (k, v.0)).collect();
+            assert_eq!(got, expected, "{id}");
+        }
+        // The figures of each tier, not one tier's for all.
+        let hard = |id| {
+            resource_quota(&plan(&reg, id))
+                .spec
+                .unwrap()
+                .hard
+                .unwrap()
+                .into_iter()
+                .map(|(k, v)| (k, v.0))
+                .collect::<BTreeMap<_, _>>()
+        };
+        let (standard, premium, business) =
+            (hard(PROVISIONING), hard(ACTIVE), hard(DEPROVISIONING));
+        assert_eq!(standard["limits.cpu"], "8");
+        assert_eq!(premium["limits.cpu"], "12");
+        assert_eq!(business["limits.cpu"], "24");
+        assert_eq!(premium["requests.memory"], "12Gi");
+        assert_eq!(business["requests.storage"], "2Ti");
+        assert_eq!(premium["count/deployments.apps"], "20");
+        assert_eq!(standard["services.nodeports"], "0");
+    }
+
+    #[test]
+    fn a_changed_tier_figure_reaches_the_quota() {
+        let reg = edited_registry(|s| {
+            replace_in(
+                s,
+                "tiers.yaml",
+                "      limits.cpu: \"12\"",
+                "      limits.cpu: \"13\"",
+            );
+        });
+        let hard = resource_quota(&plan(&reg, ACTIVE))
+            .spec
+            .unwrap()
+            .hard
+            .unwrap();
+        assert_eq!(hard["limits.cpu"].0, "13");
+    }
+
+    #[test]
+    fn the_limit_range_defaults_come_from_the_tier() {
+        let reg = example_registry();
+        let item = |lr: &LimitRange, kind: &str| {
+            lr.spec
+                .as_ref()
+                .unwrap()
+                .limits
+                .iter()
+                .find(|l| l.type_ == kind)
+                .cloned()
+                .unwrap_or_else(|| panic!("no {kind} item"))
+        };
+        let q = |m: &Option<BTreeMap<String, Quantity>>, k: &str| m.as_ref().unwrap()[k].0.clone();
+
+        let premium = limit_range(&plan(&reg, ACTIVE));
+        assert_eq!(premium.metadata.name.as_deref(), Some("tenant-limits"));
+        let c = item(&premium, "Container");
+        assert_eq!(
+            (q(&c.default, "cpu"), q(&c.default, "memory")),
+            ("1".into(), "1Gi".into())
+        );
+        assert_eq!(
+            (
+                q(&c.default_request, "cpu"),
+                q(&c.default_request, "memory")
+            ),
+            ("500m".into(), "512Mi".into())
+        );
+        assert_eq!(
+            (q(&c.max, "cpu"), q(&c.max, "memory")),
+            ("4".into(), "8Gi".into())
+        );
+        assert_eq!(
+            (q(&c.min, "cpu"), q(&c.min, "memory")),
+            ("100m".into(), "128Mi".into())
+        );
+        let pvc = item(&premium, "PersistentVolumeClaim");
+        assert_eq!(
+            (q(&pvc.max, "storage"), q(&pvc.min, "storage")),
+            ("100Gi".into(), "1Gi".into())
+        );
+        assert_eq!(pvc.default, None, "a PVC gets no default size");
+
+        let standard = item(&limit_range(&plan(&reg, PROVISIONING)), "Container");
+        assert_eq!(q(&standard.default, "cpu"), "500m");
+        assert_eq!(q(&standard.default_request, "memory"), "256Mi");
+        assert_eq!(q(&standard.max, "memory"), "4Gi");
+    }
+
+    #[test]
+    fn a_tier_without_a_pvc_range_gets_only_the_container_item() {
+        let reg = edited_registry(|s| {
+            replace_in(
+                s,
+                "tiers.yaml",
+                "        defaultRequest: {cpu: 500m, memory: 512Mi}\n      persistentVolumeClaim:\n        max: 100Gi\n        min: 1Gi\n",
+                "        defaultRequest: {cpu: 500m, memory: 512Mi}\n",
+            );
+        });
+        let lr = limit_range(&plan(&reg, ACTIVE));
+        let kinds: Vec<&str> = lr
+            .spec
+            .as_ref()
+            .unwrap()
+            .limits
+            .iter()
+            .map(|l| l.type_.as_str())
+            .collect();
+        assert_eq!(kinds, ["Container"]);
+    }
+}

@@ -161,3 +161,239 @@ pub(super) fn network_policies(plan: &TenantPlan<'_>) -> Vec<NetworkPolicy> {
     ));
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{
+        ACTIVE, DEPROVISIONING, PROVISIONING, edited_registry, example_registry,
+        gateway_only_registry, keep_only_the_gateway, plan, replace_in,
+    };
+
+    fn spec<'a>(policies: &'a [NetworkPolicy], name: &str) -> &'a NetworkPolicySpec {
+        policies
+            .iter()
+            .find(|p| p.metadata.name.as_deref() == Some(name))
+            .and_then(|p| p.spec.as_ref())
+            .unwrap_or_else(|| panic!("no NetworkPolicy {name}"))
+    }
+
+    fn names(policies: &[NetworkPolicy]) -> Vec<&str> {
+        policies
+            .iter()
+            .map(|p| p.metadata.name.as_deref().unwrap())
+            .collect()
+    }
+
+    fn types(s: &NetworkPolicySpec) -> Vec<&str> {
+        s.policy_types
+            .iter()
+            .flatten()
+            .map(String::as_str)
+            .collect()
+    }
+
+    /// A peer as (namespace name, pod labels): the namespace is `None` for a peer in the
+    /// policy's own namespace.
+    fn peer(p: &NetworkPolicyPeer) -> (Option<&str>, BTreeMap<String, String>) {
+        let ns = p
+            .namespace_selector
+            .as_ref()
+            .map(|s| s.match_labels.as_ref().unwrap()["kubernetes.io/metadata.name"].as_str());
+        let pods = p
+            .pod_selector
+            .as_ref()
+            .and_then(|s| s.match_labels.clone())
+            .unwrap_or_default();
+        (ns, pods)
+    }
+
+    fn ports(ports: &Option<Vec<NetworkPolicyPort>>) -> Vec<(String, i32)> {
+        ports
+            .iter()
+            .flatten()
+            .map(|p| {
+                let Some(IntOrString::Int(n)) = p.port else {
+                    panic!("a numeric port")
+                };
+                (p.protocol.clone().unwrap(), n)
+            })
+            .collect()
+    }
+
+    fn app(name: &str) -> BTreeMap<String, String> {
+        BTreeMap::from([("app".to_owned(), name.to_owned())])
+    }
+
+    #[test]
+    fn every_tenant_gets_the_same_policies_in_its_namespace_as_guardrails() {
+        let reg = example_registry();
+        for id in [ACTIVE, PROVISIONING, DEPROVISIONING] {
+            let plan = plan(&reg, id);
+            let policies = network_policies(&plan);
+            assert_eq!(
+                names(&policies),
+                [
+                    "default-deny",
+                    "allow-ingress-controller",
+                    "allow-same-namespace",
+                    "allow-prometheus",
+                    "allow-egress"
+                ]
+            );
+            for p in &policies {
+                assert_eq!(p.metadata.namespace.as_ref(), Some(&plan.namespace));
+                let wave =
+                    &p.metadata.annotations.as_ref().unwrap()[crate::render::objects::SYNC_WAVE];
+                assert_eq!(*wave, wave::GUARDRAILS.to_string());
+            }
+        }
+    }
+
+    #[test]
+    fn default_deny_selects_every_pod_both_ways_and_allows_nothing() {
+        let reg = example_registry();
+        let policies = network_policies(&plan(&reg, ACTIVE));
+        let deny = spec(&policies, "default-deny");
+        assert_eq!(deny.pod_selector, Some(LabelSelector::default()));
+        assert_eq!(types(deny), ["Ingress", "Egress"]);
+        assert_eq!(deny.ingress, None);
+        assert_eq!(deny.egress, None);
+    }
+
+    #[test]
+    fn the_ingress_controller_reaches_only_the_gateway_port() {
+        let reg = example_registry();
+        let policies = network_policies(&plan(&reg, ACTIVE));
+        let s = spec(&policies, "allow-ingress-controller");
+        assert_eq!(
+            s.pod_selector,
+            Some(match_labels(&[("app", "api-gateway")]))
+        );
+        assert_eq!(types(s), ["Ingress"]);
+        assert_eq!(s.egress, None);
+        let [rule] = s.ingress.as_deref().unwrap() else {
+            panic!("one rule")
+        };
+        let from: Vec<_> = rule.from.iter().flatten().map(peer).collect();
+        assert_eq!(from, [(Some("ingress-nginx"), BTreeMap::new())]);
+        assert_eq!(ports(&rule.ports), [("TCP".to_owned(), 8100)]);
+    }
+
+    #[test]
+    fn the_namespace_talks_to_itself_on_any_port_and_to_no_other_namespace() {
+        let reg = example_registry();
+        let policies = network_policies(&plan(&reg, ACTIVE));
+        let s = spec(&policies, "allow-same-namespace");
+        assert_eq!(types(s), ["Ingress", "Egress"]);
+        let [inbound] = s.ingress.as_deref().unwrap() else {
+            panic!("one ingress rule")
+        };
+        let [outbound] = s.egress.as_deref().unwrap() else {
+            panic!("one egress rule")
+        };
+        for (peers, p) in [
+            (&inbound.from, &inbound.ports),
+            (&outbound.to, &outbound.ports),
+        ] {
+            let peers: Vec<_> = peers.iter().flatten().map(peer).collect();
+            assert_eq!(
+                peers,
+                [(None, BTreeMap::new())],
+                "pods of this namespace only"
+            );
+            assert_eq!(*p, None);
+        }
+    }
+
+    #[test]
+    fn prometheus_reaches_only_the_metrics_ports() {
+        let reg = example_registry();
+        let policies = network_policies(&plan(&reg, ACTIVE));
+        let s = spec(&policies, "allow-prometheus");
+        assert_eq!(types(s), ["Ingress"]);
+        let [rule] = s.ingress.as_deref().unwrap() else {
+            panic!("one rule")
+        };
+        let from: Vec<_> = rule.from.iter().flatten().map(peer).collect();
+        assert_eq!(from, [(Some("monitoring"), BTreeMap::new())]);
+        // Every product serves metrics on 9090: one port, not one per product.
+        assert_eq!(ports(&rule.ports), [("TCP".to_owned(), 9090)]);
+    }
+
+    #[test]
+    fn without_a_metrics_port_there_is_no_prometheus_policy() {
+        let reg = edited_registry(|s| {
+            keep_only_the_gateway(s);
+            replace_in(s, "products/api-gateway.yaml", "metricsPort: 9090\n", "");
+        });
+        let policies = network_policies(&plan(&reg, ACTIVE));
+        assert!(
+            !names(&policies).contains(&"allow-prometheus"),
+            "{:?}",
+            names(&policies)
+        );
+    }
+
+    #[test]
+    fn egress_is_dns_the_shared_services_in_use_and_https_outside_the_metadata_address() {
+        let reg = example_registry();
+        let policies = network_policies(&plan(&reg, ACTIVE));
+        let s = spec(&policies, "allow-egress");
+        assert_eq!(s.pod_selector, Some(LabelSelector::default()));
+        assert_eq!(types(s), ["Egress"]);
+        assert_eq!(s.ingress, None);
+        let rules = s.egress.as_deref().unwrap();
+        let summary: Vec<_> = rules
+            .iter()
+            .filter(|r| r.to.iter().flatten().all(|p| p.ip_block.is_none()))
+            .map(|r| {
+                let [to] = r.to.as_deref().unwrap() else {
+                    panic!("one peer per rule")
+                };
+                (peer(to), ports(&r.ports))
+            })
+            .collect();
+        let tcp = |n| ("TCP".to_owned(), n);
+        assert_eq!(
+            summary,
+            [
+                (
+                    (Some("kube-system"), BTreeMap::new()),
+                    vec![("UDP".to_owned(), 53), tcp(53)]
+                ),
+                ((Some("e-commerce-shared"), app("mysql")), vec![tcp(3306)]),
+                (
+                    (Some("e-commerce-shared"), app("rabbitmq")),
+                    vec![tcp(5672)]
+                ),
+                ((Some("e-commerce-shared"), app("minio")), vec![tcp(9000)]),
+            ]
+        );
+        let https = rules.last().unwrap();
+        let block = https.to.as_deref().unwrap()[0].ip_block.as_ref().unwrap();
+        assert_eq!(block.cidr, "0.0.0.0/0");
+        assert_eq!(
+            block.except.as_deref(),
+            Some(&["169.254.169.254/32".to_owned()][..])
+        );
+        assert_eq!(ports(&https.ports), [tcp(443)]);
+    }
+
+    #[test]
+    fn a_tenant_without_a_database_or_bucket_has_no_mysql_or_minio_egress() {
+        let reg = gateway_only_registry();
+        let policies = network_policies(&plan(&reg, ACTIVE));
+        let s = spec(&policies, "allow-egress");
+        let shared: Vec<_> = s
+            .egress
+            .iter()
+            .flatten()
+            .flat_map(|r| r.to.iter().flatten())
+            .map(peer)
+            .filter(|(ns, _)| *ns == Some("e-commerce-shared"))
+            .map(|(_, pods)| pods)
+            .collect();
+        assert_eq!(shared, [app("rabbitmq")]);
+    }
+}

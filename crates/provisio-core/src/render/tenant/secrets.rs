@@ -83,3 +83,142 @@ pub(super) fn external_secrets(plan: &TenantPlan<'_>) -> Vec<CustomResource<Exte
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{ACTIVE, example_registry, gateway_only_registry, plan};
+    use serde_json::Value;
+
+    fn keys(v: &Value) -> Vec<&str> {
+        let mut k: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
+        k.sort_unstable();
+        k
+    }
+
+    #[test]
+    fn each_database_and_shared_service_gets_one_external_secret() {
+        let reg = example_registry();
+        let plan = plan(&reg, ACTIVE);
+        let secrets = external_secrets(&plan);
+        let mut names: Vec<&str> = secrets
+            .iter()
+            .map(|s| s.metadata.name.as_deref().unwrap())
+            .collect();
+        names.sort_unstable();
+        let mut expected: Vec<String> = plan
+            .products
+            .iter()
+            .filter(|p| p.product.needs.database)
+            .map(|p| format!("{}-db-credentials", p.name))
+            .chain([
+                plan::MINIO_SECRET.to_owned(),
+                plan::RABBITMQ_SECRET.to_owned(),
+            ])
+            .collect();
+        expected.sort_unstable();
+        assert_eq!(names, expected);
+        assert_eq!(names.len(), 13, "11 databases, MinIO, RabbitMQ");
+    }
+
+    #[test]
+    fn external_secrets_reference_store_keys() {
+        let reg = example_registry();
+        let plan = plan(&reg, ACTIVE);
+        let secrets = external_secrets(&plan);
+        let find = |name: &str| {
+            secrets
+                .iter()
+                .find(|s| s.metadata.name.as_deref() == Some(name))
+                .unwrap_or_else(|| panic!("no ExternalSecret {name}"))
+        };
+        let refs = |s: &CustomResource<ExternalSecretSpec>| -> Vec<(String, String, String)> {
+            s.spec
+                .data
+                .iter()
+                .map(|d| {
+                    (
+                        d.secret_key.clone(),
+                        d.remote_ref.key.clone(),
+                        d.remote_ref.property.clone(),
+                    )
+                })
+                .collect()
+        };
+        let prefix = "/e-commerce/tenants/abc-corporation-7f3a9c";
+        let t = |a: &str, b: String, c: &str| (a.to_owned(), b, c.to_owned());
+        assert_eq!(
+            refs(find("orders-db-credentials")),
+            [
+                t("DB_USERNAME", format!("{prefix}/orders-db"), "username"),
+                t("DB_PASSWORD", format!("{prefix}/orders-db"), "password"),
+            ]
+        );
+        assert_eq!(
+            refs(find(plan::MINIO_SECRET)),
+            [
+                t("MINIO_ACCESS_KEY", format!("{prefix}/minio"), "access_key"),
+                t("MINIO_SECRET_KEY", format!("{prefix}/minio"), "secret_key"),
+            ]
+        );
+        assert_eq!(
+            refs(find(plan::RABBITMQ_SECRET)),
+            [
+                t("RABBITMQ_USER", format!("{prefix}/rabbitmq"), "username"),
+                t(
+                    "RABBITMQ_PASSWORD",
+                    format!("{prefix}/rabbitmq"),
+                    "password"
+                ),
+            ]
+        );
+        for s in &secrets {
+            assert_eq!(s.api_version, EXTERNAL_SECRET_API);
+            assert_eq!(s.metadata.namespace.as_ref(), Some(&plan.namespace));
+            assert_eq!(s.spec.secret_store_ref.name, "aws-secrets-manager");
+            assert_eq!(s.spec.secret_store_ref.kind, "ClusterSecretStore");
+            assert_eq!(s.spec.refresh_interval, "1h");
+            // The Secret is named after the ExternalSecret, owned by it, kept if it goes.
+            assert_eq!(Some(&s.spec.target.name), s.metadata.name.as_ref());
+            assert_eq!(s.spec.target.creation_policy, "Owner");
+            assert_eq!(s.spec.target.deletion_policy, "Retain");
+        }
+    }
+
+    /// The rendered objects have no place for a value: the spec is references only (no
+    /// `template`, no `dataFrom`, no literal data).
+    #[test]
+    fn external_secrets_never_contain_a_secret_value() {
+        let reg = example_registry();
+        for s in external_secrets(&plan(&reg, ACTIVE)) {
+            let v = serde_json::to_value(&s).unwrap();
+            assert_eq!(keys(&v), ["apiVersion", "kind", "metadata", "spec"]);
+            let spec = &v["spec"];
+            assert_eq!(
+                keys(spec),
+                ["data", "refreshInterval", "secretStoreRef", "target"]
+            );
+            assert_eq!(
+                keys(&spec["target"]),
+                ["creationPolicy", "deletionPolicy", "name"]
+            );
+            for d in spec["data"].as_array().unwrap() {
+                assert_eq!(keys(d), ["remoteRef", "secretKey"]);
+                assert_eq!(
+                    keys(&d["remoteRef"]),
+                    ["conversionStrategy", "decodingStrategy", "key", "property"]
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_tenant_without_database_or_bucket_gets_only_the_rabbitmq_credentials() {
+        let reg = gateway_only_registry();
+        let names: Vec<_> = external_secrets(&plan(&reg, ACTIVE))
+            .into_iter()
+            .map(|s| s.metadata.name.unwrap())
+            .collect();
+        assert_eq!(names, [plan::RABBITMQ_SECRET]);
+    }
+}
