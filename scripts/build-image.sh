@@ -1,0 +1,272 @@
+#!/usr/bin/env bash
+# Builds provisio's container image without Docker and without any container registry: a root
+# file system assembled from Debian packages, packed as an OCI image layout with Debian's
+# `umoci`, then its entrypoint is run (runc when it works here, otherwise the same config
+# through unshare + chroot, read-only root and a tmpfs /tmp and /work, as the Pod runs it):
+# `provisio --version`, and `provisio generate` on the bundled example registry. The Dockerfile
+# builds the same image where a Docker engine and registry are available.
+#
+#   scripts/build-image.sh [--binary PATH] [--method dpkg|debootstrap] [--out DIR] [--tag TAG]
+#                          [--runner auto|runc|chroot] [--no-run]
+#
+#   --binary  the provisio binary to ship (default target/release/provisio)
+#   --method  dpkg (default): `apt-get download` of the few packages needed and `dpkg-deb -x`;
+#             debootstrap: `debootstrap --variant=minbase` plus apt-get install in a chroot
+#   --out     output directory (default target/image): DIR/oci is the OCI image layout,
+#             DIR/provisio-TAG.oci.tar the same as one archive (`skopeo copy
+#             oci-archive:… docker://…` or `crane push` publishes it)
+#   --tag     image tag (default: the binary's version)
+#   --runner  how the entrypoint is run: runc, or chroot (unshare + chroot with the image's
+#             user, environment, read-only root and tmpfs /tmp and /work); auto (default)
+#             tries runc first
+#
+# Needs root (chroot, dpkg-deb ownership) and Debian's umoci, plus runc or unshare to run it;
+# debootstrap only for --method debootstrap. Packages come from the machine's apt sources.
+# Prints the build time, the image size and the run checks; exit 0 when all passed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+repo=$(pwd)
+
+binary=target/release/provisio method=dpkg out=target/image tag="" run=1 want_runner=auto
+while (($#)); do
+  case $1 in
+    --binary) binary=$2; shift 2 ;;
+    --method) method=$2; shift 2 ;;
+    --out) out=$2; shift 2 ;;
+    --tag) tag=$2; shift 2 ;;
+    --runner) want_runner=$2; shift 2 ;;
+    --no-run) run=0; shift ;;
+    -h|--help) sed -n '2,29p' "$0"; exit 0 ;;
+    *) echo "unknown argument $1" >&2; exit 2 ;;
+  esac
+done
+log() { printf '==> %s\n' "$*" >&2; }
+die() { echo "error: $*" >&2; exit 1; }
+[ "$(id -u)" = 0 ] || die "run as root (chroot and file ownership in the image)"
+[ -x "$binary" ] || die "no provisio binary at $binary (cargo build --locked --release, or --binary PATH)"
+command -v umoci >/dev/null || die "umoci is missing (apt-get install umoci)"
+binary=$(cd "$(dirname "$binary")" && pwd)/$(basename "$binary")
+version=$("$binary" --version | awk '{print $2}')
+tag=${tag:-$version}
+uid=10001
+start=$(date +%s.%N)
+
+mkdir -p "$out"
+out=$(cd "$out" && pwd)
+work=$(mktemp -d "$out/.build.XXXXXX")
+cleanup() { rm -rf "$work"; }
+trap cleanup EXIT
+rootfs=$work/rootfs
+mkdir -p "$rootfs"
+
+# Shared libraries of an ELF file → the Debian packages that ship them (on this machine).
+packages_of_libs() {
+  ldd "$1" | awk '/=> \//{print $3} /^\s*\/lib/{print $1}' | while read -r lib; do
+    dpkg -S "$(readlink -f "$lib")" 2>/dev/null || dpkg -S "$lib" 2>/dev/null || true
+  done | cut -d: -f1 | sort -u
+}
+
+# --- 1. the root file system from Debian packages -------------------------------------------
+if [ "$method" = dpkg ]; then
+  # Exactly what runs: provisio's libraries, mariadb-dump (backups) with its libraries and the
+  # client plugins (libmariadb3), the CA bundle, and base-files (os-release). No shell, no
+  # package manager, no perl.
+  mapfile -t pkgs < <({ packages_of_libs "$binary"; printf '%s\n' libc6 libgcc-s1 zlib1g libssl3 \
+    libmariadb3 ca-certificates base-files; } | sort -u)
+  log "apt-get download ${pkgs[*]} mariadb-client"
+  mkdir -p "$work/debs" && cd "$work/debs"
+  apt-get download -q "${pkgs[@]}" mariadb-client >/dev/null 2>"$work/download.log" ||
+    { cat "$work/download.log" >&2; die "apt-get download failed"; }
+  cd "$repo"
+  mkdir -p "$rootfs/var/lib/dpkg/status.d"
+  for deb in "$work"/debs/*.deb; do
+    name=$(dpkg-deb -f "$deb" Package)
+    if [ "$name" = mariadb-client ]; then
+      # Only the dump tool; the rest of the package is perl scripts and admin tools.
+      dpkg-deb -x "$deb" "$work/mariadb-client"
+      install -D -m 755 "$work/mariadb-client/usr/bin/mariadb-dump" "$rootfs/usr/bin/mariadb-dump"
+      ln -s mariadb-dump "$rootfs/usr/bin/mysqldump"
+    else
+      dpkg-deb -x "$deb" "$rootfs"
+    fi
+    # Package records in the distroless layout, so image scanners see what is inside.
+    { dpkg-deb -f "$deb"; echo "Status: install ok installed"; } >"$rootfs/var/lib/dpkg/status.d/$name"
+  done
+  # What ca-certificates' and openssl's maintainer scripts would have made.
+  mkdir -p "$rootfs/etc/ssl/certs" "$rootfs/usr/lib/ssl"
+  find "$rootfs/usr/share/ca-certificates/mozilla" -name '*.crt' | sort | xargs cat \
+    >"$rootfs/etc/ssl/certs/ca-certificates.crt"
+  ln -sfn /etc/ssl/certs "$rootfs/usr/lib/ssl/certs"
+  ln -sfn /etc/ssl/certs/ca-certificates.crt "$rootfs/usr/lib/ssl/cert.pem"
+  # Documentation, manuals and locales are not needed to run.
+  rm -rf "$rootfs"/usr/share/{doc,man,info,lintian,locale} "$rootfs/usr/share/ca-certificates"
+elif [ "$method" = debootstrap ]; then
+  command -v debootstrap >/dev/null || die "debootstrap is missing (apt-get install debootstrap)"
+  mirror=$(sed -n 's/^URIs: *\(.*debian\)$/\1/p' /etc/apt/sources.list.d/*.sources 2>/dev/null | head -1)
+  mirror=${mirror:-http://deb.debian.org/debian}
+  log "debootstrap --variant=minbase bookworm ($mirror)"
+  debootstrap --variant=minbase --include=ca-certificates,mariadb-client bookworm "$rootfs" "$mirror" \
+    >"$work/debootstrap.log" 2>&1 || { tail -20 "$work/debootstrap.log" >&2; die "debootstrap failed"; }
+  rm -rf "$rootfs"/var/cache/apt/* "$rootfs"/var/lib/apt/lists/* "$rootfs"/usr/share/{doc,man,info,locale}
+else
+  die "--method is dpkg or debootstrap"
+fi
+
+# --- 2. the user, the writable places, the binary and the example --------------------------
+mkdir -p "$rootfs/etc" "$rootfs/tmp" "$rootfs/work" "$rootfs/usr/local/bin" "$rootfs/usr/share/provisio"
+if [ "$method" = dpkg ]; then
+  printf 'root:x:0:0:root:/root:/usr/sbin/nologin\nprovisio:x:%s:%s:provisio:/work:/usr/sbin/nologin\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n' "$uid" "$uid" >"$rootfs/etc/passwd"
+  printf 'root:x:0:\nprovisio:x:%s:\nnogroup:x:65534:\n' "$uid" >"$rootfs/etc/group"
+  printf 'passwd: files\ngroup: files\nhosts: files dns\n' >"$rootfs/etc/nsswitch.conf"
+else
+  chroot "$rootfs" groupadd --gid "$uid" provisio
+  chroot "$rootfs" useradd --uid "$uid" --gid "$uid" --home-dir /work --no-create-home --shell /usr/sbin/nologin provisio
+fi
+chmod 1777 "$rootfs/tmp"
+chown "$uid:$uid" "$rootfs/work"
+base_size=$(du -sk "$rootfs" | cut -f1)
+
+app=$work/app
+mkdir -p "$app/usr/local/bin" "$app/usr/share/provisio"
+install -m 755 "$binary" "$app/usr/local/bin/provisio"
+# The bundled example: `provisio generate --registry /usr/share/provisio/registry --out DIR`.
+cp -r registry "$app/usr/share/provisio/registry"
+chmod -R a+rX,go-w "$app/usr/share/provisio"
+
+# --- 3. the OCI image: two layers (Debian packages, provisio) and the config ----------------
+oci=$out/oci
+rm -rf "$oci"
+umoci init --layout "$oci"
+umoci new --image "$oci:$tag"
+umoci insert --image "$oci:$tag" --history.created_by "debian packages ($method)" "$rootfs" /
+umoci insert --image "$oci:$tag" --history.created_by "provisio $version" "$app" /
+umoci config --image "$oci:$tag" \
+  --config.user "$uid:$uid" \
+  --config.workingdir /work \
+  --config.entrypoint /usr/local/bin/provisio \
+  --config.cmd --help \
+  --config.env PATH=/usr/local/bin:/usr/bin:/bin \
+  --config.env HOME=/tmp \
+  --config.env SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt \
+  --config.label "org.opencontainers.image.title=provisio" \
+  --config.label "org.opencontainers.image.version=$version" \
+  --config.label "org.opencontainers.image.source=https://gitlab.collectverything.com/platform/provisio" \
+  --config.label "org.opencontainers.image.revision=$(git rev-parse HEAD 2>/dev/null || echo unknown)" \
+  --history.created_by "provisio image config"
+umoci gc --layout "$oci"
+tar -C "$oci" -cf "$out/provisio-$tag.oci.tar" .
+built=$(date +%s.%N)
+
+manifest_digest=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["manifests"][0]["digest"].split(":")[1])' "$oci/index.json")
+read -r layers compressed < <(python3 - "$oci" "$manifest_digest" <<'EOF'
+import json, sys
+oci, digest = sys.argv[1], sys.argv[2]
+m = json.load(open(f"{oci}/blobs/sha256/{digest}"))
+print(len(m["layers"]), sum(l["size"] for l in m["layers"]))
+EOF
+)
+printf 'image: %s:%s (OCI layout), %s layers\n' "$oci" "$tag" "$layers"
+printf 'build time: %.1f s (method %s)\n' "$(echo "$built - $start" | bc)" "$method"
+printf 'size: %s compressed layers, %s unpacked (%s of it Debian packages, %s provisio + example)\n' \
+  "$(numfmt --to=iec "$compressed")" "$(numfmt --to=iec $(( $(du -sk "$rootfs" "$app" -c | tail -1 | cut -f1) * 1024 )))" \
+  "$(numfmt --to=iec $((base_size * 1024)))" "$(numfmt --to=iec $(( $(du -sk "$app" | cut -f1) * 1024 )))"
+
+[ "$run" = 1 ] || exit 0
+
+# --- 4. run the entrypoint ------------------------------------------------------------------
+bundle=$work/bundle
+umoci unpack --image "$oci:$tag" "$bundle" >/dev/null
+# As the Pod runs it: read-only root, /tmp and /work writable (the emptyDirs).
+# (/work belongs to the image's user, as an emptyDir does to the Pod's fsGroup.)
+python3 - "$bundle/config.json" "$uid" <<'EOF'
+import json, sys
+c = json.load(open(sys.argv[1]))
+uid = sys.argv[2]
+c["process"]["terminal"] = False
+c["root"]["readonly"] = True
+c["mounts"].append({"destination": "/tmp", "type": "tmpfs", "source": "tmpfs",
+                    "options": ["nosuid", "nodev", "mode=1777"]})
+c["mounts"].append({"destination": "/work", "type": "tmpfs", "source": "tmpfs",
+                    "options": ["nosuid", "nodev", "mode=0755", f"uid={uid}", f"gid={uid}"]})
+json.dump(c, open(sys.argv[1], "w"), indent=1)
+EOF
+process() { python3 -c 'import json,sys; p=json.load(open(sys.argv[1]))["process"]; print(eval(sys.argv[2]))' "$bundle/config.json" "$1"; }
+entrypoint=$(process 'p["args"][0]')
+user=$(process 'str(p["user"]["uid"]) + ":" + str(p["user"]["gid"])')
+mapfile -t env < <(process '"\n".join(p["env"])')
+
+runner=""
+# run_as_image PROGRAM ARGS...: PROGRAM from the image, as the image's user, read-only root.
+run_as_image() {
+  if [ "$runner" = runc ]; then
+    python3 - "$bundle/config.json" "$@" <<'EOF'
+import json, sys
+c = json.load(open(sys.argv[1]))
+c["process"]["args"] = sys.argv[2:]
+json.dump(c, open(sys.argv[1], "w"), indent=1)
+EOF
+    runc --root "$work/runc" run --bundle "$bundle" "provisio-check-$$-$RANDOM" </dev/null
+  else
+    # The same user and environment from the image config, in private mount and pid
+    # namespaces: the root bind-mounted read-only, tmpfs on /tmp and /work. (chroot starts
+    # in /, not in the config's working directory /work: the checks pass absolute paths.)
+    unshare --mount --pid --fork --propagation private sh -c '
+      root=$1 uid=$2; shift 2
+      mount --bind "$root" "$root" && mount -o remount,bind,ro "$root" &&
+        mount -t tmpfs -o nosuid,nodev,mode=1777 tmpfs "$root/tmp" &&
+        mount -t tmpfs -o "nosuid,nodev,mode=0755,uid=$uid,gid=$uid" tmpfs "$root/work" && exec "$@"' \
+      sh "$bundle/rootfs" "$uid" env -i "${env[@]}" "$(command -v chroot)" --userspec="$user" "$bundle/rootfs" "$@"
+  fi
+}
+# run_image ARGS...: the image's entrypoint with ARGS.
+run_image() { run_as_image "$entrypoint" "$@"; }
+
+if [ "$want_runner" = runc ] || { [ "$want_runner" = auto ] && command -v runc >/dev/null &&
+  run_probe=$(runner=runc; run_as_image "$entrypoint" --version 2>&1); }; then
+  runner=runc
+elif [ "$want_runner" = chroot ]; then
+  runner=chroot
+else
+  runner=chroot
+  log "runc cannot run a container here ($(printf '%s' "${run_probe:-runc missing}" | tail -1)); using unshare + chroot"
+fi
+
+failed=0
+check() {
+  local what=$1 out; shift
+  if out=$("$@" 2>&1); then echo "ok: $what"; else echo "FAILED: $what"; printf '%s\n' "$out" | sed 's/^/    /'; failed=1; fi
+}
+version_is() { [ "$(run_image --version)" = "provisio $version" ]; }
+generate_example() {
+  # The bundled example registry rendered into the writable /work (a fresh tmpfs per run).
+  run_image generate --registry /usr/share/provisio/registry --out /work/out
+}
+read_only_root() {
+  # Writing next to the registry, on the image's root, must fail, and say why.
+  local out
+  if out=$(run_image generate --registry /usr/share/provisio/registry --out /usr/share/provisio/out 2>&1); then
+    echo "generate wrote to the root file system"; return 1
+  fi
+  grep -q 'Read-only file system' <<<"$out" || { echo "$out"; return 1; }
+}
+libraries_resolve() {
+  local f missing=0
+  for f in usr/local/bin/provisio usr/bin/mariadb-dump; do
+    # The image's own loader lists the libraries it would load, with the image as root.
+    if chroot "$bundle/rootfs" /lib64/ld-linux-x86-64.so.2 --list "/$f" | grep -q 'not found'; then
+      chroot "$bundle/rootfs" /lib64/ld-linux-x86-64.so.2 --list "/$f"; missing=1
+    fi
+  done
+  return "$missing"
+}
+check "[$runner] entrypoint runs as $user: provisio --version is provisio $version" version_is
+check "[$runner] provisio generate on the bundled example registry into /work" generate_example
+check "[$runner] the root file system is read-only (generate into /usr/share fails)" read_only_root
+check "[$runner] mariadb-dump runs" run_as_image /usr/bin/mariadb-dump --version
+if [ "$method" = dpkg ]; then
+  check "no shell and no package manager in the image" \
+    sh -c "! ls '$bundle/rootfs/bin/sh' '$bundle/rootfs/usr/bin/sh' '$bundle/rootfs/usr/bin/dpkg' '$bundle/rootfs/usr/bin/apt' 2>/dev/null | grep -q ."
+fi
+check "every shared library of provisio and mariadb-dump resolves inside the image" libraries_resolve
+printf 'build + checks: %.1f s\n' "$(echo "$(date +%s.%N) - $start" | bc)"
+exit "$failed"
