@@ -59,47 +59,10 @@ trap cleanup EXIT
 rootfs=$work/rootfs
 mkdir -p "$rootfs"
 
-# Shared libraries of an ELF file → the Debian packages that ship them (on this machine).
-packages_of_libs() {
-  ldd "$1" | awk '/=> \//{print $3} /^\s*\/lib/{print $1}' | while read -r lib; do
-    dpkg -S "$(readlink -f "$lib")" 2>/dev/null || dpkg -S "$lib" 2>/dev/null || true
-  done | cut -d: -f1 | sort -u
-}
-
 # --- 1. the root file system from Debian packages -------------------------------------------
 if [ "$method" = dpkg ]; then
-  # Exactly what runs: provisio's libraries, mariadb-dump (backups) with its libraries and the
-  # client plugins (libmariadb3), the CA bundle, and base-files (os-release). No shell, no
-  # package manager, no perl.
-  mapfile -t pkgs < <({ packages_of_libs "$binary"; printf '%s\n' libc6 libgcc-s1 zlib1g libssl3 \
-    libmariadb3 ca-certificates base-files; } | sort -u)
-  log "apt-get download ${pkgs[*]} mariadb-client"
-  mkdir -p "$work/debs" && cd "$work/debs"
-  apt-get download -q "${pkgs[@]}" mariadb-client >/dev/null 2>"$work/download.log" ||
-    { cat "$work/download.log" >&2; die "apt-get download failed"; }
-  cd "$repo"
-  mkdir -p "$rootfs/var/lib/dpkg/status.d"
-  for deb in "$work"/debs/*.deb; do
-    name=$(dpkg-deb -f "$deb" Package)
-    if [ "$name" = mariadb-client ]; then
-      # Only the dump tool; the rest of the package is perl scripts and admin tools.
-      dpkg-deb -x "$deb" "$work/mariadb-client"
-      install -D -m 755 "$work/mariadb-client/usr/bin/mariadb-dump" "$rootfs/usr/bin/mariadb-dump"
-      ln -s mariadb-dump "$rootfs/usr/bin/mysqldump"
-    else
-      dpkg-deb -x "$deb" "$rootfs"
-    fi
-    # Package records in the distroless layout, so image scanners see what is inside.
-    { dpkg-deb -f "$deb"; echo "Status: install ok installed"; } >"$rootfs/var/lib/dpkg/status.d/$name"
-  done
-  # What ca-certificates' and openssl's maintainer scripts would have made.
-  mkdir -p "$rootfs/etc/ssl/certs" "$rootfs/usr/lib/ssl"
-  find "$rootfs/usr/share/ca-certificates/mozilla" -name '*.crt' | sort | xargs cat \
-    >"$rootfs/etc/ssl/certs/ca-certificates.crt"
-  ln -sfn /etc/ssl/certs "$rootfs/usr/lib/ssl/certs"
-  ln -sfn /etc/ssl/certs/ca-certificates.crt "$rootfs/usr/lib/ssl/cert.pem"
-  # Documentation, manuals and locales are not needed to run.
-  rm -rf "$rootfs"/usr/share/{doc,man,info,lintian,locale} "$rootfs/usr/share/ca-certificates"
+  # Exactly what runs, nothing else: see scripts/image-rootfs.sh (shared with the Dockerfile).
+  bash scripts/image-rootfs.sh "$rootfs" "$binary"
 elif [ "$method" = debootstrap ]; then
   command -v debootstrap >/dev/null || die "debootstrap is missing (apt-get install debootstrap)"
   mirror=$(sed -n 's/^URIs: *\(.*debian\)$/\1/p' /etc/apt/sources.list.d/*.sources 2>/dev/null | head -1)
@@ -112,18 +75,12 @@ else
   die "--method is dpkg or debootstrap"
 fi
 
-# --- 2. the user, the writable places, the binary and the example --------------------------
-mkdir -p "$rootfs/etc" "$rootfs/tmp" "$rootfs/work" "$rootfs/usr/local/bin" "$rootfs/usr/share/provisio"
-if [ "$method" = dpkg ]; then
-  printf 'root:x:0:0:root:/root:/usr/sbin/nologin\nprovisio:x:%s:%s:provisio:/work:/usr/sbin/nologin\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n' "$uid" "$uid" >"$rootfs/etc/passwd"
-  printf 'root:x:0:\nprovisio:x:%s:\nnogroup:x:65534:\n' "$uid" >"$rootfs/etc/group"
-  printf 'passwd: files\ngroup: files\nhosts: files dns\n' >"$rootfs/etc/nsswitch.conf"
-else
+# --- 2. the binary and the example (the second layer) --------------------------------------
+if [ "$method" = debootstrap ]; then
   chroot "$rootfs" groupadd --gid "$uid" provisio
   chroot "$rootfs" useradd --uid "$uid" --gid "$uid" --home-dir /work --no-create-home --shell /usr/sbin/nologin provisio
+  mkdir -p "$rootfs/work" && chown "$uid:$uid" "$rootfs/work"
 fi
-chmod 1777 "$rootfs/tmp"
-chown "$uid:$uid" "$rootfs/work"
 base_size=$(du -sk "$rootfs" | cut -f1)
 
 app=$work/app
