@@ -49,7 +49,9 @@ binary=$(cd "$(dirname "$binary")" && pwd)/$(basename "$binary")
 version=$("$binary" --version | awk '{print $2}')
 tag=${tag:-$version}
 uid=10001
-start=$(date +%s.%N)
+start=$(date +%s%N)
+# Seconds since the start, one decimal.
+elapsed() { local ms=$((($(date +%s%N) - start) / 1000000)); printf '%d.%d' $((ms / 1000)) $((ms % 1000 / 100)); }
 
 mkdir -p "$out"
 out=$(cd "$out" && pwd)
@@ -112,21 +114,24 @@ umoci config --image "$oci:$tag" \
   --history.created_by "provisio image config"
 umoci gc --layout "$oci"
 tar -C "$oci" -cf "$out/provisio-$tag.oci.tar" .
-built=$(date +%s.%N)
+built=$(elapsed)
 
-manifest_digest=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["manifests"][0]["digest"].split(":")[1])' "$oci/index.json")
-read -r layers compressed < <(python3 - "$oci" "$manifest_digest" <<'EOF'
+# Sizes: each layer as stored (gzip) and unpacked.
+read -r base_gz app_gz < <(python3 - "$oci" <<'EOF'
 import json, sys
-oci, digest = sys.argv[1], sys.argv[2]
-m = json.load(open(f"{oci}/blobs/sha256/{digest}"))
-print(len(m["layers"]), sum(l["size"] for l in m["layers"]))
+oci = sys.argv[1]
+index = json.load(open(f"{oci}/index.json"))
+manifest = json.load(open(f"{oci}/blobs/sha256/" + index["manifests"][0]["digest"].split(":")[1]))
+print(*(layer["size"] for layer in manifest["layers"]))
 EOF
 )
-printf 'image: %s:%s (OCI layout), %s layers\n' "$oci" "$tag" "$layers"
-printf 'build time: %.1f s (method %s)\n' "$(echo "$built - $start" | bc)" "$method"
-printf 'size: %s compressed layers, %s unpacked (%s of it Debian packages, %s provisio + example)\n' \
-  "$(numfmt --to=iec "$compressed")" "$(numfmt --to=iec $(( $(du -sk "$rootfs" "$app" -c | tail -1 | cut -f1) * 1024 )))" \
-  "$(numfmt --to=iec $((base_size * 1024)))" "$(numfmt --to=iec $(( $(du -sk "$app" | cut -f1) * 1024 )))"
+iec() { numfmt --to=iec-i --suffix=B "$1"; }
+app_size=$(du -sk "$app" | cut -f1)
+printf 'image: %s:%s (OCI layout; archive %s)\n' "$oci" "$tag" "$out/provisio-$tag.oci.tar"
+printf 'build time: %s s (method %s)\n' "$built" "$method"
+printf 'size: %s compressed (%s unpacked): Debian layer %s (%s), provisio + example layer %s (%s)\n' \
+  "$(iec $((base_gz + app_gz)))" "$(iec $(((base_size + app_size) * 1024)))" \
+  "$(iec "$base_gz")" "$(iec $((base_size * 1024)))" "$(iec "$app_gz")" "$(iec $((app_size * 1024)))"
 
 [ "$run" = 1 ] || exit 0
 
@@ -225,5 +230,5 @@ if [ "$method" = dpkg ]; then
     sh -c "! ls '$bundle/rootfs/bin/sh' '$bundle/rootfs/usr/bin/sh' '$bundle/rootfs/usr/bin/dpkg' '$bundle/rootfs/usr/bin/apt' 2>/dev/null | grep -q ."
 fi
 check "every shared library of provisio and mariadb-dump resolves inside the image" libraries_resolve
-printf 'build + checks: %.1f s\n' "$(echo "$(date +%s.%N) - $start" | bc)"
+printf 'build + checks: %s s\n' "$(elapsed)"
 exit "$failed"
