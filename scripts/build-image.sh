@@ -25,7 +25,6 @@
 # Prints the build time, the image size and the run checks; exit 0 when all passed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-repo=$(pwd)
 
 binary=target/release/provisio method=dpkg out=target/image tag="" run=1 want_runner=auto
 while (($#)); do

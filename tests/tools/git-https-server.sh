@@ -111,6 +111,7 @@ start() {
 case $cmd in
   start) start ;;
   stop) stop_pidfile "$pidfile" "$conf" ;;
-  env) [ -f "$pidfile" ] && pid_matches "$(cat "$pidfile")" "$conf" && cat "$dir/env" || die "not running in $dir" ;;
+  env)
+    if [ -f "$pidfile" ] && pid_matches "$(cat "$pidfile")" "$conf"; then cat "$dir/env"; else die "not running in $dir"; fi ;;
   *) usage ;;
 esac

@@ -14,7 +14,7 @@ passed=0 failed=0
 cleanup() {
   "$here/git-https-server.sh" stop "$tmp/https" >/dev/null 2>&1
   "$here/git-ssh-server.sh" stop "$tmp/ssh" >/dev/null 2>&1
-  [ -n "${KEEP:-}" ] && echo "kept $tmp" || rm -rf "$tmp"
+  if [ -n "${KEEP:-}" ]; then echo "kept $tmp"; else rm -rf "$tmp"; fi
 }
 trap cleanup EXIT
 
@@ -104,7 +104,7 @@ if "$here/git-ssh-server.sh" start "$tmp/ssh" >"$tmp/ssh.env" 2>"$tmp/ssh.err"; 
     env GIT_SSH_COMMAND="$base_ssh -i $tmp/stranger_key -o UserKnownHostsFile=$GIT_SSH_KNOWN_HOSTS" \
     git ls-remote "$GIT_SSH_URL/smoke.git"
   refused "ssh: a shell command is refused" "only git" \
-    $GIT_SSH_COMMAND -p "$GIT_SSH_PORT" "$GIT_SSH_USER@127.0.0.1" id
+    sh -c "$GIT_SSH_COMMAND -p $GIT_SSH_PORT $GIT_SSH_USER@127.0.0.1 id"
   refused "ssh: a path outside the repositories is refused" "refused path" \
     env GIT_SSH_COMMAND="$GIT_SSH_COMMAND" git ls-remote "$GIT_SSH_URL/../https/repos/smoke.git"
 else

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared helpers of git-https-server.sh and git-ssh-server.sh (sourced, not run).
 # Servers listen on 127.0.0.1 only; every process is started and stopped by its pid file.
 
