@@ -10,7 +10,9 @@
 use aes_gcm::Aes256Gcm;
 use aes_gcm::aead::{Aead as _, KeyInit, Payload};
 use chacha20poly1305::ChaCha20Poly1305;
-use rand::RngCore;
+use rand::Rng as _;
+use rand::rand_core::UnwrapErr;
+use rand::rngs::SysRng;
 use serde_json::{Value, json};
 
 use super::aws::Client;
@@ -106,8 +108,8 @@ fn associated_data(cipher: &Cipher, nonce: &[u8]) -> Vec<u8> {
 pub fn encrypt(plain: &[u8], password: &str, aead: Aead) -> Result<Vec<u8>, CryptoError> {
     let mut salt = [0u8; SALT_LEN];
     let mut nonce = [0u8; NONCE_LEN];
-    rand::rngs::OsRng.fill_bytes(&mut salt);
-    rand::rngs::OsRng.fill_bytes(&mut nonce);
+    UnwrapErr(SysRng).fill_bytes(&mut salt);
+    UnwrapErr(SysRng).fill_bytes(&mut nonce);
     encrypt_with(plain, password, aead, &salt, &nonce)
 }
 
