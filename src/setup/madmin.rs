@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 
 use super::aws::Client;
 use super::secrets::{self, SecretStore};
-use super::{Change, Report, SetupError};
+use super::{Change, JsonAnswer, Report, SetupError};
 use crate::io::http::Response;
 use provisio_core::plan::setup::S3Spec;
 
@@ -223,7 +223,7 @@ impl MinioAdmin {
             return Ok(None);
         }
         let r = self.expect_ok(r, &format!("read user {access_key}"))?;
-        r.json("minio", &format!("read user {access_key}"))
+        r.answer("minio", &format!("read user {access_key}"))
             .map(Some)
     }
 
@@ -255,7 +255,7 @@ impl MinioAdmin {
             return Ok(None);
         }
         let r = self.expect_ok(r, &format!("read policy {name}"))?;
-        let v: Value = r.json("minio", &format!("read policy {name}"))?;
+        let v: Value = r.answer("minio", &format!("read policy {name}"))?;
         // Newer servers wrap the document: {"PolicyName": …, "Policy": {…}}.
         Ok(Some(v.get("Policy").cloned().unwrap_or(v)))
     }

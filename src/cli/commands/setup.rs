@@ -12,7 +12,7 @@ use chrono::{DateTime, Utc};
 use crate::cli::EXIT_OK;
 use crate::setup::aws::{self, Credentials};
 use crate::setup::secrets::{AwsSecretsManager, FileStore, SecretStore};
-use crate::setup::{self, Report, Retry, SetupError, SetupSpec};
+use crate::setup::{self, Policy, Report, SetupError, SetupSpec};
 
 pub use provisio_core::plan::setup::SPEC_ENV;
 
@@ -49,7 +49,8 @@ pub struct Args {
     /// Attempts per connection before giving up on an unreachable server.
     #[arg(long, default_value_t = 6)]
     pub attempts: u32,
-    /// First backoff delay in milliseconds (doubled after each failed attempt).
+    /// First backoff delay in milliseconds (doubled after each failed attempt, at most 30 s,
+    /// plus a random part up to the delay itself).
     #[arg(long, default_value_t = 500)]
     pub backoff_ms: u64,
     /// `minio` only: buckets through the S3 API, without the tenant user and policy of
@@ -88,7 +89,7 @@ fn aws_credentials() -> Result<Credentials, SetupError> {
 }
 
 impl StoreArg {
-    fn open(&self, retry: Retry) -> Result<Box<dyn SecretStore>, SetupError> {
+    fn open(&self, retry: Policy) -> Result<Box<dyn SecretStore>, SetupError> {
         match self {
             StoreArg::File(dir) => Ok(Box::new(FileStore::new(dir))),
             StoreArg::AwsSecretsManager => {
@@ -157,7 +158,7 @@ fn minio_s3_client(
     spec: &provisio_core::plan::setup::S3Spec,
     access_key: &str,
     secret_key: &str,
-    retry: Retry,
+    retry: Policy,
 ) -> Result<aws::Client, SetupError> {
     let scheme = if spec.use_ssl { "https" } else { "http" };
     let region = std::env::var("MINIO_REGION").unwrap_or_else(|_| "us-east-1".to_owned());
@@ -185,10 +186,7 @@ fn execute(args: &Args, teardown: bool) -> Result<Report, SetupError> {
     if teardown {
         setup::check_deletion_due(&spec, args.now.unwrap_or_else(Utc::now))?;
     }
-    let retry = Retry {
-        attempts: args.attempts,
-        base: Duration::from_millis(args.backoff_ms),
-    };
+    let retry = Policy::new(args.attempts, Duration::from_millis(args.backoff_ms));
     let store = args.secret_store.open(retry)?;
     match args.service {
         Service::Mysql => match &spec.mysql {
