@@ -5,7 +5,7 @@
 //!
 //! - `POST /api/v1/provisioning/webhooks/{subscription-created|subscription-updated|subscription-cancelled}`
 //! - `GET /healthz` (the process answers), `GET /readyz` (the writer is running),
-//!   `GET /metrics` (Prometheus), `GET /openapi.json` (the committed `docs/openapi.json`).
+//!   `GET /metrics` (OpenMetrics, [`crate::services::metrics`]), `GET /openapi.json` (the committed `docs/openapi.json`).
 
 pub mod auth;
 pub mod error;
@@ -116,6 +116,7 @@ pub fn app(config: &Config) -> Result<Router, ServeError> {
         .name("provisio-intake-writer".to_owned())
         .spawn(move || writer::run(store, state, rx, clock, author, max_group, m))
         .map_err(ServeError::Io)?;
+    let registry = metrics.registry();
     let app = Arc::new(App {
         auth: Authenticator::new(config.secret.clone(), config.signature_window_secs),
         clock: config.clock.clone(),
@@ -137,7 +138,7 @@ pub fn app(config: &Config) -> Result<Router, ServeError> {
         )
         .route(
             "/metrics",
-            get(metrics_text).fallback(|| method_not_allowed("GET, HEAD")),
+            crate::services::metrics::route(registry).fallback(|| method_not_allowed("GET, HEAD")),
         )
         .route(
             "/openapi.json",
@@ -374,16 +375,6 @@ async fn readyz(State(app): State<Arc<App>>) -> Response {
     } else {
         axum::Json(serde_json::json!({"status": "ready"})).into_response()
     }
-}
-
-async fn metrics_text(State(app): State<Arc<App>>) -> impl IntoResponse {
-    (
-        [(
-            header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
-        app.metrics.render(),
-    )
 }
 
 async fn openapi() -> impl IntoResponse {

@@ -31,7 +31,7 @@ pub struct Status {
 
 /// Every metric watch mode exports.
 pub struct Metrics {
-    registry: Registry,
+    registry: Arc<Registry>,
     pub regenerations: Family<Outcome, Counter>,
     pub duration: Histogram,
     pub tenants: Family<Status, Gauge>,
@@ -49,9 +49,9 @@ impl Default for Metrics {
 
 impl Metrics {
     pub fn new() -> Metrics {
-        let mut registry = Registry::with_prefix("provisio");
+        let mut registry = crate::services::metrics::registry();
         let m = Metrics {
-            registry: Registry::default(),
+            registry: Arc::default(),
             regenerations: Family::default(),
             duration: Histogram::new(exponential_buckets(0.01, 2.0, 14)),
             tenants: Family::default(),
@@ -95,7 +95,10 @@ impl Metrics {
             "Unix time of the last regeneration that ended with the output delivered",
             m.last_success.clone(),
         );
-        Metrics { registry, ..m }
+        Metrics {
+            registry: Arc::new(registry),
+            ..m
+        }
     }
 
     pub fn regeneration(&self, outcome: &str) {
@@ -129,12 +132,14 @@ impl Metrics {
         self.last_success.set(t);
     }
 
-    /// The text exposition.
+    /// The registry, for the `/metrics` route.
+    pub fn registry(&self) -> Arc<Registry> {
+        self.registry.clone()
+    }
+
+    /// The exposition, as `/metrics` serves it.
     pub fn encode(&self) -> String {
-        let mut s = String::new();
-        prometheus_client::encoding::text::encode(&mut s, &self.registry)
-            .expect("writing to a String cannot fail");
-        s
+        crate::services::metrics::encode(&self.registry)
     }
 }
 
@@ -177,7 +182,7 @@ pub fn serve(
                     tiny_http::Response::from_string(metrics.encode()).with_header(
                         tiny_http::Header::from_bytes(
                             "Content-Type",
-                            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                            crate::services::metrics::CONTENT_TYPE,
                         )
                         .expect("a valid header"),
                     )
