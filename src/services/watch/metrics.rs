@@ -1,10 +1,8 @@
-//! Watch-mode metrics (`prometheus-client`) and the small HTTP server (`tiny_http`) that
-//! serves them at `/metrics` in the Prometheus/OpenMetrics text format.
+//! Watch-mode metrics, in a `prometheus-client` registry served at `/metrics` by
+//! [`crate::services::metrics`] (on the address `--metrics-addr` names).
 
-use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::Duration;
+use std::sync::atomic::AtomicU64;
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -12,7 +10,6 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
-use tracing::{debug, warn};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct Outcome {
@@ -141,65 +138,6 @@ impl Metrics {
     pub fn encode(&self) -> String {
         crate::services::metrics::encode(&self.registry)
     }
-}
-
-#[derive(Debug, thiserror::Error)]
-#[error("cannot listen for /metrics on {addr}: {message}")]
-pub struct ServeError {
-    pub addr: SocketAddr,
-    pub message: String,
-}
-
-/// Serves `/metrics` on `addr` from a thread until `stop` is set. Returns the bound address
-/// (port 0 picks a free one).
-pub fn serve(
-    addr: SocketAddr,
-    metrics: Arc<Metrics>,
-    stop: Arc<AtomicBool>,
-) -> Result<(SocketAddr, std::thread::JoinHandle<()>), ServeError> {
-    let server = tiny_http::Server::http(addr).map_err(|e| ServeError {
-        addr,
-        message: e.to_string(),
-    })?;
-    let bound = server.server_addr().to_ip().ok_or_else(|| ServeError {
-        addr,
-        message: "not an IP socket".into(),
-    })?;
-    let handle = std::thread::Builder::new()
-        .name("metrics".into())
-        .spawn(move || {
-            while !stop.load(Ordering::Relaxed) {
-                let req = match server.recv_timeout(Duration::from_millis(200)) {
-                    Ok(Some(r)) => r,
-                    Ok(None) => continue,
-                    Err(e) => {
-                        warn!(error = %e, "metrics server: receive failed");
-                        continue;
-                    }
-                };
-                debug!(url = %req.url(), "metrics request");
-                let resp = if req.url() == "/metrics" {
-                    tiny_http::Response::from_string(metrics.encode()).with_header(
-                        tiny_http::Header::from_bytes(
-                            "Content-Type",
-                            crate::services::metrics::CONTENT_TYPE,
-                        )
-                        .expect("a valid header"),
-                    )
-                } else {
-                    tiny_http::Response::from_string("not found; try /metrics\n")
-                        .with_status_code(404)
-                };
-                if let Err(e) = req.respond(resp) {
-                    debug!(error = %e, "metrics server: respond failed");
-                }
-            }
-        })
-        .map_err(|e| ServeError {
-            addr,
-            message: e.to_string(),
-        })?;
-    Ok((bound, handle))
 }
 
 #[cfg(test)]
