@@ -5,6 +5,8 @@
 //! values are bound as statement parameters, except passwords in `CREATE/ALTER USER` where
 //! the server accepts no parameter (see [`password_literal`]). In `GRANT … ON db.*` the database is a
 //! pattern where `_` is a wildcard, so it is escaped (`\_`): `a_b` must not also grant `aXb`.
+//! Connecting, and starting over after a broken connection, are retried under the one
+//! [`Policy`] of every outbound caller; `is_transient` says which MySQL errors qualify.
 
 use std::collections::BTreeSet;
 use std::time::Duration;

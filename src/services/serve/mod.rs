@@ -1,7 +1,8 @@
-//! `provisio serve`: the billing intake over HTTP (axum on tokio). Requests are checked here
-//! (size, authentication, content type, payload) and handed to the single writer
-//! ([`writer`]) which applies them to the registry ([`provisio_core::intake`]) and commits; the
-//! answer goes out only after the commit. Routes:
+//! `provisio serve`: the billing intake over HTTP (axum on tokio, the stack of
+//! [`crate::services::http`]). Requests are checked here (size, authentication, content
+//! type, payload) and handed to the single writer ([`writer`]) which applies them to the
+//! registry ([`provisio_core::intake`]) and commits; the answer goes out only after the
+//! commit. Routes:
 //!
 //! - `POST /api/v1/provisioning/webhooks/{subscription-created|subscription-updated|subscription-cancelled}`
 //! - `GET /healthz` (the process answers), `GET /readyz` (the writer is running),
