@@ -1,8 +1,9 @@
 //! `setup rabbitmq` / `teardown rabbitmq` through the management HTTP API
 //! ([`super::management`]): the tenant's vhost, its user (no management tags) with
 //! permissions on that vhost only, the topic exchange, one durable queue per product with
-//! `x-message-ttl` / `x-max-length`, and the bindings by routing key. Converges: queues and bindings the spec no longer lists go
-//! (a queue only when empty), changed queue arguments recreate an empty queue.
+//! `x-message-ttl` / `x-max-length`, and the bindings by routing key. Converges: queues and
+//! bindings the spec no longer lists go (a queue only when empty), changed queue arguments
+//! recreate an empty queue.
 
 use std::collections::{BTreeMap, BTreeSet};
 
