@@ -14,7 +14,8 @@ use common::Workspace;
 use provisio::io::repo::Author;
 use provisio::io::repo::message::Why;
 use provisio::io::repo::output::{OutputRepo, RepoConfig};
-use provisio::ops::deliver::{self as delivery, Backoff, DeliveryError};
+use provisio::io::retry::Policy;
+use provisio::ops::deliver::{self as delivery, DeliveryError};
 use provisio::ops::generate::{self as pipeline, GenerateOptions};
 use watch_support::*;
 
@@ -29,11 +30,10 @@ fn cfg(url: &str) -> RepoConfig {
     }
 }
 
-fn fast() -> Backoff {
-    Backoff {
-        attempts: 3,
-        initial: Duration::from_millis(10),
+fn fast() -> Policy {
+    Policy {
         max: Duration::from_millis(40),
+        ..Policy::new(3, Duration::from_millis(10)).without_jitter()
     }
 }
 

@@ -581,10 +581,11 @@ fn operational_endpoints() {
     let m = request(&agent, "GET", addr, "/metrics", &[], b"");
     assert_eq!(m.status, 200);
     assert!(
-        m.content_type.starts_with("text/plain"),
+        m.content_type.starts_with("application/openmetrics-text"),
         "{}",
         m.content_type
     );
+    assert!(m.body.ends_with("# EOF\n"), "{}", m.body);
     for line in [
         "provisio_intake_events_total{event=\"created\",outcome=\"created\"} 1",
         "provisio_intake_events_total{event=\"created\",outcome=\"ok\"} 1",

@@ -241,7 +241,7 @@ fn admin_requests_match_the_python_sdk() {
             secret_key: ADMIN_SECRET.into(),
             session_token: None,
         },
-        provisio::setup::Retry::default(),
+        provisio::io::retry::Policy::default(),
     )
     .unwrap();
     let admin = MinioAdmin::new(client, ADMIN_SECRET.into());

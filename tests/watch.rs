@@ -1,7 +1,7 @@
 //! `provisio watch`, the real binary against a registry directory and a bare "manifests"
 //! repository (file:// URL): a broken registry file changes nothing and is picked up once
 //! fixed; mass deletions are refused with the count and the ids; a burst of writes is one
-//! commit; SIGTERM/SIGINT exit 0; `/metrics`; the Argo CD nudge; `--registry-git` polling.
+//! commit; SIGTERM/SIGINT exit 0, a second signal while stopping 1; `/metrics`; the Argo CD nudge; `--registry-git` polling.
 
 mod common;
 mod watch_support;
@@ -215,6 +215,47 @@ fn sigterm_and_sigint_exit_zero_after_the_current_cycle() {
     }
 }
 
+#[test]
+fn a_second_signal_while_stopping_exits_at_once_with_code_1() {
+    // An Argo CD webhook that accepts the nudge and never answers keeps the first cycle
+    // busy (for the nudge's 10 s timeout) after the push.
+    let ws = Workspace::new();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let hook = format!("http://{}/api/webhook", listener.local_addr().unwrap());
+    let (accepted, nudging) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let (stream, _) = listener.accept().unwrap();
+        accepted.send(()).unwrap();
+        std::thread::sleep(Duration::from_secs(30));
+        drop(stream);
+    });
+    let (mut w, _bare, _) = start(
+        &ws,
+        &[
+            "--argocd-webhook",
+            &hook,
+            "--argocd-repo-url",
+            "https://git.example.com/m",
+        ],
+    );
+    nudging.recv_timeout(T).expect("the nudge");
+    let stopping = std::time::Instant::now();
+    w.signal(libc::SIGTERM);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(w.child.try_wait().unwrap(), None, "{}", w.log());
+    w.signal(libc::SIGINT);
+    assert_eq!(w.wait(T), Some(1), "{}", w.log());
+    assert!(
+        stopping.elapsed() < Duration::from_secs(5),
+        "waited for the nudge"
+    );
+    assert!(
+        w.log().contains("while stopping: exiting at once"),
+        "{}",
+        w.log()
+    );
+}
+
 fn http_get(addr: &str, path: &str) -> String {
     let mut s = std::net::TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
@@ -257,6 +298,7 @@ fn metrics_are_served_in_the_prometheus_text_format() {
     let text = http_get(&addr, "/metrics");
     assert!(text.starts_with("HTTP/1.1 200"), "{text}");
     assert!(text.contains("application/openmetrics-text"), "{text}");
+    assert!(text.ends_with("# EOF\n"), "{text}");
     for needle in [
         "provisio_regenerations_total{outcome=\"ok\"} 2",
         "provisio_regenerations_total{outcome=\"invalid\"} 1",

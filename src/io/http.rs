@@ -1,12 +1,22 @@
-//! A small JSON-over-HTTP client for the management APIs setup talks to (RabbitMQ), with
-//! retries on transport errors, 429 and 5xx, and errors that name the service and action.
+//! The one outbound HTTP configuration. [`agent`] builds every `ureq` agent provisio uses
+//! (connect and overall timeouts, Mozilla's TLS roots, `User-Agent: provisio/<version>`,
+//! statuses returned rather than raised); [`send`] sends one request under an
+//! [`io::retry::Policy`](crate::io::retry::Policy), retrying what [`is_transient`] calls
+//! transient (connection errors, timeouts, 408, 425, 429, 500, 502, 503, 504) and nothing else.
+//! Callers: setup's management and AWS clients (`setup::management`, `setup::aws`, which
+//! the secret store uses) and the Argo CD nudge (`io::nudge`).
 
+use std::fmt;
 use std::time::Duration;
 
-use base64::Engine;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 
-use crate::setup::{Attempt, Retry, SetupError};
+use crate::io::retry::{GaveUp, Policy};
+
+/// What every request says it is.
+pub const USER_AGENT: &str = concat!("provisio/", env!("CARGO_PKG_VERSION"));
+/// The longest wait for a TCP (and TLS) connection.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Everything but RFC 3986 unreserved characters is encoded in a path segment.
 const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
@@ -18,6 +28,23 @@ const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
 /// One path segment, percent-encoded (`/` included, so a name can never add a segment).
 pub fn seg(s: &str) -> String {
     utf8_percent_encode(s, SEGMENT).to_string()
+}
+
+/// An agent with provisio's configuration; `timeout` bounds a whole request (connect, send,
+/// answer), the connection itself at most [`CONNECT_TIMEOUT`].
+pub fn agent(timeout: Duration) -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_connect(Some(CONNECT_TIMEOUT.min(timeout)))
+        .timeout_global(Some(timeout))
+        .tls_config(
+            ureq::tls::TlsConfig::builder()
+                .root_certs(ureq::tls::RootCerts::WebPki)
+                .build(),
+        )
+        .user_agent(USER_AGENT)
+        .build()
+        .into()
 }
 
 /// An HTTP response: status and body.
@@ -32,173 +59,90 @@ impl Response {
         (200..300).contains(&self.status)
     }
 
-    pub fn json<T: serde::de::DeserializeOwned>(
-        &self,
-        service: &'static str,
-        action: &str,
-    ) -> Result<T, SetupError> {
-        serde_json::from_str(&self.body).map_err(|e| SetupError::Refused {
-            service,
-            action: action.to_owned(),
-            detail: format!("unexpected answer ({e}): {}", truncate(&self.body)),
-        })
-    }
-}
-
-fn truncate(s: &str) -> &str {
-    match s.char_indices().nth(300) {
-        Some((i, _)) => &s[..i],
-        None => s,
-    }
-}
-
-/// A management API at `base` (`http://host:port/api`) with basic authentication.
-pub struct Client {
-    agent: ureq::Agent,
-    base: String,
-    authorization: String,
-    service: &'static str,
-    retry: Retry,
-}
-
-#[derive(Debug, Clone, Copy)]
-pub enum Method {
-    Get,
-    Put,
-    Post,
-    Delete,
-}
-
-impl Client {
-    pub fn new(
-        service: &'static str,
-        base: String,
-        user: &str,
-        password: &str,
-        retry: Retry,
-    ) -> Client {
-        let config = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_connect(Some(Duration::from_secs(5)))
-            .timeout_global(Some(Duration::from_secs(30)))
-            .build();
-        let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
-        Client {
-            agent: config.into(),
-            base,
-            authorization: format!("Basic {token}"),
-            service,
-            retry,
-        }
+    /// The body parsed as JSON.
+    pub fn json<T: serde::de::DeserializeOwned>(&self) -> Result<T, serde_json::Error> {
+        serde_json::from_str(&self.body)
     }
 
-    pub fn base(&self) -> &str {
-        &self.base
-    }
-
-    /// Sends one request, retrying transport errors, 429 and 5xx; any other status is
-    /// returned for the caller to judge.
-    pub fn send(
-        &self,
-        method: Method,
-        path: &str,
-        body: Option<&serde_json::Value>,
-    ) -> Result<Response, SetupError> {
-        let url = format!("{}{path}", self.base);
-        let what = format!("{method:?} {path}");
-        let result = self.retry.run(&what, || {
-            let sent = match (method, body) {
-                (Method::Get, _) => self
-                    .agent
-                    .get(&url)
-                    .header("Authorization", &self.authorization)
-                    .call(),
-                (Method::Delete, _) => self
-                    .agent
-                    .delete(&url)
-                    .header("Authorization", &self.authorization)
-                    .call(),
-                (Method::Put, b) => self
-                    .agent
-                    .put(&url)
-                    .header("Authorization", &self.authorization)
-                    .send_json(b.unwrap_or(&serde_json::Value::Null)),
-                (Method::Post, b) => self
-                    .agent
-                    .post(&url)
-                    .header("Authorization", &self.authorization)
-                    .send_json(b.unwrap_or(&serde_json::Value::Null)),
-            };
-            let mut resp = sent.map_err(|e| Attempt::Transient(TransportOr::Transport(e)))?;
-            let status = resp.status().as_u16();
-            let body = resp
-                .body_mut()
-                .read_to_string()
-                .map_err(|e| Attempt::Transient(TransportOr::Transport(e)))?;
-            let r = Response { status, body };
-            if status == 429 || status >= 500 {
-                Err(Attempt::Transient(TransportOr::Status(r)))
-            } else {
-                Ok(r)
-            }
-        });
-        match result {
-            Ok(r) => Ok(r),
-            Err((TransportOr::Transport(e), attempts)) => Err(SetupError::Unreachable {
-                service: self.service,
-                endpoint: self.base.clone(),
-                attempts,
-                source: Box::new(e),
-            }),
-            Err((TransportOr::Status(r), attempts)) => Err(SetupError::Refused {
-                service: self.service,
-                action: format!("answer {what} (after {attempts} attempt(s))"),
-                detail: format!("HTTP {}: {}", r.status, truncate(&r.body)),
-            }),
-        }
-    }
-
-    /// Sends a request that must succeed (2xx).
-    pub fn expect_ok(
-        &self,
-        method: Method,
-        path: &str,
-        body: Option<&serde_json::Value>,
-        action: &str,
-    ) -> Result<Response, SetupError> {
-        let r = self.send(method, path, body)?;
-        if r.ok() {
-            Ok(r)
-        } else {
-            Err(self.refused(action, &r))
-        }
-    }
-
-    pub fn refused(&self, action: &str, r: &Response) -> SetupError {
-        SetupError::Refused {
-            service: self.service,
-            action: action.to_owned(),
-            detail: format!("HTTP {}: {}", r.status, truncate(&r.body)),
+    /// The start of the body, for error messages.
+    pub fn excerpt(&self) -> &str {
+        match self.body.char_indices().nth(400) {
+            Some((i, _)) => &self.body[..i],
+            None => &self.body,
         }
     }
 }
 
-enum TransportOr {
+/// Why a request did not get an answer to judge.
+#[derive(Debug)]
+pub enum Failure {
+    /// No answer: connection, TLS, timeout, or a request that could not be built.
     Transport(ureq::Error),
+    /// An answer with a transient status, still there when the attempts were spent.
     Status(Response),
 }
 
-impl std::fmt::Display for TransportOr {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            TransportOr::Transport(e) => write!(f, "{e}"),
-            TransportOr::Status(r) => write!(f, "HTTP {}", r.status),
+            Failure::Transport(e) => write!(f, "{e}"),
+            Failure::Status(r) => write!(f, "HTTP {}", r.status),
         }
     }
+}
+
+/// Whether an answer with this status is worth another try.
+pub fn is_transient_status(status: u16) -> bool {
+    matches!(status, 408 | 425 | 429 | 500 | 502 | 503 | 504)
+}
+
+/// Whether a failure is worth another try: connection errors, timeouts and the transient
+/// statuses; never a TLS, configuration or protocol error.
+pub fn is_transient(f: &Failure) -> bool {
+    match f {
+        Failure::Status(r) => is_transient_status(r.status),
+        Failure::Transport(e) => matches!(
+            e,
+            ureq::Error::Io(_)
+                | ureq::Error::Timeout(_)
+                | ureq::Error::HostNotFound
+                | ureq::Error::ConnectionFailed
+                | ureq::Error::ConnectProxyFailed(_)
+                | ureq::Error::BodyStalled
+        ),
+    }
+}
+
+/// Sends the request `call` makes (once per attempt: a signature may depend on the time),
+/// reads the answer, and retries under `policy` while [`is_transient`] says so. A
+/// non-transient status is an answer for the caller to judge; a transient one that outlived
+/// the attempts is [`Failure::Status`].
+pub fn send(
+    policy: &Policy,
+    what: &str,
+    mut call: impl FnMut() -> Result<ureq::http::Response<ureq::Body>, ureq::Error>,
+) -> Result<Response, GaveUp<Failure>> {
+    policy.run(what, is_transient, || {
+        let mut resp = call().map_err(Failure::Transport)?;
+        let status = resp.status().as_u16();
+        let body = resp
+            .body_mut()
+            .read_to_string()
+            .map_err(Failure::Transport)?;
+        let r = Response { status, body };
+        if is_transient_status(status) {
+            Err(Failure::Status(r))
+        } else {
+            Ok(r)
+        }
+    })
 }
 
 #[cfg(test)]
 mod tests {
+    use std::io::{Read, Write};
+    use std::net::TcpListener;
+
     use super::*;
 
     #[test]
@@ -207,5 +151,66 @@ mod tests {
         assert_eq!(seg("abc-corp.events"), "abc-corp.events");
         assert_eq!(seg("../x"), "..%2Fx");
         assert_eq!(seg("order.*"), "order.%2A");
+    }
+
+    #[test]
+    fn transient_means_connection_timeout_and_the_listed_statuses() {
+        let transient: Vec<u16> = (100..600).filter(|s| is_transient_status(*s)).collect();
+        assert_eq!(transient, [408, 425, 429, 500, 502, 503, 504]);
+        let t = |e| is_transient(&Failure::Transport(e));
+        assert!(t(ureq::Error::ConnectionFailed));
+        assert!(t(ureq::Error::HostNotFound));
+        assert!(t(ureq::Error::Timeout(ureq::Timeout::Global)));
+        assert!(t(ureq::Error::Io(
+            std::io::ErrorKind::ConnectionReset.into()
+        )));
+        assert!(!t(ureq::Error::BadUri("x".into())));
+        assert!(!t(ureq::Error::Tls("bad certificate")));
+    }
+
+    /// A server answering each connection with the next canned status; returns its URL and
+    /// what the requests said.
+    fn answering(statuses: &'static [u16]) -> (String, std::thread::JoinHandle<Vec<String>>) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/x", listener.local_addr().unwrap());
+        let handle = std::thread::spawn(move || {
+            let mut heads = Vec::new();
+            for status in statuses {
+                let (mut s, _) = listener.accept().unwrap();
+                let mut buf = [0u8; 4096];
+                let n = s.read(&mut buf).unwrap();
+                heads.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+                write!(
+                    s,
+                    "HTTP/1.1 {status} X\r\ncontent-length: 2\r\nconnection: close\r\n\r\nno"
+                )
+                .unwrap();
+            }
+            heads
+        });
+        (url, handle)
+    }
+
+    #[test]
+    fn retries_transient_statuses_and_returns_the_others() {
+        let policy = Policy::new(4, Duration::from_millis(1)).without_jitter();
+        let a = agent(Duration::from_secs(5));
+        let (url, server) = answering(&[503, 429, 404]);
+        let r = send(&policy, "GET /x", || a.get(&url).call()).unwrap();
+        assert_eq!((r.status, r.body.as_str()), (404, "no"));
+        let heads = server.join().unwrap();
+        assert_eq!(heads.len(), 3);
+        let ua = format!("user-agent: {USER_AGENT}\r\n");
+        assert!(heads[0].to_ascii_lowercase().contains(&ua), "{}", heads[0]);
+
+        let (url, server) = answering(&[502, 502]);
+        let policy = Policy::new(2, Duration::from_millis(1)).without_jitter();
+        let e = send(&policy, "GET /x", || a.get(&url).call()).unwrap_err();
+        server.join().unwrap();
+        assert_eq!(e.attempts, 2);
+        assert!(matches!(
+            e.error,
+            Failure::Status(Response { status: 502, .. })
+        ));
     }
 }

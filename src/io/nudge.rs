@@ -2,6 +2,7 @@
 //! `/api/webhook` so the ApplicationSets and Applications refresh at once instead of at the
 //! next poll. Signed with `X-Hub-Signature-256` (HMAC-SHA256 of the body) when a secret is
 //! configured; the secret comes from an environment variable or a file, never a flag value.
+//! Sent through [`crate::io::http`] under [`RETRY`], within the nudge's `timeout` in all.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -10,8 +11,15 @@ use hmac::{Hmac, Mac};
 use serde_json::json;
 use sha2::Sha256;
 
+use crate::io::http;
 use crate::io::repo::Author;
 use crate::io::repo::message::{CommitInfo, FileChanges};
+use crate::io::retry::Policy;
+
+/// Retries of a nudge: a few quick ones (the nudge only saves Argo CD's next poll), none
+/// once the nudge's `timeout` has passed, so a hanging endpoint delays the caller no longer
+/// than that.
+pub const RETRY: Policy = Policy::new(3, Duration::from_millis(250));
 
 #[derive(Debug, thiserror::Error)]
 pub enum NudgeError {
@@ -25,9 +33,10 @@ pub enum NudgeError {
     },
     #[error("the Argo CD webhook secret in {0} is empty")]
     EmptySecret(String),
-    #[error("cannot POST the push event to {url}")]
+    #[error("cannot POST the push event to {url} (after {attempts} attempt(s))")]
     Transport {
         url: String,
+        attempts: u32,
         #[source]
         source: Box<ureq::Error>,
     },
@@ -142,43 +151,35 @@ impl Nudge {
     /// POSTs the event; returns the HTTP status (2xx).
     pub fn send(&self, ev: &PushEvent) -> Result<u16, NudgeError> {
         let body = self.body(ev);
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_global(Some(self.timeout))
-            .build()
-            .into();
-        let mut req = agent
-            .post(&self.url)
-            .header("Content-Type", "application/json")
-            .header("X-GitHub-Event", "push")
-            .header(
-                "User-Agent",
-                concat!("provisio/", env!("CARGO_PKG_VERSION")),
-            );
-        if let Some(secret) = &self.secret {
-            req = req.header("X-Hub-Signature-256", &signature(secret, &body));
-        }
-        let transport = |source| NudgeError::Transport {
+        let agent = http::agent(self.timeout);
+        let signature = self.secret.as_ref().map(|s| signature(s, &body));
+        let sent = http::send(&RETRY.within(self.timeout), "nudge Argo CD", || {
+            let mut req = agent
+                .post(&self.url)
+                .header("Content-Type", "application/json")
+                .header("X-GitHub-Event", "push");
+            if let Some(sig) = &signature {
+                req = req.header("X-Hub-Signature-256", sig);
+            }
+            req.send(&body[..])
+        });
+        let status = |r: &http::Response| NudgeError::Status {
             url: self.url.clone(),
-            source: Box::new(source),
+            status: r.status,
+            body: r.excerpt().to_owned(),
         };
-        let mut resp = req.send(&body[..]).map_err(transport)?;
-        let status = resp.status().as_u16();
-        if !(200..300).contains(&status) {
-            let body = resp
-                .body_mut()
-                .read_to_string()
-                .unwrap_or_default()
-                .chars()
-                .take(300)
-                .collect();
-            return Err(NudgeError::Status {
-                url: self.url.clone(),
-                status,
-                body,
-            });
+        match sent {
+            Ok(r) if r.ok() => Ok(r.status),
+            Ok(r) => Err(status(&r)),
+            Err(e) => match e.error {
+                http::Failure::Status(r) => Err(status(&r)),
+                http::Failure::Transport(source) => Err(NudgeError::Transport {
+                    url: self.url.clone(),
+                    attempts: e.attempts,
+                    source: Box::new(source),
+                }),
+            },
         }
-        Ok(status)
     }
 }
 

@@ -21,6 +21,7 @@ use crate::io::repo::message::{CommitInfo, Why};
 use crate::io::repo::output::{OutputRepo, RepoConfig};
 use crate::io::repo::sync::PushFailure;
 use crate::io::repo::{self, GitError, Oid};
+use crate::io::retry::Policy;
 use crate::report::chain;
 
 #[derive(Debug, thiserror::Error)]
@@ -54,31 +55,12 @@ pub enum DeliveryError {
 
 type Result<T, E = DeliveryError> = std::result::Result<T, E>;
 
-/// Bounded exponential backoff for pushes.
-#[derive(Debug, Clone, Copy)]
-pub struct Backoff {
-    /// Push attempts in all (the first one included).
-    pub attempts: u32,
-    pub initial: Duration,
-    pub max: Duration,
-}
-
-impl Default for Backoff {
-    fn default() -> Self {
-        Backoff {
-            attempts: 6,
-            initial: Duration::from_millis(200),
-            max: Duration::from_secs(10),
-        }
-    }
-}
-
 /// Everything one delivery needs.
 #[derive(Debug, Clone, Default)]
 pub struct Config {
     pub repo: RepoConfig,
-    /// Push with this backoff; `None`: commit only.
-    pub push: Option<Backoff>,
+    /// Push, retrying under this policy; `None`: commit only.
+    pub push: Option<Policy>,
     /// Nudge Argo CD after a push.
     pub nudge: Option<Nudge>,
 }
@@ -142,7 +124,7 @@ pub fn deliver(
     repo: &OutputRepo,
     summary: Option<&Summary>,
     why: &Why,
-    push: Option<&Backoff>,
+    push: Option<&Policy>,
     regenerate: &mut dyn FnMut() -> std::result::Result<Summary, PipelineError>,
     stop: &dyn Fn() -> bool,
 ) -> Result<Delivered> {
@@ -163,7 +145,10 @@ pub fn deliver(
         return Ok(out); // nothing the remote lacks
     }
     let before = repo.remote_head()?;
-    let mut delay = backoff.initial;
+    // The waits come from the one retry policy; this loop sleeps itself because it can be
+    // stopped and regenerates between attempts.
+    let mut waits = backoff.delays();
+    let mut delay = waits.next().unwrap_or(backoff.initial);
     let mut last = None;
     for attempt in 1..=backoff.attempts.max(1) {
         if attempt > 1 {
@@ -228,7 +213,7 @@ pub fn deliver(
                 });
             }
         }
-        delay = (delay * 2).min(backoff.max);
+        delay = waits.next().unwrap_or(delay);
         if stop() {
             return Err(DeliveryError::Interrupted);
         }

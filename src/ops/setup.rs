@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 
 use crate::setup::aws::{self, Credentials};
 use crate::setup::secrets::{AwsSecretsManager, FileStore, SecretStore};
-use crate::setup::{self, Report, Retry, SetupError, SetupSpec};
+use crate::setup::{self, Policy, Report, SetupError, SetupSpec};
 use provisio_core::plan::setup::SPEC_ENV;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,7 +44,7 @@ pub struct Request {
     /// The spec file; `None`: the `PROVISIO_SETUP_SPEC` variable.
     pub spec: Option<PathBuf>,
     pub store: Store,
-    pub retry: Retry,
+    pub retry: Policy,
     /// `minio` only: buckets through the S3 API, without MinIO's admin API.
     pub buckets_only: bool,
     /// The time teardown checks the deletion date against.
@@ -64,7 +64,7 @@ fn aws_credentials() -> Result<Credentials, SetupError> {
 }
 
 impl Store {
-    fn open(&self, retry: Retry) -> Result<Box<dyn SecretStore>, SetupError> {
+    fn open(&self, retry: Policy) -> Result<Box<dyn SecretStore>, SetupError> {
         match self {
             Store::File(dir) => Ok(Box::new(FileStore::new(dir))),
             Store::AwsSecretsManager => {
@@ -133,7 +133,7 @@ fn minio_s3_client(
     spec: &provisio_core::plan::setup::S3Spec,
     access_key: &str,
     secret_key: &str,
-    retry: Retry,
+    retry: Policy,
 ) -> Result<aws::Client, SetupError> {
     let scheme = if spec.use_ssl { "https" } else { "http" };
     let region = std::env::var("MINIO_REGION").unwrap_or_else(|_| "us-east-1".to_owned());

@@ -1,27 +1,25 @@
 //! AWS Signature Version 4 and a small signed-request client, for the S3 API (MinIO, or any
 //! S3 server) and the AWS Secrets Manager store. Signing follows the AWS specification:
 //! canonical request → string to sign → HMAC-SHA256 chain of date, region, service.
+//! Requests go through [`crate::io::http`] (one agent configuration, one retry policy) and
+//! are signed again at each attempt.
 
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use hmac::{Hmac, Mac};
-use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use sha2::{Digest, Sha256};
 
-use super::{Attempt, Retry, SetupError};
-use crate::io::http::Response;
+use super::SetupError;
+use crate::io::http::{self, Response};
+use crate::io::retry::Policy;
 
-/// RFC 3986 unreserved characters stay; everything else is encoded (SigV4's `UriEncode`).
-const UNRESERVED: &AsciiSet = &NON_ALPHANUMERIC
-    .remove(b'-')
-    .remove(b'.')
-    .remove(b'_')
-    .remove(b'~');
+/// SigV4's `UriEncode`: RFC 3986 unreserved characters stay, everything else is encoded
+/// (the same set as a URL path segment).
+pub use crate::io::http::seg as uri_encode;
 
-pub fn uri_encode(s: &str) -> String {
-    utf8_percent_encode(s, UNRESERVED).to_string()
-}
+/// The longest one request may take.
+const TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Access key, secret key, and an optional session token.
 #[derive(Clone)]
@@ -144,7 +142,7 @@ pub struct Client {
     /// The name used in error messages (`s3`, `secrets manager`).
     label: &'static str,
     creds: Credentials,
-    retry: Retry,
+    retry: Policy,
 }
 
 impl Client {
@@ -154,7 +152,7 @@ impl Client {
         endpoint: &str,
         region: &str,
         creds: Credentials,
-        retry: Retry,
+        retry: Policy,
     ) -> Result<Client, SetupError> {
         let endpoint = endpoint.trim_end_matches('/').to_owned();
         let host = endpoint
@@ -168,13 +166,8 @@ impl Client {
                 )
             })?
             .to_owned();
-        let config = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_connect(Some(Duration::from_secs(5)))
-            .timeout_global(Some(Duration::from_secs(60)))
-            .build();
         Ok(Client {
-            agent: config.into(),
+            agent: http::agent(TIMEOUT),
             endpoint,
             host,
             region: region.to_owned(),
@@ -185,8 +178,8 @@ impl Client {
         })
     }
 
-    /// Sends a signed request; retries transport errors, 429, 500 and 503. Other statuses
-    /// are returned for the caller to judge.
+    /// Sends a signed request, retrying what [`http::is_transient`] calls transient; other
+    /// statuses are returned for the caller to judge.
     pub fn send(
         &self,
         method: &str,
@@ -202,7 +195,7 @@ impl Client {
             format!("{}{path}?{q}", self.endpoint)
         };
         let what = format!("{method} {path}{}", if q.is_empty() { "" } else { "?…" });
-        let result = self.retry.run(&what, || {
+        http::send(&self.retry, &what, || {
             let signed = sign(
                 &Request {
                     method,
@@ -218,74 +211,18 @@ impl Client {
                 Utc::now(),
             );
             let builder = ureq::http::Request::builder().method(method).uri(&url);
-            let builder = signed
+            let request = signed
                 .iter()
-                .fold(builder, |b, (k, v)| b.header(k.as_str(), v.as_str()));
-            let request = builder
+                .fold(builder, |b, (k, v)| b.header(k.as_str(), v.as_str()))
                 .body(body.to_vec())
-                .map_err(|e| Attempt::Fatal(Failure::Build(e.to_string())))?;
-            let mut resp = self
-                .agent
-                .run(request)
-                .map_err(|e| Attempt::Transient(Failure::Transport(e)))?;
-            let status = resp.status().as_u16();
-            let text = resp
-                .body_mut()
-                .read_to_string()
-                .map_err(|e| Attempt::Transient(Failure::Transport(e)))?;
-            let r = Response { status, body: text };
-            if matches!(status, 429 | 500 | 503) {
-                Err(Attempt::Transient(Failure::Status(r)))
-            } else {
-                Ok(r)
-            }
-        });
-        match result {
-            Ok(r) => Ok(r),
-            Err((Failure::Transport(e), attempts)) => Err(SetupError::Unreachable {
-                service: self.label,
-                endpoint: self.endpoint.clone(),
-                attempts,
-                source: Box::new(e),
-            }),
-            Err((Failure::Status(r), attempts)) => Err(SetupError::Refused {
-                service: self.label,
-                action: format!("answer {what} (after {attempts} attempt(s))"),
-                detail: format!("HTTP {}: {}", r.status, short(&r.body)),
-            }),
-            Err((Failure::Build(e), _)) => Err(SetupError::invalid(format!("request {what}"), e)),
-        }
+                .map_err(ureq::Error::Http)?;
+            self.agent.run(request)
+        })
+        .map_err(|e| super::gave_up(self.label, &self.endpoint, &what, e))
     }
 
     pub fn refused(&self, action: &str, r: &Response) -> SetupError {
-        SetupError::Refused {
-            service: self.label,
-            action: action.to_owned(),
-            detail: format!("HTTP {}: {}", r.status, short(&r.body)),
-        }
-    }
-}
-
-fn short(s: &str) -> &str {
-    match s.char_indices().nth(400) {
-        Some((i, _)) => &s[..i],
-        None => s,
-    }
-}
-
-enum Failure {
-    Transport(ureq::Error),
-    Status(Response),
-    Build(String),
-}
-
-impl std::fmt::Display for Failure {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Failure::Transport(e) => write!(f, "{e}"),
-            Failure::Status(r) => write!(f, "HTTP {}", r.status),
-            Failure::Build(e) => write!(f, "{e}"),
-        }
+        super::refused(self.label, action, r)
     }
 }
 

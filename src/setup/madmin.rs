@@ -10,12 +10,14 @@
 use aes_gcm::Aes256Gcm;
 use aes_gcm::aead::{Aead as _, KeyInit, Payload};
 use chacha20poly1305::ChaCha20Poly1305;
-use rand::RngCore;
+use rand::Rng as _;
+use rand::rand_core::UnwrapErr;
+use rand::rngs::SysRng;
 use serde_json::{Value, json};
 
 use super::aws::Client;
 use super::secrets::{self, SecretStore};
-use super::{Change, Report, SetupError};
+use super::{Change, JsonAnswer, Report, SetupError};
 use crate::io::http::Response;
 use provisio_core::plan::setup::S3Spec;
 
@@ -106,8 +108,8 @@ fn associated_data(cipher: &Cipher, nonce: &[u8]) -> Vec<u8> {
 pub fn encrypt(plain: &[u8], password: &str, aead: Aead) -> Result<Vec<u8>, CryptoError> {
     let mut salt = [0u8; SALT_LEN];
     let mut nonce = [0u8; NONCE_LEN];
-    rand::rngs::OsRng.fill_bytes(&mut salt);
-    rand::rngs::OsRng.fill_bytes(&mut nonce);
+    UnwrapErr(SysRng).fill_bytes(&mut salt);
+    UnwrapErr(SysRng).fill_bytes(&mut nonce);
     encrypt_with(plain, password, aead, &salt, &nonce)
 }
 
@@ -221,7 +223,7 @@ impl MinioAdmin {
             return Ok(None);
         }
         let r = self.expect_ok(r, &format!("read user {access_key}"))?;
-        r.json("minio", &format!("read user {access_key}"))
+        r.answer("minio", &format!("read user {access_key}"))
             .map(Some)
     }
 
@@ -253,7 +255,7 @@ impl MinioAdmin {
             return Ok(None);
         }
         let r = self.expect_ok(r, &format!("read policy {name}"))?;
-        let v: Value = r.json("minio", &format!("read policy {name}"))?;
+        let v: Value = r.answer("minio", &format!("read policy {name}"))?;
         // Newer servers wrap the document: {"PolicyName": …, "Policy": {…}}.
         Ok(Some(v.get("Policy").cloned().unwrap_or(v)))
     }

@@ -5,21 +5,24 @@
 //!
 //! Every operation is idempotent and reports what it did ([`Report`]); identifiers are
 //! validated before they reach SQL or a URL, values are bound or encoded; transient failures
-//! are retried with exponential backoff ([`Retry`]).
+//! are retried under the one policy of every outbound caller ([`Policy`], from
+//! [`crate::io::retry`]), HTTP requests go through [`crate::io::http`].
 
 pub mod aws;
-
 pub mod madmin;
+pub mod management;
 pub mod mysql;
 pub mod rabbitmq;
 pub mod s3;
-
 pub mod secrets;
 
 use std::fmt;
-use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+
+use crate::io::http;
+use crate::io::retry::GaveUp;
+pub use crate::io::retry::Policy;
 
 pub use provisio_core::plan::setup::{SetupSpec, SpecError};
 
@@ -168,51 +171,63 @@ impl Report {
     }
 }
 
-/// Retries transient failures: `attempts` tries, sleeping `base`, `2·base`, `4·base`… between.
-#[derive(Debug, Clone, Copy)]
-pub struct Retry {
-    pub attempts: u32,
-    pub base: Duration,
-}
-
-impl Default for Retry {
-    fn default() -> Self {
-        Retry {
-            attempts: 6,
-            base: Duration::from_millis(500),
+/// The error for a request that got no answer to judge: [`SetupError::Unreachable`] after a
+/// transport failure, [`SetupError::Refused`] when a transient status outlived the attempts,
+/// [`SetupError::Invalid`] for a request that could not even be built.
+pub(crate) fn gave_up(
+    service: &'static str,
+    endpoint: &str,
+    what: &str,
+    e: GaveUp<http::Failure>,
+) -> SetupError {
+    match e.error {
+        http::Failure::Transport(ureq::Error::Http(source)) => {
+            SetupError::invalid(format!("request {what}"), source.to_string())
         }
+        http::Failure::Transport(source) => SetupError::Unreachable {
+            service,
+            endpoint: endpoint.to_owned(),
+            attempts: e.attempts,
+            source: Box::new(source),
+        },
+        http::Failure::Status(r) => SetupError::Refused {
+            service,
+            action: format!("answer {what} (after {} attempt(s))", e.attempts),
+            detail: format!("HTTP {}: {}", r.status, r.excerpt()),
+        },
     }
 }
 
-/// Whether an error is worth another try, and the error itself.
-pub enum Attempt<E> {
-    Transient(E),
-    Fatal(E),
+/// The error for an answer that is not what `action` needed.
+pub(crate) fn refused(service: &'static str, action: &str, r: &http::Response) -> SetupError {
+    SetupError::Refused {
+        service,
+        action: action.to_owned(),
+        detail: format!("HTTP {}: {}", r.status, r.excerpt()),
+    }
 }
 
-impl Retry {
-    /// Runs `op` until it succeeds, fails fatally, or the attempts are spent; returns the
-    /// last error with the number of attempts made.
-    pub fn run<T, E: fmt::Display>(
+/// The JSON body of a management API's answer.
+pub(crate) trait JsonAnswer {
+    /// The body parsed as `T`, or a refusal of `action` quoting what came instead.
+    fn answer<T: serde::de::DeserializeOwned>(
         &self,
-        what: &str,
-        mut op: impl FnMut() -> Result<T, Attempt<E>>,
-    ) -> Result<T, (E, u32)> {
-        let mut delay = self.base;
-        let attempts = self.attempts.max(1);
-        for n in 1..=attempts {
-            match op() {
-                Ok(v) => return Ok(v),
-                Err(Attempt::Fatal(e)) => return Err((e, n)),
-                Err(Attempt::Transient(e)) if n == attempts => return Err((e, n)),
-                Err(Attempt::Transient(e)) => {
-                    tracing::warn!(%what, attempt = n, error = %e, retry_in = ?delay, "transient failure");
-                    std::thread::sleep(delay);
-                    delay = delay.saturating_mul(2).min(Duration::from_secs(30));
-                }
-            }
-        }
-        unreachable!("the loop returns on its last attempt")
+        service: &'static str,
+        action: &str,
+    ) -> Result<T, SetupError>;
+}
+
+impl JsonAnswer for http::Response {
+    fn answer<T: serde::de::DeserializeOwned>(
+        &self,
+        service: &'static str,
+        action: &str,
+    ) -> Result<T, SetupError> {
+        self.json().map_err(|e| SetupError::Refused {
+            service,
+            action: action.to_owned(),
+            detail: format!("unexpected answer ({e}): {}", self.excerpt()),
+        })
     }
 }
 

@@ -5,6 +5,8 @@
 //! values are bound as statement parameters, except passwords in `CREATE/ALTER USER` where
 //! the server accepts no parameter (see [`password_literal`]). In `GRANT … ON db.*` the database is a
 //! pattern where `_` is a wildcard, so it is escaped (`\_`): `a_b` must not also grant `aXb`.
+//! Connecting, and starting over after a broken connection, are retried under the one
+//! [`Policy`] of every outbound caller; `is_transient` says which MySQL errors qualify.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -13,7 +15,7 @@ use mysql::prelude::Queryable;
 use mysql::{Conn, OptsBuilder};
 
 use super::secrets::{self, SecretStore};
-use super::{Attempt, Change, Report, Retry, SetupError};
+use super::{Change, Policy, Report, SetupError};
 use provisio_core::naming;
 use provisio_core::plan::setup::{DatabaseSpec, MysqlSpec};
 
@@ -80,30 +82,24 @@ fn is_transient(e: &mysql::Error) -> bool {
 }
 
 /// Connects as the admin, retrying while the server is unreachable.
-fn connect_admin(spec: &MysqlSpec, admin: &Admin, retry: &Retry) -> Result<Conn, SetupError> {
+fn connect_admin(spec: &MysqlSpec, admin: &Admin, retry: &Policy) -> Result<Conn, SetupError> {
     retry
-        .run("connect to mysql", || {
-            Conn::new(opts(spec, &admin.user, &admin.password)).map_err(|e| {
-                if is_transient(&e) {
-                    Attempt::Transient(e)
-                } else {
-                    Attempt::Fatal(e)
-                }
-            })
+        .run("connect to mysql", is_transient, || {
+            Conn::new(opts(spec, &admin.user, &admin.password))
         })
-        .map_err(|(e, attempts)| {
-            if is_transient(&e) {
+        .map_err(|e| {
+            if is_transient(&e.error) {
                 SetupError::Unreachable {
                     service: "mysql",
                     endpoint: endpoint(spec),
-                    attempts,
-                    source: Box::new(e),
+                    attempts: e.attempts,
+                    source: Box::new(e.error),
                 }
             } else {
                 SetupError::Refused {
                     service: "mysql",
                     action: format!("let `{}` log in at {}", admin.user, endpoint(spec)),
-                    detail: e.to_string(),
+                    detail: e.error.to_string(),
                 }
             }
         })
@@ -133,17 +129,13 @@ fn refused(action: impl Into<String>) -> impl FnOnce(mysql::Error) -> SetupError
 /// Runs a whole setup or teardown, starting over (new connection) with backoff when the
 /// connection breaks midway: every step checks before it changes, so a repeat is harmless.
 fn with_reconnect<T>(
-    retry: &Retry,
-    mut run: impl FnMut() -> Result<T, SetupError>,
+    retry: &Policy,
+    run: impl FnMut() -> Result<T, SetupError>,
 ) -> Result<T, SetupError> {
+    let interrupted = |e: &SetupError| matches!(e, SetupError::Interrupted { .. });
     retry
-        .run("mysql run", || {
-            run().map_err(|e| match e {
-                SetupError::Interrupted { .. } => Attempt::Transient(e),
-                e => Attempt::Fatal(e),
-            })
-        })
-        .map_err(|(e, _)| e)
+        .run("mysql run", interrupted, run)
+        .map_err(|e| e.error)
 }
 
 /// `name` as a quoted identifier. Names are validated `[a-z0-9_]`; backticks are doubled
@@ -205,7 +197,7 @@ pub fn setup(
     spec: &MysqlSpec,
     admin: &Admin,
     store: &dyn SecretStore,
-    retry: &Retry,
+    retry: &Policy,
 ) -> Result<Report, SetupError> {
     with_reconnect(retry, || setup_once(spec, admin, store, retry))
 }
@@ -214,7 +206,7 @@ fn setup_once(
     spec: &MysqlSpec,
     admin: &Admin,
     store: &dyn SecretStore,
-    retry: &Retry,
+    retry: &Policy,
 ) -> Result<Report, SetupError> {
     let mut conn = connect_admin(spec, admin, retry)?;
     let mut report = Report::default();
@@ -421,7 +413,7 @@ pub fn teardown(
     spec: &MysqlSpec,
     admin: &Admin,
     store: &dyn SecretStore,
-    retry: &Retry,
+    retry: &Policy,
 ) -> Result<Report, SetupError> {
     with_reconnect(retry, || teardown_once(spec, admin, store, retry))
 }
@@ -430,7 +422,7 @@ fn teardown_once(
     spec: &MysqlSpec,
     admin: &Admin,
     store: &dyn SecretStore,
-    retry: &Retry,
+    retry: &Policy,
 ) -> Result<Report, SetupError> {
     let mut conn = connect_admin(spec, admin, retry)?;
     let mut report = Report::default();
@@ -473,10 +465,7 @@ mod tests {
 
     #[test]
     fn a_broken_connection_starts_the_run_over() {
-        let retry = Retry {
-            attempts: 3,
-            base: std::time::Duration::from_millis(1),
-        };
+        let retry = Policy::new(3, std::time::Duration::from_millis(1)).without_jitter();
         let mut calls = 0;
         let out = with_reconnect(&retry, || {
             calls += 1;

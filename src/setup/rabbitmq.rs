@@ -1,8 +1,9 @@
-//! `setup rabbitmq` / `teardown rabbitmq` through the management HTTP API: the tenant's
-//! vhost, its user (no management tags) with permissions on that vhost only, the topic
-//! exchange, one durable queue per product with `x-message-ttl` / `x-max-length`, and the
-//! bindings by routing key. Converges: queues and bindings the spec no longer lists go
-//! (a queue only when empty), changed queue arguments recreate an empty queue.
+//! `setup rabbitmq` / `teardown rabbitmq` through the management HTTP API
+//! ([`super::management`]): the tenant's vhost, its user (no management tags) with
+//! permissions on that vhost only, the topic exchange, one durable queue per product with
+//! `x-message-ttl` / `x-max-length`, and the bindings by routing key. Converges: queues and
+//! bindings the spec no longer lists go (a queue only when empty), changed queue arguments
+//! recreate an empty queue.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -11,9 +12,10 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256, Sha512};
 
+use super::management::{Client, Method};
 use super::secrets::{self, SecretStore};
-use super::{Change, Report, Retry, SetupError};
-use crate::io::http::{Client, Method, seg};
+use super::{Change, JsonAnswer, Policy, Report, SetupError};
+use crate::io::http::seg;
 use provisio_core::plan::setup::{QueueSpec, RabbitSpec};
 
 const SERVICE: &str = "rabbitmq";
@@ -33,7 +35,7 @@ impl std::fmt::Debug for Admin {
     }
 }
 
-fn client(spec: &RabbitSpec, admin: &Admin, retry: &Retry) -> Client {
+fn client(spec: &RabbitSpec, admin: &Admin, retry: &Policy) -> Client {
     Client::new(
         SERVICE,
         format!("http://{}:{}/api", spec.host, spec.management_port),
@@ -129,7 +131,7 @@ pub fn setup(
     spec: &RabbitSpec,
     admin: &Admin,
     store: &dyn SecretStore,
-    retry: &Retry,
+    retry: &Policy,
 ) -> Result<Report, SetupError> {
     let api = client(spec, admin, retry);
     let mut report = Report::default();
@@ -173,7 +175,7 @@ pub fn setup(
             report.record(what, Change::Created);
         }
         _ if r.ok() => {
-            let info: UserInfo = r.json(SERVICE, &format!("read {what}"))?;
+            let info: UserInfo = r.answer(SERVICE, &format!("read {what}"))?;
             let no_tags = match &info.tags {
                 Value::Array(a) => a.is_empty(),
                 Value::String(s) => s.is_empty(),
@@ -199,7 +201,7 @@ pub fn setup(
             None,
             &format!("read {what}"),
         )?
-        .json(SERVICE, &format!("read {what}"))?;
+        .answer(SERVICE, &format!("read {what}"))?;
     let wanted = wanted_permissions();
     let mut own_ok = false;
     for p in &current {
@@ -255,7 +257,7 @@ pub fn setup(
             report.record(what, Change::Created);
         }
         _ if r.ok() => {
-            let info: ExchangeInfo = r.json(SERVICE, &format!("read {what}"))?;
+            let info: ExchangeInfo = r.answer(SERVICE, &format!("read {what}"))?;
             if info.kind != "topic" || !info.durable || info.auto_delete {
                 return Err(SetupError::Refused {
                     service: SERVICE,
@@ -284,7 +286,7 @@ pub fn setup(
             None,
             &format!("list the queues of {}", spec.vhost),
         )?
-        .json(SERVICE, "list queues")?;
+        .answer(SERVICE, "list queues")?;
     let existing: BTreeMap<&str, &QueueInfo> =
         existing.iter().map(|q| (q.name.as_str(), q)).collect();
     let declare = |q: &QueueSpec| {
@@ -357,7 +359,7 @@ pub fn setup(
             None,
             &format!("list the bindings of {}", spec.exchange),
         )?
-        .json(SERVICE, "list bindings")?;
+        .answer(SERVICE, "list bindings")?;
     let wanted: BTreeSet<(&str, &str)> = spec
         .queues
         .iter()
@@ -414,7 +416,7 @@ pub fn teardown(
     spec: &RabbitSpec,
     admin: &Admin,
     store: &dyn SecretStore,
-    retry: &Retry,
+    retry: &Policy,
 ) -> Result<Report, SetupError> {
     let api = client(spec, admin, retry);
     let mut report = Report::default();

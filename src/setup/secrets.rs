@@ -7,8 +7,10 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use rand::Rng;
-use rand::distributions::Alphanumeric;
+use rand::RngExt;
+use rand::distr::Alphanumeric;
+use rand::rand_core::UnwrapErr;
+use rand::rngs::SysRng;
 
 use super::{Change, SetupError};
 
@@ -35,9 +37,9 @@ pub trait SecretStore {
 /// Length of generated passwords (alphanumeric: ~190 bits, no quoting issues anywhere).
 pub const PASSWORD_LEN: usize = 32;
 
-/// A fresh random password from the OS generator.
+/// A fresh random password from the OS generator (panics if the OS has none).
 pub fn generate_password() -> String {
-    rand::rngs::OsRng
+    UnwrapErr(SysRng)
         .sample_iter(&Alphanumeric)
         .take(PASSWORD_LEN)
         .map(char::from)

@@ -653,10 +653,7 @@ impl Moto {
             &self.endpoint(),
             "us-east-1",
             creds.clone(),
-            provisio::setup::Retry {
-                attempts: 2,
-                base: Duration::from_millis(50),
-            },
+            provisio::io::retry::Policy::new(2, Duration::from_millis(50)).without_jitter(),
         )
         .unwrap()
     }

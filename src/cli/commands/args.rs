@@ -9,7 +9,8 @@ use chrono::{DateTime, Utc};
 use crate::io::nudge;
 use crate::io::repo::Author;
 use crate::io::repo::output::RepoConfig;
-use crate::ops::deliver::{Backoff, Config};
+use crate::io::retry::Policy;
+use crate::ops::deliver::Config;
 use crate::report;
 
 /// `--registry` and `--out`, shared by the commands that render.
@@ -132,10 +133,12 @@ impl DeliveryArgs {
                 },
                 exclusive,
             },
-            push: push.then_some(Backoff {
-                attempts: self.push_attempts,
-                initial: Duration::from_millis(self.push_backoff_ms),
+            push: push.then_some(Policy {
                 max: Duration::from_secs(10),
+                ..Policy::new(
+                    self.push_attempts,
+                    Duration::from_millis(self.push_backoff_ms),
+                )
             }),
             nudge,
         })

@@ -9,6 +9,7 @@ use tracing::error;
 use crate::cli::Exit;
 use crate::report;
 use crate::services::serve::{self, Config, auth::Secret};
+use crate::services::signal;
 
 /// Environment variable holding the webhook secret.
 pub const SECRET_ENV: &str = "PROVISIO_WEBHOOK_SECRET";
@@ -72,7 +73,7 @@ pub fn run(a: Args) -> Exit {
             "provisio serve: listening on http://{}",
             listener.local_addr().map_err(serve::ServeError::Io)?
         );
-        serve::serve(config, listener, shutdown_signal()).await
+        serve::serve(config, listener, signal::terminated()).await
     });
     match result {
         Ok(()) => Exit::Ok,
@@ -96,26 +97,4 @@ fn read_secret(file: Option<&std::path::Path>) -> Result<Secret, String> {
             .into_bytes(),
     };
     Secret::new(bytes).ok_or_else(|| "the webhook secret is empty".to_owned())
-}
-
-/// Ctrl-C or SIGTERM.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = term => {},
-    }
 }

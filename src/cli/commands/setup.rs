@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 
 use crate::cli::Exit;
 use crate::ops::setup::{Request, Service, Store};
-use crate::setup::Retry;
+use crate::setup::Policy;
 
 pub use provisio_core::plan::setup::SPEC_ENV;
 
@@ -30,7 +30,8 @@ pub struct Args {
     /// Attempts per connection before giving up on an unreachable server.
     #[arg(long, default_value_t = 6)]
     pub attempts: u32,
-    /// First backoff delay in milliseconds (doubled after each failed attempt).
+    /// First backoff delay in milliseconds (doubled after each failed attempt, at most 30 s,
+    /// plus a random part up to the delay itself).
     #[arg(long, default_value_t = 500)]
     pub backoff_ms: u64,
     /// `minio` only: buckets through the S3 API, without the tenant user and policy of
@@ -70,10 +71,7 @@ fn run_with(args: Args, teardown: bool) -> Exit {
         teardown,
         spec: args.spec,
         store: args.secret_store,
-        retry: Retry {
-            attempts: args.attempts,
-            base: Duration::from_millis(args.backoff_ms),
-        },
+        retry: Policy::new(args.attempts, Duration::from_millis(args.backoff_ms)),
         buckets_only: args.buckets_only,
         now: args.now.unwrap_or_else(Utc::now),
     };

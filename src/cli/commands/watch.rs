@@ -1,6 +1,7 @@
 //! `provisio watch`: the arguments of watch mode and of the delivery that `generate --commit`
-//! shares; signal handling (SIGTERM/SIGINT set a flag the loop checks; a second signal exits
-//! at once); the `/metrics` server.
+//! shares, and the wiring around the loop on a small runtime thread: signal handling
+//! ([`crate::services::signal`]: SIGTERM/SIGINT set a flag the loop checks; a second signal
+//! exits at once with code 1) and the `/metrics` server ([`crate::services::http`]).
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
@@ -11,6 +12,7 @@ use crate::io::repo::follow::FollowConfig;
 use crate::ops::generate::MassDeleteGuard;
 use crate::report;
 use crate::services::watch::{self, WatchConfig, metrics};
+use crate::services::{self, http, signal};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -68,29 +70,39 @@ pub fn run(args: Args) -> Exit {
             }
         }
     };
-    let stop = Arc::new(AtomicBool::new(false));
-    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
-        // A second signal while stopping exits at once (code 1).
-        let registered = signal_hook::flag::register_conditional_shutdown(sig, 1, stop.clone())
-            .and_then(|_| signal_hook::flag::register(sig, stop.clone()));
-        if let Err(e) = registered {
-            eprintln!("error: cannot install the signal handler: {e}");
-            return Exit::Invalid;
+    // Signals and /metrics run on a small runtime thread; the loop itself is synchronous.
+    let runtime = match http::RuntimeThread::start("provisio-watch-edge", 0) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {}", report::chain(&e));
+            return Exit::Failed;
         }
+    };
+    let stop = Arc::new(AtomicBool::new(false));
+    if let Err(e) = signal::stop_on_signals(runtime.handle(), stop.clone()) {
+        eprintln!("error: cannot install the signal handler: {e}");
+        return Exit::Failed;
     }
     let metrics = Arc::new(metrics::Metrics::new());
     let server = match args.metrics_addr {
-        Some(addr) => match metrics::serve(addr, metrics.clone(), stop.clone()) {
-            Ok((bound, handle)) => {
-                tracing::info!(%bound, "serving /metrics");
-                eprintln!("watch: metrics at http://{bound}/metrics");
-                Some(handle)
+        Some(addr) => {
+            let started = http::bind(addr).and_then(|listener| {
+                let router = services::metrics::router(metrics.registry());
+                http::Server::start(runtime.handle(), listener, router)
+            });
+            match started {
+                Ok(server) => {
+                    let bound = server.addr();
+                    tracing::info!(%bound, "serving /metrics");
+                    eprintln!("watch: metrics at http://{bound}/metrics");
+                    Some(server)
+                }
+                Err(e) => {
+                    eprintln!("error: cannot serve /metrics: {}", report::chain(&e));
+                    return Exit::Failed;
+                }
             }
-            Err(e) => {
-                eprintln!("error: {e}");
-                return Exit::Invalid;
-            }
-        },
+        }
         None => None,
     };
     let mut cfg = WatchConfig::new(args.paths.paths());
@@ -112,9 +124,12 @@ pub fn run(args: Args) -> Exit {
         _ => None,
     };
     let result = watch::run(&cfg, &metrics, &stop);
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    if let Some(h) = server {
-        let _ = h.join();
+    // From here a signal exits at once (code 1), as during a stop.
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    if let Some(s) = server
+        && let Err(e) = s.stop()
+    {
+        tracing::warn!(error = %report::chain(&e), "the /metrics server failed");
     }
     match result {
         Ok(()) => {

@@ -1,103 +1,99 @@
-//! Intake metrics in the Prometheus text format: events by type and outcome, request latency
-//! histogram, commits and events per commit.
+//! Intake metrics: events by type and outcome, request latency histogram, commits and events
+//! per commit, in a `prometheus-client` registry served at `/metrics` by
+//! [`crate::services::metrics`].
 
-use std::collections::BTreeMap;
-use std::fmt::Write;
-use std::sync::Mutex;
+use std::sync::Arc;
 use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
 
 /// Upper bounds (seconds) of the latency histogram buckets.
 const BUCKETS: [f64; 12] = [
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
 ];
 
-#[derive(Default)]
-struct Inner {
-    events: BTreeMap<(&'static str, String), u64>,
-    latency_counts: [u64; BUCKETS.len()],
-    latency_sum: f64,
-    latency_count: u64,
-    commits: u64,
-    committed_events: u64,
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Event {
+    event: &'static str,
+    outcome: String,
 }
 
-#[derive(Default)]
+/// Every metric the intake exports.
 pub struct Metrics {
-    inner: Mutex<Inner>,
+    registry: Arc<Registry>,
+    events: Family<Event, Counter>,
+    latency: Histogram,
+    commits: Counter,
+    committed_events: Counter,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = crate::services::metrics::registry();
+        let events = Family::<Event, Counter>::default();
+        let latency = Histogram::new(BUCKETS);
+        let (commits, committed_events) = (Counter::default(), Counter::default());
+        registry.register(
+            "intake_events",
+            "Webhook events received, by type and outcome",
+            events.clone(),
+        );
+        registry.register(
+            "intake_request_duration_seconds",
+            "Webhook request latency, including the git commit",
+            latency.clone(),
+        );
+        registry.register(
+            "intake_commits",
+            "Git commits made by the intake",
+            commits.clone(),
+        );
+        registry.register(
+            "intake_committed_events",
+            "Events whose change is in a commit",
+            committed_events.clone(),
+        );
+        Metrics {
+            registry: Arc::new(registry),
+            events,
+            latency,
+            commits,
+            committed_events,
+        }
+    }
 }
 
 impl Metrics {
     /// One webhook request: its event type (`created`, `updated`, `cancelled`, or `unknown`),
     /// its outcome (`created`, `ok`, or the error code) and how long it took.
     pub fn observe(&self, event: &'static str, outcome: &str, took: Duration) {
-        let mut m = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        *m.events.entry((event, outcome.to_owned())).or_default() += 1;
-        let secs = took.as_secs_f64();
-        for (i, le) in BUCKETS.iter().enumerate() {
-            if secs <= *le {
-                m.latency_counts[i] += 1;
-            }
-        }
-        m.latency_sum += secs;
-        m.latency_count += 1;
+        self.events
+            .get_or_create(&Event {
+                event,
+                outcome: outcome.to_owned(),
+            })
+            .inc();
+        self.latency.observe(took.as_secs_f64());
     }
 
     /// One git commit holding `events` events.
     pub fn commit(&self, events: usize) {
-        let mut m = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        m.commits += 1;
-        m.committed_events += events as u64;
+        self.commits.inc();
+        self.committed_events.inc_by(events as u64);
     }
 
+    /// The registry, for the `/metrics` route.
+    pub fn registry(&self) -> Arc<Registry> {
+        self.registry.clone()
+    }
+
+    /// The exposition, as `/metrics` serves it.
     pub fn render(&self) -> String {
-        let m = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        let mut s = String::new();
-        s.push_str(
-            "# HELP provisio_intake_events_total Webhook events received, by type and outcome.\n",
-        );
-        s.push_str("# TYPE provisio_intake_events_total counter\n");
-        for ((event, outcome), n) in &m.events {
-            let _ = writeln!(
-                s,
-                "provisio_intake_events_total{{event=\"{event}\",outcome=\"{outcome}\"}} {n}"
-            );
-        }
-        s.push_str("# HELP provisio_intake_request_duration_seconds Webhook request latency, including the git commit.\n");
-        s.push_str("# TYPE provisio_intake_request_duration_seconds histogram\n");
-        for (le, n) in BUCKETS.iter().zip(m.latency_counts) {
-            let _ = writeln!(
-                s,
-                "provisio_intake_request_duration_seconds_bucket{{le=\"{le}\"}} {n}"
-            );
-        }
-        let _ = writeln!(
-            s,
-            "provisio_intake_request_duration_seconds_bucket{{le=\"+Inf\"}} {}",
-            m.latency_count
-        );
-        let _ = writeln!(
-            s,
-            "provisio_intake_request_duration_seconds_sum {}",
-            m.latency_sum
-        );
-        let _ = writeln!(
-            s,
-            "provisio_intake_request_duration_seconds_count {}",
-            m.latency_count
-        );
-        s.push_str("# HELP provisio_intake_commits_total Git commits made by the intake.\n");
-        s.push_str("# TYPE provisio_intake_commits_total counter\n");
-        let _ = writeln!(s, "provisio_intake_commits_total {}", m.commits);
-        s.push_str(
-            "# HELP provisio_intake_committed_events_total Events whose change is in a commit.\n",
-        );
-        s.push_str("# TYPE provisio_intake_committed_events_total counter\n");
-        let _ = writeln!(
-            s,
-            "provisio_intake_committed_events_total {}",
-            m.committed_events
-        );
-        s
+        crate::services::metrics::encode(&self.registry)
     }
 }
 
@@ -112,12 +108,20 @@ mod tests {
         m.observe("created", "unauthorized", Duration::from_millis(300));
         m.commit(1);
         let s = m.render();
-        assert!(
-            s.contains("provisio_intake_events_total{event=\"created\",outcome=\"created\"} 1\n")
-        );
-        assert!(s.contains("provisio_intake_request_duration_seconds_bucket{le=\"0.005\"} 1\n"));
-        assert!(s.contains("provisio_intake_request_duration_seconds_bucket{le=\"0.5\"} 2\n"));
-        assert!(s.contains("provisio_intake_request_duration_seconds_count 2\n"));
-        assert!(s.contains("provisio_intake_commits_total 1\n"));
+        for line in [
+            "# TYPE provisio_intake_events counter\n",
+            "provisio_intake_events_total{event=\"created\",outcome=\"created\"} 1\n",
+            "provisio_intake_events_total{event=\"created\",outcome=\"unauthorized\"} 1\n",
+            "# TYPE provisio_intake_request_duration_seconds histogram\n",
+            "provisio_intake_request_duration_seconds_bucket{le=\"0.005\"} 1\n",
+            "provisio_intake_request_duration_seconds_bucket{le=\"0.5\"} 2\n",
+            "provisio_intake_request_duration_seconds_bucket{le=\"+Inf\"} 2\n",
+            "provisio_intake_request_duration_seconds_count 2\n",
+            "provisio_intake_commits_total 1\n",
+            "provisio_intake_committed_events_total 1\n",
+        ] {
+            assert!(s.contains(line), "missing `{line}` in\n{s}");
+        }
+        assert!(s.ends_with("# EOF\n"), "{s}");
     }
 }

@@ -1,11 +1,12 @@
-//! `provisio serve`: the billing intake over HTTP (axum on tokio). Requests are checked here
-//! (size, authentication, content type, payload) and handed to the single writer
-//! ([`writer`]) which applies them to the registry ([`provisio_core::intake`]) and commits; the
-//! answer goes out only after the commit. Routes:
+//! `provisio serve`: the billing intake over HTTP (axum on tokio, the stack of
+//! [`crate::services::http`]). Requests are checked here (size, authentication, content
+//! type, payload) and handed to the single writer ([`writer`]) which applies them to the
+//! registry ([`provisio_core::intake`]) and commits; the answer goes out only after the
+//! commit. Routes:
 //!
 //! - `POST /api/v1/provisioning/webhooks/{subscription-created|subscription-updated|subscription-cancelled}`
 //! - `GET /healthz` (the process answers), `GET /readyz` (the writer is running),
-//!   `GET /metrics` (Prometheus), `GET /openapi.json` (the committed `docs/openapi.json`).
+//!   `GET /metrics` (OpenMetrics, [`crate::services::metrics`]), `GET /openapi.json` (the committed `docs/openapi.json`).
 
 pub mod auth;
 pub mod error;
@@ -28,6 +29,7 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::{info, warn};
 
 use crate::io::repo::Author;
+use crate::services::http;
 use auth::{Authenticator, Secret};
 use error::ApiError;
 use metrics::Metrics;
@@ -94,6 +96,15 @@ pub enum ServeError {
     Io(#[source] std::io::Error),
 }
 
+impl From<http::HttpError> for ServeError {
+    fn from(e: http::HttpError) -> Self {
+        match e {
+            http::HttpError::Bind { addr, source } => ServeError::Bind { addr, source },
+            http::HttpError::Io(e) => ServeError::Io(e),
+        }
+    }
+}
+
 struct App {
     auth: Authenticator,
     clock: Clock,
@@ -116,6 +127,7 @@ pub fn app(config: &Config) -> Result<Router, ServeError> {
         .name("provisio-intake-writer".to_owned())
         .spawn(move || writer::run(store, state, rx, clock, author, max_group, m))
         .map_err(ServeError::Io)?;
+    let registry = metrics.registry();
     let app = Arc::new(App {
         auth: Authenticator::new(config.secret.clone(), config.signature_window_secs),
         clock: config.clock.clone(),
@@ -137,7 +149,7 @@ pub fn app(config: &Config) -> Result<Router, ServeError> {
         )
         .route(
             "/metrics",
-            get(metrics_text).fallback(|| method_not_allowed("GET, HEAD")),
+            crate::services::metrics::route(registry).fallback(|| method_not_allowed("GET, HEAD")),
         )
         .route(
             "/openapi.json",
@@ -157,22 +169,20 @@ pub async fn serve(
     if let Ok(addr) = listener.local_addr() {
         info!(%addr, registry = %config.registry.display(), "intake listening");
     }
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown)
+    http::serve(listener, router, shutdown)
         .await
         .map_err(ServeError::Io)
 }
 
 /// A server running on its own runtime thread (tests, benchmarks). Dropping it stops it.
 pub struct Running {
-    addr: SocketAddr,
-    stop: Option<oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<Result<(), ServeError>>>,
+    server: Option<http::Server>,
+    runtime: Option<http::RuntimeThread>,
 }
 
 impl Running {
     pub fn addr(&self) -> SocketAddr {
-        self.addr
+        self.server.as_ref().expect("running until stopped").addr()
     }
 
     /// Stops accepting, waits for in-flight requests, returns the server's result.
@@ -181,13 +191,14 @@ impl Running {
     }
 
     fn shutdown(&mut self) -> Result<(), ServeError> {
-        if let Some(s) = self.stop.take() {
-            let _ = s.send(());
-        }
-        match self.thread.take() {
-            Some(t) => t.join().unwrap_or(Ok(())),
+        let result = match self.server.take() {
+            Some(s) => s.stop().map_err(ServeError::from),
             None => Ok(()),
+        };
+        if let Some(r) = self.runtime.take() {
+            r.stop();
         }
+        result
     }
 }
 
@@ -200,39 +211,16 @@ impl Drop for Running {
 /// Binds `addr` (port 0 = any free port) and serves on a new thread with `workers` tokio
 /// worker threads.
 pub fn spawn(config: Config, addr: SocketAddr, workers: usize) -> Result<Running, ServeError> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(workers.max(1))
-        .enable_all()
-        .build()
-        .map_err(ServeError::Io)?;
-    let std_listener =
-        std::net::TcpListener::bind(addr).map_err(|source| ServeError::Bind { addr, source })?;
-    std_listener.set_nonblocking(true).map_err(ServeError::Io)?;
-    let bound = std_listener.local_addr().map_err(ServeError::Io)?;
+    let runtime = http::RuntimeThread::start("provisio-serve", workers.max(1))?;
+    let listener = http::bind(addr)?;
     let router = {
-        let _guard = runtime.enter();
+        let _entered = runtime.handle().enter();
         app(&config)?
     };
-    let (stop, stopped) = oneshot::channel::<()>();
-    let thread = std::thread::Builder::new()
-        .name("provisio-serve".to_owned())
-        .spawn(move || {
-            runtime.block_on(async move {
-                let listener =
-                    tokio::net::TcpListener::from_std(std_listener).map_err(ServeError::Io)?;
-                axum::serve(listener, router)
-                    .with_graceful_shutdown(async move {
-                        let _ = stopped.await;
-                    })
-                    .await
-                    .map_err(ServeError::Io)
-            })
-        })
-        .map_err(ServeError::Io)?;
+    let server = http::Server::start(runtime.handle(), listener, router)?;
     Ok(Running {
-        addr: bound,
-        stop: Some(stop),
-        thread: Some(thread),
+        server: Some(server),
+        runtime: Some(runtime),
     })
 }
 
@@ -379,16 +367,6 @@ async fn readyz(State(app): State<Arc<App>>) -> Response {
     } else {
         axum::Json(serde_json::json!({"status": "ready"})).into_response()
     }
-}
-
-async fn metrics_text(State(app): State<Arc<App>>) -> impl IntoResponse {
-    (
-        [(
-            header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
-        app.metrics.render(),
-    )
 }
 
 async fn openapi() -> impl IntoResponse {

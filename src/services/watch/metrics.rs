@@ -1,10 +1,8 @@
-//! Watch-mode metrics (`prometheus-client`) and the small HTTP server (`tiny_http`) that
-//! serves them at `/metrics` in the Prometheus/OpenMetrics text format.
+//! Watch-mode metrics, in a `prometheus-client` registry served at `/metrics` by
+//! [`crate::services::metrics`] (on the address `--metrics-addr` names).
 
-use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::Duration;
+use std::sync::atomic::AtomicU64;
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -12,7 +10,6 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
-use tracing::{debug, warn};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct Outcome {
@@ -31,7 +28,7 @@ pub struct Status {
 
 /// Every metric watch mode exports.
 pub struct Metrics {
-    registry: Registry,
+    registry: Arc<Registry>,
     pub regenerations: Family<Outcome, Counter>,
     pub duration: Histogram,
     pub tenants: Family<Status, Gauge>,
@@ -49,9 +46,9 @@ impl Default for Metrics {
 
 impl Metrics {
     pub fn new() -> Metrics {
-        let mut registry = Registry::with_prefix("provisio");
+        let mut registry = crate::services::metrics::registry();
         let m = Metrics {
-            registry: Registry::default(),
+            registry: Arc::default(),
             regenerations: Family::default(),
             duration: Histogram::new(exponential_buckets(0.01, 2.0, 14)),
             tenants: Family::default(),
@@ -95,7 +92,10 @@ impl Metrics {
             "Unix time of the last regeneration that ended with the output delivered",
             m.last_success.clone(),
         );
-        Metrics { registry, ..m }
+        Metrics {
+            registry: Arc::new(registry),
+            ..m
+        }
     }
 
     pub fn regeneration(&self, outcome: &str) {
@@ -129,72 +129,15 @@ impl Metrics {
         self.last_success.set(t);
     }
 
-    /// The text exposition.
-    pub fn encode(&self) -> String {
-        let mut s = String::new();
-        prometheus_client::encoding::text::encode(&mut s, &self.registry)
-            .expect("writing to a String cannot fail");
-        s
+    /// The registry, for the `/metrics` route.
+    pub fn registry(&self) -> Arc<Registry> {
+        self.registry.clone()
     }
-}
 
-#[derive(Debug, thiserror::Error)]
-#[error("cannot listen for /metrics on {addr}: {message}")]
-pub struct ServeError {
-    pub addr: SocketAddr,
-    pub message: String,
-}
-
-/// Serves `/metrics` on `addr` from a thread until `stop` is set. Returns the bound address
-/// (port 0 picks a free one).
-pub fn serve(
-    addr: SocketAddr,
-    metrics: Arc<Metrics>,
-    stop: Arc<AtomicBool>,
-) -> Result<(SocketAddr, std::thread::JoinHandle<()>), ServeError> {
-    let server = tiny_http::Server::http(addr).map_err(|e| ServeError {
-        addr,
-        message: e.to_string(),
-    })?;
-    let bound = server.server_addr().to_ip().ok_or_else(|| ServeError {
-        addr,
-        message: "not an IP socket".into(),
-    })?;
-    let handle = std::thread::Builder::new()
-        .name("metrics".into())
-        .spawn(move || {
-            while !stop.load(Ordering::Relaxed) {
-                let req = match server.recv_timeout(Duration::from_millis(200)) {
-                    Ok(Some(r)) => r,
-                    Ok(None) => continue,
-                    Err(e) => {
-                        warn!(error = %e, "metrics server: receive failed");
-                        continue;
-                    }
-                };
-                debug!(url = %req.url(), "metrics request");
-                let resp = if req.url() == "/metrics" {
-                    tiny_http::Response::from_string(metrics.encode()).with_header(
-                        tiny_http::Header::from_bytes(
-                            "Content-Type",
-                            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                        )
-                        .expect("a valid header"),
-                    )
-                } else {
-                    tiny_http::Response::from_string("not found; try /metrics\n")
-                        .with_status_code(404)
-                };
-                if let Err(e) = req.respond(resp) {
-                    debug!(error = %e, "metrics server: respond failed");
-                }
-            }
-        })
-        .map_err(|e| ServeError {
-            addr,
-            message: e.to_string(),
-        })?;
-    Ok((bound, handle))
+    /// The exposition, as `/metrics` serves it.
+    pub fn encode(&self) -> String {
+        crate::services::metrics::encode(&self.registry)
+    }
 }
 
 #[cfg(test)]
