@@ -327,13 +327,13 @@ func renderTemplateParams(tmpl map[string]any, preserveResourcesOnDeletion bool,
 		if !ok || v == nil {
 			continue
 		}
-		r, err := deepReplace(v, params, opts)
+		r, err := deepReplace(v, "", params, opts)
 		if err != nil {
 			return nil, err
 		}
 		outMeta[k] = r
 	}
-	outSpec, err := deepReplace(spec, params, opts)
+	outSpec, err := deepReplace(spec, "spec", params, opts)
 	if err != nil {
 		return nil, err
 	}
@@ -348,22 +348,59 @@ func renderTemplateParams(tmpl map[string]any, preserveResourcesOnDeletion bool,
 	return app, nil
 }
 
-// deepReplace mirrors deeplyReplace over a JSON tree.
-func deepReplace(v any, params map[string]any, opts []string) (any, error) {
+// structFieldOrder lists, for the typed structs whose fields the upstream
+// walk visits in declaration order, that order (argo-cd v3.5.1
+// pkg/apis/application/v1alpha1/types.go), so the first error reported is the
+// one upstream reports. Other maps are walked in sorted key order (upstream
+// walks real maps in Go's random order).
+var structFieldOrder = map[string][]string{
+	"spec":             {"source", "destination", "project", "syncPolicy", "ignoreDifferences", "info", "revisionHistoryLimit", "sources", "sourceHydrator"},
+	"spec.source":      {"repoURL", "path", "targetRevision", "helm", "kustomize", "directory", "plugin", "chart", "ref", "name", "tagPrefix"},
+	"spec.sources[]":   {"repoURL", "path", "targetRevision", "helm", "kustomize", "directory", "plugin", "chart", "ref", "name", "tagPrefix"},
+	"spec.destination": {"server", "namespace", "name"},
+	"spec.syncPolicy":  {"automated", "syncOptions", "retry", "managedNamespaceMetadata"},
+}
+
+func orderedKeys(m map[string]any, ctx string) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	order, ok := structFieldOrder[ctx]
+	if !ok {
+		return keys
+	}
+	rank := map[string]int{}
+	for i, k := range order {
+		rank[k] = i
+	}
+	sort.SliceStable(keys, func(i, j int) bool {
+		ri, iok := rank[keys[i]]
+		rj, jok := rank[keys[j]]
+		switch {
+		case iok && jok:
+			return ri < rj
+		case iok != jok:
+			return iok
+		}
+		return false
+	})
+	return keys
+}
+
+// deepReplace mirrors deeplyReplace over a JSON tree; ctx is the dotted path
+// of v (for field order only).
+func deepReplace(v any, ctx string, params map[string]any, opts []string) (any, error) {
 	switch t := v.(type) {
 	case map[string]any:
-		keys := make([]string, 0, len(t))
-		for k := range t {
-			keys = append(keys, k)
-		}
-		sort.Strings(keys)
 		out := make(map[string]any, len(t))
-		for _, k := range keys {
+		for _, k := range orderedKeys(t, ctx) {
 			val := t[k]
 			if val == nil {
 				continue // nil map values are dropped
 			}
-			rv, err := deepReplace(val, params, opts)
+			rv, err := deepReplace(val, ctx+"."+k, params, opts)
 			if err != nil {
 				return nil, err
 			}
@@ -380,7 +417,7 @@ func deepReplace(v any, params map[string]any, opts []string) (any, error) {
 			if e == nil {
 				continue
 			}
-			r, err := deepReplace(e, params, opts)
+			r, err := deepReplace(e, ctx+"[]", params, opts)
 			if err != nil {
 				return nil, err
 			}
