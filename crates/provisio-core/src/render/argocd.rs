@@ -201,7 +201,11 @@ fn application_set(
                     source: ApplicationSource {
                         repo_url: a.repo_url.clone(),
                         target_revision: a.target_revision.clone(),
-                        path: "{{ .path }}".into(),
+                        // goTemplate mode: the git files generator *replaces* the file's
+                        // `path` key with a map of path facts (argo-cd v3.5.1
+                        // `applicationset/generators/git.go`, `generateParamsFromGitFile`);
+                        // `.path.path` is the directory holding the file: the tenant's tree.
+                        path: "{{ .path.path }}".into(),
                     },
                     destination: Destination {
                         server: "{{ .cluster }}".into(),
@@ -387,7 +391,8 @@ mod tests {
     }
 
     /// `missingkey=error`: every parameter the template uses must be a key of the tenants'
-    /// `config.json`.
+    /// `config.json`, or `path.*`, which the files generator sets itself (and which would
+    /// overwrite a `path` key of the file: config.json has none).
     #[test]
     fn the_template_uses_only_keys_of_config_json() {
         let reg = example_registry();
@@ -404,10 +409,19 @@ mod tests {
             used.contains("application") && used.contains("cluster"),
             "{used:?}"
         );
+        assert!(used.contains("path.path"), "{used:?}");
+        let used: BTreeSet<&str> = used
+            .into_iter()
+            .filter(|k| !k.starts_with("path."))
+            .collect();
         let out = crate::render::render_all(&reg, now()).unwrap();
         for (id, tree) in &out.tenants {
             let config: Value =
                 serde_json::from_slice(&tree[&format!("{TENANTS_DIR}/{id}/config.json")]).unwrap();
+            assert!(
+                config.get("path").is_none(),
+                "{id}: the generator overwrites a `path` key"
+            );
             for key in &used {
                 assert!(
                     config.get(key).is_some(),

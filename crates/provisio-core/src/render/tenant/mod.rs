@@ -140,14 +140,15 @@ impl Kustomization {
     }
 }
 
-/// Parameters of the tenant for the ApplicationSet's git files generator.
+/// Parameters of the tenant for the ApplicationSet's git files generator. No `path` key: in
+/// goTemplate mode the generator replaces it with the file's path facts (`.path.path` is the
+/// tree), so a `path` here would be silently dropped.
 #[derive(Serialize)]
 struct ConfigJson<'a> {
     application: &'a str,
     cluster: &'a str,
     domain: &'a str,
     namespace: &'a str,
-    path: String,
     region: &'a str,
     shard: &'a str,
     status: &'a str,
@@ -156,18 +157,11 @@ struct ConfigJson<'a> {
 }
 
 fn config_json(plan: &TenantPlan<'_>) -> Vec<u8> {
-    let prefix = &plan.platform.argocd.path_prefix;
-    let path = if prefix.is_empty() {
-        format!("{TENANTS_DIR}/{}", plan.id)
-    } else {
-        format!("{}/{TENANTS_DIR}/{}", prefix.trim_end_matches('/'), plan.id)
-    };
     let c = ConfigJson {
         application: &plan.application,
         cluster: plan.cluster,
         domain: &plan.domain,
         namespace: &plan.namespace,
-        path,
         region: plan.region,
         shard: &plan.shard,
         status: plan.status.as_str(),
@@ -184,10 +178,7 @@ mod tests {
     use super::*;
     use crate::render::templates::environment;
     use crate::render::yaml::HEADER;
-    use crate::testing::{
-        ACTIVE, DEPROVISIONING, edited_registry, example_registry, gateway_only_registry, plan,
-        replace_in,
-    };
+    use crate::testing::{ACTIVE, DEPROVISIONING, example_registry, gateway_only_registry, plan};
 
     /// The file names of a tenant tree, relative to it.
     fn names(files: &Files, id: &str) -> Vec<String> {
@@ -292,7 +283,6 @@ mod tests {
                 "cluster": "https://k8s-eu-central.collectverything.internal",
                 "domain": "shop.nordwind-logistik.de",
                 "namespace": "e-commerce-nordwind-logistik-7ace77",
-                "path": "tenants-out/nordwind-logistik-7ace77",
                 "region": "eu-central",
                 "shard": plan.shard,
                 "status": "deprovisioning",
@@ -300,21 +290,5 @@ mod tests {
                 "tier": "business",
             })
         );
-    }
-
-    #[test]
-    fn config_json_paths_follow_the_path_prefix() {
-        let reg = edited_registry(|s| {
-            replace_in(
-                s,
-                "platform.yaml",
-                "pathPrefix: \"\"",
-                "pathPrefix: gitops/",
-            );
-        });
-        let files = render_tenant(&plan(&reg, ACTIVE), &environment()).unwrap();
-        let c: serde_json::Value =
-            serde_json::from_slice(&files[&format!("{TENANTS_DIR}/{ACTIVE}/config.json")]).unwrap();
-        assert_eq!(c["path"], format!("gitops/tenants-out/{ACTIVE}"));
     }
 }
