@@ -126,8 +126,13 @@ fn default_refresh() -> String {
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct IngressSettings {
     pub class_name: String,
-    /// Namespace of the ingress controller (label `name`), allowed in by the network policy.
+    /// Namespace of the ingress controller (label `kubernetes.io/metadata.name`), allowed in
+    /// by the network policies.
     pub controller_namespace: String,
+    /// Labels of the ingress controller's pods: with them, the network policies admit those
+    /// pods only, not every pod of `controllerNamespace` (empty: the whole namespace).
+    #[serde(default)]
+    pub controller_pod_labels: BTreeMap<String, String>,
     /// Annotations put on every tenant Ingress (the seed's nginx settings).
     #[serde(default)]
     pub annotations: BTreeMap<String, String>,

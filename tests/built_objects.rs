@@ -1,0 +1,219 @@
+//! What the controllers receive: the example's trees built with `kubectl kustomize` (as
+//! Argo CD's repo-server builds them), then inspected for the behaviour a cluster would show
+//! and no schema can see. Needs `kubectl` (skipped without it, a failure with
+//! `PROVISIO_REQUIRE_TOOLS=1`).
+//!
+//! - The network policies, evaluated the way a NetworkPolicy implementation does, admit
+//!   cert-manager's HTTP-01 solver traffic from the ingress controller's pods, and nothing
+//!   more than needed.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::Command;
+use std::sync::OnceLock;
+
+use common::Workspace;
+use serde_json::Value;
+
+/// The example, generated and built: tree name (`<tenant-id>` or `argocd`) → objects.
+fn built() -> Option<&'static BTreeMap<String, Vec<Value>>> {
+    static BUILT: OnceLock<Option<BTreeMap<String, Vec<Value>>>> = OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let kubectl = common::tool("kubectl")?;
+            let ws = Workspace::new();
+            ws.generate();
+            let mut trees: Vec<_> = std::fs::read_dir(ws.out().join("tenants-out"))
+                .unwrap()
+                .map(|e| e.unwrap().path())
+                .collect();
+            trees.push(ws.out().join("argocd"));
+            Some(
+                trees
+                    .iter()
+                    .map(|dir| {
+                        let name = dir.file_name().unwrap().to_string_lossy().into_owned();
+                        (name, kustomize(&kubectl, dir))
+                    })
+                    .collect(),
+            )
+        })
+        .as_ref()
+}
+
+fn kustomize(kubectl: &str, dir: &Path) -> Vec<Value> {
+    let out = Command::new(kubectl)
+        .arg("kustomize")
+        .arg(dir)
+        .output()
+        .expect("run kubectl");
+    assert!(
+        out.status.success(),
+        "kubectl kustomize {}: {}",
+        dir.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_saphyr::from_multiple(std::str::from_utf8(&out.stdout).unwrap()).unwrap()
+}
+
+fn of_kind<'a>(objects: &'a [Value], kind: &str) -> Vec<&'a Value> {
+    objects.iter().filter(|o| o["kind"] == kind).collect()
+}
+
+fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect()
+}
+
+const TENANTS: [&str; 3] = [
+    "abc-corporation-7f3a9c",
+    "cafe-creme-93b31b",
+    "nordwind-logistik-7ace77",
+];
+
+// --- network policies ------------------------------------------------------------------------
+
+/// A pod as a NetworkPolicy sees it: its namespace's labels and its own.
+struct Pod {
+    namespace: BTreeMap<String, String>,
+    labels: BTreeMap<String, String>,
+}
+
+impl Pod {
+    fn new(namespace: &str, pod: &[(&str, &str)]) -> Pod {
+        Pod {
+            namespace: labels(&[("kubernetes.io/metadata.name", namespace)]),
+            labels: labels(pod),
+        }
+    }
+}
+
+/// `matchLabels` only (provisio writes no `matchExpressions`); an empty selector matches all.
+fn selects(selector: &Value, labels: &BTreeMap<String, String>) -> bool {
+    assert!(
+        selector.get("matchExpressions").is_none(),
+        "not evaluated here: {selector}"
+    );
+    selector["matchLabels"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .all(|(k, v)| labels.get(k).map(String::as_str) == v.as_str())
+}
+
+/// Whether the policies of `to`'s namespace admit a TCP connection from `from` to `to` on
+/// `port`, per the NetworkPolicy API: isolated for ingress when any policy with type
+/// `Ingress` selects the pod; then allowed when a rule of one of those policies admits the
+/// peer (pod selector alone: same namespace; namespace selector: those namespaces; both:
+/// both) and the port.
+fn admits(policies: &[&Value], from: &Pod, to: &Pod, port: i64) -> bool {
+    let selecting: Vec<&Value> = policies
+        .iter()
+        .map(|p| &p["spec"])
+        .filter(|s| {
+            s["policyTypes"]
+                .as_array()
+                .is_some_and(|t| t.iter().any(|t| t == "Ingress"))
+                && selects(&s["podSelector"], &to.labels)
+        })
+        .collect();
+    if selecting.is_empty() {
+        return true;
+    }
+    selecting.iter().any(|s| {
+        s["ingress"].as_array().into_iter().flatten().any(|rule| {
+            let peer_ok = match rule["from"].as_array() {
+                None => true,
+                Some(peers) => peers.iter().any(|p| {
+                    assert!(p.get("ipBlock").is_none(), "not evaluated here: {p}");
+                    let ns_ok = match p.get("namespaceSelector") {
+                        Some(sel) => selects(sel, &from.namespace),
+                        None => from.namespace == to.namespace,
+                    };
+                    let pod_ok = p
+                        .get("podSelector")
+                        .is_none_or(|sel| selects(sel, &from.labels));
+                    ns_ok && pod_ok
+                }),
+            };
+            let port_ok = match rule["ports"].as_array() {
+                None => true,
+                Some(ports) => ports
+                    .iter()
+                    .any(|p| p["protocol"] == "TCP" && p["port"].as_i64() == Some(port)),
+            };
+            peer_ok && port_ok
+        })
+    })
+}
+
+#[test]
+fn the_ingress_controller_reaches_the_http01_solver_and_the_gateway_only() {
+    let Some(built) = built() else { return };
+    // cert-manager v1.21.1 `pkg/issuer/acme/http/pod.go` (`buildDefaultPod`): the solver pod
+    // runs in the Certificate's namespace with these labels, listening on 8089.
+    let solver_labels = [
+        ("acme.cert-manager.io/http01-solver", "true"),
+        ("acme.cert-manager.io/http-domain", "1932458317"),
+        ("acme.cert-manager.io/http-token", "1009463420"),
+    ];
+    // The ingress-nginx chart's controller pods, and another pod of its namespace (the
+    // admission webhook's patch Job).
+    let controller = Pod::new(
+        "ingress-nginx",
+        &[
+            ("app.kubernetes.io/name", "ingress-nginx"),
+            ("app.kubernetes.io/instance", "ingress-nginx"),
+            ("app.kubernetes.io/component", "controller"),
+        ],
+    );
+    let webhook_job = Pod::new(
+        "ingress-nginx",
+        &[
+            ("app.kubernetes.io/name", "ingress-nginx"),
+            ("app.kubernetes.io/component", "admission-webhook"),
+        ],
+    );
+    let stranger = Pod::new("default", &[("app.kubernetes.io/component", "controller")]);
+    for tenant in TENANTS {
+        let objects = &built[tenant];
+        let policies = of_kind(objects, "NetworkPolicy");
+        let ns = format!("e-commerce-{tenant}");
+        let solver = Pod::new(&ns, &solver_labels);
+        let gateway = Pod::new(&ns, &[("app", "api-gateway"), ("tenant", tenant)]);
+        let orders = Pod::new(&ns, &[("app", "orders"), ("tenant", tenant)]);
+        assert!(
+            admits(&policies, &controller, &solver, 8089),
+            "{tenant}: the ACME HTTP-01 solver is unreachable: the Certificate never becomes Ready"
+        );
+        assert!(admits(&policies, &controller, &gateway, 8100), "{tenant}");
+        for (from, to, port, what) in [
+            (&controller, &solver, 80, "the solver on another port"),
+            (
+                &webhook_job,
+                &solver,
+                8089,
+                "another pod of the controller's namespace",
+            ),
+            (&stranger, &solver, 8089, "a pod of another namespace"),
+            (&controller, &orders, 8000, "a product behind the gateway"),
+            (
+                &webhook_job,
+                &gateway,
+                8100,
+                "the gateway from a non-controller pod",
+            ),
+        ] {
+            assert!(
+                !admits(&policies, from, to, port),
+                "{tenant}: {what} is reachable"
+            );
+        }
+        // Inside the namespace everything talks (the products call each other).
+        assert!(admits(&policies, &gateway, &orders, 8000), "{tenant}");
+    }
+}
