@@ -217,3 +217,68 @@ fn the_ingress_controller_reaches_the_http01_solver_and_the_gateway_only() {
         assert!(admits(&policies, &gateway, &orders, 8000), "{tenant}");
     }
 }
+
+// --- host names ------------------------------------------------------------------------------
+
+/// One ACME order covers every name of a Certificate, so a `www.` name without a DNS record
+/// fails the tenant's whole certificate: the alias exists only under the platform's domain
+/// and for apex domains, and the Ingress serves exactly the Certificate's names.
+#[test]
+fn www_is_served_only_where_its_record_can_exist() {
+    let Some(built) = built() else { return };
+    for (tenant, hosts) in [
+        (
+            "abc-corporation-7f3a9c",
+            &[
+                "abc-corporation.collectverything.com",
+                "www.abc-corporation.collectverything.com",
+            ][..],
+        ),
+        (
+            "cafe-creme-93b31b",
+            &[
+                "cafe-creme-93b31b.collectverything.com",
+                "www.cafe-creme-93b31b.collectverything.com",
+            ][..],
+        ),
+        // A customer's own subdomain: `www.shop.nordwind-logistik.de` has no record.
+        (
+            "nordwind-logistik-7ace77",
+            &["shop.nordwind-logistik.de"][..],
+        ),
+    ] {
+        let objects = &built[tenant];
+        let [cert] = of_kind(objects, "Certificate")[..] else {
+            panic!("{tenant}: one Certificate")
+        };
+        let names: Vec<&str> = cert["spec"]["dnsNames"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap())
+            .collect();
+        assert_eq!(names, hosts, "{tenant}: Certificate dnsNames");
+        let [ingress] = of_kind(objects, "Ingress")[..] else {
+            panic!("{tenant}: one Ingress")
+        };
+        let spec = &ingress["spec"];
+        let rules: Vec<&str> = spec["rules"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["host"].as_str().unwrap())
+            .collect();
+        assert_eq!(rules, hosts, "{tenant}: Ingress rules");
+        let [tls] = spec["tls"].as_array().unwrap().as_slice() else {
+            panic!("{tenant}: one TLS entry")
+        };
+        let tls_hosts: Vec<&str> = tls["hosts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap())
+            .collect();
+        assert_eq!(tls_hosts, hosts, "{tenant}: Ingress TLS hosts");
+        assert_eq!(tls["secretName"], cert["spec"]["secretName"], "{tenant}");
+    }
+}

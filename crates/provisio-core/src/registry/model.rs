@@ -136,7 +136,7 @@ pub struct IngressSettings {
     /// Annotations put on every tenant Ingress (the seed's nginx settings).
     #[serde(default)]
     pub annotations: BTreeMap<String, String>,
-    /// Also serve `www.<domain>`.
+    /// `false`: no tenant serves `www.<domain>`, whatever its file says.
     #[serde(default = "yes")]
     pub www_alias: bool,
 }
@@ -462,6 +462,11 @@ pub struct Tenant {
     /// Defaults to `<id>.<baseDomain>` (unique, unlike a slug without the suffix).
     #[serde(default)]
     pub domain: Option<Sp<String>>,
+    /// Also serve `www.<domain>` (one Certificate covers both names, so the `www` record
+    /// must exist). Default: yes under the platform's base domain and for an apex domain
+    /// (`example.com`), no otherwise; see `plan::serves_www`.
+    #[serde(default)]
+    pub www_alias: Option<bool>,
     pub subscription: Sp<String>,
     pub contacts: Contacts,
     pub created: DateTime<Utc>,
