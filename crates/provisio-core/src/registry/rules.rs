@@ -617,6 +617,9 @@ fn check_tenant(
             diags.push(at(path, n, "too many replicas").with_label("expected 0 to 100"));
         }
     }
+    if let Some(tier) = ctx.tiers.get(&t.tier.value) {
+        super::headroom::check_tenant(t, tier, ctx.products, path, diags);
+    }
     for (product, v) in &t.overrides.versions {
         if !ctx.products.contains_key(product) {
             diags.push(unknown_product(ctx, path, product, v.referenced));
