@@ -282,3 +282,52 @@ fn www_is_served_only_where_its_record_can_exist() {
         assert_eq!(tls["secretName"], cert["spec"]["secretName"], "{tenant}");
     }
 }
+
+// --- offboarding -----------------------------------------------------------------------------
+
+/// No object is an Argo CD delete hook: Argo CD renders PreDelete/PostDelete hooks from git,
+/// where a departing tenant's tree is already gone, so its Application would hang in
+/// Deleting (argo-cd #18070); a failing one is recreated on every reconcile; v3.5 may delete
+/// them before they run (#29100); a post-delete finalizer also blocks deletion when the
+/// destination is invalid (#19571). Teardown is run as ordinary steps instead
+/// (docs/registry.md, "Offboarding").
+#[test]
+fn no_object_is_a_delete_hook_and_no_application_cascades() {
+    let Some(built) = built() else { return };
+    for (tree, objects) in built {
+        for o in objects {
+            let hooks = o["metadata"]["annotations"]["argocd.argoproj.io/hook"]
+                .as_str()
+                .unwrap_or_default();
+            assert!(
+                !hooks.contains("Delete"),
+                "{tree}: {} {} is a `{hooks}` hook",
+                o["kind"],
+                o["metadata"]["name"]
+            );
+        }
+    }
+    // A tenant that leaves the registry keeps its resources: the ApplicationSets preserve
+    // them (no resources finalizer, argo-cd `RenderTemplateParams`), and the namespace is
+    // never deleted by Argo CD.
+    for set in of_kind(&built["argocd"], "ApplicationSet") {
+        assert_eq!(
+            set["spec"]["syncPolicy"]["preserveResourcesOnDeletion"],
+            true
+        );
+        assert!(
+            set["spec"]["template"]["metadata"]
+                .get("finalizers")
+                .is_none()
+        );
+    }
+    for tenant in TENANTS {
+        let [ns] = of_kind(&built[tenant], "Namespace")[..] else {
+            panic!("{tenant}: one Namespace")
+        };
+        assert_eq!(
+            ns["metadata"]["annotations"]["argocd.argoproj.io/sync-options"],
+            "Prune=false,Delete=false"
+        );
+    }
+}

@@ -1,7 +1,7 @@
-//! The setup and teardown Jobs rendered into the example tenants' trees: one PreSync Job per
+//! The setup Jobs rendered into the example tenants' trees: one PreSync Job per
 //! shared service a tenant uses, in the shared namespace (admin credentials never referenced
 //! from a tenant namespace), carrying the tenant's spec (derived from its plan, no secret
-//! value); PostDelete teardown Jobs only for a tenant in `deprovisioning`.
+//! value); no teardown Job and no delete hook, even for a tenant in `deprovisioning`.
 
 mod support_setup;
 
@@ -13,7 +13,7 @@ use provisio_core::render::jobs;
 fn example_tenants_get_their_jobs() {
     let (reg, _) = provisio::ops::load::load(&support_setup::repo_root().join("registry")).unwrap();
     let shared = &reg.platform.shared_services.namespace;
-    let mut saw_teardown = false;
+    let mut saw_deprovisioning = false;
     for tenant in reg.tenants.values() {
         let plan = provisio_core::plan::plan_tenant(&reg, tenant, support_setup::now());
         let spec = SetupSpec::from_plan(&plan);
@@ -29,12 +29,8 @@ fn example_tenants_get_their_jobs() {
         .filter(|(_, used)| *used)
         .map(|(s, _)| s)
         .collect();
-        assert_eq!(
-            all.len(),
-            services.len() * if deprovisioning { 2 } else { 1 },
-            "{}",
-            plan.id
-        );
+        saw_deprovisioning |= deprovisioning;
+        assert_eq!(all.len(), services.len(), "{}", plan.id);
         for job in &all {
             let meta = &job.metadata;
             assert_eq!(
@@ -50,15 +46,7 @@ fn example_tenants_get_their_jobs() {
             assert!(services.contains(&service), "{service}");
             assert_eq!(&args[2..], ["--secret-store", jobs::STORE_ARG]);
             let hook = ann["argocd.argoproj.io/hook"].as_str();
-            match verb {
-                "setup" => assert_eq!(hook, "PreSync"),
-                "teardown" => {
-                    assert!(deprovisioning, "teardown only for deprovisioning tenants");
-                    assert_eq!(hook, "PostDelete");
-                    saw_teardown = true;
-                }
-                other => panic!("unexpected verb {other}"),
-            }
+            assert_eq!((verb, hook), ("setup", "PreSync"), "{}", plan.id);
             assert_eq!(
                 meta.name.as_deref(),
                 Some(jobs::job_name(verb, service, plan.id).as_str())
@@ -91,7 +79,7 @@ fn example_tenants_get_their_jobs() {
         }
     }
     assert!(
-        saw_teardown,
+        saw_deprovisioning,
         "the example registry has a deprovisioning tenant"
     );
 }

@@ -1,6 +1,9 @@
-//! The setup and teardown Jobs of a tenant (pure): `provisio setup mysql|rabbitmq|minio` as
-//! Argo CD PreSync hooks and, for a tenant in `deprovisioning`, `provisio teardown …` as
-//! PostDelete hooks. They run in the shared-services namespace, never in the tenant's: the
+//! The setup Jobs of a tenant (pure): `provisio setup mysql|rabbitmq|minio` as Argo CD
+//! PreSync hooks. No teardown is rendered: Argo CD's PostDelete hooks are rendered from git,
+//! where a departing tenant's tree is already gone, so the Application hangs in Deleting
+//! (argo-cd #18070), a failing one is recreated on every reconcile, and v3.5 may kill them
+//! before they run (#29100); see `docs/registry.md`, "Offboarding". They run in the
+//! shared-services namespace, never in the tenant's: the
 //! admin credentials they read (Secrets `provisio-admin-<service>` and
 //! `provisio-secret-store`, provided by the platform) never reach a tenant namespace. The
 //! tenant's [`SetupSpec`] travels in the Job as JSON (names and keys only, no secret value).
@@ -20,7 +23,6 @@ use sha2::{Digest, Sha256};
 use super::objects::{HOOK, HOOK_DELETE_POLICY, SYNC_WAVE};
 use crate::plan::TenantPlan;
 use crate::plan::setup::SetupSpec;
-use crate::registry::TenantStatus;
 
 /// Service account of the setup Jobs in the shared namespace (provided by the platform).
 pub const SETUP_SERVICE_ACCOUNT: &str = "provisio-setup";
@@ -60,23 +62,14 @@ pub fn job_name(verb: &str, service: &str, tenant: &str) -> String {
     format!("{head}-{}", &hash[..8])
 }
 
-/// Every setup Job of the tenant, and its teardown Jobs when it is being deprovisioned.
+/// Every setup Job of the tenant: one per shared service it uses.
 pub fn jobs(plan: &TenantPlan<'_>) -> Vec<Job> {
     let spec = SetupSpec::from_plan(plan).to_json();
-    let mut out: Vec<Job> = SERVICES
+    SERVICES
         .iter()
         .filter(|s| uses(plan, s))
         .map(|s| job(plan, "setup", s, &spec))
-        .collect();
-    if plan.status == TenantStatus::Deprovisioning {
-        out.extend(
-            SERVICES
-                .iter()
-                .filter(|s| uses(plan, s))
-                .map(|s| job(plan, "teardown", s, &spec)),
-        );
-    }
-    out
+        .collect()
 }
 
 fn job(plan: &TenantPlan<'_>, verb: &str, service: &str, spec: &str) -> Job {
@@ -84,13 +77,8 @@ fn job(plan: &TenantPlan<'_>, verb: &str, service: &str, spec: &str) -> Job {
     let mut labels: BTreeMap<String, String> = plan.labels.clone();
     labels.insert("app".into(), format!("provisio-{verb}"));
     labels.insert("shared-service".into(), service.into());
-    let hook = if verb == "setup" {
-        "PreSync"
-    } else {
-        "PostDelete"
-    };
     let annotations = BTreeMap::from([
-        (HOOK.to_owned(), hook.to_owned()),
+        (HOOK.to_owned(), "PreSync".to_owned()),
         // Kept after the run for its logs; replaced by the next sync's Job.
         (
             HOOK_DELETE_POLICY.to_owned(),
@@ -230,30 +218,24 @@ mod tests {
         );
     }
 
+    /// Teardown is not an Argo CD delete hook (rendered from git after the tree is gone:
+    /// argo-cd #18070; killed before it runs: #29100): a deprovisioning tenant gets its
+    /// setup Jobs only, and no Job of any tenant is a PreDelete/PostDelete hook.
     #[test]
-    fn a_deprovisioning_tenant_also_gets_its_post_delete_teardown_jobs() {
+    fn a_deprovisioning_tenant_gets_no_teardown_hook() {
         let reg = example_registry();
         let jobs = jobs(&plan(&reg, DEPROVISIONING));
-        let by_verb = |verb: &str| -> Vec<&Job> {
-            jobs.iter()
-                .filter(|j| container(j).args.as_ref().unwrap()[0] == verb)
-                .collect()
-        };
-        assert_eq!(by_verb("setup").len(), 3);
-        let teardown = by_verb("teardown");
         assert_eq!(
-            teardown
-                .iter()
-                .map(|j| j.metadata.name.as_deref().unwrap())
-                .collect::<Vec<_>>(),
+            names(&jobs),
             [
-                "teardown-mysql-nordwind-logistik-7ace77",
-                "teardown-rabbitmq-nordwind-logistik-7ace77",
-                "teardown-minio-nordwind-logistik-7ace77",
+                "setup-mysql-nordwind-logistik-7ace77",
+                "setup-rabbitmq-nordwind-logistik-7ace77",
+                "setup-minio-nordwind-logistik-7ace77",
             ]
         );
-        for j in teardown {
-            assert_eq!(annotation(j, HOOK), "PostDelete");
+        for j in &jobs {
+            assert_eq!(container(j).args.as_ref().unwrap()[0], "setup");
+            assert_eq!(annotation(j, HOOK), "PreSync");
         }
     }
 

@@ -27,7 +27,8 @@ pub(super) fn namespace(plan: &TenantPlan<'_>) -> Namespace {
     let mut annotations = BTreeMap::from([
         (objects::SYNC_WAVE.to_owned(), wave::NAMESPACE.to_string()),
         // Argo CD never deletes a tenant namespace, neither by pruning nor when the
-        // Application goes: deletion is `provisio teardown`'s, after grace period and backup.
+        // Application goes: deleting it is an explicit offboarding step, after the grace
+        // period and the backup (docs/registry.md, "Offboarding").
         (
             objects::SYNC_OPTIONS.to_owned(),
             "Prune=false,Delete=false".to_owned(),
