@@ -331,3 +331,114 @@ fn no_object_is_a_delete_hook_and_no_application_cascades() {
         );
     }
 }
+
+// --- what Argo CD shows ----------------------------------------------------------------------
+
+/// (group, kind) of an object's `apiVersion`/`kind`.
+fn group_kind(o: &Value) -> (String, String) {
+    let api = o["apiVersion"].as_str().unwrap();
+    let group = api.rsplit_once('/').map_or("", |(g, _)| g);
+    (group.to_owned(), o["kind"].as_str().unwrap().to_owned())
+}
+
+/// The children the cluster's controllers create under an object of a kind, as Argo CD's
+/// cluster cache links them (owner references; Endpoints get their Service as an inferred
+/// owner: gitops-engine `pkg/cache/references.go`).
+fn children(group: &str, kind: &str) -> &'static [(&'static str, &'static str)] {
+    match (group, kind) {
+        ("apps", "Deployment") => &[("apps", "ReplicaSet")],
+        ("apps", "ReplicaSet") | ("batch", "Job") => &[("", "Pod")],
+        ("", "Service") => &[("", "Endpoints"), ("discovery.k8s.io", "EndpointSlice")],
+        ("cert-manager.io", "Certificate") => &[("cert-manager.io", "CertificateRequest")],
+        ("cert-manager.io", "CertificateRequest") => &[("acme.cert-manager.io", "Order")],
+        ("acme.cert-manager.io", "Order") => &[("acme.cert-manager.io", "Challenge")],
+        // cert-manager v1.21 `pkg/issuer/acme/http`: the solver's pod, service and ingress.
+        ("acme.cert-manager.io", "Challenge") => &[
+            ("", "Pod"),
+            ("", "Service"),
+            ("networking.k8s.io", "Ingress"),
+        ],
+        ("external-secrets.io", "ExternalSecret") => &[("", "Secret")],
+        _ => &[],
+    }
+}
+
+/// The resource tree Argo CD shows for the managed objects: argo-cd v3.5.1
+/// `controller/appcontroller.go` `getResourceTree` walks the children and drops every child
+/// the project does not permit, *with its subtree* (`IsGroupKindNamePermitted`: for
+/// namespaced kinds, membership in `namespaceResourceWhitelist`).
+fn shown_kinds(managed: &[&Value], whitelist: &[(String, String)]) -> Vec<(String, String)> {
+    let mut shown = std::collections::BTreeSet::new();
+    let mut todo: Vec<(String, String)> = managed.iter().map(|o| group_kind(o)).collect();
+    while let Some((g, k)) = todo.pop() {
+        for (cg, ck) in children(&g, &k) {
+            let child = ((*cg).to_owned(), (*ck).to_owned());
+            if whitelist.contains(&child) && shown.insert(child.clone()) {
+                todo.push(child);
+            }
+        }
+    }
+    shown.into_iter().collect()
+}
+
+/// A platform engineer debugging a tenant in Argo CD sees the ReplicaSets and Pods under its
+/// Deployments and Jobs, the endpoints of its Services and the whole ACME chain of its
+/// Certificate (down to the solver pod); Secrets stay hidden (whitelisting them would let a
+/// tree deploy one). The kinds shown this way are never in a tree.
+#[test]
+fn argo_cd_shows_what_runs_under_a_tenants_objects() {
+    let Some(built) = built() else { return };
+    let [project] = of_kind(&built["argocd"], "AppProject")[..] else {
+        panic!("one AppProject")
+    };
+    let whitelist: Vec<(String, String)> = project["spec"]["namespaceResourceWhitelist"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| {
+            (
+                g["group"].as_str().unwrap().to_owned(),
+                g["kind"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    let pair = |g: &str, k: &str| (g.to_owned(), k.to_owned());
+    for tenant in TENANTS {
+        let managed: Vec<&Value> = built[tenant].iter().collect();
+        let shown = shown_kinds(&managed, &whitelist);
+        for needed in [
+            pair("apps", "ReplicaSet"),
+            pair("", "Pod"),
+            pair("", "Endpoints"),
+            pair("discovery.k8s.io", "EndpointSlice"),
+            pair("cert-manager.io", "CertificateRequest"),
+            pair("acme.cert-manager.io", "Order"),
+            pair("acme.cert-manager.io", "Challenge"),
+            pair("networking.k8s.io", "Ingress"),
+        ] {
+            assert!(
+                shown.contains(&needed),
+                "{tenant}: Argo CD hides {needed:?} (shown: {shown:?})"
+            );
+        }
+        assert!(!shown.contains(&pair("", "Secret")), "{tenant}");
+        // What the project permits beyond the rendered kinds is never rendered, and no
+        // Secret at all.
+        for o in &managed {
+            let gk = group_kind(o);
+            for shown_only in [
+                pair("apps", "ReplicaSet"),
+                pair("", "Pod"),
+                pair("", "Endpoints"),
+                pair("discovery.k8s.io", "EndpointSlice"),
+                pair("cert-manager.io", "CertificateRequest"),
+                pair("acme.cert-manager.io", "Order"),
+                pair("acme.cert-manager.io", "Challenge"),
+                pair("", "Secret"),
+            ] {
+                assert_ne!(gk, shown_only, "{tenant} renders a {shown_only:?}");
+            }
+        }
+    }
+    assert!(!whitelist.contains(&pair("", "Secret")));
+}

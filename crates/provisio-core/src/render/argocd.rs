@@ -15,8 +15,9 @@ use super::yaml::{ARGOCD_DIR, Files, RenderError, TENANTS_DIR, to_yaml, yaml_fil
 use crate::naming;
 use crate::registry::Registry;
 
-/// Namespaced kinds a tenant tree may contain (the AppProject allows nothing else).
-const NAMESPACED_KINDS: &[(&str, &str)] = &[
+/// Namespaced kinds a tenant tree contains (the renderers produce nothing else; a test holds
+/// them to it).
+pub const NAMESPACED_KINDS: &[(&str, &str)] = &[
     ("", "ConfigMap"),
     ("", "LimitRange"),
     ("", "ResourceQuota"),
@@ -32,6 +33,33 @@ const NAMESPACED_KINDS: &[(&str, &str)] = &[
     ("networking.k8s.io", "NetworkPolicy"),
     ("rbac.authorization.k8s.io", "Role"),
     ("rbac.authorization.k8s.io", "RoleBinding"),
+];
+
+/// Kinds the controllers create *under* a tenant's objects, permitted by the AppProject so
+/// that Argo CD shows them. Argo CD has no visibility-only list: the resource tree drops every
+/// child whose kind the project does not permit, with its whole subtree (argo-cd v3.5.1
+/// `controller/appcontroller.go` `getResourceTree` → `proj.IsResourcePermitted`;
+/// `app_project_types.go` `IsGroupKindNamePermitted`; a visibility list was requested in
+/// argo-cd #23987 and PR #25369 was closed unmerged). So these kinds are also *deployable* by
+/// the project; no tenant tree contains one (a test checks it) and the project's only source
+/// is provisio's manifests repository, where `provisio check` reports hand edits.
+///
+/// - ReplicaSet → Pod: under every Deployment (and Pods under Jobs);
+/// - Endpoints, EndpointSlice: under every Service (Endpoints get an inferred owner);
+/// - CertificateRequest → Order → Challenge → solver Pod/Service/Ingress: under the
+///   Certificate, where a stuck ACME order shows why.
+///
+/// `Secret` stays out although ExternalSecrets and the Certificate own one: whitelisting it
+/// would let a tree ship a Secret, and nothing secret is ever rendered. An ExternalSecret's and
+/// a Certificate's own status say whether their Secret was written.
+pub const VISIBLE_KINDS: &[(&str, &str)] = &[
+    ("", "Endpoints"),
+    ("", "Pod"),
+    ("acme.cert-manager.io", "Challenge"),
+    ("acme.cert-manager.io", "Order"),
+    ("apps", "ReplicaSet"),
+    ("cert-manager.io", "CertificateRequest"),
+    ("discovery.k8s.io", "EndpointSlice"),
 ];
 
 fn meta(reg: &Registry, name: &str) -> ObjectMeta {
@@ -134,10 +162,13 @@ fn project(reg: &Registry) -> CustomResource<AppProjectSpec> {
             }],
             namespace_resource_whitelist: NAMESPACED_KINDS
                 .iter()
+                .chain(VISIBLE_KINDS)
                 .map(|(g, k)| GroupKind {
                     group: (*g).to_owned(),
                     kind: (*k).to_owned(),
                 })
+                .collect::<BTreeSet<_>>()
+                .into_iter()
                 .collect(),
             orphaned_resources: OrphanedResources { warn: true },
         },
@@ -288,10 +319,10 @@ mod tests {
         assert!(p.spec.orphaned_resources.warn);
     }
 
-    /// The AppProject allows exactly the kinds a tenant tree contains: nothing rendered is
-    /// refused, nothing else may be deployed.
+    /// The AppProject allows exactly the kinds a tenant tree contains, plus the kinds Argo CD
+    /// must be allowed to show under them, which no tree contains.
     #[test]
-    fn the_project_whitelist_is_exactly_the_kinds_rendered() {
+    fn the_project_whitelist_is_the_kinds_rendered_and_the_kinds_shown() {
         let reg = example_registry();
         let out = crate::render::render_all(&reg, now()).unwrap();
         let mut rendered = BTreeSet::new();
@@ -315,7 +346,27 @@ mod tests {
             .chain(&p.spec.namespace_resource_whitelist)
             .map(|g| (g.group.clone(), g.kind.clone()))
             .collect();
-        assert_eq!(rendered, allowed);
+        let pairs = |kinds: &[(&str, &str)]| -> BTreeSet<(String, String)> {
+            kinds
+                .iter()
+                .map(|(g, k)| ((*g).to_owned(), (*k).to_owned()))
+                .collect()
+        };
+        let visible = pairs(VISIBLE_KINDS);
+        assert!(
+            rendered.is_disjoint(&visible),
+            "a tree renders a shown-only kind"
+        );
+        assert_eq!(
+            rendered.union(&visible).cloned().collect::<BTreeSet<_>>(),
+            allowed
+        );
+        let deployable: BTreeSet<_> = pairs(NAMESPACED_KINDS)
+            .into_iter()
+            .chain([(String::new(), "Namespace".to_owned())])
+            .collect();
+        assert_eq!(rendered, deployable);
+        assert!(!allowed.contains(&(String::new(), "Secret".to_owned())));
     }
 
     #[test]
