@@ -6,6 +6,10 @@
 //! - The network policies, evaluated the way a NetworkPolicy implementation does, admit
 //!   cert-manager's HTTP-01 solver traffic from the ingress controller's pods, and nothing
 //!   more than needed.
+//! - Certificates and Ingresses name `www.` only where its record can exist.
+//! - No object is an Argo CD delete hook.
+//! - The AppProject lets Argo CD show what runs under a tenant's objects.
+//! - Each setup Job mounts its own service's spec, readable, and leaves nothing behind.
 
 mod common;
 
@@ -23,8 +27,7 @@ fn built() -> Option<&'static BTreeMap<String, Vec<Value>>> {
     BUILT
         .get_or_init(|| {
             let kubectl = common::tool("kubectl")?;
-            let ws = Workspace::new();
-            ws.generate();
+            let ws = workspace();
             let mut trees: Vec<_> = std::fs::read_dir(ws.out().join("tenants-out"))
                 .unwrap()
                 .map(|e| e.unwrap().path())
@@ -41,6 +44,16 @@ fn built() -> Option<&'static BTreeMap<String, Vec<Value>>> {
             )
         })
         .as_ref()
+}
+
+/// The generated example (kept for the whole test run).
+fn workspace() -> &'static Workspace {
+    static WS: OnceLock<Workspace> = OnceLock::new();
+    WS.get_or_init(|| {
+        let ws = Workspace::new();
+        ws.generate();
+        ws
+    })
 }
 
 fn kustomize(kubectl: &str, dir: &Path) -> Vec<Value> {
@@ -441,4 +454,116 @@ fn argo_cd_shows_what_runs_under_a_tenants_objects() {
         }
     }
     assert!(!whitelist.contains(&pair("", "Secret")));
+}
+
+// --- setup Jobs ------------------------------------------------------------------------------
+
+/// Each setup Job mounts a ConfigMap (same name, same namespace, a PreSync hook one wave
+/// earlier) holding its own service's spec, pretty-printed; both are hooks deleted once the
+/// sync succeeds (and replaced by the next sync after a failure), so neither completed Jobs
+/// nor their ConfigMaps pile up in the shared namespace.
+#[test]
+fn each_setup_job_mounts_its_own_readable_spec_and_is_cleaned_up() {
+    let Some(built) = built() else { return };
+    for tenant in TENANTS {
+        let objects = &built[tenant];
+        let shared: Vec<&Value> = objects
+            .iter()
+            .filter(|o| o["metadata"]["namespace"] == "e-commerce-shared")
+            .collect();
+        let jobs: Vec<&Value> = shared
+            .iter()
+            .copied()
+            .filter(|o| o["kind"] == "Job")
+            .collect();
+        let maps: Vec<&Value> = shared
+            .iter()
+            .copied()
+            .filter(|o| o["kind"] == "ConfigMap")
+            .collect();
+        assert_eq!(jobs.len(), 3, "{tenant}: mysql, rabbitmq, minio");
+        assert_eq!(maps.len(), jobs.len(), "{tenant}: one spec per Job");
+        let mut sections = Vec::new();
+        for job in jobs {
+            let name = job["metadata"]["name"].as_str().unwrap();
+            let ann = &job["metadata"]["annotations"];
+            assert_eq!(ann["argocd.argoproj.io/hook"], "PreSync", "{name}");
+            assert_eq!(
+                ann["argocd.argoproj.io/hook-delete-policy"], "BeforeHookCreation,HookSucceeded",
+                "{name}"
+            );
+            let pod = &job["spec"]["template"]["spec"];
+            let volume = &pod["volumes"][0];
+            let cm_name = volume["configMap"]["name"].as_str().unwrap();
+            let container = &pod["containers"][0];
+            let mount = &container["volumeMounts"][0];
+            assert_eq!(mount["name"], volume["name"], "{name}");
+            let args: Vec<&str> = container["args"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|a| a.as_str().unwrap())
+                .collect();
+            let spec_at = args.iter().position(|a| *a == "--spec").unwrap() + 1;
+            let mount_path = mount["mountPath"].as_str().unwrap();
+            let (dir, key) = args[spec_at].rsplit_once('/').unwrap();
+            assert_eq!(dir, mount_path, "{name}: --spec points into the mount");
+            assert!(
+                container["env"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .all(|e| e["name"] != "PROVISIO_SETUP_SPEC"),
+                "{name}: no spec in a variable"
+            );
+            let cm = maps
+                .iter()
+                .find(|m| m["metadata"]["name"] == cm_name)
+                .unwrap_or_else(|| panic!("{name}: ConfigMap {cm_name} is not in the tree"));
+            let cm_ann = &cm["metadata"]["annotations"];
+            assert_eq!(cm_ann["argocd.argoproj.io/hook"], "PreSync");
+            assert_eq!(
+                cm_ann["argocd.argoproj.io/hook-delete-policy"],
+                "BeforeHookCreation,HookSucceeded"
+            );
+            let wave = |a: &Value| {
+                a["argocd.argoproj.io/sync-wave"]
+                    .as_str()
+                    .unwrap()
+                    .parse::<i32>()
+                    .unwrap()
+            };
+            assert!(
+                wave(cm_ann) < wave(ann),
+                "{name}: the spec exists before the Job"
+            );
+            let text = cm["data"][key].as_str().unwrap();
+            assert!(text.lines().count() > 5, "{name}: pretty-printed\n{text}");
+            let spec: Value = serde_json::from_str(text).unwrap();
+            let service = args[1];
+            let own = match service {
+                "minio" => "s3",
+                other => other,
+            };
+            let present: Vec<&str> = ["mysql", "rabbitmq", "s3"]
+                .into_iter()
+                .filter(|k| spec.get(*k).is_some())
+                .collect();
+            assert_eq!(present, [own], "{name}: only its own service's spec");
+            assert_eq!(spec["tenant"], tenant);
+            sections.push(own);
+        }
+        sections.sort_unstable();
+        assert_eq!(sections, ["mysql", "rabbitmq", "s3"], "{tenant}");
+        // Readable in a diff: the file carries the spec as a block, no long line.
+        let file = workspace()
+            .out()
+            .join(format!("tenants-out/{tenant}/setup-jobs.yaml"));
+        let raw = std::fs::read_to_string(file).unwrap();
+        let longest = raw.lines().map(str::len).max().unwrap();
+        assert!(
+            longest < 120,
+            "{tenant}: a {longest}-character line in setup-jobs.yaml"
+        );
+    }
 }

@@ -238,6 +238,26 @@ pub fn example_spec(tenant: &str) -> SetupSpec {
     SetupSpec::from_plan(&plan)
 }
 
+/// The spec the setup Job of `service` mounts for a tenant of the example registry: the
+/// text of its rendered ConfigMap (`spec.json`), parsed. The setup tests run the servers with
+/// exactly what a Job reads.
+pub fn job_spec(tenant: &str, service: &str) -> SetupSpec {
+    let (reg, _) =
+        provisio::ops::load::load(&repo_root().join("registry")).expect("example registry");
+    let t = reg
+        .tenants
+        .get(tenant)
+        .expect("tenant in the example registry");
+    let plan = provisio_core::plan::plan_tenant(&reg, t, now());
+    let job = provisio_core::render::jobs::setup_jobs(&plan)
+        .into_iter()
+        .find(|j| j.service.as_str() == service)
+        .expect("the tenant uses the service");
+    let text =
+        &job.spec.data.as_ref().expect("ConfigMap data")[provisio_core::render::jobs::SPEC_KEY];
+    SetupSpec::parse(text).expect("the mounted spec parses")
+}
+
 pub fn now() -> DateTime<Utc> {
     DateTime::parse_from_rfc3339("2025-02-01T00:00:00Z")
         .unwrap()

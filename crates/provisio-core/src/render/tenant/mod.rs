@@ -81,9 +81,14 @@ pub fn render_tenant(plan: &TenantPlan<'_>, env: &Environment) -> Result<Files, 
     if !migrations.is_empty() {
         add("jobs.yaml", each("Job", &migrations)?);
     }
-    let setup_jobs = super::jobs::jobs(plan);
+    let setup_jobs = super::jobs::setup_jobs(plan);
     if !setup_jobs.is_empty() {
-        add("setup-jobs.yaml", each("Job", &setup_jobs)?);
+        let mut docs = Vec::new();
+        for s in &setup_jobs {
+            docs.push(to_yaml("ConfigMap", &s.spec)?);
+            docs.push(to_yaml("Job", &s.job)?);
+        }
+        add("setup-jobs.yaml", docs);
     }
     add(
         "certificate.yaml",
