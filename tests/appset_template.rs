@@ -9,8 +9,11 @@
 //! `-check` over freshly generated output: every tenant tree is the `source.path` of exactly
 //! one Application, whose destination namespace is the tree's and whose name is a valid
 //! object name. On top of that, with the registry as the oracle: each tenant's Application
-//! comes from the ApplicationSet of its region and shard, and no ApplicationSet holds more
-//! than `maxTenantsPerShard`.
+//! comes from the ApplicationSet of its region and recorded shard, no ApplicationSet holds
+//! more than `maxTenantsPerShard`, and every file a generator reads becomes one of its
+//! Applications (the pattern selects, no post-selector throws parameters away). A synthetic
+//! registry built by the intake (many tenants, several regions and shards) is checked the
+//! same way, then changed (tenants leave and arrive, the limit grows): nobody moves.
 //!
 //! Needs Debian's `golang-go golang-github-masterminds-sprig-dev golang-gopkg-yaml.v2-dev`:
 //! skipped without them, a failure with `PROVISIO_REQUIRE_TOOLS=1` (CI).
@@ -129,6 +132,21 @@ fn expected(registry: &Path) -> (BTreeMap<String, (String, String, String)>, u32
     (tenants, reg.platform.argocd.max_tenants_per_shard.value)
 }
 
+/// Each ApplicationSet's generators, by name.
+fn generators(out: &Path) -> Vec<(String, Value)> {
+    let mut sets = Vec::new();
+    for e in std::fs::read_dir(out.join("argocd/applicationsets")).unwrap() {
+        let text = std::fs::read_to_string(e.unwrap().path()).unwrap();
+        let doc: Value = serde_saphyr::from_str(&text).unwrap();
+        sets.push((
+            doc["metadata"]["name"].as_str().unwrap().to_owned(),
+            doc["spec"]["generators"].clone(),
+        ));
+    }
+    sets.sort_by(|a, b| a.0.cmp(&b.0));
+    sets
+}
+
 /// Everything the issue asks of the generated Applications, with the registry as oracle.
 /// Returns tenant id → ApplicationSet.
 fn assert_deployable(registry: &Path, out: &Path) -> BTreeMap<String, String> {
@@ -169,6 +187,23 @@ fn assert_deployable(registry: &Path, out: &Path) -> BTreeMap<String, String> {
             "{set} holds {n} Applications, more than maxTenantsPerShard ({max})"
         );
     }
+    // Each generator reads only its own tenants' files: no post-selector drops parameters it
+    // read (every file it reads made one of the Applications above, each from its own
+    // ApplicationSet), and its pattern names its own file.
+    for (set, gens) in generators(out) {
+        let [g] = gens.as_array().unwrap().as_slice() else {
+            panic!("{set}: one generator")
+        };
+        assert!(
+            g.get("selector").is_none(),
+            "{set}: a post-selector drops files it read"
+        );
+        assert_eq!(
+            g["git"]["files"],
+            serde_json::json!([{"path": format!("tenants-out/*/config.{set}.json")}]),
+            "{set}"
+        );
+    }
     placed
 }
 
@@ -188,4 +223,103 @@ fn the_example_deploys_every_tenant_from_its_tree() {
             "nordwind-logistik-7ace77"
         ])
     );
+}
+
+/// A registry written by the intake: `n` subscriptions spread over `regions`, each tenant
+/// file exactly as `provisio serve` would commit it.
+fn onboard(registry: &Path, subscriptions: std::ops::Range<usize>, regions: &[&str]) {
+    use provisio_core::intake::{self, EventKind, Outcome, State};
+    let sources = provisio::io::registry_dir::read_dir(registry).unwrap();
+    let mut state = State::new(sources, chrono::Duration::days(30)).unwrap();
+    for i in subscriptions {
+        let tier = ["standard", "premium", "business"][i % 3];
+        let body = serde_json::json!({
+            "event": "subscription.created", "timestamp": "2025-06-15T10:00:00Z",
+            "data": {"subscription_id": format!("sub_syn_{i}"),
+                     "customer": {"name": format!("Synthetic Shop {i}"), "email": "a@example.com",
+                                  "billing_email": "b@example.com"},
+                     "plan": {"tier": tier},
+                     "metadata": {"region": regions[i % regions.len()]}}
+        });
+        let ev = intake::parse(EventKind::Created, body.to_string().as_bytes()).unwrap();
+        let a = state.apply(&ev, common::now()).unwrap();
+        assert_eq!(a.outcome, Outcome::Created);
+        let change = a.change.unwrap();
+        std::fs::write(registry.join(&change.path), change.text).unwrap();
+    }
+}
+
+fn set_max_per_shard(registry: &Path, max: u32) {
+    let path = registry.join("platform.yaml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let start = text.find("maxTenantsPerShard: ").unwrap();
+    let end = start + text[start..].find('\n').unwrap();
+    let edited = format!(
+        "{}maxTenantsPerShard: {max}{}",
+        &text[..start],
+        &text[end..]
+    );
+    std::fs::write(path, edited).unwrap();
+}
+
+/// Many tenants, several regions, several ApplicationSets per region: every tenant is
+/// deployed by exactly one, from its tree. Then a quarter of them leave, new ones arrive and
+/// the limit grows: every tenant that stayed keeps its ApplicationSet (moving would delete and
+/// recreate its Application), and the newcomers fill the shards with room.
+#[test]
+fn a_large_registry_deploys_everyone_and_nobody_moves() {
+    if harness().is_none() {
+        return;
+    }
+    let ws = Workspace::new();
+    let registry = ws.registry();
+    let regions = ["us-east", "eu-west", "eu-central", "apac"];
+    set_max_per_shard(&registry, 6);
+    onboard(&registry, 0..120, &regions);
+    ws.generate();
+    let first = assert_deployable(&registry, &ws.out());
+    let sets: BTreeSet<&String> = first.values().collect();
+    assert!(
+        sets.len() >= 20,
+        "several ApplicationSets per region: {sets:?}"
+    );
+    for region in regions {
+        assert!(
+            sets.iter()
+                .filter(|s| s.starts_with(&format!("tenants-{region}-")))
+                .count()
+                >= 5,
+            "{region}: {sets:?}"
+        );
+    }
+
+    // A quarter leave, the limit grows, newcomers arrive.
+    let leaving: Vec<String> = first
+        .keys()
+        .filter(|id| id.starts_with("synthetic-shop-"))
+        .step_by(4)
+        .cloned()
+        .collect();
+    for id in &leaving {
+        std::fs::remove_file(registry.join(format!("tenants/{id}.yaml"))).unwrap();
+    }
+    set_max_per_shard(&registry, 8);
+    onboard(&registry, 120..160, &regions);
+    let opts = provisio::ops::generate::GenerateOptions {
+        mass_delete: provisio::ops::generate::MassDeleteGuard {
+            allow: true,
+            ..Default::default()
+        },
+        ..provisio::ops::generate::GenerateOptions::new(common::now())
+    };
+    provisio::ops::generate::generate(&ws.paths(), &opts).unwrap();
+    let second = assert_deployable(&registry, &ws.out());
+    for (id, set) in &first {
+        match second.get(id) {
+            Some(now) => assert_eq!(now, set, "{id} moved to another ApplicationSet"),
+            None => assert!(leaving.contains(id), "{id} disappeared"),
+        }
+    }
+    let newcomers = second.keys().filter(|id| !first.contains_key(*id)).count();
+    assert_eq!(newcomers, 40);
 }

@@ -118,7 +118,7 @@ pub fn plan_tenant<'r>(
     if serves_www(p, tenant, &domain) {
         hosts.push(format!("www.{domain}"));
     }
-    let shard = naming::shard_name(region, naming::shard_of(id, region_cfg.shards.value));
+    let shard = naming::shard_name(region, tenant.shard());
     let status = tenant.status.value;
     let deletion_due = status == TenantStatus::Deprovisioning
         && tenant

@@ -164,7 +164,7 @@ fn peak<'a>(
     Some(p)
 }
 
-/// The quota keys checked, how their amounts print, and which part of a [`Load`] they bound.
+/// How a quota key's amounts print.
 #[derive(Clone, Copy)]
 enum Unit {
     Cpu,
@@ -172,7 +172,10 @@ enum Unit {
     Count,
 }
 
-fn checked_keys() -> [(&'static str, Unit, fn(&Load) -> i128); 7] {
+/// A quota key, how its amounts print, and the part of a [`Load`] it bounds.
+type Checked = (&'static str, Unit, fn(&Load) -> i128);
+
+fn checked_keys() -> [Checked; 7] {
     [
         ("requests.cpu", Unit::Cpu, |l| l.cpu_requests),
         ("cpu", Unit::Cpu, |l| l.cpu_requests),
@@ -439,7 +442,7 @@ mod tests {
             report
                 .diagnostics
                 .iter()
-                .all(|d| d.file == "tenants/nordwind-logistik-7ace77.yaml" && d.line == 20),
+                .all(|d| d.file == "tenants/nordwind-logistik-7ace77.yaml" && d.line == 21),
             "{}",
             report.render()
         );

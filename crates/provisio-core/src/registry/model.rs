@@ -187,7 +187,8 @@ pub struct ArgoSettings {
     /// Path of the output inside the manifests repository ("" = its root).
     #[serde(default)]
     pub path_prefix: String,
-    /// An ApplicationSet never holds more tenants than this.
+    /// An ApplicationSet never holds more tenants than this: the intake places a new tenant
+    /// in its region's first shard with room, and the loader refuses a fuller shard.
     #[serde(default = "default_max_per_shard")]
     pub max_tenants_per_shard: Sp<u32>,
 }
@@ -209,24 +210,13 @@ fn default_max_per_shard() -> Sp<u32> {
     )
 }
 
+/// A region: where its tenants run. Its ApplicationSets (`tenants-<region>-<nn>`) follow from
+/// the shards its tenants are placed in (`Tenant::shard`).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Region {
     /// API server URL of the destination cluster, as registered in Argo CD.
     pub cluster: Sp<String>,
-    /// Number of ApplicationSet shards for this region. Fixed on purpose: a tenant's shard is
-    /// `hash(id) mod shards`, so adding or removing tenants never moves anybody. Raising it
-    /// is a deliberate, reviewed re-shard.
-    #[serde(default = "one")]
-    pub shards: Sp<u32>,
-}
-
-fn one() -> Sp<u32> {
-    Spanned::new(
-        1,
-        serde_saphyr::Location::UNKNOWN,
-        serde_saphyr::Location::UNKNOWN,
-    )
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -459,6 +449,11 @@ pub struct Tenant {
     pub name: String,
     pub tier: Sp<String>,
     pub region: Sp<String>,
+    /// The region's ApplicationSet shard the tenant is deployed by (`tenants-<region>-<nn>`),
+    /// recorded when the tenant is placed (the intake picks the first shard with room) and
+    /// never changed after: moving it would delete and recreate its Application. Absent: 0.
+    #[serde(default)]
+    pub shard: Option<Sp<u32>>,
     /// Defaults to `<id>.<baseDomain>` (unique, unlike a slug without the suffix).
     #[serde(default)]
     pub domain: Option<Sp<String>>,
@@ -491,6 +486,13 @@ pub enum TenantStatus {
     Provisioning,
     Active,
     Deprovisioning,
+}
+
+impl Tenant {
+    /// Its ApplicationSet shard within its region (0 when the file records none).
+    pub fn shard(&self) -> u32 {
+        self.shard.as_ref().map_or(0, |s| s.value)
+    }
 }
 
 impl TenantStatus {

@@ -107,7 +107,11 @@ pub fn load_sources(sources: Sources) -> Loaded {
             products: &products,
         };
         rules::check_tenants(&ctx, &mut tenants, &mut broken, &mut diags);
-        rules::check_shards(platform, tenants.values().map(|(_, t)| t), &mut diags);
+        rules::check_shards(
+            platform,
+            tenants.values().map(|(path, t)| (path.as_str(), t)),
+            &mut diags,
+        );
     }
 
     let registry = match (platform, tiers) {

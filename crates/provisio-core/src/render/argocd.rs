@@ -1,16 +1,17 @@
 //! The Argo CD objects (`argocd/`): the `tenants` AppProject and one ApplicationSet per shard.
 //!
-//! Each ApplicationSet uses the git *files* generator over `tenants-out/*/config.json` with a
-//! post-selector on the tenant's `shard` parameter, so adding a tenant adds files and never
-//! rewrites an ApplicationSet. Shards are `tenants-<region>-<nn>`, `nn = sha256(id) mod
-//! shards(region)`: a tenant never moves when others come or go.
+//! A tenant's shard (`tenants-<region>-<nn>`) is recorded in its registry file when it is
+//! placed and never changes, so no tenant moves when others come or go or when
+//! `maxTenantsPerShard` grows. Each ApplicationSet uses the git *files* generator over
+//! `tenants-out/*/config.<its name>.json`: it reads its own tenants' files and nothing else (no
+//! post-selector), and adding a tenant adds files, never rewrites an ApplicationSet. A region
+//! has shard 00 and every shard a tenant is placed in.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use super::crd::*;
-use super::objects::match_labels;
 use super::yaml::{ARGOCD_DIR, Files, RenderError, TENANTS_DIR, to_yaml, yaml_file};
 use crate::naming;
 use crate::registry::Registry;
@@ -80,13 +81,16 @@ pub fn render_argocd(reg: &Registry) -> Result<Files, RenderError> {
         format!("{ARGOCD_DIR}/project.yaml"),
         yaml_file(&[to_yaml("AppProject", &project(reg))?]),
     );
-    // Every shard of every region exists, even empty, so the set of ApplicationSets depends
-    // on platform.yaml only.
-    let mut shards: BTreeSet<String> = BTreeSet::new();
-    for (region, cfg) in &reg.platform.regions {
-        for n in 0..cfg.shards.value {
-            shards.insert(naming::shard_name(region, n));
-        }
+    // Shard 00 of every region (so a region's first tenant adds files only), and every shard
+    // a tenant is placed in.
+    let mut shards: BTreeSet<String> = reg
+        .platform
+        .regions
+        .keys()
+        .map(|region| naming::shard_name(region, 0))
+        .collect();
+    for t in reg.tenants.values() {
+        shards.insert(naming::shard_name(&t.region.value, t.shard()));
     }
     let mut resources = vec!["project.yaml".to_owned()];
     for shard in &shards {
@@ -201,11 +205,16 @@ fn application_set(
                 git: GitGenerator {
                     repo_url: a.repo_url.clone(),
                     revision: a.target_revision.clone(),
+                    // `git ls-files` pathspec (the repo-server's default): `*` also matches
+                    // `/`, so a deeper `config.<shard>.json` would match too; tenant trees have
+                    // none (`render::tenant` writes it at the top only).
                     files: vec![GitFile {
-                        path: format!("{prefix}{TENANTS_DIR}/*/config.json"),
+                        path: format!(
+                            "{prefix}{TENANTS_DIR}/*/{}",
+                            naming::shard_config_file(shard)
+                        ),
                     }],
                 },
-                selector: match_labels(&[("shard", shard)]),
             }],
             // Deleting an ApplicationSet (or a tenant leaving it) never deletes a tenant's
             // resources: removal is explicit, after the grace period and the backup.
@@ -369,10 +378,17 @@ mod tests {
         assert!(!allowed.contains(&(String::new(), "Secret".to_owned())));
     }
 
+    /// Shard 00 of every region, plus every shard a tenant is placed in; each reads its own
+    /// tenants' `config.<shard>.json` and throws nothing away.
     #[test]
-    fn one_application_set_per_shard_each_selecting_its_shard() {
+    fn one_application_set_per_shard_in_use_each_reading_its_own_files() {
         let reg = edited_registry(|s| {
-            replace_in(s, "platform.yaml", "    shards: 1\n", "    shards: 3\n");
+            replace_in(
+                s,
+                "tenants/abc-corporation-7f3a9c.yaml",
+                "shard: 0\n",
+                "shard: 2\n",
+            );
         });
         let files = render_argocd(&reg).unwrap();
         let sets: Vec<&str> = files
@@ -386,7 +402,6 @@ mod tests {
                 "tenants-eu-central-00.yaml",
                 "tenants-eu-west-00.yaml",
                 "tenants-us-east-00.yaml",
-                "tenants-us-east-01.yaml",
                 "tenants-us-east-02.yaml",
                 "tenants-us-west-00.yaml",
             ]
@@ -402,11 +417,18 @@ mod tests {
             .chain(sets.iter().map(|s| format!("applicationsets/{s}")))
             .collect();
         assert_eq!(resources, expected);
-        let set = appset(&files, "tenants-us-east-01");
+        let set = appset(&files, "tenants-us-east-02");
         assert_eq!(set["metadata"]["labels"]["region"], "us-east");
+        let generator = &set["spec"]["generators"][0];
         assert_eq!(
-            set["spec"]["generators"][0]["selector"]["matchLabels"],
-            serde_json::json!({"shard": "tenants-us-east-01"})
+            generator["git"]["files"],
+            serde_json::json!([{"path": "tenants-out/*/config.tenants-us-east-02.json"}])
+        );
+        assert!(generator.get("selector").is_none());
+        let out = crate::render::render_all(&reg, now()).unwrap();
+        assert!(
+            out.tenants["abc-corporation-7f3a9c"]
+                .contains_key("tenants-out/abc-corporation-7f3a9c/config.tenants-us-east-02.json")
         );
     }
 
@@ -426,7 +448,7 @@ mod tests {
         assert_eq!(git["revision"], "main");
         assert_eq!(
             git["files"],
-            serde_json::json!([{"path": "tenants-out/*/config.json"}])
+            serde_json::json!([{"path": "tenants-out/*/config.tenants-eu-west-00.json"}])
         );
         assert_eq!(spec["syncPolicy"]["preserveResourcesOnDeletion"], true);
         let app = &spec["template"]["spec"];
@@ -467,8 +489,11 @@ mod tests {
             .collect();
         let out = crate::render::render_all(&reg, now()).unwrap();
         for (id, tree) in &out.tenants {
-            let config: Value =
-                serde_json::from_slice(&tree[&format!("{TENANTS_DIR}/{id}/config.json")]).unwrap();
+            let shard = crate::plan::plan_tenant(&reg, &reg.tenants[id], now()).shard;
+            let config: Value = serde_json::from_slice(
+                &tree[&format!("{TENANTS_DIR}/{id}/{}", naming::shard_config_file(&shard))],
+            )
+            .unwrap();
             assert!(
                 config.get("path").is_none(),
                 "{id}: the generator overwrites a `path` key"
@@ -496,7 +521,7 @@ mod tests {
         let set = appset(&files, "tenants-apac-00");
         assert_eq!(
             set["spec"]["generators"][0]["git"]["files"][0]["path"],
-            "gitops/tenants-out/*/config.json"
+            "gitops/tenants-out/*/config.tenants-apac-00.json"
         );
     }
 }

@@ -119,7 +119,10 @@ pub fn render_tenant(plan: &TenantPlan<'_>, env: &Environment) -> Result<Files, 
         .into_iter()
         .map(|(k, v)| (format!("{prefix}{k}"), v))
         .collect();
-    out.insert(format!("{prefix}config.json"), config_json(plan));
+    out.insert(
+        format!("{prefix}{}", crate::naming::shard_config_file(&plan.shard)),
+        config_json(plan),
+    );
     Ok(out)
 }
 
@@ -145,7 +148,8 @@ impl Kustomization {
     }
 }
 
-/// Parameters of the tenant for the ApplicationSet's git files generator. No `path` key: in
+/// Parameters of the tenant for the ApplicationSet's git files generator, in
+/// `config.<shard>.json` (only its own ApplicationSet's pattern matches it). No `path` key: in
 /// goTemplate mode the generator replaces it with the file's path facts (`.path.path` is the
 /// tree), so a `path` here would be silently dropped.
 #[derive(Serialize)]
@@ -221,7 +225,7 @@ mod tests {
         let mut expected: Vec<String> = [
             "certificate.yaml",
             "config-map.yaml",
-            "config.json",
+            "config.tenants-us-east-00.json",
             "external-secrets.yaml",
             "grafana-dashboard.yaml",
             "ingress.yaml",
@@ -246,7 +250,7 @@ mod tests {
         .collect();
         expected.sort();
         assert_eq!(names, expected);
-        // Every YAML file is listed (config.json is for the ApplicationSet, not Kustomize).
+        // Every YAML file is listed (the config file is for the ApplicationSet, not Kustomize).
         let listed = kustomization_resources(&files, ACTIVE);
         let yaml: Vec<String> = names
             .into_iter()
@@ -278,7 +282,8 @@ mod tests {
         let reg = example_registry();
         let plan = plan(&reg, DEPROVISIONING);
         let files = render_tenant(&plan, &environment()).unwrap();
-        let bytes = &files[&format!("{TENANTS_DIR}/{DEPROVISIONING}/config.json")];
+        let bytes =
+            &files[&format!("{TENANTS_DIR}/{DEPROVISIONING}/config.tenants-eu-central-00.json")];
         assert!(bytes.ends_with(b"}\n"));
         let c: serde_json::Value = serde_json::from_slice(bytes).unwrap();
         assert_eq!(
