@@ -470,8 +470,8 @@ impl State {
 
     /// Records an edited tenant file and returns the change to commit.
     fn replace(&mut self, path: String, text: String, tenant: Tenant) -> Change {
-        // Only tier, status and cancellation change in place: id, subscription, domain and
-        // region (the indexed fields) stay.
+        // Only tier, status and cancellation change in place: id, subscription, domain,
+        // region and shard (the indexed fields) stay.
         let change = Change {
             path: path.clone(),
             text: text.clone(),
