@@ -116,9 +116,14 @@ impl MariaDb {
         }
         let dir = tempfile::tempdir().expect("temp dir");
         let data = dir.path().join("data");
+        // A temporary directory of its own: servers started at the same time (parallel tests,
+        // other test runs sharing /tmp) otherwise collide on `/tmp/#sql-temptable-…` files.
+        let tmp = dir.path().join("tmp");
+        std::fs::create_dir(&tmp).expect("server tmpdir");
         let out = Command::new(which("mariadb-install-db"))
             .arg("--no-defaults")
             .arg(format!("--datadir={}", data.display()))
+            .arg(format!("--tmpdir={}", tmp.display()))
             .arg("--user=root")
             .arg("--auth-root-authentication-method=socket")
             .arg("--skip-test-db")
@@ -135,6 +140,7 @@ impl MariaDb {
         let child = Command::new(which("mariadbd"))
             .arg("--no-defaults")
             .arg(format!("--datadir={}", data.display()))
+            .arg(format!("--tmpdir={}", tmp.display()))
             .arg(format!("--socket={}", socket.display()))
             .arg(format!("--port={port}"))
             .arg("--bind-address=127.0.0.1")
