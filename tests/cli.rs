@@ -301,7 +301,7 @@ Commands:
   check     Exit 1 with a diff when the output on disk differs from what the registry renders
   validate  Check the registry only
   setup     Create or converge a tenant's databases, users, vhosts, queues or buckets (setup Jobs)
-  teardown  Remove them, for a tenant past its deletion date (PostDelete Jobs)
+  teardown  Remove them, for a tenant past its deletion date (run by hand; docs/registry.md)
   serve     Receive the billing system's subscription webhooks and commit tenant files
   watch     Regenerate on every registry change, commit and push the output, nudge Argo CD
   help      Print this message or the help of the given subcommand(s)

@@ -74,7 +74,7 @@ fn one_tenant_change_rewrites_only_that_tenant() {
     }
     let quota = String::from_utf8(after[&format!("tenants-out/{ABC}/resource-quota.yaml")].clone())
         .unwrap();
-    assert!(quota.contains("requests.cpu: \"12\""), "{quota}");
+    assert!(quota.contains("requests.cpu: \"16\""), "{quota}");
 }
 
 #[test]

@@ -25,21 +25,7 @@ fn load_50_clients_distinct_events() {
     let secs = env_or("PROVISIO_LOAD_SECS", 10);
     let clients = env_or("PROVISIO_LOAD_CLIENTS", 50) as usize;
     let f = Fixture::new();
-    // The example's us-east has one ApplicationSet shard of at most 500 tenants: give the
-    // benchmark room (a deliberate re-shard, as the loader's error asks for).
-    let platform = std::fs::read_to_string(f.registry.join("platform.yaml")).unwrap();
-    let resharded = platform.replacen("    shards: 1\n", "    shards: 200\n", 1);
-    assert_ne!(platform, resharded);
-    f.repo()
-        .commit_files(
-            &[provisio::io::repo::commit::FileChange {
-                path: "registry/platform.yaml".to_owned(),
-                content: Some(resharded.into_bytes()),
-            }],
-            "bench: re-shard us-east",
-            &provisio::io::repo::Author::default(),
-        )
-        .unwrap();
+    // No re-shard first: the intake places each new tenant in a shard with room.
     let server = f.start();
     let addr = server.addr();
     let before = f.commits().len();

@@ -19,7 +19,7 @@ const A: &str = "abc-corporation-7f3a9c";
 const B: &str = "cafe-creme-93b31b";
 
 fn spec_for(tenant: &str, db: &MariaDb) -> SetupSpec {
-    let mut spec = support_setup::example_spec(tenant);
+    let mut spec = support_setup::job_spec(tenant, "mysql");
     let m = spec.mysql.as_mut().expect("the example tenants use MySQL");
     m.host = "127.0.0.1".into();
     m.port = db.port;

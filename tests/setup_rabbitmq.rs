@@ -22,7 +22,7 @@ const A: &str = "abc-corporation-7f3a9c";
 const B: &str = "cafe-creme-93b31b";
 
 fn spec_for(tenant: &str, port: u16) -> SetupSpec {
-    let mut spec = support_setup::example_spec(tenant);
+    let mut spec = support_setup::job_spec(tenant, "rabbitmq");
     let r = spec
         .rabbitmq
         .as_mut()

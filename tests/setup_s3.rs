@@ -21,7 +21,7 @@ const A: &str = "abc-corporation-7f3a9c";
 const B: &str = "cafe-creme-93b31b";
 
 fn spec_for(tenant: &str, moto: &Moto) -> SetupSpec {
-    let mut spec = support_setup::example_spec(tenant);
+    let mut spec = support_setup::job_spec(tenant, "minio");
     let s = spec.s3.as_mut().expect("the example tenants use buckets");
     s.host = "127.0.0.1".into();
     s.port = moto.port;

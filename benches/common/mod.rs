@@ -15,22 +15,13 @@ pub fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
-/// A registry of `n` tenants spread over the example's regions and tiers, with enough
-/// ApplicationSet shards per region to stay under 500 tenants each.
+/// A registry of `n` tenants spread over the example's regions and tiers, each region's
+/// tenants placed in ApplicationSet shards of at most 500, in order (as the intake does).
 pub fn synthesise(root: &Path, n: usize) {
     let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("registry");
     copy_dir(&example.join("products"), &root.join("products"));
     std::fs::copy(example.join("tiers.yaml"), root.join("tiers.yaml")).unwrap();
-    let shards = n.div_ceil(5 * 250).max(1);
-    let platform = std::fs::read_to_string(example.join("platform.yaml"))
-        .unwrap()
-        .replace("    shards: 1\n", "")
-        .replace(".internal\n", &format!(".internal\n    shards: {shards}\n"))
-        .replace(
-            "cluster: https://kubernetes.default.svc\n",
-            &format!("cluster: https://kubernetes.default.svc\n    shards: {shards}\n"),
-        );
-    std::fs::write(root.join("platform.yaml"), platform).unwrap();
+    std::fs::copy(example.join("platform.yaml"), root.join("platform.yaml")).unwrap();
     std::fs::create_dir_all(root.join("tenants")).unwrap();
     let regions = ["us-east", "us-west", "eu-west", "eu-central", "apac"];
     let tiers = ["standard", "premium", "business"];
@@ -41,9 +32,10 @@ pub fn synthesise(root: &Path, n: usize) {
         std::fs::write(
             root.join(format!("tenants/{id}.yaml")),
             format!(
-                "id: {id}\nname: {name}\ntier: {}\nregion: {}\nsubscription: {sub}\ncontacts: {{admin: admin{i}@example.com, billing: billing{i}@example.com}}\ncreated: 2025-01-01T00:00:00Z\nstatus: active\n",
+                "id: {id}\nname: {name}\ntier: {}\nregion: {}\nshard: {}\nsubscription: {sub}\ncontacts: {{admin: admin{i}@example.com, billing: billing{i}@example.com}}\ncreated: 2025-01-01T00:00:00Z\nstatus: active\n",
                 tiers[i % 3],
-                regions[i % 5]
+                regions[i % 5],
+                i / 5 / 500
             ),
         )
         .unwrap();

@@ -32,7 +32,7 @@ pub enum Command {
     Validate(commands::validate::Args),
     /// Create or converge a tenant's databases, users, vhosts, queues or buckets (setup Jobs).
     Setup(commands::setup::Args),
-    /// Remove them, for a tenant past its deletion date (PostDelete Jobs).
+    /// Remove them, for a tenant past its deletion date (run by hand; docs/registry.md).
     Teardown(commands::setup::Args),
     /// Receive the billing system's subscription webhooks and commit tenant files.
     Serve(commands::serve::Args),

@@ -116,9 +116,14 @@ impl MariaDb {
         }
         let dir = tempfile::tempdir().expect("temp dir");
         let data = dir.path().join("data");
+        // A temporary directory of its own: servers started at the same time (parallel tests,
+        // other test runs sharing /tmp) otherwise collide on `/tmp/#sql-temptable-…` files.
+        let tmp = dir.path().join("tmp");
+        std::fs::create_dir(&tmp).expect("server tmpdir");
         let out = Command::new(which("mariadb-install-db"))
             .arg("--no-defaults")
             .arg(format!("--datadir={}", data.display()))
+            .arg(format!("--tmpdir={}", tmp.display()))
             .arg("--user=root")
             .arg("--auth-root-authentication-method=socket")
             .arg("--skip-test-db")
@@ -135,6 +140,7 @@ impl MariaDb {
         let child = Command::new(which("mariadbd"))
             .arg("--no-defaults")
             .arg(format!("--datadir={}", data.display()))
+            .arg(format!("--tmpdir={}", tmp.display()))
             .arg(format!("--socket={}", socket.display()))
             .arg(format!("--port={port}"))
             .arg("--bind-address=127.0.0.1")
@@ -236,6 +242,26 @@ pub fn example_spec(tenant: &str) -> SetupSpec {
         .expect("tenant in the example registry");
     let plan = provisio_core::plan::plan_tenant(&reg, t, now());
     SetupSpec::from_plan(&plan)
+}
+
+/// The spec the setup Job of `service` mounts for a tenant of the example registry: the
+/// text of its rendered ConfigMap (`spec.json`), parsed. The setup tests run the servers with
+/// exactly what a Job reads.
+pub fn job_spec(tenant: &str, service: &str) -> SetupSpec {
+    let (reg, _) =
+        provisio::ops::load::load(&repo_root().join("registry")).expect("example registry");
+    let t = reg
+        .tenants
+        .get(tenant)
+        .expect("tenant in the example registry");
+    let plan = provisio_core::plan::plan_tenant(&reg, t, now());
+    let job = provisio_core::render::jobs::setup_jobs(&plan)
+        .into_iter()
+        .find(|j| j.service.as_str() == service)
+        .expect("the tenant uses the service");
+    let text =
+        &job.spec.data.as_ref().expect("ConfigMap data")[provisio_core::render::jobs::SPEC_KEY];
+    SetupSpec::parse(text).expect("the mounted spec parses")
 }
 
 pub fn now() -> DateTime<Utc> {

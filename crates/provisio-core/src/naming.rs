@@ -215,17 +215,19 @@ pub fn is_valid_mysql_name(s: &str, max: usize) -> bool {
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'_')
 }
 
-/// Stable shard of a tenant within its region: `sha256(id) mod shards`. It depends on the id
-/// and the region's configured shard count only, never on the other tenants.
-pub fn shard_of(tenant: &str, shards: u32) -> u32 {
-    let digest = Sha256::digest(tenant.as_bytes());
-    let n = u64::from_be_bytes(digest[..8].try_into().expect("8 bytes"));
-    (n % u64::from(shards.max(1))) as u32
-}
+/// Highest ApplicationSet shard number of a region (`tenants-<region>-9999`).
+pub const MAX_SHARD: u32 = 9999;
 
-/// Name of an ApplicationSet shard: `tenants-<region>-<nn>`.
+/// Name of an ApplicationSet shard: `tenants-<region>-<nn>` (at least two digits).
 pub fn shard_name(region: &str, shard: u32) -> String {
     format!("tenants-{region}-{shard:02}")
+}
+
+/// The file of a tenant tree that the ApplicationSet `shard` reads (its git files generator's
+/// parameters): `config.<shard>.json`. Its name carries the shard, so each ApplicationSet's
+/// pattern matches its own tenants' files only.
+pub fn shard_config_file(shard: &str) -> String {
+    format!("config.{shard}.json")
 }
 
 #[cfg(test)]
@@ -325,10 +327,10 @@ mod tests {
         }
 
         #[test]
-        fn shards_are_stable(t in tenant_ids(), shards in 1u32..64) {
-            let s = shard_of(&t, shards);
-            prop_assert!(s < shards);
-            prop_assert_eq!(s, shard_of(&t, shards));
+        fn shard_names_are_object_names(region in "[a-z][a-z0-9-]{0,28}[a-z0-9]", n in 0..=MAX_SHARD) {
+            let name = shard_name(&region, n);
+            prop_assert!(is_dns1123_label(&name), "{name}");
+            prop_assert!(shard_name(&region, n) != shard_name(&region, n + 1));
         }
     }
 }

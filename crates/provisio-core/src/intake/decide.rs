@@ -103,7 +103,8 @@ pub struct EventRecord {
 /// The committed registry as the intake sees it, with the indexes uniqueness needs.
 /// Validation runs the loader on the shared files plus the one candidate tenant, so its cost
 /// does not grow with the number of tenants; cross-tenant rules (unique id, subscription,
-/// domain, shard capacity) are checked here against the indexes.
+/// domain) are checked here against the indexes, and a new tenant is placed in a shard with
+/// room.
 pub struct State {
     /// `platform.yaml`, `tiers.yaml`, `products/*` as committed (for the full-loader cross
     /// check in debug builds).
@@ -117,7 +118,8 @@ pub struct State {
     tenants: BTreeMap<String, Entry>,
     by_subscription: HashMap<String, String>,
     by_domain: HashMap<String, String>,
-    shard_counts: HashMap<(String, u32), u32>,
+    /// Region → number of tenants in each of its shards (index = shard).
+    shard_counts: HashMap<String, Vec<u32>>,
     events: HashMap<String, EventRecord>,
     grace: Duration,
 }
@@ -184,12 +186,13 @@ impl State {
             .insert(t.subscription.value.clone(), id.clone());
         self.by_domain
             .insert(tenant_domain(&self.platform, t), id.clone());
-        if let Some(r) = self.platform.regions.get(&t.region.value) {
-            let shard = naming::shard_of(&id, r.shards.value);
-            *self
-                .shard_counts
-                .entry((t.region.value.clone(), shard))
-                .or_default() += 1;
+        if self.platform.regions.contains_key(&t.region.value) {
+            let counts = self.shard_counts.entry(t.region.value.clone()).or_default();
+            let shard = t.shard() as usize;
+            if counts.len() <= shard {
+                counts.resize(shard + 1, 0);
+            }
+            counts[shard] += 1;
         }
         self.tenants.insert(id, e);
     }
@@ -275,12 +278,21 @@ impl State {
                 known: one_of(self.platform.regions.keys()),
             });
         }
+        // Placement: the region's first ApplicationSet shard with room, recorded in the file
+        // and never changed after (so nobody moves when others come or go, or when the limit
+        // grows). There is always one: onboarding never waits for a re-shard.
+        let counts = self.shard_counts.get(&c.region);
+        let shard = rules::first_shard_with_room(
+            |n| counts.and_then(|c| c.get(n as usize)).copied().unwrap_or(0),
+            self.platform.argocd.max_tenants_per_shard.value,
+        );
         let text = render_new_tenant(&NewTenant {
             event_id: &ev.id,
             id: &id,
             name: &c.company_name,
             tier: &c.tier,
             region: &c.region,
+            shard,
             subscription: &ev.subscription_id,
             admin: &c.admin_email,
             billing: &c.billing_email,
@@ -295,22 +307,6 @@ impl State {
                 field: Some("data.customer.name"),
                 message: format!("domain `{domain}` is already used by tenant `{other}`"),
             });
-        }
-        let region = &self.platform.regions[&c.region];
-        let shard = naming::shard_of(&id, region.shards.value);
-        let max = self.platform.argocd.max_tenants_per_shard.value.max(1);
-        if self
-            .shard_counts
-            .get(&(c.region.clone(), shard))
-            .copied()
-            .unwrap_or(0)
-            >= max
-        {
-            return Err(IntakeError::Rejected(format!(
-                "ApplicationSet {} is full ({max} tenants): raise `regions.{}.shards` in platform.yaml",
-                naming::shard_name(&c.region, shard),
-                c.region
-            )));
         }
         let view = self.view(EventKind::Created, &tenant);
         self.index(Entry {
@@ -474,8 +470,8 @@ impl State {
 
     /// Records an edited tenant file and returns the change to commit.
     fn replace(&mut self, path: String, text: String, tenant: Tenant) -> Change {
-        // Only tier, status and cancellation change in place: id, subscription, domain and
-        // region (the indexed fields) stay.
+        // Only tier, status and cancellation change in place: id, subscription, domain,
+        // region and shard (the indexed fields) stay.
         let change = Change {
             path: path.clone(),
             text: text.clone(),
@@ -573,13 +569,136 @@ mod tests {
     }
 
     fn created(name: &str, sub: &str) -> Event {
+        created_in(name, sub, "eu-west")
+    }
+
+    fn created_in(name: &str, sub: &str, region: &str) -> Event {
         let body = json!({
             "event": "subscription.created", "timestamp": "2025-06-15T10:00:00Z",
             "data": {"subscription_id": sub,
                      "customer": {"name": name, "email": "a@example.com", "billing_email": "b@example.com"},
-                     "plan": {"tier": "premium"}, "metadata": {"region": "eu-west"}}
+                     "plan": {"tier": "premium"}, "metadata": {"region": region}}
         });
         parse(EventKind::Created, body.to_string().as_bytes()).unwrap()
+    }
+
+    /// The shard a tenant file records.
+    fn shard_in(text: &str) -> u32 {
+        let t: Tenant = registry::parse::parse("t.yaml", text).unwrap();
+        assert!(t.shard.is_some(), "the intake records the shard:\n{text}");
+        t.shard()
+    }
+
+    /// Onboarding never waits for a human: with room for 5 tenants per ApplicationSet, 300
+    /// subscriptions in one region are all accepted, each placed in the first shard with
+    /// room (the 20,000-tenant proof of the same rule, without the intake's per-event YAML
+    /// work, is `registry::rules`' `twenty_thousand_tenants_in_one_region_never_block`).
+    #[test]
+    fn the_intake_places_every_new_tenant_and_never_refuses_for_capacity() {
+        let mut sources = example();
+        crate::testing::replace_in(
+            &mut sources,
+            "platform.yaml",
+            "maxTenantsPerShard: 500",
+            "maxTenantsPerShard: 5",
+        );
+        let mut s = State::new(sources.clone(), Duration::days(DEFAULT_GRACE_DAYS)).unwrap();
+        // The example's us-east holds abc-corporation in shard 0.
+        let mut counts = vec![1u32];
+        for i in 0..300 {
+            let ev = created_in(&format!("Shop {i}"), &format!("sub_bulk_{i}"), "us-east");
+            let a = s
+                .apply(&ev, now())
+                .unwrap_or_else(|e| panic!("tenant {i}: {e}"));
+            assert_eq!(a.outcome, Outcome::Created);
+            let change = a.change.unwrap();
+            let shard = shard_in(&change.text) as usize;
+            let first_with_room = counts.iter().position(|&n| n < 5).unwrap_or(counts.len());
+            assert_eq!(shard, first_with_room, "tenant {i}");
+            if counts.len() == shard {
+                counts.push(0);
+            }
+            counts[shard] += 1;
+            sources.insert(change.path, change.text);
+        }
+        assert_eq!(counts.len(), 61);
+        assert!(counts[..60].iter().all(|&n| n == 5) && counts[60] == 1);
+        // What the intake wrote is a valid registry: no ApplicationSet over the limit.
+        let loaded = registry::load_sources(sources);
+        assert!(loaded.report.is_empty(), "{}", loaded.report.render());
+    }
+
+    /// Placement is recorded, so nobody moves: when tenants leave (their files removed) and
+    /// when the limit grows, every remaining tenant keeps its ApplicationSet; a newcomer fills
+    /// the first shard with room, around the others.
+    #[test]
+    fn placement_is_sticky_when_tenants_leave_and_capacity_grows() {
+        let with_max = |sources: &mut Sources, max: u32| {
+            crate::testing::replace_in(
+                sources,
+                "platform.yaml",
+                "maxTenantsPerShard: 500",
+                &format!("maxTenantsPerShard: {max}"),
+            );
+        };
+        let mut sources = example();
+        with_max(&mut sources, 3);
+        let mut s = State::new(sources.clone(), Duration::days(DEFAULT_GRACE_DAYS)).unwrap();
+        let mut placed = BTreeMap::new();
+        for i in 0..10 {
+            let a = s
+                .apply(
+                    &created_in(&format!("Shop {i}"), &format!("sub_st_{i}"), "apac"),
+                    now(),
+                )
+                .unwrap();
+            let change = a.change.unwrap();
+            placed.insert(a.tenant.tenant_id, shard_in(&change.text));
+            sources.insert(change.path, change.text);
+        }
+        let shards: Vec<u32> = placed.values().copied().collect();
+        let mut sorted = shards.clone();
+        sorted.sort_unstable();
+        assert_eq!(sorted, [0, 0, 0, 1, 1, 1, 2, 2, 2, 3]);
+        let shard_of = |reg: &registry::Registry, id: &str| {
+            crate::plan::plan_tenant(reg, &reg.tenants[id], now()).shard
+        };
+        let reg = registry::load_sources(sources.clone())
+            .into_result()
+            .unwrap();
+        let before: BTreeMap<String, String> = placed
+            .keys()
+            .map(|id| (id.clone(), shard_of(&reg, id)))
+            .collect();
+        // Every shard-1 tenant leaves, and the limit grows.
+        let leaving: Vec<String> = placed
+            .iter()
+            .filter(|(_, s)| **s == 1)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in &leaving {
+            sources.remove(&layout::tenant_path(id));
+        }
+        crate::testing::replace_in(
+            &mut sources,
+            "platform.yaml",
+            "maxTenantsPerShard: 3",
+            "maxTenantsPerShard: 50",
+        );
+        let reg = registry::load_sources(sources.clone())
+            .into_result()
+            .unwrap();
+        for (id, set) in &before {
+            if !leaving.contains(id) {
+                assert_eq!(&shard_of(&reg, id), set, "{id} moved");
+            }
+        }
+        // A newcomer goes to the first shard with room, the others stay where they are.
+        let mut s = State::new(sources.clone(), Duration::days(DEFAULT_GRACE_DAYS)).unwrap();
+        let a = s
+            .apply(&created_in("Newcomer", "sub_st_new", "apac"), now())
+            .unwrap();
+        assert_eq!(shard_in(&a.change.unwrap().text), 0);
     }
 
     fn cancelled(sub: &str, effective: &str) -> Event {

@@ -21,6 +21,8 @@ pub struct NewTenant<'a> {
     pub name: &'a str,
     pub tier: &'a str,
     pub region: &'a str,
+    /// The ApplicationSet shard of the region it is placed in (`tenants-<region>-<nn>`).
+    pub shard: u32,
     pub subscription: &'a str,
     pub admin: &'a str,
     pub billing: &'a str,
@@ -33,6 +35,7 @@ struct TenantFile<'a> {
     name: &'a str,
     tier: &'a str,
     region: &'a str,
+    shard: u32,
     subscription: &'a str,
     contacts: ContactsFile<'a>,
     created: String,
@@ -53,6 +56,7 @@ pub fn render_new_tenant(t: &NewTenant<'_>) -> Result<String, IntakeError> {
         name: t.name,
         tier: t.tier,
         region: t.region,
+        shard: t.shard,
         subscription: t.subscription,
         contacts: ContactsFile {
             admin: t.admin,
@@ -190,7 +194,7 @@ mod tests {
             let name = name.trim();
             let id = naming::tenant_id(name, "sub_p");
             let text = render_new_tenant(&NewTenant {
-                event_id: "evt_p", id: &id, name, tier: "premium", region: "us-east",
+                event_id: "evt_p", id: &id, name, tier: "premium", region: "us-east", shard: 0,
                 subscription: "sub_p", admin: "a@example.com", billing: "b@example.com",
                 created: now(),
             }).unwrap();

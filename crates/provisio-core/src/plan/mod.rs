@@ -23,7 +23,7 @@ pub struct TenantPlan<'r> {
     pub namespace: String,
     pub application: String,
     pub domain: String,
-    /// Host names served (domain, and `www.` alias when configured).
+    /// Host names served: the domain, and its `www.` alias when [`serves_www`].
     pub hosts: Vec<String>,
     pub region: &'r str,
     pub cluster: &'r str,
@@ -115,10 +115,10 @@ pub fn plan_tenant<'r>(
     let region_cfg = &p.regions[region];
     let domain = tenant_domain(p, tenant);
     let mut hosts = vec![domain.clone()];
-    if p.ingress.www_alias {
+    if serves_www(p, tenant, &domain) {
         hosts.push(format!("www.{domain}"));
     }
-    let shard = naming::shard_name(region, naming::shard_of(id, region_cfg.shards.value));
+    let shard = naming::shard_name(region, tenant.shard());
     let status = tenant.status.value;
     let deletion_due = status == TenantStatus::Deprovisioning
         && tenant
@@ -223,6 +223,31 @@ pub fn plan_tenant<'r>(
     }
 }
 
+/// Whether the tenant also serves `www.<domain>`. Its Certificate then covers both names in
+/// one ACME order, and a name without a DNS record fails the whole order (cert-manager builds
+/// one Order for all `dnsNames`; RFC 8555 §7.1.6: one invalid authorization invalidates the
+/// order), so the alias is added only where the record can be expected:
+/// - never when `platform.ingress.wwwAlias` is `false`;
+/// - the tenant's `wwwAlias` when its file sets it (opt out, or opt in);
+/// - otherwise yes under the platform's base domain (the platform runs that DNS zone) and for
+///   an apex domain, conservatively *two labels* (`example.com`): without the public-suffix
+///   list `example.co.uk` cannot be told from `shop.example.com`, so it gets no alias unless
+///   its file asks; a domain that already starts with `www.` never gets one.
+pub fn serves_www(platform: &Platform, tenant: &Tenant, domain: &str) -> bool {
+    if !platform.ingress.www_alias {
+        return false;
+    }
+    if let Some(explicit) = tenant.www_alias {
+        return explicit;
+    }
+    let base = &platform.base_domain.value;
+    let under_base = domain
+        .strip_suffix(base.as_str())
+        .is_some_and(|sub| sub.len() > 1 && sub.ends_with('.'));
+    let apex = domain.split('.').count() == 2;
+    !domain.starts_with("www.") && (under_base || apex)
+}
+
 impl TenantPlan<'_> {
     pub fn gateway(&self) -> &ProductPlan<'_> {
         self.products
@@ -241,5 +266,90 @@ impl TenantPlan<'_> {
 
     pub fn uses_mysql(&self) -> bool {
         self.products.iter().any(|p| p.database.is_some())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{
+        ACTIVE, DEPROVISIONING, PROVISIONING, edited_registry, example_registry, plan, replace_in,
+    };
+
+    #[test]
+    fn www_is_added_under_the_base_domain_and_to_apex_domains_only() {
+        let reg = example_registry();
+        let t = &reg.tenants[ACTIVE];
+        let p = &reg.platform;
+        for (domain, www) in [
+            ("abc-corporation.collectverything.com", true),
+            ("a.b.collectverything.com", true),
+            ("nordwind-logistik.de", true),
+            ("shop.nordwind-logistik.de", false),
+            ("example.co.uk", false),
+            ("www.example.com", false),
+            ("collectverything.com.evil.example", false),
+            ("notcollectverything.com", true),
+            ("x.notcollectverything.com", false),
+        ] {
+            assert_eq!(serves_www(p, t, domain), www, "{domain}");
+        }
+        // The example: platform subdomains get the alias, the customer's subdomain does not.
+        assert_eq!(
+            plan(&reg, ACTIVE).hosts,
+            [
+                "abc-corporation.collectverything.com",
+                "www.abc-corporation.collectverything.com"
+            ]
+        );
+        assert_eq!(
+            plan(&reg, PROVISIONING).hosts,
+            [
+                "cafe-creme-93b31b.collectverything.com",
+                "www.cafe-creme-93b31b.collectverything.com"
+            ]
+        );
+        assert_eq!(
+            plan(&reg, DEPROVISIONING).hosts,
+            ["shop.nordwind-logistik.de"]
+        );
+    }
+
+    #[test]
+    fn a_tenant_opts_out_or_in_and_the_platform_switch_wins() {
+        let reg = edited_registry(|s| {
+            replace_in(
+                s,
+                &format!("tenants/{ACTIVE}.yaml"),
+                "status: active\n",
+                "status: active\nwwwAlias: false\n",
+            );
+            replace_in(
+                s,
+                &format!("tenants/{DEPROVISIONING}.yaml"),
+                "status: deprovisioning\n",
+                "status: deprovisioning\nwwwAlias: true\n",
+            );
+        });
+        assert_eq!(
+            plan(&reg, ACTIVE).hosts,
+            ["abc-corporation.collectverything.com"]
+        );
+        assert_eq!(
+            plan(&reg, DEPROVISIONING).hosts,
+            ["shop.nordwind-logistik.de", "www.shop.nordwind-logistik.de"]
+        );
+        let reg = edited_registry(|s| {
+            replace_in(s, "platform.yaml", "wwwAlias: true", "wwwAlias: false");
+            replace_in(
+                s,
+                &format!("tenants/{DEPROVISIONING}.yaml"),
+                "status: deprovisioning\n",
+                "status: deprovisioning\nwwwAlias: true\n",
+            );
+        });
+        for id in [ACTIVE, PROVISIONING, DEPROVISIONING] {
+            assert_eq!(plan(&reg, id).hosts.len(), 1, "{id}");
+        }
     }
 }

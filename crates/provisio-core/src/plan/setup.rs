@@ -28,6 +28,33 @@ impl SpecError {
     }
 }
 
+/// A shared service a setup Job works on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum SharedService {
+    Mysql,
+    Rabbitmq,
+    /// MinIO: buckets through the S3 API, and the tenant's MinIO user.
+    Minio,
+}
+
+impl SharedService {
+    /// In the order their Jobs are listed.
+    pub const ALL: [SharedService; 3] = [
+        SharedService::Mysql,
+        SharedService::Rabbitmq,
+        SharedService::Minio,
+    ];
+
+    /// The name on the command line (`provisio setup <name>`) and in object names.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SharedService::Mysql => "mysql",
+            SharedService::Rabbitmq => "rabbitmq",
+            SharedService::Minio => "minio",
+        }
+    }
+}
+
 /// Format version of the spec; a Job refuses a spec it does not know.
 pub const SPEC_VERSION: u32 = 1;
 /// Environment variable carrying the spec (JSON) into a Job when `--spec` is not given.
@@ -197,9 +224,35 @@ impl SetupSpec {
         Ok(spec)
     }
 
-    /// The spec as the Jobs carry it: compact JSON.
+    /// Compact JSON (the `PROVISIO_SETUP_SPEC` variable of a run outside the cluster).
     pub fn to_json(&self) -> String {
         serde_json::to_string(self).expect("plain data serializes")
+    }
+
+    /// The spec as a setup Job mounts it: pretty-printed JSON ending in a newline, one field
+    /// per line, so a change reads as a small diff.
+    pub fn to_pretty_json(&self) -> String {
+        let mut text = serde_json::to_string_pretty(self).expect("plain data serializes");
+        text.push('\n');
+        text
+    }
+
+    /// What one service's Job needs: the tenant, its lifecycle (teardown's guard) and that
+    /// service's section only, so a change to another service never rewrites this Job.
+    /// `None` when the tenant does not use the service.
+    pub fn for_service(&self, service: SharedService) -> Option<SetupSpec> {
+        let mut only = SetupSpec {
+            mysql: None,
+            rabbitmq: None,
+            s3: None,
+            ..self.clone()
+        };
+        match service {
+            SharedService::Mysql => only.mysql = Some(self.mysql.clone()?),
+            SharedService::Rabbitmq => only.rabbitmq = Some(self.rabbitmq.clone()?),
+            SharedService::Minio => only.s3 = Some(self.s3.clone()?),
+        }
+        Some(only)
     }
 
     /// Re-checks every name; setup relies on this before building any statement or URL.

@@ -1,6 +1,7 @@
 //! The registry: the single source of truth (platform, tiers, products, tenants): its file
-//! [`layout`], [`model`], [`parse`]r and [`rules`].
+//! [`layout`], [`model`], [`parse`]r and [`rules`] (the quota [`headroom`] rule apart).
 
+pub mod headroom;
 pub mod layout;
 pub mod model;
 pub mod parse;

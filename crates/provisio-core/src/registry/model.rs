@@ -126,12 +126,17 @@ fn default_refresh() -> String {
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct IngressSettings {
     pub class_name: String,
-    /// Namespace of the ingress controller (label `name`), allowed in by the network policy.
+    /// Namespace of the ingress controller (label `kubernetes.io/metadata.name`), allowed in
+    /// by the network policies.
     pub controller_namespace: String,
+    /// Labels of the ingress controller's pods: with them, the network policies admit those
+    /// pods only, not every pod of `controllerNamespace` (empty: the whole namespace).
+    #[serde(default)]
+    pub controller_pod_labels: BTreeMap<String, String>,
     /// Annotations put on every tenant Ingress (the seed's nginx settings).
     #[serde(default)]
     pub annotations: BTreeMap<String, String>,
-    /// Also serve `www.<domain>`.
+    /// `false`: no tenant serves `www.<domain>`, whatever its file says.
     #[serde(default = "yes")]
     pub www_alias: bool,
 }
@@ -182,7 +187,8 @@ pub struct ArgoSettings {
     /// Path of the output inside the manifests repository ("" = its root).
     #[serde(default)]
     pub path_prefix: String,
-    /// An ApplicationSet never holds more tenants than this.
+    /// An ApplicationSet never holds more tenants than this: the intake places a new tenant
+    /// in its region's first shard with room, and the loader refuses a fuller shard.
     #[serde(default = "default_max_per_shard")]
     pub max_tenants_per_shard: Sp<u32>,
 }
@@ -204,24 +210,13 @@ fn default_max_per_shard() -> Sp<u32> {
     )
 }
 
+/// A region: where its tenants run. Its ApplicationSets (`tenants-<region>-<nn>`) follow from
+/// the shards its tenants are placed in (`Tenant::shard`).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Region {
     /// API server URL of the destination cluster, as registered in Argo CD.
     pub cluster: Sp<String>,
-    /// Number of ApplicationSet shards for this region. Fixed on purpose: a tenant's shard is
-    /// `hash(id) mod shards`, so adding or removing tenants never moves anybody. Raising it
-    /// is a deliberate, reviewed re-shard.
-    #[serde(default = "one")]
-    pub shards: Sp<u32>,
-}
-
-fn one() -> Sp<u32> {
-    Spanned::new(
-        1,
-        serde_saphyr::Location::UNKNOWN,
-        serde_saphyr::Location::UNKNOWN,
-    )
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -454,9 +449,19 @@ pub struct Tenant {
     pub name: String,
     pub tier: Sp<String>,
     pub region: Sp<String>,
+    /// The region's ApplicationSet shard the tenant is deployed by (`tenants-<region>-<nn>`),
+    /// recorded when the tenant is placed (the intake picks the first shard with room) and
+    /// never changed after: moving it would delete and recreate its Application. Absent: 0.
+    #[serde(default)]
+    pub shard: Option<Sp<u32>>,
     /// Defaults to `<id>.<baseDomain>` (unique, unlike a slug without the suffix).
     #[serde(default)]
     pub domain: Option<Sp<String>>,
+    /// Also serve `www.<domain>` (one Certificate covers both names, so the `www` record
+    /// must exist). Default: yes under the platform's base domain and for an apex domain
+    /// (`example.com`), no otherwise; see `plan::serves_www`.
+    #[serde(default)]
+    pub www_alias: Option<bool>,
     pub subscription: Sp<String>,
     pub contacts: Contacts,
     pub created: DateTime<Utc>,
@@ -481,6 +486,13 @@ pub enum TenantStatus {
     Provisioning,
     Active,
     Deprovisioning,
+}
+
+impl Tenant {
+    /// Its ApplicationSet shard within its region (0 when the file records none).
+    pub fn shard(&self) -> u32 {
+        self.shard.as_ref().map_or(0, |s| s.value)
+    }
 }
 
 impl TenantStatus {

@@ -14,7 +14,7 @@ use super::layout::{
     FileKind, NOT_UTF8, PLATFORM_FILE, PRODUCTS_DIR, Sources, TENANTS_DIR, TIERS_FILE, classify,
 };
 use super::model::*;
-use super::rules;
+use super::{headroom, rules};
 use crate::diagnostic::{Diagnostic, Report};
 
 /// What a load produced: the model when the shared files are sound, and all diagnostics.
@@ -73,6 +73,9 @@ pub fn load_sources(sources: Sources) -> Loaded {
     }
     if product_files_ok {
         rules::check_products_together(&products, &mut diags);
+        if let Some(t) = &tiers {
+            headroom::check_tiers(t, &products, TIERS_FILE, &mut diags);
+        }
     }
     if products.is_empty() {
         diags.push(Diagnostic::file(
@@ -104,7 +107,11 @@ pub fn load_sources(sources: Sources) -> Loaded {
             products: &products,
         };
         rules::check_tenants(&ctx, &mut tenants, &mut broken, &mut diags);
-        rules::check_shards(platform, tenants.values().map(|(_, t)| t), &mut diags);
+        rules::check_shards(
+            platform,
+            tenants.values().map(|(path, t)| (path.as_str(), t)),
+            &mut diags,
+        );
     }
 
     let registry = match (platform, tiers) {

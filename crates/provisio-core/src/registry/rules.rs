@@ -151,9 +151,6 @@ pub fn check_platform(p: &Platform, path: &str, diags: &mut Vec<Diagnostic>) {
                 ),
             );
         }
-        if !(1..=256).contains(&r.shards.value) {
-            diags.push(at(path, &r.shards, "invalid shard count").with_label("expected 1 to 256"));
-        }
     }
     if p.argocd.max_tenants_per_shard.value == 0 {
         diags.push(
@@ -451,43 +448,67 @@ pub fn check_tenants(
     }
 }
 
-/// No ApplicationSet shard may hold more than `argocd.maxTenantsPerShard` tenants. Shards
-/// are fixed per region (so tenants never move); when one overflows, the fix is a deliberate
-/// re-shard in platform.yaml, which this error asks for.
+/// The first shard of a region with room for one more tenant, given how many tenants each
+/// shard holds: where the intake places a new tenant. Never fails: past the last shard in use
+/// there is always an empty one.
+pub fn first_shard_with_room(count: impl Fn(u32) -> u32, max_per_shard: u32) -> u32 {
+    (0..)
+        .find(|&n| count(n) < max_per_shard.max(1))
+        .expect("an unbounded range has a shard with room")
+}
+
+/// No ApplicationSet shard may hold more than `argocd.maxTenantsPerShard` tenants. Shards are
+/// recorded per tenant (so tenants never move); the intake always picks one with room, so this
+/// catches hand-written placements. Reported once per full shard, at the first tenant (by
+/// `created`, then id) beyond the limit. `tenants`: (file, tenant).
 pub fn check_shards<'t>(
     platform: &Platform,
-    tenants: impl IntoIterator<Item = &'t Tenant>,
+    tenants: impl IntoIterator<Item = (&'t str, &'t Tenant)>,
     diags: &mut Vec<Diagnostic>,
 ) {
-    let mut counts: BTreeMap<(&str, u32), u32> = BTreeMap::new();
-    let mut per_region: BTreeMap<&str, u32> = BTreeMap::new();
-    for t in tenants {
-        if let Some(r) = platform.regions.get(&t.region.value) {
-            let shard = naming::shard_of(&t.id.value, r.shards.value);
-            *counts.entry((t.region.value.as_str(), shard)).or_default() += 1;
-            *per_region.entry(t.region.value.as_str()).or_default() += 1;
+    let mut placed: BTreeMap<(&str, u32), Vec<(&str, &Tenant)>> = BTreeMap::new();
+    for (path, t) in tenants {
+        if platform.regions.contains_key(&t.region.value) {
+            placed
+                .entry((t.region.value.as_str(), t.shard()))
+                .or_default()
+                .push((path, t));
         }
     }
     let max = platform.argocd.max_tenants_per_shard.value.max(1);
-    for ((region, shard), n) in counts {
-        if n > max {
-            let r = &platform.regions[region];
-            let needed = (per_region[region] * 2).div_ceil(max);
-            diags.push(
-                at(
-                    "platform.yaml",
-                    &r.shards,
-                    format!(
-                        "ApplicationSet {} would hold {n} tenants, more than maxTenantsPerShard ({max})",
-                        naming::shard_name(region, shard)
-                    ),
-                )
-                .with_label(format!("region `{region}` has {} tenants", per_region[region]))
-                .with_help(format!(
-                    "raise `regions.{region}.shards` (e.g. to {needed}); this re-shards the region once, deliberately"
-                )),
-            );
+    for ((region, shard), members) in &placed {
+        let n = members.len();
+        if n <= max as usize {
+            continue;
         }
+        let mut by_age = members.clone();
+        by_age.sort_by(|a, b| (a.1.created, &a.1.id.value).cmp(&(b.1.created, &b.1.id.value)));
+        let (path, first_over) = by_age[max as usize];
+        let count = |s: u32| placed.get(&(*region, s)).map_or(0, |m| m.len() as u32);
+        let free = first_shard_with_room(count, max);
+        let message = format!(
+            "ApplicationSet {} would hold {n} tenants, more than maxTenantsPerShard ({max})",
+            naming::shard_name(region, *shard)
+        );
+        let d = match &first_over.shard {
+            Some(s) => at(path, s, message),
+            None => at(path, &first_over.id, message),
+        };
+        let later = n - max as usize - 1;
+        let who = match later {
+            0 => "this tenant does".to_owned(),
+            1 => "this tenant and the one placed after it (by `created`) do".to_owned(),
+            k => format!("this tenant and the {k} placed after it (by `created`) do"),
+        };
+        diags.push(
+            d.with_label(format!(
+                "{who} not fit in shard {shard} of `{region}`"
+            ))
+            .with_help(format!(
+                "place {} with `shard: {free}`, the first shard of `{region}` with room (the intake places new tenants itself); never move a deployed tenant",
+                if later == 0 { "it" } else { "them" }
+            )),
+        );
     }
 }
 
@@ -555,6 +576,14 @@ fn check_tenant(
         }
         diags.push(d);
     }
+    if let Some(shard) = &t.shard
+        && shard.value > naming::MAX_SHARD
+    {
+        diags.push(
+            at(path, shard, "invalid shard")
+                .with_label(format!("expected 0 to {}", naming::MAX_SHARD)),
+        );
+    }
     if let Some(d) = &t.domain
         && (!naming::is_dns_subdomain(&d.value) || !d.value.contains('.') || d.value.len() > 240)
     {
@@ -617,6 +646,9 @@ fn check_tenant(
             diags.push(at(path, n, "too many replicas").with_label("expected 0 to 100"));
         }
     }
+    if let Some(tier) = ctx.tiers.get(&t.tier.value) {
+        super::headroom::check_tenant(t, tier, ctx.products, path, diags);
+    }
     for (product, v) in &t.overrides.versions {
         if !ctx.products.contains_key(product) {
             diags.push(unknown_product(ctx, path, product, v.referenced));
@@ -678,6 +710,115 @@ mod tests {
         assert!(!is_email("admin@localhost"));
         assert!(!is_email("not-an-email"));
         assert!(!is_email("Bob <bob@example.com>"));
+    }
+
+    /// A tenant placed the way the intake places it: the first shard of its region with room.
+    fn place(
+        template: &Tenant,
+        id: String,
+        region_counts: &mut Vec<u32>,
+        max: u32,
+        created: chrono::DateTime<chrono::Utc>,
+    ) -> Tenant {
+        let shard =
+            first_shard_with_room(|n| region_counts.get(n as usize).copied().unwrap_or(0), max);
+        if region_counts.len() <= shard as usize {
+            region_counts.resize(shard as usize + 1, 0);
+        }
+        region_counts[shard as usize] += 1;
+        let here = serde_saphyr::Location::UNKNOWN;
+        let mut t = template.clone();
+        t.id = serde_saphyr::Spanned::new(id, here, here);
+        t.shard = Some(serde_saphyr::Spanned::new(shard, here, here));
+        t.created = created;
+        t
+    }
+
+    /// Onboarding never blocks on shard capacity: 20,000 tenants in one region, placed one by
+    /// one as the intake places them, all fit (40 ApplicationSets of 500) and the loader's
+    /// rule accepts the result; when a third of them leave and the limit grows, nobody moves,
+    /// and newcomers fill the gaps. Pure code, no disk: well under a second.
+    #[test]
+    fn twenty_thousand_tenants_in_one_region_never_block() {
+        let reg = crate::testing::example_registry();
+        let template = &reg.tenants[crate::testing::ACTIVE];
+        let max = reg.platform.argocd.max_tenants_per_shard.value;
+        assert_eq!(max, 500);
+        let t0 = template.created;
+        let mut counts = Vec::new();
+        let mut tenants: Vec<Tenant> = (0..20_000)
+            .map(|i| {
+                let created = t0 + chrono::Duration::seconds(i);
+                place(template, format!("t{i:05}"), &mut counts, max, created)
+            })
+            .collect();
+        assert_eq!(counts, [500; 40]);
+        let check = |tenants: &[Tenant], platform: &Platform| {
+            let mut diags = Vec::new();
+            check_shards(
+                platform,
+                tenants.iter().map(|t| ("tenants/t.yaml", t)),
+                &mut diags,
+            );
+            diags
+        };
+        assert_eq!(check(&tenants, &reg.platform), []);
+
+        let before: BTreeMap<String, u32> = tenants
+            .iter()
+            .map(|t| (t.id.value.clone(), t.shard()))
+            .collect();
+        tenants.retain(|t| t.id.value.trim_start_matches('t').parse::<u32>().unwrap() % 3 != 0);
+        let mut platform = reg.platform.clone();
+        platform.argocd.max_tenants_per_shard.value = 800;
+        for t in &tenants {
+            assert_eq!(before[&t.id.value], t.shard(), "{} moved", t.id.value);
+        }
+        let mut counts = vec![0u32; 40];
+        for t in &tenants {
+            counts[t.shard() as usize] += 1;
+        }
+        let end = t0 + chrono::Duration::seconds(20_000);
+        for i in 0..5_000 {
+            let t = place(template, format!("n{i:05}"), &mut counts, 800, end);
+            tenants.push(t);
+        }
+        assert_eq!(check(&tenants, &platform), []);
+        assert!(counts.iter().all(|&n| n <= 800));
+        assert_eq!(counts.len(), 40, "newcomers filled the gaps, no new shard");
+    }
+
+    #[test]
+    fn an_overfull_shard_is_an_error_at_the_first_tenant_past_the_limit() {
+        let reg = crate::testing::example_registry();
+        let template = &reg.tenants[crate::testing::ACTIVE];
+        let here = serde_saphyr::Location::UNKNOWN;
+        let tenants: Vec<Tenant> = (0..4)
+            .map(|i| {
+                let mut t = template.clone();
+                t.id = serde_saphyr::Spanned::new(format!("t{i}"), here, here);
+                t.created = template.created + chrono::Duration::days(4 - i);
+                t
+            })
+            .collect();
+        let mut platform = reg.platform.clone();
+        platform.argocd.max_tenants_per_shard.value = 2;
+        let mut diags = Vec::new();
+        let paths = ["a.yaml", "b.yaml", "c.yaml", "d.yaml"];
+        check_shards(&platform, paths.iter().copied().zip(&tenants), &mut diags);
+        let [d] = &diags[..] else { panic!("{diags:?}") };
+        assert_eq!(
+            d.message,
+            "ApplicationSet tenants-us-east-00 would hold 4 tenants, more than maxTenantsPerShard (2)"
+        );
+        // Oldest first: t3, t2 fit; t1 (b.yaml) is the first past the limit.
+        assert_eq!(d.file, "b.yaml");
+        assert_eq!(
+            d.help.as_deref(),
+            Some(
+                "place them with `shard: 1`, the first shard of `us-east` with room (the intake places new tenants itself); never move a deployed tenant"
+            )
+        );
     }
 
     #[test]

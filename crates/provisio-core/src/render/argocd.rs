@@ -1,22 +1,24 @@
 //! The Argo CD objects (`argocd/`): the `tenants` AppProject and one ApplicationSet per shard.
 //!
-//! Each ApplicationSet uses the git *files* generator over `tenants-out/*/config.json` with a
-//! post-selector on the tenant's `shard` parameter, so adding a tenant adds files and never
-//! rewrites an ApplicationSet. Shards are `tenants-<region>-<nn>`, `nn = sha256(id) mod
-//! shards(region)`: a tenant never moves when others come or go.
+//! A tenant's shard (`tenants-<region>-<nn>`) is recorded in its registry file when it is
+//! placed and never changes, so no tenant moves when others come or go or when
+//! `maxTenantsPerShard` grows. Each ApplicationSet uses the git *files* generator over
+//! `tenants-out/*/config.<its name>.json`: it reads its own tenants' files and nothing else (no
+//! post-selector), and adding a tenant adds files, never rewrites an ApplicationSet. A region
+//! has shard 00 and every shard a tenant is placed in.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use super::crd::*;
-use super::objects::match_labels;
 use super::yaml::{ARGOCD_DIR, Files, RenderError, TENANTS_DIR, to_yaml, yaml_file};
 use crate::naming;
 use crate::registry::Registry;
 
-/// Namespaced kinds a tenant tree may contain (the AppProject allows nothing else).
-const NAMESPACED_KINDS: &[(&str, &str)] = &[
+/// Namespaced kinds a tenant tree contains (the renderers produce nothing else; a test holds
+/// them to it).
+pub const NAMESPACED_KINDS: &[(&str, &str)] = &[
     ("", "ConfigMap"),
     ("", "LimitRange"),
     ("", "ResourceQuota"),
@@ -32,6 +34,33 @@ const NAMESPACED_KINDS: &[(&str, &str)] = &[
     ("networking.k8s.io", "NetworkPolicy"),
     ("rbac.authorization.k8s.io", "Role"),
     ("rbac.authorization.k8s.io", "RoleBinding"),
+];
+
+/// Kinds the controllers create *under* a tenant's objects, permitted by the AppProject so
+/// that Argo CD shows them. Argo CD has no visibility-only list: the resource tree drops every
+/// child whose kind the project does not permit, with its whole subtree (argo-cd v3.5.1
+/// `controller/appcontroller.go` `getResourceTree` → `proj.IsResourcePermitted`;
+/// `app_project_types.go` `IsGroupKindNamePermitted`; a visibility list was requested in
+/// argo-cd #23987 and PR #25369 was closed unmerged). So these kinds are also *deployable* by
+/// the project; no tenant tree contains one (a test checks it) and the project's only source
+/// is provisio's manifests repository, where `provisio check` reports hand edits.
+///
+/// - ReplicaSet → Pod: under every Deployment (and Pods under Jobs);
+/// - Endpoints, EndpointSlice: under every Service (Endpoints get an inferred owner);
+/// - CertificateRequest → Order → Challenge → solver Pod/Service/Ingress: under the
+///   Certificate, where a stuck ACME order shows why.
+///
+/// `Secret` stays out although ExternalSecrets and the Certificate own one: whitelisting it
+/// would let a tree ship a Secret, and nothing secret is ever rendered. An ExternalSecret's and
+/// a Certificate's own status say whether their Secret was written.
+pub const VISIBLE_KINDS: &[(&str, &str)] = &[
+    ("", "Endpoints"),
+    ("", "Pod"),
+    ("acme.cert-manager.io", "Challenge"),
+    ("acme.cert-manager.io", "Order"),
+    ("apps", "ReplicaSet"),
+    ("cert-manager.io", "CertificateRequest"),
+    ("discovery.k8s.io", "EndpointSlice"),
 ];
 
 fn meta(reg: &Registry, name: &str) -> ObjectMeta {
@@ -52,13 +81,16 @@ pub fn render_argocd(reg: &Registry) -> Result<Files, RenderError> {
         format!("{ARGOCD_DIR}/project.yaml"),
         yaml_file(&[to_yaml("AppProject", &project(reg))?]),
     );
-    // Every shard of every region exists, even empty, so the set of ApplicationSets depends
-    // on platform.yaml only.
-    let mut shards: BTreeSet<String> = BTreeSet::new();
-    for (region, cfg) in &reg.platform.regions {
-        for n in 0..cfg.shards.value {
-            shards.insert(naming::shard_name(region, n));
-        }
+    // Shard 00 of every region (so a region's first tenant adds files only), and every shard
+    // a tenant is placed in.
+    let mut shards: BTreeSet<String> = reg
+        .platform
+        .regions
+        .keys()
+        .map(|region| naming::shard_name(region, 0))
+        .collect();
+    for t in reg.tenants.values() {
+        shards.insert(naming::shard_name(&t.region.value, t.shard()));
     }
     let mut resources = vec!["project.yaml".to_owned()];
     for shard in &shards {
@@ -134,10 +166,13 @@ fn project(reg: &Registry) -> CustomResource<AppProjectSpec> {
             }],
             namespace_resource_whitelist: NAMESPACED_KINDS
                 .iter()
+                .chain(VISIBLE_KINDS)
                 .map(|(g, k)| GroupKind {
                     group: (*g).to_owned(),
                     kind: (*k).to_owned(),
                 })
+                .collect::<BTreeSet<_>>()
+                .into_iter()
                 .collect(),
             orphaned_resources: OrphanedResources { warn: true },
         },
@@ -170,11 +205,16 @@ fn application_set(
                 git: GitGenerator {
                     repo_url: a.repo_url.clone(),
                     revision: a.target_revision.clone(),
+                    // `git ls-files` pathspec (the repo-server's default): `*` also matches
+                    // `/`, so a deeper `config.<shard>.json` would match too; tenant trees have
+                    // none (`render::tenant` writes it at the top only).
                     files: vec![GitFile {
-                        path: format!("{prefix}{TENANTS_DIR}/*/config.json"),
+                        path: format!(
+                            "{prefix}{TENANTS_DIR}/*/{}",
+                            naming::shard_config_file(shard)
+                        ),
                     }],
                 },
-                selector: match_labels(&[("shard", shard)]),
             }],
             // Deleting an ApplicationSet (or a tenant leaving it) never deletes a tenant's
             // resources: removal is explicit, after the grace period and the backup.
@@ -201,7 +241,11 @@ fn application_set(
                     source: ApplicationSource {
                         repo_url: a.repo_url.clone(),
                         target_revision: a.target_revision.clone(),
-                        path: "{{ .path }}".into(),
+                        // goTemplate mode: the git files generator *replaces* the file's
+                        // `path` key with a map of path facts (argo-cd v3.5.1
+                        // `applicationset/generators/git.go`, `generateParamsFromGitFile`);
+                        // `.path.path` is the directory holding the file: the tenant's tree.
+                        path: "{{ .path.path }}".into(),
                     },
                     destination: Destination {
                         server: "{{ .cluster }}".into(),
@@ -284,10 +328,10 @@ mod tests {
         assert!(p.spec.orphaned_resources.warn);
     }
 
-    /// The AppProject allows exactly the kinds a tenant tree contains: nothing rendered is
-    /// refused, nothing else may be deployed.
+    /// The AppProject allows exactly the kinds a tenant tree contains, plus the kinds Argo CD
+    /// must be allowed to show under them, which no tree contains.
     #[test]
-    fn the_project_whitelist_is_exactly_the_kinds_rendered() {
+    fn the_project_whitelist_is_the_kinds_rendered_and_the_kinds_shown() {
         let reg = example_registry();
         let out = crate::render::render_all(&reg, now()).unwrap();
         let mut rendered = BTreeSet::new();
@@ -311,13 +355,40 @@ mod tests {
             .chain(&p.spec.namespace_resource_whitelist)
             .map(|g| (g.group.clone(), g.kind.clone()))
             .collect();
-        assert_eq!(rendered, allowed);
+        let pairs = |kinds: &[(&str, &str)]| -> BTreeSet<(String, String)> {
+            kinds
+                .iter()
+                .map(|(g, k)| ((*g).to_owned(), (*k).to_owned()))
+                .collect()
+        };
+        let visible = pairs(VISIBLE_KINDS);
+        assert!(
+            rendered.is_disjoint(&visible),
+            "a tree renders a shown-only kind"
+        );
+        assert_eq!(
+            rendered.union(&visible).cloned().collect::<BTreeSet<_>>(),
+            allowed
+        );
+        let deployable: BTreeSet<_> = pairs(NAMESPACED_KINDS)
+            .into_iter()
+            .chain([(String::new(), "Namespace".to_owned())])
+            .collect();
+        assert_eq!(rendered, deployable);
+        assert!(!allowed.contains(&(String::new(), "Secret".to_owned())));
     }
 
+    /// Shard 00 of every region, plus every shard a tenant is placed in; each reads its own
+    /// tenants' `config.<shard>.json` and throws nothing away.
     #[test]
-    fn one_application_set_per_shard_each_selecting_its_shard() {
+    fn one_application_set_per_shard_in_use_each_reading_its_own_files() {
         let reg = edited_registry(|s| {
-            replace_in(s, "platform.yaml", "    shards: 1\n", "    shards: 3\n");
+            replace_in(
+                s,
+                "tenants/abc-corporation-7f3a9c.yaml",
+                "shard: 0\n",
+                "shard: 2\n",
+            );
         });
         let files = render_argocd(&reg).unwrap();
         let sets: Vec<&str> = files
@@ -331,7 +402,6 @@ mod tests {
                 "tenants-eu-central-00.yaml",
                 "tenants-eu-west-00.yaml",
                 "tenants-us-east-00.yaml",
-                "tenants-us-east-01.yaml",
                 "tenants-us-east-02.yaml",
                 "tenants-us-west-00.yaml",
             ]
@@ -347,11 +417,18 @@ mod tests {
             .chain(sets.iter().map(|s| format!("applicationsets/{s}")))
             .collect();
         assert_eq!(resources, expected);
-        let set = appset(&files, "tenants-us-east-01");
+        let set = appset(&files, "tenants-us-east-02");
         assert_eq!(set["metadata"]["labels"]["region"], "us-east");
+        let generator = &set["spec"]["generators"][0];
         assert_eq!(
-            set["spec"]["generators"][0]["selector"]["matchLabels"],
-            serde_json::json!({"shard": "tenants-us-east-01"})
+            generator["git"]["files"],
+            serde_json::json!([{"path": "tenants-out/*/config.tenants-us-east-02.json"}])
+        );
+        assert!(generator.get("selector").is_none());
+        let out = crate::render::render_all(&reg, now()).unwrap();
+        assert!(
+            out.tenants["abc-corporation-7f3a9c"]
+                .contains_key("tenants-out/abc-corporation-7f3a9c/config.tenants-us-east-02.json")
         );
     }
 
@@ -371,7 +448,7 @@ mod tests {
         assert_eq!(git["revision"], "main");
         assert_eq!(
             git["files"],
-            serde_json::json!([{"path": "tenants-out/*/config.json"}])
+            serde_json::json!([{"path": "tenants-out/*/config.tenants-eu-west-00.json"}])
         );
         assert_eq!(spec["syncPolicy"]["preserveResourcesOnDeletion"], true);
         let app = &spec["template"]["spec"];
@@ -387,7 +464,8 @@ mod tests {
     }
 
     /// `missingkey=error`: every parameter the template uses must be a key of the tenants'
-    /// `config.json`.
+    /// `config.json`, or `path.*`, which the files generator sets itself (and which would
+    /// overwrite a `path` key of the file: config.json has none).
     #[test]
     fn the_template_uses_only_keys_of_config_json() {
         let reg = example_registry();
@@ -404,10 +482,22 @@ mod tests {
             used.contains("application") && used.contains("cluster"),
             "{used:?}"
         );
+        assert!(used.contains("path.path"), "{used:?}");
+        let used: BTreeSet<&str> = used
+            .into_iter()
+            .filter(|k| !k.starts_with("path."))
+            .collect();
         let out = crate::render::render_all(&reg, now()).unwrap();
         for (id, tree) in &out.tenants {
-            let config: Value =
-                serde_json::from_slice(&tree[&format!("{TENANTS_DIR}/{id}/config.json")]).unwrap();
+            let shard = crate::plan::plan_tenant(&reg, &reg.tenants[id], now()).shard;
+            let config: Value = serde_json::from_slice(
+                &tree[&format!("{TENANTS_DIR}/{id}/{}", naming::shard_config_file(&shard))],
+            )
+            .unwrap();
+            assert!(
+                config.get("path").is_none(),
+                "{id}: the generator overwrites a `path` key"
+            );
             for key in &used {
                 assert!(
                     config.get(key).is_some(),
@@ -431,7 +521,7 @@ mod tests {
         let set = appset(&files, "tenants-apac-00");
         assert_eq!(
             set["spec"]["generators"][0]["git"]["files"][0]["path"],
-            "gitops/tenants-out/*/config.json"
+            "gitops/tenants-out/*/config.tenants-apac-00.json"
         );
     }
 }

@@ -179,12 +179,12 @@ pub struct ApplicationSetSpec {
     pub template: ApplicationTemplate,
 }
 
-/// A git *files* generator with a post-selector on the generated parameters.
+/// A git *files* generator. No post-selector: the file pattern selects (a selector would
+/// drop parameters only after every file was fetched and parsed).
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Generator {
     pub git: GitGenerator,
-    pub selector: LabelSelector,
 }
 
 #[derive(Debug, Clone, Serialize)]

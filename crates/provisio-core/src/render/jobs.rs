@@ -1,17 +1,25 @@
-//! The setup and teardown Jobs of a tenant (pure): `provisio setup mysql|rabbitmq|minio` as
-//! Argo CD PreSync hooks and, for a tenant in `deprovisioning`, `provisio teardown …` as
-//! PostDelete hooks. They run in the shared-services namespace, never in the tenant's: the
-//! admin credentials they read (Secrets `provisio-admin-<service>` and
-//! `provisio-secret-store`, provided by the platform) never reach a tenant namespace. The
-//! tenant's [`SetupSpec`] travels in the Job as JSON (names and keys only, no secret value).
-//! See `docs/credentials.md`.
+//! The setup Jobs of a tenant (pure): `provisio setup mysql|rabbitmq|minio` as Argo CD
+//! PreSync hooks, one per shared service the tenant uses, each with a ConfigMap holding only
+//! that service's [`SetupSpec`] (pretty-printed JSON, mounted as a file: a change to one
+//! service rewrites that service's pair only, and reads as a diff). No teardown is rendered:
+//! Argo CD's PostDelete hooks are rendered from git, where a departing tenant's tree is already
+//! gone, so the Application hangs in Deleting (argo-cd #18070), a failing one is recreated on
+//! every reconcile, and v3.5 may kill them before they run (#29100); see `docs/registry.md`,
+//! "Offboarding".
+//!
+//! They run in the shared-services namespace, never in the tenant's: the admin credentials
+//! they read (Secrets `provisio-admin-<service>` and `provisio-secret-store`, provided by the
+//! platform) never reach a tenant namespace. The spec holds names and keys only, no secret
+//! value. Both hooks are deleted once the sync succeeds (`HookSucceeded`), so nothing piles up
+//! in the shared namespace; after a failed sync they stay for their logs until the next sync
+//! replaces them (`BeforeHookCreation`). See `docs/credentials.md`.
 
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::batch::v1::{Job, JobSpec};
 use k8s_openapi::api::core::v1::{
-    Container, EnvFromSource, EnvVar, PodSpec, PodTemplateSpec, ResourceRequirements,
-    SecretEnvSource, SecurityContext,
+    ConfigMap, ConfigMapVolumeSource, Container, EnvFromSource, EnvVar, PodSpec, PodTemplateSpec,
+    ResourceRequirements, SecretEnvSource, SecurityContext, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -19,8 +27,7 @@ use sha2::{Digest, Sha256};
 
 use super::objects::{HOOK, HOOK_DELETE_POLICY, SYNC_WAVE};
 use crate::plan::TenantPlan;
-use crate::plan::setup::SetupSpec;
-use crate::registry::TenantStatus;
+use crate::plan::setup::{SetupSpec, SharedService};
 
 /// Service account of the setup Jobs in the shared namespace (provided by the platform).
 pub const SETUP_SERVICE_ACCOUNT: &str = "provisio-setup";
@@ -29,18 +36,24 @@ pub const SETUP_SERVICE_ACCOUNT: &str = "provisio-setup";
 pub const STORE_SECRET: &str = "provisio-secret-store";
 /// `--secret-store` of the Jobs.
 pub const STORE_ARG: &str = "aws-secrets-manager";
-/// Sync wave of the setup hooks within PreSync (before anything else of the tenant).
+/// Sync wave of the setup Jobs within PreSync (before anything else of the tenant).
 pub const SETUP_WAVE: i32 = -20;
+/// Sync wave of their spec ConfigMaps: the wave before, so a Job's pod finds its file.
+pub const SPEC_WAVE: i32 = SETUP_WAVE - 1;
+/// Argo CD hook delete policy of both: replaced by the next sync's, deleted once the sync
+/// succeeds (argo-cd gitops-engine `sync_context.go` deletes `HookSucceeded` hooks when the
+/// whole operation has succeeded, so the ConfigMaps outlive their Jobs' runs).
+pub const HOOK_DELETE: &str = "BeforeHookCreation,HookSucceeded";
+/// Where a Job mounts its ConfigMap, and the spec's file name (the ConfigMap's key).
+pub const SPEC_DIR: &str = "/etc/provisio";
+pub const SPEC_KEY: &str = "spec.json";
 
-/// The shared services a tenant may need, in the order their Jobs are listed.
-const SERVICES: [&str; 3] = ["mysql", "rabbitmq", "minio"];
-
-fn uses(plan: &TenantPlan<'_>, service: &str) -> bool {
-    match service {
-        "mysql" => plan.uses_mysql(),
-        "rabbitmq" => plan.uses_rabbitmq(),
-        _ => plan.uses_minio(),
-    }
+/// One service's setup: the ConfigMap with its spec and the Job that reads it.
+#[derive(Debug, Clone)]
+pub struct SetupJob {
+    pub service: SharedService,
+    pub spec: ConfigMap,
+    pub job: Job,
 }
 
 /// Secret holding the admin credentials of one shared service.
@@ -60,44 +73,47 @@ pub fn job_name(verb: &str, service: &str, tenant: &str) -> String {
     format!("{head}-{}", &hash[..8])
 }
 
-/// Every setup Job of the tenant, and its teardown Jobs when it is being deprovisioned.
-pub fn jobs(plan: &TenantPlan<'_>) -> Vec<Job> {
-    let spec = SetupSpec::from_plan(plan).to_json();
-    let mut out: Vec<Job> = SERVICES
-        .iter()
-        .filter(|s| uses(plan, s))
-        .map(|s| job(plan, "setup", s, &spec))
-        .collect();
-    if plan.status == TenantStatus::Deprovisioning {
-        out.extend(
-            SERVICES
-                .iter()
-                .filter(|s| uses(plan, s))
-                .map(|s| job(plan, "teardown", s, &spec)),
-        );
-    }
-    out
+/// Every setup Job of the tenant (with its spec ConfigMap): one per shared service it uses.
+pub fn setup_jobs(plan: &TenantPlan<'_>) -> Vec<SetupJob> {
+    let full = SetupSpec::from_plan(plan);
+    SharedService::ALL
+        .into_iter()
+        .filter_map(|service| {
+            let spec = full.for_service(service)?;
+            Some(setup_job(plan, service, &spec))
+        })
+        .collect()
 }
 
-fn job(plan: &TenantPlan<'_>, verb: &str, service: &str, spec: &str) -> Job {
-    let name = job_name(verb, service, plan.id);
+fn hook_metadata(plan: &TenantPlan<'_>, name: &str, service: &str, wave: i32) -> ObjectMeta {
     let mut labels: BTreeMap<String, String> = plan.labels.clone();
-    labels.insert("app".into(), format!("provisio-{verb}"));
+    labels.insert("app".into(), "provisio-setup".into());
     labels.insert("shared-service".into(), service.into());
-    let hook = if verb == "setup" {
-        "PreSync"
-    } else {
-        "PostDelete"
+    ObjectMeta {
+        name: Some(name.to_owned()),
+        namespace: Some(plan.platform.shared_services.namespace.clone()),
+        labels: Some(labels),
+        annotations: Some(BTreeMap::from([
+            (HOOK.to_owned(), "PreSync".to_owned()),
+            (HOOK_DELETE_POLICY.to_owned(), HOOK_DELETE.to_owned()),
+            (SYNC_WAVE.to_owned(), wave.to_string()),
+        ])),
+        ..Default::default()
+    }
+}
+
+fn setup_job(plan: &TenantPlan<'_>, service: SharedService, spec: &SetupSpec) -> SetupJob {
+    let svc = service.as_str();
+    let name = job_name("setup", svc, plan.id);
+    let config = ConfigMap {
+        metadata: hook_metadata(plan, &name, svc, SPEC_WAVE),
+        data: Some(BTreeMap::from([(
+            SPEC_KEY.to_owned(),
+            spec.to_pretty_json(),
+        )])),
+        ..Default::default()
     };
-    let annotations = BTreeMap::from([
-        (HOOK.to_owned(), hook.to_owned()),
-        // Kept after the run for its logs; replaced by the next sync's Job.
-        (
-            HOOK_DELETE_POLICY.to_owned(),
-            "BeforeHookCreation".to_owned(),
-        ),
-        (SYNC_WAVE.to_owned(), SETUP_WAVE.to_string()),
-    ]);
+    let metadata = hook_metadata(plan, &name, svc, SETUP_WAVE);
     let secret_env = |name: String| EnvFromSource {
         secret_ref: Some(SecretEnvSource {
             name,
@@ -106,53 +122,56 @@ fn job(plan: &TenantPlan<'_>, verb: &str, service: &str, spec: &str) -> Job {
         ..Default::default()
     };
     let quantity = |s: &str| Quantity(s.to_owned());
-    Job {
-        metadata: ObjectMeta {
-            name: Some(name),
-            namespace: Some(plan.platform.shared_services.namespace.clone()),
-            labels: Some(labels.clone()),
-            annotations: Some(annotations),
-            ..Default::default()
-        },
+    let job = Job {
         spec: Some(JobSpec {
             // The command retries transient failures itself; the Job retries a crash.
             backoff_limit: Some(3),
             active_deadline_seconds: Some(600),
             template: PodTemplateSpec {
                 metadata: Some(ObjectMeta {
-                    labels: Some(labels),
+                    labels: metadata.labels.clone(),
                     ..Default::default()
                 }),
                 spec: Some(PodSpec {
                     restart_policy: Some("Never".into()),
                     service_account_name: Some(SETUP_SERVICE_ACCOUNT.into()),
                     security_context: Some(super::objects::pod_security_context()),
+                    volumes: Some(vec![Volume {
+                        name: "spec".into(),
+                        config_map: Some(ConfigMapVolumeSource {
+                            name: name.clone(),
+                            optional: Some(false),
+                            ..Default::default()
+                        }),
+                        ..Default::default()
+                    }]),
                     containers: vec![Container {
                         name: "provisio".into(),
                         image: Some(plan.platform.images.provisio.clone()),
                         image_pull_policy: plan.platform.images.pull_policy.clone(),
                         args: Some(vec![
-                            verb.into(),
-                            service.into(),
+                            "setup".into(),
+                            svc.into(),
+                            "--spec".into(),
+                            format!("{SPEC_DIR}/{SPEC_KEY}"),
                             "--secret-store".into(),
                             STORE_ARG.into(),
                         ]),
-                        env: Some(vec![
-                            EnvVar {
-                                name: crate::plan::setup::SPEC_ENV.into(),
-                                value: Some(spec.to_owned()),
-                                ..Default::default()
-                            },
-                            EnvVar {
-                                name: "PROVISIO_LOG".into(),
-                                value: Some("info".into()),
-                                ..Default::default()
-                            },
-                        ]),
+                        env: Some(vec![EnvVar {
+                            name: "PROVISIO_LOG".into(),
+                            value: Some("info".into()),
+                            ..Default::default()
+                        }]),
                         env_from: Some(vec![
-                            secret_env(admin_secret(service)),
+                            secret_env(admin_secret(svc)),
                             secret_env(STORE_SECRET.to_owned()),
                         ]),
+                        volume_mounts: Some(vec![VolumeMount {
+                            name: "spec".into(),
+                            mount_path: SPEC_DIR.into(),
+                            read_only: Some(true),
+                            ..Default::default()
+                        }]),
                         resources: Some(ResourceRequirements {
                             requests: Some(BTreeMap::from([
                                 ("cpu".into(), quantity("50m")),
@@ -175,14 +194,27 @@ fn job(plan: &TenantPlan<'_>, verb: &str, service: &str, spec: &str) -> Job {
             },
             ..Default::default()
         }),
+        metadata,
         ..Default::default()
+    };
+    SetupJob {
+        service,
+        spec: config,
+        job,
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testing::{ACTIVE, DEPROVISIONING, example_registry, gateway_only_registry, plan};
+    use crate::testing::{
+        ACTIVE, DEPROVISIONING, edited_registry, example_registry, gateway_only_registry, plan,
+        replace_in,
+    };
+
+    fn jobs(plan: &TenantPlan<'_>) -> Vec<Job> {
+        setup_jobs(plan).into_iter().map(|s| s.job).collect()
+    }
 
     fn names(jobs: &[Job]) -> Vec<&str> {
         jobs.iter()
@@ -201,8 +233,12 @@ mod tests {
             .containers[0]
     }
 
-    fn annotation<'a>(j: &'a Job, key: &str) -> &'a str {
-        &j.metadata.annotations.as_ref().unwrap()[key]
+    fn annotation<'a>(m: &'a ObjectMeta, key: &str) -> &'a str {
+        &m.annotations.as_ref().unwrap()[key]
+    }
+
+    fn spec_text(s: &SetupJob) -> &str {
+        &s.spec.data.as_ref().unwrap()[SPEC_KEY]
     }
 
     #[test]
@@ -218,42 +254,39 @@ mod tests {
             ]
         );
         for j in &jobs {
-            assert_eq!(annotation(j, HOOK), "PreSync");
-            assert_eq!(annotation(j, HOOK_DELETE_POLICY), "BeforeHookCreation");
-            assert_eq!(annotation(j, SYNC_WAVE), SETUP_WAVE.to_string());
+            assert_eq!(annotation(&j.metadata, HOOK), "PreSync");
+            assert_eq!(
+                annotation(&j.metadata, HOOK_DELETE_POLICY),
+                "BeforeHookCreation,HookSucceeded"
+            );
+            assert_eq!(annotation(&j.metadata, SYNC_WAVE), SETUP_WAVE.to_string());
         }
         const { assert!(SETUP_WAVE < crate::render::objects::wave::NAMESPACE) };
         let reg = gateway_only_registry();
         assert_eq!(
-            names(&super::jobs(&plan(&reg, ACTIVE))),
+            names(&self::tests::jobs(&plan(&reg, ACTIVE))),
             ["setup-rabbitmq-abc-corporation-7f3a9c"]
         );
     }
 
+    /// Teardown is not an Argo CD delete hook (rendered from git after the tree is gone:
+    /// argo-cd #18070; killed before it runs: #29100): a deprovisioning tenant gets its
+    /// setup Jobs only, and no Job of any tenant is a PreDelete/PostDelete hook.
     #[test]
-    fn a_deprovisioning_tenant_also_gets_its_post_delete_teardown_jobs() {
+    fn a_deprovisioning_tenant_gets_no_teardown_hook() {
         let reg = example_registry();
         let jobs = jobs(&plan(&reg, DEPROVISIONING));
-        let by_verb = |verb: &str| -> Vec<&Job> {
-            jobs.iter()
-                .filter(|j| container(j).args.as_ref().unwrap()[0] == verb)
-                .collect()
-        };
-        assert_eq!(by_verb("setup").len(), 3);
-        let teardown = by_verb("teardown");
         assert_eq!(
-            teardown
-                .iter()
-                .map(|j| j.metadata.name.as_deref().unwrap())
-                .collect::<Vec<_>>(),
+            names(&jobs),
             [
-                "teardown-mysql-nordwind-logistik-7ace77",
-                "teardown-rabbitmq-nordwind-logistik-7ace77",
-                "teardown-minio-nordwind-logistik-7ace77",
+                "setup-mysql-nordwind-logistik-7ace77",
+                "setup-rabbitmq-nordwind-logistik-7ace77",
+                "setup-minio-nordwind-logistik-7ace77",
             ]
         );
-        for j in teardown {
-            assert_eq!(annotation(j, HOOK), "PostDelete");
+        for j in &jobs {
+            assert_eq!(container(j).args.as_ref().unwrap()[0], "setup");
+            assert_eq!(annotation(&j.metadata, HOOK), "PreSync");
         }
     }
 
@@ -285,7 +318,13 @@ mod tests {
             let args = c.args.as_ref().unwrap();
             assert_eq!(
                 args[1..],
-                [service.clone(), "--secret-store".into(), STORE_ARG.into()]
+                [
+                    service.clone(),
+                    "--spec".into(),
+                    "/etc/provisio/spec.json".into(),
+                    "--secret-store".into(),
+                    STORE_ARG.into()
+                ]
             );
             let secrets: Vec<&str> = c
                 .env_from
@@ -303,25 +342,65 @@ mod tests {
         }
     }
 
+    /// Each Job mounts a ConfigMap of its own (a PreSync hook one wave earlier, in the same
+    /// namespace) holding only its service's part of the spec, pretty-printed; no variable
+    /// carries a spec, and nothing in it is a credential.
     #[test]
-    fn the_jobs_carry_the_tenants_setup_spec_and_no_secret_value() {
+    fn each_job_mounts_its_own_services_spec_and_no_secret_value() {
         let reg = example_registry();
         let plan = plan(&reg, ACTIVE);
-        let expected = SetupSpec::from_plan(&plan);
-        for j in jobs(&plan) {
-            let env = container(&j).env.as_ref().unwrap();
-            let spec = env
-                .iter()
-                .find(|e| e.name == crate::plan::setup::SPEC_ENV)
-                .and_then(|e| e.value.as_deref())
-                .expect("the spec variable");
-            assert_eq!(SetupSpec::parse(spec).unwrap(), expected);
-            // Every variable is a plain value, and the spec names store keys, never a
-            // credential: no field of it is a password, and every `secretKey` is a key
-            // under the store's prefix.
+        let full = SetupSpec::from_plan(&plan);
+        for s in setup_jobs(&plan) {
+            let (cm, j) = (&s.spec.metadata, &s.job);
+            assert_eq!(cm.name, j.metadata.name);
+            assert_eq!(cm.namespace, j.metadata.namespace);
+            assert_eq!(cm.labels, j.metadata.labels);
+            assert_eq!(annotation(cm, HOOK), "PreSync");
+            assert_eq!(annotation(cm, HOOK_DELETE_POLICY), HOOK_DELETE);
+            assert_eq!(annotation(cm, SYNC_WAVE), SPEC_WAVE.to_string());
+            const { assert!(SPEC_WAVE < SETUP_WAVE) };
+            let pod = j.spec.as_ref().unwrap().template.spec.as_ref().unwrap();
+            let [volume] = pod.volumes.as_deref().unwrap() else {
+                panic!("one volume")
+            };
+            assert_eq!(
+                volume.config_map.as_ref().unwrap().name,
+                *cm.name.as_ref().unwrap()
+            );
+            let [mount] = container(j).volume_mounts.as_deref().unwrap() else {
+                panic!("one mount")
+            };
+            assert_eq!(
+                (
+                    mount.name.as_str(),
+                    mount.mount_path.as_str(),
+                    mount.read_only
+                ),
+                (volume.name.as_str(), SPEC_DIR, Some(true))
+            );
+            let env = container(j).env.as_ref().unwrap();
+            assert!(env.iter().all(|e| e.name != crate::plan::setup::SPEC_ENV));
             assert!(env.iter().all(|e| e.value_from.is_none()));
+
+            let text = spec_text(&s);
+            assert!(text.ends_with("}\n") && text.lines().count() > 5, "{text}");
+            assert!(text.lines().all(|l| l.len() < 120), "{text}");
+            let spec = SetupSpec::parse(text).unwrap();
+            assert_eq!(Some(&spec), full.for_service(s.service).as_ref());
+            assert_eq!(
+                [
+                    spec.mysql.is_some(),
+                    spec.rabbitmq.is_some(),
+                    spec.s3.is_some()
+                ]
+                .iter()
+                .filter(|b| **b)
+                .count(),
+                1,
+                "{text}"
+            );
             let mut fields = Vec::new();
-            collect_fields(&serde_json::from_str(spec).unwrap(), &mut fields);
+            collect_fields(&serde_json::from_str(text).unwrap(), &mut fields);
             for (key, value) in &fields {
                 assert!(!key.to_ascii_lowercase().contains("password"), "{key}");
                 if key == "secretKey" {
@@ -331,6 +410,28 @@ mod tests {
             }
             assert!(fields.iter().any(|(k, _)| k == "secretKey"));
         }
+    }
+
+    /// A RabbitMQ change rewrites the RabbitMQ pair only.
+    #[test]
+    fn a_change_to_one_service_leaves_the_other_jobs_alone() {
+        let before = setup_jobs(&plan(&example_registry(), ACTIVE));
+        let reg = edited_registry(|s| {
+            replace_in(
+                s,
+                "products/orders.yaml",
+                "routingKeys: [order.*]",
+                "routingKeys: [order.*, payment.*]",
+            );
+        });
+        let after = setup_jobs(&plan(&reg, ACTIVE));
+        let changed: Vec<&str> = before
+            .iter()
+            .zip(&after)
+            .filter(|(a, b)| spec_text(a) != spec_text(b))
+            .map(|(a, _)| a.service.as_str())
+            .collect();
+        assert_eq!(changed, ["rabbitmq"]);
     }
 
     /// Every (key, string value) of a JSON document, at any depth.

@@ -81,9 +81,14 @@ pub fn render_tenant(plan: &TenantPlan<'_>, env: &Environment) -> Result<Files, 
     if !migrations.is_empty() {
         add("jobs.yaml", each("Job", &migrations)?);
     }
-    let setup_jobs = super::jobs::jobs(plan);
+    let setup_jobs = super::jobs::setup_jobs(plan);
     if !setup_jobs.is_empty() {
-        add("setup-jobs.yaml", each("Job", &setup_jobs)?);
+        let mut docs = Vec::new();
+        for s in &setup_jobs {
+            docs.push(to_yaml("ConfigMap", &s.spec)?);
+            docs.push(to_yaml("Job", &s.job)?);
+        }
+        add("setup-jobs.yaml", docs);
     }
     add(
         "certificate.yaml",
@@ -114,7 +119,10 @@ pub fn render_tenant(plan: &TenantPlan<'_>, env: &Environment) -> Result<Files, 
         .into_iter()
         .map(|(k, v)| (format!("{prefix}{k}"), v))
         .collect();
-    out.insert(format!("{prefix}config.json"), config_json(plan));
+    out.insert(
+        format!("{prefix}{}", crate::naming::shard_config_file(&plan.shard)),
+        config_json(plan),
+    );
     Ok(out)
 }
 
@@ -140,14 +148,16 @@ impl Kustomization {
     }
 }
 
-/// Parameters of the tenant for the ApplicationSet's git files generator.
+/// Parameters of the tenant for the ApplicationSet's git files generator, in
+/// `config.<shard>.json` (only its own ApplicationSet's pattern matches it). No `path` key: in
+/// goTemplate mode the generator replaces it with the file's path facts (`.path.path` is the
+/// tree), so a `path` here would be silently dropped.
 #[derive(Serialize)]
 struct ConfigJson<'a> {
     application: &'a str,
     cluster: &'a str,
     domain: &'a str,
     namespace: &'a str,
-    path: String,
     region: &'a str,
     shard: &'a str,
     status: &'a str,
@@ -156,18 +166,11 @@ struct ConfigJson<'a> {
 }
 
 fn config_json(plan: &TenantPlan<'_>) -> Vec<u8> {
-    let prefix = &plan.platform.argocd.path_prefix;
-    let path = if prefix.is_empty() {
-        format!("{TENANTS_DIR}/{}", plan.id)
-    } else {
-        format!("{}/{TENANTS_DIR}/{}", prefix.trim_end_matches('/'), plan.id)
-    };
     let c = ConfigJson {
         application: &plan.application,
         cluster: plan.cluster,
         domain: &plan.domain,
         namespace: &plan.namespace,
-        path,
         region: plan.region,
         shard: &plan.shard,
         status: plan.status.as_str(),
@@ -184,10 +187,7 @@ mod tests {
     use super::*;
     use crate::render::templates::environment;
     use crate::render::yaml::HEADER;
-    use crate::testing::{
-        ACTIVE, DEPROVISIONING, edited_registry, example_registry, gateway_only_registry, plan,
-        replace_in,
-    };
+    use crate::testing::{ACTIVE, DEPROVISIONING, example_registry, gateway_only_registry, plan};
 
     /// The file names of a tenant tree, relative to it.
     fn names(files: &Files, id: &str) -> Vec<String> {
@@ -225,7 +225,7 @@ mod tests {
         let mut expected: Vec<String> = [
             "certificate.yaml",
             "config-map.yaml",
-            "config.json",
+            "config.tenants-us-east-00.json",
             "external-secrets.yaml",
             "grafana-dashboard.yaml",
             "ingress.yaml",
@@ -250,7 +250,7 @@ mod tests {
         .collect();
         expected.sort();
         assert_eq!(names, expected);
-        // Every YAML file is listed (config.json is for the ApplicationSet, not Kustomize).
+        // Every YAML file is listed (the config file is for the ApplicationSet, not Kustomize).
         let listed = kustomization_resources(&files, ACTIVE);
         let yaml: Vec<String> = names
             .into_iter()
@@ -282,7 +282,8 @@ mod tests {
         let reg = example_registry();
         let plan = plan(&reg, DEPROVISIONING);
         let files = render_tenant(&plan, &environment()).unwrap();
-        let bytes = &files[&format!("{TENANTS_DIR}/{DEPROVISIONING}/config.json")];
+        let bytes =
+            &files[&format!("{TENANTS_DIR}/{DEPROVISIONING}/config.tenants-eu-central-00.json")];
         assert!(bytes.ends_with(b"}\n"));
         let c: serde_json::Value = serde_json::from_slice(bytes).unwrap();
         assert_eq!(
@@ -292,7 +293,6 @@ mod tests {
                 "cluster": "https://k8s-eu-central.collectverything.internal",
                 "domain": "shop.nordwind-logistik.de",
                 "namespace": "e-commerce-nordwind-logistik-7ace77",
-                "path": "tenants-out/nordwind-logistik-7ace77",
                 "region": "eu-central",
                 "shard": plan.shard,
                 "status": "deprovisioning",
@@ -300,21 +300,5 @@ mod tests {
                 "tier": "business",
             })
         );
-    }
-
-    #[test]
-    fn config_json_paths_follow_the_path_prefix() {
-        let reg = edited_registry(|s| {
-            replace_in(
-                s,
-                "platform.yaml",
-                "pathPrefix: \"\"",
-                "pathPrefix: gitops/",
-            );
-        });
-        let files = render_tenant(&plan(&reg, ACTIVE), &environment()).unwrap();
-        let c: serde_json::Value =
-            serde_json::from_slice(&files[&format!("{TENANTS_DIR}/{ACTIVE}/config.json")]).unwrap();
-        assert_eq!(c["path"], format!("gitops/tenants-out/{ACTIVE}"));
     }
 }

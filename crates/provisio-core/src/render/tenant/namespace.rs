@@ -27,7 +27,8 @@ pub(super) fn namespace(plan: &TenantPlan<'_>) -> Namespace {
     let mut annotations = BTreeMap::from([
         (objects::SYNC_WAVE.to_owned(), wave::NAMESPACE.to_string()),
         // Argo CD never deletes a tenant namespace, neither by pruning nor when the
-        // Application goes: deletion is `provisio teardown`'s, after grace period and backup.
+        // Application goes: deleting it is an explicit offboarding step, after the grace
+        // period and the backup (docs/registry.md, "Offboarding").
         (
             objects::SYNC_OPTIONS.to_owned(),
             "Prune=false,Delete=false".to_owned(),
@@ -238,10 +239,10 @@ mod tests {
         };
         let (standard, premium, business) =
             (hard(PROVISIONING), hard(ACTIVE), hard(DEPROVISIONING));
-        assert_eq!(standard["limits.cpu"], "8");
-        assert_eq!(premium["limits.cpu"], "12");
-        assert_eq!(business["limits.cpu"], "24");
-        assert_eq!(premium["requests.memory"], "12Gi");
+        assert_eq!(standard["limits.cpu"], "14");
+        assert_eq!(premium["limits.cpu"], "20");
+        assert_eq!(business["limits.cpu"], "32");
+        assert_eq!(premium["requests.memory"], "16Gi");
         assert_eq!(business["requests.storage"], "2Ti");
         assert_eq!(premium["count/deployments.apps"], "20");
         assert_eq!(standard["services.nodeports"], "0");
@@ -253,8 +254,8 @@ mod tests {
             replace_in(
                 s,
                 "tiers.yaml",
-                "      limits.cpu: \"12\"",
-                "      limits.cpu: \"13\"",
+                "      limits.cpu: \"20\"",
+                "      limits.cpu: \"21\"",
             );
         });
         let hard = resource_quota(&plan(&reg, ACTIVE))
@@ -262,7 +263,7 @@ mod tests {
             .unwrap()
             .hard
             .unwrap();
-        assert_eq!(hard["limits.cpu"].0, "13");
+        assert_eq!(hard["limits.cpu"].0, "21");
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! The tenant's NetworkPolicies: default deny, then exactly the traffic the tenant needs
-//! (ingress controller → gateway, same namespace, Prometheus → metrics, DNS, the shared
-//! services it uses, HTTPS out).
+//! (ingress controller → gateway, ingress controller → cert-manager's HTTP-01 solver, same
+//! namespace, Prometheus → metrics, DNS, the shared services it uses, HTTPS out).
 
 use std::collections::BTreeMap;
 
@@ -13,6 +13,13 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use crate::plan::TenantPlan;
 use crate::render::objects::{match_labels, match_map, meta, wave};
+
+/// Label cert-manager puts on its ACME HTTP-01 solver pods (cert-manager v1.21
+/// `pkg/apis/acme/v1/types.go`; the pods are built in `pkg/issuer/acme/http/pod.go`, in the
+/// Certificate's namespace).
+pub const HTTP01_SOLVER_LABEL: &str = "acme.cert-manager.io/http01-solver";
+/// Port the solver listens on (`acmeSolverListenPort`, `pkg/issuer/acme/http/http.go`).
+pub const HTTP01_SOLVER_PORT: u16 = 8089;
 
 pub(super) fn tcp(port: u16) -> NetworkPolicyPort {
     NetworkPolicyPort {
@@ -33,8 +40,9 @@ pub(super) fn namespace_peer(
     }
 }
 
-/// Default deny, then: the ingress controller to the gateway, the namespace to itself,
-/// Prometheus to metrics ports; out: DNS, the shared MySQL/RabbitMQ/MinIO, HTTPS.
+/// Default deny, then: the ingress controller to the gateway and to cert-manager's HTTP-01
+/// solver, the namespace to itself, Prometheus to metrics ports; out: DNS, the shared
+/// MySQL/RabbitMQ/MinIO, HTTPS.
 pub(super) fn network_policies(plan: &TenantPlan<'_>) -> Vec<NetworkPolicy> {
     let p = plan.platform;
     let shared = &p.shared_services;
@@ -44,6 +52,14 @@ pub(super) fn network_policies(plan: &TenantPlan<'_>) -> Vec<NetworkPolicy> {
     };
     let all_pods = LabelSelector::default();
     let gateway = plan.gateway();
+    let controller_pods =
+        (!p.ingress.controller_pod_labels.is_empty()).then_some(&p.ingress.controller_pod_labels);
+    let from_ingress_controller = || {
+        Some(vec![namespace_peer(
+            &p.ingress.controller_namespace,
+            controller_pods,
+        )])
+    };
     let mut metrics_ports: Vec<u16> = plan
         .products
         .iter()
@@ -67,8 +83,24 @@ pub(super) fn network_policies(plan: &TenantPlan<'_>) -> Vec<NetworkPolicy> {
                 pod_selector: Some(match_labels(&[("app", gateway.name)])),
                 policy_types: Some(vec!["Ingress".into()]),
                 ingress: Some(vec![NetworkPolicyIngressRule {
-                    from: Some(vec![namespace_peer(&p.ingress.controller_namespace, None)]),
+                    from: from_ingress_controller(),
                     ports: Some(vec![tcp(gateway.product.port.value)]),
+                }]),
+                ..Default::default()
+            },
+        ),
+        // The ACME HTTP-01 challenge: Let's Encrypt (and cert-manager's own self-check)
+        // fetch `/.well-known/acme-challenge/<token>` through the ingress controller, which
+        // proxies to the solver pod cert-manager starts in this namespace. Without this the
+        // Certificate never becomes Ready and the sync stops at its wave.
+        policy(
+            "allow-acme-http01-solver",
+            NetworkPolicySpec {
+                pod_selector: Some(match_labels(&[(HTTP01_SOLVER_LABEL, "true")])),
+                policy_types: Some(vec!["Ingress".into()]),
+                ingress: Some(vec![NetworkPolicyIngressRule {
+                    from: from_ingress_controller(),
+                    ports: Some(vec![tcp(HTTP01_SOLVER_PORT)]),
                 }]),
                 ..Default::default()
             },
@@ -236,6 +268,7 @@ mod tests {
                 [
                     "default-deny",
                     "allow-ingress-controller",
+                    "allow-acme-http01-solver",
                     "allow-same-namespace",
                     "allow-prometheus",
                     "allow-egress"
@@ -276,8 +309,66 @@ mod tests {
             panic!("one rule")
         };
         let from: Vec<_> = rule.from.iter().flatten().map(peer).collect();
-        assert_eq!(from, [(Some("ingress-nginx"), BTreeMap::new())]);
+        assert_eq!(from, [(Some("ingress-nginx"), controller())]);
         assert_eq!(ports(&rule.ports), [("TCP".to_owned(), 8100)]);
+    }
+
+    /// The ingress-nginx controller's pod labels, as the example platform names them.
+    fn controller() -> BTreeMap<String, String> {
+        BTreeMap::from([
+            (
+                "app.kubernetes.io/component".to_owned(),
+                "controller".to_owned(),
+            ),
+            (
+                "app.kubernetes.io/name".to_owned(),
+                "ingress-nginx".to_owned(),
+            ),
+        ])
+    }
+
+    #[test]
+    fn the_ingress_controller_reaches_the_http01_solver_on_its_port_only() {
+        let reg = example_registry();
+        let policies = network_policies(&plan(&reg, PROVISIONING));
+        let s = spec(&policies, "allow-acme-http01-solver");
+        assert_eq!(
+            s.pod_selector,
+            Some(match_labels(&[(
+                "acme.cert-manager.io/http01-solver",
+                "true"
+            )]))
+        );
+        assert_eq!(types(s), ["Ingress"]);
+        assert_eq!(s.egress, None);
+        let [rule] = s.ingress.as_deref().unwrap() else {
+            panic!("one rule")
+        };
+        let from: Vec<_> = rule.from.iter().flatten().map(peer).collect();
+        assert_eq!(from, [(Some("ingress-nginx"), controller())]);
+        assert_eq!(ports(&rule.ports), [("TCP".to_owned(), 8089)]);
+    }
+
+    #[test]
+    fn without_controller_pod_labels_the_whole_controller_namespace_is_admitted() {
+        let reg = edited_registry(|s| {
+            let text = &s["platform.yaml"];
+            let start = text.find("  controllerPodLabels:").unwrap();
+            let end = start + text[start..].find("  wwwAlias").unwrap();
+            let cut = text[start..end].to_owned();
+            replace_in(s, "platform.yaml", &cut, "");
+        });
+        let policies = network_policies(&plan(&reg, ACTIVE));
+        for name in ["allow-ingress-controller", "allow-acme-http01-solver"] {
+            let s = spec(&policies, name);
+            let from: Vec<_> = s.ingress.as_deref().unwrap()[0]
+                .from
+                .iter()
+                .flatten()
+                .map(peer)
+                .collect();
+            assert_eq!(from, [(Some("ingress-nginx"), BTreeMap::new())], "{name}");
+        }
     }
 
     #[test]
