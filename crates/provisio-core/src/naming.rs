@@ -60,15 +60,34 @@ pub fn slugify(name: &str) -> String {
     }
 }
 
+/// Hex digits of the tenant id suffix when there is no collision.
+pub const SUFFIX_LEN: usize = 6;
+/// The longest suffix [`tenant_id_candidates`] goes to (slug 20 + `-` + 16 = 37 ≤ 52).
+pub const MAX_SUFFIX_LEN: usize = 16;
+
 /// Six hex digits derived from the subscription id: stable, so a retried webhook yields the
 /// same tenant id.
 pub fn tenant_suffix(subscription: &str) -> String {
-    sha256_hex(&[subscription])[..6].to_owned()
+    sha256_hex(&[subscription])[..SUFFIX_LEN].to_owned()
 }
 
 /// `ABC Corporation` + `sub_abc123` → `abc-corporation-<6 hex>`.
 pub fn tenant_id(company_name: &str, subscription: &str) -> String {
     format!("{}-{}", slugify(company_name), tenant_suffix(subscription))
+}
+
+/// The ids a new tenant may get, in order of preference: [`tenant_id`] first, then the same
+/// slug with 8, 10, … up to [`MAX_SUFFIX_LEN`] hex digits of the *same* hash of the
+/// subscription. Two customers whose names give the same slug and whose subscriptions share
+/// the first six digits therefore still get distinct ids, and the choice is deterministic:
+/// the first candidate no other subscription holds (the intake's rule).
+pub fn tenant_id_candidates(company_name: &str, subscription: &str) -> Vec<String> {
+    let slug = slugify(company_name);
+    let hash = sha256_hex(&[subscription]);
+    (SUFFIX_LEN..=MAX_SUFFIX_LEN)
+        .step_by(2)
+        .map(|n| format!("{slug}-{}", &hash[..n]))
+        .collect()
 }
 
 /// Why a string is not a valid tenant id (or product name), or `None` when it is.
@@ -254,6 +273,26 @@ mod tests {
     }
 
     #[test]
+    fn colliding_suffixes_extend_from_the_same_hash() {
+        // Constructed collision: both subscriptions hash to 44b014… (then 536b / 0789).
+        let (a, b) = ("sub_c566", "sub_c1748");
+        assert_eq!(tenant_suffix(a), tenant_suffix(b));
+        assert_eq!(tenant_id("Acme Shop", a), tenant_id("ACME shop!", b));
+        let ca = tenant_id_candidates("Acme Shop", a);
+        let cb = tenant_id_candidates("ACME shop!", b);
+        assert_eq!(ca[0], tenant_id("Acme Shop", a));
+        assert_eq!(ca[1], "acme-shop-44b01453");
+        assert_eq!(cb[1], "acme-shop-44b01407");
+        assert_eq!(
+            cb.last().unwrap().len(),
+            "acme-shop-".len() + MAX_SUFFIX_LEN
+        );
+        for id in &cb {
+            assert!(check_dns_name(id, MAX_TENANT_ID_LEN).is_none(), "{id}");
+        }
+    }
+
+    #[test]
     fn seed_user_name_now_fits_mysql() {
         let u = mysql_user("abc-corporation-7f3a9c", "products");
         assert_eq!(u, "abc_corporation_7f3a9c__products");
@@ -284,10 +323,11 @@ mod tests {
     proptest! {
         #[test]
         fn tenant_ids_are_dns_labels(name in any::<String>(), sub in ".{1,60}") {
-            let id = tenant_id(&name, &sub);
-            prop_assert!(check_dns_name(&id, MAX_TENANT_ID_LEN).is_none(), "{id}");
-            prop_assert!(is_dns1123_label(&namespace("e-commerce-", &id)));
-            prop_assert!(application(&id).len() <= DNS_LABEL_MAX);
+            for id in tenant_id_candidates(&name, &sub) {
+                prop_assert!(check_dns_name(&id, MAX_TENANT_ID_LEN).is_none(), "{id}");
+                prop_assert!(is_dns1123_label(&namespace("e-commerce-", &id)));
+                prop_assert!(application(&id).len() <= DNS_LABEL_MAX);
+            }
         }
 
         #[test]
