@@ -174,7 +174,9 @@ fn malformed_envelopes_are_refused_in_the_apis_terms() {
     let duplicate = envelope
         .to_string()
         .replacen('{', r#"{"event":"subscription.cancelled","#, 1);
-    let cases: Vec<(Vec<u8>, u16, &str, Option<&str>, &str)> = vec![
+    /// Body, status, code, field, message.
+    type Case<'a> = (Vec<u8>, u16, &'a str, Option<&'a str>, &'a str);
+    let cases: Vec<Case> = vec![
         (
             positional.to_string().into_bytes(),
             422,

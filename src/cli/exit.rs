@@ -55,7 +55,10 @@ impl From<&GitError> for Exit {
             | GitError::DetachedHead(_)
             | GitError::NoRemote { .. } => Exit::Invalid,
             GitError::NoBranch { .. } | GitError::Fetch { .. } => Exit::Unavailable,
-            GitError::Git { .. } | GitError::Io { .. } | GitError::Locked(_) => Exit::Failed,
+            GitError::Git { .. }
+            | GitError::Io { .. }
+            | GitError::Locked(_)
+            | GitError::IndexLocked { .. } => Exit::Failed,
         }
     }
 }

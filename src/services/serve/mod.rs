@@ -326,6 +326,11 @@ async fn handle(
             WriteError::Commit(m) => ApiError::unavailable(format!(
                 "the registry change could not be committed ({m}); nothing was recorded, retry"
             )),
+            WriteError::Unavailable(m) => ApiError::unavailable(m),
+            e @ WriteError::Uncommitted { .. } => ApiError {
+                code: "uncommitted_changes",
+                ..ApiError::unavailable(e.to_string())
+            },
         })?;
     // The answer to an accepted event: 201 when it created the tenant, 200 otherwise (a
     // change, or a redelivery that changed nothing); the body is the tenant as it now is.

@@ -128,11 +128,20 @@ impl State {
     pub fn new(sources: Sources, grace: Duration) -> Result<Self, StateError> {
         let loaded = registry::load_sources(sources);
         if !loaded.report.is_empty() {
-            return Err(StateError::Invalid(loaded.report.render()));
+            let mut diags = loaded.report.diagnostics.clone();
+            diags.sort();
+            diags.dedup();
+            return Err(StateError::Invalid {
+                rendered: loaded.report.render(),
+                lines: diags.iter().map(ToString::to_string).collect(),
+            });
         }
         let sources = loaded.report.sources;
         let Some(reg) = loaded.registry else {
-            return Err(StateError::Invalid("the registry did not load".to_owned()));
+            return Err(StateError::Invalid {
+                rendered: "the registry did not load".to_owned(),
+                lines: vec!["the registry did not load".to_owned()],
+            });
         };
         let shared: Sources = sources
             .iter()

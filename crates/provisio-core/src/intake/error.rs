@@ -88,10 +88,14 @@ impl IntakeError {
     }
 }
 
-/// The registry could not be loaded when the intake started.
+/// The registry could not be loaded when the intake started (or reloaded it).
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
-    /// The committed registry has diagnostics (rendered, every one of them).
-    #[error("the registry is invalid:\n{0}")]
-    Invalid(String),
+    /// The committed registry has diagnostics: every one of them rendered (`rendered`), and
+    /// each on one line (`file:line:column: message`, for logs and HTTP answers).
+    #[error("the registry is invalid:\n{rendered}")]
+    Invalid {
+        rendered: String,
+        lines: Vec<String>,
+    },
 }
