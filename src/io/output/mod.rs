@@ -4,6 +4,7 @@
 //! Architecture Invariant: only [`write`] creates, replaces or removes files of the output.
 
 pub mod diff;
+pub mod error;
 pub mod state;
 pub mod tree;
 pub mod write;

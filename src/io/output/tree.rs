@@ -12,7 +12,7 @@ use std::io::Read;
 use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
-use super::write::{WriteError, io};
+use super::error::{WriteError, io};
 
 /// What a file-system entry is, when it is neither a directory nor a regular file.
 fn odd_kind(t: &std::fs::FileType) -> Option<&'static str> {
