@@ -239,6 +239,11 @@ pub struct Server {
 }
 
 impl Server {
+    /// A server process started by the caller.
+    pub fn new(child: Child, addr: SocketAddr) -> Server {
+        Server { child, addr }
+    }
+
     pub fn kill(&mut self) {
         let _ = self.child.kill(); // SIGKILL
         let _ = self.child.wait();
