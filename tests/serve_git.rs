@@ -383,3 +383,51 @@ fn a_released_index_lock_is_caught_up_at_the_next_event() {
     assert_eq!(status(&f), "");
     server.stop().unwrap();
 }
+
+/// Item 7 through git: a tenant file committed as a symbolic link, or moved into a
+/// subdirectory of `tenants/`, is reported by the intake (503 naming it) instead of being
+/// read as a link's target or skipped (which made its subscription look free).
+#[test]
+fn a_linked_or_nested_tenant_in_head_is_reported_not_skipped() {
+    for (what, setup, expected) in [
+        (
+            "link",
+            &["ln -sf ../../elsewhere.yaml registry/tenants/cafe-creme-93b31b.yaml"][..],
+            "registry/tenants/cafe-creme-93b31b.yaml: symbolic link in the registry (to `../../elsewhere.yaml`)",
+        ),
+        (
+            "nested",
+            &[
+                "mkdir -p registry/tenants/archive",
+                "git mv registry/tenants/cafe-creme-93b31b.yaml registry/tenants/archive/",
+            ][..],
+            "tenants/archive/cafe-creme-93b31b.yaml: file in a subdirectory of `tenants/`",
+        ),
+    ] {
+        let f = Fixture::new();
+        let server = f.start();
+        for cmd in setup {
+            let ok = Command::new("sh")
+                .args(["-c", cmd])
+                .current_dir(f.dir.path())
+                .status()
+                .unwrap()
+                .success();
+            assert!(ok, "{cmd}");
+        }
+        git(f.dir.path(), &["add", "-A"]);
+        git(f.dir.path(), &["commit", "-q", "-m", what]);
+        // The moved tenant's subscription must not look free.
+        let mut cafe = created("sub_cafe456", "Café Crème");
+        cafe["data"]["plan"]["tier"] = json!("standard");
+        cafe["data"]["metadata"]["region"] = json!("eu-west");
+        let a = post(server.addr(), "subscription-created", &cafe);
+        assert_eq!(a.status, 503, "{what}: {}", a.body);
+        let message = a.json()["error"]["message"].as_str().unwrap().to_owned();
+        assert!(
+            message.contains(expected.trim_start_matches("registry/")),
+            "{what}: {message}"
+        );
+        server.stop().unwrap();
+    }
+}

@@ -38,9 +38,20 @@ pub struct FileChange {
     pub content: Option<Vec<u8>>,
 }
 
+/// An entry of a committed tree.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Committed {
+    /// A file and its bytes.
+    File(Vec<u8>),
+    /// A symbolic link and its target.
+    Link(String),
+    /// A submodule (a commit of another repository).
+    Submodule,
+}
+
 /// What [`Repo::commit_files_on`] recorded.
 #[derive(Debug, Default)]
-pub struct Committed {
+pub struct Recorded {
     /// The new commit; `None` when the files already had that content.
     pub commit: Option<Oid>,
     /// What the work-tree sync wrote, and the paths it left alone (a person's edit).
@@ -63,6 +74,24 @@ impl Repo {
         commit: Option<Oid>,
         under: &str,
     ) -> Result<BTreeMap<String, Vec<u8>>> {
+        Ok(self
+            .read_entries_at(commit, under)?
+            .into_iter()
+            .filter_map(|(path, e)| match e {
+                Committed::File(bytes) => Some((path, bytes)),
+                _ => None,
+            })
+            .collect())
+    }
+
+    /// Every entry below `under` in the tree of `commit`, by path relative to `under`:
+    /// files, symbolic links (their target) and submodules — what a reader must pass on
+    /// rather than take a link's target for a file's text.
+    pub fn read_entries_at(
+        &self,
+        commit: Option<Oid>,
+        under: &str,
+    ) -> Result<BTreeMap<String, Committed>> {
         let mut files = BTreeMap::new();
         let Some(head) = commit else {
             return Ok(files);
@@ -86,13 +115,25 @@ impl Repo {
         };
         let mut failure = None;
         tree.walk(TreeWalkMode::PreOrder, |dir, entry| {
-            if entry.kind() != Some(ObjectType::Blob) {
-                return TreeWalkResult::Ok;
-            }
             let name = entry.name().unwrap_or_default();
+            match entry.kind() {
+                Some(ObjectType::Blob) => {}
+                Some(ObjectType::Commit) => {
+                    files.insert(format!("{dir}{name}"), Committed::Submodule);
+                    return TreeWalkResult::Ok;
+                }
+                _ => return TreeWalkResult::Ok,
+            }
+            let link = entry.filemode() == i32::from(FileMode::Link);
             match self.repo.find_blob(entry.id()) {
                 Ok(blob) => {
-                    files.insert(format!("{dir}{name}"), blob.content().to_vec());
+                    let content = blob.content().to_vec();
+                    let value = if link {
+                        Committed::Link(String::from_utf8_lossy(&content).into_owned())
+                    } else {
+                        Committed::File(content)
+                    };
+                    files.insert(format!("{dir}{name}"), value);
                     TreeWalkResult::Ok
                 }
                 Err(e) => {
@@ -114,7 +155,7 @@ impl Repo {
         changes: &[FileChange],
         message: &str,
         author: &Author,
-    ) -> Result<Committed> {
+    ) -> Result<Recorded> {
         self.commit_files_on(self.head()?, changes, message, author)
     }
 
@@ -130,7 +171,7 @@ impl Repo {
         changes: &[FileChange],
         message: &str,
         author: &Author,
-    ) -> Result<Committed> {
+    ) -> Result<Recorded> {
         let parent = match base {
             Some(h) => Some(
                 self.repo
@@ -177,7 +218,7 @@ impl Repo {
             .create_updated(&self.repo, &base_tree)
             .map_err(self.err("build the tree"))?;
         if tree_id == base_tree.id() && parent.is_some() {
-            return Ok(Committed::default());
+            return Ok(Recorded::default());
         }
         let tree = self
             .repo
@@ -187,9 +228,9 @@ impl Repo {
         // work-tree paths are provisio's to finish and which are a person's.
         self.write_intent(&intent)?;
         let oid = self.commit_on_head(&tree, parent.as_ref(), message, author, Flush::Synced)?;
-        let mut committed = Committed {
+        let mut committed = Recorded {
             commit: Some(oid),
-            ..Committed::default()
+            ..Recorded::default()
         };
         // Recorded from here on: what fails now is reported, not undone.
         if let Err(e) = self.sync_gitdir() {

@@ -24,13 +24,15 @@ use chrono::{DateTime, Duration, Utc};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, error, info, warn};
 
-use crate::io::repo::commit::FileChange;
+use crate::io::repo::commit::{Committed, FileChange};
 use crate::io::repo::worktree::Uncommitted;
 use crate::io::repo::{Author, GitError, Oid, Repo};
 use provisio_core::intake::{
     Applied, Event, EventKind, EventRecord, IntakeError, State, StateError,
 };
-use provisio_core::registry::layout::{FileKind, classify};
+use provisio_core::registry::layout::{
+    FileKind, NOT_UTF8, PRODUCTS_DIR, TENANTS_DIR, Unreadable, classify,
+};
 
 use super::Clock;
 use super::metrics::Metrics;
@@ -46,8 +48,6 @@ pub enum OpenError {
     Git(#[from] GitError),
     #[error(transparent)]
     State(#[from] StateError),
-    #[error("{0} in the registry is not UTF-8")]
-    NotUtf8(String),
 }
 
 /// What a queued event gets back.
@@ -134,16 +134,25 @@ impl Store {
     /// The committed registry (HEAD), and the event ids its history names.
     fn load(&mut self) -> Result<State, OpenError> {
         let head = self.repo.head()?;
+        // Every entry at a registry path goes to the loader, as the directory reader passes
+        // them: a link's target or a submodule is never taken for a file's text, and a
+        // hidden or misplaced tenant file is reported rather than skipped.
         let mut sources = BTreeMap::new();
-        for (rel, bytes) in self.repo.read_committed_at(head, &self.prefix)? {
-            let wanted = match classify(&rel) {
-                FileKind::Product(name) | FileKind::Tenant(name) => !name.starts_with('.'),
-                kind => kind.is_shared(),
-            };
-            if wanted {
-                let text = String::from_utf8(bytes).map_err(|_| OpenError::NotUtf8(rel.clone()))?;
-                sources.insert(rel, text);
+        for (rel, entry) in self.repo.read_entries_at(head, &self.prefix)? {
+            let registry_path = !matches!(classify(&rel), FileKind::Other)
+                || rel == PRODUCTS_DIR
+                || rel == TENANTS_DIR;
+            if !registry_path {
+                continue;
             }
+            let text = match entry {
+                Committed::File(bytes) => {
+                    String::from_utf8(bytes).unwrap_or_else(|_| NOT_UTF8.to_owned())
+                }
+                Committed::Link(target) => Unreadable::Symlink(target).marker(),
+                Committed::Submodule => Unreadable::Submodule.marker(),
+            };
+            sources.insert(rel, text);
         }
         let mut state = State::new(sources, self.grace)?;
         let mut events = 0;
@@ -205,7 +214,7 @@ impl Store {
             Err(e) => {
                 let why = refusal(head, &e);
                 error!(error = %crate::report::chain(&e), "cannot reload the registry: refusing events until HEAD validates");
-                if matches!(e, OpenError::State(_) | OpenError::NotUtf8(_)) {
+                if matches!(e, OpenError::State(_)) {
                     self.broken = Some((head, why.clone()));
                 }
                 Err(why)

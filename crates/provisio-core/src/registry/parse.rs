@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::de::DeserializeOwned;
 
 use super::layout::{
-    FileKind, NOT_UTF8, PLATFORM_FILE, PRODUCTS_DIR, Sources, TENANTS_DIR, TIERS_FILE, classify,
+    FileKind, PLATFORM_FILE, PRODUCTS_DIR, Sources, TENANTS_DIR, TIERS_FILE, Unreadable, classify,
 };
 use super::model::*;
 use super::rules;
@@ -41,6 +41,22 @@ impl Loaded {
 /// Parses and checks every file; returns the model and every diagnostic.
 pub fn load_sources(sources: Sources) -> Loaded {
     let mut diags = Vec::new();
+    let mut broken = BTreeSet::new();
+    let mut product_files_ok = true;
+    // Every entry that is not a registry file the loader can read is reported, never
+    // skipped: a skipped tenant file would look like a deleted tenant.
+    for (path, text) in &sources {
+        if let Some(d) = refused_entry(path, text) {
+            diags.push(d);
+            match classify(path) {
+                FileKind::Tenant(name) => {
+                    broken.insert(name.strip_suffix(".yaml").unwrap_or(name).to_owned());
+                }
+                FileKind::Product(_) => product_files_ok = false,
+                _ => {}
+            }
+        }
+    }
     let platform = required::<Platform>(&sources, PLATFORM_FILE, &mut diags);
     let tiers = required::<TiersFile>(&sources, TIERS_FILE, &mut diags).map(|t| t.tiers);
 
@@ -52,7 +68,6 @@ pub fn load_sources(sources: Sources) -> Loaded {
     }
 
     let mut products = BTreeMap::new();
-    let mut product_files_ok = true;
     for (path, text) in files_in(&sources, PRODUCTS_DIR) {
         let Some(stem) = yaml_stem(path, &mut diags) else {
             product_files_ok = false;
@@ -82,7 +97,6 @@ pub fn load_sources(sources: Sources) -> Loaded {
     }
 
     let mut tenants: BTreeMap<String, (String, Tenant)> = BTreeMap::new();
-    let mut broken = BTreeSet::new();
     for (path, text) in files_in(&sources, TENANTS_DIR) {
         let Some(stem) = yaml_stem(path, &mut diags) else {
             continue;
@@ -132,16 +146,85 @@ pub fn load_sources(sources: Sources) -> Loaded {
     }
 }
 
+/// The files of `dir` the loader reads (those [`refused_entry`] reported are left out).
 fn files_in<'a>(sources: &'a Sources, dir: &str) -> impl Iterator<Item = (&'a str, &'a str)> {
     let products = dir == PRODUCTS_DIR;
     sources
         .iter()
-        .filter(move |(k, _)| match classify(k) {
-            FileKind::Product(_) => products,
-            FileKind::Tenant(_) => !products,
-            _ => false,
+        .filter(move |(k, v)| {
+            let wanted = match classify(k) {
+                FileKind::Product(_) => products,
+                FileKind::Tenant(_) => !products,
+                _ => false,
+            };
+            wanted && refused_entry(k, v).is_none()
         })
         .map(|(k, v)| (k.as_str(), v.as_str()))
+}
+
+/// Why an entry of the registry is not a file the loader reads, when it is not: a link, a
+/// directory, a special file, a submodule, a hidden file, a file in a subdirectory of
+/// `products/` or `tenants/`. (`platform.yaml` and `tiers.yaml` are reported by [`parse`],
+/// a file that is not UTF-8 too.)
+fn refused_entry(path: &str, text: &str) -> Option<Diagnostic> {
+    let (dir, what) = match classify(path) {
+        FileKind::Platform | FileKind::Tiers => return None,
+        FileKind::Misplaced(dir) => {
+            return Some(
+                Diagnostic::file(path, format!("file in a subdirectory of `{dir}/`")).with_help(
+                    format!(
+                        "the registry reads only the files directly in `{dir}/`: move it there, or out of the registry"
+                    ),
+                ),
+            );
+        }
+        FileKind::Product(name) if name.starts_with('.') => (PRODUCTS_DIR, None),
+        FileKind::Tenant(name) if name.starts_with('.') => (TENANTS_DIR, None),
+        FileKind::Product(_) => (PRODUCTS_DIR, Some("product")),
+        FileKind::Tenant(_) => (TENANTS_DIR, Some("tenant")),
+        FileKind::Other => ("", Some("file")),
+    };
+    let unreadable = Unreadable::of(text).filter(|u| *u != Unreadable::NotUtf8);
+    match (unreadable, what) {
+        (Some(u), what) => Some(unreadable_diagnostic(path, &u, dir, what.unwrap_or("file"))),
+        (None, None) => Some(
+            Diagnostic::file(path, format!("hidden file in `{dir}/`")).with_help(format!(
+                "a name starting with `.` is never read: rename it to `<name>.yaml`, or move it out of `{dir}/`"
+            )),
+        ),
+        (None, Some(_)) => None,
+    }
+}
+
+fn unreadable_diagnostic(path: &str, u: &Unreadable, dir: &str, what: &str) -> Diagnostic {
+    match u {
+        Unreadable::Symlink(target) => Diagnostic::file(
+            path,
+            format!("symbolic link in the registry (to `{target}`)"),
+        )
+        .with_help(
+            "registry files and folders must be real files and directories: git stores a link as a link, so `provisio serve` would see the link and not the file; replace it by the file itself",
+        ),
+        Unreadable::Directory if !dir.is_empty() => {
+            Diagnostic::file(path, format!("directory in `{dir}/`")).with_help(format!(
+                "`{dir}/` holds one `<name>.yaml` file per {what}; nothing is read from subdirectories"
+            ))
+        }
+        Unreadable::Directory => Diagnostic::file(path, "directory where the registry expects a file"),
+        Unreadable::Special(kind) => {
+            Diagnostic::file(path, format!("{kind} in the registry, not a regular file"))
+                .with_help("remove it")
+        }
+        Unreadable::Submodule => {
+            Diagnostic::file(path, "git submodule in the registry, not a file").with_help("remove it")
+        }
+        Unreadable::NotAFolder => Diagnostic::file(
+            path,
+            format!("a file where the registry expects the folder `{path}/`"),
+        )
+        .with_help("nothing in it is read: make it a directory of `<name>.yaml` files"),
+        Unreadable::NotUtf8 => Diagnostic::file(path, "the file is not valid UTF-8"),
+    }
 }
 
 /// `tenants/abc.yaml` → `abc`; anything not ending in `.yaml` is an error (a stray `.yml`
@@ -174,11 +257,8 @@ fn required<T: DeserializeOwned>(
 
 /// Deserializes one file, turning a parser error into a positioned diagnostic.
 pub fn parse<T: DeserializeOwned>(path: &str, text: &str) -> Result<T, Box<Diagnostic>> {
-    if text == NOT_UTF8 {
-        return Err(Box::new(Diagnostic::file(
-            path,
-            "the file is not valid UTF-8",
-        )));
+    if let Some(u) = Unreadable::of(text) {
+        return Err(Box::new(unreadable_diagnostic(path, &u, "", "file")));
     }
     if text.trim().is_empty() {
         return Err(Box::new(Diagnostic::file(path, "the file is empty")));
@@ -206,5 +286,80 @@ fn bare_message(e: &serde_saphyr::Error) -> String {
     match s.rfind(" at line ") {
         Some(i) if s[i..].contains(", column ") => s[..i].to_owned(),
         _ => s.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{ACTIVE, example_sources};
+
+    /// What git gives a reader (nested paths, links, submodules) is reported like what the
+    /// directory reader gives: every refused entry is a diagnostic naming its path, and a
+    /// tenant file among them is listed as broken, never as deleted.
+    #[test]
+    fn every_entry_the_loader_does_not_read_is_reported() {
+        let mut sources = example_sources();
+        let active = sources.remove(&format!("tenants/{ACTIVE}.yaml")).unwrap();
+        sources.insert(format!("tenants/archive/{ACTIVE}.yaml"), active.clone());
+        sources.insert(format!("tenants/.{ACTIVE}.yaml"), active);
+        sources.insert(
+            "tenants/linked-1a2b3c.yaml".into(),
+            Unreadable::Symlink("../x.yaml".into()).marker(),
+        );
+        sources.insert(
+            "tenants/module-1a2b3c.yaml".into(),
+            Unreadable::Submodule.marker(),
+        );
+        sources.insert("products/deep/orders.yaml".into(), "name: orders\n".into());
+        let loaded = load_sources(sources);
+        let found: Vec<(String, String)> = loaded
+            .report
+            .diagnostics
+            .iter()
+            .map(|d| (d.file.clone(), d.message.clone()))
+            .collect();
+        let expected = [
+            (
+                "products/deep/orders.yaml",
+                "file in a subdirectory of `products/`",
+            ),
+            (
+                "tenants/.abc-corporation-7f3a9c.yaml",
+                "hidden file in `tenants/`",
+            ),
+            (
+                "tenants/archive/abc-corporation-7f3a9c.yaml",
+                "file in a subdirectory of `tenants/`",
+            ),
+            (
+                "tenants/linked-1a2b3c.yaml",
+                "symbolic link in the registry (to `../x.yaml`)",
+            ),
+            (
+                "tenants/module-1a2b3c.yaml",
+                "git submodule in the registry, not a file",
+            ),
+        ];
+        assert_eq!(
+            found,
+            expected.map(|(f, m)| (f.to_owned(), m.to_owned())).to_vec()
+        );
+        assert!(loaded.broken_tenants.contains("linked-1a2b3c"));
+        assert!(loaded.broken_tenants.contains("module-1a2b3c"));
+    }
+
+    #[test]
+    fn a_file_where_a_folder_belongs_is_reported() {
+        let mut sources: Sources = example_sources()
+            .into_iter()
+            .filter(|(k, _)| !k.starts_with("tenants/"))
+            .collect();
+        sources.insert("tenants".into(), Unreadable::NotAFolder.marker());
+        let loaded = load_sources(sources);
+        assert_eq!(
+            loaded.report.diagnostics[0].message,
+            "a file where the registry expects the folder `tenants/`"
+        );
     }
 }
