@@ -6,9 +6,11 @@
 //! is reported and listed in [`Loaded::broken_tenants`], never silently dropped, so that no
 //! caller can mistake it for a deleted tenant.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde::de::DeserializeOwned;
+use serde_saphyr::{MessageFormatter, UserMessageFormatter};
 
 use super::layout::{
     FileKind, PLATFORM_FILE, PRODUCTS_DIR, Sources, TENANTS_DIR, TIERS_FILE, Unreadable, classify,
@@ -272,20 +274,114 @@ pub fn parse<T: DeserializeOwned>(path: &str, text: &str) -> Result<T, Box<Diagn
     })
 }
 
-/// The parser's message without its own location prefix and snippet.
+/// The parser's message in the registry's terms, without its location (the diagnostic
+/// carries it).
 fn bare_message(e: &serde_saphyr::Error) -> String {
-    let s = e.without_snippet().to_string();
-    let s = s.strip_prefix("error: ").unwrap_or(&s);
-    let s = match s.strip_prefix("line ") {
-        // "line 3 column 1: unknown field …"
-        Some(rest) => rest.split_once(": ").map(|(_, m)| m).unwrap_or(rest),
-        None => s,
-    };
-    let s = s.lines().next().unwrap_or(s).trim();
+    let s = RegistryMessages.format_message(e).into_owned();
+    let s = s.lines().next().unwrap_or(&s).trim();
     // Scanner messages end with their own " at line N, column M": the diagnostic says it.
     match s.rfind(" at line ") {
         Some(i) if s[i..].contains(", column ") => s[..i].to_owned(),
         _ => s.to_owned(),
+    }
+}
+
+/// serde-saphyr's messages said in the registry's terms. Its default wording is meant for
+/// the developer calling it ("invalid u32", "duplicate mapping key: tier, set
+/// DuplicateKeyPolicy in Options if acceptable", "expected struct Tenant"); a registry
+/// author needs to read what the value should be. Everything not rephrased here goes to
+/// the library's own user-facing formatter.
+struct RegistryMessages;
+
+impl MessageFormatter for RegistryMessages {
+    fn format_message<'a>(&self, err: &'a serde_saphyr::Error) -> Cow<'a, str> {
+        use serde_saphyr::Error as E;
+        match err {
+            E::WithSnippet { error, .. } => self.format_message(error),
+            E::InvalidScalar { ty, .. } => Cow::Owned(format!("expected {}", expected_value(ty))),
+            E::SerdeInvalidType {
+                unexpected,
+                expected,
+                ..
+            }
+            | E::SerdeInvalidValue {
+                unexpected,
+                expected,
+                ..
+            } => Cow::Owned(format!(
+                "expected {}, found {}",
+                expected_value(expected),
+                found_value(unexpected)
+            )),
+            E::DuplicateMappingKey { key: Some(k), .. } => {
+                Cow::Owned(format!("`{k}` is given twice in this mapping"))
+            }
+            E::DuplicateMappingKey { key: None, .. } => {
+                Cow::Borrowed("a key is given twice in this mapping")
+            }
+            E::Unexpected { expected, .. } => {
+                Cow::Owned(format!("expected {}", expected_value(expected)))
+            }
+            E::NullIntoString { .. } => Cow::Borrowed("expected a text value, found nothing"),
+            E::Message { msg, .. } if CHRONO_MESSAGES.contains(&msg.as_str()) => Cow::Borrowed(
+                "expected a date and time such as `2025-01-15T10:00:00Z` (RFC 3339, with its offset)",
+            ),
+            _ => UserMessageFormatter.format_message(err),
+        }
+    }
+}
+
+/// chrono's parse errors (`ParseErrorKind`), which reach us as custom messages: only the
+/// registry's dates are parsed with chrono.
+const CHRONO_MESSAGES: &[&str] = &[
+    "input is out of range",
+    "no possible date and time matching input",
+    "input is not enough for unique date and time",
+    "input contains invalid characters",
+    "premature end of input",
+    "trailing input",
+    "bad or unsupported format string",
+];
+
+/// What a value should be, from the Rust type or the parser's expectation.
+fn expected_value(expected: &str) -> String {
+    let range = |max: u64| format!("a whole number from 0 to {max}");
+    match expected {
+        "u8" => range(u8::MAX.into()),
+        "u16" => range(u16::MAX.into()),
+        "u32" => range(u32::MAX.into()),
+        "u64" | "usize" => range(u64::MAX),
+        "i8" | "i16" | "i32" | "i64" | "isize" | "an integer" => "a whole number".to_owned(),
+        "f32" | "f64" | "a number" => "a number".to_owned(),
+        "bool" | "a boolean" => "`true` or `false`".to_owned(),
+        "a string" | "string scalar" | "a borrowed string" => "a text value".to_owned(),
+        "a sequence" | "sequence start" => "a list (`- item` lines or `[a, b]`)".to_owned(),
+        "mapping start" | "a map" => "a mapping (`key: value` lines)".to_owned(),
+        e if e.starts_with("struct ") => "a mapping (`key: value` lines)".to_owned(),
+        e if e.starts_with("a ") || e.starts_with("an ") || e.starts_with("one of") => e.to_owned(),
+        e => format!("a {e}"),
+    }
+}
+
+/// What was found instead, from serde's `Unexpected` text.
+fn found_value(unexpected: &str) -> String {
+    if let Some(v) = unexpected
+        .strip_prefix("integer ")
+        .or_else(|| unexpected.strip_prefix("floating point "))
+    {
+        return format!("the number {}", v.trim_matches('`'));
+    }
+    if let Some(v) = unexpected.strip_prefix("string ") {
+        return format!("the text {v}");
+    }
+    if let Some(v) = unexpected.strip_prefix("boolean ") {
+        return v.to_owned();
+    }
+    match unexpected {
+        "sequence" => "a list".to_owned(),
+        "map" => "a mapping".to_owned(),
+        "unit value" | "null" => "nothing".to_owned(),
+        other => other.to_owned(),
     }
 }
 
@@ -347,6 +443,70 @@ mod tests {
         );
         assert!(loaded.broken_tenants.contains("linked-1a2b3c"));
         assert!(loaded.broken_tenants.contains("module-1a2b3c"));
+    }
+
+    /// The parser's developer wording never reaches a registry author.
+    #[test]
+    fn parser_errors_are_said_in_the_registrys_terms() {
+        let tenant = |edit: &dyn Fn(&str) -> String| {
+            let mut sources = example_sources();
+            let path = format!("tenants/{}.yaml", crate::testing::DEPROVISIONING);
+            let text = edit(&sources[&path]);
+            sources.insert(path, text);
+            let loaded = load_sources(sources);
+            assert_eq!(
+                loaded.report.diagnostics.len(),
+                1,
+                "{}",
+                loaded.report.render()
+            );
+            let d = &loaded.report.diagnostics[0];
+            (d.message.clone(), d.line)
+        };
+        let cases: [(&dyn Fn(&str) -> String, &str); 7] = [
+            (
+                &|t| t.replace("api-gateway: 4", "api-gateway: -1"),
+                "expected a whole number from 0 to 4294967295",
+            ),
+            (
+                &|t| t.replace("api-gateway: 4", "api-gateway: lots"),
+                "expected a whole number from 0 to 4294967295",
+            ),
+            (
+                &|t| t.replace("tier: business", "tier: business\ntier: premium"),
+                "`tier` is given twice in this mapping",
+            ),
+            (
+                &|t| t.replace("created: 2024-11-20T14:00:00Z", "created: yesterday"),
+                "expected a date and time such as `2025-01-15T10:00:00Z` (RFC 3339, with its offset)",
+            ),
+            (
+                &|t| t.replace("contacts:", "contacts: 3\nxcontacts:"),
+                "expected a mapping (`key: value` lines)",
+            ),
+            (
+                &|t| t.replace("name: Nordwind Logistik GmbH", "name: [a, b]"),
+                "expected a text value",
+            ),
+            (
+                &|_| "- 1\n".to_owned(),
+                "expected a mapping (`key: value` lines)",
+            ),
+        ];
+        for (edit, message) in cases {
+            let (got, line) = tenant(edit);
+            assert_eq!(got, message);
+            assert!(line > 0, "{got}: positioned");
+            for library in [
+                "invalid u",
+                "DuplicateKeyPolicy",
+                "struct",
+                "scalar",
+                "Options",
+            ] {
+                assert!(!got.contains(library), "{got}");
+            }
+        }
     }
 
     #[test]
