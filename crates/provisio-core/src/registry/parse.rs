@@ -463,7 +463,8 @@ mod tests {
             let d = &loaded.report.diagnostics[0];
             (d.message.clone(), d.line)
         };
-        let cases: [(&dyn Fn(&str) -> String, &str); 7] = [
+        type Edit<'a> = &'a dyn Fn(&str) -> String;
+        let cases: [(Edit, &str); 7] = [
             (
                 &|t| t.replace("api-gateway: 4", "api-gateway: -1"),
                 "expected a whole number from 0 to 4294967295",
