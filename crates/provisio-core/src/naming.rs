@@ -6,7 +6,8 @@
 //! - tenant id: DNS-1123 label, `[a-z0-9]+(-[a-z0-9]+)*`, at most [`MAX_TENANT_ID_LEN`];
 //! - namespace: DNS-1123 label, at most 63;
 //! - MySQL database: at most 64 characters of `[a-z0-9_]`; MySQL 8.0 user: at most 32;
-//! - S3 bucket: 3–63 of `[a-z0-9-]`, starts and ends alphanumeric, no `--`, not an IP;
+//! - S3 bucket: S3's and MinIO's rules ([`crate::consumers::bucket_problem`]: 3–63, no
+//!   reserved prefix or suffix, not an IP); a tenant id never starts like a reserved prefix;
 //! - RabbitMQ vhost / queue / exchange: printable ASCII without `/`, at most 255 bytes.
 //!
 //! Where a readable name would be too long it is cut and ends with 8 hex digits of a SHA-256
@@ -73,7 +74,29 @@ pub fn tenant_suffix(subscription: &str) -> String {
 
 /// `ABC Corporation` + `sub_abc123` → `abc-corporation-<6 hex>`.
 pub fn tenant_id(company_name: &str, subscription: &str) -> String {
-    format!("{}-{}", slugify(company_name), tenant_suffix(subscription))
+    format!(
+        "{}-{}",
+        tenant_slug(company_name),
+        tenant_suffix(subscription)
+    )
+}
+
+/// [`slugify`], made safe as the start of bucket names: a slug with which `<id>-<bucket>`
+/// would begin with a prefix S3 reserves (`sthree-`, `amzn-s3-demo-`; `xn--` cannot occur,
+/// a slug never holds `--`) gets `t-` in front, so no customer is refused for their name.
+pub fn tenant_slug(name: &str) -> String {
+    let slug = slugify(name);
+    let with_dash = format!("{slug}-");
+    if crate::consumers::BUCKET_RESERVED_PREFIXES
+        .iter()
+        .any(|p| with_dash.starts_with(p))
+    {
+        let mut safe = format!("t-{slug}");
+        safe.truncate(MAX_SLUG_LEN);
+        safe.trim_end_matches('-').to_owned()
+    } else {
+        slug
+    }
 }
 
 /// The ids a new tenant may get, in order of preference: [`tenant_id`] first, then the same
@@ -82,7 +105,7 @@ pub fn tenant_id(company_name: &str, subscription: &str) -> String {
 /// the first six digits therefore still get distinct ids, and the choice is deterministic:
 /// the first candidate no other subscription holds (the intake's rule).
 pub fn tenant_id_candidates(company_name: &str, subscription: &str) -> Vec<String> {
-    let slug = slugify(company_name);
+    let slug = tenant_slug(company_name);
     let hash = sha256_hex(&[subscription]);
     (SUFFIX_LEN..=MAX_SUFFIX_LEN)
         .step_by(2)
@@ -210,20 +233,10 @@ pub fn remote_key(prefix: &str, tenant: &str, purpose: &str) -> String {
     format!("{}/{tenant}/{purpose}", prefix.trim_end_matches('/'))
 }
 
-/// Whether a bucket name obeys the S3 naming rules.
+/// Whether a bucket name obeys the S3 and MinIO naming rules
+/// ([`crate::consumers::bucket_problem`] says why not).
 pub fn is_valid_bucket(s: &str) -> bool {
-    let b = s.as_bytes();
-    (3..=BUCKET_MAX).contains(&b.len())
-        && b.iter()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-' || *c == b'.')
-        && b[0].is_ascii_alphanumeric()
-        && b[b.len() - 1].is_ascii_alphanumeric()
-        && !s.contains("..")
-        && !s.starts_with("xn--")
-        && !s.starts_with("sthree-")
-        && !s.ends_with("-s3alias")
-        && !s.ends_with("--ol-s3")
-        && s.parse::<std::net::Ipv4Addr>().is_err()
+    crate::consumers::bucket_problem(s).is_none()
 }
 
 /// Whether a name is a valid MySQL identifier we are willing to create: `[a-z0-9_]`, 1..=max.
@@ -270,6 +283,17 @@ mod tests {
         assert_eq!(id.len(), "abc-corporation-".len() + 6);
         assert_eq!(id, tenant_id("ABC Corporation", "sub_abc123"), "stable");
         assert_ne!(id, tenant_id("ABC Corporation", "sub_other"));
+    }
+
+    #[test]
+    fn names_that_start_like_a_reserved_bucket_prefix_are_made_safe() {
+        assert_eq!(tenant_slug("Sthree Ltd"), "t-sthree-ltd");
+        assert_eq!(tenant_slug("STHREE"), "t-sthree");
+        assert_eq!(tenant_slug("Amzn S3 Demo Shop"), "t-amzn-s3-demo-shop");
+        assert_eq!(tenant_slug("Sthreed"), "sthreed");
+        let id = tenant_id("Sthree Configurator GmbH", "sub_1");
+        assert!(id.starts_with("t-sthree-configurat"), "{id}");
+        assert!(is_valid_bucket(&bucket(&id, "media")));
     }
 
     #[test]
@@ -344,6 +368,9 @@ mod tests {
             b in "[a-z0-9]{1,30}",
         ) {
             prop_assume!(t.len() <= MAX_TENANT_ID_LEN);
+            // Ids and short names the loader refuses (S3-reserved prefixes and suffixes).
+            prop_assume!(!["sthree-", "amzn-s3-demo-"].iter().any(|p| format!("{t}-").starts_with(p)));
+            prop_assume!(b != "s3alias");
             let db = mysql_database(&t, &p);
             prop_assert!(is_valid_mysql_name(&db, MYSQL_DB_MAX), "{db}");
             let user = mysql_user(&t, &p);
@@ -362,6 +389,15 @@ mod tests {
             prop_assume!((&t1, &p1) != (&t2, &p2));
             prop_assert_ne!(mysql_database(&t1, &p1), mysql_database(&t2, &p2));
             prop_assert_ne!(mysql_user(&t1, &p1), mysql_user(&t2, &p2));
+        }
+
+        #[test]
+        fn intake_ids_give_buckets_s3_accepts(name in any::<String>(), sub in ".{1,60}", b in "[a-z0-9]{1,20}") {
+            prop_assume!(b != "s3alias");
+            for id in tenant_id_candidates(&name, &sub) {
+                let bucket = bucket(&id, &b);
+                prop_assert!(is_valid_bucket(&bucket), "{bucket}");
+            }
         }
 
         #[test]

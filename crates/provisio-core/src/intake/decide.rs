@@ -15,6 +15,7 @@ use crate::diagnostic::Diagnostic;
 use crate::naming;
 use crate::registry::layout::{self, classify};
 use crate::registry::rules::{self, tenant_domain};
+use crate::registry::values;
 use crate::registry::{self, Platform, Product, Sources, Tenant, TenantStatus, Tier};
 
 /// Default grace period between a cancellation and the earliest deletion.
@@ -191,8 +192,9 @@ impl State {
         let id = t.id.value.clone();
         self.by_subscription
             .insert(t.subscription.value.clone(), id.clone());
-        self.by_domain
-            .insert(tenant_domain(&self.platform, t), id.clone());
+        for host in values::tenant_hosts(&self.platform, t) {
+            self.by_domain.insert(host, id.clone());
+        }
         if let Some(r) = self.platform.regions.get(&t.region.value) {
             let shard = naming::shard_of(&id, r.shards.value);
             *self
@@ -300,6 +302,7 @@ impl State {
             .find(|id| {
                 !self.tenants.contains_key(*id)
                     && !self.by_domain.contains_key(&format!("{id}.{base}"))
+                    && !self.by_domain.contains_key(&format!("www.{id}.{base}"))
             })
             .cloned()
         else {
@@ -333,13 +336,14 @@ impl State {
         })?;
         let path = layout::tenant_path(&id);
         let tenant = self.validate(&id, &path, &text)?;
-        let domain = tenant_domain(&self.platform, &tenant);
-        if let Some(other) = self.by_domain.get(&domain) {
-            return Err(IntakeError::Conflict {
-                code: "domain_collision",
-                field: Some("data.customer.name"),
-                message: format!("domain `{domain}` is already used by tenant `{other}`"),
-            });
+        for host in values::tenant_hosts(&self.platform, &tenant) {
+            if let Some(other) = self.by_domain.get(&host) {
+                return Err(IntakeError::Conflict {
+                    code: "domain_collision",
+                    field: Some("data.customer.name"),
+                    message: format!("host `{host}` is already used by tenant `{other}`"),
+                });
+            }
         }
         let region = &self.platform.regions[&c.region];
         let shard = naming::shard_of(&id, region.shards.value);
@@ -729,6 +733,22 @@ mod tests {
         let mut restarted = State::new(sources, Duration::days(30)).unwrap();
         let r = restarted.apply(&retry, now()).unwrap();
         assert_eq!(r.tenant.tenant_id, "acme-shop-44b01407");
+    }
+
+    /// A customer whose name starts like an S3-reserved bucket prefix is onboarded, with an
+    /// id whose buckets S3 accepts (the loader refuses an id that is not).
+    #[test]
+    fn a_name_that_starts_like_a_reserved_bucket_prefix_is_onboarded() {
+        let mut s = state();
+        let a = s
+            .apply(&created("Sthree Ltd", "sub_sthree"), now())
+            .unwrap();
+        assert_eq!(a.outcome, Outcome::Created);
+        assert!(
+            a.tenant.tenant_id.starts_with("t-sthree-ltd-"),
+            "{}",
+            a.tenant.tenant_id
+        );
     }
 
     /// A created event for a provisioned subscription must agree on the plan: another tier

@@ -1,10 +1,11 @@
 //! The registry: the single source of truth (platform, tiers, products, tenants): its file
-//! [`layout`], [`model`], [`parse`]r and [`rules`].
+//! [`layout`], [`model`], [`parse`]r, [`rules`] and the consumers' rules on its [`values`].
 
 pub mod layout;
 pub mod model;
 pub mod parse;
 pub mod rules;
+pub mod values;
 
 pub use layout::Sources;
 pub use model::*;

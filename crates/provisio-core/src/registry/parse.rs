@@ -16,7 +16,7 @@ use super::layout::{
     FileKind, PLATFORM_FILE, PRODUCTS_DIR, Sources, TENANTS_DIR, TIERS_FILE, Unreadable, classify,
 };
 use super::model::*;
-use super::rules;
+use super::{rules, values};
 use crate::diagnostic::{Diagnostic, Report};
 
 /// What a load produced: the model when the shared files are sound, and all diagnostics.
@@ -64,9 +64,11 @@ pub fn load_sources(sources: Sources) -> Loaded {
 
     if let Some(p) = &platform {
         rules::check_platform(p, PLATFORM_FILE, &mut diags);
+        values::check_platform_values(p, &sources[PLATFORM_FILE], PLATFORM_FILE, &mut diags);
     }
     if let Some(t) = &tiers {
         rules::check_tiers(t, TIERS_FILE, &mut diags);
+        values::check_tier_values(t, TIERS_FILE, &mut diags);
     }
 
     let mut products = BTreeMap::new();
@@ -79,6 +81,14 @@ pub fn load_sources(sources: Sources) -> Loaded {
             Ok(p) => {
                 let before = diags.len();
                 rules::check_product(&p, stem, path, &mut diags);
+                values::check_product_values(
+                    &p,
+                    platform.as_ref(),
+                    tiers.as_ref(),
+                    text,
+                    path,
+                    &mut diags,
+                );
                 product_files_ok &= diags.len() == before;
                 products.insert(stem.to_owned(), (path.to_owned(), p));
             }
