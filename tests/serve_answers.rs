@@ -221,3 +221,34 @@ fn malformed_envelopes_are_refused_in_the_apis_terms() {
     drop(Repo::discover(f.dir.path()).unwrap());
     server.stop().unwrap();
 }
+
+/// `docs/openapi.json` (which schemathesis fuzzes in CI) documents these answers: 408 on
+/// every webhook, `Retry-After` on every 503, and each new code.
+#[test]
+fn the_openapi_document_states_these_answers() {
+    let doc: serde_json::Value =
+        serde_json::from_str(include_str!("../docs/openapi.json")).unwrap();
+    for route in [
+        "subscription-created",
+        "subscription-updated",
+        "subscription-cancelled",
+    ] {
+        let responses =
+            &doc["paths"][format!("/api/v1/provisioning/webhooks/{route}")]["post"]["responses"];
+        assert!(responses["408"].is_object(), "{route}: 408");
+        assert!(
+            responses["503"]["headers"]["Retry-After"].is_object(),
+            "{route}: Retry-After"
+        );
+        let text = responses.to_string();
+        for code in ["request_timeout", "uncommitted_changes", "unavailable"] {
+            assert!(text.contains(code), "{route}: {code}");
+        }
+    }
+    let created =
+        doc["paths"]["/api/v1/provisioning/webhooks/subscription-created"]["post"]["responses"]
+            .to_string();
+    for needle in ["no_capacity", "data.plan.tier", "data.metadata.region"] {
+        assert!(created.contains(needle), "{needle}");
+    }
+}
