@@ -19,6 +19,9 @@ use sha2::{Digest, Sha256};
 pub const MAX_SLUG_LEN: usize = 20;
 /// Longest tenant id: `e-commerce-` (11) + id must stay a 63-character DNS label.
 pub const MAX_TENANT_ID_LEN: usize = 52;
+/// Longest product name (it prefixes object names such as `<product>-db-credentials` and
+/// secret-store keys `…/<product>-db`).
+pub const MAX_PRODUCT_NAME_LEN: usize = 40;
 /// MySQL 8.0 user names.
 pub const MYSQL_USER_MAX: usize = 32;
 /// MySQL database names.

@@ -15,7 +15,6 @@ use crate::diagnostic::Diagnostic;
 use crate::naming;
 use crate::registry::layout::{self, classify};
 use crate::registry::rules::{self, tenant_domain};
-use crate::registry::values;
 use crate::registry::{self, Platform, Product, Sources, Tenant, TenantStatus, Tier};
 
 /// Default grace period between a cancellation and the earliest deletion.
@@ -192,7 +191,7 @@ impl State {
         let id = t.id.value.clone();
         self.by_subscription
             .insert(t.subscription.value.clone(), id.clone());
-        for host in values::tenant_hosts(&self.platform, t) {
+        for host in rules::tenant_hosts(&self.platform, t) {
             self.by_domain.insert(host, id.clone());
         }
         if let Some(r) = self.platform.regions.get(&t.region.value) {
@@ -336,7 +335,7 @@ impl State {
         })?;
         let path = layout::tenant_path(&id);
         let tenant = self.validate(&id, &path, &text)?;
-        for host in values::tenant_hosts(&self.platform, &tenant) {
+        for host in rules::tenant_hosts(&self.platform, &tenant) {
             if let Some(other) = self.by_domain.get(&host) {
                 return Err(IntakeError::Conflict {
                     code: "domain_collision",

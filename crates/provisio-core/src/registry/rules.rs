@@ -11,7 +11,7 @@ use crate::diagnostic::{Diagnostic, at, located};
 use crate::naming;
 
 /// Longest product name (it prefixes object names such as `<product>-db-credentials`).
-pub const MAX_PRODUCT_NAME_LEN: usize = 40;
+pub use crate::naming::MAX_PRODUCT_NAME_LEN;
 /// Longest short bucket name.
 pub const MAX_BUCKET_SHORT_LEN: usize = 20;
 
@@ -409,7 +409,7 @@ pub fn check_tenants(
         // Every host the tenant's Ingress and Certificate claim (its domain, and the
         // `www.` alias when the platform serves it) belongs to one tenant only.
         let domain = tenant_domain(ctx.platform, t);
-        for host in super::values::tenant_hosts(ctx.platform, t) {
+        for host in tenant_hosts(ctx.platform, t) {
             let Some((first, first_alias)) = domains.insert(host.clone(), (path, host != domain))
             else {
                 continue;
@@ -475,6 +475,17 @@ pub fn check_shards<'t>(
                 )),
             );
         }
+    }
+}
+
+/// The host names a tenant's Ingress and Certificate claim: its domain, and `www.` + its
+/// domain when the platform serves the alias.
+pub fn tenant_hosts(platform: &Platform, t: &Tenant) -> Vec<String> {
+    let domain = tenant_domain(platform, t);
+    if platform.ingress.www_alias {
+        vec![format!("www.{domain}"), domain]
+    } else {
+        vec![domain]
     }
 }
 

@@ -98,7 +98,7 @@ fn at_or_file<T>(path: &str, v: &Option<Sp<T>>, message: String) -> Diagnostic {
 // --- platform.yaml ------------------------------------------------------------------------
 
 /// Longest purpose in a secret-store key: `<product>-db` with the longest product name.
-const LONGEST_KEY_PURPOSE: usize = super::rules::MAX_PRODUCT_NAME_LEN + 3;
+const LONGEST_KEY_PURPOSE: usize = naming::MAX_PRODUCT_NAME_LEN + 3;
 
 pub fn check_platform_values(p: &Platform, text: &str, path: &str, diags: &mut Vec<Diagnostic>) {
     let pos: PlatformAt = serde_saphyr::from_str(text).unwrap_or_default();
@@ -504,17 +504,6 @@ pub fn check_product_values(
 }
 
 // --- tenants/*.yaml -----------------------------------------------------------------------
-
-/// The host names a tenant's Ingress and Certificate claim: its domain, and `www.` + its
-/// domain when the platform serves the alias.
-pub fn tenant_hosts(platform: &Platform, t: &Tenant) -> Vec<String> {
-    let domain = super::rules::tenant_domain(platform, t);
-    if platform.ingress.www_alias {
-        vec![format!("www.{domain}"), domain]
-    } else {
-        vec![domain]
-    }
-}
 
 /// A tenant's own values: the bucket names it gets (S3's reserved prefixes and suffixes),
 /// and its domain (a DNS name, never an IP address, never the platform's own domain or
