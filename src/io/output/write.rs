@@ -192,9 +192,16 @@ impl<'a> Writer<'a> {
     /// Makes `dir` hold exactly `files` (root-relative paths); true when anything changed.
     fn sync_dir(&mut self, dir: &Path, files: &Files) -> Result<bool, WriteError> {
         let mut changed = false;
+        // Each directory is inspected once, component by component; the file itself is
+        // opened with O_NOFOLLOW and replaced by a rename (which never follows a link).
+        let mut checked = std::collections::BTreeSet::new();
         for (path, bytes) in files {
             let full = self.root.join(path);
-            no_link(self.root, &full)?;
+            let parent = full.parent().unwrap_or(self.root);
+            if !checked.contains(parent) {
+                no_link(self.root, parent)?;
+                checked.insert(parent.to_path_buf());
+            }
             let same = tree::read_file(&full)?.is_some_and(|old| old == *bytes);
             if same {
                 self.summary.unchanged += 1;

@@ -328,7 +328,11 @@ impl Repo {
     /// path by path only while the path still holds provisio's before (or after) content;
     /// then removes the intent file. A path holding anything else is a person's and is kept.
     pub(super) fn sync_intent(&self, intent: &Intent) -> Result<SyncReport> {
-        let lock = IndexLock::acquire(self.git_dir(), self.workdir(), INDEX_LOCK_WAIT)?;
+        self.sync_intent_within(intent, INDEX_LOCK_WAIT)
+    }
+
+    fn sync_intent_within(&self, intent: &Intent, wait: Duration) -> Result<SyncReport> {
+        let lock = IndexLock::acquire(self.git_dir(), self.workdir(), wait)?;
         let mut index = lock.current_index(self.workdir())?;
         let mut report = SyncReport::default();
         for (path, e) in &intent.files {
@@ -380,6 +384,12 @@ impl Repo {
     /// the commit and the work-tree write, or `index.lock` held by another git process —
     /// for the paths HEAD still has at the intended content. Nothing pending: nothing done.
     pub fn repair_intake(&self) -> Result<SyncReport> {
+        self.repair_intake_within(INDEX_LOCK_WAIT)
+    }
+
+    /// [`Repo::repair_intake`], waiting at most `wait` for `index.lock` (the writer tries
+    /// briefly before each group: a lock a crashed git left would otherwise slow every one).
+    pub fn repair_intake_within(&self, wait: Duration) -> Result<SyncReport> {
         let Some(mut intent) = self.pending_intent()? else {
             return Ok(SyncReport::default());
         };
@@ -392,6 +402,6 @@ impl Repo {
             }
         }
         intent.files = landed;
-        self.sync_intent(&intent)
+        self.sync_intent_within(&intent, wait)
     }
 }

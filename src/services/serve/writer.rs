@@ -100,7 +100,7 @@ impl Store {
             seen_head: None,
             broken: None,
         };
-        store.repair();
+        store.repair(crate::io::repo::worktree::INDEX_LOCK_WAIT);
         let state = store.load()?;
         Ok((store, state))
     }
@@ -115,8 +115,8 @@ impl Store {
 
     /// Finishes a work-tree sync a crash or a held `index.lock` left pending (only the
     /// paths provisio itself was writing; a person's edits are never touched).
-    fn repair(&self) {
-        match self.repo.repair_intake() {
+    fn repair(&self, wait: std::time::Duration) {
+        match self.repo.repair_intake_within(wait) {
             Ok(report) => {
                 if !report.written.is_empty() {
                     warn!(files = ?report.written, "finished writing committed tenant files to the work tree (an earlier run was interrupted, or the index was locked)");
@@ -288,7 +288,7 @@ fn process(
 ) -> Vec<Reply> {
     let all = |e: WriteError| events.iter().map(|_| Err(e.clone())).collect::<Vec<_>>();
     if store.repo.pending_intent().is_ok_and(|p| p.is_some()) {
-        store.repair();
+        store.repair(std::time::Duration::from_millis(100));
     }
     // Another author (a person, watch mode pulling) may have committed since: the registry
     // at HEAD is the truth, so the indexes are rebuilt from it first.
