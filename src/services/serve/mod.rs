@@ -346,9 +346,11 @@ async fn handle(
         .map_err(|_| ApiError::unavailable("the registry writer has stopped"))?
         .map_err(|e| match e {
             WriteError::Intake(e) => ApiError::from(&e),
-            WriteError::Commit(m) => ApiError::unavailable(format!(
-                "the registry change could not be committed ({m}); nothing was recorded, retry"
-            )),
+            // The cause (a git or file-system error, with server paths) goes to the log,
+            // not to the sender.
+            WriteError::Commit(_) => ApiError::unavailable(
+                "the registry change could not be committed; nothing was recorded, retry (the cause is in the server's log)",
+            ),
             WriteError::Unavailable(m) => ApiError::unavailable(m),
             e @ WriteError::Uncommitted { .. } => ApiError {
                 code: "uncommitted_changes",

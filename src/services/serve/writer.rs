@@ -189,10 +189,8 @@ impl Store {
     /// never used again.
     fn refresh(&mut self, state: &mut State) -> Result<(), String> {
         let head = self.repo.head().map_err(|e| {
-            format!(
-                "the registry repository cannot be read: {}",
-                crate::report::chain(&e)
-            )
+            error!(error = %crate::report::chain(&e), "cannot read HEAD");
+            "the registry repository cannot be read (the cause is in the server's log)".to_owned()
         })?;
         if head == self.seen_head {
             return Ok(());
@@ -242,9 +240,9 @@ fn refusal(head: Option<Oid>, e: &OpenError) -> String {
                 shown.join("; ")
             )
         }
-        other => format!(
-            "the registry at {at} cannot be loaded, so no event is applied until it is fixed: {}",
-            crate::report::chain(other)
+        // A git or file-system failure: its detail (server paths) is logged by the caller.
+        _ => format!(
+            "the registry at {at} cannot be loaded, so no event is applied until it can (the cause is in the server's log)"
         ),
     }
 }
