@@ -1,7 +1,12 @@
-//! Data-driven: each `tests/data/invalid/<case>/` overlays the example registry (a file whose
-//! content is `DELETE` removes it); the rendered diagnostics must equal `expected.txt`, and
-//! `generate` must leave an existing output untouched. `PROVISIO_BLESS=1` rewrites the
-//! expectations (review the diff before committing).
+//! Data-driven: each `tests/data/invalid/<case>/` overlays the example registry; the
+//! rendered diagnostics must equal `expected.txt`, and `generate` must leave an existing
+//! output untouched. `PROVISIO_BLESS=1` rewrites the expectations (review the diff before
+//! committing).
+//!
+//! A case file is copied over the registry's, except when its content is an instruction
+//! (for what git cannot store, or should not: the entries the loader must refuse):
+//! `DELETE` removes the registry's entry, `SYMLINK <target>` replaces it by a symbolic link,
+//! `DIRECTORY` by an empty directory, `FIFO` by a named pipe.
 
 mod common;
 
@@ -20,13 +25,36 @@ fn overlay(ws: &Workspace, case: &Path, rel: &Path) {
             overlay(ws, case, &rel);
         } else if rel != Path::new("expected.txt") {
             let text = std::fs::read_to_string(entry.path()).unwrap();
-            let rel = rel.to_string_lossy();
-            if text.trim() == "DELETE" {
-                ws.remove(&rel);
+            let target = ws.registry().join(&rel);
+            let instruction = text.trim();
+            if let Some(link) = instruction.strip_prefix("SYMLINK ") {
+                remove_any(&target);
+                std::os::unix::fs::symlink(link, &target).unwrap();
+            } else if instruction == "DIRECTORY" {
+                remove_any(&target);
+                std::fs::create_dir_all(&target).unwrap();
+            } else if instruction == "FIFO" {
+                remove_any(&target);
+                let status = std::process::Command::new("mkfifo")
+                    .arg(&target)
+                    .status()
+                    .unwrap();
+                assert!(status.success());
+            } else if instruction == "DELETE" {
+                ws.remove(&rel.to_string_lossy());
             } else {
-                ws.write(&rel, &text);
+                ws.write(&rel.to_string_lossy(), &text);
             }
         }
+    }
+}
+
+/// Removes whatever is at `path` (file, link, directory), if anything.
+fn remove_any(path: &Path) {
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.is_dir() => std::fs::remove_dir_all(path).unwrap(),
+        Ok(_) => std::fs::remove_file(path).unwrap(),
+        Err(_) => {}
     }
 }
 

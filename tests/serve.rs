@@ -685,12 +685,12 @@ fn a_commit_by_another_author_meanwhile_is_taken_into_account() {
             &provisio::io::repo::Author::default(),
         )
         .unwrap();
-    // The intake sees it: its subscription is known, and the history is kept.
-    let a = post(
-        addr,
-        "subscription-created",
-        &created("sub_hand", "Hand Made Shop"),
-    );
+    // The intake sees it: its subscription is known, and the history is kept (the same
+    // plan: a created event with another one would be a conflict).
+    let mut same = created("sub_hand", "Hand Made Shop");
+    same["data"]["plan"]["tier"] = serde_json::json!("standard");
+    same["data"]["metadata"]["region"] = serde_json::json!("eu-west");
+    let a = post(addr, "subscription-created", &same);
     assert_eq!(a.status, 200, "{}", a.body);
     assert_eq!(a.json()["tenant_id"], "hand-made-shop");
     let c = post(

@@ -16,7 +16,8 @@ pub enum Exit {
     /// MySQL/RabbitMQ/S3 servers, the manifests repository's remote (a push that failed;
     /// the local commit is kept).
     Unavailable = 3,
-    /// A safety guard refused: teardown of a tenant before its deletion date.
+    /// A safety guard refused: teardown of a tenant before its deletion date; a symbolic
+    /// link (or another special file) inside the output tree.
     Refused = 4,
     /// A local failure: the output tree or a repository could not be read or written,
     /// another provisio process holds the repository, a listener could not bind.
@@ -40,6 +41,7 @@ impl From<&PipelineError> for Exit {
             PipelineError::Read(_)
             | PipelineError::Invalid(_)
             | PipelineError::MassDelete { .. } => Exit::Invalid,
+            PipelineError::Write(w) if w.is_refusal() => Exit::Refused,
             PipelineError::Render(_) | PipelineError::Write(_) => Exit::Failed,
         }
     }
@@ -55,7 +57,10 @@ impl From<&GitError> for Exit {
             | GitError::DetachedHead(_)
             | GitError::NoRemote { .. } => Exit::Invalid,
             GitError::NoBranch { .. } | GitError::Fetch { .. } => Exit::Unavailable,
-            GitError::Git { .. } | GitError::Io { .. } | GitError::Locked(_) => Exit::Failed,
+            GitError::Git { .. }
+            | GitError::Io { .. }
+            | GitError::Locked(_)
+            | GitError::IndexLocked { .. } => Exit::Failed,
         }
     }
 }

@@ -1,10 +1,11 @@
 //! Reading the registry directory into [`Sources`] (the only code that reads registry files
 //! from disk); parsing and checking are `provisio_core::registry`'s.
 
+use std::os::unix::fs::FileTypeExt;
 use std::path::Path;
 
 use provisio_core::registry::layout::{
-    NOT_UTF8, PLATFORM_FILE, PRODUCTS_DIR, TENANTS_DIR, TIERS_FILE,
+    NOT_UTF8, PLATFORM_FILE, PRODUCTS_DIR, TENANTS_DIR, TIERS_FILE, Unreadable,
 };
 use provisio_core::registry::{Loaded, Sources, load_sources};
 
@@ -20,56 +21,81 @@ pub enum ReadError {
     },
 }
 
-/// Reads `platform.yaml`, `tiers.yaml`, `products/*` and `tenants/*` below `root`. Files of
-/// other names in those folders are read too, so the loader can complain about them.
+/// What the registry has at `p`, never following a link: the file's text, the marker of an
+/// [`Unreadable`] entry, or `None` when nothing is there.
+fn entry(p: &Path) -> std::io::Result<Option<String>> {
+    let meta = match std::fs::symlink_metadata(p) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let t = meta.file_type();
+    let unreadable = if t.is_symlink() {
+        Unreadable::Symlink(std::fs::read_link(p)?.display().to_string())
+    } else if t.is_dir() {
+        Unreadable::Directory
+    } else if t.is_file() {
+        return Ok(Some(match String::from_utf8(std::fs::read(p)?) {
+            Ok(text) => text,
+            // Kept as a marker: the loader reports it as not UTF-8.
+            Err(_) => NOT_UTF8.to_owned(),
+        }));
+    } else if t.is_fifo() {
+        Unreadable::Special("FIFO".to_owned())
+    } else if t.is_socket() {
+        Unreadable::Special("socket".to_owned())
+    } else {
+        Unreadable::Special("device".to_owned())
+    };
+    Ok(Some(unreadable.marker()))
+}
+
+/// Reads `platform.yaml`, `tiers.yaml` and every entry of `products/` and `tenants/` below
+/// `root`. Nothing is skipped and no link is followed: hidden files, files of other names,
+/// directories, links and special files are passed on (as [`Unreadable`] markers where they
+/// are not regular files), so the loader reports each with its path.
 pub fn read_dir(root: &Path) -> Result<Sources, ReadError> {
     let io = |path: &Path, source| ReadError::Io {
         path: path.display().to_string(),
         source,
     };
-    let mut sources = Sources::new();
-    for name in [PLATFORM_FILE, TIERS_FILE] {
-        let p = root.join(name);
-        match std::fs::read_to_string(&p) {
-            Ok(text) => {
-                sources.insert(name.to_owned(), text);
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(io(&p, e)),
-        }
-    }
     if !root.is_dir() {
         return Err(io(
             root,
             std::io::Error::new(std::io::ErrorKind::NotFound, "not a directory"),
         ));
     }
+    let mut sources = Sources::new();
+    for name in [PLATFORM_FILE, TIERS_FILE] {
+        let p = root.join(name);
+        if let Some(text) = entry(&p).map_err(|e| io(&p, e))? {
+            sources.insert(name.to_owned(), text);
+        }
+    }
     for dir in [PRODUCTS_DIR, TENANTS_DIR] {
         let d = root.join(dir);
-        let entries = match std::fs::read_dir(&d) {
-            Ok(e) => e,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-            Err(e) => return Err(io(&d, e)),
-        };
-        for entry in entries {
-            let entry = entry.map_err(|e| io(&d, e))?;
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if name.starts_with('.') || !entry.file_type().map_err(|e| io(&d, e))?.is_file() {
+        match entry(&d).map_err(|e| io(&d, e))? {
+            None => continue,
+            Some(marker) if Unreadable::of(&marker) == Some(Unreadable::Directory) => {}
+            // A link, a special file or a file where the folder should be: reported, not
+            // followed (a file's text would not be reported by the loader: it is no
+            // registry path of its own).
+            Some(other) => {
+                let marker = match Unreadable::of(&other) {
+                    Some(u) if u != Unreadable::NotUtf8 => u.marker(),
+                    _ => Unreadable::NotAFolder.marker(),
+                };
+                sources.insert(dir.to_owned(), marker);
                 continue;
             }
-            let p = entry.path();
-            let rel = format!("{dir}/{name}");
-            match std::fs::read(&p) {
-                Ok(bytes) => match String::from_utf8(bytes) {
-                    Ok(text) => {
-                        sources.insert(rel, text);
-                    }
-                    Err(_) => {
-                        // Kept as a marker: the loader reports it as not UTF-8.
-                        sources.insert(rel, NOT_UTF8.to_owned());
-                    }
-                },
-                Err(e) => return Err(io(&p, e)),
+        }
+        let entries = std::fs::read_dir(&d).map_err(|e| io(&d, e))?;
+        for e in entries {
+            let e = e.map_err(|e| io(&d, e))?;
+            let name = e.file_name().to_string_lossy().into_owned();
+            let p = e.path();
+            if let Some(text) = entry(&p).map_err(|e| io(&p, e))? {
+                sources.insert(format!("{dir}/{name}"), text);
             }
         }
     }

@@ -91,22 +91,29 @@ pub fn generate(paths: &Paths, opts: &GenerateOptions) -> Result<Summary, Pipeli
         .filter(|id| !reg.tenants.contains_key(*id))
         .cloned()
         .collect();
-    opts.mass_delete.check(removed, existing.len())?;
+    opts.mass_delete.check(removed.clone(), existing.len())?;
     let inputs = output::fingerprint(&sources);
     let previous = output::read_state(&paths.out)?;
+    // Trees a killed run may have half written: their recorded hashes are not trusted.
+    let torn = output::read_journal(&paths.out)?;
     let trusted = previous
         .as_ref()
-        .filter(|p| !full && p.shared == inputs.shared);
+        .filter(|p| !full && p.shared == inputs.shared && !torn.contains("*"));
     let mut writer = Writer::new(&paths.out, previous.as_ref(), &inputs);
     let mut stale: Vec<(&String, &registry::Tenant)> = Vec::new();
     for (id, tenant) in &reg.tenants {
-        let unchanged = trusted
-            .and_then(|p| p.tenants.get(id))
-            .is_some_and(|t| t.input == inputs.tenants[id]);
-        if !(unchanged && writer.keep(id)) {
+        let unchanged = !torn.contains(id)
+            && trusted
+                .and_then(|p| p.tenants.get(id))
+                .is_some_and(|t| t.input == inputs.tenants[id]);
+        if !(unchanged && writer.keep(id)?) {
             stale.push((id, tenant));
         }
     }
+    let mut in_flight: BTreeSet<String> = stale.iter().map(|(id, _)| (*id).clone()).collect();
+    in_flight.extend(removed);
+    in_flight.extend(torn.into_iter().filter(|t| t != "*"));
+    writer.begin(&in_flight)?;
     render_in_parallel(&reg, &stale, now, |id, files| {
         writer.tenant(id, &inputs.tenants[id], &files)?;
         Ok(())

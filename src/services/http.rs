@@ -3,14 +3,90 @@
 //! finish first), and, for the synchronous callers (watch's `/metrics`, tests, benchmarks), a
 //! tokio runtime on its own thread ([`RuntimeThread`]) and a [`Server`] started on it that
 //! stops cleanly when told or dropped.
+//!
+//! Slow and idle clients cannot starve the others ([`Limits`]): at most `max_connections`
+//! connections are served at once (an accept-side semaphore: beyond it, new connections wait
+//! in the kernel's backlog and use no file descriptor of ours), and a request's header must
+//! arrive within `header_timeout` — which is also how long an idle keep-alive connection is
+//! kept. (`axum::serve` sets neither: it builds hyper's connection without a timer, so
+//! hyper's `header_read_timeout` never fires.) The body's deadline is the handler's (serve
+//! answers 408). [`fit_connections`] keeps the cap below the process's file-descriptor limit.
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
 use tokio::runtime::Handle;
-use tokio::sync::oneshot;
+use tokio::sync::{Semaphore, oneshot, watch};
+use tracing::{debug, warn};
+
+/// How a server protects itself from slow and idle clients.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// A request's header (line and fields) must arrive whole within this time after the
+    /// connection is accepted or the previous response was sent; otherwise the connection
+    /// is closed.
+    pub header_timeout: Duration,
+    /// Connections served at once.
+    pub max_connections: usize,
+}
+
+/// Default of [`Limits::header_timeout`].
+pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default of [`Limits::max_connections`].
+pub const DEFAULT_MAX_CONNECTIONS: usize = 512;
+/// File descriptors kept for everything but connections (git, files, logs, the listener).
+pub const RESERVED_FDS: usize = 64;
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            header_timeout: DEFAULT_HEADER_TIMEOUT,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+        }
+    }
+}
+
+/// Raises the process's soft file-descriptor limit to its hard limit (as Go's runtime does
+/// at start) and returns how many connections fit: `wanted`, or fewer (with the reason) when
+/// the limit leaves less than `wanted` + [`RESERVED_FDS`].
+pub fn fit_connections(wanted: usize) -> (usize, Option<String>) {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: plain system calls on a local struct.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            return (wanted, None);
+        }
+        if lim.rlim_cur < lim.rlim_max {
+            let raised = libc::rlimit {
+                rlim_cur: lim.rlim_max,
+                rlim_max: lim.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                lim = raised;
+            }
+        }
+    }
+    let limit = usize::try_from(lim.rlim_cur).unwrap_or(usize::MAX);
+    let room = limit.saturating_sub(RESERVED_FDS).max(1);
+    if wanted > room {
+        (
+            room,
+            Some(format!(
+                "the file-descriptor limit is {limit}: serving at most {room} connections at once instead of {wanted} (raise `ulimit -n` for more)"
+            )),
+        )
+    } else {
+        (wanted, None)
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum HttpError {
@@ -37,16 +113,72 @@ pub fn bind(addr: SocketAddr) -> Result<std::net::TcpListener, HttpError> {
     Ok(listener)
 }
 
-/// Serves `router` on `listener` until `shutdown` resolves, then lets in-flight requests
-/// finish.
+/// Serves `router` on `listener` within `limits` until `shutdown` resolves, then lets
+/// in-flight requests finish (idle connections are closed at once).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     router: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
+    limits: Limits,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown)
-        .await
+    let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    // Dropped to tell every connection to finish; each holds a receiver of `open` until it
+    // ends, so `open.closed()` resolves once all are gone.
+    let (stop_tx, stop_rx) = watch::channel(());
+    let (open, _) = watch::channel(());
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let slot = tokio::select! {
+            s = slots.clone().acquire_owned() => s.expect("the semaphore is never closed"),
+            () = &mut shutdown => break,
+        };
+        let stream = tokio::select! {
+            r = listener.accept() => match r {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    // Out of file descriptors or memory, or a connection reset before it
+                    // was accepted: wait a little rather than spin (as axum does).
+                    debug!(error = %e, "accept failed");
+                    if !matches!(e.kind(), std::io::ErrorKind::ConnectionAborted | std::io::ErrorKind::ConnectionReset) {
+                        warn!(error = %e, "cannot accept connections");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let service = TowerToHyperService::new(router.clone());
+        let mut stop = stop_rx.clone();
+        let still_open = open.subscribe();
+        tokio::spawn(async move {
+            let _slot = slot;
+            let _still_open = still_open;
+            let mut builder = hyper::server::conn::http1::Builder::new();
+            builder
+                .timer(TokioTimer::new())
+                .header_read_timeout(limits.header_timeout)
+                .keep_alive(true);
+            let conn = builder.serve_connection(TokioIo::new(stream), service);
+            let mut conn = std::pin::pin!(conn);
+            tokio::select! {
+                r = conn.as_mut() => {
+                    if let Err(e) = r {
+                        debug!(error = %e, "connection ended");
+                    }
+                }
+                _ = stop.changed() => {
+                    conn.as_mut().graceful_shutdown();
+                    let _ = conn.await;
+                }
+            }
+        });
+    }
+    drop(listener);
+    drop(stop_tx);
+    drop(stop_rx);
+    open.closed().await;
+    Ok(())
 }
 
 /// A tokio runtime driven by a thread of its own, for synchronous code that needs async
@@ -131,6 +263,7 @@ impl Server {
         runtime: &Handle,
         listener: std::net::TcpListener,
         router: Router,
+        limits: Limits,
     ) -> Result<Server, HttpError> {
         let addr = listener.local_addr().map_err(HttpError::Io)?;
         let listener = {
@@ -140,9 +273,14 @@ impl Server {
         let (stop, stopped) = oneshot::channel::<()>();
         let (finished, done) = std::sync::mpsc::channel();
         runtime.spawn(async move {
-            let result = serve(listener, router, async move {
-                let _ = stopped.await;
-            })
+            let result = serve(
+                listener,
+                router,
+                async move {
+                    let _ = stopped.await;
+                },
+                limits,
+            )
             .await;
             let _ = finished.send(result);
         });
@@ -206,7 +344,7 @@ mod tests {
         let runtime = RuntimeThread::start("test-http", 0).unwrap();
         let listener = bind("127.0.0.1:0".parse().unwrap()).unwrap();
         let router = Router::new().route("/x", axum::routing::get(|| async { "hello" }));
-        let server = Server::start(runtime.handle(), listener, router).unwrap();
+        let server = Server::start(runtime.handle(), listener, router, Limits::default()).unwrap();
         let addr = server.addr();
         assert!(get(addr, "/x").ends_with("hello"));
         server.stop().unwrap();

@@ -94,9 +94,19 @@ pub struct Answer {
     pub status: u16,
     pub body: String,
     pub content_type: String,
+    /// Every header, names in lower case.
+    pub headers: Vec<(String, String)>,
 }
 
 impl Answer {
+    /// The value of header `name` (lower case), if present.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
     pub fn json(&self) -> serde_json::Value {
         serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("{e}: {}", self.body))
     }
@@ -146,15 +156,31 @@ pub fn request(
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default()
         .to_owned();
+    let headers = resp
+        .headers()
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.as_str().to_owned(),
+                v.to_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect();
     Answer {
         status: resp.status().as_u16(),
         body: resp.body_mut().read_to_string().unwrap(),
         content_type,
+        headers,
     }
 }
 
 /// POST to a webhook route with the bearer secret and JSON content type.
 pub fn post(addr: SocketAddr, route: &str, body: &serde_json::Value) -> Answer {
+    post_bytes(addr, route, body.to_string().as_bytes())
+}
+
+/// POST raw bytes to a webhook route with the bearer secret and JSON content type.
+pub fn post_bytes(addr: SocketAddr, route: &str, body: &[u8]) -> Answer {
     let bearer = format!("Bearer {SECRET}");
     request(
         &agent(),
@@ -165,7 +191,7 @@ pub fn post(addr: SocketAddr, route: &str, body: &serde_json::Value) -> Answer {
             ("authorization", bearer.as_str()),
             ("content-type", "application/json"),
         ],
-        body.to_string().as_bytes(),
+        body,
     )
 }
 
@@ -213,6 +239,11 @@ pub struct Server {
 }
 
 impl Server {
+    /// A server process started by the caller.
+    pub fn new(child: Child, addr: SocketAddr) -> Server {
+        Server { child, addr }
+    }
+
     pub fn kill(&mut self) {
         let _ = self.child.kill(); // SIGKILL
         let _ = self.child.wait();

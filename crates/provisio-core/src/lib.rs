@@ -11,6 +11,7 @@
 //! environment. Its `Cargo.toml` has no I/O crate and chrono without `clock`; `clippy.toml`
 //! bans `std::fs`, `std::env`, `std::net`, `std::process` and the system clocks.
 
+pub mod consumers;
 pub mod diagnostic;
 pub mod intake;
 pub mod naming;

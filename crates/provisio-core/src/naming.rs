@@ -6,7 +6,8 @@
 //! - tenant id: DNS-1123 label, `[a-z0-9]+(-[a-z0-9]+)*`, at most [`MAX_TENANT_ID_LEN`];
 //! - namespace: DNS-1123 label, at most 63;
 //! - MySQL database: at most 64 characters of `[a-z0-9_]`; MySQL 8.0 user: at most 32;
-//! - S3 bucket: 3–63 of `[a-z0-9-]`, starts and ends alphanumeric, no `--`, not an IP;
+//! - S3 bucket: S3's and MinIO's rules ([`crate::consumers::bucket_problem`]: 3–63, no
+//!   reserved prefix or suffix, not an IP); a tenant id never starts like a reserved prefix;
 //! - RabbitMQ vhost / queue / exchange: printable ASCII without `/`, at most 255 bytes.
 //!
 //! Where a readable name would be too long it is cut and ends with 8 hex digits of a SHA-256
@@ -18,6 +19,9 @@ use sha2::{Digest, Sha256};
 pub const MAX_SLUG_LEN: usize = 20;
 /// Longest tenant id: `e-commerce-` (11) + id must stay a 63-character DNS label.
 pub const MAX_TENANT_ID_LEN: usize = 52;
+/// Longest product name (it prefixes object names such as `<product>-db-credentials` and
+/// secret-store keys `…/<product>-db`).
+pub const MAX_PRODUCT_NAME_LEN: usize = 40;
 /// MySQL 8.0 user names.
 pub const MYSQL_USER_MAX: usize = 32;
 /// MySQL database names.
@@ -60,15 +64,56 @@ pub fn slugify(name: &str) -> String {
     }
 }
 
+/// Hex digits of the tenant id suffix when there is no collision.
+pub const SUFFIX_LEN: usize = 6;
+/// The longest suffix [`tenant_id_candidates`] goes to (slug 20 + `-` + 16 = 37 ≤ 52).
+pub const MAX_SUFFIX_LEN: usize = 16;
+
 /// Six hex digits derived from the subscription id: stable, so a retried webhook yields the
 /// same tenant id.
 pub fn tenant_suffix(subscription: &str) -> String {
-    sha256_hex(&[subscription])[..6].to_owned()
+    sha256_hex(&[subscription])[..SUFFIX_LEN].to_owned()
 }
 
 /// `ABC Corporation` + `sub_abc123` → `abc-corporation-<6 hex>`.
 pub fn tenant_id(company_name: &str, subscription: &str) -> String {
-    format!("{}-{}", slugify(company_name), tenant_suffix(subscription))
+    format!(
+        "{}-{}",
+        tenant_slug(company_name),
+        tenant_suffix(subscription)
+    )
+}
+
+/// [`slugify`], made safe as the start of bucket names: a slug with which `<id>-<bucket>`
+/// would begin with a prefix S3 reserves (`sthree-`, `amzn-s3-demo-`; `xn--` cannot occur,
+/// a slug never holds `--`) gets `t-` in front, so no customer is refused for their name.
+pub fn tenant_slug(name: &str) -> String {
+    let slug = slugify(name);
+    let with_dash = format!("{slug}-");
+    if crate::consumers::BUCKET_RESERVED_PREFIXES
+        .iter()
+        .any(|p| with_dash.starts_with(p))
+    {
+        let mut safe = format!("t-{slug}");
+        safe.truncate(MAX_SLUG_LEN);
+        safe.trim_end_matches('-').to_owned()
+    } else {
+        slug
+    }
+}
+
+/// The ids a new tenant may get, in order of preference: [`tenant_id`] first, then the same
+/// slug with 8, 10, … up to [`MAX_SUFFIX_LEN`] hex digits of the *same* hash of the
+/// subscription. Two customers whose names give the same slug and whose subscriptions share
+/// the first six digits therefore still get distinct ids, and the choice is deterministic:
+/// the first candidate no other subscription holds (the intake's rule).
+pub fn tenant_id_candidates(company_name: &str, subscription: &str) -> Vec<String> {
+    let slug = tenant_slug(company_name);
+    let hash = sha256_hex(&[subscription]);
+    (SUFFIX_LEN..=MAX_SUFFIX_LEN)
+        .step_by(2)
+        .map(|n| format!("{slug}-{}", &hash[..n]))
+        .collect()
 }
 
 /// Why a string is not a valid tenant id (or product name), or `None` when it is.
@@ -191,20 +236,10 @@ pub fn remote_key(prefix: &str, tenant: &str, purpose: &str) -> String {
     format!("{}/{tenant}/{purpose}", prefix.trim_end_matches('/'))
 }
 
-/// Whether a bucket name obeys the S3 naming rules.
+/// Whether a bucket name obeys the S3 and MinIO naming rules
+/// ([`crate::consumers::bucket_problem`] says why not).
 pub fn is_valid_bucket(s: &str) -> bool {
-    let b = s.as_bytes();
-    (3..=BUCKET_MAX).contains(&b.len())
-        && b.iter()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-' || *c == b'.')
-        && b[0].is_ascii_alphanumeric()
-        && b[b.len() - 1].is_ascii_alphanumeric()
-        && !s.contains("..")
-        && !s.starts_with("xn--")
-        && !s.starts_with("sthree-")
-        && !s.ends_with("-s3alias")
-        && !s.ends_with("--ol-s3")
-        && s.parse::<std::net::Ipv4Addr>().is_err()
+    crate::consumers::bucket_problem(s).is_none()
 }
 
 /// Whether a name is a valid MySQL identifier we are willing to create: `[a-z0-9_]`, 1..=max.
@@ -256,6 +291,37 @@ mod tests {
     }
 
     #[test]
+    fn names_that_start_like_a_reserved_bucket_prefix_are_made_safe() {
+        assert_eq!(tenant_slug("Sthree Ltd"), "t-sthree-ltd");
+        assert_eq!(tenant_slug("STHREE"), "t-sthree");
+        assert_eq!(tenant_slug("Amzn S3 Demo Shop"), "t-amzn-s3-demo-shop");
+        assert_eq!(tenant_slug("Sthreed"), "sthreed");
+        let id = tenant_id("Sthree Configurator GmbH", "sub_1");
+        assert!(id.starts_with("t-sthree-configurat"), "{id}");
+        assert!(is_valid_bucket(&bucket(&id, "media")));
+    }
+
+    #[test]
+    fn colliding_suffixes_extend_from_the_same_hash() {
+        // Constructed collision: both subscriptions hash to 44b014… (then 536b / 0789).
+        let (a, b) = ("sub_c566", "sub_c1748");
+        assert_eq!(tenant_suffix(a), tenant_suffix(b));
+        assert_eq!(tenant_id("Acme Shop", a), tenant_id("ACME shop!", b));
+        let ca = tenant_id_candidates("Acme Shop", a);
+        let cb = tenant_id_candidates("ACME shop!", b);
+        assert_eq!(ca[0], tenant_id("Acme Shop", a));
+        assert_eq!(ca[1], "acme-shop-44b01453");
+        assert_eq!(cb[1], "acme-shop-44b01407");
+        assert_eq!(
+            cb.last().unwrap().len(),
+            "acme-shop-".len() + MAX_SUFFIX_LEN
+        );
+        for id in &cb {
+            assert!(check_dns_name(id, MAX_TENANT_ID_LEN).is_none(), "{id}");
+        }
+    }
+
+    #[test]
     fn seed_user_name_now_fits_mysql() {
         let u = mysql_user("abc-corporation-7f3a9c", "products");
         assert_eq!(u, "abc_corporation_7f3a9c__products");
@@ -286,10 +352,11 @@ mod tests {
     proptest! {
         #[test]
         fn tenant_ids_are_dns_labels(name in any::<String>(), sub in ".{1,60}") {
-            let id = tenant_id(&name, &sub);
-            prop_assert!(check_dns_name(&id, MAX_TENANT_ID_LEN).is_none(), "{id}");
-            prop_assert!(is_dns1123_label(&namespace("e-commerce-", &id)));
-            prop_assert!(application(&id).len() <= DNS_LABEL_MAX);
+            for id in tenant_id_candidates(&name, &sub) {
+                prop_assert!(check_dns_name(&id, MAX_TENANT_ID_LEN).is_none(), "{id}");
+                prop_assert!(is_dns1123_label(&namespace("e-commerce-", &id)));
+                prop_assert!(application(&id).len() <= DNS_LABEL_MAX);
+            }
         }
 
         #[test]
@@ -306,6 +373,9 @@ mod tests {
             b in "[a-z0-9]{1,30}",
         ) {
             prop_assume!(t.len() <= MAX_TENANT_ID_LEN);
+            // Ids and short names the loader refuses (S3-reserved prefixes and suffixes).
+            prop_assume!(!["sthree-", "amzn-s3-demo-"].iter().any(|p| format!("{t}-").starts_with(p)));
+            prop_assume!(b != "s3alias");
             let db = mysql_database(&t, &p);
             prop_assert!(is_valid_mysql_name(&db, MYSQL_DB_MAX), "{db}");
             let user = mysql_user(&t, &p);
@@ -331,6 +401,15 @@ mod tests {
             let name = shard_name(&region, n);
             prop_assert!(is_dns1123_label(&name), "{name}");
             prop_assert!(shard_name(&region, n) != shard_name(&region, n + 1));
+        }
+
+        #[test]
+        fn intake_ids_give_buckets_s3_accepts(name in any::<String>(), sub in ".{1,60}", b in "[a-z0-9]{1,20}") {
+            prop_assume!(b != "s3alias");
+            for id in tenant_id_candidates(&name, &sub) {
+                let bucket = bucket(&id, &b);
+                prop_assert!(is_valid_bucket(&bucket), "{bucket}");
+            }
         }
     }
 }

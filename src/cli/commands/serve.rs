@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use tracing::error;
+use tracing::{error, warn};
 
 use crate::cli::Exit;
 use crate::report;
@@ -34,6 +34,26 @@ pub struct Args {
     /// Tokio worker threads.
     #[arg(long, default_value_t = 2)]
     pub workers: usize,
+    /// Seconds a client has to send a request's header (also how long an idle keep-alive
+    /// connection is kept).
+    #[arg(long, default_value_t = 10.0, value_name = "SECONDS")]
+    pub header_timeout: f64,
+    /// Seconds a client has to send a request's body once its header arrived (408 after).
+    #[arg(long, default_value_t = 10.0, value_name = "SECONDS")]
+    pub body_timeout: f64,
+    /// Connections served at once; more wait in the kernel's backlog (lowered to fit the
+    /// file-descriptor limit).
+    #[arg(long, default_value_t = crate::services::http::DEFAULT_MAX_CONNECTIONS)]
+    pub max_connections: usize,
+}
+
+/// A duration of at least a millisecond and at most a day, from seconds.
+fn seconds(value: f64, flag: &str) -> Result<std::time::Duration, String> {
+    if value.is_finite() && (0.001..=86_400.0).contains(&value) {
+        Ok(std::time::Duration::from_secs_f64(value))
+    } else {
+        Err(format!("{flag} must be between 0.001 and 86400 seconds"))
+    }
 }
 
 pub fn run(a: Args) -> Exit {
@@ -48,9 +68,32 @@ pub fn run(a: Args) -> Exit {
         eprintln!("error: --grace-days must be ≥ 0 and --signature-window > 0");
         return Exit::Invalid;
     }
+    let timeouts = seconds(a.header_timeout, "--header-timeout")
+        .and_then(|h| Ok((h, seconds(a.body_timeout, "--body-timeout")?)));
+    let (header_timeout, body_timeout) = match timeouts {
+        Ok(t) if a.max_connections > 0 => t,
+        Ok(_) => {
+            eprintln!("error: --max-connections must be at least 1");
+            return Exit::Invalid;
+        }
+        Err(m) => {
+            eprintln!("error: {m}");
+            return Exit::Invalid;
+        }
+    };
+    let (max_connections, lowered) = crate::services::http::fit_connections(a.max_connections);
+    if let Some(why) = lowered {
+        warn!("{why}");
+        eprintln!("warning: {why}");
+    }
     let mut config = Config::new(a.registry, secret);
     config.grace = chrono::Duration::days(a.grace_days);
     config.signature_window_secs = a.signature_window;
+    config.body_timeout = body_timeout;
+    config.limits = crate::services::http::Limits {
+        header_timeout,
+        max_connections,
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(a.workers.max(1))
         .enable_all()

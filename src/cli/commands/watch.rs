@@ -88,7 +88,7 @@ pub fn run(args: Args) -> Exit {
         Some(addr) => {
             let started = http::bind(addr).and_then(|listener| {
                 let router = services::metrics::router(metrics.registry());
-                http::Server::start(runtime.handle(), listener, router)
+                http::Server::start(runtime.handle(), listener, router, http::Limits::default())
             });
             match started {
                 Ok(server) => {

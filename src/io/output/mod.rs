@@ -1,13 +1,16 @@
 //! The output tree on disk: the state file, the writer (the only code that touches the
-//! tree) and drift detection.
+//! tree), reading it without following links ([`tree`]) and drift detection.
 //!
 //! Architecture Invariant: only [`write`] creates, replaces or removes files of the output.
 
 pub mod diff;
+pub mod error;
 pub mod state;
+pub mod tree;
 pub mod write;
 
 pub use state::{Inputs, STATE_FILE, State, fingerprint};
 pub use write::{
-    Summary, WriteError, Writer, list_dirs, list_top_files, read_files, read_state, read_tree,
+    JOURNAL_FILE, Summary, WriteError, Writer, list_dirs, list_top_files, read_files, read_journal,
+    read_state, read_tree,
 };

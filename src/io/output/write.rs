@@ -6,38 +6,28 @@
 //! - A file is written only when its bytes change, through a temporary file in the same
 //!   directory renamed over the old one: a crash leaves the old file or the new one, never a
 //!   half-written one.
-//! - The state file is written last ([`Writer::finish`]); after a crash the next run sees the
-//!   old state, re-renders what it may have missed, and converges.
+//! - Before the first file changes, the run writes down which tenant trees it is about to
+//!   touch (the journal, [`JOURNAL_FILE`]); the state file is written last
+//!   ([`Writer::finish`]) and the journal removed after it. A run that was killed leaves the
+//!   journal: the next run trusts the recorded state of no tenant it names, re-renders them
+//!   and compares them with the disk, so a crash followed by a revert of the registry change
+//!   converges instead of trusting hashes of trees that were half rewritten.
 //! - A tenant directory that is not in the registry is removed (callers guard against mass
 //!   removals before calling `finish`).
+//! - No path below the output root is ever followed through a symbolic link ([`super::tree`]).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
+pub use super::error::WriteError;
+use super::error::io;
 use super::state::{Inputs, STATE_FILE, State, TenantState, tree_hash};
+use super::tree::{self, no_link};
+use crate::io::fsx;
 use provisio_core::render::{ARGOCD_DIR, Files, TENANTS_DIR};
 
-#[derive(Debug, thiserror::Error)]
-pub enum WriteError {
-    /// A file or directory of the output tree could not be read, written or removed.
-    #[error("cannot {action} {path}")]
-    Io {
-        action: &'static str,
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-}
-
-fn io(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> WriteError {
-    let path = path.to_path_buf();
-    move |source| WriteError::Io {
-        action,
-        path,
-        source,
-    }
-}
+/// The journal of a run in progress: the tenant trees it may have half written.
+pub const JOURNAL_FILE: &str = ".provisio-journal.json";
 
 /// What a run did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -61,25 +51,24 @@ impl Summary {
 /// Reads the state file of an output root, if any.
 pub fn read_state(root: &Path) -> Result<Option<State>, WriteError> {
     let p = root.join(STATE_FILE);
-    match std::fs::read(&p) {
-        Ok(b) => Ok(State::from_bytes(&b)),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(io("read", &p)(e)),
-    }
+    no_link(root, &p)?;
+    Ok(tree::read_file(&p)?.and_then(|b| State::from_bytes(&b)))
+}
+
+/// The tenants a killed run may have half written (its journal), if any.
+pub fn read_journal(root: &Path) -> Result<BTreeSet<String>, WriteError> {
+    let p = root.join(JOURNAL_FILE);
+    no_link(root, &p)?;
+    Ok(match tree::read_file(&p)? {
+        // Unreadable: distrust everything (an empty state does that).
+        Some(b) => serde_json::from_slice(&b).unwrap_or_else(|_| BTreeSet::from(["*".to_owned()])),
+        None => BTreeSet::new(),
+    })
 }
 
 /// Writes `bytes` to `path` atomically (temporary file + rename).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), WriteError> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).map_err(io("create", dir))?;
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".provisio-")
-        .tempfile_in(dir)
-        .map_err(io("create a temporary file in", dir))?;
-    tmp.write_all(bytes).map_err(io("write", path))?;
-    tmp.persist(path)
-        .map_err(|e| io("replace", path)(e.error))?;
-    Ok(())
+    fsx::write_atomic(path, bytes).map_err(io("write", path))
 }
 
 /// Streams a run's output to disk, tenant by tenant.
@@ -102,22 +91,40 @@ impl<'a> Writer<'a> {
 
     /// A tenant whose inputs did not change: its tree is kept as recorded. False (render it)
     /// when there is no record or its directory has gone.
-    pub fn keep(&mut self, id: &str) -> bool {
+    pub fn keep(&mut self, id: &str) -> Result<bool, WriteError> {
+        let dir = self.root.join(TENANTS_DIR).join(id);
+        no_link(self.root, &dir)?;
         match self.previous.and_then(|p| p.tenants.get(id)) {
-            Some(t) if self.root.join(TENANTS_DIR).join(id).is_dir() => {
+            Some(t) if tree::is_real_dir(&dir)? => {
                 self.next.tenants.insert(id.to_owned(), t.clone());
                 self.summary.tenants_skipped += 1;
-                true
+                Ok(true)
             }
-            _ => false,
+            _ => Ok(false),
         }
+    }
+
+    /// Records, before anything is written, the tenant trees this run may change (to be
+    /// rendered, to be removed, and those a killed run left untrusted): until
+    /// [`Writer::finish`] completes, the next run trusts none of them.
+    pub fn begin(&mut self, in_flight: &BTreeSet<String>) -> Result<(), WriteError> {
+        if in_flight.is_empty() {
+            return Ok(());
+        }
+        let p = self.root.join(JOURNAL_FILE);
+        no_link(self.root, &p)?;
+        write_atomic(
+            &p,
+            &serde_json::to_vec(in_flight).expect("strings serialize"),
+        )
     }
 
     /// Writes the files of one tenant (paths `tenants-out/<id>/…`) and removes files of its
     /// directory that are no longer rendered.
     pub fn tenant(&mut self, id: &str, input: &str, files: &Files) -> Result<(), WriteError> {
         let dir = self.root.join(TENANTS_DIR).join(id);
-        let changed = if dir.exists() {
+        no_link(self.root, &dir)?;
+        let changed = if tree::is_real_dir(&dir)? {
             self.sync_dir(&dir, files)?
         } else {
             self.create_dir(&dir, id, files)?;
@@ -144,8 +151,16 @@ impl<'a> Writer<'a> {
             .root
             .join(TENANTS_DIR)
             .join(format!(".provisio-staging-{id}"));
-        if staging.exists() {
-            std::fs::remove_dir_all(&staging).map_err(io("remove", &staging))?;
+        no_link(self.root, staging.parent().unwrap_or(self.root))?;
+        // A leftover (even a link planted under that name) is removed, never followed:
+        // `remove_dir_all` does not follow links, `remove_file` removes the link itself.
+        match std::fs::symlink_metadata(&staging) {
+            Ok(m) if m.is_dir() => {
+                std::fs::remove_dir_all(&staging).map_err(io("remove", &staging))?
+            }
+            Ok(_) => std::fs::remove_file(&staging).map_err(io("remove", &staging))?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io("inspect", &staging)(e)),
         }
         let prefix = format!("{TENANTS_DIR}/{id}/");
         for (path, bytes) in files {
@@ -153,7 +168,12 @@ impl<'a> Writer<'a> {
             let target = staging.join(rel);
             let parent = target.parent().unwrap_or(&staging);
             std::fs::create_dir_all(parent).map_err(io("create", parent))?;
-            std::fs::write(&target, bytes).map_err(io("write", &target))?;
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&target)
+                .and_then(|mut f| std::io::Write::write_all(&mut f, bytes))
+                .map_err(io("write", &target))?;
             self.summary.written.push(path.clone());
         }
         std::fs::rename(&staging, dir).map_err(io("rename into place", dir))?;
@@ -162,7 +182,9 @@ impl<'a> Writer<'a> {
 
     /// Writes `argocd/`.
     pub fn argocd(&mut self, files: &Files) -> Result<(), WriteError> {
-        self.sync_dir(&self.root.join(ARGOCD_DIR), files)?;
+        let dir = self.root.join(ARGOCD_DIR);
+        no_link(self.root, &dir)?;
+        self.sync_dir(&dir, files)?;
         self.next.argocd = tree_hash(files);
         Ok(())
     }
@@ -170,13 +192,17 @@ impl<'a> Writer<'a> {
     /// Makes `dir` hold exactly `files` (root-relative paths); true when anything changed.
     fn sync_dir(&mut self, dir: &Path, files: &Files) -> Result<bool, WriteError> {
         let mut changed = false;
+        // Each directory is inspected once, component by component; the file itself is
+        // opened with O_NOFOLLOW and replaced by a rename (which never follows a link).
+        let mut checked = std::collections::BTreeSet::new();
         for (path, bytes) in files {
             let full = self.root.join(path);
-            let same = match std::fs::read(&full) {
-                Ok(old) => old == *bytes,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
-                Err(e) => return Err(io("read", &full)(e)),
-            };
+            let parent = full.parent().unwrap_or(self.root);
+            if !checked.contains(parent) {
+                no_link(self.root, parent)?;
+                checked.insert(parent.to_path_buf());
+            }
+            let same = tree::read_file(&full)?.is_some_and(|old| old == *bytes);
             if same {
                 self.summary.unchanged += 1;
             } else {
@@ -201,6 +227,7 @@ impl<'a> Writer<'a> {
     /// what the run did.
     pub fn finish(mut self, all_tenants: &BTreeSet<String>) -> Result<Summary, WriteError> {
         let tenants_root = self.root.join(TENANTS_DIR);
+        no_link(self.root, &tenants_root)?;
         for name in list_dirs(&tenants_root)? {
             if !all_tenants.contains(&name) {
                 let dir = tenants_root.join(&name);
@@ -212,8 +239,17 @@ impl<'a> Writer<'a> {
             }
         }
         self.next.tenants.retain(|id, _| all_tenants.contains(id));
+        let state = self.root.join(STATE_FILE);
+        no_link(self.root, &state)?;
         if self.previous != Some(&self.next) {
-            write_atomic(&self.root.join(STATE_FILE), &self.next.to_bytes())?;
+            write_atomic(&state, &self.next.to_bytes())?;
+        }
+        // Only once the state is written: the trees it vouches for are whole.
+        let journal = self.root.join(JOURNAL_FILE);
+        match std::fs::remove_file(&journal) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io("remove", &journal)(e)),
         }
         self.summary.written.sort();
         self.summary.removed.sort();
@@ -238,58 +274,26 @@ fn remove_file(path: &Path) -> Result<(), WriteError> {
     }
 }
 
-/// Names of the directories directly below `dir` (none if it does not exist).
+/// Names of the directories directly below `dir` (none if it does not exist). A link there
+/// is an error, never a directory.
 pub fn list_dirs(dir: &Path) -> Result<Vec<String>, WriteError> {
-    list_children(dir, |t| t.is_dir())
+    Ok(tree::children(dir)?
+        .into_iter()
+        .filter_map(|(name, is_dir)| is_dir.then_some(name))
+        .collect())
 }
 
-/// Names of the files (not directories) directly below `dir`.
+/// Names of the regular files directly below `dir`.
 pub fn list_top_files(dir: &Path) -> Result<Vec<String>, WriteError> {
-    list_children(dir, |t| !t.is_dir())
-}
-
-fn list_children(
-    dir: &Path,
-    keep: impl Fn(&std::fs::FileType) -> bool,
-) -> Result<Vec<String>, WriteError> {
-    let entries = match std::fs::read_dir(dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(io("list", dir)(e)),
-    };
-    let mut out = Vec::new();
-    for entry in entries {
-        let entry = entry.map_err(io("list", dir))?;
-        if keep(&entry.file_type().map_err(io("list", dir))?) {
-            out.push(entry.file_name().to_string_lossy().into_owned());
-        }
-    }
-    out.sort();
-    Ok(out)
+    Ok(tree::children(dir)?
+        .into_iter()
+        .filter_map(|(name, is_dir)| (!is_dir).then_some(name))
+        .collect())
 }
 
 /// Every file below `dir`, recursively, sorted (none if it does not exist).
 pub fn list_files(dir: &Path) -> Result<Vec<PathBuf>, WriteError> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let entries = match std::fs::read_dir(&d) {
-            Ok(e) => e,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-            Err(e) => return Err(io("list", &d)(e)),
-        };
-        for entry in entries {
-            let entry = entry.map_err(io("list", &d))?;
-            let ty = entry.file_type().map_err(io("list", &d))?;
-            if ty.is_dir() {
-                stack.push(entry.path());
-            } else {
-                out.push(entry.path());
-            }
-        }
-    }
-    out.sort();
-    Ok(out)
+    tree::files_below(dir)
 }
 
 fn remove_empty_dirs(dir: &Path) -> Result<(), WriteError> {
@@ -317,9 +321,12 @@ fn remove_empty_dirs(dir: &Path) -> Result<(), WriteError> {
 /// The files below `root/<dir>` with their bytes, keyed by root-relative path.
 pub fn read_files(root: &Path, dir: &str) -> Result<Files, WriteError> {
     let mut files = BTreeMap::new();
-    for f in list_files(&root.join(dir))? {
-        let bytes = std::fs::read(&f).map_err(io("read", &f))?;
-        files.insert(relative(root, &f), bytes);
+    let dir = root.join(dir);
+    no_link(root, &dir)?;
+    for f in list_files(&dir)? {
+        if let Some(bytes) = tree::read_file(&f)? {
+            files.insert(relative(root, &f), bytes);
+        }
     }
     Ok(files)
 }

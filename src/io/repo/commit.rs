@@ -2,20 +2,23 @@
 //! tenant files) and the output side ([`super::output`] builds its trees from the output
 //! directory and commits them with [`Repo::commit_tree`]).
 //!
-//! A commit is never built from the index, so changes a person staged are not swept in. Its
-//! objects are made durable with one `syncfs` of the git directory's file system (not one
-//! fsync per object: that is what lets a group of events cost one flush), then HEAD's branch
-//! is moved — only if it still points at the commit the tree was built on — and flushed
-//! again. Then the work tree files are replaced atomically and their index entries updated,
-//! so `git status` stays clean. If the process dies between the ref update and the work tree
-//! write, [`Repo::restore_unsynced`] puts the committed version back.
+//! A commit is never built from the index, so changes a person staged are not swept in. On
+//! the registry side the order of writes is: the intent (what the work tree is about to
+//! get, [`super::worktree`]), the objects, one `syncfs` of the git directory's file system
+//! (not one fsync per object: that is what lets a group of events cost one flush), HEAD's
+//! branch moved — only if it still points at the commit the caller's state was built on —
+//! and flushed again; then the work tree and the index are brought in step under git's
+//! `index.lock`. Once the branch moved the change is recorded, whatever happens next: a
+//! work-tree sync that cannot run now (the index locked by someone else) is a warning, and
+//! the intent is finished later by [`Repo::repair_intake`].
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
 use git2::{FileMode, ObjectType, Sort, TreeWalkMode, TreeWalkResult};
 
-use super::{Author, Oid, Repo, Result, io, signature};
+use super::worktree::SyncReport;
+use super::{Author, GitError, Oid, Repo, Result, io, signature};
 use crate::io::fsx;
 
 /// Whether a commit is flushed to disk before and after its branch moves.
@@ -35,12 +38,62 @@ pub struct FileChange {
     pub content: Option<Vec<u8>>,
 }
 
+/// An entry of a committed tree.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Committed {
+    /// A file and its bytes.
+    File(Vec<u8>),
+    /// A symbolic link and its target.
+    Link(String),
+    /// A submodule (a commit of another repository).
+    Submodule,
+}
+
+/// What [`Repo::commit_files_on`] recorded.
+#[derive(Debug, Default)]
+pub struct Recorded {
+    /// The new commit; `None` when the files already had that content.
+    pub commit: Option<Oid>,
+    /// What the work-tree sync wrote, and the paths it left alone (a person's edit).
+    pub synced: SyncReport,
+    /// Failures after the branch moved (a flush, a work-tree sync that will be repaired):
+    /// the change is recorded all the same.
+    pub warnings: Vec<GitError>,
+}
+
 impl Repo {
     /// Every file below `under` (a `/`-separated directory, "" = the root) in HEAD's tree,
     /// keyed by its path relative to `under`.
     pub fn read_committed(&self, under: &str) -> Result<BTreeMap<String, Vec<u8>>> {
+        self.read_committed_at(self.head()?, under)
+    }
+
+    /// [`Repo::read_committed`] at `commit` (`None`: nothing committed yet).
+    pub fn read_committed_at(
+        &self,
+        commit: Option<Oid>,
+        under: &str,
+    ) -> Result<BTreeMap<String, Vec<u8>>> {
+        Ok(self
+            .read_entries_at(commit, under)?
+            .into_iter()
+            .filter_map(|(path, e)| match e {
+                Committed::File(bytes) => Some((path, bytes)),
+                _ => None,
+            })
+            .collect())
+    }
+
+    /// Every entry below `under` in the tree of `commit`, by path relative to `under`:
+    /// files, symbolic links (their target) and submodules — what a reader must pass on
+    /// rather than take a link's target for a file's text.
+    pub fn read_entries_at(
+        &self,
+        commit: Option<Oid>,
+        under: &str,
+    ) -> Result<BTreeMap<String, Committed>> {
         let mut files = BTreeMap::new();
-        let Some(head) = self.head()? else {
+        let Some(head) = commit else {
             return Ok(files);
         };
         let commit = self
@@ -62,13 +115,25 @@ impl Repo {
         };
         let mut failure = None;
         tree.walk(TreeWalkMode::PreOrder, |dir, entry| {
-            if entry.kind() != Some(ObjectType::Blob) {
-                return TreeWalkResult::Ok;
-            }
             let name = entry.name().unwrap_or_default();
+            match entry.kind() {
+                Some(ObjectType::Blob) => {}
+                Some(ObjectType::Commit) => {
+                    files.insert(format!("{dir}{name}"), Committed::Submodule);
+                    return TreeWalkResult::Ok;
+                }
+                _ => return TreeWalkResult::Ok,
+            }
+            let link = entry.filemode() == i32::from(FileMode::Link);
             match self.repo.find_blob(entry.id()) {
                 Ok(blob) => {
-                    files.insert(format!("{dir}{name}"), blob.content().to_vec());
+                    let content = blob.content().to_vec();
+                    let value = if link {
+                        Committed::Link(String::from_utf8_lossy(&content).into_owned())
+                    } else {
+                        Committed::File(content)
+                    };
+                    files.insert(format!("{dir}{name}"), value);
                     TreeWalkResult::Ok
                 }
                 Err(e) => {
@@ -84,17 +149,30 @@ impl Repo {
         }
     }
 
-    /// Commits `changes` on top of HEAD with `message`; returns the new commit, or `None`
-    /// when the files already have that content. See the module documentation for the
-    /// order of writes.
+    /// Commits `changes` on top of HEAD with `message` (see [`Repo::commit_files_on`]).
     pub fn commit_files(
         &self,
         changes: &[FileChange],
         message: &str,
         author: &Author,
-    ) -> Result<Option<Oid>> {
-        let head = self.head()?;
-        let parent = match head {
+    ) -> Result<Recorded> {
+        self.commit_files_on(self.head()?, changes, message, author)
+    }
+
+    /// Commits `changes` on top of `base` — which must still be HEAD when the branch moves:
+    /// a commit someone made meanwhile is never built over without being seen — and brings
+    /// the work tree and index in step. `Err` means nothing was recorded; `Ok` means the
+    /// commit is on the branch (`commit: None` when the files already had that content),
+    /// with whatever went wrong afterwards in `warnings`. See the module documentation for
+    /// the order of writes.
+    pub fn commit_files_on(
+        &self,
+        base: Option<Oid>,
+        changes: &[FileChange],
+        message: &str,
+        author: &Author,
+    ) -> Result<Recorded> {
+        let parent = match base {
             Some(h) => Some(
                 self.repo
                     .find_commit(h)
@@ -102,7 +180,7 @@ impl Repo {
             ),
             None => None,
         };
-        let base = match &parent {
+        let base_tree = match &parent {
             Some(c) => c.tree().map_err(self.err("read HEAD's tree"))?,
             None => {
                 let empty = self
@@ -116,36 +194,59 @@ impl Repo {
             }
         };
         let mut update = git2::build::TreeUpdateBuilder::new();
+        let mut intent = self.pending_intent()?.unwrap_or_default();
         for c in changes {
-            match &c.content {
+            let old = base_tree
+                .get_path(Path::new(&c.path))
+                .ok()
+                .filter(|e| e.kind() == Some(ObjectType::Blob))
+                .map(|e| e.id());
+            let new = match &c.content {
                 Some(bytes) => {
                     let blob = self.repo.blob(bytes).map_err(self.err("write a blob"))?;
                     update.upsert(c.path.as_str(), blob, FileMode::Blob);
+                    Some(blob)
                 }
                 None => {
                     update.remove(c.path.as_str());
+                    None
                 }
-            }
+            };
+            intent.add(c.path.clone(), old, new);
         }
         let tree_id = update
-            .create_updated(&self.repo, &base)
+            .create_updated(&self.repo, &base_tree)
             .map_err(self.err("build the tree"))?;
-        if tree_id == base.id() && parent.is_some() {
-            return Ok(None);
+        if tree_id == base_tree.id() && parent.is_some() {
+            return Ok(Recorded::default());
         }
         let tree = self
             .repo
             .find_tree(tree_id)
             .map_err(self.err("read the new tree"))?;
+        // The intent first (flushed with the objects): after a crash, start-up knows which
+        // work-tree paths are provisio's to finish and which are a person's.
+        self.write_intent(&intent)?;
         let oid = self.commit_on_head(&tree, parent.as_ref(), message, author, Flush::Synced)?;
-        self.sync_worktree(changes)?;
-        Ok(Some(oid))
+        let mut committed = Recorded {
+            commit: Some(oid),
+            ..Recorded::default()
+        };
+        // Recorded from here on: what fails now is reported, not undone.
+        if let Err(e) = self.sync_gitdir() {
+            committed.warnings.push(e);
+        }
+        match self.sync_intent(&intent) {
+            Ok(report) => committed.synced = report,
+            Err(e) => committed.warnings.push(e),
+        }
+        Ok(committed)
     }
 
     /// Writes a commit of `tree` on `parent` and moves HEAD's branch to it, only if the branch
     /// still points at `parent` (a commit someone else made meanwhile is never lost). With
-    /// [`Flush::Synced`] the objects are on disk before the branch moves, and the branch
-    /// after.
+    /// [`Flush::Synced`] the objects are on disk before the branch moves (the caller flushes
+    /// the branch after: once it moved, a failed flush no longer means "not recorded").
     pub(super) fn commit_on_head(
         &self,
         tree: &git2::Tree<'_>,
@@ -164,9 +265,6 @@ impl Repo {
             self.sync_gitdir()?;
         }
         self.move_head(oid, parent.map(|p| p.id()), message)?;
-        if flush == Flush::Synced {
-            self.sync_gitdir()?;
-        }
         Ok(oid)
     }
 
@@ -198,70 +296,30 @@ impl Repo {
         fsx::sync_filesystem_of(path).map_err(io("flush", path))
     }
 
-    /// Writes the committed content of `changes` to the work tree and the index.
-    fn sync_worktree(&self, changes: &[FileChange]) -> Result<()> {
-        let mut index = self.repo.index().map_err(self.err("read the index"))?;
+    /// Whether HEAD holds every one of `changes` (a file with that content, or no file).
+    pub fn head_has(&self, changes: &[FileChange]) -> Result<bool> {
         for c in changes {
-            let abs = self.workdir().join(&c.path);
-            match &c.content {
-                Some(bytes) => {
-                    fsx::write_atomic(&abs, bytes).map_err(io("write", &abs))?;
-                    index
-                        .add_path(Path::new(&c.path))
-                        .map_err(self.err("stage a file"))?;
-                }
-                None => {
-                    match std::fs::remove_file(&abs) {
-                        Ok(()) => {}
-                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                        Err(e) => return Err(io("remove", &abs)(e)),
-                    }
-                    match index.remove_path(Path::new(&c.path)) {
-                        Ok(()) => {}
-                        Err(e) if e.code() == git2::ErrorCode::NotFound => {}
-                        Err(e) => return Err(self.err("unstage a file")(e)),
-                    }
-                }
+            let want = match &c.content {
+                Some(bytes) => Some(
+                    Oid::hash_object(ObjectType::Blob, bytes).map_err(self.err("hash a file"))?,
+                ),
+                None => None,
+            };
+            if self.head_blob(&c.path)? != want {
+                return Ok(false);
             }
         }
-        index.write().map_err(self.err("write the index"))
-    }
-
-    /// After a crash between a commit and its work tree write: every file below `under`
-    /// whose index entry differs from HEAD gets HEAD's content in the index and the work
-    /// tree. A file a person edited but did not stage (index = HEAD) is left alone. Returns
-    /// the restored paths.
-    pub fn restore_unsynced(&self, under: &str) -> Result<Vec<String>> {
-        let committed = self.read_committed(under)?;
-        let index = self.repo.index().map_err(self.err("read the index"))?;
-        let prefix = if under.is_empty() {
-            String::new()
-        } else {
-            format!("{under}/")
-        };
-        let mut changes = Vec::new();
-        for (rel, bytes) in committed {
-            let path = format!("{prefix}{rel}");
-            let head_id =
-                Oid::hash_object(ObjectType::Blob, &bytes).map_err(self.err("hash a file"))?;
-            let staged = index.get_path(Path::new(&path), 0).map(|e| e.id);
-            if staged != Some(head_id) {
-                changes.push(FileChange {
-                    path,
-                    content: Some(bytes),
-                });
-            }
-        }
-        drop(index);
-        if !changes.is_empty() {
-            self.sync_worktree(&changes)?;
-        }
-        Ok(changes.into_iter().map(|c| c.path).collect())
+        Ok(true)
     }
 
     /// Commit messages from HEAD back to the root, newest first.
     pub fn messages(&self) -> Result<Vec<String>> {
-        let Some(head) = self.head()? else {
+        self.messages_from(self.head()?)
+    }
+
+    /// Commit messages from `commit` back to the root, newest first.
+    pub fn messages_from(&self, commit: Option<Oid>) -> Result<Vec<String>> {
+        let Some(head) = commit else {
             return Ok(Vec::new());
         };
         let mut walk = self.repo.revwalk().map_err(self.err("walk history"))?;
@@ -285,6 +343,7 @@ impl Repo {
 mod tests {
     use super::*;
     use crate::io::repo::GitError;
+    use crate::io::repo::worktree::Uncommitted;
 
     fn repo_with(files: &[(&str, &str)]) -> (tempfile::TempDir, Repo) {
         let dir = tempfile::tempdir().unwrap();
@@ -304,6 +363,31 @@ mod tests {
         }
     }
 
+    /// Paths `git status` would list, from a fresh repository handle (another process).
+    fn dirty(dir: &Path) -> Vec<String> {
+        let other = git2::Repository::open(dir).unwrap();
+        let statuses = other.statuses(None).unwrap();
+        statuses
+            .iter()
+            .filter_map(|s| s.path().ok().map(str::to_owned))
+            .collect()
+    }
+
+    /// A person stages `path` with `content` from another repository handle and commits it.
+    fn person_commits(dir: &Path, path: &str, content: &str) {
+        std::fs::write(dir.join(path), content).unwrap();
+        let other = git2::Repository::open(dir).unwrap();
+        let mut index = other.index().unwrap();
+        index.add_path(Path::new(path)).unwrap();
+        index.write().unwrap();
+        let tree = other.find_tree(index.write_tree().unwrap()).unwrap();
+        let head = other.head().unwrap().peel_to_commit().unwrap();
+        let sig = git2::Signature::now("person", "p@example.com").unwrap();
+        other
+            .commit(Some("HEAD"), &sig, &sig, "by hand", &tree, &[&head])
+            .unwrap();
+    }
+
     #[test]
     fn commits_only_the_given_files_and_keeps_status_clean() {
         let (dir, repo) = repo_with(&[("reg/a.yaml", "a: 1\n"), ("other.txt", "x")]);
@@ -313,14 +397,16 @@ mod tests {
         index.add_path(Path::new("other.txt")).unwrap();
         index.write().unwrap();
 
-        let oid = repo
+        let done = repo
             .commit_files(
                 &[change("reg/b.yaml", "b: 2\n")],
                 "add b",
                 &Author::default(),
             )
-            .unwrap()
-            .expect("a commit");
+            .unwrap();
+        let oid = done.commit.expect("a commit");
+        assert!(done.warnings.is_empty(), "{:?}", done.warnings);
+        assert_eq!(done.synced.written, ["reg/b.yaml"]);
         let committed = repo.read_committed("reg").unwrap();
         assert_eq!(committed.keys().collect::<Vec<_>>(), ["a.yaml", "b.yaml"]);
         assert_eq!(repo.read_committed("").unwrap()["other.txt"], b"x");
@@ -328,14 +414,14 @@ mod tests {
             std::fs::read_to_string(dir.path().join("reg/b.yaml")).unwrap(),
             "b: 2\n"
         );
-        let statuses = repo.repo.statuses(None).unwrap();
-        let dirty: Vec<_> = statuses
-            .iter()
-            .filter_map(|s| s.path().ok().map(str::to_owned))
-            .collect();
-        assert_eq!(dirty, ["other.txt"], "only the person's change is pending");
+        assert_eq!(
+            dirty(dir.path()),
+            ["other.txt"],
+            "only the person's change is pending"
+        );
         assert_eq!(repo.head().unwrap(), Some(oid));
         assert_eq!(repo.messages().unwrap(), ["add b", "initial"]);
+        assert_eq!(repo.pending_intent().unwrap(), None);
 
         // Same content again: no commit.
         assert_eq!(
@@ -344,29 +430,133 @@ mod tests {
                 "again",
                 &Author::default()
             )
-            .unwrap(),
+            .unwrap()
+            .commit,
             None
         );
     }
 
+    /// The index is re-read under `index.lock` before provisio edits it: a file another
+    /// process committed meanwhile stays tracked (a cached, older index written back made it
+    /// look deleted and untracked).
     #[test]
-    fn restores_files_committed_but_not_written() {
+    fn another_authors_commit_stays_in_the_index() {
         let (dir, repo) = repo_with(&[("reg/a.yaml", "a: 1\n")]);
-        repo.commit_files(&[change("reg/a.yaml", "a: 2\n")], "a2", &Author::default())
+        // provisio commits once (a long-lived handle, as serve's writer has).
+        repo.commit_files(&[change("reg/b.yaml", "b\n")], "b", &Author::default())
             .unwrap();
-        // Simulate the crash: work tree and index back to the old content.
-        std::fs::write(dir.path().join("reg/a.yaml"), "a: 1\n").unwrap();
-        let mut index = repo.repo.index().unwrap();
-        index.add_path(Path::new("reg/a.yaml")).unwrap();
-        index.write().unwrap();
-        assert_eq!(repo.restore_unsynced("reg").unwrap(), ["reg/a.yaml"]);
+        person_commits(dir.path(), "reg/person.yaml", "mine\n");
+        let done = repo
+            .commit_files(&[change("reg/c.yaml", "c\n")], "c", &Author::default())
+            .unwrap();
+        assert!(done.commit.is_some() && done.warnings.is_empty());
+        assert!(dirty(dir.path()).is_empty(), "{:?}", dirty(dir.path()));
+    }
+
+    /// A commit built on a HEAD that moved meanwhile is refused (nothing recorded).
+    #[test]
+    fn a_moved_head_refuses_the_commit() {
+        let (dir, repo) = repo_with(&[("reg/a.yaml", "a: 1\n")]);
+        let seen = repo.head().unwrap();
+        person_commits(dir.path(), "reg/person.yaml", "mine\n");
+        let e = repo
+            .commit_files_on(
+                seen,
+                &[change("reg/c.yaml", "c\n")],
+                "c",
+                &Author::default(),
+            )
+            .unwrap_err();
+        assert!(e.to_string().contains("move HEAD"), "{e}");
+        assert!(!repo.read_committed("reg").unwrap().contains_key("c.yaml"));
+    }
+
+    /// `index.lock` held by another git process: the commit is recorded and says so (a
+    /// warning), the work tree is left as it was, and the sync is finished later from the
+    /// intent file.
+    #[test]
+    fn a_locked_index_is_a_warning_and_is_repaired_later() {
+        let (dir, repo) = repo_with(&[("reg/a.yaml", "a: 1\n")]);
+        let lock = repo.git_dir().join("index.lock");
+        std::fs::write(&lock, "").unwrap();
+        let done = repo
+            .commit_files(&[change("reg/a.yaml", "a: 2\n")], "a2", &Author::default())
+            .unwrap();
+        assert!(done.commit.is_some());
+        assert!(
+            matches!(done.warnings.as_slice(), [GitError::IndexLocked { .. }]),
+            "{:?}",
+            done.warnings
+        );
+        assert_eq!(repo.read_committed("reg").unwrap()["a.yaml"], b"a: 2\n");
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("reg/a.yaml")).unwrap(),
+            "a: 1\n",
+            "nothing written without the index lock"
+        );
+        assert!(repo.pending_intent().unwrap().is_some());
+        // The pending sync is provisio's, not a person's edit.
+        assert!(
+            repo.uncommitted(&["reg/a.yaml".to_owned()])
+                .unwrap()
+                .is_empty()
+        );
+        // Still locked: the repair waits, then says so.
+        assert!(matches!(
+            repo.repair_intake(),
+            Err(GitError::IndexLocked { .. })
+        ));
+        std::fs::remove_file(&lock).unwrap();
+        let report = repo.repair_intake().unwrap();
+        assert_eq!(report.written, ["reg/a.yaml"]);
         assert_eq!(
             std::fs::read_to_string(dir.path().join("reg/a.yaml")).unwrap(),
             "a: 2\n"
         );
-        // An unstaged edit by a person is left alone.
-        std::fs::write(dir.path().join("reg/a.yaml"), "a: 3\n").unwrap();
-        assert!(repo.restore_unsynced("reg").unwrap().is_empty());
+        assert!(dirty(dir.path()).is_empty(), "{:?}", dirty(dir.path()));
+        assert_eq!(repo.pending_intent().unwrap(), None);
+    }
+
+    /// A person's staged and unstaged edits are theirs: reported by `uncommitted`, never
+    /// restored or overwritten by a repair.
+    #[test]
+    fn a_persons_edits_are_never_overwritten() {
+        let (dir, repo) = repo_with(&[("reg/a.yaml", "a: 1\n"), ("reg/b.yaml", "b: 1\n")]);
+        // Staged edit of a, unstaged edit of b, an untracked c.
+        std::fs::write(dir.path().join("reg/a.yaml"), "a: staged\n").unwrap();
+        let other = git2::Repository::open(dir.path()).unwrap();
+        let mut index = other.index().unwrap();
+        index.add_path(Path::new("reg/a.yaml")).unwrap();
+        index.write().unwrap();
+        std::fs::write(dir.path().join("reg/b.yaml"), "b: unstaged\n").unwrap();
+        std::fs::write(dir.path().join("reg/c.yaml"), "c: untracked\n").unwrap();
+        let paths: Vec<String> = ["reg/a.yaml", "reg/b.yaml", "reg/c.yaml", "reg/d.yaml"]
+            .map(str::to_owned)
+            .into();
+        let found = repo.uncommitted(&paths).unwrap();
+        assert_eq!(
+            found.into_iter().collect::<Vec<_>>(),
+            [
+                ("reg/a.yaml".to_owned(), Uncommitted::Staged),
+                ("reg/b.yaml".to_owned(), Uncommitted::Unstaged),
+                ("reg/c.yaml".to_owned(), Uncommitted::Untracked),
+            ]
+        );
+        // No intent: a start-up repair touches nothing.
+        assert_eq!(repo.repair_intake().unwrap(), SyncReport::default());
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("reg/a.yaml")).unwrap(),
+            "a: staged\n"
+        );
+        // A commit racing with an unstaged edit: recorded, and the edit is kept.
+        let done = repo
+            .commit_files(&[change("reg/b.yaml", "b: 2\n")], "b2", &Author::default())
+            .unwrap();
+        assert_eq!(done.synced.kept, ["reg/b.yaml"]);
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("reg/b.yaml")).unwrap(),
+            "b: unstaged\n"
+        );
     }
 
     #[test]
@@ -391,6 +581,7 @@ mod tests {
             ["b.yaml"]
         );
         assert!(!dir.path().join("reg/t/a.yaml").exists());
+        assert!(dirty(dir.path()).is_empty());
         let outside = tempfile::tempdir().unwrap();
         assert!(matches!(
             repo.relative(outside.path()),

@@ -10,6 +10,9 @@
 //! - [`output`]: the output directory as a work tree of the manifests repository: staging
 //!   what `generate` wrote, committing it by editing HEAD's tree.
 //! - [`sync`]: one push attempt with its failure classified; hard reset onto a fetched head.
+//! - [`worktree`]: the registry's work tree and index after an intake commit: updated under
+//!   git's `index.lock` against the index as it is on disk, from an intent written before
+//!   the commit, never over a person's edit.
 //! - [`lock`]: provisio's own lock on a repository, and git lock files a killed run left.
 //! - [`follow`]: a clone following one branch of a remote (watch `--registry-git`).
 //! - [`message`]: what an output commit changed and its message.
@@ -20,6 +23,7 @@ pub mod lock;
 pub mod message;
 pub mod output;
 pub mod sync;
+pub mod worktree;
 
 use std::path::{Path, PathBuf};
 
@@ -57,6 +61,10 @@ pub enum GitError {
     NotARepository(PathBuf),
     #[error("another provisio process holds {0}; only one may write to this repository at a time")]
     Locked(PathBuf),
+    /// Another git process holds the index (`git add`, `git commit`, `git status` refreshing
+    /// it); provisio never writes an index it does not hold the lock of.
+    #[error("the index of {repo} is locked by another git process ({lock} exists)")]
+    IndexLocked { repo: PathBuf, lock: PathBuf },
     #[error("the repository {repo} has {actual} checked out, expected branch {expected}")]
     WrongBranch {
         repo: PathBuf,

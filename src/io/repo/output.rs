@@ -260,7 +260,7 @@ impl OutputRepo {
             .repo
             .repo
             .workdir()
-            .is_some_and(|w| w.join(&state).exists())
+            .is_some_and(|w| std::fs::symlink_metadata(w.join(&state)).is_ok_and(|m| m.is_file()))
         {
             index
                 .add_path(Path::new(&state))
@@ -341,7 +341,8 @@ impl OutputRepo {
             .map_err(self.repo.err("edit a tree"))?;
         for id in &tenants {
             let dir = out.join(TENANTS_DIR).join(id);
-            let new = if dir.is_dir() {
+            let is_dir = std::fs::symlink_metadata(&dir).is_ok_and(|m| m.is_dir());
+            let new = if is_dir {
                 self.write_dir_tree(&dir)?
             } else {
                 None
@@ -372,7 +373,7 @@ impl OutputRepo {
             ));
         }
         let state = out.join(STATE_FILE);
-        if state.exists() {
+        if std::fs::symlink_metadata(&state).is_ok_and(|m| m.is_file()) {
             let blob = self
                 .repo
                 .repo
@@ -466,8 +467,16 @@ impl OutputRepo {
                 continue;
             }
             let path = e.path();
-            let is_dir = e.file_type().map_err(io("stat", &path))?.is_dir();
-            if is_dir {
+            // `DirEntry::file_type` does not follow links; a link is never stored (the
+            // writer refuses them; this is the last line of defence).
+            let kind = e.file_type().map_err(io("stat", &path))?;
+            if !kind.is_dir() && !kind.is_file() {
+                return Err(io("store", &path)(std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    "not a regular file (a symbolic link?): the output tree holds only files and directories",
+                )));
+            }
+            if kind.is_dir() {
                 if let Some(oid) = self.write_dir_tree(&path)? {
                     tb.insert(&name, oid, 0o040000)
                         .map_err(self.repo.err("build a tree"))?;

@@ -14,7 +14,15 @@ pub struct ApiError {
     pub code: &'static str,
     pub message: String,
     pub field: Option<String>,
+    /// `Retry-After` in seconds (503 answers: when trying again makes sense).
+    pub retry_after: Option<u32>,
 }
+
+/// `Retry-After` of a 503 caused by something transient on our side (a failed commit, a
+/// stopped writer, a registry being fixed).
+pub const RETRY_SOON_SECS: u32 = 30;
+/// `Retry-After` of a 503 that needs the platform team (a full region).
+pub const RETRY_CAPACITY_SECS: u32 = 3600;
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
@@ -23,6 +31,7 @@ impl ApiError {
             code,
             message: message.into(),
             field: None,
+            retry_after: None,
         }
     }
 
@@ -34,9 +43,13 @@ impl ApiError {
         Self::new(StatusCode::UNAUTHORIZED, code, message)
     }
 
-    /// The writer could not commit; nothing was acknowledged, the sender should retry.
+    /// The intake cannot take the event now (the writer stopped, the commit failed, the
+    /// registry at HEAD does not validate): nothing was recorded, the sender should retry.
     pub fn unavailable(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message)
+        ApiError {
+            retry_after: Some(RETRY_SOON_SECS),
+            ..Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message)
+        }
     }
 
     pub fn body(&self) -> serde_json::Value {
@@ -46,7 +59,8 @@ impl ApiError {
 
 /// The HTTP status of each refusal of the intake: 400 for a body that is not JSON, 422 for
 /// a payload the registry cannot take, 404 for an unknown subscription, 409 for a conflict
-/// with the registry or an earlier event, 500 for a registry that cannot be read back.
+/// with the registry or an earlier event, 503 for a region without room (ours to fix, so
+/// the sender retries), 500 for a registry that cannot be read back.
 pub fn intake_status(e: &IntakeError) -> StatusCode {
     match e {
         IntakeError::MalformedJson(_) => StatusCode::BAD_REQUEST,
@@ -56,6 +70,7 @@ pub fn intake_status(e: &IntakeError) -> StatusCode {
         | IntakeError::Rejected(_) => StatusCode::UNPROCESSABLE_ENTITY,
         IntakeError::UnknownSubscription(_) => StatusCode::NOT_FOUND,
         IntakeError::Conflict { .. } => StatusCode::CONFLICT,
+        IntakeError::NoCapacity(_) => StatusCode::SERVICE_UNAVAILABLE,
         IntakeError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
@@ -67,6 +82,7 @@ impl From<&IntakeError> for ApiError {
             code: e.code(),
             message: e.to_string(),
             field: e.field().map(str::to_owned),
+            retry_after: matches!(e, IntakeError::NoCapacity(_)).then_some(RETRY_CAPACITY_SECS),
         }
     }
 }
@@ -74,6 +90,15 @@ impl From<&IntakeError> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut r = (self.status, axum::Json(self.body())).into_response();
+        if self.status == StatusCode::REQUEST_TIMEOUT {
+            // The rest of the body may still trickle in: this connection carries nothing else.
+            r.headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
+        if let Some(secs) = self.retry_after {
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
         if self.status == StatusCode::UNAUTHORIZED {
             r.headers_mut().insert(
                 header::WWW_AUTHENTICATE,
@@ -139,6 +164,7 @@ mod tests {
                 409,
                 "domain_collision",
             ),
+            (IntakeError::NoCapacity("full".into()), 503, "no_capacity"),
             (IntakeError::Internal("oops".into()), 500, "internal"),
         ];
         for (e, status, code) in cases {
@@ -146,6 +172,7 @@ mod tests {
             assert_eq!((api.status.as_u16(), api.code), (status, code), "{e:?}");
             assert_eq!(api.field.as_deref(), e.field());
             assert_eq!(api.message, e.to_string());
+            assert_eq!(api.retry_after.is_some(), status == 503, "{e:?}");
         }
     }
 }

@@ -62,7 +62,14 @@ pub struct Config {
     pub max_group: usize,
     /// Queued events beyond this wait before their request is read further (backpressure).
     pub queue: usize,
+    /// Connections served at once and the header deadline ([`http::Limits`]).
+    pub limits: http::Limits,
+    /// A request's body must arrive whole within this time after its header (408 otherwise).
+    pub body_timeout: std::time::Duration,
 }
+
+/// Default of [`Config::body_timeout`].
+pub const DEFAULT_BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 impl Config {
     pub fn new(registry: PathBuf, secret: Secret) -> Self {
@@ -78,6 +85,8 @@ impl Config {
             },
             max_group: 256,
             queue: 4096,
+            limits: http::Limits::default(),
+            body_timeout: DEFAULT_BODY_TIMEOUT,
         }
     }
 }
@@ -110,6 +119,7 @@ struct App {
     clock: Clock,
     jobs: mpsc::Sender<Job>,
     metrics: Arc<Metrics>,
+    body_timeout: std::time::Duration,
 }
 
 /// Opens the registry, starts the writer thread and returns the router.
@@ -133,6 +143,7 @@ pub fn app(config: &Config) -> Result<Router, ServeError> {
         clock: config.clock.clone(),
         jobs: tx,
         metrics,
+        body_timeout: config.body_timeout,
     });
     Ok(Router::new()
         .route(
@@ -169,7 +180,7 @@ pub async fn serve(
     if let Ok(addr) = listener.local_addr() {
         info!(%addr, registry = %config.registry.display(), "intake listening");
     }
-    http::serve(listener, router, shutdown)
+    http::serve(listener, router, shutdown, config.limits)
         .await
         .map_err(ServeError::Io)
 }
@@ -217,7 +228,7 @@ pub fn spawn(config: Config, addr: SocketAddr, workers: usize) -> Result<Running
         let _entered = runtime.handle().enter();
         app(&config)?
     };
-    let server = http::Server::start(runtime.handle(), listener, router)?;
+    let server = http::Server::start(runtime.handle(), listener, router, config.limits)?;
     Ok(Running {
         server: Some(server),
         runtime: Some(runtime),
@@ -292,8 +303,20 @@ async fn handle(
     {
         return Err(too_large());
     }
-    let bytes = axum::body::to_bytes(body, MAX_BODY)
+    // The whole body within the deadline: a sender trickling it byte by byte holds a
+    // connection for at most this long.
+    let bytes = tokio::time::timeout(app.body_timeout, axum::body::to_bytes(body, MAX_BODY))
         .await
+        .map_err(|_| {
+            ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "request_timeout",
+                format!(
+                    "the body did not arrive within {} s",
+                    app.body_timeout.as_secs_f64()
+                ),
+            )
+        })?
         .map_err(|_| too_large())?;
     app.auth
         .check(
@@ -323,9 +346,16 @@ async fn handle(
         .map_err(|_| ApiError::unavailable("the registry writer has stopped"))?
         .map_err(|e| match e {
             WriteError::Intake(e) => ApiError::from(&e),
-            WriteError::Commit(m) => ApiError::unavailable(format!(
-                "the registry change could not be committed ({m}); nothing was recorded, retry"
-            )),
+            // The cause (a git or file-system error, with server paths) goes to the log,
+            // not to the sender.
+            WriteError::Commit(_) => ApiError::unavailable(
+                "the registry change could not be committed; nothing was recorded, retry (the cause is in the server's log)",
+            ),
+            WriteError::Unavailable(m) => ApiError::unavailable(m),
+            e @ WriteError::Uncommitted { .. } => ApiError {
+                code: "uncommitted_changes",
+                ..ApiError::unavailable(e.to_string())
+            },
         })?;
     // The answer to an accepted event: 201 when it created the tenant, 200 otherwise (a
     // change, or a redelivery that changed nothing); the body is the tenant as it now is.

@@ -2,23 +2,37 @@
 //! while a commit is being written; the next round takes all of them (up to a bound),
 //! applies them in arrival order (each sees the effect of the previous ones) and writes one
 //! commit for the group. Every event of the group is answered only after that commit (with
-//! fsync) is done: an acknowledged event is durable. If the commit fails, the state is
-//! rebuilt from the repository and the whole group is answered 503 (nothing acknowledged).
+//! fsync) is done: an acknowledged event is durable.
+//!
+//! What each answer says is true:
+//! - the commit failed before the branch moved: 503, nothing recorded (the state is rebuilt
+//!   from the repository);
+//! - the commit is on the branch but the work tree or index could not follow (another git
+//!   process holds `index.lock`): the event is recorded and answered as such, the sync is
+//!   finished before the next group (the intent file, `io::repo::worktree`);
+//! - HEAD moved to a commit whose registry does not validate: every event is refused (503,
+//!   naming the problem) until HEAD moves to one that does; no event is ever applied to the
+//!   state of an older HEAD;
+//! - the file an event would write holds a person's uncommitted work: that event is refused
+//!   (503, naming the file), the work is never overwritten.
 
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
-use chrono::Duration;
+use chrono::{DateTime, Duration, Utc};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, error, info, warn};
 
-use crate::io::repo::commit::FileChange;
+use crate::io::repo::commit::{Committed, FileChange};
+use crate::io::repo::worktree::Uncommitted;
 use crate::io::repo::{Author, GitError, Oid, Repo};
 use provisio_core::intake::{
     Applied, Event, EventKind, EventRecord, IntakeError, State, StateError,
 };
-use provisio_core::registry::layout::{FileKind, TENANTS_DIR, classify};
+use provisio_core::registry::layout::{
+    FileKind, NOT_UTF8, PRODUCTS_DIR, TENANTS_DIR, Unreadable, classify,
+};
 
 use super::Clock;
 use super::metrics::Metrics;
@@ -34,19 +48,25 @@ pub enum OpenError {
     Git(#[from] GitError),
     #[error(transparent)]
     State(#[from] StateError),
-    #[error("{0} in the registry is not UTF-8")]
-    NotUtf8(String),
 }
 
 /// What a queued event gets back.
 pub type Reply = Result<Applied, WriteError>;
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum WriteError {
     #[error(transparent)]
     Intake(#[from] IntakeError),
+    /// The commit failed before the branch moved: nothing was recorded.
     #[error("the registry change could not be committed: {0}")]
     Commit(String),
+    /// The registry cannot take events now (HEAD does not validate, or cannot be read):
+    /// nothing was applied.
+    #[error("{0}")]
+    Unavailable(String),
+    /// The file the event would write holds a person's uncommitted work.
+    #[error("{path} {why}")]
+    Uncommitted { path: String, why: String },
 }
 
 pub struct Job {
@@ -62,7 +82,11 @@ pub struct Store {
     grace: Duration,
     /// HEAD when the state was last loaded or committed by us; any other value means
     /// another author committed meanwhile and the state is reloaded before the next group.
+    /// Only ever set once the state of that HEAD is loaded.
     seen_head: Option<Oid>,
+    /// A HEAD whose registry did not load, and why: every group is refused with this until
+    /// HEAD moves (no reload per event while nobody fixed anything).
+    broken: Option<(Option<Oid>, String)>,
 }
 
 impl Store {
@@ -74,11 +98,9 @@ impl Store {
             prefix,
             grace,
             seen_head: None,
+            broken: None,
         };
-        let restored = store.repo.restore_unsynced(&store.path(TENANTS_DIR))?;
-        if !restored.is_empty() {
-            warn!(files = ?restored, "restored tenant files committed before a crash but not written");
-        }
+        store.repair(crate::io::repo::worktree::INDEX_LOCK_WAIT);
         let state = store.load()?;
         Ok((store, state))
     }
@@ -91,23 +113,50 @@ impl Store {
         }
     }
 
+    /// Finishes a work-tree sync a crash or a held `index.lock` left pending (only the
+    /// paths provisio itself was writing; a person's edits are never touched).
+    fn repair(&self, wait: std::time::Duration) {
+        match self.repo.repair_intake_within(wait) {
+            Ok(report) => {
+                if !report.written.is_empty() {
+                    warn!(files = ?report.written, "finished writing committed tenant files to the work tree (an earlier run was interrupted, or the index was locked)");
+                }
+                if !report.kept.is_empty() {
+                    warn!(files = ?report.kept, "uncommitted edits found where provisio had an unfinished write: left alone (`git diff` shows them against HEAD)");
+                }
+            }
+            Err(e) => {
+                warn!(error = %crate::report::chain(&e), "the work tree and index are not yet in step with HEAD; retried before the next event");
+            }
+        }
+    }
+
     /// The committed registry (HEAD), and the event ids its history names.
     fn load(&mut self) -> Result<State, OpenError> {
-        self.seen_head = self.repo.head()?;
+        let head = self.repo.head()?;
+        // Every entry at a registry path goes to the loader, as the directory reader passes
+        // them: a link's target or a submodule is never taken for a file's text, and a
+        // hidden or misplaced tenant file is reported rather than skipped.
         let mut sources = BTreeMap::new();
-        for (rel, bytes) in self.repo.read_committed(&self.prefix)? {
-            let wanted = match classify(&rel) {
-                FileKind::Product(name) | FileKind::Tenant(name) => !name.starts_with('.'),
-                kind => kind.is_shared(),
-            };
-            if wanted {
-                let text = String::from_utf8(bytes).map_err(|_| OpenError::NotUtf8(rel.clone()))?;
-                sources.insert(rel, text);
+        for (rel, entry) in self.repo.read_entries_at(head, &self.prefix)? {
+            let registry_path = !matches!(classify(&rel), FileKind::Other)
+                || rel == PRODUCTS_DIR
+                || rel == TENANTS_DIR;
+            if !registry_path {
+                continue;
             }
+            let text = match entry {
+                Committed::File(bytes) => {
+                    String::from_utf8(bytes).unwrap_or_else(|_| NOT_UTF8.to_owned())
+                }
+                Committed::Link(target) => Unreadable::Symlink(target).marker(),
+                Committed::Submodule => Unreadable::Submodule.marker(),
+            };
+            sources.insert(rel, text);
         }
         let mut state = State::new(sources, self.grace)?;
         let mut events = 0;
-        for message in self.repo.messages()? {
+        for message in self.repo.messages_from(head)? {
             for line in message.lines() {
                 let Some(rest) = line.strip_prefix(TRAILER) else {
                     continue;
@@ -129,8 +178,72 @@ impl Store {
                 }
             }
         }
+        // Only now: a HEAD is "seen" once its state is what the writer holds.
+        self.seen_head = head;
         info!(tenants = state.tenant_count(), events, prefix = %self.prefix, "intake state loaded");
         Ok(state)
+    }
+
+    /// Brings `state` to HEAD when another author moved it. `Err(why)` when HEAD's registry
+    /// cannot be loaded: the caller refuses the events, and the state of the older HEAD is
+    /// never used again.
+    fn refresh(&mut self, state: &mut State) -> Result<(), String> {
+        let head = self.repo.head().map_err(|e| {
+            error!(error = %crate::report::chain(&e), "cannot read HEAD");
+            "the registry repository cannot be read (the cause is in the server's log)".to_owned()
+        })?;
+        if head == self.seen_head {
+            return Ok(());
+        }
+        if let Some((h, why)) = &self.broken
+            && *h == head
+        {
+            return Err(why.clone());
+        }
+        info!(head = ?head, "HEAD moved: reloading the registry state");
+        match self.load() {
+            Ok(s) => {
+                *state = s;
+                if self.broken.take().is_some() {
+                    info!(head = ?head, "the registry at HEAD validates again: events are applied");
+                }
+                Ok(())
+            }
+            Err(e) => {
+                let why = refusal(head, &e);
+                error!(error = %crate::report::chain(&e), "cannot reload the registry: refusing events until HEAD validates");
+                if matches!(e, OpenError::State(_)) {
+                    self.broken = Some((head, why.clone()));
+                }
+                Err(why)
+            }
+        }
+    }
+}
+
+/// The answer to every event while the registry at `head` does not load.
+fn refusal(head: Option<Oid>, e: &OpenError) -> String {
+    let at = head.map_or_else(
+        || "HEAD".to_owned(),
+        |h| format!("commit {:.7}", h.to_string()),
+    );
+    match e {
+        OpenError::State(StateError::Invalid { lines, .. }) => {
+            let mut shown: Vec<&str> = lines.iter().take(5).map(String::as_str).collect();
+            if lines.len() > shown.len() {
+                shown.push("…");
+            }
+            format!(
+                "the registry at {at} does not validate ({} error{}), so no event is applied until it is fixed: {}",
+                lines.len(),
+                if lines.len() == 1 { "" } else { "s" },
+                shown.join("; ")
+            )
+        }
+        // A git or file-system failure: its detail (server paths) is logged by the caller.
+        _ => format!(
+            "the registry at {at} cannot be loaded, so no event is applied until it can (the cause is in the server's log)"
+        ),
     }
 }
 
@@ -152,107 +265,159 @@ pub fn run(
                 Err(_) => break,
             }
         }
-        // Another author (a person, watch mode pulling) may have committed since: the
-        // registry at HEAD is the truth, so the indexes are rebuilt from it first.
-        match store.repo.head() {
-            Ok(head) if head == store.seen_head => {}
-            moved => {
-                info!(head = ?moved.as_ref().ok(), "HEAD moved: reloading the registry state");
-                match store.load() {
-                    Ok(s) => state = s,
-                    Err(e) => {
-                        let chain = crate::report::chain(&e);
-                        error!(error = %chain, "cannot reload the registry");
-                        let results = group
-                            .iter()
-                            .map(|_| Err(IntakeError::Internal(String::new())))
-                            .collect();
-                        reply_all(group, results, Err(chain));
-                        continue;
-                    }
-                }
-            }
+        let events: Vec<&Event> = group.iter().map(|j| &j.event).collect();
+        let replies = process(&mut store, &mut state, &events, clock(), &author, &metrics);
+        for (job, reply) in group.into_iter().zip(replies) {
+            // The requester may have gone (client disconnected): the change stands anyway.
+            let _ = job.reply.send(reply);
         }
-        let now = clock();
-        let results: Vec<Result<Applied, IntakeError>> =
-            group.iter().map(|j| state.apply(&j.event, now)).collect();
-
-        // Later events of the group win for the same file (they saw the earlier ones).
-        let mut files: BTreeMap<String, String> = BTreeMap::new();
-        let mut lines = Vec::new();
-        let mut trailers = Vec::new();
-        for (job, result) in group.iter().zip(&results) {
-            if let Ok(a) = result
-                && let Some(change) = &a.change
-            {
-                files.insert(store.path(&change.path), change.text.clone());
-                lines.push(a.summary.clone());
-                trailers.push(format!(
-                    "{TRAILER} {} {} {} {}",
-                    job.event.id,
-                    job.event.kind().event_name(),
-                    job.event.subscription_id,
-                    job.event.fingerprint
-                ));
-            }
-        }
-        let outcome = if files.is_empty() {
-            Ok(())
-        } else {
-            let message = commit_message(&lines, &trailers);
-            let changes: Vec<FileChange> = files
-                .into_iter()
-                .map(|(path, text)| FileChange {
-                    path,
-                    content: Some(text.into_bytes()),
-                })
-                .collect();
-            match store.repo.commit_files(&changes, &message, &author) {
-                Ok(oid) => {
-                    if oid.is_some() {
-                        store.seen_head = oid;
-                    }
-                    metrics.commit(lines.len());
-                    info!(
-                        commit = %oid.map(|o| o.to_string()).unwrap_or_default(),
-                        events = lines.len(),
-                        group = group.len(),
-                        "registry change committed"
-                    );
-                    Ok(())
-                }
-                Err(e) => {
-                    let chain = crate::report::chain(&e);
-                    error!(error = %chain, "commit failed; reloading the registry state");
-                    match store.load() {
-                        Ok(s) => state = s,
-                        Err(e) => {
-                            error!(error = %crate::report::chain(&e), "cannot reload the registry: stopping the writer");
-                            reply_all(group, results, Err(chain));
-                            return;
-                        }
-                    }
-                    Err(chain)
-                }
-            }
-        };
-        reply_all(group, results, outcome);
     }
     debug!("every sender is gone: the writer stops");
 }
 
-fn reply_all(
-    group: Vec<Job>,
-    results: Vec<Result<Applied, IntakeError>>,
-    outcome: Result<(), String>,
-) {
-    for (job, result) in group.into_iter().zip(results) {
-        let reply = match (&outcome, result) {
-            (Err(e), _) => Err(WriteError::Commit(e.clone())),
-            (Ok(()), r) => r.map_err(WriteError::from),
+/// One group: applies the events, commits what they change, and returns one reply each.
+fn process(
+    store: &mut Store,
+    state: &mut State,
+    events: &[&Event],
+    now: DateTime<Utc>,
+    author: &Author,
+    metrics: &Metrics,
+) -> Vec<Reply> {
+    let all = |e: WriteError| events.iter().map(|_| Err(e.clone())).collect::<Vec<_>>();
+    if store.repo.pending_intent().is_ok_and(|p| p.is_some()) {
+        store.repair(std::time::Duration::from_millis(100));
+    }
+    // Another author (a person, watch mode pulling) may have committed since: the registry
+    // at HEAD is the truth, so the indexes are rebuilt from it first.
+    if let Err(why) = store.refresh(state) {
+        return all(WriteError::Unavailable(why));
+    }
+    // Apply; an event whose file holds a person's uncommitted work is refused, and the
+    // others are applied again on a state that never saw it.
+    let mut blocked: BTreeMap<usize, WriteError> = BTreeMap::new();
+    let results = loop {
+        let results: Vec<Reply> = events
+            .iter()
+            .enumerate()
+            .map(|(i, e)| match blocked.get(&i) {
+                Some(err) => Err(err.clone()),
+                None => state.apply(e, now).map_err(WriteError::from),
+            })
+            .collect();
+        let paths: Vec<String> = results
+            .iter()
+            .filter_map(|r| r.as_ref().ok()?.change.as_ref())
+            .map(|c| store.path(&c.path))
+            .collect();
+        let dirty = match store.repo.uncommitted(&paths) {
+            Ok(d) => d,
+            Err(e) => {
+                let chain = crate::report::chain(&e);
+                error!(error = %chain, "cannot read the work tree; reloading the registry state");
+                let _ = reload(store, state);
+                return all(WriteError::Commit(chain));
+            }
         };
-        // The requester may have gone (client disconnected): the change stands anyway.
-        let _ = job.reply.send(reply);
+        if dirty.is_empty() {
+            break results;
+        }
+        for (i, r) in results.iter().enumerate() {
+            if let Ok(a) = r
+                && let Some(c) = &a.change
+                && let Some(why) = dirty.get(&store.path(&c.path))
+            {
+                blocked.insert(i, uncommitted(store.path(&c.path), why));
+            }
+        }
+        warn!(files = ?dirty.keys().collect::<Vec<_>>(), "events refused: their tenant files hold uncommitted work in the registry's work tree");
+        if let Err(why) = reload(store, state) {
+            return all(WriteError::Unavailable(why));
+        }
+    };
+
+    // Later events of the group win for the same file (they saw the earlier ones).
+    let mut files: BTreeMap<String, String> = BTreeMap::new();
+    let mut lines = Vec::new();
+    let mut trailers = Vec::new();
+    for (event, result) in events.iter().zip(&results) {
+        if let Ok(a) = result
+            && let Some(change) = &a.change
+        {
+            files.insert(store.path(&change.path), change.text.clone());
+            lines.push(a.summary.clone());
+            trailers.push(format!(
+                "{TRAILER} {} {} {} {}",
+                event.id,
+                event.kind().event_name(),
+                event.subscription_id,
+                event.fingerprint
+            ));
+        }
+    }
+    if files.is_empty() {
+        return results;
+    }
+    let message = commit_message(&lines, &trailers);
+    let changes: Vec<FileChange> = files
+        .into_iter()
+        .map(|(path, text)| FileChange {
+            path,
+            content: Some(text.into_bytes()),
+        })
+        .collect();
+    match store
+        .repo
+        .commit_files_on(store.seen_head, &changes, &message, author)
+    {
+        Ok(done) => {
+            if let Some(oid) = done.commit {
+                store.seen_head = Some(oid);
+            }
+            for w in &done.warnings {
+                warn!(error = %crate::report::chain(w), "the registry change is committed; the work tree and index follow before the next event");
+            }
+            if !done.synced.kept.is_empty() {
+                warn!(files = ?done.synced.kept, "a person edited these files while provisio committed them: their edits are left alone (`git diff` shows them against HEAD)");
+            }
+            metrics.commit(lines.len());
+            info!(
+                commit = %done.commit.map(|o| o.to_string()).unwrap_or_default(),
+                events = lines.len(),
+                group = events.len(),
+                "registry change committed"
+            );
+            results
+        }
+        Err(e) => {
+            let chain = crate::report::chain(&e);
+            // The answer must be true: if HEAD holds every file anyway, it is recorded.
+            if store.repo.head_has(&changes).unwrap_or(false) {
+                warn!(error = %chain, "the commit reported a failure but HEAD holds the change: answering it as recorded");
+                let _ = reload(store, state);
+                return results;
+            }
+            error!(error = %chain, "commit failed; reloading the registry state");
+            let _ = reload(store, state);
+            all(WriteError::Commit(chain))
+        }
+    }
+}
+
+/// Rebuilds the state from HEAD after a failure. Until that succeeds, `seen_head` stays
+/// unset, so the next group reloads (and is refused while it cannot) before applying
+/// anything: no event is ever applied to a state that may not be HEAD's.
+fn reload(store: &mut Store, state: &mut State) -> Result<(), String> {
+    store.seen_head = None;
+    store.refresh(state)
+}
+
+fn uncommitted(path: String, why: &Uncommitted) -> WriteError {
+    WriteError::Uncommitted {
+        path,
+        why: format!(
+            "{why}; provisio never overwrites a person's work in the registry's checkout: commit or discard it, then the event is accepted"
+        ),
     }
 }
 

@@ -130,11 +130,20 @@ impl State {
     pub fn new(sources: Sources, grace: Duration) -> Result<Self, StateError> {
         let loaded = registry::load_sources(sources);
         if !loaded.report.is_empty() {
-            return Err(StateError::Invalid(loaded.report.render()));
+            let mut diags = loaded.report.diagnostics.clone();
+            diags.sort();
+            diags.dedup();
+            return Err(StateError::Invalid {
+                rendered: loaded.report.render(),
+                lines: diags.iter().map(ToString::to_string).collect(),
+            });
         }
         let sources = loaded.report.sources;
         let Some(reg) = loaded.registry else {
-            return Err(StateError::Invalid("the registry did not load".to_owned()));
+            return Err(StateError::Invalid {
+                rendered: "the registry did not load".to_owned(),
+                lines: vec!["the registry did not load".to_owned()],
+            });
         };
         let shared: Sources = sources
             .iter()
@@ -184,8 +193,9 @@ impl State {
         let id = t.id.value.clone();
         self.by_subscription
             .insert(t.subscription.value.clone(), id.clone());
-        self.by_domain
-            .insert(tenant_domain(&self.platform, t), id.clone());
+        for host in rules::tenant_hosts(&self.platform, t) {
+            self.by_domain.insert(host, id.clone());
+        }
         if self.platform.regions.contains_key(&t.region.value) {
             let counts = self.shard_counts.entry(t.region.value.clone()).or_default();
             let shard = t.shard() as usize;
@@ -244,33 +254,70 @@ impl State {
     }
 
     fn created(&mut self, ev: &Event, c: &event::Created) -> Result<Applied, IntakeError> {
-        let id = naming::tenant_id(&c.company_name, &ev.subscription_id);
+        let candidates = naming::tenant_id_candidates(&c.company_name, &ev.subscription_id);
         if let Some(existing) = self.by_subscription.get(&ev.subscription_id) {
             // Already provisioned: a retried delivery when it names the same customer (the
-            // registry's id stands, even one written by hand before the intake existed).
+            // registry's id stands, even one written by hand before the intake existed)…
             let t = &self.tenants[existing].tenant;
-            if *existing == id || t.name.trim() == c.company_name {
-                return Ok(self.unchanged(EventKind::Created, t));
+            if !candidates.contains(existing) && t.name.trim() != c.company_name {
+                return Err(IntakeError::Conflict {
+                    code: "subscription_exists",
+                    field: Some("data.subscription_id"),
+                    message: format!(
+                        "subscription `{}` already belongs to tenant `{existing}` ({})",
+                        ev.subscription_id, t.name
+                    ),
+                });
             }
-            return Err(IntakeError::Conflict {
-                code: "subscription_exists",
-                field: Some("data.subscription_id"),
-                message: format!(
-                    "subscription `{}` already belongs to tenant `{existing}` ({})",
-                    ev.subscription_id, t.name
-                ),
-            });
+            // …and the same plan: a created event never changes an existing tenant, so a
+            // different tier or region is a conflict, not a silent no-op.
+            if t.tier.value != c.tier {
+                return Err(IntakeError::Conflict {
+                    code: "subscription_exists",
+                    field: Some("data.plan.tier"),
+                    message: format!(
+                        "subscription `{}` already has tenant `{existing}` at tier `{}`, not `{}`; \
+                         a tier change is a subscription-updated event",
+                        ev.subscription_id, t.tier.value, c.tier
+                    ),
+                });
+            }
+            if t.region.value != c.region {
+                return Err(IntakeError::Conflict {
+                    code: "subscription_exists",
+                    field: Some("data.metadata.region"),
+                    message: format!(
+                        "subscription `{}` already has tenant `{existing}` in region `{}`, not `{}`; \
+                         a tenant never changes region",
+                        ev.subscription_id, t.region.value, c.region
+                    ),
+                });
+            }
+            return Ok(self.unchanged(EventKind::Created, t));
         }
-        if let Some(other) = self.tenants.get(&id) {
+        // The first candidate no other subscription holds: the same event always gets the
+        // same id, and a second customer whose slug and 6-digit suffix collide with an
+        // existing tenant's gets a longer suffix instead of a refusal.
+        let base = &self.platform.base_domain.value;
+        let Some(id) = candidates
+            .iter()
+            .find(|id| {
+                !self.tenants.contains_key(*id)
+                    && !self.by_domain.contains_key(&format!("{id}.{base}"))
+                    && !self.by_domain.contains_key(&format!("www.{id}.{base}"))
+            })
+            .cloned()
+        else {
             return Err(IntakeError::Conflict {
                 code: "tenant_id_collision",
                 field: Some("data.customer.name"),
                 message: format!(
-                    "tenant id `{id}` is already taken by subscription `{}`",
-                    other.tenant.subscription.value
+                    "tenant id `{}` and every longer variant of it (up to {} hex digits) are already taken",
+                    candidates[0],
+                    naming::MAX_SUFFIX_LEN
                 ),
             });
-        }
+        };
         self.check_tier(&c.tier)?;
         if !self.platform.regions.contains_key(&c.region) {
             return Err(IntakeError::UnknownRegion {
@@ -282,10 +329,21 @@ impl State {
         // and never changed after (so nobody moves when others come or go, or when the limit
         // grows). There is always one: onboarding never waits for a re-shard.
         let counts = self.shard_counts.get(&c.region);
+        let max = self.platform.argocd.max_tenants_per_shard.value;
         let shard = rules::first_shard_with_room(
             |n| counts.and_then(|c| c.get(n as usize)).copied().unwrap_or(0),
-            self.platform.argocd.max_tenants_per_shard.value,
+            max,
         );
+        if shard > naming::MAX_SHARD {
+            // Every ApplicationSet name a region can have is full: the platform's problem.
+            return Err(IntakeError::NoCapacity(format!(
+                "region `{}` has no room for a new tenant: its {} ApplicationSets hold their \
+                 maximum ({max} tenants each); the platform team must raise \
+                 `argocd.maxTenantsPerShard` in platform.yaml",
+                c.region,
+                naming::MAX_SHARD + 1
+            )));
+        }
         let text = render_new_tenant(&NewTenant {
             event_id: &ev.id,
             id: &id,
@@ -300,13 +358,14 @@ impl State {
         })?;
         let path = layout::tenant_path(&id);
         let tenant = self.validate(&id, &path, &text)?;
-        let domain = tenant_domain(&self.platform, &tenant);
-        if let Some(other) = self.by_domain.get(&domain) {
-            return Err(IntakeError::Conflict {
-                code: "domain_collision",
-                field: Some("data.customer.name"),
-                message: format!("domain `{domain}` is already used by tenant `{other}`"),
-            });
+        for host in rules::tenant_hosts(&self.platform, &tenant) {
+            if let Some(other) = self.by_domain.get(&host) {
+                return Err(IntakeError::Conflict {
+                    code: "domain_collision",
+                    field: Some("data.customer.name"),
+                    message: format!("host `{host}` is already used by tenant `{other}`"),
+                });
+            }
         }
         let view = self.view(EventKind::Created, &tenant);
         self.index(Entry {
@@ -770,6 +829,109 @@ mod tests {
         let mut b = created("Fourth Renamed", "sub_4");
         b.id = "evt_x".to_owned();
         assert_eq!(s.apply(&b, now()).unwrap_err().code(), "event_id_reused");
+    }
+
+    /// Two customers whose names give the same slug and whose subscriptions give the same
+    /// six hex digits (a constructed collision): the second gets a longer suffix of its own
+    /// hash, the same one on every retry and after a restart, never a refusal.
+    #[test]
+    fn colliding_ids_get_a_longer_suffix_deterministically() {
+        let (a, b) = ("sub_c566", "sub_c1748");
+        assert_eq!(naming::tenant_suffix(a), naming::tenant_suffix(b));
+        let mut s = state();
+        let first = s.apply(&created("Acme Shop", a), now()).unwrap();
+        assert_eq!(first.tenant.tenant_id, naming::tenant_id("Acme Shop", a));
+        let second = s.apply(&created("ACME shop!", b), now()).unwrap();
+        assert_eq!(second.outcome, Outcome::Created);
+        assert_eq!(second.tenant.tenant_id, "acme-shop-44b01407");
+        let mut retry = created("ACME shop!", b);
+        retry.id = "evt_again".to_owned();
+        let again = s.apply(&retry, now()).unwrap();
+        assert_eq!(
+            (again.outcome, again.tenant.tenant_id.as_str()),
+            (Outcome::Unchanged, "acme-shop-44b01407")
+        );
+        // A fresh state from the committed files (a restart) decides the same.
+        let mut sources = example();
+        for a in [&first, &second] {
+            let c = a.change.as_ref().unwrap();
+            sources.insert(c.path.clone(), c.text.clone());
+        }
+        let mut restarted = State::new(sources, Duration::days(30)).unwrap();
+        let r = restarted.apply(&retry, now()).unwrap();
+        assert_eq!(r.tenant.tenant_id, "acme-shop-44b01407");
+    }
+
+    /// A customer whose name starts like an S3-reserved bucket prefix is onboarded, with an
+    /// id whose buckets S3 accepts (the loader refuses an id that is not).
+    #[test]
+    fn a_name_that_starts_like_a_reserved_bucket_prefix_is_onboarded() {
+        let mut s = state();
+        let a = s
+            .apply(&created("Sthree Ltd", "sub_sthree"), now())
+            .unwrap();
+        assert_eq!(a.outcome, Outcome::Created);
+        assert!(
+            a.tenant.tenant_id.starts_with("t-sthree-ltd-"),
+            "{}",
+            a.tenant.tenant_id
+        );
+    }
+
+    /// A created event for a provisioned subscription must agree on the plan: another tier
+    /// or region is a conflict naming the field, never a 200 that keeps the old values.
+    #[test]
+    fn created_again_with_another_plan_is_a_conflict() {
+        let mut s = state();
+        s.apply(&created("Acme", "sub_plan"), now()).unwrap();
+        let mut tier = created("Acme", "sub_plan");
+        if let EventBody::Created(c) = &mut tier.body {
+            c.tier = "business".to_owned();
+        }
+        tier.id = "evt_tier".to_owned();
+        let e = s.apply(&tier, now()).unwrap_err();
+        assert_eq!(
+            (e.code(), e.field()),
+            ("subscription_exists", Some("data.plan.tier"))
+        );
+        assert!(e.to_string().contains("subscription-updated"), "{e}");
+        let mut region = created("Acme", "sub_plan");
+        if let EventBody::Created(c) = &mut region.body {
+            c.region = "us-east".to_owned();
+        }
+        region.id = "evt_region".to_owned();
+        let e = s.apply(&region, now()).unwrap_err();
+        assert_eq!(
+            (e.code(), e.field()),
+            ("subscription_exists", Some("data.metadata.region"))
+        );
+    }
+
+    /// A full region is the platform's capacity problem: `NoCapacity`, not a rejection of
+    /// the event.
+    #[test]
+    fn a_full_region_is_no_capacity() {
+        let mut sources = example();
+        crate::testing::replace_in(
+            &mut sources,
+            "platform.yaml",
+            "maxTenantsPerShard: 500",
+            "maxTenantsPerShard: 1",
+        );
+        let mut s = State::new(sources, Duration::days(30)).unwrap();
+        // Every shard name of the region holds its one tenant (as if 10,000 were placed).
+        s.shard_counts.insert(
+            "eu-west".to_owned(),
+            vec![1; naming::MAX_SHARD as usize + 1],
+        );
+        let e = s.apply(&created("Acme", "sub_full"), now()).unwrap_err();
+        assert!(matches!(e, IntakeError::NoCapacity(_)), "{e:?}");
+        assert_eq!(
+            (e.code(), e.field()),
+            ("no_capacity", Some("data.metadata.region"))
+        );
+        assert!(e.to_string().contains("argocd.maxTenantsPerShard"), "{e}");
+        assert_eq!(s.tenant_count(), 3);
     }
 
     #[test]

@@ -32,6 +32,11 @@ pub enum IntakeError {
         field: Option<&'static str>,
         message: String,
     },
+    /// The region cannot take another tenant now (its ApplicationSet shards are full): a
+    /// capacity problem of the platform, not a fault of the event; retried later, it succeeds
+    /// once the platform team made room.
+    #[error("{0}")]
+    NoCapacity(String),
     /// The registry loader refused the candidate tenant file.
     #[error("the registry rejects the tenant file: {0}")]
     Rejected(String),
@@ -64,6 +69,7 @@ impl IntakeError {
             Self::UnknownRegion { .. } => "unknown_region",
             Self::UnknownSubscription(_) => "unknown_subscription",
             Self::Conflict { code, .. } => code,
+            Self::NoCapacity(_) => "no_capacity",
             Self::Rejected(_) => "registry_rejected",
             Self::Internal(_) => "internal",
         }
@@ -74,7 +80,7 @@ impl IntakeError {
         match self {
             Self::Invalid { field, .. } => field.as_deref(),
             Self::UnknownTier { .. } => Some("data.plan.tier"),
-            Self::UnknownRegion { .. } => Some("data.metadata.region"),
+            Self::UnknownRegion { .. } | Self::NoCapacity(_) => Some("data.metadata.region"),
             Self::UnknownSubscription(_) => Some("data.subscription_id"),
             Self::Conflict { field, .. } => *field,
             _ => None,
@@ -82,10 +88,14 @@ impl IntakeError {
     }
 }
 
-/// The registry could not be loaded when the intake started.
+/// The registry could not be loaded when the intake started (or reloaded it).
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
-    /// The committed registry has diagnostics (rendered, every one of them).
-    #[error("the registry is invalid:\n{0}")]
-    Invalid(String),
+    /// The committed registry has diagnostics: every one of them rendered (`rendered`), and
+    /// each on one line (`file:line:column: message`, for logs and HTTP answers).
+    #[error("the registry is invalid:\n{rendered}")]
+    Invalid {
+        rendered: String,
+        lines: Vec<String>,
+    },
 }

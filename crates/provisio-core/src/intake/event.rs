@@ -4,6 +4,8 @@
 
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
+use serde::de::{MapAccess, SeqAccess, Visitor};
+use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
 use super::IntakeError;
@@ -126,77 +128,242 @@ pub struct Cancelled {
     pub tenant_id: Option<String>,
 }
 
-// --- wire formats -------------------------------------------------------------------------
+// --- wire format -------------------------------------------------------------------------
+//
+// The payload is read into a JSON value by a strict reader (an object naming the same key
+// twice is refused: two JSON parsers may read two different events from such a body), then
+// walked by hand, so that every refusal is said in the API's terms — the field's dotted path
+// and the JSON type expected — and never in a library's ("invalid type: sequence, expected
+// struct Envelope" is what a derived deserializer says about `[…]`, which it would even
+// accept as a positional struct).
 
-#[derive(Deserialize)]
-struct Envelope<D> {
-    #[serde(default)]
+/// A JSON value read with duplicate keys refused.
+struct Strict(Value);
+
+impl<'de> Deserialize<'de> for Strict {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(StrictVisitor).map(Strict)
+    }
+}
+
+struct StrictVisitor;
+
+impl<'de> Visitor<'de> for StrictVisitor {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::String(v.to_owned()))
+    }
+    fn visit_string<E>(self, v: String) -> Result<Value, E> {
+        Ok(Value::String(v))
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut items = Vec::new();
+        while let Some(Strict(v)) = seq.next_element()? {
+            items.push(v);
+        }
+        Ok(Value::Array(items))
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut object = Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if object.contains_key(&key) {
+                return Err(serde::de::Error::custom(format!(
+                    "the key `{}` appears twice in one object",
+                    truncate(&key)
+                )));
+            }
+            let Strict(v) = map.next_value()?;
+            object.insert(key, v);
+        }
+        Ok(Value::Object(object))
+    }
+}
+
+/// The body as a JSON value: 400 `malformed_json` when it is not JSON (or is ambiguous).
+fn read_json(body: &[u8]) -> Result<Value, IntakeError> {
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let value = Strict::deserialize(&mut de).and_then(|Strict(v)| de.end().map(|()| v));
+    value.map_err(|e| {
+        IntakeError::MalformedJson(match e.classify() {
+            serde_json::error::Category::Eof => format!(
+                "the body ends before its JSON value does (line {}, column {})",
+                e.line(),
+                e.column()
+            ),
+            _ => e.to_string(),
+        })
+    })
+}
+
+/// The JSON name of a value's type, as the API's messages say it.
+fn json_type(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// One JSON object of the payload and its dotted path (`""` for the body itself). Unknown
+/// keys are ignored (billing systems add fields).
+struct Fields<'a> {
+    map: &'a Map<String, Value>,
+    path: String,
+}
+
+impl<'a> Fields<'a> {
+    /// The body: it must be an object (the event envelope).
+    fn root(v: &'a Value) -> Result<Self, IntakeError> {
+        match v {
+            Value::Object(map) => Ok(Fields {
+                map,
+                path: String::new(),
+            }),
+            other => Err(IntakeError::invalid_opt(
+                None,
+                format!(
+                    "the body must be a JSON object (the event), got {}",
+                    json_type(other)
+                ),
+            )),
+        }
+    }
+
+    fn path(&self, key: &str) -> String {
+        if self.path.is_empty() {
+            key.to_owned()
+        } else {
+            format!("{}.{key}", self.path)
+        }
+    }
+
+    /// A required member: "`data.plan` is missing" otherwise.
+    fn required(&self, key: &str, expected: &str) -> Result<&'a Value, IntakeError> {
+        match self.map.get(key) {
+            Some(v) if !v.is_null() => Ok(v),
+            _ => {
+                let path = self.path(key);
+                Err(IntakeError::invalid(
+                    &path,
+                    format!("`{path}` is missing: expected {expected}"),
+                ))
+            }
+        }
+    }
+
+    fn wrong_type(&self, key: &str, expected: &str, got: &Value) -> IntakeError {
+        let path = self.path(key);
+        IntakeError::invalid(
+            &path,
+            format!("`{path}` must be {expected}, got {}", json_type(got)),
+        )
+    }
+
+    fn object(&self, key: &str) -> Result<Fields<'a>, IntakeError> {
+        match self.required(key, "an object")? {
+            Value::Object(map) => Ok(Fields {
+                map,
+                path: self.path(key),
+            }),
+            other => Err(self.wrong_type(key, "an object", other)),
+        }
+    }
+
+    fn string(&self, key: &str) -> Result<String, IntakeError> {
+        match self.required(key, "a string")? {
+            Value::String(s) => Ok(s.clone()),
+            other => Err(self.wrong_type(key, "a string", other)),
+        }
+    }
+
+    /// An optional string: absent and `null` are the same.
+    fn optional_string(&self, key: &str) -> Result<Option<String>, IntakeError> {
+        match self.map.get(key) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s.clone())),
+            Some(other) => Err(self.wrong_type(key, "a string", other)),
+        }
+    }
+
+    /// An RFC 3339 date and time with an offset, e.g. `2025-01-15T10:00:00Z`.
+    fn time(&self, key: &str) -> Result<DateTime<Utc>, IntakeError> {
+        let s = self.string(key)?;
+        DateTime::parse_from_rfc3339(s.trim())
+            .map(|t| t.with_timezone(&Utc))
+            .map_err(|_| {
+                let path = self.path(key);
+                IntakeError::invalid(
+                    &path,
+                    format!(
+                        "`{path}` must be a date and time such as `2025-01-15T10:00:00Z` (RFC 3339), got `{}`",
+                        truncate(&s)
+                    ),
+                )
+            })
+    }
+}
+
+/// The envelope every event shares: `id` (optional), `event`, `timestamp`, `data`.
+struct Envelope<'a> {
     id: Option<String>,
     event: String,
     timestamp: DateTime<Utc>,
-    data: D,
+    data: Fields<'a>,
 }
 
-#[derive(Deserialize)]
-struct CreatedData {
-    subscription_id: String,
-    customer: Customer,
-    plan: Plan,
-    metadata: Metadata,
-}
-
-#[derive(Deserialize)]
-struct Customer {
-    name: String,
-    email: String,
-    #[serde(default)]
-    billing_email: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct Plan {
-    tier: String,
-}
-
-#[derive(Deserialize)]
-struct Metadata {
-    region: String,
-}
-
-#[derive(Deserialize)]
-struct UpdatedData {
-    subscription_id: String,
-    #[serde(default)]
-    tenant_id: Option<String>,
-    plan: Plan,
-}
-
-#[derive(Deserialize)]
-struct CancelledData {
-    subscription_id: String,
-    #[serde(default)]
-    tenant_id: Option<String>,
-    #[serde(default)]
-    cancellation_reason: Option<String>,
-    effective_date: DateTime<Utc>,
+fn envelope(body: &Value) -> Result<Envelope<'_>, IntakeError> {
+    let root = Fields::root(body)?;
+    Ok(Envelope {
+        id: root.optional_string("id")?,
+        event: root.string("event")?,
+        timestamp: root.time("timestamp")?,
+        data: root.object("data")?,
+    })
 }
 
 /// Parses the body of a request to the route of `kind`.
 pub fn parse(kind: EventKind, body: &[u8]) -> Result<Event, IntakeError> {
+    let json = read_json(body)?;
+    let e = envelope(&json)?;
+    let (id, timestamp) = check_envelope(kind, &e)?;
+    let d = &e.data;
     match kind {
         EventKind::Created => {
-            let e: Envelope<CreatedData> = decode(body)?;
-            let (id, timestamp) = check_envelope(kind, &e)?;
-            let d = e.data;
-            let sub = check_subscription(d.subscription_id)?;
-            let name = check_name(d.customer.name)?;
-            let admin = check_email(d.customer.email, "data.customer.email")?;
-            let billing = match d.customer.billing_email {
+            let sub = check_subscription(d.string("subscription_id")?)?;
+            let customer = d.object("customer")?;
+            let name = check_name(customer.string("name")?)?;
+            let admin = check_email(customer.string("email")?, "data.customer.email")?;
+            let billing = match customer.optional_string("billing_email")? {
                 Some(b) => check_email(b, "data.customer.billing_email")?,
                 None => admin.clone(),
             };
-            let tier = check_word(d.plan.tier, "data.plan.tier")?;
-            let region = check_word(d.metadata.region, "data.metadata.region")?;
+            let tier = check_word(d.object("plan")?.string("tier")?, "data.plan.tier")?;
+            let region = check_word(
+                d.object("metadata")?.string("region")?,
+                "data.metadata.region",
+            )?;
             Ok(Event::new(
                 id,
                 timestamp,
@@ -211,13 +378,10 @@ pub fn parse(kind: EventKind, body: &[u8]) -> Result<Event, IntakeError> {
             ))
         }
         EventKind::Updated => {
-            let e: Envelope<UpdatedData> = decode(body)?;
-            let (id, timestamp) = check_envelope(kind, &e)?;
-            let d = e.data;
-            let sub = check_subscription(d.subscription_id)?;
-            let tier = check_word(d.plan.tier, "data.plan.tier")?;
+            let sub = check_subscription(d.string("subscription_id")?)?;
+            let tier = check_word(d.object("plan")?.string("tier")?, "data.plan.tier")?;
             let tenant_id = d
-                .tenant_id
+                .optional_string("tenant_id")?
                 .map(|t| check_word(t, "data.tenant_id"))
                 .transpose()?;
             Ok(Event::new(
@@ -228,15 +392,12 @@ pub fn parse(kind: EventKind, body: &[u8]) -> Result<Event, IntakeError> {
             ))
         }
         EventKind::Cancelled => {
-            let e: Envelope<CancelledData> = decode(body)?;
-            let (id, timestamp) = check_envelope(kind, &e)?;
-            let d = e.data;
-            let sub = check_subscription(d.subscription_id)?;
+            let sub = check_subscription(d.string("subscription_id")?)?;
             let tenant_id = d
-                .tenant_id
+                .optional_string("tenant_id")?
                 .map(|t| check_word(t, "data.tenant_id"))
                 .transpose()?;
-            let reason = match d.cancellation_reason {
+            let reason = match d.optional_string("cancellation_reason")? {
                 Some(r) if r.chars().any(char::is_control) || r.chars().count() > 200 => {
                     return Err(IntakeError::invalid(
                         "data.cancellation_reason",
@@ -246,12 +407,13 @@ pub fn parse(kind: EventKind, body: &[u8]) -> Result<Event, IntakeError> {
                 Some(r) if r.trim().is_empty() => None,
                 other => other,
             };
+            let effective_date = d.time("effective_date")?;
             Ok(Event::new(
                 id,
                 timestamp,
                 sub,
                 EventBody::Cancelled(Cancelled {
-                    effective_date: d.effective_date,
+                    effective_date,
                     reason,
                     tenant_id,
                 }),
@@ -260,46 +422,9 @@ pub fn parse(kind: EventKind, body: &[u8]) -> Result<Event, IntakeError> {
     }
 }
 
-/// JSON → wire struct, with the path of the offending field on type errors.
-fn decode<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, IntakeError> {
-    let de = &mut serde_json::Deserializer::from_slice(body);
-    let result: Result<T, _> = serde_path_to_error::deserialize(de);
-    let value = result.map_err(|e| {
-        let path = e.path().to_string();
-        let inner = e.into_inner();
-        let message = strip_position(&inner.to_string());
-        match inner.classify() {
-            serde_json::error::Category::Data => {
-                // "missing field `x`" is reported at the parent; name the field itself.
-                let field = match message
-                    .strip_prefix("missing field `")
-                    .and_then(|m| m.split('`').next())
-                {
-                    Some(name) if path == "." || path.is_empty() => name.to_owned(),
-                    Some(name) => format!("{path}.{name}"),
-                    None if path == "." => String::new(),
-                    None => path,
-                };
-                IntakeError::invalid_opt((!field.is_empty()).then_some(field), message)
-            }
-            _ => IntakeError::MalformedJson(message),
-        }
-    })?;
-    Ok(value)
-}
-
-/// `… at line 1 column 5` → `…` (the body is one line for most senders; the position is
-/// noise next to the field path).
-fn strip_position(s: &str) -> String {
-    match s.rfind(" at line ") {
-        Some(i) => s[..i].to_owned(),
-        None => s.to_owned(),
-    }
-}
-
-fn check_envelope<D>(
+fn check_envelope(
     kind: EventKind,
-    e: &Envelope<D>,
+    e: &Envelope<'_>,
 ) -> Result<(Option<String>, DateTime<Utc>), IntakeError> {
     if e.event != kind.event_name() {
         return Err(IntakeError::invalid(
@@ -541,6 +666,103 @@ pub(crate) mod tests {
             let e = parse(EventKind::Created, body.as_bytes()).unwrap_err();
             assert_eq!(e.code(), *code, "{body}: {e}");
             assert_eq!(e.field(), *field, "{body}: {e}");
+        }
+    }
+
+    /// Every refusal names the field and the JSON type in the API's terms; no deserializer
+    /// wording reaches the sender, and a positional array is never read as an event.
+    #[test]
+    fn refusals_speak_the_apis_terms() {
+        let with_data = |data: &str| {
+            format!(
+                r#"{{"event": "subscription.created", "timestamp": "2025-01-15T10:00:00Z", "data": {data}}}"#
+            )
+        };
+        let cases: Vec<(String, &str, Option<&str>, &str)> = vec![
+            (
+                "[]".into(),
+                "invalid_field",
+                None,
+                "the body must be a JSON object (the event), got an array",
+            ),
+            (
+                r#"[null, "subscription.created", "2025-01-15T10:00:00Z", {}]"#.into(),
+                "invalid_field",
+                None,
+                "the body must be a JSON object (the event), got an array",
+            ),
+            (
+                "\"subscription.created\"".into(),
+                "invalid_field",
+                None,
+                "the body must be a JSON object (the event), got a string",
+            ),
+            (
+                with_data(r#"["sub_1", {"name": "A", "email": "a@example.com"}]"#),
+                "invalid_field",
+                Some("data"),
+                "`data` must be an object, got an array",
+            ),
+            (
+                SEED_CREATED.replace(r#""tier": "premium""#, r#""tier": 3"#),
+                "invalid_field",
+                Some("data.plan.tier"),
+                "`data.plan.tier` must be a string, got a number",
+            ),
+            (
+                SEED_CREATED.replace(r#""plan": {"#, r#""plan": [], "x": {"#),
+                "invalid_field",
+                Some("data.plan"),
+                "`data.plan` must be an object, got an array",
+            ),
+            (
+                SEED_CREATED.replace(r#""email": "admin@abc-corp.com","#, ""),
+                "invalid_field",
+                Some("data.customer.email"),
+                "`data.customer.email` is missing: expected a string",
+            ),
+            (
+                SEED_CREATED.replacen('{', r#"{"id": 42,"#, 1),
+                "invalid_field",
+                Some("id"),
+                "`id` must be a string, got a number",
+            ),
+            (
+                SEED_CREATED.replace("2025-01-15T10:00:00Z", "yesterday"),
+                "invalid_field",
+                Some("timestamp"),
+                "`timestamp` must be a date and time such as `2025-01-15T10:00:00Z` (RFC 3339), got `yesterday`",
+            ),
+            (
+                SEED_CREATED.replacen('{', r#"{"event": "subscription.cancelled","#, 1),
+                "malformed_json",
+                None,
+                "the key `event` appears twice in one object at line 2 column 13",
+            ),
+            (
+                r#"{"event": "#.into(),
+                "malformed_json",
+                None,
+                "the body ends before its JSON value does (line 1, column 10)",
+            ),
+        ];
+        for (body, code, field, message) in cases {
+            let e = parse(EventKind::Created, body.as_bytes()).unwrap_err();
+            assert_eq!((e.code(), e.field()), (code, field), "{body}: {e}");
+            let text = e.to_string();
+            assert!(
+                text.ends_with(message),
+                "{body}:\n{text}\nshould end with\n{message}"
+            );
+            for library in [
+                "invalid type",
+                "struct",
+                "u32",
+                "DuplicateKeyPolicy",
+                "Envelope",
+            ] {
+                assert!(!text.contains(library), "{text}");
+            }
         }
     }
 

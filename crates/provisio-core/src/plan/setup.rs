@@ -2,11 +2,14 @@
 //! from its [`TenantPlan`] (pure) and carried to the Job as JSON. It is the contract between
 //! the renderer (which writes it into the Jobs) and the setup clients (which read it). It holds names, endpoints
 //! and secret-store keys, never a secret value. [`SetupSpec::validate`] re-checks every name
-//! against its system's rules before anything reaches a server.
+//! against its system's rules before anything reaches a server — the same rules the
+//! registry loader applies ([`crate::consumers`]), so a spec the renderer writes from a
+//! valid registry is always valid.
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::consumers;
 use crate::naming;
 use crate::plan::TenantPlan;
 use crate::registry::TenantStatus;
@@ -332,19 +335,19 @@ impl SetupSpec {
             )?;
             check_key(&s.secret_key)?;
             for b in &s.buckets {
-                check(
-                    naming::is_valid_bucket(&b.name),
-                    "bucket",
-                    &b.name,
-                    "an S3 bucket name",
-                )?;
-                if let Some(p) = &b.public_prefix {
-                    check(
-                        is_object_prefix(p),
-                        "public prefix",
-                        p,
-                        "1-200 characters of [a-z0-9._/-], not starting with `/`",
-                    )?;
+                if let Some(why) = consumers::bucket_problem(&b.name) {
+                    return Err(SpecError::new(
+                        format!("bucket `{}`", b.name.escape_default()),
+                        format!("it {why}"),
+                    ));
+                }
+                if let Some(p) = &b.public_prefix
+                    && let Some(why) = consumers::object_prefix_problem(p)
+                {
+                    return Err(SpecError::new(
+                        format!("public prefix `{}`", p.escape_default()),
+                        format!("it {why}"),
+                    ));
                 }
             }
         }
@@ -364,30 +367,24 @@ fn check(ok: bool, what: &str, value: &str, expected: &str) -> Result<(), SpecEr
 }
 
 fn check_host(host: &str) -> Result<(), SpecError> {
-    check(
-        !host.is_empty()
-            && host.len() <= 253
-            && host
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-'),
-        "host",
-        host,
-        "a DNS name or IPv4 address",
-    )
+    match consumers::host_problem(host) {
+        None => Ok(()),
+        Some(why) => Err(SpecError::new(
+            format!("host `{}`", host.escape_default()),
+            format!("it {why}"),
+        )),
+    }
 }
 
 fn check_key(key: &str) -> Result<(), SpecError> {
-    check(
-        !key.is_empty()
-            && key.len() <= 512
-            && key
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"/_+=.@-".contains(&b))
-            && !key.split('/').any(|s| s == ".."),
-        "secret-store key",
-        key,
-        "characters of [A-Za-z0-9/_+=.@-] without `..`",
-    )
+    match consumers::secret_key_problem(key) {
+        None if !key.is_empty() => Ok(()),
+        None => Err(SpecError::new("secret-store key ``", "it is empty")),
+        Some(why) => Err(SpecError::new(
+            format!("secret-store key `{}`", key.escape_default()),
+            format!("it {why}"),
+        )),
+    }
 }
 
 /// Names provisio gives to RabbitMQ objects: `[a-z0-9._-]`, 1..=255, starting with a letter
@@ -400,27 +397,8 @@ pub fn is_rabbit_name(s: &str) -> bool {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b))
 }
 
-/// Topic routing keys and binding patterns: words of `[A-Za-z0-9_-]`, `*` or `#`, split by `.`.
-pub fn is_routing_key(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 255
-        && s.split('.').all(|w| {
-            w == "*"
-                || w == "#"
-                || (!w.is_empty()
-                    && w.bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-'))
-        })
-}
-
-fn is_object_prefix(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 200
-        && !s.starts_with('/')
-        && !s.contains("..")
-        && s.bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._/-".contains(&b))
-}
+/// Topic routing keys and binding patterns (the consumers' rule, shared with the loader).
+pub use crate::consumers::is_routing_key;
 
 #[cfg(test)]
 mod tests {
@@ -434,6 +412,41 @@ mod tests {
         assert!(!is_routing_key("order..created"));
         assert!(!is_routing_key("order created"));
         assert!(!is_routing_key(""));
+    }
+
+    /// The spec refuses what the registry loader refuses: one set of rules
+    /// ([`crate::consumers`]).
+    #[test]
+    fn the_spec_applies_the_loaders_rules() {
+        let reg = crate::testing::example_registry();
+        let plan = crate::plan::plan_tenant(
+            &reg,
+            &reg.tenants[crate::testing::ACTIVE],
+            crate::testing::now(),
+        );
+        let spec = SetupSpec::from_plan(&plan);
+        spec.validate().unwrap();
+        let refused = |edit: &dyn Fn(&mut SetupSpec)| {
+            let mut s = spec.clone();
+            edit(&mut s);
+            s.validate().unwrap_err().to_string()
+        };
+        let e = refused(&|s| s.s3.as_mut().unwrap().buckets[0].name = "sthree-shop-media".into());
+        assert!(
+            e.contains("starts with `sthree-`, a prefix S3 reserves"),
+            "{e}"
+        );
+        let e = refused(&|s| s.s3.as_mut().unwrap().buckets[0].name = "shop-s3alias".into());
+        assert!(e.contains("ends with `-s3alias`"), "{e}");
+        let e =
+            refused(&|s| s.s3.as_mut().unwrap().buckets[0].public_prefix = Some("Public/".into()));
+        assert!(e.contains("contains `P`"), "{e}");
+        let e = refused(&|s| s.mysql.as_mut().unwrap().host = "::1".into());
+        assert!(e.contains("IPv6"), "{e}");
+        let e = refused(&|s| s.mysql.as_mut().unwrap().host = "-mysql.local".into());
+        assert!(e.contains("not a DNS name"), "{e}");
+        let e = refused(&|s| s.rabbitmq.as_mut().unwrap().secret_key = "a/../b".into());
+        assert!(e.contains("`..` segment"), "{e}");
     }
 
     #[test]

@@ -2,6 +2,12 @@
 //! (`platform.yaml`, `tiers.yaml`, `products/<name>.yaml`), which one is a tenant
 //! (`tenants/<id>.yaml`), and where a tenant's file lives. The loader, the intake, the serve
 //! writer and the state file's fingerprints all ask here.
+//!
+//! Readers (the directory reader, serve's reader of HEAD) pass *every* entry they find at a
+//! registry path to the loader: an entry that is not a regular UTF-8 file is put in
+//! [`Sources`] as the marker of its [`Unreadable`] kind, so that the loader reports it with
+//! its path instead of the reader skipping it (a skipped tenant file looks like a deleted
+//! tenant, and its tree would be removed).
 
 /// Registry files by path relative to the registry root (`/`-separated).
 pub type Sources = std::collections::BTreeMap<String, String>;
@@ -15,6 +21,53 @@ pub const TENANTS_DIR: &str = "tenants";
 /// it (with its path) instead of the reader failing or skipping it.
 pub const NOT_UTF8: &str = "\u{0}not-utf8";
 
+/// An entry at a registry path that is not a regular UTF-8 file. Carried in [`Sources`] as
+/// [`Unreadable::marker`] (text starting with NUL, which no YAML file can hold).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Unreadable {
+    /// A file whose bytes are not UTF-8.
+    NotUtf8,
+    /// A symbolic link, with its target as written.
+    Symlink(String),
+    /// A directory.
+    Directory,
+    /// A FIFO, socket or device (its kind).
+    Special(String),
+    /// A git submodule (a commit in the tree).
+    Submodule,
+    /// A file where the registry expects a folder (`products`, `tenants`).
+    NotAFolder,
+}
+
+impl Unreadable {
+    /// The text a reader stores for this entry.
+    pub fn marker(&self) -> String {
+        match self {
+            Unreadable::NotUtf8 => NOT_UTF8.to_owned(),
+            Unreadable::Symlink(t) => format!("\u{0}symlink\u{0}{t}"),
+            Unreadable::Directory => "\u{0}directory".to_owned(),
+            Unreadable::Special(k) => format!("\u{0}special\u{0}{k}"),
+            Unreadable::Submodule => "\u{0}submodule".to_owned(),
+            Unreadable::NotAFolder => "\u{0}not-a-folder".to_owned(),
+        }
+    }
+
+    /// The entry a source text stands for, when it is a marker.
+    pub fn of(text: &str) -> Option<Unreadable> {
+        let rest = text.strip_prefix('\u{0}')?;
+        let (kind, detail) = rest.split_once('\u{0}').unwrap_or((rest, ""));
+        Some(match kind {
+            "not-utf8" => Unreadable::NotUtf8,
+            "symlink" => Unreadable::Symlink(detail.to_owned()),
+            "directory" => Unreadable::Directory,
+            "special" => Unreadable::Special(detail.to_owned()),
+            "submodule" => Unreadable::Submodule,
+            "not-a-folder" => Unreadable::NotAFolder,
+            _ => return None,
+        })
+    }
+}
+
 /// What one registry path is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FileKind<'a> {
@@ -26,6 +79,9 @@ pub enum FileKind<'a> {
     Product(&'a str),
     /// A file directly in `tenants/` (its name, which the loader checks).
     Tenant(&'a str),
+    /// Something deeper below `products/` or `tenants/` (its folder): never a product or a
+    /// tenant, so the loader reports it instead of ignoring it.
+    Misplaced(&'a str),
     /// Anything else: not read by the loader.
     Other,
 }
@@ -58,6 +114,15 @@ pub fn classify(path: &str) -> FileKind<'_> {
     }
     if let Some(name) = in_dir(TENANTS_DIR) {
         return FileKind::Tenant(name);
+    }
+    for dir in [PRODUCTS_DIR, TENANTS_DIR] {
+        if path
+            .strip_prefix(dir)
+            .and_then(|r| r.strip_prefix('/'))
+            .is_some_and(|r| r.contains('/'))
+        {
+            return FileKind::Misplaced(dir);
+        }
     }
     FileKind::Other
 }
@@ -94,7 +159,11 @@ mod tests {
             FileKind::Product("orders.yaml")
         );
         assert_eq!(classify("tenants/a-1.yaml"), FileKind::Tenant("a-1.yaml"));
-        assert_eq!(classify("tenants/sub/a.yaml"), FileKind::Other);
+        assert_eq!(
+            classify("tenants/sub/a.yaml"),
+            FileKind::Misplaced("tenants")
+        );
+        assert_eq!(classify("products/x/y/z"), FileKind::Misplaced("products"));
         assert_eq!(classify("tenants/"), FileKind::Other);
         assert_eq!(classify("README.md"), FileKind::Other);
         assert!(classify("products/x.yaml").is_shared());
@@ -102,5 +171,20 @@ mod tests {
         assert_eq!(tenant_id_of("tenants/a-1.yaml"), Some("a-1"));
         assert_eq!(tenant_id_of("products/a.yaml"), None);
         assert_eq!(tenant_path("a-1"), "tenants/a-1.yaml");
+    }
+
+    #[test]
+    fn unreadable_entries_round_trip_through_their_marker() {
+        for u in [
+            Unreadable::NotUtf8,
+            Unreadable::Symlink("../x.yaml".into()),
+            Unreadable::Directory,
+            Unreadable::Special("FIFO".into()),
+            Unreadable::Submodule,
+            Unreadable::NotAFolder,
+        ] {
+            assert_eq!(Unreadable::of(&u.marker()), Some(u));
+        }
+        assert_eq!(Unreadable::of("id: x\n"), None);
     }
 }

@@ -11,7 +11,7 @@ use crate::diagnostic::{Diagnostic, at, located};
 use crate::naming;
 
 /// Longest product name (it prefixes object names such as `<product>-db-credentials`).
-pub const MAX_PRODUCT_NAME_LEN: usize = 40;
+pub use crate::naming::MAX_PRODUCT_NAME_LEN;
 /// Longest short bucket name.
 pub const MAX_BUCKET_SHORT_LEN: usize = 20;
 
@@ -71,27 +71,14 @@ fn check_cpu_memory(path: &str, cm: &CpuMemory, diags: &mut Vec<Diagnostic>) {
     check_quantity(path, &cm.memory, "memory quantity", diags);
 }
 
-/// A container image tag.
+/// A container image tag (the consumers' rule).
 fn is_image_tag(s: &str) -> bool {
-    let b = s.as_bytes();
-    !b.is_empty()
-        && b.len() <= 128
-        && (b[0].is_ascii_alphanumeric() || b[0] == b'_')
-        && b.iter()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-'))
+    crate::consumers::is_image_tag(s)
 }
 
-/// An AMQP topic routing key (pattern): dot-separated words, `*` and `#` as whole words.
+/// An AMQP topic routing key (pattern): the consumers' rule.
 fn is_routing_key(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 255
-        && s.split('.').all(|w| {
-            w == "*"
-                || w == "#"
-                || (!w.is_empty()
-                    && w.bytes()
-                        .all(|c| c.is_ascii_alphanumeric() || c == b'_' || c == b'-'))
-        })
+    crate::consumers::is_routing_key(s)
 }
 
 pub fn check_platform(p: &Platform, path: &str, diags: &mut Vec<Diagnostic>) {
@@ -315,20 +302,6 @@ pub fn check_product(p: &Product, stem: &str, path: &str, diags: &mut Vec<Diagno
                 format!("bucket `{}` listed twice", b.name.value),
             ));
         }
-        if let Some(prefix) = &b.public_prefix {
-            let v = &prefix.value;
-            let ok = !v.is_empty()
-                && v.ends_with('/')
-                && !v.starts_with('/')
-                && !v.contains('*')
-                && v.bytes().all(|c| c.is_ascii_graphic());
-            if !ok {
-                diags.push(
-                    at(path, prefix, format!("invalid public prefix `{v}`"))
-                        .with_label("expected a key prefix ending in `/`, such as `public/`"),
-                );
-            }
-        }
     }
     for key in p.env.keys() {
         let ok = key.starts_with(|c: char| c.is_ascii_uppercase() || c == '_')
@@ -406,7 +379,7 @@ pub fn check_tenants(
     diags: &mut Vec<Diagnostic>,
 ) {
     let mut subscriptions: BTreeMap<&str, &str> = BTreeMap::new();
-    let mut domains: BTreeMap<String, &str> = BTreeMap::new();
+    let mut domains: BTreeMap<String, (&str, bool)> = BTreeMap::new();
     let mut ids: BTreeMap<&str, &str> = BTreeMap::new();
     for (stem, (path, t)) in tenants.iter() {
         let before = diags.len();
@@ -430,17 +403,31 @@ pub fn check_tenants(
                 .with_label(format!("also in {first}")),
             );
         }
+        // Every host the tenant's Ingress and Certificate claim (its domain, and the
+        // `www.` alias when the platform serves it) belongs to one tenant only.
         let domain = tenant_domain(ctx.platform, t);
-        if let Some(first) = domains.insert(domain.clone(), path) {
-            let d = match &t.domain {
-                Some(d) => at(path, d, format!("domain `{domain}` is used by two tenants")),
-                None => at(
-                    path,
-                    &t.id,
-                    format!("derived domain `{domain}` is used by two tenants"),
-                ),
+        for host in tenant_hosts(ctx.platform, t) {
+            let Some((first, first_alias)) = domains.insert(host.clone(), (path, host != domain))
+            else {
+                continue;
             };
-            diags.push(d.with_label(format!("also used by {first}")));
+            let what = match (host != domain, &t.domain) {
+                (true, _) => format!(
+                    "the `www.` alias `{host}` of this tenant's domain is used by two tenants"
+                ),
+                (false, Some(_)) => format!("domain `{domain}` is used by two tenants"),
+                (false, None) => format!("derived domain `{domain}` is used by two tenants"),
+            };
+            let d = match &t.domain {
+                Some(d) => at(path, d, what),
+                None => at(path, &t.id, what),
+            };
+            let also = if first_alias {
+                format!("also the `www.` alias of the tenant in {first}")
+            } else {
+                format!("also used by {first}")
+            };
+            diags.push(d.with_label(also));
         }
         if diags.len() != before {
             broken.insert(stem.clone());
@@ -509,6 +496,17 @@ pub fn check_shards<'t>(
                 if later == 0 { "it" } else { "them" }
             )),
         );
+    }
+}
+
+/// The host names a tenant's Ingress and Certificate claim: its domain, and `www.` + its
+/// domain when the platform serves the alias.
+pub fn tenant_hosts(platform: &Platform, t: &Tenant) -> Vec<String> {
+    let domain = tenant_domain(platform, t);
+    if platform.ingress.www_alias {
+        vec![format!("www.{domain}"), domain]
+    } else {
+        vec![domain]
     }
 }
 
@@ -649,6 +647,7 @@ fn check_tenant(
     if let Some(tier) = ctx.tiers.get(&t.tier.value) {
         super::headroom::check_tenant(t, tier, ctx.products, path, diags);
     }
+    super::values::check_tenant_values(ctx.platform, ctx.products, path, t, diags);
     for (product, v) in &t.overrides.versions {
         if !ctx.products.contains_key(product) {
             diags.push(unknown_product(ctx, path, product, v.referenced));

@@ -1,0 +1,209 @@
+//! The output tree's paths, never through a link. Whoever can commit to the manifests
+//! repository can plant a symbolic link where provisio expects a tenant directory, a file,
+//! `argocd/` or the state file; following it would let `generate` delete and write files
+//! outside the tree and `check` print a file from outside in its diff. So every component of
+//! every path below the output root is inspected without following links
+//! (`symlink_metadata`), files are opened with `O_NOFOLLOW` (and `O_NONBLOCK`, so a FIFO
+//! planted there cannot hang a run) and must be regular files; a link, or anything that is
+//! neither a directory nor a regular file, is an error naming the path. The output root
+//! itself is the operator's choice and may be reached through links.
+
+use std::io::Read;
+use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use super::error::{WriteError, io};
+
+/// What a file-system entry is, when it is neither a directory nor a regular file.
+fn odd_kind(t: &std::fs::FileType) -> Option<&'static str> {
+    if t.is_symlink() {
+        Some("symbolic link")
+    } else if t.is_dir() || t.is_file() {
+        None
+    } else if t.is_fifo() {
+        Some("FIFO")
+    } else if t.is_socket() {
+        Some("socket")
+    } else if t.is_block_device() {
+        Some("block device")
+    } else if t.is_char_device() {
+        Some("character device")
+    } else {
+        Some("special file")
+    }
+}
+
+/// The refusal for an entry at `path` of kind `kind`.
+pub(super) fn refusal(path: &Path, kind: &'static str) -> WriteError {
+    if kind == "symbolic link" {
+        WriteError::Symlink {
+            path: path.to_path_buf(),
+            target: std::fs::read_link(path)
+                .map(|t| t.display().to_string())
+                .unwrap_or_else(|_| "?".to_owned()),
+        }
+    } else {
+        WriteError::NotAFile {
+            path: path.to_path_buf(),
+            kind,
+        }
+    }
+}
+
+/// Checks every existing component of `path` below `root`: each must be a directory, or
+/// (the last) a regular file; never a link. Components that do not exist yet are fine
+/// (provisio creates them as directories). A path outside `root` is checked as a whole.
+pub fn no_link(root: &Path, path: &Path) -> Result<(), WriteError> {
+    let rel = match path.strip_prefix(root) {
+        Ok(r) => r,
+        Err(_) => return check_one(path).map(drop),
+    };
+    let mut current = root.to_path_buf();
+    for c in rel.components() {
+        current.push(c);
+        if !check_one(&current)? {
+            return Ok(());
+        }
+    }
+    Ok(())
+}
+
+/// `Ok(true)` when `path` exists and is a directory or a regular file, `Ok(false)` when it
+/// does not exist, an error for anything else.
+fn check_one(path: &Path) -> Result<bool, WriteError> {
+    match std::fs::symlink_metadata(path) {
+        Ok(m) => match odd_kind(&m.file_type()) {
+            Some(kind) => Err(refusal(path, kind)),
+            None => Ok(true),
+        },
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(io("inspect", path)(e)),
+    }
+}
+
+/// Whether `path` is a directory (not a link to one); `false` when absent.
+pub fn is_real_dir(path: &Path) -> Result<bool, WriteError> {
+    match std::fs::symlink_metadata(path) {
+        Ok(m) => match odd_kind(&m.file_type()) {
+            Some(kind) => Err(refusal(path, kind)),
+            None => Ok(m.is_dir()),
+        },
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(io("inspect", path)(e)),
+    }
+}
+
+/// The bytes of the regular file at `path`, `None` when absent; opened without following a
+/// link and without blocking on a FIFO.
+pub fn read_file(path: &Path) -> Result<Option<Vec<u8>>, WriteError> {
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path);
+    let mut file = match file {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+            return Err(refusal(path, "symbolic link"));
+        }
+        Err(e) => return Err(io("read", path)(e)),
+    };
+    let meta = file.metadata().map_err(io("inspect", path))?;
+    if let Some(kind) = odd_kind(&meta.file_type()).or(meta.is_dir().then_some("directory")) {
+        return Err(WriteError::NotAFile {
+            path: path.to_path_buf(),
+            kind,
+        });
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    file.read_to_end(&mut bytes).map_err(io("read", path))?;
+    Ok(Some(bytes))
+}
+
+/// The entries directly below `dir` as (name, is a directory), sorted; none when `dir` does
+/// not exist. `dir` itself and every entry must be a directory or a regular file.
+pub fn children(dir: &Path) -> Result<Vec<(String, bool)>, WriteError> {
+    if !is_real_dir(dir)? {
+        return Ok(Vec::new());
+    }
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(io("list", dir)(e)),
+    };
+    let mut out = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(io("list", dir))?;
+        // `DirEntry::file_type` does not follow links.
+        let t = entry.file_type().map_err(io("list", dir))?;
+        if let Some(kind) = odd_kind(&t) {
+            return Err(refusal(&entry.path(), kind));
+        }
+        out.push((entry.file_name().to_string_lossy().into_owned(), t.is_dir()));
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Every regular file below `dir`, recursively, sorted (none if it does not exist).
+pub fn files_below(dir: &Path) -> Result<Vec<PathBuf>, WriteError> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for (name, is_dir) in children(&d)? {
+            if is_dir {
+                stack.push(d.join(name));
+            } else {
+                out.push(d.join(name));
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn links_and_fifos_are_refused_with_their_path() {
+        let root = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::write(outside.path().join("secret"), "s3cr3t").unwrap();
+        let r = root.path();
+        std::fs::create_dir_all(r.join("a/b")).unwrap();
+        std::fs::write(r.join("a/b/f"), "ok").unwrap();
+        std::os::unix::fs::symlink(outside.path(), r.join("a/link-dir")).unwrap();
+        std::os::unix::fs::symlink(outside.path().join("secret"), r.join("a/b/link-file")).unwrap();
+        assert_eq!(read_file(&r.join("a/b/f")).unwrap().unwrap(), b"ok");
+        assert_eq!(read_file(&r.join("a/b/none")).unwrap(), None);
+        no_link(r, &r.join("a/b/f")).unwrap();
+        no_link(r, &r.join("a/new/x")).unwrap();
+        let e = no_link(r, &r.join("a/link-dir/secret")).unwrap_err();
+        assert!(
+            matches!(&e, WriteError::Symlink { path, .. } if path.ends_with("a/link-dir")),
+            "{e}"
+        );
+        assert!(
+            e.to_string()
+                .contains(&outside.path().display().to_string()),
+            "{e}"
+        );
+        let e = read_file(&r.join("a/b/link-file")).unwrap_err();
+        assert!(matches!(e, WriteError::Symlink { .. }), "{e}");
+        assert!(matches!(
+            files_below(&r.join("a")),
+            Err(WriteError::Symlink { .. })
+        ));
+        let fifo = r.join("a/b/fifo");
+        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let e = read_file(&fifo).unwrap_err();
+        assert!(
+            matches!(e, WriteError::NotAFile { kind: "FIFO", .. }),
+            "{e}"
+        );
+    }
+}
