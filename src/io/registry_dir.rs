@@ -3,9 +3,7 @@
 
 use std::path::Path;
 
-use provisio_core::registry::layout::{
-    NOT_UTF8, PLATFORM_FILE, PRODUCTS_DIR, TENANTS_DIR, TIERS_FILE,
-};
+use provisio_core::registry::layout::{ENTRY_DIRS, NOT_UTF8, PLATFORM_FILE, TIERS_FILE};
 use provisio_core::registry::{Loaded, Sources, load_sources};
 
 /// Errors reading the registry directory itself (before any file is parsed).
@@ -20,7 +18,7 @@ pub enum ReadError {
     },
 }
 
-/// Reads `platform.yaml`, `tiers.yaml`, `products/*` and `tenants/*` below `root`. Files of
+/// Reads `platform.yaml`, `tiers.yaml`, `products/*`, `teams/*` and `tenants/*` below `root`. Files of
 /// other names in those folders are read too, so the loader can complain about them.
 pub fn read_dir(root: &Path) -> Result<Sources, ReadError> {
     let io = |path: &Path, source| ReadError::Io {
@@ -44,7 +42,7 @@ pub fn read_dir(root: &Path) -> Result<Sources, ReadError> {
             std::io::Error::new(std::io::ErrorKind::NotFound, "not a directory"),
         ));
     }
-    for dir in [PRODUCTS_DIR, TENANTS_DIR] {
+    for dir in ENTRY_DIRS {
         let d = root.join(dir);
         let entries = match std::fs::read_dir(&d) {
             Ok(e) => e,

@@ -1,7 +1,8 @@
 //! The registry's file layout, in one place: which file is shared by every tenant
-//! (`platform.yaml`, `tiers.yaml`, `products/<name>.yaml`), which one is a tenant
-//! (`tenants/<id>.yaml`), and where a tenant's file lives. The loader, the intake, the serve
-//! writer and the state file's fingerprints all ask here.
+//! (`platform.yaml`, `tiers.yaml`, `products/<name>.yaml`, and `teams/<team>.yaml`, which the
+//! loader needs to validate any registry although no tenant tree depends on it), which one is
+//! a tenant (`tenants/<id>.yaml`), and where a tenant's file lives. The loader, the intake,
+//! the serve writer and the state file's fingerprints all ask here.
 
 /// Registry files by path relative to the registry root (`/`-separated).
 pub type Sources = std::collections::BTreeMap<String, String>;
@@ -10,6 +11,10 @@ pub const PLATFORM_FILE: &str = "platform.yaml";
 pub const TIERS_FILE: &str = "tiers.yaml";
 pub const PRODUCTS_DIR: &str = "products";
 pub const TENANTS_DIR: &str = "tenants";
+/// `teams/<team>.yaml`: owners of the products' platform tools (docs/platform-tools.md).
+pub const TEAMS_DIR: &str = "teams";
+/// The directories holding one registry file per entry.
+pub const ENTRY_DIRS: [&str; 3] = [PRODUCTS_DIR, TEAMS_DIR, TENANTS_DIR];
 
 /// The text a reader puts in [`Sources`] for a file that is not UTF-8, so the loader reports
 /// it (with its path) instead of the reader failing or skipping it.
@@ -26,16 +31,20 @@ pub enum FileKind<'a> {
     Product(&'a str),
     /// A file directly in `tenants/` (its name, which the loader checks).
     Tenant(&'a str),
+    /// A file directly in `teams/` (its name, which the loader checks).
+    Team(&'a str),
     /// Anything else: not read by the loader.
     Other,
 }
 
 impl FileKind<'_> {
-    /// Platform, tiers and products: every tenant's output depends on them.
+    /// Every registry file but the tenants': platform, tiers and products (every tenant's
+    /// output depends on them) and teams (no tenant tree depends on a team, but a registry
+    /// whose products name teams validates only with them).
     pub fn is_shared(&self) -> bool {
         matches!(
             self,
-            FileKind::Platform | FileKind::Tiers | FileKind::Product(_)
+            FileKind::Platform | FileKind::Tiers | FileKind::Product(_) | FileKind::Team(_)
         )
     }
 }
@@ -59,6 +68,9 @@ pub fn classify(path: &str) -> FileKind<'_> {
     if let Some(name) = in_dir(TENANTS_DIR) {
         return FileKind::Tenant(name);
     }
+    if let Some(name) = in_dir(TEAMS_DIR) {
+        return FileKind::Team(name);
+    }
     FileKind::Other
 }
 
@@ -70,6 +82,11 @@ pub fn tenant_path(id: &str) -> String {
 /// `products/<name>.yaml`
 pub fn product_path(name: &str) -> String {
     format!("{PRODUCTS_DIR}/{name}.yaml")
+}
+
+/// `teams/<name>.yaml`
+pub fn team_path(name: &str) -> String {
+    format!("{TEAMS_DIR}/{name}.yaml")
 }
 
 /// The tenant id a tenant file stands for (its name without `.yaml`), or `None` for any
@@ -94,6 +111,13 @@ mod tests {
             FileKind::Product("orders.yaml")
         );
         assert_eq!(classify("tenants/a-1.yaml"), FileKind::Tenant("a-1.yaml"));
+        assert_eq!(
+            classify("teams/commerce.yaml"),
+            FileKind::Team("commerce.yaml")
+        );
+        assert!(classify("teams/commerce.yaml").is_shared());
+        assert_eq!(classify("teams/a/b.yaml"), FileKind::Other);
+        assert_eq!(team_path("commerce"), "teams/commerce.yaml");
         assert_eq!(classify("tenants/sub/a.yaml"), FileKind::Other);
         assert_eq!(classify("tenants/"), FileKind::Other);
         assert_eq!(classify("README.md"), FileKind::Other);

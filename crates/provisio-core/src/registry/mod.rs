@@ -1,12 +1,16 @@
-//! The registry: the single source of truth (platform, tiers, products, tenants): its file
-//! [`layout`], [`model`], [`parse`]r and [`rules`] (the quota [`headroom`] rule apart).
+//! The registry: the single source of truth (platform, tiers, products, tenants, teams): its
+//! file [`layout`], [`model`] (and the platform tools' [`tools`]), [`parse`]r and [`rules`]
+//! (the quota [`headroom`] rule and the platform tools' [`tools_rules`] apart).
 
 pub mod headroom;
 pub mod layout;
 pub mod model;
 pub mod parse;
 pub mod rules;
+pub mod tools;
+pub mod tools_rules;
 
 pub use layout::Sources;
 pub use model::*;
 pub use parse::{Loaded, load_sources};
+pub use tools::*;

@@ -11,16 +11,19 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::de::DeserializeOwned;
 
 use super::layout::{
-    FileKind, NOT_UTF8, PLATFORM_FILE, PRODUCTS_DIR, Sources, TENANTS_DIR, TIERS_FILE, classify,
+    FileKind, NOT_UTF8, PLATFORM_FILE, PRODUCTS_DIR, Sources, TEAMS_DIR, TENANTS_DIR, TIERS_FILE,
+    classify,
 };
 use super::model::*;
-use super::{headroom, rules};
+use super::tools::Team;
+use super::{headroom, rules, tools_rules};
 use crate::diagnostic::{Diagnostic, Report};
 
 /// What a load produced: the model when the shared files are sound, and all diagnostics.
 #[derive(Debug)]
 pub struct Loaded {
-    /// `None` when `platform.yaml`, `tiers.yaml` or a product is broken (nothing can render).
+    /// `None` when `platform.yaml`, `tiers.yaml`, a product or a team is broken (nothing can
+    /// render).
     /// Otherwise the registry of every tenant that is valid.
     pub registry: Option<Registry>,
     pub report: Report,
@@ -84,6 +87,24 @@ pub fn load_sources(sources: Sources) -> Loaded {
         ));
     }
 
+    let mut teams: BTreeMap<String, (String, Team)> = BTreeMap::new();
+    let mut team_files_ok = true;
+    for (path, text) in files_in(&sources, TEAMS_DIR) {
+        let Some(stem) = yaml_stem(path, &mut diags) else {
+            team_files_ok = false;
+            continue;
+        };
+        match parse::<Team>(path, text) {
+            Ok(t) => {
+                teams.insert(stem.to_owned(), (path.to_owned(), t));
+            }
+            Err(d) => {
+                diags.push(*d);
+                team_files_ok = false;
+            }
+        }
+    }
+
     let mut tenants: BTreeMap<String, (String, Tenant)> = BTreeMap::new();
     let mut broken = BTreeSet::new();
     for (path, text) in files_in(&sources, TENANTS_DIR) {
@@ -113,9 +134,27 @@ pub fn load_sources(sources: Sources) -> Loaded {
             &mut diags,
         );
     }
+    if let Some(platform) = &platform
+        && product_files_ok
+        && team_files_ok
+    {
+        let tenant_ids: BTreeSet<&str> =
+            tenants.keys().chain(&broken).map(String::as_str).collect();
+        tools_rules::check(
+            &tools_rules::Context {
+                platform,
+                products: &products,
+                teams: &teams,
+                tenant_ids: &tenant_ids,
+            },
+            &mut diags,
+        );
+    }
 
     let registry = match (platform, tiers) {
-        (Some(platform), Some(tiers)) if product_files_ok && !products.is_empty() => {
+        (Some(platform), Some(tiers))
+            if product_files_ok && team_files_ok && !products.is_empty() =>
+        {
             Some(Registry {
                 platform,
                 tiers,
@@ -125,6 +164,7 @@ pub fn load_sources(sources: Sources) -> Loaded {
                     .filter(|(k, _)| !broken.contains(k))
                     .map(|(k, (_, t))| (k, t))
                     .collect(),
+                teams: teams.into_iter().map(|(k, (_, t))| (k, t)).collect(),
             })
         }
         _ => None,
@@ -140,12 +180,12 @@ pub fn load_sources(sources: Sources) -> Loaded {
 }
 
 fn files_in<'a>(sources: &'a Sources, dir: &str) -> impl Iterator<Item = (&'a str, &'a str)> {
-    let products = dir == PRODUCTS_DIR;
     sources
         .iter()
         .filter(move |(k, _)| match classify(k) {
-            FileKind::Product(_) => products,
-            FileKind::Tenant(_) => !products,
+            FileKind::Product(_) => dir == PRODUCTS_DIR,
+            FileKind::Tenant(_) => dir == TENANTS_DIR,
+            FileKind::Team(_) => dir == TEAMS_DIR,
             _ => false,
         })
         .map(|(k, v)| (k.as_str(), v.as_str()))
