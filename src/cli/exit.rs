@@ -39,7 +39,8 @@ impl From<&PipelineError> for Exit {
         match e {
             PipelineError::Read(_)
             | PipelineError::Invalid(_)
-            | PipelineError::MassDelete { .. } => Exit::Invalid,
+            | PipelineError::MassDelete { .. }
+            | PipelineError::MassPlatformRemoval { .. } => Exit::Invalid,
             PipelineError::Render(_) | PipelineError::Write(_) => Exit::Failed,
         }
     }

@@ -1,5 +1,5 @@
 //! Writing the output tree. The only code that creates, replaces or removes files under
-//! `<out>/tenants-out/` and `<out>/argocd/`.
+//! `<out>/tenants-out/`, `<out>/platform-out/` and `<out>/argocd/`.
 //!
 //! - Tenants are written one at a time ([`Writer::tenant`]), so memory stays flat however
 //!   many tenants there are.
@@ -16,7 +16,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use super::state::{Inputs, STATE_FILE, State, TenantState, tree_hash};
-use provisio_core::render::{ARGOCD_DIR, Files, TENANTS_DIR};
+use provisio_core::render::{ARGOCD_DIR, Files, PLATFORM_DIR, TENANTS_DIR};
 
 #[derive(Debug, thiserror::Error)]
 pub enum WriteError {
@@ -164,6 +164,18 @@ impl<'a> Writer<'a> {
     pub fn argocd(&mut self, files: &Files) -> Result<(), WriteError> {
         self.sync_dir(&self.root.join(ARGOCD_DIR), files)?;
         self.next.argocd = tree_hash(files);
+        Ok(())
+    }
+
+    /// Writes `platform-out/` (the platform tools' tree; empty without `platformTools`, which
+    /// removes a former tree: the caller guards against mass removals first).
+    pub fn platform(&mut self, files: &Files) -> Result<(), WriteError> {
+        self.sync_dir(&self.root.join(PLATFORM_DIR), files)?;
+        self.next.platform = if files.is_empty() {
+            String::new()
+        } else {
+            tree_hash(files)
+        };
         Ok(())
     }
 
@@ -324,9 +336,11 @@ pub fn read_files(root: &Path, dir: &str) -> Result<Files, WriteError> {
     Ok(files)
 }
 
-/// Files of the output root as `generate` writes them: the tenant trees and `argocd/`.
+/// Files of the output root as `generate` writes them: the tenant trees, the platform tree and
+/// `argocd/`.
 pub fn read_tree(root: &Path) -> Result<Files, WriteError> {
     let mut files = read_files(root, TENANTS_DIR)?;
+    files.extend(read_files(root, PLATFORM_DIR)?);
     files.extend(read_files(root, ARGOCD_DIR)?);
     Ok(files)
 }
