@@ -6,6 +6,7 @@ pub mod headroom;
 pub mod layout;
 pub mod model;
 pub mod parse;
+pub mod resources;
 pub mod rules;
 pub mod tools;
 pub mod tools_rules;

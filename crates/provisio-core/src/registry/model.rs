@@ -9,8 +9,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_saphyr::Spanned;
 
-/// A value that remembers where it was written in its registry file.
-pub type Sp<T> = Spanned<T>;
+pub use super::resources::{ContainerLimits, CpuMemory, LimitRangeSpec, Sp, StorageLimits};
 
 /// The whole registry, validated: every cross reference resolves.
 #[derive(Debug, Clone)]
@@ -297,37 +296,6 @@ pub struct Tier {
     /// ResourceQuota `spec.hard`, verbatim keys (`requests.cpu`, `pods`, …).
     pub quota: BTreeMap<String, Sp<String>>,
     pub limit_range: LimitRangeSpec,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct LimitRangeSpec {
-    pub container: ContainerLimits,
-    #[serde(default)]
-    pub persistent_volume_claim: Option<StorageLimits>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct ContainerLimits {
-    pub max: CpuMemory,
-    pub min: CpuMemory,
-    pub default: CpuMemory,
-    pub default_request: CpuMemory,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct StorageLimits {
-    pub max: Sp<String>,
-    pub min: Sp<String>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct CpuMemory {
-    pub cpu: Sp<String>,
-    pub memory: Sp<String>,
 }
 
 // ---------------------------------------------------------------------------------------------

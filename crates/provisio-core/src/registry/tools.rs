@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 use serde_saphyr::{Location, Spanned};
 
-use super::model::{LimitRangeSpec, Sp};
+use super::resources::{LimitRangeSpec, Sp};
 
 /// A map key that remembers where it was written. Ordered and compared by its text only, so
 /// it can key a `BTreeMap` (output order) while diagnostics point at it.
