@@ -161,7 +161,7 @@ pub fn generate(paths: &Paths, opts: &GenerateOptions) -> Result<Summary, Pipeli
 
 /// Renders `tenants` on every core and hands each tree to `sink` on the calling thread, in
 /// any order (the writer does not care; its output does not depend on the order).
-fn render_in_parallel<'r>(
+pub(crate) fn render_in_parallel<'r>(
     reg: &'r Registry,
     tenants: &[(&'r String, &'r registry::Tenant)],
     now: DateTime<Utc>,

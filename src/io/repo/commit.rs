@@ -39,15 +39,50 @@ impl Repo {
     /// Every file below `under` (a `/`-separated directory, "" = the root) in HEAD's tree,
     /// keyed by its path relative to `under`.
     pub fn read_committed(&self, under: &str) -> Result<BTreeMap<String, Vec<u8>>> {
-        let mut files = BTreeMap::new();
         let Some(head) = self.head()? else {
-            return Ok(files);
+            return Ok(BTreeMap::new());
         };
         let commit = self
             .repo
             .find_commit(head)
             .map_err(self.err("read HEAD's commit"))?;
         let root = commit.tree().map_err(self.err("read HEAD's tree"))?;
+        self.read_tree_below(root, under)
+    }
+
+    /// Every file below `under` at revision `rev` (anything `git rev-parse` takes: a branch,
+    /// `origin/main`, a commit id), keyed by its path relative to `under`; `Ok(None)` when the
+    /// revision does not exist.
+    pub fn read_revision(
+        &self,
+        rev: &str,
+        under: &str,
+    ) -> Result<Option<BTreeMap<String, Vec<u8>>>> {
+        let tree = match self.repo.revparse_single(rev) {
+            Ok(obj) => obj
+                .peel_to_tree()
+                .map_err(self.err(&format!("read the tree of {rev}")))?,
+            Err(e)
+                if matches!(
+                    e.code(),
+                    git2::ErrorCode::NotFound
+                        | git2::ErrorCode::InvalidSpec
+                        | git2::ErrorCode::Ambiguous
+                ) =>
+            {
+                return Ok(None);
+            }
+            Err(e) => return Err(self.err(&format!("resolve {rev}"))(e)),
+        };
+        self.read_tree_below(tree, under).map(Some)
+    }
+
+    fn read_tree_below(
+        &self,
+        root: git2::Tree<'_>,
+        under: &str,
+    ) -> Result<BTreeMap<String, Vec<u8>>> {
+        let mut files = BTreeMap::new();
         let tree = if under.is_empty() {
             root
         } else {

@@ -74,6 +74,14 @@ pub fn classify(path: &str) -> FileKind<'_> {
     FileKind::Other
 }
 
+/// Whether a file of a registry tree (a git tree, a listing) is one the loader reads:
+/// `platform.yaml`, `tiers.yaml`, or a file directly in an entry directory whose name does not
+/// start with `.` (the directory reader's rule).
+pub fn is_registry_file(path: &str) -> bool {
+    let hidden = path.rsplit('/').next().is_some_and(|n| n.starts_with('.'));
+    !hidden && classify(path) != FileKind::Other
+}
+
 /// `tenants/<id>.yaml`
 pub fn tenant_path(id: &str) -> String {
     format!("{TENANTS_DIR}/{id}.yaml")
@@ -118,6 +126,10 @@ mod tests {
         assert!(classify("teams/commerce.yaml").is_shared());
         assert_eq!(classify("teams/a/b.yaml"), FileKind::Other);
         assert_eq!(team_path("commerce"), "teams/commerce.yaml");
+        assert!(is_registry_file("teams/commerce.yaml"));
+        assert!(is_registry_file("platform.yaml"));
+        assert!(!is_registry_file("teams/.commerce.yaml.swp"));
+        assert!(!is_registry_file(".gitlab-ci.yml"));
         assert_eq!(classify("tenants/sub/a.yaml"), FileKind::Other);
         assert_eq!(classify("tenants/"), FileKind::Other);
         assert_eq!(classify("README.md"), FileKind::Other);
