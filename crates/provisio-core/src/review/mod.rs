@@ -8,6 +8,8 @@
 //! Pure: a function of the two registries. Objects of `argocd/` are not part of it (`check`
 //! shows them), nor are tenant trees (the caller says whether they change too).
 
+#[cfg(test)]
+mod properties;
 pub mod text;
 
 use std::collections::{BTreeMap, BTreeSet};
