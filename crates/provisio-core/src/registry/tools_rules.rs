@@ -590,11 +590,7 @@ fn check_product(
             );
             None
         }
-        Some(name) => match ctx
-            .teams
-            .values()
-            .find(|(_, team)| team.name.value == name.value)
-        {
+        Some(name) => match ctx.teams.get(&name.value) {
             Some((_, team)) => Some(team),
             None => {
                 let known: Vec<&str> = ctx.teams.keys().map(String::as_str).collect();
@@ -1030,7 +1026,7 @@ fn check_products_together(
             .product
             .team
             .as_ref()
-            .and_then(|n| ctx.teams.values().find(|(_, tm)| tm.name.value == n.value))
+            .and_then(|n| ctx.teams.get(&n.value))
         {
             let seg = t.tools.gitlab.group.as_ref().unwrap_or(&t.product.name);
             let full = format!("{root}/{}/{}", team.1.gitlab_path(), seg.value);
@@ -1115,44 +1111,213 @@ fn check_products_together(
 
 #[cfg(test)]
 mod tests {
+    use crate::registry::Sources;
     use crate::testing::{example_sources, replace_in};
 
-    /// The rendered diagnostics of the example registry after `edit`.
-    fn report(edit: impl FnOnce(&mut crate::registry::Sources)) -> String {
+    /// The diagnostics (one line each) of the example registry after `edit`.
+    fn diagnostics(edit: impl FnOnce(&mut Sources)) -> Vec<String> {
         let mut s = example_sources();
         edit(&mut s);
-        crate::registry::load_sources(s).report.render()
+        crate::registry::load_sources(s)
+            .report
+            .diagnostics
+            .iter()
+            .map(ToString::to_string)
+            .collect()
     }
 
     #[test]
     fn the_example_registry_is_valid() {
-        let r = report(|_| {});
-        assert!(r.contains("0 errors"), "{r}");
+        assert_eq!(diagnostics(|_| {}), Vec::<String>::new());
     }
 
+    /// The rules the data-driven cases (`tests/data/invalid/platform-*`) do not show, one edit
+    /// each: (file, text, replacement, the one diagnostic expected).
     #[test]
-    fn map_keys_are_positioned() {
-        let r = report(|s| {
-            replace_in(
-                s,
+    fn each_rule_reports_at_the_offending_value() {
+        let cases: &[(&str, &str, &str, &str)] = &[
+            // T1, T2
+            (
+                "teams/identity.yaml",
+                "name: identity",
+                "name: identity-team",
+                "teams/identity.yaml:1:7: team name `identity-team` does not match its file (expected `identity`, the file name without `.yaml`)",
+            ),
+            // T5
+            (
+                "products/auth.yaml",
+                "name: auth",
+                "name: okta",
+                "products/auth.yaml:1:7: product name `okta` does not match its file (expected `auth`, the file name without `.yaml`)",
+            ),
+            // G4: two teams claiming one GitLab group
+            (
+                "teams/identity.yaml",
+                "group: identity",
+                "group: commerce",
+                "teams/identity.yaml:4:10: GitLab group `ecommerce/commerce` is claimed twice (also claimed by teams/commerce.yaml:5:10)",
+            ),
+            // G5
+            (
+                "products/auth.yaml",
+                "  okta:\n",
+                "      - path: auth-service\n  okta:\n",
+                "products/auth.yaml:32:15: project `auth-service` is listed twice (first at line 26)",
+            ),
+            // G6: a project more visible than its group
+            (
+                "products/auth.yaml",
+                "      - path: auth-service\n",
+                "      - path: auth-service\n        visibility: internal\n",
+                "products/auth.yaml:27:21: project `auth-service` is `internal` but its group ecommerce/identity/auth is `private`",
+            ),
+            // G8
+            (
+                "products/auth.yaml",
+                "push: no-one",
+                "push: reporter",
+                "products/auth.yaml:30:19: `reporter` cannot be given push rights on a protected branch (expected one of: no-one, developer, maintainer)",
+            ),
+            // G9
+            (
+                "products/auth.yaml",
+                "branch: main",
+                "branch: main..x",
+                "products/auth.yaml:29:21: invalid branch name `main..x` (expected a git branch name (`git check-ref-format --branch`) or a wildcard such as `release/*`)",
+            ),
+            // G10
+            (
                 "products/orders.yaml",
-                "    prod:\n      quota:",
-                "    prd:\n      quota:",
-            );
-            replace_in(
-                s,
+                "        access: developer\n",
+                "        access: developer\n      - user: renovate-bot\n        access: reporter\n",
+                "products/orders.yaml:34:15: user `renovate-bot` is listed twice (first at line 32)",
+            ),
+            // O5
+            (
+                "products/auth.yaml",
+                "kubernetes: {dev: edit, prod: view}",
+                "kubernetes: {dev: admin, prod: view}",
+                "products/auth.yaml:35:25: `admin` is not a role provisio binds (expected `edit` or `view`)",
+            ),
+            // O7
+            (
+                "products/auth.yaml",
+                "kubernetes: {dev: edit, prod: view}",
+                "kubernetes: {dev: edit, prod: view}\n      artifactory: write",
+                "products/auth.yaml:36:20: `write` is not an Artifactory access (expected `read` or `deploy`)",
+            ),
+            // A3
+            (
                 "products/orders.yaml",
-                "      docker:\n        maxUniqueTags: 100",
-                "      dockr:\n        maxUniqueTags: 100",
-            );
-            replace_in(
-                s,
-                "products/orders.yaml",
-                "gitlab: developer\n      kubernetes: {dev: edit, staging: edit, prod: view}",
-                "gitlab: admin\n      kubernetes: {dev: edit, staging: edit, prod: view}",
+                "        maxUniqueTags: 100\n",
+                "        maxUniqueTags: 100\n        localKey: Orders_Docker\n",
+                "products/orders.yaml:47:19: invalid repository key `Orders_Docker` (expected a letter, then lower-case letters, digits and `-`, at most 64)",
+            ),
+            // A7
+            (
+                "platform.yaml",
+                "url: https://registry-1.docker.io/",
+                "url: http://registry-1.docker.io/",
+                "platform.yaml:112:14: invalid remote URL (expected an `https://` URL)",
+            ),
+            // F1
+            (
+                "products/auth.yaml",
+                "folder: Auth",
+                "folder: Orders",
+                "products/orders.yaml:51:13: Grafana folder `Orders` is used by two products (also used by products/auth.yaml)",
+            ),
+            // F2
+            (
+                "products/auth.yaml",
+                "teamPermission: Admin",
+                "teamPermission: View",
+                "products/auth.yaml:43:21: `View` is not a team permission provisio grants (expected `Edit` or `Admin`)",
+            ),
+            // K5
+            (
+                "platform.yaml",
+                "  namespace: platform-tools\n",
+                "  namespace: auth-dev\n",
+                "products/auth.yaml:45:5: namespace `auth-dev` is reserved (`default`, `kube-*`, the shared-services, Argo CD, platform-tools, DNS, ingress and Prometheus namespaces are not product namespaces)",
+            ),
+            // P2
+            (
+                "platform.yaml",
+                "providerConfig: gitlab",
+                "providerConfig: GitLab",
+                "platform.yaml:96:21: invalid provider config name `GitLab` (expected a DNS subdomain: lower-case letters, digits, `-` and `.`)",
+            ),
+            // The platform's project is not the tenants'
+            (
+                "platform.yaml",
+                "argocdProject: platform",
+                "argocdProject: tenants",
+                "platform.yaml:93:18: AppProject `tenants` is the tenants' project (the platform tools need a project of their own (`argocd.project` is the tenants'))",
+            ),
+        ];
+        let mut wrong = Vec::new();
+        for (file, from, to, expected) in cases {
+            let d = diagnostics(|s| replace_in(s, file, from, to));
+            if d != [expected.to_string()] {
+                wrong.push(format!(
+                    "{file}: {from:?} → {to:?}\n  expected {expected}\n  got {d:?}"
+                ));
+            }
+        }
+        assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+    }
+
+    /// T5: a product named like an object-name prefix.
+    #[test]
+    fn reserved_product_names() {
+        let d = diagnostics(|s| {
+            let auth = s["products/auth.yaml"].clone();
+            s.insert(
+                "products/okta.yaml".into(),
+                auth.replace("name: auth", "name: okta")
+                    .replace("group: auth", "group: okta")
+                    .replace("folder: Auth", "folder: Okta")
+                    .replace("    dev: {}\n    prod: {}", "    dev: {}"),
             );
         });
-        eprintln!("{r}");
-        assert!(r.contains("unknown environment `prd`"), "{r}");
+        assert!(
+            d.contains(&"products/okta.yaml:1:7: product name `okta` is reserved (platform object names start with `team--`, `platform--` and `okta--`)".to_owned()),
+            "{d:#?}"
+        );
+    }
+
+    /// K3 needs a registry the example is not: no namespace prefix, and a product and an
+    /// environment that spell a tenant's id.
+    #[test]
+    fn a_namespace_clashes_with_a_tenants_without_prefix() {
+        let d = diagnostics(|s| {
+            replace_in(
+                s,
+                "platform.yaml",
+                "namespacePrefix: e-commerce-",
+                "namespacePrefix: \"\"",
+            );
+            replace_in(
+                s,
+                "platform.yaml",
+                "      staging:\n",
+                "      7f3a9c:\n        cluster: https://kubernetes.default.svc\n        quota: {pods: \"1\"}\n        limitRange: {container: {max: {cpu: \"1\", memory: 1Gi}, min: {cpu: 1m, memory: 1Mi}, default: {cpu: 1m, memory: 1Mi}, defaultRequest: {cpu: 1m, memory: 1Mi}}}\n      staging:\n",
+            );
+            let auth = s["products/auth.yaml"].clone();
+            s.insert(
+                "products/abc-corporation.yaml".into(),
+                auth.replace("name: auth", "name: abc-corporation")
+                    .replace("group: auth", "group: abc-corporation")
+                    .replace("folder: Auth", "folder: ABC")
+                    .replace("    dev: {}\n    prod: {}", "    7f3a9c: {}"),
+            );
+        });
+        let clash: Vec<&String> = d.iter().filter(|d| d.contains("namespace `")).collect();
+        assert_eq!(
+            clash,
+            [&"products/abc-corporation.yaml:45:5: namespace `abc-corporation-7f3a9c` is a tenant's namespace (tenant `abc-corporation-7f3a9c` (platform.yaml has no `namespacePrefix`))".to_owned()],
+            "{d:#?}"
+        );
     }
 }

@@ -354,7 +354,11 @@ fn renaming_nothing(specs: &[Spec], flip: u8) -> Vec<Spec> {
             s.okta.reverse();
             for o in &mut s.okta {
                 if o.artifactory.is_some() {
-                    o.artifactory = Some(if flip % 2 == 0 { "read" } else { "deploy" });
+                    o.artifactory = Some(if flip.is_multiple_of(2) {
+                        "read"
+                    } else {
+                        "deploy"
+                    });
                 }
             }
             s.packages.reverse();
