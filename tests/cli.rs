@@ -200,7 +200,6 @@ fn commit_outside_a_repository_exits_2_and_says_what_to_do() {
         .code(2)
         .stdout_eq(str![""])
         .stderr_eq(str![[r#"
-generate: 141 written, 0 removed, 0 unchanged (3 tenant(s) changed, 0 removed)
 error: out is not inside a git repository; clone the manifests repository there or give its URL (--manifests-url)
 
 "#]]);
@@ -297,9 +296,10 @@ Tenant provisioning for a multi-tenant SaaS, the GitOps way
 Usage: provisio <COMMAND>
 
 Commands:
-  generate  Render the registry into `<out>/tenants-out/` and `<out>/argocd/`
+  generate  Render the registry into `<out>/tenants-out/`, `<out>/platform-out/` and `<out>/argocd/`
   check     Exit 1 with a diff when the output on disk differs from what the registry renders
   validate  Check the registry only
+  plan      Print what a registry change does to GitLab, Grafana, Artifactory and the team namespaces (losses first), compared with a base revision or directory
   setup     Create or converge a tenant's databases, users, vhosts, queues or buckets (setup Jobs)
   teardown  Remove them, for a tenant past its deletion date (run by hand; docs/registry.md)
   serve     Receive the billing system's subscription webhooks and commit tenant files

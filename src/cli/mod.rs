@@ -24,7 +24,7 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Render the registry into `<out>/tenants-out/` and `<out>/argocd/`.
+    /// Render the registry into `<out>/tenants-out/`, `<out>/platform-out/` and `<out>/argocd/`.
     Generate(commands::generate::Args),
     /// Exit 1 with a diff when the output on disk differs from what the registry renders.
     Check(commands::check::Args),
