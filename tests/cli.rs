@@ -156,7 +156,7 @@ fn validate_a_valid_registry() {
         .code(0)
         .stdout_eq(str![""])
         .stderr_eq(str![[r#"
-validate: the registry is valid (3 tenants, 12 products, 3 tiers, 5 regions)
+validate: the registry is valid (3 tenants, 12 products, 3 tiers, 5 regions, 2 teams)
 
 "#]]);
 }
