@@ -268,3 +268,174 @@ struct Kustomization {
     kind: &'static str,
     resources: Vec<String>,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{edited_registry, example_registry, replace_in};
+
+    fn objects(reg: &Registry) -> Vec<Object> {
+        render_platform(reg).unwrap().objects
+    }
+
+    fn find<'a>(objects: &'a [Object], kind: &str, name: &str) -> &'a Object {
+        objects
+            .iter()
+            .find(|o| o.kind() == kind && o.name() == name)
+            .unwrap_or_else(|| panic!("no {kind} {name}"))
+    }
+
+    #[test]
+    fn without_platform_tools_nothing_is_rendered() {
+        let reg = edited_registry(|s| {
+            let p = s["platform.yaml"].clone();
+            let cut = p.find("\n# Platform tools (GitLab").unwrap();
+            s.insert("platform.yaml".into(), p[..=cut].to_owned());
+            s.retain(|k, _| !k.starts_with("teams/"));
+            for f in ["orders", "baskets", "auth"] {
+                let path = format!("products/{f}.yaml");
+                let t = s[&path].clone();
+                let cut = t.find("\ntools:\n").unwrap();
+                s.insert(path, t[..=cut].to_owned());
+            }
+        });
+        assert_eq!(render_platform(&reg).unwrap(), PlatformOutput::default());
+        let argocd = crate::render::argocd::render_argocd(&reg).unwrap();
+        assert!(!argocd.keys().any(|k| k.contains("platform-")));
+    }
+
+    /// Data objects carry no Delete until the owner is armed; then `*`, GitLab's onDestroy
+    /// settings, and namespaces lose Prune=false. Grants are `*` either way.
+    #[test]
+    fn destroy_arms_data_objects_only_when_asked() {
+        let before = objects(&example_registry());
+        let g = find(&before, "Group", "baskets");
+        assert_eq!(
+            g.policies(),
+            ["Observe", "Create", "Update", "LateInitialize"]
+        );
+        assert!(
+            g.value["spec"]["forProvider"]
+                .get("permanentlyRemove")
+                .is_none()
+        );
+        assert_eq!(
+            find(&before, "SamlGroupLink", "baskets--okta-sre--maintainer").policies(),
+            ["*"]
+        );
+        let armed = objects(&edited_registry(|s| {
+            replace_in(
+                s,
+                "products/baskets.yaml",
+                "tools:\n",
+                "tools:\n  destroy: true\n",
+            );
+        }));
+        let g = find(&armed, "Group", "baskets");
+        assert_eq!(g.policies(), ["*"]);
+        assert_eq!(g.value["spec"]["forProvider"]["permanentlyRemove"], false);
+        assert_eq!(
+            g.value["spec"]["forProvider"]["removeFinalizerOnPendingDeletion"],
+            true
+        );
+        assert_eq!(find(&armed, "Folder", "baskets").policies(), ["*"]);
+        assert_eq!(
+            find(&armed, "DockerV2Repository", "baskets-docker-local").policies(),
+            ["*"]
+        );
+        let ns = find(&armed, "Namespace", "baskets-dev");
+        assert!(
+            ns.value["metadata"].get("annotations").is_none(),
+            "{}",
+            ns.value
+        );
+        // Nothing of another owner changed.
+        for o in &armed {
+            if o.owner != Owner::Product("baskets".into()) {
+                assert!(before.contains(o), "{} {} changed", o.kind(), o.name());
+            }
+        }
+    }
+
+    #[test]
+    fn grafana_team_sync_only_on_enterprise() {
+        let sync = |team_sync: bool| {
+            let reg = edited_registry(|s| {
+                replace_in(
+                    s,
+                    "teams/commerce.yaml",
+                    "  team: Commerce\n",
+                    "  team: Commerce\n  sync: [okta-commerce, okta-sre]\n",
+                );
+                if team_sync {
+                    replace_in(s, "platform.yaml", "teamSync: false", "teamSync: true");
+                }
+            });
+            find(&objects(&reg), "Team", "team--commerce").value["spec"]["forProvider"]
+                .get("teamSync")
+                .cloned()
+        };
+        assert_eq!(
+            sync(true),
+            Some(serde_json::json!([{"groups": ["okta-commerce", "okta-sre"]}]))
+        );
+        // Without Enterprise the registry is refused (T7); the renderer never reaches it.
+        let report = crate::registry::load_sources({
+            let mut s = crate::testing::example_sources();
+            replace_in(
+                &mut s,
+                "teams/commerce.yaml",
+                "  team: Commerce\n",
+                "  team: Commerce\n  sync: [okta-commerce]\n",
+            );
+            s
+        })
+        .report;
+        assert!(
+            report
+                .render()
+                .contains("Grafana team sync needs Grafana Enterprise")
+        );
+    }
+
+    #[test]
+    fn artifactory_switches_render_nothing_for_artifactory() {
+        let off = objects(&edited_registry(|s| {
+            replace_in(
+                s,
+                "platform.yaml",
+                "  artifactory:\n    enabled: true",
+                "  artifactory:\n    enabled: false",
+            );
+        }));
+        assert!(
+            !off.iter().any(|o| o.group().contains("jfrog")),
+            "platform switch"
+        );
+        let auth = objects(&example_registry());
+        assert!(
+            !auth
+                .iter()
+                .any(|o| o.owner == Owner::Product("auth".into()) && o.group().contains("jfrog")),
+            "auth's switch is off"
+        );
+    }
+
+    #[test]
+    fn long_names_are_bounded_and_stay_labels() {
+        let name = object_name_of_link(
+            "a-product-name-of-forty-characters-xyzab",
+            "Okta.Group-With.A.Long_Name-Of-Sixty-Four-Characters-123456789",
+        );
+        assert!(crate::naming::is_dns1123_label(&name), "{name}");
+        assert_eq!(name.len(), 63);
+    }
+
+    fn object_name_of_link(product: &str, okta: &str) -> String {
+        crate::naming::platform::object_name(&[
+            product,
+            &crate::naming::platform::slug(okta),
+            "maintainer",
+        ])
+    }
+}
