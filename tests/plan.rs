@@ -168,6 +168,23 @@ fn plan_against_a_git_revision_as_the_pipeline_runs_it() {
         "error: no revision `origin/nope` in the registry's git repository\n"
     );
 
+    // A base that does not validate says so, after its diagnostics.
+    let base = dir.join("broken-base");
+    common::copy_dir(&ws.registry(), &base);
+    std::fs::write(
+        base.join("teams/identity.yaml"),
+        "name: identity\nbogus: 1\n",
+    )
+    .unwrap();
+    let out = provisio(dir, &["plan", "--base-dir", "broken-base"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("unknown field `bogus`"), "{err}");
+    assert!(
+        err.ends_with("error: the base registry (broken-base/) is invalid\n"),
+        "{err}"
+    );
+
     let orders = ws.registry().join("products/orders.yaml");
     let text = std::fs::read_to_string(&orders)
         .unwrap()

@@ -426,8 +426,13 @@ mod tests {
             .iter()
             .map(|r| r.as_str().unwrap())
             .collect();
+        // The tenants' project and ApplicationSets, then the platform tools' two files.
         let expected: Vec<String> = std::iter::once("project.yaml".to_owned())
             .chain(sets.iter().map(|s| format!("applicationsets/{s}")))
+            .chain([
+                "platform-project.yaml".to_owned(),
+                "platform-applications.yaml".to_owned(),
+            ])
             .collect();
         assert_eq!(resources, expected);
         let set = appset(&files, "tenants-us-east-02");

@@ -147,6 +147,8 @@ pub struct Review {
     pub removed: BTreeSet<Owner>,
     /// Products with platform tools in the base.
     pub base_products: usize,
+    /// Teams in the base.
+    pub base_teams: usize,
     /// `platformTools.maxProductRemovals` of the new registry (else the base's; 0 without).
     pub max_removals: u32,
     /// Removed products and teams that were armed for destruction in the base.
@@ -267,6 +269,10 @@ pub fn review(base: &Registry, head: &Registry) -> Result<Review, RenderError> {
         base_products: old_owned
             .keys()
             .filter(|o| matches!(o, Owner::Product(_)))
+            .count(),
+        base_teams: old_owned
+            .keys()
+            .filter(|o| matches!(o, Owner::Team(_)))
             .count(),
         max_removals: head
             .platform

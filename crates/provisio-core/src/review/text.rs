@@ -68,9 +68,9 @@ pub fn render(r: &Review, h: &Header) -> String {
                     " ({} of {}; at most {} per change, platformTools.maxProductRemovals{})",
                     n.len(),
                     if what == "products" {
-                        r.base_products.to_string()
+                        r.base_products
                     } else {
-                        "the teams".to_owned()
+                        r.base_teams
                     },
                     r.max_removals,
                     if over {
