@@ -13,7 +13,9 @@
 //! more than `maxTenantsPerShard`, and every file a generator reads becomes one of its
 //! Applications (the pattern selects, no post-selector throws parameters away). A synthetic
 //! registry built by the intake (many tenants, several regions and shards) is checked the
-//! same way, then changed (tenants leave and arrive, the limit grows): nobody moves.
+//! same way, then changed (tenants leave and arrive, the limit grows): nobody moves. The
+//! platform tools' plain Applications go through the same harness (`-apps`), as far as it
+//! applies: no templating, the same source-path and namespace checks.
 //!
 //! Needs Debian's `golang-go golang-github-masterminds-sprig-dev golang-gopkg-yaml.v2-dev`:
 //! skipped without them, a failure with `PROVISIO_REQUIRE_TOOLS=1` (CI).
@@ -322,4 +324,145 @@ fn a_large_registry_deploys_everyone_and_nobody_moves() {
     }
     let newcomers = second.keys().filter(|id| !first.contains_key(*id)).count();
     assert_eq!(newcomers, 40);
+}
+
+/// The platform tools are synced by plain Applications (no generator, so nothing to
+/// template): the harness takes them as they are (`-apps`) and checks them with the tenants'
+/// like the controller would see them: every platform tree is the source of exactly one
+/// Application, whose path exists; `platform-tools` deploys into the tree's namespace; a
+/// namespaces tree's Application has no destination namespace and every namespaced object of
+/// the tree names its own. Beyond the harness: they belong to the platform project, carry no
+/// deletion finalizer, and the project admits every object of their trees.
+#[test]
+fn the_platform_applications_deploy_the_platform_trees() {
+    let Some(bin) = harness() else {
+        return;
+    };
+    let ws = Workspace::new();
+    ws.generate();
+    let out = ws.out();
+    let run = |out: &Path| {
+        Command::new(bin)
+            .args(["-check", "-trees"])
+            .arg("tenants-out/*,platform-out/tools,platform-out/namespaces/*")
+            .args(["-apps", "argocd/platform-*.yaml"])
+            .arg(out)
+            .output()
+            .expect("run appset_render")
+    };
+    let o = run(&out);
+    assert!(
+        o.status.success(),
+        "appset_render -check failed (exit {:?}):\n{}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let apps: Vec<Value> = serde_json::from_slice(&o.stdout).unwrap();
+    let plain: BTreeMap<&str, &Value> = apps
+        .iter()
+        .filter(|a| a["applicationSet"].as_str().unwrap_or_default().is_empty())
+        .map(|a| {
+            let app = &a["application"];
+            (app["metadata"]["name"].as_str().unwrap(), app)
+        })
+        .collect();
+    assert_eq!(
+        plain.keys().copied().collect::<Vec<_>>(),
+        [
+            "platform-namespaces-dev",
+            "platform-namespaces-prod",
+            "platform-namespaces-staging",
+            "platform-tools"
+        ]
+    );
+    assert_eq!(
+        apps.len(),
+        3 + 4,
+        "three tenants and four platform Applications"
+    );
+    let project = |name: &str| -> Value {
+        let text = std::fs::read_to_string(out.join("argocd/platform-project.yaml")).unwrap();
+        let p: Value = serde_saphyr::from_str(&text).unwrap();
+        assert_eq!(p["metadata"]["name"], name);
+        p
+    };
+    let p = project("platform");
+    let allowed_kinds: BTreeSet<(String, String)> = p["spec"]["namespaceResourceWhitelist"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .chain(p["spec"]["clusterResourceWhitelist"].as_array().unwrap())
+        .map(|g| {
+            (
+                g["group"].as_str().unwrap().to_owned(),
+                g["kind"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    let destinations: BTreeSet<(String, String)> = p["spec"]["destinations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            (
+                d["server"].as_str().unwrap().to_owned(),
+                d["namespace"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    for (name, app) in &plain {
+        assert_eq!(app["spec"]["project"], "platform", "{name}");
+        assert!(
+            app["metadata"]
+                .get("finalizers")
+                .is_none_or(|f| f.as_array().unwrap().is_empty()),
+            "{name}: deleting the Application would delete what it deployed"
+        );
+        assert_eq!(
+            app["spec"]["syncPolicy"]["automated"]["prune"], true,
+            "{name}"
+        );
+        // Every object the Application deploys is admitted by the project.
+        let server = app["spec"]["destination"]["server"].as_str().unwrap();
+        let tree = out.join(app["spec"]["source"]["path"].as_str().unwrap());
+        for file in provisio::io::output::write::list_files(&tree).unwrap() {
+            if file.ends_with("kustomization.yaml") {
+                continue;
+            }
+            let text = std::fs::read_to_string(&file).unwrap();
+            for doc in serde_saphyr::from_multiple::<Value>(&text).unwrap() {
+                let api = doc["apiVersion"].as_str().unwrap();
+                let group = api.rsplit_once('/').map_or("", |(g, _)| g).to_owned();
+                let kind = doc["kind"].as_str().unwrap().to_owned();
+                assert!(
+                    allowed_kinds.contains(&(group.clone(), kind.clone())),
+                    "{name}: the project does not permit {group}/{kind}"
+                );
+                let ns = if kind == "Namespace" {
+                    doc["metadata"]["name"].as_str()
+                } else {
+                    doc["metadata"]["namespace"].as_str()
+                }
+                .unwrap()
+                .to_owned();
+                assert!(
+                    destinations.contains(&(server.to_owned(), ns.clone())),
+                    "{name}: the project does not admit {server} {ns}"
+                );
+            }
+        }
+    }
+    // The harness is no rubber stamp: an object without a namespace in a namespaces tree.
+    let quota = out.join("platform-out/namespaces/dev/orders/resource-quota.yaml");
+    let text = std::fs::read_to_string(&quota).unwrap();
+    std::fs::write(&quota, text.replace("  namespace: orders-dev\n", "")).unwrap();
+    let o = run(&out);
+    assert_eq!(o.status.code(), Some(3));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains(
+            "Application platform-namespaces-dev (from argocd/platform-applications.yaml): no destination namespace, and ResourceQuota product-quota (orders/resource-quota.yaml) names none"
+        ),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
 }

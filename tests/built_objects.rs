@@ -401,8 +401,13 @@ fn shown_kinds(managed: &[&Value], whitelist: &[(String, String)]) -> Vec<(Strin
 #[test]
 fn argo_cd_shows_what_runs_under_a_tenants_objects() {
     let Some(built) = built() else { return };
-    let [project] = of_kind(&built["argocd"], "AppProject")[..] else {
-        panic!("one AppProject")
+    // The tenants' project (argocd/ also holds the platform tools' own).
+    let projects: Vec<&Value> = of_kind(&built["argocd"], "AppProject")
+        .into_iter()
+        .filter(|p| p["metadata"]["name"] == "tenants")
+        .collect();
+    let [project] = projects[..] else {
+        panic!("one AppProject named tenants")
     };
     let whitelist: Vec<(String, String)> = project["spec"]["namespaceResourceWhitelist"]
         .as_array()

@@ -45,7 +45,7 @@ fn generate_then_check_is_clean_and_a_second_generate_writes_nothing() {
         .code(0)
         .stdout_eq(str![""])
         .stderr_eq(str![[r#"
-generate: 91 written, 0 removed, 0 unchanged (3 tenant(s) changed, 0 removed)
+generate: 141 written, 0 removed, 0 unchanged (3 tenant(s) changed, 0 removed)
 
 "#]]);
     provisio(&ws)
@@ -54,7 +54,7 @@ generate: 91 written, 0 removed, 0 unchanged (3 tenant(s) changed, 0 removed)
         .assert()
         .code(0)
         .stderr_eq(str![[r#"
-generate: 0 written, 0 removed, 7 unchanged (0 tenant(s) changed, 0 removed)
+generate: 0 written, 0 removed, 57 unchanged (0 tenant(s) changed, 0 removed)
 
 "#]]);
     provisio(&ws)
@@ -64,7 +64,7 @@ generate: 0 written, 0 removed, 7 unchanged (0 tenant(s) changed, 0 removed)
         .code(0)
         .stdout_eq(str![""])
         .stderr_eq(str![[r#"
-check: the output is up to date (91 files)
+check: the output is up to date (141 files)
 
 "#]]);
 }
@@ -156,7 +156,7 @@ fn validate_a_valid_registry() {
         .code(0)
         .stdout_eq(str![""])
         .stderr_eq(str![[r#"
-validate: the registry is valid (3 tenants, 12 products, 3 tiers, 5 regions)
+validate: the registry is valid (3 tenants, 12 products, 3 tiers, 5 regions, 2 teams)
 
 "#]]);
 }
@@ -200,7 +200,6 @@ fn commit_outside_a_repository_exits_2_and_says_what_to_do() {
         .code(2)
         .stdout_eq(str![""])
         .stderr_eq(str![[r#"
-generate: 91 written, 0 removed, 0 unchanged (3 tenant(s) changed, 0 removed)
 error: out is not inside a git repository; clone the manifests repository there or give its URL (--manifests-url)
 
 "#]]);
@@ -250,14 +249,14 @@ fn a_push_that_cannot_reach_the_remote_exits_3_and_keeps_the_commit() {
             .replace("tier: standard", "tier: business"),
     );
     push(3).stdout_eq(str![""]).stderr_eq(str![[r#"
-generate: 27 written, 0 removed, 8 unchanged (1 tenant(s) changed, 0 removed)
+generate: 27 written, 0 removed, 58 unchanged (1 tenant(s) changed, 0 removed)
 error: pushing main to origin failed after 2 attempt(s); the local commit is kept and pushed by the next attempt
   caused by: failed to resolve path '[WS]/manifests.git': No such file or directory; class=Os (2)
 
 "#]]);
     assert_eq!(
         git(&["log", "--format=%s"], &ws.out()),
-        "provisio: update 1 tenant\nprovisio: add 3 tenants\n",
+        "provisio: update 1 tenant\nprovisio: add 3 tenants; platform tools: add 3 products, 2 teams\n",
         "the local commit is kept"
     );
 }
@@ -297,9 +296,10 @@ Tenant provisioning for a multi-tenant SaaS, the GitOps way
 Usage: provisio <COMMAND>
 
 Commands:
-  generate  Render the registry into `<out>/tenants-out/` and `<out>/argocd/`
+  generate  Render the registry into `<out>/tenants-out/`, `<out>/platform-out/` and `<out>/argocd/`
   check     Exit 1 with a diff when the output on disk differs from what the registry renders
   validate  Check the registry only
+  plan      Print what a registry change does to GitLab, Grafana, Artifactory and the team namespaces (losses first), compared with a base revision or directory
   setup     Create or converge a tenant's databases, users, vhosts, queues or buckets (setup Jobs)
   teardown  Remove them, for a tenant past its deletion date (run by hand; docs/registry.md)
   serve     Receive the billing system's subscription webhooks and commit tenant files

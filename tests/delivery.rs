@@ -80,7 +80,14 @@ fn each_change_is_one_commit_saying_what_changed_and_the_remote_gets_it() {
     assert_eq!(first.pushed, Some((None, c1)));
     assert_eq!(tree_files(&bare, c1), expected(&ws.registry()));
     let m = message(&bare, c1);
-    assert!(m.starts_with("provisio: add 3 tenants\n\n"), "{m}");
+    assert!(
+        m.starts_with("provisio: add 3 tenants; platform tools: add 3 products, 2 teams\n\n"),
+        "{m}"
+    );
+    assert!(
+        m.contains("Platform tools added: auth, baskets, orders, team commerce, team identity\n"),
+        "{m}"
+    );
     assert!(
         m.contains("Added: abc-corporation-7f3a9c, cafe-creme-93b31b, nordwind-logistik-7ace77\n"),
         "{m}"

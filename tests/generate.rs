@@ -241,3 +241,87 @@ fn a_tree_deleted_by_hand_is_restored_by_an_incremental_run() {
     );
     assert_eq!(good, ws.snapshot());
 }
+
+/// The registry's products without their `tools` section (their platform tools leave).
+fn without_tools(ws: &Workspace, products: &[&str]) {
+    for p in products {
+        let path = format!("products/{p}.yaml");
+        let text = std::fs::read_to_string(ws.registry().join(&path)).unwrap();
+        let cut = text.find("\ntools:\n").expect("a tooled product");
+        ws.write(&path, &text[..=cut]);
+    }
+}
+
+#[test]
+fn removing_the_platform_tools_of_several_products_is_refused_unless_allowed() {
+    let ws = Workspace::new();
+    ws.generate();
+    let before = ws.snapshot();
+    without_tools(&ws, &["orders", "baskets"]);
+    let opts = pipeline::GenerateOptions::new(common::now());
+    let err = pipeline::generate(&ws.paths(), &opts).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "refusing to remove the platform tools of 2 products at once (more than platformTools.maxProductRemovals = 1): baskets, orders; if this is intended, run again with --allow-mass-delete"
+    );
+    assert_eq!(before, ws.snapshot(), "nothing written");
+    // One is within the budget.
+    let ws1 = Workspace::new();
+    ws1.generate();
+    without_tools(&ws1, &["orders"]);
+    let s = ws1.generate();
+    assert!(
+        s.removed
+            .iter()
+            .any(|f| f == "platform-out/tools/products/orders/gitlab.yaml")
+    );
+    assert!(
+        !ws1.out()
+            .join("platform-out/namespaces/dev/orders")
+            .exists()
+    );
+    // Allowed on purpose.
+    let mut opts = opts;
+    opts.mass_delete.allow = true;
+    pipeline::generate(&ws.paths(), &opts).unwrap();
+    for p in ["orders", "baskets"] {
+        assert!(
+            !ws.out()
+                .join(format!("platform-out/tools/products/{p}"))
+                .exists()
+        );
+    }
+}
+
+/// A team's change is a platform change only: no tenant tree is rendered again or written.
+#[test]
+fn a_team_change_rewrites_only_the_platform_tree() {
+    let ws = Workspace::new();
+    ws.generate();
+    let before = ws.snapshot();
+    let text = std::fs::read_to_string(ws.registry().join("teams/commerce.yaml")).unwrap();
+    ws.write(
+        "teams/commerce.yaml",
+        &text.replace("gitlab: reporter", "gitlab: developer"),
+    );
+    let s = ws.generate();
+    assert_eq!(s.tenants_skipped, 3, "no tenant re-rendered");
+    assert_eq!(
+        s.written,
+        ["platform-out/tools/teams/commerce/gitlab.yaml"],
+        "{s:?}"
+    );
+    let after = ws.snapshot();
+    for (k, v) in &after {
+        if !k.starts_with("platform-out/") && k != provisio::io::output::STATE_FILE {
+            assert_eq!(before.get(k), Some(v), "{k} changed");
+        }
+    }
+    let link =
+        String::from_utf8(after["platform-out/tools/teams/commerce/gitlab.yaml"].clone()).unwrap();
+    assert!(
+        link.contains("name: team--commerce--okta-commerce--developer"),
+        "{link}"
+    );
+    assert!(!link.contains("okta-commerce--reporter"), "{link}");
+}

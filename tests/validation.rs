@@ -1,7 +1,9 @@
-//! The bundled example, validated by the real tools: every tenant tree and `argocd/` build
-//! with `kubectl kustomize`; built-in objects pass `kubernetes-validate --strict` for
-//! Kubernetes 1.32; custom resources validate against the upstream CRD schemas
-//! (`tests/tools/validate_crs.py`, strict: unknown fields are errors); alert rules pass
+//! The bundled example, validated by the real tools: every tenant tree, the platform trees
+//! (`platform-out/tools`, `platform-out/namespaces/<env>`) and `argocd/` build with
+//! `kubectl kustomize`; built-in objects pass `kubernetes-validate --strict` for Kubernetes
+//! 1.32; custom resources validate against the upstream CRD schemas
+//! (`tests/tools/validate_crs.py`, strict: unknown fields are errors), and the Crossplane
+//! CRDs' CEL rules, which that script does not evaluate, are evaluated here; alert rules pass
 //! `promtool check rules`. A missing tool skips locally and fails in CI
 //! (`PROVISIO_REQUIRE_TOOLS=1`).
 
@@ -35,20 +37,69 @@ fn run(cmd: &mut Command) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
-/// `kubectl kustomize` of every tree; returns (tree, built YAML).
+/// `kubectl kustomize` of every tree; returns (tree, built YAML), the tree named by its path
+/// below the output root with `/` → `-`.
 fn build_all(kubectl: &str, out: &Path) -> Vec<(String, String)> {
-    let mut dirs: Vec<_> = std::fs::read_dir(out.join("tenants-out"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    dirs.sort();
+    let children = |dir: &Path| -> Vec<std::path::PathBuf> {
+        let mut d: Vec<_> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.is_dir())
+            .collect();
+        d.sort();
+        d
+    };
+    let mut dirs = children(&out.join("tenants-out"));
+    dirs.push(out.join("platform-out/tools"));
+    dirs.extend(children(&out.join("platform-out/namespaces")));
     dirs.push(out.join("argocd"));
     dirs.iter()
         .map(|d| {
             let built = run(Command::new(kubectl).arg("kustomize").arg(d));
-            (d.file_name().unwrap().to_string_lossy().into_owned(), built)
+            let rel = d
+                .strip_prefix(out)
+                .unwrap()
+                .to_string_lossy()
+                .replace('/', "-");
+            (rel, built)
         })
         .collect()
+}
+
+/// The Crossplane CRDs' `x-kubernetes-validations` on `spec`, by (group, kind): each is the
+/// upjet "required parameter" rule, `!('*' in self.managementPolicies || 'Create' in … ||
+/// 'Update' in …) || has(self.forProvider.<field>) || (has(self.initProvider) && …)`; returns
+/// the required fields. Any other rule fails the test (it would go unchecked).
+fn required_by_cel(crds: &Path) -> std::collections::BTreeMap<(String, String), Vec<String>> {
+    let mut out = std::collections::BTreeMap::new();
+    for e in std::fs::read_dir(crds).unwrap() {
+        let p = e.unwrap().path();
+        let name = p.file_name().unwrap().to_string_lossy().into_owned();
+        if !name.contains(".m.crossplane.io_") || !name.ends_with(".yaml") {
+            continue;
+        }
+        let crd: Value = serde_saphyr::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap();
+        let group = crd["spec"]["group"].as_str().unwrap().to_owned();
+        let kind = crd["spec"]["names"]["kind"].as_str().unwrap().to_owned();
+        let mut fields = Vec::new();
+        for v in crd["spec"]["versions"].as_array().unwrap() {
+            let rules =
+                &v["schema"]["openAPIV3Schema"]["properties"]["spec"]["x-kubernetes-validations"];
+            for r in rules.as_array().into_iter().flatten() {
+                let rule = r["rule"].as_str().unwrap();
+                let field = rule
+                    .strip_prefix("!('*' in self.managementPolicies || 'Create' in self.managementPolicies || 'Update' in self.managementPolicies) || has(self.forProvider.")
+                    .and_then(|rest| rest.split_once(')'))
+                    .map(|(f, _)| f.to_owned());
+                let Some(field) = field else {
+                    panic!("{name}: a CEL rule this test cannot evaluate: {rule}")
+                };
+                fields.push(field);
+            }
+        }
+        out.insert((group, kind), fields);
+    }
+    out
 }
 
 fn documents(yaml: &str) -> Vec<Value> {
@@ -63,7 +114,11 @@ fn example_trees_build_and_validate() {
     let ws = Workspace::new();
     ws.generate();
     let built = build_all(&kubectl, &ws.out());
-    assert_eq!(built.len(), 4, "three tenants and argocd/");
+    assert_eq!(
+        built.len(),
+        8,
+        "three tenants, the platform tools, three environments and argocd/"
+    );
 
     let tmp = tempfile::tempdir().unwrap();
     let mut builtin_files = Vec::new();
@@ -100,6 +155,14 @@ fn example_trees_build_and_validate() {
         "monitoring.coreos.com/v1/PrometheusRule",
         "argoproj.io/v1alpha1/ApplicationSet",
         "argoproj.io/v1alpha1/AppProject",
+        "argoproj.io/v1alpha1/Application",
+        "groups.gitlab.m.crossplane.io/v1alpha1/SamlGroupLink",
+        "projects.gitlab.m.crossplane.io/v1alpha1/ProtectedBranch",
+        "oss.grafana.m.crossplane.io/v1alpha1/FolderPermission",
+        "local.artifactory.jfrog.m.crossplane.io/v1alpha1/DockerV2Repository",
+        "virtual.artifactory.jfrog.m.crossplane.io/v1alpha1/ComposerRepository",
+        "platform.jfrog.m.crossplane.io/v1alpha1/Permission",
+        "rbac.authorization.k8s.io/v1/RoleBinding",
     ] {
         assert!(
             kinds.contains(expected),
@@ -119,12 +182,42 @@ fn example_trees_build_and_validate() {
         let report = run(Command::new("python3")
             .arg(script)
             .arg("--crd-dir")
-            .arg(crds)
+            .arg(&crds)
             .args(&custom_files));
         assert!(
             report.contains(&format!("{} validated, 0 errors", custom_files.len())),
             "{report}"
         );
+        // CEL: a managed resource that may create or update carries the required parameters.
+        let required = required_by_cel(&crds);
+        let mut evaluated = 0;
+        for (_, yaml) in &built {
+            for doc in documents(yaml) {
+                let api = doc["apiVersion"].as_str().unwrap();
+                let group = api.rsplit_once('/').map_or("", |(g, _)| g).to_owned();
+                let kind = doc["kind"].as_str().unwrap().to_owned();
+                let Some(fields) = required.get(&(group, kind)) else {
+                    continue;
+                };
+                let policies: Vec<&str> = doc["spec"]["managementPolicies"]
+                    .as_array()
+                    .map(|a| a.iter().map(|p| p.as_str().unwrap()).collect())
+                    .unwrap_or_else(|| vec!["*"]);
+                let writes = policies
+                    .iter()
+                    .any(|p| matches!(*p, "*" | "Create" | "Update"));
+                for f in fields {
+                    evaluated += 1;
+                    assert!(
+                        !writes || doc["spec"]["forProvider"].get(f).is_some(),
+                        "{} {}: the CRD requires forProvider.{f} (CEL)",
+                        doc["kind"],
+                        doc["metadata"]["name"]
+                    );
+                }
+            }
+        }
+        assert!(evaluated >= 10, "only {evaluated} CEL rules evaluated");
     }
     if let Some(promtool) = common::tool("promtool") {
         let out = run(Command::new(promtool)
@@ -166,13 +259,31 @@ fn validators_reject_broken_objects() {
         let out = Command::new("python3")
             .arg(common::repo_root().join("tests/tools/validate_crs.py"))
             .arg("--crd-dir")
-            .arg(crds)
+            .arg(&crds)
             .arg(&bad)
             .output()
             .unwrap();
         assert!(
             !out.status.success(),
             "the seed's v1beta1 ExternalSecret was accepted"
+        );
+        // A SAML link with a field provider-gitlab does not have (`groupPath`).
+        let bad = tmp.path().join("link.yaml");
+        std::fs::write(
+            &bad,
+            "apiVersion: groups.gitlab.m.crossplane.io/v1alpha1\nkind: SamlGroupLink\nmetadata: {name: x, namespace: y}\nspec:\n  forProvider: {accessLevel: 30, name: okta-x, groupPath: a/b}\n  providerConfigRef: {kind: ClusterProviderConfig, name: gitlab}\n",
+        )
+        .unwrap();
+        let out = Command::new("python3")
+            .arg(common::repo_root().join("tests/tools/validate_crs.py"))
+            .arg("--crd-dir")
+            .arg(&crds)
+            .arg(&bad)
+            .output()
+            .unwrap();
+        assert!(
+            !out.status.success(),
+            "a SamlGroupLink with an unknown field was accepted"
         );
     }
     if let Some(promtool) = common::tool("promtool") {

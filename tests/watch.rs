@@ -1,7 +1,8 @@
 //! `provisio watch`, the real binary against a registry directory and a bare "manifests"
 //! repository (file:// URL): a broken registry file changes nothing and is picked up once
 //! fixed; mass deletions are refused with the count and the ids; a burst of writes is one
-//! commit; SIGTERM/SIGINT exit 0, a second signal while stopping 1; `/metrics`; the Argo CD nudge; `--registry-git` polling.
+//! commit; SIGTERM/SIGINT exit 0, a second signal while stopping 1; `/metrics`; the Argo CD nudge; `--registry-git` polling;
+//! platform-tools changes delivered like tenant changes, and their mass removal refused.
 
 mod common;
 mod watch_support;
@@ -468,5 +469,53 @@ fn registry_git_polls_a_registry_repository_and_names_its_commit() {
     );
     assert!(m.contains(&format!("Registry-Commit: {r2}")), "{m}");
     assert_eq!(tree_files(&bare, head), expected(&clone));
+    stop(w);
+}
+
+/// A platform-tools change (a team's Okta level, in `teams/`) is delivered like a tenant
+/// change: one commit naming it, with the replaced SAML link; removing two products' tools at
+/// once is refused like mass tenant removal.
+#[test]
+fn platform_tools_changes_are_delivered_and_mass_removal_refused() {
+    let ws = Workspace::new();
+    let (w, bare, first) = start(&ws, &[]);
+    let team = std::fs::read_to_string(ws.registry().join("teams/commerce.yaml")).unwrap();
+    ws.write(
+        "teams/commerce.yaml",
+        &team.replace("gitlab: reporter", "gitlab: developer"),
+    );
+    wait_for("the platform commit", T, || {
+        head_of(&bare, "main") != Some(first)
+    });
+    let head = head_of(&bare, "main").unwrap();
+    let m = message(&bare, head);
+    assert!(
+        m.starts_with("provisio: platform tools: update team commerce\n"),
+        "{m}"
+    );
+    let files = tree_files(&bare, head);
+    let gitlab =
+        String::from_utf8(files["platform-out/tools/teams/commerce/gitlab.yaml"].clone()).unwrap();
+    assert!(
+        gitlab.contains("name: team--commerce--okta-commerce--developer"),
+        "{gitlab}"
+    );
+
+    for p in ["orders", "baskets"] {
+        let rel = format!("products/{p}.yaml");
+        let text = std::fs::read_to_string(ws.registry().join(&rel)).unwrap();
+        let cut = text.find("\ntools:\n").unwrap();
+        ws.write(&rel, &text[..=cut]);
+    }
+    wait_for("the refusal in the log", T, || {
+        w.log().contains("refusing to remove the platform tools")
+    });
+    assert!(
+        w.log().contains("refusing to remove the platform tools of 2 products at once (more than platformTools.maxProductRemovals = 1): baskets, orders"),
+        "{}",
+        w.log()
+    );
+    assert_eq!(head_of(&bare, "main"), Some(head));
+    assert!(ws.out().join("platform-out/tools/products/orders").is_dir());
     stop(w);
 }

@@ -7,7 +7,8 @@
 pub enum Exit {
     /// Done.
     Ok = 0,
-    /// `check`: the output on disk differs from what the registry renders.
+    /// `check`: the output on disk differs from what the registry renders; `plan
+    /// --exit-code`: the change loses something.
     Drift = 1,
     /// Invalid input: the registry, a setup spec, the arguments or the repository set-up
     /// they name; nothing was changed.
@@ -33,6 +34,7 @@ impl From<Exit> for std::process::ExitCode {
 use crate::io::repo::GitError;
 use crate::ops::PipelineError;
 use crate::ops::deliver::DeliveryError;
+use crate::ops::plan::PlanError;
 use crate::setup::SetupError;
 
 impl From<&PipelineError> for Exit {
@@ -40,9 +42,20 @@ impl From<&PipelineError> for Exit {
         match e {
             PipelineError::Read(_)
             | PipelineError::Invalid(_)
-            | PipelineError::MassDelete { .. } => Exit::Invalid,
+            | PipelineError::MassDelete { .. }
+            | PipelineError::MassPlatformRemoval { .. } => Exit::Invalid,
             PipelineError::Write(w) if w.is_refusal() => Exit::Refused,
             PipelineError::Render(_) | PipelineError::Write(_) => Exit::Failed,
+        }
+    }
+}
+
+impl From<&PlanError> for Exit {
+    fn from(e: &PlanError) -> Self {
+        match e {
+            PlanError::Head(e) => e.into(),
+            PlanError::InvalidBase { .. } | PlanError::UnknownRevision(_) => Exit::Invalid,
+            PlanError::Git(e) => e.into(),
         }
     }
 }

@@ -24,12 +24,15 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Render the registry into `<out>/tenants-out/` and `<out>/argocd/`.
+    /// Render the registry into `<out>/tenants-out/`, `<out>/platform-out/` and `<out>/argocd/`.
     Generate(commands::generate::Args),
     /// Exit 1 with a diff when the output on disk differs from what the registry renders.
     Check(commands::check::Args),
     /// Check the registry only.
     Validate(commands::validate::Args),
+    /// Print what a registry change does to GitLab, Grafana, Artifactory and the team
+    /// namespaces (losses first), compared with a base revision or directory.
+    Plan(commands::plan::Args),
     /// Create or converge a tenant's databases, users, vhosts, queues or buckets (setup Jobs).
     Setup(commands::setup::Args),
     /// Remove them, for a tenant past its deletion date (run by hand; docs/registry.md).
@@ -67,6 +70,7 @@ pub fn main() -> ExitCode {
         Command::Generate(a) => commands::generate::run(a),
         Command::Check(a) => commands::check::run(a),
         Command::Validate(a) => commands::validate::run(a),
+        Command::Plan(a) => commands::plan::run(a),
         Command::Setup(a) => commands::setup::run(a),
         Command::Teardown(a) => commands::setup::run_teardown(a),
         Command::Serve(a) => commands::serve::run(a),

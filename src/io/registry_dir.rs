@@ -4,8 +4,11 @@
 use std::os::unix::fs::FileTypeExt;
 use std::path::Path;
 
+use std::collections::BTreeMap;
+
+use crate::io::repo::commit::Committed;
 use provisio_core::registry::layout::{
-    NOT_UTF8, PLATFORM_FILE, PRODUCTS_DIR, TENANTS_DIR, TIERS_FILE, Unreadable,
+    ENTRY_DIRS, FileKind, NOT_UTF8, PLATFORM_FILE, TIERS_FILE, Unreadable, classify,
 };
 use provisio_core::registry::{Loaded, Sources, load_sources};
 
@@ -50,7 +53,7 @@ fn entry(p: &Path) -> std::io::Result<Option<String>> {
     Ok(Some(unreadable.marker()))
 }
 
-/// Reads `platform.yaml`, `tiers.yaml` and every entry of `products/` and `tenants/` below
+/// Reads `platform.yaml`, `tiers.yaml` and every entry of `products/`, `teams/` and `tenants/` below
 /// `root`. Nothing is skipped and no link is followed: hidden files, files of other names,
 /// directories, links and special files are passed on (as [`Unreadable`] markers where they
 /// are not regular files), so the loader reports each with its path.
@@ -72,7 +75,7 @@ pub fn read_dir(root: &Path) -> Result<Sources, ReadError> {
             sources.insert(name.to_owned(), text);
         }
     }
-    for dir in [PRODUCTS_DIR, TENANTS_DIR] {
+    for dir in ENTRY_DIRS {
         let d = root.join(dir);
         match entry(&d).map_err(|e| io(&d, e))? {
             None => continue,
@@ -100,6 +103,31 @@ pub fn read_dir(root: &Path) -> Result<Sources, ReadError> {
         }
     }
     Ok(sources)
+}
+
+/// The registry as a git tree holds it (entries relative to the registry's folder, from
+/// [`crate::io::repo::Repo::read_entries_at`] or `read_revision`), read the way [`read_dir`]
+/// reads a directory: every entry at a registry path goes to the loader, a link's target or
+/// a submodule is never taken for a file's text, and a hidden or misplaced file is reported
+/// rather than skipped.
+pub fn sources_from_git(entries: BTreeMap<String, Committed>) -> Sources {
+    let mut sources = Sources::new();
+    for (rel, entry) in entries {
+        let registry_path =
+            !matches!(classify(&rel), FileKind::Other) || ENTRY_DIRS.contains(&rel.as_str());
+        if !registry_path {
+            continue;
+        }
+        let text = match entry {
+            Committed::File(bytes) => {
+                String::from_utf8(bytes).unwrap_or_else(|_| NOT_UTF8.to_owned())
+            }
+            Committed::Link(target) => Unreadable::Symlink(target).marker(),
+            Committed::Submodule => Unreadable::Submodule.marker(),
+        };
+        sources.insert(rel, text);
+    }
+    sources
 }
 
 /// Convenience: [`read_dir`] then [`load_sources`].

@@ -1,9 +1,9 @@
-//! `check`: renders everything, tenant by tenant, and compares it with the output on disk
-//! (stale or hand-edited files, trees of tenants that left, stray files).
+//! `check`: renders everything, tenant by tenant, and the platform tree, and compares it with
+//! the output on disk (stale or hand-edited files, trees of tenants that left, stray files).
 
 use chrono::{DateTime, Utc};
 use provisio_core::plan::plan_tenant;
-use provisio_core::render::{self, ARGOCD_DIR, Renderer, TENANTS_DIR};
+use provisio_core::render::{self, ARGOCD_DIR, PLATFORM_DIR, Renderer, TENANTS_DIR};
 
 use super::error::PipelineError;
 use super::generate::Paths;
@@ -46,6 +46,10 @@ pub fn check(
         let files = renderer.tenant(&plan_tenant(&reg, tenant, now))?;
         compare(&files, &format!("{TENANTS_DIR}/{id}"))?;
     }
+    compare(
+        &render::platform::render_platform(&reg)?.files,
+        PLATFORM_DIR,
+    )?;
     compare(&render::argocd::render_argocd(&reg)?, ARGOCD_DIR)?;
     // Trees of tenants that are not in the registry, and stray files at the top.
     let mut stray = render::Files::new();

@@ -32,4 +32,18 @@ pub enum PipelineError {
         total: usize,
         max_percent: u32,
     },
+    /// The change would remove the platform tools of too many products (or teams) at once;
+    /// nothing was written.
+    #[error(
+        "refusing to remove the platform tools of {} {} at once (more than platformTools.maxProductRemovals = {max}): {}; if this is intended, run again with --allow-mass-delete",
+        removed.len(),
+        if removed.len() == 1 { what.trim_end_matches('s') } else { what },
+        removed.join(", ")
+    )]
+    MassPlatformRemoval {
+        /// `products` or `teams`.
+        what: &'static str,
+        removed: Vec<String>,
+        max: u32,
+    },
 }

@@ -1,6 +1,8 @@
 //! `generate`: load → plan → render → write, one tenant at a time so memory stays flat at any
-//! registry size; only tenants whose inputs changed are rendered (`--full` renders all), and
-//! a run that would remove too many tenants at once is refused before anything is written.
+//! registry size; only tenants whose inputs changed are rendered (`--full` renders all). The
+//! platform tree (`platform-out/`, small) is rendered whole every run and written where its bytes
+//! changed. A run that would remove too many tenants, or more products or teams than
+//! `platformTools.maxProductRemovals`, at once is refused before anything is written.
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -12,6 +14,7 @@ use super::load::load;
 use crate::io::output::{self, Summary, Writer};
 use provisio_core::plan::plan_tenant;
 use provisio_core::registry::{self, Registry};
+use provisio_core::render::platform::{PlatformOutput, TOOLS_DIR};
 use provisio_core::render::{self, RenderError, Renderer, TENANTS_DIR};
 
 /// How `generate` runs.
@@ -68,6 +71,42 @@ impl MassDeleteGuard {
     }
 }
 
+impl MassDeleteGuard {
+    /// `Err` when more products (or teams) than `platformTools.maxProductRemovals` would leave
+    /// the platform tree at once: their directories under `platform-out/tools/products/`
+    /// (`teams/`) exist on disk and the registry no longer renders them.
+    pub fn check_platform(
+        &self,
+        out: &std::path::Path,
+        reg: &Registry,
+        platform: &PlatformOutput,
+    ) -> Result<(), PipelineError> {
+        let max = reg
+            .platform
+            .platform_tools
+            .as_ref()
+            .map_or(0, |pt| pt.max_product_removals.value);
+        for what in ["products", "teams"] {
+            let existing = output::list_dirs(&out.join(TOOLS_DIR).join(what))?;
+            let prefix = format!("{TOOLS_DIR}/{what}/");
+            let rendered: BTreeSet<&str> = platform
+                .files
+                .keys()
+                .filter_map(|f| f.strip_prefix(&prefix))
+                .filter_map(|rest| rest.split('/').next())
+                .collect();
+            let removed: Vec<String> = existing
+                .into_iter()
+                .filter(|d| !d.starts_with('.') && !rendered.contains(d.as_str()))
+                .collect();
+            if removed.len() > max as usize && !self.allow {
+                return Err(PipelineError::MassPlatformRemoval { what, removed, max });
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Where to read the registry and where to write the output.
 #[derive(Debug, Clone)]
 pub struct Paths {
@@ -92,6 +131,9 @@ pub fn generate(paths: &Paths, opts: &GenerateOptions) -> Result<Summary, Pipeli
         .cloned()
         .collect();
     opts.mass_delete.check(removed.clone(), existing.len())?;
+    let platform = render::platform::render_platform(&reg)?;
+    opts.mass_delete
+        .check_platform(&paths.out, &reg, &platform)?;
     let inputs = output::fingerprint(&sources);
     let previous = output::read_state(&paths.out)?;
     // Trees a killed run may have half written: their recorded hashes are not trusted.
@@ -118,6 +160,7 @@ pub fn generate(paths: &Paths, opts: &GenerateOptions) -> Result<Summary, Pipeli
         writer.tenant(id, &inputs.tenants[id], &files)?;
         Ok(())
     })?;
+    writer.platform(&platform.files)?;
     writer.argocd(&render::argocd::render_argocd(&reg)?)?;
     let all: BTreeSet<String> = reg.tenants.keys().cloned().collect();
     Ok(writer.finish(&all)?)
@@ -125,7 +168,7 @@ pub fn generate(paths: &Paths, opts: &GenerateOptions) -> Result<Summary, Pipeli
 
 /// Renders `tenants` on every core and hands each tree to `sink` on the calling thread, in
 /// any order (the writer does not care; its output does not depend on the order).
-fn render_in_parallel<'r>(
+pub(crate) fn render_in_parallel<'r>(
     reg: &'r Registry,
     tenants: &[(&'r String, &'r registry::Tenant)],
     now: DateTime<Utc>,

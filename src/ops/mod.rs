@@ -1,12 +1,13 @@
 //! The operations the commands and services call: load → plan → render → write
-//! ([`generate`], [`check`]), and delivery of the output to the manifests repository
-//! ([`deliver`]). Each is a function of its inputs; printing is the caller's.
+//! ([`generate`], [`check`]), the review of a registry change ([`plan`]), and delivery of the
+//! output to the manifests repository ([`deliver`]). Each is a function of its inputs; printing is the caller's.
 
 pub mod check;
 pub mod deliver;
 pub mod error;
 pub mod generate;
 pub mod load;
+pub mod plan;
 pub mod setup;
 
 pub use error::PipelineError;

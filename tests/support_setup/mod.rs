@@ -643,11 +643,15 @@ impl Moto {
             _dir: dir,
         };
         // A TCP connection is not a request: it does not use up an unauthenticated action.
+        // The port must also be moto's own (its log says it runs on it): another test's server
+        // may have taken a port `free_port` handed out a moment earlier.
         wait_until("moto_server", Duration::from_secs(60), || {
             if let Ok(Some(status)) = moto.child.try_wait() {
                 panic!("moto_server exited ({status}):\n{}", log_tail(&log));
             }
-            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+            let running = std::fs::read_to_string(&log)
+                .is_ok_and(|l| l.contains(&format!("127.0.0.1:{port}")));
+            running && std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
         });
         let admin_policy = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"*","Resource":"*"}]}"#;
         moto.iam_ok("CreateUser", &[("UserName", "provisio-admin")]);

@@ -96,6 +96,7 @@ pub fn output_only(files: BTreeMap<String, Vec<u8>>) -> BTreeMap<String, Vec<u8>
         .into_iter()
         .filter(|(p, _)| {
             p.starts_with("tenants-out/")
+                || p.starts_with("platform-out/")
                 || p.starts_with("argocd/")
                 || p == provisio::io::output::STATE_FILE
         })

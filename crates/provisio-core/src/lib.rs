@@ -4,7 +4,8 @@
 //! The pipeline, one direction: [`registry`] (parse + validate) → [`plan`] (derive names and
 //! figures per tenant, and the [`plan::setup::SetupSpec`] the setup Jobs read) → [`render`]
 //! (typed Kubernetes objects → bytes). [`intake`] decides what a billing event does to the
-//! registry. The `provisio` crate around this one reads and writes files, talks to git and
+//! registry; [`review`] says what a registry change does to the platform tools (`provisio
+//! plan`). The `provisio` crate around this one reads and writes files, talks to git and
 //! to servers, and runs the commands. See `ARCHITECTURE.md`.
 //!
 //! Architecture Invariant: this crate does no I/O and never reads the clock or the
@@ -18,6 +19,7 @@ pub mod naming;
 pub mod plan;
 pub mod registry;
 pub mod render;
+pub mod review;
 
 #[cfg(test)]
 mod testing;

@@ -15,6 +15,8 @@
 
 use sha2::{Digest, Sha256};
 
+pub mod platform;
+
 /// Longest slug kept from a company name (the seed's 20).
 pub const MAX_SLUG_LEN: usize = 20;
 /// Longest tenant id: `e-commerce-` (11) + id must stay a 63-character DNS label.
@@ -31,7 +33,7 @@ pub const BUCKET_MAX: usize = 63;
 /// Kubernetes label values and DNS-1123 labels.
 pub const DNS_LABEL_MAX: usize = 63;
 
-fn sha256_hex(parts: &[&str]) -> String {
+pub(crate) fn sha256_hex(parts: &[&str]) -> String {
     let mut h = Sha256::new();
     for (i, p) in parts.iter().enumerate() {
         if i > 0 {
@@ -161,7 +163,7 @@ pub fn is_dns_subdomain(s: &str) -> bool {
 
 /// `readable` if it fits in `max`, otherwise its first characters, cut at a clean boundary,
 /// then `sep` and 8 hex digits of SHA-256 over `key` (the unambiguous parts).
-fn bounded(readable: &str, max: usize, sep: char, key: &[&str]) -> String {
+pub(crate) fn bounded(readable: &str, max: usize, sep: char, key: &[&str]) -> String {
     if readable.len() <= max {
         return readable.to_owned();
     }

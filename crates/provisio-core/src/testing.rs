@@ -5,7 +5,7 @@
 use crate::registry::Sources;
 
 /// The example registry at the repository root (`registry/`), read the way the `provisio`
-/// crate's reader does (top-level files and the files directly in `products/`, `tenants/`).
+/// crate's reader does (top-level files and the files directly in `products/`, `teams/`, `tenants/`).
 pub fn example_sources() -> Sources {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../registry");
     let mut sources = Sources::new();
@@ -15,8 +15,11 @@ pub fn example_sources() -> Sources {
             std::fs::read_to_string(root.join(name)).expect("the example registry"),
         );
     }
-    for dir in ["products", "tenants"] {
-        for entry in std::fs::read_dir(root.join(dir)).expect("the example registry") {
+    for dir in crate::registry::layout::ENTRY_DIRS {
+        let Ok(entries) = std::fs::read_dir(root.join(dir)) else {
+            continue;
+        };
+        for entry in entries {
             let entry = entry.expect("a directory entry");
             let name = entry.file_name().to_string_lossy().into_owned();
             sources.insert(

@@ -16,10 +16,10 @@ use crate::report;
 /// `--registry` and `--out`, shared by the commands that render.
 #[derive(Debug, Clone, clap::Args)]
 pub struct PathArgs {
-    /// The registry directory (platform.yaml, tiers.yaml, products/, tenants/).
+    /// The registry directory (platform.yaml, tiers.yaml, products/, teams/, tenants/).
     #[arg(long, default_value = "registry")]
     pub registry: std::path::PathBuf,
-    /// The output root: `tenants-out/` and `argocd/` are written below it.
+    /// The output root: `tenants-out/`, `platform-out/` and `argocd/` are written below it.
     #[arg(long, default_value = ".")]
     pub out: std::path::PathBuf,
 }

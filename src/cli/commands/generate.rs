@@ -42,6 +42,29 @@ pub fn run(args: Args) -> Exit {
             allow: args.allow_mass_delete,
         },
     };
+    // With --commit, the output directory becomes a work tree of the manifests repository
+    // first (a clone of `--manifests-url` when it is new), so that this run generates on top
+    // of what the remote holds: generating into a fresh directory and cloning afterwards
+    // would check the remote's files out over the new ones, and deliver nothing (a CI job's
+    // workspace is fresh every time).
+    let delivery = if args.commit {
+        let cfg = match args.delivery.config(args.push, false) {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return Exit::Invalid;
+            }
+        };
+        match OutputRepo::open(&args.paths.paths().out, &cfg.repo) {
+            Ok(repo) => Some((cfg, repo)),
+            Err(e) => {
+                report::print(&e);
+                return (&e).into();
+            }
+        }
+    } else {
+        None
+    };
     let s = match generate::generate(&args.paths.paths(), &opts) {
         Ok(s) => s,
         Err(e) => return super::report(&e),
@@ -54,34 +77,31 @@ pub fn run(args: Args) -> Exit {
         s.tenants_changed.len(),
         s.tenants_removed.len()
     );
-    if !args.commit {
-        return Exit::Ok;
-    }
-    let cfg = match args.delivery.config(args.push, false) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return Exit::Invalid;
-        }
-    };
-    match commit(&args, &opts, &cfg) {
-        Ok(()) => Exit::Ok,
-        Err(exit) => exit,
+    match delivery {
+        None => Exit::Ok,
+        Some((cfg, repo)) => match commit(&args, &opts, &cfg, &repo) {
+            Ok(()) => Exit::Ok,
+            Err(exit) => exit,
+        },
     }
 }
 
 /// `--commit [--push]`: one delivery of what this run generated.
-fn commit(args: &Args, opts: &GenerateOptions, cfg: &Config) -> Result<(), Exit> {
+fn commit(
+    args: &Args,
+    opts: &GenerateOptions,
+    cfg: &Config,
+    repo: &OutputRepo,
+) -> Result<(), Exit> {
     let paths = args.paths.paths();
     let fail = |e: &dyn std::error::Error, exit: Exit| {
         report::print(e);
         exit
     };
-    let repo = OutputRepo::open(&paths.out, &cfg.repo).map_err(|e| fail(&e, (&e).into()))?;
     // Stage by scanning the output paths rather than from this run's summary: CI may start
     // from any state of the work tree (a previous run generated but did not commit).
     let outcome = deliver::deliver_run(
-        &repo,
+        repo,
         &paths,
         opts,
         cfg,

@@ -14,11 +14,12 @@ pub fn run(args: Args) -> Exit {
     match load(&args.registry) {
         Ok((reg, _)) => {
             eprintln!(
-                "validate: the registry is valid ({} tenants, {} products, {} tiers, {} regions)",
+                "validate: the registry is valid ({} tenants, {} products, {} tiers, {} regions, {} teams)",
                 reg.tenants.len(),
                 reg.products.len(),
                 reg.tiers.len(),
-                reg.platform.regions.len()
+                reg.platform.regions.len(),
+                reg.teams.len()
             );
             Exit::Ok
         }

@@ -27,6 +27,9 @@ pub struct State {
     pub tenants: BTreeMap<String, TenantState>,
     /// Hash of the `argocd/` files written.
     pub argocd: String,
+    /// Hash of the `platform-out/` files written (absent without platform tools).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub platform: String,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

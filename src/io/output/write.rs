@@ -1,5 +1,5 @@
 //! Writing the output tree. The only code that creates, replaces or removes files under
-//! `<out>/tenants-out/` and `<out>/argocd/`.
+//! `<out>/tenants-out/`, `<out>/platform-out/` and `<out>/argocd/`.
 //!
 //! - Tenants are written one at a time ([`Writer::tenant`]), so memory stays flat however
 //!   many tenants there are.
@@ -24,7 +24,7 @@ use super::error::io;
 use super::state::{Inputs, STATE_FILE, State, TenantState, tree_hash};
 use super::tree::{self, no_link};
 use crate::io::fsx;
-use provisio_core::render::{ARGOCD_DIR, Files, TENANTS_DIR};
+use provisio_core::render::{ARGOCD_DIR, Files, PLATFORM_DIR, TENANTS_DIR};
 
 /// The journal of a run in progress: the tenant trees it may have half written.
 pub const JOURNAL_FILE: &str = ".provisio-journal.json";
@@ -189,6 +189,18 @@ impl<'a> Writer<'a> {
         Ok(())
     }
 
+    /// Writes `platform-out/` (the platform tools' tree; empty without `platformTools`, which
+    /// removes a former tree: the caller guards against mass removals first).
+    pub fn platform(&mut self, files: &Files) -> Result<(), WriteError> {
+        self.sync_dir(&self.root.join(PLATFORM_DIR), files)?;
+        self.next.platform = if files.is_empty() {
+            String::new()
+        } else {
+            tree_hash(files)
+        };
+        Ok(())
+    }
+
     /// Makes `dir` hold exactly `files` (root-relative paths); true when anything changed.
     fn sync_dir(&mut self, dir: &Path, files: &Files) -> Result<bool, WriteError> {
         let mut changed = false;
@@ -331,9 +343,11 @@ pub fn read_files(root: &Path, dir: &str) -> Result<Files, WriteError> {
     Ok(files)
 }
 
-/// Files of the output root as `generate` writes them: the tenant trees and `argocd/`.
+/// Files of the output root as `generate` writes them: the tenant trees, the platform tree and
+/// `argocd/`.
 pub fn read_tree(root: &Path) -> Result<Files, WriteError> {
     let mut files = read_files(root, TENANTS_DIR)?;
+    files.extend(read_files(root, PLATFORM_DIR)?);
     files.extend(read_files(root, ARGOCD_DIR)?);
     Ok(files)
 }

@@ -92,15 +92,50 @@ impl Repo {
         commit: Option<Oid>,
         under: &str,
     ) -> Result<BTreeMap<String, Committed>> {
-        let mut files = BTreeMap::new();
-        let Some(head) = commit else {
-            return Ok(files);
+        let Some(id) = commit else {
+            return Ok(BTreeMap::new());
         };
-        let commit = self
+        let root = self
             .repo
-            .find_commit(head)
-            .map_err(self.err("read HEAD's commit"))?;
-        let root = commit.tree().map_err(self.err("read HEAD's tree"))?;
+            .find_commit(id)
+            .and_then(|c| c.tree())
+            .map_err(self.err("read a commit's tree"))?;
+        self.read_tree_below(root, under)
+    }
+
+    /// Every entry below `under` at revision `rev` (anything `git rev-parse` takes: a branch,
+    /// `origin/main`, a commit id), as [`Repo::read_entries_at`] gives them; `Ok(None)` when
+    /// the revision does not exist.
+    pub fn read_revision(
+        &self,
+        rev: &str,
+        under: &str,
+    ) -> Result<Option<BTreeMap<String, Committed>>> {
+        let tree = match self.repo.revparse_single(rev) {
+            Ok(obj) => obj
+                .peel_to_tree()
+                .map_err(self.err(&format!("read the tree of {rev}")))?,
+            Err(e)
+                if matches!(
+                    e.code(),
+                    git2::ErrorCode::NotFound
+                        | git2::ErrorCode::InvalidSpec
+                        | git2::ErrorCode::Ambiguous
+                ) =>
+            {
+                return Ok(None);
+            }
+            Err(e) => return Err(self.err(&format!("resolve {rev}"))(e)),
+        };
+        self.read_tree_below(tree, under).map(Some)
+    }
+
+    fn read_tree_below(
+        &self,
+        root: git2::Tree<'_>,
+        under: &str,
+    ) -> Result<BTreeMap<String, Committed>> {
+        let mut files = BTreeMap::new();
         let tree = if under.is_empty() {
             root
         } else {

@@ -1,8 +1,8 @@
 //! The output directory as a work tree of the manifests repository: what `generate` wrote is
 //! committed as one commit that says which tenants were added, updated and removed.
 //!
-//! - Only `tenants-out/`, `argocd/` and `.provisio-state.json` are committed (crash
-//!   leftovers of the writer, `.provisio-*`, are skipped).
+//! - Only `tenants-out/`, `platform-out/`, `argocd/` and `.provisio-state.json` are
+//!   committed (crash leftovers of the writer, `.provisio-*`, are skipped).
 //! - After the first commit, a commit is built by editing HEAD's tree: only the tenant
 //!   directories a run touched are read from disk, so a one-tenant change costs the same at
 //!   10,000 tenants as at 10; the index is brought back in step on exit
@@ -19,12 +19,13 @@ use tracing::{info, warn};
 
 use super::commit::Flush;
 use super::lock::{self, Lock};
-use super::message::{Changes, CommitInfo, FileChanges, Why, commit_message};
+use super::message::{Changes, CommitInfo, FileChanges, PlatformChanges, Why, commit_message};
 use super::sync::PushFailure;
 use super::{Author, GitError, Oid, Repo, Result, io};
 use crate::io::fsx::TEMP_PREFIX;
 use crate::io::output::{STATE_FILE, Summary};
-use provisio_core::render::{ARGOCD_DIR, TENANTS_DIR};
+use provisio_core::render::platform::{NAMESPACES_DIR, TOOLS_DIR};
+use provisio_core::render::{ARGOCD_DIR, PLATFORM_DIR, TENANTS_DIR};
 
 /// Where the output repository lives and how to reach its remote.
 #[derive(Debug, Clone)]
@@ -200,9 +201,10 @@ impl OutputRepo {
         })
     }
 
-    fn paths(&self) -> [String; 3] {
+    fn paths(&self) -> [String; 4] {
         [
             format!("{}{TENANTS_DIR}", self.prefix),
+            format!("{}{PLATFORM_DIR}", self.prefix),
             format!("{}{ARGOCD_DIR}", self.prefix),
             format!("{}{STATE_FILE}", self.prefix),
         ]
@@ -288,8 +290,8 @@ impl OutputRepo {
     }
 
     /// Commits what one `generate` run wrote and removed by editing HEAD's tree: only the
-    /// tenant directories the run touched, `argocd/` when touched, and the state file are
-    /// read from disk, so a one-tenant change costs the same at 10,000 tenants as at 10 (the
+    /// tenant directories the run touched, `platform-out/` and `argocd/` when touched, and the
+    /// state file are read from disk, so a one-tenant change costs the same at 10,000 tenants as at 10 (the
     /// index, 270,000 entries at 10,000 tenants, is neither read nor rewritten; it is brought
     /// back in step by [`OutputRepo::sync_index`] and by [`OutputRepo::stage_all`]). Before the
     /// first commit it stages through the index instead.
@@ -312,11 +314,14 @@ impl OutputRepo {
             .join(&self.prefix);
         let mut tenants = BTreeSet::new();
         let mut argocd = false;
+        let mut platform = false;
         for p in summary.written.iter().chain(&summary.removed) {
             if let Some(rest) = p.strip_prefix(&format!("{TENANTS_DIR}/")) {
                 tenants.insert(rest.split('/').next().unwrap_or(rest).to_owned());
             } else if p.starts_with(&format!("{ARGOCD_DIR}/")) {
                 argocd = true;
+            } else if p.starts_with(&format!("{PLATFORM_DIR}/")) {
+                platform = true;
             }
         }
         let tdir = format!("{}{TENANTS_DIR}", self.prefix);
@@ -365,6 +370,14 @@ impl OutputRepo {
             Some(tb.write().map_err(self.repo.err("write a tree"))?)
         };
         let mut edits = vec![(tdir, new_tdir.map(|o| (o, 0o040000)))];
+        if platform {
+            // Small (tens of objects per product): stored whole.
+            let tree = self.write_dir_tree(&out.join(PLATFORM_DIR))?;
+            edits.push((
+                format!("{}{PLATFORM_DIR}", self.prefix),
+                tree.map(|o| (o, 0o040000)),
+            ));
+        }
         if argocd {
             let tree = self.write_dir_tree(&out.join(ARGOCD_DIR))?;
             edits.push((
@@ -546,7 +559,8 @@ impl OutputRepo {
             Flush::Lazy,
         )?;
         info!(commit = %id, added = changes.added.len(), updated = changes.updated.len(),
-            removed = changes.removed.len(), "committed the output");
+            removed = changes.removed.len(), platform = !changes.platform.is_empty(),
+            "committed the output");
         Ok(Some(CommitInfo {
             id,
             parent: parent.map(|p| p.id()),
@@ -603,7 +617,92 @@ impl OutputRepo {
         let argo_old = sub(old, ARGOCD_DIR)?.map(|t| t.id());
         let argo_new = sub(Some(new), ARGOCD_DIR)?.map(|t| t.id());
         changes.argocd = argo_old != argo_new;
+        changes.platform = self.platform_changes(old, new)?;
         Ok(changes)
+    }
+
+    /// Products and teams whose platform objects appeared, changed or went between two trees,
+    /// by their directories' tree ids (a product's: `platform-out/tools/products/<p>` and
+    /// `platform-out/namespaces/<env>/<p>` of every environment), and whether the platform-wide
+    /// files of `platform-out/tools` changed.
+    fn platform_changes(&self, old: Option<&Tree>, new: &Tree) -> Result<PlatformChanges> {
+        use std::collections::BTreeMap;
+        type Owners = BTreeMap<String, Vec<(String, Oid)>>;
+        let read = |tree: Option<&Tree>| -> Result<(Owners, Vec<(String, Oid)>)> {
+            let mut owners = Owners::new();
+            let mut shared = Vec::new();
+            let Some(tree) = tree else {
+                return Ok((owners, shared));
+            };
+            let entries = |dir: &str| -> Result<Vec<(String, Oid, bool)>> {
+                match tree.get_path(Path::new(&format!("{}{dir}", self.prefix))) {
+                    Ok(e) if e.kind() == Some(ObjectType::Tree) => {
+                        let t = self
+                            .repo
+                            .repo
+                            .find_tree(e.id())
+                            .map_err(self.repo.err("read a tree"))?;
+                        Ok(t.iter()
+                            .filter_map(|e| {
+                                let dir = e.kind() == Some(ObjectType::Tree);
+                                e.name().ok().map(|n| (n.to_owned(), e.id(), dir))
+                            })
+                            .collect())
+                    }
+                    Ok(_) => Ok(Vec::new()),
+                    Err(e) if e.code() == ErrorCode::NotFound => Ok(Vec::new()),
+                    Err(e) => Err(self.repo.err("read a tree")(e)),
+                }
+            };
+            for (name, id, dir) in entries(TOOLS_DIR)? {
+                if !dir && name != "kustomization.yaml" {
+                    shared.push((name, id));
+                }
+            }
+            for (name, id, _) in entries(&format!("{TOOLS_DIR}/products"))? {
+                owners.entry(name).or_default().push(("tools".into(), id));
+            }
+            for (name, id, _) in entries(&format!("{TOOLS_DIR}/teams"))? {
+                owners
+                    .entry(format!("team {name}"))
+                    .or_default()
+                    .push(("tools".into(), id));
+            }
+            for (env, _, dir) in entries(NAMESPACES_DIR)? {
+                if !dir {
+                    continue;
+                }
+                for (name, id, dir) in entries(&format!("{NAMESPACES_DIR}/{env}"))? {
+                    if dir {
+                        owners.entry(name).or_default().push((env.clone(), id));
+                    }
+                }
+            }
+            Ok((owners, shared))
+        };
+        let (before, shared_before) = read(old)?;
+        let (after, shared_after) = read(Some(new))?;
+        let mut p = PlatformChanges {
+            shared: shared_before != shared_after,
+            ..PlatformChanges::default()
+        };
+        for (owner, dirs) in &after {
+            match before.get(owner) {
+                None => {
+                    p.added.insert(owner.clone());
+                }
+                Some(b) if b != dirs => {
+                    p.updated.insert(owner.clone());
+                }
+                Some(_) => {}
+            }
+        }
+        for owner in before.keys() {
+            if !after.contains_key(owner) {
+                p.removed.insert(owner.clone());
+            }
+        }
+        Ok(p)
     }
 
     /// The files a commit added, modified and removed (root-relative), for the Argo CD

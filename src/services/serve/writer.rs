@@ -24,14 +24,12 @@ use chrono::{DateTime, Duration, Utc};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, error, info, warn};
 
-use crate::io::repo::commit::{Committed, FileChange};
+use crate::io::registry_dir;
+use crate::io::repo::commit::FileChange;
 use crate::io::repo::worktree::Uncommitted;
 use crate::io::repo::{Author, GitError, Oid, Repo};
 use provisio_core::intake::{
     Applied, Event, EventKind, EventRecord, IntakeError, State, StateError,
-};
-use provisio_core::registry::layout::{
-    FileKind, NOT_UTF8, PRODUCTS_DIR, TENANTS_DIR, Unreadable, classify,
 };
 
 use super::Clock;
@@ -134,26 +132,8 @@ impl Store {
     /// The committed registry (HEAD), and the event ids its history names.
     fn load(&mut self) -> Result<State, OpenError> {
         let head = self.repo.head()?;
-        // Every entry at a registry path goes to the loader, as the directory reader passes
-        // them: a link's target or a submodule is never taken for a file's text, and a
-        // hidden or misplaced tenant file is reported rather than skipped.
-        let mut sources = BTreeMap::new();
-        for (rel, entry) in self.repo.read_entries_at(head, &self.prefix)? {
-            let registry_path = !matches!(classify(&rel), FileKind::Other)
-                || rel == PRODUCTS_DIR
-                || rel == TENANTS_DIR;
-            if !registry_path {
-                continue;
-            }
-            let text = match entry {
-                Committed::File(bytes) => {
-                    String::from_utf8(bytes).unwrap_or_else(|_| NOT_UTF8.to_owned())
-                }
-                Committed::Link(target) => Unreadable::Symlink(target).marker(),
-                Committed::Submodule => Unreadable::Submodule.marker(),
-            };
-            sources.insert(rel, text);
-        }
+        let sources =
+            registry_dir::sources_from_git(self.repo.read_entries_at(head, &self.prefix)?);
         let mut state = State::new(sources, self.grace)?;
         let mut events = 0;
         for message in self.repo.messages_from(head)? {

@@ -317,7 +317,9 @@ impl Loop<'_> {
                 self.refused(&e);
                 return if matches!(
                     e,
-                    PipelineError::Invalid(_) | PipelineError::MassDelete { .. }
+                    PipelineError::Invalid(_)
+                        | PipelineError::MassDelete { .. }
+                        | PipelineError::MassPlatformRemoval { .. }
                 ) {
                     CycleOutcome::Refused
                 } else {
@@ -363,7 +365,7 @@ impl Loop<'_> {
                     report.render()
                 );
             }
-            PipelineError::MassDelete { .. } => {
+            PipelineError::MassDelete { .. } | PipelineError::MassPlatformRemoval { .. } => {
                 self.metrics.regeneration("mass_delete");
                 self.metrics.failure("registry");
                 error!(

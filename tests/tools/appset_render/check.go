@@ -19,9 +19,13 @@ import (
 func checkApps(root, treesGlob string, apps []generatedApp) ([]string, error) {
 	var problems []string
 
-	matches, err := filepath.Glob(filepath.Join(root, filepath.FromSlash(treesGlob)))
-	if err != nil {
-		return nil, fmt.Errorf("-trees %q: %w", treesGlob, err)
+	var matches []string
+	for _, g := range strings.Split(treesGlob, ",") {
+		m, err := filepath.Glob(filepath.Join(root, filepath.FromSlash(strings.TrimSpace(g))))
+		if err != nil {
+			return nil, fmt.Errorf("-trees %q: %w", treesGlob, err)
+		}
+		matches = append(matches, m...)
 	}
 	trees := map[string]bool{}
 	var treeList []string
@@ -47,6 +51,9 @@ func checkApps(root, treesGlob string, apps []generatedApp) ([]string, error) {
 	names := map[string][]string{}
 	for _, a := range apps {
 		id := a.ApplicationSet + "/" + appName(a.Application)
+		if a.ApplicationSet == "" {
+			id = "Application " + appName(a.Application)
+		}
 		name := appName(a.Application)
 		ns := nestedString(a.Application, "metadata", "namespace")
 		names[ns+"/"+name] = append(names[ns+"/"+name], a.ApplicationSet)
@@ -69,6 +76,17 @@ func checkApps(root, treesGlob string, apps []generatedApp) ([]string, error) {
 			continue
 		}
 		selectedBy[clean] = append(selectedBy[clean], id)
+		if nestedString(a.Application, "spec", "destination", "namespace") == "" {
+			// No destination namespace: every namespaced object names its own.
+			missing, err := unnamespaced(filepath.Join(root, filepath.FromSlash(clean)))
+			if err != nil {
+				problems = append(problems, fmt.Sprintf("%s: %v", clean, err))
+			}
+			for _, m := range missing {
+				problems = append(problems, fmt.Sprintf("%s (from %s): no destination namespace, and %s names none", id, a.File, m))
+			}
+			continue
+		}
 		want, err := treeNamespace(filepath.Join(root, filepath.FromSlash(clean)))
 		if err != nil {
 			problems = append(problems, fmt.Sprintf("%s: %v", clean, err))

@@ -5,7 +5,7 @@
 // Application, whose source.path exists, whose destination namespace is the
 // tree's namespace and whose name is a valid object name.
 //
-// Usage: appset_render [-git] [-params] [-check] [-trees GLOB] OUTPUT_ROOT
+// Usage: appset_render [-git] [-params] [-check] [-trees GLOB,…] [-apps GLOB] OUTPUT_ROOT
 //
 // OUTPUT_ROOT holds argocd/applicationsets/*.yaml and the trees the
 // generators read (tenants-out/...), laid out as the manifests repository.
@@ -35,9 +35,10 @@ func run(args []string) int {
 	useGit := fs.Bool("git", false, "list files with `git ls-files` in OUTPUT_ROOT (must be a work tree top) instead of walking the directory")
 	withParams := fs.Bool("params", false, "include each Application's generator parameters in the output")
 	check := fs.Bool("check", false, "assert the issue-9 properties of the generated Applications")
-	trees := fs.String("trees", "tenants-out/*", "glob (filepath.Match per segment, relative to OUTPUT_ROOT) naming the tenant trees for -check")
+	trees := fs.String("trees", "tenants-out/*", "globs (comma-separated; filepath.Match per segment, relative to OUTPUT_ROOT) naming the trees for -check")
+	plainApps := fs.String("apps", "", "glob (relative to OUTPUT_ROOT) of files holding plain Applications to check with the generated ones, e.g. 'argocd/platform-*.yaml'")
 	fs.Usage = func() {
-		fmt.Fprintln(fs.Output(), "usage: appset_render [-git] [-params] [-check] [-trees GLOB] OUTPUT_ROOT")
+		fmt.Fprintln(fs.Output(), "usage: appset_render [-git] [-params] [-check] [-trees GLOB,…] [-apps GLOB] OUTPUT_ROOT")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -76,6 +77,15 @@ func run(args []string) int {
 			continue // the controller applies nothing for this ApplicationSet
 		}
 		apps = append(apps, got...)
+	}
+	if *plainApps != "" {
+		plain, err := loadPlainApps(root, *plainApps)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "appset_render:", err)
+			status = 1
+		} else {
+			apps = append(apps, plain...)
+		}
 	}
 
 	enc := json.NewEncoder(os.Stdout)

@@ -1,7 +1,8 @@
 //! The registry's file layout, in one place: which file is shared by every tenant
-//! (`platform.yaml`, `tiers.yaml`, `products/<name>.yaml`), which one is a tenant
-//! (`tenants/<id>.yaml`), and where a tenant's file lives. The loader, the intake, the serve
-//! writer and the state file's fingerprints all ask here.
+//! (`platform.yaml`, `tiers.yaml`, `products/<name>.yaml`, and `teams/<team>.yaml`, which the
+//! loader needs to validate any registry although no tenant tree depends on it), which one is
+//! a tenant (`tenants/<id>.yaml`), and where a tenant's file lives. The loader, the intake,
+//! the serve writer and the state file's fingerprints all ask here.
 //!
 //! Readers (the directory reader, serve's reader of HEAD) pass *every* entry they find at a
 //! registry path to the loader: an entry that is not a regular UTF-8 file is put in
@@ -16,6 +17,10 @@ pub const PLATFORM_FILE: &str = "platform.yaml";
 pub const TIERS_FILE: &str = "tiers.yaml";
 pub const PRODUCTS_DIR: &str = "products";
 pub const TENANTS_DIR: &str = "tenants";
+/// `teams/<team>.yaml`: owners of the products' platform tools (docs/platform-tools.md).
+pub const TEAMS_DIR: &str = "teams";
+/// The directories holding one registry file per entry.
+pub const ENTRY_DIRS: [&str; 3] = [PRODUCTS_DIR, TEAMS_DIR, TENANTS_DIR];
 
 /// The text a reader puts in [`Sources`] for a file that is not UTF-8, so the loader reports
 /// it (with its path) instead of the reader failing or skipping it.
@@ -79,19 +84,23 @@ pub enum FileKind<'a> {
     Product(&'a str),
     /// A file directly in `tenants/` (its name, which the loader checks).
     Tenant(&'a str),
-    /// Something deeper below `products/` or `tenants/` (its folder): never a product or a
-    /// tenant, so the loader reports it instead of ignoring it.
+    /// A file directly in `teams/` (its name, which the loader checks).
+    Team(&'a str),
+    /// Something deeper below `products/`, `teams/` or `tenants/` (its folder): never an
+    /// entry, so the loader reports it instead of ignoring it.
     Misplaced(&'a str),
     /// Anything else: not read by the loader.
     Other,
 }
 
 impl FileKind<'_> {
-    /// Platform, tiers and products: every tenant's output depends on them.
+    /// Every registry file but the tenants': platform, tiers and products (every tenant's
+    /// output depends on them) and teams (no tenant tree depends on a team, but a registry
+    /// whose products name teams validates only with them).
     pub fn is_shared(&self) -> bool {
         matches!(
             self,
-            FileKind::Platform | FileKind::Tiers | FileKind::Product(_)
+            FileKind::Platform | FileKind::Tiers | FileKind::Product(_) | FileKind::Team(_)
         )
     }
 }
@@ -115,7 +124,10 @@ pub fn classify(path: &str) -> FileKind<'_> {
     if let Some(name) = in_dir(TENANTS_DIR) {
         return FileKind::Tenant(name);
     }
-    for dir in [PRODUCTS_DIR, TENANTS_DIR] {
+    if let Some(name) = in_dir(TEAMS_DIR) {
+        return FileKind::Team(name);
+    }
+    for dir in ENTRY_DIRS {
         if path
             .strip_prefix(dir)
             .and_then(|r| r.strip_prefix('/'))
@@ -127,6 +139,14 @@ pub fn classify(path: &str) -> FileKind<'_> {
     FileKind::Other
 }
 
+/// Whether a file of a registry tree (a git tree, a listing) is one the loader reads:
+/// `platform.yaml`, `tiers.yaml`, or a file directly in an entry directory whose name does not
+/// start with `.` (the directory reader's rule).
+pub fn is_registry_file(path: &str) -> bool {
+    let hidden = path.rsplit('/').next().is_some_and(|n| n.starts_with('.'));
+    !hidden && classify(path) != FileKind::Other
+}
+
 /// `tenants/<id>.yaml`
 pub fn tenant_path(id: &str) -> String {
     format!("{TENANTS_DIR}/{id}.yaml")
@@ -135,6 +155,11 @@ pub fn tenant_path(id: &str) -> String {
 /// `products/<name>.yaml`
 pub fn product_path(name: &str) -> String {
     format!("{PRODUCTS_DIR}/{name}.yaml")
+}
+
+/// `teams/<name>.yaml`
+pub fn team_path(name: &str) -> String {
+    format!("{TEAMS_DIR}/{name}.yaml")
 }
 
 /// The tenant id a tenant file stands for (its name without `.yaml`), or `None` for any
@@ -164,6 +189,17 @@ mod tests {
             FileKind::Misplaced("tenants")
         );
         assert_eq!(classify("products/x/y/z"), FileKind::Misplaced("products"));
+        assert_eq!(classify("teams/a/b.yaml"), FileKind::Misplaced("teams"));
+        assert_eq!(
+            classify("teams/commerce.yaml"),
+            FileKind::Team("commerce.yaml")
+        );
+        assert!(classify("teams/commerce.yaml").is_shared());
+        assert_eq!(team_path("commerce"), "teams/commerce.yaml");
+        assert!(is_registry_file("teams/commerce.yaml"));
+        assert!(is_registry_file("platform.yaml"));
+        assert!(!is_registry_file("teams/.commerce.yaml.swp"));
+        assert!(!is_registry_file(".gitlab-ci.yml"));
         assert_eq!(classify("tenants/"), FileKind::Other);
         assert_eq!(classify("README.md"), FileKind::Other);
         assert!(classify("products/x.yaml").is_shared());

@@ -1,14 +1,19 @@
-//! The registry: the single source of truth (platform, tiers, products, tenants): its file
-//! [`layout`], [`model`], [`parse`]r, [`rules`] (the quota [`headroom`] rule apart) and the
+//! The registry: the single source of truth (platform, tiers, products, tenants, teams): its
+//! file [`layout`], [`model`] (and the platform tools' [`tools`]), [`parse`]r and [`rules`]
+//! (the quota [`headroom`] rule and the platform tools' [`tools_rules`] apart), and the
 //! consumers' rules on its [`values`].
 
 pub mod headroom;
 pub mod layout;
 pub mod model;
 pub mod parse;
+pub mod resources;
 pub mod rules;
+pub mod tools;
+pub mod tools_rules;
 pub mod values;
 
 pub use layout::Sources;
 pub use model::*;
 pub use parse::{Loaded, load_sources};
+pub use tools::*;

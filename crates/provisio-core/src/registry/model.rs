@@ -9,8 +9,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_saphyr::Spanned;
 
-/// A value that remembers where it was written in its registry file.
-pub type Sp<T> = Spanned<T>;
+pub use super::resources::{ContainerLimits, CpuMemory, LimitRangeSpec, Sp, StorageLimits};
 
 /// The whole registry, validated: every cross reference resolves.
 #[derive(Debug, Clone)]
@@ -22,6 +21,8 @@ pub struct Registry {
     pub products: BTreeMap<String, Product>,
     /// Tenants by id.
     pub tenants: BTreeMap<String, Tenant>,
+    /// Teams by name (`teams/<name>.yaml`): owners of products' platform tools.
+    pub teams: BTreeMap<String, super::tools::Team>,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -50,6 +51,10 @@ pub struct Platform {
     /// Namespace whose DNS pods tenants may reach (label `name`).
     #[serde(default = "default_dns_namespace")]
     pub dns_namespace: String,
+    /// GitLab, Grafana, Artifactory and team namespaces rendered from `teams/` and the
+    /// products' `tools` (docs/platform-tools.md); absent: no product may have `tools`.
+    #[serde(default)]
+    pub platform_tools: Option<super::tools::PlatformTools>,
 }
 
 fn default_dns_namespace() -> String {
@@ -293,37 +298,6 @@ pub struct Tier {
     pub limit_range: LimitRangeSpec,
 }
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct LimitRangeSpec {
-    pub container: ContainerLimits,
-    #[serde(default)]
-    pub persistent_volume_claim: Option<StorageLimits>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct ContainerLimits {
-    pub max: CpuMemory,
-    pub min: CpuMemory,
-    pub default: CpuMemory,
-    pub default_request: CpuMemory,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct StorageLimits {
-    pub max: Sp<String>,
-    pub min: Sp<String>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct CpuMemory {
-    pub cpu: Sp<String>,
-    pub memory: Sp<String>,
-}
-
 // ---------------------------------------------------------------------------------------------
 // products/*.yaml
 // ---------------------------------------------------------------------------------------------
@@ -335,9 +309,10 @@ pub struct Product {
     pub name: Sp<String>,
     #[serde(default)]
     pub description: Option<String>,
-    /// Owning team (for people; not rendered into tenant trees).
+    /// Owning team: free text, or with `tools` a team of `teams/` (not rendered into tenant
+    /// trees).
     #[serde(default)]
-    pub team: Option<String>,
+    pub team: Option<Sp<String>>,
     /// Image repository below `platform.images.registry`.
     pub image: String,
     pub version: Sp<String>,
@@ -362,6 +337,9 @@ pub struct Product {
     /// Run before the new version rolls out (Argo CD Sync hook), e.g. `php artisan migrate`.
     #[serde(default)]
     pub migration: Option<Migration>,
+    /// The product's platform tools (docs/platform-tools.md); absent: none rendered.
+    #[serde(default)]
+    pub tools: Option<super::tools::ProductTools>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

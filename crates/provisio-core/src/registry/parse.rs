@@ -13,16 +13,19 @@ use serde::de::DeserializeOwned;
 use serde_saphyr::{MessageFormatter, UserMessageFormatter};
 
 use super::layout::{
-    FileKind, PLATFORM_FILE, PRODUCTS_DIR, Sources, TENANTS_DIR, TIERS_FILE, Unreadable, classify,
+    FileKind, PLATFORM_FILE, PRODUCTS_DIR, Sources, TEAMS_DIR, TENANTS_DIR, TIERS_FILE, Unreadable,
+    classify,
 };
 use super::model::*;
-use super::{headroom, rules, values};
+use super::tools::Team;
+use super::{headroom, rules, tools_rules, values};
 use crate::diagnostic::{Diagnostic, Report};
 
 /// What a load produced: the model when the shared files are sound, and all diagnostics.
 #[derive(Debug)]
 pub struct Loaded {
-    /// `None` when `platform.yaml`, `tiers.yaml` or a product is broken (nothing can render).
+    /// `None` when `platform.yaml`, `tiers.yaml`, a product or a team is broken (nothing can
+    /// render).
     /// Otherwise the registry of every tenant that is valid.
     pub registry: Option<Registry>,
     pub report: Report,
@@ -111,6 +114,24 @@ pub fn load_sources(sources: Sources) -> Loaded {
         ));
     }
 
+    let mut teams: BTreeMap<String, (String, Team)> = BTreeMap::new();
+    let mut team_files_ok = true;
+    for (path, text) in files_in(&sources, TEAMS_DIR) {
+        let Some(stem) = yaml_stem(path, &mut diags) else {
+            team_files_ok = false;
+            continue;
+        };
+        match parse::<Team>(path, text) {
+            Ok(t) => {
+                teams.insert(stem.to_owned(), (path.to_owned(), t));
+            }
+            Err(d) => {
+                diags.push(*d);
+                team_files_ok = false;
+            }
+        }
+    }
+
     let mut tenants: BTreeMap<String, (String, Tenant)> = BTreeMap::new();
     for (path, text) in files_in(&sources, TENANTS_DIR) {
         let Some(stem) = yaml_stem(path, &mut diags) else {
@@ -139,9 +160,27 @@ pub fn load_sources(sources: Sources) -> Loaded {
             &mut diags,
         );
     }
+    if let Some(platform) = &platform
+        && product_files_ok
+        && team_files_ok
+    {
+        let tenant_ids: BTreeSet<&str> =
+            tenants.keys().chain(&broken).map(String::as_str).collect();
+        tools_rules::check(
+            &tools_rules::Context {
+                platform,
+                products: &products,
+                teams: &teams,
+                tenant_ids: &tenant_ids,
+            },
+            &mut diags,
+        );
+    }
 
     let registry = match (platform, tiers) {
-        (Some(platform), Some(tiers)) if product_files_ok && !products.is_empty() => {
+        (Some(platform), Some(tiers))
+            if product_files_ok && team_files_ok && !products.is_empty() =>
+        {
             Some(Registry {
                 platform,
                 tiers,
@@ -151,6 +190,7 @@ pub fn load_sources(sources: Sources) -> Loaded {
                     .filter(|(k, _)| !broken.contains(k))
                     .map(|(k, (_, t))| (k, t))
                     .collect(),
+                teams: teams.into_iter().map(|(k, (_, t))| (k, t)).collect(),
             })
         }
         _ => None,
@@ -167,13 +207,13 @@ pub fn load_sources(sources: Sources) -> Loaded {
 
 /// The files of `dir` the loader reads (those [`refused_entry`] reported are left out).
 fn files_in<'a>(sources: &'a Sources, dir: &str) -> impl Iterator<Item = (&'a str, &'a str)> {
-    let products = dir == PRODUCTS_DIR;
     sources
         .iter()
         .filter(move |(k, v)| {
             let wanted = match classify(k) {
-                FileKind::Product(_) => products,
-                FileKind::Tenant(_) => !products,
+                FileKind::Product(_) => dir == PRODUCTS_DIR,
+                FileKind::Tenant(_) => dir == TENANTS_DIR,
+                FileKind::Team(_) => dir == TEAMS_DIR,
                 _ => false,
             };
             wanted && refused_entry(k, v).is_none()
@@ -183,7 +223,7 @@ fn files_in<'a>(sources: &'a Sources, dir: &str) -> impl Iterator<Item = (&'a st
 
 /// Why an entry of the registry is not a file the loader reads, when it is not: a link, a
 /// directory, a special file, a submodule, a hidden file, a file in a subdirectory of
-/// `products/` or `tenants/`. (`platform.yaml` and `tiers.yaml` are reported by [`parse`],
+/// `products/`, `teams/` or `tenants/`. (`platform.yaml` and `tiers.yaml` are reported by [`parse`],
 /// a file that is not UTF-8 too.)
 fn refused_entry(path: &str, text: &str) -> Option<Diagnostic> {
     let (dir, what) = match classify(path) {
@@ -199,8 +239,10 @@ fn refused_entry(path: &str, text: &str) -> Option<Diagnostic> {
         }
         FileKind::Product(name) if name.starts_with('.') => (PRODUCTS_DIR, None),
         FileKind::Tenant(name) if name.starts_with('.') => (TENANTS_DIR, None),
+        FileKind::Team(name) if name.starts_with('.') => (TEAMS_DIR, None),
         FileKind::Product(_) => (PRODUCTS_DIR, Some("product")),
         FileKind::Tenant(_) => (TENANTS_DIR, Some("tenant")),
+        FileKind::Team(_) => (TEAMS_DIR, Some("team")),
         FileKind::Other => ("", Some("file")),
     };
     let unreadable = Unreadable::of(text).filter(|u| *u != Unreadable::NotUtf8);

@@ -51,7 +51,7 @@ pub fn is_quantity(s: &str) -> bool {
     digits_ok && suffix_ok
 }
 
-fn check_quantity(path: &str, q: &Sp<String>, what: &str, diags: &mut Vec<Diagnostic>) {
+pub(crate) fn check_quantity(path: &str, q: &Sp<String>, what: &str, diags: &mut Vec<Diagnostic>) {
     if !is_quantity(&q.value) {
         diags.push(
             at(
@@ -66,7 +66,7 @@ fn check_quantity(path: &str, q: &Sp<String>, what: &str, diags: &mut Vec<Diagno
     }
 }
 
-fn check_cpu_memory(path: &str, cm: &CpuMemory, diags: &mut Vec<Diagnostic>) {
+pub(crate) fn check_cpu_memory(path: &str, cm: &CpuMemory, diags: &mut Vec<Diagnostic>) {
     check_quantity(path, &cm.cpu, "CPU quantity", diags);
     check_quantity(path, &cm.memory, "memory quantity", diags);
 }
@@ -147,6 +147,55 @@ pub fn check_platform(p: &Platform, path: &str, diags: &mut Vec<Diagnostic>) {
     }
 }
 
+/// ResourceQuota `spec.hard` keys and quantities (tiers, and the platform tools' namespaces):
+/// a known resource, `count/<resource>.<group>` for object counts, a quantity.
+pub(crate) fn check_quota(
+    path: &str,
+    quota: &BTreeMap<String, Sp<String>>,
+    diags: &mut Vec<Diagnostic>,
+) {
+    for (key, q) in quota {
+        check_quantity(path, q, "quantity", diags);
+        let known_prefix = key.starts_with("requests.")
+            || key.starts_with("limits.")
+            || key.starts_with("count/")
+            || key.contains(".storageclass.storage.k8s.io/")
+            || matches!(
+                key.as_str(),
+                "pods"
+                    | "services"
+                    | "services.loadbalancers"
+                    | "services.nodeports"
+                    | "persistentvolumeclaims"
+                    | "replicationcontrollers"
+                    | "resourcequotas"
+                    | "secrets"
+                    | "configmaps"
+                    | "cpu"
+                    | "memory"
+                    | "ephemeral-storage"
+            );
+        if matches!(
+            key.as_str(),
+            "deployments.apps" | "statefulsets.apps" | "jobs.batch" | "cronjobs.batch"
+        ) {
+            diags.push(
+                at(path, q, format!("`{key}` is not a quota resource"))
+                    .with_label("object counts are written `count/<resource>.<group>`")
+                    .with_help(format!("did you mean `count/{key}`?")),
+            );
+            continue;
+        }
+        if !known_prefix {
+            diags.push(
+                at(path, q, format!("unknown ResourceQuota resource `{key}`")).with_label(
+                    "expected e.g. `requests.cpu`, `limits.memory`, `pods`, `count/jobs.batch`",
+                ),
+            );
+        }
+    }
+}
+
 pub fn check_tiers(tiers: &BTreeMap<String, Tier>, path: &str, diags: &mut Vec<Diagnostic>) {
     if tiers.is_empty() {
         diags.push(Diagnostic::file(
@@ -167,46 +216,7 @@ pub fn check_tiers(tiers: &BTreeMap<String, Tier>, path: &str, diags: &mut Vec<D
                 format!("tier `{name}`: `replicas` must be at least 1"),
             ));
         }
-        for (key, q) in &t.quota {
-            check_quantity(path, q, "quantity", diags);
-            let known_prefix = key.starts_with("requests.")
-                || key.starts_with("limits.")
-                || key.starts_with("count/")
-                || key.contains(".storageclass.storage.k8s.io/")
-                || matches!(
-                    key.as_str(),
-                    "pods"
-                        | "services"
-                        | "services.loadbalancers"
-                        | "services.nodeports"
-                        | "persistentvolumeclaims"
-                        | "replicationcontrollers"
-                        | "resourcequotas"
-                        | "secrets"
-                        | "configmaps"
-                        | "cpu"
-                        | "memory"
-                        | "ephemeral-storage"
-                );
-            if matches!(
-                key.as_str(),
-                "deployments.apps" | "statefulsets.apps" | "jobs.batch" | "cronjobs.batch"
-            ) {
-                diags.push(
-                    at(path, q, format!("`{key}` is not a quota resource"))
-                        .with_label("object counts are written `count/<resource>.<group>`")
-                        .with_help(format!("did you mean `count/{key}`?")),
-                );
-                continue;
-            }
-            if !known_prefix {
-                diags.push(
-                    at(path, q, format!("unknown ResourceQuota resource `{key}`")).with_label(
-                        "expected e.g. `requests.cpu`, `limits.memory`, `pods`, `count/jobs.batch`",
-                    ),
-                );
-            }
-        }
+        check_quota(path, &t.quota, diags);
         let lr = &t.limit_range.container;
         for cm in [&lr.max, &lr.min, &lr.default, &lr.default_request] {
             check_cpu_memory(path, cm, diags);

@@ -1,4 +1,5 @@
-//! The Argo CD objects (`argocd/`): the `tenants` AppProject and one ApplicationSet per shard.
+//! The Argo CD objects (`argocd/`): the `tenants` AppProject and one ApplicationSet per shard,
+//! and (from `render::platform::argocd`) the platform tools' AppProject and Applications.
 //!
 //! A tenant's shard (`tenants-<region>-<nn>`) is recorded in its registry file when it is
 //! placed and never changes, so no tenant moves when others come or go or when
@@ -105,6 +106,17 @@ pub fn render_argocd(reg: &Registry) -> Result<Files, RenderError> {
         );
         resources.push(file);
     }
+    let platform = super::platform::render_platform(reg)?;
+    let platform_files = super::platform::argocd::render(reg, &platform)?;
+    for file in [
+        super::platform::argocd::PROJECT_FILE,
+        super::platform::argocd::APPLICATIONS_FILE,
+    ] {
+        if platform_files.contains_key(&format!("{ARGOCD_DIR}/{file}")) {
+            resources.push(file.to_owned());
+        }
+    }
+    files.extend(platform_files);
     #[derive(serde::Serialize)]
     #[serde(rename_all = "camelCase")]
     struct Kustomization {
@@ -253,6 +265,7 @@ fn application_set(
                     },
                     sync_policy: ApplicationSyncPolicy {
                         automated: Automated {
+                            allow_empty: None,
                             prune: true,
                             self_heal: true,
                         },
@@ -413,8 +426,13 @@ mod tests {
             .iter()
             .map(|r| r.as_str().unwrap())
             .collect();
+        // The tenants' project and ApplicationSets, then the platform tools' two files.
         let expected: Vec<String> = std::iter::once("project.yaml".to_owned())
             .chain(sets.iter().map(|s| format!("applicationsets/{s}")))
+            .chain([
+                "platform-project.yaml".to_owned(),
+                "platform-applications.yaml".to_owned(),
+            ])
             .collect();
         assert_eq!(resources, expected);
         let set = appset(&files, "tenants-us-east-02");

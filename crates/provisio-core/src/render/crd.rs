@@ -246,6 +246,10 @@ pub struct ApplicationSyncPolicy {
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Automated {
+    /// Sync a tree that has become empty (Argo CD refuses to prune to zero resources without
+    /// it). Only where emptiness is legitimate: an environment with no product namespace.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub allow_empty: Option<bool>,
     pub prune: bool,
     pub self_heal: bool,
 }

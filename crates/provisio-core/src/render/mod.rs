@@ -8,6 +8,7 @@ pub mod argocd;
 pub mod crd;
 pub mod jobs;
 mod objects;
+pub mod platform;
 pub mod templates;
 pub mod tenant;
 pub mod yaml;
@@ -18,13 +19,16 @@ use chrono::{DateTime, Utc};
 
 use crate::plan::{TenantPlan, plan_tenant};
 use crate::registry::Registry;
+pub use platform::PLATFORM_DIR;
 pub use yaml::{ARGOCD_DIR, Files, HEADER, RenderError, TENANTS_DIR};
 
-/// The whole output: one file set per tenant, and the Argo CD objects.
+/// The whole output: one file set per tenant, the platform tree, and the Argo CD objects.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Output {
     /// Tenant id → files of `tenants-out/<id>/`, keyed by output-relative path.
     pub tenants: BTreeMap<String, Files>,
+    /// Files of `platform-out/` (none without `platformTools`).
+    pub platform: Files,
     /// Files of `argocd/`.
     pub argocd: Files,
 }
@@ -53,7 +57,7 @@ impl Renderer {
     }
 }
 
-/// Renders everything in memory: every tenant tree and the Argo CD objects. The commands
+/// Renders everything in memory: every tenant tree, the platform tree and the Argo CD objects. The commands
 /// stream tenant by tenant instead; this is for tests and small registries.
 pub fn render_all(reg: &Registry, now: DateTime<Utc>) -> Result<Output, RenderError> {
     let renderer = Renderer::new();
@@ -64,6 +68,7 @@ pub fn render_all(reg: &Registry, now: DateTime<Utc>) -> Result<Output, RenderEr
     }
     Ok(Output {
         tenants,
+        platform: platform::render_platform(reg)?.files,
         argocd: argocd::render_argocd(reg)?,
     })
 }

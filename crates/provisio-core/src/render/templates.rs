@@ -1,5 +1,5 @@
-//! Text that is not Kubernetes (the Grafana dashboard JSON), rendered with minijinja from
-//! `templates/`. The templates are compiled into the binary, so rendering does no I/O.
+//! Text that is not Kubernetes (the Grafana dashboards' JSON: a tenant's, and a product's
+//! service dashboard in its platform-tools folder), rendered with minijinja from `templates/`. The templates are compiled into the binary, so rendering does no I/O.
 
 use serde::Serialize;
 
@@ -9,6 +9,7 @@ use crate::plan::TenantPlan;
 pub use minijinja::Environment;
 
 const DASHBOARD: &str = "grafana-dashboard.json.j2";
+const PRODUCT_DASHBOARD: &str = "product-dashboard.json.j2";
 
 /// The template environment, built once per render.
 pub fn environment() -> Environment<'static> {
@@ -19,6 +20,11 @@ pub fn environment() -> Environment<'static> {
         include_str!("../../../../templates/grafana-dashboard.json.j2"),
     )
     .expect("the bundled dashboard template parses (tested)");
+    env.add_template(
+        PRODUCT_DASHBOARD,
+        include_str!("../../../../templates/product-dashboard.json.j2"),
+    )
+    .expect("the bundled product dashboard template parses (tested)");
     env
 }
 
@@ -65,6 +71,50 @@ pub fn dashboard_json(env: &Environment<'_>, plan: &TenantPlan<'_>) -> Result<St
             minijinja::ErrorKind::BadSerialization,
             format!("the dashboard is not valid JSON: {e}"),
         ))
+    })?;
+    let mut out = serde_json::to_string_pretty(&value).expect("a JSON value serializes");
+    out.push('\n');
+    Ok(out)
+}
+
+#[derive(Serialize)]
+struct ProductDashboardContext<'a> {
+    product: &'a str,
+    team: &'a str,
+    uid: &'a str,
+}
+
+/// The service dashboard of a product (its Grafana folder's), as canonical JSON.
+pub fn product_dashboard_json(
+    env: &Environment<'_>,
+    product: &str,
+    team: &str,
+    uid: &str,
+) -> Result<String, RenderError> {
+    let err = |source| RenderError::Template {
+        name: PRODUCT_DASHBOARD.to_owned(),
+        source,
+    };
+    let text = env
+        .get_template(PRODUCT_DASHBOARD)
+        .map_err(err)?
+        .render(minijinja::value::Serde(&ProductDashboardContext {
+            product,
+            team,
+            uid,
+        }))
+        .map_err(err)?;
+    canonical_json(&text).map_err(err)
+}
+
+/// `text` parsed as JSON and pretty-printed (keys in the template's order), ending in a
+/// newline.
+fn canonical_json(text: &str) -> Result<String, minijinja::Error> {
+    let value: serde_json::Value = serde_json::from_str(text).map_err(|e| {
+        minijinja::Error::new(
+            minijinja::ErrorKind::BadSerialization,
+            format!("the dashboard is not valid JSON: {e}"),
+        )
     })?;
     let mut out = serde_json::to_string_pretty(&value).expect("a JSON value serializes");
     out.push('\n');

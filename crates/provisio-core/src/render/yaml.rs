@@ -24,6 +24,13 @@ pub enum RenderError {
         #[source]
         source: serde_saphyr::SerializeError,
     },
+    /// An object could not be turned into a JSON value (a bug, like `Serialize`).
+    #[error("cannot represent {what}")]
+    ToValue {
+        what: String,
+        #[source]
+        source: serde_json::Error,
+    },
     /// A text template failed (a bug in `templates/`).
     #[error("template {name} failed")]
     Template {
