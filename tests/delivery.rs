@@ -369,6 +369,7 @@ fn after_a_push_argo_cd_gets_a_signed_github_push_event() {
         repo_url: "https://git.example.com/platform/manifests".into(),
         secret: Some(b"s3cret".to_vec()),
         timeout: Duration::from_secs(5),
+        format: provisio::io::nudge::Format::Github,
     };
     assert_eq!(
         delivery::nudge_argocd(&repo, &nudge, &d).unwrap(),

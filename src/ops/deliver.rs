@@ -38,7 +38,7 @@ pub enum DeliveryError {
         remote: String,
         attempts: u32,
         #[source]
-        last: git2::Error,
+        last: Box<dyn std::error::Error + Send + Sync>,
     },
     /// The remote refused the push for a reason other than having moved (e.g. a hook).
     #[error("the remote refused {refname}: {message}")]
@@ -170,7 +170,7 @@ pub fn deliver(
                 match repo.fetch() {
                     Err(e) => {
                         warn!(error = %chain(&e), "fetch failed; retrying");
-                        last = Some(git2::Error::from_str(&chain(&e)));
+                        last = Some(Box::new(e) as Box<dyn std::error::Error + Send + Sync>);
                     }
                     Ok(remote) => {
                         if let Some(r) = remote {
@@ -197,19 +197,20 @@ pub fn deliver(
             Err(PushFailure::Refused { refname, message }) => {
                 return Err(DeliveryError::PushRefused { refname, message });
             }
-            Err(PushFailure::Transient(e)) => {
-                warn!(attempt, error = %e, retry_in = ?delay, "push failed; retrying");
-                last = Some(e);
+            Err(f @ PushFailure::Remote(_)) if f.is_retryable() => {
+                warn!(attempt, error = %chain(&f), retry_in = ?delay, "push failed; retrying");
+                last = Some(Box::new(f));
                 if attempt < backoff.attempts {
                     sleep_unless_stopped(delay, stop)?;
                 }
             }
-            Err(PushFailure::Fatal(e)) => {
+            Err(f) => {
+                // Credentials, certificate or host key refused: retrying will not help.
                 return Err(DeliveryError::PushGaveUp {
                     branch: repo.branch().to_owned(),
                     remote: repo.remote().to_owned(),
                     attempts: attempt,
-                    last: e,
+                    last: Box::new(f),
                 });
             }
         }
@@ -222,7 +223,7 @@ pub fn deliver(
         branch: repo.branch().to_owned(),
         remote: repo.remote().to_owned(),
         attempts: backoff.attempts.max(1),
-        last: last.unwrap_or_else(|| git2::Error::from_str("the remote kept moving")),
+        last: last.unwrap_or_else(|| "the remote kept moving".into()),
     })
 }
 
