@@ -321,6 +321,14 @@ fn classify(url: &str, e: git2::Error) -> RemoteError {
             reason: format!("the server refused the credentials ({msg})"),
         };
     }
+    if lower.contains("status code: 404") {
+        return RemoteError::Setup {
+            url: url.to_owned(),
+            reason: format!(
+                "there is no repository at this URL, or the credentials cannot see it ({msg})"
+            ),
+        };
+    }
     if e.code() == ErrorCode::Certificate || e.class() == ErrorClass::Ssl {
         return RemoteError::Verify {
             url: url.to_owned(),
