@@ -170,7 +170,20 @@ fn end_to_end(kind: Kind) {
     let committed = file_at_main(&s.registry, &file).expect("the tenant is in the remote at 2xx");
     assert!(String::from_utf8(committed).unwrap().contains("sub_e2e_1"));
 
-    // 2. The registry webhook → watch fetches at once → the manifests repository.
+    // 2. The registry webhook → watch fetches at once → the manifests repository. A
+    // delivery with a wrong token is refused first.
+    let forged = http(
+        watch.addr,
+        "POST",
+        "/api/v1/webhooks/registry",
+        &[
+            ("x-gitlab-event", "Push Hook"),
+            ("x-gitlab-token", "guessed"),
+        ],
+        br#"{"ref":"refs/heads/main"}"#,
+    )
+    .unwrap();
+    assert_eq!(forged.0, 401, "{}", forged.1);
     assert_eq!(registry_webhook(&watch), 202);
     let tree = format!("tenants-out/{id}/kustomization.yaml");
     wait_until("the tenant in the manifests repository", WAIT, logs, || {
