@@ -4,7 +4,9 @@
 //! `watch`, following that repository, regenerates (at once on the registry's push webhook,
 //! and by polling without it) → a commit in the manifests repository → a GitLab push event
 //! at a stand-in for Argo CD that checks `X-Gitlab-Event` and `X-Gitlab-Token`. `serve`
-//! killed with SIGKILL right after a 2xx: the event is in the registry repository.
+//! killed with SIGKILL right after a 2xx: the event is in the registry repository. And the
+//! registry is shared with people: their commits are built on, never overwritten, and a head
+//! they broke is waited out.
 
 mod git_support;
 
@@ -293,4 +295,92 @@ fn end_to_end_over_https() {
 #[test]
 fn end_to_end_over_ssh() {
     end_to_end(Kind::Ssh);
+}
+
+/// A person commits to the registry's `main` (through the remote's directory, while serve is
+/// idle) and pushes; returns the commit.
+fn person_commits(
+    bare: &std::path::Path,
+    path: &str,
+    edit: impl FnOnce(&str) -> String,
+) -> git2::Oid {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = git2::build::RepoBuilder::new()
+        .branch("main")
+        .clone(bare.to_str().unwrap(), dir.path())
+        .unwrap();
+    let file = dir.path().join(path);
+    let text = std::fs::read_to_string(&file).unwrap();
+    std::fs::write(&file, edit(&text)).unwrap();
+    let mut index = repo.index().unwrap();
+    index.add_path(std::path::Path::new(path)).unwrap();
+    index.write().unwrap();
+    let tree = repo.find_tree(index.write_tree().unwrap()).unwrap();
+    let sig = git2::Signature::now("A Person", "person@example.com").unwrap();
+    let parent = repo.head().unwrap().peel_to_commit().unwrap();
+    let id = repo
+        .commit(Some("HEAD"), &sig, &sig, "by hand", &tree, &[&parent])
+        .unwrap();
+    repo.find_remote("origin")
+        .unwrap()
+        .push(&["refs/heads/main:refs/heads/main"], None)
+        .unwrap();
+    id
+}
+
+/// The shared registry is also edited by people: serve builds on their commits (a rejected
+/// push is redone on top), refuses events while the registry's head does not validate, and
+/// fetches until someone fixes it.
+#[test]
+fn a_persons_commits_to_the_registry_are_built_on_and_a_broken_head_is_waited_out() {
+    let Some(s) = setup(Kind::Ssh) else { return };
+    let mut serve = s.serve("serve");
+    let cafe = "tenants/cafe-creme-93b31b.yaml";
+
+    // A person's commit the clone has not seen: the event's push is rejected, redone on top.
+    let by_hand = person_commits(&s.registry, cafe, |t| {
+        t.replace("tier: standard", "tier: business")
+    });
+    let (status, tenant) = post_created(serve.addr, "sub_person_1", "Atelier Nord");
+    assert_eq!(status, 201, "{tenant}");
+    let id = tenant["tenant_id"].as_str().unwrap();
+    let cafe_now = String::from_utf8(file_at_main(&s.registry, cafe).unwrap()).unwrap();
+    assert!(
+        cafe_now.contains("tier: business"),
+        "the person's edit was overwritten:\n{cafe_now}"
+    );
+    assert!(file_at_main(&s.registry, &format!("tenants/{id}.yaml")).is_some());
+    let r = git2::Repository::open_bare(&s.registry).unwrap();
+    let head = main_of(&s.registry).unwrap();
+    assert!(r.graph_descendant_of(head, by_hand).unwrap());
+    assert!(
+        serve
+            .log()
+            .contains("applying the events again on top of its head"),
+        "{}",
+        serve.log()
+    );
+
+    // A person pushes a registry that does not validate: events are refused, naming it.
+    person_commits(&s.registry, cafe, |t| {
+        t.replace("tier: business", "tier: premiun")
+    });
+    let before = main_of(&s.registry);
+    let (status, body) = post_created(serve.addr, "sub_person_2", "Atelier Sud");
+    assert_eq!(status, 503, "{body}");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("does not validate") && message.contains(cafe),
+        "{message}"
+    );
+    assert_eq!(main_of(&s.registry), before, "nothing was pushed");
+
+    // Fixed in the remote: serve fetches it and takes the event.
+    person_commits(&s.registry, cafe, |t| {
+        t.replace("tier: premiun", "tier: premium")
+    });
+    let (status, body) = post_created(serve.addr, "sub_person_2", "Atelier Sud");
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(trailers(&s.registry).get("sub_person_2"), Some(&1));
+    serve.kill();
 }

@@ -346,6 +346,13 @@ fn process(
     // last seen) and commits it; then the push is tried until it lands, the remote turns
     // out to have moved (next round), or the attempts are spent.
     loop {
+        if store.broken.is_some() {
+            // The clone's head does not validate, and nothing is pushed (so nothing would
+            // fetch) until it does: see whether someone fixed the registry in the remote.
+            if let Err(e) = store.repo.reset_to_upstream(&branch, &url) {
+                warn!(error = %crate::report::chain(&e), "cannot fetch the registry repository");
+            }
+        }
         let (replies, commit) =
             apply_and_commit(store, state, events, now, author, metrics, Flush::Lazy);
         if commit.is_none() {
