@@ -384,3 +384,31 @@ fn a_persons_commits_to_the_registry_are_built_on_and_a_broken_head_is_waited_ou
     assert_eq!(trailers(&s.registry).get("sub_person_2"), Some(&1));
     serve.kill();
 }
+
+/// An RSA deploy key in PEM format works too (libssh2 1.11, bundled, signs with rsa-sha2;
+/// OpenSSH 8.8+ refuses the SHA-1 `ssh-rsa` signatures older libssh2 sent).
+#[test]
+fn an_rsa_deploy_key_in_pem_format_pushes_over_ssh() {
+    let Some(server) = GitServer::start(Kind::Ssh) else {
+        return;
+    };
+    let manifests = server.create("manifests");
+    let out = tempfile::tempdir().unwrap();
+    let status = std::process::Command::new(env!("CARGO_BIN_EXE_provisio"))
+        .args(["generate", "--registry"])
+        .arg(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("registry"))
+        .arg("--out")
+        .arg(out.path())
+        .args(["--commit", "--push", "--now", NOW, "--manifests-url"])
+        .arg(server.url("manifests"))
+        .args(["--ssh-key-file", server.var("GIT_SSH_KEY_RSA")])
+        .args(["--ssh-known-hosts-file", server.var("GIT_SSH_KNOWN_HOSTS")])
+        .stdout(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert!(has_path(
+        &manifests,
+        "tenants-out/abc-corporation-7f3a9c/kustomization.yaml"
+    ));
+}

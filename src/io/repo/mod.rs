@@ -343,6 +343,20 @@ impl Repo {
     }
 }
 
+/// Whether commit `ancestor` is `descendant` or one of its ancestors, in the repository
+/// holding `path`; `None` when there is no repository or it does not know either commit
+/// (a commit it has not fetched yet is newer than anything it has).
+pub fn is_ancestor_in(path: &Path, ancestor: &str, descendant: &str) -> Option<bool> {
+    let repo = Repository::discover(path).ok()?;
+    let (a, d) = (
+        Oid::from_str(ancestor).ok()?,
+        Oid::from_str(descendant).ok()?,
+    );
+    repo.find_commit(a).ok()?;
+    repo.find_commit(d).ok()?;
+    Some(a == d || repo.graph_descendant_of(d, a).ok()?)
+}
+
 /// The commit HEAD points at in the repository holding `path`, if it is in one.
 pub fn head_of(path: &Path) -> Option<String> {
     let repo = Repository::discover(path).ok()?;

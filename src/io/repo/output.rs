@@ -186,6 +186,17 @@ impl OutputRepo {
         result
     }
 
+    /// The `Registry-Commit:` an output commit names, if any.
+    pub fn registry_commit_at(&self, commit: Oid) -> Result<Option<String>> {
+        let c = self
+            .repo
+            .repo
+            .find_commit(commit)
+            .map_err(self.repo.err("read a commit"))?;
+        let message = String::from_utf8_lossy(c.message_bytes());
+        Ok(super::message::registry_commit_of(&message).map(str::to_owned))
+    }
+
     /// Push attempts by outcome (`ok`, `rejected`, `auth`, `verify`, `error`) since the last
     /// call, for the metrics.
     pub fn take_push_outcomes(&self) -> BTreeMap<&'static str, u64> {

@@ -508,6 +508,11 @@ impl Loop<'_> {
                 let d = &outcome.delivered;
                 self.metrics.commits.inc_by(d.commits.len() as u64);
                 self.metrics.push_retries.inc_by(u64::from(d.push_retries));
+                if let Some(newer) = &d.superseded {
+                    // Another writer delivered a newer registry: catch up at once.
+                    info!(registry_commit = %newer, "the manifests hold a newer registry's output; fetching the registry now");
+                    self.health.poke();
+                }
                 self.scan = false;
                 self.retry = false;
                 match (&outcome.nudge, &cfg.nudge) {
