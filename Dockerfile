@@ -6,7 +6,7 @@
 # scripts/image-rootfs.sh: provisio's libraries, mariadb-dump (backups) and the CA bundle;
 # no shell, no package manager; user 10001:10001.
 
-ARG RUST_VERSION=1.88
+ARG RUST_VERSION=1.89
 ARG DEBIAN_RELEASE=bookworm
 
 # --- build: the release binary from the locked dependencies ----------------------------------
@@ -20,7 +20,8 @@ COPY . .
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
     cargo build --locked --release \
- && install -D -m 755 target/release/provisio /out/provisio
+ && install -D -m 755 target/release/provisio /out/provisio \
+ && strip --strip-debug /out/provisio
 
 # --- rootfs: the runtime file system, from Debian packages -----------------------------------
 FROM debian:${DEBIAN_RELEASE}-slim AS rootfs

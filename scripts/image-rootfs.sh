@@ -6,7 +6,7 @@
 #
 # ROOTFS gets exactly what runs: the shared libraries BINARY links (found with ldd, mapped to
 # their packages with dpkg -S on this machine) and libc6, libgcc-s1, zlib1g, libssl3 (git over
-# https); mariadb-dump (backups) with the client plugins of libmariadb3; the CA bundle; the
+# https, and the crypto of ssh: libssh2 itself is linked statically); mariadb-dump (backups) with the client plugins of libmariadb3; the CA bundle; the
 # os-release of base-files; package records in /var/lib/dpkg/status.d (the distroless layout,
 # which image scanners read); the user provisio (10001:10001); /tmp (1777) and /work (the
 # user's). No shell, no package manager, no perl. BINARY itself is not copied: it is the next

@@ -59,7 +59,7 @@ fn cycle(ws: &Workspace, repo: &OutputRepo, push: bool) -> delivery::Delivered {
         Some(&summary),
         &Why {
             trigger: "test".into(),
-            registry_commit: None,
+            ..Why::default()
         },
         push.then(fast).as_ref(),
         &mut regenerate,
@@ -161,6 +161,7 @@ fn the_registry_commit_is_named_in_the_message() {
     let why = Why {
         trigger: "registry changed: tenants/x.yaml".into(),
         registry_commit: provisio::io::repo::head_of(&ws.registry()),
+        registry: Some(ws.registry()),
     };
     delivery::deliver(
         &repo,
@@ -216,6 +217,102 @@ fn a_push_rejected_because_another_writer_pushed_first_lands_on_top_without_forc
     assert!(m.contains("Updated: cafe-creme-93b31b"), "{m}");
     assert!(m.contains("after the push was rejected"), "{m}");
     fsck(&bare);
+}
+
+/// Commits everything in `dir` (a registry in its own repository) and returns the commit.
+fn commit_all(dir: &std::path::Path, message: &str) -> git2::Oid {
+    let repo = git2::Repository::open(dir)
+        .or_else(|_| git2::Repository::init(dir))
+        .unwrap();
+    let mut index = repo.index().unwrap();
+    index
+        .add_all(["*"], git2::IndexAddOption::DEFAULT, None)
+        .unwrap();
+    index.write().unwrap();
+    let tree = repo.find_tree(index.write_tree().unwrap()).unwrap();
+    let sig = git2::Signature::now("person", "person@example.com").unwrap();
+    let parents: Vec<git2::Commit> = repo
+        .head()
+        .ok()
+        .and_then(|h| h.peel_to_commit().ok())
+        .into_iter()
+        .collect();
+    let parents: Vec<&git2::Commit> = parents.iter().collect();
+    repo.commit(Some("HEAD"), &sig, &sig, message, &tree, &parents)
+        .unwrap()
+}
+
+/// Output never goes back in time: a writer whose registry is older than the one the
+/// remote's output was made from does not push its rendering over it (that would remove
+/// the newer tenants' trees until its next cycle, and Argo CD could prune them meanwhile).
+#[test]
+fn a_writer_with_an_older_registry_does_not_push_over_newer_output() {
+    let old = Workspace::new();
+    let r1 = commit_all(&old.registry(), "registry r1");
+    let (bare, url) = bare(old.dir.path());
+
+    // Each writer delivers what its registry renders, naming its registry commit.
+    let deliver = |ws: &Workspace, repo: &OutputRepo, at: git2::Oid, full: bool| {
+        let o = GenerateOptions { full, ..opts() };
+        let summary = pipeline::generate(&ws.paths(), &o).unwrap();
+        let paths = ws.paths();
+        let mut regenerate = || {
+            pipeline::generate(
+                &paths,
+                &GenerateOptions {
+                    full: true,
+                    ..opts()
+                },
+            )
+        };
+        delivery::deliver(
+            repo,
+            Some(&summary),
+            &Why {
+                trigger: "test".into(),
+                registry_commit: Some(at.to_string()),
+                registry: Some(ws.registry()),
+            },
+            Some(&fast()),
+            &mut regenerate,
+            &|| false,
+        )
+        .unwrap()
+    };
+    // The older writer delivers r1 first. Then the registry gets two commits: r15 (one
+    // tenant more), which the older writer fetches, and r2 (another one), which only the
+    // newer writer has: it delivers r2 on top.
+    let older = OutputRepo::open(&old.out(), &cfg(&url)).unwrap();
+    deliver(&old, &older, r1, false);
+    let (_, rel4, text4) = new_tenant(4);
+    old.write(&rel4, &text4);
+    let r15 = commit_all(&old.registry(), "registry r15");
+    let new = Workspace::new();
+    std::fs::remove_dir_all(new.registry()).unwrap();
+    git2::build::RepoBuilder::new()
+        .clone(old.registry().to_str().unwrap(), &new.registry())
+        .unwrap();
+    let (id, rel, text) = new_tenant(3);
+    new.write(&rel, &text);
+    let r2 = commit_all(&new.registry(), "registry r2");
+    let newer = OutputRepo::open(&new.out(), &cfg(&url)).unwrap();
+    let d = deliver(&new, &newer, r2, false);
+    assert!(d.pushed.is_some(), "{d:?}");
+    let head = head_of(&bare, "main").unwrap();
+    assert!(message(&bare, head).contains(&format!("Registry-Commit: {r2}")));
+
+    // The older writer now delivers r15: its push is rejected (the remote moved), and the
+    // remote's head was made from r2, which its registry does not have yet: it leaves it
+    // alone instead of rendering r15 over it (which would remove tenant 3's tree).
+    let d = deliver(&old, &older, r15, false);
+    assert_eq!(d.superseded, Some(r2.to_string()), "{d:?}");
+    assert!(d.pushed.is_none());
+    assert_eq!(
+        head_of(&bare, "main"),
+        Some(head),
+        "nothing pushed over the newer output"
+    );
+    assert!(tree_files(&bare, head).contains_key(&format!("tenants-out/{id}/kustomization.yaml")));
 }
 
 #[test]
@@ -376,6 +473,7 @@ fn after_a_push_argo_cd_gets_a_signed_github_push_event() {
         repo_url: "https://git.example.com/platform/manifests".into(),
         secret: Some(b"s3cret".to_vec()),
         timeout: Duration::from_secs(5),
+        format: provisio::io::nudge::Format::Github,
     };
     assert_eq!(
         delivery::nudge_argocd(&repo, &nudge, &d).unwrap(),

@@ -587,11 +587,12 @@ fn operational_endpoints() {
     );
     assert!(m.body.ends_with("# EOF\n"), "{}", m.body);
     for line in [
-        "provisio_intake_events_total{event=\"created\",outcome=\"created\"} 1",
-        "provisio_intake_events_total{event=\"created\",outcome=\"ok\"} 1",
-        "provisio_intake_events_total{event=\"created\",outcome=\"unauthorized\"} 1",
+        "provisio_intake_events_total{event=\"created\",outcome=\"created\",status=\"201\"} 1",
+        "provisio_intake_events_total{event=\"created\",outcome=\"ok\",status=\"200\"} 1",
+        "provisio_intake_events_total{event=\"created\",outcome=\"unauthorized\",status=\"401\"} 1",
         "provisio_intake_request_duration_seconds_count 3",
         "provisio_intake_commits_total 1",
+        "provisio_build_info{version=\"",
     ] {
         assert!(m.body.contains(line), "missing `{line}` in\n{}", m.body);
     }

@@ -288,6 +288,33 @@ fn metrics_are_served_in_the_prometheus_text_format() {
     wait_for("the invalid regeneration", T, || {
         http_get(&addr, "/metrics").contains("provisio_regenerations_total{outcome=\"invalid\"} 1")
     });
+    // Invalid since a moment ago (a directory registry: when watch saw it), and the change
+    // waits to be delivered.
+    let gauge = |text: &str, name: &str| -> f64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")))
+            .unwrap_or_else(|| panic!("{name} missing:\n{text}"))
+            .parse()
+            .unwrap()
+    };
+    let now = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs_f64()
+    };
+    let text = http_get(&addr, "/metrics");
+    assert_eq!(gauge(&text, "provisio_registry_valid"), 0.0, "{text}");
+    for name in [
+        "provisio_registry_invalid_since_timestamp_seconds",
+        "provisio_watch_pending_since_timestamp_seconds",
+    ] {
+        let t = gauge(&text, name);
+        assert!(t > 0.0 && (now() - t).abs() < 60.0, "{name} = {t}");
+    }
+    // Alive and ready while the registry is invalid (the probes are about the loop).
+    assert!(http_get(&addr, "/healthz").starts_with("HTTP/1.1 200"));
+    assert!(http_get(&addr, "/readyz").starts_with("HTTP/1.1 200"));
     ws.write(abc, &good.replace("tier: premium", "tier: business"));
     wait_for("the second commit", T, || {
         head_of(&bare, "main") != Some(first)
@@ -309,9 +336,23 @@ fn metrics_are_served_in_the_prometheus_text_format() {
         "provisio_tenants{status=\"changed\"} 1",
         "provisio_tenants{status=\"unchanged\"} 2",
         "provisio_regeneration_duration_seconds_count 2",
+        "provisio_registry_valid 1",
+        "provisio_registry_invalid_since_timestamp_seconds 0",
+        "provisio_watch_pending_since_timestamp_seconds 0",
+        "provisio_git_pushes_total{repository=\"manifests\",outcome=\"ok\"} 2",
+        "provisio_git_unpushed_commits{repository=\"manifests\"} 0",
+        // The example: one tenant in each status; the two that are not active have series.
+        "provisio_registry_tenants{status=\"active\"} 1",
+        "provisio_tenant_status_since_timestamp_seconds{tenant=\"cafe-creme-93b31b\",status=\"provisioning\"}",
+        "provisio_tenant_status_since_timestamp_seconds{tenant=\"nordwind-logistik-7ace77\",status=\"deprovisioning\"}",
+        "provisio_tenant_deletion_timestamp_seconds{tenant=\"nordwind-logistik-7ace77\"}",
     ] {
         assert!(text.contains(needle), "{needle} missing:\n{text}");
     }
+    assert!(
+        !text.contains("tenant=\"abc-corporation-7f3a9c\""),
+        "an active tenant has per-tenant series:\n{text}"
+    );
     let last: f64 = text
         .lines()
         .find_map(|l| l.strip_prefix("provisio_last_success_timestamp_seconds "))
@@ -323,6 +364,11 @@ fn metrics_are_served_in_the_prometheus_text_format() {
         .unwrap()
         .as_secs_f64();
     assert!((now - last).abs() < 60.0, "{last} vs {now}");
+    // Without --registry-webhook-secret-file there is no registry webhook.
+    assert!(
+        http_get(&addr, "/api/v1/webhooks/registry").starts_with("HTTP/1.1 404"),
+        "the registry webhook needs its secret"
+    );
     assert!(http_get(&addr, "/nope").starts_with("HTTP/1.1 404"));
     stop(w);
 }

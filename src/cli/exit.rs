@@ -69,7 +69,14 @@ impl From<&GitError> for Exit {
             | GitError::WrongBranch { .. }
             | GitError::DetachedHead(_)
             | GitError::NoRemote { .. } => Exit::Invalid,
-            GitError::NoBranch { .. } | GitError::Fetch { .. } => Exit::Unavailable,
+            GitError::Remote(r)
+                if matches!(**r, crate::io::repo::RemoteError::PasswordInUrl { .. }) =>
+            {
+                Exit::Invalid
+            }
+            GitError::NoBranch { .. } | GitError::Fetch { .. } | GitError::Remote(_) => {
+                Exit::Unavailable
+            }
             GitError::Git { .. }
             | GitError::Io { .. }
             | GitError::Locked(_)

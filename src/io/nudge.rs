@@ -1,8 +1,16 @@
-//! The Argo CD nudge: after a push, POST a GitHub-format `push` event to Argo CD's
-//! `/api/webhook` so the ApplicationSets and Applications refresh at once instead of at the
-//! next poll. Signed with `X-Hub-Signature-256` (HMAC-SHA256 of the body) when a secret is
-//! configured; the secret comes from an environment variable or a file, never a flag value.
-//! Sent through [`crate::io::http`] under [`RETRY`], within the nudge's `timeout` in all.
+//! The Argo CD nudge: after a push, POST a `push` event in the platform git host's format to
+//! Argo CD's `/api/webhook` so the ApplicationSets and Applications refresh at once instead
+//! of at the next poll. Argo CD's handler (`util/webhook/webhook.go`) tells the formats apart
+//! by header and reads, from either, the repository's web URL, `ref`, `before`/`after`, the
+//! default branch (to know whether HEAD moved) and the commits' added/modified/removed files:
+//!
+//! - [`Format::Github`]: `X-GitHub-Event: push`, signed with `X-Hub-Signature-256`
+//!   (HMAC-SHA256 of the body; Argo CD's `webhook.github.secret`);
+//! - [`Format::Gitlab`]: `X-Gitlab-Event: Push Hook` and the secret as `X-Gitlab-Token`
+//!   (Argo CD's `webhook.gitlab.secret`), `project.web_url` without `.git` as GitLab sends it.
+//!
+//! The secret comes from an environment variable or a file, never a flag value. Sent through
+//! [`crate::io::http`] under [`RETRY`], within the nudge's `timeout` in all.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -48,15 +56,54 @@ pub enum NudgeError {
     },
 }
 
+/// Which git host's push event the nudge imitates.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Format {
+    #[default]
+    Github,
+    Gitlab,
+}
+
 /// Where and how to nudge.
 #[derive(Debug, Clone)]
 pub struct Nudge {
     /// Argo CD's webhook endpoint, e.g. `https://argocd.example.com/api/webhook`.
     pub url: String,
-    /// The repository URL as Argo CD's Applications name it (`repository.html_url`).
+    /// The repository URL as Argo CD's Applications name it (`repository.html_url`; for
+    /// GitLab, `project.web_url` is derived from it).
     pub repo_url: String,
     pub secret: Option<Vec<u8>>,
     pub timeout: Duration,
+    pub format: Format,
+}
+
+/// The web URL GitLab would send for a repository URL: `https://host[:port]/group/project`,
+/// without user, `.git` or trailing slash (also for ssh and scp-like URLs, whose host and
+/// path Argo CD matches against the Applications' `repoURL` in any of its forms).
+pub fn web_url(repo_url: &str) -> String {
+    let (host, path) = match repo_url.split_once("://") {
+        Some((scheme, rest)) => {
+            let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
+            let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+            // An ssh port is not the web server's.
+            let host = if scheme.contains("ssh") {
+                host.split(':').next().unwrap_or(host)
+            } else {
+                host
+            };
+            (host.to_owned(), path.to_owned())
+        }
+        None => match repo_url.split_once(':') {
+            Some((authority, path)) => {
+                let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+                (host.to_owned(), path.to_owned())
+            }
+            None => return repo_url.to_owned(),
+        },
+    };
+    let path = path.trim_end_matches('/');
+    let path = path.strip_suffix(".git").unwrap_or(path);
+    format!("https://{host}/{}", path.trim_start_matches('/'))
 }
 
 /// Reads the secret from the environment variable `name`.
@@ -104,9 +151,77 @@ pub struct PushEvent<'a> {
 }
 
 impl Nudge {
+    /// The push event body in the configured format.
+    pub fn body(&self, ev: &PushEvent) -> Vec<u8> {
+        match self.format {
+            Format::Github => self.github_body(ev),
+            Format::Gitlab => self.gitlab_body(ev),
+        }
+    }
+
+    /// GitLab's `Push Hook` body, with the fields Argo CD reads (`project.web_url`,
+    /// `project.default_branch`, `ref`, `before`, `after`, each commit's files) and the
+    /// ones GitLab always sends alongside.
+    fn gitlab_body(&self, ev: &PushEvent) -> Vec<u8> {
+        let zero = "0000000000000000000000000000000000000000".to_owned();
+        let files = ev.files.cloned().unwrap_or_default();
+        let web = web_url(&self.repo_url);
+        let name = web.rsplit('/').next().unwrap_or_default().to_owned();
+        let namespace = web
+            .split_once("://")
+            .and_then(|(_, r)| r.split_once('/'))
+            .map_or(String::new(), |(_, p)| p.to_owned());
+        let commits: Vec<_> = ev
+            .commits
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                let last = i + 1 == ev.commits.len();
+                let pick = |v: &Vec<String>| if last { v.clone() } else { Vec::new() };
+                json!({
+                    "id": c.id.to_string(),
+                    "message": c.message,
+                    "title": c.message.lines().next().unwrap_or_default(),
+                    "url": format!("{web}/-/commit/{}", c.id),
+                    "author": {"name": ev.author.name, "email": ev.author.email},
+                    "added": pick(&files.added),
+                    "modified": pick(&files.modified),
+                    "removed": pick(&files.removed),
+                })
+            })
+            .collect();
+        let body = json!({
+            "object_kind": "push",
+            "event_name": "push",
+            "before": ev.before.map_or(zero, |b| b.to_string()),
+            "after": ev.after.to_string(),
+            "ref": format!("refs/heads/{}", ev.branch),
+            "ref_protected": true,
+            "checkout_sha": ev.after.to_string(),
+            "user_name": ev.author.name,
+            "user_email": ev.author.email,
+            "project": {
+                "name": name,
+                "web_url": web,
+                "git_http_url": self.repo_url,
+                "path_with_namespace": namespace,
+                "default_branch": ev.branch,
+            },
+            "repository": {
+                "name": name,
+                "url": self.repo_url,
+                "homepage": web,
+                "git_http_url": self.repo_url,
+            },
+            "commits": commits,
+            "total_commits_count": ev.commits.len(),
+        });
+        serde_json::to_vec(&body).expect("JSON values serialize")
+    }
+
     /// The GitHub `push` event body, with the fields Argo CD reads: `ref`, `before`, `after`,
     /// `repository.html_url`/`default_branch`, and the changed files of each commit.
-    pub fn body(&self, ev: &PushEvent) -> Vec<u8> {
+    fn github_body(&self, ev: &PushEvent) -> Vec<u8> {
         let zero = "0000000000000000000000000000000000000000".to_owned();
         let files = ev.files.cloned().unwrap_or_default();
         let commits: Vec<_> = ev
@@ -152,14 +267,28 @@ impl Nudge {
     pub fn send(&self, ev: &PushEvent) -> Result<u16, NudgeError> {
         let body = self.body(ev);
         let agent = http::agent(self.timeout);
-        let signature = self.secret.as_ref().map(|s| signature(s, &body));
+        let headers: Vec<(&str, String)> = match self.format {
+            Format::Github => {
+                let mut h = vec![("X-GitHub-Event", "push".to_owned())];
+                if let Some(s) = &self.secret {
+                    h.push(("X-Hub-Signature-256", signature(s, &body)));
+                }
+                h
+            }
+            Format::Gitlab => {
+                let mut h = vec![("X-Gitlab-Event", "Push Hook".to_owned())];
+                if let Some(s) = &self.secret {
+                    h.push(("X-Gitlab-Token", String::from_utf8_lossy(s).into_owned()));
+                }
+                h
+            }
+        };
         let sent = http::send(&RETRY.within(self.timeout), "nudge Argo CD", || {
             let mut req = agent
                 .post(&self.url)
-                .header("Content-Type", "application/json")
-                .header("X-GitHub-Event", "push");
-            if let Some(sig) = &signature {
-                req = req.header("X-Hub-Signature-256", sig);
+                .header("Content-Type", "application/json");
+            for (k, v) in &headers {
+                req = req.header(*k, v);
             }
             req.send(&body[..])
         });
@@ -194,6 +323,30 @@ mod tests {
             signature(b"It's a Secret to Everybody", b"Hello, World!"),
             "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17"
         );
+    }
+
+    #[test]
+    fn gitlab_web_urls_are_what_gitlab_sends() {
+        for (repo, web) in [
+            (
+                "https://gitlab.example.com/platform/manifests.git",
+                "https://gitlab.example.com/platform/manifests",
+            ),
+            (
+                "https://bot@gitlab.example.com:8443/platform/manifests/",
+                "https://gitlab.example.com:8443/platform/manifests",
+            ),
+            (
+                "ssh://git@gitlab.example.com:2222/platform/manifests.git",
+                "https://gitlab.example.com/platform/manifests",
+            ),
+            (
+                "git@gitlab.example.com:platform/manifests.git",
+                "https://gitlab.example.com/platform/manifests",
+            ),
+        ] {
+            assert_eq!(web_url(repo), web, "{repo}");
+        }
     }
 
     #[test]

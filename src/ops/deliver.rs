@@ -8,6 +8,11 @@
 //!   the registry), commit, push again, with bounded exponential backoff.
 //! - A transport failure is retried with backoff; the local commit is kept either way and
 //!   pushed by the next attempt.
+//! - Output is never moved back in time: when the remote's head was made from a registry
+//!   commit this writer's registry does not contain yet (another writer that fetched the
+//!   registry later), nothing is pushed on top of it ([`Delivered::superseded`]): re-rendering
+//!   the older registry there would remove the newest tenants' trees until the next cycle,
+//!   and Argo CD could prune their Applications meanwhile.
 
 use std::time::{Duration, Instant};
 
@@ -38,7 +43,7 @@ pub enum DeliveryError {
         remote: String,
         attempts: u32,
         #[source]
-        last: git2::Error,
+        last: Box<dyn std::error::Error + Send + Sync>,
     },
     /// The remote refused the push for a reason other than having moved (e.g. a hook).
     #[error("the remote refused {refname}: {message}")]
@@ -74,6 +79,9 @@ pub struct Delivered {
     pub pushed: Option<(Option<Oid>, Oid)>,
     /// Push attempts after the first.
     pub push_retries: u32,
+    /// The remote holds output made from a newer registry commit (named) than this one: this
+    /// writer's output was not pushed over it.
+    pub superseded: Option<String>,
 }
 
 /// What [`deliver_run`] did: the delivery, and the nudge's answer when one was sent (a
@@ -99,6 +107,7 @@ pub fn deliver_run(
     let why = Why {
         trigger: trigger.to_owned(),
         registry_commit: repo::head_of(&paths.registry),
+        registry: Some(paths.registry.clone()),
     };
     // On top of another writer's commit the state file is theirs: re-render everything and
     // compare with the disk rather than trust it.
@@ -170,11 +179,17 @@ pub fn deliver(
                 match repo.fetch() {
                     Err(e) => {
                         warn!(error = %chain(&e), "fetch failed; retrying");
-                        last = Some(git2::Error::from_str(&chain(&e)));
+                        last = Some(Box::new(e) as Box<dyn std::error::Error + Send + Sync>);
                     }
                     Ok(remote) => {
                         if let Some(r) = remote {
                             repo.reset_to(r)?;
+                            if let Some(newer) = newer_registry(repo, r, why)? {
+                                info!(registry_commit = %newer, "the remote holds the output of a newer registry commit; not pushing this older one over it");
+                                out.pushed = None;
+                                out.superseded = Some(newer);
+                                return Ok(out);
+                            }
                         }
                         let s = regenerate().map_err(|e| DeliveryError::Regenerate(Box::new(e)))?;
                         let mut again = why.clone();
@@ -197,19 +212,20 @@ pub fn deliver(
             Err(PushFailure::Refused { refname, message }) => {
                 return Err(DeliveryError::PushRefused { refname, message });
             }
-            Err(PushFailure::Transient(e)) => {
-                warn!(attempt, error = %e, retry_in = ?delay, "push failed; retrying");
-                last = Some(e);
+            Err(f @ PushFailure::Remote(_)) if f.is_retryable() => {
+                warn!(attempt, error = %chain(&f), retry_in = ?delay, "push failed; retrying");
+                last = Some(Box::new(f));
                 if attempt < backoff.attempts {
                     sleep_unless_stopped(delay, stop)?;
                 }
             }
-            Err(PushFailure::Fatal(e)) => {
+            Err(f) => {
+                // Credentials, certificate or host key refused: retrying will not help.
                 return Err(DeliveryError::PushGaveUp {
                     branch: repo.branch().to_owned(),
                     remote: repo.remote().to_owned(),
                     attempts: attempt,
-                    last: e,
+                    last: Box::new(f),
                 });
             }
         }
@@ -222,7 +238,27 @@ pub fn deliver(
         branch: repo.branch().to_owned(),
         remote: repo.remote().to_owned(),
         attempts: backoff.attempts.max(1),
-        last: last.unwrap_or_else(|| git2::Error::from_str("the remote kept moving")),
+        last: last.unwrap_or_else(|| "the remote kept moving".into()),
+    })
+}
+
+/// The registry commit `remote_head` was made from, when it is newer than (not contained in)
+/// the registry this writer rendered; `None` when this writer's is as new or newer, or when
+/// either is unknown (a registry outside git).
+fn newer_registry(repo: &OutputRepo, remote_head: Oid, why: &Why) -> Result<Option<String>> {
+    let (Some(ours), Some(dir)) = (&why.registry_commit, &why.registry) else {
+        return Ok(None);
+    };
+    let Some(theirs) = repo.registry_commit_at(remote_head)? else {
+        return Ok(None);
+    };
+    if theirs == *ours {
+        return Ok(None);
+    }
+    Ok(match repo::is_ancestor_in(dir, &theirs, ours) {
+        Some(true) => None,
+        // Theirs is a descendant of ours, or a commit our clone has not fetched yet.
+        _ => Some(theirs),
     })
 }
 

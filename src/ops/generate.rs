@@ -118,8 +118,19 @@ pub struct Paths {
 /// differs. With `full`, every tenant is re-rendered and compared with the disk (repairs
 /// hand edits).
 pub fn generate(paths: &Paths, opts: &GenerateOptions) -> Result<Summary, PipelineError> {
+    generate_observed(paths, opts, &mut |_| {})
+}
+
+/// [`generate`], handing the validated registry to `observe` before anything is written
+/// (watch's lifecycle metrics read it there instead of loading the registry twice).
+pub fn generate_observed(
+    paths: &Paths,
+    opts: &GenerateOptions,
+    observe: &mut dyn FnMut(&Registry),
+) -> Result<Summary, PipelineError> {
     let (now, full) = (opts.now, opts.full);
     let (reg, sources) = load(&paths.registry)?;
+    observe(&reg);
     let existing = output::list_dirs(&paths.out.join(TENANTS_DIR))?;
     let existing: Vec<String> = existing
         .into_iter()

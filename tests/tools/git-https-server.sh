@@ -60,7 +60,12 @@ server.document-root = "$dir/www"
 server.errorlog = "$dir/lighttpd-error.log"
 server.pid-file = "$pidfile"
 server.upload-dirs = ( "$dir/tmp" )
-server.stream-request-body = 2
+# git http-backend is a CGI: it needs CONTENT_LENGTH, so chunked request bodies (libgit2
+# pushes with Transfer-Encoding: chunked) are buffered whole first (streaming them gives 411).
+server.stream-request-body = 0
+# HTTP/1.1 only (libgit2's protocol): lighttpd cannot hand an HTTP/2 request body of unknown
+# length to a CGI, so stock git's larger pushes over h2 would fail.
+server.feature-flags = ( "server.h2proto" => "disable" )
 accesslog.filename = "$dir/access.log"
 ssl.engine = "enable"
 ssl.pemfile = "$dir/tls/server.pem"

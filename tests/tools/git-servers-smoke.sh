@@ -61,6 +61,13 @@ if "$here/git-https-server.sh" start "$tmp/https" >"$tmp/https.env" 2>"$tmp/http
   export GIT_CONFIG_COUNT=1 GIT_CONFIG_KEY_0=credential.helper GIT_CONFIG_VALUE_0="$helper"
   GIT_SSL_CAINFO="$GIT_HTTPS_CA" check "https: clone, push, fetch with the CA and basic auth" \
     round_trip "$GIT_HTTPS_URL/smoke.git" https
+  # libgit2 always pushes with Transfer-Encoding: chunked; stock git does past http.postBuffer.
+  chunked_push() {
+    head -c 200000 /dev/urandom >"$tmp/https-a/blob" &&
+      git -C "$tmp/https-a" add blob && git -C "$tmp/https-a" commit -qm "a pack over 1 KiB" &&
+      git -C "$tmp/https-a" -c http.postBuffer=1024 push -q origin HEAD:refs/heads/main
+  }
+  GIT_SSL_CAINFO="$GIT_HTTPS_CA" check "https: a chunked push (a pack larger than http.postBuffer)" chunked_push
   unset GIT_CONFIG_COUNT GIT_CONFIG_KEY_0 GIT_CONFIG_VALUE_0
   GIT_SSL_CAINFO="$GIT_HTTPS_CA" refused "https: a wrong password is refused" "Authentication failed" \
     git -c credential.helper="!f() { echo username=$GIT_HTTPS_USER; echo password=wrong; }; f" \

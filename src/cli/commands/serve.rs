@@ -1,5 +1,6 @@
 //! `provisio serve`: the billing intake's command line. The webhook secret is read from
-//! `PROVISIO_WEBHOOK_SECRET` or `--secret-file`, never from a flag value.
+//! `PROVISIO_WEBHOOK_SECRET` or `--secret-file`, never from a flag value; so are the git
+//! credentials of `--registry-git` (see [`super::args::GitArgs`]).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -7,6 +8,7 @@ use std::path::PathBuf;
 use tracing::{error, warn};
 
 use crate::cli::Exit;
+use crate::io::repo::upstream::Upstream;
 use crate::report;
 use crate::services::serve::{self, Config, auth::Secret};
 use crate::services::signal;
@@ -16,9 +18,20 @@ pub const SECRET_ENV: &str = "PROVISIO_WEBHOOK_SECRET";
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct Args {
-    /// The registry directory, inside a git work tree (tenant files are committed there).
+    /// The registry directory, inside a git work tree (tenant files are committed there);
+    /// with --registry-git, provisio's own clone of that repository (created when missing).
     #[arg(long, default_value = "registry")]
     pub registry: PathBuf,
+    /// The shared registry repository (https:// or ssh:// URL; a path for tests): --registry
+    /// is kept as its clone, and every commit is pushed to it before the events are
+    /// answered (a rejected push is redone on top of the remote head).
+    #[arg(long, requires = "branch", value_name = "URL")]
+    pub registry_git: Option<String>,
+    /// The branch of --registry-git to commit to.
+    #[arg(long, requires = "registry_git")]
+    pub branch: Option<String>,
+    #[command(flatten)]
+    pub git: super::args::GitArgs,
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
@@ -86,7 +99,23 @@ pub fn run(a: Args) -> Exit {
         warn!("{why}");
         eprintln!("warning: {why}");
     }
+    let upstream = match (&a.registry_git, &a.branch) {
+        (Some(url), Some(branch)) => {
+            let transport = a.git.transport();
+            if let Err(e) = transport.check(url) {
+                eprintln!("error: --registry-git: {e}");
+                return Exit::Invalid;
+            }
+            Some(Upstream {
+                url: url.clone(),
+                branch: branch.clone(),
+                transport,
+            })
+        }
+        _ => None,
+    };
     let mut config = Config::new(a.registry, secret);
+    config.upstream = upstream;
     config.grace = chrono::Duration::days(a.grace_days);
     config.signature_window_secs = a.signature_window;
     config.body_timeout = body_timeout;

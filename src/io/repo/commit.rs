@@ -191,7 +191,7 @@ impl Repo {
         message: &str,
         author: &Author,
     ) -> Result<Recorded> {
-        self.commit_files_on(self.head()?, changes, message, author)
+        self.commit_files_on(self.head()?, changes, message, author, Flush::Synced)
     }
 
     /// Commits `changes` on top of `base` — which must still be HEAD when the branch moves:
@@ -199,13 +199,15 @@ impl Repo {
     /// the work tree and index in step. `Err` means nothing was recorded; `Ok` means the
     /// commit is on the branch (`commit: None` when the files already had that content),
     /// with whatever went wrong afterwards in `warnings`. See the module documentation for
-    /// the order of writes.
+    /// the order of writes. With [`Flush::Lazy`] nothing is flushed: for a clone whose
+    /// commits only count once pushed ([`super::upstream`]).
     pub fn commit_files_on(
         &self,
         base: Option<Oid>,
         changes: &[FileChange],
         message: &str,
         author: &Author,
+        flush: Flush,
     ) -> Result<Recorded> {
         let parent = match base {
             Some(h) => Some(
@@ -262,13 +264,15 @@ impl Repo {
         // The intent first (flushed with the objects): after a crash, start-up knows which
         // work-tree paths are provisio's to finish and which are a person's.
         self.write_intent(&intent)?;
-        let oid = self.commit_on_head(&tree, parent.as_ref(), message, author, Flush::Synced)?;
+        let oid = self.commit_on_head(&tree, parent.as_ref(), message, author, flush)?;
         let mut committed = Recorded {
             commit: Some(oid),
             ..Recorded::default()
         };
         // Recorded from here on: what fails now is reported, not undone.
-        if let Err(e) = self.sync_gitdir() {
+        if flush == Flush::Synced
+            && let Err(e) = self.sync_gitdir()
+        {
             committed.warnings.push(e);
         }
         match self.sync_intent(&intent) {
@@ -500,6 +504,7 @@ mod tests {
                 &[change("reg/c.yaml", "c\n")],
                 "c",
                 &Author::default(),
+                Flush::Synced,
             )
             .unwrap_err();
         assert!(e.to_string().contains("move HEAD"), "{e}");

@@ -16,6 +16,18 @@ pub struct Why {
     pub trigger: String,
     /// The registry's commit, when the registry is a git repository.
     pub registry_commit: Option<String>,
+    /// The registry directory, to tell whether another writer's output was made from a newer
+    /// registry commit than `registry_commit` (see `ops::deliver`).
+    pub registry: Option<std::path::PathBuf>,
+}
+
+/// The `Registry-Commit:` trailer of an output commit's message.
+pub fn registry_commit_of(message: &str) -> Option<&str> {
+    message
+        .lines()
+        .rev()
+        .find_map(|l| l.strip_prefix("Registry-Commit: "))
+        .map(str::trim)
 }
 
 /// What a commit changed, read from the trees (so it is true even for a commit that picks up
@@ -201,8 +213,10 @@ mod tests {
             &Why {
                 trigger: "tenants/a.yaml changed".into(),
                 registry_commit: Some("abc123".into()),
+                registry: None,
             },
         );
+        assert_eq!(registry_commit_of(&m), Some("abc123"));
         assert_eq!(
             m,
             "provisio: add 1, update 2 tenants\n\nAdded: a\nUpdated: b, c\nArgo CD objects (argocd/) updated\nWhy: tenants/a.yaml changed\n\nRegistry-Commit: abc123\n"

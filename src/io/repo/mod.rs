@@ -15,19 +15,28 @@
 //!   the commit, never over a person's edit.
 //! - [`lock`]: provisio's own lock on a repository, and git lock files a killed run left.
 //! - [`follow`]: a clone following one branch of a remote (watch `--registry-git`).
+//! - [`upstream`]: provisio's own clone of a shared branch that it commits to and pushes
+//!   (serve `--registry-git`): opened onto the remote head, rolled back onto it.
 //! - [`message`]: what an output commit changed and its message.
+//! - [`transport`]: how every fetch and push reaches its remote (https token and CA bundle,
+//!   ssh key and known_hosts via [`known_hosts`]), and the failures in their own terms.
 
 pub mod commit;
 pub mod follow;
+pub mod known_hosts;
 pub mod lock;
 pub mod message;
 pub mod output;
 pub mod sync;
+pub mod transport;
+pub mod upstream;
 pub mod worktree;
 
 use std::path::{Path, PathBuf};
 
 use git2::{ErrorCode, Repository, Signature};
+
+pub use transport::{RemoteError, Transport};
 
 /// A commit or object id.
 pub use git2::Oid;
@@ -84,8 +93,18 @@ pub enum GitError {
         branch: String,
         repo: PathBuf,
         #[source]
-        source: git2::Error,
+        source: Box<RemoteError>,
     },
+    /// The remote cannot be used as configured (a password in its URL, ssh without a
+    /// known_hosts file…).
+    #[error(transparent)]
+    Remote(Box<RemoteError>),
+}
+
+impl From<RemoteError> for GitError {
+    fn from(e: RemoteError) -> Self {
+        GitError::Remote(Box::new(e))
+    }
 }
 
 pub type Result<T, E = GitError> = std::result::Result<T, E>;
@@ -126,11 +145,13 @@ impl Default for Author {
     }
 }
 
-/// A repository with a work tree.
+/// A repository with a work tree, and how its remotes are reached.
 pub struct Repo {
     pub(super) repo: Repository,
     /// The work tree's root, canonical.
     workdir: PathBuf,
+    /// Credentials and verification for every fetch and push of this repository.
+    transport: Transport,
 }
 
 impl Repo {
@@ -183,7 +204,21 @@ impl Repo {
             .ok_or_else(|| GitError::Bare(path.to_path_buf()))?
             .to_path_buf();
         let workdir = workdir.canonicalize().unwrap_or(workdir);
-        Ok(Repo { repo, workdir })
+        Ok(Repo {
+            repo,
+            workdir,
+            transport: Transport::default(),
+        })
+    }
+
+    /// Reaches the remotes with `transport` from now on.
+    pub fn set_transport(&mut self, transport: Transport) {
+        self.transport = transport;
+    }
+
+    /// How the remotes are reached.
+    pub fn transport(&self) -> &Transport {
+        &self.transport
     }
 
     /// The work tree's root.
@@ -230,6 +265,8 @@ impl Repo {
 
     /// The remote called `name`: its URL set to `url` when given (added when missing).
     pub fn ensure_remote(&self, name: &str, url: &str) -> Result<()> {
+        // Never store a URL with a password in the clone's config.
+        transport::endpoint(url)?;
         match self.repo.find_remote(name) {
             Ok(r) if r.url().ok() == Some(url) => Ok(()),
             Ok(_) => self
@@ -280,13 +317,18 @@ impl Repo {
             }
         })?;
         let spec = format!("+refs/heads/{branch}:refs/remotes/{remote}/{branch}");
-        r.fetch(&[spec], None, None)
-            .map_err(|source| GitError::Fetch {
+        let url = r.url().unwrap_or_default().to_owned();
+        let (callbacks, session) = self.transport.callbacks(&url)?;
+        let mut opts = git2::FetchOptions::new();
+        opts.remote_callbacks(callbacks);
+        r.fetch(&[spec], Some(&mut opts), None)
+            .map_err(|e| GitError::Fetch {
                 remote: remote.to_owned(),
                 branch: branch.to_owned(),
                 repo: self.workdir.clone(),
-                source,
+                source: Box::new(session.error(e)),
             })?;
+        drop(opts);
         drop(r);
         self.tracking_head(remote, branch)
     }
@@ -299,6 +341,20 @@ impl Repo {
             .map_err(self.err("read a commit"))?;
         Ok(c.summary().ok().flatten().unwrap_or("").to_owned())
     }
+}
+
+/// Whether commit `ancestor` is `descendant` or one of its ancestors, in the repository
+/// holding `path`; `None` when there is no repository or it does not know either commit
+/// (a commit it has not fetched yet is newer than anything it has).
+pub fn is_ancestor_in(path: &Path, ancestor: &str, descendant: &str) -> Option<bool> {
+    let repo = Repository::discover(path).ok()?;
+    let (a, d) = (
+        Oid::from_str(ancestor).ok()?,
+        Oid::from_str(descendant).ok()?,
+    );
+    repo.find_commit(a).ok()?;
+    repo.find_commit(d).ok()?;
+    Some(a == d || repo.graph_descendant_of(d, a).ok()?)
 }
 
 /// The commit HEAD points at in the repository holding `path`, if it is in one.

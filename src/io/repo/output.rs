@@ -11,7 +11,8 @@
 //!   the caller resets it onto the remote head ([`OutputRepo::reset_to`]) before
 //!   regenerating (see `ops::deliver`).
 
-use std::collections::BTreeSet;
+use std::cell::RefCell;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use git2::{ErrorCode, IndexAddOption, ObjectType, Tree};
@@ -21,7 +22,7 @@ use super::commit::Flush;
 use super::lock::{self, Lock};
 use super::message::{Changes, CommitInfo, FileChanges, PlatformChanges, Why, commit_message};
 use super::sync::PushFailure;
-use super::{Author, GitError, Oid, Repo, Result, io};
+use super::{Author, GitError, Oid, Repo, Result, Transport, io};
 use crate::io::fsx::TEMP_PREFIX;
 use crate::io::output::{STATE_FILE, Summary};
 use provisio_core::render::platform::{NAMESPACES_DIR, TOOLS_DIR};
@@ -41,6 +42,8 @@ pub struct RepoConfig {
     /// This process is the only writer of the repository (watch mode): git lock files found
     /// while holding provisio's own lock were left by a killed run and are removed.
     pub exclusive: bool,
+    /// How the remote is reached.
+    pub transport: Transport,
 }
 
 impl Default for RepoConfig {
@@ -51,6 +54,7 @@ impl Default for RepoConfig {
             branch: None,
             author: Author::default(),
             exclusive: false,
+            transport: Transport::default(),
         }
     }
 }
@@ -65,6 +69,8 @@ pub struct OutputRepo {
     author: Author,
     /// provisio's lock on the repository, held while this value lives.
     _lock: Lock,
+    /// Push attempts by outcome since the last [`OutputRepo::take_push_outcomes`].
+    pushes: RefCell<BTreeMap<&'static str, u64>>,
 }
 
 impl OutputRepo {
@@ -74,11 +80,12 @@ impl OutputRepo {
     /// creates the branch).
     pub fn open(out: &Path, cfg: &RepoConfig) -> Result<OutputRepo> {
         std::fs::create_dir_all(out).map_err(io("create", out))?;
-        let (repo, created) = match Repo::discover(out) {
+        let (mut repo, created) = match Repo::discover(out) {
             Ok(r) => (r, false),
             Err(GitError::NotARepository(_)) if cfg.url.is_some() => Repo::open_or_init(out)?,
             Err(e) => return Err(e),
         };
+        repo.set_transport(cfg.transport.clone());
         let git_dir = repo.git_dir().to_path_buf();
         let lock = lock::acquire(&git_dir)?;
         if cfg.exclusive {
@@ -122,6 +129,10 @@ impl OutputRepo {
         if let Some(url) = &cfg.url {
             match repo.remote_url(&cfg.remote)? {
                 Some(existing) if existing != *url => {
+                    let (existing, url) = (
+                        super::transport::redact(&existing),
+                        super::transport::redact(url),
+                    );
                     warn!(remote = %cfg.remote, configured = %existing, given = %url,
                         "the output repository's remote differs from --manifests-url; using the repository's");
                 }
@@ -136,6 +147,7 @@ impl OutputRepo {
             remote: cfg.remote.clone(),
             author: cfg.author.clone(),
             _lock: lock,
+            pushes: RefCell::default(),
         };
         if unborn && this.repo.remote_url(&this.remote)?.is_some() {
             // A fresh clone: start from the remote branch when it exists.
@@ -166,7 +178,35 @@ impl OutputRepo {
 
     /// One push of the branch to the remote, never forced.
     pub fn push_once(&self) -> std::result::Result<(), PushFailure> {
-        self.repo.push_branch(&self.remote, &self.branch)
+        let result = self.repo.push_branch(&self.remote, &self.branch);
+        let outcome = match &result {
+            Ok(()) => "ok",
+            Err(f) => f.outcome(),
+        };
+        *self.pushes.borrow_mut().entry(outcome).or_default() += 1;
+        result
+    }
+
+    /// The `Registry-Commit:` an output commit names, if any.
+    pub fn registry_commit_at(&self, commit: Oid) -> Result<Option<String>> {
+        let c = self
+            .repo
+            .repo
+            .find_commit(commit)
+            .map_err(self.repo.err("read a commit"))?;
+        let message = String::from_utf8_lossy(c.message_bytes());
+        Ok(super::message::registry_commit_of(&message).map(str::to_owned))
+    }
+
+    /// Push attempts by outcome (`ok`, `rejected`, `auth`, `verify`, `error`) since the last
+    /// call, for the metrics.
+    pub fn take_push_outcomes(&self) -> BTreeMap<&'static str, u64> {
+        std::mem::take(&mut *self.pushes.borrow_mut())
+    }
+
+    /// Commits of the branch the remote-tracking branch lacks (as of the last fetch or push).
+    pub fn unpushed(&self) -> Result<usize> {
+        self.repo.unpushed(&self.remote, &self.branch)
     }
 
     /// The remote's name.

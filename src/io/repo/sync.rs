@@ -5,46 +5,80 @@
 //! (`ops::deliver`).
 
 use std::cell::RefCell;
+use std::rc::Rc;
 
-use git2::{ErrorClass, ErrorCode, ObjectType, ResetType};
+use git2::{ErrorCode, ObjectType, ResetType};
 
-use super::{Oid, Repo, Result};
+use super::{Oid, RemoteError, Repo, Result};
 
 /// Why one push attempt failed.
 #[derive(Debug)]
 pub enum PushFailure {
-    /// The remote moved (non-fast-forward): fetch and regenerate on top.
+    /// The remote moved (non-fast-forward, or the branch changed between the remote's
+    /// advertisement and its update): fetch and redo the work on top.
     Moved(String),
     /// The remote refused for another reason (a hook, a protected branch): retrying will
     /// not help.
     Refused { refname: String, message: String },
-    /// Transport or remote failure: retry later.
-    Transient(git2::Error),
-    /// Credentials, certificates, or no such remote: retrying will not help.
-    Fatal(git2::Error),
+    /// Reaching the remote failed: transient ([`RemoteError::is_transient`]) or not
+    /// (credentials, certificate, host key, configuration).
+    Remote(RemoteError),
+}
+
+impl PushFailure {
+    /// The `outcome` label of `provisio_git_pushes_total` for this attempt.
+    pub fn outcome(&self) -> &'static str {
+        match self {
+            PushFailure::Moved(_) => "rejected",
+            PushFailure::Refused { .. } => "error",
+            PushFailure::Remote(e) => e.outcome(),
+        }
+    }
+
+    /// Whether waiting and pushing again (or fetching and redoing the work) can succeed.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            PushFailure::Moved(_) => true,
+            PushFailure::Refused { .. } => false,
+            PushFailure::Remote(e) => e.is_transient(),
+        }
+    }
 }
 
 impl Repo {
     /// Pushes `branch` to the same branch of `remote`, never forced.
     pub fn push_branch(&self, remote: &str, branch: &str) -> Result<(), PushFailure> {
-        let mut r = self.repo.find_remote(remote).map_err(PushFailure::Fatal)?;
-        let refused: RefCell<Option<(String, String)>> = RefCell::new(None);
-        let mut cbs = git2::RemoteCallbacks::new();
-        cbs.push_update_reference(|refname, status| {
-            if let Some(msg) = status {
-                *refused.borrow_mut() = Some((refname.to_owned(), msg.to_owned()));
-            }
-            Ok(())
-        });
+        let mut r = self.repo.find_remote(remote).map_err(|e| {
+            PushFailure::Remote(RemoteError::Setup {
+                url: remote.to_owned(),
+                reason: format!("no remote `{remote}` ({})", e.message()),
+            })
+        })?;
+        let url = r.url().unwrap_or_default().to_owned();
+        let (mut cbs, session) = self
+            .transport
+            .callbacks(&url)
+            .map_err(PushFailure::Remote)?;
+        let refused: Rc<RefCell<Option<(String, String)>>> = Rc::default();
+        {
+            let refused = refused.clone();
+            cbs.push_update_reference(move |refname, status| {
+                if let Some(msg) = status {
+                    *refused.borrow_mut() = Some((refname.to_owned(), msg.to_owned()));
+                }
+                Ok(())
+            });
+        }
         let mut opts = git2::PushOptions::new();
         opts.remote_callbacks(cbs);
         let spec = format!("refs/heads/{branch}:refs/heads/{branch}");
         let result = r.push(&[spec], Some(&mut opts));
         drop(opts);
+        let refused = refused.borrow_mut().take();
         match result {
-            Ok(()) => match refused.into_inner() {
+            Ok(()) => match refused {
                 None => Ok(()),
-                Some((refname, message)) if is_non_fast_forward(&message) => {
+                Some((refname, message)) if remote_moved(&message) => {
                     Err(PushFailure::Moved(format!("{refname}: {message}")))
                 }
                 Some((refname, message)) => Err(PushFailure::Refused { refname, message }),
@@ -52,14 +86,7 @@ impl Repo {
             Err(e) if e.code() == ErrorCode::NotFastForward => {
                 Err(PushFailure::Moved(e.message().to_owned()))
             }
-            Err(e)
-                if e.code() == ErrorCode::Auth
-                    || e.code() == ErrorCode::Certificate
-                    || e.class() == ErrorClass::Ssl =>
-            {
-                Err(PushFailure::Fatal(e))
-            }
-            Err(e) => Err(PushFailure::Transient(e)),
+            Err(e) => Err(PushFailure::Remote(session.error(e))),
         }
     }
 
@@ -113,12 +140,34 @@ impl std::fmt::Display for PushFailure {
             PushFailure::Refused { refname, message } => {
                 write!(f, "the remote refused {refname}: {message}")
             }
-            PushFailure::Transient(e) | PushFailure::Fatal(e) => write!(f, "{e}"),
+            PushFailure::Remote(e) => write!(f, "{e}"),
         }
     }
 }
 
-fn is_non_fast_forward(message: &str) -> bool {
+impl std::error::Error for PushFailure {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            PushFailure::Remote(e) => e.source(),
+            _ => None,
+        }
+    }
+}
+
+/// Whether the remote's refusal means its branch moved: not a fast-forward, or (the
+/// compare-and-swap of `git receive-pack`) the branch changed between the advertisement and
+/// the update.
+fn remote_moved(message: &str) -> bool {
     let m = message.to_ascii_lowercase();
-    m.contains("non-fast-forward") || m.contains("fetch first") || m.contains("not present locally")
+    [
+        "non-fast-forward",
+        "fetch first",
+        "not present locally",
+        "failed to update ref",
+        "failed to lock",
+        "cannot lock ref",
+        "stale info",
+    ]
+    .iter()
+    .any(|s| m.contains(s))
 }

@@ -254,7 +254,7 @@ impl Repo {
         fsx::write_atomic(&path, &bytes).map_err(io("write", &path))
     }
 
-    fn clear_intent(&self) -> Result<()> {
+    pub(super) fn clear_intent(&self) -> Result<()> {
         let path = self.intent_path();
         match std::fs::remove_file(&path) {
             Ok(()) => Ok(()),

@@ -1,6 +1,6 @@
-//! Intake metrics: events by type and outcome, request latency histogram, commits and events
-//! per commit, in a `prometheus-client` registry served at `/metrics` by
-//! [`crate::services::metrics`].
+//! Intake metrics: events by type, outcome and HTTP status, request latency histogram,
+//! commits and events per commit, pushes to the registry repository, in a
+//! `prometheus-client` registry served at `/metrics` by [`crate::services::metrics`].
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,6 +11,11 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
+use crate::services::metrics::GitMetrics;
+
+/// The `repository` label of serve's git metrics.
+const REGISTRY: &str = "registry";
+
 /// Upper bounds (seconds) of the latency histogram buckets.
 const BUCKETS: [f64; 12] = [
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
@@ -20,6 +25,7 @@ const BUCKETS: [f64; 12] = [
 struct Event {
     event: &'static str,
     outcome: String,
+    status: u16,
 }
 
 /// Every metric the intake exports.
@@ -29,6 +35,7 @@ pub struct Metrics {
     latency: Histogram,
     commits: Counter,
     committed_events: Counter,
+    git: GitMetrics,
 }
 
 impl Default for Metrics {
@@ -39,12 +46,13 @@ impl Default for Metrics {
         let (commits, committed_events) = (Counter::default(), Counter::default());
         registry.register(
             "intake_events",
-            "Webhook events received, by type and outcome",
+            "Webhook events received, by type, outcome and HTTP status",
             events.clone(),
         );
+        let git = GitMetrics::register(&mut registry, false);
         registry.register(
             "intake_request_duration_seconds",
-            "Webhook request latency, including the git commit",
+            "Webhook request latency, including the git commit and push",
             latency.clone(),
         );
         registry.register(
@@ -63,18 +71,21 @@ impl Default for Metrics {
             latency,
             commits,
             committed_events,
+            git,
         }
     }
 }
 
 impl Metrics {
     /// One webhook request: its event type (`created`, `updated`, `cancelled`, or `unknown`),
-    /// its outcome (`created`, `ok`, or the error code) and how long it took.
-    pub fn observe(&self, event: &'static str, outcome: &str, took: Duration) {
+    /// its outcome (`created`, `ok`, or the error code), the HTTP status sent and how long it
+    /// took.
+    pub fn observe(&self, event: &'static str, outcome: &str, status: u16, took: Duration) {
         self.events
             .get_or_create(&Event {
                 event,
                 outcome: outcome.to_owned(),
+                status,
             })
             .inc();
         self.latency.observe(took.as_secs_f64());
@@ -84,6 +95,17 @@ impl Metrics {
     pub fn commit(&self, events: usize) {
         self.commits.inc();
         self.committed_events.inc_by(events as u64);
+    }
+
+    /// One push attempt to the registry repository and its outcome.
+    pub fn pushed(&self, outcome: &'static str) {
+        self.git
+            .pushed(REGISTRY, &std::collections::BTreeMap::from([(outcome, 1)]));
+    }
+
+    /// Commits the registry repository lacks.
+    pub fn unpushed(&self, n: usize) {
+        self.git.set_unpushed(REGISTRY, n);
     }
 
     /// The registry, for the `/metrics` route.
@@ -104,14 +126,16 @@ mod tests {
     #[test]
     fn renders_counters_and_cumulative_buckets() {
         let m = Metrics::default();
-        m.observe("created", "created", Duration::from_millis(3));
-        m.observe("created", "unauthorized", Duration::from_millis(300));
+        m.observe("created", "created", 201, Duration::from_millis(3));
+        m.observe("created", "unauthorized", 401, Duration::from_millis(300));
         m.commit(1);
+        m.pushed("ok");
+        m.unpushed(0);
         let s = m.render();
         for line in [
             "# TYPE provisio_intake_events counter\n",
-            "provisio_intake_events_total{event=\"created\",outcome=\"created\"} 1\n",
-            "provisio_intake_events_total{event=\"created\",outcome=\"unauthorized\"} 1\n",
+            "provisio_intake_events_total{event=\"created\",outcome=\"created\",status=\"201\"} 1\n",
+            "provisio_intake_events_total{event=\"created\",outcome=\"unauthorized\",status=\"401\"} 1\n",
             "# TYPE provisio_intake_request_duration_seconds histogram\n",
             "provisio_intake_request_duration_seconds_bucket{le=\"0.005\"} 1\n",
             "provisio_intake_request_duration_seconds_bucket{le=\"0.5\"} 2\n",
@@ -119,6 +143,9 @@ mod tests {
             "provisio_intake_request_duration_seconds_count 2\n",
             "provisio_intake_commits_total 1\n",
             "provisio_intake_committed_events_total 1\n",
+            "provisio_build_info{version=\"",
+            "provisio_git_pushes_total{repository=\"registry\",outcome=\"ok\"} 1\n",
+            "provisio_git_unpushed_commits{repository=\"registry\"} 0\n",
         ] {
             assert!(s.contains(line), "missing `{line}` in\n{s}");
         }

@@ -29,6 +29,8 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::{info, warn};
 
 use crate::io::repo::Author;
+use crate::io::repo::upstream::Upstream;
+use crate::io::retry::Policy;
 use crate::services::http;
 use auth::{Authenticator, Secret};
 use error::ApiError;
@@ -66,7 +68,21 @@ pub struct Config {
     pub limits: http::Limits,
     /// A request's body must arrive whole within this time after its header (408 otherwise).
     pub body_timeout: std::time::Duration,
+    /// The shared registry repository: `registry` is provisio's clone of it, and every
+    /// commit group is pushed before it is answered.
+    pub upstream: Option<Upstream>,
+    /// How a push is retried (and a group redone on top of a remote that moved).
+    pub push: Policy,
 }
+
+/// Default of [`Config::push`]: up to 8 attempts within 20 s, waiting 50 ms, 100 ms, …
+/// (at most 2 s, with jitter): a billing request is answered in time, and two writers
+/// racing for the branch sort themselves out.
+pub const PUSH_POLICY: Policy = Policy {
+    max: std::time::Duration::from_secs(2),
+    ..Policy::new(8, std::time::Duration::from_millis(50))
+        .within(std::time::Duration::from_secs(20))
+};
 
 /// Default of [`Config::body_timeout`].
 pub const DEFAULT_BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
@@ -87,6 +103,8 @@ impl Config {
             queue: 4096,
             limits: http::Limits::default(),
             body_timeout: DEFAULT_BODY_TIMEOUT,
+            upstream: None,
+            push: PUSH_POLICY,
         }
     }
 }
@@ -124,9 +142,14 @@ struct App {
 
 /// Opens the registry, starts the writer thread and returns the router.
 pub fn app(config: &Config) -> Result<Router, ServeError> {
-    let (store, state) = writer::Store::open(&config.registry, config.grace)?;
+    let upstream = config.upstream.clone().map(|u| (u, config.push));
+    let pushes = upstream.is_some();
+    let (store, state) = writer::Store::open(&config.registry, config.grace, upstream)?;
     let (tx, rx) = mpsc::channel(config.queue.max(1));
     let metrics = Arc::new(Metrics::default());
+    if pushes {
+        metrics.unpushed(0);
+    }
     let (clock, author, max_group, m) = (
         config.clock.clone(),
         config.author.clone(),
@@ -267,7 +290,12 @@ async fn webhook(
             (e.code.to_owned(), e.into_response())
         }
     };
-    app.metrics.observe(label, &outcome, started.elapsed());
+    app.metrics.observe(
+        label,
+        &outcome,
+        response.status().as_u16(),
+        started.elapsed(),
+    );
     response
 }
 
@@ -352,6 +380,9 @@ async fn handle(
                 "the registry change could not be committed; nothing was recorded, retry (the cause is in the server's log)",
             ),
             WriteError::Unavailable(m) => ApiError::unavailable(m),
+            WriteError::Push(_) => ApiError::unavailable(
+                "the registry change could not be pushed to the registry repository; nothing was recorded, retry (the cause is in the server's log)",
+            ),
             e @ WriteError::Uncommitted { .. } => ApiError {
                 code: "uncommitted_changes",
                 ..ApiError::unavailable(e.to_string())

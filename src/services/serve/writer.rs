@@ -15,6 +15,16 @@
 //!   state of an older HEAD;
 //! - the file an event would write holds a person's uncommitted work: that event is refused
 //!   (503, naming the file), the work is never overwritten.
+//!
+//! **With a shared registry repository** (`--registry-git`, [`Upstream`]) the writer owns a
+//! clone ([`crate::io::repo::upstream`]) and a group is answered only once its commit is in
+//! the remote: commit, push (never forced), and when the remote moved — a person's commit,
+//! another writer — fetch, move onto the remote head, reload the state from it, apply the
+//! group's events again (each re-validated; an event another writer recorded is now answered
+//! as a redelivery) and push again, all under the one retry policy ([`Policy`]). A push that
+//! cannot be made in time rolls the clone back onto the remote-tracking head and answers 503
+//! (nothing recorded): an acknowledged event is in the remote, and nothing unacknowledged
+//! stays in the clone to be confused with the truth.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -25,9 +35,13 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, error, info, warn};
 
 use crate::io::registry_dir;
-use crate::io::repo::commit::FileChange;
+use crate::io::repo::commit::{FileChange, Flush};
+use crate::io::repo::lock::Lock;
+use crate::io::repo::sync::PushFailure;
+use crate::io::repo::upstream::{REMOTE, Upstream};
 use crate::io::repo::worktree::Uncommitted;
 use crate::io::repo::{Author, GitError, Oid, Repo};
+use crate::io::retry::Policy;
 use provisio_core::intake::{
     Applied, Event, EventKind, EventRecord, IntakeError, State, StateError,
 };
@@ -65,6 +79,10 @@ pub enum WriteError {
     /// The file the event would write holds a person's uncommitted work.
     #[error("{path} {why}")]
     Uncommitted { path: String, why: String },
+    /// The commit could not be pushed to the registry repository in time: rolled back,
+    /// nothing recorded.
+    #[error("the registry change could not be pushed: {0}")]
+    Push(String),
 }
 
 pub struct Job {
@@ -85,11 +103,37 @@ pub struct Store {
     /// A HEAD whose registry did not load, and why: every group is refused with this until
     /// HEAD moves (no reload per event while nobody fixed anything).
     broken: Option<(Option<Oid>, String)>,
+    /// The shared repository every group is pushed to, when there is one.
+    upstream: Option<Shared>,
+}
+
+/// The shared registry repository, the clone's lock and how pushes are retried.
+struct Shared {
+    upstream: Upstream,
+    policy: Policy,
+    _lock: Lock,
 }
 
 impl Store {
-    pub fn open(registry: &Path, grace: Duration) -> Result<(Self, State), OpenError> {
-        let repo = Repo::discover(registry)?;
+    /// Opens the registry: the checkout holding `registry`, or with `upstream`, provisio's
+    /// clone of the shared repository in `registry` (created, then put on the remote head).
+    pub fn open(
+        registry: &Path,
+        grace: Duration,
+        upstream: Option<(Upstream, Policy)>,
+    ) -> Result<(Self, State), OpenError> {
+        let (repo, shared) = match upstream {
+            None => (Repo::discover(registry)?, None),
+            Some((upstream, policy)) => {
+                let (repo, lock) = Repo::open_upstream(registry, &upstream)?;
+                let shared = Shared {
+                    upstream,
+                    policy,
+                    _lock: lock,
+                };
+                (repo, Some(shared))
+            }
+        };
         let prefix = repo.relative(registry)?;
         let mut store = Store {
             repo,
@@ -97,6 +141,7 @@ impl Store {
             grace,
             seen_head: None,
             broken: None,
+            upstream: shared,
         };
         store.repair(crate::io::repo::worktree::INDEX_LOCK_WAIT);
         let state = store.load()?;
@@ -255,7 +300,8 @@ pub fn run(
     debug!("every sender is gone: the writer stops");
 }
 
-/// One group: applies the events, commits what they change, and returns one reply each.
+/// One group: applies the events, commits what they change and, with a shared repository,
+/// pushes it (redoing the group on top of the remote when it moved); one reply each.
 fn process(
     store: &mut Store,
     state: &mut State,
@@ -264,7 +310,104 @@ fn process(
     author: &Author,
     metrics: &Metrics,
 ) -> Vec<Reply> {
-    let all = |e: WriteError| events.iter().map(|_| Err(e.clone())).collect::<Vec<_>>();
+    let Some(shared) = &store.upstream else {
+        return apply_and_commit(store, state, events, now, author, metrics, Flush::Synced).0;
+    };
+    let (policy, branch, url) = (
+        shared.policy,
+        shared.upstream.branch.clone(),
+        shared.upstream.url.clone(),
+    );
+    let started = std::time::Instant::now();
+    let in_time = || policy.deadline.is_none_or(|d| started.elapsed() < d);
+    let mut waits = policy.delays();
+    let mut attempts = 0;
+    // Each round applies the group to the state of the clone's HEAD (the remote head as
+    // last seen) and commits it; then the push is tried until it lands, the remote turns
+    // out to have moved (next round), or the attempts are spent.
+    loop {
+        if store.broken.is_some() {
+            // The clone's head does not validate, and nothing is pushed (so nothing would
+            // fetch) until it does: see whether someone fixed the registry in the remote.
+            if let Err(e) = store.repo.reset_to_upstream(&branch, &url) {
+                warn!(error = %crate::report::chain(&e), "cannot fetch the registry repository");
+            }
+        }
+        let (replies, commit) =
+            apply_and_commit(store, state, events, now, author, metrics, Flush::Lazy);
+        if commit.is_none() {
+            // Nothing to push: refused, unchanged, or a redelivery the remote already holds.
+            return replies;
+        }
+        let failure = loop {
+            attempts += 1;
+            let pushed = store.repo.push_branch(REMOTE, &branch);
+            let outcome = match &pushed {
+                Ok(()) => "ok",
+                Err(f) => f.outcome(),
+            };
+            metrics.pushed(outcome);
+            match pushed {
+                Ok(()) => {
+                    metrics.unpushed(0);
+                    return replies;
+                }
+                Err(f @ PushFailure::Remote(_))
+                    if f.is_retryable() && attempts < policy.attempts && in_time() =>
+                {
+                    warn!(attempt = attempts, error = %crate::report::chain(&f), "push of the registry commit failed; retrying");
+                    std::thread::sleep(waits.next().unwrap_or(policy.max));
+                }
+                Err(f) => break f,
+            }
+        };
+        let retry = matches!(failure, PushFailure::Moved(_))
+            && attempts < policy.attempts.max(1)
+            && in_time();
+        if !retry {
+            error!(attempts, error = %crate::report::chain(&failure), "the registry commit could not be pushed: rolled back, the events are answered 503");
+            roll_back(store, state, &branch);
+            return events
+                .iter()
+                .map(|_| Err(WriteError::Push(failure.to_string())))
+                .collect();
+        }
+        info!(attempt = attempts, reason = %failure, "the registry repository moved: applying the events again on top of its head");
+        if let Err(e) = store.repo.reset_to_upstream(&branch, &url) {
+            warn!(error = %crate::report::chain(&e), "cannot fetch the registry repository; retrying");
+            let _ = store.repo.roll_back_to_tracking(&branch);
+        }
+        let _ = reload(store, state);
+        std::thread::sleep(waits.next().unwrap_or(policy.max));
+    }
+}
+
+/// Puts the clone back on the remote-tracking head (what the remote is known to hold) and
+/// the state with it.
+fn roll_back(store: &mut Store, state: &mut State, branch: &str) {
+    if let Err(e) = store.repo.roll_back_to_tracking(branch) {
+        error!(error = %crate::report::chain(&e), "cannot roll the registry clone back onto the remote head");
+    }
+    let _ = reload(store, state);
+}
+
+/// Applies the events to the state of HEAD and commits what they change (with `flush`);
+/// one reply each, and the commit made, if any.
+fn apply_and_commit(
+    store: &mut Store,
+    state: &mut State,
+    events: &[&Event],
+    now: DateTime<Utc>,
+    author: &Author,
+    metrics: &Metrics,
+    flush: Flush,
+) -> (Vec<Reply>, Option<Oid>) {
+    let all = |e: WriteError| {
+        (
+            events.iter().map(|_| Err(e.clone())).collect::<Vec<_>>(),
+            None,
+        )
+    };
     if store.repo.pending_intent().is_ok_and(|p| p.is_some()) {
         store.repair(std::time::Duration::from_millis(100));
     }
@@ -336,7 +479,7 @@ fn process(
         }
     }
     if files.is_empty() {
-        return results;
+        return (results, None);
     }
     let message = commit_message(&lines, &trailers);
     let changes: Vec<FileChange> = files
@@ -348,7 +491,7 @@ fn process(
         .collect();
     match store
         .repo
-        .commit_files_on(store.seen_head, &changes, &message, author)
+        .commit_files_on(store.seen_head, &changes, &message, author, flush)
     {
         Ok(done) => {
             if let Some(oid) = done.commit {
@@ -367,7 +510,7 @@ fn process(
                 group = events.len(),
                 "registry change committed"
             );
-            results
+            (results, done.commit)
         }
         Err(e) => {
             let chain = crate::report::chain(&e);
@@ -375,7 +518,8 @@ fn process(
             if store.repo.head_has(&changes).unwrap_or(false) {
                 warn!(error = %chain, "the commit reported a failure but HEAD holds the change: answering it as recorded");
                 let _ = reload(store, state);
-                return results;
+                let head = store.repo.head().ok().flatten();
+                return (results, head);
             }
             error!(error = %chain, "commit failed; reloading the registry state");
             let _ = reload(store, state);

@@ -7,8 +7,14 @@
 //! Resilience: an invalid registry or a refused mass deletion is logged with its precise
 //! diagnostics and nothing is written or committed (the last good output stays); the next
 //! change retries. A failed delivery keeps its commit and is retried on a timer.
+//!
+//! Following a registry repository, the git host's push webhook ([`server`], [`hook`]) makes
+//! the loop fetch at once; polling every interval stays the fallback. [`server::Health`]
+//! tells the probes whether the loop comes round and whether the start-up cycle is done.
 
+pub mod hook;
 pub mod metrics;
+pub mod server;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -22,14 +28,20 @@ use notify::{EventKind, RecursiveMode, Watcher};
 use tracing::{error, info, warn};
 
 use crate::io::output::Summary;
-use crate::io::repo::GitError;
 use crate::io::repo::follow::{FollowConfig, Follower};
 use crate::io::repo::output::OutputRepo;
+use crate::io::repo::{GitError, Oid};
 use crate::ops::PipelineError;
 use crate::ops::deliver::{self, DeliveryError};
 use crate::ops::generate::{self as pipeline, GenerateOptions, MassDeleteGuard, Paths};
 use crate::report::chain;
 use metrics::Metrics;
+use server::Health;
+
+/// The `repository` label of the manifests repository's git metrics.
+const MANIFESTS: &str = "manifests";
+/// The `repository` label of the registry repository's git metrics.
+const REGISTRY: &str = "registry";
 
 #[derive(Debug, thiserror::Error)]
 pub enum WatchError {
@@ -101,7 +113,12 @@ struct Loop<'a> {
     cfg: &'a WatchConfig,
     repo: Option<OutputRepo>,
     metrics: &'a Metrics,
+    health: &'a Health,
     stop: &'a AtomicBool,
+    /// The registry clone, when following a repository.
+    follower: Option<Follower>,
+    /// The registry commit last seen valid (for `registry_invalid_since`).
+    last_valid: Option<Oid>,
     /// Stage by scanning the output paths (after a failure or at start) instead of trusting
     /// the last run's summary.
     scan: bool,
@@ -111,24 +128,42 @@ struct Loop<'a> {
 }
 
 /// Runs watch mode until `stop` is set. Returns after the current cycle ends.
-pub fn run(cfg: &WatchConfig, metrics: &Metrics, stop: &Arc<AtomicBool>) -> Result<(), WatchError> {
+pub fn run(
+    cfg: &WatchConfig,
+    metrics: &Metrics,
+    health: &Health,
+    stop: &Arc<AtomicBool>,
+) -> Result<(), WatchError> {
     let repo = match &cfg.delivery {
         Some(d) => Some(OutputRepo::open(&cfg.paths.out, &d.repo)?),
         None => None,
     };
+    if repo
+        .as_ref()
+        .is_some_and(|_| cfg.delivery.as_ref().is_some_and(|d| d.push.is_some()))
+    {
+        metrics.git.set_unpushed(MANIFESTS, 0);
+    }
     let mut lp = Loop {
         cfg,
         repo,
         metrics,
+        health,
         stop,
+        follower: None,
+        last_valid: None,
         scan: true,
         retry: false,
         first: true,
     };
-    match &cfg.poll {
+    // Until the start-up cycle delivers, whatever the registry holds is pending.
+    metrics.pending();
+    let result = match &cfg.poll {
         Some(p) => run_polling(&mut lp, p),
         None => run_notify(&mut lp),
-    }
+    };
+    health.set_ready(false);
+    result
 }
 
 fn run_notify(lp: &mut Loop) -> Result<(), WatchError> {
@@ -156,8 +191,10 @@ fn run_notify(lp: &mut Loop) -> Result<(), WatchError> {
         })?;
     info!(registry = %registry.display(), out = %lp.cfg.paths.out.display(), "watching");
     lp.cycle("provisio watch started");
+    lp.health.set_ready(true);
     let mut last_attempt = Instant::now();
     while !lp.stop.load(Ordering::Relaxed) {
+        lp.health.round();
         let first = match rx.recv_timeout(Duration::from_millis(100)) {
             Ok(ev) => ev,
             Err(RecvTimeoutError::Timeout) => {
@@ -190,6 +227,7 @@ fn run_notify(lp: &mut Loop) -> Result<(), WatchError> {
         if !relevant || lp.stop.load(Ordering::Relaxed) {
             continue;
         }
+        lp.metrics.pending();
         last_attempt = Instant::now();
         lp.cycle(&trigger(&changed));
     }
@@ -200,29 +238,44 @@ fn run_notify(lp: &mut Loop) -> Result<(), WatchError> {
 }
 
 fn run_polling(lp: &mut Loop, p: &FollowConfig) -> Result<(), WatchError> {
-    let mut poller = Follower::open(p, &lp.cfg.paths.registry)?;
-    info!(url = %p.url, branch = %p.branch, "polling the registry repository");
-    match poller.update() {
+    let poller = Follower::open(p, &lp.cfg.paths.registry)?;
+    let shown = crate::io::repo::transport::redact(&p.url);
+    info!(url = %shown, branch = %p.branch, "following the registry repository");
+    lp.follower = Some(poller);
+    match lp.poll() {
         Ok(_) => {}
+        // Credentials, a certificate or a host key refused: nothing will work until a person
+        // changes something; say so and stop (exit 3) rather than serve stale output.
+        Err(e @ GitError::Fetch { .. }) if !fetch_is_transient(&e) => return Err(e.into()),
         Err(e) => {
             error!(error = %chain(&e), "cannot fetch the registry; using the local clone");
             lp.metrics.failure("poll");
         }
     }
-    lp.cycle(&format!(
-        "provisio watch started at registry {}",
-        poller.describe()
-    ));
+    let at = lp
+        .follower
+        .as_ref()
+        .map_or_else(String::new, Follower::describe);
+    lp.cycle(&format!("provisio watch started at registry {at}"));
+    lp.health.set_ready(true);
     let mut next = Instant::now() + p.interval;
     while !lp.stop.load(Ordering::Relaxed) {
-        if Instant::now() < next {
+        lp.health.round();
+        let poked = lp.health.take_poke();
+        if !poked && Instant::now() < next {
             std::thread::sleep(Duration::from_millis(50));
             continue;
         }
         next = Instant::now() + p.interval;
-        match poller.update() {
+        match lp.poll() {
             Ok(Some(change)) => {
-                lp.cycle(&change);
+                lp.metrics.pending();
+                let trigger = if poked {
+                    format!("{change}, announced by the registry webhook")
+                } else {
+                    change
+                };
+                lp.cycle(&trigger);
             }
             Ok(None) if lp.retry => {
                 lp.cycle("retrying after a failure");
@@ -237,6 +290,14 @@ fn run_polling(lp: &mut Loop, p: &FollowConfig) -> Result<(), WatchError> {
     info!("stopping: signal received");
     lp.sync_index();
     Ok(())
+}
+
+/// Whether a failed fetch may succeed later without anyone changing anything.
+fn fetch_is_transient(e: &GitError) -> bool {
+    match e {
+        GitError::Fetch { source, .. } => source.is_transient(),
+        _ => true,
+    }
 }
 
 /// Records the registry paths an event touched; false when it is irrelevant (reads, files
@@ -288,6 +349,33 @@ fn trigger(changed: &BTreeSet<String>) -> String {
 }
 
 impl Loop<'_> {
+    /// Fetches the registry branch (following a repository); the change when it moved.
+    fn poll(&mut self) -> Result<Option<String>, GitError> {
+        let Some(f) = self.follower.as_mut() else {
+            return Ok(None);
+        };
+        let change = f.update()?;
+        self.metrics.git.fetched_now(REGISTRY);
+        Ok(change)
+    }
+
+    /// Since when the registry has been invalid, as Unix seconds: the committer time of the
+    /// first commit after the last valid one (the followed repository), or now (a directory).
+    fn invalid_since(&self) -> f64 {
+        let now = crate::services::metrics::unix_now;
+        match &self.follower {
+            Some(f) => match f.first_commit_after(self.last_valid) {
+                Ok(Some(t)) => t as f64,
+                Ok(None) => now(),
+                Err(e) => {
+                    warn!(error = %chain(&e), "cannot read the registry history");
+                    now()
+                }
+            },
+            None => now(),
+        }
+    }
+
     /// Brings the output clone's index in step with HEAD before exiting (`git status` clean).
     fn sync_index(&self) {
         if let Some(Err(e)) = self.repo.as_ref().map(OutputRepo::sync_index) {
@@ -311,7 +399,21 @@ impl Loop<'_> {
         opts.full = self.first && self.cfg.full_on_start;
         self.first = false;
         let paths = &self.cfg.paths;
-        let summary = match pipeline::generate(paths, &opts) {
+        let metrics = self.metrics;
+        let generated =
+            pipeline::generate_observed(paths, &opts, &mut |reg| metrics.lifecycle(reg));
+        match &generated {
+            Err(PipelineError::Invalid(_)) => {
+                let since = self.invalid_since();
+                self.metrics.invalid(|| since);
+            }
+            Ok(_) | Err(PipelineError::MassDelete { .. }) => {
+                self.metrics.valid();
+                self.last_valid = self.follower.as_ref().and_then(Follower::head);
+            }
+            Err(_) => {}
+        }
+        let summary = match generated {
             Ok(s) => s,
             Err(e) => {
                 self.refused(&e);
@@ -344,6 +446,9 @@ impl Loop<'_> {
         );
         let outcome = self.deliver(&summary, trigger, opts);
         let ok = !matches!(outcome, CycleOutcome::Failed);
+        if let CycleOutcome::Delivered { .. } = outcome {
+            self.metrics.delivered();
+        }
         self.metrics.regeneration(if ok { "ok" } else { "error" });
         self.metrics
             .duration
@@ -391,11 +496,25 @@ impl Loop<'_> {
         let staged = if self.scan { None } else { Some(summary) };
         let result =
             deliver::deliver_run(repo, &self.cfg.paths, &opts, cfg, trigger, staged, &stop);
+        self.metrics
+            .git
+            .pushed(MANIFESTS, &repo.take_push_outcomes());
+        if cfg.push.is_some() {
+            match repo.unpushed() {
+                Ok(n) => self.metrics.git.set_unpushed(MANIFESTS, n),
+                Err(e) => warn!(error = %chain(&e), "cannot count the unpushed commits"),
+            }
+        }
         match result {
             Ok(outcome) => {
                 let d = &outcome.delivered;
                 self.metrics.commits.inc_by(d.commits.len() as u64);
                 self.metrics.push_retries.inc_by(u64::from(d.push_retries));
+                if let Some(newer) = &d.superseded {
+                    // Another writer delivered a newer registry: catch up at once.
+                    info!(registry_commit = %newer, "the manifests hold a newer registry's output; fetching the registry now");
+                    self.health.poke();
+                }
                 self.scan = false;
                 self.retry = false;
                 match (&outcome.nudge, &cfg.nudge) {
