@@ -150,6 +150,37 @@ pub struct PushEvent<'a> {
     pub author: &'a Author,
 }
 
+/// The commits of a push event as both formats list them (`extra` adds a format's own
+/// fields); the changed files are attributed to the last commit, the one on the remote.
+fn commit_entries(
+    ev: &PushEvent,
+    extra: impl Fn(&CommitInfo) -> serde_json::Value,
+) -> Vec<serde_json::Value> {
+    let files = ev.files.cloned().unwrap_or_default();
+    let last = ev.commits.len().saturating_sub(1);
+    ev.commits
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            let pick = |v: &Vec<String>| if i == last { v.clone() } else { Vec::new() };
+            let mut entry = json!({
+                "id": c.id.to_string(),
+                "message": c.message,
+                "author": {"name": ev.author.name, "email": ev.author.email},
+                "added": pick(&files.added),
+                "modified": pick(&files.modified),
+                "removed": pick(&files.removed),
+            });
+            if let (Some(entry), serde_json::Value::Object(more)) =
+                (entry.as_object_mut(), extra(c))
+            {
+                entry.extend(more);
+            }
+            entry
+        })
+        .collect()
+}
+
 impl Nudge {
     /// The push event body in the configured format.
     pub fn body(&self, ev: &PushEvent) -> Vec<u8> {
@@ -164,32 +195,18 @@ impl Nudge {
     /// ones GitLab always sends alongside.
     fn gitlab_body(&self, ev: &PushEvent) -> Vec<u8> {
         let zero = "0000000000000000000000000000000000000000".to_owned();
-        let files = ev.files.cloned().unwrap_or_default();
         let web = web_url(&self.repo_url);
         let name = web.rsplit('/').next().unwrap_or_default().to_owned();
         let namespace = web
             .split_once("://")
             .and_then(|(_, r)| r.split_once('/'))
             .map_or(String::new(), |(_, p)| p.to_owned());
-        let commits: Vec<_> = ev
-            .commits
-            .iter()
-            .enumerate()
-            .map(|(i, c)| {
-                let last = i + 1 == ev.commits.len();
-                let pick = |v: &Vec<String>| if last { v.clone() } else { Vec::new() };
-                json!({
-                    "id": c.id.to_string(),
-                    "message": c.message,
-                    "title": c.message.lines().next().unwrap_or_default(),
-                    "url": format!("{web}/-/commit/{}", c.id),
-                    "author": {"name": ev.author.name, "email": ev.author.email},
-                    "added": pick(&files.added),
-                    "modified": pick(&files.modified),
-                    "removed": pick(&files.removed),
-                })
+        let commits = commit_entries(ev, |c| {
+            json!({
+                "title": c.message.lines().next().unwrap_or_default(),
+                "url": format!("{web}/-/commit/{}", c.id),
             })
-            .collect();
+        });
         let body = json!({
             "object_kind": "push",
             "event_name": "push",
@@ -223,25 +240,7 @@ impl Nudge {
     /// `repository.html_url`/`default_branch`, and the changed files of each commit.
     fn github_body(&self, ev: &PushEvent) -> Vec<u8> {
         let zero = "0000000000000000000000000000000000000000".to_owned();
-        let files = ev.files.cloned().unwrap_or_default();
-        let commits: Vec<_> = ev
-            .commits
-            .iter()
-            .enumerate()
-            .map(|(i, c)| {
-                // The changed files are attributed to the last commit (the one on the remote).
-                let last = i + 1 == ev.commits.len();
-                let pick = |v: &Vec<String>| if last { v.clone() } else { Vec::new() };
-                json!({
-                    "id": c.id.to_string(),
-                    "message": c.message,
-                    "author": {"name": ev.author.name, "email": ev.author.email},
-                    "added": pick(&files.added),
-                    "modified": pick(&files.modified),
-                    "removed": pick(&files.removed),
-                })
-            })
-            .collect();
+        let commits = commit_entries(ev, |_| json!({}));
         let head = commits.last().cloned().unwrap_or(serde_json::Value::Null);
         let body = json!({
             "ref": format!("refs/heads/{}", ev.branch),
