@@ -10,9 +10,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-
 use super::crd::*;
+use super::objects::argocd_meta as meta;
 use super::yaml::{ARGOCD_DIR, Files, RenderError, TENANTS_DIR, to_yaml, yaml_file};
 use crate::naming;
 use crate::registry::Registry;
@@ -63,18 +62,6 @@ pub const VISIBLE_KINDS: &[(&str, &str)] = &[
     ("cert-manager.io", "CertificateRequest"),
     ("discovery.k8s.io", "EndpointSlice"),
 ];
-
-fn meta(reg: &Registry, name: &str) -> ObjectMeta {
-    ObjectMeta {
-        name: Some(name.to_owned()),
-        namespace: Some(reg.platform.argocd.namespace.clone()),
-        labels: Some(BTreeMap::from([(
-            "managed-by".to_owned(),
-            "provisio".to_owned(),
-        )])),
-        ..Default::default()
-    }
-}
 
 pub fn render_argocd(reg: &Registry) -> Result<Files, RenderError> {
     let mut files = Files::new();

@@ -10,6 +10,7 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 
 use crate::plan::TenantPlan;
+use crate::registry::Registry;
 
 pub const SYNC_WAVE: &str = "argocd.argoproj.io/sync-wave";
 pub const HOOK: &str = "argocd.argoproj.io/hook";
@@ -112,6 +113,19 @@ pub fn pod_security_context() -> PodSecurityContext {
             type_: "RuntimeDefault".into(),
             ..Default::default()
         }),
+        ..Default::default()
+    }
+}
+
+/// Metadata of an Argo CD object provisio owns: in Argo CD's namespace, labelled as ours.
+pub fn argocd_meta(reg: &Registry, name: &str) -> ObjectMeta {
+    ObjectMeta {
+        name: Some(name.to_owned()),
+        namespace: Some(reg.platform.argocd.namespace.clone()),
+        labels: Some(BTreeMap::from([(
+            "managed-by".to_owned(),
+            "provisio".to_owned(),
+        )])),
         ..Default::default()
     }
 }

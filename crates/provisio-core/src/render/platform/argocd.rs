@@ -16,7 +16,7 @@
 //! deleting one deletes nothing; they prune what leaves git last (`PruneLast`), which is when a
 //! SAML link of a changed level is replaced.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde::Serialize;
@@ -24,6 +24,7 @@ use serde::Serialize;
 use super::{NAMESPACES_DIR, PlatformOutput, TOOLS_DIR};
 use crate::registry::Registry;
 use crate::render::crd::*;
+use crate::render::objects::argocd_meta as meta;
 use crate::render::yaml::{Files, RenderError, to_yaml, yaml_file};
 
 /// The files, relative to `argocd/`.
@@ -44,18 +45,6 @@ const NAMESPACE_KINDS: [(&str, &str); 3] = [
     ("", "ResourceQuota"),
     ("rbac.authorization.k8s.io", "RoleBinding"),
 ];
-
-fn meta(reg: &Registry, name: &str) -> ObjectMeta {
-    ObjectMeta {
-        name: Some(name.to_owned()),
-        namespace: Some(reg.platform.argocd.namespace.clone()),
-        labels: Some(BTreeMap::from([(
-            "managed-by".to_owned(),
-            "provisio".to_owned(),
-        )])),
-        ..Default::default()
-    }
-}
 
 /// `argocd/platform-project.yaml` and `argocd/platform-applications.yaml` (keys relative to
 /// the output root); nothing without `platformTools`.
