@@ -80,6 +80,13 @@ pub fn keep_only_the_gateway(sources: &mut Sources) {
         !(path.starts_with("products/") && path != "products/api-gateway.yaml")
             && *path != format!("tenants/{DEPROVISIONING}.yaml")
     });
+    // Without the websites product, activation registers no website.
+    replace_in(
+        sources,
+        "platform.yaml",
+        "  websites:\n    product: websites\n    path: /api/v1/websites\n    tokenEnv: INTERNAL_SERVICE_TOKEN\n",
+        "",
+    );
 }
 
 /// The example registry after [`keep_only_the_gateway`].
