@@ -99,7 +99,7 @@ pub struct Purge {
 }
 
 /// The steps of the ordered removal, in order.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum PurgeStep {
     /// Argo CD prunes the workloads, ingress, certificate, secrets, monitoring and Grafana

@@ -560,7 +560,7 @@ pub fn check_settings(
             );
         }
     }
-    if !super::rules::is_email(&e.support_email.value) {
+    if !consumers::is_email(&e.support_email.value) {
         diags.push(
             at(path, &e.support_email, "invalid `supportEmail`")
                 .with_label("expected an address such as `support@example.com`"),
@@ -703,7 +703,7 @@ pub fn mailbox_address(s: &str) -> Option<&str> {
         }
         None => s.trim(),
     };
-    super::rules::is_email(addr).then_some(addr)
+    consumers::is_email(addr).then_some(addr)
 }
 
 /// A loopback address or an in-cluster Service name: where plain HTTP or SMTP never leaves
@@ -753,7 +753,7 @@ pub fn url_problem(url: &str, http_in_cluster: bool) -> Option<String> {
     if let Some(why) = consumers::host_problem(host) {
         return Some(format!("has a host that {why}"));
     }
-    if !https && !(http_in_cluster && is_private_host(host)) {
+    if !(https || (http_in_cluster && is_private_host(host))) {
         return Some(if http_in_cluster {
             "uses plain `http://` to a host outside the cluster; use `https://`".to_owned()
         } else {

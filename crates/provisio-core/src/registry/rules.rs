@@ -4,8 +4,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use email_address::EmailAddress;
-
 use super::model::*;
 use crate::diagnostic::{Diagnostic, at, located};
 use crate::naming;
@@ -710,13 +708,8 @@ fn unknown_product(
     d
 }
 
-/// A plain e-mail address (no display name), ASCII or internationalised.
-pub fn is_email(s: &str) -> bool {
-    s.len() <= 254
-        && !s.contains(['<', '>', ' '])
-        && s.split_once('@').is_some_and(|(_, d)| d.contains('.'))
-        && EmailAddress::is_valid(s)
-}
+/// A plain e-mail address (the consumers' rule).
+pub use crate::consumers::is_email;
 
 #[cfg(test)]
 mod tests {
