@@ -25,6 +25,13 @@ pub mod wave {
     pub const WORKLOADS: i32 = 0;
     pub const EXPOSURE: i32 = 1;
     pub const MONITORING: i32 = 2;
+    /// The tenant's Grafana access (after the dashboard's data and the admin's Secret).
+    pub const ACCESS: i32 = 3;
+    /// The spec ConfigMaps of the ordinary lifecycle Jobs (backup, teardown)…
+    pub const LIFECYCLE_SPEC: i32 = 9;
+    /// …and the Jobs: after every other wave of the tree is applied and healthy (the backup
+    /// after the Deployments scaled to 0).
+    pub const LIFECYCLE_JOB: i32 = 10;
 }
 
 /// Metadata of a namespaced object of the tenant: name, namespace, the tenant's labels plus

@@ -9,6 +9,8 @@ use crate::plan::TenantPlan;
 use crate::render::crd::*;
 use crate::render::objects::{annotate, meta, wave};
 
+/// The tenant's Certificate (its host names).
+pub const CERTIFICATE: &str = "tenant-tls";
 /// The Secret cert-manager writes the tenant's certificate into; the Ingress serves it.
 pub const TLS_SECRET: &str = "tenant-tls-secret";
 
@@ -17,7 +19,7 @@ pub(super) fn certificate(plan: &TenantPlan<'_>) -> CustomResource<CertificateSp
     CustomResource {
         api_version: CERTIFICATE_API,
         kind: "Certificate",
-        metadata: meta(plan, "tenant-tls", wave::EXPOSURE, &[]),
+        metadata: meta(plan, CERTIFICATE, wave::EXPOSURE, &[]),
         spec: CertificateSpec {
             secret_name: TLS_SECRET.into(),
             issuer_ref: IssuerRef {
