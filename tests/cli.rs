@@ -45,7 +45,7 @@ fn generate_then_check_is_clean_and_a_second_generate_writes_nothing() {
         .code(0)
         .stdout_eq(str![""])
         .stderr_eq(str![[r#"
-generate: 141 written, 0 removed, 0 unchanged (3 tenant(s) changed, 0 removed)
+generate: 144 written, 0 removed, 0 unchanged (3 tenant(s) changed, 0 removed)
 
 "#]]);
     provisio(&ws)
@@ -64,7 +64,7 @@ generate: 0 written, 0 removed, 57 unchanged (0 tenant(s) changed, 0 removed)
         .code(0)
         .stdout_eq(str![""])
         .stderr_eq(str![[r#"
-check: the output is up to date (141 files)
+check: the output is up to date (144 files)
 
 "#]]);
 }
@@ -249,7 +249,7 @@ fn a_push_that_cannot_reach_the_remote_exits_3_and_keeps_the_commit() {
             .replace("tier: standard", "tier: business"),
     );
     push(3).stdout_eq(str![""]).stderr_eq(str![[r#"
-generate: 27 written, 0 removed, 58 unchanged (1 tenant(s) changed, 0 removed)
+generate: 28 written, 0 removed, 58 unchanged (1 tenant(s) changed, 0 removed)
 error: pushing main to origin failed after 2 attempt(s); the local commit is kept and pushed by the next attempt
   caused by: failed to resolve path '[WS]/manifests.git': No such file or directory; class=Os (2)
 

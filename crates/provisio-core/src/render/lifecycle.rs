@@ -40,9 +40,7 @@ pub const BACKUP_MYSQL_SECRET: &str = "provisio-backup-mysql";
 /// Secret with `ARCHIVE_ACCESS_KEY_ID`/`ARCHIVE_SECRET_ACCESS_KEY` (optional
 /// `ARCHIVE_SESSION_TOKEN`): write access to the archive bucket.
 pub const ARCHIVE_SECRET: &str = "provisio-archive";
-/// The `app` label of every lifecycle Job (the tenant's NetworkPolicy admits these pods to
-/// the websites product).
-pub const LIFECYCLE_APP: &str = "provisio-lifecycle";
+pub use super::objects::LIFECYCLE_APP;
 
 /// One lifecycle Job: the file it goes to, its spec's ConfigMap and the Job.
 pub struct LifecycleJob {
@@ -278,7 +276,7 @@ fn sync_failed_spec(plan: &TenantPlan<'_>) -> SyncFailedSpec {
             tenant_namespace: plan.namespace.clone(),
             jobs,
             deployments: plan.products.iter().map(|p| p.name.to_owned()).collect(),
-            certificate: super::tenant::CERTIFICATE.to_owned(),
+            certificate: super::objects::CERTIFICATE.to_owned(),
         },
     }
 }

@@ -15,6 +15,12 @@ pub const SYNC_WAVE: &str = "argocd.argoproj.io/sync-wave";
 pub const HOOK: &str = "argocd.argoproj.io/hook";
 pub const HOOK_DELETE_POLICY: &str = "argocd.argoproj.io/hook-delete-policy";
 pub const SYNC_OPTIONS: &str = "argocd.argoproj.io/sync-options";
+/// The `app` label of every lifecycle Job (`render::lifecycle`); the tenant's NetworkPolicy
+/// (`render::tenant::network`) admits these pods to the websites product.
+pub const LIFECYCLE_APP: &str = "provisio-lifecycle";
+/// The tenant's Certificate (its host names; `render::tenant::ingress`), which the lifecycle
+/// Jobs' specs name (`render::lifecycle`).
+pub const CERTIFICATE: &str = "tenant-tls";
 
 /// Sync waves: what must exist before what, so a first sync on an empty cluster works.
 pub mod wave {

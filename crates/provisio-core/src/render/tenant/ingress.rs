@@ -9,8 +9,7 @@ use crate::plan::TenantPlan;
 use crate::render::crd::*;
 use crate::render::objects::{annotate, meta, wave};
 
-/// The tenant's Certificate (its host names).
-pub const CERTIFICATE: &str = "tenant-tls";
+pub use crate::render::objects::CERTIFICATE;
 /// The Secret cert-manager writes the tenant's certificate into; the Ingress serves it.
 pub const TLS_SECRET: &str = "tenant-tls-secret";
 

@@ -157,7 +157,7 @@ pub(super) fn network_policies(plan: &TenantPlan<'_>) -> Vec<NetworkPolicy> {
                         &shared.namespace,
                         Some(&BTreeMap::from([(
                             "app".to_owned(),
-                            crate::render::lifecycle::LIFECYCLE_APP.to_owned(),
+                            crate::render::objects::LIFECYCLE_APP.to_owned(),
                         )])),
                     )]),
                     ports: Some(vec![tcp(w.product.port.value)]),
