@@ -304,6 +304,7 @@ Commands:
   teardown  Remove them, for a tenant past its deletion date (run by hand; docs/registry.md)
   serve     Receive the billing system's subscription webhooks and commit tenant files
   watch     Regenerate on every registry change, commit and push the output, nudge Argo CD
+  rollback  Remove a tenant that was never activated (no welcome email sent) through the ordered removal, without a backup: edits its tenant file for a person to commit
   help      Print this message or the help of the given subcommand(s)
 
 Options:

@@ -41,6 +41,9 @@ pub enum Command {
     Serve(commands::serve::Args),
     /// Regenerate on every registry change, commit and push the output, nudge Argo CD.
     Watch(commands::watch::Args),
+    /// Remove a tenant that was never activated (no welcome email sent) through the ordered
+    /// removal, without a backup: edits its tenant file for a person to commit.
+    Rollback(commands::rollback::Args),
 }
 
 /// Parses the arguments, runs the command, maps the outcome to an exit code.
@@ -75,6 +78,7 @@ pub fn main() -> ExitCode {
         Command::Teardown(a) => commands::setup::run_teardown(a),
         Command::Serve(a) => commands::serve::run(a),
         Command::Watch(a) => commands::watch::run(a),
+        Command::Rollback(a) => commands::rollback::run(a),
     };
     exit.into()
 }
