@@ -374,3 +374,141 @@ fn a_backup_is_recorded_only_after_the_deletion_date_and_never_replaced() {
         .unwrap();
     server.stop().unwrap();
 }
+
+#[test]
+fn a_subscription_reinstated_before_the_deletion_date_is_active_again_and_not_after() {
+    let f = Fixture::new();
+    let before_file = tenant_file(&f, NORD);
+    assert!(
+        before_file.contains("status: deprovisioning"),
+        "{before_file}"
+    );
+
+    // After the deletion date (2025-07-15): refused, nothing changed.
+    let late = start_at(&f, "2025-07-15T00:00:01Z".parse().unwrap());
+    let mut ev = updated("sub_nord789", "business", "evt_reinstate_late");
+    ev["data"]["status"] = json!("active");
+    let a = post(late.addr(), "subscription-updated", &ev);
+    assert_eq!(a.status, 409, "{}", a.body);
+    assert_eq!(a.error().0, "deletion_due");
+    assert_eq!(tenant_file(&f, NORD), before_file);
+    late.stop().unwrap();
+
+    // Before it: active again, the cancellation gone, the activation record kept.
+    let server = start_at(&f, now());
+    let mut ev = updated("sub_nord789", "business", "evt_reinstate");
+    ev["data"]["status"] = json!("active");
+    let a = post(server.addr(), "subscription-updated", &ev);
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert_eq!(a.json()["status"], "active");
+    let text = tenant_file(&f, NORD);
+    assert!(text.contains("status: active"), "{text}");
+    assert!(!text.contains("cancellation"), "{text}");
+    assert!(text.contains("activated: 2024-11-20T14:12:40Z"), "{text}");
+    provisio::io::registry_dir::load_dir(&f.registry)
+        .unwrap()
+        .into_result()
+        .unwrap();
+    server.stop().unwrap();
+}
+
+/// `provisio report`, the signed client the README uses to play the Jobs' part.
+fn report_cli(addr: SocketAddr, env: (&str, &str), args: &[&str]) -> (i32, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_provisio"))
+        .arg("report")
+        .args(args)
+        .args([
+            "--url",
+            &format!("http://{addr}"),
+            "--now",
+            "2025-06-15T12:00:00Z",
+        ])
+        .env_remove("PROVISIO_REPORT_SECRET")
+        .env_remove("PROVISIO_REPORT_KEY")
+        .env(env.0, env.1)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn the_report_command_signs_sends_and_maps_the_answers_to_exit_codes() {
+    let f = Fixture::new();
+    let server = start_at(&f, now());
+    let master = ("PROVISIO_REPORT_SECRET", MASTER);
+    let welcome = [
+        "welcome-sent",
+        "--tenant",
+        CAFE,
+        "--key-from-master",
+        "--id",
+        "welcome-sent:cli",
+        "--message-id",
+        "<welcome.cafe-creme-93b31b@collectverything.com>",
+    ];
+    let (code, err) = report_cli(server.addr(), master, &welcome);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains("welcome-sent recorded (provisioning: provisioning)"),
+        "{err}"
+    );
+    assert!(tenant_file(&f, CAFE).contains("welcomeSent: 2025-06-15T12:00:00Z"));
+    let (code, err) = report_cli(server.addr(), master, &welcome);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("was already recorded"), "{err}");
+    let head_after = head(&f);
+
+    // The tenant's own key, as a Job holds it, works too; abc's key does not sign for cafe.
+    let own = hex::encode(signature::derive_key(MASTER.as_bytes(), CAFE));
+    let (code, err) = report_cli(
+        server.addr(),
+        ("PROVISIO_REPORT_KEY", &own),
+        &["activated", "--tenant", CAFE, "--website", "77"],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(tenant_file(&f, CAFE).contains("status: active"));
+    let other = hex::encode(signature::derive_key(MASTER.as_bytes(), ABC));
+    let before = head(&f);
+    let (code, err) = report_cli(
+        server.addr(),
+        ("PROVISIO_REPORT_KEY", &other),
+        &["failed", "--tenant", CAFE, "--reason", "x"],
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("unauthorized"), "{err}");
+    // A backup before the deletion date: refused by serve's guard, exit 4.
+    let (code, err) = report_cli(
+        server.addr(),
+        master,
+        &[
+            "backup-completed",
+            "--tenant",
+            NORD,
+            "--key-from-master",
+            "--location",
+            "s3://ecommerce-tenant-archives/nordwind-logistik-7ace77/b1/",
+            "--manifest-sha256",
+            &"a".repeat(64),
+            "--files",
+            "1",
+            "--bytes",
+            "10",
+        ],
+    );
+    assert_eq!(code, 4, "{err}");
+    assert!(err.contains("not_due"), "{err}");
+    // A report missing its kind's field never leaves.
+    let (code, err) = report_cli(
+        server.addr(),
+        master,
+        &["failed", "--tenant", CAFE, "--key-from-master"],
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("reason"), "{err}");
+    assert_eq!(head(&f), before);
+    assert_ne!(before, head_after);
+    server.stop().unwrap();
+}

@@ -83,7 +83,8 @@ pub struct Removed {
 }
 
 impl Removed {
-    const FIELDS: [&'static str; 8] = [
+    /// The counts' names on the wire, in order.
+    pub const FIELDS: [&'static str; 8] = [
         "databases",
         "mysqlUsers",
         "vhosts",
