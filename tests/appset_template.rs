@@ -113,12 +113,14 @@ fn render(bin: &Path, out: &Path) -> Vec<Generated> {
         .collect()
 }
 
-/// The registry's view: tenant id → (ApplicationSet, namespace, cluster).
+/// The registry's view: tenant id → (ApplicationSet, namespace, cluster), for every tenant
+/// that has a tree (a removed tenant has none, so no Application).
 fn expected(registry: &Path) -> (BTreeMap<String, (String, String, String)>, u32) {
     let (reg, _) = provisio::ops::load::load(registry).unwrap();
     let tenants = reg
         .tenants
         .values()
+        .filter(|t| !provisio_core::lifecycle::phase(t, common::now()).is_removed())
         .map(|t| {
             let plan = provisio_core::plan::plan_tenant(&reg, t, common::now());
             (
@@ -224,6 +226,56 @@ fn the_example_deploys_every_tenant_from_its_tree() {
             "cafe-creme-93b31b",
             "nordwind-logistik-7ace77"
         ])
+    );
+}
+
+/// Every lifecycle phase (`tests/data/lifecycle/`): each tree, the purge steps' included, is
+/// still deployed by exactly one Application of its shard's ApplicationSet (the last purge
+/// step, which has no Namespace object, into the namespace being pruned), the removed tenant
+/// by none; only the last purge step lifts Argo CD's allow-empty guard.
+#[test]
+fn every_lifecycle_phase_is_deployed_until_it_is_meant_to_go() {
+    let Some(bin) = harness() else {
+        return;
+    };
+    let ws = Workspace::new();
+    let data = common::repo_root().join("tests/data/lifecycle/tenants");
+    for e in std::fs::read_dir(&data).unwrap() {
+        let p = e.unwrap().path();
+        std::fs::copy(
+            &p,
+            ws.registry().join("tenants").join(p.file_name().unwrap()),
+        )
+        .unwrap();
+    }
+    ws.generate();
+    let placed = assert_deployable(&ws.registry(), &ws.out());
+    for id in [
+        "life-provisioning-0a0001",
+        "life-failed-0a0002",
+        "life-active-0a0003",
+        "life-grace-0a0004",
+        "life-due-0a0005",
+        "life-workloads-0a0006",
+        "life-teardown-0a0007",
+        "life-namespace-0a0008",
+        "life-rolledback-0a000a",
+    ] {
+        assert!(placed.contains_key(id), "{id} has no Application");
+    }
+    assert!(!placed.contains_key("life-removed-0a0009"));
+    let run = Command::new(bin).arg(ws.out()).output().unwrap();
+    assert!(run.status.success());
+    let apps: Vec<Value> = serde_json::from_slice(&run.stdout).unwrap();
+    let empty_allowed: BTreeSet<&str> = apps
+        .iter()
+        .filter(|a| a["application"]["spec"]["syncPolicy"]["automated"]["allowEmpty"] == true)
+        .map(|a| a["application"]["metadata"]["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        empty_allowed,
+        BTreeSet::from(["tenant-life-namespace-0a0008"]),
+        "allowEmpty only at the last purge step"
     );
 }
 

@@ -45,7 +45,7 @@ fn generate_then_check_is_clean_and_a_second_generate_writes_nothing() {
         .code(0)
         .stdout_eq(str![""])
         .stderr_eq(str![[r#"
-generate: 141 written, 0 removed, 0 unchanged (3 tenant(s) changed, 0 removed)
+generate: 144 written, 0 removed, 0 unchanged (3 tenant(s) changed, 0 removed)
 
 "#]]);
     provisio(&ws)
@@ -64,7 +64,7 @@ generate: 0 written, 0 removed, 57 unchanged (0 tenant(s) changed, 0 removed)
         .code(0)
         .stdout_eq(str![""])
         .stderr_eq(str![[r#"
-check: the output is up to date (141 files)
+check: the output is up to date (144 files)
 
 "#]]);
 }
@@ -249,7 +249,7 @@ fn a_push_that_cannot_reach_the_remote_exits_3_and_keeps_the_commit() {
             .replace("tier: standard", "tier: business"),
     );
     push(3).stdout_eq(str![""]).stderr_eq(str![[r#"
-generate: 27 written, 0 removed, 58 unchanged (1 tenant(s) changed, 0 removed)
+generate: 28 written, 0 removed, 58 unchanged (1 tenant(s) changed, 0 removed)
 error: pushing main to origin failed after 2 attempt(s); the local commit is kept and pushed by the next attempt
   caused by: cannot reach file://[WS]/manifests.git
   caused by: failed to resolve path '[WS]/manifests.git': No such file or directory; class=Os (2)
@@ -303,8 +303,10 @@ Commands:
   plan      Print what a registry change does to GitLab, Grafana, Artifactory and the team namespaces (losses first), compared with a base revision or directory
   setup     Create or converge a tenant's databases, users, vhosts, queues or buckets (setup Jobs)
   teardown  Remove them, for a tenant past its deletion date (run by hand; docs/registry.md)
-  serve     Receive the billing system's subscription webhooks and commit tenant files
+  serve     Receive the billing system's webhooks and the tenants' lifecycle reports; commit tenant files
   watch     Regenerate on every registry change, commit and push the output, nudge Argo CD
+  rollback  Remove a tenant that was never activated (no welcome email sent) through the ordered removal, without a backup: edits its tenant file for a person to commit
+  report    Send one signed lifecycle report of a tenant to serve, as its Jobs do
   help      Print this message or the help of the given subcommand(s)
 
 Options:

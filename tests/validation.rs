@@ -305,3 +305,129 @@ fn validators_reject_broken_objects() {
         );
     }
 }
+
+/// Every lifecycle phase's tree (`tests/data/lifecycle/`: one tenant per phase over the
+/// example registry) builds with `kubectl kustomize`, its built-in objects pass
+/// `kubernetes-validate --strict` and its custom resources the CRD schemas, like the
+/// example's trees: the states of docs/lifecycle.md are deployable, not only the happy path.
+#[test]
+fn every_lifecycle_phase_builds_and_validates() {
+    let Some(kubectl) = common::tool("kubectl") else {
+        return;
+    };
+    let ws = Workspace::new();
+    let data = common::repo_root().join("tests/data/lifecycle/tenants");
+    for e in std::fs::read_dir(&data).unwrap() {
+        let p = e.unwrap().path();
+        std::fs::copy(
+            &p,
+            ws.registry().join("tenants").join(p.file_name().unwrap()),
+        )
+        .unwrap();
+    }
+    ws.generate();
+    let trees = ws.out().join("tenants-out");
+    let tmp = tempfile::tempdir().unwrap();
+    let (mut builtin_files, mut custom_files) = (Vec::new(), Vec::new());
+    let mut jobs_by_tenant = std::collections::BTreeMap::new();
+    for (id, phase) in [
+        ("life-provisioning-0a0001", "provisioning"),
+        ("life-failed-0a0002", "failed"),
+        ("life-active-0a0003", "active"),
+        ("life-grace-0a0004", "deprovisioning/grace"),
+        ("life-due-0a0005", "deprovisioning/due"),
+        ("life-workloads-0a0006", "purging/workloads"),
+        ("life-teardown-0a0007", "purging/teardown"),
+        ("life-namespace-0a0008", "purging/namespace"),
+        ("life-rolledback-0a000a", "purging/workloads"),
+    ] {
+        let built = run(Command::new(&kubectl).arg("kustomize").arg(trees.join(id)));
+        let docs = documents(&built);
+        assert!(!docs.is_empty(), "{id}");
+        let mut jobs = Vec::new();
+        for (i, doc) in docs.iter().enumerate() {
+            let api = doc["apiVersion"].as_str().unwrap();
+            let kind = doc["kind"].as_str().unwrap();
+            if kind == "Job" {
+                let name = doc["metadata"]["name"].as_str().unwrap();
+                jobs.push(name.trim_end_matches(&format!("-{id}")).to_owned());
+            }
+            if kind == "Namespace" && phase != "purging/namespace" {
+                let a = &doc["metadata"]["annotations"];
+                match phase {
+                    "provisioning" | "failed" | "active" | "deprovisioning/grace" => {
+                        assert!(a.get("lifecycle-phase").is_none(), "{id}: {a}")
+                    }
+                    "deprovisioning/due" => assert_eq!(a["lifecycle-phase"], "deletion-due"),
+                    _ => assert_eq!(a["lifecycle-phase"], phase, "{id}"),
+                }
+            }
+            let file = tmp.path().join(format!("{id}-{i:03}-{kind}.json"));
+            std::fs::write(&file, serde_json::to_vec_pretty(doc).unwrap()).unwrap();
+            if BUILTIN_GROUPS.contains(&api) {
+                builtin_files.push(file);
+            } else {
+                custom_files.push(file);
+            }
+        }
+        jobs.sort();
+        jobs_by_tenant.insert(phase.to_owned() + " " + id, jobs);
+    }
+    // The lifecycle Jobs of each phase (setup and migration Jobs aside).
+    let lifecycle: std::collections::BTreeMap<_, _> = jobs_by_tenant
+        .iter()
+        .map(|(k, jobs)| {
+            let l: Vec<&str> = jobs
+                .iter()
+                .map(String::as_str)
+                .filter(|j| {
+                    [
+                        "activate",
+                        "sync-failed",
+                        "website-status",
+                        "backup",
+                        "purge-check",
+                        "teardown",
+                        "namespace-check",
+                    ]
+                    .contains(j)
+                })
+                .collect();
+            (k.split(' ').next().unwrap().to_owned(), l)
+        })
+        .collect();
+    assert_eq!(lifecycle["provisioning"], ["activate", "sync-failed"]);
+    assert_eq!(lifecycle["failed"], ["activate", "sync-failed"]);
+    assert_eq!(lifecycle["active"], ["website-status"]);
+    assert_eq!(lifecycle["deprovisioning/grace"], ["website-status"]);
+    assert_eq!(
+        lifecycle["deprovisioning/due"],
+        ["backup", "website-status"]
+    );
+    assert_eq!(lifecycle["purging/workloads"], ["purge-check"]);
+    assert_eq!(lifecycle["purging/teardown"], ["teardown"]);
+    assert_eq!(lifecycle["purging/namespace"], ["namespace-check"]);
+    assert!(
+        !trees.join("life-removed-0a0009").exists(),
+        "a removed tenant has no tree"
+    );
+
+    if let Some(kv) = common::tool("kubernetes-validate") {
+        let out = run(Command::new(kv)
+            .args(["--strict", "--quiet", "--kubernetes-version", "1.32.0"])
+            .args(&builtin_files));
+        assert!(!out.contains("WARN") && !out.contains("ERROR"), "{out}");
+    }
+    if let Some(crds) = common::crd_dir() {
+        let script = common::repo_root().join("tests/tools/validate_crs.py");
+        let report = run(Command::new("python3")
+            .arg(script)
+            .arg("--crd-dir")
+            .arg(&crds)
+            .args(&custom_files));
+        assert!(
+            report.contains(&format!("{} validated, 0 errors", custom_files.len())),
+            "{report}"
+        );
+    }
+}

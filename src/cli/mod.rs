@@ -37,10 +37,15 @@ pub enum Command {
     Setup(commands::setup::Args),
     /// Remove them, for a tenant past its deletion date (run by hand; docs/registry.md).
     Teardown(commands::setup::Args),
-    /// Receive the billing system's subscription webhooks and commit tenant files.
+    /// Receive the billing system's webhooks and the tenants' lifecycle reports; commit tenant files.
     Serve(commands::serve::Args),
     /// Regenerate on every registry change, commit and push the output, nudge Argo CD.
     Watch(commands::watch::Args),
+    /// Remove a tenant that was never activated (no welcome email sent) through the ordered
+    /// removal, without a backup: edits its tenant file for a person to commit.
+    Rollback(commands::rollback::Args),
+    /// Send one signed lifecycle report of a tenant to serve, as its Jobs do.
+    Report(commands::report::Args),
 }
 
 /// Parses the arguments, runs the command, maps the outcome to an exit code.
@@ -75,6 +80,8 @@ pub fn main() -> ExitCode {
         Command::Teardown(a) => commands::setup::run_teardown(a),
         Command::Serve(a) => commands::serve::run(a),
         Command::Watch(a) => commands::watch::run(a),
+        Command::Rollback(a) => commands::rollback::run(a),
+        Command::Report(a) => commands::report::run(a),
     };
     exit.into()
 }

@@ -39,7 +39,10 @@ impl GenerateOptions {
 
 /// A registry that suddenly lacks many tenants is far more likely a mistake (a bad merge, a
 /// wrong directory) than a decision: removing more than `max_percent` of the existing
-/// tenants, and at least 2, is refused unless `allow` is set.
+/// tenants, and at least 2, is refused unless `allow` is set. Only unexplained removals count
+/// (a tree whose tenant file is gone); the tree of a tenant whose file says `removed` (a
+/// tombstone serve wrote after its recorded backup or rollback and teardown) is an explained
+/// removal, never refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MassDeleteGuard {
     pub max_percent: u32,
@@ -142,10 +145,28 @@ pub fn generate_observed(
         .cloned()
         .collect();
     opts.mass_delete.check(removed.clone(), existing.len())?;
+    // Tenants whose lifecycle is over have no tree (their directory, if any, is removed).
+    let live: BTreeSet<String> = reg
+        .tenants
+        .iter()
+        .filter(|(_, t)| !provisio_core::lifecycle::phase(t, now).is_removed())
+        .map(|(id, _)| id.clone())
+        .collect();
+    let offboarded: Vec<String> = existing
+        .iter()
+        .filter(|id| reg.tenants.contains_key(*id) && !live.contains(*id))
+        .cloned()
+        .collect();
     let platform = render::platform::render_platform(&reg)?;
     opts.mass_delete
         .check_platform(&paths.out, &reg, &platform)?;
-    let inputs = output::fingerprint(&sources);
+    // The phase is part of a tenant's input: a deletion date that passes re-renders the
+    // tenant although its file did not change.
+    let inputs = output::fingerprint(&sources, |id| {
+        reg.tenants
+            .get(id)
+            .map(|t| provisio_core::lifecycle::phase(t, now).label())
+    });
     let previous = output::read_state(&paths.out)?;
     // Trees a killed run may have half written: their recorded hashes are not trusted.
     let torn = output::read_journal(&paths.out)?;
@@ -154,7 +175,7 @@ pub fn generate_observed(
         .filter(|p| !full && p.shared == inputs.shared && !torn.contains("*"));
     let mut writer = Writer::new(&paths.out, previous.as_ref(), &inputs);
     let mut stale: Vec<(&String, &registry::Tenant)> = Vec::new();
-    for (id, tenant) in &reg.tenants {
+    for (id, tenant) in reg.tenants.iter().filter(|(id, _)| live.contains(*id)) {
         let unchanged = !torn.contains(id)
             && trusted
                 .and_then(|p| p.tenants.get(id))
@@ -165,6 +186,7 @@ pub fn generate_observed(
     }
     let mut in_flight: BTreeSet<String> = stale.iter().map(|(id, _)| (*id).clone()).collect();
     in_flight.extend(removed);
+    in_flight.extend(offboarded);
     in_flight.extend(torn.into_iter().filter(|t| t != "*"));
     writer.begin(&in_flight)?;
     render_in_parallel(&reg, &stale, now, |id, files| {
@@ -173,8 +195,7 @@ pub fn generate_observed(
     })?;
     writer.platform(&platform.files)?;
     writer.argocd(&render::argocd::render_argocd(&reg)?)?;
-    let all: BTreeSet<String> = reg.tenants.keys().cloned().collect();
-    Ok(writer.finish(&all)?)
+    Ok(writer.finish(&live)?)
 }
 
 /// Renders `tenants` on every core and hands each tree to `sink` on the calling thread, in

@@ -1,6 +1,7 @@
 //! The operations the commands and services call: load → plan → render → write
 //! ([`generate`], [`check`]), the review of a registry change ([`plan`]), and delivery of the
-//! output to the manifests repository ([`deliver`]). Each is a function of its inputs; printing is the caller's.
+//! output to the manifests repository ([`deliver`]), a person's [`rollback`] of a
+//! never-activated tenant, the client of serve's lifecycle reports ([`report`]). Each is a function of its inputs; printing is the caller's.
 
 pub mod check;
 pub mod deliver;
@@ -8,6 +9,8 @@ pub mod error;
 pub mod generate;
 pub mod load;
 pub mod plan;
+pub mod report;
+pub mod rollback;
 pub mod setup;
 
 pub use error::PipelineError;

@@ -399,6 +399,14 @@ pub fn is_count_resource(resource: &str) -> bool {
         )
 }
 
+/// A plain e-mail address (no display name), ASCII or internationalised.
+pub fn is_email(s: &str) -> bool {
+    s.len() <= 254
+        && !s.contains(['<', '>', ' '])
+        && s.split_once('@').is_some_and(|(_, d)| d.contains('.'))
+        && email_address::EmailAddress::is_valid(s)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -4,7 +4,8 @@
 //! The pipeline, one direction: [`registry`] (parse + validate) → [`plan`] (derive names and
 //! figures per tenant, and the [`plan::setup::SetupSpec`] the setup Jobs read) → [`render`]
 //! (typed Kubernetes objects → bytes). [`intake`] decides what a billing event does to the
-//! registry; [`review`] says what a registry change does to the platform tools (`provisio
+//! registry; [`lifecycle`] decides what a tenant's Jobs' reports do to it, and which phase (and
+//! so which tree) a tenant is in at a given time; [`review`] says what a registry change does to the platform tools (`provisio
 //! plan`). The `provisio` crate around this one reads and writes files, talks to git and
 //! to servers, and runs the commands. See `ARCHITECTURE.md`.
 //!
@@ -15,11 +16,13 @@
 pub mod consumers;
 pub mod diagnostic;
 pub mod intake;
+pub mod lifecycle;
 pub mod naming;
 pub mod plan;
 pub mod registry;
 pub mod render;
 pub mod review;
+pub mod strict_json;
 
 #[cfg(test)]
 mod testing;

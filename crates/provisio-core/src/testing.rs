@@ -80,6 +80,13 @@ pub fn keep_only_the_gateway(sources: &mut Sources) {
         !(path.starts_with("products/") && path != "products/api-gateway.yaml")
             && *path != format!("tenants/{DEPROVISIONING}.yaml")
     });
+    // Without the websites product, activation registers no website.
+    replace_in(
+        sources,
+        "platform.yaml",
+        "  websites:\n    product: websites\n    path: /api/v1/websites\n    tokenEnv: INTERNAL_SERVICE_TOKEN\n",
+        "",
+    );
 }
 
 /// The example registry after [`keep_only_the_gateway`].
@@ -90,4 +97,53 @@ pub fn gateway_only_registry() -> crate::registry::Registry {
 /// The plan of tenant `id` of `reg` at [`now`].
 pub fn plan<'r>(reg: &'r crate::registry::Registry, id: &str) -> crate::plan::TenantPlan<'r> {
     crate::plan::plan_tenant(reg, &reg.tenants[id], now())
+}
+
+/// The tenants of `tests/data/lifecycle/` (one per lifecycle phase) with their phase at
+/// [`now`].
+pub const LIFECYCLE_TENANTS: [(&str, crate::lifecycle::Phase); 10] = {
+    use crate::lifecycle::Phase;
+    use crate::registry::PurgeStep;
+    [
+        ("life-provisioning-0a0001", Phase::Provisioning),
+        ("life-failed-0a0002", Phase::Failed),
+        ("life-active-0a0003", Phase::Active),
+        ("life-grace-0a0004", Phase::Grace),
+        ("life-due-0a0005", Phase::Due),
+        (
+            "life-workloads-0a0006",
+            Phase::Purging(PurgeStep::Workloads),
+        ),
+        ("life-teardown-0a0007", Phase::Purging(PurgeStep::Teardown)),
+        (
+            "life-namespace-0a0008",
+            Phase::Purging(PurgeStep::Namespace),
+        ),
+        ("life-removed-0a0009", Phase::Removed),
+        (
+            "life-rolledback-0a000a",
+            Phase::Purging(PurgeStep::Workloads),
+        ),
+    ]
+};
+
+/// The example registry plus `tests/data/lifecycle/tenants/`: a tenant in every phase.
+pub fn lifecycle_sources() -> Sources {
+    let mut sources = example_sources();
+    let dir =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/data/lifecycle/tenants");
+    for entry in std::fs::read_dir(dir).expect("tests/data/lifecycle/tenants") {
+        let entry = entry.expect("a directory entry");
+        let name = entry.file_name().to_string_lossy().into_owned();
+        sources.insert(
+            format!("tenants/{name}"),
+            std::fs::read_to_string(entry.path()).expect("a tenant file"),
+        );
+    }
+    sources
+}
+
+/// [`lifecycle_sources`], loaded.
+pub fn lifecycle_registry() -> crate::registry::Registry {
+    registry_from(lifecycle_sources())
 }

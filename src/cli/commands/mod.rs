@@ -5,6 +5,8 @@ pub mod args;
 pub mod check;
 pub mod generate;
 pub mod plan;
+pub mod report;
+pub mod rollback;
 pub mod serve;
 pub mod setup;
 pub mod validate;

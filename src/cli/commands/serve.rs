@@ -1,5 +1,6 @@
 //! `provisio serve`: the billing intake's command line. The webhook secret is read from
-//! `PROVISIO_WEBHOOK_SECRET` or `--secret-file`, never from a flag value; so are the git
+//! `PROVISIO_WEBHOOK_SECRET` or `--secret-file`, the lifecycle reports' master secret from
+//! `PROVISIO_REPORT_SECRET` or `--report-secret-file`, never from a flag value; so are the git
 //! credentials of `--registry-git` (see [`super::args::GitArgs`]).
 
 use std::net::SocketAddr;
@@ -15,6 +16,9 @@ use crate::services::signal;
 
 /// Environment variable holding the webhook secret.
 pub const SECRET_ENV: &str = "PROVISIO_WEBHOOK_SECRET";
+/// Environment variable holding the report master secret (one line; the file may hold a
+/// previous one on a second line during a rotation).
+pub const REPORT_SECRET_ENV: &str = "PROVISIO_REPORT_SECRET";
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct Args {
@@ -38,6 +42,11 @@ pub struct Args {
     /// File holding the webhook secret (otherwise `PROVISIO_WEBHOOK_SECRET`).
     #[arg(long)]
     pub secret_file: Option<PathBuf>,
+    /// File holding the lifecycle reports' master secret, one per line: the current one,
+    /// then the previous one during a rotation (otherwise `PROVISIO_REPORT_SECRET`; without
+    /// either, lifecycle reports are refused).
+    #[arg(long)]
+    pub report_secret_file: Option<PathBuf>,
     /// Days between a cancellation and the earliest deletion.
     #[arg(long, default_value_t = provisio_core::intake::DEFAULT_GRACE_DAYS)]
     pub grace_days: i64,
@@ -77,6 +86,18 @@ pub fn run(a: Args) -> Exit {
             return Exit::Invalid;
         }
     };
+    let report_secrets = match read_report_secrets(a.report_secret_file.as_deref()) {
+        Ok(s) => s,
+        Err(m) => {
+            eprintln!("error: {m}");
+            return Exit::Invalid;
+        }
+    };
+    if report_secrets.is_empty() {
+        warn!(
+            "no report secret ({REPORT_SECRET_ENV} or --report-secret-file): lifecycle reports are refused"
+        );
+    }
     if a.grace_days < 0 || a.signature_window <= 0 {
         eprintln!("error: --grace-days must be ≥ 0 and --signature-window > 0");
         return Exit::Invalid;
@@ -116,6 +137,7 @@ pub fn run(a: Args) -> Exit {
     };
     let mut config = Config::new(a.registry, secret);
     config.upstream = upstream;
+    config.report_secrets = report_secrets;
     config.grace = chrono::Duration::days(a.grace_days);
     config.signature_window_secs = a.signature_window;
     config.body_timeout = body_timeout;
@@ -169,4 +191,28 @@ fn read_secret(file: Option<&std::path::Path>) -> Result<Secret, String> {
             .into_bytes(),
     };
     Secret::new(bytes).ok_or_else(|| "the webhook secret is empty".to_owned())
+}
+
+/// The report master secrets, current first: every non-empty line of the file, or the
+/// environment variable's value. None configured is not an error (the billing intake works
+/// without them); a named file that cannot be read, or holds no secret, is.
+fn read_report_secrets(file: Option<&std::path::Path>) -> Result<Vec<Secret>, String> {
+    let text = match file {
+        Some(f) => {
+            let bytes =
+                std::fs::read(f).map_err(|e| format!("cannot read {}: {e}", f.display()))?;
+            let text = String::from_utf8(bytes)
+                .map_err(|_| format!("{} is not UTF-8 text", f.display()))?;
+            let secrets: Vec<Secret> = text.lines().filter_map(Secret::new).collect();
+            if secrets.is_empty() {
+                return Err(format!("{} holds no report secret", f.display()));
+            }
+            return Ok(secrets);
+        }
+        None => match std::env::var(REPORT_SECRET_ENV) {
+            Ok(v) => v,
+            Err(_) => return Ok(Vec::new()),
+        },
+    };
+    Ok(Secret::new(text).into_iter().collect())
 }

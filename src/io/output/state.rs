@@ -88,7 +88,10 @@ pub struct Inputs {
     pub tenants: BTreeMap<String, String>,
 }
 
-pub fn fingerprint(sources: &Sources) -> Inputs {
+/// The input fingerprints of `sources`. A tenant's is the SHA-256 of its file, combined with
+/// its lifecycle phase label when `phase` names one: the phase changes with the clock alone
+/// (a deletion date passing), so an unchanged file must still be rendered again then.
+pub fn fingerprint(sources: &Sources, phase: impl Fn(&str) -> Option<&'static str>) -> Inputs {
     let mut shared = Sha256::new();
     shared.update(concat!("provisio ", env!("CARGO_PKG_VERSION"), "\0").as_bytes());
     let mut tenants = BTreeMap::new();
@@ -97,7 +100,12 @@ pub fn fingerprint(sources: &Sources) -> Inputs {
     for (path, text) in sources {
         if let Some(name) = path.strip_prefix(&tenant_prefix) {
             let id = name.strip_suffix(".yaml").unwrap_or(name);
-            tenants.insert(id.to_owned(), sha256_hex(text.as_bytes()));
+            let file = sha256_hex(text.as_bytes());
+            let input = match phase(id) {
+                Some(label) => sha256_hex(format!("{file}\0{label}").as_bytes()),
+                None => file,
+            };
+            tenants.insert(id.to_owned(), input);
         } else if path == PLATFORM_FILE || path == TIERS_FILE || path.starts_with(&products_prefix)
         {
             shared.update(path.as_bytes());

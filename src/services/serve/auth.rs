@@ -27,6 +27,11 @@ impl Secret {
         }
         (!b.is_empty()).then_some(Secret(b))
     }
+
+    /// The secret's bytes, for a key derivation (never for printing).
+    pub fn expose(&self) -> &[u8] {
+        &self.0
+    }
 }
 
 impl std::fmt::Debug for Secret {

@@ -59,7 +59,8 @@ impl ApiError {
 
 /// The HTTP status of each refusal of the intake: 400 for a body that is not JSON, 422 for
 /// a payload the registry cannot take, 404 for an unknown subscription, 409 for a conflict
-/// with the registry or an earlier event, 503 for a region without room (ours to fix, so
+/// with the registry or an earlier event (or a lifecycle transition the tenant's state does
+/// not allow), 404 for an unknown tenant, 503 for a region without room (ours to fix, so
 /// the sender retries), 500 for a registry that cannot be read back.
 pub fn intake_status(e: &IntakeError) -> StatusCode {
     match e {
@@ -68,8 +69,13 @@ pub fn intake_status(e: &IntakeError) -> StatusCode {
         | IntakeError::UnknownTier { .. }
         | IntakeError::UnknownRegion { .. }
         | IntakeError::Rejected(_) => StatusCode::UNPROCESSABLE_ENTITY,
-        IntakeError::UnknownSubscription(_) => StatusCode::NOT_FOUND,
+        IntakeError::UnknownSubscription(_) | IntakeError::UnknownTenant(_) => {
+            StatusCode::NOT_FOUND
+        }
         IntakeError::Conflict { .. } => StatusCode::CONFLICT,
+        IntakeError::Lifecycle(r) if r.is_conflict() => StatusCode::CONFLICT,
+        IntakeError::Lifecycle(r) if r.code == "malformed_json" => StatusCode::BAD_REQUEST,
+        IntakeError::Lifecycle(_) => StatusCode::UNPROCESSABLE_ENTITY,
         IntakeError::NoCapacity(_) => StatusCode::SERVICE_UNAVAILABLE,
         IntakeError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
     }
@@ -165,6 +171,29 @@ mod tests {
                 "domain_collision",
             ),
             (IntakeError::NoCapacity("full".into()), 503, "no_capacity"),
+            (
+                IntakeError::UnknownTenant("t-x".into()),
+                404,
+                "unknown_tenant",
+            ),
+            (
+                IntakeError::Lifecycle(provisio_core::lifecycle::Refusal {
+                    code: "not_due",
+                    message: "the deletion date has not passed".into(),
+                    field: None,
+                }),
+                409,
+                "not_due",
+            ),
+            (
+                IntakeError::Lifecycle(provisio_core::lifecycle::Refusal {
+                    code: "unknown_kind",
+                    message: "unknown kind".into(),
+                    field: Some("kind".into()),
+                }),
+                422,
+                "unknown_kind",
+            ),
             (IntakeError::Internal("oops".into()), 500, "internal"),
         ];
         for (e, status, code) in cases {

@@ -1,6 +1,7 @@
-//! Intake metrics: events by type, outcome and HTTP status, request latency histogram,
-//! commits and events per commit, pushes to the registry repository, in a
-//! `prometheus-client` registry served at `/metrics` by [`crate::services::metrics`].
+//! Intake metrics: events by type, outcome and HTTP status, lifecycle reports by kind and
+//! outcome, request latency histogram, commits and events per commit, pushes to the registry
+//! repository, in a `prometheus-client` registry served at `/metrics` by
+//! [`crate::services::metrics`].
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -28,10 +29,17 @@ struct Event {
     status: u16,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Report {
+    kind: &'static str,
+    outcome: String,
+}
+
 /// Every metric the intake exports.
 pub struct Metrics {
     registry: Arc<Registry>,
     events: Family<Event, Counter>,
+    reports: Family<Report, Counter>,
     latency: Histogram,
     commits: Counter,
     committed_events: Counter,
@@ -42,6 +50,7 @@ impl Default for Metrics {
     fn default() -> Self {
         let mut registry = crate::services::metrics::registry();
         let events = Family::<Event, Counter>::default();
+        let reports = Family::<Report, Counter>::default();
         let latency = Histogram::new(BUCKETS);
         let (commits, committed_events) = (Counter::default(), Counter::default());
         registry.register(
@@ -50,6 +59,11 @@ impl Default for Metrics {
             events.clone(),
         );
         let git = GitMetrics::register(&mut registry, false);
+        registry.register(
+            "lifecycle_reports",
+            "Lifecycle requests of tenants' Jobs (reports by kind, and `view` reads), by outcome",
+            reports.clone(),
+        );
         registry.register(
             "intake_request_duration_seconds",
             "Webhook request latency, including the git commit and push",
@@ -68,6 +82,7 @@ impl Default for Metrics {
         Metrics {
             registry: Arc::new(registry),
             events,
+            reports,
             latency,
             commits,
             committed_events,
@@ -86,6 +101,19 @@ impl Metrics {
                 event,
                 outcome: outcome.to_owned(),
                 status,
+            })
+            .inc();
+        self.latency.observe(took.as_secs_f64());
+    }
+
+    /// One lifecycle request: the report's kind (`unknown` when the body did not parse, `view`
+    /// for a read of the records), its outcome (`recorded`, `repeat`, `ok` or the error code)
+    /// and how long it took.
+    pub fn observe_report(&self, kind: &'static str, outcome: &str, took: Duration) {
+        self.reports
+            .get_or_create(&Report {
+                kind,
+                outcome: outcome.to_owned(),
             })
             .inc();
         self.latency.observe(took.as_secs_f64());
@@ -128,6 +156,7 @@ mod tests {
         let m = Metrics::default();
         m.observe("created", "created", 201, Duration::from_millis(3));
         m.observe("created", "unauthorized", 401, Duration::from_millis(300));
+        m.observe_report("backup-completed", "not_due", Duration::from_millis(2));
         m.commit(1);
         m.pushed("ok");
         m.unpushed(0);
@@ -136,11 +165,12 @@ mod tests {
             "# TYPE provisio_intake_events counter\n",
             "provisio_intake_events_total{event=\"created\",outcome=\"created\",status=\"201\"} 1\n",
             "provisio_intake_events_total{event=\"created\",outcome=\"unauthorized\",status=\"401\"} 1\n",
+            "provisio_lifecycle_reports_total{kind=\"backup-completed\",outcome=\"not_due\"} 1\n",
             "# TYPE provisio_intake_request_duration_seconds histogram\n",
-            "provisio_intake_request_duration_seconds_bucket{le=\"0.005\"} 1\n",
-            "provisio_intake_request_duration_seconds_bucket{le=\"0.5\"} 2\n",
-            "provisio_intake_request_duration_seconds_bucket{le=\"+Inf\"} 2\n",
-            "provisio_intake_request_duration_seconds_count 2\n",
+            "provisio_intake_request_duration_seconds_bucket{le=\"0.005\"} 2\n",
+            "provisio_intake_request_duration_seconds_bucket{le=\"0.5\"} 3\n",
+            "provisio_intake_request_duration_seconds_bucket{le=\"+Inf\"} 3\n",
+            "provisio_intake_request_duration_seconds_count 3\n",
             "provisio_intake_commits_total 1\n",
             "provisio_intake_committed_events_total 1\n",
             "provisio_build_info{version=\"",

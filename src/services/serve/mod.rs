@@ -1,10 +1,13 @@
-//! `provisio serve`: the billing intake over HTTP (axum on tokio, the stack of
-//! [`crate::services::http`]). Requests are checked here (size, authentication, content
-//! type, payload) and handed to the single writer ([`writer`]) which applies them to the
-//! registry ([`provisio_core::intake`]) and commits; the answer goes out only after the
+//! `provisio serve`: the billing intake and the lifecycle reports over HTTP (axum on tokio,
+//! the stack of [`crate::services::http`]). Requests are checked here (size, authentication,
+//! content type, payload) and handed to the single writer ([`writer`]) which applies them to
+//! the registry ([`provisio_core::intake`]) and commits; the answer goes out only after the
 //! commit. Routes:
 //!
 //! - `POST /api/v1/provisioning/webhooks/{subscription-created|subscription-updated|subscription-cancelled}`
+//! - `POST /api/v1/lifecycle/tenants/{tenant}/reports` (a tenant's Job reports a step,
+//!   signed with that tenant's report key, [`provisio_core::lifecycle::signature`]),
+//!   `GET /api/v1/lifecycle/tenants/{tenant}` (its lifecycle records, same signature)
 //! - `GET /healthz` (the process answers), `GET /readyz` (the writer is running),
 //!   `GET /metrics` (OpenMetrics, [`crate::services::metrics`]), `GET /openapi.json` (the committed `docs/openapi.json`).
 
@@ -35,7 +38,8 @@ use crate::services::http;
 use auth::{Authenticator, Secret};
 use error::ApiError;
 use metrics::Metrics;
-use provisio_core::intake::{self, EventKind, Outcome, TenantView};
+use provisio_core::intake::{self, EventKind, Outcome, Submission, TenantView};
+use provisio_core::lifecycle::{self, LifecycleView, signature};
 use writer::{Job, WriteError};
 
 /// Largest accepted body.
@@ -44,6 +48,8 @@ pub const MAX_BODY: usize = 64 * 1024;
 pub const OPENAPI: &str = include_str!("../../../docs/openapi.json");
 /// Route prefix of the webhooks.
 pub const WEBHOOK_PREFIX: &str = "/api/v1/provisioning/webhooks/";
+/// Route prefix of the lifecycle routes (`<prefix><tenant>` and `<prefix><tenant>/reports`).
+pub const LIFECYCLE_PREFIX: &str = "/api/v1/lifecycle/tenants/";
 
 /// The time source. The intake never reads the clock itself; tests inject a fixed one.
 pub type Clock = Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>;
@@ -54,6 +60,10 @@ pub struct Config {
     /// The registry directory, inside a git work tree.
     pub registry: PathBuf,
     pub secret: Secret,
+    /// The report master secrets (the current one first, then a previous one during a
+    /// rotation): each tenant's report key is derived from them. Empty: every lifecycle
+    /// request is refused (401), the billing intake works as before.
+    pub report_secrets: Vec<Secret>,
     /// Grace period between a cancellation and the earliest deletion.
     pub grace: chrono::Duration,
     /// Accepted distance between a signature's `t` and now, in seconds.
@@ -92,6 +102,7 @@ impl Config {
         Config {
             registry,
             secret,
+            report_secrets: Vec::new(),
             grace: chrono::Duration::days(intake::DEFAULT_GRACE_DAYS),
             signature_window_secs: 300,
             clock: Arc::new(Utc::now),
@@ -134,6 +145,8 @@ impl From<http::HttpError> for ServeError {
 
 struct App {
     auth: Authenticator,
+    report_masters: Vec<Vec<u8>>,
+    signature_window_secs: i64,
     clock: Clock,
     jobs: mpsc::Sender<Job>,
     metrics: Arc<Metrics>,
@@ -163,6 +176,12 @@ pub fn app(config: &Config) -> Result<Router, ServeError> {
     let registry = metrics.registry();
     let app = Arc::new(App {
         auth: Authenticator::new(config.secret.clone(), config.signature_window_secs),
+        report_masters: config
+            .report_secrets
+            .iter()
+            .map(|s| s.expose().to_vec())
+            .collect(),
+        signature_window_secs: config.signature_window_secs,
         clock: config.clock.clone(),
         jobs: tx,
         metrics,
@@ -172,6 +191,14 @@ pub fn app(config: &Config) -> Result<Router, ServeError> {
         .route(
             "/api/v1/provisioning/webhooks/{event}",
             post(webhook).fallback(|| method_not_allowed("POST")),
+        )
+        .route(
+            "/api/v1/lifecycle/tenants/{tenant}/reports",
+            post(report).fallback(|| method_not_allowed("POST")),
+        )
+        .route(
+            "/api/v1/lifecycle/tenants/{tenant}",
+            get(lifecycle_view).fallback(|| method_not_allowed("GET, HEAD")),
         )
         .route(
             "/healthz",
@@ -316,36 +343,7 @@ async fn handle(
             ),
         ));
     };
-    let too_large = || {
-        ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "payload_too_large",
-            format!("the body exceeds {MAX_BODY} bytes"),
-        )
-    };
-    if let Some(len) = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok())
-        && len > MAX_BODY as u64
-    {
-        return Err(too_large());
-    }
-    // The whole body within the deadline: a sender trickling it byte by byte holds a
-    // connection for at most this long.
-    let bytes = tokio::time::timeout(app.body_timeout, axum::body::to_bytes(body, MAX_BODY))
-        .await
-        .map_err(|_| {
-            ApiError::new(
-                StatusCode::REQUEST_TIMEOUT,
-                "request_timeout",
-                format!(
-                    "the body did not arrive within {} s",
-                    app.body_timeout.as_secs_f64()
-                ),
-            )
-        })?
-        .map_err(|_| too_large())?;
+    let bytes = read_body(app, headers, body).await?;
     app.auth
         .check(
             headers
@@ -364,12 +362,63 @@ async fn handle(
         ));
     }
     let event = intake::parse(kind, &bytes).map_err(|e| ApiError::from(&e))?;
+    let applied = submit(app, Submission::Event(event)).await?;
+    // The answer to an accepted event: 201 when it created the tenant, 200 otherwise (a
+    // change, or a redelivery that changed nothing); the body is the tenant as it now is.
+    let status = match applied.outcome {
+        Outcome::Created => StatusCode::CREATED,
+        Outcome::Changed | Outcome::Unchanged => StatusCode::OK,
+    };
+    Ok((status, applied.tenant))
+}
+
+/// The request's body, whole, within the body deadline and the size limit.
+async fn read_body(
+    app: &App,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<axum::body::Bytes, ApiError> {
+    let too_large = || {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!("the body exceeds {MAX_BODY} bytes"),
+        )
+    };
+    if let Some(len) = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+        && len > MAX_BODY as u64
+    {
+        return Err(too_large());
+    }
+    // The whole body within the deadline: a sender trickling it byte by byte holds a
+    // connection for at most this long.
+    tokio::time::timeout(app.body_timeout, axum::body::to_bytes(body, MAX_BODY))
+        .await
+        .map_err(|_| {
+            ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "request_timeout",
+                format!(
+                    "the body did not arrive within {} s",
+                    app.body_timeout.as_secs_f64()
+                ),
+            )
+        })?
+        .map_err(|_| too_large())
+}
+
+/// Hands a checked submission to the single writer and waits for its answer (after the
+/// commit, when it changed anything).
+async fn submit(app: &App, submission: Submission) -> Result<intake::Applied, ApiError> {
     let (reply, answer) = oneshot::channel();
     app.jobs
-        .send(Job { event, reply })
+        .send(Job { submission, reply })
         .await
         .map_err(|_| ApiError::unavailable("the registry writer has stopped"))?;
-    let applied = answer
+    answer
         .await
         .map_err(|_| ApiError::unavailable("the registry writer has stopped"))?
         .map_err(|e| match e {
@@ -387,14 +436,160 @@ async fn handle(
                 code: "uncommitted_changes",
                 ..ApiError::unavailable(e.to_string())
             },
-        })?;
-    // The answer to an accepted event: 201 when it created the tenant, 200 otherwise (a
-    // change, or a redelivery that changed nothing); the body is the tenant as it now is.
-    let status = match applied.outcome {
-        Outcome::Created => StatusCode::CREATED,
-        Outcome::Changed | Outcome::Unchanged => StatusCode::OK,
+        })
+}
+
+/// The answer to a report: whether it was recorded (a repeat is not), and the tenant's
+/// lifecycle records after it.
+#[derive(Debug, serde::Serialize)]
+struct ReportResult {
+    tenant: String,
+    recorded: bool,
+    lifecycle: LifecycleView,
+}
+
+/// Checks a lifecycle request's signature: the key of the tenant it claims, derived from
+/// the report master secrets, over the method, the path and the body; then that it claims
+/// the route's tenant (403 `wrong_tenant` otherwise).
+fn check_report_signature(
+    app: &App,
+    tenant: &str,
+    method: &str,
+    path: &str,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<(), ApiError> {
+    if app.report_masters.is_empty() {
+        return Err(ApiError::unauthorized(
+            "unauthorized",
+            "this server takes no lifecycle reports: it was started without a report secret (PROVISIO_REPORT_SECRET or --report-secret-file)",
+        ));
+    }
+    signature::verify(
+        headers.get(signature::HEADER).map(HeaderValue::as_bytes),
+        &app.report_masters,
+        tenant,
+        method,
+        path,
+        body,
+        (app.clock)().timestamp(),
+        app.signature_window_secs,
+    )
+    .map_err(|e| match e {
+        signature::SignatureError::WrongTenant { .. } => {
+            ApiError::new(StatusCode::FORBIDDEN, e.code(), e.to_string())
+        }
+        e => ApiError::unauthorized(e.code(), e.to_string()),
+    })
+}
+
+/// Answers a lifecycle route and counts it (by report kind, or `view`).
+fn lifecycle_answer(
+    app: &App,
+    label: &'static str,
+    tenant: &str,
+    started: Instant,
+    result: Result<(StatusCode, serde_json::Value), ApiError>,
+) -> Response {
+    let (outcome, response) = match result {
+        Ok((status, body)) => {
+            let outcome = match body.get("recorded").and_then(serde_json::Value::as_bool) {
+                Some(true) => "recorded",
+                Some(false) => "repeat",
+                None => "ok",
+            };
+            let mut r = (status, axum::Json(body)).into_response();
+            if let Ok(v) = HeaderValue::from_str(tenant) {
+                r.headers_mut().insert("x-provisio-tenant", v);
+            }
+            (outcome.to_owned(), r)
+        }
+        Err(e) => {
+            if e.status.is_server_error() {
+                warn!(code = e.code, message = %e.message, tenant = %tenant, route = label, "lifecycle request failed");
+            } else {
+                info!(code = e.code, message = %e.message, field = ?e.field, tenant = %tenant, route = label, "lifecycle request refused");
+            }
+            (e.code.to_owned(), e.into_response())
+        }
     };
-    Ok((status, applied.tenant))
+    app.metrics
+        .observe_report(label, &outcome, started.elapsed());
+    response
+}
+
+async fn report(
+    State(app): State<Arc<App>>,
+    Path(tenant): Path<String>,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let started = Instant::now();
+    let mut label = "unknown";
+    let result = async {
+        let bytes = read_body(&app, &headers, body).await?;
+        check_report_signature(&app, &tenant, "POST", uri.path(), &headers, &bytes)?;
+        if !is_json(&headers) {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "send the report as `Content-Type: application/json`",
+            ));
+        }
+        let report = lifecycle::report::parse(&bytes)
+            .map_err(|r| ApiError::from(&intake::IntakeError::Lifecycle(r)))?;
+        label = report.kind().as_str();
+        let applied = submit(
+            &app,
+            Submission::Report {
+                tenant: tenant.clone(),
+                report,
+            },
+        )
+        .await?;
+        let body = ReportResult {
+            tenant: tenant.clone(),
+            recorded: applied.change.is_some(),
+            lifecycle: applied.lifecycle.ok_or_else(|| {
+                ApiError::unavailable("the writer answered a report without the tenant's records")
+            })?,
+        };
+        Ok((
+            StatusCode::OK,
+            serde_json::to_value(&body).expect("the answer serializes"),
+        ))
+    }
+    .await;
+    lifecycle_answer(&app, label, &tenant, started, result)
+}
+
+async fn lifecycle_view(
+    State(app): State<Arc<App>>,
+    Path(tenant): Path<String>,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+) -> Response {
+    let started = Instant::now();
+    let result = async {
+        check_report_signature(&app, &tenant, "GET", uri.path(), &headers, b"")?;
+        let applied = submit(
+            &app,
+            Submission::View {
+                tenant: tenant.clone(),
+            },
+        )
+        .await?;
+        let view = applied.lifecycle.ok_or_else(|| {
+            ApiError::unavailable("the writer answered a view without the tenant's records")
+        })?;
+        Ok((
+            StatusCode::OK,
+            serde_json::to_value(&view).expect("the view serializes"),
+        ))
+    }
+    .await;
+    lifecycle_answer(&app, "view", &tenant, started, result)
 }
 
 /// `application/json`, optionally with parameters (`; charset=utf-8`).

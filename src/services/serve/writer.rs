@@ -1,8 +1,10 @@
-//! The single writer: one thread owns the intake state and the repository. Events queue up
-//! while a commit is being written; the next round takes all of them (up to a bound),
-//! applies them in arrival order (each sees the effect of the previous ones) and writes one
-//! commit for the group. Every event of the group is answered only after that commit (with
-//! fsync) is done: an acknowledged event is durable.
+//! The single writer: one thread owns the intake state and the repository. Submissions
+//! (billing events, the lifecycle reports of tenants' Jobs, and reads of a tenant's
+//! lifecycle records) queue up while a commit is being written; the next round takes all of
+//! them (up to a bound), applies them in arrival order (each sees the effect of the previous
+//! ones) and writes one commit for the group, each event or report named by its trailer and
+//! each report's JSON in the message. Every submission of the group is answered only after
+//! that commit (with fsync) is done: an acknowledged event or report is durable.
 //!
 //! What each answer says is true:
 //! - the commit failed before the branch moved: 503, nothing recorded (the state is rebuilt
@@ -43,7 +45,8 @@ use crate::io::repo::worktree::Uncommitted;
 use crate::io::repo::{Author, GitError, Oid, Repo};
 use crate::io::retry::Policy;
 use provisio_core::intake::{
-    Applied, Event, EventKind, EventRecord, IntakeError, State, StateError,
+    Applied, EventKind, EventRecord, IntakeError, REPORT_TRAILER, ReportRecord, State, StateError,
+    Submission,
 };
 
 use super::Clock;
@@ -86,7 +89,7 @@ pub enum WriteError {
 }
 
 pub struct Job {
-    pub event: Event,
+    pub submission: Submission,
     pub reply: oneshot::Sender<Reply>,
 }
 
@@ -174,15 +177,30 @@ impl Store {
         }
     }
 
-    /// The committed registry (HEAD), and the event ids its history names.
+    /// The committed registry (HEAD), and the event and report ids its history names.
     fn load(&mut self) -> Result<State, OpenError> {
         let head = self.repo.head()?;
         let sources =
             registry_dir::sources_from_git(self.repo.read_entries_at(head, &self.prefix)?);
         let mut state = State::new(sources, self.grace)?;
-        let mut events = 0;
+        let (mut events, mut reports) = (0, 0);
         for message in self.repo.messages_from(head)? {
             for line in message.lines() {
+                if let Some(rest) = line.strip_prefix(REPORT_TRAILER) {
+                    // `<tenant> <kind> <report id> <fingerprint>`
+                    let parts: Vec<&str> = rest.split_whitespace().collect();
+                    if let [tenant, _kind, id, fingerprint] = parts[..] {
+                        state.record_report(
+                            id.to_owned(),
+                            ReportRecord {
+                                tenant: tenant.to_owned(),
+                                fingerprint: fingerprint.to_owned(),
+                            },
+                        );
+                        reports += 1;
+                    }
+                    continue;
+                }
                 let Some(rest) = line.strip_prefix(TRAILER) else {
                     continue;
                 };
@@ -205,7 +223,7 @@ impl Store {
         }
         // Only now: a HEAD is "seen" once its state is what the writer holds.
         self.seen_head = head;
-        info!(tenants = state.tenant_count(), events, prefix = %self.prefix, "intake state loaded");
+        info!(tenants = state.tenant_count(), events, reports, prefix = %self.prefix, "intake state loaded");
         Ok(state)
     }
 
@@ -290,8 +308,15 @@ pub fn run(
                 Err(_) => break,
             }
         }
-        let events: Vec<&Event> = group.iter().map(|j| &j.event).collect();
-        let replies = process(&mut store, &mut state, &events, clock(), &author, &metrics);
+        let submissions: Vec<&Submission> = group.iter().map(|j| &j.submission).collect();
+        let replies = process(
+            &mut store,
+            &mut state,
+            &submissions,
+            clock(),
+            &author,
+            &metrics,
+        );
         for (job, reply) in group.into_iter().zip(replies) {
             // The requester may have gone (client disconnected): the change stands anyway.
             let _ = job.reply.send(reply);
@@ -300,12 +325,13 @@ pub fn run(
     debug!("every sender is gone: the writer stops");
 }
 
-/// One group: applies the events, commits what they change and, with a shared repository,
-/// pushes it (redoing the group on top of the remote when it moved); one reply each.
+/// One group: applies the submissions (billing events and lifecycle reports), commits what
+/// they change and, with a shared repository, pushes it (redoing the group on top of the
+/// remote when it moved); one reply each.
 fn process(
     store: &mut Store,
     state: &mut State,
-    events: &[&Event],
+    events: &[&Submission],
     now: DateTime<Utc>,
     author: &Author,
     metrics: &Metrics,
@@ -391,12 +417,12 @@ fn roll_back(store: &mut Store, state: &mut State, branch: &str) {
     let _ = reload(store, state);
 }
 
-/// Applies the events to the state of HEAD and commits what they change (with `flush`);
+/// Applies the submissions to the state of HEAD and commits what they change (with `flush`);
 /// one reply each, and the commit made, if any.
 fn apply_and_commit(
     store: &mut Store,
     state: &mut State,
-    events: &[&Event],
+    events: &[&Submission],
     now: DateTime<Utc>,
     author: &Author,
     metrics: &Metrics,
@@ -425,7 +451,7 @@ fn apply_and_commit(
             .enumerate()
             .map(|(i, e)| match blocked.get(&i) {
                 Some(err) => Err(err.clone()),
-                None => state.apply(e, now).map_err(WriteError::from),
+                None => state.submit(e, now).map_err(WriteError::from),
             })
             .collect();
         let paths: Vec<String> = results
@@ -462,26 +488,24 @@ fn apply_and_commit(
     // Later events of the group win for the same file (they saw the earlier ones).
     let mut files: BTreeMap<String, String> = BTreeMap::new();
     let mut lines = Vec::new();
+    let mut details = Vec::new();
     let mut trailers = Vec::new();
-    for (event, result) in events.iter().zip(&results) {
+    let mut reports = 0;
+    for (submission, result) in events.iter().zip(&results) {
         if let Ok(a) = result
             && let Some(change) = &a.change
         {
             files.insert(store.path(&change.path), change.text.clone());
             lines.push(a.summary.clone());
-            trailers.push(format!(
-                "{TRAILER} {} {} {} {}",
-                event.id,
-                event.kind().event_name(),
-                event.subscription_id,
-                event.fingerprint
-            ));
+            details.extend(a.detail.clone());
+            trailers.extend(submission.trailer());
+            reports += usize::from(submission.is_lifecycle());
         }
     }
     if files.is_empty() {
         return (results, None);
     }
-    let message = commit_message(&lines, &trailers);
+    let message = commit_message(&lines, reports, &details, &trailers);
     let changes: Vec<FileChange> = files
         .into_iter()
         .map(|(path, text)| FileChange {
@@ -545,10 +569,27 @@ fn uncommitted(path: String, why: &Uncommitted) -> WriteError {
     }
 }
 
-fn commit_message(lines: &[String], trailers: &[String]) -> String {
-    let subject = match lines {
-        [one] => format!("intake: {one}"),
-        many => format!("intake: {} billing events", many.len()),
+/// The message of one group's commit: a subject naming the change (one) or counting them,
+/// the list of changes when there are several, each report's JSON, then the trailers.
+/// `reports` of the `lines` are lifecycle reports (subject `lifecycle:`), the others billing
+/// events (`intake:`).
+fn commit_message(
+    lines: &[String],
+    reports: usize,
+    details: &[String],
+    trailers: &[String],
+) -> String {
+    let events = lines.len() - reports;
+    let subject = match (lines, reports) {
+        ([one], 0) => format!("intake: {one}"),
+        ([one], _) => format!("lifecycle: {one}"),
+        (many, 0) => format!("intake: {} billing events", many.len()),
+        (many, r) if r == many.len() => format!("lifecycle: {r} reports"),
+        (_, r) => format!(
+            "intake: {events} billing event{} and {r} lifecycle report{}",
+            if events == 1 { "" } else { "s" },
+            if r == 1 { "" } else { "s" }
+        ),
     };
     let mut m = subject;
     m.push_str("\n\n");
@@ -559,6 +600,10 @@ fn commit_message(lines: &[String], trailers: &[String]) -> String {
             m.push('\n');
         }
         m.push('\n');
+    }
+    for d in details {
+        m.push_str(d);
+        m.push_str("\n\n");
     }
     for t in trailers {
         m.push_str(t);

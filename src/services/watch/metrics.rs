@@ -47,17 +47,23 @@ pub struct Tenant {
 }
 
 /// Every lifecycle status, in order (a new one fails to compile in [`status_index`]).
-pub const STATUSES: [TenantStatus; 3] = [
+pub const STATUSES: [TenantStatus; 6] = [
     TenantStatus::Provisioning,
+    TenantStatus::Failed,
     TenantStatus::Active,
     TenantStatus::Deprovisioning,
+    TenantStatus::Purging,
+    TenantStatus::Removed,
 ];
 
 fn status_index(s: TenantStatus) -> usize {
     match s {
         TenantStatus::Provisioning => 0,
-        TenantStatus::Active => 1,
-        TenantStatus::Deprovisioning => 2,
+        TenantStatus::Failed => 1,
+        TenantStatus::Active => 2,
+        TenantStatus::Deprovisioning => 3,
+        TenantStatus::Purging => 4,
+        TenantStatus::Removed => 5,
     }
 }
 
@@ -80,6 +86,7 @@ pub struct Metrics {
     pub registry_tenants: Family<Status, Gauge>,
     pub status_since: Family<TenantInStatus, TimeGauge>,
     pub deletion: Family<Tenant, TimeGauge>,
+    pub backup_completed: Family<Tenant, TimeGauge>,
     /// The per-tenant series set by the last [`Metrics::lifecycle`], to remove those that
     /// are no longer true (without a scrape ever seeing the others vanish).
     lifecycle_series: std::sync::Mutex<(Vec<TenantInStatus>, Vec<Tenant>)>,
@@ -110,6 +117,7 @@ impl Metrics {
             registry_tenants: Family::default(),
             status_since: Family::default(),
             deletion: Family::default(),
+            backup_completed: Family::default(),
             lifecycle_series: Default::default(),
         };
         registry.register(
@@ -176,6 +184,11 @@ impl Metrics {
             "tenant_deletion_timestamp_seconds",
             "For each deprovisioning tenant: the earliest deletion time (end of the grace period)",
             m.deletion.clone(),
+        );
+        registry.register(
+            "tenant_backup_completed_timestamp_seconds",
+            "For each deprovisioning tenant: when its backup completed, as recorded in its tenant file; 0 while none",
+            m.backup_completed.clone(),
         );
         Metrics {
             registry: Arc::new(registry),
@@ -248,9 +261,12 @@ impl Metrics {
             let status = t.status.value;
             counts[status_index(status)] += 1;
             let since = match status {
-                TenantStatus::Active => continue,
+                // A removed tenant's file is a tombstone: counted, nothing left to watch.
+                TenantStatus::Active | TenantStatus::Removed => continue,
                 TenantStatus::Provisioning => Some(t.created),
+                TenantStatus::Failed => Some(t.failure.as_ref().map_or(t.created, |f| f.at)),
                 TenantStatus::Deprovisioning => t.cancellation.as_ref().map(|c| c.requested),
+                TenantStatus::Purging => t.purge.as_ref().map(|p| p.started.value),
             };
             if let Some(since) = since {
                 let key = TenantInStatus {
@@ -265,6 +281,8 @@ impl Metrics {
                 self.deletion
                     .get_or_create(&key)
                     .set(secs(c.deletion.value));
+                let backup = t.backup.as_ref().map_or(0.0, |b| secs(b.completed.value));
+                self.backup_completed.get_or_create(&key).set(backup);
                 deletion_keys.push(key);
             }
         }
@@ -277,6 +295,7 @@ impl Metrics {
         }
         for gone in previous.1.iter().filter(|k| !deletion_keys.contains(k)) {
             self.deletion.remove(gone);
+            self.backup_completed.remove(gone);
         }
         *previous = (since_keys, deletion_keys);
         for s in STATUSES {

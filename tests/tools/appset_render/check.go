@@ -9,6 +9,7 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -119,7 +120,8 @@ func checkApps(root, treesGlob string, apps []generatedApp) ([]string, error) {
 }
 
 // treeNamespace is kustomization.yaml's `namespace:` when set, else the name
-// of the one Namespace object among the tree's top-level YAML files.
+// of the one Namespace object among the tree's top-level YAML files, else (a
+// tree whose namespace is being pruned) its config.*.json's `namespace`.
 func treeNamespace(dir string) (string, error) {
 	if data, err := os.ReadFile(filepath.Join(dir, "kustomization.yaml")); err == nil {
 		docs, err := decodeYAMLDocuments(data)
@@ -154,8 +156,35 @@ func treeNamespace(dir string) (string, error) {
 			}
 		}
 	}
+	if len(found) == 0 {
+		// The last purge step of provisio's lifecycle (docs/lifecycle.md) has no
+		// Namespace object: Argo CD prunes it. The Application still deploys
+		// into it: the namespace parameter of the tree's one config.<shard>.json.
+		if ns, err := configNamespace(dir); err != nil || ns != "" {
+			return ns, err
+		}
+	}
 	if len(found) != 1 {
 		return "", fmt.Errorf("cannot tell the tree's namespace: %d Namespace objects and no kustomization namespace", len(found))
 	}
 	return found[0], nil
+}
+
+// configNamespace is the `namespace` key of the tree's one config.*.json (the
+// generator's parameters), or "" when there is none.
+func configNamespace(dir string) (string, error) {
+	files, err := filepath.Glob(filepath.Join(dir, "config.*.json"))
+	if err != nil || len(files) != 1 {
+		return "", err
+	}
+	data, err := os.ReadFile(files[0])
+	if err != nil {
+		return "", err
+	}
+	var params map[string]interface{}
+	if err := json.Unmarshal(data, &params); err != nil {
+		return "", fmt.Errorf("%s: %w", filepath.Base(files[0]), err)
+	}
+	ns, _ := params["namespace"].(string)
+	return ns, nil
 }

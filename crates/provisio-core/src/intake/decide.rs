@@ -12,6 +12,7 @@ use super::error::{IntakeError, StateError};
 use super::event::{self, Event, EventBody, EventKind};
 use super::tenant_file::{self, NewCancellation, NewTenant, render_new_tenant, timestamp};
 use crate::diagnostic::Diagnostic;
+use crate::lifecycle::{self, Decision, LifecycleView, Report};
 use crate::naming;
 use crate::registry::layout::{self, classify};
 use crate::registry::rules::{self, tenant_domain};
@@ -48,6 +49,61 @@ pub struct Applied {
     pub change: Option<Change>,
     /// One line for the commit message (empty when nothing changed).
     pub summary: String,
+    /// For a lifecycle report or view: the tenant's lifecycle records after it.
+    pub lifecycle: Option<LifecycleView>,
+    /// For a lifecycle report: its JSON, for the commit message's body.
+    pub detail: Option<String>,
+}
+
+/// What `serve`'s single writer is asked to do: apply a billing event, record a Job's
+/// lifecycle report, or read a tenant's lifecycle records (from the same state, so a Job
+/// never reads a view older than a report it got an answer for).
+#[derive(Debug, Clone)]
+pub enum Submission {
+    Event(Event),
+    Report { tenant: String, report: Report },
+    View { tenant: String },
+}
+
+/// Commit-message trailer naming each billing event a commit carries:
+/// `Provisio-Event: <event id> <event name> <subscription id> <fingerprint>`.
+pub const EVENT_TRAILER: &str = "Provisio-Event:";
+/// Commit-message trailer naming each lifecycle report a commit carries:
+/// `Provisio-Report: <tenant> <kind> <report id> <fingerprint>`.
+pub const REPORT_TRAILER: &str = "Provisio-Report:";
+
+impl Submission {
+    /// The trailer naming it in a commit (none for a view, which commits nothing).
+    pub fn trailer(&self) -> Option<String> {
+        match self {
+            Submission::Event(e) => Some(format!(
+                "{EVENT_TRAILER} {} {} {} {}",
+                e.id,
+                e.kind().event_name(),
+                e.subscription_id,
+                e.fingerprint
+            )),
+            Submission::Report { tenant, report } => Some(format!(
+                "{REPORT_TRAILER} {tenant} {} {} {}",
+                report.kind().as_str(),
+                report.id,
+                report.fingerprint()
+            )),
+            Submission::View { .. } => None,
+        }
+    }
+
+    /// A report (or a view) rather than a billing event.
+    pub fn is_lifecycle(&self) -> bool {
+        !matches!(self, Submission::Event(_))
+    }
+}
+
+/// A report id found in the registry's history: the tenant it was for and its fingerprint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReportRecord {
+    pub tenant: String,
+    pub fingerprint: String,
 }
 
 /// The tenant as an accepted event leaves it: the fields the sender needs to know where and
@@ -121,6 +177,7 @@ pub struct State {
     /// Region → number of tenants in each of its shards (index = shard).
     shard_counts: HashMap<String, Vec<u32>>,
     events: HashMap<String, EventRecord>,
+    reports: HashMap<String, ReportRecord>,
     grace: Duration,
 }
 
@@ -165,6 +222,7 @@ impl State {
             by_domain: HashMap::new(),
             shard_counts: HashMap::new(),
             events: HashMap::new(),
+            reports: HashMap::new(),
             grace,
         };
         for (id, tenant) in reg.tenants {
@@ -188,15 +246,106 @@ impl State {
         self.events.contains_key(id)
     }
 
+    /// Remembers a report id found in the registry's history.
+    pub fn record_report(&mut self, id: String, record: ReportRecord) {
+        self.reports.insert(id, record);
+    }
+
+    /// What `submission` does at `now` (see [`State::apply`] for events).
+    pub fn submit(&mut self, s: &Submission, now: DateTime<Utc>) -> Result<Applied, IntakeError> {
+        match s {
+            Submission::Event(e) => self.apply(e, now),
+            Submission::Report { tenant, report } => self.apply_report(tenant, report, now),
+            Submission::View { tenant } => {
+                let e = self
+                    .tenants
+                    .get(tenant)
+                    .ok_or_else(|| IntakeError::UnknownTenant(tenant.clone()))?;
+                let mut a = self.unchanged(EventKind::Updated, &e.tenant);
+                a.lifecycle = Some(LifecycleView::of(&e.tenant, now));
+                Ok(a)
+            }
+        }
+    }
+
+    /// Records a Job's report on tenant `tenant` at `now` (serve's clock): the transition
+    /// table of [`lifecycle::decide`], a repeat (same id and content; or an effect already
+    /// recorded), or a refusal. The new file is validated like any other before it is
+    /// committed.
+    pub fn apply_report(
+        &mut self,
+        tenant: &str,
+        report: &Report,
+        now: DateTime<Utc>,
+    ) -> Result<Applied, IntakeError> {
+        let entry = self
+            .tenants
+            .get(tenant)
+            .ok_or_else(|| IntakeError::UnknownTenant(tenant.to_owned()))?;
+        let fingerprint = report.fingerprint();
+        let repeat = |state: &State, entry: &Entry| {
+            let mut a = state.unchanged(EventKind::Updated, &entry.tenant);
+            a.lifecycle = Some(LifecycleView::of(&entry.tenant, now));
+            a
+        };
+        if let Some(seen) = self.reports.get(&report.id) {
+            if seen.tenant == tenant && seen.fingerprint == fingerprint {
+                return Ok(repeat(self, entry));
+            }
+            return Err(IntakeError::Conflict {
+                code: "report_id_reused",
+                field: Some("id"),
+                message: format!(
+                    "report id `{}` was already used for a different report (of tenant `{}`)",
+                    report.id, seen.tenant
+                ),
+            });
+        }
+        let policy = lifecycle::Policy {
+            rollback_after: self.platform.lifecycle.rollback.after_failed_attempts,
+            archive_bucket: &self.platform.lifecycle.archive.bucket.value,
+        };
+        let change = match lifecycle::decide(&entry.tenant, report, now, &policy)? {
+            Decision::Repeat => return Ok(repeat(self, entry)),
+            Decision::Record(c) => c,
+        };
+        let (path, text) = (entry.path.clone(), entry.text.clone());
+        let new_text = tenant_file::with_change(&text, &change)?;
+        let t = self.validate(tenant, &path, &new_text)?;
+        let view = self.view(EventKind::Updated, &t);
+        let lifecycle = LifecycleView::of(&t, now);
+        let change_out = self.replace(path, new_text, t);
+        self.reports.insert(
+            report.id.clone(),
+            ReportRecord {
+                tenant: tenant.to_owned(),
+                fingerprint,
+            },
+        );
+        Ok(Applied {
+            outcome: Outcome::Changed,
+            tenant: view,
+            change: Some(change_out),
+            summary: change.summary,
+            lifecycle: Some(lifecycle),
+            detail: Some(report.to_pretty_json()),
+        })
+    }
+
     fn index(&mut self, e: Entry) {
         let t = &e.tenant;
         let id = t.id.value.clone();
         self.by_subscription
             .insert(t.subscription.value.clone(), id.clone());
-        for host in rules::tenant_hosts(&self.platform, t) {
-            self.by_domain.insert(host, id.clone());
+        // A removed tenant (a tombstone) keeps its id and subscription, and frees its hosts
+        // and its place in its shard.
+        let live = !t.is_removed();
+        if live {
+            for host in rules::tenant_hosts(&self.platform, t) {
+                self.by_domain.insert(host, id.clone());
+            }
         }
-        if self.platform.regions.contains_key(&t.region.value) {
+        if live && self.platform.regions.contains_key(&t.region.value) {
             let counts = self.shard_counts.entry(t.region.value.clone()).or_default();
             let shard = t.shard() as usize;
             if counts.len() <= shard {
@@ -239,7 +388,7 @@ impl State {
         }
         let applied = match &ev.body {
             EventBody::Created(c) => self.created(ev, c)?,
-            EventBody::Updated(u) => self.updated(ev, u)?,
+            EventBody::Updated(u) => self.updated(ev, u, now)?,
             EventBody::Cancelled(c) => self.cancelled(ev, c, now)?,
         };
         self.events.insert(
@@ -259,6 +408,17 @@ impl State {
             // Already provisioned: a retried delivery when it names the same customer (the
             // registry's id stands, even one written by hand before the intake existed)…
             let t = &self.tenants[existing].tenant;
+            if let Some(removed) = &t.removed {
+                return Err(IntakeError::Conflict {
+                    code: "subscription_exists",
+                    field: Some("data.subscription_id"),
+                    message: format!(
+                        "subscription `{}` belonged to tenant `{existing}`, removed on {}; a tenant id is never reused: a returning customer subscribes anew (a new subscription id)",
+                        ev.subscription_id,
+                        timestamp(removed.value)
+                    ),
+                });
+            }
             if !candidates.contains(existing) && t.name.trim() != c.company_name {
                 return Err(IntakeError::Conflict {
                     code: "subscription_exists",
@@ -381,23 +541,63 @@ impl State {
                 "provision {id} ({}, {}, {})",
                 c.tier, c.region, ev.subscription_id
             ),
+            lifecycle: None,
+            detail: None,
         })
     }
 
-    fn updated(&mut self, ev: &Event, u: &event::Updated) -> Result<Applied, IntakeError> {
+    fn updated(
+        &mut self,
+        ev: &Event,
+        u: &event::Updated,
+        now: DateTime<Utc>,
+    ) -> Result<Applied, IntakeError> {
         let entry = self.lookup(ev, u.tenant_id.as_deref())?;
         self.check_tier(&u.tier)?;
         let t = &entry.tenant;
+        if u.reinstated
+            && let Some(change) = lifecycle::reinstate(t, now)?
+        {
+            // Back to active (or provisioning) with nothing lost; a tier in the same event
+            // applies too.
+            let previous = t.tier.value.clone();
+            let (path, text) = (entry.path.clone(), entry.text.clone());
+            let id = t.id.value.clone();
+            let mut new_text = tenant_file::with_change(&text, &change)?;
+            let mut summary = change.summary;
+            if previous != u.tier {
+                new_text = tenant_file::with_tier(&new_text, &u.tier)?;
+                summary.push_str(&format!(", tier {previous} → {}", u.tier));
+            }
+            let tenant = self.validate(&id, &path, &new_text)?;
+            let view = TenantView {
+                previous_tier: (previous != u.tier).then_some(previous),
+                ..self.view(EventKind::Updated, &tenant)
+            };
+            let change = self.replace(path, new_text, tenant);
+            return Ok(Applied {
+                outcome: Outcome::Changed,
+                tenant: view,
+                change: Some(change),
+                summary,
+                lifecycle: None,
+                detail: None,
+            });
+        }
         if t.tier.value == u.tier {
             return Ok(self.unchanged(EventKind::Updated, t));
         }
-        if t.status.value == TenantStatus::Deprovisioning {
+        if matches!(
+            t.status.value,
+            TenantStatus::Deprovisioning | TenantStatus::Purging | TenantStatus::Removed
+        ) {
             return Err(IntakeError::Conflict {
                 code: "tenant_deprovisioning",
                 field: Some("data.subscription_id"),
                 message: format!(
-                    "tenant `{}` is being deprovisioned; its tier no longer changes",
-                    t.id.value
+                    "tenant `{}` is being deprovisioned ({}); its tier no longer changes",
+                    t.id.value,
+                    t.status.value.as_str()
                 ),
             });
         }
@@ -416,6 +616,8 @@ impl State {
             tenant: view,
             change: Some(change),
             summary: format!("change tier of {id}: {previous} → {}", u.tier),
+            lifecycle: None,
+            detail: None,
         })
     }
 
@@ -430,6 +632,20 @@ impl State {
         if t.status.value == TenantStatus::Deprovisioning && t.cancellation.is_some() {
             // Already cancelled: the first cancellation's dates stand.
             return Ok(self.unchanged(EventKind::Cancelled, t));
+        }
+        if matches!(
+            t.status.value,
+            TenantStatus::Purging | TenantStatus::Removed
+        ) {
+            return Err(IntakeError::Conflict {
+                code: "tenant_deprovisioning",
+                field: Some("data.subscription_id"),
+                message: format!(
+                    "tenant `{}` is already being removed ({})",
+                    t.id.value,
+                    t.status.value.as_str()
+                ),
+            });
         }
         let deletion = deletion_date(c.effective_date, ev.timestamp, now, self.grace);
         let (path, text) = (entry.path.clone(), entry.text.clone());
@@ -453,6 +669,8 @@ impl State {
                 "deprovision {id}: deletion not before {}",
                 timestamp(deletion)
             ),
+            lifecycle: None,
+            detail: None,
         })
     }
 
@@ -546,6 +764,8 @@ impl State {
             tenant: self.view(kind, t),
             change: None,
             summary: String::new(),
+            lifecycle: None,
+            detail: None,
         }
     }
 

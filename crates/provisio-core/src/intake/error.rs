@@ -37,6 +37,13 @@ pub enum IntakeError {
     /// once the platform team made room.
     #[error("{0}")]
     NoCapacity(String),
+    /// A lifecycle report names a tenant the registry does not have.
+    #[error("no tenant `{0}` in the registry")]
+    UnknownTenant(String),
+    /// A lifecycle report, or a lifecycle transition asked by an event, is refused: its
+    /// `code` says why (`invalid_transition`, `not_due`, `deletion_due`, …).
+    #[error(transparent)]
+    Lifecycle(#[from] crate::lifecycle::Refusal),
     /// The registry loader refused the candidate tenant file.
     #[error("the registry rejects the tenant file: {0}")]
     Rejected(String),
@@ -70,6 +77,8 @@ impl IntakeError {
             Self::UnknownSubscription(_) => "unknown_subscription",
             Self::Conflict { code, .. } => code,
             Self::NoCapacity(_) => "no_capacity",
+            Self::UnknownTenant(_) => "unknown_tenant",
+            Self::Lifecycle(r) => r.code,
             Self::Rejected(_) => "registry_rejected",
             Self::Internal(_) => "internal",
         }
@@ -83,6 +92,7 @@ impl IntakeError {
             Self::UnknownRegion { .. } | Self::NoCapacity(_) => Some("data.metadata.region"),
             Self::UnknownSubscription(_) => Some("data.subscription_id"),
             Self::Conflict { field, .. } => *field,
+            Self::Lifecycle(r) => r.field.as_deref(),
             _ => None,
         }
     }

@@ -3,12 +3,11 @@
 //! missing fields and wrong types are reported with the dotted path of the offending field.
 
 use chrono::{DateTime, Utc};
-use serde::Deserialize;
-use serde::de::{MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
 use super::IntakeError;
+use crate::strict_json::{self, json_type, truncate};
 
 /// The three events the billing system sends, one route each.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -111,12 +110,16 @@ pub struct Created {
     pub region: String,
 }
 
-/// `subscription.updated`: a tier change (upgrade or downgrade).
+/// `subscription.updated`: a tier change (upgrade or downgrade), and/or a cancelled
+/// subscription reinstated (`data.status: "active"`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Updated {
     pub tier: String,
     /// When given, must be the subscription's tenant.
     pub tenant_id: Option<String>,
+    /// `data.status`: `active` says the subscription is active again (a cancelled tenant
+    /// before its deletion date is reinstated). Absent: a tier change only.
+    pub reinstated: bool,
 }
 
 /// `subscription.cancelled`: start of the grace period.
@@ -137,93 +140,9 @@ pub struct Cancelled {
 // struct Envelope" is what a derived deserializer says about `[…]`, which it would even
 // accept as a positional struct).
 
-/// A JSON value read with duplicate keys refused.
-struct Strict(Value);
-
-impl<'de> Deserialize<'de> for Strict {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(StrictVisitor).map(Strict)
-    }
-}
-
-struct StrictVisitor;
-
-impl<'de> Visitor<'de> for StrictVisitor {
-    type Value = Value;
-
-    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("a JSON value")
-    }
-    fn visit_unit<E>(self) -> Result<Value, E> {
-        Ok(Value::Null)
-    }
-    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
-        Ok(Value::Bool(v))
-    }
-    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
-        Ok(Value::from(v))
-    }
-    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
-        Ok(Value::from(v))
-    }
-    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
-        Ok(Value::from(v))
-    }
-    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
-        Ok(Value::String(v.to_owned()))
-    }
-    fn visit_string<E>(self, v: String) -> Result<Value, E> {
-        Ok(Value::String(v))
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
-        let mut items = Vec::new();
-        while let Some(Strict(v)) = seq.next_element()? {
-            items.push(v);
-        }
-        Ok(Value::Array(items))
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
-        let mut object = Map::new();
-        while let Some(key) = map.next_key::<String>()? {
-            if object.contains_key(&key) {
-                return Err(serde::de::Error::custom(format!(
-                    "the key `{}` appears twice in one object",
-                    truncate(&key)
-                )));
-            }
-            let Strict(v) = map.next_value()?;
-            object.insert(key, v);
-        }
-        Ok(Value::Object(object))
-    }
-}
-
 /// The body as a JSON value: 400 `malformed_json` when it is not JSON (or is ambiguous).
 fn read_json(body: &[u8]) -> Result<Value, IntakeError> {
-    let mut de = serde_json::Deserializer::from_slice(body);
-    let value = Strict::deserialize(&mut de).and_then(|Strict(v)| de.end().map(|()| v));
-    value.map_err(|e| {
-        IntakeError::MalformedJson(match e.classify() {
-            serde_json::error::Category::Eof => format!(
-                "the body ends before its JSON value does (line {}, column {})",
-                e.line(),
-                e.column()
-            ),
-            _ => e.to_string(),
-        })
-    })
-}
-
-/// The JSON name of a value's type, as the API's messages say it.
-fn json_type(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
+    strict_json::read(body).map_err(IntakeError::MalformedJson)
 }
 
 /// One JSON object of the payload and its dotted path (`""` for the body itself). Unknown
@@ -384,11 +303,28 @@ pub fn parse(kind: EventKind, body: &[u8]) -> Result<Event, IntakeError> {
                 .optional_string("tenant_id")?
                 .map(|t| check_word(t, "data.tenant_id"))
                 .transpose()?;
+            let reinstated = match d.optional_string("status")?.as_deref() {
+                None => false,
+                Some("active") => true,
+                Some(other) => {
+                    return Err(IntakeError::invalid(
+                        "data.status",
+                        format!(
+                            "`data.status` must be `active` (the subscription is active again) when given, got `{}`",
+                            truncate(other)
+                        ),
+                    ));
+                }
+            };
             Ok(Event::new(
                 id,
                 timestamp,
                 sub,
-                EventBody::Updated(Updated { tier, tenant_id }),
+                EventBody::Updated(Updated {
+                    tier,
+                    tenant_id,
+                    reinstated,
+                }),
             ))
         }
         EventKind::Cancelled => {
@@ -477,6 +413,11 @@ fn fingerprint(sub: &str, t: &DateTime<Utc>, body: &EventBody) -> String {
             ] {
                 field(f);
             }
+            // Only when given, so the fingerprints of events recorded before reinstatement
+            // existed stay the same.
+            if u.reinstated {
+                field("status=active");
+            }
         }
         EventBody::Cancelled(c) => {
             let eff = c.effective_date.to_rfc3339();
@@ -559,15 +500,6 @@ fn check_email(s: String, field: &str) -> Result<String, IntakeError> {
         ));
     }
     Ok(t.to_owned())
-}
-
-/// Echoing user input in messages: at most 64 characters of it.
-fn truncate(s: &str) -> String {
-    if s.chars().count() <= 64 {
-        s.to_owned()
-    } else {
-        format!("{}…", s.chars().take(64).collect::<String>())
-    }
 }
 
 #[cfg(test)]

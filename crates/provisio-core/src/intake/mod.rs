@@ -19,9 +19,9 @@ pub mod event;
 mod tenant_file;
 
 pub use decide::{
-    Applied, CancellationDates, Change, DEFAULT_GRACE_DAYS, EventRecord, Outcome, State,
-    TenantView, deletion_date,
+    Applied, CancellationDates, Change, DEFAULT_GRACE_DAYS, EVENT_TRAILER, EventRecord, Outcome,
+    REPORT_TRAILER, ReportRecord, State, Submission, TenantView, deletion_date,
 };
 pub use error::{IntakeError, StateError};
 pub use event::{Event, EventBody, EventKind, parse};
-pub use tenant_file::{NewTenant, render_new_tenant, timestamp};
+pub use tenant_file::{NewTenant, render_new_tenant, timestamp, with_lifecycle_change};

@@ -107,6 +107,28 @@ pub(crate) fn with_cancellation(
     })
 }
 
+/// The tenant file with a lifecycle change's records written (keys removed first, then set
+/// in order; a key already present keeps its place, a new one goes at the end).
+pub(crate) fn with_change(text: &str, c: &crate::lifecycle::Change) -> Result<String, IntakeError> {
+    edit_tenant(text, |m| {
+        for k in &c.remove {
+            m.shift_remove(*k);
+        }
+        for (k, v) in &c.set {
+            m.insert((*k).to_owned(), v.clone());
+        }
+    })
+}
+
+/// [`with_change`] for callers outside the intake (`provisio rollback` edits a tenant file
+/// the same way).
+pub fn with_lifecycle_change(
+    text: &str,
+    c: &crate::lifecycle::Change,
+) -> Result<String, IntakeError> {
+    with_change(text, c)
+}
+
 /// Changes top-level keys of an existing tenant file, keeping every other key (including
 /// ones this version does not know) in order, and the file's leading comment lines. Other
 /// comments are lost (the YAML emitter does not keep them).

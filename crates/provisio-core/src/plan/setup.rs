@@ -9,27 +9,12 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+pub use super::spec::SpecError;
+use super::spec::{Archive, ReportTarget, check, check_host, check_key, check_label};
 use crate::consumers;
 use crate::naming;
 use crate::plan::TenantPlan;
-use crate::registry::TenantStatus;
-
-/// A spec that setup must not act on: which value, and what was expected instead.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid {what}: {reason}")]
-pub struct SpecError {
-    pub what: String,
-    pub reason: String,
-}
-
-impl SpecError {
-    pub fn new(what: impl Into<String>, reason: impl Into<String>) -> Self {
-        SpecError {
-            what: what.into(),
-            reason: reason.into(),
-        }
-    }
-}
+use crate::registry::{PurgeStep, TenantStatus};
 
 /// A shared service a setup Job works on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -75,15 +60,35 @@ pub struct SetupSpec {
     pub rabbitmq: Option<RabbitSpec>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub s3: Option<S3Spec>,
+    /// Only in the teardown Job's spec (a `purging` tenant at step `teardown`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub teardown: Option<TeardownPart>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Lifecycle {
     pub status: TenantStatus,
-    /// Not before this moment may teardown run.
+    /// Not before this moment may anything of the tenant be deleted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deletion_date: Option<DateTime<Utc>>,
+    /// The step of a `purging` tenant's removal.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub purge_step: Option<PurgeStep>,
+    /// The recorded backup of an offboarded tenant: teardown re-reads its manifest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup: Option<BackupRef>,
+    /// The tenant was rolled back (never activated): no backup.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub rollback: bool,
+}
+
+/// A recorded backup, as teardown checks it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct BackupRef {
+    pub location: String,
+    pub manifest_sha256: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -186,6 +191,17 @@ impl SetupSpec {
             lifecycle: Lifecycle {
                 status: plan.status,
                 deletion_date: plan.tenant.cancellation.as_ref().map(|c| c.deletion.value),
+                purge_step: plan
+                    .tenant
+                    .purge
+                    .as_ref()
+                    .filter(|_| plan.status == TenantStatus::Purging)
+                    .map(|p| p.step.value),
+                backup: plan.tenant.backup.as_ref().map(|b| BackupRef {
+                    location: b.location.value.clone(),
+                    manifest_sha256: b.manifest_sha256.value.clone(),
+                }),
+                rollback: plan.tenant.rollback.is_some(),
             },
             mysql: (!databases.is_empty()).then(|| MysqlSpec {
                 host: shared.mysql.host.clone(),
@@ -216,6 +232,16 @@ impl SetupSpec {
                     })
                     .collect(),
             }),
+            teardown: None,
+        }
+    }
+
+    /// The teardown Job's spec: every service section, the lifecycle with its backup (or
+    /// rollback), and the teardown part.
+    pub fn teardown_from_plan(plan: &TenantPlan<'_>) -> SetupSpec {
+        SetupSpec {
+            teardown: Some(TeardownPart::from_plan(plan)),
+            ..SetupSpec::from_plan(plan)
         }
     }
 
@@ -248,6 +274,7 @@ impl SetupSpec {
             mysql: None,
             rabbitmq: None,
             s3: None,
+            teardown: None,
             ..self.clone()
         };
         match service {
@@ -325,6 +352,17 @@ impl SetupSpec {
                 }
             }
         }
+        if let Some(t) = &self.teardown {
+            t.validate(&self.tenant)?;
+        }
+        if let Some(b) = &self.lifecycle.backup
+            && !crate::registry::lifecycle_rules::is_sha256_hex(&b.manifest_sha256)
+        {
+            return Err(SpecError::new(
+                "backup manifest hash",
+                "expected 64 lower-case hexadecimal digits",
+            ));
+        }
         if let Some(s) = &self.s3 {
             check_host(&s.host)?;
             check(
@@ -355,35 +393,50 @@ impl SetupSpec {
     }
 }
 
-fn check(ok: bool, what: &str, value: &str, expected: &str) -> Result<(), SpecError> {
-    if ok {
+// ---------------------------------------------------------------------------------------------
+
+/// What only the teardown Job's spec carries, next to the setup spec's service sections (so
+/// `provisio teardown mysql|rabbitmq|minio --spec` takes the teardown Job's spec too).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct TeardownPart {
+    pub namespace: String,
+    pub shared_namespace: String,
+    /// Secret-store keys no service's teardown owns: the admin password, the websites
+    /// token; the report key goes last, after the teardown is acknowledged.
+    pub store_keys: Vec<String>,
+    pub report: ReportTarget,
+    /// Where the teardown re-reads the backup's manifest (absent after a rollback).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub archive: Option<Archive>,
+}
+
+impl TeardownPart {
+    pub fn from_plan(plan: &TenantPlan<'_>) -> Self {
+        let mut store_keys = vec![plan.admin_remote_key.clone()];
+        if plan.websites().is_some() {
+            store_keys.push(plan.internal_api_remote_key.clone());
+        }
+        TeardownPart {
+            namespace: plan.namespace.clone(),
+            shared_namespace: plan.platform.shared_services.namespace.clone(),
+            store_keys,
+            report: ReportTarget::of(plan),
+            archive: plan.tenant.backup.is_some().then(|| Archive::of(plan)),
+        }
+    }
+
+    pub fn validate(&self, tenant: &str) -> Result<(), SpecError> {
+        check_label("namespace", &self.namespace)?;
+        check_label("namespace", &self.shared_namespace)?;
+        for k in &self.store_keys {
+            check_key(k)?;
+        }
+        self.report.validate(tenant)?;
+        if let Some(a) = &self.archive {
+            a.validate(tenant)?;
+        }
         Ok(())
-    } else {
-        Err(SpecError::new(
-            format!("{what} `{}`", value.escape_default()),
-            format!("expected {expected}"),
-        ))
-    }
-}
-
-fn check_host(host: &str) -> Result<(), SpecError> {
-    match consumers::host_problem(host) {
-        None => Ok(()),
-        Some(why) => Err(SpecError::new(
-            format!("host `{}`", host.escape_default()),
-            format!("it {why}"),
-        )),
-    }
-}
-
-fn check_key(key: &str) -> Result<(), SpecError> {
-    match consumers::secret_key_problem(key) {
-        None if !key.is_empty() => Ok(()),
-        None => Err(SpecError::new("secret-store key ``", "it is empty")),
-        Some(why) => Err(SpecError::new(
-            format!("secret-store key `{}`", key.escape_default()),
-            format!("it {why}"),
-        )),
     }
 }
 

@@ -442,7 +442,7 @@ mod tests {
             report
                 .diagnostics
                 .iter()
-                .all(|d| d.file == "tenants/nordwind-logistik-7ace77.yaml" && d.line == 21),
+                .all(|d| d.file == "tenants/nordwind-logistik-7ace77.yaml" && d.line == 25),
             "{}",
             report.render()
         );

@@ -5,6 +5,8 @@
 
 pub mod headroom;
 pub mod layout;
+pub mod lifecycle;
+pub mod lifecycle_rules;
 pub mod model;
 pub mod parse;
 pub mod resources;

@@ -9,6 +9,10 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_saphyr::Spanned;
 
+pub use super::lifecycle::{
+    Activation, BackupRecord, Failure, FailureStep, LifecycleSettings, Offer, Purge, PurgeStep,
+    Rollback,
+};
 pub use super::resources::{ContainerLimits, CpuMemory, LimitRangeSpec, Sp, StorageLimits};
 
 /// The whole registry, validated: every cross reference resolves.
@@ -55,6 +59,9 @@ pub struct Platform {
     /// products' `tools` (docs/platform-tools.md); absent: no product may have `tools`.
     #[serde(default)]
     pub platform_tools: Option<super::tools::PlatformTools>,
+    /// Reports, activation, the welcome email, the tenants' Grafana access, the archive and
+    /// the rollback policy (docs/lifecycle.md).
+    pub lifecycle: LifecycleSettings,
 }
 
 fn default_dns_namespace() -> String {
@@ -296,6 +303,9 @@ pub struct Tier {
     /// ResourceQuota `spec.hard`, verbatim keys (`requests.cpu`, `pods`, …).
     pub quota: BTreeMap<String, Sp<String>>,
     pub limit_range: LimitRangeSpec,
+    /// What the plan sells, as the welcome email states it (optional; within the quota).
+    #[serde(default)]
+    pub offer: Option<Offer>,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -444,9 +454,27 @@ pub struct Tenant {
     pub contacts: Contacts,
     pub created: DateTime<Utc>,
     pub status: Sp<TenantStatus>,
+    /// What activation reported (serve writes it; docs/lifecycle.md).
+    #[serde(default)]
+    pub activation: Option<Activation>,
+    /// The current step's last failed attempt.
+    #[serde(default)]
+    pub failure: Option<Failure>,
     /// Present once the subscription is cancelled (required when `deprovisioning`).
     #[serde(default)]
     pub cancellation: Option<Cancellation>,
+    /// The final backup, recorded when the tenant leaves `deprovisioning`.
+    #[serde(default)]
+    pub backup: Option<BackupRecord>,
+    /// A never-activated tenant removed without a backup.
+    #[serde(default)]
+    pub rollback: Option<Rollback>,
+    /// The ordered removal of a `purging` tenant.
+    #[serde(default)]
+    pub purge: Option<Purge>,
+    /// When the namespace was found gone: the tenant is `removed` (a tombstone).
+    #[serde(default)]
+    pub removed: Option<Sp<DateTime<Utc>>>,
     #[serde(default)]
     pub overrides: Overrides,
 }
@@ -458,12 +486,22 @@ pub struct Contacts {
     pub billing: Sp<String>,
 }
 
+/// Where a tenant is in its life (docs/lifecycle.md draws the transitions).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum TenantStatus {
+    /// Paid, being set up; not yet reported healthy.
     Provisioning,
+    /// A sync failed (reported by its SyncFail Job); Argo CD keeps retrying.
+    Failed,
+    /// Healthy and welcomed.
     Active,
+    /// Cancelled: running until its deletion date, then quiesced and backed up.
     Deprovisioning,
+    /// Backed up (or rolled back): being removed in order.
+    Purging,
+    /// Everything is gone; the file stays as a tombstone.
+    Removed,
 }
 
 impl Tenant {
@@ -471,14 +509,49 @@ impl Tenant {
     pub fn shard(&self) -> u32 {
         self.shard.as_ref().map_or(0, |s| s.value)
     }
+
+    /// A tombstone: everything of the tenant is gone, its file only keeps the records (its id
+    /// and subscription stay reserved; its domain and shard place are free again).
+    pub fn is_removed(&self) -> bool {
+        self.status.value == TenantStatus::Removed
+    }
+
+    /// When activation was reported, if it was.
+    pub fn activated(&self) -> Option<DateTime<Utc>> {
+        self.activation
+            .as_ref()
+            .and_then(|a| a.activated.as_ref())
+            .map(|a| a.value)
+    }
+
+    /// When the welcome email was accepted by the SMTP server, if it was.
+    pub fn welcome_sent(&self) -> Option<DateTime<Utc>> {
+        self.activation
+            .as_ref()
+            .and_then(|a| a.welcome_sent.as_ref())
+            .map(|a| a.value)
+    }
 }
 
 impl TenantStatus {
+    /// Every status, in the order of a tenant's life.
+    pub const ALL: [TenantStatus; 6] = [
+        TenantStatus::Provisioning,
+        TenantStatus::Failed,
+        TenantStatus::Active,
+        TenantStatus::Deprovisioning,
+        TenantStatus::Purging,
+        TenantStatus::Removed,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             TenantStatus::Provisioning => "provisioning",
+            TenantStatus::Failed => "failed",
             TenantStatus::Active => "active",
             TenantStatus::Deprovisioning => "deprovisioning",
+            TenantStatus::Purging => "purging",
+            TenantStatus::Removed => "removed",
         }
     }
 }

@@ -18,7 +18,7 @@ use super::layout::{
 };
 use super::model::*;
 use super::tools::Team;
-use super::{headroom, rules, tools_rules, values};
+use super::{headroom, lifecycle_rules, rules, tools_rules, values};
 use crate::diagnostic::{Diagnostic, Report};
 
 /// What a load produced: the model when the shared files are sound, and all diagnostics.
@@ -106,6 +106,9 @@ pub fn load_sources(sources: Sources) -> Loaded {
         if let Some(t) = &tiers {
             headroom::check_tiers(t, &products, TIERS_FILE, &mut diags);
         }
+    }
+    if let Some(p) = &platform {
+        lifecycle_rules::check_settings(p, &products, PLATFORM_FILE, &mut diags);
     }
     if products.is_empty() {
         diags.push(Diagnostic::file(

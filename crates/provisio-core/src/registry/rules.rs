@@ -4,8 +4,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use email_address::EmailAddress;
-
 use super::model::*;
 use crate::diagnostic::{Diagnostic, at, located};
 use crate::naming;
@@ -217,6 +215,7 @@ pub fn check_tiers(tiers: &BTreeMap<String, Tier>, path: &str, diags: &mut Vec<D
             ));
         }
         check_quota(path, &t.quota, diags);
+        super::lifecycle_rules::check_offer(name, t, path, diags);
         let lr = &t.limit_range.container;
         for cm in [&lr.max, &lr.min, &lr.default, &lr.default_request] {
             check_cpu_memory(path, cm, diags);
@@ -414,9 +413,15 @@ pub fn check_tenants(
             );
         }
         // Every host the tenant's Ingress and Certificate claim (its domain, and the
-        // `www.` alias when the platform serves it) belongs to one tenant only.
+        // `www.` alias when the platform serves it) belongs to one tenant only. A removed
+        // tenant (a tombstone) serves nothing: its hosts are free again.
         let domain = tenant_domain(ctx.platform, t);
-        for host in tenant_hosts(ctx.platform, t) {
+        let hosts = if t.is_removed() {
+            Vec::new()
+        } else {
+            tenant_hosts(ctx.platform, t)
+        };
+        for host in hosts {
             let Some((first, first_alias)) = domains.insert(host.clone(), (path, host != domain))
             else {
                 continue;
@@ -465,7 +470,8 @@ pub fn check_shards<'t>(
 ) {
     let mut placed: BTreeMap<(&str, u32), Vec<(&str, &Tenant)>> = BTreeMap::new();
     for (path, t) in tenants {
-        if platform.regions.contains_key(&t.region.value) {
+        // A removed tenant has no tree, so no Application: its place in the shard is free.
+        if platform.regions.contains_key(&t.region.value) && !t.is_removed() {
             placed
                 .entry((t.region.value.as_str(), t.shard()))
                 .or_default()
@@ -564,6 +570,41 @@ fn check_tenant(
             "`name` must be 1 to 200 printable characters",
         ));
     }
+    let sub = &t.subscription.value;
+    if sub.is_empty()
+        || sub.len() > 128
+        || !sub
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'-' | b'.'))
+    {
+        diags.push(
+            at(path, &t.subscription, "invalid subscription id")
+                .with_label("expected 1 to 128 letters, digits, `_`, `-` or `.`"),
+        );
+    }
+    for (role, email) in [
+        ("admin", &t.contacts.admin),
+        ("billing", &t.contacts.billing),
+    ] {
+        if !is_email(&email.value) {
+            diags.push(
+                at(
+                    path,
+                    email,
+                    format!("invalid {role} e-mail `{}`", email.value),
+                )
+                .with_label("expected an address such as `admin@example.com`"),
+            );
+        }
+    }
+    check_cancellation(path, t, diags);
+    super::lifecycle_rules::check_tenant(ctx.platform, path, t, diags);
+    if t.is_removed() {
+        // A tombstone renders nothing: its tier, region, domain, shard and overrides may name
+        // what the registry no longer has (a retired tier); only its id, subscription and
+        // records matter.
+        return;
+    }
     if !ctx.tiers.contains_key(&t.tier.value) {
         let mut d = at(path, &t.tier, format!("unknown tier `{}`", t.tier.value))
             .with_label(one_of(ctx.tiers.keys()));
@@ -600,52 +641,6 @@ fn check_tenant(
                 .with_label("expected a lower-case DNS name such as `shop.example.com`"),
         );
     }
-    let sub = &t.subscription.value;
-    if sub.is_empty()
-        || sub.len() > 128
-        || !sub
-            .bytes()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'-' | b'.'))
-    {
-        diags.push(
-            at(path, &t.subscription, "invalid subscription id")
-                .with_label("expected 1 to 128 letters, digits, `_`, `-` or `.`"),
-        );
-    }
-    for (role, email) in [
-        ("admin", &t.contacts.admin),
-        ("billing", &t.contacts.billing),
-    ] {
-        if !is_email(&email.value) {
-            diags.push(
-                at(
-                    path,
-                    email,
-                    format!("invalid {role} e-mail `{}`", email.value),
-                )
-                .with_label("expected an address such as `admin@example.com`"),
-            );
-        }
-    }
-    match (&t.status.value, &t.cancellation) {
-        (TenantStatus::Deprovisioning, None) => diags.push(
-            at(
-                path,
-                &t.status,
-                "a deprovisioning tenant needs a `cancellation`",
-            )
-            .with_label("add `cancellation: {requested: …, deletion: …}`"),
-        ),
-        (_, Some(c)) if c.deletion.value < c.requested => diags.push(
-            at(
-                path,
-                &c.deletion,
-                "the deletion date is before the cancellation",
-            )
-            .with_label("expected a date after `requested`"),
-        ),
-        _ => {}
-    }
     for (product, n) in &t.overrides.replicas {
         if !ctx.products.contains_key(product) {
             diags.push(unknown_product(ctx, path, product, n.referenced));
@@ -672,6 +667,29 @@ fn check_tenant(
     }
 }
 
+/// A `deprovisioning` tenant has its cancellation, whose deletion date follows its request.
+fn check_cancellation(path: &str, t: &Tenant, diags: &mut Vec<Diagnostic>) {
+    match (&t.status.value, &t.cancellation) {
+        (TenantStatus::Deprovisioning, None) => diags.push(
+            at(
+                path,
+                &t.status,
+                "a deprovisioning tenant needs a `cancellation`",
+            )
+            .with_label("add `cancellation: {requested: …, deletion: …}`"),
+        ),
+        (_, Some(c)) if c.deletion.value < c.requested => diags.push(
+            at(
+                path,
+                &c.deletion,
+                "the deletion date is before the cancellation",
+            )
+            .with_label("expected a date after `requested`"),
+        ),
+        _ => {}
+    }
+}
+
 fn unknown_product(
     ctx: &TenantContext<'_>,
     path: &str,
@@ -690,13 +708,8 @@ fn unknown_product(
     d
 }
 
-/// A plain e-mail address (no display name), ASCII or internationalised.
-pub fn is_email(s: &str) -> bool {
-    s.len() <= 254
-        && !s.contains(['<', '>', ' '])
-        && s.split_once('@').is_some_and(|(_, d)| d.contains('.'))
-        && EmailAddress::is_valid(s)
-}
+/// A plain e-mail address (the consumers' rule).
+pub use crate::consumers::is_email;
 
 #[cfg(test)]
 mod tests {

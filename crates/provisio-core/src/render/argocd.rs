@@ -32,6 +32,11 @@ pub const NAMESPACED_KINDS: &[(&str, &str)] = &[
     ("monitoring.coreos.com", "ServiceMonitor"),
     ("networking.k8s.io", "Ingress"),
     ("networking.k8s.io", "NetworkPolicy"),
+    ("oss.grafana.m.crossplane.io", "Dashboard"),
+    ("oss.grafana.m.crossplane.io", "Folder"),
+    ("oss.grafana.m.crossplane.io", "FolderPermission"),
+    ("oss.grafana.m.crossplane.io", "Team"),
+    ("oss.grafana.m.crossplane.io", "User"),
     ("rbac.authorization.k8s.io", "Role"),
     ("rbac.authorization.k8s.io", "RoleBinding"),
 ];
@@ -178,6 +183,10 @@ fn project(reg: &Registry) -> CustomResource<AppProjectSpec> {
     }
 }
 
+/// The per-tenant patch of every ApplicationSet's template (see [`application_set`]).
+pub const TEMPLATE_PATCH: &str =
+    "spec:\n  syncPolicy:\n    automated:\n      allowEmpty: {{ .allowEmpty }}\n";
+
 fn application_set(
     reg: &Registry,
     shard: &str,
@@ -268,6 +277,13 @@ fn application_set(
                     },
                 },
             },
+            // Argo CD's automated sync refuses to prune every resource of an Application
+            // ("auto-sync will wipe out all resources") unless `allowEmpty`; that guard
+            // stays for every tree but the last purge step's, which holds only its
+            // namespace check (`config.<shard>.json` → `allowEmpty`; argo-cd
+            // `controller/appcontroller.go` `autoSync`, docs "Automatic Pruning with
+            // Allow-Empty"). The patch is never empty.
+            template_patch: TEMPLATE_PATCH.to_owned(),
         },
     }
 }

@@ -177,6 +177,9 @@ pub struct ApplicationSetSpec {
     pub generators: Vec<Generator>,
     pub sync_policy: ApplicationSetSyncPolicy,
     pub template: ApplicationTemplate,
+    /// Rendered with each tenant's parameters, then strategic-merged into its Application
+    /// (argo-cd `applicationset/controllers/template/patch.go`).
+    pub template_patch: String,
 }
 
 /// A git *files* generator. No post-selector: the file pattern selects (a selector would

@@ -18,8 +18,9 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::batch::v1::{Job, JobSpec};
 use k8s_openapi::api::core::v1::{
-    ConfigMap, ConfigMapVolumeSource, Container, EnvFromSource, EnvVar, PodSpec, PodTemplateSpec,
-    ResourceRequirements, SecretEnvSource, SecurityContext, Volume, VolumeMount,
+    ConfigMap, ConfigMapVolumeSource, Container, EnvFromSource, EnvVar, EnvVarSource,
+    ObjectFieldSelector, PodSpec, PodTemplateSpec, ResourceRequirements, SecretEnvSource,
+    SecurityContext, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -64,7 +65,12 @@ pub fn admin_secret(service: &str) -> String {
 /// `<verb>-<service>-<tenant>`, cut to 63 characters with a hash suffix when longer (Job
 /// names become pod labels).
 pub fn job_name(verb: &str, service: &str, tenant: &str) -> String {
-    let name = format!("{verb}-{service}-{tenant}");
+    bounded_name(format!("{verb}-{service}-{tenant}"))
+}
+
+/// `name` itself when it fits 63 characters, else its first 54 (no trailing `-`) and 8 hex
+/// digits of its hash: different names stay different.
+pub fn bounded_name(name: String) -> String {
     if name.len() <= 63 {
         return name;
     }
@@ -85,48 +91,98 @@ pub fn setup_jobs(plan: &TenantPlan<'_>) -> Vec<SetupJob> {
         .collect()
 }
 
-fn hook_metadata(plan: &TenantPlan<'_>, name: &str, service: &str, wave: i32) -> ObjectMeta {
+/// What distinguishes one provisio Job of a tenant tree from another: its name, labels, when
+/// Argo CD runs it, what it runs and reads. Every provisio Job runs in the shared-services
+/// namespace as `provisio-setup`, restricted, with its spec mounted read-only from a
+/// ConfigMap of its own name.
+#[derive(Debug, Clone)]
+pub struct ProvisioJob {
+    pub name: String,
+    /// The `app` label: `provisio-setup` or `provisio-lifecycle`.
+    pub app: &'static str,
+    /// One more label saying what the Job is for (`shared-service: mysql`,
+    /// `lifecycle-step: activate`).
+    pub role: (&'static str, String),
+    /// The Argo CD hook (`PreSync`, `PostSync`, `SyncFail`), or `None` for an ordinary Job
+    /// (applied, kept until the tree's next state prunes it).
+    pub hook: Option<&'static str>,
+    pub spec_wave: i32,
+    pub job_wave: i32,
+    pub args: Vec<String>,
+    /// Secrets of the shared namespace read through `envFrom`, with whether each may be
+    /// absent.
+    pub secrets: Vec<(String, bool)>,
+    /// Gives the command `PROVISIO_JOB_UID` (the Job's uid: the same for its retried pods),
+    /// the idempotency key of its reports.
+    pub job_uid: bool,
+    pub deadline_seconds: i64,
+    pub backoff_limit: i32,
+    /// CPU and memory limits (requests are 50m / 32Mi).
+    pub limits: (&'static str, &'static str),
+    /// The spec, mounted as `/etc/provisio/spec.json`.
+    pub spec_json: String,
+}
+
+/// Environment variable carrying the Job's uid into a lifecycle Job's command.
+pub const JOB_UID_ENV: &str = "PROVISIO_JOB_UID";
+
+fn job_metadata(plan: &TenantPlan<'_>, j: &ProvisioJob, wave: i32) -> ObjectMeta {
     let mut labels: BTreeMap<String, String> = plan.labels.clone();
-    labels.insert("app".into(), "provisio-setup".into());
-    labels.insert("shared-service".into(), service.into());
+    labels.insert("app".into(), j.app.into());
+    labels.insert(j.role.0.into(), j.role.1.clone());
+    let mut annotations = BTreeMap::from([(SYNC_WAVE.to_owned(), wave.to_string())]);
+    if let Some(hook) = j.hook {
+        annotations.insert(HOOK.to_owned(), hook.to_owned());
+        annotations.insert(HOOK_DELETE_POLICY.to_owned(), HOOK_DELETE.to_owned());
+    }
     ObjectMeta {
-        name: Some(name.to_owned()),
+        name: Some(j.name.clone()),
         namespace: Some(plan.platform.shared_services.namespace.clone()),
         labels: Some(labels),
-        annotations: Some(BTreeMap::from([
-            (HOOK.to_owned(), "PreSync".to_owned()),
-            (HOOK_DELETE_POLICY.to_owned(), HOOK_DELETE.to_owned()),
-            (SYNC_WAVE.to_owned(), wave.to_string()),
-        ])),
+        annotations: Some(annotations),
         ..Default::default()
     }
 }
 
-fn setup_job(plan: &TenantPlan<'_>, service: SharedService, spec: &SetupSpec) -> SetupJob {
-    let svc = service.as_str();
-    let name = job_name("setup", svc, plan.id);
+/// The ConfigMap holding a Job's spec and the Job mounting it.
+pub fn provisio_job(plan: &TenantPlan<'_>, j: &ProvisioJob) -> (ConfigMap, Job) {
     let config = ConfigMap {
-        metadata: hook_metadata(plan, &name, svc, SPEC_WAVE),
-        data: Some(BTreeMap::from([(
-            SPEC_KEY.to_owned(),
-            spec.to_pretty_json(),
-        )])),
+        metadata: job_metadata(plan, j, j.spec_wave),
+        data: Some(BTreeMap::from([(SPEC_KEY.to_owned(), j.spec_json.clone())])),
         ..Default::default()
     };
-    let metadata = hook_metadata(plan, &name, svc, SETUP_WAVE);
-    let secret_env = |name: String| EnvFromSource {
+    let metadata = job_metadata(plan, j, j.job_wave);
+    let secret_env = |(name, optional): &(String, bool)| EnvFromSource {
         secret_ref: Some(SecretEnvSource {
-            name,
-            optional: Some(false),
+            name: name.clone(),
+            optional: Some(*optional),
         }),
         ..Default::default()
     };
     let quantity = |s: &str| Quantity(s.to_owned());
+    let mut env = vec![EnvVar {
+        name: "PROVISIO_LOG".into(),
+        value: Some("info".into()),
+        ..Default::default()
+    }];
+    if j.job_uid {
+        env.push(EnvVar {
+            name: JOB_UID_ENV.into(),
+            value_from: Some(EnvVarSource {
+                field_ref: Some(ObjectFieldSelector {
+                    field_path: "metadata.labels['batch.kubernetes.io/controller-uid']".into(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+    }
     let job = Job {
         spec: Some(JobSpec {
             // The command retries transient failures itself; the Job retries a crash.
-            backoff_limit: Some(3),
-            active_deadline_seconds: Some(600),
+            backoff_limit: Some(j.backoff_limit),
+            active_deadline_seconds: Some(j.deadline_seconds),
             template: PodTemplateSpec {
                 metadata: Some(ObjectMeta {
                     labels: metadata.labels.clone(),
@@ -139,7 +195,7 @@ fn setup_job(plan: &TenantPlan<'_>, service: SharedService, spec: &SetupSpec) ->
                     volumes: Some(vec![Volume {
                         name: "spec".into(),
                         config_map: Some(ConfigMapVolumeSource {
-                            name: name.clone(),
+                            name: j.name.clone(),
                             optional: Some(false),
                             ..Default::default()
                         }),
@@ -149,23 +205,9 @@ fn setup_job(plan: &TenantPlan<'_>, service: SharedService, spec: &SetupSpec) ->
                         name: "provisio".into(),
                         image: Some(plan.platform.images.provisio.clone()),
                         image_pull_policy: plan.platform.images.pull_policy.clone(),
-                        args: Some(vec![
-                            "setup".into(),
-                            svc.into(),
-                            "--spec".into(),
-                            format!("{SPEC_DIR}/{SPEC_KEY}"),
-                            "--secret-store".into(),
-                            STORE_ARG.into(),
-                        ]),
-                        env: Some(vec![EnvVar {
-                            name: "PROVISIO_LOG".into(),
-                            value: Some("info".into()),
-                            ..Default::default()
-                        }]),
-                        env_from: Some(vec![
-                            secret_env(admin_secret(svc)),
-                            secret_env(STORE_SECRET.to_owned()),
-                        ]),
+                        args: Some(j.args.clone()),
+                        env: Some(env),
+                        env_from: Some(j.secrets.iter().map(secret_env).collect()),
                         volume_mounts: Some(vec![VolumeMount {
                             name: "spec".into(),
                             mount_path: SPEC_DIR.into(),
@@ -178,8 +220,8 @@ fn setup_job(plan: &TenantPlan<'_>, service: SharedService, spec: &SetupSpec) ->
                                 ("memory".into(), quantity("32Mi")),
                             ])),
                             limits: Some(BTreeMap::from([
-                                ("cpu".into(), quantity("500m")),
-                                ("memory".into(), quantity("128Mi")),
+                                ("cpu".into(), quantity(j.limits.0)),
+                                ("memory".into(), quantity(j.limits.1)),
                             ])),
                             ..Default::default()
                         }),
@@ -197,11 +239,80 @@ fn setup_job(plan: &TenantPlan<'_>, service: SharedService, spec: &SetupSpec) ->
         metadata,
         ..Default::default()
     };
+    (config, job)
+}
+
+/// The arguments of a Job running `provisio <command…> --spec <mounted spec> --secret-store
+/// <the store>`.
+pub fn spec_args(command: &[&str]) -> Vec<String> {
+    command
+        .iter()
+        .map(|c| (*c).to_owned())
+        .chain([
+            "--spec".to_owned(),
+            format!("{SPEC_DIR}/{SPEC_KEY}"),
+            "--secret-store".to_owned(),
+            STORE_ARG.to_owned(),
+        ])
+        .collect()
+}
+
+fn setup_job(plan: &TenantPlan<'_>, service: SharedService, spec: &SetupSpec) -> SetupJob {
+    let svc = service.as_str();
+    let (config, job) = provisio_job(
+        plan,
+        &ProvisioJob {
+            name: job_name("setup", svc, plan.id),
+            app: "provisio-setup",
+            role: ("shared-service", svc.to_owned()),
+            hook: Some("PreSync"),
+            spec_wave: SPEC_WAVE,
+            job_wave: SETUP_WAVE,
+            args: spec_args(&["setup", svc]),
+            secrets: vec![(admin_secret(svc), false), (STORE_SECRET.to_owned(), false)],
+            job_uid: false,
+            deadline_seconds: 600,
+            backoff_limit: 3,
+            limits: ("500m", "128Mi"),
+            spec_json: spec.to_pretty_json(),
+        },
+    );
     SetupJob {
         service,
         spec: config,
         job,
     }
+}
+
+/// The Secret holding the report master secret (`PROVISIO_REPORT_SECRET`), read by
+/// `setup credentials` only (provided by the platform in the shared namespace).
+pub const REPORT_MASTER_SECRET: &str = "provisio-report-master";
+
+/// `setup credentials` (PreSync, with the setup Jobs): the admin's initial password, the
+/// websites token and the report key, created once in the secret store.
+pub fn credentials_job(plan: &TenantPlan<'_>) -> (ConfigMap, Job) {
+    let spec = crate::plan::lifecycle::CredentialsSpec::from_plan(plan);
+    provisio_job(
+        plan,
+        &ProvisioJob {
+            name: job_name("setup", "credentials", plan.id),
+            app: "provisio-setup",
+            role: ("lifecycle-step", "credentials".to_owned()),
+            hook: Some("PreSync"),
+            spec_wave: SPEC_WAVE,
+            job_wave: SETUP_WAVE,
+            args: spec_args(&["setup", "credentials"]),
+            secrets: vec![
+                (REPORT_MASTER_SECRET.to_owned(), false),
+                (STORE_SECRET.to_owned(), false),
+            ],
+            job_uid: false,
+            deadline_seconds: 600,
+            backoff_limit: 3,
+            limits: ("500m", "128Mi"),
+            spec_json: crate::plan::lifecycle::pretty(&spec),
+        },
+    )
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@
 pub mod argocd;
 pub mod crd;
 pub mod jobs;
+pub mod lifecycle;
 mod objects;
 pub mod platform;
 pub mod templates;
@@ -64,7 +65,11 @@ pub fn render_all(reg: &Registry, now: DateTime<Utc>) -> Result<Output, RenderEr
     let mut tenants = BTreeMap::new();
     for t in reg.tenants.values() {
         let plan = plan_tenant(reg, t, now);
-        tenants.insert(plan.id.to_owned(), renderer.tenant(&plan)?);
+        let files = renderer.tenant(&plan)?;
+        // A removed tenant has no tree.
+        if !files.is_empty() {
+            tenants.insert(plan.id.to_owned(), files);
+        }
     }
     Ok(Output {
         tenants,

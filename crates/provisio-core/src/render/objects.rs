@@ -16,6 +16,12 @@ pub const SYNC_WAVE: &str = "argocd.argoproj.io/sync-wave";
 pub const HOOK: &str = "argocd.argoproj.io/hook";
 pub const HOOK_DELETE_POLICY: &str = "argocd.argoproj.io/hook-delete-policy";
 pub const SYNC_OPTIONS: &str = "argocd.argoproj.io/sync-options";
+/// The `app` label of every lifecycle Job (`render::lifecycle`); the tenant's NetworkPolicy
+/// (`render::tenant::network`) admits these pods to the websites product.
+pub const LIFECYCLE_APP: &str = "provisio-lifecycle";
+/// The tenant's Certificate (its host names; `render::tenant::ingress`), which the lifecycle
+/// Jobs' specs name (`render::lifecycle`).
+pub const CERTIFICATE: &str = "tenant-tls";
 
 /// Sync waves: what must exist before what, so a first sync on an empty cluster works.
 pub mod wave {
@@ -26,6 +32,13 @@ pub mod wave {
     pub const WORKLOADS: i32 = 0;
     pub const EXPOSURE: i32 = 1;
     pub const MONITORING: i32 = 2;
+    /// The tenant's Grafana access (after the dashboard's data and the admin's Secret).
+    pub const ACCESS: i32 = 3;
+    /// The spec ConfigMaps of the ordinary lifecycle Jobs (backup, teardown)…
+    pub const LIFECYCLE_SPEC: i32 = 9;
+    /// …and the Jobs: after every other wave of the tree is applied and healthy (the backup
+    /// after the Deployments scaled to 0).
+    pub const LIFECYCLE_JOB: i32 = 10;
 }
 
 /// Metadata of a namespaced object of the tenant: name, namespace, the tenant's labels plus

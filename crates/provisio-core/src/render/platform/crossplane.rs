@@ -215,9 +215,31 @@ pub struct DashboardParams {
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct TeamParams {
+    /// Users of the same namespace, by object name (the provider resolves each to its email).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub member_refs: Option<Vec<Ref>>,
     pub name: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub team_sync: Option<Vec<TeamSync>>,
+}
+
+/// A Grafana user; its password comes from a Secret of the user's namespace (the namespaced
+/// API's secret reference has `name` and `key` only).
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UserParams {
+    pub email: String,
+    pub is_admin: bool,
+    pub login: String,
+    pub name: String,
+    pub password_secret_ref: SecretKeyRef,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretKeyRef {
+    pub key: String,
+    pub name: String,
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -34,6 +34,7 @@ pub(super) fn team(ctx: &Ctx<'_>, team: &Team, set: &mut FileSet) -> Result<(), 
             "Team",
             ctx.meta(&super::gitlab::team_group(name), &owner, None),
             TeamParams {
+                member_refs: None,
                 name: team.grafana_team().to_owned(),
                 team_sync,
             },

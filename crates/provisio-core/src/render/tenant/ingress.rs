@@ -9,6 +9,7 @@ use crate::plan::TenantPlan;
 use crate::render::crd::*;
 use crate::render::objects::{annotate, meta, wave};
 
+pub use crate::render::objects::CERTIFICATE;
 /// The Secret cert-manager writes the tenant's certificate into; the Ingress serves it.
 pub const TLS_SECRET: &str = "tenant-tls-secret";
 
@@ -17,7 +18,7 @@ pub(super) fn certificate(plan: &TenantPlan<'_>) -> CustomResource<CertificateSp
     CustomResource {
         api_version: CERTIFICATE_API,
         kind: "Certificate",
-        metadata: meta(plan, "tenant-tls", wave::EXPOSURE, &[]),
+        metadata: meta(plan, CERTIFICATE, wave::EXPOSURE, &[]),
         spec: CertificateSpec {
             secret_name: TLS_SECRET.into(),
             issuer_ref: IssuerRef {

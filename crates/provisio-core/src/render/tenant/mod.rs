@@ -1,7 +1,16 @@
 //! One tenant's tree (`tenants-out/<id>/`): one file per concern, built from k8s-openapi
 //! types and the typed custom resources of [`super::crd`], ordered with Argo CD sync waves.
-//! Each concern has its own module; this one assembles the files.
+//! Each concern has its own module; this one assembles the files the tenant's lifecycle
+//! phase calls for (docs/lifecycle.md, "What the rendered tree contains"):
+//!
+//! - before the purge (provisioning, failed, active, grace, due): everything, plus the
+//!   phase's lifecycle Jobs; when due, the Deployments at 0 replicas and no migrations;
+//! - purging, step `workloads`: the namespace, its guardrails and the purge check only, so
+//!   Argo CD prunes the rest; step `teardown`: the same with the teardown Job instead;
+//!   step `namespace`: only the namespace check, so Argo CD prunes the namespace;
+//! - removed: nothing at all.
 
+mod grafana;
 mod ingress;
 mod monitoring;
 mod namespace;
@@ -11,7 +20,7 @@ mod secrets;
 mod workloads;
 
 use ingress::{certificate, ingress};
-use monitoring::{dashboard, prometheus_rule, service_monitor};
+use monitoring::{prometheus_rule, service_monitor};
 use namespace::{limit_range, namespace, resource_quota};
 use network::network_policies;
 use rbac::rbac;
@@ -23,90 +32,113 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::batch::v1::Job;
 use serde::Serialize;
 
+use crate::lifecycle::Phase;
 use crate::plan::TenantPlan;
+use crate::registry::PurgeStep;
 use crate::render::templates::Environment;
 use crate::render::yaml::{Files, RenderError, TENANTS_DIR, to_yaml, yaml_file};
 
-pub use ingress::TLS_SECRET;
-pub use rbac::{APP_SERVICE_ACCOUNT, PROVISIO_SERVICE_ACCOUNT};
+pub use grafana::{ADMIN_SECRET, uid_digest};
+pub use ingress::{CERTIFICATE, TLS_SECRET};
+pub use namespace::LIFECYCLE_PHASE;
+pub use rbac::{APP_SERVICE_ACCOUNT, LIFECYCLE_READER};
+pub use secrets::INTERNAL_API_SECRET;
 
-/// The files of one tenant, keyed by output-relative path (`tenants-out/<id>/…`).
+/// The files of one tenant, keyed by output-relative path (`tenants-out/<id>/…`). Empty for
+/// a removed tenant.
 pub fn render_tenant(plan: &TenantPlan<'_>, env: &Environment) -> Result<Files, RenderError> {
     let mut files: BTreeMap<String, Vec<u8>> = BTreeMap::new();
     let mut add = |name: &str, docs: Vec<String>| {
         files.insert(name.to_owned(), yaml_file(&docs));
     };
-    add(
-        "namespace.yaml",
-        vec![to_yaml("Namespace", &namespace(plan))?],
-    );
-    add(
-        "resource-quota.yaml",
-        vec![to_yaml("ResourceQuota", &resource_quota(plan))?],
-    );
-    add(
-        "limit-range.yaml",
-        vec![to_yaml("LimitRange", &limit_range(plan))?],
-    );
-    add(
-        "network-policy.yaml",
-        each("NetworkPolicy", &network_policies(plan))?,
-    );
-    let (sas, role, binding) = rbac(plan);
-    let mut docs = each("ServiceAccount", &sas)?;
-    docs.push(to_yaml("Role", &role)?);
-    docs.push(to_yaml("RoleBinding", &binding)?);
-    add("rbac.yaml", docs);
-    add(
-        "external-secrets.yaml",
-        each("ExternalSecret", &external_secrets(plan))?,
-    );
-    let config = tenant_config(plan);
-    let config_hash = hash_config(&config);
-    add("config-map.yaml", vec![to_yaml("ConfigMap", &config)?]);
-    for p in &plan.products {
+    let phase = plan.phase;
+    if phase.is_removed() {
+        return Ok(Files::new());
+    }
+    // Everything but the last purge step keeps the namespace and its guardrails.
+    if phase != Phase::Purging(PurgeStep::Namespace) {
         add(
-            &format!("deployments/{}.yaml", p.name),
-            vec![
-                to_yaml("Deployment", &deployment(plan, p, &config_hash))?,
-                to_yaml("Service", &service(plan, p))?,
-            ],
+            "namespace.yaml",
+            vec![to_yaml("Namespace", &namespace(plan))?],
         );
+        add(
+            "resource-quota.yaml",
+            vec![to_yaml("ResourceQuota", &resource_quota(plan))?],
+        );
+        add(
+            "limit-range.yaml",
+            vec![to_yaml("LimitRange", &limit_range(plan))?],
+        );
+        add(
+            "network-policy.yaml",
+            each("NetworkPolicy", &network_policies(plan))?,
+        );
+        let (sas, role, binding) = rbac(plan, phase.runs());
+        let mut docs = each("ServiceAccount", &sas)?;
+        docs.push(to_yaml("Role", &role)?);
+        docs.push(to_yaml("RoleBinding", &binding)?);
+        add("rbac.yaml", docs);
     }
-    let migrations: Vec<Job> = plan
-        .products
-        .iter()
-        .filter_map(|p| migration_job(plan, p))
-        .collect();
-    if !migrations.is_empty() {
-        add("jobs.yaml", each("Job", &migrations)?);
-    }
-    let setup_jobs = super::jobs::setup_jobs(plan);
-    if !setup_jobs.is_empty() {
-        let mut docs = Vec::new();
-        for s in &setup_jobs {
+    if phase.runs() {
+        add(
+            "external-secrets.yaml",
+            each("ExternalSecret", &external_secrets(plan))?,
+        );
+        let config = tenant_config(plan);
+        let config_hash = hash_config(&config);
+        add("config-map.yaml", vec![to_yaml("ConfigMap", &config)?]);
+        for p in &plan.products {
+            add(
+                &format!("deployments/{}.yaml", p.name),
+                vec![
+                    to_yaml("Deployment", &deployment(plan, p, &config_hash))?,
+                    to_yaml("Service", &service(plan, p))?,
+                ],
+            );
+        }
+        // No migration runs against a quiesced tenant's databases.
+        let migrations: Vec<Job> = plan
+            .products
+            .iter()
+            .filter_map(|p| migration_job(plan, p))
+            .collect();
+        if !migrations.is_empty() && phase != Phase::Due {
+            add("jobs.yaml", each("Job", &migrations)?);
+        }
+        let (credentials_spec, credentials_job) = super::jobs::credentials_job(plan);
+        let mut docs = vec![
+            to_yaml("ConfigMap", &credentials_spec)?,
+            to_yaml("Job", &credentials_job)?,
+        ];
+        for s in &super::jobs::setup_jobs(plan) {
             docs.push(to_yaml("ConfigMap", &s.spec)?);
             docs.push(to_yaml("Job", &s.job)?);
         }
         add("setup-jobs.yaml", docs);
+        add(
+            "certificate.yaml",
+            vec![to_yaml("Certificate", &certificate(plan))?],
+        );
+        add("ingress.yaml", vec![to_yaml("Ingress", &ingress(plan))?]);
+        add(
+            "service-monitor.yaml",
+            vec![to_yaml("ServiceMonitor", &service_monitor(plan))?],
+        );
+        add(
+            "prometheus-rule.yaml",
+            vec![to_yaml("PrometheusRule", &prometheus_rule(plan))?],
+        );
+        add("grafana.yaml", grafana::grafana(plan, env)?);
     }
-    add(
-        "certificate.yaml",
-        vec![to_yaml("Certificate", &certificate(plan))?],
-    );
-    add("ingress.yaml", vec![to_yaml("Ingress", &ingress(plan))?]);
-    add(
-        "service-monitor.yaml",
-        vec![to_yaml("ServiceMonitor", &service_monitor(plan))?],
-    );
-    add(
-        "prometheus-rule.yaml",
-        vec![to_yaml("PrometheusRule", &prometheus_rule(plan))?],
-    );
-    add(
-        "grafana-dashboard.yaml",
-        vec![to_yaml("ConfigMap", &dashboard(plan, env)?)?],
-    );
+    let mut by_file: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    for j in super::lifecycle::lifecycle_jobs(plan) {
+        let docs = by_file.entry(j.file).or_default();
+        docs.push(to_yaml("ConfigMap", &j.spec)?);
+        docs.push(to_yaml("Job", &j.job)?);
+    }
+    for (file, docs) in by_file {
+        add(file, docs);
+    }
 
     let resources: Vec<String> = files.keys().cloned().collect();
     files.insert(
@@ -154,6 +186,11 @@ impl Kustomization {
 /// tree), so a `path` here would be silently dropped.
 #[derive(Serialize)]
 struct ConfigJson<'a> {
+    /// `"true"` only at the last purge step, whose tree holds nothing but a hook: the
+    /// ApplicationSet's `templatePatch` lifts Argo CD's automated-sync guard against wiping
+    /// every resource ("auto-sync will wipe out all resources") for that step alone.
+    #[serde(rename = "allowEmpty")]
+    allow_empty: &'a str,
     application: &'a str,
     cluster: &'a str,
     domain: &'a str,
@@ -176,6 +213,11 @@ fn config_json(plan: &TenantPlan<'_>) -> Vec<u8> {
         status: plan.status.as_str(),
         tenant: plan.id,
         tier: plan.tier_name,
+        allow_empty: if plan.phase == Phase::Purging(PurgeStep::Namespace) {
+            "true"
+        } else {
+            "false"
+        },
     };
     let mut bytes = serde_json::to_vec_pretty(&c).expect("plain strings serialize");
     bytes.push(b'\n');
@@ -227,10 +269,11 @@ mod tests {
             "config-map.yaml",
             "config.tenants-us-east-00.json",
             "external-secrets.yaml",
-            "grafana-dashboard.yaml",
+            "grafana.yaml",
             "ingress.yaml",
             "jobs.yaml",
             "kustomization.yaml",
+            "lifecycle.yaml",
             "limit-range.yaml",
             "namespace.yaml",
             "network-policy.yaml",
@@ -289,6 +332,7 @@ mod tests {
         assert_eq!(
             c,
             serde_json::json!({
+                "allowEmpty": "false",
                 "application": plan.application,
                 "cluster": "https://k8s-eu-central.collectverything.internal",
                 "domain": "shop.nordwind-logistik.de",

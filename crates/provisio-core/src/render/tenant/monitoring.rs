@@ -1,15 +1,13 @@
-//! The tenant's monitoring: ServiceMonitor, PrometheusRule and the Grafana dashboard.
+//! The tenant's monitoring: ServiceMonitor and PrometheusRule (its Grafana dashboard is a
+//! Grafana resource of `grafana.rs`, in the tenant's own folder).
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use crate::plan::TenantPlan;
 use crate::render::crd::*;
-use crate::render::objects::{self, annotate, match_labels, meta, wave};
-use crate::render::templates::{self, Environment};
-use crate::render::yaml::RenderError;
+use crate::render::objects::{self, match_labels, meta, wave};
 
 pub(super) fn monitoring_meta(plan: &TenantPlan<'_>, name: &str) -> ObjectMeta {
     let extra: Vec<(&str, &str)> = plan
@@ -112,33 +110,10 @@ pub(super) fn prometheus_rule(plan: &TenantPlan<'_>) -> CustomResource<Prometheu
     }
 }
 
-/// The Grafana dashboard as a ConfigMap the Grafana sidecar picks up (label and folder
-/// annotation from `platform.monitoring`).
-pub(super) fn dashboard(
-    plan: &TenantPlan<'_>,
-    env: &Environment,
-) -> Result<ConfigMap, RenderError> {
-    let m = &plan.platform.monitoring;
-    let json = templates::dashboard_json(env, plan)?;
-    let metadata = annotate(
-        meta(
-            plan,
-            "tenant-dashboard",
-            wave::MONITORING,
-            &[(&m.dashboard_label, &m.dashboard_label_value)],
-        ),
-        [("grafana_folder".to_owned(), m.dashboard_folder.clone())],
-    );
-    Ok(ConfigMap {
-        metadata,
-        data: Some(BTreeMap::from([(format!("tenant-{}.json", plan.id), json)])),
-        ..Default::default()
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::render::templates;
     use crate::render::tenant::workloads::service;
     use crate::testing::{
         ACTIVE, DEPROVISIONING, edited_registry, example_registry, plan, replace_in,
@@ -252,47 +227,8 @@ mod tests {
     }
 
     #[test]
-    fn the_dashboard_is_valid_json_in_a_configmap_the_grafana_sidecar_picks_up() {
-        let reg = example_registry();
-        let plan = plan(&reg, ACTIVE);
-        let env = templates::environment();
-        let cm = dashboard(&plan, &env).unwrap();
-        assert_eq!(
-            cm.metadata.labels.as_ref().unwrap()["grafana_dashboard"],
-            "1"
-        );
-        assert_eq!(
-            cm.metadata.annotations.as_ref().unwrap()["grafana_folder"],
-            "Tenants"
-        );
-        let data = cm.data.unwrap();
-        let key = format!("tenant-{ACTIVE}.json");
-        assert_eq!(data.keys().collect::<Vec<_>>(), [&key]);
-        let json: serde_json::Value = serde_json::from_str(&data[&key]).expect("valid JSON");
-        let uid = json["uid"].as_str().unwrap();
-        assert!(
-            uid.len() <= 40,
-            "Grafana uids are at most 40 characters: {uid}"
-        );
-        assert_eq!(json["title"], "Tenant: ABC Corporation");
-        assert_eq!(json["templating"]["list"][0]["query"], plan.namespace);
-        assert!(json["panels"].as_array().is_some_and(|p| !p.is_empty()));
-        // Another tenant: another uid.
-        let other = dashboard(&crate::testing::plan(&reg, DEPROVISIONING), &env).unwrap();
-        let other: serde_json::Value =
-            serde_json::from_str(other.data.unwrap().values().next().unwrap()).unwrap();
-        assert_ne!(other["uid"].as_str().unwrap(), uid);
-    }
-
-    #[test]
-    fn label_and_folder_come_from_platform_yaml_and_names_are_escaped() {
+    fn the_dashboard_is_valid_json_with_a_short_uid_per_tenant_and_escaped_names() {
         let reg = edited_registry(|s| {
-            replace_in(
-                s,
-                "platform.yaml",
-                "dashboardFolder: Tenants",
-                "dashboardFolder: Customers",
-            );
             replace_in(
                 s,
                 "tenants/abc-corporation-7f3a9c.yaml",
@@ -300,14 +236,24 @@ mod tests {
                 "name: 'ABC \"Corp\" {{ x }}'",
             );
         });
+        let env = templates::environment();
         let plan = plan(&reg, ACTIVE);
-        let cm = dashboard(&plan, &templates::environment()).unwrap();
-        assert_eq!(
-            cm.metadata.annotations.as_ref().unwrap()["grafana_folder"],
-            "Customers"
-        );
         let json: serde_json::Value =
-            serde_json::from_str(cm.data.unwrap().values().next().unwrap()).unwrap();
+            serde_json::from_str(&templates::dashboard_json(&env, &plan).unwrap())
+                .expect("valid JSON");
+        let uid = json["uid"].as_str().unwrap();
+        assert!(
+            uid.len() <= 40,
+            "Grafana uids are at most 40 characters: {uid}"
+        );
         assert_eq!(json["title"], "Tenant: ABC \"Corp\" {{ x }}");
+        assert_eq!(json["templating"]["list"][0]["query"], plan.namespace);
+        assert!(json["panels"].as_array().is_some_and(|p| !p.is_empty()));
+        // Another tenant: another uid.
+        let other: serde_json::Value = serde_json::from_str(
+            &templates::dashboard_json(&env, &crate::testing::plan(&reg, DEPROVISIONING)).unwrap(),
+        )
+        .unwrap();
+        assert_ne!(other["uid"].as_str().unwrap(), uid);
     }
 }

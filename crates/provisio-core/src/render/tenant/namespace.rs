@@ -8,9 +8,13 @@ use k8s_openapi::api::core::v1::{
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
+use crate::lifecycle::Phase;
 use crate::plan::{self, TenantPlan};
-use crate::registry::TenantStatus;
+use crate::registry::{PurgeStep, TenantStatus};
 use crate::render::objects::{self, cpu_memory, meta, quantity, wave};
+
+/// Annotation saying where a tenant on its way out is (`deletion-due`, `purging/teardown`…).
+pub const LIFECYCLE_PHASE: &str = "lifecycle-phase";
 
 pub(super) fn namespace(plan: &TenantPlan<'_>) -> Namespace {
     let t = plan.tenant;
@@ -24,32 +28,67 @@ pub(super) fn namespace(plan: &TenantPlan<'_>) -> Namespace {
         "pod-security.kubernetes.io/enforce-version".into(),
         "v1.32".into(),
     );
+    // Argo CD never deletes a tenant namespace, neither by pruning nor when the Application
+    // goes: deleting it is the last step of the ordered removal (docs/lifecycle.md). At the
+    // teardown step `Prune=false` goes, one state early, because Argo CD reads that option
+    // from the *live* object when it prunes (gitops-engine `sync_context.go`,
+    // `isPruningDisabled`): the namespace step's sync can then prune it.
+    let sync_options = if plan.phase == Phase::Purging(PurgeStep::Teardown) {
+        "Delete=false"
+    } else {
+        "Prune=false,Delete=false"
+    };
     let mut annotations = BTreeMap::from([
         (objects::SYNC_WAVE.to_owned(), wave::NAMESPACE.to_string()),
-        // Argo CD never deletes a tenant namespace, neither by pruning nor when the
-        // Application goes: deleting it is an explicit offboarding step, after the grace
-        // period and the backup (docs/registry.md, "Offboarding").
-        (
-            objects::SYNC_OPTIONS.to_owned(),
-            "Prune=false,Delete=false".to_owned(),
-        ),
+        (objects::SYNC_OPTIONS.to_owned(), sync_options.to_owned()),
         ("domain".to_owned(), plan.domain.clone()),
         ("subscription-id".to_owned(), t.subscription.value.clone()),
         ("created-date".to_owned(), plan::timestamp(&t.created)),
         ("billing-email".to_owned(), t.contacts.billing.value.clone()),
         ("tenant-name".to_owned(), t.name.clone()),
     ]);
-    if plan.status == TenantStatus::Deprovisioning {
-        labels.insert("deprovisioning".into(), "true".into());
+    if matches!(
+        plan.status,
+        TenantStatus::Deprovisioning | TenantStatus::Purging
+    ) {
+        // The seed's annotations of a tenant on its way out.
         if let Some(c) = &t.cancellation {
+            labels.insert("deprovisioning".into(), "true".into());
             annotations.insert("deprovisioning".into(), "true".into());
             annotations.insert("deprovisioning-date".into(), plan::timestamp(&c.requested));
             annotations.insert("deletion-date".into(), plan::timestamp(&c.deletion.value));
-            annotations.insert("backup-required".into(), "true".into());
+            annotations.insert("backup-required".into(), t.backup.is_none().to_string());
             if let Some(r) = &c.reason {
                 annotations.insert("cancellation-reason".into(), r.clone());
             }
         }
+    }
+    // Where the removal is, and what it rests on, for whoever looks at the namespace.
+    match plan.phase {
+        Phase::Due => {
+            annotations.insert(LIFECYCLE_PHASE.into(), "deletion-due".into());
+        }
+        Phase::Purging(_) => {
+            annotations.insert(LIFECYCLE_PHASE.into(), plan.phase.label().into());
+            if let Some(b) = &t.backup {
+                annotations.insert(
+                    "backup-completed".into(),
+                    plan::timestamp(&b.completed.value),
+                );
+                annotations.insert("backup-location".into(), b.location.value.clone());
+                annotations.insert(
+                    "backup-manifest-sha256".into(),
+                    b.manifest_sha256.value.clone(),
+                );
+            }
+            if let Some(r) = &t.rollback {
+                annotations.insert(
+                    "rollback-requested".into(),
+                    plan::timestamp(&r.requested.value),
+                );
+            }
+        }
+        _ => {}
     }
     Namespace {
         metadata: ObjectMeta {
@@ -336,5 +375,44 @@ mod tests {
             .map(|l| l.type_.as_str())
             .collect();
         assert_eq!(kinds, ["Container"]);
+    }
+
+    /// The namespace says where the removal is; `Prune=false` goes one state before the
+    /// namespace step (Argo CD reads it from the live object), `Delete=false` never.
+    #[test]
+    fn the_namespace_follows_the_phase() {
+        use crate::testing::{LIFECYCLE_TENANTS, lifecycle_registry, now};
+        let reg = lifecycle_registry();
+        for (id, phase) in LIFECYCLE_TENANTS {
+            if matches!(phase, Phase::Removed | Phase::Purging(PurgeStep::Namespace)) {
+                continue;
+            }
+            let plan = crate::plan::plan_tenant(&reg, &reg.tenants[id], now());
+            let ns = namespace(&plan);
+            let a = annotations(&ns.metadata);
+            let expected = if phase == Phase::Purging(PurgeStep::Teardown) {
+                "Delete=false"
+            } else {
+                "Prune=false,Delete=false"
+            };
+            assert_eq!(a[objects::SYNC_OPTIONS], expected, "{id}");
+            let lifecycle_phase = a.get(LIFECYCLE_PHASE).map(String::as_str);
+            match phase {
+                Phase::Due => assert_eq!(lifecycle_phase, Some("deletion-due")),
+                Phase::Purging(_) => {
+                    assert_eq!(lifecycle_phase, Some(phase.label()), "{id}");
+                }
+                _ => assert_eq!(lifecycle_phase, None, "{id}"),
+            }
+        }
+        let plan = crate::plan::plan_tenant(&reg, &reg.tenants["life-workloads-0a0006"], now());
+        let a = annotations(&namespace(&plan).metadata).clone();
+        assert_eq!(a["backup-required"], "false");
+        assert!(a["backup-location"].starts_with("s3://ecommerce-tenant-archives/"));
+        assert_eq!(a["backup-manifest-sha256"].len(), 64);
+        let plan = crate::plan::plan_tenant(&reg, &reg.tenants["life-rolledback-0a000a"], now());
+        let a = annotations(&namespace(&plan).metadata).clone();
+        assert_eq!(a["rollback-requested"], "2025-01-02T11:02:00Z");
+        assert!(!a.contains_key("backup-location"));
     }
 }

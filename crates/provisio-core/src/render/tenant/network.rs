@@ -144,6 +144,28 @@ pub(super) fn network_policies(plan: &TenantPlan<'_>) -> Vec<NetworkPolicy> {
             },
         ));
     }
+    // The lifecycle Jobs (shared namespace) call the websites-service: activate registers
+    // the tenant's website, website-status keeps its status. That pod, that port, only.
+    if let Some(w) = plan.websites() {
+        out.push(policy(
+            "allow-provisio-lifecycle",
+            NetworkPolicySpec {
+                pod_selector: Some(match_labels(&[("app", w.name)])),
+                policy_types: Some(vec!["Ingress".into()]),
+                ingress: Some(vec![NetworkPolicyIngressRule {
+                    from: Some(vec![namespace_peer(
+                        &shared.namespace,
+                        Some(&BTreeMap::from([(
+                            "app".to_owned(),
+                            crate::render::objects::LIFECYCLE_APP.to_owned(),
+                        )])),
+                    )]),
+                    ports: Some(vec![tcp(w.product.port.value)]),
+                }]),
+                ..Default::default()
+            },
+        ));
+    }
     let dns_ports = ["UDP", "TCP"]
         .into_iter()
         .map(|proto| NetworkPolicyPort {
@@ -253,6 +275,31 @@ mod tests {
             .collect()
     }
 
+    /// The lifecycle Jobs reach the websites product's port, from the shared namespace, and
+    /// nothing else of the tenant.
+    #[test]
+    fn the_lifecycle_jobs_reach_the_websites_service_only() {
+        let reg = example_registry();
+        let plan = plan(&reg, ACTIVE);
+        let policies = network_policies(&plan);
+        let s = spec(&policies, "allow-provisio-lifecycle");
+        assert_eq!(
+            s.pod_selector.as_ref().unwrap().match_labels,
+            Some(app("websites"))
+        );
+        let rule = &s.ingress.as_ref().unwrap()[0];
+        let (ns, pods) = peer(&rule.from.as_ref().unwrap()[0]);
+        assert_eq!(ns, Some("e-commerce-shared"));
+        assert_eq!(pods, app("provisio-lifecycle"));
+        assert_eq!(ports(&rule.ports), [("TCP".to_owned(), 8000)]);
+        // Without a websites product, no such policy.
+        let reg = gateway_only_registry();
+        assert!(
+            !names(&network_policies(&crate::testing::plan(&reg, ACTIVE)))
+                .contains(&"allow-provisio-lifecycle")
+        );
+    }
+
     fn app(name: &str) -> BTreeMap<String, String> {
         BTreeMap::from([("app".to_owned(), name.to_owned())])
     }
@@ -271,6 +318,7 @@ mod tests {
                     "allow-acme-http01-solver",
                     "allow-same-namespace",
                     "allow-prometheus",
+                    "allow-provisio-lifecycle",
                     "allow-egress"
                 ]
             );

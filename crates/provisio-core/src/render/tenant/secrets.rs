@@ -81,6 +81,34 @@ pub(super) fn external_secrets(plan: &TenantPlan<'_>) -> Vec<CustomResource<Exte
             ],
         ));
     }
+    out.extend(lifecycle_secrets(plan));
+    out
+}
+
+/// The Secret the websites product reads its bearer token from (`lifecycle.websites`).
+pub const INTERNAL_API_SECRET: &str = "internal-api-token";
+
+/// The tenant's own lifecycle credentials: the admin's initial password (for the Grafana
+/// User's `passwordSecretRef`; no workload mounts it) and the websites-service's token (the
+/// websites product's only). Never the report key: nothing in the tenant namespace can sign a
+/// report.
+pub(super) fn lifecycle_secrets(plan: &TenantPlan<'_>) -> Vec<CustomResource<ExternalSecretSpec>> {
+    let mut out = vec![external_secret(
+        plan,
+        super::grafana::ADMIN_SECRET,
+        &plan.admin_remote_key,
+        &[("password", "password")],
+    )];
+    if let Some(w) = &plan.platform.lifecycle.websites
+        && plan.websites().is_some()
+    {
+        out.push(external_secret(
+            plan,
+            INTERNAL_API_SECRET,
+            &plan.internal_api_remote_key,
+            &[(w.token_env.value.as_str(), "token")],
+        ));
+    }
     out
 }
 
@@ -114,11 +142,17 @@ mod tests {
             .chain([
                 plan::MINIO_SECRET.to_owned(),
                 plan::RABBITMQ_SECRET.to_owned(),
+                super::super::grafana::ADMIN_SECRET.to_owned(),
+                INTERNAL_API_SECRET.to_owned(),
             ])
             .collect();
         expected.sort_unstable();
         assert_eq!(names, expected);
-        assert_eq!(names.len(), 13, "11 databases, MinIO, RabbitMQ");
+        assert_eq!(
+            names.len(),
+            15,
+            "11 databases, MinIO, RabbitMQ, the admin's password, the websites token"
+        );
     }
 
     #[test]
@@ -219,6 +253,27 @@ mod tests {
             .into_iter()
             .map(|s| s.metadata.name.unwrap())
             .collect();
-        assert_eq!(names, [plan::RABBITMQ_SECRET]);
+        assert_eq!(names, [plan::RABBITMQ_SECRET, "tenant-admin"]);
+    }
+
+    /// The admin's password is copied for the Grafana User only; the report key never
+    /// reaches the tenant namespace (nothing there can sign a report).
+    #[test]
+    fn the_tenant_namespace_gets_the_admin_password_and_the_websites_token_never_the_report_key() {
+        let reg = example_registry();
+        let plan = plan(&reg, ACTIVE);
+        let all = external_secrets(&plan);
+        let keys: Vec<&str> = all
+            .iter()
+            .flat_map(|s| s.spec.data.iter().map(|d| d.remote_ref.key.as_str()))
+            .collect();
+        assert!(keys.contains(&"/e-commerce/tenants/abc-corporation-7f3a9c/admin"));
+        assert!(keys.contains(&"/e-commerce/tenants/abc-corporation-7f3a9c/internal-api"));
+        assert!(!keys.iter().any(|k| k.ends_with("/report")), "{keys:?}");
+        let token = all
+            .iter()
+            .find(|s| s.metadata.name.as_deref() == Some(INTERNAL_API_SECRET))
+            .unwrap();
+        assert_eq!(token.spec.data[0].secret_key, "INTERNAL_SERVICE_TOKEN");
     }
 }

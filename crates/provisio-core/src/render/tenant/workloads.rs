@@ -84,7 +84,10 @@ pub(super) fn hash_config(cm: &ConfigMap) -> String {
 }
 
 /// Environment of a product's containers: the tenant ConfigMap, its own credentials only.
-pub(super) fn env_sources(p: &ProductPlan<'_>) -> (Vec<EnvFromSource>, Vec<EnvVar>) {
+pub(super) fn env_sources(
+    plan: &TenantPlan<'_>,
+    p: &ProductPlan<'_>,
+) -> (Vec<EnvFromSource>, Vec<EnvVar>) {
     let mut from = vec![EnvFromSource {
         config_map_ref: Some(ConfigMapEnvSource {
             name: plan::TENANT_CONFIG.to_owned(),
@@ -113,6 +116,9 @@ pub(super) fn env_sources(p: &ProductPlan<'_>) -> (Vec<EnvFromSource>, Vec<EnvVa
     }
     if p.uses_rabbitmq {
         from.push(secret(plan::RABBITMQ_SECRET));
+    }
+    if plan.websites().is_some_and(|w| w.name == p.name) {
+        from.push(secret(super::secrets::INTERNAL_API_SECRET));
     }
     if let Some(q) = &p.queue {
         env.push(EnvVar {
@@ -170,14 +176,24 @@ pub(super) fn deployment(
             ..Default::default()
         });
     }
-    let (env_from, env) = env_sources(p);
+    let (env_from, env) = env_sources(plan, p);
     let mut pod_labels = plan.labels.clone();
     pod_labels.insert("app".into(), p.name.to_owned());
     pod_labels.insert("version".into(), p.version.to_owned());
+    // From the deletion date until the backup is recorded, nothing of the tenant runs: the
+    // backup is its final state, and databases and buckets describe the same moment.
+    let quiesced = plan.phase == crate::lifecycle::Phase::Due;
+    let mut metadata = meta(plan, p.name, wave::WORKLOADS, &[("app", p.name)]);
+    if quiesced {
+        metadata = annotate(
+            metadata,
+            [("provisio/quiesced".to_owned(), "deletion-due".to_owned())],
+        );
+    }
     Deployment {
-        metadata: meta(plan, p.name, wave::WORKLOADS, &[("app", p.name)]),
+        metadata,
         spec: Some(DeploymentSpec {
-            replicas: Some(p.replicas as i32),
+            replicas: Some(if quiesced { 0 } else { p.replicas as i32 }),
             revision_history_limit: Some(5),
             // Only `app`: selectors are immutable, and the tier label changes on upgrades.
             selector: match_labels(&[("app", p.name)]),
@@ -265,7 +281,7 @@ pub(super) fn service(plan: &TenantPlan<'_>, p: &ProductPlan<'_>) -> Service {
 pub(super) fn migration_job(plan: &TenantPlan<'_>, p: &ProductPlan<'_>) -> Option<Job> {
     let m = p.product.migration.as_ref()?;
     let name = format!("migrate-{}", p.name);
-    let (env_from, env) = env_sources(p);
+    let (env_from, env) = env_sources(plan, p);
     let metadata = annotate(
         meta(plan, &name, wave::MIGRATIONS, &[("app", p.name)]),
         [
@@ -741,5 +757,44 @@ mod tests {
         assert_eq!(c.resources, app.resources);
         // A product without a migration has no Job.
         assert!(migration_job(&plan, product(&plan, "api-gateway")).is_none());
+    }
+
+    /// From the deletion date, nothing of the tenant runs while it is backed up.
+    #[test]
+    fn a_tenant_due_for_deletion_is_quiesced() {
+        use crate::testing::{lifecycle_registry, now};
+        let reg = lifecycle_registry();
+        for (id, quiesced) in [("life-due-0a0005", true), ("life-grace-0a0004", false)] {
+            let plan = crate::plan::plan_tenant(&reg, &reg.tenants[id], now());
+            for p in &plan.products {
+                let d = deployment(&plan, p, "h");
+                let replicas = d.spec.as_ref().unwrap().replicas.unwrap();
+                let ann = d.metadata.annotations.as_ref().unwrap();
+                if quiesced {
+                    assert_eq!(replicas, 0, "{id}/{}", p.name);
+                    assert_eq!(ann["provisio/quiesced"], "deletion-due");
+                } else {
+                    assert!(replicas > 0);
+                    assert!(!ann.contains_key("provisio/quiesced"));
+                }
+            }
+        }
+    }
+
+    /// Only the websites product reads the internal API token.
+    #[test]
+    fn only_the_websites_product_reads_the_internal_token() {
+        let reg = example_registry();
+        let plan = plan(&reg, ACTIVE);
+        for p in &plan.products {
+            let d = deployment(&plan, p, "h");
+            let from = env_from(&pod(&d).containers[0]);
+            assert_eq!(
+                from.iter().any(|s| s == "secret/internal-api-token"),
+                p.name == "websites",
+                "{}",
+                p.name
+            );
+        }
     }
 }

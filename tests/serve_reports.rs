@@ -1,0 +1,514 @@
+//! The lifecycle reports of tenants' Jobs, over real HTTP on 127.0.0.1 against a real git
+//! repository (docs/lifecycle.md): each report signed with its tenant's key, committed to the
+//! tenant file with the report in the commit; a repeat is a no-op; a report signed with
+//! another tenant's key, for an unknown tenant, before the deletion date or out of order is
+//! refused with nothing changed.
+
+mod serve_support;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use provisio::services::serve::{self, LIFECYCLE_PREFIX, Running, auth::Secret};
+use provisio_core::lifecycle::signature;
+use serde_json::{Value, json};
+use serve_support::*;
+
+const MASTER: &str = "test-report-master";
+const CAFE: &str = "cafe-creme-93b31b";
+const ABC: &str = "abc-corporation-7f3a9c";
+const NORD: &str = "nordwind-logistik-7ace77";
+
+fn start_at(f: &Fixture, at: DateTime<Utc>) -> Running {
+    let mut c = f.config();
+    c.report_secrets = vec![Secret::new(MASTER).unwrap()];
+    c.clock = Arc::new(move || at);
+    serve::spawn(c, "127.0.0.1:0".parse().unwrap(), 2).unwrap()
+}
+
+/// A lifecycle request to `tenant`'s route, signed with the key of `signer` derived from
+/// `master`, at `at` (unix seconds).
+fn signed(
+    addr: SocketAddr,
+    method: &str,
+    tenant: &str,
+    signer: &str,
+    master: &str,
+    at: i64,
+    body: &Value,
+) -> Answer {
+    let (path, bytes) = if method == "GET" {
+        (format!("{LIFECYCLE_PREFIX}{tenant}"), Vec::new())
+    } else {
+        (
+            format!("{LIFECYCLE_PREFIX}{tenant}/reports"),
+            body.to_string().into_bytes(),
+        )
+    };
+    let key = signature::derive_key(master.as_bytes(), signer);
+    let sig = signature::header(&key, signer, at, method, &path, &bytes);
+    request(
+        &agent(),
+        method,
+        addr,
+        &path,
+        &[
+            (signature::HEADER, sig.as_str()),
+            ("content-type", "application/json"),
+        ],
+        &bytes,
+    )
+}
+
+/// A report for `tenant`, signed with its own key at the fixture's `now`.
+fn report(addr: SocketAddr, tenant: &str, body: &Value) -> Answer {
+    signed(
+        addr,
+        "POST",
+        tenant,
+        tenant,
+        MASTER,
+        now().timestamp(),
+        body,
+    )
+}
+
+fn head(f: &Fixture) -> String {
+    f.repo().head().unwrap().map(|o| o.to_string()).unwrap()
+}
+
+/// The committed tenant file, quotes dropped (the editor quotes timestamps and ids).
+fn tenant_file(f: &Fixture, id: &str) -> String {
+    f.committed(&format!("registry/tenants/{id}.yaml"))
+        .unwrap()
+        .replace('"', "")
+}
+
+fn welcome(id: &str) -> Value {
+    json!({"kind": "welcome-sent", "id": id, "at": "2025-06-15T11:59:00Z",
+           "messageId": "<welcome.cafe-creme-93b31b@collectverything.com>"})
+}
+
+fn backup(id: &str, sha: &str) -> Value {
+    json!({"kind": "backup-completed", "id": id, "at": "2025-07-15T00:41:07Z",
+           "location": format!("s3://ecommerce-tenant-archives/{NORD}/20250715T000312Z/"),
+           "manifestSha256": sha, "files": 4, "bytes": 350689})
+}
+
+#[test]
+fn activation_reports_are_committed_once_with_the_report_in_the_commit() {
+    let f = Fixture::new();
+    let server = start_at(&f, now());
+    let before = f.commits().len();
+
+    let a = report(server.addr(), CAFE, &welcome("welcome-sent:job-1"));
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert_eq!(a.json()["recorded"], true);
+    assert_eq!(a.json()["lifecycle"]["status"], "provisioning");
+    assert_eq!(
+        a.json()["lifecycle"]["activation"]["welcomeSent"],
+        "2025-06-15T11:59:00Z"
+    );
+    let text = tenant_file(&f, CAFE);
+    assert!(text.contains("welcomeSent: 2025-06-15T11:59:00Z"), "{text}");
+    assert!(text.contains("status: provisioning"), "{text}");
+    let commits = f.commits();
+    assert_eq!(commits.len(), before + 1);
+    let message = &commits[0];
+    assert!(
+        message.starts_with(&format!("lifecycle: {CAFE} welcome-sent")),
+        "{message}"
+    );
+    // The report's JSON is in the commit, and its trailer names it.
+    assert!(
+        message.contains("\"messageId\": \"<welcome.cafe-creme-93b31b@collectverything.com>\""),
+        "{message}"
+    );
+    assert!(
+        message.contains(&format!(
+            "Provisio-Report: {CAFE} welcome-sent welcome-sent:job-1 "
+        )),
+        "{message}"
+    );
+
+    // The same report again (a retried pod): 200, not recorded, no commit.
+    let again = report(server.addr(), CAFE, &welcome("welcome-sent:job-1"));
+    assert_eq!(again.status, 200, "{}", again.body);
+    assert_eq!(again.json()["recorded"], false);
+    // The same effect under another id (a second activate Job): also a repeat.
+    let other = report(server.addr(), CAFE, &welcome("welcome-sent:job-2"));
+    assert_eq!(other.status, 200, "{}", other.body);
+    assert_eq!(other.json()["recorded"], false);
+    assert_eq!(f.commits().len(), before + 1);
+
+    let act = json!({"kind": "activated", "id": "activated:job-1", "at": "2025-06-15T11:59:30Z",
+                     "website": {"id": "1001"}});
+    let a = report(server.addr(), CAFE, &act);
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert_eq!(a.json()["recorded"], true);
+    assert_eq!(a.json()["lifecycle"]["status"], "active");
+    let text = tenant_file(&f, CAFE);
+    assert!(text.contains("status: active"), "{text}");
+    assert!(text.contains("activated: 2025-06-15T11:59:30Z"), "{text}");
+    assert!(text.contains("website: 1001"), "{text}");
+    assert_eq!(f.commits().len(), before + 2);
+    assert!(
+        f.commits()[0].starts_with(&format!("lifecycle: {CAFE} activated → active")),
+        "{}",
+        f.commits()[0]
+    );
+
+    // The records, read back with the same signature.
+    let v = signed(
+        server.addr(),
+        "GET",
+        CAFE,
+        CAFE,
+        MASTER,
+        now().timestamp(),
+        &Value::Null,
+    );
+    assert_eq!(v.status, 200, "{}", v.body);
+    assert_eq!(v.json()["status"], "active");
+    assert_eq!(v.json()["activation"]["website"], "1001");
+    // The same id with another content is a reused id, not a repeat.
+    let mut reused = act.clone();
+    reused["website"]["id"] = json!("1002");
+    let r = report(server.addr(), CAFE, &reused);
+    assert_eq!(r.status, 409, "{}", r.body);
+    assert_eq!(r.error().0, "report_id_reused");
+    assert_eq!(f.commits().len(), before + 2);
+
+    // The whole registry still validates after the reports.
+    provisio::io::registry_dir::load_dir(&f.registry)
+        .unwrap()
+        .into_result()
+        .unwrap();
+    server.stop().unwrap();
+}
+
+#[test]
+fn a_report_signed_with_another_tenants_key_or_for_an_unknown_tenant_is_refused() {
+    let f = Fixture::new();
+    let server = start_at(&f, now());
+    let (before, file) = (head(&f), tenant_file(&f, CAFE));
+    let t = now().timestamp();
+
+    // Tenant A's (abc's) valid key, for tenant B's (cafe's) route.
+    let a = signed(
+        server.addr(),
+        "POST",
+        CAFE,
+        ABC,
+        MASTER,
+        t,
+        &welcome("welcome-sent:x"),
+    );
+    assert_eq!(a.status, 403, "{}", a.body);
+    assert_eq!(a.error().0, "wrong_tenant");
+    let m = a.json()["error"]["message"].as_str().unwrap().to_owned();
+    assert!(m.contains(ABC) && m.contains(CAFE), "{m}");
+    // Reading B's records with A's key: refused the same way.
+    let g = signed(server.addr(), "GET", CAFE, ABC, MASTER, t, &Value::Null);
+    assert_eq!(g.status, 403, "{}", g.body);
+
+    // A key derived from another master (a forged one): unauthorized.
+    let forged = signed(
+        server.addr(),
+        "POST",
+        CAFE,
+        CAFE,
+        "not-the-master",
+        t,
+        &welcome("welcome-sent:x"),
+    );
+    assert_eq!(forged.status, 401, "{}", forged.body);
+    assert_eq!(forged.error().0, "unauthorized");
+    // A signature from a Job whose clock is 10 minutes off.
+    let late = signed(
+        server.addr(),
+        "POST",
+        CAFE,
+        CAFE,
+        MASTER,
+        t - 600,
+        &welcome("welcome-sent:x"),
+    );
+    assert_eq!(late.status, 401, "{}", late.body);
+    assert_eq!(late.error().0, "signature_expired");
+    // No signature at all.
+    let none = request(
+        &agent(),
+        "POST",
+        server.addr(),
+        &format!("{LIFECYCLE_PREFIX}{CAFE}/reports"),
+        &[("content-type", "application/json")],
+        welcome("welcome-sent:x").to_string().as_bytes(),
+    );
+    assert_eq!(none.status, 401, "{}", none.body);
+
+    // A tenant the registry does not have (the signature is valid for that id).
+    let unknown = report(server.addr(), "nobody-000000", &welcome("welcome-sent:x"));
+    assert_eq!(unknown.status, 404, "{}", unknown.body);
+    assert_eq!(unknown.error().0, "unknown_tenant");
+
+    // A body that is not a report, properly signed.
+    let bad = report(
+        server.addr(),
+        CAFE,
+        &json!({"kind": "exploded", "id": "x", "at": "2025-06-15T11:00:00Z"}),
+    );
+    assert_eq!(bad.status, 422, "{}", bad.body);
+    assert_eq!(bad.error(), ("unknown_kind".into(), Some("kind".into())));
+
+    assert_eq!(head(&f), before, "nothing committed");
+    assert_eq!(tenant_file(&f, CAFE), file);
+    server.stop().unwrap();
+}
+
+#[test]
+fn a_server_without_a_report_secret_refuses_every_report() {
+    let f = Fixture::new();
+    let server = f.start();
+    let a = report(server.addr(), CAFE, &welcome("welcome-sent:x"));
+    assert_eq!(a.status, 401, "{}", a.body);
+    let m = a.json()["error"]["message"].as_str().unwrap().to_owned();
+    assert!(m.contains("PROVISIO_REPORT_SECRET"), "{m}");
+    server.stop().unwrap();
+}
+
+#[test]
+fn a_backup_is_recorded_only_after_the_deletion_date_and_never_replaced() {
+    let f = Fixture::new();
+    let sha = "a4eb82fc5de84f24d591929c4a477cc30ca8f75ce5026888193f7f1c279011c2";
+    let before = head(&f);
+
+    // Serve's clock before nordwind's deletion date (2025-07-15): not due.
+    let server = start_at(&f, now());
+    let early = report(server.addr(), NORD, &backup("backup-completed:job-1", sha));
+    assert_eq!(early.status, 409, "{}", early.body);
+    assert_eq!(early.error().0, "not_due");
+    // Out of order: the purge steps need a recorded backup first.
+    let pruned = report(
+        server.addr(),
+        NORD,
+        &json!({"kind": "workloads-pruned", "id": "workloads-pruned:job-1", "at": "2025-06-15T11:00:00Z"}),
+    );
+    assert_eq!(pruned.status, 409, "{}", pruned.body);
+    assert_eq!(pruned.error().0, "invalid_transition");
+    assert_eq!(head(&f), before);
+    server.stop().unwrap();
+
+    // After the date: recorded, the tenant is purging at step `workloads`.
+    let after: DateTime<Utc> = "2025-07-15T01:00:00Z".parse().unwrap();
+    let at = after.timestamp();
+    let server = start_at(&f, after);
+    let post_at = |addr, body: &Value| signed(addr, "POST", NORD, NORD, MASTER, at, body);
+    let ok = post_at(server.addr(), &backup("backup-completed:job-1", sha));
+    assert_eq!(ok.status, 200, "{}", ok.body);
+    assert_eq!(ok.json()["recorded"], true);
+    assert_eq!(ok.json()["lifecycle"]["status"], "purging");
+    let text = tenant_file(&f, NORD);
+    assert!(text.contains("status: purging"), "{text}");
+    assert!(text.contains(&format!("manifestSha256: {sha}")), "{text}");
+    assert!(text.contains("step: workloads"), "{text}");
+    let recorded = head(&f);
+    server.stop().unwrap();
+
+    // After a restart the report id is known from the commit's trailer: a repeat.
+    let server = start_at(&f, after);
+    let again = signed(
+        server.addr(),
+        "POST",
+        NORD,
+        NORD,
+        MASTER,
+        at,
+        &backup("backup-completed:job-1", sha),
+    );
+    assert_eq!(again.status, 200, "{}", again.body);
+    assert_eq!(again.json()["recorded"], false);
+    // Another backup (another hash) never replaces the recorded one.
+    let other = "b".repeat(64);
+    let conflict = signed(
+        server.addr(),
+        "POST",
+        NORD,
+        NORD,
+        MASTER,
+        at,
+        &backup("backup-completed:job-2", &other),
+    );
+    assert_eq!(conflict.status, 409, "{}", conflict.body);
+    assert_eq!(conflict.error().0, "conflicting_report");
+    assert_eq!(head(&f), recorded);
+
+    // The ordered purge: workloads → teardown → namespace → removed.
+    let steps = [
+        (
+            json!({"kind": "workloads-pruned", "id": "workloads-pruned:job-1", "at": "2025-07-15T00:50:00Z"}),
+            "step: teardown",
+        ),
+        (
+            json!({"kind": "teardown-completed", "id": "teardown-completed:job-1", "at": "2025-07-15T00:55:00Z",
+                   "removed": {"databases": 2, "mysqlUsers": 2, "vhosts": 1, "rabbitmqUsers": 1,
+                               "buckets": 2, "objectVersions": 10, "minioUsers": 1, "secrets": 4}}),
+            "step: namespace",
+        ),
+        (
+            json!({"kind": "namespace-removed", "id": "namespace-removed:job-1", "at": "2025-07-15T00:58:00Z"}),
+            "status: removed",
+        ),
+    ];
+    for (body, expect) in steps {
+        let a = signed(server.addr(), "POST", NORD, NORD, MASTER, at, &body);
+        assert_eq!(a.status, 200, "{}", a.body);
+        assert_eq!(a.json()["recorded"], true, "{}", a.body);
+        let text = tenant_file(&f, NORD);
+        assert!(text.contains(expect), "{expect}: {text}");
+    }
+    provisio::io::registry_dir::load_dir(&f.registry)
+        .unwrap()
+        .into_result()
+        .unwrap();
+    server.stop().unwrap();
+}
+
+#[test]
+fn a_subscription_reinstated_before_the_deletion_date_is_active_again_and_not_after() {
+    let f = Fixture::new();
+    let before_file = tenant_file(&f, NORD);
+    assert!(
+        before_file.contains("status: deprovisioning"),
+        "{before_file}"
+    );
+
+    // After the deletion date (2025-07-15): refused, nothing changed.
+    let late = start_at(&f, "2025-07-15T00:00:01Z".parse().unwrap());
+    let mut ev = updated("sub_nord789", "business", "evt_reinstate_late");
+    ev["data"]["status"] = json!("active");
+    let a = post(late.addr(), "subscription-updated", &ev);
+    assert_eq!(a.status, 409, "{}", a.body);
+    assert_eq!(a.error().0, "deletion_due");
+    assert_eq!(tenant_file(&f, NORD), before_file);
+    late.stop().unwrap();
+
+    // Before it: active again, the cancellation gone, the activation record kept.
+    let server = start_at(&f, now());
+    let mut ev = updated("sub_nord789", "business", "evt_reinstate");
+    ev["data"]["status"] = json!("active");
+    let a = post(server.addr(), "subscription-updated", &ev);
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert_eq!(a.json()["status"], "active");
+    let text = tenant_file(&f, NORD);
+    assert!(text.contains("status: active"), "{text}");
+    assert!(!text.contains("cancellation"), "{text}");
+    assert!(text.contains("activated: 2024-11-20T14:12:40Z"), "{text}");
+    provisio::io::registry_dir::load_dir(&f.registry)
+        .unwrap()
+        .into_result()
+        .unwrap();
+    server.stop().unwrap();
+}
+
+/// `provisio report`, the signed client the README uses to play the Jobs' part.
+fn report_cli(addr: SocketAddr, env: (&str, &str), args: &[&str]) -> (i32, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_provisio"))
+        .arg("report")
+        .args(args)
+        .args([
+            "--url",
+            &format!("http://{addr}"),
+            "--now",
+            "2025-06-15T12:00:00Z",
+        ])
+        .env_remove("PROVISIO_REPORT_SECRET")
+        .env_remove("PROVISIO_REPORT_KEY")
+        .env(env.0, env.1)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn the_report_command_signs_sends_and_maps_the_answers_to_exit_codes() {
+    let f = Fixture::new();
+    let server = start_at(&f, now());
+    let master = ("PROVISIO_REPORT_SECRET", MASTER);
+    let welcome = [
+        "welcome-sent",
+        "--tenant",
+        CAFE,
+        "--key-from-master",
+        "--id",
+        "welcome-sent:cli",
+        "--message-id",
+        "<welcome.cafe-creme-93b31b@collectverything.com>",
+    ];
+    let (code, err) = report_cli(server.addr(), master, &welcome);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains("welcome-sent recorded (provisioning: provisioning)"),
+        "{err}"
+    );
+    assert!(tenant_file(&f, CAFE).contains("welcomeSent: 2025-06-15T12:00:00Z"));
+    let (code, err) = report_cli(server.addr(), master, &welcome);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("was already recorded"), "{err}");
+    let head_after = head(&f);
+
+    // The tenant's own key, as a Job holds it, works too; abc's key does not sign for cafe.
+    let own = hex::encode(signature::derive_key(MASTER.as_bytes(), CAFE));
+    let (code, err) = report_cli(
+        server.addr(),
+        ("PROVISIO_REPORT_KEY", &own),
+        &["activated", "--tenant", CAFE, "--website", "77"],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(tenant_file(&f, CAFE).contains("status: active"));
+    let other = hex::encode(signature::derive_key(MASTER.as_bytes(), ABC));
+    let before = head(&f);
+    let (code, err) = report_cli(
+        server.addr(),
+        ("PROVISIO_REPORT_KEY", &other),
+        &["failed", "--tenant", CAFE, "--reason", "x"],
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("unauthorized"), "{err}");
+    // A backup before the deletion date: refused by serve's guard, exit 4.
+    let (code, err) = report_cli(
+        server.addr(),
+        master,
+        &[
+            "backup-completed",
+            "--tenant",
+            NORD,
+            "--key-from-master",
+            "--location",
+            "s3://ecommerce-tenant-archives/nordwind-logistik-7ace77/b1/",
+            "--manifest-sha256",
+            &"a".repeat(64),
+            "--files",
+            "1",
+            "--bytes",
+            "10",
+        ],
+    );
+    assert_eq!(code, 4, "{err}");
+    assert!(err.contains("not_due"), "{err}");
+    // A report missing its kind's field never leaves.
+    let (code, err) = report_cli(
+        server.addr(),
+        master,
+        &["failed", "--tenant", CAFE, "--key-from-master"],
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("reason"), "{err}");
+    assert_eq!(head(&f), before);
+    assert_ne!(before, head_after);
+    server.stop().unwrap();
+}
