@@ -128,6 +128,7 @@ fn serve_exposition() -> String {
     use provisio::services::serve::metrics::Metrics;
     let m = Metrics::default();
     m.observe("created", "created", 201, Duration::from_millis(5));
+    m.observe_report("backup-completed", "recorded", Duration::from_millis(5));
     m.commit(1);
     m.pushed("ok");
     m.unpushed(0);
