@@ -512,3 +512,74 @@ fn the_report_command_signs_sends_and_maps_the_answers_to_exit_codes() {
     assert_ne!(before, head_after);
     server.stop().unwrap();
 }
+
+/// The key chain of a tenant's Jobs: `setup credentials` (the PreSync Job, with the spec
+/// rendered for the tenant and the master secret) stores the tenant's report key; a report
+/// signed with that stored key is accepted by serve, which only knows the master.
+#[test]
+fn the_report_key_stored_by_setup_credentials_is_accepted_by_serve() {
+    use provisio::setup::secrets::{FileStore, SecretStore};
+    use provisio_core::plan::lifecycle::CredentialsSpec;
+
+    let f = Fixture::new();
+    let (reg, _) = provisio::ops::load::load(&f.registry).unwrap();
+    let plan = provisio_core::plan::plan_tenant(&reg, &reg.tenants[CAFE], now());
+    let spec = CredentialsSpec::from_plan(&plan);
+    let dir = tempfile::tempdir().unwrap();
+    let spec_file = dir.path().join("spec.json");
+    std::fs::write(&spec_file, serde_json::to_string_pretty(&spec).unwrap()).unwrap();
+    let store_dir = dir.path().join("store");
+    let setup = |master: &str| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_provisio"))
+            .args(["setup", "credentials", "--spec"])
+            .arg(&spec_file)
+            .arg("--secret-store")
+            .arg(format!("file:{}", store_dir.display()))
+            .env("PROVISIO_REPORT_SECRET", master)
+            .output()
+            .unwrap()
+    };
+    let out = setup(MASTER);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("credentials: 3 change(s)"), "{stdout}");
+    let again = setup(MASTER);
+    assert!(String::from_utf8_lossy(&again.stdout).contains("credentials: unchanged"));
+    // A Job run with another master never replaces the stored key.
+    let other = setup("another-master");
+    assert_eq!(other.status.code(), Some(2));
+    let store = FileStore::new(&store_dir);
+    let stored = store
+        .get(&spec.credentials.report.secret_key)
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored["tenant"], CAFE);
+    // Nothing secret on the Job's output.
+    let password = store
+        .get(&spec.credentials.admin.secret_key)
+        .unwrap()
+        .unwrap()["password"]
+        .clone();
+    assert!(!stdout.contains(&password) && !stdout.contains(&stored["key"]));
+
+    let server = start_at(&f, now());
+    let (code, err) = report_cli(
+        server.addr(),
+        ("PROVISIO_REPORT_KEY", &stored["key"]),
+        &[
+            "failed",
+            "--tenant",
+            CAFE,
+            "--reason",
+            "setup-mysql: unreachable",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(tenant_file(&f, CAFE).contains("status: failed"));
+    server.stop().unwrap();
+}

@@ -9,6 +9,7 @@
 //! [`crate::io::retry`]), HTTP requests go through [`crate::io::http`].
 
 pub mod aws;
+pub mod credentials;
 pub mod madmin;
 pub mod management;
 pub mod mysql;
