@@ -184,7 +184,9 @@ pub fn generate(paths: &Paths, opts: &GenerateOptions) -> Result<Summary, Pipeli
     })?;
     writer.platform(&platform.files)?;
     writer.argocd(&render::argocd::render_argocd(&reg)?)?;
-    Ok(writer.finish(&live)?)
+    let mut summary = writer.finish(&live)?;
+    summary.next_deadline = provisio_core::lifecycle::next_deadline(reg.tenants.values(), now);
+    Ok(summary)
 }
 
 /// Renders `tenants` on every core and hands each tree to `sink` on the calling thread, in
