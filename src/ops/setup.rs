@@ -263,3 +263,26 @@ pub fn run(req: &Request) -> Result<Report, SetupError> {
         Service::Credentials => credentials(req),
     }
 }
+
+/// `website-status`: the tenant's website record follows its status (the spec rendered into
+/// its `website-status` Job), with the token from the secret store.
+pub fn website_status(
+    spec: Option<&PathBuf>,
+    store: &Store,
+    retry: Policy,
+) -> Result<Report, SetupError> {
+    let spec = provisio_core::plan::lifecycle::WebsiteStatusSpec::parse(&spec_text(spec)?)?;
+    let w = &spec.website;
+    let store = store.open(retry)?;
+    let token = store
+        .get(&w.token_secret)?
+        .and_then(|c| c.get("token").cloned())
+        .ok_or_else(|| {
+            SetupError::invalid(
+                format!("secret at `{}`", w.token_secret),
+                "no `token`: `setup credentials` has not run for this tenant",
+            )
+        })?;
+    let client = setup::websites::Client::new(&w.url, &token, retry);
+    setup::websites::set_status(&client, &spec.tenant, &w.domain, w.id.as_deref(), &w.status)
+}

@@ -16,6 +16,7 @@ pub mod mysql;
 pub mod rabbitmq;
 pub mod s3;
 pub mod secrets;
+pub mod websites;
 
 use std::fmt;
 

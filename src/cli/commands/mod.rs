@@ -11,6 +11,7 @@ pub mod serve;
 pub mod setup;
 pub mod validate;
 pub mod watch;
+pub mod website_status;
 
 use crate::cli::Exit;
 use crate::ops::PipelineError;

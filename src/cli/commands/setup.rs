@@ -43,7 +43,7 @@ pub struct Args {
     pub now: Option<DateTime<Utc>>,
 }
 
-fn parse_store(s: &str) -> Result<Store, String> {
+pub fn parse_store(s: &str) -> Result<Store, String> {
     match s.split_once(':') {
         _ if s == "aws-secrets-manager" => Ok(Store::AwsSecretsManager),
         Some(("file", dir)) if !dir.is_empty() => Ok(Store::File(PathBuf::from(dir))),
