@@ -172,9 +172,15 @@ fn activation_reports_are_committed_once_with_the_report_in_the_commit() {
     assert_eq!(v.status, 200, "{}", v.body);
     assert_eq!(v.json()["status"], "active");
     assert_eq!(v.json()["activation"]["website"], "1001");
-    // The same id with another content is a reused id, not a repeat.
-    let mut reused = act.clone();
-    reused["website"]["id"] = json!("1002");
+    // A retried pod of the same Job: the same id, its own `at`; the effect is recorded.
+    let mut retried = act.clone();
+    retried["at"] = json!("2025-06-15T11:59:45Z");
+    let r = report(server.addr(), CAFE, &retried);
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["recorded"], false);
+    // The same id for another report is a reused id, not a repeat.
+    let reused = json!({"kind": "welcome-sent", "id": "activated:job-1",
+                        "at": "2025-06-15T11:59:50Z", "messageId": "<other@collectverything.com>"});
     let r = report(server.addr(), CAFE, &reused);
     assert_eq!(r.status, 409, "{}", r.body);
     assert_eq!(r.error().0, "report_id_reused");

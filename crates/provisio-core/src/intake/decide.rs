@@ -103,6 +103,8 @@ impl Submission {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReportRecord {
     pub tenant: String,
+    /// The report's kind (`welcome-sent`, …).
+    pub kind: String,
     pub fingerprint: String,
 }
 
@@ -288,8 +290,23 @@ impl State {
             a.lifecycle = Some(LifecycleView::of(&entry.tenant, now));
             a
         };
+        let policy = lifecycle::Policy {
+            rollback_after: self.platform.lifecycle.rollback.after_failed_attempts,
+            archive_bucket: &self.platform.lifecycle.archive.bucket.value,
+        };
         if let Some(seen) = self.reports.get(&report.id) {
             if seen.tenant == tenant && seen.fingerprint == fingerprint {
+                return Ok(repeat(self, entry));
+            }
+            // A retried pod of the same Job sends the same id with its own `at`: when the
+            // effect is already recorded, that is a repeat too, not a reused id.
+            if seen.tenant == tenant
+                && seen.kind == report.kind().as_str()
+                && matches!(
+                    lifecycle::decide(&entry.tenant, report, now, &policy),
+                    Ok(Decision::Repeat)
+                )
+            {
                 return Ok(repeat(self, entry));
             }
             return Err(IntakeError::Conflict {
@@ -301,10 +318,6 @@ impl State {
                 ),
             });
         }
-        let policy = lifecycle::Policy {
-            rollback_after: self.platform.lifecycle.rollback.after_failed_attempts,
-            archive_bucket: &self.platform.lifecycle.archive.bucket.value,
-        };
         let change = match lifecycle::decide(&entry.tenant, report, now, &policy)? {
             Decision::Repeat => return Ok(repeat(self, entry)),
             Decision::Record(c) => c,
@@ -319,6 +332,7 @@ impl State {
             report.id.clone(),
             ReportRecord {
                 tenant: tenant.to_owned(),
+                kind: report.kind().as_str().to_owned(),
                 fingerprint,
             },
         );
