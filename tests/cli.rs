@@ -307,6 +307,7 @@ Commands:
   rollback        Remove a tenant that was never activated (no welcome email sent) through the ordered removal, without a backup: edits its tenant file for a person to commit
   report          Send one signed lifecycle report of a tenant to serve, as its Jobs do
   website-status  Set the tenant's website record to its status (the website-status Job)
+  purge-check     Verify a step of a purging tenant's removal on the cluster, then report it (the purge-check and namespace-check Jobs)
   help            Print this message or the help of the given subcommand(s)
 
 Options:

@@ -589,3 +589,152 @@ fn the_report_key_stored_by_setup_credentials_is_accepted_by_serve() {
     assert!(tenant_file(&f, CAFE).contains("status: failed"));
     server.stop().unwrap();
 }
+
+/// A Kubernetes API double: `GET path` → the JSON stored for it, 404 otherwise.
+fn kube_double(
+    objects: Arc<std::sync::Mutex<std::collections::BTreeMap<String, Value>>>,
+) -> SocketAddr {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { continue };
+            let mut reader = BufReader::new(conn.try_clone().unwrap());
+            let mut line = String::new();
+            if reader.read_line(&mut line).is_err() {
+                continue;
+            }
+            let mut h = String::new();
+            while reader.read_line(&mut h).is_ok() && h.trim_end() != "" {
+                h.clear();
+            }
+            let path = line.split_whitespace().nth(1).unwrap_or("").to_owned();
+            let found = objects.lock().unwrap().get(&path).cloned();
+            let (status, body) = match found {
+                Some(v) => (200, v.to_string()),
+                None => (404, json!({"kind": "Status", "code": 404}).to_string()),
+            };
+            let _ = write!(
+                conn,
+                "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    addr
+}
+
+/// The purge checks verify their step on the cluster before they report it: something left
+/// is refused (exit 4) naming it, nothing recorded; once it is gone the step is reported, and
+/// a retried pod of the same Job is answered as a repeat.
+#[test]
+fn purge_checks_report_a_step_only_once_the_cluster_shows_it_done() {
+    use provisio::setup::secrets::{FileStore, SecretStore};
+    let f = Fixture::new();
+    let real_now = chrono::Utc::now();
+    let server = start_at(&f, real_now);
+    let t = real_now.timestamp();
+    let sha = "a4eb82fc5de84f24d591929c4a477cc30ca8f75ce5026888193f7f1c279011c2";
+    let ok = signed(
+        server.addr(),
+        "POST",
+        NORD,
+        NORD,
+        MASTER,
+        t,
+        &backup("backup-completed:j", sha),
+    );
+    assert_eq!(ok.status, 200, "{}", ok.body);
+
+    let dir = tempfile::tempdir().unwrap();
+    let store = FileStore::new(dir.path().join("store"));
+    let key_secret = format!("/e-commerce/tenants/{NORD}/report");
+    let key = hex::encode(signature::derive_key(MASTER.as_bytes(), NORD));
+    store
+        .create(
+            &key_secret,
+            &[("tenant", NORD), ("key", key.as_str())]
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .collect(),
+        )
+        .unwrap();
+    let ns = format!("e-commerce-{NORD}");
+    let objects = Arc::new(std::sync::Mutex::new(std::collections::BTreeMap::new()));
+    let list = |items: Value| json!({"kind": "List", "items": items});
+    let deployments = format!("/apis/apps/v1/namespaces/{ns}/deployments");
+    let pods = format!("/api/v1/namespaces/{ns}/pods");
+    objects.lock().unwrap().insert(
+        deployments.clone(),
+        list(json!([{"metadata": {"name": "api-gateway"}}])),
+    );
+    objects.lock().unwrap().insert(
+        pods.clone(),
+        list(json!([{"metadata": {"name": "backup-x"}, "status": {"phase": "Succeeded"}}])),
+    );
+    let kube = kube_double(objects.clone());
+    let check = |check: &str| {
+        let spec = json!({"version": 1, "tenant": NORD, "check": check, "namespace": ns,
+            "report": {"url": format!("http://{}{LIFECYCLE_PREFIX}{NORD}/reports", server.addr()),
+                       "keySecret": key_secret}});
+        let file = dir.path().join(format!("{check}.json"));
+        std::fs::write(&file, spec.to_string()).unwrap();
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_provisio"))
+            .args(["purge-check", "--spec"])
+            .arg(&file)
+            .arg("--secret-store")
+            .arg(format!("file:{}", dir.path().join("store").display()))
+            .args(["--attempts", "2", "--backoff-ms", "10"])
+            .env("PROVISIO_KUBE_API", format!("http://{kube}"))
+            .env("PROVISIO_JOB_UID", format!("uid-{check}"))
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+
+    // A Deployment still there: refused, nothing recorded.
+    let before = head(&f);
+    let (code, err) = check("workloads-gone");
+    assert_eq!(code, 4, "{err}");
+    assert!(
+        err.contains("Deployment api-gateway") && !err.contains("backup-x"),
+        "{err}"
+    );
+    assert_eq!(head(&f), before);
+    // Pruned (a completed Job's pod does not count): reported, step teardown.
+    objects.lock().unwrap().insert(deployments, list(json!([])));
+    let (code, err) = check("workloads-gone");
+    assert_eq!(code, 0, "{err}");
+    assert!(tenant_file(&f, NORD).contains("step: teardown"));
+    // The same Job's pod again (its answer lost): a repeat.
+    let (code, err) = check("workloads-gone");
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("was already recorded"), "{err}");
+
+    let done = json!({"kind": "teardown-completed", "id": "teardown-completed:j",
+        "at": real_now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        "removed": {"databases": 2, "mysqlUsers": 2, "vhosts": 1, "rabbitmqUsers": 1,
+                    "buckets": 2, "objectVersions": 0, "minioUsers": 1, "secrets": 4}});
+    let a = signed(server.addr(), "POST", NORD, NORD, MASTER, t, &done);
+    assert_eq!(a.status, 200, "{}", a.body);
+    // The namespace still answers: not removed yet.
+    let namespace = format!("/api/v1/namespaces/{ns}");
+    objects
+        .lock()
+        .unwrap()
+        .insert(namespace.clone(), json!({"kind": "Namespace"}));
+    let before = head(&f);
+    let (code, err) = check("namespace-gone");
+    assert_eq!(code, 4, "{err}");
+    assert!(err.contains(&format!("Namespace {ns}")), "{err}");
+    assert_eq!(head(&f), before);
+    objects.lock().unwrap().remove(&namespace);
+    let (code, err) = check("namespace-gone");
+    assert_eq!(code, 0, "{err}");
+    assert!(tenant_file(&f, NORD).contains("status: removed"));
+    server.stop().unwrap();
+}

@@ -48,6 +48,9 @@ pub enum Command {
     Report(commands::report::Args),
     /// Set the tenant's website record to its status (the website-status Job).
     WebsiteStatus(commands::website_status::Args),
+    /// Verify a step of a purging tenant's removal on the cluster, then report it (the
+    /// purge-check and namespace-check Jobs).
+    PurgeCheck(commands::purge_check::Args),
 }
 
 /// Parses the arguments, runs the command, maps the outcome to an exit code.
@@ -85,6 +88,7 @@ pub fn main() -> ExitCode {
         Command::Rollback(a) => commands::rollback::run(a),
         Command::Report(a) => commands::report::run(a),
         Command::WebsiteStatus(a) => commands::website_status::run(a),
+        Command::PurgeCheck(a) => commands::purge_check::run(a),
     };
     exit.into()
 }

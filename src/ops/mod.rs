@@ -9,6 +9,7 @@ pub mod error;
 pub mod generate;
 pub mod load;
 pub mod plan;
+pub mod purge_check;
 pub mod report;
 pub mod rollback;
 pub mod setup;

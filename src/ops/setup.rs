@@ -68,7 +68,7 @@ fn aws_credentials() -> Result<Credentials, SetupError> {
 }
 
 impl Store {
-    fn open(&self, retry: Policy) -> Result<Box<dyn SecretStore>, SetupError> {
+    pub(crate) fn open(&self, retry: Policy) -> Result<Box<dyn SecretStore>, SetupError> {
         match self {
             Store::File(dir) => Ok(Box::new(FileStore::new(dir))),
             Store::AwsSecretsManager => {
@@ -99,7 +99,7 @@ fn load_spec(spec: Option<&PathBuf>) -> Result<SetupSpec, SetupError> {
 }
 
 /// The spec's JSON: the file, or the `PROVISIO_SETUP_SPEC` variable.
-fn spec_text(spec: Option<&PathBuf>) -> Result<String, SetupError> {
+pub(crate) fn spec_text(spec: Option<&PathBuf>) -> Result<String, SetupError> {
     Ok(match spec {
         Some(path) => std::fs::read_to_string(path).map_err(|source| SetupError::Io {
             action: "read the setup spec",

@@ -5,6 +5,7 @@ pub mod args;
 pub mod check;
 pub mod generate;
 pub mod plan;
+pub mod purge_check;
 pub mod report;
 pub mod rollback;
 pub mod serve;

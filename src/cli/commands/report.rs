@@ -160,7 +160,7 @@ pub fn run(a: Args) -> Exit {
         }
     };
     let target = Target {
-        url: a.url.clone(),
+        url: crate::ops::report::reports_url(&a.url, &a.tenant),
         tenant: a.tenant.clone(),
         key,
     };
