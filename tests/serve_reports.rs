@@ -738,3 +738,83 @@ fn purge_checks_report_a_step_only_once_the_cluster_shows_it_done() {
     assert!(tenant_file(&f, NORD).contains("status: removed"));
     server.stop().unwrap();
 }
+
+/// The SyncFail Job: the first failed Job of the shared namespace, with its pod's termination
+/// message, is the reason serve records (`failed`, attempts counted per Job).
+#[test]
+fn report_sync_failed_records_why_the_sync_failed() {
+    use provisio::setup::secrets::{FileStore, SecretStore};
+    let f = Fixture::new();
+    let real_now = chrono::Utc::now();
+    let server = start_at(&f, real_now);
+    let dir = tempfile::tempdir().unwrap();
+    let store = FileStore::new(dir.path().join("store"));
+    let key_secret = format!("/e-commerce/tenants/{CAFE}/report");
+    let key = hex::encode(signature::derive_key(MASTER.as_bytes(), CAFE));
+    store
+        .create(
+            &key_secret,
+            &[("tenant", CAFE), ("key", key.as_str())]
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .collect(),
+        )
+        .unwrap();
+    let objects = Arc::new(std::sync::Mutex::new(std::collections::BTreeMap::new()));
+    let shared = "e-commerce-shared";
+    objects.lock().unwrap().insert(
+        format!("/apis/batch/v1/namespaces/{shared}/jobs/setup-mysql-{CAFE}"),
+        json!({"status": {"conditions": [{"type": "Complete", "status": "True"}]}}),
+    );
+    objects.lock().unwrap().insert(
+        format!("/apis/batch/v1/namespaces/{shared}/jobs/setup-rabbitmq-{CAFE}"),
+        json!({"status": {"conditions": [{"type": "Failed", "status": "True",
+            "reason": "BackoffLimitExceeded", "message": "Job has reached the specified backoff limit"}]}}),
+    );
+    objects.lock().unwrap().insert(
+        format!("/api/v1/namespaces/{shared}/pods?labelSelector=job-name%3Dsetup-rabbitmq-{CAFE}"),
+        json!({"items": [{"status": {"containerStatuses": [{"state": {"terminated": {
+            "exitCode": 3, "message": "rabbitmq: cannot reach rabbitmq.e-commerce-shared:15672\n(after 6 attempt(s))"}}}]}}]}),
+    );
+    let kube = kube_double(objects.clone());
+    let spec = json!({"version": 1, "tenant": CAFE,
+        "report": {"url": format!("http://{}{LIFECYCLE_PREFIX}{CAFE}/reports", server.addr()),
+                   "keySecret": key_secret},
+        "inspect": {"sharedNamespace": shared, "tenantNamespace": format!("e-commerce-{CAFE}"),
+                    "jobs": [format!("setup-mysql-{CAFE}"), format!("setup-rabbitmq-{CAFE}")],
+                    "deployments": ["api-gateway"], "certificate": "tenant-tls"}});
+    let file = dir.path().join("spec.json");
+    std::fs::write(&file, spec.to_string()).unwrap();
+    let run = |uid: &str| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_provisio"))
+            .args(["report", "sync-failed", "--spec"])
+            .arg(&file)
+            .arg("--secret-store")
+            .arg(format!("file:{}", dir.path().join("store").display()))
+            .env("PROVISIO_KUBE_API", format!("http://{kube}"))
+            .env("PROVISIO_JOB_UID", uid)
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, err) = run("uid-1");
+    assert_eq!(code, 0, "{err}");
+    let text = tenant_file(&f, CAFE);
+    assert!(text.contains("status: failed"), "{text}");
+    assert!(
+        text.contains(&format!("reason: setup-rabbitmq-{CAFE}: rabbitmq: cannot reach rabbitmq.e-commerce-shared:15672 / (after 6 attempt(s))")),
+        "{text}"
+    );
+    assert!(text.contains("attempts: 1"), "{text}");
+    // The same Job's pod again: a repeat; the next failed sync (another Job): attempt 2.
+    let (code, _) = run("uid-1");
+    assert_eq!(code, 0);
+    assert!(tenant_file(&f, CAFE).contains("attempts: 1"));
+    let (code, err) = run("uid-2");
+    assert_eq!(code, 0, "{err}");
+    assert!(tenant_file(&f, CAFE).contains("attempts: 2"));
+    server.stop().unwrap();
+}

@@ -13,5 +13,6 @@ pub mod purge_check;
 pub mod report;
 pub mod rollback;
 pub mod setup;
+pub mod sync_failed;
 
 pub use error::PipelineError;

@@ -58,8 +58,9 @@ const WORKLOADS: [(&str, &str, &str); 10] = [
     ),
 ];
 
+/// Why a lifecycle Job (`purge-check`, `report sync-failed`) did not report.
 #[derive(Debug, thiserror::Error)]
-pub enum PurgeCheckError {
+pub enum JobError {
     #[error(transparent)]
     Setup(#[from] SetupError),
     #[error(transparent)]
@@ -114,7 +115,7 @@ pub fn run(
     store: &Store,
     retry: Policy,
     clock: impl Fn() -> DateTime<Utc>,
-) -> Result<Sent, PurgeCheckError> {
+) -> Result<Sent, JobError> {
     let spec = PurgeCheckSpec::parse(&spec_text(spec)?).map_err(SetupError::from)?;
     let (kind, body) = match spec.check {
         PurgeCheck::WorkloadsGone => ("workloads-pruned", ReportBody::WorkloadsPruned),
@@ -134,7 +135,7 @@ pub fn run(
                 std::thread::sleep(wait);
             }
             None => {
-                return Err(PurgeCheckError::NotDone {
+                return Err(JobError::NotDone {
                     report: kind,
                     namespace: spec.namespace.clone(),
                     left: still.join(", "),

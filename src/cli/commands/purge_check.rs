@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::cli::Exit;
-use crate::ops::purge_check::{PurgeCheckError, run as check};
+use crate::ops::purge_check::{JobError, run as check};
 use crate::ops::report::ReportError;
 use crate::ops::setup::Store;
 use crate::setup::Policy;
@@ -46,19 +46,22 @@ pub fn run(a: Args) -> Exit {
         }
         Err(e) => {
             crate::report::print_in("purge-check", &e);
-            match &e {
-                PurgeCheckError::Setup(s) => s.into(),
-                PurgeCheckError::Kube(crate::io::kube::KubeError::Config(_)) => Exit::Invalid,
-                PurgeCheckError::Kube(_) => Exit::Unavailable,
-                PurgeCheckError::NotDone { .. } => Exit::Refused,
-                PurgeCheckError::Report(ReportError::Unavailable(_)) => Exit::Unavailable,
-                PurgeCheckError::Report(ReportError::Refused { code, .. })
-                    if code == "signature_expired" =>
-                {
-                    Exit::Unavailable
-                }
-                PurgeCheckError::Report(_) => Exit::Invalid,
-            }
+            exit_of(&e)
         }
+    }
+}
+
+/// The exit code of a lifecycle Job's failure (purge-check, report sync-failed).
+pub fn exit_of(e: &JobError) -> Exit {
+    match e {
+        JobError::Setup(s) => s.into(),
+        JobError::Kube(crate::io::kube::KubeError::Config(_)) => Exit::Invalid,
+        JobError::Kube(_) => Exit::Unavailable,
+        JobError::NotDone { .. } => Exit::Refused,
+        JobError::Report(ReportError::Unavailable(_)) => Exit::Unavailable,
+        JobError::Report(ReportError::Refused { code, .. }) if code == "signature_expired" => {
+            Exit::Unavailable
+        }
+        JobError::Report(_) => Exit::Invalid,
     }
 }

@@ -298,15 +298,10 @@ impl State {
             if seen.tenant == tenant && seen.fingerprint == fingerprint {
                 return Ok(repeat(self, entry));
             }
-            // A retried pod of the same Job sends the same id with its own `at`: when the
-            // effect is already recorded, that is a repeat too, not a reused id.
-            if seen.tenant == tenant
-                && seen.kind == report.kind().as_str()
-                && matches!(
-                    lifecycle::decide(&entry.tenant, report, now, &policy),
-                    Ok(Decision::Repeat)
-                )
-            {
+            // The Jobs' ids are `<kind>:<Job uid>`: the same id for the same tenant and kind
+            // is the same Job again (a pod retried after its answer was lost), whose own `at`
+            // (or a reason read again) may differ. Its report is recorded: a repeat.
+            if seen.tenant == tenant && seen.kind == report.kind().as_str() {
                 return Ok(repeat(self, entry));
             }
             return Err(IntakeError::Conflict {

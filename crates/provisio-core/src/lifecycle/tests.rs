@@ -358,11 +358,18 @@ fn report_ids_are_idempotency_keys() {
         Outcome::Unchanged
     );
     assert_eq!(l.tenant(PROVISIONING).failure.unwrap().attempts.value, 1);
+    // The same Job again (its id), having read another reason: still that one failure.
     let mut other = failed("f:1");
     other.body = ReportBody::Failed {
         reason: "something else".into(),
     };
-    let e = l.report(PROVISIONING, &other, now).unwrap_err();
+    assert_eq!(
+        l.report(PROVISIONING, &other, now).unwrap(),
+        Outcome::Unchanged
+    );
+    assert_eq!(l.tenant(PROVISIONING).failure.unwrap().attempts.value, 1);
+    // The same id on another kind of report is a reuse.
+    let e = l.report(PROVISIONING, &welcome("f:1"), now).unwrap_err();
     assert_eq!(code(e), "report_id_reused");
     // The same id for another tenant is a reuse too.
     let e = l.report(ACTIVE, &failed("f:1"), now).unwrap_err();
