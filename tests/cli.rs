@@ -297,17 +297,19 @@ Tenant provisioning for a multi-tenant SaaS, the GitOps way
 Usage: provisio <COMMAND>
 
 Commands:
-  generate  Render the registry into `<out>/tenants-out/`, `<out>/platform-out/` and `<out>/argocd/`
-  check     Exit 1 with a diff when the output on disk differs from what the registry renders
-  validate  Check the registry only
-  plan      Print what a registry change does to GitLab, Grafana, Artifactory and the team namespaces (losses first), compared with a base revision or directory
-  setup     Create or converge a tenant's databases, users, vhosts, queues or buckets (setup Jobs)
-  teardown  Remove them, for a tenant past its deletion date (run by hand; docs/registry.md)
-  serve     Receive the billing system's webhooks and the tenants' lifecycle reports; commit tenant files
-  watch     Regenerate on every registry change, commit and push the output, nudge Argo CD
-  rollback  Remove a tenant that was never activated (no welcome email sent) through the ordered removal, without a backup: edits its tenant file for a person to commit
-  report    Send one signed lifecycle report of a tenant to serve, as its Jobs do
-  help      Print this message or the help of the given subcommand(s)
+  generate        Render the registry into `<out>/tenants-out/`, `<out>/platform-out/` and `<out>/argocd/`
+  check           Exit 1 with a diff when the output on disk differs from what the registry renders
+  validate        Check the registry only
+  plan            Print what a registry change does to GitLab, Grafana, Artifactory and the team namespaces (losses first), compared with a base revision or directory
+  setup           Create or converge a tenant's databases, users, vhosts, queues or buckets (setup Jobs)
+  teardown        Remove them, for a tenant past its deletion date (run by hand; docs/registry.md)
+  serve           Receive the billing system's webhooks and the tenants' lifecycle reports; commit tenant files
+  watch           Regenerate on every registry change, commit and push the output, nudge Argo CD
+  rollback        Remove a tenant that was never activated (no welcome email sent) through the ordered removal, without a backup: edits its tenant file for a person to commit
+  report          Send one signed lifecycle report of a tenant to serve, as its Jobs do
+  website-status  Set the tenant's website record to its status (the website-status Job)
+  purge-check     Verify a step of a purging tenant's removal on the cluster, then report it (the purge-check and namespace-check Jobs)
+  help            Print this message or the help of the given subcommand(s)
 
 Options:
   -h, --help     Print help

@@ -1,6 +1,7 @@
 //! Golden tree: the committed `tenants-out/` and `argocd/` are exactly what `generate`
 //! renders from the bundled `registry/`. After a deliberate change, regenerate them with
-//! `PROVISIO_BLESS=1 cargo test --test golden` (or `cargo run -- generate`) and review the diff.
+//! `PROVISIO_BLESS=1 cargo test --test golden` (or `cargo run -- generate --now
+//! 2025-02-01T00:00:00Z`, the tests' time) and review the diff.
 
 mod common;
 

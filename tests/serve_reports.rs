@@ -172,9 +172,15 @@ fn activation_reports_are_committed_once_with_the_report_in_the_commit() {
     assert_eq!(v.status, 200, "{}", v.body);
     assert_eq!(v.json()["status"], "active");
     assert_eq!(v.json()["activation"]["website"], "1001");
-    // The same id with another content is a reused id, not a repeat.
-    let mut reused = act.clone();
-    reused["website"]["id"] = json!("1002");
+    // A retried pod of the same Job: the same id, its own `at`; the effect is recorded.
+    let mut retried = act.clone();
+    retried["at"] = json!("2025-06-15T11:59:45Z");
+    let r = report(server.addr(), CAFE, &retried);
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["recorded"], false);
+    // The same id for another report is a reused id, not a repeat.
+    let reused = json!({"kind": "welcome-sent", "id": "activated:job-1",
+                        "at": "2025-06-15T11:59:50Z", "messageId": "<other@collectverything.com>"});
     let r = report(server.addr(), CAFE, &reused);
     assert_eq!(r.status, 409, "{}", r.body);
     assert_eq!(r.error().0, "report_id_reused");
@@ -510,5 +516,305 @@ fn the_report_command_signs_sends_and_maps_the_answers_to_exit_codes() {
     assert!(err.contains("reason"), "{err}");
     assert_eq!(head(&f), before);
     assert_ne!(before, head_after);
+    server.stop().unwrap();
+}
+
+/// The key chain of a tenant's Jobs: `setup credentials` (the PreSync Job, with the spec
+/// rendered for the tenant and the master secret) stores the tenant's report key; a report
+/// signed with that stored key is accepted by serve, which only knows the master.
+#[test]
+fn the_report_key_stored_by_setup_credentials_is_accepted_by_serve() {
+    use provisio::setup::secrets::{FileStore, SecretStore};
+    use provisio_core::plan::lifecycle::CredentialsSpec;
+
+    let f = Fixture::new();
+    let (reg, _) = provisio::ops::load::load(&f.registry).unwrap();
+    let plan = provisio_core::plan::plan_tenant(&reg, &reg.tenants[CAFE], now());
+    let spec = CredentialsSpec::from_plan(&plan);
+    let dir = tempfile::tempdir().unwrap();
+    let spec_file = dir.path().join("spec.json");
+    std::fs::write(&spec_file, serde_json::to_string_pretty(&spec).unwrap()).unwrap();
+    let store_dir = dir.path().join("store");
+    let setup = |master: &str| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_provisio"))
+            .args(["setup", "credentials", "--spec"])
+            .arg(&spec_file)
+            .arg("--secret-store")
+            .arg(format!("file:{}", store_dir.display()))
+            .env("PROVISIO_REPORT_SECRET", master)
+            .output()
+            .unwrap()
+    };
+    let out = setup(MASTER);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("credentials: 3 change(s)"), "{stdout}");
+    let again = setup(MASTER);
+    assert!(String::from_utf8_lossy(&again.stdout).contains("credentials: unchanged"));
+    // A Job run with another master never replaces the stored key.
+    let other = setup("another-master");
+    assert_eq!(other.status.code(), Some(2));
+    let store = FileStore::new(&store_dir);
+    let stored = store
+        .get(&spec.credentials.report.secret_key)
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored["tenant"], CAFE);
+    // Nothing secret on the Job's output.
+    let password = store
+        .get(&spec.credentials.admin.secret_key)
+        .unwrap()
+        .unwrap()["password"]
+        .clone();
+    assert!(!stdout.contains(&password) && !stdout.contains(&stored["key"]));
+
+    let server = start_at(&f, now());
+    let (code, err) = report_cli(
+        server.addr(),
+        ("PROVISIO_REPORT_KEY", &stored["key"]),
+        &[
+            "failed",
+            "--tenant",
+            CAFE,
+            "--reason",
+            "setup-mysql: unreachable",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(tenant_file(&f, CAFE).contains("status: failed"));
+    server.stop().unwrap();
+}
+
+/// A Kubernetes API double: `GET path` → the JSON stored for it, 404 otherwise.
+fn kube_double(
+    objects: Arc<std::sync::Mutex<std::collections::BTreeMap<String, Value>>>,
+) -> SocketAddr {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { continue };
+            let mut reader = BufReader::new(conn.try_clone().unwrap());
+            let mut line = String::new();
+            if reader.read_line(&mut line).is_err() {
+                continue;
+            }
+            let mut h = String::new();
+            while reader.read_line(&mut h).is_ok() && h.trim_end() != "" {
+                h.clear();
+            }
+            let path = line.split_whitespace().nth(1).unwrap_or("").to_owned();
+            let found = objects.lock().unwrap().get(&path).cloned();
+            let (status, body) = match found {
+                Some(v) => (200, v.to_string()),
+                None => (404, json!({"kind": "Status", "code": 404}).to_string()),
+            };
+            let _ = write!(
+                conn,
+                "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    addr
+}
+
+/// The purge checks verify their step on the cluster before they report it: something left
+/// is refused (exit 4) naming it, nothing recorded; once it is gone the step is reported, and
+/// a retried pod of the same Job is answered as a repeat.
+#[test]
+fn purge_checks_report_a_step_only_once_the_cluster_shows_it_done() {
+    use provisio::setup::secrets::{FileStore, SecretStore};
+    let f = Fixture::new();
+    let real_now = chrono::Utc::now();
+    let server = start_at(&f, real_now);
+    let t = real_now.timestamp();
+    let sha = "a4eb82fc5de84f24d591929c4a477cc30ca8f75ce5026888193f7f1c279011c2";
+    let ok = signed(
+        server.addr(),
+        "POST",
+        NORD,
+        NORD,
+        MASTER,
+        t,
+        &backup("backup-completed:j", sha),
+    );
+    assert_eq!(ok.status, 200, "{}", ok.body);
+
+    let dir = tempfile::tempdir().unwrap();
+    let store = FileStore::new(dir.path().join("store"));
+    let key_secret = format!("/e-commerce/tenants/{NORD}/report");
+    let key = hex::encode(signature::derive_key(MASTER.as_bytes(), NORD));
+    store
+        .create(
+            &key_secret,
+            &[("tenant", NORD), ("key", key.as_str())]
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .collect(),
+        )
+        .unwrap();
+    let ns = format!("e-commerce-{NORD}");
+    let objects = Arc::new(std::sync::Mutex::new(std::collections::BTreeMap::new()));
+    let list = |items: Value| json!({"kind": "List", "items": items});
+    let deployments = format!("/apis/apps/v1/namespaces/{ns}/deployments");
+    let pods = format!("/api/v1/namespaces/{ns}/pods");
+    objects.lock().unwrap().insert(
+        deployments.clone(),
+        list(json!([{"metadata": {"name": "api-gateway"}}])),
+    );
+    objects.lock().unwrap().insert(
+        pods.clone(),
+        list(json!([{"metadata": {"name": "backup-x"}, "status": {"phase": "Succeeded"}}])),
+    );
+    let kube = kube_double(objects.clone());
+    let check = |check: &str| {
+        let spec = json!({"version": 1, "tenant": NORD, "check": check, "namespace": ns,
+            "report": {"url": format!("http://{}{LIFECYCLE_PREFIX}{NORD}/reports", server.addr()),
+                       "keySecret": key_secret}});
+        let file = dir.path().join(format!("{check}.json"));
+        std::fs::write(&file, spec.to_string()).unwrap();
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_provisio"))
+            .args(["purge-check", "--spec"])
+            .arg(&file)
+            .arg("--secret-store")
+            .arg(format!("file:{}", dir.path().join("store").display()))
+            .args(["--attempts", "2", "--backoff-ms", "10"])
+            .env("PROVISIO_KUBE_API", format!("http://{kube}"))
+            .env("PROVISIO_JOB_UID", format!("uid-{check}"))
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+
+    // A Deployment still there: refused, nothing recorded.
+    let before = head(&f);
+    let (code, err) = check("workloads-gone");
+    assert_eq!(code, 4, "{err}");
+    assert!(
+        err.contains("Deployment api-gateway") && !err.contains("backup-x"),
+        "{err}"
+    );
+    assert_eq!(head(&f), before);
+    // Pruned (a completed Job's pod does not count): reported, step teardown.
+    objects.lock().unwrap().insert(deployments, list(json!([])));
+    let (code, err) = check("workloads-gone");
+    assert_eq!(code, 0, "{err}");
+    assert!(tenant_file(&f, NORD).contains("step: teardown"));
+    // The same Job's pod again (its answer lost): a repeat.
+    let (code, err) = check("workloads-gone");
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("was already recorded"), "{err}");
+
+    let done = json!({"kind": "teardown-completed", "id": "teardown-completed:j",
+        "at": real_now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        "removed": {"databases": 2, "mysqlUsers": 2, "vhosts": 1, "rabbitmqUsers": 1,
+                    "buckets": 2, "objectVersions": 0, "minioUsers": 1, "secrets": 4}});
+    let a = signed(server.addr(), "POST", NORD, NORD, MASTER, t, &done);
+    assert_eq!(a.status, 200, "{}", a.body);
+    // The namespace still answers: not removed yet.
+    let namespace = format!("/api/v1/namespaces/{ns}");
+    objects
+        .lock()
+        .unwrap()
+        .insert(namespace.clone(), json!({"kind": "Namespace"}));
+    let before = head(&f);
+    let (code, err) = check("namespace-gone");
+    assert_eq!(code, 4, "{err}");
+    assert!(err.contains(&format!("Namespace {ns}")), "{err}");
+    assert_eq!(head(&f), before);
+    objects.lock().unwrap().remove(&namespace);
+    let (code, err) = check("namespace-gone");
+    assert_eq!(code, 0, "{err}");
+    assert!(tenant_file(&f, NORD).contains("status: removed"));
+    server.stop().unwrap();
+}
+
+/// The SyncFail Job: the first failed Job of the shared namespace, with its pod's termination
+/// message, is the reason serve records (`failed`, attempts counted per Job).
+#[test]
+fn report_sync_failed_records_why_the_sync_failed() {
+    use provisio::setup::secrets::{FileStore, SecretStore};
+    let f = Fixture::new();
+    let real_now = chrono::Utc::now();
+    let server = start_at(&f, real_now);
+    let dir = tempfile::tempdir().unwrap();
+    let store = FileStore::new(dir.path().join("store"));
+    let key_secret = format!("/e-commerce/tenants/{CAFE}/report");
+    let key = hex::encode(signature::derive_key(MASTER.as_bytes(), CAFE));
+    store
+        .create(
+            &key_secret,
+            &[("tenant", CAFE), ("key", key.as_str())]
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .collect(),
+        )
+        .unwrap();
+    let objects = Arc::new(std::sync::Mutex::new(std::collections::BTreeMap::new()));
+    let shared = "e-commerce-shared";
+    objects.lock().unwrap().insert(
+        format!("/apis/batch/v1/namespaces/{shared}/jobs/setup-mysql-{CAFE}"),
+        json!({"status": {"conditions": [{"type": "Complete", "status": "True"}]}}),
+    );
+    objects.lock().unwrap().insert(
+        format!("/apis/batch/v1/namespaces/{shared}/jobs/setup-rabbitmq-{CAFE}"),
+        json!({"status": {"conditions": [{"type": "Failed", "status": "True",
+            "reason": "BackoffLimitExceeded", "message": "Job has reached the specified backoff limit"}]}}),
+    );
+    objects.lock().unwrap().insert(
+        format!("/api/v1/namespaces/{shared}/pods?labelSelector=job-name%3Dsetup-rabbitmq-{CAFE}"),
+        json!({"items": [{"status": {"containerStatuses": [{"state": {"terminated": {
+            "exitCode": 3, "message": "rabbitmq: cannot reach rabbitmq.e-commerce-shared:15672\n(after 6 attempt(s))"}}}]}}]}),
+    );
+    let kube = kube_double(objects.clone());
+    let spec = json!({"version": 1, "tenant": CAFE,
+        "report": {"url": format!("http://{}{LIFECYCLE_PREFIX}{CAFE}/reports", server.addr()),
+                   "keySecret": key_secret},
+        "inspect": {"sharedNamespace": shared, "tenantNamespace": format!("e-commerce-{CAFE}"),
+                    "jobs": [format!("setup-mysql-{CAFE}"), format!("setup-rabbitmq-{CAFE}")],
+                    "deployments": ["api-gateway"], "certificate": "tenant-tls"}});
+    let file = dir.path().join("spec.json");
+    std::fs::write(&file, spec.to_string()).unwrap();
+    let run = |uid: &str| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_provisio"))
+            .args(["report", "sync-failed", "--spec"])
+            .arg(&file)
+            .arg("--secret-store")
+            .arg(format!("file:{}", dir.path().join("store").display()))
+            .env("PROVISIO_KUBE_API", format!("http://{kube}"))
+            .env("PROVISIO_JOB_UID", uid)
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, err) = run("uid-1");
+    assert_eq!(code, 0, "{err}");
+    let text = tenant_file(&f, CAFE);
+    assert!(text.contains("status: failed"), "{text}");
+    assert!(
+        text.contains(&format!("reason: setup-rabbitmq-{CAFE}: rabbitmq: cannot reach rabbitmq.e-commerce-shared:15672 / (after 6 attempt(s))")),
+        "{text}"
+    );
+    assert!(text.contains("attempts: 1"), "{text}");
+    // The same Job's pod again: a repeat; the next failed sync (another Job): attempt 2.
+    let (code, _) = run("uid-1");
+    assert_eq!(code, 0);
+    assert!(tenant_file(&f, CAFE).contains("attempts: 1"));
+    let (code, err) = run("uid-2");
+    assert_eq!(code, 0, "{err}");
+    assert!(tenant_file(&f, CAFE).contains("attempts: 2"));
     server.stop().unwrap();
 }

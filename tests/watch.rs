@@ -2,7 +2,8 @@
 //! repository (file:// URL): a broken registry file changes nothing and is picked up once
 //! fixed; mass deletions are refused with the count and the ids; a burst of writes is one
 //! commit; SIGTERM/SIGINT exit 0, a second signal while stopping 1; `/metrics`; the Argo CD nudge; `--registry-git` polling;
-//! platform-tools changes delivered like tenant changes, and their mass removal refused.
+//! platform-tools changes delivered like tenant changes, and their mass removal refused; a
+//! deletion date passing with no registry change delivers the tenant's due tree.
 
 mod common;
 mod watch_support;
@@ -564,4 +565,57 @@ fn platform_tools_changes_are_delivered_and_mass_removal_refused() {
     assert_eq!(head_of(&bare, "main"), Some(head));
     assert!(ws.out().join("platform-out/tools/products/orders").is_dir());
     stop(w);
+}
+
+#[test]
+fn a_deletion_date_passing_delivers_the_due_tree_without_a_registry_change() {
+    let ws = Workspace::new();
+    let nord = "tenants/nordwind-logistik-7ace77.yaml";
+    let deletion = (chrono::Utc::now() + chrono::Duration::seconds(4))
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let text = std::fs::read_to_string(ws.registry().join(nord))
+        .unwrap()
+        .replace(
+            "deletion: 2025-07-15T00:00:00Z",
+            &format!("deletion: {deletion}"),
+        );
+    assert!(text.contains(&deletion));
+    ws.write(nord, &text);
+    let (bare, url) = bare(ws.dir.path());
+    let w = Watch::spawn_real_clock(
+        &ws.registry(),
+        &ws.out(),
+        &url,
+        &[],
+        &ws.dir.path().join("watch.log"),
+    );
+    wait_for("the first commit in the remote", T, || {
+        head_of(&bare, "main").is_some()
+    });
+    let first = head_of(&bare, "main").unwrap();
+    let backup = "tenants-out/nordwind-logistik-7ace77/backup.yaml";
+    assert!(
+        !tree_files(&bare, first).contains_key(backup),
+        "in its grace period before {deletion}"
+    );
+    wait_for("the due tree after the deletion date", T, || {
+        head_of(&bare, "main")
+            .is_some_and(|h| h != first && tree_files(&bare, h).contains_key(backup))
+    });
+    let head = head_of(&bare, "main").unwrap();
+    assert_eq!(parents(&bare, head), vec![first]);
+    let files = tree_files(&bare, head);
+    let changed: Vec<&String> = files
+        .keys()
+        .filter(|k| tree_files(&bare, first).get(*k) != files.get(*k))
+        .collect();
+    assert!(
+        changed
+            .iter()
+            .all(|k| k.starts_with("tenants-out/nordwind-logistik-7ace77/")
+                || k.as_str() == ".provisio-state.json"),
+        "only the due tenant changed: {changed:?}"
+    );
+    let log = stop(w);
+    assert!(log.contains("a deletion date was reached"), "{log}");
 }

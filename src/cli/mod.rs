@@ -46,6 +46,11 @@ pub enum Command {
     Rollback(commands::rollback::Args),
     /// Send one signed lifecycle report of a tenant to serve, as its Jobs do.
     Report(commands::report::Args),
+    /// Set the tenant's website record to its status (the website-status Job).
+    WebsiteStatus(commands::website_status::Args),
+    /// Verify a step of a purging tenant's removal on the cluster, then report it (the
+    /// purge-check and namespace-check Jobs).
+    PurgeCheck(commands::purge_check::Args),
 }
 
 /// Parses the arguments, runs the command, maps the outcome to an exit code.
@@ -82,6 +87,8 @@ pub fn main() -> ExitCode {
         Command::Watch(a) => commands::watch::run(a),
         Command::Rollback(a) => commands::rollback::run(a),
         Command::Report(a) => commands::report::run(a),
+        Command::WebsiteStatus(a) => commands::website_status::run(a),
+        Command::PurgeCheck(a) => commands::purge_check::run(a),
     };
     exit.into()
 }

@@ -4,7 +4,9 @@
 //! [`io::retry::Policy`](crate::io::retry::Policy), retrying what [`is_transient`] calls
 //! transient (connection errors, timeouts, 408, 425, 429, 500, 502, 503, 504) and nothing else.
 //! Callers: setup's management and AWS clients (`setup::management`, `setup::aws`, which
-//! the secret store uses) and the Argo CD nudge (`io::nudge`).
+//! the secret store uses), the websites-service client (`setup::websites`), the Kubernetes API
+//! reader (`io::kube`), the lifecycle reports' client (`ops::report`) and the Argo CD nudge
+//! (`io::nudge`).
 
 use std::fmt;
 use std::time::Duration;
@@ -45,6 +47,30 @@ pub fn agent(timeout: Duration) -> ureq::Agent {
         .user_agent(USER_AGENT)
         .build()
         .into()
+}
+
+/// An agent like [`agent`] that trusts the certificates of `ca_pem` (PEM) instead of Mozilla's
+/// roots: the Kubernetes API server's own CA (`io::kube`).
+pub fn agent_trusting(timeout: Duration, ca_pem: &[u8]) -> Result<ureq::Agent, ureq::Error> {
+    let roots: Vec<ureq::tls::Certificate<'static>> = ureq::tls::parse_pem(ca_pem)
+        .filter_map(|item| match item {
+            Ok(ureq::tls::PemItem::Certificate(c)) => Some(Ok(c)),
+            Ok(_) => None,
+            Err(e) => Some(Err(e)),
+        })
+        .collect::<Result<_, _>>()?;
+    Ok(ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_connect(Some(CONNECT_TIMEOUT.min(timeout)))
+        .timeout_global(Some(timeout))
+        .tls_config(
+            ureq::tls::TlsConfig::builder()
+                .root_certs(ureq::tls::RootCerts::Specific(std::sync::Arc::new(roots)))
+                .build(),
+        )
+        .user_agent(USER_AGENT)
+        .build()
+        .into())
 }
 
 /// An HTTP response: status and body.

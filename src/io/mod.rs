@@ -4,6 +4,7 @@
 
 pub mod fsx;
 pub mod http;
+pub mod kube;
 pub mod nudge;
 pub mod output;
 pub mod registry_dir;

@@ -195,7 +195,9 @@ pub fn generate_observed(
     })?;
     writer.platform(&platform.files)?;
     writer.argocd(&render::argocd::render_argocd(&reg)?)?;
-    Ok(writer.finish(&live)?)
+    let mut summary = writer.finish(&live)?;
+    summary.next_deadline = provisio_core::lifecycle::next_deadline(reg.tenants.values(), now);
+    Ok(summary)
 }
 
 /// Renders `tenants` on every core and hands each tree to `sink` on the calling thread, in

@@ -9,8 +9,10 @@ pub mod error;
 pub mod generate;
 pub mod load;
 pub mod plan;
+pub mod purge_check;
 pub mod report;
 pub mod rollback;
 pub mod setup;
+pub mod sync_failed;
 
 pub use error::PipelineError;

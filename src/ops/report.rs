@@ -16,7 +16,8 @@ use provisio_core::lifecycle::{LifecycleView, Refusal, Report, signature};
 /// Where and as whom a report is sent.
 #[derive(Clone)]
 pub struct Target {
-    /// serve's base URL (`http://provisio-serve.provisio.svc.cluster.local:8080`).
+    /// The tenant's report URL (`<serve>/api/v1/lifecycle/tenants/<tenant>/reports`, as the
+    /// Jobs' specs carry it; [`reports_url`] builds it from serve's base URL).
     pub url: String,
     pub tenant: String,
     /// The tenant's report key (32 bytes; never printed).
@@ -74,6 +75,47 @@ struct ErrorDetail {
     message: String,
 }
 
+/// `<base>/api/v1/lifecycle/tenants/<tenant>/reports`.
+pub fn reports_url(base: &str, tenant: &str) -> String {
+    format!(
+        "{}/api/v1/lifecycle/tenants/{}/reports",
+        base.trim_end_matches('/'),
+        http::seg(tenant)
+    )
+}
+
+/// The report key stored by `setup credentials` (`{"tenant", "key": hex}`) at `key_secret`.
+pub fn stored_key(
+    store: &dyn crate::setup::secrets::SecretStore,
+    key_secret: &str,
+    tenant: &str,
+) -> Result<Vec<u8>, crate::setup::SetupError> {
+    let c = store.get(key_secret)?;
+    match c.as_ref().map(|c| (c.get("tenant"), c.get("key"))) {
+        Some((Some(t), Some(k))) if t == tenant => hex::decode(k).map_err(|_| {
+            crate::setup::SetupError::invalid(
+                format!("secret at `{key_secret}`"),
+                "`key` is not hex",
+            )
+        }),
+        _ => Err(crate::setup::SetupError::invalid(
+            format!("secret at `{key_secret}`"),
+            format!("no report key of tenant {tenant}: `setup credentials` has not run"),
+        )),
+    }
+}
+
+/// The report id of a Job: `<kind>:<its uid>` (`PROVISIO_JOB_UID`, the same for every pod
+/// of the Job), else `<kind>:<tenant>-<unix time>`.
+pub fn job_report_id(kind: &str, tenant: &str, now: DateTime<Utc>) -> String {
+    match std::env::var("PROVISIO_JOB_UID") {
+        Ok(uid) if provisio_core::lifecycle::report::is_report_id(&format!("{kind}:{uid}")) => {
+            format!("{kind}:{uid}")
+        }
+        _ => format!("{kind}:{tenant}-{}", now.timestamp()),
+    }
+}
+
 /// Sends `report` for `target.tenant`; `clock` gives each attempt's signature time.
 pub fn send(
     target: &Target,
@@ -84,11 +126,18 @@ pub fn send(
     let body = report.to_json();
     // The same parser serve runs: a report that would be refused never leaves.
     provisio_core::lifecycle::report::parse(body.as_bytes()).map_err(ReportError::Invalid)?;
-    let path = format!(
-        "/api/v1/lifecycle/tenants/{}/reports",
-        http::seg(&target.tenant)
-    );
-    let url = format!("{}{path}", target.url.trim_end_matches('/'));
+    let url = target.url.clone();
+    // The signature covers the path as sent.
+    let path = url
+        .split_once("://")
+        .and_then(|(_, rest)| rest.find('/').map(|i| rest[i..].to_owned()))
+        .ok_or_else(|| {
+            ReportError::Invalid(Refusal {
+                code: "invalid_field",
+                message: format!("the report URL `{url}` has no path"),
+                field: None,
+            })
+        })?;
     let agent = http::agent(Duration::from_secs(30));
     let what = format!("report {} of {}", report.kind().as_str(), target.tenant);
     let answer = http::send(policy, &what, || {

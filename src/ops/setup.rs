@@ -18,6 +18,9 @@ pub enum Service {
     Rabbitmq,
     /// Buckets through the S3 API (and the tenant's MinIO user).
     Minio,
+    /// The tenant's own credentials in the secret store (admin password, internal API token,
+    /// report key): `setup` only; its spec is a `CredentialsSpec`.
+    Credentials,
 }
 
 impl Service {
@@ -26,6 +29,7 @@ impl Service {
             Service::Mysql => "mysql",
             Service::Rabbitmq => "rabbitmq",
             Service::Minio => "minio",
+            Service::Credentials => "credentials",
         }
     }
 }
@@ -64,7 +68,7 @@ fn aws_credentials() -> Result<Credentials, SetupError> {
 }
 
 impl Store {
-    fn open(&self, retry: Policy) -> Result<Box<dyn SecretStore>, SetupError> {
+    pub(crate) fn open(&self, retry: Policy) -> Result<Box<dyn SecretStore>, SetupError> {
         match self {
             Store::File(dir) => Ok(Box::new(FileStore::new(dir))),
             Store::AwsSecretsManager => {
@@ -86,8 +90,17 @@ impl Store {
     }
 }
 
+/// Environment variable holding the report master secret (`setup credentials`; the Job gets
+/// it from the platform's Secret `provisio-report-master`, key `PROVISIO_REPORT_SECRET`).
+pub const REPORT_SECRET_ENV: &str = "PROVISIO_REPORT_SECRET";
+
 fn load_spec(spec: Option<&PathBuf>) -> Result<SetupSpec, SetupError> {
-    let json = match spec {
+    Ok(SetupSpec::parse(&spec_text(spec)?)?)
+}
+
+/// The spec's JSON: the file, or the `PROVISIO_SETUP_SPEC` variable.
+pub(crate) fn spec_text(spec: Option<&PathBuf>) -> Result<String, SetupError> {
+    Ok(match spec {
         Some(path) => std::fs::read_to_string(path).map_err(|source| SetupError::Io {
             action: "read the setup spec",
             path: path.display().to_string(),
@@ -99,8 +112,36 @@ fn load_spec(spec: Option<&PathBuf>) -> Result<SetupSpec, SetupError> {
                 format!("give --spec <file> or set {SPEC_ENV}"),
             )
         })?,
+    })
+}
+
+/// `setup credentials`: the tenant's own credentials (`setup::credentials`).
+fn credentials(req: &Request) -> Result<Report, SetupError> {
+    if req.teardown {
+        return Err(SetupError::invalid(
+            "teardown credentials",
+            "the tenant's secret-store entries are removed by its teardown, not on their own",
+        ));
+    }
+    let spec =
+        provisio_core::plan::lifecycle::CredentialsSpec::parse(&spec_text(req.spec.as_ref())?)?;
+    let master = match std::env::var(REPORT_SECRET_ENV) {
+        Ok(v) if !v.trim_end_matches(['\n', '\r']).is_empty() => v,
+        _ => {
+            return Err(SetupError::invalid(
+                "environment",
+                format!(
+                    "{REPORT_SECRET_ENV} must be set (the report master secret, from the Secret provisio-report-master)"
+                ),
+            ));
+        }
     };
-    Ok(SetupSpec::parse(&json)?)
+    let store = req.store.open(req.retry)?;
+    setup::credentials::setup(
+        &spec,
+        master.trim_end_matches(['\n', '\r']).as_bytes(),
+        &*store,
+    )
 }
 
 fn env(name: &str) -> Result<String, SetupError> {
@@ -158,6 +199,9 @@ fn not_needed(spec: &SetupSpec, service: Service) -> Report {
 
 /// Runs one request; the report says what changed.
 pub fn run(req: &Request) -> Result<Report, SetupError> {
+    if req.service == Service::Credentials {
+        return credentials(req);
+    }
     let (args, teardown) = (req, req.teardown);
     let spec = load_spec(args.spec.as_ref())?;
     if teardown {
@@ -216,5 +260,29 @@ pub fn run(req: &Request) -> Result<Report, SetupError> {
                 Ok(report)
             }
         },
+        Service::Credentials => credentials(req),
     }
+}
+
+/// `website-status`: the tenant's website record follows its status (the spec rendered into
+/// its `website-status` Job), with the token from the secret store.
+pub fn website_status(
+    spec: Option<&PathBuf>,
+    store: &Store,
+    retry: Policy,
+) -> Result<Report, SetupError> {
+    let spec = provisio_core::plan::lifecycle::WebsiteStatusSpec::parse(&spec_text(spec)?)?;
+    let w = &spec.website;
+    let store = store.open(retry)?;
+    let token = store
+        .get(&w.token_secret)?
+        .and_then(|c| c.get("token").cloned())
+        .ok_or_else(|| {
+            SetupError::invalid(
+                format!("secret at `{}`", w.token_secret),
+                "no `token`: `setup credentials` has not run for this tenant",
+            )
+        })?;
+    let client = setup::websites::Client::new(&w.url, &token, retry);
+    setup::websites::set_status(&client, &spec.tenant, &w.domain, w.id.as_deref(), &w.status)
 }

@@ -9,12 +9,14 @@
 //! [`crate::io::retry`]), HTTP requests go through [`crate::io::http`].
 
 pub mod aws;
+pub mod credentials;
 pub mod madmin;
 pub mod management;
 pub mod mysql;
 pub mod rabbitmq;
 pub mod s3;
 pub mod secrets;
+pub mod websites;
 
 use std::fmt;
 

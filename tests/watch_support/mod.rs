@@ -187,6 +187,28 @@ pub struct Watch {
 
 impl Watch {
     pub fn spawn(registry: &Path, out: &Path, url: &str, extra: &[&str], log: &Path) -> Watch {
+        Self::spawn_at(registry, out, url, extra, log, Some(NOW))
+    }
+
+    /// As [`Watch::spawn`], on the real clock (the lifecycle's deletion dates pass).
+    pub fn spawn_real_clock(
+        registry: &Path,
+        out: &Path,
+        url: &str,
+        extra: &[&str],
+        log: &Path,
+    ) -> Watch {
+        Self::spawn_at(registry, out, url, extra, log, None)
+    }
+
+    fn spawn_at(
+        registry: &Path,
+        out: &Path,
+        url: &str,
+        extra: &[&str],
+        log: &Path,
+        now: Option<&str>,
+    ) -> Watch {
         let file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -209,7 +231,8 @@ impl Watch {
             .arg(registry)
             .arg("--out")
             .arg(out)
-            .args(["--manifests-url", url, "--now", NOW])
+            .args(["--manifests-url", url])
+            .args(now.map(|n| ["--now", n]).into_iter().flatten())
             .args(defaults)
             .args(extra)
             .env("PROVISIO_LOG", "provisio=info")

@@ -5,12 +5,14 @@ pub mod args;
 pub mod check;
 pub mod generate;
 pub mod plan;
+pub mod purge_check;
 pub mod report;
 pub mod rollback;
 pub mod serve;
 pub mod setup;
 pub mod validate;
 pub mod watch;
+pub mod website_status;
 
 use crate::cli::Exit;
 use crate::ops::PipelineError;

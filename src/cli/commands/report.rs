@@ -1,5 +1,7 @@
 //! `provisio report <kind>`: sends one signed lifecycle report to serve, as a tenant's Job
-//! does (docs/lifecycle.md, "Reports"). For operators (re-sending a report a Job could not
+//! does (docs/lifecycle.md, "Reports"). `provisio report sync-failed --spec … --secret-store …`
+//! is the SyncFail Job's: it finds why the sync failed on the cluster and reports `failed`
+//! (`ops::sync_failed`). For operators (re-sending a report a Job could not
 //! deliver) and for the README's walk through a tenant's life without a cluster. The key is
 //! the tenant's report key (`PROVISIO_REPORT_KEY`, hex, as the secret store keeps it) or, with
 //! `--key-from-master`, derived from the master secret in `PROVISIO_REPORT_SECRET`.
@@ -17,12 +19,18 @@ pub const KEY_ENV: &str = "PROVISIO_REPORT_KEY";
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// The report's kind.
-    #[arg(value_parser = parse_kind)]
-    pub kind: ReportKind,
+    /// The report's kind, or `sync-failed` (the SyncFail Job: `--spec` and `--secret-store`).
+    #[arg(value_parser = parse_what)]
+    pub kind: What,
     /// The tenant it is for.
-    #[arg(long)]
-    pub tenant: String,
+    #[arg(long, required_unless_present = "spec")]
+    pub tenant: Option<String>,
+    /// `sync-failed`: the Job's spec (JSON).
+    #[arg(long, requires = "secret_store")]
+    pub spec: Option<std::path::PathBuf>,
+    /// `sync-failed`: where the tenant's report key lives (as for `setup`).
+    #[arg(long, value_parser = super::setup::parse_store)]
+    pub secret_store: Option<crate::ops::setup::Store>,
     /// serve's base URL.
     #[arg(long, default_value = "http://127.0.0.1:8080")]
     pub url: String,
@@ -65,10 +73,20 @@ pub struct Args {
     pub now: NowArg,
 }
 
-fn parse_kind(s: &str) -> Result<ReportKind, String> {
-    ReportKind::from_name(s).ok_or_else(|| {
+/// What to report: one report of a kind, or the SyncFail Job's inspection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum What {
+    Kind(ReportKind),
+    SyncFailed,
+}
+
+fn parse_what(s: &str) -> Result<What, String> {
+    if s == "sync-failed" {
+        return Ok(What::SyncFailed);
+    }
+    ReportKind::from_name(s).map(What::Kind).ok_or_else(|| {
         format!(
-            "expected one of: {}",
+            "expected sync-failed or one of: {}",
             ReportKind::ALL.map(ReportKind::as_str).join(", ")
         )
     })
@@ -82,16 +100,16 @@ fn parse_count(s: &str) -> Result<(String, u64), String> {
 
 /// The report's JSON from the arguments; the fields its kind does not take are left out,
 /// the ones it needs and lacks are reported by the parser.
-fn body(a: &Args) -> Value {
-    let kind = a.kind.as_str();
+fn body(a: &Args, kind: ReportKind) -> Value {
+    let kind_name = kind.as_str();
     let at = a.now.get();
     let mut m = Map::new();
-    m.insert("kind".into(), json!(kind));
+    m.insert("kind".into(), json!(kind_name));
     m.insert(
         "id".into(),
         json!(
             a.id.clone()
-                .unwrap_or_else(|| format!("{kind}:cli-{}", at.timestamp()))
+                .unwrap_or_else(|| format!("{kind_name}:cli-{}", at.timestamp()))
         ),
     );
     m.insert("at".into(), json!(provisio_core::plan::timestamp(&at)));
@@ -100,7 +118,7 @@ fn body(a: &Args) -> Value {
             m.insert(k.to_owned(), v);
         }
     };
-    match a.kind {
+    match kind {
         ReportKind::WelcomeSent => put("messageId", a.message_id.clone().map(Value::from)),
         ReportKind::Activated => put("website", a.website.clone().map(|w| json!({ "id": w }))),
         ReportKind::Failed | ReportKind::BackupFailed | ReportKind::TeardownFailed => {
@@ -127,7 +145,7 @@ fn body(a: &Args) -> Value {
     Value::Object(m)
 }
 
-fn key(a: &Args) -> Result<Vec<u8>, String> {
+fn key(a: &Args, tenant: &str) -> Result<Vec<u8>, String> {
     if a.key_from_master {
         let master = std::env::var(super::serve::REPORT_SECRET_ENV).map_err(|_| {
             format!(
@@ -136,7 +154,7 @@ fn key(a: &Args) -> Result<Vec<u8>, String> {
             )
         })?;
         let master = master.trim_end_matches(['\n', '\r']);
-        return Ok(signature::derive_key(master.as_bytes(), &a.tenant).to_vec());
+        return Ok(signature::derive_key(master.as_bytes(), tenant).to_vec());
     }
     let hex_key = std::env::var(KEY_ENV).map_err(|_| {
         format!("set {KEY_ENV} (the tenant's report key, hex) or pass --key-from-master")
@@ -144,24 +162,61 @@ fn key(a: &Args) -> Result<Vec<u8>, String> {
     hex::decode(hex_key.trim()).map_err(|_| format!("{KEY_ENV} is not hex"))
 }
 
+fn sync_failed(a: &Args) -> Exit {
+    let Some(store) = &a.secret_store else {
+        eprintln!("error: sync-failed needs --spec and --secret-store");
+        return Exit::Invalid;
+    };
+    let fixed = a.now.now;
+    let clock = move || fixed.unwrap_or_else(chrono::Utc::now);
+    match crate::ops::sync_failed::run(a.spec.as_ref(), store, Policy::default(), clock) {
+        Ok((why, sent)) => {
+            eprintln!(
+                "report: {} failed {} ({}): {why}",
+                sent.tenant,
+                if sent.recorded {
+                    "recorded"
+                } else {
+                    "was already recorded"
+                },
+                sent.lifecycle.status.as_str()
+            );
+            Exit::Ok
+        }
+        Err(e) => {
+            crate::report::print_in("report sync-failed", &e);
+            super::purge_check::exit_of(&e)
+        }
+    }
+}
+
 pub fn run(a: Args) -> Exit {
-    let key = match key(&a) {
+    let kind = match a.kind {
+        What::SyncFailed => return sync_failed(&a),
+        What::Kind(k) => k,
+    };
+    let Some(tenant) = a.tenant.clone() else {
+        eprintln!("error: --tenant is required");
+        return Exit::Invalid;
+    };
+    let key = match key(&a, &tenant) {
         Ok(k) => k,
         Err(m) => {
             eprintln!("error: {m}");
             return Exit::Invalid;
         }
     };
-    let report = match provisio_core::lifecycle::report::parse(body(&a).to_string().as_bytes()) {
-        Ok(r) => r,
-        Err(r) => {
-            eprintln!("error: the report is invalid: {r}");
-            return Exit::Invalid;
-        }
-    };
+    let report =
+        match provisio_core::lifecycle::report::parse(body(&a, kind).to_string().as_bytes()) {
+            Ok(r) => r,
+            Err(r) => {
+                eprintln!("error: the report is invalid: {r}");
+                return Exit::Invalid;
+            }
+        };
     let target = Target {
-        url: a.url.clone(),
-        tenant: a.tenant.clone(),
+        url: crate::ops::report::reports_url(&a.url, &tenant),
+        tenant: tenant.clone(),
         key,
     };
     let fixed = a.now.now;

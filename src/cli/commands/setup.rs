@@ -1,4 +1,4 @@
-//! `provisio setup mysql|rabbitmq|s3` and `provisio teardown …`: run by the setup Jobs (see
+//! `provisio setup mysql|rabbitmq|minio|credentials` and `provisio teardown …`: run by the setup Jobs (see
 //! `render::jobs`) with the tenant's [`SetupSpec`] and the admin credentials of the shared
 //! service in their environment. Prints one line per object and `unchanged` when a run
 //! changed nothing; exits 0 when done, 2 on invalid input, 3 when a server is unreachable
@@ -43,7 +43,7 @@ pub struct Args {
     pub now: Option<DateTime<Utc>>,
 }
 
-fn parse_store(s: &str) -> Result<Store, String> {
+pub fn parse_store(s: &str) -> Result<Store, String> {
     match s.split_once(':') {
         _ if s == "aws-secrets-manager" => Ok(Store::AwsSecretsManager),
         Some(("file", dir)) if !dir.is_empty() => Ok(Store::File(PathBuf::from(dir))),
@@ -58,6 +58,9 @@ pub enum ServiceArg {
     Rabbitmq,
     /// Buckets through the S3 API (and the tenant's MinIO user).
     Minio,
+    /// The tenant's admin password, internal API token and report key in the secret store
+    /// (`setup` only; the report master secret from `PROVISIO_REPORT_SECRET`).
+    Credentials,
 }
 
 fn run_with(args: Args, teardown: bool) -> Exit {
@@ -65,6 +68,7 @@ fn run_with(args: Args, teardown: bool) -> Exit {
         ServiceArg::Mysql => Service::Mysql,
         ServiceArg::Rabbitmq => Service::Rabbitmq,
         ServiceArg::Minio => Service::Minio,
+        ServiceArg::Credentials => Service::Credentials,
     };
     let req = Request {
         service,

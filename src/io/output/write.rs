@@ -40,6 +40,10 @@ pub struct Summary {
     pub tenants_removed: BTreeSet<String>,
     /// Tenants skipped because their inputs did not change.
     pub tenants_skipped: usize,
+    /// The next moment a tenant's tree changes by the clock alone (a cancelled tenant's
+    /// deletion date still ahead): when watch regenerates without a registry change. Set by
+    /// the caller that knows the registry (`ops::generate`).
+    pub next_deadline: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 impl Summary {

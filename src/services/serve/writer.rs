@@ -189,11 +189,12 @@ impl Store {
                 if let Some(rest) = line.strip_prefix(REPORT_TRAILER) {
                     // `<tenant> <kind> <report id> <fingerprint>`
                     let parts: Vec<&str> = rest.split_whitespace().collect();
-                    if let [tenant, _kind, id, fingerprint] = parts[..] {
+                    if let [tenant, kind, id, fingerprint] = parts[..] {
                         state.record_report(
                             id.to_owned(),
                             ReportRecord {
                                 tenant: tenant.to_owned(),
+                                kind: kind.to_owned(),
                                 fingerprint: fingerprint.to_owned(),
                             },
                         );

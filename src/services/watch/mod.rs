@@ -125,6 +125,9 @@ struct Loop<'a> {
     /// A delivery failed; retry on the timer.
     retry: bool,
     first: bool,
+    /// The next deletion date of a cancelled tenant (from the last regeneration): its tree
+    /// changes then without any registry change, so a cycle runs at that moment.
+    deadline: Option<chrono::DateTime<Utc>>,
 }
 
 /// Runs watch mode until `stop` is set. Returns after the current cycle ends.
@@ -154,6 +157,7 @@ pub fn run(
         last_valid: None,
         scan: true,
         retry: false,
+        deadline: None,
         first: true,
     };
     // Until the start-up cycle delivers, whatever the registry holds is pending.
@@ -198,7 +202,10 @@ fn run_notify(lp: &mut Loop) -> Result<(), WatchError> {
         let first = match rx.recv_timeout(Duration::from_millis(100)) {
             Ok(ev) => ev,
             Err(RecvTimeoutError::Timeout) => {
-                if lp.retry && last_attempt.elapsed() >= lp.cfg.retry_interval {
+                if lp.deadline_reached() {
+                    last_attempt = Instant::now();
+                    lp.cycle("a deletion date was reached");
+                } else if lp.retry && last_attempt.elapsed() >= lp.cfg.retry_interval {
                     last_attempt = Instant::now();
                     lp.cycle("retrying after a failure");
                 }
@@ -261,6 +268,9 @@ fn run_polling(lp: &mut Loop, p: &FollowConfig) -> Result<(), WatchError> {
     let mut next = Instant::now() + p.interval;
     while !lp.stop.load(Ordering::Relaxed) {
         lp.health.round();
+        if lp.deadline_reached() {
+            lp.cycle("a deletion date was reached");
+        }
         let poked = lp.health.take_poke();
         if !poked && Instant::now() < next {
             std::thread::sleep(Duration::from_millis(50));
@@ -383,6 +393,17 @@ impl Loop<'_> {
         }
     }
 
+    /// The next deletion date has come (by the clock generate renders with); it is used
+    /// once, the cycle it starts computes the next one.
+    fn deadline_reached(&mut self) -> bool {
+        let now = self.cfg.now.unwrap_or_else(Utc::now);
+        if self.deadline.is_some_and(|d| d <= now) {
+            self.deadline = None;
+            return true;
+        }
+        false
+    }
+
     fn options(&self) -> GenerateOptions {
         GenerateOptions {
             now: self.cfg.now.unwrap_or_else(Utc::now),
@@ -430,6 +451,7 @@ impl Loop<'_> {
                 };
             }
         };
+        self.deadline = summary.next_deadline;
         self.metrics
             .tenants("changed", summary.tenants_changed.len());
         self.metrics

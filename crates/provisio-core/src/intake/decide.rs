@@ -103,6 +103,8 @@ impl Submission {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReportRecord {
     pub tenant: String,
+    /// The report's kind (`welcome-sent`, …).
+    pub kind: String,
     pub fingerprint: String,
 }
 
@@ -288,8 +290,18 @@ impl State {
             a.lifecycle = Some(LifecycleView::of(&entry.tenant, now));
             a
         };
+        let policy = lifecycle::Policy {
+            rollback_after: self.platform.lifecycle.rollback.after_failed_attempts,
+            archive_bucket: &self.platform.lifecycle.archive.bucket.value,
+        };
         if let Some(seen) = self.reports.get(&report.id) {
             if seen.tenant == tenant && seen.fingerprint == fingerprint {
+                return Ok(repeat(self, entry));
+            }
+            // The Jobs' ids are `<kind>:<Job uid>`: the same id for the same tenant and kind
+            // is the same Job again (a pod retried after its answer was lost), whose own `at`
+            // (or a reason read again) may differ. Its report is recorded: a repeat.
+            if seen.tenant == tenant && seen.kind == report.kind().as_str() {
                 return Ok(repeat(self, entry));
             }
             return Err(IntakeError::Conflict {
@@ -301,10 +313,6 @@ impl State {
                 ),
             });
         }
-        let policy = lifecycle::Policy {
-            rollback_after: self.platform.lifecycle.rollback.after_failed_attempts,
-            archive_bucket: &self.platform.lifecycle.archive.bucket.value,
-        };
         let change = match lifecycle::decide(&entry.tenant, report, now, &policy)? {
             Decision::Repeat => return Ok(repeat(self, entry)),
             Decision::Record(c) => c,
@@ -319,6 +327,7 @@ impl State {
             report.id.clone(),
             ReportRecord {
                 tenant: tenant.to_owned(),
+                kind: report.kind().as_str().to_owned(),
                 fingerprint,
             },
         );

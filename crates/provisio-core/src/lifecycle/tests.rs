@@ -358,15 +358,31 @@ fn report_ids_are_idempotency_keys() {
         Outcome::Unchanged
     );
     assert_eq!(l.tenant(PROVISIONING).failure.unwrap().attempts.value, 1);
+    // The same Job again (its id), having read another reason: still that one failure.
     let mut other = failed("f:1");
     other.body = ReportBody::Failed {
         reason: "something else".into(),
     };
-    let e = l.report(PROVISIONING, &other, now).unwrap_err();
+    assert_eq!(
+        l.report(PROVISIONING, &other, now).unwrap(),
+        Outcome::Unchanged
+    );
+    assert_eq!(l.tenant(PROVISIONING).failure.unwrap().attempts.value, 1);
+    // The same id on another kind of report is a reuse.
+    let e = l.report(PROVISIONING, &welcome("f:1"), now).unwrap_err();
     assert_eq!(code(e), "report_id_reused");
     // The same id for another tenant is a reuse too.
     let e = l.report(ACTIVE, &failed("f:1"), now).unwrap_err();
     assert_eq!(code(e), "report_id_reused");
+    // A retried pod of one Job: the same id, its own `at`. Its effect is recorded: a repeat.
+    l.report(PROVISIONING, &welcome("w:job"), now).unwrap();
+    let mut retried = welcome("w:job");
+    retried.at = at("2025-03-02T09:59:00Z");
+    assert_ne!(retried.fingerprint(), welcome("w:job").fingerprint());
+    assert_eq!(
+        l.report(PROVISIONING, &retried, now).unwrap(),
+        Outcome::Unchanged
+    );
 }
 
 #[test]
