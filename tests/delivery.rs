@@ -418,6 +418,60 @@ fn generate_commit_push_delivers_once_for_ci() {
     );
 }
 
+/// CI may find output that an earlier run generated and never committed (`generate` without
+/// `--commit`): the next `generate --commit` writes nothing itself and still commits it (the
+/// one commit path edits HEAD's tree where the state file on disk and HEAD's differ), and
+/// leaves `git status` in the clone clean.
+#[test]
+fn generate_commit_commits_output_an_earlier_run_left_uncommitted() {
+    let ws = Workspace::new();
+    let (bare, url) = bare(ws.dir.path());
+    let run = |extra: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_provisio"))
+            .arg("generate")
+            .arg("--registry")
+            .arg(ws.registry())
+            .arg("--out")
+            .arg(ws.out())
+            .args(["--now", NOW])
+            .args(extra)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(out.status.code(), Some(0), "{stderr}");
+        stderr
+    };
+    let deliver = ["--commit", "--push", "--manifests-url", url.as_str()];
+    run(&deliver);
+    let first = head_of(&bare, "main").unwrap();
+    let (id, rel, text) = new_tenant(3);
+    ws.write(&rel, &text);
+    let stderr = run(&[]);
+    assert!(
+        stderr.contains("(1 tenant(s) changed, 0 removed)"),
+        "{stderr}"
+    );
+    let stderr = run(&deliver);
+    assert!(stderr.contains("generate: 0 written"), "{stderr}");
+    assert!(stderr.contains("generate: committed "), "{stderr}");
+    let head = head_of(&bare, "main").unwrap();
+    assert_ne!(head, first);
+    assert_eq!(tree_files(&bare, head), expected(&ws.registry()));
+    assert!(
+        message(&bare, head).contains(&id),
+        "{}",
+        message(&bare, head)
+    );
+    let clone = git2::Repository::open(ws.out()).unwrap();
+    let dirty: Vec<String> = clone
+        .statuses(None)
+        .unwrap()
+        .iter()
+        .filter_map(|s| s.path().ok().map(str::to_owned))
+        .collect();
+    assert!(dirty.is_empty(), "{dirty:?}");
+}
+
 /// Receives one HTTP request on 127.0.0.1; returns (request head, body).
 fn listen_once() -> (String, std::thread::JoinHandle<(String, Vec<u8>)>) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();

@@ -3,10 +3,10 @@
 //!
 //! - Only `tenants-out/`, `platform-out/`, `argocd/` and `.provisio-state.json` are
 //!   committed (crash leftovers of the writer, `.provisio-*`, are skipped).
-//! - After the first commit, a commit is built by editing HEAD's tree: only the tenant
-//!   directories a run touched are read from disk, so a one-tenant change costs the same at
-//!   10,000 tenants as at 10; the index is brought back in step on exit
-//!   ([`OutputRepo::sync_index`]).
+//! - A commit is built by editing HEAD's tree: only the tenant directories a run touched, or
+//!   that the committed state file records differently from the one on disk, are read from
+//!   disk, so a one-tenant change costs the same at 10,000 tenants as at 10; the index is
+//!   brought back in step afterwards ([`OutputRepo::sync_index`]).
 //! - The clone is provisio's: it holds provisio's lock while open, and on a rejected push
 //!   the caller resets it onto the remote head ([`OutputRepo::reset_to`]) before
 //!   regenerating (see `ops::deliver`).
@@ -15,7 +15,7 @@ use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
-use git2::{ErrorCode, IndexAddOption, ObjectType, Tree};
+use git2::{ErrorCode, ObjectType, Tree};
 use tracing::{info, warn};
 
 use super::commit::Flush;
@@ -24,7 +24,7 @@ use super::message::{Changes, CommitInfo, FileChanges, PlatformChanges, Why, com
 use super::sync::PushFailure;
 use super::{Author, GitError, Oid, Repo, Result, Transport, io};
 use crate::io::fsx::TEMP_PREFIX;
-use crate::io::output::{STATE_FILE, Summary};
+use crate::io::output::{STATE_FILE, State, Summary};
 use provisio_core::render::platform::{NAMESPACES_DIR, TOOLS_DIR};
 use provisio_core::render::{ARGOCD_DIR, PLATFORM_DIR, TENANTS_DIR};
 
@@ -57,6 +57,14 @@ impl Default for RepoConfig {
             transport: Transport::default(),
         }
     }
+}
+
+/// What a commit reads from the output directory.
+struct Touched {
+    /// The tenant directories; `None`: all of `tenants-out/`.
+    tenants: Option<BTreeSet<String>>,
+    argocd: bool,
+    platform: bool,
 }
 
 /// The output directory as a work tree of the manifests repository.
@@ -171,8 +179,11 @@ impl OutputRepo {
     }
 
     /// Points the branch at `commit`, work tree and index included (after a fetch, to commit
-    /// on top of another writer's output).
+    /// on top of another writer's output). The index is first brought in step with HEAD:
+    /// commits are built without it, and a checkout takes a file the index does not list for
+    /// an untracked one and leaves it in the work tree.
     pub fn reset_to(&self, commit: Oid) -> Result<()> {
+        self.sync_index()?;
         self.repo.reset_branch_to(&self.branch, commit)
     }
 
@@ -241,110 +252,25 @@ impl OutputRepo {
         })
     }
 
-    fn paths(&self) -> [String; 4] {
-        [
-            format!("{}{TENANTS_DIR}", self.prefix),
-            format!("{}{PLATFORM_DIR}", self.prefix),
-            format!("{}{ARGOCD_DIR}", self.prefix),
-            format!("{}{STATE_FILE}", self.prefix),
-        ]
-    }
-
-    /// Stages the output paths as `git add -A` would: new, changed and deleted files, skipping
-    /// the writer's temporary files and staging directories left by a crash.
-    pub fn stage_all(&self) -> Result<()> {
-        let mut index = self
-            .repo
-            .repo
-            .index()
-            .map_err(self.repo.err("read the index"))?;
-        index.read(false).map_err(self.repo.err("read the index"))?;
-        let mut skip_temp = |path: &Path, _: &[u8]| -> i32 {
-            let temp = path.components().any(|c| {
-                let c = c.as_os_str().to_string_lossy();
-                c.starts_with(TEMP_PREFIX) && c != STATE_FILE
-            });
-            i32::from(temp)
-        };
-        let paths = self.paths();
-        index
-            .add_all(paths.iter(), IndexAddOption::DEFAULT, Some(&mut skip_temp))
-            .map_err(self.repo.err("stage the output"))?;
-        index
-            .update_all(paths.iter(), None)
-            .map_err(self.repo.err("stage removed files"))?;
-        index.write().map_err(self.repo.err("write the index"))?;
-        Ok(())
-    }
-
-    /// Stages exactly what one `generate` run wrote and removed (fast: no scan of the tree).
-    pub fn stage(&self, summary: &Summary) -> Result<()> {
-        let mut index = self
-            .repo
-            .repo
-            .index()
-            .map_err(self.repo.err("read the index"))?;
-        index.read(false).map_err(self.repo.err("read the index"))?;
-        for p in &summary.written {
-            index
-                .add_path(Path::new(&format!("{}{p}", self.prefix)))
-                .map_err(self.repo.err(&format!("stage {p}")))?;
-        }
-        for p in &summary.removed {
-            match index.remove_path(Path::new(&format!("{}{p}", self.prefix))) {
-                Ok(()) => {}
-                Err(e) if e.code() == ErrorCode::NotFound => {}
-                Err(e) => return Err(self.repo.err(&format!("unstage {p}"))(e)),
-            }
-        }
-        let state = format!("{}{STATE_FILE}", self.prefix);
-        if self
-            .repo
-            .repo
-            .workdir()
-            .is_some_and(|w| std::fs::symlink_metadata(w.join(&state)).is_ok_and(|m| m.is_file()))
-        {
-            index
-                .add_path(Path::new(&state))
-                .map_err(self.repo.err("stage the state file"))?;
-        }
-        index.write().map_err(self.repo.err("write the index"))?;
-        Ok(())
-    }
-
-    /// Commits the index when its tree differs from HEAD's; `None` when there is nothing to
-    /// commit.
-    pub fn commit(&self, why: &Why) -> Result<Option<CommitInfo>> {
-        let mut index = self
-            .repo
-            .repo
-            .index()
-            .map_err(self.repo.err("read the index"))?;
-        let tree_id = index
-            .write_tree()
-            .map_err(self.repo.err("write the tree"))?;
-        if self.repo.repo.head().is_err() && index.is_empty() {
-            return Ok(None);
-        }
-        self.commit_tree(tree_id, why)
-    }
-
-    /// Commits what one `generate` run wrote and removed by editing HEAD's tree: only the
-    /// tenant directories the run touched, `platform-out/` and `argocd/` when touched, and the
-    /// state file are read from disk, so a one-tenant change costs the same at 10,000 tenants as at 10 (the
-    /// index, 270,000 entries at 10,000 tenants, is neither read nor rewritten; it is brought
-    /// back in step by [`OutputRepo::sync_index`] and by [`OutputRepo::stage_all`]). Before the
-    /// first commit it stages through the index instead.
+    /// Commits what the output directory holds and HEAD lacks, by editing HEAD's tree (an
+    /// empty tree before the first commit): the one commit path of `generate --commit` and
+    /// watch. Only the tenant directories that differ are read from disk — those `summary`
+    /// (one `generate` run) wrote or removed, and those whose tree hash in the state file on
+    /// disk differs from the one in HEAD's state file (output generated earlier and not
+    /// committed: a CI job after a run without `--commit`, a failed cycle, a killed run) —
+    /// plus `platform-out/` and `argocd/` when touched, and the state file. A one-tenant
+    /// change costs the same at 10,000 tenants as at 10; the index (270,000 entries at
+    /// 10,000 tenants) is neither read nor rewritten, see [`OutputRepo::sync_index`]. When
+    /// HEAD has no readable state file (a first commit, another tool's commit), every output
+    /// path is read from disk.
     pub fn commit_summary(&self, summary: &Summary, why: &Why) -> Result<Option<CommitInfo>> {
         let root = match self.repo.repo.head() {
-            Ok(h) => h
-                .peel_to_commit()
-                .and_then(|c| c.tree())
-                .map_err(self.repo.err("read HEAD's tree"))?,
-            Err(_) => {
-                self.stage(summary)?;
-                return self.commit(why);
-            }
+            Ok(h) => Some(
+                h.peel_to_commit()
+                    .and_then(|c| c.tree())
+                    .map_err(self.repo.err("read HEAD's tree"))?,
+            ),
+            Err(_) => None,
         };
         let out = self
             .repo
@@ -352,22 +278,155 @@ impl OutputRepo {
             .workdir()
             .expect("checked at open")
             .join(&self.prefix);
-        let mut tenants = BTreeSet::new();
-        let mut argocd = false;
-        let mut platform = false;
+        let touched = self.touched(root.as_ref(), summary, &out)?;
+        let tdir = format!("{}{TENANTS_DIR}", self.prefix);
+        let new_tdir = match &touched.tenants {
+            None => {
+                let dir = out.join(TENANTS_DIR);
+                if std::fs::symlink_metadata(&dir).is_ok_and(|m| m.is_dir()) {
+                    self.write_dir_tree(&dir)?
+                } else {
+                    None
+                }
+            }
+            Some(ids) => self.edit_tenants(root.as_ref(), &tdir, ids, &out)?,
+        };
+        let mut edits = vec![(tdir, new_tdir.map(|o| (o, 0o040000)))];
+        for (touched, dir) in [
+            (touched.platform, PLATFORM_DIR),
+            (touched.argocd, ARGOCD_DIR),
+        ] {
+            if !touched {
+                continue;
+            }
+            // Small (tens of objects per product, one per shard): stored whole.
+            let path = out.join(dir);
+            let tree = if std::fs::symlink_metadata(&path).is_ok_and(|m| m.is_dir()) {
+                self.write_dir_tree(&path)?
+            } else {
+                None
+            };
+            edits.push((format!("{}{dir}", self.prefix), tree.map(|o| (o, 0o040000))));
+        }
+        let state = out.join(STATE_FILE);
+        let state_blob = if std::fs::symlink_metadata(&state).is_ok_and(|m| m.is_file()) {
+            Some((
+                self.repo
+                    .repo
+                    .blob_path(&state)
+                    .map_err(self.repo.err("store the state file"))?,
+                0o100644,
+            ))
+        } else {
+            None
+        };
+        edits.push((format!("{}{STATE_FILE}", self.prefix), state_blob));
+        let mut tree = root.as_ref().map(Tree::id);
+        for (path, entry) in edits {
+            let comps: Vec<&str> = path.split('/').collect();
+            tree = self.replace_at(tree, &comps, entry)?;
+        }
+        let Some(tree) = tree else {
+            // Nothing in the output and nothing committed yet: no commit.
+            if root.is_none() {
+                return Ok(None);
+            }
+            let empty = self
+                .repo
+                .repo
+                .treebuilder(None)
+                .and_then(|b| b.write())
+                .map_err(self.repo.err("write a tree"))?;
+            return self.commit_tree(empty, why);
+        };
+        self.commit_tree(tree, why)
+    }
+
+    /// What a commit on `root` must read from `out`: what `summary` touched, and what the
+    /// state file on disk records differently from the state file committed in `root`.
+    fn touched(&self, root: Option<&Tree>, summary: &Summary, out: &Path) -> Result<Touched> {
+        let mut t = Touched {
+            tenants: Some(BTreeSet::new()),
+            argocd: false,
+            platform: false,
+        };
+        let tenants_prefix = format!("{TENANTS_DIR}/");
+        let (argocd_prefix, platform_prefix) =
+            (format!("{ARGOCD_DIR}/"), format!("{PLATFORM_DIR}/"));
         for p in summary.written.iter().chain(&summary.removed) {
-            if let Some(rest) = p.strip_prefix(&format!("{TENANTS_DIR}/")) {
-                tenants.insert(rest.split('/').next().unwrap_or(rest).to_owned());
-            } else if p.starts_with(&format!("{ARGOCD_DIR}/")) {
-                argocd = true;
-            } else if p.starts_with(&format!("{PLATFORM_DIR}/")) {
-                platform = true;
+            if let Some(rest) = p.strip_prefix(&tenants_prefix) {
+                if let Some(ids) = &mut t.tenants {
+                    ids.insert(rest.split('/').next().unwrap_or(rest).to_owned());
+                }
+            } else if p.starts_with(&argocd_prefix) {
+                t.argocd = true;
+            } else if p.starts_with(&platform_prefix) {
+                t.platform = true;
             }
         }
-        let tdir = format!("{}{TENANTS_DIR}", self.prefix);
+        let committed = match root {
+            Some(r) => self.committed_state(r)?,
+            None => None,
+        };
+        let path = out.join(STATE_FILE);
+        let on_disk = if std::fs::symlink_metadata(&path).is_ok_and(|m| m.is_file()) {
+            State::from_bytes(&std::fs::read(&path).map_err(io("read", &path))?)
+        } else {
+            None
+        };
+        let (Some(committed), Some(on_disk)) = (committed, on_disk) else {
+            // Nothing to compare with: read everything.
+            return Ok(Touched {
+                tenants: None,
+                argocd: true,
+                platform: true,
+            });
+        };
+        if let Some(ids) = &mut t.tenants {
+            for (id, now) in &on_disk.tenants {
+                if committed.tenants.get(id).map(|c| &c.tree) != Some(&now.tree) {
+                    ids.insert(id.clone());
+                }
+            }
+            for id in committed.tenants.keys() {
+                if !on_disk.tenants.contains_key(id) {
+                    ids.insert(id.clone());
+                }
+            }
+        }
+        t.argocd |= committed.argocd != on_disk.argocd;
+        t.platform |= committed.platform != on_disk.platform;
+        Ok(t)
+    }
+
+    /// The state file committed in `root`, if it is there and readable.
+    fn committed_state(&self, root: &Tree) -> Result<Option<State>> {
+        let path = format!("{}{STATE_FILE}", self.prefix);
+        let entry = match root.get_path(Path::new(&path)) {
+            Ok(e) if e.kind() == Some(ObjectType::Blob) => e,
+            Ok(_) => return Ok(None),
+            Err(e) if e.code() == ErrorCode::NotFound => return Ok(None),
+            Err(e) => return Err(self.repo.err("read HEAD's state file")(e)),
+        };
+        let blob = self
+            .repo
+            .repo
+            .find_blob(entry.id())
+            .map_err(self.repo.err("read HEAD's state file"))?;
+        Ok(State::from_bytes(blob.content()))
+    }
+
+    /// The tenants directory of `root` (at `tdir`) with the directories of `ids` replaced by
+    /// what `out` holds (removed when it holds nothing).
+    fn edit_tenants(
+        &self,
+        root: Option<&Tree>,
+        tdir: &str,
+        ids: &BTreeSet<String>,
+        out: &Path,
+    ) -> Result<Option<Oid>> {
         let old_tdir = root
-            .get_path(Path::new(&tdir))
-            .ok()
+            .and_then(|r| r.get_path(Path::new(tdir)).ok())
             .filter(|e| e.kind() == Some(ObjectType::Tree))
             .map(|e| e.id());
         let old_tdir = match old_tdir {
@@ -384,7 +443,7 @@ impl OutputRepo {
             .repo
             .treebuilder(old_tdir.as_ref())
             .map_err(self.repo.err("edit a tree"))?;
-        for id in &tenants {
+        for id in ids {
             let dir = out.join(TENANTS_DIR).join(id);
             let is_dir = std::fs::symlink_metadata(&dir).is_ok_and(|m| m.is_dir());
             let new = if is_dir {
@@ -404,56 +463,12 @@ impl OutputRepo {
                 }
             }
         }
-        let new_tdir = if tb.is_empty() {
-            None
+        if tb.is_empty() {
+            Ok(None)
         } else {
-            Some(tb.write().map_err(self.repo.err("write a tree"))?)
-        };
-        let mut edits = vec![(tdir, new_tdir.map(|o| (o, 0o040000)))];
-        if platform {
-            // Small (tens of objects per product): stored whole.
-            let tree = self.write_dir_tree(&out.join(PLATFORM_DIR))?;
-            edits.push((
-                format!("{}{PLATFORM_DIR}", self.prefix),
-                tree.map(|o| (o, 0o040000)),
-            ));
+            Ok(Some(tb.write().map_err(self.repo.err("write a tree"))?))
         }
-        if argocd {
-            let tree = self.write_dir_tree(&out.join(ARGOCD_DIR))?;
-            edits.push((
-                format!("{}{ARGOCD_DIR}", self.prefix),
-                tree.map(|o| (o, 0o040000)),
-            ));
-        }
-        let state = out.join(STATE_FILE);
-        if std::fs::symlink_metadata(&state).is_ok_and(|m| m.is_file()) {
-            let blob = self
-                .repo
-                .repo
-                .blob_path(&state)
-                .map_err(self.repo.err("store the state file"))?;
-            edits.push((
-                format!("{}{STATE_FILE}", self.prefix),
-                Some((blob, 0o100644)),
-            ));
-        }
-        let mut tree = Some(root.id());
-        for (path, entry) in edits {
-            let comps: Vec<&str> = path.split('/').collect();
-            tree = self.replace_at(tree, &comps, entry)?;
-        }
-        let tree = match tree {
-            Some(t) => t,
-            None => self
-                .repo
-                .repo
-                .treebuilder(None)
-                .and_then(|b| b.write())
-                .map_err(self.repo.err("write a tree"))?,
-        };
-        self.commit_tree(tree, why)
     }
-
     /// `tree` with the entry at `path` replaced (`None`: removed); `None` when it ends up empty.
     fn replace_at(
         &self,

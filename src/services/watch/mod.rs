@@ -119,9 +119,6 @@ struct Loop<'a> {
     follower: Option<Follower>,
     /// The registry commit last seen valid (for `registry_invalid_since`).
     last_valid: Option<Oid>,
-    /// Stage by scanning the output paths (after a failure or at start) instead of trusting
-    /// the last run's summary.
-    scan: bool,
     /// A delivery failed; retry on the timer.
     retry: bool,
     first: bool,
@@ -152,7 +149,6 @@ pub fn run(
         stop,
         follower: None,
         last_valid: None,
-        scan: true,
         retry: false,
         first: true,
     };
@@ -425,7 +421,6 @@ impl Loop<'_> {
                 ) {
                     CycleOutcome::Refused
                 } else {
-                    self.scan = true;
                     CycleOutcome::Failed
                 };
             }
@@ -493,9 +488,8 @@ impl Loop<'_> {
             };
         };
         let stop = || self.stop.load(Ordering::Relaxed);
-        let staged = if self.scan { None } else { Some(summary) };
         let result =
-            deliver::deliver_run(repo, &self.cfg.paths, &opts, cfg, trigger, staged, &stop);
+            deliver::deliver_run(repo, &self.cfg.paths, &opts, cfg, trigger, summary, &stop);
         self.metrics
             .git
             .pushed(MANIFESTS, &repo.take_push_outcomes());
@@ -515,7 +509,6 @@ impl Loop<'_> {
                     info!(registry_commit = %newer, "the manifests hold a newer registry's output; fetching the registry now");
                     self.health.poke();
                 }
-                self.scan = false;
                 self.retry = false;
                 match (&outcome.nudge, &cfg.nudge) {
                     (Some(Ok(status)), Some(n)) => info!(status, url = %n.url, "nudged Argo CD"),
@@ -540,7 +533,6 @@ impl Loop<'_> {
             Err(e) => {
                 self.metrics.failure("delivery");
                 error!(error = %chain(&e), retry_in = ?self.cfg.retry_interval, "delivery failed");
-                self.scan = true;
                 self.retry = true;
                 CycleOutcome::Failed
             }
