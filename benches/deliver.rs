@@ -16,7 +16,8 @@
 //! Times are medians of `BENCH_RUNS` runs (3; the first push and its floor run once).
 //! Directories go under `BENCH_DIR` (default `/dev/shm` when it exists: tmpfs, as the issue
 //! measures) and are removed afterwards. `PROVISIO_BIN` runs another build of provisio (the
-//! commit before a change, for before/after tables). `BENCH_KUSTOMIZE=0` skips kubectl.
+//! commit before a change, for before/after tables). `BENCH_KUSTOMIZE=0` skips kubectl;
+//! `BENCH_SYNTHESISE=<dir>` only writes the registry of the first size there (for profiling).
 //! Run: `cargo bench --bench deliver`.
 
 use std::path::{Path, PathBuf};
@@ -170,6 +171,11 @@ fn main() {
         .split(',')
         .map(|s| s.trim().parse().expect("BENCH_SIZES: numbers"))
         .collect();
+    if let Some(target) = std::env::var_os("BENCH_SYNTHESISE") {
+        // Only the registry, for profiling one step by hand.
+        synthesise(Path::new(&target), sizes[0]);
+        return;
+    }
     let runs = env_or("BENCH_RUNS", 3).max(1);
     let root = std::env::var_os("BENCH_DIR")
         .map(PathBuf::from)

@@ -18,6 +18,7 @@ use std::path::Path;
 use git2::{ErrorCode, ObjectType, Tree};
 use tracing::{info, warn};
 
+use super::bulk::{Bulk, in_bulk};
 use super::commit::Flush;
 use super::lock::{self, Lock};
 use super::message::{Changes, CommitInfo, FileChanges, PlatformChanges, Why, commit_message};
@@ -63,6 +64,9 @@ impl Default for RepoConfig {
 struct Touched {
     /// The tenant directories; `None`: all of `tenants-out/`.
     tenants: Option<BTreeSet<String>>,
+    /// Tenants among them whose committed tree is the one the run found on disk: only these
+    /// paths (relative to the tenant's directory; `true`: written, `false`: removed) differ.
+    edits: BTreeMap<String, Vec<(String, bool)>>,
     argocd: bool,
     platform: bool,
 }
@@ -258,7 +262,9 @@ impl OutputRepo {
     /// (one `generate` run) wrote or removed, and those whose tree hash in the state file on
     /// disk differs from the one in HEAD's state file (output generated earlier and not
     /// committed: a CI job after a run without `--commit`, a failed cycle, a killed run) —
-    /// plus `platform-out/` and `argocd/` when touched, and the state file. A one-tenant
+    /// plus `platform-out/` and `argocd/` when touched, and the state file. Of a tree the run
+    /// found on disk as HEAD recorded it ([`Summary::vouched`]), only the files it wrote or
+    /// removed are read. A one-tenant
     /// change costs the same at 10,000 tenants as at 10; the index (270,000 entries at
     /// 10,000 tenants) is neither read nor rewritten, see [`OutputRepo::sync_index`]. When
     /// HEAD has no readable state file (a first commit, another tool's commit), every output
@@ -279,17 +285,41 @@ impl OutputRepo {
             .expect("checked at open")
             .join(&self.prefix);
         let touched = self.touched(root.as_ref(), summary, &out)?;
+        // Every new blob and tree goes to memory and is stored as packs before the commit
+        // that names them is written.
+        let tree = in_bulk(
+            self.repo.git_dir(),
+            |what, e| self.repo.err(what)(e),
+            |bulk| self.build_tree(bulk, root.as_ref(), &touched, &out),
+        )?;
+        let Some(tree) = tree else {
+            // Nothing in the output and nothing committed yet: no commit.
+            return Ok(None);
+        };
+        self.commit_tree(tree, why)
+    }
+
+    /// The tree of the next commit: `root` (HEAD's, `None` before the first commit) with what
+    /// `touched` names replaced by what `out` holds. `None`: no commit (nothing to commit on
+    /// an unborn branch).
+    fn build_tree(
+        &self,
+        bulk: &Bulk<'_>,
+        root: Option<&Tree>,
+        touched: &Touched,
+        out: &Path,
+    ) -> Result<Option<Oid>> {
         let tdir = format!("{}{TENANTS_DIR}", self.prefix);
         let new_tdir = match &touched.tenants {
             None => {
                 let dir = out.join(TENANTS_DIR);
                 if std::fs::symlink_metadata(&dir).is_ok_and(|m| m.is_dir()) {
-                    self.write_dir_tree(&dir)?
+                    self.write_dir_tree(bulk, &dir)?
                 } else {
                     None
                 }
             }
-            Some(ids) => self.edit_tenants(root.as_ref(), &tdir, ids, &out)?,
+            Some(ids) => self.edit_tenants(bulk, root, &tdir, ids, &touched.edits, out)?,
         };
         let mut edits = vec![(tdir, new_tdir.map(|o| (o, 0o040000)))];
         for (touched, dir) in [
@@ -302,7 +332,7 @@ impl OutputRepo {
             // Small (tens of objects per product, one per shard): stored whole.
             let path = out.join(dir);
             let tree = if std::fs::symlink_metadata(&path).is_ok_and(|m| m.is_dir()) {
-                self.write_dir_tree(&path)?
+                self.write_dir_tree(bulk, &path)?
             } else {
                 None
             };
@@ -310,10 +340,9 @@ impl OutputRepo {
         }
         let state = out.join(STATE_FILE);
         let state_blob = if std::fs::symlink_metadata(&state).is_ok_and(|m| m.is_file()) {
+            let bytes = std::fs::read(&state).map_err(io("read", &state))?;
             Some((
-                self.repo
-                    .repo
-                    .blob_path(&state)
+                bulk.blob(&bytes)
                     .map_err(self.repo.err("store the state file"))?,
                 0o100644,
             ))
@@ -321,25 +350,25 @@ impl OutputRepo {
             None
         };
         edits.push((format!("{}{STATE_FILE}", self.prefix), state_blob));
-        let mut tree = root.as_ref().map(Tree::id);
+        let mut tree = root.map(Tree::id);
         for (path, entry) in edits {
             let comps: Vec<&str> = path.split('/').collect();
-            tree = self.replace_at(tree, &comps, entry)?;
+            tree = self.replace_at(bulk, tree, &comps, entry)?;
         }
-        let Some(tree) = tree else {
-            // Nothing in the output and nothing committed yet: no commit.
-            if root.is_none() {
-                return Ok(None);
+        match tree {
+            Some(t) => Ok(Some(t)),
+            None if root.is_none() => Ok(None),
+            // Everything removed: an empty tree.
+            None => {
+                let tb = bulk
+                    .treebuilder(None)
+                    .map_err(self.repo.err("write a tree"))?;
+                Ok(Some(
+                    bulk.write_tree(&tb)
+                        .map_err(self.repo.err("write a tree"))?,
+                ))
             }
-            let empty = self
-                .repo
-                .repo
-                .treebuilder(None)
-                .and_then(|b| b.write())
-                .map_err(self.repo.err("write a tree"))?;
-            return self.commit_tree(empty, why);
-        };
-        self.commit_tree(tree, why)
+        }
     }
 
     /// What a commit on `root` must read from `out`: what `summary` touched, and what the
@@ -347,6 +376,7 @@ impl OutputRepo {
     fn touched(&self, root: Option<&Tree>, summary: &Summary, out: &Path) -> Result<Touched> {
         let mut t = Touched {
             tenants: Some(BTreeSet::new()),
+            edits: BTreeMap::new(),
             argocd: false,
             platform: false,
         };
@@ -374,10 +404,11 @@ impl OutputRepo {
         } else {
             None
         };
-        let (Some(committed), Some(on_disk)) = (committed, on_disk) else {
-            // Nothing to compare with: read everything.
+        let (Some(committed), Some(on_disk), false) = (committed, on_disk, summary.full) else {
+            // Nothing to compare with, or a full run (the safety net): read everything.
             return Ok(Touched {
                 tenants: None,
+                edits: BTreeMap::new(),
                 argocd: true,
                 platform: true,
             });
@@ -391,6 +422,26 @@ impl OutputRepo {
             for id in committed.tenants.keys() {
                 if !on_disk.tenants.contains_key(id) {
                     ids.insert(id.clone());
+                }
+            }
+        }
+        // A tree the run found on disk as HEAD recorded it changed by exactly the run's writes
+        // and removals: those files are all a commit needs to read.
+        for (id, before) in &summary.vouched {
+            if committed.tenants.get(id).is_some_and(|c| c.tree == *before) {
+                t.edits.insert(id.clone(), Vec::new());
+            }
+        }
+        for (paths, written) in [(&summary.written, true), (&summary.removed, false)] {
+            for p in paths {
+                let Some((id, rel)) = p
+                    .strip_prefix(&tenants_prefix)
+                    .and_then(|rest| rest.split_once('/'))
+                else {
+                    continue;
+                };
+                if let Some(e) = t.edits.get_mut(id) {
+                    e.push((rel.to_owned(), written));
                 }
             }
         }
@@ -420,9 +471,11 @@ impl OutputRepo {
     /// what `out` holds (removed when it holds nothing).
     fn edit_tenants(
         &self,
+        bulk: &Bulk<'_>,
         root: Option<&Tree>,
         tdir: &str,
         ids: &BTreeSet<String>,
+        edits: &BTreeMap<String, Vec<(String, bool)>>,
         out: &Path,
     ) -> Result<Option<Oid>> {
         let old_tdir = root
@@ -430,24 +483,33 @@ impl OutputRepo {
             .filter(|e| e.kind() == Some(ObjectType::Tree))
             .map(|e| e.id());
         let old_tdir = match old_tdir {
-            Some(id) => Some(
-                self.repo
-                    .repo
-                    .find_tree(id)
-                    .map_err(self.repo.err("read a tree"))?,
-            ),
+            Some(id) => Some(bulk.find_tree(id).map_err(self.repo.err("read a tree"))?),
             None => None,
         };
-        let mut tb = self
-            .repo
-            .repo
+        let mut tb = bulk
             .treebuilder(old_tdir.as_ref())
             .map_err(self.repo.err("edit a tree"))?;
         for id in ids {
             let dir = out.join(TENANTS_DIR).join(id);
-            let is_dir = std::fs::symlink_metadata(&dir).is_ok_and(|m| m.is_dir());
-            let new = if is_dir {
-                self.write_dir_tree(&dir)?
+            let new = if let Some(changes) = edits.get(id) {
+                // HEAD's tree of the tenant, with the files this run wrote or removed.
+                let mut tree = old_tdir
+                    .as_ref()
+                    .and_then(|t| t.get_name(id))
+                    .filter(|e| e.kind() == Some(ObjectType::Tree))
+                    .map(|e| e.id());
+                for (rel, written) in changes {
+                    let entry = if *written {
+                        Some((self.store_file(bulk, &dir.join(rel))?, 0o100644))
+                    } else {
+                        None
+                    };
+                    let comps: Vec<&str> = rel.split('/').collect();
+                    tree = self.replace_at(bulk, tree, &comps, entry)?;
+                }
+                tree
+            } else if std::fs::symlink_metadata(&dir).is_ok_and(|m| m.is_dir()) {
+                self.write_dir_tree(bulk, &dir)?
             } else {
                 None
             };
@@ -466,28 +528,26 @@ impl OutputRepo {
         if tb.is_empty() {
             Ok(None)
         } else {
-            Ok(Some(tb.write().map_err(self.repo.err("write a tree"))?))
+            Ok(Some(
+                bulk.write_tree(&tb)
+                    .map_err(self.repo.err("write a tree"))?,
+            ))
         }
     }
+
     /// `tree` with the entry at `path` replaced (`None`: removed); `None` when it ends up empty.
     fn replace_at(
         &self,
+        bulk: &Bulk<'_>,
         tree: Option<Oid>,
         path: &[&str],
         entry: Option<(Oid, i32)>,
     ) -> Result<Option<Oid>> {
         let tree = match tree {
-            Some(t) => Some(
-                self.repo
-                    .repo
-                    .find_tree(t)
-                    .map_err(self.repo.err("read a tree"))?,
-            ),
+            Some(t) => Some(bulk.find_tree(t).map_err(self.repo.err("read a tree"))?),
             None => None,
         };
-        let mut tb = self
-            .repo
-            .repo
+        let mut tb = bulk
             .treebuilder(tree.as_ref())
             .map_err(self.repo.err("edit a tree"))?;
         let (name, rest) = (path[0], &path[1..]);
@@ -499,7 +559,8 @@ impl OutputRepo {
                 .and_then(|t| t.get_name(name))
                 .filter(|e| e.kind() == Some(ObjectType::Tree))
                 .map(|e| e.id());
-            self.replace_at(child, rest, entry)?.map(|o| (o, 0o040000))
+            self.replace_at(bulk, child, rest, entry)?
+                .map(|o| (o, 0o040000))
         };
         match new {
             Some((oid, mode)) => {
@@ -515,17 +576,18 @@ impl OutputRepo {
         if tb.is_empty() {
             Ok(None)
         } else {
-            Ok(Some(tb.write().map_err(self.repo.err("write a tree"))?))
+            Ok(Some(
+                bulk.write_tree(&tb)
+                    .map_err(self.repo.err("write a tree"))?,
+            ))
         }
     }
 
     /// Stores the files below `dir` as blobs and trees (skipping the writer's `.provisio-*`
     /// temporaries); `None` when there are none.
-    fn write_dir_tree(&self, dir: &Path) -> Result<Option<Oid>> {
+    fn write_dir_tree(&self, bulk: &Bulk<'_>, dir: &Path) -> Result<Option<Oid>> {
         let entries = std::fs::read_dir(dir).map_err(io("list", dir))?;
-        let mut tb = self
-            .repo
-            .repo
+        let mut tb = bulk
             .treebuilder(None)
             .map_err(self.repo.err("build a tree"))?;
         for e in entries {
@@ -545,16 +607,12 @@ impl OutputRepo {
                 )));
             }
             if kind.is_dir() {
-                if let Some(oid) = self.write_dir_tree(&path)? {
+                if let Some(oid) = self.write_dir_tree(bulk, &path)? {
                     tb.insert(&name, oid, 0o040000)
                         .map_err(self.repo.err("build a tree"))?;
                 }
             } else {
-                let oid = self
-                    .repo
-                    .repo
-                    .blob_path(&path)
-                    .map_err(self.repo.err(&format!("store {}", path.display())))?;
+                let oid = self.store_file(bulk, &path)?;
                 tb.insert(&name, oid, 0o100644)
                     .map_err(self.repo.err("build a tree"))?;
             }
@@ -562,8 +620,26 @@ impl OutputRepo {
         if tb.is_empty() {
             Ok(None)
         } else {
-            Ok(Some(tb.write().map_err(self.repo.err("build a tree"))?))
+            Ok(Some(
+                bulk.write_tree(&tb)
+                    .map_err(self.repo.err("build a tree"))?,
+            ))
         }
+    }
+
+    /// Stores the regular file at `path` as a blob (a link is never followed or stored: the
+    /// writer refuses them; this is the last line of defence).
+    fn store_file(&self, bulk: &Bulk<'_>, path: &Path) -> Result<Oid> {
+        let meta = std::fs::symlink_metadata(path).map_err(io("stat", path))?;
+        if !meta.is_file() {
+            return Err(io("store", path)(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "not a regular file (a symbolic link?): the output tree holds only files and directories",
+            )));
+        }
+        let bytes = std::fs::read(path).map_err(io("read", path))?;
+        bulk.blob(&bytes)
+            .map_err(self.repo.err(&format!("store {}", path.display())))
     }
 
     /// Makes the index match HEAD (after commits made by [`OutputRepo::commit_summary`]), so
