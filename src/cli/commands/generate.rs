@@ -113,8 +113,10 @@ fn commit(
         &|| false,
     )
     .map_err(|e| fail(&e, (&e).into()))?;
-    if !outcome.delivered.commits.is_empty()
-        && let Err(e) = repo.sync_index()
+    // The index follows the last commit (several when a rejected push was regenerated on
+    // top: the reset brought the index to the remote head first).
+    if let Some(c) = outcome.delivered.commits.last()
+        && let Err(e) = repo.sync_index_after(c)
     {
         eprintln!("warning: {}", report::chain(&e));
     }
