@@ -10,8 +10,11 @@ use std::process::Command;
 use std::time::Instant;
 
 mod common;
+#[path = "common/kustomize.rs"]
+mod kustomize;
 
-use common::{copy_dir, synthesise};
+use common::synthesise;
+use kustomize::kustomize_overlays;
 
 /// Runs a command; returns (seconds, peak RSS in MiB). The child is reaped by `wait4`
 /// (which also gives its peak memory), not by `Child::wait`, hence the allow.
@@ -43,38 +46,6 @@ fn provisio(args: &[&str], dir: &Path) -> Command {
 
 fn row(what: &str, n: usize, (s, mb): (f64, f64)) {
     println!("| {what} | {n} | {s:.2} s | {mb:.0} MiB |");
-}
-
-/// The kustomize way: one base (a rendered tenant tree without its namespace-specific
-/// objects) and one overlay per tenant setting namespace, labels and the tier's quota.
-fn kustomize_overlays(root: &Path, base_tree: &Path, n: usize) {
-    let base = root.join("base");
-    copy_dir(base_tree, &base);
-    std::fs::remove_file(base.join("config.json")).unwrap();
-    std::fs::remove_file(base.join("namespace.yaml")).unwrap();
-    let k = std::fs::read_to_string(base.join("kustomization.yaml")).unwrap();
-    std::fs::write(
-        base.join("kustomization.yaml"),
-        k.replace("- namespace.yaml\n", ""),
-    )
-    .unwrap();
-    let mut top = String::from(
-        "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n",
-    );
-    for i in 0..n {
-        let dir = root.join(format!("overlays/t{i:05}"));
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(
-            dir.join("kustomization.yaml"),
-            format!(
-                "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nnamespace: e-commerce-t{i:05}\nresources:\n- ../../base\nlabels:\n- pairs: {{tenant: t{i:05}, tier: premium}}\npatches:\n- target: {{kind: ResourceQuota, name: tenant-quota}}\n  patch: |-\n    - op: replace\n      path: /spec/hard/pods\n      value: \"{}\"\n",
-                50 + i % 3 * 50
-            ),
-        )
-        .unwrap();
-        top.push_str(&format!("- overlays/t{i:05}\n"));
-    }
-    std::fs::write(root.join("kustomization.yaml"), top).unwrap();
 }
 
 const KUSTOMIZE_SAMPLE: usize = 50;

@@ -418,6 +418,130 @@ fn generate_commit_push_delivers_once_for_ci() {
     );
 }
 
+/// A product's version bump re-renders every tenant and changes one file of each: the commit
+/// edits HEAD's trees file by file (the run found each tree on disk as HEAD recorded it) and
+/// still holds exactly what the registry renders; after a hand edit, `--full` distrusts the
+/// disk and the commit re-reads whole trees, repairing it.
+#[test]
+fn a_product_release_commits_exactly_the_full_render() {
+    let ws = Workspace::new();
+    let (bare, url) = bare(ws.dir.path());
+    let repo = OutputRepo::open(&ws.out(), &cfg(&url)).unwrap();
+    cycle(&ws, &repo, true);
+    let product = "products/addresses.yaml";
+    let text = std::fs::read_to_string(ws.registry().join(product)).unwrap();
+    assert!(text.contains("version: v1.2.3"), "{text}");
+    ws.write(product, &text.replace("version: v1.2.3", "version: v1.2.4"));
+    let summary = ws.generate();
+    assert!(!summary.vouched.is_empty(), "{summary:?}");
+    let d = delivery::deliver(
+        &repo,
+        Some(&summary),
+        &Why::default(),
+        Some(&fast()),
+        &mut || unreachable!(),
+        &|| false,
+    )
+    .unwrap();
+    assert_eq!(d.commits.len(), 1);
+    let head = head_of(&bare, "main").unwrap();
+    assert_eq!(
+        output_only(tree_files(&bare, head)),
+        expected(&ws.registry())
+    );
+
+    // Someone commits a hand edit to the output repository, the work tree keeping the
+    // rendered file: HEAD no longer holds what its state file says, and a run that trusts the
+    // state files leaves it. `--full` (the safety net) re-reads the whole output: HEAD is what
+    // the registry renders again.
+    let r = git2::Repository::open(ws.out()).unwrap();
+    let parent = r.head().unwrap().peel_to_commit().unwrap();
+    let blob = r.blob(b"hand edit\n").unwrap();
+    let mut up = git2::build::TreeUpdateBuilder::new();
+    up.upsert(
+        "tenants-out/abc-corporation-7f3a9c/namespace.yaml",
+        blob,
+        git2::FileMode::Blob,
+    );
+    let tree = up.create_updated(&r, &parent.tree().unwrap()).unwrap();
+    let tree = r.find_tree(tree).unwrap();
+    let sig = git2::Signature::now("person", "p@example.com").unwrap();
+    r.commit(Some("HEAD"), &sig, &sig, "by hand", &tree, &[&parent])
+        .unwrap();
+    let summary = pipeline::generate(&ws.paths(), &common::full(common::now())).unwrap();
+    assert!(summary.full && summary.vouched.is_empty(), "{summary:?}");
+    let d = delivery::deliver(
+        &repo,
+        Some(&summary),
+        &Why::default(),
+        Some(&fast()),
+        &mut || unreachable!(),
+        &|| false,
+    )
+    .unwrap();
+    assert_eq!(d.commits.len(), 1, "the hand edit is reverted");
+    let head = head_of(&bare, "main").unwrap();
+    assert_eq!(
+        output_only(tree_files(&bare, head)),
+        expected(&ws.registry())
+    );
+    fsck(&bare);
+}
+
+/// CI may find output that an earlier run generated and never committed (`generate` without
+/// `--commit`): the next `generate --commit` writes nothing itself and still commits it (the
+/// one commit path edits HEAD's tree where the state file on disk and HEAD's differ), and
+/// leaves `git status` in the clone clean.
+#[test]
+fn generate_commit_commits_output_an_earlier_run_left_uncommitted() {
+    let ws = Workspace::new();
+    let (bare, url) = bare(ws.dir.path());
+    let run = |extra: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_provisio"))
+            .arg("generate")
+            .arg("--registry")
+            .arg(ws.registry())
+            .arg("--out")
+            .arg(ws.out())
+            .args(["--now", NOW])
+            .args(extra)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(out.status.code(), Some(0), "{stderr}");
+        stderr
+    };
+    let deliver = ["--commit", "--push", "--manifests-url", url.as_str()];
+    run(&deliver);
+    let first = head_of(&bare, "main").unwrap();
+    let (id, rel, text) = new_tenant(3);
+    ws.write(&rel, &text);
+    let stderr = run(&[]);
+    assert!(
+        stderr.contains("(1 tenant(s) changed, 0 removed)"),
+        "{stderr}"
+    );
+    let stderr = run(&deliver);
+    assert!(stderr.contains("generate: 0 written"), "{stderr}");
+    assert!(stderr.contains("generate: committed "), "{stderr}");
+    let head = head_of(&bare, "main").unwrap();
+    assert_ne!(head, first);
+    assert_eq!(tree_files(&bare, head), expected(&ws.registry()));
+    assert!(
+        message(&bare, head).contains(&id),
+        "{}",
+        message(&bare, head)
+    );
+    let clone = git2::Repository::open(ws.out()).unwrap();
+    let dirty: Vec<String> = clone
+        .statuses(None)
+        .unwrap()
+        .iter()
+        .filter_map(|s| s.path().ok().map(str::to_owned))
+        .collect();
+    assert!(dirty.is_empty(), "{dirty:?}");
+}
+
 /// Receives one HTTP request on 127.0.0.1; returns (request head, body).
 fn listen_once() -> (String, std::thread::JoinHandle<(String, Vec<u8>)>) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();

@@ -20,6 +20,8 @@ pub fn copy_dir(from: &Path, to: &Path) {
 pub fn synthesise(root: &Path, n: usize) {
     let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("registry");
     copy_dir(&example.join("products"), &root.join("products"));
+    // The products name their owning teams.
+    copy_dir(&example.join("teams"), &root.join("teams"));
     std::fs::copy(example.join("tiers.yaml"), root.join("tiers.yaml")).unwrap();
     std::fs::copy(example.join("platform.yaml"), root.join("platform.yaml")).unwrap();
     std::fs::create_dir_all(root.join("tenants")).unwrap();

@@ -92,16 +92,17 @@ pub struct Outcome {
     pub nudge: Option<std::result::Result<u16, NudgeError>>,
 }
 
-/// The whole sequence after a `generate`: commit what it wrote (`staged`: that run's
-/// summary; `None`: scan the output paths, for a work tree in any state), push with the
-/// configured backoff (regenerating on top of the remote when it moved), nudge Argo CD.
+/// The whole sequence after a `generate`: commit what it wrote (`summary`: that run's
+/// summary; output generated earlier and not committed yet is found through the state file),
+/// push with the configured backoff (regenerating on top of the remote when it moved), nudge
+/// Argo CD.
 pub fn deliver_run(
     repo: &OutputRepo,
     paths: &Paths,
     opts: &GenerateOptions,
     cfg: &Config,
     trigger: &str,
-    staged: Option<&Summary>,
+    summary: &Summary,
     stop: &dyn Fn() -> bool,
 ) -> Result<Outcome> {
     let why = Why {
@@ -116,7 +117,14 @@ pub fn deliver_run(
         ..opts.clone()
     };
     let mut regenerate = || generate::generate(paths, &full);
-    let delivered = deliver(repo, staged, &why, cfg.push.as_ref(), &mut regenerate, stop)?;
+    let delivered = deliver(
+        repo,
+        Some(summary),
+        &why,
+        cfg.push.as_ref(),
+        &mut regenerate,
+        stop,
+    )?;
     let nudge = match &cfg.nudge {
         Some(n) => nudge_argocd(repo, n, &delivered).transpose(),
         None => None,
@@ -124,8 +132,9 @@ pub fn deliver_run(
     Ok(Outcome { delivered, nudge })
 }
 
-/// Stages (`summary`: what one `generate` run did; `None`: scan the output paths), commits
-/// when anything changed and, with `push`, pushes whatever the remote lacks. A push
+/// Commits what the output holds and HEAD lacks (`summary`: what one `generate` run did;
+/// `None`: no run, only what the state file on disk records differently from HEAD's; see
+/// [`OutputRepo::commit_summary`]) and, with `push`, pushes whatever the remote lacks. A push
 /// rejected because the remote moved is fetched, reset onto and regenerated on top by
 /// `regenerate`; transport failures are retried with `backoff`; `stop` abandons the waiting
 /// between attempts (the commit stays local).
@@ -139,14 +148,10 @@ pub fn deliver(
 ) -> Result<Delivered> {
     let t = Instant::now();
     let mut out = Delivered::default();
-    out.commits.extend(match summary {
-        Some(s) => repo.commit_summary(s, why)?,
-        None => {
-            repo.stage_all()?;
-            repo.commit(why)?
-        }
-    });
-    debug!(elapsed = ?t.elapsed(), "staged and committed");
+    let none = Summary::default();
+    out.commits
+        .extend(repo.commit_summary(summary.unwrap_or(&none), why)?);
+    debug!(elapsed = ?t.elapsed(), "committed");
     let Some(backoff) = push else {
         return Ok(out);
     };

@@ -174,6 +174,11 @@ pub fn generate_observed(
         .as_ref()
         .filter(|p| !full && p.shared == inputs.shared && !torn.contains("*"));
     let mut writer = Writer::new(&paths.out, previous.as_ref(), &inputs);
+    if full || torn.contains("*") {
+        writer.distrust(None);
+    } else {
+        writer.distrust(Some(&torn));
+    }
     let mut stale: Vec<(&String, &registry::Tenant)> = Vec::new();
     for (id, tenant) in reg.tenants.iter().filter(|(id, _)| live.contains(*id)) {
         let unchanged = !torn.contains(id)

@@ -1,6 +1,7 @@
 //! `provisio generate`: render the registry into the output tree.
 
 use crate::cli::Exit;
+use crate::io::output::Summary;
 use crate::io::repo::output::OutputRepo;
 use crate::ops::deliver::{self, Config};
 use crate::ops::generate::{self, GenerateOptions, MassDeleteGuard};
@@ -79,7 +80,7 @@ pub fn run(args: Args) -> Exit {
     );
     match delivery {
         None => Exit::Ok,
-        Some((cfg, repo)) => match commit(&args, &opts, &cfg, &repo) {
+        Some((cfg, repo)) => match commit(&args, &opts, &cfg, &repo, &s) {
             Ok(()) => Exit::Ok,
             Err(exit) => exit,
         },
@@ -92,24 +93,33 @@ fn commit(
     opts: &GenerateOptions,
     cfg: &Config,
     repo: &OutputRepo,
+    summary: &Summary,
 ) -> Result<(), Exit> {
     let paths = args.paths.paths();
     let fail = |e: &dyn std::error::Error, exit: Exit| {
         report::print(e);
         exit
     };
-    // Stage by scanning the output paths rather than from this run's summary: CI may start
-    // from any state of the work tree (a previous run generated but did not commit).
+    // The same commit as watch's: HEAD's tree edited where this run wrote, and where the
+    // state file on disk says the output differs from HEAD's (CI may start from any state of
+    // the work tree: a previous run generated but did not commit).
     let outcome = deliver::deliver_run(
         repo,
         &paths,
         opts,
         cfg,
         "provisio generate --commit",
-        None,
+        summary,
         &|| false,
     )
     .map_err(|e| fail(&e, (&e).into()))?;
+    // The index follows the last commit (several when a rejected push was regenerated on
+    // top: the reset brought the index to the remote head first).
+    if let Some(c) = outcome.delivered.commits.last()
+        && let Err(e) = repo.sync_index_after(c)
+    {
+        eprintln!("warning: {}", report::chain(&e));
+    }
     let d = &outcome.delivered;
     match d.commits.last() {
         Some(c) => eprintln!(

@@ -44,6 +44,14 @@ pub struct Summary {
     /// deletion date still ahead): when watch regenerates without a registry change. Set by
     /// the caller that knows the registry (`ops::generate`).
     pub next_deadline: Option<chrono::DateTime<chrono::Utc>>,
+    /// Tenants re-rendered into a directory that held, before this run, the tree the previous
+    /// state file records (its hash here): for them `written` and `removed` are every
+    /// difference from that tree, so a commit can edit that tree file by file. Empty for trees
+    /// the run was told to distrust ([`Writer::distrust`]: `--full`, a killed run's).
+    pub vouched: BTreeMap<String, String>,
+    /// The run distrusted every recorded tree (`--full`): a commit of it re-reads the whole
+    /// output, making HEAD hold exactly what the disk holds.
+    pub full: bool,
 }
 
 impl Summary {
@@ -81,6 +89,8 @@ pub struct Writer<'a> {
     previous: Option<&'a State>,
     next: State,
     summary: Summary,
+    /// Trees whose recorded hash says nothing about the disk (`None`: all of them).
+    distrusted: Option<BTreeSet<String>>,
 }
 
 impl<'a> Writer<'a> {
@@ -90,7 +100,22 @@ impl<'a> Writer<'a> {
             previous,
             next: State::empty(&inputs.shared),
             summary: Summary::default(),
+            distrusted: Some(BTreeSet::new()),
         }
+    }
+
+    /// The recorded trees of `ids` (`None`: of every tenant, as with `--full`) may not be what
+    /// the disk holds: a run killed while writing them, hand edits `--full` is asked to
+    /// repair. Their changes are not [`Summary::vouched`] for.
+    pub fn distrust(&mut self, ids: Option<&BTreeSet<String>>) {
+        self.distrusted = match (ids, self.distrusted.take()) {
+            (Some(ids), Some(mut d)) => {
+                d.extend(ids.iter().cloned());
+                Some(d)
+            }
+            _ => None,
+        };
+        self.summary.full = self.distrusted.is_none();
     }
 
     /// A tenant whose inputs did not change: its tree is kept as recorded. False (render it)
@@ -129,6 +154,13 @@ impl<'a> Writer<'a> {
         let dir = self.root.join(TENANTS_DIR).join(id);
         no_link(self.root, &dir)?;
         let changed = if tree::is_real_dir(&dir)? {
+            let recorded = self
+                .previous
+                .and_then(|p| p.tenants.get(id))
+                .filter(|_| self.distrusted.as_ref().is_some_and(|d| !d.contains(id)));
+            if let Some(t) = recorded {
+                self.summary.vouched.insert(id.to_owned(), t.tree.clone());
+            }
             self.sync_dir(&dir, files)?
         } else {
             self.create_dir(&dir, id, files)?;

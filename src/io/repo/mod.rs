@@ -21,6 +21,7 @@
 //! - [`transport`]: how every fetch and push reaches its remote (https token and CA bundle,
 //!   ssh key and known_hosts via [`known_hosts`]), and the failures in their own terms.
 
+pub mod bulk;
 pub mod commit;
 pub mod follow;
 pub mod known_hosts;

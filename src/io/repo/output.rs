@@ -3,10 +3,10 @@
 //!
 //! - Only `tenants-out/`, `platform-out/`, `argocd/` and `.provisio-state.json` are
 //!   committed (crash leftovers of the writer, `.provisio-*`, are skipped).
-//! - After the first commit, a commit is built by editing HEAD's tree: only the tenant
-//!   directories a run touched are read from disk, so a one-tenant change costs the same at
-//!   10,000 tenants as at 10; the index is brought back in step on exit
-//!   ([`OutputRepo::sync_index`]).
+//! - A commit is built by editing HEAD's tree: only the tenant directories a run touched, or
+//!   that the committed state file records differently from the one on disk, are read from
+//!   disk, so a one-tenant change costs the same at 10,000 tenants as at 10; the index is
+//!   brought back in step afterwards ([`OutputRepo::sync_index`]).
 //! - The clone is provisio's: it holds provisio's lock while open, and on a rejected push
 //!   the caller resets it onto the remote head ([`OutputRepo::reset_to`]) before
 //!   regenerating (see `ops::deliver`).
@@ -15,16 +15,17 @@ use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
-use git2::{ErrorCode, IndexAddOption, ObjectType, Tree};
+use git2::{ErrorCode, ObjectType, Tree};
 use tracing::{info, warn};
 
+use super::bulk::{Bulk, in_bulk};
 use super::commit::Flush;
 use super::lock::{self, Lock};
 use super::message::{Changes, CommitInfo, FileChanges, PlatformChanges, Why, commit_message};
 use super::sync::PushFailure;
 use super::{Author, GitError, Oid, Repo, Result, Transport, io};
 use crate::io::fsx::TEMP_PREFIX;
-use crate::io::output::{STATE_FILE, Summary};
+use crate::io::output::{STATE_FILE, State, Summary};
 use provisio_core::render::platform::{NAMESPACES_DIR, TOOLS_DIR};
 use provisio_core::render::{ARGOCD_DIR, PLATFORM_DIR, TENANTS_DIR};
 
@@ -57,6 +58,17 @@ impl Default for RepoConfig {
             transport: Transport::default(),
         }
     }
+}
+
+/// What a commit reads from the output directory.
+struct Touched {
+    /// The tenant directories; `None`: all of `tenants-out/`.
+    tenants: Option<BTreeSet<String>>,
+    /// Tenants among them whose committed tree is the one the run found on disk: only these
+    /// paths (relative to the tenant's directory; `true`: written, `false`: removed) differ.
+    edits: BTreeMap<String, Vec<(String, bool)>>,
+    argocd: bool,
+    platform: bool,
 }
 
 /// The output directory as a work tree of the manifests repository.
@@ -171,8 +183,11 @@ impl OutputRepo {
     }
 
     /// Points the branch at `commit`, work tree and index included (after a fetch, to commit
-    /// on top of another writer's output).
+    /// on top of another writer's output). The index is first brought in step with HEAD:
+    /// commits are built without it, and a checkout takes a file the index does not list for
+    /// an untracked one and leaves it in the work tree.
     pub fn reset_to(&self, commit: Oid) -> Result<()> {
+        self.sync_index()?;
         self.repo.reset_branch_to(&self.branch, commit)
     }
 
@@ -241,110 +256,27 @@ impl OutputRepo {
         })
     }
 
-    fn paths(&self) -> [String; 4] {
-        [
-            format!("{}{TENANTS_DIR}", self.prefix),
-            format!("{}{PLATFORM_DIR}", self.prefix),
-            format!("{}{ARGOCD_DIR}", self.prefix),
-            format!("{}{STATE_FILE}", self.prefix),
-        ]
-    }
-
-    /// Stages the output paths as `git add -A` would: new, changed and deleted files, skipping
-    /// the writer's temporary files and staging directories left by a crash.
-    pub fn stage_all(&self) -> Result<()> {
-        let mut index = self
-            .repo
-            .repo
-            .index()
-            .map_err(self.repo.err("read the index"))?;
-        index.read(false).map_err(self.repo.err("read the index"))?;
-        let mut skip_temp = |path: &Path, _: &[u8]| -> i32 {
-            let temp = path.components().any(|c| {
-                let c = c.as_os_str().to_string_lossy();
-                c.starts_with(TEMP_PREFIX) && c != STATE_FILE
-            });
-            i32::from(temp)
-        };
-        let paths = self.paths();
-        index
-            .add_all(paths.iter(), IndexAddOption::DEFAULT, Some(&mut skip_temp))
-            .map_err(self.repo.err("stage the output"))?;
-        index
-            .update_all(paths.iter(), None)
-            .map_err(self.repo.err("stage removed files"))?;
-        index.write().map_err(self.repo.err("write the index"))?;
-        Ok(())
-    }
-
-    /// Stages exactly what one `generate` run wrote and removed (fast: no scan of the tree).
-    pub fn stage(&self, summary: &Summary) -> Result<()> {
-        let mut index = self
-            .repo
-            .repo
-            .index()
-            .map_err(self.repo.err("read the index"))?;
-        index.read(false).map_err(self.repo.err("read the index"))?;
-        for p in &summary.written {
-            index
-                .add_path(Path::new(&format!("{}{p}", self.prefix)))
-                .map_err(self.repo.err(&format!("stage {p}")))?;
-        }
-        for p in &summary.removed {
-            match index.remove_path(Path::new(&format!("{}{p}", self.prefix))) {
-                Ok(()) => {}
-                Err(e) if e.code() == ErrorCode::NotFound => {}
-                Err(e) => return Err(self.repo.err(&format!("unstage {p}"))(e)),
-            }
-        }
-        let state = format!("{}{STATE_FILE}", self.prefix);
-        if self
-            .repo
-            .repo
-            .workdir()
-            .is_some_and(|w| std::fs::symlink_metadata(w.join(&state)).is_ok_and(|m| m.is_file()))
-        {
-            index
-                .add_path(Path::new(&state))
-                .map_err(self.repo.err("stage the state file"))?;
-        }
-        index.write().map_err(self.repo.err("write the index"))?;
-        Ok(())
-    }
-
-    /// Commits the index when its tree differs from HEAD's; `None` when there is nothing to
-    /// commit.
-    pub fn commit(&self, why: &Why) -> Result<Option<CommitInfo>> {
-        let mut index = self
-            .repo
-            .repo
-            .index()
-            .map_err(self.repo.err("read the index"))?;
-        let tree_id = index
-            .write_tree()
-            .map_err(self.repo.err("write the tree"))?;
-        if self.repo.repo.head().is_err() && index.is_empty() {
-            return Ok(None);
-        }
-        self.commit_tree(tree_id, why)
-    }
-
-    /// Commits what one `generate` run wrote and removed by editing HEAD's tree: only the
-    /// tenant directories the run touched, `platform-out/` and `argocd/` when touched, and the
-    /// state file are read from disk, so a one-tenant change costs the same at 10,000 tenants as at 10 (the
-    /// index, 270,000 entries at 10,000 tenants, is neither read nor rewritten; it is brought
-    /// back in step by [`OutputRepo::sync_index`] and by [`OutputRepo::stage_all`]). Before the
-    /// first commit it stages through the index instead.
+    /// Commits what the output directory holds and HEAD lacks, by editing HEAD's tree (an
+    /// empty tree before the first commit): the one commit path of `generate --commit` and
+    /// watch. Only the tenant directories that differ are read from disk — those `summary`
+    /// (one `generate` run) wrote or removed, and those whose tree hash in the state file on
+    /// disk differs from the one in HEAD's state file (output generated earlier and not
+    /// committed: a CI job after a run without `--commit`, a failed cycle, a killed run) —
+    /// plus `platform-out/` and `argocd/` when touched, and the state file. Of a tree the run
+    /// found on disk as HEAD recorded it ([`Summary::vouched`]), only the files it wrote or
+    /// removed are read. A one-tenant
+    /// change costs the same at 10,000 tenants as at 10; the index (270,000 entries at
+    /// 10,000 tenants) is neither read nor rewritten, see [`OutputRepo::sync_index`]. When
+    /// HEAD has no readable state file (a first commit, another tool's commit), every output
+    /// path is read from disk.
     pub fn commit_summary(&self, summary: &Summary, why: &Why) -> Result<Option<CommitInfo>> {
         let root = match self.repo.repo.head() {
-            Ok(h) => h
-                .peel_to_commit()
-                .and_then(|c| c.tree())
-                .map_err(self.repo.err("read HEAD's tree"))?,
-            Err(_) => {
-                self.stage(summary)?;
-                return self.commit(why);
-            }
+            Ok(h) => Some(
+                h.peel_to_commit()
+                    .and_then(|c| c.tree())
+                    .map_err(self.repo.err("read HEAD's tree"))?,
+            ),
+            Err(_) => None,
         };
         let out = self
             .repo
@@ -352,43 +284,232 @@ impl OutputRepo {
             .workdir()
             .expect("checked at open")
             .join(&self.prefix);
-        let mut tenants = BTreeSet::new();
-        let mut argocd = false;
-        let mut platform = false;
-        for p in summary.written.iter().chain(&summary.removed) {
-            if let Some(rest) = p.strip_prefix(&format!("{TENANTS_DIR}/")) {
-                tenants.insert(rest.split('/').next().unwrap_or(rest).to_owned());
-            } else if p.starts_with(&format!("{ARGOCD_DIR}/")) {
-                argocd = true;
-            } else if p.starts_with(&format!("{PLATFORM_DIR}/")) {
-                platform = true;
+        let touched = self.touched(root.as_ref(), summary, &out)?;
+        // Every new blob and tree goes to memory and is stored as packs before the commit
+        // that names them is written.
+        let tree = in_bulk(
+            self.repo.git_dir(),
+            |what, e| self.repo.err(what)(e),
+            |bulk| self.build_tree(bulk, root.as_ref(), &touched, &out),
+        )?;
+        let Some(tree) = tree else {
+            // Nothing in the output and nothing committed yet: no commit.
+            return Ok(None);
+        };
+        self.commit_tree(tree, why)
+    }
+
+    /// The tree of the next commit: `root` (HEAD's, `None` before the first commit) with what
+    /// `touched` names replaced by what `out` holds. `None`: no commit (nothing to commit on
+    /// an unborn branch).
+    fn build_tree(
+        &self,
+        bulk: &Bulk<'_>,
+        root: Option<&Tree>,
+        touched: &Touched,
+        out: &Path,
+    ) -> Result<Option<Oid>> {
+        let tdir = format!("{}{TENANTS_DIR}", self.prefix);
+        let new_tdir = match &touched.tenants {
+            None => {
+                let dir = out.join(TENANTS_DIR);
+                if std::fs::symlink_metadata(&dir).is_ok_and(|m| m.is_dir()) {
+                    self.write_dir_tree(bulk, &dir)?
+                } else {
+                    None
+                }
+            }
+            Some(ids) => self.edit_tenants(bulk, root, &tdir, ids, &touched.edits, out)?,
+        };
+        let mut edits = vec![(tdir, new_tdir.map(|o| (o, 0o040000)))];
+        for (touched, dir) in [
+            (touched.platform, PLATFORM_DIR),
+            (touched.argocd, ARGOCD_DIR),
+        ] {
+            if !touched {
+                continue;
+            }
+            // Small (tens of objects per product, one per shard): stored whole.
+            let path = out.join(dir);
+            let tree = if std::fs::symlink_metadata(&path).is_ok_and(|m| m.is_dir()) {
+                self.write_dir_tree(bulk, &path)?
+            } else {
+                None
+            };
+            edits.push((format!("{}{dir}", self.prefix), tree.map(|o| (o, 0o040000))));
+        }
+        let state = out.join(STATE_FILE);
+        let state_blob = if std::fs::symlink_metadata(&state).is_ok_and(|m| m.is_file()) {
+            let bytes = std::fs::read(&state).map_err(io("read", &state))?;
+            Some((
+                bulk.blob(&bytes)
+                    .map_err(self.repo.err("store the state file"))?,
+                0o100644,
+            ))
+        } else {
+            None
+        };
+        edits.push((format!("{}{STATE_FILE}", self.prefix), state_blob));
+        let mut tree = root.map(Tree::id);
+        for (path, entry) in edits {
+            let comps: Vec<&str> = path.split('/').collect();
+            tree = self.replace_at(bulk, tree, &comps, entry)?;
+        }
+        match tree {
+            Some(t) => Ok(Some(t)),
+            None if root.is_none() => Ok(None),
+            // Everything removed: an empty tree.
+            None => {
+                let tb = bulk
+                    .treebuilder(None)
+                    .map_err(self.repo.err("write a tree"))?;
+                Ok(Some(
+                    bulk.write_tree(&tb)
+                        .map_err(self.repo.err("write a tree"))?,
+                ))
             }
         }
-        let tdir = format!("{}{TENANTS_DIR}", self.prefix);
+    }
+
+    /// What a commit on `root` must read from `out`: what `summary` touched, and what the
+    /// state file on disk records differently from the state file committed in `root`.
+    fn touched(&self, root: Option<&Tree>, summary: &Summary, out: &Path) -> Result<Touched> {
+        let mut t = Touched {
+            tenants: Some(BTreeSet::new()),
+            edits: BTreeMap::new(),
+            argocd: false,
+            platform: false,
+        };
+        let tenants_prefix = format!("{TENANTS_DIR}/");
+        let (argocd_prefix, platform_prefix) =
+            (format!("{ARGOCD_DIR}/"), format!("{PLATFORM_DIR}/"));
+        for p in summary.written.iter().chain(&summary.removed) {
+            if let Some(rest) = p.strip_prefix(&tenants_prefix) {
+                if let Some(ids) = &mut t.tenants {
+                    ids.insert(rest.split('/').next().unwrap_or(rest).to_owned());
+                }
+            } else if p.starts_with(&argocd_prefix) {
+                t.argocd = true;
+            } else if p.starts_with(&platform_prefix) {
+                t.platform = true;
+            }
+        }
+        let committed = match root {
+            Some(r) => self.committed_state(r)?,
+            None => None,
+        };
+        let path = out.join(STATE_FILE);
+        let on_disk = if std::fs::symlink_metadata(&path).is_ok_and(|m| m.is_file()) {
+            State::from_bytes(&std::fs::read(&path).map_err(io("read", &path))?)
+        } else {
+            None
+        };
+        let (Some(committed), Some(on_disk), false) = (committed, on_disk, summary.full) else {
+            // Nothing to compare with, or a full run (the safety net): read everything.
+            return Ok(Touched {
+                tenants: None,
+                edits: BTreeMap::new(),
+                argocd: true,
+                platform: true,
+            });
+        };
+        if let Some(ids) = &mut t.tenants {
+            for (id, now) in &on_disk.tenants {
+                if committed.tenants.get(id).map(|c| &c.tree) != Some(&now.tree) {
+                    ids.insert(id.clone());
+                }
+            }
+            for id in committed.tenants.keys() {
+                if !on_disk.tenants.contains_key(id) {
+                    ids.insert(id.clone());
+                }
+            }
+        }
+        // A tree the run found on disk as HEAD recorded it changed by exactly the run's writes
+        // and removals: those files are all a commit needs to read.
+        for (id, before) in &summary.vouched {
+            if committed.tenants.get(id).is_some_and(|c| c.tree == *before) {
+                t.edits.insert(id.clone(), Vec::new());
+            }
+        }
+        for (paths, written) in [(&summary.written, true), (&summary.removed, false)] {
+            for p in paths {
+                let Some((id, rel)) = p
+                    .strip_prefix(&tenants_prefix)
+                    .and_then(|rest| rest.split_once('/'))
+                else {
+                    continue;
+                };
+                if let Some(e) = t.edits.get_mut(id) {
+                    e.push((rel.to_owned(), written));
+                }
+            }
+        }
+        t.argocd |= committed.argocd != on_disk.argocd;
+        t.platform |= committed.platform != on_disk.platform;
+        Ok(t)
+    }
+
+    /// The state file committed in `root`, if it is there and readable.
+    fn committed_state(&self, root: &Tree) -> Result<Option<State>> {
+        let path = format!("{}{STATE_FILE}", self.prefix);
+        let entry = match root.get_path(Path::new(&path)) {
+            Ok(e) if e.kind() == Some(ObjectType::Blob) => e,
+            Ok(_) => return Ok(None),
+            Err(e) if e.code() == ErrorCode::NotFound => return Ok(None),
+            Err(e) => return Err(self.repo.err("read HEAD's state file")(e)),
+        };
+        let blob = self
+            .repo
+            .repo
+            .find_blob(entry.id())
+            .map_err(self.repo.err("read HEAD's state file"))?;
+        Ok(State::from_bytes(blob.content()))
+    }
+
+    /// The tenants directory of `root` (at `tdir`) with the directories of `ids` replaced by
+    /// what `out` holds (removed when it holds nothing).
+    fn edit_tenants(
+        &self,
+        bulk: &Bulk<'_>,
+        root: Option<&Tree>,
+        tdir: &str,
+        ids: &BTreeSet<String>,
+        edits: &BTreeMap<String, Vec<(String, bool)>>,
+        out: &Path,
+    ) -> Result<Option<Oid>> {
         let old_tdir = root
-            .get_path(Path::new(&tdir))
-            .ok()
+            .and_then(|r| r.get_path(Path::new(tdir)).ok())
             .filter(|e| e.kind() == Some(ObjectType::Tree))
             .map(|e| e.id());
         let old_tdir = match old_tdir {
-            Some(id) => Some(
-                self.repo
-                    .repo
-                    .find_tree(id)
-                    .map_err(self.repo.err("read a tree"))?,
-            ),
+            Some(id) => Some(bulk.find_tree(id).map_err(self.repo.err("read a tree"))?),
             None => None,
         };
-        let mut tb = self
-            .repo
-            .repo
+        let mut tb = bulk
             .treebuilder(old_tdir.as_ref())
             .map_err(self.repo.err("edit a tree"))?;
-        for id in &tenants {
+        for id in ids {
             let dir = out.join(TENANTS_DIR).join(id);
-            let is_dir = std::fs::symlink_metadata(&dir).is_ok_and(|m| m.is_dir());
-            let new = if is_dir {
-                self.write_dir_tree(&dir)?
+            let new = if let Some(changes) = edits.get(id) {
+                // HEAD's tree of the tenant, with the files this run wrote or removed.
+                let mut tree = old_tdir
+                    .as_ref()
+                    .and_then(|t| t.get_name(id))
+                    .filter(|e| e.kind() == Some(ObjectType::Tree))
+                    .map(|e| e.id());
+                for (rel, written) in changes {
+                    let entry = if *written {
+                        Some((self.store_file(bulk, &dir.join(rel))?, 0o100644))
+                    } else {
+                        None
+                    };
+                    let comps: Vec<&str> = rel.split('/').collect();
+                    tree = self.replace_at(bulk, tree, &comps, entry)?;
+                }
+                tree
+            } else if std::fs::symlink_metadata(&dir).is_ok_and(|m| m.is_dir()) {
+                self.write_dir_tree(bulk, &dir)?
             } else {
                 None
             };
@@ -404,75 +525,29 @@ impl OutputRepo {
                 }
             }
         }
-        let new_tdir = if tb.is_empty() {
-            None
+        if tb.is_empty() {
+            Ok(None)
         } else {
-            Some(tb.write().map_err(self.repo.err("write a tree"))?)
-        };
-        let mut edits = vec![(tdir, new_tdir.map(|o| (o, 0o040000)))];
-        if platform {
-            // Small (tens of objects per product): stored whole.
-            let tree = self.write_dir_tree(&out.join(PLATFORM_DIR))?;
-            edits.push((
-                format!("{}{PLATFORM_DIR}", self.prefix),
-                tree.map(|o| (o, 0o040000)),
-            ));
+            Ok(Some(
+                bulk.write_tree(&tb)
+                    .map_err(self.repo.err("write a tree"))?,
+            ))
         }
-        if argocd {
-            let tree = self.write_dir_tree(&out.join(ARGOCD_DIR))?;
-            edits.push((
-                format!("{}{ARGOCD_DIR}", self.prefix),
-                tree.map(|o| (o, 0o040000)),
-            ));
-        }
-        let state = out.join(STATE_FILE);
-        if std::fs::symlink_metadata(&state).is_ok_and(|m| m.is_file()) {
-            let blob = self
-                .repo
-                .repo
-                .blob_path(&state)
-                .map_err(self.repo.err("store the state file"))?;
-            edits.push((
-                format!("{}{STATE_FILE}", self.prefix),
-                Some((blob, 0o100644)),
-            ));
-        }
-        let mut tree = Some(root.id());
-        for (path, entry) in edits {
-            let comps: Vec<&str> = path.split('/').collect();
-            tree = self.replace_at(tree, &comps, entry)?;
-        }
-        let tree = match tree {
-            Some(t) => t,
-            None => self
-                .repo
-                .repo
-                .treebuilder(None)
-                .and_then(|b| b.write())
-                .map_err(self.repo.err("write a tree"))?,
-        };
-        self.commit_tree(tree, why)
     }
 
     /// `tree` with the entry at `path` replaced (`None`: removed); `None` when it ends up empty.
     fn replace_at(
         &self,
+        bulk: &Bulk<'_>,
         tree: Option<Oid>,
         path: &[&str],
         entry: Option<(Oid, i32)>,
     ) -> Result<Option<Oid>> {
         let tree = match tree {
-            Some(t) => Some(
-                self.repo
-                    .repo
-                    .find_tree(t)
-                    .map_err(self.repo.err("read a tree"))?,
-            ),
+            Some(t) => Some(bulk.find_tree(t).map_err(self.repo.err("read a tree"))?),
             None => None,
         };
-        let mut tb = self
-            .repo
-            .repo
+        let mut tb = bulk
             .treebuilder(tree.as_ref())
             .map_err(self.repo.err("edit a tree"))?;
         let (name, rest) = (path[0], &path[1..]);
@@ -484,7 +559,8 @@ impl OutputRepo {
                 .and_then(|t| t.get_name(name))
                 .filter(|e| e.kind() == Some(ObjectType::Tree))
                 .map(|e| e.id());
-            self.replace_at(child, rest, entry)?.map(|o| (o, 0o040000))
+            self.replace_at(bulk, child, rest, entry)?
+                .map(|o| (o, 0o040000))
         };
         match new {
             Some((oid, mode)) => {
@@ -500,17 +576,18 @@ impl OutputRepo {
         if tb.is_empty() {
             Ok(None)
         } else {
-            Ok(Some(tb.write().map_err(self.repo.err("write a tree"))?))
+            Ok(Some(
+                bulk.write_tree(&tb)
+                    .map_err(self.repo.err("write a tree"))?,
+            ))
         }
     }
 
     /// Stores the files below `dir` as blobs and trees (skipping the writer's `.provisio-*`
     /// temporaries); `None` when there are none.
-    fn write_dir_tree(&self, dir: &Path) -> Result<Option<Oid>> {
+    fn write_dir_tree(&self, bulk: &Bulk<'_>, dir: &Path) -> Result<Option<Oid>> {
         let entries = std::fs::read_dir(dir).map_err(io("list", dir))?;
-        let mut tb = self
-            .repo
-            .repo
+        let mut tb = bulk
             .treebuilder(None)
             .map_err(self.repo.err("build a tree"))?;
         for e in entries {
@@ -530,16 +607,12 @@ impl OutputRepo {
                 )));
             }
             if kind.is_dir() {
-                if let Some(oid) = self.write_dir_tree(&path)? {
+                if let Some(oid) = self.write_dir_tree(bulk, &path)? {
                     tb.insert(&name, oid, 0o040000)
                         .map_err(self.repo.err("build a tree"))?;
                 }
             } else {
-                let oid = self
-                    .repo
-                    .repo
-                    .blob_path(&path)
-                    .map_err(self.repo.err(&format!("store {}", path.display())))?;
+                let oid = self.store_file(bulk, &path)?;
                 tb.insert(&name, oid, 0o100644)
                     .map_err(self.repo.err("build a tree"))?;
             }
@@ -547,8 +620,26 @@ impl OutputRepo {
         if tb.is_empty() {
             Ok(None)
         } else {
-            Ok(Some(tb.write().map_err(self.repo.err("build a tree"))?))
+            Ok(Some(
+                bulk.write_tree(&tb)
+                    .map_err(self.repo.err("build a tree"))?,
+            ))
         }
+    }
+
+    /// Stores the regular file at `path` as a blob (a link is never followed or stored: the
+    /// writer refuses them; this is the last line of defence).
+    fn store_file(&self, bulk: &Bulk<'_>, path: &Path) -> Result<Oid> {
+        let meta = std::fs::symlink_metadata(path).map_err(io("stat", path))?;
+        if !meta.is_file() {
+            return Err(io("store", path)(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "not a regular file (a symbolic link?): the output tree holds only files and directories",
+            )));
+        }
+        let bytes = std::fs::read(path).map_err(io("read", path))?;
+        bulk.blob(&bytes)
+            .map_err(self.repo.err(&format!("store {}", path.display())))
     }
 
     /// Makes the index match HEAD (after commits made by [`OutputRepo::commit_summary`]), so
@@ -568,6 +659,49 @@ impl OutputRepo {
         index
             .read_tree(&tree)
             .map_err(self.repo.err("read HEAD into the index"))?;
+        index.write().map_err(self.repo.err("write the index"))
+    }
+
+    /// Brings the index in step after `commit` (one [`OutputRepo::commit_summary`] made on
+    /// HEAD): when the index still held the parent's tree (its cached tree says so without a
+    /// walk), only the paths the commit changed are updated — a one-tenant commit does not
+    /// rebuild 270,000 entries at 10,000 tenants; otherwise the whole index is rebuilt from
+    /// HEAD ([`OutputRepo::sync_index`]).
+    pub fn sync_index_after(&self, commit: &CommitInfo) -> Result<()> {
+        let repo = &self.repo.repo;
+        let tree_of = |c: Oid| {
+            repo.find_commit(c)
+                .and_then(|c| c.tree())
+                .map_err(self.repo.err("read a commit's tree"))
+        };
+        let Some(parent) = commit.parent else {
+            return self.sync_index();
+        };
+        let mut index = repo.index().map_err(self.repo.err("read the index"))?;
+        let old = tree_of(parent)?;
+        if index.is_empty() || index.write_tree().ok() != Some(old.id()) {
+            return self.sync_index();
+        }
+        let new = tree_of(commit.id)?;
+        let diff = repo
+            .diff_tree_to_tree(Some(&old), Some(&new), None)
+            .map_err(self.repo.err("diff the commit"))?;
+        let workdir = repo.workdir().expect("checked at open");
+        for d in diff.deltas() {
+            if d.status() == git2::Delta::Deleted {
+                if let Some(p) = d.old_file().path() {
+                    index
+                        .remove_path(p)
+                        .map_err(self.repo.err("update the index"))?;
+                }
+                continue;
+            }
+            let f = d.new_file();
+            let Some(p) = f.path() else { continue };
+            index
+                .add(&index_entry(p, f.id(), u32::from(f.mode()), workdir))
+                .map_err(self.repo.err("update the index"))?;
+        }
         index.write().map_err(self.repo.err("write the index"))
     }
 
@@ -795,5 +929,28 @@ impl OutputRepo {
             }
         }
         Ok(Some(files))
+    }
+}
+
+/// The index entry of a committed file, with the work tree file's stat data when it is there
+/// (so that `git status` need not read it again; zeroes make it compare the content instead).
+fn index_entry(path: &Path, id: Oid, mode: u32, workdir: &Path) -> git2::IndexEntry {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::symlink_metadata(workdir.join(path)).ok();
+    let time = |s: i64, ns: i64| git2::IndexTime::new(s as i32, ns as u32);
+    let m = meta.as_ref();
+    git2::IndexEntry {
+        ctime: m.map_or(time(0, 0), |m| time(m.ctime(), m.ctime_nsec())),
+        mtime: m.map_or(time(0, 0), |m| time(m.mtime(), m.mtime_nsec())),
+        dev: m.map_or(0, |m| m.dev() as u32),
+        ino: m.map_or(0, |m| m.ino() as u32),
+        mode,
+        uid: m.map_or(0, MetadataExt::uid),
+        gid: m.map_or(0, MetadataExt::gid),
+        file_size: m.map_or(0, |m| m.size() as u32),
+        id,
+        flags: 0,
+        flags_extended: 0,
+        path: path.as_os_str().as_encoded_bytes().to_vec(),
     }
 }

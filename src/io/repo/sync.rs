@@ -71,6 +71,8 @@ impl Repo {
         }
         let mut opts = git2::PushOptions::new();
         opts.remote_callbacks(cbs);
+        // The pack sent is built on every core (libgit2's default is one thread).
+        opts.packbuilder_parallelism(0);
         let spec = format!("refs/heads/{branch}:refs/heads/{branch}");
         let result = r.push(&[spec], Some(&mut opts));
         drop(opts);

@@ -119,9 +119,6 @@ struct Loop<'a> {
     follower: Option<Follower>,
     /// The registry commit last seen valid (for `registry_invalid_since`).
     last_valid: Option<Oid>,
-    /// Stage by scanning the output paths (after a failure or at start) instead of trusting
-    /// the last run's summary.
-    scan: bool,
     /// A delivery failed; retry on the timer.
     retry: bool,
     first: bool,
@@ -155,7 +152,6 @@ pub fn run(
         stop,
         follower: None,
         last_valid: None,
-        scan: true,
         retry: false,
         deadline: None,
         first: true,
@@ -446,7 +442,6 @@ impl Loop<'_> {
                 ) {
                     CycleOutcome::Refused
                 } else {
-                    self.scan = true;
                     CycleOutcome::Failed
                 };
             }
@@ -515,9 +510,8 @@ impl Loop<'_> {
             };
         };
         let stop = || self.stop.load(Ordering::Relaxed);
-        let staged = if self.scan { None } else { Some(summary) };
         let result =
-            deliver::deliver_run(repo, &self.cfg.paths, &opts, cfg, trigger, staged, &stop);
+            deliver::deliver_run(repo, &self.cfg.paths, &opts, cfg, trigger, summary, &stop);
         self.metrics
             .git
             .pushed(MANIFESTS, &repo.take_push_outcomes());
@@ -537,7 +531,6 @@ impl Loop<'_> {
                     info!(registry_commit = %newer, "the manifests hold a newer registry's output; fetching the registry now");
                     self.health.poke();
                 }
-                self.scan = false;
                 self.retry = false;
                 match (&outcome.nudge, &cfg.nudge) {
                     (Some(Ok(status)), Some(n)) => info!(status, url = %n.url, "nudged Argo CD"),
@@ -562,7 +555,6 @@ impl Loop<'_> {
             Err(e) => {
                 self.metrics.failure("delivery");
                 error!(error = %chain(&e), retry_in = ?self.cfg.retry_interval, "delivery failed");
-                self.scan = true;
                 self.retry = true;
                 CycleOutcome::Failed
             }

@@ -1,0 +1,272 @@
+//! Objects written in bulk: the blobs and trees of an output commit go to memory first
+//! (libgit2's mempack backend, on a second handle of the repository so that no other write
+//! of this process is queued there) and are stored as packs — a pack builder over the objects
+//! the disk lacks, indexed into `objects/pack/` by the ODB's pack writer — instead of one
+//! loose file (and one `open`, `write`, `rename`) per object: 270,000 files for the first
+//! commit of 10,000 tenants, 10,000 for a product's version bump.
+//!
+//! - An object already on disk is never written again (checked before the write, without
+//!   rescanning the pack directory for every miss).
+//! - Memory stays bounded: the queued objects are stored as a pack whenever they hold more
+//!   than [`FLUSH_BYTES`], and at the end.
+//! - Nothing refers to a queued object until [`in_bulk`] returns: the caller writes the
+//!   commit (and moves the branch) after every object it names is on disk.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashSet;
+use std::io::Write;
+use std::path::Path;
+
+use git2::{Buf, Mempack, ObjectType, Odb, OdbLookupFlags, Oid, Repository, Tree, TreeBuilder};
+
+/// Raw bytes queued in memory before they are stored as a pack.
+const FLUSH_BYTES: usize = 64 << 20;
+
+/// A session of bulk writes; see [`in_bulk`].
+pub struct Bulk<'r> {
+    repo: &'r Repository,
+    odb: &'r Odb<'r>,
+    mempack: &'r Mempack<'r>,
+    /// The repository's ODB without the mempack: what is on disk.
+    disk: Odb<'r>,
+    /// Objects queued in memory since the last pack, in the order written.
+    queued: RefCell<Vec<Oid>>,
+    queued_set: RefCell<HashSet<Oid>>,
+    queued_bytes: Cell<usize>,
+    flush_at: usize,
+    /// Packs written so far.
+    packs: Cell<usize>,
+}
+
+/// Runs `build` with a [`Bulk`] on the repository at `git_dir`, then stores what it queued;
+/// `wrap` turns git2's errors into the caller's. `Err` leaves no reference to any object
+/// `build` wrote (it may leave packs of unreferenced objects, which git's garbage collection
+/// removes).
+pub fn in_bulk<T, E>(
+    git_dir: &Path,
+    wrap: impl Fn(&'static str, git2::Error) -> E,
+    build: impl FnOnce(&Bulk<'_>) -> Result<T, E>,
+) -> Result<T, E> {
+    in_bulk_flushing_at(FLUSH_BYTES, git_dir, wrap, build)
+}
+
+/// [`in_bulk`], storing a pack whenever the queued objects hold more than `flush_at` bytes.
+fn in_bulk_flushing_at<T, E>(
+    flush_at: usize,
+    git_dir: &Path,
+    wrap: impl Fn(&'static str, git2::Error) -> E,
+    build: impl FnOnce(&Bulk<'_>) -> Result<T, E>,
+) -> Result<T, E> {
+    let open = || -> Result<_, git2::Error> {
+        let repo = Repository::open(git_dir)?;
+        let disk = Repository::open(git_dir)?;
+        Ok((repo, disk))
+    };
+    let (repo, disk) = open().map_err(|e| wrap("open the repository", e))?;
+    let odb = repo
+        .odb()
+        .map_err(|e| wrap("open the object database", e))?;
+    let disk = disk
+        .odb()
+        .map_err(|e| wrap("open the object database", e))?;
+    // Above the loose (1) and pack (2) backends: every write goes to memory.
+    let mempack = odb
+        .add_new_mempack_backend(1000)
+        .map_err(|e| wrap("add an in-memory object store", e))?;
+    let bulk = Bulk {
+        repo: &repo,
+        odb: &odb,
+        mempack: &mempack,
+        disk,
+        queued: RefCell::default(),
+        queued_set: RefCell::default(),
+        queued_bytes: Cell::new(0),
+        flush_at,
+        packs: Cell::new(0),
+    };
+    let out = build(&bulk)?;
+    bulk.flush()
+        .map_err(|e| wrap("store the new objects as a pack", e))?;
+    tracing::debug!(packs = bulk.packs.get(), "objects stored");
+    Ok(out)
+}
+
+impl<'r> Bulk<'r> {
+    /// `bytes` as a blob.
+    pub fn blob(&self, bytes: &[u8]) -> Result<Oid, git2::Error> {
+        let oid = Oid::hash_object(ObjectType::Blob, bytes)?;
+        if self.known(oid) {
+            return Ok(oid);
+        }
+        let written = self.odb.write(ObjectType::Blob, bytes)?;
+        debug_assert_eq!(written, oid);
+        self.queue(oid, bytes.len())?;
+        Ok(oid)
+    }
+
+    /// A tree builder starting from `base` (empty: `None`); write it with [`Bulk::write_tree`].
+    pub fn treebuilder(&self, base: Option<&Tree<'_>>) -> Result<TreeBuilder<'r>, git2::Error> {
+        self.repo.treebuilder(base)
+    }
+
+    /// Writes `tb`'s tree.
+    pub fn write_tree(&self, tb: &TreeBuilder<'_>) -> Result<Oid, git2::Error> {
+        let oid = tb.write()?;
+        if !self.known(oid) {
+            // Not on disk before the write: it went to memory.
+            self.queue(oid, 28 * tb.len())?;
+        }
+        Ok(oid)
+    }
+
+    /// A tree, read from memory or disk.
+    pub fn find_tree(&self, oid: Oid) -> Result<Tree<'r>, git2::Error> {
+        self.repo.find_tree(oid)
+    }
+
+    /// Whether `oid` is on disk or queued; never rescans the pack directory (the packs this
+    /// session wrote are seen through [`Bulk::flush`]'s refresh).
+    fn known(&self, oid: Oid) -> bool {
+        self.queued_set.borrow().contains(&oid)
+            || self.disk.exists_ext(oid, OdbLookupFlags::NO_REFRESH)
+    }
+
+    fn queue(&self, oid: Oid, bytes: usize) -> Result<(), git2::Error> {
+        if self.queued_set.borrow_mut().insert(oid) {
+            self.queued.borrow_mut().push(oid);
+            self.queued_bytes.set(self.queued_bytes.get() + bytes);
+        }
+        if self.queued_bytes.get() > self.flush_at {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Stores the queued objects as one pack and empties the memory.
+    fn flush(&self) -> Result<(), git2::Error> {
+        let queued = std::mem::take(&mut *self.queued.borrow_mut());
+        if queued.is_empty() {
+            return Ok(());
+        }
+        let mut pb = self.repo.packbuilder()?;
+        // Every core for the delta search.
+        pb.set_threads(0);
+        for oid in &queued {
+            pb.insert_object(*oid, None)?;
+        }
+        let mut buf = Buf::new();
+        pb.write_buf(&mut buf)?;
+        drop(pb);
+        let mut writer = self.odb.packwriter()?;
+        writer
+            .write_all(&buf)
+            .map_err(|e| git2::Error::from_str(&format!("write a pack: {e}")))?;
+        writer.commit()?;
+        drop(writer);
+        self.mempack.reset()?;
+        self.queued_set.borrow_mut().clear();
+        self.queued_bytes.set(0);
+        self.packs.set(self.packs.get() + 1);
+        // See the new pack from both handles without a rescan per miss.
+        self.disk.refresh()?;
+        self.odb.refresh()?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Loose object files under `objects/` (two hex digits, then the rest of the id).
+    fn loose(git_dir: &Path) -> Vec<String> {
+        let mut found = Vec::new();
+        for d in std::fs::read_dir(git_dir.join("objects")).unwrap() {
+            let d = d.unwrap();
+            let name = d.file_name().to_string_lossy().into_owned();
+            if name.len() == 2 && name.chars().all(|c| c.is_ascii_hexdigit()) {
+                for f in std::fs::read_dir(d.path()).unwrap() {
+                    found.push(format!(
+                        "{name}{}",
+                        f.unwrap().file_name().to_string_lossy()
+                    ));
+                }
+            }
+        }
+        found
+    }
+
+    fn packs(git_dir: &Path) -> usize {
+        std::fs::read_dir(git_dir.join("objects/pack"))
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .ends_with(".pack")
+            })
+            .count()
+    }
+
+    /// Objects land in packs (several when the memory fills), none loose, each readable from
+    /// another handle afterwards; an object already on disk is not stored again.
+    #[test]
+    fn objects_land_in_packs_and_known_objects_are_not_stored_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = Repository::init_bare(dir.path()).unwrap();
+        let git_dir = dir.path();
+        let on_disk = repo.blob(b"already here\n").unwrap();
+        assert_eq!(loose(git_dir), [on_disk.to_string()]);
+        let contents: Vec<Vec<u8>> = (0..200)
+            .map(|i| format!("file {i}\n{}\n", "x".repeat(i)).into_bytes())
+            .collect();
+        let tree = in_bulk_flushing_at(
+            4096,
+            git_dir,
+            |_, e| e,
+            |bulk| {
+                let mut tb = bulk.treebuilder(None)?;
+                for (i, c) in contents.iter().enumerate() {
+                    let oid = bulk.blob(c)?;
+                    // The same content twice is one object.
+                    assert_eq!(bulk.blob(c)?, oid);
+                    tb.insert(format!("f{i:03}"), oid, 0o100644)?;
+                }
+                let known = bulk.blob(b"already here\n")?;
+                tb.insert("old", known, 0o100644)?;
+                let id = bulk.write_tree(&tb)?;
+                // Readable while queued (or after a pack was stored).
+                assert_eq!(bulk.find_tree(id)?.len(), 201);
+                Ok(id)
+            },
+        )
+        .unwrap();
+        assert_eq!(
+            loose(git_dir),
+            [on_disk.to_string()],
+            "nothing new is loose"
+        );
+        assert!(
+            packs(git_dir) > 1,
+            "the memory was emptied into several packs"
+        );
+        let other = Repository::open_bare(git_dir).unwrap();
+        let t = other.find_tree(tree).unwrap();
+        for (i, c) in contents.iter().enumerate() {
+            let e = t.get_name(&format!("f{i:03}")).unwrap();
+            assert_eq!(other.find_blob(e.id()).unwrap().content(), &c[..]);
+        }
+        // Nothing is stored twice: every object of the packs is counted once.
+        let mut count = 0;
+        other
+            .odb()
+            .unwrap()
+            .foreach(|_| {
+                count += 1;
+                true
+            })
+            .unwrap();
+        assert_eq!(count, 200 + 1 + 1, "200 blobs, the tree, the earlier blob");
+    }
+}
