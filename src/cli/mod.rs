@@ -51,6 +51,9 @@ pub enum Command {
     /// Verify a step of a purging tenant's removal on the cluster, then report it (the
     /// purge-check and namespace-check Jobs).
     PurgeCheck(commands::purge_check::Args),
+    /// Probe a provisioning tenant until healthy, register its website, send the welcome
+    /// email once and report it active (the activate Job).
+    Activate(commands::activate::Args),
 }
 
 /// Parses the arguments, runs the command, maps the outcome to an exit code.
@@ -89,6 +92,7 @@ pub fn main() -> ExitCode {
         Command::Report(a) => commands::report::run(a),
         Command::WebsiteStatus(a) => commands::website_status::run(a),
         Command::PurgeCheck(a) => commands::purge_check::run(a),
+        Command::Activate(a) => commands::activate::run(a),
     };
     exit.into()
 }

@@ -116,6 +116,69 @@ pub fn job_report_id(kind: &str, tenant: &str, now: DateTime<Utc>) -> String {
     }
 }
 
+/// The tenant's lifecycle records as serve has them at HEAD: `GET` of the tenant's route (the
+/// report URL without `/reports`), signed like a report with an empty body.
+pub fn view(
+    target: &Target,
+    policy: &Policy,
+    clock: impl Fn() -> DateTime<Utc>,
+) -> Result<LifecycleView, ReportError> {
+    let url = target
+        .url
+        .strip_suffix("/reports")
+        .unwrap_or(&target.url)
+        .to_owned();
+    let path = url
+        .split_once("://")
+        .and_then(|(_, rest)| rest.find('/').map(|i| rest[i..].to_owned()))
+        .ok_or_else(|| {
+            ReportError::Invalid(Refusal {
+                code: "invalid_field",
+                message: format!("the report URL `{url}` has no path"),
+                field: None,
+            })
+        })?;
+    let agent = http::agent(Duration::from_secs(30));
+    let what = format!("lifecycle of {}", target.tenant);
+    let answer = http::send(policy, &what, || {
+        let sig = signature::header(
+            &target.key,
+            &target.tenant,
+            clock().timestamp(),
+            "GET",
+            &path,
+            b"",
+        );
+        agent
+            .get(&url)
+            .header(signature::HEADER, &sig)
+            .header("accept", "application/json")
+            .call()
+    })
+    .map_err(ReportError::Unavailable)?;
+    if answer.ok() {
+        let v: serde_json::Value = answer
+            .json()
+            .map_err(|e| ReportError::Answer(format!("{e}: {}", answer.excerpt())))?;
+        let records = if v["lifecycle"].is_object() {
+            v["lifecycle"].clone()
+        } else {
+            v
+        };
+        return serde_json::from_value(records)
+            .map_err(|e| ReportError::Answer(format!("{e}: {}", answer.excerpt())));
+    }
+    let (code, message) = match answer.json::<ErrorBody>() {
+        Ok(b) => (b.error.code, b.error.message),
+        Err(_) => ("unknown".to_owned(), answer.excerpt().to_owned()),
+    };
+    Err(ReportError::Refused {
+        status: answer.status,
+        code,
+        message,
+    })
+}
+
 /// Sends `report` for `target.tenant`; `clock` gives each attempt's signature time.
 pub fn send(
     target: &Target,

@@ -13,6 +13,7 @@ use serde_json::{Value, json};
 use super::{Change, Report, SetupError, gave_up, refused};
 use crate::io::http;
 use crate::io::retry::Policy;
+use provisio_core::plan::lifecycle::WebsiteBody;
 
 const SERVICE: &str = "websites-service";
 
@@ -187,4 +188,110 @@ fn ids(records: &[Record]) -> String {
         .map(|r| format!("id {}", r.id))
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// What [`ensure_active`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ensured {
+    pub id: String,
+    pub change: Change,
+}
+
+impl Client {
+    /// `POST`s `body` once. `None` when the answer was lost (a transport error or a 5xx after
+    /// sending): the record may exist, so the caller looks up again; a POST is never retried.
+    pub fn create(&self, body: &WebsiteBody) -> Result<Option<String>, SetupError> {
+        let action = format!("create the website of {}", body.domain);
+        let json = serde_json::to_string(body).expect("the record serializes");
+        let once = Policy::new(1, Duration::from_millis(1));
+        let r = match http::send(&once, &action, || {
+            self.agent
+                .post(&self.url)
+                .header("authorization", &self.bearer)
+                .header("content-type", "application/json")
+                .header("accept", "application/json")
+                .send(json.as_bytes())
+        }) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(error = %e.error, "{action}: answer lost; looking the record up again");
+                return Ok(None);
+            }
+        };
+        self.check_auth(&action, &r)?;
+        if !r.ok() {
+            return Err(refused(SERVICE, &action, &r));
+        }
+        let answer: Value = r.json().map_err(|e| SetupError::Refused {
+            service: SERVICE,
+            action: action.clone(),
+            detail: format!("expected the created record ({e}): {}", r.excerpt()),
+        })?;
+        let record = if answer["data"].is_object() {
+            &answer["data"]
+        } else {
+            &answer
+        };
+        match &record["id"] {
+            Value::String(s) if !s.is_empty() => Ok(Some(s.clone())),
+            Value::Number(n) => Ok(Some(n.to_string())),
+            _ => Err(SetupError::Refused {
+                service: SERVICE,
+                action,
+                detail: format!("the created record has no id: {}", r.excerpt()),
+            }),
+        }
+    }
+}
+
+/// Activation's record (seed phase 9), idempotent: looked up first; created once when there
+/// is none (a lost answer is followed by a look-up, never a second POST); an existing one is
+/// reused and set `active`; two or more are refused (resolved by hand).
+pub fn ensure_active(client: &Client, body: &WebsiteBody) -> Result<Ensured, SetupError> {
+    let mut posted = false;
+    loop {
+        let records = client.lookup(&body.domain, &body.tenant_id)?;
+        match records.as_slice() {
+            [] if !posted => {
+                posted = true;
+                if let Some(id) = client.create(body)? {
+                    return Ok(Ensured {
+                        id,
+                        change: Change::Created,
+                    });
+                }
+            }
+            [] => {
+                return Err(SetupError::Refused {
+                    service: SERVICE,
+                    action: format!("create the website of {}", body.domain),
+                    detail: "the answer to the POST was lost and no record appeared: run again"
+                        .to_owned(),
+                });
+            }
+            [one] => {
+                let change = if one.status == "active" {
+                    Change::Unchanged
+                } else {
+                    client.set_status(&one.id, "active")?;
+                    Change::Updated
+                };
+                return Ok(Ensured {
+                    id: one.id.clone(),
+                    change: if posted { Change::Created } else { change },
+                });
+            }
+            many => {
+                return Err(SetupError::invalid(
+                    format!("website {}", body.domain),
+                    format!(
+                        "{} website records of tenant {} ({}): resolve by hand, provisio never guesses",
+                        many.len(),
+                        body.tenant_id,
+                        ids(many)
+                    ),
+                ));
+            }
+        }
+    }
 }

@@ -1,6 +1,7 @@
 //! One module per sub-command: parse its arguments (clap), call one operation, print, return
 //! an [`Exit`].
 
+pub mod activate;
 pub mod args;
 pub mod check;
 pub mod generate;
