@@ -51,6 +51,9 @@ pub enum Command {
     /// Verify a step of a purging tenant's removal on the cluster, then report it (the
     /// purge-check and namespace-check Jobs).
     PurgeCheck(commands::purge_check::Args),
+    /// Archive a deprovisioning tenant's databases and buckets with a manifest, then report
+    /// it (the backup Job).
+    Backup(commands::backup::Args),
 }
 
 /// Parses the arguments, runs the command, maps the outcome to an exit code.
@@ -89,6 +92,7 @@ pub fn main() -> ExitCode {
         Command::Report(a) => commands::report::run(a),
         Command::WebsiteStatus(a) => commands::website_status::run(a),
         Command::PurgeCheck(a) => commands::purge_check::run(a),
+        Command::Backup(a) => commands::backup::run(a),
     };
     exit.into()
 }

@@ -3,6 +3,7 @@
 //! output to the manifests repository ([`deliver`]), a person's [`rollback`] of a
 //! never-activated tenant, the client of serve's lifecycle reports ([`report`]). Each is a function of its inputs; printing is the caller's.
 
+pub mod backup;
 pub mod check;
 pub mod deliver;
 pub mod error;

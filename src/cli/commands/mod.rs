@@ -2,6 +2,7 @@
 //! an [`Exit`].
 
 pub mod args;
+pub mod backup;
 pub mod check;
 pub mod generate;
 pub mod plan;
