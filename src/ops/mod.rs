@@ -15,5 +15,6 @@ pub mod report;
 pub mod rollback;
 pub mod setup;
 pub mod sync_failed;
+pub mod teardown;
 
 pub use error::PipelineError;

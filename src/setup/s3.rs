@@ -263,7 +263,13 @@ pub fn credentials_work(as_user: &Client, spec: &S3Spec) -> Result<bool, SetupEr
 
 /// Deletes every object version and delete marker of every bucket, then the buckets.
 pub fn teardown_buckets(s3: &Client, spec: &S3Spec) -> Result<Report, SetupError> {
+    Ok(teardown_buckets_counted(s3, spec)?.0)
+}
+
+/// [`teardown_buckets`], also counting the object versions and delete markers removed.
+pub fn teardown_buckets_counted(s3: &Client, spec: &S3Spec) -> Result<(Report, u64), SetupError> {
     let mut report = Report::default();
+    let mut versions = 0u64;
     for b in &spec.buckets {
         let path = bucket_path(&b.name);
         let what = format!("bucket {}", b.name);
@@ -314,13 +320,14 @@ pub fn teardown_buckets(s3: &Client, spec: &S3Spec) -> Result<Report, SetupError
             }
         }
         tracing::info!(bucket = %b.name, versions = deleted, "emptied");
+        versions += deleted as u64;
         let r = s3.send("DELETE", &path, &[], &[], b"")?;
         if !r.ok() {
             return Err(s3.refused(&format!("delete {what}"), &r));
         }
         report.record(what, Change::Deleted);
     }
-    Ok(report)
+    Ok((report, versions))
 }
 
 /// The largest object read or written in one request (the backup's single `PUT`).

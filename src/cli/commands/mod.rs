@@ -11,6 +11,7 @@ pub mod report;
 pub mod rollback;
 pub mod serve;
 pub mod setup;
+pub mod teardown;
 pub mod validate;
 pub mod watch;
 pub mod website_status;

@@ -61,10 +61,17 @@ pub enum ServiceArg {
     /// The tenant's admin password, internal API token and report key in the secret store
     /// (`setup` only; the report master secret from `PROVISIO_REPORT_SECRET`).
     Credentials,
+    /// Everything of a purging tenant in every shared service, once its backup (or rollback)
+    /// is verified, then the report (`teardown` only: the teardown Job).
+    Tenant,
 }
 
 fn run_with(args: Args, teardown: bool) -> Exit {
+    if args.service == ServiceArg::Tenant {
+        return super::teardown::run(args, teardown);
+    }
     let service = match args.service {
+        ServiceArg::Tenant => unreachable!("handled above"),
         ServiceArg::Mysql => Service::Mysql,
         ServiceArg::Rabbitmq => Service::Rabbitmq,
         ServiceArg::Minio => Service::Minio,
