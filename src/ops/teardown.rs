@@ -230,9 +230,7 @@ pub fn run(req: &Request, clock: impl Fn() -> DateTime<Utc> + Copy) -> Result<Do
     let report = Report {
         id: job_report_id("teardown-completed", &spec.tenant, now),
         at: now,
-        body: ReportBody::TeardownCompleted {
-            removed,
-        },
+        body: ReportBody::TeardownCompleted { removed },
     };
     let target = Target {
         url: part.report.url.clone(),

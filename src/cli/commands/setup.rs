@@ -68,7 +68,23 @@ pub enum ServiceArg {
 
 fn run_with(args: Args, teardown: bool) -> Exit {
     if args.service == ServiceArg::Tenant {
-        return super::teardown::run(args, teardown);
+        if !teardown {
+            crate::report::print_in(
+                "setup tenant",
+                &crate::setup::SetupError::invalid(
+                    "service",
+                    "`tenant` is for `teardown` only (setup runs per service)",
+                ),
+            );
+            return Exit::Invalid;
+        }
+        return super::teardown::run(&crate::ops::teardown::Request {
+            spec: args.spec,
+            store: args.secret_store,
+            retry: Policy::new(args.attempts, Duration::from_millis(args.backoff_ms)),
+            now: args.now.unwrap_or_else(Utc::now),
+            buckets_only: args.buckets_only,
+        });
     }
     let service = match args.service {
         ServiceArg::Tenant => unreachable!("handled above"),
