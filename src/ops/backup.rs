@@ -311,7 +311,16 @@ pub fn run(
                 id: job_report_id("backup-failed", &spec.tenant, now),
                 at: now,
                 body: ReportBody::BackupFailed {
-                    reason: e.to_string(),
+                    // One line (the report's rule): the first line of the error.
+                    reason: e
+                        .to_string()
+                        .lines()
+                        .next()
+                        .unwrap_or_default()
+                        .chars()
+                        .filter(|c| !c.is_control())
+                        .take(500)
+                        .collect(),
                 },
             };
             if let Err(r) = send(&target, &failed, &retry, clock) {
