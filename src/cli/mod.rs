@@ -54,6 +54,9 @@ pub enum Command {
     /// Probe a provisioning tenant until healthy, register its website, send the welcome
     /// email once and report it active (the activate Job).
     Activate(commands::activate::Args),
+    /// Archive a deprovisioning tenant's databases and buckets with a manifest, then report
+    /// it (the backup Job).
+    Backup(commands::backup::Args),
 }
 
 /// Parses the arguments, runs the command, maps the outcome to an exit code.
@@ -93,6 +96,7 @@ pub fn main() -> ExitCode {
         Command::WebsiteStatus(a) => commands::website_status::run(a),
         Command::PurgeCheck(a) => commands::purge_check::run(a),
         Command::Activate(a) => commands::activate::run(a),
+        Command::Backup(a) => commands::backup::run(a),
     };
     exit.into()
 }

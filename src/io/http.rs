@@ -164,6 +164,71 @@ pub fn send(
     })
 }
 
+/// An answer read as bytes with its headers (S3 objects: bodies are not text, and their
+/// metadata is in the headers).
+#[derive(Debug)]
+pub struct RawResponse {
+    pub status: u16,
+    /// Lower-case names.
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl RawResponse {
+    pub fn ok(&self) -> bool {
+        (200..300).contains(&self.status)
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The answer with its body as text (for error messages).
+    pub fn to_text(&self) -> Response {
+        Response {
+            status: self.status,
+            body: String::from_utf8_lossy(&self.body).into_owned(),
+        }
+    }
+}
+
+/// [`send`], reading the body as bytes (at most `limit` of them) and keeping the headers.
+pub fn send_raw(
+    policy: &Policy,
+    what: &str,
+    limit: u64,
+    mut call: impl FnMut() -> Result<ureq::http::Response<ureq::Body>, ureq::Error>,
+) -> Result<RawResponse, GaveUp<Failure>> {
+    policy.run(what, is_transient, || {
+        let mut resp = call().map_err(Failure::Transport)?;
+        let status = resp.status().as_u16();
+        let headers = resp
+            .headers()
+            .iter()
+            .filter_map(|(k, v)| Some((k.as_str().to_owned(), v.to_str().ok()?.to_owned())))
+            .collect();
+        let body = resp
+            .body_mut()
+            .with_config()
+            .limit(limit)
+            .read_to_vec()
+            .map_err(Failure::Transport)?;
+        let r = RawResponse {
+            status,
+            headers,
+            body,
+        };
+        if is_transient_status(status) {
+            Err(Failure::Status(r.to_text()))
+        } else {
+            Ok(r)
+        }
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use std::io::{Read, Write};

@@ -5,6 +5,7 @@
 //! [`activate`]ion. Each is a function of its inputs; printing is the caller's.
 
 pub mod activate;
+pub mod backup;
 pub mod check;
 pub mod deliver;
 pub mod error;
@@ -16,5 +17,6 @@ pub mod report;
 pub mod rollback;
 pub mod setup;
 pub mod sync_failed;
+pub mod teardown;
 
 pub use error::PipelineError;

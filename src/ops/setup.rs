@@ -144,7 +144,7 @@ fn credentials(req: &Request) -> Result<Report, SetupError> {
     )
 }
 
-fn env(name: &str) -> Result<String, SetupError> {
+pub(crate) fn env(name: &str) -> Result<String, SetupError> {
     match std::env::var(name) {
         Ok(v) if !v.is_empty() => Ok(v),
         _ => Err(SetupError::invalid(
@@ -154,14 +154,14 @@ fn env(name: &str) -> Result<String, SetupError> {
     }
 }
 
-fn mysql_admin() -> Result<setup::mysql::Admin, SetupError> {
+pub(crate) fn mysql_admin() -> Result<setup::mysql::Admin, SetupError> {
     Ok(setup::mysql::Admin {
         user: env("MYSQL_ADMIN_USER")?,
         password: env("MYSQL_ADMIN_PASSWORD")?,
     })
 }
 
-fn rabbitmq_admin() -> Result<setup::rabbitmq::Admin, SetupError> {
+pub(crate) fn rabbitmq_admin() -> Result<setup::rabbitmq::Admin, SetupError> {
     Ok(setup::rabbitmq::Admin {
         user: env("RABBITMQ_ADMIN_USER")?,
         password: env("RABBITMQ_ADMIN_PASSWORD")?,
@@ -169,7 +169,7 @@ fn rabbitmq_admin() -> Result<setup::rabbitmq::Admin, SetupError> {
 }
 
 /// The S3 API of the shared MinIO as one user (the root user: `MINIO_ROOT_USER`/`MINIO_ROOT_PASSWORD`).
-fn minio_s3_client(
+pub(crate) fn minio_s3_client(
     label: &'static str,
     spec: &provisio_core::plan::setup::S3Spec,
     access_key: &str,

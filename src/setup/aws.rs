@@ -11,7 +11,7 @@ use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 
 use super::SetupError;
-use crate::io::http::{self, Response};
+use crate::io::http::{self, RawResponse, Response};
 use crate::io::retry::Policy;
 
 /// SigV4's `UriEncode`: RFC 3986 unreserved characters stay, everything else is encoded
@@ -188,6 +188,33 @@ impl Client {
         headers: &[(&str, &str)],
         body: &[u8],
     ) -> Result<Response, SetupError> {
+        let (url, what) = self.url(method, path, query);
+        http::send(&self.retry, &what, || {
+            self.call(method, &url, path, query, headers, body)
+        })
+        .map_err(|e| super::gave_up(self.label, &self.endpoint, &what, e))
+    }
+
+    /// [`Client::send`] with the answer as bytes and headers (an object's content, at most
+    /// `limit` bytes).
+    pub fn send_raw(
+        &self,
+        method: &str,
+        path: &str,
+        query: &[(&str, &str)],
+        headers: &[(&str, &str)],
+        body: &[u8],
+        limit: u64,
+    ) -> Result<RawResponse, SetupError> {
+        let (url, what) = self.url(method, path, query);
+        http::send_raw(&self.retry, &what, limit, || {
+            self.call(method, &url, path, query, headers, body)
+        })
+        .map_err(|e| super::gave_up(self.label, &self.endpoint, &what, e))
+    }
+
+    /// The request's URL and how errors name it.
+    fn url(&self, method: &str, path: &str, query: &[(&str, &str)]) -> (String, String) {
         let q = canonical_query(query);
         let url = if q.is_empty() {
             format!("{}{path}", self.endpoint)
@@ -195,30 +222,40 @@ impl Client {
             format!("{}{path}?{q}", self.endpoint)
         };
         let what = format!("{method} {path}{}", if q.is_empty() { "" } else { "?…" });
-        http::send(&self.retry, &what, || {
-            let signed = sign(
-                &Request {
-                    method,
-                    host: &self.host,
-                    path,
-                    query,
-                    headers,
-                    body,
-                },
-                &self.creds,
-                &self.region,
-                self.service,
-                Utc::now(),
-            );
-            let builder = ureq::http::Request::builder().method(method).uri(&url);
-            let request = signed
-                .iter()
-                .fold(builder, |b, (k, v)| b.header(k.as_str(), v.as_str()))
-                .body(body.to_vec())
-                .map_err(ureq::Error::Http)?;
-            self.agent.run(request)
-        })
-        .map_err(|e| super::gave_up(self.label, &self.endpoint, &what, e))
+        (url, what)
+    }
+
+    /// One attempt, signed at its own time.
+    fn call(
+        &self,
+        method: &str,
+        url: &str,
+        path: &str,
+        query: &[(&str, &str)],
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Result<ureq::http::Response<ureq::Body>, ureq::Error> {
+        let signed = sign(
+            &Request {
+                method,
+                host: &self.host,
+                path,
+                query,
+                headers,
+                body,
+            },
+            &self.creds,
+            &self.region,
+            self.service,
+            Utc::now(),
+        );
+        let builder = ureq::http::Request::builder().method(method).uri(url);
+        let request = signed
+            .iter()
+            .fold(builder, |b, (k, v)| b.header(k.as_str(), v.as_str()))
+            .body(body.to_vec())
+            .map_err(ureq::Error::Http)?;
+        self.agent.run(request)
     }
 
     pub fn refused(&self, action: &str, r: &Response) -> SetupError {

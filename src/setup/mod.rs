@@ -10,6 +10,7 @@
 
 pub mod aws;
 pub mod credentials;
+pub mod dump;
 pub mod madmin;
 pub mod management;
 pub mod mysql;

@@ -3,6 +3,7 @@
 
 pub mod activate;
 pub mod args;
+pub mod backup;
 pub mod check;
 pub mod generate;
 pub mod plan;
@@ -11,6 +12,7 @@ pub mod report;
 pub mod rollback;
 pub mod serve;
 pub mod setup;
+pub mod teardown;
 pub mod validate;
 pub mod watch;
 pub mod website_status;

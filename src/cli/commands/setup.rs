@@ -61,10 +61,33 @@ pub enum ServiceArg {
     /// The tenant's admin password, internal API token and report key in the secret store
     /// (`setup` only; the report master secret from `PROVISIO_REPORT_SECRET`).
     Credentials,
+    /// Everything of a purging tenant in every shared service, once its backup (or rollback)
+    /// is verified, then the report (`teardown` only: the teardown Job).
+    Tenant,
 }
 
 fn run_with(args: Args, teardown: bool) -> Exit {
+    if args.service == ServiceArg::Tenant {
+        if !teardown {
+            crate::report::print_in(
+                "setup tenant",
+                &crate::setup::SetupError::invalid(
+                    "service",
+                    "`tenant` is for `teardown` only (setup runs per service)",
+                ),
+            );
+            return Exit::Invalid;
+        }
+        return super::teardown::run(&crate::ops::teardown::Request {
+            spec: args.spec,
+            store: args.secret_store,
+            retry: Policy::new(args.attempts, Duration::from_millis(args.backoff_ms)),
+            now: args.now.unwrap_or_else(Utc::now),
+            buckets_only: args.buckets_only,
+        });
+    }
     let service = match args.service {
+        ServiceArg::Tenant => unreachable!("handled above"),
         ServiceArg::Mysql => Service::Mysql,
         ServiceArg::Rabbitmq => Service::Rabbitmq,
         ServiceArg::Minio => Service::Minio,

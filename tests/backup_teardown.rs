@@ -1,0 +1,553 @@
+//! `provisio backup` and `provisio teardown tenant` on real servers (MariaDB, moto's S3):
+//! two tenants set up; rows and objects written for tenant A; the backup's dump restored into
+//! a scratch database with the `mariadb` client compares equal (`CHECKSUM TABLE … EXTENDED`),
+//! archived objects equal the written bytes, the manifest's hashes hold; a teardown without a
+//! recorded backup is refused with nothing changed; the teardown removes A's databases,
+//! users, buckets and store keys while B's data is untouched. Reports go to a recorder in this
+//! test (not a real serve): their kind and body are checked.
+
+mod support_setup;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+
+use mysql::prelude::Queryable;
+use provisio::setup::aws::{Client, sha256_hex};
+use provisio::setup::s3;
+use provisio_core::plan::lifecycle::{
+    Archive, BackupBucket, BackupDatabase, BackupMysql, BackupS3, BackupSpec, DeploymentsProbe,
+    LIFECYCLE_SPEC_VERSION, ReportTarget,
+};
+use provisio_core::plan::setup::{BackupRef, SetupSpec, TeardownPart};
+use provisio_core::registry::{PurgeStep, TenantStatus};
+use support_setup::{MYSQL_ADMIN_PASSWORD, MYSQL_ADMIN_USER, MariaDb, Moto, provisio};
+
+const A: &str = "abc-corporation-7f3a9c";
+const B: &str = "cafe-creme-93b31b";
+const ARCHIVE: &str = "provisio-archive";
+
+/// Answers every POST like serve's accepted report; keeps the bodies.
+fn report_recorder() -> (String, Arc<Mutex<Vec<String>>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let keep = seen.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let mut stream = stream.unwrap();
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let (mut len, mut line) = (0usize, String::new());
+            loop {
+                line.clear();
+                reader.read_line(&mut line).unwrap();
+                if line == "\r\n" || line.is_empty() {
+                    break;
+                }
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    len = v.trim().parse().unwrap();
+                }
+            }
+            let mut body = vec![0; len];
+            reader.read_exact(&mut body).unwrap();
+            let body = String::from_utf8(body).unwrap();
+            let tenant = serde_json::from_str::<serde_json::Value>(&body)
+                .map(|_| ())
+                .ok();
+            assert!(tenant.is_some(), "a report is JSON");
+            keep.lock().unwrap().push(body);
+            let answer = format!(
+                r#"{{"tenant":"{A}","recorded":true,"lifecycle":{{"tenant":"{A}","status":"purging","phase":"purging/workloads"}}}}"#
+            );
+            let _ = write!(
+                stream,
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{answer}",
+                answer.len()
+            );
+        }
+    });
+    (url, seen)
+}
+
+fn setup(
+    verb: &str,
+    service: &str,
+    spec: &Path,
+    store: &Path,
+    env: &[(&str, &str)],
+    extra: &[&str],
+) -> (i32, String, String) {
+    let store_arg = format!("file:{}", store.display());
+    let mut args = vec![
+        verb,
+        service,
+        "--spec",
+        spec.to_str().unwrap(),
+        "--secret-store",
+        &store_arg,
+        "--attempts",
+        "2",
+        "--backoff-ms",
+        "100",
+    ];
+    args.extend_from_slice(extra);
+    provisio(&args, env)
+}
+
+fn checksums(db: &MariaDb, database: &str) -> Vec<(String, Option<u64>)> {
+    let mut c = db.admin();
+    let tables: Vec<String> = c
+        .exec("SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_TYPE = 'BASE TABLE' ORDER BY 1", (database,))
+        .unwrap();
+    tables
+        .into_iter()
+        .map(|t| {
+            let row: (String, Option<u64>) = c
+                .query_first(format!("CHECKSUM TABLE `{database}`.`{t}` EXTENDED"))
+                .unwrap()
+                .unwrap();
+            (t, row.1)
+        })
+        .collect()
+}
+
+fn schemas(db: &MariaDb) -> Vec<String> {
+    db.admin()
+        .query("SELECT SCHEMA_NAME FROM information_schema.SCHEMATA ORDER BY 1")
+        .unwrap()
+}
+
+fn users(db: &MariaDb) -> Vec<String> {
+    db.admin()
+        .query("SELECT User FROM mysql.user ORDER BY 1")
+        .unwrap()
+}
+
+#[test]
+fn backup_restores_exactly_and_teardown_removes_only_the_tenant() {
+    if !support_setup::require("mariadb-dump") || !support_setup::require("mariadb") {
+        return;
+    }
+    let (Some(db), Some(moto)) = (MariaDb::start(), Moto::start()) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let (report_url, reports) = report_recorder();
+    let admin_env: Vec<(&str, &str)> = vec![
+        ("MYSQL_ADMIN_USER", MYSQL_ADMIN_USER),
+        ("MYSQL_ADMIN_PASSWORD", MYSQL_ADMIN_PASSWORD),
+        ("MINIO_ROOT_USER", &moto.admin.access_key),
+        ("MINIO_ROOT_PASSWORD", &moto.admin.secret_key),
+        ("ARCHIVE_ACCESS_KEY_ID", &moto.admin.access_key),
+        ("ARCHIVE_SECRET_ACCESS_KEY", &moto.admin.secret_key),
+        ("MYSQL_BACKUP_USER", "provisio_backup"),
+        ("MYSQL_BACKUP_PASSWORD", "backup-test-password-42"),
+    ];
+    // Both tenants set up as their Jobs do.
+    let mut specs = Vec::new();
+    for t in [A, B] {
+        let mut spec: SetupSpec = support_setup::job_spec(t, "mysql");
+        let m = spec.mysql.as_mut().unwrap();
+        m.host = "127.0.0.1".into();
+        m.port = db.port;
+        let s = spec
+            .s3
+            .get_or_insert_with(|| support_setup::job_spec(t, "minio").s3.unwrap());
+        s.host = "127.0.0.1".into();
+        s.port = moto.port;
+        spec.rabbitmq = None;
+        let path = support_setup::write_spec(dir.path(), &format!("setup-{t}"), &spec);
+        assert_eq!(setup("setup", "mysql", &path, &store, &admin_env, &[]).0, 0);
+        let (rc, _, err) = setup(
+            "setup",
+            "minio",
+            &path,
+            &store,
+            &admin_env,
+            &["--buckets-only"],
+        );
+        assert_eq!(rc, 0, "{err}");
+        specs.push(spec);
+    }
+    let (spec_a, spec_b) = (&specs[0], &specs[1]);
+    // Data: rows with a BLOB, UTF-8 text and a trigger in each of A's databases, and B's.
+    for spec in [spec_a, spec_b] {
+        for d in &spec.mysql.as_ref().unwrap().databases {
+            let mut c = db
+                .connect(MYSQL_ADMIN_USER, MYSQL_ADMIN_PASSWORD, Some(&d.database))
+                .unwrap();
+            c.query_drop("CREATE TABLE orders (id INT PRIMARY KEY, note VARCHAR(100), data BLOB) ENGINE=InnoDB").unwrap();
+            c.query_drop("CREATE TABLE audit (id INT AUTO_INCREMENT PRIMARY KEY, order_id INT) ENGINE=InnoDB").unwrap();
+            c.query_drop("CREATE TRIGGER orders_audit AFTER INSERT ON orders FOR EACH ROW INSERT INTO audit (order_id) VALUES (NEW.id)").unwrap();
+            c.exec_drop(
+                "INSERT INTO orders VALUES (1, ?, ?), (2, ?, ?)",
+                (
+                    "Grüße, ça va ✓",
+                    vec![0u8, 255, 1, 2, 39, 92],
+                    spec.tenant.as_str(),
+                    vec![7u8; 3000],
+                ),
+            )
+            .unwrap();
+        }
+    }
+    let mut admin = db.admin();
+    admin
+        .query_drop("CREATE USER 'provisio_backup'@'%' IDENTIFIED BY 'backup-test-password-42'")
+        .unwrap();
+    admin
+        .query_drop("GRANT SELECT, SHOW VIEW, TRIGGER, EVENT ON *.* TO 'provisio_backup'@'%'")
+        .unwrap();
+    admin
+        .query_drop("GRANT SELECT ON mysql.proc TO 'provisio_backup'@'%'")
+        .unwrap();
+    let s3c: Client = moto.client("s3", "s3", &moto.admin);
+    let long_key = format!("deep/{}", "k".repeat(1000));
+    let big: Vec<u8> = (0..(6 * 1024 * 1024u32))
+        .map(|i| (i * 31 % 251) as u8)
+        .collect();
+    let mut written = Vec::new();
+    for (i, b) in spec_a.s3.as_ref().unwrap().buckets.iter().enumerate() {
+        let objects: Vec<(String, Vec<u8>)> = vec![
+            (
+                format!("public/img {i}.png"),
+                vec![0x89, b'P', b'N', b'G', 0, 1, 2, i as u8],
+            ),
+            (long_key.clone(), b"long".to_vec()),
+            ("big.bin".to_owned(), big.clone()),
+        ];
+        for (k, v) in objects {
+            s3::put_object(
+                &s3c,
+                &b.name,
+                &k,
+                &v,
+                Some("application/octet-stream"),
+                None,
+            )
+            .unwrap();
+            written.push((format!("b{i}"), b.name.clone(), k, v));
+        }
+    }
+    for b in &spec_b.s3.as_ref().unwrap().buckets {
+        s3::put_object(&s3c, &b.name, "b.txt", b"tenant b", None, None).unwrap();
+    }
+    assert_eq!(
+        s3c.send("PUT", &format!("/{ARCHIVE}"), &[], &[], b"")
+            .unwrap()
+            .status,
+        200
+    );
+    // The report key `setup credentials` would have stored.
+    let report_key_secret = format!("test/{A}/report");
+    let key_file = store.join(format!("{report_key_secret}.json"));
+    std::fs::create_dir_all(key_file.parent().unwrap()).unwrap();
+    std::fs::write(
+        &key_file,
+        format!(r#"{{"tenant":"{A}","key":"{}"}}"#, "ab".repeat(32)),
+    )
+    .unwrap();
+    let report = ReportTarget {
+        url: format!("{report_url}/api/v1/lifecycle/tenants/{A}/reports"),
+        key_secret: report_key_secret.clone(),
+    };
+    let archive = Archive {
+        bucket: ARCHIVE.into(),
+        region: "us-east-1".into(),
+        endpoint: Some(moto.endpoint()),
+        prefix: format!("{A}/"),
+        storage_class: Some("STANDARD_IA".into()),
+        manifest_storage_class: "STANDARD".into(),
+    };
+    let deletion = support_setup::now();
+    let m = spec_a.mysql.as_ref().unwrap();
+    let s = spec_a.s3.as_ref().unwrap();
+    let backup = BackupSpec {
+        version: LIFECYCLE_SPEC_VERSION,
+        tenant: A.into(),
+        deletion_date: deletion,
+        deadline_seconds: 600,
+        report: report.clone(),
+        quiesce: DeploymentsProbe {
+            namespace: A.into(),
+            names: vec![],
+        },
+        mysql: Some(BackupMysql {
+            host: m.host.clone(),
+            port: m.port,
+            databases: m
+                .databases
+                .iter()
+                .map(|d| BackupDatabase {
+                    product: d.product.clone(),
+                    database: d.database.clone(),
+                })
+                .collect(),
+        }),
+        s3: Some(BackupS3 {
+            host: s.host.clone(),
+            port: s.port,
+            use_ssl: false,
+            buckets: s
+                .buckets
+                .iter()
+                .enumerate()
+                .map(|(i, b)| BackupBucket {
+                    short: format!("b{i}"),
+                    name: b.name.clone(),
+                })
+                .collect(),
+            versions: "current".into(),
+        }),
+        archive: archive.clone(),
+    };
+    let backup_path = dir.path().join("backup.json");
+    std::fs::write(&backup_path, serde_json::to_string(&backup).unwrap()).unwrap();
+    let store_arg = format!("file:{}", store.display());
+    let run_backup = |now: &str| {
+        provisio(
+            &[
+                "backup",
+                "--spec",
+                backup_path.to_str().unwrap(),
+                "--secret-store",
+                &store_arg,
+                "--attempts",
+                "2",
+                "--backoff-ms",
+                "100",
+                "--now",
+                now,
+            ],
+            &admin_env,
+        )
+    };
+    // Before the deletion date: refused, nothing written.
+    let (rc, _, err) = run_backup("2025-01-31T23:59:59Z");
+    assert_eq!(rc, 4, "{err}");
+    assert!(err.contains("has not passed"), "{err}");
+    assert!(s3::list_current(&s3c, ARCHIVE, "").unwrap().is_empty());
+    let before_a: Vec<_> = m
+        .databases
+        .iter()
+        .map(|d| checksums(&db, &d.database))
+        .collect();
+    let before_b: Vec<_> = spec_b
+        .mysql
+        .as_ref()
+        .unwrap()
+        .databases
+        .iter()
+        .map(|d| checksums(&db, &d.database))
+        .collect();
+    let (rc, out, err) = run_backup("2025-02-01T00:03:12Z");
+    assert_eq!(rc, 0, "{out}{err}");
+    assert!(!err.contains("backup-test-password-42") && !out.contains("backup-test-password-42"));
+    // The report.
+    let sent = reports.lock().unwrap().clone();
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    let r: serde_json::Value = serde_json::from_str(&sent[0]).unwrap();
+    assert_eq!(r["kind"], "backup-completed");
+    let location = format!("s3://{ARCHIVE}/{A}/20250201T000312Z/");
+    assert_eq!(r["location"], location.as_str());
+    let prefix = format!("{A}/20250201T000312Z/");
+    let manifest_bytes = s3::get_object(&s3c, ARCHIVE, &format!("{prefix}manifest.json"))
+        .unwrap()
+        .unwrap()
+        .body;
+    assert_eq!(r["manifestSha256"], sha256_hex(&manifest_bytes).as_str());
+    let manifest: serde_json::Value = serde_json::from_slice(&manifest_bytes).unwrap();
+    let files = manifest["files"].as_array().unwrap();
+    assert_eq!(files.len(), m.databases.len() + written.len());
+    assert_eq!(r["files"], files.len());
+    // Every file's size and hash; every listed file is in the manifest with its class.
+    let listed = s3::list_current(&s3c, ARCHIVE, &prefix).unwrap();
+    assert_eq!(listed.len(), files.len() + 1);
+    for f in files {
+        let key = format!("{prefix}{}", f["path"].as_str().unwrap());
+        let body = s3::get_object(&s3c, ARCHIVE, &key).unwrap().unwrap().body;
+        assert_eq!(body.len() as u64, f["size"].as_u64().unwrap(), "{key}");
+        assert_eq!(sha256_hex(&body), f["sha256"].as_str().unwrap(), "{key}");
+        assert_eq!(
+            listed.iter().find(|l| l.key == key).unwrap().storage_class,
+            "STANDARD_IA"
+        );
+        match f["kind"].as_str().unwrap() {
+            "object" => {
+                let (_, _, _, v) = written
+                    .iter()
+                    .find(|(_, name, k, _)| f["bucket"] == name.as_str() && f["key"] == k.as_str())
+                    .expect("an object written");
+                assert_eq!(&body, v, "{key}");
+                if f["key"] == long_key.as_str() {
+                    assert!(key.contains("/.long/"), "{key}");
+                }
+            }
+            "mysql-dump" => {
+                let database = f["database"].as_str().unwrap();
+                let mut sql = Vec::new();
+                flate2::read::GzDecoder::new(&body[..])
+                    .read_to_end(&mut sql)
+                    .unwrap();
+                assert_eq!(sha256_hex(&sql), f["uncompressedSha256"].as_str().unwrap());
+                let scratch = format!("scratch_{}", &database[..database.len().min(40)]);
+                db.admin().query_drop(format!("CREATE DATABASE `{scratch}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci")).unwrap();
+                let mut child = Command::new("mariadb")
+                    .args([
+                        "-h",
+                        "127.0.0.1",
+                        "-P",
+                        &db.port.to_string(),
+                        "-u",
+                        MYSQL_ADMIN_USER,
+                        &format!("-p{MYSQL_ADMIN_PASSWORD}"),
+                        &scratch,
+                    ])
+                    .stdin(Stdio::piped())
+                    .spawn()
+                    .unwrap();
+                child.stdin.take().unwrap().write_all(&sql).unwrap();
+                assert!(child.wait().unwrap().success());
+                let i = m
+                    .databases
+                    .iter()
+                    .position(|d| d.database == database)
+                    .unwrap();
+                assert_eq!(checksums(&db, &scratch), before_a[i], "{database}");
+                assert_eq!(before_a[i].len(), 2);
+                let triggers: Vec<String> = db.admin().exec("SELECT TRIGGER_NAME FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = ?", (&scratch,)).unwrap();
+                assert_eq!(triggers, ["orders_audit"]);
+                db.admin()
+                    .query_drop(format!("DROP DATABASE `{scratch}`"))
+                    .unwrap();
+            }
+            other => panic!("unexpected kind {other}"),
+        }
+    }
+    // Teardown refused without a recorded backup: nothing changed.
+    let teardown_spec = |lifecycle_backup: Option<BackupRef>, status: TenantStatus| {
+        let mut t = spec_a.clone();
+        t.lifecycle.status = status;
+        t.lifecycle.deletion_date = Some(deletion);
+        t.lifecycle.purge_step = (status == TenantStatus::Purging).then_some(PurgeStep::Teardown);
+        t.lifecycle.backup = lifecycle_backup;
+        t.teardown = Some(TeardownPart {
+            namespace: A.into(),
+            shared_namespace: "shared-services".into(),
+            store_keys: vec![],
+            report: report.clone(),
+            archive: Some(archive.clone()),
+        });
+        t
+    };
+    let schemas_before = schemas(&db);
+    let users_before = users(&db);
+    let files_before = std::fs::read_dir(store.join("test"))
+        .map(|d| d.count())
+        .unwrap_or(0);
+    for (name, spec) in [
+        (
+            "deprovisioning",
+            teardown_spec(None, TenantStatus::Deprovisioning),
+        ),
+        (
+            "wrong-hash",
+            teardown_spec(
+                Some(BackupRef {
+                    location: location.clone(),
+                    manifest_sha256: "0".repeat(64),
+                }),
+                TenantStatus::Purging,
+            ),
+        ),
+    ] {
+        let path = support_setup::write_spec(dir.path(), name, &spec);
+        let (rc, out, err) = setup(
+            "teardown",
+            "tenant",
+            &path,
+            &store,
+            &admin_env,
+            &["--buckets-only", "--now", "2025-02-02T00:00:00Z"],
+        );
+        assert_eq!(rc, 4, "{name}: {out}{err}");
+        assert!(err.contains("refusing to tear down"), "{err}");
+        assert_eq!(schemas(&db), schemas_before);
+        assert_eq!(users(&db), users_before);
+        assert_eq!(
+            std::fs::read_dir(store.join("test"))
+                .map(|d| d.count())
+                .unwrap_or(0),
+            files_before
+        );
+        for b in &s.buckets {
+            assert_eq!(
+                s3c.send("HEAD", &format!("/{}", b.name), &[], &[], b"")
+                    .unwrap()
+                    .status,
+                200
+            );
+        }
+    }
+    // With the verified backup: A is gone, B untouched.
+    let spec = teardown_spec(
+        Some(BackupRef {
+            location: location.clone(),
+            manifest_sha256: sha256_hex(&manifest_bytes),
+        }),
+        TenantStatus::Purging,
+    );
+    let path = support_setup::write_spec(dir.path(), "teardown", &spec);
+    let (rc, out, err) = setup(
+        "teardown",
+        "tenant",
+        &path,
+        &store,
+        &admin_env,
+        &["--buckets-only", "--now", "2025-02-02T00:00:00Z"],
+    );
+    assert_eq!(rc, 0, "{out}{err}");
+    let sent = reports.lock().unwrap().clone();
+    let r: serde_json::Value = serde_json::from_str(sent.last().unwrap()).unwrap();
+    assert_eq!(r["kind"], "teardown-completed");
+    assert_eq!(r["removed"]["databases"], m.databases.len());
+    assert_eq!(r["removed"]["mysqlUsers"], m.databases.len());
+    assert_eq!(r["removed"]["buckets"], s.buckets.len());
+    assert_eq!(r["removed"]["objectVersions"], written.len());
+    let left = schemas(&db);
+    for d in &m.databases {
+        assert!(!left.contains(&d.database), "{} left", d.database);
+        assert!(!users(&db).contains(&d.user), "{} left", d.user);
+        assert!(!store.join(format!("{}.json", d.secret_key)).exists());
+    }
+    assert!(!key_file.exists(), "the report key goes last");
+    for b in &s.buckets {
+        assert_eq!(
+            s3c.send("HEAD", &format!("/{}", b.name), &[], &[], b"")
+                .unwrap()
+                .status,
+            404
+        );
+    }
+    for (i, d) in spec_b.mysql.as_ref().unwrap().databases.iter().enumerate() {
+        assert_eq!(checksums(&db, &d.database), before_b[i]);
+        assert!(users(&db).contains(&d.user));
+    }
+    for b in &spec_b.s3.as_ref().unwrap().buckets {
+        assert_eq!(
+            s3::get_object(&s3c, &b.name, "b.txt")
+                .unwrap()
+                .unwrap()
+                .body,
+            b"tenant b"
+        );
+    }
+    // The archive stays.
+    assert_eq!(
+        s3::list_current(&s3c, ARCHIVE, &prefix).unwrap().len(),
+        files.len() + 1
+    );
+}
