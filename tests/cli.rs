@@ -309,6 +309,8 @@ Commands:
   report          Send one signed lifecycle report of a tenant to serve, as its Jobs do
   website-status  Set the tenant's website record to its status (the website-status Job)
   purge-check     Verify a step of a purging tenant's removal on the cluster, then report it (the purge-check and namespace-check Jobs)
+  activate        Probe a provisioning tenant until healthy, register its website, send the welcome email once and report it active (the activate Job)
+  backup          Archive a deprovisioning tenant's databases and buckets with a manifest, then report it (the backup Job)
   help            Print this message or the help of the given subcommand(s)
 
 Options:

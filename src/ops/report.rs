@@ -128,16 +128,7 @@ pub fn view(
         .strip_suffix("/reports")
         .unwrap_or(&target.url)
         .to_owned();
-    let path = url
-        .split_once("://")
-        .and_then(|(_, rest)| rest.find('/').map(|i| rest[i..].to_owned()))
-        .ok_or_else(|| {
-            ReportError::Invalid(Refusal {
-                code: "invalid_field",
-                message: format!("the report URL `{url}` has no path"),
-                field: None,
-            })
-        })?;
+    let path = url_path(&url)?;
     let agent = http::agent(Duration::from_secs(30));
     let what = format!("lifecycle of {}", target.tenant);
     let answer = http::send(policy, &what, || {
@@ -191,16 +182,7 @@ pub fn send(
     provisio_core::lifecycle::report::parse(body.as_bytes()).map_err(ReportError::Invalid)?;
     let url = target.url.clone();
     // The signature covers the path as sent.
-    let path = url
-        .split_once("://")
-        .and_then(|(_, rest)| rest.find('/').map(|i| rest[i..].to_owned()))
-        .ok_or_else(|| {
-            ReportError::Invalid(Refusal {
-                code: "invalid_field",
-                message: format!("the report URL `{url}` has no path"),
-                field: None,
-            })
-        })?;
+    let path = url_path(&url)?;
     let agent = http::agent(Duration::from_secs(30));
     let what = format!("report {} of {}", report.kind().as_str(), target.tenant);
     let answer = http::send(policy, &what, || {
@@ -233,4 +215,17 @@ pub fn send(
         code,
         message,
     })
+}
+
+/// The path of a report URL, which the signature covers as sent.
+fn url_path(url: &str) -> Result<String, ReportError> {
+    url.split_once("://")
+        .and_then(|(_, rest)| rest.find('/').map(|i| rest[i..].to_owned()))
+        .ok_or_else(|| {
+            ReportError::Invalid(Refusal {
+                code: "invalid_field",
+                message: format!("the report URL `{url}` has no path"),
+                field: None,
+            })
+        })
 }

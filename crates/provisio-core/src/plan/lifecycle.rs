@@ -148,6 +148,16 @@ pub struct DeploymentsProbe {
     pub names: Vec<String>,
 }
 
+impl DeploymentsProbe {
+    /// The Deployment of each of the tenant's products, in its namespace.
+    fn of(plan: &TenantPlan<'_>) -> Self {
+        DeploymentsProbe {
+            namespace: plan.namespace.clone(),
+            names: plan.products.iter().map(|pp| pp.name.to_owned()).collect(),
+        }
+    }
+}
+
 /// Each database reachable with the product's own credentials.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
@@ -360,10 +370,7 @@ impl ActivationSpec {
             deadline_seconds: duration_secs(&l.activation.deadline.value).unwrap_or(1800),
             report: ReportTarget::of(plan),
             probes: Probes {
-                deployments: DeploymentsProbe {
-                    namespace: plan.namespace.clone(),
-                    names: plan.products.iter().map(|pp| pp.name.to_owned()).collect(),
-                },
+                deployments: DeploymentsProbe::of(plan),
                 mysql: (!databases.is_empty()).then(|| MysqlProbe {
                     host: shared.mysql.host.clone(),
                     port: shared.mysql.port,
@@ -728,10 +735,7 @@ impl BackupSpec {
             deadline_seconds: duration_secs(&plan.platform.lifecycle.archive.deadline.value)
                 .unwrap_or(6 * 3600),
             report: ReportTarget::of(plan),
-            quiesce: DeploymentsProbe {
-                namespace: plan.namespace.clone(),
-                names: plan.products.iter().map(|pp| pp.name.to_owned()).collect(),
-            },
+            quiesce: DeploymentsProbe::of(plan),
             mysql: (!databases.is_empty()).then(|| BackupMysql {
                 host: shared.mysql.host.clone(),
                 port: shared.mysql.port,
