@@ -410,9 +410,17 @@ fn write_archive(
         buckets.sort_by(|x, y| x.short.cmp(&y.short));
         for bucket in buckets {
             for listed in s3::list_current(client, &bucket.name, "")? {
-                // Deleted between listing and reading: not part of the current state.
+                // The workloads are at 0 replicas from the deletion date, so a listed object
+                // that cannot be read is not "deleted meanwhile": it is a key read wrong or a
+                // store that lost it, and an archive without it must never be reported whole
+                // (the teardown would then delete the only copy).
                 let Some(object) = s3::get_object(client, &bucket.name, &listed.key)? else {
-                    continue;
+                    return Err(SetupError::Refused {
+                        service: "s3",
+                        action: format!("read object {} of bucket {}", listed.key, bucket.name),
+                        detail: "listed, but answered 404 Not Found".to_owned(),
+                    }
+                    .into());
                 };
                 let path = object_path(prefix, &bucket.short, &listed.key);
                 written.put(

@@ -82,26 +82,35 @@ pub fn tenant_policy(spec: &S3Spec) -> Value {
     })
 }
 
-/// Text of every `<tag>…</tag>` inside `xml`, in order, XML entities decoded.
-pub fn tag_values(xml: &str, tag: &str) -> Vec<String> {
+/// The raw content of every `<tag>…</tag>` element inside `xml`, in order, entities left
+/// as they are: for elements that hold other elements (`Contents`, `Version`, `Rule`). In
+/// well-formed XML a `<` inside a value is always escaped, so the closing tag found is the
+/// element's own, whatever a key holds; decoding first would let a key such as `a</Key>`
+/// end its element early.
+pub fn blocks<'x>(xml: &'x str, tag: &str) -> Vec<&'x str> {
     let (open, close) = (format!("<{tag}>"), format!("</{tag}>"));
     let mut out = Vec::new();
     let mut rest = xml;
     while let Some(i) = rest.find(&open) {
         let after = &rest[i + open.len()..];
         let Some(j) = after.find(&close) else { break };
-        out.push(unescape(&after[..j]));
+        out.push(&after[..j]);
         rest = &after[j + close.len()..];
     }
     out
 }
 
-fn unescape(s: &str) -> String {
-    s.replace("&lt;", "<")
-        .replace("&gt;", ">")
-        .replace("&quot;", "\"")
-        .replace("&apos;", "'")
-        .replace("&amp;", "&")
+/// The text of every `<tag>…</tag>` element inside `xml`, in order, with every XML entity
+/// decoded — the five named ones and character references such as `&#39;` and `&#xD;`,
+/// which MinIO writes for `'`, `"` and control characters in keys (quick-xml's decoder). A
+/// value that does not decode is kept as sent: the request made with it then fails loudly.
+pub fn tag_values(xml: &str, tag: &str) -> Vec<String> {
+    blocks(xml, tag)
+        .into_iter()
+        .map(|raw| {
+            quick_xml::escape::unescape(raw).map_or_else(|_| raw.to_owned(), |t| t.into_owned())
+        })
+        .collect()
 }
 
 fn bucket_path(b: &str) -> String {
@@ -115,7 +124,7 @@ fn object_path(b: &str, key: &str) -> String {
 
 /// Whether a lifecycle configuration read back is exactly provisio's rule.
 fn lifecycle_is_ours(xml: &str) -> bool {
-    tag_values(xml, "Rule").len() == 1
+    blocks(xml, "Rule").len() == 1
         && tag_values(xml, "ID") == [LIFECYCLE_RULE_ID]
         && tag_values(xml, "Status") == ["Enabled"]
         && tag_values(xml, "NoncurrentDays") == [NONCURRENT_DAYS.to_string()]
@@ -283,6 +292,7 @@ pub fn teardown_buckets_counted(s3: &Client, spec: &S3Spec) -> Result<(Report, u
             _ => return Err(s3.refused(&format!("read {what}"), &r)),
         }
         let mut deleted = 0usize;
+        let mut previous: Vec<(String, String)> = Vec::new();
         loop {
             let r = s3.send(
                 "GET",
@@ -296,15 +306,31 @@ pub fn teardown_buckets_counted(s3: &Client, spec: &S3Spec) -> Result<(Report, u
             }
             let mut entries = Vec::new();
             for block in ["Version", "DeleteMarker"] {
-                for v in tag_values(&r.body, block) {
-                    let key = tag_values(&v, "Key").pop().unwrap_or_default();
-                    let version = tag_values(&v, "VersionId").pop().unwrap_or_default();
+                for v in blocks(&r.body, block) {
+                    let key = tag_values(v, "Key").pop().unwrap_or_default();
+                    let version = tag_values(v, "VersionId").pop().unwrap_or_default();
                     entries.push((key, version));
                 }
             }
             if entries.is_empty() {
                 break;
             }
+            // Every listed version was deleted in the last pass: the same listing again means
+            // the deletes did not reach them (a key read wrong, a server answering 204 for a
+            // version it does not have), and looping would never end.
+            if entries == previous {
+                return Err(SetupError::Refused {
+                    service: "s3",
+                    action: format!("empty {what}"),
+                    detail: format!(
+                        "{} version(s) are still listed after being deleted, first {} ({})",
+                        entries.len(),
+                        entries[0].0,
+                        entries[0].1
+                    ),
+                });
+            }
+            previous = entries.clone();
             for (key, version) in entries {
                 let r = s3.send(
                     "DELETE",
@@ -367,29 +393,39 @@ pub fn list_current(s3: &Client, bucket: &str, prefix: &str) -> Result<Vec<Liste
         if !r.ok() {
             return Err(s3.refused(&format!("list the objects of bucket {bucket}"), &r));
         }
-        for c in tag_values(&r.body, "Contents") {
-            if !tag_values(&c, "Key")
-                .pop()
-                .unwrap_or_default()
-                .starts_with(prefix)
-            {
+        let unreadable = |detail: String| SetupError::Refused {
+            service: "s3",
+            action: format!("list the objects of bucket {bucket}"),
+            detail,
+        };
+        for c in blocks(&r.body, "Contents") {
+            let key = tag_values(c, "Key").pop().unwrap_or_default();
+            if !key.starts_with(prefix) {
                 continue;
             }
+            let size = tag_values(c, "Size").pop().unwrap_or_default();
+            let size = size
+                .parse()
+                .map_err(|_| unreadable(format!("object {key} has no readable size ({size:?})")))?;
             out.push(Listed {
-                key: tag_values(&c, "Key").pop().unwrap_or_default(),
-                size: tag_values(&c, "Size")
-                    .pop()
-                    .and_then(|s| s.parse().ok())
-                    .unwrap_or(0),
-                storage_class: tag_values(&c, "StorageClass")
+                key,
+                size,
+                storage_class: tag_values(c, "StorageClass")
                     .pop()
                     .unwrap_or_else(|| "STANDARD".to_owned()),
             });
         }
         let truncated = tag_values(&r.body, "IsTruncated").pop().as_deref() == Some("true");
         token = tag_values(&r.body, "NextContinuationToken").pop();
-        if !truncated || token.is_none() {
+        if !truncated {
             break;
+        }
+        if token.is_none() {
+            // A listing that says it goes on without saying where: stopping here would
+            // leave the rest out without a word.
+            return Err(unreadable(
+                "the listing is truncated but has no continuation token".to_owned(),
+            ));
         }
     }
     out.sort_by(|a, b| a.key.cmp(&b.key));
@@ -446,9 +482,17 @@ mod tests {
     #[test]
     fn xml_helpers() {
         let xml = "<A><Version><Key>a&amp;b</Key><VersionId>1</VersionId></Version><Version><Key>c</Key><VersionId>2</VersionId></Version></A>";
-        let v = tag_values(xml, "Version");
+        let v = blocks(xml, "Version");
         assert_eq!(v.len(), 2);
-        assert_eq!(tag_values(&v[0], "Key"), ["a&b"]);
+        assert_eq!(tag_values(v[0], "Key"), ["a&b"]);
+        // MinIO's encoding of `'`, `"` and CR in a key (Go's xml.EscapeText).
+        let minio = "<Contents><Key>photos/Bob&#39;s &#34;cat&#34;&#xD;.jpg</Key></Contents>";
+        let c = blocks(minio, "Contents");
+        assert_eq!(tag_values(c[0], "Key"), ["photos/Bob's \"cat\"\r.jpg"]);
+        // A key that looks like markup stays one key.
+        let tricky = "<Contents><Key>a&lt;/Key&gt;&lt;Key&gt;b</Key><Size>1</Size></Contents>";
+        let c = blocks(tricky, "Contents");
+        assert_eq!(tag_values(c[0], "Key"), ["a</Key><Key>b"]);
         assert!(lifecycle_is_ours(&lifecycle_xml()));
         assert!(!lifecycle_is_ours(&lifecycle_xml().replace(">30<", ">31<")));
         assert_eq!(object_path("b", "public/x y.png"), "/b/public/x%20y.png");
