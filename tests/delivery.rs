@@ -492,6 +492,49 @@ fn a_product_release_commits_exactly_the_full_render() {
 /// `--commit`): the next `generate --commit` writes nothing itself and still commits it (the
 /// one commit path edits HEAD's tree where the state file on disk and HEAD's differ), and
 /// leaves `git status` in the clone clean.
+/// A hand edit in the output work tree that the next render happens to match: the file is
+/// not rewritten, so it is not in the run's `written` list, yet HEAD holds the old bytes. The
+/// tenant's tree on disk is not the recorded one, so it is not vouched for and the commit
+/// reads it whole: HEAD ends up with what the registry renders.
+#[test]
+fn a_hand_edit_the_render_matches_is_still_committed() {
+    let ws = Workspace::new();
+    let (bare, url) = bare(ws.dir.path());
+    let repo = OutputRepo::open(&ws.out(), &cfg(&url)).unwrap();
+    cycle(&ws, &repo, true);
+    let before = output_only(tree_files(&bare, head_of(&bare, "main").unwrap()));
+    let product = "products/addresses.yaml";
+    let text = std::fs::read_to_string(ws.registry().join(product)).unwrap();
+    ws.write(product, &text.replace("version: v1.2.3", "version: v1.2.4"));
+    let after = expected(&ws.registry());
+    // The person's edit: one file of one tenant set, by hand, to what the release renders.
+    let (path, bytes) = after
+        .iter()
+        .find(|(p, b)| {
+            p.starts_with("tenants-out/abc-corporation-7f3a9c/") && before.get(*p) != Some(*b)
+        })
+        .expect("the release changes a file of the tenant");
+    std::fs::write(ws.out().join(path), bytes).unwrap();
+    let summary = ws.generate();
+    assert!(!summary.written.contains(path), "{summary:?}");
+    assert!(
+        !summary.vouched.contains_key("abc-corporation-7f3a9c"),
+        "a tree that is not the recorded one is not vouched for: {summary:?}"
+    );
+    let d = delivery::deliver(
+        &repo,
+        Some(&summary),
+        &Why::default(),
+        Some(&fast()),
+        &mut || unreachable!(),
+        &|| false,
+    )
+    .unwrap();
+    assert_eq!(d.commits.len(), 1);
+    let head = head_of(&bare, "main").unwrap();
+    assert_eq!(output_only(tree_files(&bare, head)), after);
+}
+
 #[test]
 fn generate_commit_commits_output_an_earlier_run_left_uncommitted() {
     let ws = Workspace::new();

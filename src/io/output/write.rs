@@ -157,11 +157,16 @@ impl<'a> Writer<'a> {
             let recorded = self
                 .previous
                 .and_then(|p| p.tenants.get(id))
-                .filter(|_| self.distrusted.as_ref().is_some_and(|d| !d.contains(id)));
-            if let Some(t) = recorded {
-                self.summary.vouched.insert(id.to_owned(), t.tree.clone());
+                .filter(|_| self.distrusted.as_ref().is_some_and(|d| !d.contains(id)))
+                .map(|t| t.tree.clone());
+            let (changed, found) = self.sync_dir(&dir, files)?;
+            // Vouched only when the disk held exactly the recorded tree before this run: a
+            // hand edit the render happens to match (or any other difference) would
+            // otherwise be missing from a commit made of `written` and `removed` alone.
+            if let Some(tree) = recorded.filter(|t| *t == found) {
+                self.summary.vouched.insert(id.to_owned(), tree);
             }
-            self.sync_dir(&dir, files)?
+            changed
         } else {
             self.create_dir(&dir, id, files)?;
             true
@@ -238,8 +243,11 @@ impl<'a> Writer<'a> {
     }
 
     /// Makes `dir` hold exactly `files` (root-relative paths); true when anything changed.
-    fn sync_dir(&mut self, dir: &Path, files: &Files) -> Result<bool, WriteError> {
+    /// Returns whether anything changed, and the hash of the tree the directory held before
+    /// (as [`tree_hash`] computes it), read on the way.
+    fn sync_dir(&mut self, dir: &Path, files: &Files) -> Result<(bool, String), WriteError> {
         let mut changed = false;
+        let mut found = Files::new();
         // Each directory is inspected once, component by component; the file itself is
         // opened with O_NOFOLLOW and replaced by a rename (which never follows a link).
         let mut checked = std::collections::BTreeSet::new();
@@ -250,7 +258,11 @@ impl<'a> Writer<'a> {
                 no_link(self.root, parent)?;
                 checked.insert(parent.to_path_buf());
             }
-            let same = tree::read_file(&full)?.is_some_and(|old| old == *bytes);
+            let old = tree::read_file(&full)?;
+            let same = old.as_ref().is_some_and(|old| old == bytes);
+            if let Some(old) = old {
+                found.insert(path.clone(), old);
+            }
             if same {
                 self.summary.unchanged += 1;
             } else {
@@ -262,13 +274,16 @@ impl<'a> Writer<'a> {
         for file in list_files(dir)? {
             let rel = relative(self.root, &file);
             if !files.contains_key(&rel) {
+                if let Some(old) = tree::read_file(&file)? {
+                    found.insert(rel.clone(), old);
+                }
                 remove_file(&file)?;
                 self.summary.removed.push(rel);
                 changed = true;
             }
         }
         remove_empty_dirs(dir)?;
-        Ok(changed)
+        Ok((changed, tree_hash(&found)))
     }
 
     /// Removes the trees of tenants not in `all_tenants`, writes the state file, and returns
