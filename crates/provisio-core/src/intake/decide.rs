@@ -179,7 +179,9 @@ pub struct State {
     /// Region → number of tenants in each of its shards (index = shard).
     shard_counts: HashMap<String, Vec<u32>>,
     events: HashMap<String, EventRecord>,
-    reports: HashMap<String, ReportRecord>,
+    /// Report ids by (tenant, id): each tenant's Jobs choose their own ids, so one tenant's
+    /// report can never make another's look reused.
+    reports: HashMap<(String, String), ReportRecord>,
     grace: Duration,
 }
 
@@ -250,7 +252,7 @@ impl State {
 
     /// Remembers a report id found in the registry's history.
     pub fn record_report(&mut self, id: String, record: ReportRecord) {
-        self.reports.insert(id, record);
+        self.reports.insert((record.tenant.clone(), id), record);
     }
 
     /// What `submission` does at `now` (see [`State::apply`] for events).
@@ -294,22 +296,22 @@ impl State {
             rollback_after: self.platform.lifecycle.rollback.after_failed_attempts,
             archive_bucket: &self.platform.lifecycle.archive.bucket.value,
         };
-        if let Some(seen) = self.reports.get(&report.id) {
-            if seen.tenant == tenant && seen.fingerprint == fingerprint {
+        if let Some(seen) = self.reports.get(&(tenant.to_owned(), report.id.clone())) {
+            if seen.fingerprint == fingerprint {
                 return Ok(repeat(self, entry));
             }
             // The Jobs' ids are `<kind>:<Job uid>`: the same id for the same tenant and kind
             // is the same Job again (a pod retried after its answer was lost), whose own `at`
             // (or a reason read again) may differ. Its report is recorded: a repeat.
-            if seen.tenant == tenant && seen.kind == report.kind().as_str() {
+            if seen.kind == report.kind().as_str() {
                 return Ok(repeat(self, entry));
             }
             return Err(IntakeError::Conflict {
                 code: "report_id_reused",
                 field: Some("id"),
                 message: format!(
-                    "report id `{}` was already used for a different report (of tenant `{}`)",
-                    report.id, seen.tenant
+                    "report id `{}` was already used by tenant `{tenant}` for a `{}` report",
+                    report.id, seen.kind
                 ),
             });
         }
@@ -324,7 +326,7 @@ impl State {
         let lifecycle = LifecycleView::of(&t, now);
         let change_out = self.replace(path, new_text, t);
         self.reports.insert(
-            report.id.clone(),
+            (tenant.to_owned(), report.id.clone()),
             ReportRecord {
                 tenant: tenant.to_owned(),
                 kind: report.kind().as_str().to_owned(),

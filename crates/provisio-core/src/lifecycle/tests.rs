@@ -371,9 +371,16 @@ fn report_ids_are_idempotency_keys() {
     // The same id on another kind of report is a reuse.
     let e = l.report(PROVISIONING, &welcome("f:1"), now).unwrap_err();
     assert_eq!(code(e), "report_id_reused");
-    // The same id for another tenant is a reuse too.
+    // Ids are each tenant's own: another tenant's Job using the same id is judged on its own
+    // (here: an active tenant cannot fail a sync), never as a reuse.
     let e = l.report(ACTIVE, &failed("f:1"), now).unwrap_err();
-    assert_eq!(code(e), "report_id_reused");
+    assert_eq!(code(e), "invalid_transition");
+    // … and recorded when it is valid for that tenant.
+    assert_eq!(
+        l.report(DEPROVISIONING, &backup("f:1", MANIFEST), due())
+            .unwrap(),
+        Outcome::Changed
+    );
     // A retried pod of one Job: the same id, its own `at`. Its effect is recorded: a repeat.
     l.report(PROVISIONING, &welcome("w:job"), now).unwrap();
     let mut retried = welcome("w:job");
