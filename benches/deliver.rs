@@ -22,34 +22,17 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::Instant;
 
 mod common;
 #[path = "common/kustomize.rs"]
 mod kustomize;
+#[path = "common/measure.rs"]
+mod measure;
 
 use common::{copy_dir, synthesise};
+use measure::measure;
 
 const NOW: &str = "2025-02-01T00:00:00Z";
-
-/// Runs a command to success; returns (seconds, peak RSS in MiB). The child is reaped by
-/// `wait4` (which also gives its peak memory), not by `Child::wait`, hence the allow.
-#[allow(clippy::zombie_processes)]
-fn measure(cmd: &mut Command) -> (f64, f64) {
-    let start = Instant::now();
-    let child = cmd.spawn().expect("spawn");
-    let mut status = 0;
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: waiting for our own child with valid pointers.
-    let pid = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
-    let secs = start.elapsed().as_secs_f64();
-    assert_eq!(pid, child.id() as i32);
-    assert!(
-        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
-        "{cmd:?} failed"
-    );
-    (secs, usage.ru_maxrss as f64 / 1024.0)
-}
 
 /// Several commands in a row: total seconds, largest peak.
 fn measure_all(cmds: &mut [Command]) -> (f64, f64) {
