@@ -11,6 +11,7 @@ use std::net::TcpListener;
 use std::time::Duration;
 
 use common::Workspace;
+use provisio::io::output::Summary;
 use provisio::io::repo::Author;
 use provisio::io::repo::message::Why;
 use provisio::io::repo::output::{OutputRepo, RepoConfig};
@@ -35,6 +36,19 @@ fn fast() -> Policy {
         max: Duration::from_millis(40),
         ..Policy::new(3, Duration::from_millis(10)).without_jitter()
     }
+}
+
+/// One delivery that never needs to regenerate: nobody else pushes to the remote.
+fn deliver_once(repo: &OutputRepo, summary: Option<&Summary>, why: &Why) -> delivery::Delivered {
+    delivery::deliver(
+        repo,
+        summary,
+        why,
+        Some(&fast()),
+        &mut || unreachable!(),
+        &|| false,
+    )
+    .unwrap()
 }
 
 fn opts() -> GenerateOptions {
@@ -163,15 +177,7 @@ fn the_registry_commit_is_named_in_the_message() {
         registry_commit: provisio::io::repo::head_of(&ws.registry()),
         registry: Some(ws.registry()),
     };
-    delivery::deliver(
-        &repo,
-        Some(&summary),
-        &why,
-        Some(&fast()),
-        &mut || unreachable!(),
-        &|| false,
-    )
-    .unwrap();
+    deliver_once(&repo, Some(&summary), &why);
     let m = message(&bare, head_of(&bare, "main").unwrap());
     assert!(m.contains("Why: registry changed: tenants/x.yaml\n"), "{m}");
     assert!(
@@ -348,15 +354,7 @@ fn an_unreachable_remote_keeps_the_commit_and_the_next_attempt_pushes_it() {
 
     // It comes back: the next delivery (nothing new to commit) pushes the kept commit.
     std::fs::rename(&away, &bare).unwrap();
-    let d = delivery::deliver(
-        &repo,
-        None,
-        &Why::default(),
-        Some(&fast()),
-        &mut || unreachable!(),
-        &|| false,
-    )
-    .unwrap();
+    let d = deliver_once(&repo, None, &Why::default());
     assert!(d.commits.is_empty());
     assert_eq!(head_of(&bare, "main"), Some(local));
     assert_eq!(tree_files(&bare, local), expected(&ws.registry()));
@@ -434,15 +432,7 @@ fn a_product_release_commits_exactly_the_full_render() {
     ws.write(product, &text.replace("version: v1.2.3", "version: v1.2.4"));
     let summary = ws.generate();
     assert!(!summary.vouched.is_empty(), "{summary:?}");
-    let d = delivery::deliver(
-        &repo,
-        Some(&summary),
-        &Why::default(),
-        Some(&fast()),
-        &mut || unreachable!(),
-        &|| false,
-    )
-    .unwrap();
+    let d = deliver_once(&repo, Some(&summary), &Why::default());
     assert_eq!(d.commits.len(), 1);
     let head = head_of(&bare, "main").unwrap();
     assert_eq!(
@@ -470,15 +460,7 @@ fn a_product_release_commits_exactly_the_full_render() {
         .unwrap();
     let summary = pipeline::generate(&ws.paths(), &common::full(common::now())).unwrap();
     assert!(summary.full && summary.vouched.is_empty(), "{summary:?}");
-    let d = delivery::deliver(
-        &repo,
-        Some(&summary),
-        &Why::default(),
-        Some(&fast()),
-        &mut || unreachable!(),
-        &|| false,
-    )
-    .unwrap();
+    let d = deliver_once(&repo, Some(&summary), &Why::default());
     assert_eq!(d.commits.len(), 1, "the hand edit is reverted");
     let head = head_of(&bare, "main").unwrap();
     assert_eq!(
@@ -521,15 +503,7 @@ fn a_hand_edit_the_render_matches_is_still_committed() {
         !summary.vouched.contains_key("abc-corporation-7f3a9c"),
         "a tree that is not the recorded one is not vouched for: {summary:?}"
     );
-    let d = delivery::deliver(
-        &repo,
-        Some(&summary),
-        &Why::default(),
-        Some(&fast()),
-        &mut || unreachable!(),
-        &|| false,
-    )
-    .unwrap();
+    let d = deliver_once(&repo, Some(&summary), &Why::default());
     assert_eq!(d.commits.len(), 1);
     let head = head_of(&bare, "main").unwrap();
     assert_eq!(output_only(tree_files(&bare, head)), after);
@@ -726,15 +700,7 @@ fn an_output_root_below_the_work_tree_is_committed_under_its_prefix_only() {
     let out_repo = OutputRepo::open(&out, &RepoConfig::default()).unwrap();
     let run = || {
         let summary = pipeline::generate(&paths, &opts()).unwrap();
-        delivery::deliver(
-            &out_repo,
-            Some(&summary),
-            &Why::default(),
-            Some(&fast()),
-            &mut || unreachable!(),
-            &|| false,
-        )
-        .unwrap()
+        deliver_once(&out_repo, Some(&summary), &Why::default())
     };
     run(); // the first commit goes through the index
     let (_, rel, text) = new_tenant(4);
