@@ -22,10 +22,10 @@ use super::setup::{Store, spec_text};
 use crate::io::http;
 use crate::io::kube::{Kube, KubeError};
 use crate::io::retry::Policy;
-use crate::setup::aws;
 use crate::setup::secrets::SecretStore;
 use crate::setup::websites::{self, Ensured};
 use crate::setup::{Change, SetupError};
+use crate::setup::{amqp, aws};
 use provisio_core::lifecycle::{LifecycleView, Report, ReportBody};
 use provisio_core::plan::lifecycle::{ActivationSpec, Probes, Welcome};
 use provisio_core::registry::TenantStatus;
@@ -310,7 +310,7 @@ fn probe_until(
                 Probe::Deployment(name) => deployment(kube.as_ref(), &spec.probes, name),
                 Probe::Database(i) => database(&spec.probes, *i, store),
                 Probe::Bucket(i) => bucket(&spec.probes, *i, store, &spec.tenant),
-                Probe::Vhost => vhost(&spec.probes),
+                Probe::Vhost => vhost(&spec.probes, store),
                 Probe::Health => health(&health_agent, &spec.probes.health.url),
                 Probe::Grafana(i) => grafana(kube.as_ref(), spec, *i),
             };
@@ -497,30 +497,20 @@ fn bucket(p: &Probes, i: usize, store: &dyn SecretStore, tenant: &str) -> Result
     Ok(())
 }
 
-/// The broker at the AMQP port answers the protocol header with `Connection.Start`.
-fn vhost(p: &Probes) -> Result<(), String> {
-    use std::io::{Read, Write};
-    use std::net::ToSocketAddrs;
+/// The tenant's user logs in to the tenant's vhost over AMQP 0-9-1, opens a channel and
+/// finds the tenant's exchange there (a passive `Exchange.Declare`: nothing is created).
+fn vhost(p: &Probes, store: &dyn SecretStore) -> Result<(), String> {
     let r = p.rabbitmq.as_ref().ok_or("no RabbitMQ probe")?;
-    let addr = (r.host.as_str(), r.port)
-        .to_socket_addrs()
-        .map_err(|e| e.to_string())?
-        .next()
-        .ok_or("no address")?;
-    let mut s =
-        std::net::TcpStream::connect_timeout(&addr, PROBE_TIMEOUT).map_err(|e| e.to_string())?;
-    s.set_read_timeout(Some(PROBE_TIMEOUT))
-        .map_err(|e| e.to_string())?;
-    s.write_all(b"AMQP\x00\x00\x09\x01")
-        .map_err(|e| e.to_string())?;
-    let mut head = [0u8; 11];
-    s.read_exact(&mut head).map_err(|e| e.to_string())?;
-    // A method frame (type 1) on channel 0 carrying class 10 (connection), method 10 (start).
-    if head[0] == 1 && head[1..3] == [0, 0] && head[7..11] == [0, 10, 0, 10] {
-        Ok(())
-    } else {
-        Err("the server at the AMQP port did not answer Connection.Start".to_owned())
-    }
+    let user = any_field(store, &r.secret_key, &["username", "user"])?;
+    let password = any_field(store, &r.secret_key, &["password"])?;
+    let login = amqp::Login {
+        host: &r.host,
+        port: r.port,
+        vhost: &r.vhost,
+        user: &user,
+        password: &password,
+    };
+    amqp::check_exchange(&login, &r.exchange, PROBE_TIMEOUT).map_err(|e| e.to_string())
 }
 
 /// `GET <url>` answers 200 (no redirect followed: the gateway answers itself).

@@ -8,6 +8,7 @@
 //! are retried under the one policy of every outbound caller ([`Policy`], from
 //! [`crate::io::retry`]), HTTP requests go through [`crate::io::http`].
 
+pub mod amqp;
 pub mod aws;
 pub mod credentials;
 pub mod dump;

@@ -520,81 +520,22 @@ pub enum AmqpOpen {
     Closed(u16, String),
 }
 
-/// A minimal AMQP 0-9-1 handshake (PLAIN login, Connection.Open) over a real socket: the
-/// broker itself decides whether `user` may open `vhost`.
+/// An AMQP 0-9-1 login (PLAIN) and `Connection.Open` of `vhost` with the `amqprs` client, as
+/// provisio's vhost probe makes it: the broker itself decides whether `user` may open `vhost`.
 pub fn amqp_open(port: u16, user: &str, password: &str, vhost: &str) -> AmqpOpen {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect to AMQP");
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    s.write_all(b"AMQP\x00\x00\x09\x01").unwrap();
-
-    fn read_frame(s: &mut std::net::TcpStream) -> Option<(u8, Vec<u8>)> {
-        let mut head = [0u8; 7];
-        s.read_exact(&mut head).ok()?;
-        let size = u32::from_be_bytes(head[3..7].try_into().unwrap()) as usize;
-        let mut payload = vec![0u8; size + 1];
-        s.read_exact(&mut payload).ok()?;
-        assert_eq!(payload.pop(), Some(0xCE), "frame end");
-        Some((head[0], payload))
-    }
-    fn method(class: u16, id: u16, args: &[u8]) -> Vec<u8> {
-        let mut payload = Vec::new();
-        payload.extend_from_slice(&class.to_be_bytes());
-        payload.extend_from_slice(&id.to_be_bytes());
-        payload.extend_from_slice(args);
-        let mut frame = vec![1u8, 0, 0];
-        frame.extend_from_slice(&(payload.len() as u32).to_be_bytes());
-        frame.extend_from_slice(&payload);
-        frame.push(0xCE);
-        frame
-    }
-    fn shortstr(out: &mut Vec<u8>, s: &str) {
-        out.push(s.len() as u8);
-        out.extend_from_slice(s.as_bytes());
-    }
-    fn ids(p: &[u8]) -> (u16, u16) {
-        (
-            u16::from_be_bytes([p[0], p[1]]),
-            u16::from_be_bytes([p[2], p[3]]),
-        )
-    }
-    fn close_reason(p: &[u8]) -> AmqpOpen {
-        let code = u16::from_be_bytes([p[4], p[5]]);
-        let len = p[6] as usize;
-        AmqpOpen::Closed(code, String::from_utf8_lossy(&p[7..7 + len]).into_owned())
-    }
-
-    let (_, start) = read_frame(&mut s).expect("Connection.Start");
-    assert_eq!(ids(&start), (10, 10), "Connection.Start");
-    let mut args = Vec::new();
-    args.extend_from_slice(&0u32.to_be_bytes()); // client properties: empty table
-    shortstr(&mut args, "PLAIN");
-    let response = format!("\0{user}\0{password}");
-    args.extend_from_slice(&(response.len() as u32).to_be_bytes());
-    args.extend_from_slice(response.as_bytes());
-    shortstr(&mut args, "en_US");
-    s.write_all(&method(10, 11, &args)).unwrap();
-    let Some((_, tune)) = read_frame(&mut s) else {
-        return AmqpOpen::LoginRefused;
+    use provisio::setup::amqp::{self, AmqpError};
+    let login = amqp::Login {
+        host: "127.0.0.1",
+        port,
+        vhost,
+        user,
+        password,
     };
-    match ids(&tune) {
-        (10, 30) => {}
-        (10, 50) => return AmqpOpen::LoginRefused,
-        other => panic!("unexpected method {other:?}"),
-    }
-    s.write_all(&method(10, 31, &tune[4..12])).unwrap();
-    let mut args = Vec::new();
-    shortstr(&mut args, vhost);
-    shortstr(&mut args, "");
-    args.push(0);
-    s.write_all(&method(10, 40, &args)).unwrap();
-    let Some((_, reply)) = read_frame(&mut s) else {
-        return AmqpOpen::LoginRefused;
-    };
-    match ids(&reply) {
-        (10, 41) => AmqpOpen::Opened,
-        (10, 50) => close_reason(&reply),
-        other => panic!("unexpected method {other:?}"),
+    match amqp::open_vhost(&login, Duration::from_secs(10)) {
+        Ok(()) => AmqpOpen::Opened,
+        Err(AmqpError::LoginRefused { .. }) => AmqpOpen::LoginRefused,
+        Err(AmqpError::VhostRefused { code, text, .. }) => AmqpOpen::Closed(code, text),
+        Err(other) => panic!("AMQP session with {vhost} as {user}: {other}"),
     }
 }
 
