@@ -1,8 +1,8 @@
 //! `provisio activate` against real local servers: serve (its view and the reports, committed
 //! to git), an SMTP sink (aiosmtpd, Maildir), an HTTPS `/health` with a test CA, and a
 //! websites-service double that checks method, path, bearer and body. The database, bucket,
-//! vhost, Deployment and Grafana probes are not run here (their servers are not started by
-//! this test): the spec carries the health probe only.
+//! vhost probes run in `activate_probes.rs` (real MariaDB, RabbitMQ and moto); the spec here
+//! carries the health probe only.
 
 mod serve_support;
 

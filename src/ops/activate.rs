@@ -442,7 +442,7 @@ fn database(p: &Probes, i: usize, store: &dyn SecretStore) -> Result<(), String>
     Ok(())
 }
 
-/// The tenant's user sees the bucket and writes, reads back and deletes the probe object.
+/// The tenant's user lists the bucket and writes, reads back and deletes the probe object.
 fn bucket(p: &Probes, i: usize, store: &dyn SecretStore, tenant: &str) -> Result<(), String> {
     let s = p.s3.as_ref().ok_or("no S3 probe")?;
     let b = &s.buckets[i];
@@ -473,27 +473,37 @@ fn bucket(p: &Probes, i: usize, store: &dyn SecretStore, tenant: &str) -> Result
             .join("/")
     );
     let body = format!("{tenant} {}", Utc::now().to_rfc3339());
-    let step = |method: &str, path: &str, bytes: &[u8], ok: &[u16]| {
+    let step = |method: &str, path: &str, query: &[(&str, &str)], bytes: &[u8], ok: &[u16]| {
         let r = client
-            .send(method, path, &[], &[], bytes)
+            .send(method, path, query, &[], bytes)
             .map_err(|e| e.to_string())?;
         if ok.contains(&r.status) {
             Ok(r.body)
         } else {
-            Err(format!(
-                "{method} {path}: HTTP {}: {}",
-                r.status,
-                r.excerpt()
-            ))
+            // The S3 error code (`AccessDenied`, `NoSuchBucket`…): one line for the reason.
+            let code = crate::setup::s3::tag_values(&r.body, "Code")
+                .pop()
+                .unwrap_or_default();
+            Err(format!("{method} {path}: HTTP {} {code}", r.status)
+                .trim_end()
+                .to_owned())
         }
     };
-    step("HEAD", &bucket_path, b"", &[200])?;
-    step("PUT", &key_path, body.as_bytes(), &[200])?;
-    let read = step("GET", &key_path, b"", &[200])?;
+    // Present and listable: a one-key listing (`s3:ListBucket`, the permission a HEAD of the
+    // bucket needs on AWS and MinIO; moto checks its own `s3:HeadBucket` for a HEAD instead).
+    step(
+        "GET",
+        &bucket_path,
+        &[("list-type", "2"), ("max-keys", "1")],
+        b"",
+        &[200],
+    )?;
+    step("PUT", &key_path, &[], body.as_bytes(), &[200])?;
+    let read = step("GET", &key_path, &[], b"", &[200])?;
     if read != body {
         return Err(format!("GET {key_path} returned other bytes than written"));
     }
-    step("DELETE", &key_path, b"", &[200, 204])?;
+    step("DELETE", &key_path, &[], b"", &[200, 204])?;
     Ok(())
 }
 
