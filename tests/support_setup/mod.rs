@@ -612,6 +612,11 @@ impl Moto {
         format!("http://127.0.0.1:{}", self.port)
     }
 
+    /// moto's log so far (one line per request, with its path and query).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self._dir.path().join("moto.log")).unwrap_or_default()
+    }
+
     pub fn client(
         &self,
         label: &'static str,
