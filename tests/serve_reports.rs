@@ -818,3 +818,120 @@ fn report_sync_failed_records_why_the_sync_failed() {
     assert!(tenant_file(&f, CAFE).contains("attempts: 2"));
     server.stop().unwrap();
 }
+
+/// `failed` reports through serve, `n` of them, each from another Job (its own id).
+fn fail(addr: SocketAddr, tenant: &str, n: std::ops::RangeInclusive<u32>) -> Vec<Answer> {
+    n.map(|i| {
+        let a = report(
+            addr,
+            tenant,
+            &json!({"kind": "failed", "id": format!("failed:job-{i}"), "at": "2025-06-15T11:50:00Z",
+                    "reason": format!("setup-mysql-{tenant}: cannot reach mysql (attempt {i})")}),
+        );
+        assert_eq!(a.status, 200, "{}", a.body);
+        assert_eq!(a.json()["recorded"], true, "{}", a.body);
+        a
+    })
+    .collect()
+}
+
+/// The tree `provisio generate --now` renders for `tenant` from serve's registry: file names.
+fn rendered(f: &Fixture, tenant: &str) -> Vec<String> {
+    let out = f.dir.path().join("out");
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_provisio"))
+        .arg("generate")
+        .arg("--registry")
+        .arg(&f.registry)
+        .arg("--out")
+        .arg(&out)
+        .args(["--now", "2025-06-15T12:00:00Z"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let mut names: Vec<String> = std::fs::read_dir(out.join("tenants-out").join(tenant))
+        .map(|d| {
+            d.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+#[test]
+fn the_automatic_rollback_policy_rolls_back_at_the_nth_failed_report_through_serve() {
+    let f = Fixture::edited(|registry| {
+        let path = registry.join("platform.yaml");
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.contains("afterFailedAttempts: 0"));
+        std::fs::write(
+            &path,
+            text.replace("afterFailedAttempts: 0", "afterFailedAttempts: 3"),
+        )
+        .unwrap();
+    });
+    let server = start_at(&f, now());
+    // N - 1 failures: failed, counted, nothing rolled back; the full tree stays.
+    fail(server.addr(), CAFE, 1..=2);
+    let text = tenant_file(&f, CAFE);
+    assert!(text.contains("status: failed"), "{text}");
+    assert!(text.contains("attempts: 2"), "{text}");
+    assert!(
+        !text.contains("rollback:") && !text.contains("purge:"),
+        "{text}"
+    );
+    assert!(rendered(&f, CAFE).contains(&"deployments".to_owned()));
+    // The N-th: serve rolls the tenant back in the same commit, the report in its message.
+    let answers = fail(server.addr(), CAFE, 3..=3);
+    assert_eq!(answers[0].json()["lifecycle"]["status"], "purging");
+    let text = tenant_file(&f, CAFE);
+    assert!(text.contains("status: purging"), "{text}");
+    assert!(
+        text.contains("reason: automatic after 3 failed sync attempts"),
+        "{text}"
+    );
+    assert!(text.contains("step: workloads"), "{text}");
+    assert!(!text.contains("backup:"), "{text}");
+    let message = f.commits().into_iter().next().unwrap();
+    assert!(message.contains("failed:job-3"), "{message}");
+    // The rollback way: the tree is reduced to the purge (no workloads), then the ordered
+    // removal without a backup, each step reported to serve.
+    let tree = rendered(&f, CAFE);
+    assert!(tree.contains(&"purge.yaml".to_owned()), "{tree:?}");
+    assert!(!tree.contains(&"deployments".to_owned()), "{tree:?}");
+    for (body, expect) in [
+        (
+            json!({"kind": "workloads-pruned", "id": "workloads-pruned:job-1", "at": "2025-06-15T11:55:00Z"}),
+            "step: teardown",
+        ),
+        (
+            json!({"kind": "teardown-completed", "id": "teardown-completed:job-1", "at": "2025-06-15T11:56:00Z",
+                   "removed": {"databases": 4, "mysqlUsers": 4, "vhosts": 1, "rabbitmqUsers": 1,
+                               "buckets": 3, "objectVersions": 0, "minioUsers": 1, "secrets": 9}}),
+            "step: namespace",
+        ),
+        (
+            json!({"kind": "namespace-removed", "id": "namespace-removed:job-1", "at": "2025-06-15T11:57:00Z"}),
+            "status: removed",
+        ),
+    ] {
+        let a = report(server.addr(), CAFE, &body);
+        assert_eq!(a.status, 200, "{}", a.body);
+        assert!(tenant_file(&f, CAFE).contains(expect), "{expect}");
+    }
+    assert!(rendered(&f, CAFE).is_empty());
+    server.stop().unwrap();
+
+    // With the policy off (the example's default), failures never roll back.
+    let f = Fixture::new();
+    let server = start_at(&f, now());
+    fail(server.addr(), CAFE, 1..=5);
+    let text = tenant_file(&f, CAFE);
+    assert!(text.contains("status: failed"), "{text}");
+    assert!(text.contains("attempts: 5"), "{text}");
+    assert!(
+        !text.contains("rollback:") && !text.contains("purge:"),
+        "{text}"
+    );
+    server.stop().unwrap();
+}

@@ -28,12 +28,18 @@ pub struct Fixture {
 impl Fixture {
     /// `<tmp>/registry` = the example registry, committed as the first commit.
     pub fn new() -> Self {
+        Self::edited(|_| {})
+    }
+
+    /// [`Fixture::new`] with the copied registry changed by `edit` before the first commit.
+    pub fn edited(edit: impl FnOnce(&Path)) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let registry = dir.path().join("registry");
         copy_dir(
             &Path::new(env!("CARGO_MANIFEST_DIR")).join("registry"),
             &registry,
         );
+        edit(&registry);
         std::fs::write(dir.path().join("README.md"), "test registry repository\n").unwrap();
         Repo::init_with_all(dir.path(), "initial registry", &Author::default()).unwrap();
         Fixture { dir, registry }
