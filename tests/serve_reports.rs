@@ -292,9 +292,23 @@ fn a_backup_is_recorded_only_after_the_deletion_date_and_never_replaced() {
 
     // Serve's clock before nordwind's deletion date (2025-07-15): not due.
     let server = start_at(&f, now());
-    let early = report(server.addr(), NORD, &backup("backup-completed:job-1", sha));
+    let mut body = backup("backup-completed:job-1", sha);
+    body["at"] = json!("2025-06-15T11:59:00Z");
+    let early = report(server.addr(), NORD, &body);
     assert_eq!(early.status, 409, "{}", early.body);
     assert_eq!(early.error().0, "not_due");
+    // A report dated past serve's clock (and its 300 s of skew) is refused as such.
+    let future = report(server.addr(), NORD, &backup("backup-completed:job-1", sha));
+    assert_eq!(future.status, 422, "{}", future.body);
+    assert_eq!(
+        future.error(),
+        ("invalid_field".to_owned(), Some("at".to_owned()))
+    );
+    assert!(
+        future.body.contains("later than serve's clock"),
+        "{}",
+        future.body
+    );
     // Out of order: the purge steps need a recorded backup first.
     let pruned = report(
         server.addr(),

@@ -127,12 +127,12 @@ fn backup(id: &str, manifest: &str) -> Report {
     )
 }
 fn pruned(id: &str) -> Report {
-    report(id, "2025-07-15T00:40:00Z", ReportBody::WorkloadsPruned)
+    report(id, "2025-07-15T00:22:00Z", ReportBody::WorkloadsPruned)
 }
 fn torn_down(id: &str) -> Report {
     report(
         id,
-        "2025-07-15T00:50:00Z",
+        "2025-07-15T00:25:00Z",
         ReportBody::TeardownCompleted {
             removed: Removed {
                 databases: 11,
@@ -143,7 +143,7 @@ fn torn_down(id: &str) -> Report {
     )
 }
 fn gone(id: &str) -> Report {
-    report(id, "2025-07-15T00:55:00Z", ReportBody::NamespaceRemoved)
+    report(id, "2025-07-15T00:27:00Z", ReportBody::NamespaceRemoved)
 }
 
 fn code(e: IntakeError) -> &'static str {
@@ -246,9 +246,11 @@ fn offboarding_goes_backup_workloads_teardown_namespace_removed() {
     let mut l = Life::new();
     // Before the deletion date: refused, nothing changed.
     let before = l.text(DEPROVISIONING).to_owned();
-    let e = l
-        .report(DEPROVISIONING, &backup("b:1", MANIFEST), grace())
-        .unwrap_err();
+    let early = Report {
+        at: grace(),
+        ..backup("b:0", MANIFEST)
+    };
+    let e = l.report(DEPROVISIONING, &early, grace()).unwrap_err();
     assert_eq!(code(e.clone()), "not_due");
     assert!(e.to_string().contains("2025-07-15T00:00:00Z"), "{e}");
     assert_eq!(l.text(DEPROVISIONING), before);
@@ -302,7 +304,7 @@ fn offboarding_goes_backup_workloads_teardown_namespace_removed() {
         DEPROVISIONING,
         &report(
             "tf:1",
-            "2025-07-15T00:45:00Z",
+            "2025-07-15T00:24:00Z",
             ReportBody::TeardownFailed {
                 reason: "rabbitmq unreachable".into(),
             },
@@ -471,10 +473,41 @@ fn a_rolled_back_tenant_is_removed_without_a_backup() {
     let text = crate::intake::with_lifecycle_change(&sources[&path], &c).unwrap();
     sources.insert(path, text);
     let mut l = Life::with(sources);
-    l.report(PROVISIONING, &pruned("p:1"), now).unwrap();
-    l.report(PROVISIONING, &torn_down("t:1"), now).unwrap();
-    l.report(PROVISIONING, &gone("g:1"), now).unwrap();
+    l.report(PROVISIONING, &pruned("p:1"), due()).unwrap();
+    l.report(PROVISIONING, &torn_down("t:1"), due()).unwrap();
+    l.report(PROVISIONING, &gone("g:1"), due()).unwrap();
     assert_eq!(l.status(PROVISIONING), TenantStatus::Removed);
+}
+
+#[test]
+fn a_report_dated_past_serves_clock_and_its_skew_is_refused_with_nothing_changed() {
+    let mut l = Life::new();
+    let now = at("2025-03-02T09:00:00Z");
+    let before = l.text(PROVISIONING).to_owned();
+    let late = report(
+        "f:late",
+        "2025-03-02T09:05:01Z",
+        ReportBody::Failed { reason: "x".into() },
+    );
+    let e = l.report(PROVISIONING, &late, now).unwrap_err();
+    assert_eq!(code(e.clone()), "invalid_field");
+    assert!(
+        e.to_string().contains(
+            "the report's time 2025-03-02T09:05:01Z is later than serve's clock 2025-03-02T09:00:00Z (at most 300 s ahead)"
+        ),
+        "{e}"
+    );
+    assert_eq!(l.text(PROVISIONING), before);
+    // Within the skew: recorded.
+    let ahead = report(
+        "f:ahead",
+        "2025-03-02T09:05:00Z",
+        ReportBody::Failed { reason: "x".into() },
+    );
+    assert_eq!(
+        l.report(PROVISIONING, &ahead, now).unwrap(),
+        Outcome::Changed
+    );
 }
 
 /// Any report, any tenant, any order, any time: the registry loads after every accepted

@@ -45,7 +45,11 @@ pub enum Decision {
 }
 
 fn ts(t: DateTime<Utc>) -> Value {
-    json!(t.to_rfc3339_opts(SecondsFormat::Secs, true))
+    json!(ts_text(t))
+}
+
+fn ts_text(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Secs, true)
 }
 
 fn transition(code: &'static str, t: &Tenant, needs: &str) -> Refusal {
@@ -109,6 +113,11 @@ fn never_welcomed(t: &Tenant) -> bool {
     t.activated().is_none() && t.welcome_sent().is_none()
 }
 
+/// How far past serve's clock a report's `at` may be (the signatures' skew): a Job's clock a
+/// little ahead is tolerated, a report from later than that is not, as its time would be
+/// recorded (a backup completed "tomorrow", a failure dated after the next one).
+pub const MAX_REPORT_SKEW_SECONDS: i64 = 300;
+
 /// What report `r` does to tenant `t` at `now`.
 pub fn decide(
     t: &Tenant,
@@ -117,6 +126,17 @@ pub fn decide(
     policy: &Policy<'_>,
 ) -> Result<Decision, Refusal> {
     use TenantStatus as S;
+    if r.at > now + chrono::Duration::seconds(MAX_REPORT_SKEW_SECONDS) {
+        return Err(Refusal::field(
+            "invalid_field",
+            "at",
+            format!(
+                "the report's time {} is later than serve's clock {} (at most {MAX_REPORT_SKEW_SECONDS} s ahead): check the Job's clock",
+                ts_text(r.at),
+                ts_text(now)
+            ),
+        ));
+    }
     let id = &t.id.value;
     let status = t.status.value;
     let kind = r.kind().as_str();
