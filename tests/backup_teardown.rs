@@ -29,17 +29,21 @@ const A: &str = "abc-corporation-7f3a9c";
 const B: &str = "cafe-creme-93b31b";
 const ARCHIVE: &str = "provisio-archive";
 
-/// Answers every POST like serve's accepted report; keeps the bodies.
+/// Answers every POST like serve's accepted report and keeps the bodies; answers a GET of the
+/// tenant's view like serve would: at step `teardown`, then, once a `teardown-completed` was
+/// posted, past it.
 fn report_recorder() -> (String, Arc<Mutex<Vec<String>>>) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
-    let seen = Arc::new(Mutex::new(Vec::new()));
+    let seen = Arc::new(Mutex::new(Vec::<String>::new()));
     let keep = seen.clone();
     std::thread::spawn(move || {
         for stream in listener.incoming() {
             let mut stream = stream.unwrap();
             let mut reader = BufReader::new(stream.try_clone().unwrap());
             let (mut len, mut line) = (0usize, String::new());
+            reader.read_line(&mut line).unwrap();
+            let get = line.starts_with("GET ");
             loop {
                 line.clear();
                 reader.read_line(&mut line).unwrap();
@@ -52,6 +56,28 @@ fn report_recorder() -> (String, Arc<Mutex<Vec<String>>>) {
             }
             let mut body = vec![0; len];
             reader.read_exact(&mut body).unwrap();
+            if get {
+                let torn_down = keep
+                    .lock()
+                    .unwrap()
+                    .iter()
+                    .any(|r| r.contains(r#""kind":"teardown-completed""#));
+                let view = if torn_down {
+                    format!(
+                        r#"{{"tenant":"{A}","status":"purging","phase":"purging/namespace","purge":{{"step":"namespace","started":"2025-02-01T00:00:00Z","teardownCompleted":"2025-02-02T00:00:00Z"}}}}"#
+                    )
+                } else {
+                    format!(
+                        r#"{{"tenant":"{A}","status":"purging","phase":"purging/teardown","purge":{{"step":"teardown","started":"2025-02-01T00:00:00Z"}}}}"#
+                    )
+                };
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{view}",
+                    view.len()
+                );
+                continue;
+            }
             let body = String::from_utf8(body).unwrap();
             let tenant = serde_json::from_str::<serde_json::Value>(&body)
                 .map(|_| ())
@@ -523,7 +549,10 @@ fn backup_restores_exactly_and_teardown_removes_only_the_tenant() {
         assert!(!users(&db).contains(&d.user), "{} left", d.user);
         assert!(!store.join(format!("{}.json", d.secret_key)).exists());
     }
-    assert!(!key_file.exists(), "the report key goes last");
+    assert!(
+        key_file.exists(),
+        "the report key stays for the namespace-check Job"
+    );
     for b in &s.buckets {
         assert_eq!(
             s3c.send("HEAD", &format!("/{}", b.name), &[], &[], b"")
@@ -545,6 +574,38 @@ fn backup_restores_exactly_and_teardown_removes_only_the_tenant() {
             b"tenant b"
         );
     }
+    // The Job's pod again, after serve recorded the teardown: nothing done, nothing sent.
+    let reports_before = reports.lock().unwrap().len();
+    let (rc, out, err) = setup(
+        "teardown",
+        "tenant",
+        &path,
+        &store,
+        &admin_env,
+        &["--buckets-only", "--now", "2025-02-02T00:00:00Z"],
+    );
+    assert_eq!(rc, 0, "{out}{err}");
+    assert!(
+        out.contains("teardown: already recorded by serve (purging/namespace): nothing done"),
+        "{out}"
+    );
+    assert_eq!(reports.lock().unwrap().len(), reports_before);
+    // Once the namespace-check Job deleted the key, a re-run cannot ask serve: it says why.
+    std::fs::remove_file(&key_file).unwrap();
+    let (rc, out, err) = setup(
+        "teardown",
+        "tenant",
+        &path,
+        &store,
+        &admin_env,
+        &["--buckets-only", "--now", "2025-02-02T00:00:00Z"],
+    );
+    assert_eq!(rc, 2, "{out}{err}");
+    assert!(
+        err.contains("the namespace-check Job deletes it once serve records the tenant removed"),
+        "{err}"
+    );
+    assert_eq!(reports.lock().unwrap().len(), reports_before);
     // The archive stays.
     assert_eq!(
         s3::list_current(&s3c, ARCHIVE, &prefix).unwrap().len(),

@@ -641,7 +641,8 @@ fn kube_double(
 
 /// The purge checks verify their step on the cluster before they report it: something left
 /// is refused (exit 4) naming it, nothing recorded; once it is gone the step is reported, and
-/// a retried pod of the same Job is answered as a repeat.
+/// a retried pod of the same Job is answered as a repeat. The namespace check, the tenant's
+/// last report, deletes the report key once serve recorded it.
 #[test]
 fn purge_checks_report_a_step_only_once_the_cluster_shows_it_done() {
     use provisio::setup::secrets::{FileStore, SecretStore};
@@ -728,6 +729,7 @@ fn purge_checks_report_a_step_only_once_the_cluster_shows_it_done() {
     let (code, err) = check("workloads-gone");
     assert_eq!(code, 0, "{err}");
     assert!(err.contains("was already recorded"), "{err}");
+    assert!(store.get(&key_secret).unwrap().is_some());
 
     let done = json!({"kind": "teardown-completed", "id": "teardown-completed:j",
         "at": real_now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
@@ -747,9 +749,13 @@ fn purge_checks_report_a_step_only_once_the_cluster_shows_it_done() {
     assert!(err.contains(&format!("Namespace {ns}")), "{err}");
     assert_eq!(head(&f), before);
     objects.lock().unwrap().remove(&namespace);
+    // The key is still there for it (the teardown keeps it): reported, then deleted — the
+    // tenant's last report.
+    assert!(store.get(&key_secret).unwrap().is_some());
     let (code, err) = check("namespace-gone");
     assert_eq!(code, 0, "{err}");
     assert!(tenant_file(&f, NORD).contains("status: removed"));
+    assert!(store.get(&key_secret).unwrap().is_none());
     server.stop().unwrap();
 }
 

@@ -156,5 +156,11 @@ pub fn run(
         tenant: spec.tenant.clone(),
         key,
     };
-    Ok(send(&target, &report, &retry, clock)?)
+    let sent = send(&target, &report, &retry, clock)?;
+    if spec.check == PurgeCheck::NamespaceGone {
+        // The tenant's last report: serve recorded it removed, no Job of it reports again, so
+        // its report key goes now (not at the teardown, whose report this one follows).
+        store.delete(&spec.report.key_secret)?;
+    }
+    Ok(sent)
 }

@@ -3,15 +3,17 @@
 //! `purging`/`teardown` and records a backup whose manifest, re-read from the archive, hashes
 //! to the recorded SHA-256 (after the deletion date), or a rollback. Then removes the tenant's
 //! RabbitMQ vhost and user, MySQL users and databases, MinIO user, policy and buckets, and
-//! its secret-store entries, reports `teardown-completed` with the counts, and deletes the
-//! report key last, once the report is acknowledged.
+//! its secret-store entries but the report key, and reports `teardown-completed` with the
+//! counts. The report key stays for the `namespace-check` Job, whose report follows and which
+//! deletes it. A re-run after serve recorded the teardown (a pod retried after its report)
+//! asks serve first and does nothing.
 
 use std::path::PathBuf;
 
 use chrono::{DateTime, Utc};
 
 use super::backup::{archive_client, parse_location};
-use super::report::{ReportError, Sent, Target, job_report_id, send, stored_key};
+use super::report::{ReportError, Sent, Target, job_report_id, send, stored_key, view};
 use super::setup::{Store, minio_s3_client, mysql_admin, rabbitmq_admin, spec_text};
 use crate::io::retry::Policy;
 use crate::setup::{self, Change, Report as Changes, SetupError, SetupSpec, aws, s3};
@@ -40,12 +42,17 @@ pub struct Request {
     pub buckets_only: bool,
 }
 
-/// What [`run`] did: every object's line, the counts reported, serve's answer.
+/// What [`run`] did.
 #[derive(Debug)]
-pub struct Done {
-    pub changes: Changes,
-    pub removed: Removed,
-    pub sent: Sent,
+pub enum Done {
+    /// Every object's line, the counts reported, serve's answer.
+    TornDown {
+        changes: Changes,
+        removed: Removed,
+        sent: Box<Sent>,
+    },
+    /// serve already records the teardown (the tenant is past it, or removed): nothing done.
+    AlreadyRecorded { phase: String },
 }
 
 fn refuse(spec: &SetupSpec, reason: impl Into<String>) -> SetupError {
@@ -160,8 +167,32 @@ pub fn run(req: &Request, clock: impl Fn() -> DateTime<Utc> + Copy) -> Result<Do
     let retry = req.retry;
     check_teardown_allowed(&spec, req.now, retry)?;
     let store = req.store.open(retry)?;
-    // Read first: it is deleted last.
-    let key = stored_key(&*store, &part.report.key_secret, &spec.tenant)?;
+    let key = stored_key(&*store, &part.report.key_secret, &spec.tenant).map_err(|_| {
+        SetupError::invalid(
+            format!("secret at `{}`", part.report.key_secret),
+            format!(
+                "no report key of tenant {}: the namespace-check Job deletes it once serve records the tenant removed, and otherwise `setup credentials` has not run; nothing torn down",
+                spec.tenant
+            ),
+        )
+    })?;
+    let target = Target {
+        url: part.report.url.clone(),
+        tenant: spec.tenant.clone(),
+        key,
+    };
+    // A re-run after serve recorded this teardown: nothing left to do, nothing to report.
+    let current = view(&target, &retry, clock)?;
+    if current.status == TenantStatus::Removed
+        || current
+            .purge
+            .as_ref()
+            .is_some_and(|p| p.teardown_completed.is_some())
+    {
+        return Ok(Done::AlreadyRecorded {
+            phase: current.phase,
+        });
+    }
     // Every credential needed is read before the first deletion.
     let rabbit = spec
         .rabbitmq
@@ -232,19 +263,10 @@ pub fn run(req: &Request, clock: impl Fn() -> DateTime<Utc> + Copy) -> Result<Do
         at: now,
         body: ReportBody::TeardownCompleted { removed },
     };
-    let target = Target {
-        url: part.report.url.clone(),
-        tenant: spec.tenant.clone(),
-        key,
-    };
     let sent = send(&target, &report, &retry, clock)?;
-    changes.record(
-        format!("secret {}", part.report.key_secret),
-        Change::deleted_if(store.delete(&part.report.key_secret)?),
-    );
-    Ok(Done {
+    Ok(Done::TornDown {
         changes,
         removed,
-        sent,
+        sent: Box::new(sent),
     })
 }

@@ -1,6 +1,7 @@
 //! `provisio teardown tenant`: run by the teardown Job of a purging tenant: removes its data,
 //! users and secrets from every shared service once its backup (or rollback) is verified, then
-//! reports `teardown-completed`. Exits 0 when reported, 2 on invalid input or a refused
+//! reports `teardown-completed`. Exits 0 when reported (or already recorded by serve: then
+//! nothing is done), 2 on invalid input or a refused
 //! report, 3 when a server or serve is unreachable or refuses, 4 when the guard refuses
 //! (nothing changed).
 
@@ -8,21 +9,25 @@ use chrono::Utc;
 
 use crate::cli::Exit;
 use crate::ops::report::ReportError;
-use crate::ops::teardown::{Request, TeardownError, run as teardown};
+use crate::ops::teardown::{Done, Request, TeardownError, run as teardown};
 
 pub fn run(req: &Request) -> Exit {
     match teardown(req, Utc::now) {
-        Ok(done) => {
-            print!("{}", done.changes.render("tenant"));
+        Ok(Done::TornDown { changes, sent, .. }) => {
+            print!("{}", changes.render("tenant"));
             println!(
                 "teardown: {} {}",
-                done.sent.tenant,
-                if done.sent.recorded {
+                sent.tenant,
+                if sent.recorded {
                     "recorded"
                 } else {
                     "was already recorded"
                 }
             );
+            Exit::Ok
+        }
+        Ok(Done::AlreadyRecorded { phase }) => {
+            println!("teardown: already recorded by serve ({phase}): nothing done");
             Exit::Ok
         }
         Err(e) => {

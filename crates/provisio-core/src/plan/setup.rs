@@ -403,7 +403,8 @@ pub struct TeardownPart {
     pub namespace: String,
     pub shared_namespace: String,
     /// Secret-store keys no service's teardown owns: the admin password, the websites
-    /// token; the report key goes last, after the teardown is acknowledged.
+    /// token; the report key stays for the `namespace-check` Job, which deletes it after the
+    /// tenant's last report.
     pub store_keys: Vec<String>,
     pub report: ReportTarget,
     /// Where the teardown re-reads the backup's manifest (absent after a rollback).
