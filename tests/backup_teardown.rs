@@ -151,6 +151,52 @@ fn users(db: &MariaDb) -> Vec<String> {
         .unwrap()
 }
 
+const MIB: usize = 1024 * 1024;
+/// The largest object of the test.
+const BIG: usize = 64 * MIB;
+
+/// `n` bytes that gzip cannot shrink (xorshift from `seed`).
+fn noise(n: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 32) as u8
+        })
+        .collect()
+}
+
+/// Runs `provisio <args>` with `env` under `tests/tools/peak_rss.py`: (exit code, stdout,
+/// stderr, peak RSS in bytes).
+fn measured(args: &[String], env: &[(&str, &str)]) -> (i32, String, String, u64) {
+    let peak_file = tempfile::NamedTempFile::new().unwrap();
+    let out = Command::new("python3")
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/tools/peak_rss.py"
+        ))
+        .arg(peak_file.path())
+        .arg(env!("CARGO_BIN_EXE_provisio"))
+        .args(args)
+        .env_remove("PROVISIO_SETUP_SPEC")
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    let kib: u64 = std::fs::read_to_string(peak_file.path())
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+        kib * 1024,
+    )
+}
+
 #[test]
 fn backup_restores_exactly_and_teardown_removes_only_the_tenant() {
     if !support_setup::require("mariadb-dump") || !support_setup::require("mariadb") {
@@ -208,6 +254,16 @@ fn backup_restores_exactly_and_teardown_removes_only_the_tenant() {
             c.query_drop("CREATE TABLE orders (id INT PRIMARY KEY, note VARCHAR(100), data BLOB) ENGINE=InnoDB").unwrap();
             c.query_drop("CREATE TABLE audit (id INT AUTO_INCREMENT PRIMARY KEY, order_id INT) ENGINE=InnoDB").unwrap();
             c.query_drop("CREATE TRIGGER orders_audit AFTER INSERT ON orders FOR EACH ROW INSERT INTO audit (order_id) VALUES (NEW.id)").unwrap();
+            if spec.tenant == A && d.database == spec.mysql.as_ref().unwrap().databases[0].database
+            {
+                // A dump larger than one part even gzipped (hex of noise): uploaded in parts.
+                c.query_drop(
+                    "CREATE TABLE media (id INT PRIMARY KEY, data LONGBLOB) ENGINE=InnoDB",
+                )
+                .unwrap();
+                c.exec_drop("INSERT INTO media VALUES (1, ?)", (noise(6 * MIB, 3),))
+                    .unwrap();
+            }
             c.exec_drop(
                 "INSERT INTO orders VALUES (1, ?, ?), (2, ?, ?)",
                 (
@@ -232,19 +288,20 @@ fn backup_restores_exactly_and_teardown_removes_only_the_tenant() {
         .unwrap();
     let s3c: Client = moto.client("s3", "s3", &moto.admin);
     let long_key = format!("deep/{}", "k".repeat(1000));
-    let big: Vec<u8> = (0..(6 * 1024 * 1024u32))
-        .map(|i| (i * 31 % 251) as u8)
-        .collect();
+    // Larger than one part (5 MiB with `--part-mib 5`): 13 parts, the last a short one.
+    let big = noise(BIG, 7);
     let mut written = Vec::new();
     for (i, b) in spec_a.s3.as_ref().unwrap().buckets.iter().enumerate() {
-        let objects: Vec<(String, Vec<u8>)> = vec![
+        let mut objects: Vec<(String, Vec<u8>)> = vec![
             (
                 format!("public/img {i}.png"),
                 vec![0x89, b'P', b'N', b'G', 0, 1, 2, i as u8],
             ),
             (long_key.clone(), b"long".to_vec()),
-            ("big.bin".to_owned(), big.clone()),
         ];
+        if i == 0 {
+            objects.push(("big.bin".to_owned(), big.clone()));
+        }
         for (k, v) in objects {
             s3::put_object(
                 &s3c,
@@ -333,21 +390,28 @@ fn backup_restores_exactly_and_teardown_removes_only_the_tenant() {
     let backup_path = dir.path().join("backup.json");
     std::fs::write(&backup_path, serde_json::to_string(&backup).unwrap()).unwrap();
     let store_arg = format!("file:{}", store.display());
+    let backup_args = |now: &str| {
+        [
+            "backup",
+            "--spec",
+            backup_path.to_str().unwrap(),
+            "--secret-store",
+            &store_arg,
+            "--attempts",
+            "2",
+            "--backoff-ms",
+            "100",
+            "--part-mib",
+            "5",
+            "--now",
+            now,
+        ]
+        .map(str::to_owned)
+    };
     let run_backup = |now: &str| {
+        let args = backup_args(now);
         provisio(
-            &[
-                "backup",
-                "--spec",
-                backup_path.to_str().unwrap(),
-                "--secret-store",
-                &store_arg,
-                "--attempts",
-                "2",
-                "--backoff-ms",
-                "100",
-                "--now",
-                now,
-            ],
+            &args.iter().map(String::as_str).collect::<Vec<_>>(),
             &admin_env,
         )
     };
@@ -414,6 +478,10 @@ fn backup_restores_exactly_and_teardown_removes_only_the_tenant() {
             }
             "mysql-dump" => {
                 let database = f["database"].as_str().unwrap();
+                if database == m.databases[0].database {
+                    // The 6 MiB row's dump, gzipped, is more than a part: a multipart upload.
+                    assert!(body.len() > 5 * MIB, "{} bytes", body.len());
+                }
                 let mut sql = Vec::new();
                 flate2::read::GzDecoder::new(&body[..])
                     .read_to_end(&mut sql)
@@ -443,7 +511,7 @@ fn backup_restores_exactly_and_teardown_removes_only_the_tenant() {
                     .position(|d| d.database == database)
                     .unwrap();
                 assert_eq!(checksums(&db, &scratch), before_a[i], "{database}");
-                assert_eq!(before_a[i].len(), 2);
+                assert_eq!(before_a[i].len(), if i == 0 { 3 } else { 2 });
                 let triggers: Vec<String> = db.admin().exec("SELECT TRIGGER_NAME FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = ?", (&scratch,)).unwrap();
                 assert_eq!(triggers, ["orders_audit"]);
                 db.admin()
@@ -453,6 +521,36 @@ fn backup_restores_exactly_and_teardown_removes_only_the_tenant() {
             other => panic!("unexpected kind {other}"),
         }
     }
+    // Peak memory, measured on a backup of the objects alone (a peak covers the process and
+    // its children, and mariadb-dump's own for the 6 MiB row is larger than provisio's):
+    // objects go through in 5 MiB parts, so the run stays below the 64 MiB
+    // object — read whole and copied to be sent, it took more than twice that.
+    let objects_only = dir.path().join("backup-objects.json");
+    std::fs::write(
+        &objects_only,
+        serde_json::to_string(&BackupSpec {
+            mysql: None,
+            ..backup.clone()
+        })
+        .unwrap(),
+    )
+    .unwrap();
+    let mut args = backup_args("2025-02-01T01:00:00Z");
+    args[2] = objects_only.display().to_string();
+    let (rc, out, err, peak) = measured(&args, &admin_env);
+    assert_eq!(rc, 0, "{out}{err}");
+    eprintln!("backup of the objects: peak RSS {} MiB", peak / MIB as u64);
+    assert!(
+        peak < BIG as u64,
+        "the backup's peak RSS is {peak} bytes, its largest object {BIG}"
+    );
+    let again = s3::list_current(&s3c, ARCHIVE, &format!("{A}/20250201T010000Z/")).unwrap();
+    let big_copy = again
+        .iter()
+        .find(|l| l.key.ends_with("/big.bin"))
+        .expect("the large object archived");
+    assert_eq!(big_copy.size, BIG as u64);
+    reports.lock().unwrap().pop();
     // Teardown refused without a recorded backup: nothing changed.
     let teardown_spec = |lifecycle_backup: Option<BackupRef>, status: TenantStatus| {
         let mut t = spec_a.clone();

@@ -210,12 +210,19 @@ pub fn send_raw(
             .iter()
             .filter_map(|(k, v)| Some((k.as_str().to_owned(), v.to_str().ok()?.to_owned())))
             .collect();
-        let body = resp
-            .body_mut()
-            .with_config()
-            .limit(limit)
-            .read_to_vec()
-            .map_err(Failure::Transport)?;
+        // Sized from Content-Length up front: no doubling of a large body while it is read.
+        let expected = resp
+            .headers()
+            .get("content-length")
+            .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
+            .unwrap_or(0)
+            .min(limit);
+        let mut body = Vec::with_capacity(usize::try_from(expected).unwrap_or(0));
+        std::io::Read::read_to_end(
+            &mut resp.body_mut().with_config().limit(limit).reader(),
+            &mut body,
+        )
+        .map_err(|e| Failure::Transport(ureq::Error::from(e)))?;
         let r = RawResponse {
             status,
             headers,

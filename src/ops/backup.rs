@@ -3,7 +3,8 @@
 //! writes a gzip of each database's `mariadb-dump --single-transaction` (`setup::dump`), a copy
 //! of each bucket's current objects, and last `manifest.json` (every file with its size and
 //! SHA-256); checks the listing against the manifest and reports `backup-completed` with the
-//! manifest's SHA-256. A failure removes what this attempt wrote (best effort) and reports
+//! manifest's SHA-256. Dumps and objects pass a part at a time (`setup::multipart`): never
+//! whole in memory. A failure removes what this attempt wrote (best effort) and reports
 //! `backup-failed`.
 
 use std::path::PathBuf;
@@ -16,6 +17,7 @@ use super::report::{ReportError, Sent, Target, job_report_id, send, stored_key};
 use super::setup::{Store, spec_text};
 use crate::io::retry::Policy;
 use crate::setup::aws::{self, Credentials};
+use crate::setup::multipart::{self, PartWriter};
 use crate::setup::{SetupError, dump, s3};
 use provisio_core::lifecycle::{Report, ReportBody};
 use provisio_core::plan::lifecycle::{Archive, BackupSpec};
@@ -189,7 +191,7 @@ struct Written<'a> {
     keys: Vec<String>,
 }
 
-impl Written<'_> {
+impl<'a> Written<'a> {
     fn put(
         &mut self,
         key: String,
@@ -199,6 +201,28 @@ impl Written<'_> {
     ) -> Result<(), SetupError> {
         self.keys.push(key.clone());
         s3::put_object(self.client, self.bucket, &key, body, content_type, class)
+    }
+
+    /// A writer of `key` in parts of `part_size` (an unfinished upload is aborted by the
+    /// writer itself; a finished one is removed with the rest when the attempt fails).
+    fn writer(
+        &mut self,
+        key: &str,
+        content_type: Option<&str>,
+        class: Option<&str>,
+        part_size: usize,
+    ) -> Result<PartWriter<'a>, SetupError> {
+        self.keys.push(key.to_owned());
+        PartWriter::new(
+            multipart::Target {
+                client: self.client,
+                bucket: self.bucket,
+                key: key.to_owned(),
+                content_type: content_type.map(str::to_owned),
+                storage_class: class.map(str::to_owned),
+            },
+            part_size,
+        )
     }
 
     /// Best effort: this attempt leaves no unfinished prefix.
@@ -236,6 +260,7 @@ pub fn run(
     spec: Option<&PathBuf>,
     store: &Store,
     retry: Policy,
+    part_size: usize,
     now: DateTime<Utc>,
     clock: impl Fn() -> DateTime<Utc> + Copy,
 ) -> Result<Done, BackupError> {
@@ -299,6 +324,7 @@ pub fn run(
         &mut written,
         &prefix,
         &location,
+        part_size,
         started,
         clock,
     );
@@ -359,6 +385,7 @@ fn write_archive(
     written: &mut Written<'_>,
     prefix: &str,
     location: &str,
+    part_size: usize,
     started: DateTime<Utc>,
     clock: impl Fn() -> DateTime<Utc>,
 ) -> Result<(String, Totals), BackupError> {
@@ -378,19 +405,22 @@ fn write_archive(
             compression: format!("gzip -{}", dump::GZIP_LEVEL),
         });
         for db in &m.databases {
-            let d = dump::dump_database(&m.host, m.port, account, &db.database)?;
+            // mariadb-dump → gzip → the archive, a part at a time.
             let path = format!("mysql/{}.sql.gz", db.database);
-            written.put(
-                format!("{prefix}{path}"),
-                &d.gzip,
-                Some("application/gzip"),
-                class,
-            )?;
-            tracing::info!(database = %db.database, bytes = d.gzip.len(), "dumped");
+            let key = format!("{prefix}{path}");
+            let mut out = written.writer(&key, Some("application/gzip"), class, part_size)?;
+            let dumped = dump::dump_database(&m.host, m.port, account, &db.database, &mut out);
+            let d = match (dumped, out.take_error()) {
+                (Ok(d), None) => d,
+                (_, Some(upload)) => return Err(upload.into()),
+                (Err(e), None) => return Err(e.into()),
+            };
+            let gz = out.finish()?;
+            tracing::info!(database = %db.database, bytes = gz.size, "dumped");
             files.push(File {
                 path,
-                size: d.gzip.len() as u64,
-                sha256: aws::sha256_hex(&d.gzip),
+                size: gz.size,
+                sha256: gz.sha256,
                 kind: FileKind::MysqlDump {
                     database: db.database.clone(),
                     product: db.product.clone(),
@@ -410,11 +440,24 @@ fn write_archive(
         buckets.sort_by(|x, y| x.short.cmp(&y.short));
         for bucket in buckets {
             for listed in s3::list_current(client, &bucket.name, "")? {
+                let path = object_path(prefix, &bucket.short, &listed.key);
+                let key = format!("{prefix}{path}");
+                // Read in ranges of a part, each sent on as it comes (If-Match the listed
+                // ETag: an object changed meanwhile is an error, never a mixed copy).
+                let copied = multipart::copy_object(
+                    client,
+                    &bucket.name,
+                    &listed.key,
+                    listed.size,
+                    &listed.etag,
+                    part_size,
+                    |content_type| written.writer(&key, content_type, class, part_size),
+                )?;
                 // The workloads are at 0 replicas from the deletion date, so a listed object
                 // that cannot be read is not "deleted meanwhile": it is a key read wrong or a
                 // store that lost it, and an archive without it must never be reported whole
                 // (the teardown would then delete the only copy).
-                let Some(object) = s3::get_object(client, &bucket.name, &listed.key)? else {
+                let Some((object, copy)) = copied else {
                     return Err(SetupError::Refused {
                         service: "s3",
                         action: format!("read object {} of bucket {}", listed.key, bucket.name),
@@ -422,17 +465,10 @@ fn write_archive(
                     }
                     .into());
                 };
-                let path = object_path(prefix, &bucket.short, &listed.key);
-                written.put(
-                    format!("{prefix}{path}"),
-                    &object.body,
-                    object.content_type.as_deref(),
-                    class,
-                )?;
                 files.push(File {
                     path,
-                    size: object.body.len() as u64,
-                    sha256: aws::sha256_hex(&object.body),
+                    size: copy.size,
+                    sha256: copy.sha256,
                     kind: FileKind::Object {
                         bucket: bucket.name.clone(),
                         key: listed.key,

@@ -18,8 +18,20 @@ use crate::io::retry::Policy;
 /// (the same set as a URL path segment).
 pub use crate::io::http::seg as uri_encode;
 
-/// The longest one request may take.
+/// The longest a request without a payload may take.
 const TIMEOUT: Duration = Duration::from_secs(60);
+/// The slowest transfer a request is given time for (2 Mbit/s): a request carrying or
+/// fetching `n` bytes may take [`TIMEOUT`] plus `n / FLOOR_BYTES_PER_SECOND` seconds.
+const FLOOR_BYTES_PER_SECOND: u64 = 256 * 1024;
+/// The most bytes a request's time limit is scaled for (larger answers are read in ranges).
+const MAX_SCALED_BYTES: u64 = 1024 * 1024 * 1024;
+
+/// A request's time limit: [`TIMEOUT`], plus time for its payload and the answer it may
+/// fetch at the slowest transfer rate we accept.
+pub fn timeout_for(sent: u64, fetched: u64) -> Duration {
+    let bytes = sent.saturating_add(fetched).min(MAX_SCALED_BYTES);
+    TIMEOUT + Duration::from_secs(bytes / FLOOR_BYTES_PER_SECOND)
+}
 
 /// Access key, secret key, and an optional session token.
 #[derive(Clone)]
@@ -189,8 +201,9 @@ impl Client {
         body: &[u8],
     ) -> Result<Response, SetupError> {
         let (url, what) = self.url(method, path, query);
+        let timeout = timeout_for(body.len() as u64, 0);
         http::send(&self.retry, &what, || {
-            self.call(method, &url, path, query, headers, body)
+            self.call(method, &url, path, query, headers, body, timeout)
         })
         .map_err(|e| super::gave_up(self.label, &self.endpoint, &what, e))
     }
@@ -207,8 +220,9 @@ impl Client {
         limit: u64,
     ) -> Result<RawResponse, SetupError> {
         let (url, what) = self.url(method, path, query);
+        let timeout = timeout_for(body.len() as u64, limit);
         http::send_raw(&self.retry, &what, limit, || {
-            self.call(method, &url, path, query, headers, body)
+            self.call(method, &url, path, query, headers, body, timeout)
         })
         .map_err(|e| super::gave_up(self.label, &self.endpoint, &what, e))
     }
@@ -225,7 +239,8 @@ impl Client {
         (url, what)
     }
 
-    /// One attempt, signed at its own time.
+    /// One attempt, signed at its own time, within `timeout`.
+    #[allow(clippy::too_many_arguments)]
     fn call(
         &self,
         method: &str,
@@ -234,6 +249,7 @@ impl Client {
         query: &[(&str, &str)],
         headers: &[(&str, &str)],
         body: &[u8],
+        timeout: Duration,
     ) -> Result<ureq::http::Response<ureq::Body>, ureq::Error> {
         let signed = sign(
             &Request {
@@ -253,8 +269,13 @@ impl Client {
         let request = signed
             .iter()
             .fold(builder, |b, (k, v)| b.header(k.as_str(), v.as_str()))
-            .body(body.to_vec())
+            .body(body)
             .map_err(ureq::Error::Http)?;
+        let request = self
+            .agent
+            .configure_request(request)
+            .timeout_global(Some(timeout))
+            .build();
         self.agent.run(request)
     }
 

@@ -49,10 +49,9 @@ impl std::fmt::Debug for Account {
     }
 }
 
-/// One database's dump: the gzip bytes and what the manifest records of the plain dump.
+/// What the manifest records of one database's plain (uncompressed) dump.
 #[derive(Debug)]
 pub struct Dump {
-    pub gzip: Vec<u8>,
     pub uncompressed_size: u64,
     pub uncompressed_sha256: String,
 }
@@ -112,13 +111,16 @@ pub fn tool_version() -> Result<String, SetupError> {
     Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
 }
 
-/// Dumps `database` of the server at `host:port` as `account`, gzip-compressed in memory.
-/// A non-zero exit is an error naming the tool's first stderr line.
-pub fn dump_database(
+/// Dumps `database` of the server at `host:port` as `account`, gzip-compressed into `out` as
+/// it comes (64 KiB at a time: nothing whole in memory). A non-zero exit is an error naming
+/// the tool's first stderr line; a failure of `out` stops the dump (the caller may know more
+/// of it than its `io::Error` says).
+pub fn dump_database<W: Write>(
     host: &str,
     port: u16,
     account: &Account,
     database: &str,
+    out: &mut W,
 ) -> Result<Dump, SetupError> {
     let options = inheritable_pipe_with(&option_file(host, port, account))
         .map_err(|e| io_error("pass the option file to", database, e))?;
@@ -147,7 +149,7 @@ pub fn dump_database(
     let mut stdout = child.stdout.take().expect("piped");
     let mut gzip = GzBuilder::new()
         .mtime(0)
-        .write(Vec::new(), Compression::new(GZIP_LEVEL));
+        .write(out, Compression::new(GZIP_LEVEL));
     let mut hasher = Sha256::new();
     let mut size = 0u64;
     let mut buf = vec![0u8; 64 * 1024];
@@ -166,11 +168,11 @@ pub fn dump_database(
         }
     };
     drop(stdout);
-    let status = child
-        .wait()
-        .map_err(|e| io_error("wait for", database, e))?;
+    let status = child.wait().map_err(|e| io_error("wait for", database, e));
     let stderr_text = errors.join().unwrap_or_default();
-    streamed.map_err(|e| io_error("read the dump of", database, e))?;
+    // The writer's own failure first (a refused upload), not the tool's broken pipe.
+    streamed.map_err(|e| io_error("write the dump of", database, e))?;
+    let status = status?;
     if !status.success() {
         let first = stderr_text.lines().next().unwrap_or("").to_owned();
         return Err(SetupError::Refused {
@@ -184,11 +186,9 @@ pub fn dump_database(
             ),
         });
     }
-    let gzip = gzip
-        .finish()
+    gzip.finish()
         .map_err(|e| io_error("compress the dump of", database, e))?;
     Ok(Dump {
-        gzip,
         uncompressed_size: size,
         uncompressed_sha256: hex::encode(hasher.finalize()),
     })

@@ -14,6 +14,7 @@ pub mod credentials;
 pub mod dump;
 pub mod madmin;
 pub mod management;
+pub mod multipart;
 pub mod mysql;
 pub mod rabbitmq;
 pub mod s3;

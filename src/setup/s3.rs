@@ -369,11 +369,13 @@ pub struct Object {
     pub content_type: Option<String>,
 }
 
-/// One entry of a listing: key, size, storage class (`STANDARD` when the server names none).
+/// One entry of a listing: key, size, ETag (quoted, as listed), storage class (`STANDARD`
+/// when the server names none).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Listed {
     pub key: String,
     pub size: u64,
+    pub etag: String,
     pub storage_class: String,
 }
 
@@ -432,6 +434,7 @@ pub fn list_current(s3: &Client, bucket: &str, prefix: &str) -> Result<Vec<Liste
             out.push(Listed {
                 key,
                 size,
+                etag: tag_values(c, "ETag").pop().unwrap_or_default(),
                 storage_class: tag_values(c, "StorageClass")
                     .pop()
                     .unwrap_or_else(|| "STANDARD".to_owned()),

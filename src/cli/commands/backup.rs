@@ -31,12 +31,24 @@ pub struct Args {
     /// The time checked against the deletion date (RFC 3339); default: now.
     #[arg(long, value_parser = super::args::parse_now)]
     pub now: Option<DateTime<Utc>>,
+    /// Size of the parts dumps and objects are read and uploaded in, in MiB (at least 5, S3's
+    /// smallest part): about twice this is held in memory at once.
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(5..=512))]
+    pub part_mib: u32,
 }
 
 pub fn run(a: Args) -> Exit {
     let retry = Policy::new(a.attempts, Duration::from_millis(a.backoff_ms));
     let now = a.now.unwrap_or_else(Utc::now);
-    let result = backup(a.spec.as_ref(), &a.secret_store, retry, now, Utc::now);
+    let part_size = a.part_mib as usize * 1024 * 1024;
+    let result = backup(
+        a.spec.as_ref(),
+        &a.secret_store,
+        retry,
+        part_size,
+        now,
+        Utc::now,
+    );
     match result {
         Ok(done) => {
             println!(

@@ -1,0 +1,350 @@
+//! Objects written and read in bounded parts, so that no object or dump is ever whole in
+//! memory (a 512 MiB Job backs up objects of any size): [`PartWriter`], an `io::Write` that
+//! sends what it is given as an S3 multipart upload (`CreateMultipartUpload`, `UploadPart` of
+//! `part_size` bytes, `CompleteMultipartUpload`; a single `PUT` when everything fits in one
+//! part; `AbortMultipartUpload` when it fails) while counting and hashing the bytes; and
+//! [`copy_object`], an object read with ranged `GET`s (`If-Match` its listed ETag, so a
+//! changed object is an error, never a mixed copy) into such a writer.
+
+use std::io::Write;
+
+use sha2::{Digest, Sha256};
+
+use super::aws::Client;
+use super::s3::{self, tag_values};
+use super::{SetupError, refused};
+
+/// S3's smallest part but the last (`EntityTooSmall` below it).
+pub const MIN_PART: usize = 5 * 1024 * 1024;
+/// S3's largest number of parts of one upload.
+pub const MAX_PARTS: u32 = 10_000;
+
+/// Where the bytes go.
+pub struct Target<'a> {
+    pub client: &'a Client,
+    pub bucket: &'a str,
+    pub key: String,
+    pub content_type: Option<String>,
+    pub storage_class: Option<String>,
+}
+
+/// An upload under way.
+struct Upload {
+    id: String,
+    /// (part number, ETag) of every part sent.
+    parts: Vec<(u32, String)>,
+}
+
+/// Sends what is written as one object, `part_size` bytes at a time; [`PartWriter::finish`]
+/// completes it and returns its size and SHA-256.
+pub struct PartWriter<'a> {
+    target: Target<'a>,
+    part_size: usize,
+    buffer: Vec<u8>,
+    upload: Option<Upload>,
+    hasher: Sha256,
+    size: u64,
+    /// The first failure: kept whole for the caller, as `io::Write` can only carry text.
+    failed: Option<SetupError>,
+}
+
+/// What was written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Written {
+    pub size: u64,
+    pub sha256: String,
+}
+
+fn path(bucket: &str, key: &str) -> String {
+    let key: Vec<String> = key.split('/').map(super::aws::uri_encode).collect();
+    format!("/{}/{}", super::aws::uri_encode(bucket), key.join("/"))
+}
+
+impl<'a> PartWriter<'a> {
+    /// A writer of parts of `part_size` bytes (at least [`MIN_PART`]).
+    pub fn new(target: Target<'a>, part_size: usize) -> Result<Self, SetupError> {
+        if part_size < MIN_PART {
+            return Err(SetupError::invalid(
+                "part size",
+                format!("{part_size} bytes: S3 wants at least {MIN_PART}"),
+            ));
+        }
+        Ok(PartWriter {
+            target,
+            part_size,
+            buffer: Vec::with_capacity(part_size),
+            upload: None,
+            hasher: Sha256::new(),
+            size: 0,
+            failed: None,
+        })
+    }
+
+    fn what(&self) -> String {
+        format!("write {} in bucket {}", self.target.key, self.target.bucket)
+    }
+
+    fn start(&mut self) -> Result<Upload, SetupError> {
+        let t = &self.target;
+        let mut headers = Vec::new();
+        if let Some(c) = &t.content_type {
+            headers.push(("content-type", c.as_str()));
+        }
+        if let Some(c) = &t.storage_class {
+            headers.push(("x-amz-storage-class", c.as_str()));
+        }
+        let r = t.client.send(
+            "POST",
+            &path(t.bucket, &t.key),
+            &[("uploads", "")],
+            &headers,
+            b"",
+        )?;
+        let id = tag_values(&r.body, "UploadId").pop().filter(|_| r.ok());
+        match id {
+            Some(id) => Ok(Upload {
+                id,
+                parts: Vec::new(),
+            }),
+            None => Err(refused("s3", &format!("start to {}", self.what()), &r)),
+        }
+    }
+
+    /// Sends the buffer as the next part.
+    fn send_part(&mut self) -> Result<(), SetupError> {
+        if self.upload.is_none() {
+            self.upload = Some(self.start()?);
+        }
+        let what = self.what();
+        let t = &self.target;
+        let upload = self.upload.as_mut().expect("started above");
+        let number = upload.parts.len() as u32 + 1;
+        if number > MAX_PARTS {
+            return Err(SetupError::invalid(
+                what,
+                format!("more than {MAX_PARTS} parts of {} bytes", self.part_size),
+            ));
+        }
+        let n = number.to_string();
+        let r = t.client.send_raw(
+            "PUT",
+            &path(t.bucket, &t.key),
+            &[("partNumber", &n), ("uploadId", &upload.id)],
+            &[],
+            &self.buffer,
+            64 * 1024,
+        )?;
+        let etag = r.header("etag").filter(|_| r.ok());
+        match etag {
+            Some(etag) => upload.parts.push((number, etag.to_owned())),
+            None => {
+                return Err(refused(
+                    "s3",
+                    &format!("send part {n} to {what}"),
+                    &r.to_text(),
+                ));
+            }
+        }
+        self.buffer.clear();
+        Ok(())
+    }
+
+    fn fail(&mut self, e: SetupError) -> std::io::Error {
+        let text = e.to_string();
+        self.failed.get_or_insert(e);
+        std::io::Error::other(text)
+    }
+
+    /// The failure that stopped a write, if any (its text was the `io::Error`'s).
+    pub fn take_error(&mut self) -> Option<SetupError> {
+        self.failed.take()
+    }
+
+    /// Sends what is left and completes the object (a single `PUT` when it never filled a
+    /// part); a failure aborts the upload.
+    pub fn finish(mut self) -> Result<Written, SetupError> {
+        if let Some(e) = self.failed.take() {
+            self.abort();
+            return Err(e);
+        }
+        let written = Written {
+            size: self.size,
+            sha256: hex::encode(self.hasher.clone().finalize()),
+        };
+        if self.upload.is_none() {
+            let t = &self.target;
+            s3::put_object(
+                t.client,
+                t.bucket,
+                &t.key,
+                &self.buffer,
+                t.content_type.as_deref(),
+                t.storage_class.as_deref(),
+            )?;
+            return Ok(written);
+        }
+        let result = self.complete();
+        if result.is_err() {
+            self.abort();
+        }
+        result.map(|()| written)
+    }
+
+    fn complete(&mut self) -> Result<(), SetupError> {
+        if !self.buffer.is_empty() {
+            self.send_part()?;
+        }
+        let what = self.what();
+        let t = &self.target;
+        let upload = self.upload.as_ref().expect("started");
+        let mut xml = String::from("<CompleteMultipartUpload>");
+        for (n, etag) in &upload.parts {
+            xml.push_str(&format!(
+                "<Part><PartNumber>{n}</PartNumber><ETag>{}</ETag></Part>",
+                etag.replace('&', "&amp;").replace('<', "&lt;")
+            ));
+        }
+        xml.push_str("</CompleteMultipartUpload>");
+        let r = t.client.send(
+            "POST",
+            &path(t.bucket, &t.key),
+            &[("uploadId", &upload.id)],
+            &[("content-type", "application/xml")],
+            xml.as_bytes(),
+        )?;
+        // A 200 may still carry an error (AWS sends the status before it has finished).
+        if r.ok() && !r.body.contains("<Error>") {
+            Ok(())
+        } else {
+            Err(refused("s3", &format!("complete the upload to {what}"), &r))
+        }
+    }
+
+    /// Best effort: no unfinished upload is left to hold storage.
+    fn abort(&mut self) {
+        if let Some(upload) = self.upload.take() {
+            let t = &self.target;
+            if let Err(e) = t.client.send(
+                "DELETE",
+                &path(t.bucket, &t.key),
+                &[("uploadId", &upload.id)],
+                &[],
+                b"",
+            ) {
+                tracing::warn!(key = %t.key, error = %e, "could not abort a multipart upload");
+            }
+        }
+    }
+}
+
+impl Write for PartWriter<'_> {
+    fn write(&mut self, mut data: &[u8]) -> std::io::Result<usize> {
+        if let Some(e) = &self.failed {
+            return Err(std::io::Error::other(e.to_string()));
+        }
+        let n = data.len();
+        self.hasher.update(data);
+        self.size += n as u64;
+        while !data.is_empty() {
+            let room = self.part_size - self.buffer.len();
+            let take = room.min(data.len());
+            self.buffer.extend_from_slice(&data[..take]);
+            data = &data[take..];
+            if self.buffer.len() == self.part_size
+                && let Err(e) = self.send_part()
+            {
+                return Err(self.fail(e));
+            }
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// What [`copy_object`] read of the source object.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Source {
+    pub version_id: Option<String>,
+    pub etag: Option<String>,
+    pub last_modified: Option<String>,
+    pub content_type: Option<String>,
+}
+
+/// The object `key` of `bucket` (listed with `size` bytes and `etag`), read in ranges of
+/// `part_size` bytes (each `If-Match` the ETag) and written to `to` (made with the object's
+/// content type once the first range is read). `None` when it is gone (404).
+pub fn copy_object<'a>(
+    from: &Client,
+    bucket: &str,
+    key: &str,
+    size: u64,
+    etag: &str,
+    part_size: usize,
+    to: impl FnOnce(Option<&str>) -> Result<PartWriter<'a>, SetupError>,
+) -> Result<Option<(Source, Written)>, SetupError> {
+    let object = path(bucket, key);
+    let what = format!("read {key} in bucket {bucket}");
+    let mut writer: Option<PartWriter<'a>> = None;
+    let mut to = Some(to);
+    let mut source = Source::default();
+    let mut offset = 0u64;
+    loop {
+        let end = (offset + part_size as u64).min(size).saturating_sub(1);
+        let range = format!("bytes={offset}-{end}");
+        let mut headers = Vec::new();
+        if !etag.is_empty() {
+            headers.push(("if-match", etag));
+        }
+        if size > 0 {
+            headers.push(("range", &range));
+        }
+        let r = from.send_raw("GET", &object, &[], &headers, b"", part_size as u64)?;
+        match r.status {
+            404 if offset == 0 => return Ok(None),
+            200 | 206 => {}
+            _ => return Err(from.refused(&what, &r.to_text())),
+        }
+        if offset == 0 {
+            let h = |name: &str| r.header(name).map(str::to_owned);
+            source = Source {
+                version_id: h("x-amz-version-id").filter(|v| v != "null"),
+                etag: h("etag"),
+                last_modified: h("last-modified"),
+                content_type: h("content-type"),
+            };
+            let make = to.take().expect("once");
+            writer = Some(make(source.content_type.as_deref())?);
+        }
+        let w = writer.as_mut().expect("made at the first range");
+        if let Err(e) = w.write_all(&r.body) {
+            return Err(w.take_error().unwrap_or_else(|| SetupError::Interrupted {
+                service: "s3",
+                action: what.clone(),
+                source: Box::new(e),
+            }));
+        }
+        offset += r.body.len() as u64;
+        if r.body.is_empty() && offset < size {
+            return Err(SetupError::Refused {
+                service: "s3",
+                action: what,
+                detail: format!("an empty range at byte {offset} of {size}"),
+            });
+        }
+        if offset >= size {
+            break;
+        }
+    }
+    let written = writer.expect("made at the first range").finish()?;
+    if written.size != size {
+        return Err(SetupError::Refused {
+            service: "s3",
+            action: what,
+            detail: format!("read {} bytes, listed {size}", written.size),
+        });
+    }
+    Ok(Some((source, written)))
+}
