@@ -13,17 +13,22 @@ use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use mysql::prelude::Queryable;
+use provisio::io::http::seg;
 use provisio::setup::aws::{Client, sha256_hex};
 use provisio::setup::s3;
 use provisio_core::plan::lifecycle::{
-    Archive, BackupBucket, BackupDatabase, BackupMysql, BackupS3, BackupSpec, DeploymentsProbe,
-    LIFECYCLE_SPEC_VERSION, ReportTarget,
+    Archive, BackupBucket, BackupDatabase, BackupMysql, BackupRabbit, BackupS3, BackupSpec,
+    DeploymentsProbe, LIFECYCLE_SPEC_VERSION, ReportTarget,
 };
-use provisio_core::plan::setup::{BackupRef, SetupSpec, TeardownPart};
+use provisio_core::plan::setup::{BackupRef, QueueSpec, SetupSpec, TeardownPart};
 use provisio_core::registry::{PurgeStep, TenantStatus};
-use support_setup::{MYSQL_ADMIN_PASSWORD, MYSQL_ADMIN_USER, MariaDb, Moto, provisio};
+use support_setup::{
+    MYSQL_ADMIN_PASSWORD, MYSQL_ADMIN_USER, MariaDb, Method, Moto, RABBIT_ADMIN_PASSWORD,
+    RABBIT_ADMIN_USER, RabbitMq, provisio,
+};
 
 const A: &str = "abc-corporation-7f3a9c";
 const B: &str = "cafe-creme-93b31b";
@@ -151,6 +156,49 @@ fn users(db: &MariaDb) -> Vec<String> {
         .unwrap()
 }
 
+/// `n` messages published to queue `q` of the tenant of `spec` (through its exchange, with
+/// its wildcard binding as the routing key), persistent; the broker counts them.
+fn publish(mq: &RabbitMq, spec: &SetupSpec, q: &QueueSpec, n: u64) {
+    let r = spec.rabbitmq.as_ref().unwrap();
+    // A binding pattern as the key (`order.*`): it routes to this queue only (`order.paid`
+    // would reach the deliveries' queue too).
+    let key = q
+        .routing_keys
+        .iter()
+        .find(|k| k.ends_with(".*"))
+        .expect("a wildcard binding");
+    for i in 0..n {
+        let (status, body) = mq.api(
+            Method::Post,
+            &format!("/exchanges/{}/{}/publish", seg(&r.vhost), seg(&r.exchange)),
+            Some(serde_json::json!({"properties": {"delivery_mode": 2},
+                "routing_key": key, "payload": format!("{} #{i}", q.name),
+                "payload_encoding": "string"})),
+        );
+        assert_eq!(
+            (status, &body["routed"]),
+            (200, &serde_json::json!(true)),
+            "{body}"
+        );
+    }
+    assert_eq!(queued(mq, &r.vhost, &q.name), n, "{}", q.name);
+}
+
+/// Messages ready in a queue, as the broker counts them (a passive declare over AMQP, as the
+/// backup does; the management API's statistics are sampled and may lag or be absent).
+fn queued(mq: &RabbitMq, vhost: &str, queue: &str) -> u64 {
+    let login = provisio::setup::amqp::Login {
+        host: "127.0.0.1",
+        port: mq.amqp_port,
+        vhost,
+        user: RABBIT_ADMIN_USER,
+        password: RABBIT_ADMIN_PASSWORD,
+    };
+    provisio::setup::amqp::queue_counts(&login, &[queue.to_owned()], Duration::from_secs(10))
+        .unwrap()[0]
+        .into()
+}
+
 const MIB: usize = 1024 * 1024;
 /// The largest object of the test.
 const BIG: usize = 64 * MIB;
@@ -202,7 +250,8 @@ fn backup_restores_exactly_and_teardown_removes_only_the_tenant() {
     if !support_setup::require("mariadb-dump") || !support_setup::require("mariadb") {
         return;
     }
-    let (Some(db), Some(moto)) = (MariaDb::start(), Moto::start()) else {
+    let (Some(db), Some(moto), Some(mq)) = (MariaDb::start(), Moto::start(), RabbitMq::start())
+    else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
@@ -217,6 +266,8 @@ fn backup_restores_exactly_and_teardown_removes_only_the_tenant() {
         ("ARCHIVE_SECRET_ACCESS_KEY", &moto.admin.secret_key),
         ("MYSQL_BACKUP_USER", "provisio_backup"),
         ("MYSQL_BACKUP_PASSWORD", "backup-test-password-42"),
+        ("RABBITMQ_ADMIN_USER", RABBIT_ADMIN_USER),
+        ("RABBITMQ_ADMIN_PASSWORD", RABBIT_ADMIN_PASSWORD),
     ];
     // Both tenants set up as their Jobs do.
     let mut specs = Vec::new();
@@ -230,9 +281,14 @@ fn backup_restores_exactly_and_teardown_removes_only_the_tenant() {
             .get_or_insert_with(|| support_setup::job_spec(t, "minio").s3.unwrap());
         s.host = "127.0.0.1".into();
         s.port = moto.port;
-        spec.rabbitmq = None;
+        let mut r = support_setup::job_spec(t, "rabbitmq").rabbitmq.unwrap();
+        r.host = "127.0.0.1".into();
+        r.management_port = mq.management_port;
+        spec.rabbitmq = Some(r);
         let path = support_setup::write_spec(dir.path(), &format!("setup-{t}"), &spec);
         assert_eq!(setup("setup", "mysql", &path, &store, &admin_env, &[]).0, 0);
+        let (rc, _, err) = setup("setup", "rabbitmq", &path, &store, &admin_env, &[]);
+        assert_eq!(rc, 0, "{err}");
         let (rc, _, err) = setup(
             "setup",
             "minio",
@@ -315,6 +371,15 @@ fn backup_restores_exactly_and_teardown_removes_only_the_tenant() {
             written.push((format!("b{i}"), b.name.clone(), k, v));
         }
     }
+    // Messages in the queues: i + 1 in A's i-th queue, 2 in B's first.
+    let mut queued_a = Vec::new();
+    for (i, q) in spec_a.rabbitmq.as_ref().unwrap().queues.iter().enumerate() {
+        publish(&mq, spec_a, q, i as u64 + 1);
+        queued_a.push((q.name.clone(), i as u64 + 1));
+    }
+    queued_a.sort();
+    let b_queue = &spec_b.rabbitmq.as_ref().unwrap().queues[0];
+    publish(&mq, spec_b, b_queue, 2);
     for b in &spec_b.s3.as_ref().unwrap().buckets {
         s3::put_object(&s3c, &b.name, "b.txt", b"tenant b", None, None).unwrap();
     }
@@ -385,6 +450,12 @@ fn backup_restores_exactly_and_teardown_removes_only_the_tenant() {
                 .collect(),
             versions: "current".into(),
         }),
+        rabbitmq: Some(BackupRabbit {
+            host: "127.0.0.1".into(),
+            port: mq.amqp_port,
+            management_port: mq.management_port,
+            vhost: spec_a.rabbitmq.as_ref().unwrap().vhost.clone(),
+        }),
         archive: archive.clone(),
     };
     let backup_path = dir.path().join("backup.json");
@@ -451,6 +522,21 @@ fn backup_restores_exactly_and_teardown_removes_only_the_tenant() {
     assert_eq!(r["manifestSha256"], sha256_hex(&manifest_bytes).as_str());
     let manifest: serde_json::Value = serde_json::from_slice(&manifest_bytes).unwrap();
     let files = manifest["files"].as_array().unwrap();
+    // The queues, named with their message counts; their messages are not archived.
+    let rabbit = &manifest["sources"]["rabbitmq"];
+    assert_eq!(rabbit["messagesArchived"], false);
+    let queues: Vec<(String, u64)> = rabbit["queues"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|q| {
+            (
+                q["name"].as_str().unwrap().to_owned(),
+                q["messages"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(queues, queued_a);
     assert_eq!(files.len(), m.databases.len() + written.len());
     assert_eq!(r["files"], files.len());
     // Every file's size and hash; every listed file is in the manifest with its class.
@@ -601,6 +687,8 @@ fn backup_restores_exactly_and_teardown_removes_only_the_tenant() {
         assert!(err.contains("refusing to tear down"), "{err}");
         assert_eq!(schemas(&db), schemas_before);
         assert_eq!(users(&db), users_before);
+        let ra = spec_a.rabbitmq.as_ref().unwrap();
+        assert_eq!(queued(&mq, &ra.vhost, &queued_a[0].0), queued_a[0].1);
         assert_eq!(
             std::fs::read_dir(store.join("test"))
                 .map(|d| d.count())
@@ -659,6 +747,32 @@ fn backup_restores_exactly_and_teardown_removes_only_the_tenant() {
             404
         );
     }
+    let (ra, rb) = (
+        spec_a.rabbitmq.as_ref().unwrap(),
+        spec_b.rabbitmq.as_ref().unwrap(),
+    );
+    assert_eq!(r["removed"]["vhosts"], 1);
+    assert_eq!(r["removed"]["rabbitmqUsers"], 1);
+    assert_eq!(
+        mq.api(Method::Get, &format!("/vhosts/{}", seg(&ra.vhost)), None)
+            .0,
+        404
+    );
+    assert_eq!(
+        mq.api(Method::Get, &format!("/users/{}", seg(&ra.user)), None)
+            .0,
+        404
+    );
+    assert_eq!(
+        mq.api(Method::Get, &format!("/users/{}", seg(&rb.user)), None)
+            .0,
+        200
+    );
+    assert_eq!(
+        queued(&mq, &rb.vhost, &b_queue.name),
+        2,
+        "B's messages stay"
+    );
     for (i, d) in spec_b.mysql.as_ref().unwrap().databases.iter().enumerate() {
         assert_eq!(checksums(&db, &d.database), before_b[i]);
         assert!(users(&db).contains(&d.user));

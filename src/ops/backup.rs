@@ -8,6 +8,7 @@
 //! `backup-failed`.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
@@ -15,12 +16,13 @@ use sha2::{Digest, Sha256};
 
 use super::report::{ReportError, Sent, Target, job_report_id, send, stored_key};
 use super::setup::{Store, spec_text};
+use crate::io::http::seg;
 use crate::io::retry::Policy;
 use crate::setup::aws::{self, Credentials};
 use crate::setup::multipart::{self, PartWriter};
-use crate::setup::{SetupError, dump, s3};
+use crate::setup::{SetupError, amqp, dump, management, rabbitmq, s3};
 use provisio_core::lifecycle::{Report, ReportBody};
-use provisio_core::plan::lifecycle::{Archive, BackupSpec};
+use provisio_core::plan::lifecycle::{Archive, BackupRabbit, BackupSpec};
 
 /// S3's longest object key.
 const MAX_KEY: usize = 1024;
@@ -65,6 +67,27 @@ pub struct Sources {
     pub mysql: Option<MysqlSource>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub s3: Option<S3Source>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rabbitmq: Option<RabbitSource>,
+}
+
+/// The tenant's queues as the backup found them: names and message counts only — the
+/// messages themselves are not archived (docs/lifecycle.md, "What a backup holds").
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RabbitSource {
+    pub host: String,
+    pub vhost: String,
+    pub messages_archived: bool,
+    pub queues: Vec<QueueCount>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct QueueCount {
+    pub name: String,
+    /// Ready messages (the workloads are stopped: none is unacknowledged).
+    pub messages: u64,
 }
 
 #[derive(Debug, Serialize)]
@@ -308,6 +331,20 @@ pub fn run(
         }
         None => None,
     };
+    let rabbit = match &spec.rabbitmq {
+        Some(r) => {
+            let admin = super::setup::rabbitmq_admin()?;
+            let client = management::Client::new(
+                "rabbitmq",
+                format!("http://{}:{}/api", r.host, r.management_port),
+                &admin.user,
+                &admin.password,
+                retry,
+            );
+            Some((client, admin))
+        }
+        None => None,
+    };
     let archive = archive_client(&spec.archive, retry)?;
     let backup_id = started.format("%Y%m%dT%H%M%SZ").to_string();
     let prefix = format!("{}{backup_id}/", spec.archive.prefix);
@@ -321,6 +358,7 @@ pub fn run(
         &spec,
         account.as_ref(),
         source.as_ref(),
+        rabbit.as_ref(),
         &mut written,
         &prefix,
         &location,
@@ -382,6 +420,7 @@ fn write_archive(
     spec: &BackupSpec,
     account: Option<&dump::Account>,
     source: Option<&aws::Client>,
+    rabbit: Option<&(management::Client, rabbitmq::Admin)>,
     written: &mut Written<'_>,
     prefix: &str,
     location: &str,
@@ -481,6 +520,15 @@ fn write_archive(
             }
         }
     }
+    let rabbitmq = match (&spec.rabbitmq, rabbit) {
+        (Some(r), Some((client, admin))) => Some(RabbitSource {
+            host: r.host.clone(),
+            vhost: r.vhost.clone(),
+            messages_archived: false,
+            queues: queue_counts(client, r, admin)?,
+        }),
+        _ => None,
+    };
     let totals = Totals {
         files: files.len() as u64,
         bytes: files.iter().map(|f| f.size).sum(),
@@ -502,6 +550,7 @@ fn write_archive(
         sources: Sources {
             mysql: mysql_source,
             s3: s3_source,
+            rabbitmq,
         },
         files,
         totals: Totals {
@@ -526,6 +575,60 @@ fn write_archive(
         class,
     )?;
     Ok((aws::sha256_hex(&bytes), totals))
+}
+
+/// The vhost's queues, by name (the management API), with their ready messages (AMQP: a
+/// passive `Queue.Declare` each, the broker's own count rather than the management API's
+/// sampled statistics), as the backup's admin account.
+fn queue_counts(
+    client: &management::Client,
+    r: &BackupRabbit,
+    admin: &rabbitmq::Admin,
+) -> Result<Vec<QueueCount>, SetupError> {
+    let action = format!("list the queues of vhost {}", r.vhost);
+    let answer = client.expect_ok(
+        management::Method::Get,
+        &format!("/queues/{}?columns=name", seg(&r.vhost)),
+        None,
+        &action,
+    )?;
+    #[derive(serde::Deserialize)]
+    struct Named {
+        name: String,
+    }
+    let mut names: Vec<String> = answer
+        .json::<Vec<Named>>()
+        .map_err(|e| SetupError::Refused {
+            service: "rabbitmq",
+            action: action.clone(),
+            detail: format!("not a list of queues: {e}"),
+        })?
+        .into_iter()
+        .map(|q| q.name)
+        .collect();
+    names.sort();
+    let login = amqp::Login {
+        host: &r.host,
+        port: r.port,
+        vhost: &r.vhost,
+        user: &admin.user,
+        password: &admin.password,
+    };
+    let counts = amqp::queue_counts(&login, &names, Duration::from_secs(60)).map_err(|e| {
+        SetupError::Refused {
+            service: "rabbitmq",
+            action: format!("count the messages of vhost {}", r.vhost),
+            detail: e.to_string(),
+        }
+    })?;
+    Ok(names
+        .into_iter()
+        .zip(counts)
+        .map(|(name, messages)| QueueCount {
+            name,
+            messages: u64::from(messages),
+        })
+        .collect())
 }
 
 /// The prefix holds exactly the manifest's files (sizes, storage class) and `manifest.json`.

@@ -1,13 +1,14 @@
 //! One AMQP 0-9-1 session with the broker as a tenant's user (the `amqprs` client, never
 //! hand-made frames): log in, open the tenant's vhost, open a channel and passively declare
-//! an exchange. Used by `activate`'s vhost probe; the broker itself decides whether the user
+//! an exchange (`activate`'s vhost probe), or count the messages of queues (the backup's
+//! manifest); the broker itself decides whether the user
 //! may use the vhost and whether the exchange exists.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use amqprs::callbacks::ChannelCallback;
-use amqprs::channel::{Channel, ExchangeDeclareArguments};
+use amqprs::channel::{Channel, ExchangeDeclareArguments, QueueDeclareArguments};
 use amqprs::connection::{Connection, OpenConnectionArguments};
 use amqprs::{Ack, BasicProperties, Cancel, CloseChannel, Nack, Return};
 
@@ -78,15 +79,46 @@ pub fn check_exchange(
     run(login, Some(exchange), timeout)
 }
 
-fn run(login: &Login<'_>, exchange: Option<&str>, timeout: Duration) -> Result<(), AmqpError> {
+/// The number of ready messages in each of `queues` of `login.vhost`, from a passive
+/// `Queue.Declare` each (`Declare-Ok` carries the broker's own count, not a sampled
+/// statistic), within `timeout`.
+pub fn queue_counts(
+    login: &Login<'_>,
+    queues: &[String],
+    timeout: Duration,
+) -> Result<Vec<u32>, AmqpError> {
     let endpoint = format!("{}:{}", login.host, login.port);
-    let runtime = tokio::runtime::Builder::new_current_thread()
+    let runtime = runtime(&endpoint)?;
+    runtime.block_on(async {
+        let counted = async {
+            let connection = connect(login, &endpoint).await?;
+            let result = count(&connection, login.vhost, queues).await;
+            let _ = connection.close().await;
+            result
+        };
+        match tokio::time::timeout(timeout, counted).await {
+            Ok(r) => r,
+            Err(_) => Err(AmqpError::TimedOut {
+                endpoint,
+                seconds: timeout.as_secs(),
+            }),
+        }
+    })
+}
+
+fn runtime(endpoint: &str) -> Result<tokio::runtime::Runtime, AmqpError> {
+    tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| AmqpError::Unreachable {
-            endpoint: endpoint.clone(),
+            endpoint: endpoint.to_owned(),
             detail: format!("cannot start the client's runtime: {e}"),
-        })?;
+        })
+}
+
+fn run(login: &Login<'_>, exchange: Option<&str>, timeout: Duration) -> Result<(), AmqpError> {
+    let endpoint = format!("{}:{}", login.host, login.port);
+    let runtime = runtime(&endpoint)?;
     runtime.block_on(async {
         match tokio::time::timeout(timeout, session(login, exchange, &endpoint)).await {
             Ok(r) => r,
@@ -103,7 +135,19 @@ async fn session(
     exchange: Option<&str>,
     endpoint: &str,
 ) -> Result<(), AmqpError> {
-    // Reachability first, so that a closed port is told apart from a refused login.
+    let connection = connect(login, endpoint).await?;
+    let result = match exchange {
+        Some(x) => declare(&connection, login.vhost, x).await,
+        None => Ok(()),
+    };
+    // Best effort: the broker drops the connection's resources when the socket closes anyway.
+    let _ = connection.close().await;
+    result
+}
+
+/// A connection to `login.vhost`: reachability first, so that a closed port is told apart
+/// from a refused login.
+async fn connect(login: &Login<'_>, endpoint: &str) -> Result<Connection, AmqpError> {
     tokio::net::TcpStream::connect(endpoint)
         .await
         .map_err(|e| AmqpError::Unreachable {
@@ -112,17 +156,10 @@ async fn session(
         })?;
     let mut args = OpenConnectionArguments::new(login.host, login.port, login.user, login.password);
     args.virtual_host(login.vhost)
-        .connection_name(&format!("provisio-probe {}", login.vhost));
-    let connection = Connection::open(&args)
+        .connection_name(&format!("provisio {}", login.vhost));
+    Connection::open(&args)
         .await
-        .map_err(|e| open_error(login, endpoint, e))?;
-    let result = match exchange {
-        Some(x) => declare(&connection, login.vhost, x).await,
-        None => Ok(()),
-    };
-    // Best effort: the broker drops the connection's resources when the socket closes anyway.
-    let _ = connection.close().await;
-    result
+        .map_err(|e| open_error(login, endpoint, e))
 }
 
 /// Sorts a failure of `Connection::open` into reachability, login and vhost refusals.
@@ -161,7 +198,13 @@ fn close_reply(m: &str) -> Option<(u16, String)> {
     Some((code.parse().ok()?, text.to_owned()))
 }
 
-async fn declare(connection: &Connection, vhost: &str, exchange: &str) -> Result<(), AmqpError> {
+type Closed = Arc<Mutex<Option<(u16, String)>>>;
+
+/// A channel whose closing by the broker is recorded (its code and text).
+async fn watched_channel(
+    connection: &Connection,
+    vhost: &str,
+) -> Result<(Channel, Closed), AmqpError> {
     let failed = |action: &str, e: amqprs::error::Error| AmqpError::Failed {
         action: action.to_owned(),
         vhost: vhost.to_owned(),
@@ -176,6 +219,33 @@ async fn declare(connection: &Connection, vhost: &str, exchange: &str) -> Result
         .register_callback(CloseRecorder(closed.clone()))
         .await
         .map_err(|e| failed("watch the channel", e))?;
+    Ok((channel, closed))
+}
+
+/// A failed request on a watched channel: the broker's reason when it closed the channel.
+fn channel_error(
+    closed: &Closed,
+    action: String,
+    vhost: &str,
+    e: amqprs::error::Error,
+) -> AmqpError {
+    match closed.lock().map(|c| c.clone()) {
+        Ok(Some((code, text))) => AmqpError::ChannelClosed {
+            action,
+            vhost: vhost.to_owned(),
+            code,
+            text,
+        },
+        _ => AmqpError::Failed {
+            action,
+            vhost: vhost.to_owned(),
+            detail: e.to_string(),
+        },
+    }
+}
+
+async fn declare(connection: &Connection, vhost: &str, exchange: &str) -> Result<(), AmqpError> {
+    let (channel, closed) = watched_channel(connection, vhost).await?;
     let action = format!("declare exchange {exchange} passively");
     let args = ExchangeDeclareArguments::new(exchange, "topic")
         .passive(true)
@@ -185,16 +255,36 @@ async fn declare(connection: &Connection, vhost: &str, exchange: &str) -> Result
             let _ = channel.close().await;
             Ok(())
         }
-        Err(e) => match closed.lock().map(|c| c.clone()) {
-            Ok(Some((code, text))) => Err(AmqpError::ChannelClosed {
-                action,
-                vhost: vhost.to_owned(),
-                code,
-                text,
-            }),
-            _ => Err(failed(&action, e)),
-        },
+        Err(e) => Err(channel_error(&closed, action, vhost, e)),
     }
+}
+
+async fn count(
+    connection: &Connection,
+    vhost: &str,
+    queues: &[String],
+) -> Result<Vec<u32>, AmqpError> {
+    let mut out = Vec::with_capacity(queues.len());
+    for q in queues {
+        let action = format!("count the messages of queue {q}");
+        let (channel, closed) = watched_channel(connection, vhost).await?;
+        let args = QueueDeclareArguments::new(q).passive(true).finish();
+        match channel.queue_declare(args).await {
+            Ok(Some((_, messages, _))) => {
+                out.push(messages);
+                let _ = channel.close().await;
+            }
+            Ok(None) => {
+                return Err(AmqpError::Failed {
+                    action,
+                    vhost: vhost.to_owned(),
+                    detail: "no Declare-Ok".to_owned(),
+                });
+            }
+            Err(e) => return Err(channel_error(&closed, action, vhost, e)),
+        }
+    }
+    Ok(out)
 }
 
 /// Keeps the code and text of the broker's `Channel.Close` (the client then answers

@@ -677,7 +677,22 @@ pub struct BackupSpec {
     pub mysql: Option<BackupMysql>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub s3: Option<BackupS3>,
+    /// The vhost whose queues the manifest lists with their message counts (messages are
+    /// not archived: docs/lifecycle.md, "What a backup holds").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rabbitmq: Option<BackupRabbit>,
     pub archive: Archive,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct BackupRabbit {
+    pub host: String,
+    /// The AMQP port: the counts come from a passive `Queue.Declare` of each queue.
+    pub port: u16,
+    /// The management API's port: the queues' names.
+    pub management_port: u16,
+    pub vhost: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -755,6 +770,12 @@ impl BackupSpec {
                     .collect(),
                 versions: "current".to_owned(),
             }),
+            rabbitmq: plan.uses_rabbitmq().then(|| BackupRabbit {
+                host: shared.rabbitmq.host.clone(),
+                port: shared.rabbitmq.port,
+                management_port: shared.rabbitmq.management_port,
+                vhost: plan.rabbitmq.vhost.clone(),
+            }),
             archive: Archive::of(plan),
         })
     }
@@ -786,6 +807,9 @@ impl BackupSpec {
                     ));
                 }
             }
+        }
+        if let Some(r) = &s.rabbitmq {
+            check_host(&r.host)?;
         }
         s.archive.validate(&s.tenant)?;
         Ok(s)

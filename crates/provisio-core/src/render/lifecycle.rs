@@ -184,6 +184,10 @@ pub fn lifecycle_jobs(plan: &TenantPlan<'_>) -> Vec<LifecycleJob> {
         if plan.uses_minio() {
             secrets.push((admin_secret("minio"), false));
         }
+        if plan.uses_rabbitmq() {
+            // Read-only use: the queues' names and message counts for the manifest.
+            secrets.push((admin_secret("rabbitmq"), false));
+        }
         secrets.push((ARCHIVE_SECRET.to_owned(), false));
         secrets.push(store());
         push(
