@@ -331,4 +331,14 @@ mod tests {
         );
         assert_eq!(uri_encode("a b/c*"), "a%20b%2Fc%2A");
     }
+
+    #[test]
+    fn a_requests_time_limit_grows_with_what_it_carries() {
+        assert_eq!(timeout_for(0, 0), Duration::from_secs(60));
+        // An 8 MiB part at 256 KiB/s: 32 s more.
+        assert_eq!(timeout_for(8 << 20, 0), Duration::from_secs(92));
+        assert_eq!(timeout_for(0, 8 << 20), Duration::from_secs(92));
+        // Capped at 1 GiB's worth.
+        assert_eq!(timeout_for(u64::MAX, 0), Duration::from_secs(60 + 4096));
+    }
 }
