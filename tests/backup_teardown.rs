@@ -13,7 +13,6 @@ use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use mysql::prelude::Queryable;
 use provisio::io::http::seg;
@@ -181,22 +180,7 @@ fn publish(mq: &RabbitMq, spec: &SetupSpec, q: &QueueSpec, n: u64) {
             "{body}"
         );
     }
-    assert_eq!(queued(mq, &r.vhost, &q.name), n, "{}", q.name);
-}
-
-/// Messages ready in a queue, as the broker counts them (a passive declare over AMQP, as the
-/// backup does; the management API's statistics are sampled and may lag or be absent).
-fn queued(mq: &RabbitMq, vhost: &str, queue: &str) -> u64 {
-    let login = provisio::setup::amqp::Login {
-        host: "127.0.0.1",
-        port: mq.amqp_port,
-        vhost,
-        user: RABBIT_ADMIN_USER,
-        password: RABBIT_ADMIN_PASSWORD,
-    };
-    provisio::setup::amqp::queue_counts(&login, &[queue.to_owned()], Duration::from_secs(10))
-        .unwrap()[0]
-        .into()
+    assert_eq!(mq.queued(&r.vhost, &q.name), n, "{}", q.name);
 }
 
 const MIB: usize = 1024 * 1024;
@@ -688,7 +672,7 @@ fn backup_restores_exactly_and_teardown_removes_only_the_tenant() {
         assert_eq!(schemas(&db), schemas_before);
         assert_eq!(users(&db), users_before);
         let ra = spec_a.rabbitmq.as_ref().unwrap();
-        assert_eq!(queued(&mq, &ra.vhost, &queued_a[0].0), queued_a[0].1);
+        assert_eq!(mq.queued(&ra.vhost, &queued_a[0].0), queued_a[0].1);
         assert_eq!(
             std::fs::read_dir(store.join("test"))
                 .map(|d| d.count())
@@ -713,14 +697,17 @@ fn backup_restores_exactly_and_teardown_removes_only_the_tenant() {
         TenantStatus::Purging,
     );
     let path = support_setup::write_spec(dir.path(), "teardown", &spec);
-    let (rc, out, err) = setup(
-        "teardown",
-        "tenant",
-        &path,
-        &store,
-        &admin_env,
-        &["--buckets-only", "--now", "2025-02-02T00:00:00Z"],
-    );
+    let teardown = || {
+        setup(
+            "teardown",
+            "tenant",
+            &path,
+            &store,
+            &admin_env,
+            &["--buckets-only", "--now", "2025-02-02T00:00:00Z"],
+        )
+    };
+    let (rc, out, err) = teardown();
     assert_eq!(rc, 0, "{out}{err}");
     let sent = reports.lock().unwrap().clone();
     let r: serde_json::Value = serde_json::from_str(sent.last().unwrap()).unwrap();
@@ -768,11 +755,7 @@ fn backup_restores_exactly_and_teardown_removes_only_the_tenant() {
             .0,
         200
     );
-    assert_eq!(
-        queued(&mq, &rb.vhost, &b_queue.name),
-        2,
-        "B's messages stay"
-    );
+    assert_eq!(mq.queued(&rb.vhost, &b_queue.name), 2, "B's messages stay");
     for (i, d) in spec_b.mysql.as_ref().unwrap().databases.iter().enumerate() {
         assert_eq!(checksums(&db, &d.database), before_b[i]);
         assert!(users(&db).contains(&d.user));
@@ -788,14 +771,7 @@ fn backup_restores_exactly_and_teardown_removes_only_the_tenant() {
     }
     // The Job's pod again, after serve recorded the teardown: nothing done, nothing sent.
     let reports_before = reports.lock().unwrap().len();
-    let (rc, out, err) = setup(
-        "teardown",
-        "tenant",
-        &path,
-        &store,
-        &admin_env,
-        &["--buckets-only", "--now", "2025-02-02T00:00:00Z"],
-    );
+    let (rc, out, err) = teardown();
     assert_eq!(rc, 0, "{out}{err}");
     assert!(
         out.contains("teardown: already recorded by serve (purging/namespace): nothing done"),
@@ -804,14 +780,7 @@ fn backup_restores_exactly_and_teardown_removes_only_the_tenant() {
     assert_eq!(reports.lock().unwrap().len(), reports_before);
     // Once the namespace-check Job deleted the key, a re-run cannot ask serve: it says why.
     std::fs::remove_file(&key_file).unwrap();
-    let (rc, out, err) = setup(
-        "teardown",
-        "tenant",
-        &path,
-        &store,
-        &admin_env,
-        &["--buckets-only", "--now", "2025-02-02T00:00:00Z"],
-    );
+    let (rc, out, err) = teardown();
     assert_eq!(rc, 2, "{out}{err}");
     assert!(
         err.contains("the namespace-check Job deletes it once serve records the tenant removed"),

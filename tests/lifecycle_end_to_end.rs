@@ -115,18 +115,6 @@ fn rendered(f: &serve_support::Fixture, tenant: &str) -> Vec<String> {
     names
 }
 
-fn queued(mq: &RabbitMq, vhost: &str, queue: &str) -> u32 {
-    let login = provisio::setup::amqp::Login {
-        host: "127.0.0.1",
-        port: mq.amqp_port,
-        vhost,
-        user: RABBIT_ADMIN_USER,
-        password: RABBIT_ADMIN_PASSWORD,
-    };
-    provisio::setup::amqp::queue_counts(&login, &[queue.to_owned()], Duration::from_secs(10))
-        .unwrap()[0]
-}
-
 #[test]
 fn a_cancelled_tenant_is_backed_up_and_removed_through_serve_and_nothing_of_it_remains() {
     if !support_setup::require("mariadb-dump") {
@@ -455,7 +443,7 @@ fn a_cancelled_tenant_is_backed_up_and_removed_through_serve_and_nothing_of_it_r
         200
     );
     for q in &rb.queues {
-        assert_eq!(queued(&mq, &rb.vhost, &q.name), 1, "{}", q.name);
+        assert_eq!(mq.queued(&rb.vhost, &q.name), 1, "{}", q.name);
     }
     server.stop().unwrap();
 }

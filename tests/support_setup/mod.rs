@@ -459,6 +459,24 @@ impl RabbitMq {
     }
 }
 
+impl RabbitMq {
+    /// Messages ready in a queue, as the broker counts them (a passive declare over AMQP as
+    /// the admin, as the backup counts; the management API's statistics are sampled and may
+    /// lag or be absent).
+    pub fn queued(&self, vhost: &str, queue: &str) -> u64 {
+        let login = provisio::setup::amqp::Login {
+            host: "127.0.0.1",
+            port: self.amqp_port,
+            vhost,
+            user: RABBIT_ADMIN_USER,
+            password: RABBIT_ADMIN_PASSWORD,
+        };
+        provisio::setup::amqp::queue_counts(&login, &[queue.to_owned()], Duration::from_secs(10))
+            .unwrap()[0]
+            .into()
+    }
+}
+
 #[derive(Debug, Clone, Copy)]
 pub enum Method {
     Get,
