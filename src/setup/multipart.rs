@@ -184,10 +184,17 @@ impl<'a> PartWriter<'a> {
             return Ok(written);
         }
         let result = self.complete();
-        if result.is_err() {
-            self.abort();
+        match result {
+            // Completed: nothing left for `Drop` to abort.
+            Ok(()) => {
+                self.upload = None;
+                Ok(written)
+            }
+            Err(e) => {
+                self.abort();
+                Err(e)
+            }
         }
-        result.map(|()| written)
     }
 
     fn complete(&mut self) -> Result<(), SetupError> {
@@ -234,6 +241,15 @@ impl<'a> PartWriter<'a> {
                 tracing::warn!(key = %t.key, error = %e, "could not abort a multipart upload");
             }
         }
+    }
+}
+
+/// A writer dropped before [`PartWriter::finish`] completed it (an error on the way out of
+/// the caller: a failed dump, a refused range read, a refused part) aborts its upload: its
+/// parts would otherwise be stored, and billed, with no object to show for them.
+impl Drop for PartWriter<'_> {
+    fn drop(&mut self) {
+        self.abort();
     }
 }
 

@@ -1,0 +1,163 @@
+//! The backup's streamed copies (`setup::multipart`) when something goes wrong half-way,
+//! against moto's S3 with its access control on: an object overwritten between two of its
+//! range reads fails the copy with the server's 412 (never an archived mix of both versions),
+//! and an upload refused after its first part is aborted, so that the archive bucket lists no
+//! unfinished multipart upload (S3 keeps, and bills, the parts of one until it is aborted).
+
+mod support_setup;
+
+use provisio::setup::aws::Client;
+use provisio::setup::multipart::{self, MIN_PART, PartWriter, Target};
+use provisio::setup::s3::{self, tag_values};
+use std::io::Write;
+use support_setup::Moto;
+
+const SOURCE: &str = "tenant-bucket";
+const ARCHIVE: &str = "provisio-archive";
+
+fn make_bucket(c: &Client, bucket: &str) {
+    let r = c.send("PUT", &format!("/{bucket}"), &[], &[], b"").unwrap();
+    assert_eq!(r.status, 200, "create bucket {bucket}: {}", r.body);
+}
+
+/// The keys of the bucket's unfinished multipart uploads (`ListMultipartUploads`).
+fn unfinished_uploads(c: &Client, bucket: &str) -> Vec<String> {
+    let r = c
+        .send("GET", &format!("/{bucket}"), &[("uploads", "")], &[], b"")
+        .unwrap();
+    assert_eq!(r.status, 200, "list uploads: {}", r.body);
+    s3::blocks(&r.body, "Upload")
+        .into_iter()
+        .flat_map(|u| tag_values(u, "Key"))
+        .collect()
+}
+
+fn target<'a>(c: &'a Client, key: &str) -> Target<'a> {
+    Target {
+        client: c,
+        bucket: ARCHIVE,
+        key: key.to_owned(),
+        content_type: None,
+        storage_class: None,
+    }
+}
+
+/// Bytes that differ from part to part (a copy that mixed parts would be noticed).
+fn pattern(len: usize, seed: u8) -> Vec<u8> {
+    (0..len)
+        .map(|i| (i / 4096) as u8 ^ (i as u8).wrapping_mul(31) ^ seed)
+        .collect()
+}
+
+#[test]
+fn an_object_overwritten_between_range_reads_fails_the_copy_and_leaves_no_upload() {
+    let Some(moto) = Moto::start() else { return };
+    let admin = moto.client("s3", "s3", &moto.admin);
+    make_bucket(&admin, SOURCE);
+    make_bucket(&admin, ARCHIVE);
+    let key = "reports/2025 q1/big.bin";
+    let before = pattern(2 * MIN_PART + 1234, 1);
+    s3::put_object(&admin, SOURCE, key, &before, None, None).unwrap();
+    let listed = s3::list_current(&admin, SOURCE, "").unwrap();
+    assert_eq!(listed.len(), 1);
+    assert!(!listed[0].etag.is_empty(), "moto lists an ETag");
+    let archived = "tenant/20250101T000000Z/s3/big.bin";
+    let after = pattern(2 * MIN_PART + 1234, 2);
+    // `copy_object` makes its writer once the first range is read: the object is overwritten
+    // right then, before the second range is asked for.
+    let copied = multipart::copy_object(
+        &admin,
+        SOURCE,
+        key,
+        listed[0].size,
+        &listed[0].etag,
+        MIN_PART,
+        |_| {
+            s3::put_object(&admin, SOURCE, key, &after, None, None).unwrap();
+            PartWriter::new(target(&admin, archived), MIN_PART)
+        },
+    );
+    let e = copied.expect_err("a copy across two versions of the object must fail");
+    assert!(
+        e.to_string().contains("412") || e.to_string().contains("PreconditionFailed"),
+        "the error names the failed precondition: {e}"
+    );
+    // The first part had been sent (the writer started an upload): it is aborted, and no
+    // object was made of it.
+    assert_eq!(unfinished_uploads(&admin, ARCHIVE), Vec::<String>::new());
+    assert!(
+        s3::get_object(&admin, ARCHIVE, archived).unwrap().is_none(),
+        "no archived object of a torn read"
+    );
+    // The unchanged object copies whole.
+    let listed = s3::list_current(&admin, SOURCE, "").unwrap();
+    let (_, written) = multipart::copy_object(
+        &admin,
+        SOURCE,
+        key,
+        listed[0].size,
+        &listed[0].etag,
+        MIN_PART,
+        |_| PartWriter::new(target(&admin, archived), MIN_PART),
+    )
+    .unwrap()
+    .expect("present");
+    assert_eq!(written.size, after.len() as u64);
+    assert_eq!(written.sha256, provisio::setup::aws::sha256_hex(&after));
+    let copy = s3::get_object(&admin, ARCHIVE, archived).unwrap().unwrap();
+    assert!(copy.body == after, "the archived copy is the current object");
+    assert_eq!(unfinished_uploads(&admin, ARCHIVE), Vec::<String>::new());
+}
+
+#[test]
+fn an_upload_refused_after_its_first_part_is_aborted() {
+    let Some(moto) = Moto::start() else { return };
+    let admin = moto.client("s3", "s3", &moto.admin);
+    make_bucket(&admin, ARCHIVE);
+    // A writer allowed everything on S3, until its policy is replaced by one that refuses
+    // s3:PutObject (CreateMultipartUpload and UploadPart) and allows the rest.
+    moto.iam_ok("CreateUser", &[("UserName", "backup-writer")]);
+    let policy = |put: &str| {
+        format!(
+            r#"{{"Version":"2012-10-17","Statement":[{{"Effect":"Allow","Action":"s3:*","Resource":"*"}},{{"Effect":"{put}","Action":"s3:PutObject","Resource":"*"}}]}}"#
+        )
+    };
+    let set_policy = |put: &str| {
+        moto.iam_ok(
+            "PutUserPolicy",
+            &[
+                ("UserName", "backup-writer"),
+                ("PolicyName", "s3"),
+                ("PolicyDocument", &policy(put)),
+            ],
+        );
+    };
+    set_policy("Allow");
+    let creds = moto.create_access_key("backup-writer");
+    let writer_client = moto.client("s3", "s3", &creds);
+    let key = "tenant/20250101T000000Z/mysql/shop.sql.gz";
+
+    // Dropped after the refusal, as the backup's error paths do (`?` out of the dump).
+    {
+        let mut w = PartWriter::new(target(&writer_client, key), MIN_PART).unwrap();
+        w.write_all(&pattern(MIN_PART, 3)).expect("the first part is sent");
+        assert_eq!(unfinished_uploads(&admin, ARCHIVE), vec![key.to_owned()]);
+        set_policy("Deny");
+        let refused = w.write_all(&pattern(MIN_PART, 4));
+        assert!(refused.is_err(), "the second part is refused");
+        let e = w.take_error().expect("the refusal is kept whole");
+        assert!(e.to_string().contains("403"), "{e}");
+    }
+    assert_eq!(unfinished_uploads(&admin, ARCHIVE), Vec::<String>::new());
+
+    // Finished after the refusal: the refusal is the answer, and the upload is aborted too.
+    set_policy("Allow");
+    let mut w = PartWriter::new(target(&writer_client, key), MIN_PART).unwrap();
+    w.write_all(&pattern(MIN_PART, 5)).unwrap();
+    set_policy("Deny");
+    assert!(w.write_all(&pattern(MIN_PART, 6)).is_err());
+    let e = w.finish().expect_err("finish gives the refusal");
+    assert!(e.to_string().contains("403"), "{e}");
+    assert_eq!(unfinished_uploads(&admin, ARCHIVE), Vec::<String>::new());
+    assert!(s3::get_object(&admin, ARCHIVE, key).unwrap().is_none());
+}
