@@ -105,7 +105,10 @@ fn an_object_overwritten_between_range_reads_fails_the_copy_and_leaves_no_upload
     assert_eq!(written.size, after.len() as u64);
     assert_eq!(written.sha256, provisio::setup::aws::sha256_hex(&after));
     let copy = s3::get_object(&admin, ARCHIVE, archived).unwrap().unwrap();
-    assert!(copy.body == after, "the archived copy is the current object");
+    assert!(
+        copy.body == after,
+        "the archived copy is the current object"
+    );
     assert_eq!(unfinished_uploads(&admin, ARCHIVE), Vec::<String>::new());
 }
 
@@ -140,7 +143,8 @@ fn an_upload_refused_after_its_first_part_is_aborted() {
     // Dropped after the refusal, as the backup's error paths do (`?` out of the dump).
     {
         let mut w = PartWriter::new(target(&writer_client, key), MIN_PART).unwrap();
-        w.write_all(&pattern(MIN_PART, 3)).expect("the first part is sent");
+        w.write_all(&pattern(MIN_PART, 3))
+            .expect("the first part is sent");
         assert_eq!(unfinished_uploads(&admin, ARCHIVE), vec![key.to_owned()]);
         set_policy("Deny");
         let refused = w.write_all(&pattern(MIN_PART, 4));

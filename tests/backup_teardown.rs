@@ -101,6 +101,94 @@ fn report_recorder() -> (String, Arc<Mutex<Vec<String>>>) {
     (url, seen)
 }
 
+/// A proxy in front of an S3 server that answers `500 InternalError` to every request whose
+/// request line holds `fail` (a given part of any upload) and forwards the rest, one request
+/// per connection; returns its URL and how many it failed.
+fn failing_s3_proxy(upstream: u16, fail: &'static str) -> (String, Arc<Mutex<u32>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let failed = Arc::new(Mutex::new(0));
+    let count = failed.clone();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut client) = conn else { continue };
+            let count = count.clone();
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(client.try_clone().unwrap());
+                let mut head = Vec::new();
+                let mut length = 0usize;
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                        return;
+                    }
+                    let lower = line.to_ascii_lowercase();
+                    if let Some(v) = lower.strip_prefix("content-length:") {
+                        length = v.trim().parse().unwrap();
+                    }
+                    if line == "\r\n" {
+                        break;
+                    }
+                    // One request per connection: ureq opens a new one for the next.
+                    if !lower.starts_with("connection:") {
+                        head.extend_from_slice(line.as_bytes());
+                    }
+                }
+                let mut body = vec![0; length];
+                reader.read_exact(&mut body).unwrap();
+                let request_line = String::from_utf8_lossy(&head)
+                    .lines()
+                    .next()
+                    .unwrap()
+                    .to_owned();
+                let answer = if request_line.contains(fail) {
+                    *count.lock().unwrap() += 1;
+                    let error =
+                        "<Error><Code>InternalError</Code><Message>injected</Message></Error>";
+                    format!(
+                        "HTTP/1.1 500 Internal Server Error\r\ncontent-type: application/xml\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{error}",
+                        error.len()
+                    )
+                    .into_bytes()
+                } else {
+                    let mut up = std::net::TcpStream::connect(("127.0.0.1", upstream)).unwrap();
+                    up.write_all(&head).unwrap();
+                    up.write_all(b"connection: close\r\n\r\n").unwrap();
+                    up.write_all(&body).unwrap();
+                    let mut raw = Vec::new();
+                    up.read_to_end(&mut raw).unwrap();
+                    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+                    let head: String = String::from_utf8_lossy(&raw[..split])
+                        .lines()
+                        .filter(|l| !l.to_ascii_lowercase().starts_with("connection:"))
+                        .map(|l| format!("{l}\r\n"))
+                        .collect();
+                    let mut out = head.into_bytes();
+                    out.extend_from_slice(b"connection: close\r\n\r\n");
+                    out.extend_from_slice(&raw[split + 4..]);
+                    out
+                };
+                let _ = client.write_all(&answer);
+            });
+        }
+    });
+    (url, failed)
+}
+
+/// The keys of the bucket's unfinished multipart uploads.
+fn unfinished_uploads(c: &Client, bucket: &str) -> Vec<String> {
+    let r = c
+        .send("GET", &format!("/{bucket}"), &[("uploads", "")], &[], b"")
+        .unwrap();
+    assert_eq!(r.status, 200, "{}", r.body);
+    let mut keys: Vec<String> = s3::blocks(&r.body, "Upload")
+        .into_iter()
+        .flat_map(|u| s3::tag_values(u, "Key"))
+        .collect();
+    keys.sort();
+    keys
+}
+
 fn setup(
     verb: &str,
     service: &str,
@@ -488,6 +576,73 @@ fn backup_restores_exactly_and_teardown_removes_only_the_tenant() {
         .iter()
         .map(|d| checksums(&db, &d.database))
         .collect();
+    // Unfinished uploads as a killed attempt leaves them: A's is aborted by the next attempt;
+    // B's, and one of a tenant whose id merely starts with A's, are not A's to abort.
+    let planted = [
+        format!("{A}/20250201T000001Z/mysql/killed.sql.gz"),
+        format!("{A}x/20250201T000001Z/mysql/other.sql.gz"),
+        format!("{B}/20250201T000001Z/mysql/other.sql.gz"),
+    ];
+    for key in &planted {
+        let r = s3c
+            .send(
+                "POST",
+                &format!("/{ARCHIVE}/{key}"),
+                &[("uploads", "")],
+                &[],
+                b"",
+            )
+            .unwrap();
+        assert_eq!(r.status, 200, "{}", r.body);
+    }
+    let mut others = planted[1..].to_vec();
+    others.sort();
+    // An archive that fails a part half-way through the 13-part object (its 3rd part, every
+    // attempt): backup-failed reported, nothing of the attempt left, its upload aborted.
+    let (proxy, failed_parts) = failing_s3_proxy(moto.port, "partNumber=3&");
+    let mut failing = backup.clone();
+    failing.archive.endpoint = Some(proxy);
+    let failing_path = dir.path().join("backup-failing.json");
+    std::fs::write(&failing_path, serde_json::to_string(&failing).unwrap()).unwrap();
+    let failing_args: Vec<String> = backup_args("2025-02-01T00:02:00Z")
+        .into_iter()
+        .map(|a| {
+            if a == backup_path.to_str().unwrap() {
+                failing_path.to_str().unwrap().to_owned()
+            } else {
+                a
+            }
+        })
+        .collect();
+    let (rc, out, err) = provisio(
+        &failing_args.iter().map(String::as_str).collect::<Vec<_>>(),
+        &admin_env,
+    );
+    assert_ne!(rc, 0, "{out}{err}");
+    assert!(
+        err.contains("InternalError"),
+        "the error names the refusal: {err}"
+    );
+    assert_eq!(
+        *failed_parts.lock().unwrap(),
+        2,
+        "the part was tried twice (--attempts 2)"
+    );
+    let sent: Vec<String> = std::mem::take(&mut *reports.lock().unwrap());
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    let r: serde_json::Value = serde_json::from_str(&sent[0]).unwrap();
+    assert_eq!(r["kind"], "backup-failed", "{r}");
+    assert!(
+        r["reason"].as_str().unwrap().contains("InternalError"),
+        "{r}"
+    );
+    assert_eq!(unfinished_uploads(&s3c, ARCHIVE), others);
+    assert!(
+        s3::list_current(&s3c, ARCHIVE, &format!("{A}/"))
+            .unwrap()
+            .is_empty(),
+        "the failed attempt removed what it wrote"
+    );
     let (rc, out, err) = run_backup("2025-02-01T00:03:12Z");
     assert_eq!(rc, 0, "{out}{err}");
     assert!(!err.contains("backup-test-password-42") && !out.contains("backup-test-password-42"));
@@ -496,6 +651,7 @@ fn backup_restores_exactly_and_teardown_removes_only_the_tenant() {
     assert_eq!(sent.len(), 1, "{sent:?}");
     let r: serde_json::Value = serde_json::from_str(&sent[0]).unwrap();
     assert_eq!(r["kind"], "backup-completed");
+    assert_eq!(unfinished_uploads(&s3c, ARCHIVE), others);
     let location = format!("s3://{ARCHIVE}/{A}/20250201T000312Z/");
     assert_eq!(r["location"], location.as_str());
     let prefix = format!("{A}/20250201T000312Z/");

@@ -346,6 +346,18 @@ pub fn run(
         None => None,
     };
     let archive = archive_client(&spec.archive, retry)?;
+    // An earlier attempt killed mid-upload could not abort its upload: nothing else will.
+    // Best effort (a writer without s3:ListBucketMultipartUploads still backs up), but said.
+    match multipart::abort_unfinished(&archive, &spec.archive.bucket, &spec.archive.prefix) {
+        Ok(keys) if !keys.is_empty() => {
+            tracing::info!(
+                uploads = keys.len(),
+                "aborted an earlier attempt's unfinished uploads"
+            );
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "could not abort earlier unfinished uploads"),
+    }
     let backup_id = started.format("%Y%m%dT%H%M%SZ").to_string();
     let prefix = format!("{}{backup_id}/", spec.archive.prefix);
     let location = format!("s3://{}/{prefix}", spec.archive.bucket);

@@ -364,3 +364,67 @@ pub fn copy_object<'a>(
     }
     Ok(Some((source, written)))
 }
+
+/// Aborts every unfinished multipart upload of `bucket` whose key starts with `prefix` and
+/// returns their keys: what an attempt killed before it could abort its own left (a SIGKILL,
+/// an OOM kill, a node lost), which S3 would otherwise keep, and bill, for ever — the next
+/// attempt writes under a new prefix and never completes them. The listing is narrowed on the
+/// server to the prefix's leading unreserved run ([`s3::server_prefix`]) and matched here.
+pub fn abort_unfinished(
+    client: &Client,
+    bucket: &str,
+    prefix: &str,
+) -> Result<Vec<String>, SetupError> {
+    let sent = s3::server_prefix(prefix);
+    let bucket_path = format!("/{}", super::aws::uri_encode(bucket));
+    let action = format!("list the unfinished uploads of bucket {bucket}");
+    let mut aborted = Vec::new();
+    let mut markers: Option<(String, String)> = None;
+    loop {
+        let mut query = vec![("uploads", "")];
+        if !sent.is_empty() {
+            query.push(("prefix", sent));
+        }
+        if let Some((key, id)) = &markers {
+            query.push(("key-marker", key));
+            query.push(("upload-id-marker", id));
+        }
+        let r = client.send("GET", &bucket_path, &query, &[], b"")?;
+        if !r.ok() {
+            return Err(client.refused(&action, &r));
+        }
+        for upload in s3::blocks(&r.body, "Upload") {
+            let key = tag_values(upload, "Key").pop().unwrap_or_default();
+            let id = tag_values(upload, "UploadId").pop().unwrap_or_default();
+            if !key.starts_with(prefix) || id.is_empty() {
+                continue;
+            }
+            let a = client.send(
+                "DELETE",
+                &path(bucket, &key),
+                &[("uploadId", &id)],
+                &[],
+                b"",
+            )?;
+            // 404 NoSuchUpload: it finished or was aborted meanwhile.
+            if !a.ok() && a.status != 404 {
+                return Err(client.refused(&format!("abort the upload of {key}"), &a));
+            }
+            aborted.push(key);
+        }
+        let truncated = tag_values(&r.body, "IsTruncated").pop().as_deref() == Some("true");
+        let next = (
+            tag_values(&r.body, "NextKeyMarker")
+                .pop()
+                .unwrap_or_default(),
+            tag_values(&r.body, "NextUploadIdMarker")
+                .pop()
+                .unwrap_or_default(),
+        );
+        if !truncated || next.0.is_empty() || markers.as_ref() == Some(&next) {
+            break;
+        }
+        markers = Some(next);
+    }
+    Ok(aborted)
+}
