@@ -72,9 +72,9 @@ fn an_object_overwritten_between_range_reads_fails_the_copy_and_leaves_no_upload
         listed[0].size,
         &listed[0].etag,
         MIN_PART,
-        |_| {
+        |_, part| {
             s3::put_object(&admin, SOURCE, key, &after, None, None).unwrap();
-            PartWriter::new(target(&admin, archived), MIN_PART)
+            PartWriter::new(target(&admin, archived), part)
         },
     );
     let e = copied.expect_err("a copy across two versions of the object must fail");
@@ -98,7 +98,7 @@ fn an_object_overwritten_between_range_reads_fails_the_copy_and_leaves_no_upload
         listed[0].size,
         &listed[0].etag,
         MIN_PART,
-        |_| PartWriter::new(target(&admin, archived), MIN_PART),
+        |_, part| PartWriter::new(target(&admin, archived), part),
     )
     .unwrap()
     .expect("present");

@@ -502,7 +502,7 @@ fn write_archive(
                     listed.size,
                     &listed.etag,
                     part_size,
-                    |content_type| written.writer(&key, content_type, class, part_size),
+                    |content_type, part_size| written.writer(&key, content_type, class, part_size),
                 )?;
                 // The workloads are at 0 replicas from the deletion date, so a listed object
                 // that cannot be read is not "deleted meanwhile": it is a key read wrong or a

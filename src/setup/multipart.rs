@@ -280,6 +280,22 @@ impl Write for PartWriter<'_> {
     }
 }
 
+/// S3's largest part.
+pub const MAX_PART: u64 = 5 * 1024 * 1024 * 1024;
+
+/// The part size for an object of `size` bytes: `part_size`, or, for an object that many
+/// parts would not hold ([`MAX_PARTS`]), the smallest whole number of MiB that does — found
+/// before the first byte is read, not after 10,000 parts were sent. `None` past S3's largest
+/// part (an object larger than S3 allows).
+pub fn part_size_for(size: u64, part_size: usize) -> Option<usize> {
+    const MIB: u64 = 1024 * 1024;
+    let needed = size.div_ceil(u64::from(MAX_PARTS)).div_ceil(MIB) * MIB;
+    let part = needed.max(part_size as u64);
+    (part <= MAX_PART)
+        .then(|| usize::try_from(part).ok())
+        .flatten()
+}
+
 /// What [`copy_object`] read of the source object.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Source {
@@ -290,8 +306,9 @@ pub struct Source {
 }
 
 /// The object `key` of `bucket` (listed with `size` bytes and `etag`), read in ranges of
-/// `part_size` bytes (each `If-Match` the ETag) and written to `to` (made with the object's
-/// content type once the first range is read). `None` when it is gone (404).
+/// `part_size` bytes (each `If-Match` the ETag; larger for an object that 10,000 such parts
+/// would not hold: [`part_size_for`]) and written to `to` (made with the object's content
+/// type and that part size once the first range is read). `None` when it is gone (404).
 pub fn copy_object<'a>(
     from: &Client,
     bucket: &str,
@@ -299,10 +316,16 @@ pub fn copy_object<'a>(
     size: u64,
     etag: &str,
     part_size: usize,
-    to: impl FnOnce(Option<&str>) -> Result<PartWriter<'a>, SetupError>,
+    to: impl FnOnce(Option<&str>, usize) -> Result<PartWriter<'a>, SetupError>,
 ) -> Result<Option<(Source, Written)>, SetupError> {
     let object = path(bucket, key);
     let what = format!("read {key} in bucket {bucket}");
+    let Some(part_size) = part_size_for(size, part_size) else {
+        return Err(SetupError::invalid(
+            what,
+            format!("{size} bytes: more than {MAX_PARTS} parts of S3's largest, {MAX_PART} bytes"),
+        ));
+    };
     let mut writer: Option<PartWriter<'a>> = None;
     let mut to = Some(to);
     let mut source = Source::default();
@@ -332,7 +355,7 @@ pub fn copy_object<'a>(
                 content_type: h("content-type"),
             };
             let make = to.take().expect("once");
-            writer = Some(make(source.content_type.as_deref())?);
+            writer = Some(make(source.content_type.as_deref(), part_size)?);
         }
         let w = writer.as_mut().expect("made at the first range");
         if let Err(e) = w.write_all(&r.body) {
@@ -427,4 +450,36 @@ pub fn abort_unfinished(
         markers = Some(next);
     }
     Ok(aborted)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIB: usize = 1024 * 1024;
+
+    #[test]
+    fn an_object_too_large_for_10000_parts_gets_larger_parts_up_front() {
+        // 10,000 parts of 8 MiB hold 78.125 GiB: the given size up to there.
+        assert_eq!(part_size_for(0, 8 * MIB), Some(8 * MIB));
+        assert_eq!(
+            part_size_for(10_000 * 8 * MIB as u64, 8 * MIB),
+            Some(8 * MIB)
+        );
+        // One byte more: 9 MiB parts (whole MiB), and 10,000 of them hold it.
+        let big = 10_000 * 8 * MIB as u64 + 1;
+        let part = part_size_for(big, 8 * MIB).unwrap();
+        assert_eq!(part, 9 * MIB);
+        assert!(big.div_ceil(part as u64) <= u64::from(MAX_PARTS));
+        // S3's largest object, 5 TiB: 525 MiB parts, under S3's largest part.
+        let largest = 5 * 1024 * 1024 * MIB as u64;
+        let part = part_size_for(largest, 8 * MIB).unwrap();
+        assert_eq!(part, 525 * MIB);
+        assert!(largest.div_ceil(part as u64) <= u64::from(MAX_PARTS));
+        // Past 10,000 parts of 5 GiB: refused.
+        assert_eq!(
+            part_size_for(MAX_PART * u64::from(MAX_PARTS) + 1, 8 * MIB),
+            None
+        );
+    }
 }
