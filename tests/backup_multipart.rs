@@ -165,3 +165,40 @@ fn an_upload_refused_after_its_first_part_is_aborted() {
     assert_eq!(unfinished_uploads(&admin, ARCHIVE), Vec::<String>::new());
     assert!(s3::get_object(&admin, ARCHIVE, key).unwrap().is_none());
 }
+
+/// S3 sends CompleteMultipartUpload's 200 before it has finished, so a failure comes as an
+/// `<Error>` body inside that 200 (the API reference's CompleteMultipartUpload page): that is
+/// a failed upload, aborted, with no object reported written.
+#[test]
+fn a_complete_answered_200_with_an_error_inside_fails_and_aborts() {
+    let Some(moto) = Moto::start() else { return };
+    let admin = moto.client("s3", "s3", &moto.admin);
+    make_bucket(&admin, ARCHIVE);
+    let (proxy, injected) = support_setup::s3_fault_proxy(moto.port, |line| {
+        (line.starts_with("POST ") && line.contains("uploadId=")).then(|| {
+            (
+                200,
+                "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>InternalError</Code><Message>We encountered an internal error. Please try again.</Message></Error>".to_owned(),
+            )
+        })
+    });
+    let through_proxy = Client::new(
+        "s3",
+        "s3",
+        &proxy,
+        "us-east-1",
+        moto.admin.clone(),
+        provisio::io::retry::Policy::new(2, std::time::Duration::from_millis(50)).without_jitter(),
+    )
+    .unwrap();
+    let key = "tenant/20250101T000000Z/mysql/shop.sql.gz";
+    let mut w = PartWriter::new(target(&through_proxy, key), MIN_PART).unwrap();
+    w.write_all(&pattern(MIN_PART + 77, 9)).unwrap();
+    let e = w
+        .finish()
+        .expect_err("an <Error> inside a 200 is a failed upload");
+    assert!(e.to_string().contains("InternalError"), "{e}");
+    assert!(*injected.lock().unwrap() >= 1);
+    assert_eq!(unfinished_uploads(&admin, ARCHIVE), Vec::<String>::new());
+    assert!(s3::get_object(&admin, ARCHIVE, key).unwrap().is_none());
+}

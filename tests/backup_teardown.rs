@@ -101,80 +101,6 @@ fn report_recorder() -> (String, Arc<Mutex<Vec<String>>>) {
     (url, seen)
 }
 
-/// A proxy in front of an S3 server that answers `500 InternalError` to every request whose
-/// request line holds `fail` (a given part of any upload) and forwards the rest, one request
-/// per connection; returns its URL and how many it failed.
-fn failing_s3_proxy(upstream: u16, fail: &'static str) -> (String, Arc<Mutex<u32>>) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let failed = Arc::new(Mutex::new(0));
-    let count = failed.clone();
-    std::thread::spawn(move || {
-        for conn in listener.incoming() {
-            let Ok(mut client) = conn else { continue };
-            let count = count.clone();
-            std::thread::spawn(move || {
-                let mut reader = BufReader::new(client.try_clone().unwrap());
-                let mut head = Vec::new();
-                let mut length = 0usize;
-                loop {
-                    let mut line = String::new();
-                    if reader.read_line(&mut line).unwrap_or(0) == 0 {
-                        return;
-                    }
-                    let lower = line.to_ascii_lowercase();
-                    if let Some(v) = lower.strip_prefix("content-length:") {
-                        length = v.trim().parse().unwrap();
-                    }
-                    if line == "\r\n" {
-                        break;
-                    }
-                    // One request per connection: ureq opens a new one for the next.
-                    if !lower.starts_with("connection:") {
-                        head.extend_from_slice(line.as_bytes());
-                    }
-                }
-                let mut body = vec![0; length];
-                reader.read_exact(&mut body).unwrap();
-                let request_line = String::from_utf8_lossy(&head)
-                    .lines()
-                    .next()
-                    .unwrap()
-                    .to_owned();
-                let answer = if request_line.contains(fail) {
-                    *count.lock().unwrap() += 1;
-                    let error =
-                        "<Error><Code>InternalError</Code><Message>injected</Message></Error>";
-                    format!(
-                        "HTTP/1.1 500 Internal Server Error\r\ncontent-type: application/xml\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{error}",
-                        error.len()
-                    )
-                    .into_bytes()
-                } else {
-                    let mut up = std::net::TcpStream::connect(("127.0.0.1", upstream)).unwrap();
-                    up.write_all(&head).unwrap();
-                    up.write_all(b"connection: close\r\n\r\n").unwrap();
-                    up.write_all(&body).unwrap();
-                    let mut raw = Vec::new();
-                    up.read_to_end(&mut raw).unwrap();
-                    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
-                    let head: String = String::from_utf8_lossy(&raw[..split])
-                        .lines()
-                        .filter(|l| !l.to_ascii_lowercase().starts_with("connection:"))
-                        .map(|l| format!("{l}\r\n"))
-                        .collect();
-                    let mut out = head.into_bytes();
-                    out.extend_from_slice(b"connection: close\r\n\r\n");
-                    out.extend_from_slice(&raw[split + 4..]);
-                    out
-                };
-                let _ = client.write_all(&answer);
-            });
-        }
-    });
-    (url, failed)
-}
-
 /// The keys of the bucket's unfinished multipart uploads.
 fn unfinished_uploads(c: &Client, bucket: &str) -> Vec<String> {
     let r = c
@@ -599,7 +525,12 @@ fn backup_restores_exactly_and_teardown_removes_only_the_tenant() {
     others.sort();
     // An archive that fails a part half-way through the 13-part object (its 3rd part, every
     // attempt): backup-failed reported, nothing of the attempt left, its upload aborted.
-    let (proxy, failed_parts) = failing_s3_proxy(moto.port, "partNumber=3&");
+    let (proxy, failed_parts) = support_setup::s3_fault_proxy(moto.port, |line| {
+        line.contains("partNumber=3&").then(|| {
+            let error = "<Error><Code>InternalError</Code><Message>injected</Message></Error>";
+            (500, error.to_owned())
+        })
+    });
     let mut failing = backup.clone();
     failing.archive.endpoint = Some(proxy);
     let failing_path = dir.path().join("backup-failing.json");

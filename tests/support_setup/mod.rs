@@ -5,9 +5,11 @@
 //! and a runner for the `provisio` binary.
 #![allow(dead_code)]
 
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
@@ -705,4 +707,86 @@ impl Drop for Moto {
     fn drop(&mut self) {
         stop(&mut self.child);
     }
+}
+
+// ---------------------------------------------------------------------------------------
+// A fault-injecting proxy in front of an S3 server
+// ---------------------------------------------------------------------------------------
+
+/// A proxy in front of the S3 server on `upstream` that answers a request itself when
+/// `inject` returns (status, XML body) for its request line (`PUT /b/k?partNumber=3&… HTTP/1.1`)
+/// and forwards the rest, one request per connection; returns its URL and how many requests
+/// it answered itself. The signature stays valid: the Host header is the proxy's, as signed.
+pub fn s3_fault_proxy(
+    upstream: u16,
+    inject: impl Fn(&str) -> Option<(u16, String)> + Send + Sync + 'static,
+) -> (String, Arc<Mutex<u32>>) {
+    let inject = Arc::new(inject);
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let failed = Arc::new(Mutex::new(0));
+    let count = failed.clone();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut client) = conn else { continue };
+            let count = count.clone();
+            let inject = inject.clone();
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(client.try_clone().unwrap());
+                let mut head = Vec::new();
+                let mut length = 0usize;
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                        return;
+                    }
+                    let lower = line.to_ascii_lowercase();
+                    if let Some(v) = lower.strip_prefix("content-length:") {
+                        length = v.trim().parse().unwrap();
+                    }
+                    if line == "\r\n" {
+                        break;
+                    }
+                    // One request per connection: ureq opens a new one for the next.
+                    if !lower.starts_with("connection:") {
+                        head.extend_from_slice(line.as_bytes());
+                    }
+                }
+                let mut body = vec![0; length];
+                reader.read_exact(&mut body).unwrap();
+                let request_line = String::from_utf8_lossy(&head)
+                    .lines()
+                    .next()
+                    .unwrap()
+                    .to_owned();
+                let answer = if let Some((status, xml)) = inject(&request_line) {
+                    *count.lock().unwrap() += 1;
+                    format!(
+                        "HTTP/1.1 {status} Injected\r\ncontent-type: application/xml\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{xml}",
+                        xml.len()
+                    )
+                    .into_bytes()
+                } else {
+                    let mut up = std::net::TcpStream::connect(("127.0.0.1", upstream)).unwrap();
+                    up.write_all(&head).unwrap();
+                    up.write_all(b"connection: close\r\n\r\n").unwrap();
+                    up.write_all(&body).unwrap();
+                    let mut raw = Vec::new();
+                    up.read_to_end(&mut raw).unwrap();
+                    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+                    let head: String = String::from_utf8_lossy(&raw[..split])
+                        .lines()
+                        .filter(|l| !l.to_ascii_lowercase().starts_with("connection:"))
+                        .map(|l| format!("{l}\r\n"))
+                        .collect();
+                    let mut out = head.into_bytes();
+                    out.extend_from_slice(b"connection: close\r\n\r\n");
+                    out.extend_from_slice(&raw[split + 4..]);
+                    out
+                };
+                let _ = client.write_all(&answer);
+            });
+        }
+    });
+    (url, failed)
 }
