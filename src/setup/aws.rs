@@ -200,8 +200,22 @@ impl Client {
         headers: &[(&str, &str)],
         body: &[u8],
     ) -> Result<Response, SetupError> {
-        let (url, what) = self.url(method, path, query);
         let timeout = timeout_for(body.len() as u64, 0);
+        self.send_within(method, path, query, headers, body, timeout)
+    }
+
+    /// [`Client::send`] with each attempt's time limit given: for a request whose server-side
+    /// work, not its payload, takes the time (`CompleteMultipartUpload`).
+    pub fn send_within(
+        &self,
+        method: &str,
+        path: &str,
+        query: &[(&str, &str)],
+        headers: &[(&str, &str)],
+        body: &[u8],
+        timeout: Duration,
+    ) -> Result<Response, SetupError> {
+        let (url, what) = self.url(method, path, query);
         http::send(&self.retry, &what, || {
             self.call(method, &url, path, query, headers, body, timeout)
         })

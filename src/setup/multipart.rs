@@ -212,12 +212,13 @@ impl<'a> PartWriter<'a> {
             ));
         }
         xml.push_str("</CompleteMultipartUpload>");
-        let r = t.client.send(
+        let r = t.client.send_within(
             "POST",
             &path(t.bucket, &t.key),
             &[("uploadId", &upload.id)],
             &[("content-type", "application/xml")],
             xml.as_bytes(),
+            complete_timeout(self.size),
         )?;
         // A 200 may still carry an error (AWS sends the status before it has finished).
         if r.ok() && !r.body.contains("<Error>") {
@@ -242,6 +243,15 @@ impl<'a> PartWriter<'a> {
             }
         }
     }
+}
+
+/// The time `CompleteMultipartUpload` of an object of `size` bytes is given: S3 may take
+/// "several minutes" to assemble the parts, answering 200 at once and then only whitespace
+/// until it is done (the API reference), so the 60 s of a request without payload would cut
+/// a large upload's completion off — and its retry then finds no such upload. It is given
+/// the time the object's bytes would take at the slowest rate accepted ([`super::aws::timeout_for`]).
+pub fn complete_timeout(size: u64) -> std::time::Duration {
+    super::aws::timeout_for(0, size)
 }
 
 /// A writer dropped before [`PartWriter::finish`] completed it (an error on the way out of
@@ -457,6 +467,15 @@ mod tests {
     use super::*;
 
     const MIB: usize = 1024 * 1024;
+
+    #[test]
+    fn completing_a_large_upload_is_given_more_than_a_bare_requests_minute() {
+        use std::time::Duration;
+        // 64 MiB: 60 s + 256 s.
+        assert_eq!(complete_timeout(64 * MIB as u64), Duration::from_secs(316));
+        // 78 GiB (10,000 parts of 8 MiB): the cap, over an hour.
+        assert!(complete_timeout(10_000 * 8 * MIB as u64) > Duration::from_secs(3600));
+    }
 
     #[test]
     fn an_object_too_large_for_10000_parts_gets_larger_parts_up_front() {
