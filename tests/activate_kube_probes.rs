@@ -83,6 +83,9 @@ fn api_server(api: Arc<Mutex<Api>>) -> String {
     url
 }
 
+/// What one case changes in the healthy answers.
+type Change<'a> = dyn Fn(&mut BTreeMap<String, Value>) + 'a;
+
 /// A Deployment as the API answers it: `spec.replicas`, then the status's fields.
 fn deployment(
     generation: i64,
@@ -264,7 +267,7 @@ fn deployment_and_grafana_probes_wait_for_a_finished_rollout_and_ready_synced_ob
         .find(|o| o.kind == "Folder")
         .expect("a Folder")
         .clone();
-    let cases: Vec<(&str, Box<dyn Fn(&mut BTreeMap<String, Value>)>, String)> = vec![
+    let cases: Vec<(&str, Box<Change<'_>>, String)> = vec![
         (
             "the controller has not seen the new spec yet",
             Box::new(|o| {
