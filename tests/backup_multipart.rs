@@ -176,7 +176,7 @@ fn a_complete_answered_200_with_an_error_inside_fails_and_aborts() {
     make_bucket(&admin, ARCHIVE);
     let (proxy, injected) = support_setup::s3_fault_proxy(moto.port, |line| {
         (line.starts_with("POST ") && line.contains("uploadId=")).then(|| {
-            (
+            support_setup::Fault::Answer(
                 200,
                 "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>InternalError</Code><Message>We encountered an internal error. Please try again.</Message></Error>".to_owned(),
             )
@@ -201,4 +201,44 @@ fn a_complete_answered_200_with_an_error_inside_fails_and_aborts() {
     assert!(*injected.lock().unwrap() >= 1);
     assert_eq!(unfinished_uploads(&admin, ARCHIVE), Vec::<String>::new());
     assert!(s3::get_object(&admin, ARCHIVE, key).unwrap().is_none());
+}
+
+/// A CompleteMultipartUpload that the server carried out but whose answer was lost: the retry
+/// finds no such upload (404 NoSuchUpload). The object is there, whole, at a key only this
+/// writer writes: that is a completed upload, not a failure that fails the backup.
+#[test]
+fn a_complete_whose_answer_was_lost_is_recognised_on_its_retry() {
+    let Some(moto) = Moto::start() else { return };
+    let admin = moto.client("s3", "s3", &moto.admin);
+    make_bucket(&admin, ARCHIVE);
+    let lost = std::sync::atomic::AtomicBool::new(false);
+    let (proxy, injected) = support_setup::s3_fault_proxy(moto.port, move |line| {
+        (line.starts_with("POST ")
+            && line.contains("uploadId=")
+            && !lost.swap(true, std::sync::atomic::Ordering::SeqCst))
+        .then_some(support_setup::Fault::LoseAnswer)
+    });
+    let through_proxy = Client::new(
+        "s3",
+        "s3",
+        &proxy,
+        "us-east-1",
+        moto.admin.clone(),
+        provisio::io::retry::Policy::new(3, std::time::Duration::from_millis(50)).without_jitter(),
+    )
+    .unwrap();
+    let key = "tenant/20250101T000000Z/mysql/shop.sql.gz";
+    let body = pattern(MIN_PART + 77, 11);
+    let mut w = PartWriter::new(target(&through_proxy, key), MIN_PART).unwrap();
+    w.write_all(&body).unwrap();
+    let written = w
+        .finish()
+        .expect("the upload completed on its first Complete");
+    assert_eq!(*injected.lock().unwrap(), 1, "one answer was lost");
+    assert_eq!(written.size, body.len() as u64);
+    let stored = s3::get_object(&admin, ARCHIVE, key)
+        .unwrap()
+        .expect("the object");
+    assert!(stored.body == body);
+    assert_eq!(unfinished_uploads(&admin, ARCHIVE), Vec::<String>::new());
 }

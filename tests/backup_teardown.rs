@@ -528,7 +528,7 @@ fn backup_restores_exactly_and_teardown_removes_only_the_tenant() {
     let (proxy, failed_parts) = support_setup::s3_fault_proxy(moto.port, |line| {
         line.contains("partNumber=3&").then(|| {
             let error = "<Error><Code>InternalError</Code><Message>injected</Message></Error>";
-            (500, error.to_owned())
+            support_setup::Fault::Answer(500, error.to_owned())
         })
     });
     let mut failing = backup.clone();

@@ -713,13 +713,21 @@ impl Drop for Moto {
 // A fault-injecting proxy in front of an S3 server
 // ---------------------------------------------------------------------------------------
 
-/// A proxy in front of the S3 server on `upstream` that answers a request itself when
-/// `inject` returns (status, XML body) for its request line (`PUT /b/k?partNumber=3&… HTTP/1.1`)
+/// What [`s3_fault_proxy`] does with one request.
+pub enum Fault {
+    /// Answer it with this status and XML body, not forwarding it.
+    Answer(u16, String),
+    /// Forward it, then close the connection without the answer (an answer lost).
+    LoseAnswer,
+}
+
+/// A proxy in front of the S3 server on `upstream` that answers a request itself, or loses
+/// the server's answer, when `inject` returns a [`Fault`] for its request line (`PUT /b/k?partNumber=3&… HTTP/1.1`)
 /// and forwards the rest, one request per connection; returns its URL and how many requests
 /// it answered itself. The signature stays valid: the Host header is the proxy's, as signed.
 pub fn s3_fault_proxy(
     upstream: u16,
-    inject: impl Fn(&str) -> Option<(u16, String)> + Send + Sync + 'static,
+    inject: impl Fn(&str) -> Option<Fault> + Send + Sync + 'static,
 ) -> (String, Arc<Mutex<u32>>) {
     let inject = Arc::new(inject);
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -759,7 +767,8 @@ pub fn s3_fault_proxy(
                     .next()
                     .unwrap()
                     .to_owned();
-                let answer = if let Some((status, xml)) = inject(&request_line) {
+                let fault = inject(&request_line);
+                let answer = if let Some(Fault::Answer(status, xml)) = &fault {
                     *count.lock().unwrap() += 1;
                     format!(
                         "HTTP/1.1 {status} Injected\r\ncontent-type: application/xml\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{xml}",
@@ -784,6 +793,10 @@ pub fn s3_fault_proxy(
                     out.extend_from_slice(&raw[split + 4..]);
                     out
                 };
+                if matches!(fault, Some(Fault::LoseAnswer)) {
+                    *count.lock().unwrap() += 1;
+                    return;
+                }
                 let _ = client.write_all(&answer);
             });
         }
