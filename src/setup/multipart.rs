@@ -35,6 +35,19 @@ struct Upload {
     parts: Vec<(u32, String)>,
 }
 
+/// Parts sent at one size before the next parts double (see [`grown_part_size`]).
+pub const PARTS_PER_SIZE: u32 = 2_000;
+
+/// The size of part `number` (from 1) of a stream whose total is unknown (a dump): `base`
+/// for the first [`PARTS_PER_SIZE`] parts, then twice that, and so on, at most four
+/// doublings and at most S3's largest part — so 10,000 parts hold 62 times what 10,000 parts
+/// of `base` hold (496 GiB for 8 MiB) instead of failing at part 10,001 after all that was
+/// sent, while a stream under 2,000 parts is held at `base` as before.
+pub fn grown_part_size(base: usize, number: u32) -> usize {
+    let doublings = ((number.max(1) - 1) / PARTS_PER_SIZE).min(4);
+    (base << doublings).min(usize::try_from(MAX_PART).unwrap_or(usize::MAX))
+}
+
 /// Sends what is written as one object, `part_size` bytes at a time; [`PartWriter::finish`]
 /// completes it and returns its size and SHA-256.
 pub struct PartWriter<'a> {
@@ -272,11 +285,13 @@ impl Write for PartWriter<'_> {
         self.hasher.update(data);
         self.size += n as u64;
         while !data.is_empty() {
-            let room = self.part_size - self.buffer.len();
+            let sent = self.upload.as_ref().map_or(0, |u| u.parts.len() as u32);
+            let part_size = grown_part_size(self.part_size, sent + 1);
+            let room = part_size - self.buffer.len();
             let take = room.min(data.len());
             self.buffer.extend_from_slice(&data[..take]);
             data = &data[take..];
-            if self.buffer.len() == self.part_size
+            if self.buffer.len() == part_size
                 && let Err(e) = self.send_part()
             {
                 return Err(self.fail(e));
@@ -475,6 +490,22 @@ mod tests {
         assert_eq!(complete_timeout(64 * MIB as u64), Duration::from_secs(316));
         // 78 GiB (10,000 parts of 8 MiB): the cap, over an hour.
         assert!(complete_timeout(10_000 * 8 * MIB as u64) > Duration::from_secs(3600));
+    }
+
+    #[test]
+    fn a_stream_of_unknown_size_grows_its_parts_past_2000_of_them() {
+        assert_eq!(grown_part_size(8 * MIB, 1), 8 * MIB);
+        assert_eq!(grown_part_size(8 * MIB, 2_000), 8 * MIB);
+        assert_eq!(grown_part_size(8 * MIB, 2_001), 16 * MIB);
+        assert_eq!(grown_part_size(8 * MIB, 8_001), 128 * MIB);
+        assert_eq!(grown_part_size(8 * MIB, MAX_PARTS), 128 * MIB);
+        // 10,000 parts hold 496 GiB at 8 MiB, not 78 GiB.
+        let held: u64 = (1..=MAX_PARTS)
+            .map(|n| grown_part_size(8 * MIB, n) as u64)
+            .sum();
+        assert_eq!(held, 2_000 * (8 + 16 + 32 + 64 + 128) * MIB as u64);
+        // Never above S3's largest part.
+        assert_eq!(grown_part_size(512 * MIB, 9_000) as u64, MAX_PART);
     }
 
     #[test]
