@@ -5,11 +5,12 @@
 //! carries the health probe only.
 
 mod serve_support;
+mod support_setup;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener};
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::{Arc, Mutex};
 
 use provisio::services::serve::{self, LIFECYCLE_PREFIX, auth::Secret};
@@ -18,38 +19,12 @@ use provisio_core::lifecycle::signature;
 use provisio_core::plan::lifecycle::ActivationSpec;
 use serde_json::{Value, json};
 use serve_support::*;
+use support_setup::{health_endpoint, smtp_sink};
 
 const MASTER: &str = "test-report-master";
 const CAFE: &str = "cafe-creme-93b31b";
 const TOKEN: &str = "internal-token-0123456789";
 const PASSWORD: &str = "Tq7-admin.Pw#9xK2mZr4";
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A child process killed when the test ends.
-struct Child(std::process::Child);
-impl Drop for Child {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn wait_for_port(port: u16) {
-    for _ in 0..100 {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
-    panic!("nothing listens on {port}");
-}
 
 /// What the websites double saw and holds.
 #[derive(Default)]
@@ -154,55 +129,11 @@ fn activation_registers_the_website_sends_one_welcome_email_and_reports_active()
     let dir = tempfile::tempdir().unwrap();
 
     // The HTTPS health endpoint, certified by a test CA, answering 503 twice first.
+    let (health_url, _health) = health_endpoint(dir.path(), 2);
     let tls = dir.path().join("tls");
-    let made = Command::new("bash")
-        .arg(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/tools/make_test_ca.sh"
-        ))
-        .arg(&tls)
-        .arg("localhost")
-        .status()
-        .unwrap();
-    assert!(made.success());
-    let health_port = free_port();
-    let _health = Child(
-        Command::new("python3")
-            .arg(concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/tests/tools/https_health.py"
-            ))
-            .args([
-                "--port",
-                &health_port.to_string(),
-                "--fail-first",
-                "2",
-                "--cert",
-            ])
-            .arg(tls.join("server.pem"))
-            .arg("--key")
-            .arg(tls.join("server.key"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
     // The SMTP sink.
     let maildir = dir.path().join("maildir");
-    let smtp_port = free_port();
-    let _smtp = Child(
-        Command::new("python3")
-            .args(["-m", "aiosmtpd", "-n", "-l"])
-            .arg(format!("127.0.0.1:{smtp_port}"))
-            .args(["-c", "aiosmtpd.handlers.Mailbox"])
-            .arg(&maildir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    wait_for_port(health_port);
-    wait_for_port(smtp_port);
+    let (smtp_port, _smtp) = smtp_sink(&maildir);
     let websites = Arc::new(Mutex::new(Websites::default()));
     let websites_addr = websites_double(websites.clone());
 
@@ -216,7 +147,7 @@ fn activation_registers_the_website_sends_one_welcome_email_and_reports_active()
     spec.probes.mysql = None;
     spec.probes.s3 = None;
     spec.probes.rabbitmq = None;
-    spec.probes.health.url = format!("https://localhost:{health_port}/health");
+    spec.probes.health.url = health_url;
     spec.grafana.objects.clear();
     let website = spec
         .website

@@ -15,15 +15,15 @@ use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use provisio::services::serve::{self, LIFECYCLE_PREFIX, auth::Secret};
 use provisio::setup::secrets::{FileStore, SecretStore};
 use provisio_core::lifecycle::signature;
 use provisio_core::plan::lifecycle::ActivationSpec;
 use serde_json::{Value, json};
+use support_setup::health_endpoint;
 
 const MASTER: &str = "test-report-master";
 const CAFE: &str = "cafe-creme-93b31b";
@@ -120,51 +120,6 @@ fn managed(ready: &str, synced: &str) -> Value {
     })
 }
 
-/// A child process killed when the test ends.
-struct Child(std::process::Child);
-impl Drop for Child {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// `https://localhost:<port>/health` → 200, certified by a test CA in `dir/tls` (activate
-/// wants `https://`).
-fn health_endpoint(dir: &Path) -> (String, Child) {
-    let tls = dir.join("tls");
-    let made = Command::new("bash")
-        .arg(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/tools/make_test_ca.sh"
-        ))
-        .arg(&tls)
-        .arg("localhost")
-        .status()
-        .unwrap();
-    assert!(made.success());
-    let port = support_setup::free_port();
-    let child = Child(
-        Command::new("python3")
-            .arg(concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/tests/tools/https_health.py"
-            ))
-            .args(["--port", &port.to_string(), "--cert"])
-            .arg(tls.join("server.pem"))
-            .arg("--key")
-            .arg(tls.join("server.key"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    support_setup::wait_until("the health endpoint", Duration::from_secs(20), || {
-        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-    });
-    (format!("https://localhost:{port}/health"), child)
-}
-
 fn activate(spec: &Path, store: &Path, api: &str, token_file: &Path) -> (i32, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_provisio"))
         .args(["activate", "--spec"])
@@ -217,7 +172,7 @@ fn deployment_and_grafana_probes_wait_for_a_finished_rollout_and_ready_synced_ob
     act.probes.mysql = None;
     act.probes.s3 = None;
     act.probes.rabbitmq = None;
-    let (health_url, _health) = health_endpoint(dir.path());
+    let (health_url, _health) = health_endpoint(dir.path(), 0);
     act.probes.health.url = health_url;
     let names = act.probes.deployments.names.clone();
     assert!(!names.is_empty(), "the example tenant has Deployments");

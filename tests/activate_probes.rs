@@ -11,7 +11,7 @@ mod serve_support;
 mod support_setup;
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -23,7 +23,7 @@ use provisio_core::lifecycle::signature;
 use provisio_core::plan::lifecycle::ActivationSpec;
 use support_setup::{
     MYSQL_ADMIN_PASSWORD, MYSQL_ADMIN_USER, MariaDb, Method, Moto, RABBIT_ADMIN_PASSWORD,
-    RABBIT_ADMIN_USER, RabbitMq,
+    RABBIT_ADMIN_USER, RabbitMq, health_endpoint, smtp_sink,
 };
 
 const MASTER: &str = "test-report-master";
@@ -31,50 +31,6 @@ const CAFE: &str = "cafe-creme-93b31b";
 const PASSWORD: &str = "Tq7-admin.Pw#9xK2mZr4";
 /// Each broken run's deadline: long enough for several rounds of 200 ms, 400 ms, 800 ms….
 const DEADLINE: u64 = 4;
-
-/// A child process killed when the test ends.
-struct Child(std::process::Child);
-impl Drop for Child {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// `https://localhost:<port>/health` → 200, certified by a test CA in `dir/tls`.
-fn health_endpoint(dir: &Path) -> (String, Child) {
-    let tls = dir.join("tls");
-    let made = Command::new("bash")
-        .arg(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/tools/make_test_ca.sh"
-        ))
-        .arg(&tls)
-        .arg("localhost")
-        .status()
-        .unwrap();
-    assert!(made.success());
-    let port = support_setup::free_port();
-    let child = Child(
-        Command::new("python3")
-            .arg(concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/tests/tools/https_health.py"
-            ))
-            .args(["--port", &port.to_string(), "--cert"])
-            .arg(tls.join("server.pem"))
-            .arg("--key")
-            .arg(tls.join("server.key"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    support_setup::wait_until("the health endpoint", Duration::from_secs(20), || {
-        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-    });
-    (format!("https://localhost:{port}/health"), child)
-}
 
 fn mails(maildir: &Path) -> usize {
     std::fs::read_dir(maildir.join("new")).map_or(0, |d| d.count())
@@ -221,24 +177,10 @@ fn activation_probes_the_real_servers_and_waits_for_each_broken_probe() {
         .as_mut()
         .expect("the example tenant has a vhost");
     (pr.host, pr.port) = ("127.0.0.1".into(), mq.amqp_port);
-    let (health_url, _health) = health_endpoint(dir.path());
+    let (health_url, _health) = health_endpoint(dir.path(), 0);
     probes.health.url = health_url;
     let maildir = dir.path().join("maildir");
-    let smtp_port = support_setup::free_port();
-    let _smtp = Child(
-        Command::new("python3")
-            .args(["-m", "aiosmtpd", "-n", "-l"])
-            .arg(format!("127.0.0.1:{smtp_port}"))
-            .args(["-c", "aiosmtpd.handlers.Mailbox"])
-            .arg(&maildir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    support_setup::wait_until("the SMTP sink", Duration::from_secs(20), || {
-        std::net::TcpStream::connect(("127.0.0.1", smtp_port)).is_ok()
-    });
+    let (smtp_port, _smtp) = smtp_sink(&maildir);
     act.welcome.smtp.host = "127.0.0.1".to_owned();
     act.welcome.smtp.port = smtp_port;
     act.welcome.smtp.security = "none".to_owned();

@@ -803,3 +803,74 @@ pub fn s3_fault_proxy(
     });
     (url, failed)
 }
+
+/// A child process of a test (a stand-in server) killed and reaped when dropped.
+pub struct Killed(pub Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn spawn_quiet(command: &mut Command) -> Killed {
+    Killed(
+        command
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {command:?}: {e}")),
+    )
+}
+
+/// `https://localhost:<port>/health` (activate wants `https://`), certified by a test CA
+/// written to `dir/tls` (`ca.pem` for the client), answering 503 to the first `fail_first`
+/// requests and 200 after. Returns the URL and the server.
+pub fn health_endpoint(dir: &Path, fail_first: u32) -> (String, Killed) {
+    let tls = dir.join("tls");
+    let made = Command::new("bash")
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/tools/make_test_ca.sh"
+        ))
+        .arg(&tls)
+        .arg("localhost")
+        .status()
+        .unwrap();
+    assert!(made.success(), "make_test_ca.sh failed");
+    let port = free_port();
+    let server = spawn_quiet(
+        Command::new("python3")
+            .arg(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/tests/tools/https_health.py"
+            ))
+            .args(["--port", &port.to_string()])
+            .args(["--fail-first", &fail_first.to_string(), "--cert"])
+            .arg(tls.join("server.pem"))
+            .arg("--key")
+            .arg(tls.join("server.key")),
+    );
+    wait_until("the health endpoint", Duration::from_secs(20), || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    (format!("https://localhost:{port}/health"), server)
+}
+
+/// An SMTP sink on 127.0.0.1 (aiosmtpd from PyPI) delivering each message to the Maildir
+/// `maildir`. Returns its port and the server.
+pub fn smtp_sink(maildir: &Path) -> (u16, Killed) {
+    let port = free_port();
+    let server = spawn_quiet(
+        Command::new("python3")
+            .args(["-m", "aiosmtpd", "-n", "-l"])
+            .arg(format!("127.0.0.1:{port}"))
+            .args(["-c", "aiosmtpd.handlers.Mailbox"])
+            .arg(maildir),
+    );
+    wait_until("the SMTP sink", Duration::from_secs(20), || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    (port, server)
+}
