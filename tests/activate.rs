@@ -13,7 +13,7 @@ use std::path::Path;
 use std::process::Command;
 use std::sync::{Arc, Mutex};
 
-use provisio::services::serve::{self, LIFECYCLE_PREFIX, auth::Secret};
+use provisio::services::serve::LIFECYCLE_PREFIX;
 use provisio::setup::secrets::{FileStore, SecretStore};
 use provisio_core::lifecycle::signature;
 use provisio_core::plan::lifecycle::ActivationSpec;
@@ -121,11 +121,7 @@ fn messages(maildir: &Path) -> Vec<Value> {
 #[test]
 fn activation_registers_the_website_sends_one_welcome_email_and_reports_active() {
     let f = Fixture::new();
-    let mut c = f.config();
-    c.report_secrets = vec![Secret::new(MASTER).unwrap()];
-    // serve checks the signatures against its clock: the real one, as the Job signs with it.
-    c.clock = Arc::new(chrono::Utc::now);
-    let server = serve::spawn(c, "127.0.0.1:0".parse().unwrap(), 2).unwrap();
+    let server = f.start_for_jobs(MASTER);
     let dir = tempfile::tempdir().unwrap();
 
     // The HTTPS health endpoint, certified by a test CA, answering 503 twice first.

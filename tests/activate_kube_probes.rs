@@ -18,7 +18,7 @@ use std::path::Path;
 use std::process::Command;
 use std::sync::{Arc, Mutex};
 
-use provisio::services::serve::{self, LIFECYCLE_PREFIX, auth::Secret};
+use provisio::services::serve::LIFECYCLE_PREFIX;
 use provisio::setup::secrets::{FileStore, SecretStore};
 use provisio_core::lifecycle::signature;
 use provisio_core::plan::lifecycle::ActivationSpec;
@@ -151,10 +151,7 @@ fn deployment_and_grafana_probes_wait_for_a_finished_rollout_and_ready_synced_ob
         return;
     }
     let f = serve_support::Fixture::new();
-    let mut c = f.config();
-    c.report_secrets = vec![Secret::new(MASTER).unwrap()];
-    c.clock = Arc::new(chrono::Utc::now);
-    let server = serve::spawn(c, "127.0.0.1:0".parse().unwrap(), 2).unwrap();
+    let server = f.start_for_jobs(MASTER);
     let dir = tempfile::tempdir().unwrap();
     let store_dir = dir.path().join("store");
     let store = FileStore::new(&store_dir);

@@ -12,11 +12,10 @@ mod support_setup;
 
 use std::path::Path;
 use std::process::Command;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mysql::prelude::Queryable;
-use provisio::services::serve::{self, LIFECYCLE_PREFIX, auth::Secret};
+use provisio::services::serve::LIFECYCLE_PREFIX;
 use provisio::setup::s3;
 use provisio::setup::secrets::{FileStore, SecretStore};
 use provisio_core::lifecycle::signature;
@@ -90,10 +89,7 @@ fn activation_probes_the_real_servers_and_waits_for_each_broken_probe() {
         return;
     }
     let f = serve_support::Fixture::new();
-    let mut c = f.config();
-    c.report_secrets = vec![Secret::new(MASTER).unwrap()];
-    c.clock = Arc::new(chrono::Utc::now);
-    let server = serve::spawn(c, "127.0.0.1:0".parse().unwrap(), 2).unwrap();
+    let server = f.start_for_jobs(MASTER);
     let dir = tempfile::tempdir().unwrap();
     let store_dir = dir.path().join("store");
     let store = FileStore::new(&store_dir);

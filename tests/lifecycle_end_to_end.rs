@@ -14,12 +14,11 @@ mod support_setup;
 
 use std::io::Read;
 use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
 
 use mysql::prelude::Queryable;
 use provisio::io::http::seg;
-use provisio::services::serve::{self, LIFECYCLE_PREFIX, auth::Secret};
+use provisio::services::serve::{self, LIFECYCLE_PREFIX};
 use provisio::setup::aws::sha256_hex;
 use provisio::setup::s3;
 use provisio::setup::secrets::{FileStore, SecretStore};
@@ -125,9 +124,7 @@ fn a_cancelled_tenant_is_backed_up_and_removed_through_serve_and_nothing_of_it_r
         return;
     };
     let f = serve_support::Fixture::new();
-    let mut c = f.config();
-    c.report_secrets = vec![Secret::new(MASTER).unwrap()];
-    c.clock = Arc::new(chrono::Utc::now);
+    let mut c = f.jobs_config(MASTER);
     c.grace = chrono::Duration::zero();
     let server = serve::spawn(c, "127.0.0.1:0".parse().unwrap(), 2).unwrap();
     let dir = tempfile::tempdir().unwrap();

@@ -55,6 +55,21 @@ impl Fixture {
         serve::spawn(self.config(), "127.0.0.1:0".parse().unwrap(), 2).unwrap()
     }
 
+    /// [`Fixture::config`] taking the lifecycle reports of Jobs signed with keys derived from
+    /// `master`, on the real clock: serve checks a report's signature time against its own
+    /// clock, and a Job signs with the real one.
+    pub fn jobs_config(&self, master: &str) -> Config {
+        let mut c = self.config();
+        c.report_secrets = vec![Secret::new(master).unwrap()];
+        c.clock = Arc::new(chrono::Utc::now);
+        c
+    }
+
+    /// serve started on [`Fixture::jobs_config`].
+    pub fn start_for_jobs(&self, master: &str) -> Running {
+        serve::spawn(self.jobs_config(master), "127.0.0.1:0".parse().unwrap(), 2).unwrap()
+    }
+
     pub fn repo(&self) -> Repo {
         Repo::discover(self.dir.path()).unwrap()
     }
