@@ -40,6 +40,11 @@ pub struct Summary {
     pub tenants_removed: BTreeSet<String>,
     /// Tenants skipped because their inputs did not change.
     pub tenants_skipped: usize,
+    /// Tenants of which only the files product versions reach were rendered
+    /// ([`Writer::tenant_release`]).
+    pub tenants_released: usize,
+    /// Tenants rendered whole ([`Writer::tenant`]).
+    pub tenants_rendered: usize,
     /// The next moment a tenant's tree changes by the clock alone (a cancelled tenant's
     /// deletion date still ahead): when watch regenerates without a registry change. Set by
     /// the caller that knows the registry (`ops::generate`).
@@ -98,7 +103,7 @@ impl<'a> Writer<'a> {
         Writer {
             root,
             previous,
-            next: State::empty(&inputs.shared),
+            next: State::empty(inputs),
             summary: Summary::default(),
             distrusted: Some(BTreeSet::new()),
         }
@@ -151,6 +156,7 @@ impl<'a> Writer<'a> {
     /// Writes the files of one tenant (paths `tenants-out/<id>/…`) and removes files of its
     /// directory that are no longer rendered.
     pub fn tenant(&mut self, id: &str, input: &str, files: &Files) -> Result<(), WriteError> {
+        self.summary.tenants_rendered += 1;
         let dir = self.root.join(TENANTS_DIR).join(id);
         no_link(self.root, &dir)?;
         let changed = if tree::is_real_dir(&dir)? {
@@ -182,6 +188,72 @@ impl<'a> Writer<'a> {
             },
         );
         Ok(())
+    }
+
+    /// A tenant whose recorded tree is trusted and whose inputs moved only by product
+    /// versions: `released` holds the files those versions reach, re-rendered
+    /// ([`provisio_core::render::Renderer::tenant_release`]); every other file is what the
+    /// recorded tree holds. Reads the tree from disk and, only when it is exactly the recorded
+    /// tree (no hand edit, no loss) and has every re-rendered file, writes the files that
+    /// differ and records the new tree: true. False (nothing written): render the whole tenant.
+    pub fn tenant_release(
+        &mut self,
+        id: &str,
+        input: &str,
+        released: &Files,
+    ) -> Result<bool, WriteError> {
+        if self.distrusted.as_ref().is_none_or(|d| d.contains(id)) {
+            return Ok(false);
+        }
+        let Some(recorded) = self.previous.and_then(|p| p.tenants.get(id)) else {
+            return Ok(false);
+        };
+        if released.is_empty() {
+            let kept = self.keep(id)?;
+            if kept {
+                self.summary.tenants_skipped -= 1;
+                self.summary.tenants_released += 1;
+            }
+            return Ok(kept);
+        }
+        let dir = self.root.join(TENANTS_DIR).join(id);
+        no_link(self.root, &dir)?;
+        if !tree::is_real_dir(&dir)? {
+            return Ok(false);
+        }
+        let mut files = read_files(self.root, &format!("{TENANTS_DIR}/{id}"))?;
+        if tree_hash(&files) != recorded.tree || !released.keys().all(|k| files.contains_key(k)) {
+            return Ok(false);
+        }
+        let tree = recorded.tree.clone();
+        let mut changed = false;
+        for (path, bytes) in released {
+            if files.get(path) == Some(bytes) {
+                self.summary.unchanged += 1;
+                continue;
+            }
+            let full = self.root.join(path);
+            no_link(self.root, full.parent().unwrap_or(self.root))?;
+            write_atomic(&full, bytes)?;
+            self.summary.written.push(path.clone());
+            files.insert(path.clone(), bytes.clone());
+            changed = true;
+        }
+        self.summary.unchanged += files.len() - released.len();
+        // The disk held exactly the recorded tree before this run.
+        self.summary.vouched.insert(id.to_owned(), tree);
+        if changed {
+            self.summary.tenants_changed.insert(id.to_owned());
+        }
+        self.summary.tenants_released += 1;
+        self.next.tenants.insert(
+            id.to_owned(),
+            TenantState {
+                input: input.to_owned(),
+                tree: tree_hash(&files),
+            },
+        );
+        Ok(true)
     }
 
     /// A new tenant's tree is written into a staging directory renamed into place at the
