@@ -15,7 +15,7 @@ use crate::io::output::{self, Summary, Writer};
 use provisio_core::plan::{TenantPlan, plan_tenant};
 use provisio_core::registry::{self, Registry};
 use provisio_core::render::platform::{PlatformOutput, TOOLS_DIR};
-use provisio_core::render::{self, RenderError, Renderer, TENANTS_DIR};
+use provisio_core::render::{self, Renderer, TENANTS_DIR};
 
 /// How `generate` runs.
 #[derive(Debug, Clone)]
@@ -204,13 +204,17 @@ pub fn generate_observed(
     in_flight.extend(torn.into_iter().filter(|t| t != "*"));
     writer.begin(&in_flight)?;
     let mut fallback: BTreeSet<String> = BTreeSet::new();
+    // Each tree is read and hashed on the rendering threads; the writer only writes.
     render_in_parallel(
         &reg,
         &releasing,
         now,
-        |renderer, plan| renderer.tenant_release(plan, &released),
-        |id, files| {
-            if !writer.tenant_release(id, &inputs.tenants[id], &files)? {
+        |renderer, plan| {
+            let files = renderer.tenant_release(plan, &released)?;
+            Ok(output::prepare_release(&paths.out, plan.id, &files)?)
+        },
+        |id, prepared| {
+            if !writer.tenant_release(id, &inputs.tenants[id], prepared)? {
                 fallback.insert(id.to_owned());
             }
             Ok(())
@@ -222,7 +226,7 @@ pub fn generate_observed(
         &reg,
         &stale,
         now,
-        |renderer, plan| renderer.tenant(plan),
+        |renderer, plan| Ok(renderer.tenant(plan)?),
         |id, files| {
             writer.tenant(id, &inputs.tenants[id], &files)?;
             Ok(())
@@ -238,12 +242,12 @@ pub fn generate_observed(
 /// Renders `tenants` on every core (each one's files as `render` picks them from its plan)
 /// and hands each file set to `sink` on the calling thread, in any order (the writer does not
 /// care; its output does not depend on the order).
-pub(crate) fn render_in_parallel<'r>(
+pub(crate) fn render_in_parallel<'r, T: Send>(
     reg: &'r Registry,
     tenants: &[(&'r String, &'r registry::Tenant)],
     now: DateTime<Utc>,
-    render: impl Fn(&Renderer, &TenantPlan<'_>) -> Result<render::Files, RenderError> + Sync,
-    mut sink: impl FnMut(&str, render::Files) -> Result<(), PipelineError>,
+    render: impl Fn(&Renderer, &TenantPlan<'_>) -> Result<T, PipelineError> + Sync,
+    mut sink: impl FnMut(&str, T) -> Result<(), PipelineError>,
 ) -> Result<(), PipelineError> {
     use std::sync::atomic::{AtomicUsize, Ordering};
     let workers = std::thread::available_parallelism()
@@ -252,8 +256,7 @@ pub(crate) fn render_in_parallel<'r>(
     let next = AtomicUsize::new(0);
     let renderer = Renderer::new();
     std::thread::scope(|scope| {
-        let (tx, rx) =
-            std::sync::mpsc::sync_channel::<(&str, Result<render::Files, RenderError>)>(64);
+        let (tx, rx) = std::sync::mpsc::sync_channel::<(&str, Result<T, PipelineError>)>(64);
         for _ in 0..workers {
             let tx = tx.clone();
             let (next, renderer, render) = (&next, &renderer, &render);

@@ -122,7 +122,7 @@ fn tenant_changes(
             reg,
             &tenants,
             now,
-            |r, plan| r.tenant(plan),
+            |r, plan| Ok(r.tenant(plan)?),
             |id, files| {
                 out.insert(id.to_owned(), tree_hash(&files));
                 Ok(())

@@ -191,16 +191,15 @@ impl<'a> Writer<'a> {
     }
 
     /// A tenant whose recorded tree is trusted and whose inputs moved only by product
-    /// versions: `released` holds the files those versions reach, re-rendered
-    /// ([`provisio_core::render::Renderer::tenant_release`]); every other file is what the
-    /// recorded tree holds. Reads the tree from disk and, only when it is exactly the recorded
-    /// tree (no hand edit, no loss) and has every re-rendered file, writes the files that
-    /// differ and records the new tree: true. False (nothing written): render the whole tenant.
+    /// versions, prepared by [`prepare_release`]: writes the re-rendered files that differ and
+    /// records the new tree: true. False (nothing written) when there is nothing to build on —
+    /// no trusted record, or the disk did not hold exactly the recorded tree: render the whole
+    /// tenant.
     pub fn tenant_release(
         &mut self,
         id: &str,
         input: &str,
-        released: &Files,
+        prepared: Option<Release>,
     ) -> Result<bool, WriteError> {
         if self.distrusted.as_ref().is_none_or(|d| d.contains(id)) {
             return Ok(false);
@@ -208,7 +207,12 @@ impl<'a> Writer<'a> {
         let Some(recorded) = self.previous.and_then(|p| p.tenants.get(id)) else {
             return Ok(false);
         };
-        if released.is_empty() {
+        let Some(release) = prepared.filter(|r| r.found == recorded.tree) else {
+            return Ok(false);
+        };
+        if release.changed.is_empty() && release.tree == recorded.tree {
+            // Nothing the versions reach differs (a pinned version, a phase without
+            // workloads): kept as recorded.
             let kept = self.keep(id)?;
             if kept {
                 self.summary.tenants_skipped -= 1;
@@ -216,33 +220,18 @@ impl<'a> Writer<'a> {
             }
             return Ok(kept);
         }
-        let dir = self.root.join(TENANTS_DIR).join(id);
-        no_link(self.root, &dir)?;
-        if !tree::is_real_dir(&dir)? {
-            return Ok(false);
-        }
-        let mut files = read_files(self.root, &format!("{TENANTS_DIR}/{id}"))?;
-        if tree_hash(&files) != recorded.tree || !released.keys().all(|k| files.contains_key(k)) {
-            return Ok(false);
-        }
-        let tree = recorded.tree.clone();
-        let mut changed = false;
-        for (path, bytes) in released {
-            if files.get(path) == Some(bytes) {
-                self.summary.unchanged += 1;
-                continue;
-            }
+        for (path, bytes) in &release.changed {
             let full = self.root.join(path);
             no_link(self.root, full.parent().unwrap_or(self.root))?;
             write_atomic(&full, bytes)?;
             self.summary.written.push(path.clone());
-            files.insert(path.clone(), bytes.clone());
-            changed = true;
         }
-        self.summary.unchanged += files.len() - released.len();
+        self.summary.unchanged += release.files - release.changed.len();
         // The disk held exactly the recorded tree before this run.
-        self.summary.vouched.insert(id.to_owned(), tree);
-        if changed {
+        self.summary
+            .vouched
+            .insert(id.to_owned(), recorded.tree.clone());
+        if !release.changed.is_empty() {
             self.summary.tenants_changed.insert(id.to_owned());
         }
         self.summary.tenants_released += 1;
@@ -250,7 +239,7 @@ impl<'a> Writer<'a> {
             id.to_owned(),
             TenantState {
                 input: input.to_owned(),
-                tree: tree_hash(&files),
+                tree: release.tree,
             },
         );
         Ok(true)
@@ -390,6 +379,58 @@ impl<'a> Writer<'a> {
         self.summary.removed.sort();
         Ok(self.summary)
     }
+}
+
+/// A tenant tree with the files product versions reach re-rendered, read and hashed off the
+/// writer's thread ([`prepare_release`]) and written by [`Writer::tenant_release`].
+#[derive(Debug)]
+pub struct Release {
+    /// [`tree_hash`] of the tree the disk held.
+    found: String,
+    /// [`tree_hash`] of the tree with the re-rendered files.
+    tree: String,
+    /// The re-rendered files whose bytes differ from the disk's.
+    changed: Files,
+    /// Files in the tree.
+    files: usize,
+}
+
+/// Reads tenant `id`'s tree and lays `released` (re-rendered files of it, root-relative
+/// paths) over it. `None` when the directory is gone or lacks one of those files (the tree
+/// then has to be rendered whole). Reads only; safe on any thread.
+pub fn prepare_release(
+    root: &Path,
+    id: &str,
+    released: &Files,
+) -> Result<Option<Release>, WriteError> {
+    let dir = root.join(TENANTS_DIR).join(id);
+    no_link(root, &dir)?;
+    if !tree::is_real_dir(&dir)? {
+        return Ok(None);
+    }
+    let mut files = read_files(root, &format!("{TENANTS_DIR}/{id}"))?;
+    if !released.keys().all(|k| files.contains_key(k)) {
+        return Ok(None);
+    }
+    let found = tree_hash(&files);
+    let mut changed = Files::new();
+    for (path, bytes) in released {
+        if files.get(path) != Some(bytes) {
+            changed.insert(path.clone(), bytes.clone());
+            files.insert(path.clone(), bytes.clone());
+        }
+    }
+    let tree = if changed.is_empty() {
+        found.clone()
+    } else {
+        tree_hash(&files)
+    };
+    Ok(Some(Release {
+        found,
+        tree,
+        changed,
+        files: files.len(),
+    }))
 }
 
 fn relative(root: &Path, file: &Path) -> String {
