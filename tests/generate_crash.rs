@@ -3,7 +3,8 @@
 //! next `generate` must converge: `check` is clean. Before the journal, the incremental run
 //! trusted the old state file for trees that were half rewritten ("0 written", and `check`
 //! reported hundreds of differing files on every run until `--full`). Several kill points
-//! are tried, spread over the length of a run.
+//! are tried, spread over the length of a run; the same for a product release (the run that
+//! re-renders only the files a version reaches).
 
 mod common;
 
@@ -59,27 +60,57 @@ fn add_tenants(ws: &Workspace) {
 fn sigkill_during_a_platform_change_then_a_revert_converges() {
     let ws = Workspace::new();
     add_tenants(&ws);
-    let (code, out) = run(&ws, "generate");
-    assert_eq!(code, 0, "{out}");
     let platform = std::fs::read_to_string(ws.registry().join("platform.yaml")).unwrap();
     let changed = platform.replace("environment: production", "environment: staging");
-    assert_ne!(platform, changed);
+    let torn_runs = sigkill_then_revert_converges(&ws, "platform.yaml", &platform, &changed);
+    assert!(
+        torn_runs > 0,
+        "no kill landed while files were being rewritten"
+    );
+}
 
-    // How long a run rewriting every tenant takes (then back to the baseline).
-    ws.write("platform.yaml", &changed);
-    let started = Instant::now();
-    let (code, out) = run(&ws, "generate");
-    let full_run = started.elapsed();
-    println!("a run rewriting every tenant took {full_run:?}");
+/// The same for a product release, whose run re-renders only the files the version reaches
+/// and takes the rest of each tree from the disk: a tree it half rewrote is never trusted.
+#[test]
+fn sigkill_during_a_product_release_then_a_revert_converges() {
+    let ws = Workspace::new();
+    add_tenants(&ws);
+    let rel = "products/orders.yaml";
+    let product = std::fs::read_to_string(ws.registry().join(rel)).unwrap();
+    let changed = product.replace("version: v1.2.3", "version: v1.3.0");
+    let torn_runs = sigkill_then_revert_converges(&ws, rel, &product, &changed);
+    println!("{torn_runs} run(s) killed while the journal was written");
+}
+
+/// Generates, times a run with `rel` changed to `changed`, then five times kills such a run
+/// at 10–90 % of that time, reverts `rel` to `original` and checks that the next run converges
+/// (`check` clean, no journal, and a run after it writes nothing). Returns how many kills
+/// left a journal (landed while trees were being rewritten).
+fn sigkill_then_revert_converges(
+    ws: &Workspace,
+    rel: &str,
+    original: &str,
+    changed: &str,
+) -> usize {
+    assert_ne!(original, changed);
+    let (code, out) = run(ws, "generate");
     assert_eq!(code, 0, "{out}");
-    ws.write("platform.yaml", &platform);
-    assert_eq!(run(&ws, "generate").0, 0);
-    assert_eq!(run(&ws, "check").0, 0);
+
+    // How long a run with the change takes (then back to the baseline).
+    ws.write(rel, changed);
+    let started = Instant::now();
+    let (code, out) = run(ws, "generate");
+    let full_run = started.elapsed();
+    println!("a run with {rel} changed took {full_run:?}");
+    assert_eq!(code, 0, "{out}");
+    ws.write(rel, original);
+    assert_eq!(run(ws, "generate").0, 0);
+    assert_eq!(run(ws, "check").0, 0);
 
     let mut torn_runs = 0;
     for percent in [10u32, 30, 50, 70, 90] {
-        ws.write("platform.yaml", &changed);
-        let mut child = provisio(&ws, "generate").spawn().unwrap();
+        ws.write(rel, changed);
+        let mut child = provisio(ws, "generate").spawn().unwrap();
         std::thread::sleep(full_run * percent / 100);
         let _ = child.kill(); // SIGKILL
         let status = child.wait().unwrap();
@@ -87,10 +118,10 @@ fn sigkill_during_a_platform_change_then_a_revert_converges() {
             torn_runs += 1;
         }
         // The change is reverted before anything else runs.
-        ws.write("platform.yaml", &platform);
-        let (code, out) = run(&ws, "generate");
+        ws.write(rel, original);
+        let (code, out) = run(ws, "generate");
         assert_eq!(code, 0, "kill at {percent}% ({status}): {out}");
-        let (code, out) = run(&ws, "check");
+        let (code, out) = run(ws, "check");
         assert_eq!(
             code,
             0,
@@ -102,14 +133,11 @@ fn sigkill_during_a_platform_change_then_a_revert_converges() {
             "a completed run leaves no journal"
         );
         // And the next run has nothing left to do.
-        let (code, out) = run(&ws, "generate");
+        let (code, out) = run(ws, "generate");
         assert_eq!(code, 0);
         assert!(out.contains("generate: 0 written, 0 removed"), "{out}");
     }
-    assert!(
-        torn_runs > 0,
-        "no kill landed while files were being rewritten (a run took {full_run:?})"
-    );
+    torn_runs
 }
 
 /// The same at the library level, deterministic: a run that stops after writing part of
