@@ -559,6 +559,62 @@ fn generate_commit_commits_output_an_earlier_run_left_uncommitted() {
     assert!(dirty.is_empty(), "{dirty:?}");
 }
 
+/// The index of the output clone after a commit: exactly HEAD's tree. A run that finds the
+/// index file provisio wrote (same checksum as recorded) skips rebuilding its tree; an index
+/// written by anyone else since — here a file staged by hand — is checked whole and rebuilt.
+#[test]
+fn the_index_follows_each_commit_and_a_foreign_write_is_not_trusted() {
+    let ws = Workspace::new();
+    let (_bare, url) = bare(ws.dir.path());
+    let deliver = |ws: &Workspace| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_provisio"))
+            .arg("generate")
+            .arg("--registry")
+            .arg(ws.registry())
+            .arg("--out")
+            .arg(ws.out())
+            .args(["--now", NOW, "--commit", "--push", "--manifests-url", &url])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(out.status.code(), Some(0), "{stderr}");
+        assert!(stderr.contains("generate: committed "), "{stderr}");
+    };
+    let index_holds_head = |what: &str| {
+        let clone = git2::Repository::open(ws.out()).unwrap();
+        let head = clone.head().unwrap().peel_to_tree().unwrap().id();
+        let mut index = clone.index().unwrap();
+        assert_eq!(index.write_tree().unwrap(), head, "{what}");
+        let record = std::fs::read_to_string(clone.path().join("provisio-index")).unwrap();
+        let file = std::fs::read(clone.path().join("index")).unwrap();
+        let trailer: String = file[file.len() - 20..]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        assert_eq!(record, format!("{trailer} {head}\n"), "{what}");
+    };
+    deliver(&ws);
+    index_holds_head("after the first commit");
+    for i in 3..5 {
+        let (_, rel, text) = new_tenant(i);
+        ws.write(&rel, &text);
+        deliver(&ws);
+        index_holds_head("after a commit on an index provisio wrote");
+    }
+    // Someone stages a file in the output clone: the index no longer holds HEAD's tree.
+    std::fs::write(ws.out().join("NOTES.md"), "by hand\n").unwrap();
+    {
+        let clone = git2::Repository::open(ws.out()).unwrap();
+        let mut index = clone.index().unwrap();
+        index.add_path(std::path::Path::new("NOTES.md")).unwrap();
+        index.write().unwrap();
+    }
+    let (_, rel, text) = new_tenant(5);
+    ws.write(&rel, &text);
+    deliver(&ws);
+    index_holds_head("after a commit on an index written by someone else");
+}
+
 /// Receives one HTTP request on 127.0.0.1; returns (request head, body).
 fn listen_once() -> (String, std::thread::JoinHandle<(String, Vec<u8>)>) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
