@@ -48,11 +48,12 @@ pub use git2::Oid;
 /// pack is closed. Every page of a window that was read stays counted in the process's
 /// resident memory (as file or shared memory), so with the defaults a first commit of
 /// 10,000 tenants (its packs: 281 MB, whole objects) kept them all resident: 370 of its
-/// 587 MiB peak (BENCHMARKS.md, issue 13). 32 MiB windows — libgit2's own default on 32-bit
-/// systems — and 64 MiB mapped in all bound that part; `mapped_limit` is a soft limit
-/// (windows in use are never closed).
-const PACK_WINDOW_SIZE: usize = 32 << 20;
-const PACK_MAPPED_LIMIT: usize = 64 << 20;
+/// 587 MiB peak (BENCHMARKS.md, issue 13). 16 MiB windows and 32 MiB mapped in all bound
+/// that part (libgit2's own defaults on 32-bit systems are 32 MiB and 256 MiB); a window
+/// that is not in use is unmapped when a new one would pass the limit (`new_window_locked`,
+/// least recently used first), so the limit is soft: windows in use are never closed.
+const PACK_WINDOW_SIZE: usize = 16 << 20;
+const PACK_MAPPED_LIMIT: usize = 32 << 20;
 
 /// Sets libgit2's process-wide options that bound its memory; called once where the process
 /// starts (`cli::main`), before any repository is opened. Only memory changes: no option set
