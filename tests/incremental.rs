@@ -26,6 +26,9 @@ enum Edit {
     TenantTier(usize, usize),
     /// A product's version, plain or quoted.
     Version(usize, u8, bool),
+    /// A product's version written another way YAML allows (see [`Shape`]), or a change of the
+    /// file's bytes around it that parses the same.
+    VersionShape(usize, u8, Shape),
     /// A tenant pins (or stops pinning) a product's version.
     Override(usize, Option<u8>),
     /// A tier's offer title.
@@ -37,6 +40,35 @@ enum Edit {
     RemoveTenant(u8),
 }
 
+/// Ways to write a product file the version cut must see through: anything but the token
+/// is part of the shared inputs, so each must either be cut exactly or fingerprinted whole.
+#[derive(Debug, Clone, Copy)]
+enum Shape {
+    /// `version: 'v…' # a comment`
+    SingleQuotedWithComment,
+    /// `version: &v v…` (an anchor nothing aliases).
+    Anchored,
+    /// `version: !!str v…` (a tag).
+    Tagged,
+    /// A comment line with non-ASCII bytes just above `version:`.
+    CommentAbove,
+    /// The whole file with CRLF line ends.
+    Crlf,
+    /// A byte order mark before the first key.
+    Bom,
+}
+
+fn shape() -> impl Strategy<Value = Shape> {
+    prop_oneof![
+        Just(Shape::SingleQuotedWithComment),
+        Just(Shape::Anchored),
+        Just(Shape::Tagged),
+        Just(Shape::CommentAbove),
+        Just(Shape::Crlf),
+        Just(Shape::Bom),
+    ]
+}
+
 fn edit() -> impl Strategy<Value = Edit> {
     prop_oneof![
         1 => (0..TENANTS.len(), any::<u8>()).prop_map(|(t, n)| Edit::TenantName(t, n)),
@@ -44,6 +76,8 @@ fn edit() -> impl Strategy<Value = Edit> {
         // Version bumps are the common change: weighted up.
         3 => (0..PRODUCTS.len(), any::<u8>(), any::<bool>())
             .prop_map(|(p, n, q)| Edit::Version(p, n, q)),
+        1 => (0..PRODUCTS.len(), any::<u8>(), shape())
+            .prop_map(|(p, n, s)| Edit::VersionShape(p, n, s)),
         1 => (0..TENANTS.len(), proptest::option::of(any::<u8>()))
             .prop_map(|(t, v)| Edit::Override(t, v)),
         1 => (0..TIERS.len(), any::<u8>()).prop_map(|(t, n)| Edit::TierTitle(t, n)),
@@ -121,6 +155,27 @@ fn apply(ws: &Workspace, edit: &Edit) {
                 "version:",
                 &format!("version: {v}"),
             )
+        }
+        Edit::VersionShape(p, n, shape) => {
+            let rel = format!("products/{}.yaml", PRODUCTS[p]);
+            let v = format!("v1.{n}.0");
+            let line = match shape {
+                Shape::SingleQuotedWithComment => format!("version: '{v}' # release {n}"),
+                Shape::Anchored => format!("version: &v {v}"),
+                Shape::Tagged => format!("version: !!str {v}"),
+                _ => format!("version: {v}"),
+            };
+            set_line(ws, &rel, "version:", &line);
+            let text = std::fs::read_to_string(ws.registry().join(&rel)).unwrap();
+            let text = match shape {
+                Shape::CommentAbove => {
+                    text.replacen("\nversion:", &format!("\n# déployé {n}\nversion:"), 1)
+                }
+                Shape::Crlf => text.replace('\n', "\r\n"),
+                Shape::Bom => format!("\u{feff}{}", text.trim_start_matches('\u{feff}')),
+                _ => text,
+            };
+            ws.write(&rel, &text);
         }
         Edit::Override(t, v) => {
             let rel = format!("tenants/{}.yaml", TENANTS[t]);
