@@ -615,6 +615,56 @@ fn the_index_follows_each_commit_and_a_foreign_write_is_not_trusted() {
     index_holds_head("after a commit on an index written by someone else");
 }
 
+/// A run killed after moving HEAD and before updating the index (its index file and record
+/// are those of the commit before): the next run has nothing to commit, and must still bring
+/// the index to HEAD's tree — otherwise `git status` in the output clone shows the last
+/// commit undone and staged, and a hand commit there would revert it.
+#[test]
+fn a_run_after_one_killed_before_its_index_update_brings_the_index_to_head() {
+    let ws = Workspace::new();
+    let (_bare, url) = bare(ws.dir.path());
+    let deliver = |ws: &Workspace| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_provisio"))
+            .arg("generate")
+            .arg("--registry")
+            .arg(ws.registry())
+            .arg("--out")
+            .arg(ws.out())
+            .args(["--now", NOW, "--commit", "--push", "--manifests-url", &url])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(out.status.code(), Some(0), "{stderr}");
+        stderr
+    };
+    deliver(&ws);
+    let git_dir = ws.out().join(".git");
+    let saved: Vec<(std::path::PathBuf, Vec<u8>)> = ["index", "provisio-index"]
+        .iter()
+        .map(|f| (git_dir.join(f), std::fs::read(git_dir.join(f)).unwrap()))
+        .collect();
+    let (_, rel, text) = new_tenant(7);
+    ws.write(&rel, &text);
+    assert!(deliver(&ws).contains("generate: committed "));
+    // The kill's leftovers: HEAD is the new commit, the index and record the old ones.
+    for (path, bytes) in &saved {
+        std::fs::write(path, bytes).unwrap();
+    }
+    let stderr = deliver(&ws);
+    assert!(stderr.contains("generate: nothing to commit"), "{stderr}");
+    let clone = git2::Repository::open(ws.out()).unwrap();
+    let head = clone.head().unwrap().peel_to_tree().unwrap().id();
+    let mut index = clone.index().unwrap();
+    assert_eq!(index.write_tree().unwrap(), head);
+    let staged: Vec<String> = clone
+        .statuses(None)
+        .unwrap()
+        .iter()
+        .filter_map(|s| s.path().ok().map(str::to_owned))
+        .collect();
+    assert!(staged.is_empty(), "{staged:?}");
+}
+
 /// Receives one HTTP request on 127.0.0.1; returns (request head, body).
 fn listen_once() -> (String, std::thread::JoinHandle<(String, Vec<u8>)>) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();

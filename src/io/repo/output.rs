@@ -689,6 +689,37 @@ impl OutputRepo {
         Ok(())
     }
 
+    /// Brings the index in step with HEAD after a run that made no commit. A run killed after
+    /// moving HEAD and before updating the index left the index holding the parent's tree; a
+    /// run after it that finds nothing to commit must still repair it (otherwise `git status`
+    /// in the output clone shows the last commit undone, staged, until the next commit).
+    /// Cheap when the index file is the one provisio last wrote holding HEAD's tree: its
+    /// trailer and the record say so without reading the index; otherwise the index's tree
+    /// is built and compared, and the index rebuilt from HEAD when it differs.
+    pub fn sync_index_to_head(&self) -> Result<()> {
+        let repo = &self.repo.repo;
+        let Ok(head) = repo.head() else {
+            return Ok(());
+        };
+        let tree = head
+            .peel_to_tree()
+            .map_err(self.repo.err("read HEAD's tree"))?;
+        let recorded = IndexRecord::read(&IndexRecord::path(repo.path()));
+        if let Some((checksum, recorded_tree)) = recorded
+            && recorded_tree == tree.id()
+            && index_file_trailer(&repo.path().join("index")) == Some(checksum)
+        {
+            return Ok(());
+        }
+        let mut index = repo.index().map_err(self.repo.err("read the index"))?;
+        // The file on disk, not a copy this process read earlier.
+        index.read(false).map_err(self.repo.err("read the index"))?;
+        if !index.is_empty() && index.write_tree().ok() == Some(tree.id()) {
+            return Ok(());
+        }
+        self.sync_index()
+    }
+
     /// Brings the index in step after `commit` (one [`OutputRepo::commit_summary`] made on
     /// HEAD): when the index still held the parent's tree (its cached tree says so without a
     /// walk), only the paths the commit changed are updated — a one-tenant commit does not
@@ -976,6 +1007,17 @@ fn index_checksum(index: &git2::Index) -> [u8; 20] {
     // SAFETY: `index` is a live index; libgit2 returns a pointer into it (a SHA-1 repository:
     // 20 bytes), copied before `index` can change.
     unsafe { (*git_index_checksum(index.raw())).id }
+}
+
+/// The last 20 bytes of the index file at `path` (its SHA-1 trailer; zeros when written with
+/// `index.skipHash`, which no recorded checksum equals).
+fn index_file_trailer(path: &Path) -> Option<[u8; 20]> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut f = std::fs::File::open(path).ok()?;
+    f.seek(SeekFrom::End(-20)).ok()?;
+    let mut trailer = [0u8; 20];
+    f.read_exact(&mut trailer).ok()?;
+    Some(trailer)
 }
 
 /// `.git/provisio-index`: the checksum of the index file provisio last wrote and the tree it
