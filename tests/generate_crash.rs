@@ -7,6 +7,7 @@
 //! re-renders only the files a version reaches).
 
 mod common;
+mod watch_support;
 
 use std::process::{Command, Stdio};
 use std::time::Instant;
@@ -164,4 +165,80 @@ fn a_journal_left_by_a_killed_run_distrusts_the_trees_it_names() {
     );
     assert_eq!(ws.snapshot(), before);
     assert!(!ws.out().join(provisio::io::output::JOURNAL_FILE).exists());
+}
+
+/// SIGKILL anywhere in a run that commits and pushes a product release (objects stored as a
+/// pack, the commit, the index of the output clone and its record `.git/provisio-index`, the
+/// push): the next run converges — the pushed commit holds exactly what a fresh render holds,
+/// the clone's index holds HEAD's tree (and its record, when it names the index file on disk,
+/// names that tree), the clone's objects are whole (`git fsck`).
+#[test]
+fn sigkill_during_a_committed_release_converges() {
+    use watch_support::{bare, expected, head_of, tree_files};
+    let ws = Workspace::new();
+    add_tenants(&ws);
+    let (remote, url) = bare(ws.dir.path());
+    let deliver = |ws: &Workspace| {
+        let mut c = provisio(ws, "generate");
+        c.args(["--commit", "--push", "--manifests-url", &url]);
+        c
+    };
+    let converged = |what: &str| {
+        let head = head_of(&remote, "main").expect("a pushed main");
+        let mut want = expected(&ws.registry());
+        let got = tree_files(&remote, head);
+        want.retain(|p, _| got.contains_key(p) || !p.starts_with('.'));
+        assert!(got == want, "{what}: the pushed tree is not a fresh render");
+        let clone = git2::Repository::open(ws.out()).unwrap();
+        let head_tree = clone.head().unwrap().peel_to_tree().unwrap().id();
+        let mut index = clone.index().unwrap();
+        assert_eq!(index.write_tree().unwrap(), head_tree, "{what}: the index");
+        let file = std::fs::read(clone.path().join("index")).unwrap();
+        let trailer: String = file[file.len() - 20..]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        if let Ok(record) = std::fs::read_to_string(clone.path().join("provisio-index"))
+            && record.starts_with(&trailer)
+        {
+            assert_eq!(
+                record,
+                format!("{trailer} {head_tree}\n"),
+                "{what}: the record"
+            );
+        }
+        if let Ok(out) = Command::new("git")
+            .arg("-C")
+            .arg(ws.out())
+            .args(["fsck", "--full", "--no-dangling"])
+            .output()
+        {
+            assert!(out.status.success(), "{what}: git fsck: {out:?}");
+        }
+    };
+    let out = deliver(&ws).output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let rel = "products/orders.yaml";
+    let product = std::fs::read_to_string(ws.registry().join(rel)).unwrap();
+    let version = |n: u32| product.replace("version: v1.2.3", &format!("version: v1.3.{n}"));
+    ws.write(rel, &version(0));
+    let started = Instant::now();
+    let out = deliver(&ws).output().unwrap();
+    let run_time = started.elapsed();
+    assert!(out.status.success(), "{out:?}");
+    converged("an uninterrupted release");
+    for (n, percent) in (1u32..).zip([5u32, 20, 35, 50, 65, 80, 90, 97]) {
+        ws.write(rel, &version(n));
+        let mut child = deliver(&ws).spawn().unwrap();
+        std::thread::sleep(run_time * percent / 100);
+        let _ = child.kill(); // SIGKILL
+        let status = child.wait().unwrap();
+        let out = deliver(&ws).output().unwrap();
+        assert!(
+            out.status.success(),
+            "kill at {percent}% ({status}): {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        converged(&format!("kill at {percent}% ({status})"));
+    }
 }
