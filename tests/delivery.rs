@@ -665,6 +665,78 @@ fn a_run_after_one_killed_before_its_index_update_brings_the_index_to_head() {
     assert!(staged.is_empty(), "{staged:?}");
 }
 
+/// Stock git in the output clone between runs — `gc` repacking and pruning the packs
+/// provisio wrote, `status` refreshing the index, an index written with `index.skipHash`
+/// (an all-zero trailer), a `checkout` of the work tree — and then a product release and a
+/// new tenant: each run pushes exactly a fresh render and leaves the index holding HEAD.
+#[test]
+fn stock_git_in_the_output_clone_between_runs_changes_nothing_delivered() {
+    let ws = Workspace::new();
+    let (bare_path, url) = bare(ws.dir.path());
+    let deliver = |ws: &Workspace| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_provisio"))
+            .arg("generate")
+            .arg("--registry")
+            .arg(ws.registry())
+            .arg("--out")
+            .arg(ws.out())
+            .args(["--now", NOW, "--commit", "--push", "--manifests-url", &url])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(out.status.code(), Some(0), "{stderr}");
+    };
+    let git = |args: &[&str]| {
+        let Ok(out) = std::process::Command::new("git")
+            .arg("-C")
+            .arg(ws.out())
+            .args(args)
+            .output()
+        else {
+            return false; // no git here
+        };
+        assert!(out.status.success(), "git {args:?}: {out:?}");
+        true
+    };
+    let check = |what: &str| {
+        let head = head_of(&bare_path, "main").unwrap();
+        assert_eq!(
+            tree_files(&bare_path, head),
+            expected(&ws.registry()),
+            "{what}"
+        );
+        let clone = git2::Repository::open(ws.out()).unwrap();
+        let tree = clone.head().unwrap().peel_to_tree().unwrap().id();
+        assert_eq!(clone.index().unwrap().write_tree().unwrap(), tree, "{what}");
+        git(&["fsck", "--full", "--no-dangling"]);
+    };
+    deliver(&ws);
+    if !git(&["gc", "--prune=now"]) {
+        return;
+    }
+    git(&["status", "--porcelain"]);
+    let rel = "products/orders.yaml";
+    let product = std::fs::read_to_string(ws.registry().join(rel)).unwrap();
+    ws.write(rel, &product.replace("version: v1.2.3", "version: v1.4.0"));
+    deliver(&ws);
+    check("a release after git gc and git status");
+    git(&[
+        "-c",
+        "index.skipHash=true",
+        "update-index",
+        "--really-refresh",
+    ]);
+    git(&["-c", "index.skipHash=true", "checkout", "--", "."]);
+    let (_, t, text) = new_tenant(8);
+    ws.write(&t, &text);
+    ws.write(rel, &product.replace("version: v1.2.3", "version: v1.5.0"));
+    deliver(&ws);
+    check("a tenant and a release after an index written with index.skipHash");
+    git(&["repack", "-a", "-d", "-f"]);
+    deliver(&ws);
+    check("a run with nothing to do after a repack");
+}
+
 /// Receives one HTTP request on 127.0.0.1; returns (request head, body).
 fn listen_once() -> (String, std::thread::JoinHandle<(String, Vec<u8>)>) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
