@@ -321,3 +321,31 @@ fn a_version_written_through_an_alias_is_part_of_the_shared_inputs() {
     assert_eq!(s.tenants_released, 0, "{s:?}");
     assert_eq!(ws.snapshot(), full_render(&ws));
 }
+
+/// The first run after an upgrade finds a state file of format 2 (no `versions`, a shared
+/// fingerprint over whole product files) while a version moved and a tenant changed: it
+/// trusts nothing of it and converges to the bytes of a full render; the run after it is a
+/// no-op.
+#[test]
+fn the_first_run_after_an_upgrade_from_state_format_2_converges() {
+    let ws = Workspace::new();
+    ws.generate();
+    let path = ws.out().join(provisio::io::output::STATE_FILE);
+    let mut state: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    let obj = state.as_object_mut().unwrap();
+    obj.remove("versions");
+    obj.insert("format".into(), 2.into());
+    std::fs::write(&path, serde_json::to_vec_pretty(&state).unwrap()).unwrap();
+    set_line(&ws, "products/orders.yaml", "version:", "version: v2.0.0");
+    set_line(
+        &ws,
+        &format!("tenants/{}.yaml", TENANTS[1]),
+        "name:",
+        "name: Upgraded",
+    );
+    let s = ws.generate();
+    assert_eq!(s.tenants_released, 0, "{s:?}");
+    assert_eq!(ws.snapshot(), full_render(&ws));
+    assert!(ws.generate().is_noop());
+}
