@@ -289,6 +289,74 @@ mod tests {
         assert_eq!(entry_header(2, 0x1234), [0xa4, 0xa3, 0x02]);
     }
 
+    /// Sizes past 4 GiB (a `u32` would wrap) decode back, as git's `unpack_object_header`
+    /// reads them: 4 bits, then 7 per continuation byte.
+    #[test]
+    fn entry_headers_hold_sizes_past_four_gib() {
+        for size in [
+            (1u64 << 32) - 1,
+            1 << 32,
+            (1 << 32) + 17,
+            5 << 30,
+            u64::MAX >> 4,
+        ] {
+            let h = entry_header(3, size);
+            assert_eq!(h[0] >> 4 & 7, 3);
+            let mut decoded = u64::from(h[0] & 0x0f);
+            let mut shift = 4;
+            for b in &h[1..] {
+                decoded |= u64::from(b & 0x7f) << shift;
+                shift += 7;
+            }
+            assert!(h[..h.len() - 1].iter().all(|b| b & 0x80 != 0));
+            assert_eq!(h[h.len() - 1] & 0x80, 0);
+            assert_eq!(decoded, size);
+        }
+    }
+
+    /// An empty blob (an empty rendered file) and a tree holding only it go into a pack like
+    /// any other object; stock git reads them back.
+    #[test]
+    fn an_empty_blob_is_stored_and_readable() {
+        let dir = tempfile::tempdir().unwrap();
+        Repository::init_bare(dir.path()).unwrap();
+        let git_dir = dir.path();
+        let tree = in_bulk(
+            git_dir,
+            |_, e| e,
+            |bulk| {
+                let mut tb = bulk.treebuilder(None)?;
+                tb.insert("empty", bulk.blob(b"")?, 0o100644)?;
+                bulk.write_tree(&tb)
+            },
+        )
+        .unwrap();
+        assert!(loose(git_dir).is_empty());
+        let other = Repository::open_bare(git_dir).unwrap();
+        let e = other
+            .find_tree(tree)
+            .unwrap()
+            .get_name("empty")
+            .unwrap()
+            .id();
+        assert!(other.find_blob(e).unwrap().content().is_empty());
+        if let Ok(out) = std::process::Command::new("git")
+            .arg("--git-dir")
+            .arg(git_dir)
+            .args(["cat-file", "-p", &tree.to_string()])
+            .output()
+        {
+            assert!(out.status.success(), "{out:?}");
+            let fsck = std::process::Command::new("git")
+                .arg("--git-dir")
+                .arg(git_dir)
+                .args(["fsck", "--full", "--strict", "--no-dangling"])
+                .output()
+                .unwrap();
+            assert!(fsck.status.success(), "{fsck:?}");
+        }
+    }
+
     /// Objects land in packs (several when the memory fills), none loose, each readable from
     /// another handle afterwards; an object already on disk is not stored again.
     #[test]
