@@ -733,8 +733,33 @@ fn stock_git_in_the_output_clone_between_runs_changes_nothing_delivered() {
     deliver(&ws);
     check("a tenant and a release after an index written with index.skipHash");
     git(&["repack", "-a", "-d", "-f"]);
+    // An index rewritten by git (new bytes — version 4 — same entries): a run with nothing to commit finds
+    // it holds HEAD and records it, so the next such run need not rebuild its tree.
+    git(&["update-index", "--index-version", "4"]);
+    let git_dir = ws.out().join(".git");
+    let file = std::fs::read(git_dir.join("index")).unwrap();
+    let before = std::fs::read_to_string(git_dir.join("provisio-index")).unwrap();
+    let trailer: String = file[file.len() - 20..]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert!(
+        !before.starts_with(&trailer),
+        "git rewrote the index: {before}"
+    );
     deliver(&ws);
-    check("a run with nothing to do after a repack");
+    check("a run with nothing to do after a repack and an index refresh");
+    let head = git2::Repository::open(ws.out())
+        .unwrap()
+        .head()
+        .unwrap()
+        .peel_to_tree()
+        .unwrap()
+        .id();
+    assert_eq!(
+        std::fs::read_to_string(git_dir.join("provisio-index")).unwrap(),
+        format!("{trailer} {head}\n")
+    );
 }
 
 /// Receives one HTTP request on 127.0.0.1; returns (request head, body).

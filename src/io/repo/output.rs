@@ -715,6 +715,15 @@ impl OutputRepo {
         // The file on disk, not a copy this process read earlier.
         index.read(false).map_err(self.repo.err("read the index"))?;
         if !index.is_empty() && index.write_tree().ok() == Some(tree.id()) {
+            // Recorded (the checksum is of the bytes just read), so that the next run with
+            // nothing to commit takes the free path again.
+            let record = IndexRecord::path(repo.path());
+            if let Err(e) = IndexRecord::write(&record, index_checksum(&index), tree.id()) {
+                warn!(
+                    "cannot record the index's tree in {}: {e}",
+                    record.display()
+                );
+            }
             return Ok(());
         }
         self.sync_index()
