@@ -132,6 +132,8 @@ pub fn generate_observed(
     observe: &mut dyn FnMut(&Registry),
 ) -> Result<Summary, PipelineError> {
     let (now, full) = (opts.now, opts.full);
+    // One writer per output tree, until the state file is written.
+    let _lock = output::lock_output(&paths.out)?;
     let (reg, sources) = load(&paths.registry)?;
     observe(&reg);
     let existing = output::list_dirs(&paths.out.join(TENANTS_DIR))?;

@@ -515,3 +515,32 @@ pub fn read_tree(root: &Path) -> Result<Files, WriteError> {
     files.extend(read_files(root, ARGOCD_DIR)?);
     Ok(files)
 }
+
+/// Held while one `generate` writes the output tree at `root`: an exclusive `flock` on the
+/// directory itself (no file is added to the tree; the kernel releases it when the process
+/// dies however it dies). Without it two runs on one tree — `generate` by hand while CI runs
+/// `generate --commit`, or while watch runs — interleave: each writes the state file last,
+/// recording trees the other then overwrote, and the next runs keep those trees as recorded.
+#[derive(Debug)]
+pub struct OutputLock {
+    _dir: Option<std::fs::File>,
+}
+
+/// Takes [`OutputLock`] on `root` (created if missing); an error when another process holds
+/// it. A file system without `flock` (some network mounts) runs unlocked, as before.
+pub fn lock_output(root: &Path) -> Result<OutputLock, WriteError> {
+    use std::fs::TryLockError;
+    std::fs::create_dir_all(root).map_err(io("create", root))?;
+    let dir = std::fs::File::open(root).map_err(io("open", root))?;
+    match dir.try_lock() {
+        Ok(()) => Ok(OutputLock { _dir: Some(dir) }),
+        Err(TryLockError::WouldBlock) => Err(io("lock", root)(std::io::Error::new(
+            std::io::ErrorKind::WouldBlock,
+            "another provisio process is writing this output tree; only one may at a time",
+        ))),
+        Err(TryLockError::Error(e)) => {
+            tracing::warn!("cannot lock {}: {e}; running unlocked", root.display());
+            Ok(OutputLock { _dir: None })
+        }
+    }
+}
