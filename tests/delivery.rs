@@ -559,6 +559,209 @@ fn generate_commit_commits_output_an_earlier_run_left_uncommitted() {
     assert!(dirty.is_empty(), "{dirty:?}");
 }
 
+/// The index of the output clone after a commit: exactly HEAD's tree. A run that finds the
+/// index file provisio wrote (same checksum as recorded) skips rebuilding its tree; an index
+/// written by anyone else since — here a file staged by hand — is checked whole and rebuilt.
+#[test]
+fn the_index_follows_each_commit_and_a_foreign_write_is_not_trusted() {
+    let ws = Workspace::new();
+    let (_bare, url) = bare(ws.dir.path());
+    let deliver = |ws: &Workspace| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_provisio"))
+            .arg("generate")
+            .arg("--registry")
+            .arg(ws.registry())
+            .arg("--out")
+            .arg(ws.out())
+            .args(["--now", NOW, "--commit", "--push", "--manifests-url", &url])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(out.status.code(), Some(0), "{stderr}");
+        assert!(stderr.contains("generate: committed "), "{stderr}");
+    };
+    let index_holds_head = |what: &str| {
+        let clone = git2::Repository::open(ws.out()).unwrap();
+        let head = clone.head().unwrap().peel_to_tree().unwrap().id();
+        let mut index = clone.index().unwrap();
+        assert_eq!(index.write_tree().unwrap(), head, "{what}");
+        let record = std::fs::read_to_string(clone.path().join("provisio-index")).unwrap();
+        let file = std::fs::read(clone.path().join("index")).unwrap();
+        let trailer: String = file[file.len() - 20..]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        assert_eq!(record, format!("{trailer} {head}\n"), "{what}");
+    };
+    deliver(&ws);
+    index_holds_head("after the first commit");
+    for i in 3..5 {
+        let (_, rel, text) = new_tenant(i);
+        ws.write(&rel, &text);
+        deliver(&ws);
+        index_holds_head("after a commit on an index provisio wrote");
+    }
+    // Someone stages a file in the output clone: the index no longer holds HEAD's tree.
+    std::fs::write(ws.out().join("NOTES.md"), "by hand\n").unwrap();
+    {
+        let clone = git2::Repository::open(ws.out()).unwrap();
+        let mut index = clone.index().unwrap();
+        index.add_path(std::path::Path::new("NOTES.md")).unwrap();
+        index.write().unwrap();
+    }
+    let (_, rel, text) = new_tenant(5);
+    ws.write(&rel, &text);
+    deliver(&ws);
+    index_holds_head("after a commit on an index written by someone else");
+}
+
+/// A run killed after moving HEAD and before updating the index (its index file and record
+/// are those of the commit before): the next run has nothing to commit, and must still bring
+/// the index to HEAD's tree — otherwise `git status` in the output clone shows the last
+/// commit undone and staged, and a hand commit there would revert it.
+#[test]
+fn a_run_after_one_killed_before_its_index_update_brings_the_index_to_head() {
+    let ws = Workspace::new();
+    let (_bare, url) = bare(ws.dir.path());
+    let deliver = |ws: &Workspace| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_provisio"))
+            .arg("generate")
+            .arg("--registry")
+            .arg(ws.registry())
+            .arg("--out")
+            .arg(ws.out())
+            .args(["--now", NOW, "--commit", "--push", "--manifests-url", &url])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(out.status.code(), Some(0), "{stderr}");
+        stderr
+    };
+    deliver(&ws);
+    let git_dir = ws.out().join(".git");
+    let saved: Vec<(std::path::PathBuf, Vec<u8>)> = ["index", "provisio-index"]
+        .iter()
+        .map(|f| (git_dir.join(f), std::fs::read(git_dir.join(f)).unwrap()))
+        .collect();
+    let (_, rel, text) = new_tenant(7);
+    ws.write(&rel, &text);
+    assert!(deliver(&ws).contains("generate: committed "));
+    // The kill's leftovers: HEAD is the new commit, the index and record the old ones.
+    for (path, bytes) in &saved {
+        std::fs::write(path, bytes).unwrap();
+    }
+    let stderr = deliver(&ws);
+    assert!(stderr.contains("generate: nothing to commit"), "{stderr}");
+    let clone = git2::Repository::open(ws.out()).unwrap();
+    let head = clone.head().unwrap().peel_to_tree().unwrap().id();
+    let mut index = clone.index().unwrap();
+    assert_eq!(index.write_tree().unwrap(), head);
+    let staged: Vec<String> = clone
+        .statuses(None)
+        .unwrap()
+        .iter()
+        .filter_map(|s| s.path().ok().map(str::to_owned))
+        .collect();
+    assert!(staged.is_empty(), "{staged:?}");
+}
+
+/// Stock git in the output clone between runs — `gc` repacking and pruning the packs
+/// provisio wrote, `status` refreshing the index, an index written with `index.skipHash`
+/// (an all-zero trailer), a `checkout` of the work tree — and then a product release and a
+/// new tenant: each run pushes exactly a fresh render and leaves the index holding HEAD.
+#[test]
+fn stock_git_in_the_output_clone_between_runs_changes_nothing_delivered() {
+    let ws = Workspace::new();
+    let (bare_path, url) = bare(ws.dir.path());
+    let deliver = |ws: &Workspace| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_provisio"))
+            .arg("generate")
+            .arg("--registry")
+            .arg(ws.registry())
+            .arg("--out")
+            .arg(ws.out())
+            .args(["--now", NOW, "--commit", "--push", "--manifests-url", &url])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(out.status.code(), Some(0), "{stderr}");
+    };
+    let git = |args: &[&str]| {
+        let Ok(out) = std::process::Command::new("git")
+            .arg("-C")
+            .arg(ws.out())
+            .args(args)
+            .output()
+        else {
+            return false; // no git here
+        };
+        assert!(out.status.success(), "git {args:?}: {out:?}");
+        true
+    };
+    let check = |what: &str| {
+        let head = head_of(&bare_path, "main").unwrap();
+        assert_eq!(
+            tree_files(&bare_path, head),
+            expected(&ws.registry()),
+            "{what}"
+        );
+        let clone = git2::Repository::open(ws.out()).unwrap();
+        let tree = clone.head().unwrap().peel_to_tree().unwrap().id();
+        assert_eq!(clone.index().unwrap().write_tree().unwrap(), tree, "{what}");
+        git(&["fsck", "--full", "--no-dangling"]);
+    };
+    deliver(&ws);
+    if !git(&["gc", "--prune=now"]) {
+        return;
+    }
+    git(&["status", "--porcelain"]);
+    let rel = "products/orders.yaml";
+    let product = std::fs::read_to_string(ws.registry().join(rel)).unwrap();
+    ws.write(rel, &product.replace("version: v1.2.3", "version: v1.4.0"));
+    deliver(&ws);
+    check("a release after git gc and git status");
+    git(&[
+        "-c",
+        "index.skipHash=true",
+        "update-index",
+        "--really-refresh",
+    ]);
+    git(&["-c", "index.skipHash=true", "checkout", "--", "."]);
+    let (_, t, text) = new_tenant(8);
+    ws.write(&t, &text);
+    ws.write(rel, &product.replace("version: v1.2.3", "version: v1.5.0"));
+    deliver(&ws);
+    check("a tenant and a release after an index written with index.skipHash");
+    git(&["repack", "-a", "-d", "-f"]);
+    // An index rewritten by git (new bytes — version 4 — same entries): a run with nothing to commit finds
+    // it holds HEAD and records it, so the next such run need not rebuild its tree.
+    git(&["update-index", "--index-version", "4"]);
+    let git_dir = ws.out().join(".git");
+    let file = std::fs::read(git_dir.join("index")).unwrap();
+    let before = std::fs::read_to_string(git_dir.join("provisio-index")).unwrap();
+    let trailer: String = file[file.len() - 20..]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert!(
+        !before.starts_with(&trailer),
+        "git rewrote the index: {before}"
+    );
+    deliver(&ws);
+    check("a run with nothing to do after a repack and an index refresh");
+    let head = git2::Repository::open(ws.out())
+        .unwrap()
+        .head()
+        .unwrap()
+        .peel_to_tree()
+        .unwrap()
+        .id();
+    assert_eq!(
+        std::fs::read_to_string(git_dir.join("provisio-index")).unwrap(),
+        format!("{trailer} {head}\n")
+    );
+}
+
 /// Receives one HTTP request on 127.0.0.1; returns (request head, body).
 fn listen_once() -> (String, std::thread::JoinHandle<(String, Vec<u8>)>) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();

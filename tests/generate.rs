@@ -325,3 +325,38 @@ fn a_team_change_rewrites_only_the_platform_tree() {
     );
     assert!(!link.contains("okta-commerce--reporter"), "{link}");
 }
+
+/// Two runs on one output tree never interleave: while another process holds the tree (its
+/// directory `flock`ed), `generate` refuses before writing anything; afterwards it runs.
+#[test]
+fn a_second_generate_on_the_same_output_is_refused() {
+    let ws = Workspace::new();
+    ws.generate();
+    let held = std::fs::File::open(ws.out()).unwrap();
+    held.try_lock().unwrap();
+    let set = |v: &str| {
+        let rel = "products/orders.yaml";
+        let text = std::fs::read_to_string(ws.registry().join(rel)).unwrap();
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("version:"))
+            .unwrap()
+            .to_owned();
+        ws.write(rel, &text.replacen(&line, &format!("version: {v}"), 1));
+    };
+    set("v7.0.0");
+    let before = ws.snapshot();
+    let err = pipeline::generate(
+        &pipeline::Paths {
+            registry: ws.registry(),
+            out: ws.out(),
+        },
+        &pipeline::GenerateOptions::new(common::now()),
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("cannot lock"), "{err}");
+    assert_eq!(ws.snapshot(), before, "nothing written");
+    drop(held);
+    ws.generate();
+    assert_ne!(ws.snapshot(), before);
+}

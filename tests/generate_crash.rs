@@ -3,9 +3,11 @@
 //! next `generate` must converge: `check` is clean. Before the journal, the incremental run
 //! trusted the old state file for trees that were half rewritten ("0 written", and `check`
 //! reported hundreds of differing files on every run until `--full`). Several kill points
-//! are tried, spread over the length of a run.
+//! are tried, spread over the length of a run; the same for a product release (the run that
+//! re-renders only the files a version reaches).
 
 mod common;
+mod watch_support;
 
 use std::process::{Command, Stdio};
 use std::time::Instant;
@@ -59,27 +61,57 @@ fn add_tenants(ws: &Workspace) {
 fn sigkill_during_a_platform_change_then_a_revert_converges() {
     let ws = Workspace::new();
     add_tenants(&ws);
-    let (code, out) = run(&ws, "generate");
-    assert_eq!(code, 0, "{out}");
     let platform = std::fs::read_to_string(ws.registry().join("platform.yaml")).unwrap();
     let changed = platform.replace("environment: production", "environment: staging");
-    assert_ne!(platform, changed);
+    let torn_runs = sigkill_then_revert_converges(&ws, "platform.yaml", &platform, &changed);
+    assert!(
+        torn_runs > 0,
+        "no kill landed while files were being rewritten"
+    );
+}
 
-    // How long a run rewriting every tenant takes (then back to the baseline).
-    ws.write("platform.yaml", &changed);
-    let started = Instant::now();
-    let (code, out) = run(&ws, "generate");
-    let full_run = started.elapsed();
-    println!("a run rewriting every tenant took {full_run:?}");
+/// The same for a product release, whose run re-renders only the files the version reaches
+/// and takes the rest of each tree from the disk: a tree it half rewrote is never trusted.
+#[test]
+fn sigkill_during_a_product_release_then_a_revert_converges() {
+    let ws = Workspace::new();
+    add_tenants(&ws);
+    let rel = "products/orders.yaml";
+    let product = std::fs::read_to_string(ws.registry().join(rel)).unwrap();
+    let changed = product.replace("version: v1.2.3", "version: v1.3.0");
+    let torn_runs = sigkill_then_revert_converges(&ws, rel, &product, &changed);
+    println!("{torn_runs} run(s) killed while the journal was written");
+}
+
+/// Generates, times a run with `rel` changed to `changed`, then five times kills such a run
+/// at 10–90 % of that time, reverts `rel` to `original` and checks that the next run converges
+/// (`check` clean, no journal, and a run after it writes nothing). Returns how many kills
+/// left a journal (landed while trees were being rewritten).
+fn sigkill_then_revert_converges(
+    ws: &Workspace,
+    rel: &str,
+    original: &str,
+    changed: &str,
+) -> usize {
+    assert_ne!(original, changed);
+    let (code, out) = run(ws, "generate");
     assert_eq!(code, 0, "{out}");
-    ws.write("platform.yaml", &platform);
-    assert_eq!(run(&ws, "generate").0, 0);
-    assert_eq!(run(&ws, "check").0, 0);
+
+    // How long a run with the change takes (then back to the baseline).
+    ws.write(rel, changed);
+    let started = Instant::now();
+    let (code, out) = run(ws, "generate");
+    let full_run = started.elapsed();
+    println!("a run with {rel} changed took {full_run:?}");
+    assert_eq!(code, 0, "{out}");
+    ws.write(rel, original);
+    assert_eq!(run(ws, "generate").0, 0);
+    assert_eq!(run(ws, "check").0, 0);
 
     let mut torn_runs = 0;
     for percent in [10u32, 30, 50, 70, 90] {
-        ws.write("platform.yaml", &changed);
-        let mut child = provisio(&ws, "generate").spawn().unwrap();
+        ws.write(rel, changed);
+        let mut child = provisio(ws, "generate").spawn().unwrap();
         std::thread::sleep(full_run * percent / 100);
         let _ = child.kill(); // SIGKILL
         let status = child.wait().unwrap();
@@ -87,10 +119,10 @@ fn sigkill_during_a_platform_change_then_a_revert_converges() {
             torn_runs += 1;
         }
         // The change is reverted before anything else runs.
-        ws.write("platform.yaml", &platform);
-        let (code, out) = run(&ws, "generate");
+        ws.write(rel, original);
+        let (code, out) = run(ws, "generate");
         assert_eq!(code, 0, "kill at {percent}% ({status}): {out}");
-        let (code, out) = run(&ws, "check");
+        let (code, out) = run(ws, "check");
         assert_eq!(
             code,
             0,
@@ -102,14 +134,11 @@ fn sigkill_during_a_platform_change_then_a_revert_converges() {
             "a completed run leaves no journal"
         );
         // And the next run has nothing left to do.
-        let (code, out) = run(&ws, "generate");
+        let (code, out) = run(ws, "generate");
         assert_eq!(code, 0);
         assert!(out.contains("generate: 0 written, 0 removed"), "{out}");
     }
-    assert!(
-        torn_runs > 0,
-        "no kill landed while files were being rewritten (a run took {full_run:?})"
-    );
+    torn_runs
 }
 
 /// The same at the library level, deterministic: a run that stops after writing part of
@@ -136,4 +165,80 @@ fn a_journal_left_by_a_killed_run_distrusts_the_trees_it_names() {
     );
     assert_eq!(ws.snapshot(), before);
     assert!(!ws.out().join(provisio::io::output::JOURNAL_FILE).exists());
+}
+
+/// SIGKILL anywhere in a run that commits and pushes a product release (objects stored as a
+/// pack, the commit, the index of the output clone and its record `.git/provisio-index`, the
+/// push): the next run converges — the pushed commit holds exactly what a fresh render holds,
+/// the clone's index holds HEAD's tree (and its record, when it names the index file on disk,
+/// names that tree), the clone's objects are whole (`git fsck`).
+#[test]
+fn sigkill_during_a_committed_release_converges() {
+    use watch_support::{bare, expected, head_of, tree_files};
+    let ws = Workspace::new();
+    add_tenants(&ws);
+    let (remote, url) = bare(ws.dir.path());
+    let deliver = |ws: &Workspace| {
+        let mut c = provisio(ws, "generate");
+        c.args(["--commit", "--push", "--manifests-url", &url]);
+        c
+    };
+    let converged = |what: &str| {
+        let head = head_of(&remote, "main").expect("a pushed main");
+        let mut want = expected(&ws.registry());
+        let got = tree_files(&remote, head);
+        want.retain(|p, _| got.contains_key(p) || !p.starts_with('.'));
+        assert!(got == want, "{what}: the pushed tree is not a fresh render");
+        let clone = git2::Repository::open(ws.out()).unwrap();
+        let head_tree = clone.head().unwrap().peel_to_tree().unwrap().id();
+        let mut index = clone.index().unwrap();
+        assert_eq!(index.write_tree().unwrap(), head_tree, "{what}: the index");
+        let file = std::fs::read(clone.path().join("index")).unwrap();
+        let trailer: String = file[file.len() - 20..]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        if let Ok(record) = std::fs::read_to_string(clone.path().join("provisio-index"))
+            && record.starts_with(&trailer)
+        {
+            assert_eq!(
+                record,
+                format!("{trailer} {head_tree}\n"),
+                "{what}: the record"
+            );
+        }
+        if let Ok(out) = Command::new("git")
+            .arg("-C")
+            .arg(ws.out())
+            .args(["fsck", "--full", "--no-dangling"])
+            .output()
+        {
+            assert!(out.status.success(), "{what}: git fsck: {out:?}");
+        }
+    };
+    let out = deliver(&ws).output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let rel = "products/orders.yaml";
+    let product = std::fs::read_to_string(ws.registry().join(rel)).unwrap();
+    let version = |n: u32| product.replace("version: v1.2.3", &format!("version: v1.3.{n}"));
+    ws.write(rel, &version(0));
+    let started = Instant::now();
+    let out = deliver(&ws).output().unwrap();
+    let run_time = started.elapsed();
+    assert!(out.status.success(), "{out:?}");
+    converged("an uninterrupted release");
+    for (n, percent) in (1u32..).zip([5u32, 20, 35, 50, 65, 80, 90, 97]) {
+        ws.write(rel, &version(n));
+        let mut child = deliver(&ws).spawn().unwrap();
+        std::thread::sleep(run_time * percent / 100);
+        let _ = child.kill(); // SIGKILL
+        let status = child.wait().unwrap();
+        let out = deliver(&ws).output().unwrap();
+        assert!(
+            out.status.success(),
+            "kill at {percent}% ({status}): {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        converged(&format!("kill at {percent}% ({status})"));
+    }
 }

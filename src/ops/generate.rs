@@ -12,10 +12,10 @@ use chrono::{DateTime, Utc};
 use super::error::PipelineError;
 use super::load::load;
 use crate::io::output::{self, Summary, Writer};
-use provisio_core::plan::plan_tenant;
+use provisio_core::plan::{TenantPlan, plan_tenant};
 use provisio_core::registry::{self, Registry};
 use provisio_core::render::platform::{PlatformOutput, TOOLS_DIR};
-use provisio_core::render::{self, RenderError, Renderer, TENANTS_DIR};
+use provisio_core::render::{self, Renderer, TENANTS_DIR};
 
 /// How `generate` runs.
 #[derive(Debug, Clone)]
@@ -132,6 +132,8 @@ pub fn generate_observed(
     observe: &mut dyn FnMut(&Registry),
 ) -> Result<Summary, PipelineError> {
     let (now, full) = (opts.now, opts.full);
+    // One writer per output tree, until the state file is written.
+    let _lock = output::lock_output(&paths.out)?;
     let (reg, sources) = load(&paths.registry)?;
     observe(&reg);
     let existing = output::list_dirs(&paths.out.join(TENANTS_DIR))?;
@@ -162,7 +164,7 @@ pub fn generate_observed(
         .check_platform(&paths.out, &reg, &platform)?;
     // The phase is part of a tenant's input: a deletion date that passes re-renders the
     // tenant although its file did not change.
-    let inputs = output::fingerprint(&sources, |id| {
+    let inputs = output::fingerprint(&sources, &reg, |id| {
         reg.tenants
             .get(id)
             .map(|t| provisio_core::lifecycle::phase(t, now).label())
@@ -179,25 +181,59 @@ pub fn generate_observed(
     } else {
         writer.distrust(Some(&torn));
     }
+    // Only product versions moved since the recorded state: a tenant whose own input did not
+    // change needs only the files those versions reach (`Renderer::tenant_release`).
+    let released = trusted
+        .map(|p| inputs.released_since(p))
+        .unwrap_or_default();
     let mut stale: Vec<(&String, &registry::Tenant)> = Vec::new();
+    let mut releasing: Vec<(&String, &registry::Tenant)> = Vec::new();
     for (id, tenant) in reg.tenants.iter().filter(|(id, _)| live.contains(*id)) {
         let unchanged = !torn.contains(id)
             && trusted
                 .and_then(|p| p.tenants.get(id))
                 .is_some_and(|t| t.input == inputs.tenants[id]);
-        if !(unchanged && writer.keep(id)?) {
+        if unchanged && !released.is_empty() {
+            releasing.push((id, tenant));
+        } else if !(unchanged && writer.keep(id)?) {
             stale.push((id, tenant));
         }
     }
     let mut in_flight: BTreeSet<String> = stale.iter().map(|(id, _)| (*id).clone()).collect();
+    in_flight.extend(releasing.iter().map(|(id, _)| (*id).clone()));
     in_flight.extend(removed);
     in_flight.extend(offboarded);
     in_flight.extend(torn.into_iter().filter(|t| t != "*"));
     writer.begin(&in_flight)?;
-    render_in_parallel(&reg, &stale, now, |id, files| {
-        writer.tenant(id, &inputs.tenants[id], &files)?;
-        Ok(())
-    })?;
+    let mut fallback: BTreeSet<String> = BTreeSet::new();
+    // Each tree is read and hashed on the rendering threads; the writer only writes.
+    render_in_parallel(
+        &reg,
+        &releasing,
+        now,
+        |renderer, plan| {
+            let files = renderer.tenant_release(plan, &released)?;
+            Ok(output::prepare_release(&paths.out, plan.id, &files)?)
+        },
+        |id, prepared| {
+            if !writer.tenant_release(id, &inputs.tenants[id], prepared)? {
+                fallback.insert(id.to_owned());
+            }
+            Ok(())
+        },
+    )?;
+    // Trees the disk no longer holds as recorded: rendered whole.
+    stale.extend(releasing.iter().filter(|(id, _)| fallback.contains(*id)));
+    render_in_parallel(
+        &reg,
+        &stale,
+        now,
+        |renderer, plan| Ok(renderer.tenant(plan)?),
+        |id, files| {
+            writer.tenant(id, &inputs.tenants[id], &files)?;
+            Ok(())
+        },
+    )?;
     writer.platform(&platform.files)?;
     writer.argocd(&render::argocd::render_argocd(&reg)?)?;
     let mut summary = writer.finish(&live)?;
@@ -205,13 +241,15 @@ pub fn generate_observed(
     Ok(summary)
 }
 
-/// Renders `tenants` on every core and hands each tree to `sink` on the calling thread, in
-/// any order (the writer does not care; its output does not depend on the order).
-pub(crate) fn render_in_parallel<'r>(
+/// Renders `tenants` on every core (each one's files as `render` picks them from its plan)
+/// and hands each file set to `sink` on the calling thread, in any order (the writer does not
+/// care; its output does not depend on the order).
+pub(crate) fn render_in_parallel<'r, T: Send>(
     reg: &'r Registry,
     tenants: &[(&'r String, &'r registry::Tenant)],
     now: DateTime<Utc>,
-    mut sink: impl FnMut(&str, render::Files) -> Result<(), PipelineError>,
+    render: impl Fn(&Renderer, &TenantPlan<'_>) -> Result<T, PipelineError> + Sync,
+    mut sink: impl FnMut(&str, T) -> Result<(), PipelineError>,
 ) -> Result<(), PipelineError> {
     use std::sync::atomic::{AtomicUsize, Ordering};
     let workers = std::thread::available_parallelism()
@@ -220,18 +258,17 @@ pub(crate) fn render_in_parallel<'r>(
     let next = AtomicUsize::new(0);
     let renderer = Renderer::new();
     std::thread::scope(|scope| {
-        let (tx, rx) =
-            std::sync::mpsc::sync_channel::<(&str, Result<render::Files, RenderError>)>(64);
+        let (tx, rx) = std::sync::mpsc::sync_channel::<(&str, Result<T, PipelineError>)>(64);
         for _ in 0..workers {
             let tx = tx.clone();
-            let (next, renderer) = (&next, &renderer);
+            let (next, renderer, render) = (&next, &renderer, &render);
             scope.spawn(move || {
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     let Some((id, tenant)) = tenants.get(i) else {
                         break;
                     };
-                    let files = renderer.tenant(&plan_tenant(reg, tenant, now));
+                    let files = render(renderer, &plan_tenant(reg, tenant, now));
                     if tx.send((id.as_str(), files)).is_err() {
                         break; // the sink failed and stopped listening
                     }

@@ -118,10 +118,16 @@ fn tenant_changes(
     let hashes = |reg: &Registry| -> Result<BTreeMap<String, String>, PipelineError> {
         let tenants: Vec<_> = reg.tenants.iter().collect();
         let mut out = BTreeMap::new();
-        render_in_parallel(reg, &tenants, now, |id, files| {
-            out.insert(id.to_owned(), tree_hash(&files));
-            Ok(())
-        })?;
+        render_in_parallel(
+            reg,
+            &tenants,
+            now,
+            |r, plan| Ok(r.tenant(plan)?),
+            |id, files| {
+                out.insert(id.to_owned(), tree_hash(&files));
+                Ok(())
+            },
+        )?;
         Ok(out)
     };
     let (a, b) = (hashes(base)?, hashes(head)?);

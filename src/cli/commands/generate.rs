@@ -115,9 +115,12 @@ fn commit(
     .map_err(|e| fail(&e, (&e).into()))?;
     // The index follows the last commit (several when a rejected push was regenerated on
     // top: the reset brought the index to the remote head first).
-    if let Some(c) = outcome.delivered.commits.last()
-        && let Err(e) = repo.sync_index_after(c)
-    {
+    let synced = match outcome.delivered.commits.last() {
+        Some(c) => repo.sync_index_after(c),
+        // A killed run may have moved HEAD without updating the index.
+        None => repo.sync_index_to_head(),
+    };
+    if let Err(e) = synced {
         eprintln!("warning: {}", report::chain(&e));
     }
     let d = &outcome.delivered;

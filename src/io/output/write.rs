@@ -40,6 +40,11 @@ pub struct Summary {
     pub tenants_removed: BTreeSet<String>,
     /// Tenants skipped because their inputs did not change.
     pub tenants_skipped: usize,
+    /// Tenants of which only the files product versions reach were rendered
+    /// ([`Writer::tenant_release`]).
+    pub tenants_released: usize,
+    /// Tenants rendered whole ([`Writer::tenant`]).
+    pub tenants_rendered: usize,
     /// The next moment a tenant's tree changes by the clock alone (a cancelled tenant's
     /// deletion date still ahead): when watch regenerates without a registry change. Set by
     /// the caller that knows the registry (`ops::generate`).
@@ -98,7 +103,7 @@ impl<'a> Writer<'a> {
         Writer {
             root,
             previous,
-            next: State::empty(&inputs.shared),
+            next: State::empty(inputs),
             summary: Summary::default(),
             distrusted: Some(BTreeSet::new()),
         }
@@ -151,6 +156,7 @@ impl<'a> Writer<'a> {
     /// Writes the files of one tenant (paths `tenants-out/<id>/…`) and removes files of its
     /// directory that are no longer rendered.
     pub fn tenant(&mut self, id: &str, input: &str, files: &Files) -> Result<(), WriteError> {
+        self.summary.tenants_rendered += 1;
         let dir = self.root.join(TENANTS_DIR).join(id);
         no_link(self.root, &dir)?;
         let changed = if tree::is_real_dir(&dir)? {
@@ -182,6 +188,61 @@ impl<'a> Writer<'a> {
             },
         );
         Ok(())
+    }
+
+    /// A tenant whose recorded tree is trusted and whose inputs moved only by product
+    /// versions, prepared by [`prepare_release`]: writes the re-rendered files that differ and
+    /// records the new tree: true. False (nothing written) when there is nothing to build on —
+    /// no trusted record, or the disk did not hold exactly the recorded tree: render the whole
+    /// tenant.
+    pub fn tenant_release(
+        &mut self,
+        id: &str,
+        input: &str,
+        prepared: Option<Release>,
+    ) -> Result<bool, WriteError> {
+        if self.distrusted.as_ref().is_none_or(|d| d.contains(id)) {
+            return Ok(false);
+        }
+        let Some(recorded) = self.previous.and_then(|p| p.tenants.get(id)) else {
+            return Ok(false);
+        };
+        let Some(release) = prepared.filter(|r| r.found == recorded.tree) else {
+            return Ok(false);
+        };
+        if release.changed.is_empty() && release.tree == recorded.tree {
+            // Nothing the versions reach differs (a pinned version, a phase without
+            // workloads): kept as recorded.
+            let kept = self.keep(id)?;
+            if kept {
+                self.summary.tenants_skipped -= 1;
+                self.summary.tenants_released += 1;
+            }
+            return Ok(kept);
+        }
+        for (path, bytes) in &release.changed {
+            let full = self.root.join(path);
+            no_link(self.root, full.parent().unwrap_or(self.root))?;
+            write_atomic(&full, bytes)?;
+            self.summary.written.push(path.clone());
+        }
+        self.summary.unchanged += release.files - release.changed.len();
+        // The disk held exactly the recorded tree before this run.
+        self.summary
+            .vouched
+            .insert(id.to_owned(), recorded.tree.clone());
+        if !release.changed.is_empty() {
+            self.summary.tenants_changed.insert(id.to_owned());
+        }
+        self.summary.tenants_released += 1;
+        self.next.tenants.insert(
+            id.to_owned(),
+            TenantState {
+                input: input.to_owned(),
+                tree: release.tree,
+            },
+        );
+        Ok(true)
     }
 
     /// A new tenant's tree is written into a staging directory renamed into place at the
@@ -320,6 +381,58 @@ impl<'a> Writer<'a> {
     }
 }
 
+/// A tenant tree with the files product versions reach re-rendered, read and hashed off the
+/// writer's thread ([`prepare_release`]) and written by [`Writer::tenant_release`].
+#[derive(Debug)]
+pub struct Release {
+    /// [`tree_hash`] of the tree the disk held.
+    found: String,
+    /// [`tree_hash`] of the tree with the re-rendered files.
+    tree: String,
+    /// The re-rendered files whose bytes differ from the disk's.
+    changed: Files,
+    /// Files in the tree.
+    files: usize,
+}
+
+/// Reads tenant `id`'s tree and lays `released` (re-rendered files of it, root-relative
+/// paths) over it. `None` when the directory is gone or lacks one of those files (the tree
+/// then has to be rendered whole). Reads only; safe on any thread.
+pub fn prepare_release(
+    root: &Path,
+    id: &str,
+    released: &Files,
+) -> Result<Option<Release>, WriteError> {
+    let dir = root.join(TENANTS_DIR).join(id);
+    no_link(root, &dir)?;
+    if !tree::is_real_dir(&dir)? {
+        return Ok(None);
+    }
+    let mut files = read_files(root, &format!("{TENANTS_DIR}/{id}"))?;
+    if !released.keys().all(|k| files.contains_key(k)) {
+        return Ok(None);
+    }
+    let found = tree_hash(&files);
+    let mut changed = Files::new();
+    for (path, bytes) in released {
+        if files.get(path) != Some(bytes) {
+            changed.insert(path.clone(), bytes.clone());
+            files.insert(path.clone(), bytes.clone());
+        }
+    }
+    let tree = if changed.is_empty() {
+        found.clone()
+    } else {
+        tree_hash(&files)
+    };
+    Ok(Some(Release {
+        found,
+        tree,
+        changed,
+        files: files.len(),
+    }))
+}
+
 fn relative(root: &Path, file: &Path) -> String {
     file.strip_prefix(root)
         .unwrap_or(file)
@@ -401,4 +514,33 @@ pub fn read_tree(root: &Path) -> Result<Files, WriteError> {
     files.extend(read_files(root, PLATFORM_DIR)?);
     files.extend(read_files(root, ARGOCD_DIR)?);
     Ok(files)
+}
+
+/// Held while one `generate` writes the output tree at `root`: an exclusive `flock` on the
+/// directory itself (no file is added to the tree; the kernel releases it when the process
+/// dies however it dies). Without it two runs on one tree — `generate` by hand while CI runs
+/// `generate --commit`, or while watch runs — interleave: each writes the state file last,
+/// recording trees the other then overwrote, and the next runs keep those trees as recorded.
+#[derive(Debug)]
+pub struct OutputLock {
+    _dir: Option<std::fs::File>,
+}
+
+/// Takes [`OutputLock`] on `root` (created if missing); an error when another process holds
+/// it. A file system without `flock` (some network mounts) runs unlocked, as before.
+pub fn lock_output(root: &Path) -> Result<OutputLock, WriteError> {
+    use std::fs::TryLockError;
+    std::fs::create_dir_all(root).map_err(io("create", root))?;
+    let dir = std::fs::File::open(root).map_err(io("open", root))?;
+    match dir.try_lock() {
+        Ok(()) => Ok(OutputLock { _dir: Some(dir) }),
+        Err(TryLockError::WouldBlock) => Err(io("lock", root)(std::io::Error::new(
+            std::io::ErrorKind::WouldBlock,
+            "another provisio process is writing this output tree; only one may at a time",
+        ))),
+        Err(TryLockError::Error(e)) => {
+            tracing::warn!("cannot lock {}: {e}; running unlocked", root.display());
+            Ok(OutputLock { _dir: None })
+        }
+    }
 }

@@ -42,6 +42,33 @@ pub use transport::{RemoteError, Transport};
 /// A commit or object id.
 pub use git2::Oid;
 
+/// How much of its pack files libgit2 keeps mapped at once, process-wide (`mwindow.c`): each
+/// read of a packed object goes through a window of the file mapped whole, by default up to
+/// 1 GiB long and up to 8 GiB mapped in all, released only when the limit is passed or the
+/// pack is closed. Every page of a window that was read stays counted in the process's
+/// resident memory (as file or shared memory), so with the defaults a first commit of
+/// 10,000 tenants (its packs: 281 MB, whole objects) kept them all resident: 370 of its
+/// 587 MiB peak (BENCHMARKS.md, issue 13). 16 MiB windows and 32 MiB mapped in all bound
+/// that part (libgit2's own defaults on 32-bit systems are 32 MiB and 256 MiB); a window
+/// that is not in use is unmapped when a new one would pass the limit (`new_window_locked`,
+/// least recently used first), so the limit is soft: windows in use are never closed.
+const PACK_WINDOW_SIZE: usize = 16 << 20;
+const PACK_MAPPED_LIMIT: usize = 32 << 20;
+
+/// Sets libgit2's process-wide options that bound its memory; called once where the process
+/// starts (`cli::main`), before any repository is opened. Only memory changes: no option set
+/// here changes what is read or written.
+pub fn set_process_options() {
+    // SAFETY: process-wide settings of libgit2, written before any thread of ours uses it.
+    let set = unsafe {
+        git2::opts::set_mwindow_size(PACK_WINDOW_SIZE)
+            .and_then(|()| git2::opts::set_mwindow_mapped_limit(PACK_MAPPED_LIMIT))
+    };
+    if let Err(e) = set {
+        tracing::warn!("libgit2 kept its default pack windows: {e}");
+    }
+}
+
 /// Errors of the git layer, each naming what it was doing and in which repository.
 #[derive(Debug, thiserror::Error)]
 pub enum GitError {

@@ -656,10 +656,77 @@ impl OutputRepo {
             .repo
             .index()
             .map_err(self.repo.err("read the index"))?;
-        index
+        let written = index
             .read_tree(&tree)
-            .map_err(self.repo.err("read HEAD into the index"))?;
-        index.write().map_err(self.repo.err("write the index"))
+            .and_then(|()| index.write())
+            .map_err(self.repo.err("write the index"));
+        self.after_index_write(&mut index, written, tree.id())
+    }
+
+    /// After `index` (the repository's) was changed to hold `tree` and written (`written`):
+    /// records that the file with this checksum holds `tree` ([`IndexRecord`]); when the write
+    /// failed, reloads the index from the disk instead, so that the repository's cached index
+    /// never holds changes the file lacks (its checksum would then describe other entries).
+    fn after_index_write(
+        &self,
+        index: &mut git2::Index,
+        written: Result<()>,
+        tree: Oid,
+    ) -> Result<()> {
+        let record = IndexRecord::path(self.repo.repo.path());
+        if let Err(e) = written {
+            let _ = std::fs::remove_file(&record);
+            let _ = index.read(true);
+            return Err(e);
+        }
+        if let Err(e) = IndexRecord::write(&record, index_checksum(index), tree) {
+            // Only the next run's shortcut is lost: it checks the index whole.
+            warn!(
+                "cannot record the index's tree in {}: {e}",
+                record.display()
+            );
+        }
+        Ok(())
+    }
+
+    /// Brings the index in step with HEAD after a run that made no commit. A run killed after
+    /// moving HEAD and before updating the index left the index holding the parent's tree; a
+    /// run after it that finds nothing to commit must still repair it (otherwise `git status`
+    /// in the output clone shows the last commit undone, staged, until the next commit).
+    /// Cheap when the index file is the one provisio last wrote holding HEAD's tree: its
+    /// trailer and the record say so without reading the index; otherwise the index's tree
+    /// is built and compared, and the index rebuilt from HEAD when it differs.
+    pub fn sync_index_to_head(&self) -> Result<()> {
+        let repo = &self.repo.repo;
+        let Ok(head) = repo.head() else {
+            return Ok(());
+        };
+        let tree = head
+            .peel_to_tree()
+            .map_err(self.repo.err("read HEAD's tree"))?;
+        let recorded = IndexRecord::read(&IndexRecord::path(repo.path()));
+        if let Some((checksum, recorded_tree)) = recorded
+            && recorded_tree == tree.id()
+            && index_file_trailer(&repo.path().join("index")) == Some(checksum)
+        {
+            return Ok(());
+        }
+        let mut index = repo.index().map_err(self.repo.err("read the index"))?;
+        // The file on disk, not a copy this process read earlier.
+        index.read(false).map_err(self.repo.err("read the index"))?;
+        if !index.is_empty() && index.write_tree().ok() == Some(tree.id()) {
+            // Recorded (the checksum is of the bytes just read), so that the next run with
+            // nothing to commit takes the free path again.
+            let record = IndexRecord::path(repo.path());
+            if let Err(e) = IndexRecord::write(&record, index_checksum(&index), tree.id()) {
+                warn!(
+                    "cannot record the index's tree in {}: {e}",
+                    record.display()
+                );
+            }
+            return Ok(());
+        }
+        self.sync_index()
     }
 
     /// Brings the index in step after `commit` (one [`OutputRepo::commit_summary`] made on
@@ -679,7 +746,13 @@ impl OutputRepo {
         };
         let mut index = repo.index().map_err(self.repo.err("read the index"))?;
         let old = tree_of(parent)?;
-        if index.is_empty() || index.write_tree().ok() != Some(old.id()) {
+        // Whether the index holds the parent's tree: known without reading every tree when
+        // the file is still the one provisio wrote holding it (same checksum); otherwise by
+        // building the index's tree (its cached tree is invalid after the last update).
+        let recorded = IndexRecord::read(&IndexRecord::path(repo.path()));
+        let holds_old = recorded == Some((index_checksum(&index), old.id()))
+            || (!index.is_empty() && index.write_tree().ok() == Some(old.id()));
+        if !holds_old {
             return self.sync_index();
         }
         let new = tree_of(commit.id)?;
@@ -687,22 +760,22 @@ impl OutputRepo {
             .diff_tree_to_tree(Some(&old), Some(&new), None)
             .map_err(self.repo.err("diff the commit"))?;
         let workdir = repo.workdir().expect("checked at open");
-        for d in diff.deltas() {
-            if d.status() == git2::Delta::Deleted {
-                if let Some(p) = d.old_file().path() {
-                    index
-                        .remove_path(p)
-                        .map_err(self.repo.err("update the index"))?;
+        let update = |index: &mut git2::Index| -> std::result::Result<(), git2::Error> {
+            for d in diff.deltas() {
+                if d.status() == git2::Delta::Deleted {
+                    if let Some(p) = d.old_file().path() {
+                        index.remove_path(p)?;
+                    }
+                    continue;
                 }
-                continue;
+                let f = d.new_file();
+                let Some(p) = f.path() else { continue };
+                index.add(&index_entry(p, f.id(), u32::from(f.mode()), workdir))?;
             }
-            let f = d.new_file();
-            let Some(p) = f.path() else { continue };
-            index
-                .add(&index_entry(p, f.id(), u32::from(f.mode()), workdir))
-                .map_err(self.repo.err("update the index"))?;
-        }
-        index.write().map_err(self.repo.err("write the index"))
+            index.write()
+        };
+        let written = update(&mut index).map_err(self.repo.err("update the index"));
+        self.after_index_write(&mut index, written, new.id())
     }
 
     /// Commits `tree_id` on HEAD when it differs from HEAD's tree.
@@ -929,6 +1002,63 @@ impl OutputRepo {
             }
         }
         Ok(Some(files))
+    }
+}
+
+/// The checksum libgit2 keeps of the index file it last read or wrote (the SHA-1 trailer of
+/// that file, `index.c`: set by `parse_index` from the bytes it parsed, and by
+/// `git_indexwriter_commit` from the bytes it wrote). git2 does not expose it.
+fn index_checksum(index: &git2::Index) -> [u8; 20] {
+    use git2::Binding;
+    unsafe extern "C" {
+        fn git_index_checksum(index: *mut libgit2_sys::git_index) -> *const libgit2_sys::git_oid;
+    }
+    // SAFETY: `index` is a live index; libgit2 returns a pointer into it (a SHA-1 repository:
+    // 20 bytes), copied before `index` can change.
+    unsafe { (*git_index_checksum(index.raw())).id }
+}
+
+/// The last 20 bytes of the index file at `path` (its SHA-1 trailer; zeros when written with
+/// `index.skipHash`, which no recorded checksum equals).
+fn index_file_trailer(path: &Path) -> Option<[u8; 20]> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut f = std::fs::File::open(path).ok()?;
+    f.seek(SeekFrom::End(-20)).ok()?;
+    let mut trailer = [0u8; 20];
+    f.read_exact(&mut trailer).ok()?;
+    Some(trailer)
+}
+
+/// `.git/provisio-index`: the checksum of the index file provisio last wrote and the tree it
+/// holds. When the index still has that checksum, it is that file (a write by anyone else —
+/// `git add`, a checkout, `git status` refreshing it — changes the checksum), so the tree is
+/// known without rebuilding it from 270,000 entries. Written after the index, by rename; lost
+/// or stale, it only sends the next run through the full check.
+struct IndexRecord;
+
+impl IndexRecord {
+    fn path(git_dir: &Path) -> std::path::PathBuf {
+        git_dir.join("provisio-index")
+    }
+
+    fn write(path: &Path, checksum: [u8; 20], tree: Oid) -> std::io::Result<()> {
+        let hex: String = checksum.iter().map(|b| format!("{b:02x}")).collect();
+        let tmp = path.with_extension("tmp");
+        std::fs::write(&tmp, format!("{hex} {tree}\n"))?;
+        std::fs::rename(&tmp, path)
+    }
+
+    fn read(path: &Path) -> Option<([u8; 20], Oid)> {
+        let text = std::fs::read_to_string(path).ok()?;
+        let (hex, tree) = text.trim_end().split_once(' ')?;
+        if hex.len() != 40 {
+            return None;
+        }
+        let mut checksum = [0u8; 20];
+        for (i, b) in checksum.iter_mut().enumerate() {
+            *b = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
+        }
+        Some((checksum, Oid::from_str(tree).ok()?))
     }
 }
 

@@ -9,6 +9,7 @@ pub mod lifecycle;
 pub mod lifecycle_rules;
 pub mod model;
 pub mod parse;
+pub mod release;
 pub mod resources;
 pub mod rules;
 pub mod tools;

@@ -56,6 +56,16 @@ impl Renderer {
     pub fn tenant(&self, plan: &TenantPlan<'_>) -> Result<Files, RenderError> {
         tenant::render_tenant(plan, &self.env)
     }
+
+    /// The files of one tenant's tree that the versions of the `released` products reach
+    /// ([`tenant::render_tenant_release`]).
+    pub fn tenant_release(
+        &self,
+        plan: &TenantPlan<'_>,
+        released: &std::collections::BTreeSet<String>,
+    ) -> Result<Files, RenderError> {
+        tenant::render_tenant_release(plan, released)
+    }
 }
 
 /// Renders everything in memory: every tenant tree, the platform tree and the Argo CD objects. The commands

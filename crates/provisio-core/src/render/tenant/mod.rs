@@ -27,13 +27,13 @@ use rbac::rbac;
 use secrets::external_secrets;
 use workloads::{deployment, hash_config, migration_job, service, tenant_config};
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use k8s_openapi::api::batch::v1::Job;
 use serde::Serialize;
 
 use crate::lifecycle::Phase;
-use crate::plan::TenantPlan;
+use crate::plan::{ProductPlan, TenantPlan};
 use crate::registry::PurgeStep;
 use crate::render::templates::Environment;
 use crate::render::yaml::{Files, RenderError, TENANTS_DIR, to_yaml, yaml_file};
@@ -48,7 +48,7 @@ pub use secrets::INTERNAL_API_SECRET;
 /// a removed tenant.
 pub fn render_tenant(plan: &TenantPlan<'_>, env: &Environment) -> Result<Files, RenderError> {
     let mut files: BTreeMap<String, Vec<u8>> = BTreeMap::new();
-    let mut add = |name: &str, docs: Vec<String>| {
+    let add = |files: &mut BTreeMap<String, Vec<u8>>, name: &str, docs: Vec<String>| {
         files.insert(name.to_owned(), yaml_file(&docs));
     };
     let phase = plan.phase;
@@ -58,18 +58,22 @@ pub fn render_tenant(plan: &TenantPlan<'_>, env: &Environment) -> Result<Files, 
     // Everything but the last purge step keeps the namespace and its guardrails.
     if phase != Phase::Purging(PurgeStep::Namespace) {
         add(
+            &mut files,
             "namespace.yaml",
             vec![to_yaml("Namespace", &namespace(plan))?],
         );
         add(
+            &mut files,
             "resource-quota.yaml",
             vec![to_yaml("ResourceQuota", &resource_quota(plan))?],
         );
         add(
+            &mut files,
             "limit-range.yaml",
             vec![to_yaml("LimitRange", &limit_range(plan))?],
         );
         add(
+            &mut files,
             "network-policy.yaml",
             each("NetworkPolicy", &network_policies(plan))?,
         );
@@ -77,33 +81,29 @@ pub fn render_tenant(plan: &TenantPlan<'_>, env: &Environment) -> Result<Files, 
         let mut docs = each("ServiceAccount", &sas)?;
         docs.push(to_yaml("Role", &role)?);
         docs.push(to_yaml("RoleBinding", &binding)?);
-        add("rbac.yaml", docs);
+        add(&mut files, "rbac.yaml", docs);
     }
     if phase.runs() {
         add(
+            &mut files,
             "external-secrets.yaml",
             each("ExternalSecret", &external_secrets(plan))?,
         );
         let config = tenant_config(plan);
         let config_hash = hash_config(&config);
-        add("config-map.yaml", vec![to_yaml("ConfigMap", &config)?]);
+        add(
+            &mut files,
+            "config-map.yaml",
+            vec![to_yaml("ConfigMap", &config)?],
+        );
         for p in &plan.products {
-            add(
-                &format!("deployments/{}.yaml", p.name),
-                vec![
-                    to_yaml("Deployment", &deployment(plan, p, &config_hash))?,
-                    to_yaml("Service", &service(plan, p))?,
-                ],
+            files.insert(
+                deployment_file_name(p.name),
+                deployment_file(plan, p, &config_hash)?,
             );
         }
-        // No migration runs against a quiesced tenant's databases.
-        let migrations: Vec<Job> = plan
-            .products
-            .iter()
-            .filter_map(|p| migration_job(plan, p))
-            .collect();
-        if !migrations.is_empty() && phase != Phase::Due {
-            add("jobs.yaml", each("Job", &migrations)?);
+        if let Some(bytes) = migrations_file(plan)? {
+            files.insert(MIGRATIONS_FILE.to_owned(), bytes);
         }
         let (credentials_spec, credentials_job) = super::jobs::credentials_job(plan);
         let mut docs = vec![
@@ -114,21 +114,28 @@ pub fn render_tenant(plan: &TenantPlan<'_>, env: &Environment) -> Result<Files, 
             docs.push(to_yaml("ConfigMap", &s.spec)?);
             docs.push(to_yaml("Job", &s.job)?);
         }
-        add("setup-jobs.yaml", docs);
+        add(&mut files, "setup-jobs.yaml", docs);
         add(
+            &mut files,
             "certificate.yaml",
             vec![to_yaml("Certificate", &certificate(plan))?],
         );
-        add("ingress.yaml", vec![to_yaml("Ingress", &ingress(plan))?]);
         add(
+            &mut files,
+            "ingress.yaml",
+            vec![to_yaml("Ingress", &ingress(plan))?],
+        );
+        add(
+            &mut files,
             "service-monitor.yaml",
             vec![to_yaml("ServiceMonitor", &service_monitor(plan))?],
         );
         add(
+            &mut files,
             "prometheus-rule.yaml",
             vec![to_yaml("PrometheusRule", &prometheus_rule(plan))?],
         );
-        add("grafana.yaml", grafana::grafana(plan, env)?);
+        add(&mut files, "grafana.yaml", grafana::grafana(plan, env)?);
     }
     let mut by_file: BTreeMap<&str, Vec<String>> = BTreeMap::new();
     for j in super::lifecycle::lifecycle_jobs(plan) {
@@ -137,7 +144,7 @@ pub fn render_tenant(plan: &TenantPlan<'_>, env: &Environment) -> Result<Files, 
         docs.push(to_yaml("Job", &j.job)?);
     }
     for (file, docs) in by_file {
-        add(file, docs);
+        add(&mut files, file, docs);
     }
 
     let resources: Vec<String> = files.keys().cloned().collect();
@@ -156,6 +163,80 @@ pub fn render_tenant(plan: &TenantPlan<'_>, env: &Environment) -> Result<Files, 
         config_json(plan),
     );
     Ok(out)
+}
+
+/// The migration Jobs' file of a tenant tree.
+pub const MIGRATIONS_FILE: &str = "jobs.yaml";
+
+/// The file of a product's Deployment and Service, relative to the tenant's tree.
+pub fn deployment_file_name(product: &str) -> String {
+    format!("deployments/{product}.yaml")
+}
+
+fn deployment_file(
+    plan: &TenantPlan<'_>,
+    p: &ProductPlan<'_>,
+    config_hash: &str,
+) -> Result<Vec<u8>, RenderError> {
+    Ok(yaml_file(&[
+        to_yaml("Deployment", &deployment(plan, p, config_hash))?,
+        to_yaml("Service", &service(plan, p))?,
+    ]))
+}
+
+/// `jobs.yaml`: every product's migration Job, absent when no product migrates. No migration
+/// runs against a quiesced tenant's databases.
+fn migrations_file(plan: &TenantPlan<'_>) -> Result<Option<Vec<u8>>, RenderError> {
+    let migrations: Vec<Job> = plan
+        .products
+        .iter()
+        .filter_map(|p| migration_job(plan, p))
+        .collect();
+    if migrations.is_empty() || plan.phase == Phase::Due {
+        return Ok(None);
+    }
+    Ok(Some(yaml_file(&each("Job", &migrations)?)))
+}
+
+/// The files of a tenant's tree that a product's version reaches, re-rendered for the
+/// products named in `released`: each one's `deployments/<product>.yaml` and, when one of them
+/// migrates, `jobs.yaml` — byte for byte what [`render_tenant`] writes for them.
+///
+/// Architecture Invariant: a product's `version` (its image tag) reaches no other file of a
+/// tenant's tree, and never decides which files the tree has (the set of files depends on
+/// the phase, the products and whether they migrate, not on versions). `generate` relies on
+/// it to re-render only these files when nothing but versions changed
+/// (`tests/incremental.rs` proves a run so made equals a full render).
+pub fn render_tenant_release(
+    plan: &TenantPlan<'_>,
+    released: &BTreeSet<String>,
+) -> Result<Files, RenderError> {
+    let mut files = Files::new();
+    if !plan.phase.runs() {
+        return Ok(files);
+    }
+    let prefix = format!("{TENANTS_DIR}/{}/", plan.id);
+    let ours: Vec<&ProductPlan<'_>> = plan
+        .products
+        .iter()
+        .filter(|p| released.contains(p.name))
+        .collect();
+    if ours.is_empty() {
+        return Ok(files);
+    }
+    let config_hash = hash_config(&tenant_config(plan));
+    for p in &ours {
+        files.insert(
+            format!("{prefix}{}", deployment_file_name(p.name)),
+            deployment_file(plan, p, &config_hash)?,
+        );
+    }
+    if ours.iter().any(|p| p.product.migration.is_some())
+        && let Some(bytes) = migrations_file(plan)?
+    {
+        files.insert(format!("{prefix}{MIGRATIONS_FILE}"), bytes);
+    }
+    Ok(files)
 }
 
 fn each<T: Serialize>(what: &str, objs: &[T]) -> Result<Vec<String>, RenderError> {
