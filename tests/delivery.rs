@@ -51,6 +51,33 @@ fn deliver_once(repo: &OutputRepo, summary: Option<&Summary>, why: &Why) -> deli
     .unwrap()
 }
 
+/// `provisio generate --registry … --out … --now NOW <extra>` of the workspace, run by the
+/// binary; asserts exit 0 and returns its standard error.
+fn generate_bin(ws: &Workspace, extra: &[&str]) -> String {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_provisio"))
+        .arg("generate")
+        .arg("--registry")
+        .arg(ws.registry())
+        .arg("--out")
+        .arg(ws.out())
+        .args(["--now", NOW])
+        .args(extra)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    stderr
+}
+
+/// The paths `git status` would list in a repository (nothing when it is clean).
+fn status_paths(repo: &git2::Repository) -> Vec<String> {
+    repo.statuses(None)
+        .unwrap()
+        .iter()
+        .filter_map(|s| s.path().ok().map(str::to_owned))
+        .collect()
+}
+
 fn opts() -> GenerateOptions {
     GenerateOptions::new(common::now())
 }
@@ -513,21 +540,7 @@ fn a_hand_edit_the_render_matches_is_still_committed() {
 fn generate_commit_commits_output_an_earlier_run_left_uncommitted() {
     let ws = Workspace::new();
     let (bare, url) = bare(ws.dir.path());
-    let run = |extra: &[&str]| {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_provisio"))
-            .arg("generate")
-            .arg("--registry")
-            .arg(ws.registry())
-            .arg("--out")
-            .arg(ws.out())
-            .args(["--now", NOW])
-            .args(extra)
-            .output()
-            .unwrap();
-        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-        assert_eq!(out.status.code(), Some(0), "{stderr}");
-        stderr
-    };
+    let run = |extra: &[&str]| generate_bin(&ws, extra);
     let deliver = ["--commit", "--push", "--manifests-url", url.as_str()];
     run(&deliver);
     let first = head_of(&bare, "main").unwrap();
@@ -550,12 +563,7 @@ fn generate_commit_commits_output_an_earlier_run_left_uncommitted() {
         message(&bare, head)
     );
     let clone = git2::Repository::open(ws.out()).unwrap();
-    let dirty: Vec<String> = clone
-        .statuses(None)
-        .unwrap()
-        .iter()
-        .filter_map(|s| s.path().ok().map(str::to_owned))
-        .collect();
+    let dirty = status_paths(&clone);
     assert!(dirty.is_empty(), "{dirty:?}");
 }
 
@@ -567,17 +575,7 @@ fn the_index_follows_each_commit_and_a_foreign_write_is_not_trusted() {
     let ws = Workspace::new();
     let (_bare, url) = bare(ws.dir.path());
     let deliver = |ws: &Workspace| {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_provisio"))
-            .arg("generate")
-            .arg("--registry")
-            .arg(ws.registry())
-            .arg("--out")
-            .arg(ws.out())
-            .args(["--now", NOW, "--commit", "--push", "--manifests-url", &url])
-            .output()
-            .unwrap();
-        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-        assert_eq!(out.status.code(), Some(0), "{stderr}");
+        let stderr = generate_bin(ws, &["--commit", "--push", "--manifests-url", &url]);
         assert!(stderr.contains("generate: committed "), "{stderr}");
     };
     let index_holds_head = |what: &str| {
@@ -623,20 +621,8 @@ fn the_index_follows_each_commit_and_a_foreign_write_is_not_trusted() {
 fn a_run_after_one_killed_before_its_index_update_brings_the_index_to_head() {
     let ws = Workspace::new();
     let (_bare, url) = bare(ws.dir.path());
-    let deliver = |ws: &Workspace| {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_provisio"))
-            .arg("generate")
-            .arg("--registry")
-            .arg(ws.registry())
-            .arg("--out")
-            .arg(ws.out())
-            .args(["--now", NOW, "--commit", "--push", "--manifests-url", &url])
-            .output()
-            .unwrap();
-        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-        assert_eq!(out.status.code(), Some(0), "{stderr}");
-        stderr
-    };
+    let deliver =
+        |ws: &Workspace| generate_bin(ws, &["--commit", "--push", "--manifests-url", &url]);
     deliver(&ws);
     let git_dir = ws.out().join(".git");
     let saved: Vec<(std::path::PathBuf, Vec<u8>)> = ["index", "provisio-index"]
@@ -656,12 +642,7 @@ fn a_run_after_one_killed_before_its_index_update_brings_the_index_to_head() {
     let head = clone.head().unwrap().peel_to_tree().unwrap().id();
     let mut index = clone.index().unwrap();
     assert_eq!(index.write_tree().unwrap(), head);
-    let staged: Vec<String> = clone
-        .statuses(None)
-        .unwrap()
-        .iter()
-        .filter_map(|s| s.path().ok().map(str::to_owned))
-        .collect();
+    let staged = status_paths(&clone);
     assert!(staged.is_empty(), "{staged:?}");
 }
 
@@ -674,17 +655,7 @@ fn stock_git_in_the_output_clone_between_runs_changes_nothing_delivered() {
     let ws = Workspace::new();
     let (bare_path, url) = bare(ws.dir.path());
     let deliver = |ws: &Workspace| {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_provisio"))
-            .arg("generate")
-            .arg("--registry")
-            .arg(ws.registry())
-            .arg("--out")
-            .arg(ws.out())
-            .args(["--now", NOW, "--commit", "--push", "--manifests-url", &url])
-            .output()
-            .unwrap();
-        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-        assert_eq!(out.status.code(), Some(0), "{stderr}");
+        generate_bin(ws, &["--commit", "--push", "--manifests-url", &url]);
     };
     let git = |args: &[&str]| {
         let Ok(out) = std::process::Command::new("git")
