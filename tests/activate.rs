@@ -15,7 +15,6 @@ use std::sync::{Arc, Mutex};
 
 use provisio::services::serve::LIFECYCLE_PREFIX;
 use provisio::setup::secrets::{FileStore, SecretStore};
-use provisio_core::lifecycle::signature;
 use provisio_core::plan::lifecycle::ActivationSpec;
 use serde_json::{Value, json};
 use serve_support::*;
@@ -165,13 +164,7 @@ fn activation_registers_the_website_sends_one_welcome_email_and_reports_active()
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
             .collect()
     };
-    let key = hex::encode(signature::derive_key(MASTER.as_bytes(), CAFE));
-    store
-        .create(
-            &spec.report.key_secret,
-            &entry(&[("tenant", CAFE), ("key", &key)]),
-        )
-        .unwrap();
+    store_report_key(&store, &spec.report.key_secret, MASTER, CAFE);
     store
         .create(
             &spec.welcome.admin_secret,

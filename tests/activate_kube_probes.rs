@@ -19,8 +19,7 @@ use std::process::Command;
 use std::sync::{Arc, Mutex};
 
 use provisio::services::serve::LIFECYCLE_PREFIX;
-use provisio::setup::secrets::{FileStore, SecretStore};
-use provisio_core::lifecycle::signature;
+use provisio::setup::secrets::FileStore;
 use provisio_core::plan::lifecycle::ActivationSpec;
 use serde_json::{Value, json};
 use support_setup::health_endpoint;
@@ -189,16 +188,7 @@ fn deployment_and_grafana_probes_wait_for_a_finished_rollout_and_ready_synced_ob
     };
     let spec_file = dir.path().join("activation.json");
     std::fs::write(&spec_file, serde_json::to_string_pretty(&act).unwrap()).unwrap();
-    let key = hex::encode(signature::derive_key(MASTER.as_bytes(), CAFE));
-    store
-        .create(
-            &act.report.key_secret,
-            &[("tenant", CAFE), ("key", key.as_str())]
-                .iter()
-                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-                .collect(),
-        )
-        .unwrap();
+    serve_support::store_report_key(&store, &act.report.key_secret, MASTER, CAFE);
 
     // Everything healthy but what each case changes.
     let healthy = || {

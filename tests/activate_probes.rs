@@ -18,7 +18,6 @@ use mysql::prelude::Queryable;
 use provisio::services::serve::LIFECYCLE_PREFIX;
 use provisio::setup::s3;
 use provisio::setup::secrets::{FileStore, SecretStore};
-use provisio_core::lifecycle::signature;
 use provisio_core::plan::lifecycle::ActivationSpec;
 use support_setup::{
     MYSQL_ADMIN_PASSWORD, MYSQL_ADMIN_USER, MariaDb, Method, Moto, RABBIT_ADMIN_PASSWORD,
@@ -183,13 +182,7 @@ fn activation_probes_the_real_servers_and_waits_for_each_broken_probe() {
     let spec_file = dir.path().join("activate.json");
     std::fs::write(&spec_file, serde_json::to_string_pretty(&act).unwrap()).unwrap();
     // What `setup credentials` and `setup minio` leave in the store.
-    let report_key = hex::encode(signature::derive_key(MASTER.as_bytes(), CAFE));
-    store
-        .create(
-            &act.report.key_secret,
-            &entry(&[("tenant", CAFE), ("key", &report_key)]),
-        )
-        .unwrap();
+    serve_support::store_report_key(&store, &act.report.key_secret, MASTER, CAFE);
     store
         .create(
             &act.welcome.admin_secret,

@@ -21,7 +21,7 @@ use provisio::io::http::seg;
 use provisio::services::serve::{self, LIFECYCLE_PREFIX};
 use provisio::setup::aws::sha256_hex;
 use provisio::setup::s3;
-use provisio::setup::secrets::{FileStore, SecretStore};
+use provisio::setup::secrets::FileStore;
 use provisio_core::lifecycle::signature;
 use provisio_core::plan::lifecycle::BackupSpec;
 use provisio_core::plan::setup::SetupSpec;
@@ -171,16 +171,12 @@ fn a_cancelled_tenant_is_backed_up_and_removed_through_serve_and_nothing_of_it_r
             let (code, log) = run(&args, &env);
             assert_eq!(code, 0, "setup {service} {t}: {log}");
         }
-        let key = hex::encode(signature::derive_key(MASTER.as_bytes(), t));
-        store
-            .create(
-                &plan_spec(&f.registry, t, |p| p.report_remote_key.clone()),
-                &[("tenant", t), ("key", key.as_str())]
-                    .into_iter()
-                    .map(|(k, v)| (k.to_owned(), v.to_owned()))
-                    .collect(),
-            )
-            .unwrap();
+        serve_support::store_report_key(
+            &store,
+            &plan_spec(&f.registry, t, |p| p.report_remote_key.clone()),
+            MASTER,
+            t,
+        );
         specs.push(spec);
     }
     let (sa, sb) = (&specs[0], &specs[1]);

@@ -665,16 +665,7 @@ fn purge_checks_report_a_step_only_once_the_cluster_shows_it_done() {
     let dir = tempfile::tempdir().unwrap();
     let store = FileStore::new(dir.path().join("store"));
     let key_secret = format!("/e-commerce/tenants/{NORD}/report");
-    let key = hex::encode(signature::derive_key(MASTER.as_bytes(), NORD));
-    store
-        .create(
-            &key_secret,
-            &[("tenant", NORD), ("key", key.as_str())]
-                .into_iter()
-                .map(|(k, v)| (k.to_owned(), v.to_owned()))
-                .collect(),
-        )
-        .unwrap();
+    store_report_key(&store, &key_secret, MASTER, NORD);
     let ns = format!("e-commerce-{NORD}");
     let objects = Arc::new(std::sync::Mutex::new(std::collections::BTreeMap::new()));
     let list = |items: Value| json!({"kind": "List", "items": items});
@@ -763,23 +754,14 @@ fn purge_checks_report_a_step_only_once_the_cluster_shows_it_done() {
 /// message, is the reason serve records (`failed`, attempts counted per Job).
 #[test]
 fn report_sync_failed_records_why_the_sync_failed() {
-    use provisio::setup::secrets::{FileStore, SecretStore};
+    use provisio::setup::secrets::FileStore;
     let f = Fixture::new();
     let real_now = chrono::Utc::now();
     let server = start_at(&f, real_now);
     let dir = tempfile::tempdir().unwrap();
     let store = FileStore::new(dir.path().join("store"));
     let key_secret = format!("/e-commerce/tenants/{CAFE}/report");
-    let key = hex::encode(signature::derive_key(MASTER.as_bytes(), CAFE));
-    store
-        .create(
-            &key_secret,
-            &[("tenant", CAFE), ("key", key.as_str())]
-                .into_iter()
-                .map(|(k, v)| (k.to_owned(), v.to_owned()))
-                .collect(),
-        )
-        .unwrap();
+    store_report_key(&store, &key_secret, MASTER, CAFE);
     let objects = Arc::new(std::sync::Mutex::new(std::collections::BTreeMap::new()));
     let shared = "e-commerce-shared";
     objects.lock().unwrap().insert(

@@ -326,3 +326,22 @@ pub fn start_binary(f: &Fixture, secret: SecretFrom) -> Server {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// What `setup credentials` leaves in the secret store for tenant `tenant`'s Jobs: its report
+/// key, derived from serve's `master` secret, at `secret`.
+pub fn store_report_key(
+    store: &dyn provisio::setup::secrets::SecretStore,
+    secret: &str,
+    master: &str,
+    tenant: &str,
+) {
+    let key = hex::encode(provisio_core::lifecycle::signature::derive_key(
+        master.as_bytes(),
+        tenant,
+    ));
+    let entry = [("tenant", tenant), ("key", key.as_str())]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+    store.create(secret, &entry).unwrap();
+}
