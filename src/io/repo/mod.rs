@@ -55,9 +55,21 @@ pub use git2::Oid;
 const PACK_WINDOW_SIZE: usize = 16 << 20;
 const PACK_MAPPED_LIMIT: usize = 32 << 20;
 
-/// Sets libgit2's process-wide options that bound its memory; called once where the process
-/// starts (`cli::main`), before any repository is opened. Only memory changes: no option set
-/// here changes what is read or written.
+/// Sets libgit2's process-wide options; called once where the process starts (`cli::main`),
+/// before any repository is opened. No option set here changes what is written.
+///
+/// - The pack windows ([`PACK_WINDOW_SIZE`], [`PACK_MAPPED_LIMIT`]) bound memory.
+/// - libgit2's read-back hash check is off (`GIT_OPT_ENABLE_STRICT_HASH_VERIFICATION`, on by
+///   default: `odb.c` `git_odb_read` hashes every object it reads and compares the result with
+///   the id asked for). It was 18 % of the samples of a product's version bump at 10,000
+///   tenants (BENCHMARKS.md, issue 13, fourth round): every tree the commit edits and every
+///   tree and blob the push's pack builder walks or packs is hashed again. Stock git does not
+///   check an object's hash when it reads it either; it checks on receipt (`index-pack`,
+///   `unpack-objects`) and in `fsck`. The objects provisio reads are ones it wrote itself
+///   (hashed as they were written) or received through a fetch, whose indexer hashes every
+///   object of the pack (libgit2's `indexer.c`, independent of this option), so a corrupted
+///   object on disk is found by `git fsck` as in any git repository, not by every read. The
+///   remote's own checks are untouched: a push's pack is indexed, and hashed, by the server.
 pub fn set_process_options() {
     // SAFETY: process-wide settings of libgit2, written before any thread of ours uses it.
     let set = unsafe {
@@ -67,6 +79,7 @@ pub fn set_process_options() {
     if let Err(e) = set {
         tracing::warn!("libgit2 kept its default pack windows: {e}");
     }
+    git2::opts::strict_hash_verification(false);
 }
 
 /// Errors of the git layer, each naming what it was doing and in which repository.
