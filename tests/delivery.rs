@@ -466,6 +466,18 @@ fn a_product_release_commits_exactly_the_full_render() {
         output_only(tree_files(&bare, head)),
         expected(&ws.registry())
     );
+    // Every object the commits stored is one they name: a tree edited at two paths (a
+    // tenant's deployment and its jobs) is written once, not once per path.
+    let dangling = std::process::Command::new("git")
+        .args(["fsck", "--full", "--dangling", "--no-reflogs"])
+        .current_dir(ws.out())
+        .output()
+        .expect("git is needed to check the repositories");
+    let text = String::from_utf8_lossy(&dangling.stdout);
+    assert!(
+        dangling.status.success() && !text.contains("dangling"),
+        "{text}"
+    );
 
     // Someone commits a hand edit to the output repository, the work tree keeping the
     // rendered file: HEAD no longer holds what its state file says, and a run that trusts the
