@@ -200,7 +200,13 @@ impl<'a> Writer<'a> {
     fn place(&mut self, id: &str, input: &str, staged: Staged) -> Result<(), WriteError> {
         let dir = self.root.join(TENANTS_DIR).join(id);
         std::fs::rename(&staged.dir, &dir).map_err(io("rename into place", &dir))?;
-        self.summary.written.extend(staged.paths);
+        let mut start = 0;
+        for &end in &staged.ends {
+            self.summary
+                .written
+                .push(staged.paths[start..end].to_owned());
+            start = end;
+        }
         self.summary.tenants_changed.insert(id.to_owned());
         self.next.tenants.insert(
             id.to_owned(),
@@ -431,8 +437,13 @@ pub enum PreparedTenant {
 #[derive(Debug)]
 pub struct Staged {
     dir: PathBuf,
-    /// Root-relative paths of its files.
-    paths: Vec<String>,
+    /// Root-relative paths of its files, one after the other (ending at `ends`): one
+    /// allocation made on the rendering thread instead of one per file, which the writer's
+    /// thread copies into [`Summary::written`] and frees at once. Small allocations made on a
+    /// rendering thread and kept to the end of the run fragmented that thread's heap (at
+    /// 10,000 tenants, a fifth of the samples were malloc searching its bins).
+    paths: String,
+    ends: Vec<usize>,
     /// [`tree_hash`] of its files.
     tree: String,
 }
@@ -470,7 +481,8 @@ fn stage(root: &Path, id: &str, files: &Files) -> Result<Staged, WriteError> {
     std::fs::create_dir_all(&staging).map_err(io("create", &staging))?;
     let prefix = format!("{TENANTS_DIR}/{id}/");
     let mut created: BTreeSet<PathBuf> = BTreeSet::new();
-    let mut paths = Vec::with_capacity(files.len());
+    let mut paths = String::with_capacity(files.keys().map(String::len).sum());
+    let mut ends = Vec::with_capacity(files.len());
     for (path, bytes) in files {
         let rel = path.strip_prefix(&prefix).unwrap_or(path);
         let target = staging.join(rel);
@@ -486,11 +498,13 @@ fn stage(root: &Path, id: &str, files: &Files) -> Result<Staged, WriteError> {
             .open(&target)
             .and_then(|mut f| std::io::Write::write_all(&mut f, bytes))
             .map_err(io("write", &target))?;
-        paths.push(path.clone());
+        paths.push_str(path);
+        ends.push(paths.len());
     }
     Ok(Staged {
         dir: staging,
         paths,
+        ends,
         tree: tree_hash(files),
     })
 }
