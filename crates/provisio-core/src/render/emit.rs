@@ -4,8 +4,10 @@
 //! per-key allocations. It never decides a quoting question it is not sure of: a string that
 //! is not plainly safe (an ASCII letter first, then only letters, digits and `._/-`, at most
 //! 80 bytes, not a word YAML reads as a bool, null or number) is emitted by serde-saphyr itself
-//! (in key or value position, as a one-entry document) and its bytes are copied. Anything
-//! else — a multi-line or long string serde-saphyr would write as a block scalar, a float, a
+//! (in key or value position, as a one-entry document) and its bytes are copied. A
+//! multi-line ASCII string in a mapping value is written as the literal block scalar
+//! serde-saphyr writes (`|`, `|-`, `|+`). Anything else — another block scalar (in a
+//! sequence, with tabs, non-ASCII text or a first line starting with a space), a float, a
 //! null, an enum with data, a sequence in a sequence, a top-level scalar — makes
 //! [`to_yaml`] return `None`, and the caller serializes the whole object with serde-saphyr.
 //! Tests compare both emitters on adversarial scalars and random trees.
@@ -133,6 +135,40 @@ impl<'o> Emitter<'o> {
         }
         write(self.out)?;
         self.out.push('\n');
+        Ok(())
+    }
+
+    /// A multi-line string as serde-saphyr writes it in a mapping value: a literal block
+    /// scalar (`|`, `|-` without a final newline, `|+` with more than one) whose lines are
+    /// indented one step past the key, empty lines left empty. Only for ASCII text without
+    /// tabs or carriage returns whose first non-empty line does not start with a space (which
+    /// would need an indentation indicator); anything else is left to serde-saphyr.
+    fn literal(self, v: &str) -> Result {
+        let Slot::Value { indent } = self.slot else {
+            return Err(Unsupported);
+        };
+        let content = v.trim_end_matches('\n');
+        let trailing = v.len() - content.len();
+        let printable = |c: &u8| *c == b'\n' || (0x20..=0x7e).contains(c);
+        let first = content.split('\n').find(|l| !l.is_empty()).unwrap_or("");
+        if content.is_empty() || !v.as_bytes().iter().all(printable) || first.starts_with(' ') {
+            return Err(Unsupported);
+        }
+        self.out.push_str(match trailing {
+            0 => " |-\n",
+            1 => " |\n",
+            _ => " |+\n",
+        });
+        for line in content.split('\n') {
+            if !line.is_empty() {
+                spaces(self.out, indent + 2);
+                self.out.push_str(line);
+            }
+            self.out.push('\n');
+        }
+        for _ in 1..trailing {
+            self.out.push('\n');
+        }
         Ok(())
     }
 
@@ -359,6 +395,9 @@ impl<'o> ser::Serializer for Emitter<'o> {
         Err(Unsupported)
     }
     fn serialize_str(self, v: &str) -> Result {
+        if v.contains('\n') {
+            return self.literal(v);
+        }
         self.scalar(|o| value_scalar(o, v))
     }
     fn serialize_bytes(self, _: &[u8]) -> Result {
@@ -614,6 +653,21 @@ mod tests {
         "a.",
         "Infinity",
         "nil",
+        "a\nb\n",
+        "a\nb\n\n",
+        "a\n\nb",
+        "a\n\n\nb\n\n\n",
+        "#!/bin/sh\nset -eu\nmysql -e 'CREATE DATABASE x;'\n",
+        "a: b\n  c: d\n",
+        " a\nb\n",
+        "\n a\nb\n",
+        "a\n b\n",
+        "\na\n",
+        "\ta\nb\n",
+        "a\r\nb\n",
+        "- a\n- b\n",
+        "{\"a\": 1}\n",
+        "café\nb\n",
     ];
 
     #[test]
@@ -654,6 +708,7 @@ mod tests {
     fn scalar() -> impl Strategy<Value = String> {
         prop_oneof![
             prop::sample::select(ADVERSARIAL).prop_map(str::to_owned),
+            "[a-z #:\t-]{0,6}(\n[ a-z#:\t-]{0,6}){0,3}\n{0,3}",
             "[a-zA-Z0-9 ._/:#-]{0,12}",
             any::<String>(),
         ]
@@ -688,7 +743,12 @@ mod tests {
         assert_eq!(to_yaml("top"), None);
         assert_eq!(to_yaml(&BTreeMap::from([("k", None::<u8>)])), None);
         assert_eq!(to_yaml(&BTreeMap::from([("k", vec![vec![1]])])), None);
-        assert_eq!(to_yaml(&BTreeMap::from([("k", "a\nb")])), None);
+        assert_eq!(to_yaml(&BTreeMap::from([("k", vec!["a\nb"])])), None);
+        assert!(same(&BTreeMap::from([("k", "a\nb")])));
+        assert!(same(&BTreeMap::from([(
+            "k",
+            BTreeMap::from([("l", vec![BTreeMap::from([("a", "x\n\n  y\n"), ("b", "c")])])]),
+        )])));
         assert!(same(&BTreeMap::from([(
             "k",
             BTreeMap::<String, u8>::new()
