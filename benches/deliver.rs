@@ -16,8 +16,12 @@
 //! Times are medians of `BENCH_RUNS` runs (3; the first push and its floor run once).
 //! Directories go under `BENCH_DIR` (default `/dev/shm` when it exists: tmpfs, as the issue
 //! measures) and are removed afterwards. `PROVISIO_BIN` runs another build of provisio (the
-//! commit before a change, for before/after tables). `BENCH_KUSTOMIZE=0` skips kubectl;
-//! `BENCH_SYNTHESISE=<dir>` only writes the registry of the first size there (for profiling).
+//! commit before a change, for before/after tables). `BENCH_ROWS` runs only the rows it names,
+//! comma-separated, from `cold`, `kustomize`, `first`, `noop`, `one`, `bump` (default: every
+//! row; a row another depends on still runs, unmeasured: the first push before `noop`, the cold
+//! run before `kustomize`). `BENCH_KUSTOMIZE=0` skips kubectl (as leaving `kustomize` out of
+//! `BENCH_ROWS` does); `BENCH_SYNTHESISE=<dir>` only writes the registry of the first size there
+//! (for profiling).
 //! Run: `cargo bench --bench deliver`.
 
 use std::path::{Path, PathBuf};
@@ -148,6 +152,11 @@ fn apply_last_change(bare: &Path, out: &Path, clone: &Path) {
     }
 }
 
+/// Whether `BENCH_ROWS` (default: every row) names `row`.
+fn wanted(row: &str) -> bool {
+    std::env::var("BENCH_ROWS").map_or(true, |rows| rows.split(',').any(|r| r.trim() == row))
+}
+
 fn main() {
     let sizes: Vec<usize> = std::env::var("BENCH_SIZES")
         .unwrap_or_else(|_| "10000".into())
@@ -177,57 +186,15 @@ fn main() {
     println!("\n| step | tenants | time | peak memory | next to |\n|---|---|---|---|---|");
 
     // Cold generate against its floor (cp -r of the same tree), and kustomize per overlay.
-    let cold_n = env_or("BENCH_COLD_SIZE", 1000);
-    let tmp = tempfile::tempdir_in(&root).unwrap();
-    let dir = tmp.path();
-    synthesise(&dir.join("registry"), cold_n);
-    let out = dir.join("out");
-    let mut cold = Vec::new();
-    let mut floor = Vec::new();
-    for _ in 0..runs {
-        let _ = std::fs::remove_dir_all(&out);
-        let _ = std::fs::remove_dir_all(dir.join("copy"));
-        cold.push(measure(&mut generate(&dir.join("registry"), &out, &[])));
-        floor.push(measure(
-            Command::new("cp").arg("-r").arg(&out).arg(dir.join("copy")),
-        ));
+    let kustomize =
+        wanted("kustomize") && !std::env::var("BENCH_KUSTOMIZE").is_ok_and(|v| v == "0");
+    if wanted("cold") || kustomize {
+        cold_rows(&root, runs, kustomize);
     }
-    let (cold, floor) = (median(cold), median(floor));
-    row(
-        "generate, cold (empty output)",
-        cold_n,
-        cold,
-        &format!(
-            "cp -r of its tree: {:.2} s, {:.0} MiB ({:.2}×)",
-            floor.0,
-            floor.1,
-            cold.0 / floor.0
-        ),
-    );
-    if std::env::var("BENCH_KUSTOMIZE").is_ok_and(|v| v == "0") {
-        println!("(kubectl kustomize skipped)");
-    } else {
-        let sample = 50;
-        let kdir = dir.join("kustomize");
-        let tree = std::fs::read_dir(out.join("tenants-out"))
-            .unwrap()
-            .next()
-            .unwrap()
-            .unwrap()
-            .path();
-        kustomize::kustomize_overlays(&kdir, &tree, sample);
-        let mut k = Command::new("kubectl");
-        k.arg("kustomize").arg(&kdir).stdout(Stdio::null());
-        let (s, mb) = measure(&mut k);
-        let per_overlay = s / sample as f64 * 1000.0;
-        let per_tenant = cold.0 / cold_n as f64 * 1000.0;
-        println!(
-            "| kubectl kustomize per tenant overlay ({sample} overlays of one base) | {sample} | {per_overlay:.1} ms | {mb:.0} MiB | provisio per tenant: {per_tenant:.2} ms ({:.0}× faster) |",
-            per_overlay / per_tenant
-        );
+    let delivery = ["first", "noop", "one", "bump"];
+    if !delivery.iter().any(|r| wanted(r)) {
+        return;
     }
-    drop(tmp);
-
     for &n in &sizes {
         let tmp = tempfile::tempdir_in(&root).unwrap();
         let dir = tmp.path();
@@ -242,58 +209,33 @@ fn main() {
         let push = ["--commit", "--push", "--manifests-url", url.as_str()];
 
         let first = measure(&mut generate(&registry, &out, &push));
-        // The floor: stock git adding, committing and pushing the same files.
-        let git_dir = dir.join("stock");
-        let git_bare = dir.join("stock.git");
-        std::fs::create_dir_all(&git_dir).unwrap();
-        for d in ["tenants-out", "argocd", "platform-out"] {
-            if out.join(d).is_dir() {
-                copy_dir(&out.join(d), &git_dir.join(d));
-            }
+        if wanted("first") {
+            first_floor(dir, &out, n, first);
         }
-        std::fs::copy(
-            out.join(".provisio-state.json"),
-            git_dir.join(".provisio-state.json"),
-        )
-        .unwrap();
-        run(Command::new("git")
-            .args(["init", "-q", "--bare", "-b", "main"])
-            .arg(&git_bare));
-        run(&mut git(&git_dir, &["init", "-q", "-b", "main"]));
-        let git_url = format!("file://{}", git_bare.display());
-        run(&mut git(&git_dir, &["remote", "add", "origin", &git_url]));
-        let floor = measure_all(&mut [
-            git(&git_dir, &["add", "-A"]),
-            git(&git_dir, &["commit", "-q", "-m", "first"]),
-            git(&git_dir, &["push", "-q", "origin", "main"]),
-        ]);
-        row(
-            "first generate --commit --push into an empty remote",
-            n,
-            first,
-            &format!(
-                "git add -A + commit + push of the same files: {:.2} s, {:.0} MiB",
-                floor.0, floor.1
-            ),
-        );
 
-        let noop = median(
-            (0..runs)
-                .map(|_| measure(&mut generate(&registry, &out, &push)))
-                .collect(),
-        );
-        row("generate --commit --push, nothing changed", n, noop, "");
-
-        let one = median(
-            (0..runs)
-                .map(|i| {
-                    change_tenant(&registry, i);
-                    measure(&mut generate(&registry, &out, &push))
-                })
-                .collect(),
-        );
-        row("generate --commit --push, one tenant changed", n, one, "");
-
+        if wanted("noop") {
+            let noop = median(
+                (0..runs)
+                    .map(|_| measure(&mut generate(&registry, &out, &push)))
+                    .collect(),
+            );
+            row("generate --commit --push, nothing changed", n, noop, "");
+        }
+        if wanted("one") {
+            let one = median(
+                (0..runs)
+                    .map(|i| {
+                        change_tenant(&registry, i);
+                        measure(&mut generate(&registry, &out, &push))
+                    })
+                    .collect(),
+            );
+            row("generate --commit --push, one tenant changed", n, one, "");
+        }
+        if !wanted("bump") {
+            drop(tmp);
+            continue;
+        }
         // A stock git clone of the remote, for the floor of committing the product's files.
         let clone = dir.join("clone");
         run(Command::new("git")
@@ -328,4 +270,101 @@ fn main() {
         );
         drop(tmp);
     }
+}
+
+/// Cold `generate` of `BENCH_COLD_SIZE` tenants next to `cp -r` of its tree, and (with
+/// `kustomize`) `kubectl kustomize` per overlay next to provisio per tenant.
+fn cold_rows(root: &Path, runs: usize, kustomize: bool) {
+    let cold_n = env_or("BENCH_COLD_SIZE", 1000);
+    let tmp = tempfile::tempdir_in(root).unwrap();
+    let dir = tmp.path();
+    synthesise(&dir.join("registry"), cold_n);
+    let out = dir.join("out");
+    let mut cold = Vec::new();
+    let mut floor = Vec::new();
+    // Only the tree for kustomize when the cold row is not wanted.
+    let runs = if wanted("cold") { runs } else { 1 };
+    for _ in 0..runs {
+        let _ = std::fs::remove_dir_all(&out);
+        let _ = std::fs::remove_dir_all(dir.join("copy"));
+        cold.push(measure(&mut generate(&dir.join("registry"), &out, &[])));
+        floor.push(measure(
+            Command::new("cp").arg("-r").arg(&out).arg(dir.join("copy")),
+        ));
+    }
+    let (cold, floor) = (median(cold), median(floor));
+    if wanted("cold") {
+        row(
+            "generate, cold (empty output)",
+            cold_n,
+            cold,
+            &format!(
+                "cp -r of its tree: {:.2} s, {:.0} MiB ({:.2}×)",
+                floor.0,
+                floor.1,
+                cold.0 / floor.0
+            ),
+        );
+    }
+    if !kustomize {
+        println!("(kubectl kustomize skipped)");
+    } else {
+        let sample = 50;
+        let kdir = dir.join("kustomize");
+        let tree = std::fs::read_dir(out.join("tenants-out"))
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap()
+            .path();
+        kustomize::kustomize_overlays(&kdir, &tree, sample);
+        let mut k = Command::new("kubectl");
+        k.arg("kustomize").arg(&kdir).stdout(Stdio::null());
+        let (s, mb) = measure(&mut k);
+        let per_overlay = s / sample as f64 * 1000.0;
+        let per_tenant = cold.0 / cold_n as f64 * 1000.0;
+        println!(
+            "| kubectl kustomize per tenant overlay ({sample} overlays of one base) | {sample} | {per_overlay:.1} ms | {mb:.0} MiB | provisio per tenant: {per_tenant:.2} ms ({:.0}× faster) |",
+            per_overlay / per_tenant
+        );
+    }
+}
+
+/// The first push's floor: stock git adding, committing and pushing the files `generate`
+/// wrote into `out`, into another empty remote under `dir`; printed next to `first`.
+fn first_floor(dir: &Path, out: &Path, n: usize, first: (f64, f64)) {
+    // The floor: stock git adding, committing and pushing the same files.
+    let git_dir = dir.join("stock");
+    let git_bare = dir.join("stock.git");
+    std::fs::create_dir_all(&git_dir).unwrap();
+    for d in ["tenants-out", "argocd", "platform-out"] {
+        if out.join(d).is_dir() {
+            copy_dir(&out.join(d), &git_dir.join(d));
+        }
+    }
+    std::fs::copy(
+        out.join(".provisio-state.json"),
+        git_dir.join(".provisio-state.json"),
+    )
+    .unwrap();
+    run(Command::new("git")
+        .args(["init", "-q", "--bare", "-b", "main"])
+        .arg(&git_bare));
+    run(&mut git(&git_dir, &["init", "-q", "-b", "main"]));
+    let git_url = format!("file://{}", git_bare.display());
+    run(&mut git(&git_dir, &["remote", "add", "origin", &git_url]));
+    let floor = measure_all(&mut [
+        git(&git_dir, &["add", "-A"]),
+        git(&git_dir, &["commit", "-q", "-m", "first"]),
+        git(&git_dir, &["push", "-q", "origin", "main"]),
+    ]);
+    row(
+        "first generate --commit --push into an empty remote",
+        n,
+        first,
+        &format!(
+            "git add -A + commit + push of the same files: {:.2} s, {:.0} MiB",
+            floor.0, floor.1
+        ),
+    );
 }

@@ -83,6 +83,59 @@ fn sigkill_during_a_product_release_then_a_revert_converges() {
     println!("{torn_runs} run(s) killed while the journal was written");
 }
 
+/// A cold run (every tenant new: each tree written whole into a staging directory by a
+/// rendering thread, then renamed into place by the writer) killed at 10–90 % of its length:
+/// the next run converges (`check` clean, no staging directory or journal left, and a run
+/// after it writes nothing).
+#[test]
+fn sigkill_during_a_cold_run_converges() {
+    let ws = Workspace::new();
+    add_tenants(&ws);
+    let started = Instant::now();
+    let (code, out) = run(&ws, "generate");
+    let full_run = started.elapsed();
+    assert_eq!(code, 0, "{out}");
+    let tenants_out = ws.out().join("tenants-out");
+    let staging = |dir: &std::path::Path| -> Vec<String> {
+        std::fs::read_dir(dir)
+            .map(|entries| {
+                entries
+                    .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                    .filter(|n| n.starts_with(".provisio-"))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let mut staged_left = 0;
+    for percent in [10u32, 30, 50, 70, 90] {
+        std::fs::remove_dir_all(ws.out()).unwrap();
+        let mut child = provisio(&ws, "generate").spawn().unwrap();
+        std::thread::sleep(full_run * percent / 100);
+        let _ = child.kill(); // SIGKILL
+        let status = child.wait().unwrap();
+        staged_left += staging(&tenants_out).len();
+        let (code, out) = run(&ws, "generate");
+        assert_eq!(code, 0, "kill at {percent}% ({status}): {out}");
+        let (code, out) = run(&ws, "check");
+        assert_eq!(
+            code,
+            0,
+            "kill at {percent}% ({status}): check is not clean:\n{}",
+            out.lines().take(20).collect::<Vec<_>>().join("\n")
+        );
+        assert_eq!(
+            staging(&tenants_out),
+            Vec::<String>::new(),
+            "kill at {percent}%"
+        );
+        assert!(!ws.out().join(provisio::io::output::JOURNAL_FILE).exists());
+        let (code, out) = run(&ws, "generate");
+        assert_eq!(code, 0);
+        assert!(out.contains("generate: 0 written, 0 removed"), "{out}");
+    }
+    println!("{staged_left} staging director(y/ies) left by the kills");
+}
+
 /// Generates, times a run with `rel` changed to `changed`, then five times kills such a run
 /// at 10–90 % of that time, reverts `rel` to `original` and checks that the next run converges
 /// (`check` clean, no journal, and a run after it writes nothing). Returns how many kills

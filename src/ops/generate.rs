@@ -228,9 +228,12 @@ pub fn generate_observed(
         &reg,
         &stale,
         now,
-        |renderer, plan| Ok(renderer.tenant(plan)?),
-        |id, files| {
-            writer.tenant(id, &inputs.tenants[id], &files)?;
+        |renderer, plan| {
+            let files = renderer.tenant(plan)?;
+            Ok(output::prepare_tenant(&paths.out, plan.id, files)?)
+        },
+        |id, prepared| {
+            writer.tenant(id, &inputs.tenants[id], prepared)?;
             Ok(())
         },
     )?;

@@ -12,5 +12,5 @@ pub mod write;
 pub use state::{Inputs, STATE_FILE, State, fingerprint};
 pub use write::{
     JOURNAL_FILE, OutputLock, Release, Summary, WriteError, Writer, list_dirs, list_top_files,
-    lock_output, prepare_release, read_files, read_journal, read_state, read_tree,
+    lock_output, prepare_release, prepare_tenant, read_files, read_journal, read_state, read_tree,
 };

@@ -6,6 +6,7 @@
 
 pub mod argocd;
 pub mod crd;
+mod emit;
 pub mod jobs;
 pub mod lifecycle;
 mod objects;

@@ -40,8 +40,12 @@ pub enum RenderError {
     },
 }
 
-/// One YAML document: the object, serialized.
+/// One YAML document: the object, serialized (as serde-saphyr writes it: by
+/// [`super::emit`] for the shapes it knows, by serde-saphyr itself for the others).
 pub fn to_yaml<T: Serialize>(what: &str, obj: &T) -> Result<String, RenderError> {
+    if let Some(yaml) = super::emit::to_yaml(obj) {
+        return Ok(yaml);
+    }
     serde_saphyr::to_string(obj).map_err(|source| RenderError::Serialize {
         what: what.to_owned(),
         source,

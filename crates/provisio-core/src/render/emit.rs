@@ -1,0 +1,762 @@
+//! A YAML emitter for the shapes provisio renders (block maps, block sequences, strings,
+//! integers, booleans), writing the same bytes as serde-saphyr's default serializer, only
+//! faster: most of a cold run's CPU went to serde-saphyr's per-scalar quoting checks and its
+//! per-key allocations. It never decides a quoting question it is not sure of: a string that
+//! is not plainly safe (an ASCII letter first, then only letters, digits and `._/-`, at most
+//! 80 bytes, not a word YAML reads as a bool, null or number) is emitted by serde-saphyr itself
+//! (in key or value position, as a one-entry document) and its bytes are copied. A
+//! multi-line ASCII string in a mapping value is written as the literal block scalar
+//! serde-saphyr writes (`|`, `|-`, `|+`). Anything else — another block scalar (in a
+//! sequence, with tabs, non-ASCII text or a first line starting with a space), a float, a
+//! null, an enum with data, a sequence in a sequence, a top-level scalar — makes
+//! [`to_yaml`] return `None`, and the caller serializes the whole object with serde-saphyr.
+//! Tests compare both emitters on adversarial scalars and random trees.
+
+use std::fmt::Write as _;
+
+use serde::Serialize;
+use serde::ser::{self, Impossible};
+
+/// `obj` as serde-saphyr's `to_string` writes it, or `None` when `obj` has a shape this
+/// emitter leaves to serde-saphyr.
+pub fn to_yaml<T: Serialize + ?Sized>(obj: &T) -> Option<String> {
+    let mut out = String::with_capacity(1024);
+    obj.serialize(Emitter {
+        out: &mut out,
+        slot: Slot::Top,
+    })
+    .ok()?;
+    Some(out)
+}
+
+/// The shape is not one this emitter writes (never surfaced: the caller falls back).
+#[derive(Debug)]
+pub struct Unsupported;
+
+impl std::fmt::Display for Unsupported {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("shape left to serde-saphyr")
+    }
+}
+
+impl std::error::Error for Unsupported {}
+
+impl ser::Error for Unsupported {
+    fn custom<T: std::fmt::Display>(_msg: T) -> Self {
+        Unsupported
+    }
+}
+
+type Result<T = ()> = std::result::Result<T, Unsupported>;
+
+/// Where the next node goes.
+#[derive(Debug, Clone, Copy)]
+enum Slot {
+    /// The document itself.
+    Top,
+    /// After `key:` written at column `indent` (nothing after the colon yet).
+    Value { indent: usize },
+    /// After `- ` whose dash is at column `indent`.
+    Item { indent: usize },
+}
+
+fn spaces(out: &mut String, n: usize) {
+    for _ in 0..n {
+        out.push(' ');
+    }
+}
+
+/// Whether serde-saphyr writes `s` plain in key and in value position: a conservative subset
+/// of its rules (an ASCII letter first rules out numbers, indicators, document markers and
+/// leading spaces; no space, `:` or `#` rules out comments and mapping indicators; 80 bytes
+/// at most rules out folding; the words YAML 1.1 or 1.2 resolve to bools, nulls and floats are
+/// left out whatever their case).
+fn plainly_safe(s: &str) -> bool {
+    let b = s.as_bytes();
+    if b.is_empty() || b.len() > 80 || !b[0].is_ascii_alphabetic() {
+        return false;
+    }
+    if !b
+        .iter()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'/' | b'-'))
+    {
+        return false;
+    }
+    const WORDS: [&str; 11] = [
+        "null", "true", "false", "nan", "inf", "y", "yes", "n", "no", "on", "off",
+    ];
+    b.len() > 5 || !WORDS.iter().any(|w| s.eq_ignore_ascii_case(w))
+}
+
+/// `s` in value position, as serde-saphyr writes it.
+fn value_scalar(out: &mut String, s: &str) -> Result {
+    if plainly_safe(s) {
+        out.push_str(s);
+        return Ok(());
+    }
+    let doc = serde_saphyr::to_string(&s).map_err(|_| Unsupported)?;
+    let line = doc.strip_suffix('\n').ok_or(Unsupported)?;
+    // A block scalar (`|`, `>`) depends on where it is written: left to serde-saphyr.
+    if line.contains('\n') || line.starts_with(['|', '>']) || line.is_empty() {
+        return Err(Unsupported);
+    }
+    out.push_str(line);
+    Ok(())
+}
+
+/// `s` in key position (serde-saphyr quotes keys by stricter rules than values).
+fn key_scalar(out: &mut String, s: &str) -> Result {
+    if plainly_safe(s) {
+        out.push_str(s);
+        return Ok(());
+    }
+    let doc = serde_saphyr::to_string(&std::collections::BTreeMap::from([(s, 0u8)]))
+        .map_err(|_| Unsupported)?;
+    let key = doc.strip_suffix(": 0\n").ok_or(Unsupported)?;
+    if key.contains('\n') || key.is_empty() || key.starts_with(['?', '|', '>']) {
+        return Err(Unsupported);
+    }
+    out.push_str(key);
+    Ok(())
+}
+
+struct Emitter<'o> {
+    out: &'o mut String,
+    slot: Slot,
+}
+
+impl<'o> Emitter<'o> {
+    /// Writes what precedes a scalar in this slot, then `write`, then the line end.
+    fn scalar(self, write: impl FnOnce(&mut String) -> Result) -> Result {
+        match self.slot {
+            Slot::Top => return Err(Unsupported),
+            Slot::Value { .. } => self.out.push(' '),
+            Slot::Item { .. } => {}
+        }
+        write(self.out)?;
+        self.out.push('\n');
+        Ok(())
+    }
+
+    /// A multi-line string as serde-saphyr writes it in a mapping value: a literal block
+    /// scalar (`|`, `|-` without a final newline, `|+` with more than one) whose lines are
+    /// indented one step past the key, empty lines left empty. Only for ASCII text without
+    /// tabs or carriage returns whose first non-empty line does not start with a space (which
+    /// would need an indentation indicator); anything else is left to serde-saphyr.
+    fn literal(self, v: &str) -> Result {
+        let Slot::Value { indent } = self.slot else {
+            return Err(Unsupported);
+        };
+        let content = v.trim_end_matches('\n');
+        let trailing = v.len() - content.len();
+        let printable = |c: &u8| *c == b'\n' || (0x20..=0x7e).contains(c);
+        let first = content.split('\n').find(|l| !l.is_empty()).unwrap_or("");
+        if content.is_empty() || !v.as_bytes().iter().all(printable) || first.starts_with(' ') {
+            return Err(Unsupported);
+        }
+        self.out.push_str(match trailing {
+            0 => " |-\n",
+            1 => " |\n",
+            _ => " |+\n",
+        });
+        for line in content.split('\n') {
+            if !line.is_empty() {
+                spaces(self.out, indent + 2);
+                self.out.push_str(line);
+            }
+            self.out.push('\n');
+        }
+        for _ in 1..trailing {
+            self.out.push('\n');
+        }
+        Ok(())
+    }
+
+    fn map(self) -> Result<MapEmitter<'o>> {
+        let indent = match self.slot {
+            Slot::Top => 0,
+            Slot::Value { indent } | Slot::Item { indent } => indent + 2,
+        };
+        Ok(MapEmitter {
+            out: self.out,
+            slot: self.slot,
+            indent,
+            first: true,
+        })
+    }
+
+    fn seq(self) -> Result<SeqEmitter<'o>> {
+        match self.slot {
+            Slot::Value { indent } => Ok(SeqEmitter {
+                out: self.out,
+                indent,
+                first: true,
+            }),
+            Slot::Top | Slot::Item { .. } => Err(Unsupported),
+        }
+    }
+}
+
+struct MapEmitter<'o> {
+    out: &'o mut String,
+    slot: Slot,
+    /// Column of this map's keys.
+    indent: usize,
+    first: bool,
+}
+
+impl MapEmitter<'_> {
+    fn key(&mut self, key: &str) -> Result {
+        match (self.first, self.slot) {
+            // The first key of a sequence item follows its `- `.
+            (true, Slot::Item { .. }) => {}
+            (true, Slot::Value { .. }) => {
+                self.out.push('\n');
+                spaces(self.out, self.indent);
+            }
+            _ => spaces(self.out, self.indent),
+        }
+        self.first = false;
+        key_scalar(self.out, key)?;
+        self.out.push(':');
+        Ok(())
+    }
+
+    fn value<T: Serialize + ?Sized>(&mut self, value: &T) -> Result {
+        value.serialize(Emitter {
+            out: self.out,
+            slot: Slot::Value {
+                indent: self.indent,
+            },
+        })
+    }
+
+    fn end(self) -> Result {
+        if self.first {
+            match self.slot {
+                Slot::Top => return Err(Unsupported),
+                Slot::Value { .. } => self.out.push_str(" {}\n"),
+                Slot::Item { .. } => self.out.push_str("{}\n"),
+            }
+        }
+        Ok(())
+    }
+}
+
+struct SeqEmitter<'o> {
+    out: &'o mut String,
+    /// Column of this sequence's dashes (that of the key it is the value of).
+    indent: usize,
+    first: bool,
+}
+
+impl SeqEmitter<'_> {
+    fn item<T: Serialize + ?Sized>(&mut self, value: &T) -> Result {
+        if self.first {
+            self.out.push('\n');
+        }
+        self.first = false;
+        spaces(self.out, self.indent);
+        self.out.push_str("- ");
+        value.serialize(Emitter {
+            out: self.out,
+            slot: Slot::Item {
+                indent: self.indent,
+            },
+        })
+    }
+
+    fn end(self) -> Result {
+        if self.first {
+            self.out.push_str(" []\n");
+        }
+        Ok(())
+    }
+}
+
+/// Takes a map key: strings only.
+struct KeyCapture;
+
+macro_rules! unsupported {
+    ($($name:ident($($arg:ty),*) -> $ret:ty;)*) => {
+        $(fn $name(self, $(_: $arg),*) -> Result<$ret> { Err(Unsupported) })*
+    };
+}
+
+impl ser::Serializer for KeyCapture {
+    type Ok = String;
+    type Error = Unsupported;
+    type SerializeSeq = Impossible<String, Unsupported>;
+    type SerializeTuple = Impossible<String, Unsupported>;
+    type SerializeTupleStruct = Impossible<String, Unsupported>;
+    type SerializeTupleVariant = Impossible<String, Unsupported>;
+    type SerializeMap = Impossible<String, Unsupported>;
+    type SerializeStruct = Impossible<String, Unsupported>;
+    type SerializeStructVariant = Impossible<String, Unsupported>;
+
+    fn serialize_str(self, v: &str) -> Result<String> {
+        Ok(v.to_owned())
+    }
+    unsupported! {
+        serialize_bool(bool) -> String;
+        serialize_i8(i8) -> String;
+        serialize_i16(i16) -> String;
+        serialize_i32(i32) -> String;
+        serialize_i64(i64) -> String;
+        serialize_u8(u8) -> String;
+        serialize_u16(u16) -> String;
+        serialize_u32(u32) -> String;
+        serialize_u64(u64) -> String;
+        serialize_f32(f32) -> String;
+        serialize_f64(f64) -> String;
+        serialize_char(char) -> String;
+        serialize_bytes(&[u8]) -> String;
+        serialize_none() -> String;
+        serialize_unit() -> String;
+        serialize_unit_struct(&'static str) -> String;
+        serialize_unit_variant(&'static str, u32, &'static str) -> String;
+        serialize_seq(Option<usize>) -> Self::SerializeSeq;
+        serialize_tuple(usize) -> Self::SerializeTuple;
+        serialize_tuple_struct(&'static str, usize) -> Self::SerializeTupleStruct;
+        serialize_tuple_variant(&'static str, u32, &'static str, usize) -> Self::SerializeTupleVariant;
+        serialize_map(Option<usize>) -> Self::SerializeMap;
+        serialize_struct(&'static str, usize) -> Self::SerializeStruct;
+        serialize_struct_variant(&'static str, u32, &'static str, usize) -> Self::SerializeStructVariant;
+    }
+    fn serialize_some<T: Serialize + ?Sized>(self, _: &T) -> Result<String> {
+        Err(Unsupported)
+    }
+    fn serialize_newtype_struct<T: Serialize + ?Sized>(
+        self,
+        _: &'static str,
+        v: &T,
+    ) -> Result<String> {
+        v.serialize(self)
+    }
+    fn serialize_newtype_variant<T: Serialize + ?Sized>(
+        self,
+        _: &'static str,
+        _: u32,
+        _: &'static str,
+        _: &T,
+    ) -> Result<String> {
+        Err(Unsupported)
+    }
+}
+
+impl<'o> ser::Serializer for Emitter<'o> {
+    type Ok = ();
+    type Error = Unsupported;
+    type SerializeSeq = SeqEmitter<'o>;
+    type SerializeTuple = Impossible<(), Unsupported>;
+    type SerializeTupleStruct = Impossible<(), Unsupported>;
+    type SerializeTupleVariant = Impossible<(), Unsupported>;
+    type SerializeMap = MapEmitter<'o>;
+    type SerializeStruct = MapEmitter<'o>;
+    type SerializeStructVariant = Impossible<(), Unsupported>;
+
+    fn serialize_bool(self, v: bool) -> Result {
+        self.scalar(|o| {
+            o.push_str(if v { "true" } else { "false" });
+            Ok(())
+        })
+    }
+    fn serialize_i8(self, v: i8) -> Result {
+        self.serialize_i64(i64::from(v))
+    }
+    fn serialize_i16(self, v: i16) -> Result {
+        self.serialize_i64(i64::from(v))
+    }
+    fn serialize_i32(self, v: i32) -> Result {
+        self.serialize_i64(i64::from(v))
+    }
+    fn serialize_i64(self, v: i64) -> Result {
+        self.scalar(|o| write!(o, "{v}").map_err(|_| Unsupported))
+    }
+    fn serialize_u8(self, v: u8) -> Result {
+        self.serialize_u64(u64::from(v))
+    }
+    fn serialize_u16(self, v: u16) -> Result {
+        self.serialize_u64(u64::from(v))
+    }
+    fn serialize_u32(self, v: u32) -> Result {
+        self.serialize_u64(u64::from(v))
+    }
+    fn serialize_u64(self, v: u64) -> Result {
+        self.scalar(|o| write!(o, "{v}").map_err(|_| Unsupported))
+    }
+    fn serialize_f32(self, _: f32) -> Result {
+        Err(Unsupported)
+    }
+    fn serialize_f64(self, _: f64) -> Result {
+        Err(Unsupported)
+    }
+    fn serialize_char(self, _: char) -> Result {
+        Err(Unsupported)
+    }
+    fn serialize_str(self, v: &str) -> Result {
+        if v.contains('\n') {
+            return self.literal(v);
+        }
+        self.scalar(|o| value_scalar(o, v))
+    }
+    fn serialize_bytes(self, _: &[u8]) -> Result {
+        Err(Unsupported)
+    }
+    fn serialize_none(self) -> Result {
+        Err(Unsupported)
+    }
+    fn serialize_some<T: Serialize + ?Sized>(self, v: &T) -> Result {
+        v.serialize(self)
+    }
+    fn serialize_unit(self) -> Result {
+        Err(Unsupported)
+    }
+    fn serialize_unit_struct(self, _: &'static str) -> Result {
+        Err(Unsupported)
+    }
+    fn serialize_unit_variant(self, _: &'static str, _: u32, variant: &'static str) -> Result {
+        self.serialize_str(variant)
+    }
+    fn serialize_newtype_struct<T: Serialize + ?Sized>(self, _: &'static str, v: &T) -> Result {
+        v.serialize(self)
+    }
+    fn serialize_newtype_variant<T: Serialize + ?Sized>(
+        self,
+        _: &'static str,
+        _: u32,
+        _: &'static str,
+        _: &T,
+    ) -> Result {
+        Err(Unsupported)
+    }
+    fn serialize_seq(self, _: Option<usize>) -> Result<SeqEmitter<'o>> {
+        self.seq()
+    }
+    fn serialize_tuple(self, _: usize) -> Result<Self::SerializeTuple> {
+        Err(Unsupported)
+    }
+    fn serialize_tuple_struct(
+        self,
+        _: &'static str,
+        _: usize,
+    ) -> Result<Self::SerializeTupleStruct> {
+        Err(Unsupported)
+    }
+    fn serialize_tuple_variant(
+        self,
+        _: &'static str,
+        _: u32,
+        _: &'static str,
+        _: usize,
+    ) -> Result<Self::SerializeTupleVariant> {
+        Err(Unsupported)
+    }
+    fn serialize_map(self, _: Option<usize>) -> Result<MapEmitter<'o>> {
+        self.map()
+    }
+    fn serialize_struct(self, _: &'static str, _: usize) -> Result<MapEmitter<'o>> {
+        self.map()
+    }
+    fn serialize_struct_variant(
+        self,
+        _: &'static str,
+        _: u32,
+        _: &'static str,
+        _: usize,
+    ) -> Result<Self::SerializeStructVariant> {
+        Err(Unsupported)
+    }
+}
+
+impl ser::SerializeMap for MapEmitter<'_> {
+    type Ok = ();
+    type Error = Unsupported;
+    fn serialize_key<T: Serialize + ?Sized>(&mut self, key: &T) -> Result {
+        let key = key.serialize(KeyCapture)?;
+        self.key(&key)
+    }
+    fn serialize_value<T: Serialize + ?Sized>(&mut self, value: &T) -> Result {
+        self.value(value)
+    }
+    fn end(self) -> Result {
+        MapEmitter::end(self)
+    }
+}
+
+impl ser::SerializeStruct for MapEmitter<'_> {
+    type Ok = ();
+    type Error = Unsupported;
+    fn serialize_field<T: Serialize + ?Sized>(&mut self, key: &'static str, value: &T) -> Result {
+        self.key(key)?;
+        self.value(value)
+    }
+    fn end(self) -> Result {
+        MapEmitter::end(self)
+    }
+}
+
+impl ser::SerializeSeq for SeqEmitter<'_> {
+    type Ok = ();
+    type Error = Unsupported;
+    fn serialize_element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result {
+        self.item(value)
+    }
+    fn end(self) -> Result {
+        SeqEmitter::end(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use proptest::prelude::*;
+    use serde::Serialize;
+
+    use super::to_yaml;
+
+    /// Whatever this emitter writes, serde-saphyr writes too.
+    fn same<T: Serialize + std::fmt::Debug>(obj: &T) -> bool {
+        let theirs = serde_saphyr::to_string(obj).unwrap();
+        match to_yaml(obj) {
+            Some(ours) => {
+                assert_eq!(ours, theirs, "{obj:?}");
+                true
+            }
+            None => false,
+        }
+    }
+
+    const ADVERSARIAL: &[&str] = &[
+        "yes",
+        "Yes",
+        "YES",
+        "no",
+        "NO",
+        "y",
+        "Y",
+        "n",
+        "on",
+        "ON",
+        "off",
+        "Off",
+        "true",
+        "True",
+        "FALSE",
+        "null",
+        "Null",
+        "NULL",
+        "~",
+        "nan",
+        "NaN",
+        ".nan",
+        "inf",
+        "-inf",
+        ".inf",
+        "+.inf",
+        "0x1F",
+        "0o17",
+        "0b101",
+        "1e3",
+        "1E3",
+        "1.5",
+        "-1",
+        "+1",
+        "01",
+        "1_000",
+        "12:30",
+        "1:20:30",
+        "2025-02-01",
+        "2025-02-01T00:00:00Z",
+        "2025-2-1 1:2:3",
+        ": ",
+        "a: b",
+        "a:",
+        ":a",
+        "a:b",
+        "#",
+        "a #b",
+        "a#b",
+        "#a",
+        " a",
+        "a ",
+        " ",
+        "",
+        "-",
+        "- a",
+        "-a",
+        "?",
+        "? a",
+        "?a",
+        "---",
+        "--- a",
+        "...",
+        "... a",
+        "<<",
+        "=",
+        "a\nb",
+        "a\n",
+        "\n",
+        "a\tb",
+        "\t",
+        "\r",
+        "café",
+        "Ünïcödé",
+        "日本",
+        "emoji 🎉",
+        "\u{feff}a",
+        "a\u{2028}b",
+        "a\u{85}b",
+        "\u{0}",
+        "\u{7f}",
+        "'",
+        "\"",
+        "a'b",
+        "a\"b",
+        "\\",
+        "a\\b",
+        "@a",
+        "`a",
+        "%a",
+        "!a",
+        "&a",
+        "*a",
+        "|",
+        ">",
+        "[a]",
+        "{a}",
+        "a,b",
+        ",a",
+        "a]",
+        "a}",
+        "250m",
+        "512Mi",
+        "v1.2.3",
+        "e-commerce",
+        "a/b.c_d-e",
+        "registry.collectverything.com/ecommerce/addresses-service:v1.2.3",
+        "abcdefghijabcdefghijabcdefghijabcdefghijabcdefghijabcdefghijabcdefghijabcdefghij",
+        "abcdefghijabcdefghijabcdefghijabcdefghijabcdefghijabcdefghijabcdefghijabcdefghijk",
+        "a b c d e f g h i j a b c d e f g h i j a b c d e f g h i j a b c d e f g h i j a b c d",
+        "0",
+        "-0",
+        "0.",
+        ".5",
+        "._",
+        "_",
+        "__",
+        "1__2",
+        "+",
+        "+a",
+        ".a",
+        "a.",
+        "Infinity",
+        "nil",
+        "a\nb\n",
+        "a\nb\n\n",
+        "a\n\nb",
+        "a\n\n\nb\n\n\n",
+        "#!/bin/sh\nset -eu\nmysql -e 'CREATE DATABASE x;'\n",
+        "a: b\n  c: d\n",
+        " a\nb\n",
+        "\n a\nb\n",
+        "a\n b\n",
+        "\na\n",
+        "\ta\nb\n",
+        "a\r\nb\n",
+        "- a\n- b\n",
+        "{\"a\": 1}\n",
+        "café\nb\n",
+    ];
+
+    #[test]
+    fn adversarial_scalars_are_written_as_serde_saphyr_writes_them() {
+        let mut written = 0;
+        for s in ADVERSARIAL {
+            for obj in [
+                BTreeMap::from([("key".to_owned(), s.to_string())]),
+                BTreeMap::from([(s.to_string(), "value".to_owned())]),
+            ] {
+                written += usize::from(same(&obj));
+                // And the same value reads back.
+                if let Some(ours) = to_yaml(&obj) {
+                    let back: BTreeMap<String, String> = serde_saphyr::from_str(&ours).unwrap();
+                    assert_eq!(back, obj, "{ours}");
+                }
+            }
+            written += usize::from(same(&BTreeMap::from([("k", vec![*s, "x"])])));
+            written += usize::from(same(&BTreeMap::from([(
+                "k",
+                vec![BTreeMap::from([(*s, *s), ("b", "c")])],
+            )])));
+        }
+        // Most of them are written here, not left to the fallback.
+        assert!(written > ADVERSARIAL.len() * 3, "{written}");
+    }
+
+    #[derive(Debug, Clone, Serialize)]
+    #[serde(untagged)]
+    enum Node {
+        Str(String),
+        Int(i64),
+        Bool(bool),
+        Seq(Vec<Node>),
+        Map(BTreeMap<String, Node>),
+    }
+
+    fn scalar() -> impl Strategy<Value = String> {
+        prop_oneof![
+            prop::sample::select(ADVERSARIAL).prop_map(str::to_owned),
+            "[a-z #:\t-]{0,6}(\n[ a-z#:\t-]{0,6}){0,3}\n{0,3}",
+            "[a-zA-Z0-9 ._/:#-]{0,12}",
+            any::<String>(),
+        ]
+    }
+
+    fn node() -> impl Strategy<Value = Node> {
+        let leaf = prop_oneof![
+            scalar().prop_map(Node::Str),
+            any::<i64>().prop_map(Node::Int),
+            any::<bool>().prop_map(Node::Bool),
+        ];
+        leaf.prop_recursive(4, 32, 5, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..4).prop_map(Node::Seq),
+                prop::collection::btree_map(scalar(), inner, 0..4).prop_map(Node::Map),
+            ]
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn random_documents_are_written_as_serde_saphyr_writes_them(
+            doc in prop::collection::btree_map(scalar(), node(), 0..5)
+        ) {
+            same(&doc);
+        }
+    }
+
+    #[test]
+    fn shapes_left_to_serde_saphyr() {
+        assert_eq!(to_yaml(&1.5f64), None);
+        assert_eq!(to_yaml("top"), None);
+        assert_eq!(to_yaml(&BTreeMap::from([("k", None::<u8>)])), None);
+        assert_eq!(to_yaml(&BTreeMap::from([("k", vec![vec![1]])])), None);
+        assert_eq!(to_yaml(&BTreeMap::from([("k", vec!["a\nb"])])), None);
+        assert!(same(&BTreeMap::from([("k", "a\nb")])));
+        assert!(same(&BTreeMap::from([(
+            "k",
+            BTreeMap::from([("l", vec![BTreeMap::from([("a", "x\n\n  y\n"), ("b", "c")])])]),
+        )])));
+        assert!(same(&BTreeMap::from([(
+            "k",
+            BTreeMap::<String, u8>::new()
+        )])));
+        assert!(same(&BTreeMap::from([("k", Vec::<u8>::new())])));
+        assert!(same(&BTreeMap::from([(
+            "k",
+            vec![BTreeMap::<String, u8>::new()]
+        )])));
+    }
+}
