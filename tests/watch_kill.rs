@@ -88,7 +88,13 @@ fn killed_at_random_points_it_converges_without_half_commits_or_lost_changes() {
         logs.iter().filter(|l| l.contains("git lock file")).count(),
     );
 
-    // A clean run converges.
+    // A clean run converges. One thing it cannot clear itself: the remote is a `file://`
+    // repository, whose branch libgit2's local transport updates in this process, so a kill
+    // inside that update leaves `refs/heads/main.lock` in the remote (a real remote's
+    // `git receive-pack` removes its own lock when the client dies). That lock is not
+    // provisio's to remove: the run must name it and leave it, and the operator removes it
+    // (a_stale_ref_lock_in_the_remote_is_reported_by_its_path_and_left_alone).
+    let remote_lock = bare.join("refs/heads/main.lock");
     let w = Watch::spawn(
         &ws.registry(),
         &ws.out(),
@@ -96,6 +102,17 @@ fn killed_at_random_points_it_converges_without_half_commits_or_lost_changes() {
         KILL_ARGS,
         &ws.dir.path().join("final.log"),
     );
+    if remote_lock.exists() {
+        println!("a kill left the remote's ref lock (seed {seed})");
+        let reported = format!("{} exists", remote_lock.display());
+        wait_for(
+            "the remote's stale lock reported",
+            Duration::from_secs(30),
+            || w.log().contains(&reported),
+        );
+        assert!(remote_lock.exists(), "the remote's lock was removed");
+        std::fs::remove_file(&remote_lock).unwrap();
+    }
     let want = expected(&ws.registry());
     let start = std::time::Instant::now();
     while head_of(&bare, "main").is_none_or(|h| tree_files(&bare, h) != want) {
@@ -156,4 +173,69 @@ fn killed_at_random_points_it_converges_without_half_commits_or_lost_changes() {
             );
         }
     }
+}
+
+/// A ref lock left in a `file://` remote: libgit2's local transport updates the remote's
+/// branch itself (there is no `git receive-pack` on the other side to clean up after it), so a
+/// push SIGKILLed between taking `refs/heads/main.lock` and renaming it leaves the lock in a
+/// repository provisio does not own. Every later push fails to take it. The watcher must say
+/// so by the lock's path, must not mistake it for the remote moving (no fetch, no
+/// regeneration, no new local commit per attempt), and must leave the lock alone; once the
+/// operator removes it, the next retry pushes.
+#[test]
+fn a_stale_ref_lock_in_the_remote_is_reported_by_its_path_and_left_alone() {
+    let ws = Workspace::new();
+    let (bare, url) = bare(ws.dir.path());
+    let mut w = Watch::spawn(
+        &ws.registry(),
+        &ws.out(),
+        &url,
+        KILL_ARGS,
+        &ws.dir.path().join("first.log"),
+    );
+    wait_for("the first push", Duration::from_secs(30), || {
+        head_of(&bare, "main").is_some()
+    });
+    w.signal(libc::SIGTERM);
+    assert_eq!(w.wait(Duration::from_secs(20)), Some(0), "{}", w.log());
+    let pushed = head_of(&bare, "main").unwrap();
+
+    // What a push killed inside the ref update leaves.
+    let lock = bare.join("refs/heads/main.lock");
+    std::fs::write(&lock, "").unwrap();
+    let (_, rel, text) = new_tenant(100);
+    ws.write(&rel, &text);
+    let mut w = Watch::spawn(
+        &ws.registry(),
+        &ws.out(),
+        &url,
+        KILL_ARGS,
+        &ws.dir.path().join("second.log"),
+    );
+    wait_for("the lock reported", Duration::from_secs(30), || {
+        w.log().contains(&format!("{} exists", lock.display()))
+    });
+    let log = w.log();
+    assert!(lock.exists(), "a lock in the remote was removed:\n{log}");
+    assert_eq!(head_of(&bare, "main"), Some(pushed));
+    assert!(
+        !log.contains("the remote moved"),
+        "a lock taken for the remote moving:\n{log}"
+    );
+    assert_eq!(
+        log.matches("committed the output").count(),
+        1,
+        "one commit, not one per attempt:\n{log}"
+    );
+
+    // The operator removes the stale lock: the next retry pushes.
+    std::fs::remove_file(&lock).unwrap();
+    let want = expected(&ws.registry());
+    wait_for(
+        "the push after the lock is gone",
+        Duration::from_secs(30),
+        || head_of(&bare, "main").is_some_and(|h| tree_files(&bare, h) == want),
+    );
+    w.signal(libc::SIGTERM);
+    assert_eq!(w.wait(Duration::from_secs(20)), Some(0), "{}", w.log());
 }

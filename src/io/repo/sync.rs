@@ -94,10 +94,13 @@ impl Repo {
         match result {
             Ok(()) => match refused {
                 None => Ok(()),
-                Some((refname, message)) if remote_moved(&message) => {
-                    Err(PushFailure::Moved(format!("{refname}: {message}")))
-                }
-                Some((refname, message)) => Err(PushFailure::Refused { refname, message }),
+                Some((refname, message)) => Err(if let Some(lock) = held_lock(&message) {
+                    PushFailure::Remote(RemoteError::Locked { url, lock })
+                } else if remote_moved(&message) {
+                    PushFailure::Moved(format!("{refname}: {message}"))
+                } else {
+                    PushFailure::Refused { refname, message }
+                }),
             },
             Err(e) if e.code() == ErrorCode::NotFastForward => {
                 Err(PushFailure::Moved(e.message().to_owned()))
@@ -186,6 +189,18 @@ impl std::error::Error for PushFailure {
             _ => None,
         }
     }
+}
+
+/// The lock file a refusal names when libgit2's local transport could not take it (`failed to
+/// lock file '<path>' for writing`), if it is still there: not the remote moving (no fetch or
+/// regeneration helps) but a push in progress or a lock a killed push left. A lock gone by now
+/// was a concurrent push's, which may have moved the branch: [`remote_moved`] decides.
+fn held_lock(message: &str) -> Option<String> {
+    let (_, rest) = message.split_once("failed to lock file '")?;
+    let (path, _) = rest.split_once('\'')?;
+    std::fs::symlink_metadata(path)
+        .is_ok()
+        .then(|| path.to_owned())
 }
 
 /// Whether the remote's refusal means its branch moved: not a fast-forward, or (the

@@ -104,6 +104,14 @@ pub enum RemoteError {
     /// missing).
     #[error("cannot connect to {url}: {reason}")]
     Setup { url: String, reason: String },
+    /// The remote's branch is locked: `lock` exists in the remote repository. libgit2's local
+    /// transport (a `file://` or path remote) updates the remote's branch itself and names the
+    /// lock it could not take; a push in progress holds it for milliseconds, a push killed
+    /// mid-way leaves it for good. Retried, never removed: the repository is not provisio's.
+    #[error(
+        "the branch of {url} is locked: {lock} exists (held by a push in progress, or left by a push killed mid-way; provisio does not remove it: if no push is running, remove it)"
+    )]
+    Locked { url: String, lock: String },
     /// The network or the remote failed; worth retrying.
     #[error("cannot reach {url}")]
     Network {
@@ -125,7 +133,10 @@ impl RemoteError {
 
     /// Whether retrying later can help without anyone changing anything.
     pub fn is_transient(&self) -> bool {
-        matches!(self, RemoteError::Network { .. })
+        matches!(
+            self,
+            RemoteError::Network { .. } | RemoteError::Locked { .. }
+        )
     }
 }
 
