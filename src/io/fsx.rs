@@ -11,14 +11,25 @@ pub const TEMP_PREFIX: &str = ".provisio-";
 
 /// Writes `bytes` to `path` through a temporary file in the same directory renamed into
 /// place (parents created): a reader sees the old file or the new one, never half of one.
-/// Not fsynced: callers that need durability flush the file system afterwards
+/// The file keeps the mode of the one it replaces; a new one gets 0666 less the umask, as any
+/// other file created here (a staged tenant tree, `git checkout`), not the temporary file's
+/// private 0600. Not fsynced: callers that need durability flush the file system afterwards
 /// ([`sync_filesystem_of`]).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
     let dir = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir)?;
     let mut tmp = tempfile::Builder::new()
         .prefix(TEMP_PREFIX)
+        .permissions(std::fs::Permissions::from_mode(0o666))
         .tempfile_in(dir)?;
+    if let Ok(old) = std::fs::symlink_metadata(path)
+        && old.is_file()
+    {
+        let mode = old.permissions().mode() & 0o777;
+        tmp.as_file()
+            .set_permissions(std::fs::Permissions::from_mode(mode))?;
+    }
     tmp.write_all(bytes)?;
     tmp.persist(path).map_err(|e| e.error)?;
     Ok(())
@@ -45,4 +56,39 @@ fn sync_filesystem(f: &std::fs::File) -> std::io::Result<()> {
 #[cfg(not(target_os = "linux"))]
 fn sync_filesystem(f: &std::fs::File) -> std::io::Result<()> {
     f.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+
+    fn mode(path: &Path) -> u32 {
+        std::fs::metadata(path).unwrap().permissions().mode() & 0o7777
+    }
+
+    /// A file written here gets the mode any other new file of this process gets (0666 less
+    /// the umask, as `std::fs::write`, a staged tenant tree or `git checkout` make it), not
+    /// the temporary file's private 0600; a file replaced keeps its own mode.
+    #[test]
+    fn written_files_get_the_mode_of_a_plain_write_and_replaced_files_keep_theirs() {
+        let dir = tempfile::tempdir().unwrap();
+        let plain = dir.path().join("plain.yaml");
+        std::fs::write(&plain, b"a\n").unwrap();
+        let new = dir.path().join("sub/new.yaml");
+        write_atomic(&new, b"b\n").unwrap();
+        assert_eq!(std::fs::read(&new).unwrap(), b"b\n");
+        assert_eq!(format!("{:o}", mode(&new)), format!("{:o}", mode(&plain)));
+        // Replaced: the bytes change, the mode does not.
+        write_atomic(&plain, b"c\n").unwrap();
+        assert_eq!(std::fs::read(&plain).unwrap(), b"c\n");
+        assert_eq!(format!("{:o}", mode(&plain)), format!("{:o}", mode(&new)));
+        std::fs::set_permissions(&plain, std::fs::Permissions::from_mode(0o640)).unwrap();
+        write_atomic(&plain, b"d\n").unwrap();
+        assert_eq!(mode(&plain), 0o640);
+        std::fs::set_permissions(&plain, std::fs::Permissions::from_mode(0o755)).unwrap();
+        write_atomic(&plain, b"e\n").unwrap();
+        assert_eq!(mode(&plain), 0o755);
+    }
 }
