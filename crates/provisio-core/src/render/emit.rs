@@ -759,4 +759,122 @@ mod tests {
             vec![BTreeMap::<String, u8>::new()]
         )])));
     }
+
+    /// Strings made of the tokens YAML treats specially (indicators, line breaks, tabs, BOM,
+    /// NEL/LS, quotes, document markers, words that resolve to bools, nulls, dates and
+    /// sexagesimals), so that the random documents meet them in every position and
+    /// combination rather than one at a time.
+    fn tokens() -> impl Strategy<Value = String> {
+        prop::collection::vec(
+            prop::sample::select(vec![
+                "a",
+                "b",
+                " ",
+                "  ",
+                "\n",
+                "\n\n",
+                ":",
+                "#",
+                "-",
+                "?",
+                "\t",
+                "\r",
+                "é",
+                "\u{85}",
+                "\u{2028}",
+                "\u{feff}",
+                "\"",
+                "'",
+                "|",
+                ">",
+                "0",
+                "1",
+                ".",
+                "_",
+                "y",
+                "n",
+                "o",
+                "e",
+                "x",
+                "+",
+                "~",
+                "!",
+                "&",
+                "*",
+                "%",
+                "@",
+                "`",
+                "[",
+                "{",
+                ",",
+                "=",
+                "<",
+                "\\",
+                "---",
+                "...",
+                "Yes",
+                "ON",
+                "null",
+                "2001-12-14",
+                "1:20",
+            ]),
+            0..14,
+        )
+        .prop_map(|v| v.concat())
+    }
+
+    /// What this emitter writes is serde-saphyr's bytes and reads back as `obj`.
+    fn same_and_read_back<T>(obj: &T)
+    where
+        T: Serialize + serde::de::DeserializeOwned + PartialEq + std::fmt::Debug,
+    {
+        if same(obj) {
+            let ours = to_yaml(obj).unwrap();
+            let back: T = serde_saphyr::from_str(&ours).unwrap();
+            assert_eq!(&back, obj, "{ours}");
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(4000))]
+
+        /// Token strings as keys and values: in a map, in a map in a sequence item, in a map
+        /// two levels below a sequence item, and as sequence items.
+        #[test]
+        fn token_strings_are_written_as_serde_saphyr_writes_them(
+            k in tokens(), v in tokens(), k2 in tokens(), v2 in tokens()
+        ) {
+            same_and_read_back(&BTreeMap::from([(k.clone(), v.clone()), (k2.clone(), v2.clone())]));
+            same_and_read_back(&BTreeMap::from([(
+                k.clone(),
+                vec![BTreeMap::from([(k2.clone(), v.clone()), (v2.clone(), k.clone())])],
+            )]));
+            same_and_read_back(&BTreeMap::from([(
+                k.clone(),
+                BTreeMap::from([(k2.clone(), vec![BTreeMap::from([(v2.clone(), v.clone())])])]),
+            )]));
+            same_and_read_back(&BTreeMap::from([(k, vec![v, v2])]));
+        }
+
+        /// Multi-line strings of spaces, letters and indicators (lines of spaces only, leading
+        /// and trailing spaces, blank lines, any number of final newlines): the literal block
+        /// path at three depths.
+        #[test]
+        fn multi_line_strings_are_written_as_serde_saphyr_writes_them(
+            v in "[ a\n#:-]{0,30}", k in "[a-z]{1,3}"
+        ) {
+            same_and_read_back(&BTreeMap::from([(k.clone(), v.clone())]));
+            same_and_read_back(&BTreeMap::from([(
+                k.clone(),
+                vec![BTreeMap::from([(k.clone(), v.clone()), ("zz".to_owned(), v.clone())])],
+            )]));
+            same_and_read_back(&BTreeMap::from([(
+                k.clone(),
+                BTreeMap::from([(
+                    k.clone(),
+                    vec![BTreeMap::from([("q".to_owned(), BTreeMap::from([(k, v)]))])],
+                )]),
+            )]));
+        }
+    }
 }
