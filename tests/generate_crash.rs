@@ -136,6 +136,41 @@ fn sigkill_during_a_cold_run_converges() {
     println!("{staged_left} staging director(y/ies) left by the kills");
 }
 
+/// The staging directories a killed run leaves (the rendering threads stage several new trees
+/// ahead of the writer) are provisio's own leftovers, not tenants: the next run removes them
+/// without reporting a removed tenant or removed files (a tenant counted as removed shows in
+/// the CLI's summary, the watcher's metrics and log).
+#[test]
+fn staging_directories_a_killed_run_left_are_removed_without_being_reported_as_tenants() {
+    let ws = Workspace::new();
+    let (code, out) = run(&ws, "generate");
+    assert_eq!(code, 0, "{out}");
+    let tenants_out = ws.out().join("tenants-out");
+    // One for a tenant that is still new, one for a tenant since removed from the registry.
+    for id in ["some-new-tenant-000000", "gone-tenant-111111"] {
+        let staged = tenants_out.join(format!(".provisio-staging-{id}"));
+        std::fs::create_dir_all(staged.join("app")).unwrap();
+        std::fs::write(staged.join("kustomization.yaml"), "resources: []\n").unwrap();
+        std::fs::write(staged.join("app/deployment.yaml"), "kind: Deployment\n").unwrap();
+    }
+    let (code, out) = run(&ws, "generate");
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("generate: 0 written, 0 removed"),
+        "leftovers reported as removed files: {out}"
+    );
+    assert!(
+        out.contains("(0 tenant(s) changed, 0 removed)"),
+        "leftovers reported as removed tenants: {out}"
+    );
+    let left: Vec<_> = std::fs::read_dir(&tenants_out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with('.'))
+        .collect();
+    assert_eq!(left, Vec::<String>::new());
+}
+
 /// Generates, times a run with `rel` changed to `changed`, then five times kills such a run
 /// at 10–90 % of that time, reverts `rel` to `original` and checks that the next run converges
 /// (`check` clean, no journal, and a run after it writes nothing). Returns how many kills

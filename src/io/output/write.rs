@@ -372,13 +372,17 @@ impl<'a> Writer<'a> {
         Ok((changed, tree_hash(&found)))
     }
 
-    /// Removes the trees of tenants not in `all_tenants`, writes the state file, and returns
-    /// what the run did.
+    /// Removes the trees of tenants not in `all_tenants` (and, unreported, the staging
+    /// directories a killed run left), writes the state file, and returns what the run did.
     pub fn finish(mut self, all_tenants: &BTreeSet<String>) -> Result<Summary, WriteError> {
         let tenants_root = self.root.join(TENANTS_DIR);
         no_link(self.root, &tenants_root)?;
         for name in list_dirs(&tenants_root)? {
-            if !all_tenants.contains(&name) {
+            if name.starts_with(fsx::TEMP_PREFIX) {
+                // A staging directory a killed run left: provisio's own, no tenant's tree.
+                let dir = tenants_root.join(&name);
+                std::fs::remove_dir_all(&dir).map_err(io("remove", &dir))?;
+            } else if !all_tenants.contains(&name) {
                 let dir = tenants_root.join(&name);
                 for file in list_files(&dir)? {
                     self.summary.removed.push(relative(self.root, &file));
