@@ -443,6 +443,63 @@ fn generate_commit_push_delivers_once_for_ci() {
     );
 }
 
+/// One commit made of every kind of edit at once: a product's version bump (a file in a
+/// nested directory and a top-level file of every tenant), a tier change (a tenant whose
+/// input changed, rewritten in its nested directory and at its top), a tenant removed and one
+/// added. The commit holds exactly what the registry renders and stores no tree it does not
+/// name.
+#[test]
+fn a_commit_mixing_releases_removals_and_new_tenants_holds_exactly_the_render() {
+    let ws = Workspace::new();
+    let (bare, url) = bare(ws.dir.path());
+    let repo = OutputRepo::open(&ws.out(), &cfg(&url)).unwrap();
+    cycle(&ws, &repo, true);
+    let product = "products/addresses.yaml";
+    let text = std::fs::read_to_string(ws.registry().join(product)).unwrap();
+    ws.write(product, &text.replace("version: v1.2.3", "version: v1.2.4"));
+    let abc = "tenants/abc-corporation-7f3a9c.yaml";
+    let text = std::fs::read_to_string(ws.registry().join(abc)).unwrap();
+    ws.write(abc, &text.replace("tier: premium", "tier: standard"));
+    ws.remove("tenants/cafe-creme-93b31b.yaml");
+    let (_, rel, text) = new_tenant(7);
+    ws.write(&rel, &text);
+    let summary = ws.generate();
+    assert!(!summary.vouched.is_empty(), "{summary:?}");
+    let abc_dir = "tenants-out/abc-corporation-7f3a9c/";
+    assert!(
+        summary.vouched.contains_key("abc-corporation-7f3a9c"),
+        "{summary:?}"
+    );
+    assert!(
+        summary
+            .written
+            .iter()
+            .any(|p| p.starts_with(&format!("{abc_dir}deployments/"))),
+        "{summary:?}"
+    );
+    assert!(
+        summary.tenants_removed.contains("cafe-creme-93b31b"),
+        "{summary:?}"
+    );
+    let d = deliver_once(&repo, Some(&summary), &Why::default());
+    assert_eq!(d.commits.len(), 1);
+    let head = head_of(&bare, "main").unwrap();
+    assert_eq!(
+        output_only(tree_files(&bare, head)),
+        expected(&ws.registry())
+    );
+    let dangling = std::process::Command::new("git")
+        .args(["fsck", "--full", "--dangling", "--no-reflogs"])
+        .current_dir(ws.out())
+        .output()
+        .expect("git is needed to check the repositories");
+    let text = String::from_utf8_lossy(&dangling.stdout);
+    assert!(
+        dangling.status.success() && !text.contains("dangling"),
+        "{text}"
+    );
+}
+
 /// A product's version bump re-renders every tenant and changes one file of each: the commit
 /// edits HEAD's trees file by file (the run found each tree on disk as HEAD recorded it) and
 /// still holds exactly what the registry renders; after a hand edit, `--full` distrusts the
