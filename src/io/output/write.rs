@@ -452,7 +452,7 @@ pub struct Staged {
     tree: String,
 }
 
-/// Prepares tenant `id`'s rendered `files` for [`Writer::tenant_prepared`] on a rendering
+/// Prepares tenant `id`'s rendered `files` for [`Writer::tenant`] on a rendering
 /// thread: hashes them and, when the tenant has no directory yet (a new tenant, a cold run),
 /// writes them into the tenant's staging directory, so the writer's thread only renames it
 /// into place ([`Writer::tenant`]). Writes nothing else; the staging directory is provisio's own (a run killed

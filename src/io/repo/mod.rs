@@ -63,13 +63,18 @@ const PACK_MAPPED_LIMIT: usize = 32 << 20;
 ///   default: `odb.c` `git_odb_read` hashes every object it reads and compares the result with
 ///   the id asked for). It was 18 % of the samples of a product's version bump at 10,000
 ///   tenants (BENCHMARKS.md, issue 13, fourth round): every tree the commit edits and every
-///   tree and blob the push's pack builder walks or packs is hashed again. Stock git does not
-///   check an object's hash when it reads it either; it checks on receipt (`index-pack`,
-///   `unpack-objects`) and in `fsck`. The objects provisio reads are ones it wrote itself
-///   (hashed as they were written) or received through a fetch, whose indexer hashes every
-///   object of the pack (libgit2's `indexer.c`, independent of this option), so a corrupted
-///   object on disk is found by `git fsck` as in any git repository, not by every read. The
-///   remote's own checks are untouched: a push's pack is indexed, and hashed, by the server.
+///   tree and blob the push's pack builder walks or packs is hashed again. Stock git checks
+///   on receipt (`index-pack`, `unpack-objects`), in `fsck`, and when it parses an object
+///   for a walk (`object.c` `parse_object`: "hash mismatch"), not on every read (`cat-file`,
+///   `pack-objects` reusing packed data). The objects provisio reads are ones it wrote itself
+///   (hashed as they were written), ones received through a fetch, whose indexer hashes every
+///   object of the pack (libgit2's `indexer.c`, independent of this option), or ones another
+///   git wrote into the clone (hashed as it wrote them); a damaged object still fails to
+///   inflate (zlib's Adler-32), and `git fsck` finds the rest as in any git repository. What
+///   the check no longer guards is provisio's own `.idx` ([`bulk`]): a wrong offset would
+///   read back another object under the id asked for, which its tests rule out (`git
+///   index-pack` computes the same bytes). The remote's own checks are untouched: a push's
+///   pack is indexed, and hashed, by the server.
 pub fn set_process_options() {
     // SAFETY: process-wide settings of libgit2, written before any thread of ours uses it.
     let set = unsafe {
