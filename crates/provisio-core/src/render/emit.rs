@@ -877,4 +877,77 @@ mod tests {
             )]));
         }
     }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        /// The k8s-openapi types provisio renders, with registry strings (display names,
+        /// domains, annotations, ConfigMap data) made of YAML's special tokens: `None` fields
+        /// skipped, `BTreeMap`s, a `Quantity` and an `IntOrString`, a container list.
+        #[test]
+        fn k8s_objects_with_registry_strings_are_written_as_serde_saphyr_writes_them(
+            name in tokens(), domain in tokens(), note in tokens(), data in tokens(),
+            port in any::<i32>(),
+        ) {
+            use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
+            use k8s_openapi::api::core::v1::{
+                ConfigMap, Container, ContainerPort, PodSpec, PodTemplateSpec, ResourceRequirements,
+            };
+            use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+            use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+            let meta = ObjectMeta {
+                name: Some("t".to_owned()),
+                annotations: Some(BTreeMap::from([
+                    ("provisio.io/display-name".to_owned(), name.clone()),
+                    (note.clone(), domain.clone()),
+                ])),
+                ..ObjectMeta::default()
+            };
+            let cm = ConfigMap {
+                metadata: meta.clone(),
+                data: Some(BTreeMap::from([
+                    ("name".to_owned(), name.clone()),
+                    ("domain".to_owned(), domain.clone()),
+                    (data.clone(), note.clone()),
+                ])),
+                ..ConfigMap::default()
+            };
+            // Single-line values are always written here (serde-saphyr's own quoting when
+            // not plainly safe), never left to the fallback.
+            let single = [&name, &domain].iter().all(|s| !s.contains('\n'));
+            let plain = |s: &str| s.bytes().all(|b| b.is_ascii_alphanumeric());
+            let handled = same(&cm);
+            prop_assert!(handled || !single || !plain(&note) || !plain(&data));
+            let container = Container {
+                name: "c".to_owned(),
+                image: Some(domain.clone()),
+                args: Some(vec![name.clone(), data.clone()]),
+                ports: Some(vec![ContainerPort {
+                    container_port: port,
+                    name: Some(note.clone()),
+                    ..ContainerPort::default()
+                }]),
+                resources: Some(ResourceRequirements {
+                    limits: Some(BTreeMap::from([("cpu".to_owned(), Quantity(data.clone()))])),
+                    ..ResourceRequirements::default()
+                }),
+                ..Container::default()
+            };
+            let dep = Deployment {
+                metadata: meta,
+                spec: Some(DeploymentSpec {
+                    template: PodTemplateSpec {
+                        metadata: None,
+                        spec: Some(PodSpec {
+                            containers: vec![container],
+                            ..PodSpec::default()
+                        }),
+                    },
+                    ..DeploymentSpec::default()
+                }),
+                ..Deployment::default()
+            };
+            same(&dep);
+        }
+    }
 }
