@@ -500,6 +500,76 @@ fn a_commit_mixing_releases_removals_and_new_tenants_holds_exactly_the_render() 
     );
 }
 
+/// A run's writes and removals in one tenant where a path changes kind: a file replaced by a
+/// directory of the same name, and a directory replaced by a file. The commit is built from
+/// the summary alone (the tenant is vouched), so it must apply the removals before the writes:
+/// removing `x` after writing `x/y` drops the new directory, removing `d/y` after writing `d`
+/// drops the new file. The renders do not make such a change today (file names end in
+/// `.yaml`, directories do not); the order must not depend on that.
+#[test]
+fn a_path_that_changes_from_file_to_directory_or_back_is_committed_as_the_disk_holds_it() {
+    let ws = Workspace::new();
+    let (bare, url) = bare(ws.dir.path());
+    let repo = OutputRepo::open(&ws.out(), &cfg(&url)).unwrap();
+    cycle(&ws, &repo, true);
+    let id = "abc-corporation-7f3a9c";
+    let tdir = ws.out().join("tenants-out").join(id);
+    // namespace.yaml: a file becomes a directory; deployments/: a directory becomes a file.
+    std::fs::remove_file(tdir.join("namespace.yaml")).unwrap();
+    std::fs::create_dir(tdir.join("namespace.yaml")).unwrap();
+    std::fs::write(tdir.join("namespace.yaml/x.yaml"), "x: 1\n").unwrap();
+    let deployments: Vec<String> = std::fs::read_dir(tdir.join("deployments"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    std::fs::remove_dir_all(tdir.join("deployments")).unwrap();
+    std::fs::write(tdir.join("deployments"), "d: 1\n").unwrap();
+    // The state file on disk records another tree for the tenant, as a run that wrote it would.
+    let state_path = ws.out().join(provisio::io::output::STATE_FILE);
+    let mut state: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&state_path).unwrap()).unwrap();
+    let before = state["tenants"][id]["tree"].as_str().unwrap().to_owned();
+    state["tenants"][id]["tree"] = serde_json::Value::from("changed by the run");
+    std::fs::write(&state_path, serde_json::to_vec_pretty(&state).unwrap()).unwrap();
+    let prefix = format!("tenants-out/{id}/");
+    let summary = Summary {
+        written: vec![
+            format!("{prefix}deployments"),
+            format!("{prefix}namespace.yaml/x.yaml"),
+        ],
+        removed: deployments
+            .iter()
+            .map(|f| format!("{prefix}deployments/{f}"))
+            .chain([format!("{prefix}namespace.yaml")])
+            .collect(),
+        vouched: std::collections::BTreeMap::from([(id.to_owned(), before)]),
+        ..Summary::default()
+    };
+    let d = deliver_once(&repo, Some(&summary), &Why::default());
+    assert_eq!(d.commits.len(), 1);
+    let files = tree_files(&bare, head_of(&bare, "main").unwrap());
+    assert_eq!(
+        files
+            .get(&format!("{prefix}namespace.yaml/x.yaml"))
+            .map(Vec::as_slice),
+        Some(&b"x: 1\n"[..]),
+        "the file that became a directory"
+    );
+    assert_eq!(
+        files
+            .get(&format!("{prefix}deployments"))
+            .map(Vec::as_slice),
+        Some(&b"d: 1\n"[..]),
+        "the directory that became a file"
+    );
+    assert!(!files.contains_key(&format!("{prefix}namespace.yaml")));
+    assert!(
+        !files
+            .keys()
+            .any(|p| p.starts_with(&format!("{prefix}deployments/")))
+    );
+}
+
 /// A product's version bump re-renders every tenant and changes one file of each: the commit
 /// edits HEAD's trees file by file (the run found each tree on disk as HEAD recorded it) and
 /// still holds exactly what the registry renders; after a hand edit, `--full` distrusts the

@@ -435,7 +435,10 @@ impl OutputRepo {
                 t.edits.insert(id.clone(), Vec::new());
             }
         }
-        for (paths, written) in [(&summary.written, true), (&summary.removed, false)] {
+        // Removals first: applied in this order, a path that changed kind (a file `x` become
+        // the directory of `x/y`, or the reverse) ends as the disk holds it; a removal applied
+        // after the write would drop the new file or directory with the old one.
+        for (paths, written) in [(&summary.removed, false), (&summary.written, true)] {
             for p in paths {
                 let Some((id, rel)) = p
                     .strip_prefix(&tenants_prefix)
