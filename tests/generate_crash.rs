@@ -171,6 +171,39 @@ fn staging_directories_a_killed_run_left_are_removed_without_being_reported_as_t
     assert_eq!(left, Vec::<String>::new());
 }
 
+/// The temporary file a run killed inside a write leaves next to the file it was replacing
+/// (`.provisio-XXXXXX`, in a tenant's directory or a subdirectory of it) is provisio's own: a
+/// run that re-reads the tree removes it without counting a removed file or a changed tenant.
+#[test]
+fn temporary_files_a_killed_write_left_in_a_tenant_tree_are_removed_without_being_reported() {
+    let ws = Workspace::new();
+    let (code, out) = run(&ws, "generate");
+    assert_eq!(code, 0, "{out}");
+    let tenant = ws.out().join("tenants-out/abc-corporation-7f3a9c");
+    let leftovers = [
+        tenant.join(".provisio-Xk2a9Q"),
+        tenant.join("deployments/.provisio-Yk3b0R"),
+    ];
+    for f in &leftovers {
+        std::fs::write(f, "half a file").unwrap();
+    }
+    let out = provisio(&ws, "generate").arg("--full").output().unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("generate: 0 written, 0 removed"),
+        "leftovers reported as removed files: {text}"
+    );
+    assert!(
+        text.contains("(0 tenant(s) changed, 0 removed)"),
+        "leftovers counted as a change: {text}"
+    );
+    for f in &leftovers {
+        assert!(!f.exists(), "{} left", f.display());
+    }
+}
+
 /// Generates, times a run with `rel` changed to `changed`, then five times kills such a run
 /// at 10–90 % of that time, reverts `rel` to `original` and checks that the next run converges
 /// (`check` clean, no journal, and a run after it writes nothing). Returns how many kills
