@@ -31,7 +31,9 @@
 //!   default), the smallest are rolled up into one as git's `repack --geometric=2` chooses
 //!   them (`builtin/repack.c` `split_pack_geometry`): the packs left, by object count, each
 //!   at least twice the previous, so at most about log2(objects) of them, and each object
-//!   rewritten about log2(objects) times over the clone's life. The new pack is made visible
+//!   rewritten about log2(objects) times over the clone's life. A whole object's entry is
+//!   copied as it is (checked against its `.idx`'s CRC-32, as git's `pack-objects` checks an
+//!   entry it reuses), a delta resolved and stored whole. The new pack is made visible
 //!   as above before any rolled-up one is removed, each `.idx` before its `.pack` (git's
 //!   `packfile.c` `unlink_pack_path`); a pack with a `.keep` or `.promisor` is never rolled
 //!   up. Killed anywhere, every object stays readable (an object in two packs is harmless),
@@ -198,6 +200,18 @@ impl<'r> Bulk<'r> {
 /// temporary names, flushed to the disk, then renamed: the `.pack` first, the `.idx` last
 /// (see the module's documentation), and the directory flushed.
 fn store_pack(pack_dir: &Path, odb: &Odb<'_>, objects: &[Oid]) -> std::io::Result<String> {
+    store_with(pack_dir, objects.len(), |out, entries| {
+        write_plain_pack(odb, objects, out, entries)
+    })
+}
+
+/// [`store_pack`] with the pack's bytes written by `write` (returning the pack's checksum,
+/// each entry appended to the entries), about `count` of them.
+fn store_with(
+    pack_dir: &Path,
+    count: usize,
+    write: impl FnOnce(&mut BufWriter<&File>, &mut Vec<PackEntry>) -> std::io::Result<[u8; 20]>,
+) -> std::io::Result<String> {
     let temp = |prefix: &str| {
         tempfile::Builder::new()
             .prefix(prefix)
@@ -205,10 +219,10 @@ fn store_pack(pack_dir: &Path, odb: &Odb<'_>, objects: &[Oid]) -> std::io::Resul
     };
     // git's own temporary names: `git prune` removes `tmp_*` files a killed run left.
     let pack = temp("tmp_pack_")?;
-    let mut entries = Vec::with_capacity(objects.len());
+    let mut entries = Vec::with_capacity(count);
     let checksum = {
         let mut out = BufWriter::with_capacity(1 << 20, pack.as_file());
-        let checksum = write_plain_pack(odb, objects, &mut out, &mut entries)?;
+        let checksum = write(&mut out, &mut entries)?;
         out.flush()?;
         checksum
     };
@@ -261,9 +275,9 @@ pub struct RollUp {
 /// `repack --geometric=2` does (`builtin/repack.c`, `split_pack_geometry` /
 /// `pack_geometry_split`): when more than `limit` packs are there, the smallest are rolled up
 /// so that the rest, by object count, form a progression of factor 2 ([`roll_up_selection`]).
-/// Their objects are read back whole through the ODB (libgit2 resolves deltas) and written
-/// once each into one new plain pack ([`store_pack`]: `.pack` renamed into place, then its
-/// `.idx`, the directory flushed); then each rolled-up pack is removed `.idx` first (git's
+/// Their objects are written once each into one new plain pack ([`store_rolled_up`]: a whole
+/// object's entry copied as it is, a delta read back whole through the ODB, which resolves
+/// it; the `.pack` renamed into place, then its `.idx`, the directory flushed); then each rolled-up pack is removed `.idx` first (git's
 /// `packfile.c` `unlink_pack_path`: readers find packs through their `.idx`), then the
 /// `.pack` and its companions, a pack with a `.keep` (or a `.promisor`) never being one of
 /// them. A process killed at any point leaves every object readable (the new pack is visible
@@ -311,21 +325,12 @@ pub fn consolidate(git_dir: &Path, limit: usize) -> std::io::Result<Option<RollU
     if chosen.is_empty() {
         return Ok(None);
     }
-    let mut seen = HashSet::new();
-    let mut objects = Vec::new();
-    for &i in &chosen {
-        let idx = std::fs::read(pack_dir.join(format!("{}.idx", packs[i].0)))?;
-        for oid in idx_ids(&idx)? {
-            if seen.insert(oid) {
-                objects.push(oid);
-            }
-        }
-    }
-    drop(seen);
+    let sources: Vec<std::path::PathBuf> =
+        chosen.iter().map(|&i| pack_dir.join(&packs[i].0)).collect();
     // A handle of its own: no mempack, and the packs as they are now.
     let repo = Repository::open(git_dir).map_err(std::io::Error::other)?;
     let odb = repo.odb().map_err(std::io::Error::other)?;
-    let into = store_pack(&pack_dir, &odb, &objects)?;
+    let (into, objects) = store_rolled_up(&pack_dir, &odb, &sources)?;
     drop(odb);
     drop(repo);
     for &i in &chosen {
@@ -337,7 +342,7 @@ pub fn consolidate(git_dir: &Path, limit: usize) -> std::io::Result<Option<RollU
     File::open(&pack_dir)?.sync_all()?;
     Ok(Some(RollUp {
         packs: chosen.iter().filter(|&&i| packs[i].0 != into).count(),
-        objects: objects.len(),
+        objects,
         into,
     }))
 }
@@ -395,18 +400,133 @@ fn idx_object_count(path: &Path) -> Option<u64> {
     Some(u64::from(u32::from_be_bytes(last)))
 }
 
-/// The ids a version 2 `.idx` lists.
-fn idx_ids(idx: &[u8]) -> std::io::Result<Vec<Oid>> {
+/// The entries a version 2 `.idx` lists (gitformat-pack.txt; [`idx_bytes`] writes them), in
+/// its order (by id).
+fn idx_entries(idx: &[u8]) -> std::io::Result<Vec<PackEntry>> {
     let bad = || std::io::Error::other("not a version 2 pack index");
-    let n = idx
-        .get(8 + 255 * 4..8 + 256 * 4)
-        .and_then(|b| b.try_into().ok())
-        .map(|b: [u8; 4]| u32::from_be_bytes(b) as usize)
-        .ok_or_else(bad)?;
-    let ids = idx.get(8 + 1024..8 + 1024 + 20 * n).ok_or_else(bad)?;
-    ids.chunks_exact(20)
-        .map(|id| Oid::from_bytes(id).map_err(std::io::Error::other))
+    let u32_at = |at: usize| -> std::io::Result<u32> {
+        let b = idx.get(at..at + 4).ok_or_else(bad)?;
+        Ok(u32::from_be_bytes(b.try_into().map_err(|_| bad())?))
+    };
+    if idx.get(..8) != Some(&[0xff, b't', b'O', b'c', 0, 0, 0, 2][..]) {
+        return Err(bad());
+    }
+    let n = u32_at(8 + 255 * 4)? as usize;
+    let ids = 8 + 256 * 4;
+    let (crcs, offsets) = (ids + 20 * n, ids + 24 * n);
+    let large = offsets + 4 * n;
+    (0..n)
+        .map(|i| {
+            let oid = Oid::from_bytes(idx.get(ids + 20 * i..ids + 20 * (i + 1)).ok_or_else(bad)?)
+                .map_err(std::io::Error::other)?;
+            let small = u32_at(offsets + 4 * i)?;
+            let offset = if small & 0x8000_0000 != 0 {
+                let at = large + 8 * (small & 0x7fff_ffff) as usize;
+                let b = idx.get(at..at + 8).ok_or_else(bad)?;
+                u64::from_be_bytes(b.try_into().map_err(|_| bad())?)
+            } else {
+                u64::from(small)
+            };
+            Ok(PackEntry {
+                oid,
+                offset,
+                crc: u32_at(crcs + 4 * i)?,
+            })
+        })
         .collect()
+}
+
+/// Writes the objects of the packs `sources` (paths without extension) into one new pack in
+/// `pack_dir`, each object once, as [`store_pack`] does; returns its name and object count.
+/// An entry holding a whole object (all of provisio's packs) is copied as it is, header and
+/// compressed bytes, after checking its bytes against the CRC-32 its `.idx` records, as git's
+/// `pack-objects` does when it reuses an entry (`builtin/pack-objects.c` `write_reuse_object`
+/// → `check_pack_crc`); a delta (a fetched pack's) is read whole through `odb`, which
+/// resolves it, and compressed again.
+fn store_rolled_up(
+    pack_dir: &Path,
+    odb: &Odb<'_>,
+    sources: &[std::path::PathBuf],
+) -> std::io::Result<(String, usize)> {
+    use std::io::{BufReader, Read};
+    // Each pack's entries by offset, with the offset where each ends; an object in several
+    // packs is taken from the first.
+    let mut seen = HashSet::new();
+    let mut plan: Vec<(std::path::PathBuf, Vec<(PackEntry, u64)>)> = Vec::new();
+    for stem in sources {
+        let mut all = idx_entries(&std::fs::read(stem.with_extension("idx"))?)?;
+        let pack_len = std::fs::metadata(stem.with_extension("pack"))?.len();
+        all.sort_unstable_by_key(|e| e.offset);
+        let ends: Vec<u64> = all
+            .iter()
+            .skip(1)
+            .map(|e| e.offset)
+            .chain([pack_len.saturating_sub(20)])
+            .collect();
+        let take = all
+            .into_iter()
+            .zip(ends)
+            .filter(|(e, _)| seen.insert(e.oid))
+            .collect();
+        plan.push((stem.clone(), take));
+    }
+    let count = seen.len();
+    drop(seen);
+    let name = store_with(pack_dir, count, |out, entries| {
+        let mut out = HashingWriter {
+            inner: out,
+            sha: Sha1::new(),
+            written: 0,
+        };
+        let n = u32::try_from(count)
+            .map_err(|_| std::io::Error::other("more objects than a pack holds"))?;
+        out.write_all(b"PACK")?;
+        out.write_all(&2u32.to_be_bytes())?;
+        out.write_all(&n.to_be_bytes())?;
+        let mut buf = Vec::new();
+        let mut zbuf = Vec::new();
+        for (stem, take) in &plan {
+            let path = stem.with_extension("pack");
+            let mut pack = BufReader::with_capacity(1 << 20, File::open(&path)?);
+            let mut at = 0u64;
+            for (e, end) in take {
+                let len = end
+                    .checked_sub(e.offset)
+                    .filter(|&l| l > 0)
+                    .ok_or_else(|| {
+                        std::io::Error::other(format!("{}: bad offsets", path.display()))
+                    })?;
+                pack.seek_relative(e.offset as i64 - at as i64)?;
+                buf.resize(len as usize, 0);
+                pack.read_exact(&mut buf)?;
+                at = *end;
+                let offset = out.written;
+                let kind = (buf[0] >> 4) & 7;
+                let crc = if (1..=4).contains(&kind) {
+                    if crc32fast::hash(&buf) != e.crc {
+                        return Err(std::io::Error::other(format!(
+                            "{}: object {} does not match its CRC-32",
+                            path.display(),
+                            e.oid
+                        )));
+                    }
+                    out.write_all(&buf)?;
+                    e.crc
+                } else {
+                    write_whole(odb, e.oid, &mut out, &mut zbuf)?
+                };
+                entries.push(PackEntry {
+                    oid: e.oid,
+                    offset,
+                    crc,
+                });
+            }
+        }
+        let trailer: [u8; 20] = out.sha.finalize().into();
+        out.inner.write_all(&trailer)?;
+        Ok(trailer)
+    })?;
+    Ok((name, count))
 }
 
 /// Removes the pack `stem` (`pack-<checksum>`) from `pack_dir` as git's `unlink_pack_path`
@@ -501,39 +621,52 @@ fn write_plain_pack(
     out.write_all(&count.to_be_bytes())?;
     let mut zbuf = Vec::new();
     for oid in objects {
-        let obj = odb.read(*oid).map_err(std::io::Error::other)?;
-        let kind: u8 = match obj.kind() {
-            ObjectType::Commit => 1,
-            ObjectType::Tree => 2,
-            ObjectType::Blob => 3,
-            ObjectType::Tag => 4,
-            other => {
-                return Err(std::io::Error::other(format!(
-                    "object {oid} of kind {other}: not storable"
-                )));
-            }
-        };
-        let data = obj.data();
         let offset = out.written;
-        let header = entry_header(kind, data.len() as u64);
-        zbuf.clear();
-        let mut z = ZlibEncoder::new(std::mem::take(&mut zbuf), Compression::fast());
-        z.write_all(data)?;
-        zbuf = z.finish()?;
-        let mut crc = crc32fast::Hasher::new();
-        crc.update(&header);
-        crc.update(&zbuf);
-        out.write_all(&header)?;
-        out.write_all(&zbuf)?;
+        let crc = write_whole(odb, *oid, &mut out, &mut zbuf)?;
         entries.push(PackEntry {
             oid: *oid,
             offset,
-            crc: crc.finalize(),
+            crc,
         });
     }
     let trailer: [u8; 20] = out.sha.finalize().into();
     out.inner.write_all(&trailer)?;
     Ok(trailer)
+}
+
+/// Writes object `oid` (read from `odb`) to `out` as a whole-object pack entry: its type and
+/// size in the entry header, its bytes zlib-compressed at the fastest level (`zbuf`: a buffer
+/// to reuse). Returns the CRC-32 of the entry's bytes.
+fn write_whole(
+    odb: &Odb<'_>,
+    oid: Oid,
+    out: &mut impl Write,
+    zbuf: &mut Vec<u8>,
+) -> std::io::Result<u32> {
+    let obj = odb.read(oid).map_err(std::io::Error::other)?;
+    let kind: u8 = match obj.kind() {
+        ObjectType::Commit => 1,
+        ObjectType::Tree => 2,
+        ObjectType::Blob => 3,
+        ObjectType::Tag => 4,
+        other => {
+            return Err(std::io::Error::other(format!(
+                "object {oid} of kind {other}: not storable"
+            )));
+        }
+    };
+    let data = obj.data();
+    let header = entry_header(kind, data.len() as u64);
+    zbuf.clear();
+    let mut z = ZlibEncoder::new(std::mem::take(zbuf), Compression::fast());
+    z.write_all(data)?;
+    *zbuf = z.finish()?;
+    let mut crc = crc32fast::Hasher::new();
+    crc.update(&header);
+    crc.update(zbuf);
+    out.write_all(&header)?;
+    out.write_all(zbuf)?;
+    Ok(crc.finalize())
 }
 
 /// Offsets above this go to the `.idx`'s table of 8-byte offsets (gitformat-pack.txt: the
@@ -1207,5 +1340,90 @@ mod tests {
         all_readable(git_dir, &trees);
         git_says_clean(git_dir);
         assert_eq!(consolidate(git_dir, 0).unwrap(), None, "converged");
+    }
+
+    /// A pack with deltas (stock git's `repack`, as a fetched pack would hold) is rolled up
+    /// with plain ones: its deltas are resolved and stored whole, the whole objects copied;
+    /// stock git checks every object. A pack whose bytes do not match its `.idx`'s CRC-32
+    /// stops the roll-up, and nothing is removed.
+    #[test]
+    fn deltas_are_stored_whole_and_a_damaged_pack_stops_the_roll_up() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = Repository::init_bare(dir.path()).unwrap();
+        let git_dir = dir.path();
+        let base = "line of a manifest\n".repeat(200);
+        let similar: Vec<Oid> = (0..20)
+            .map(|i| repo.blob(format!("{base}{i}\n").as_bytes()).unwrap())
+            .collect();
+        // `git pack-objects` with its delta search, as a fetched pack would be made.
+        let Ok(mut child) = std::process::Command::new("git")
+            .arg("--git-dir")
+            .arg(git_dir)
+            .args(["pack-objects", "-q"])
+            .arg(git_dir.join("objects/pack/pack"))
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+        else {
+            return; // no stock git to write deltas
+        };
+        let list: String = similar.iter().map(|o| format!("{o}\n")).collect();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(list.as_bytes())
+            .unwrap();
+        assert!(child.wait().unwrap().success());
+        let v = std::process::Command::new("git")
+            .arg("--git-dir")
+            .arg(git_dir)
+            .args(["verify-pack", "-v"])
+            .arg(git_dir.join(format!("objects/pack/{}", pack_names(git_dir)[0])))
+            .output()
+            .unwrap();
+        assert!(
+            String::from_utf8_lossy(&v.stdout).contains("chain length"),
+            "git wrote deltas: {v:?}"
+        );
+        let trees = small_packs(git_dir, "blob ", 6);
+        let r = consolidate(git_dir, 2).unwrap().unwrap();
+        assert_eq!((r.packs, r.objects), (7, 20 + 12));
+        all_readable(git_dir, &trees);
+        let other = Repository::open_bare(git_dir).unwrap();
+        for (i, b) in similar.iter().enumerate() {
+            let blob = other.find_blob(*b).unwrap();
+            assert_eq!(blob.content(), format!("{base}{i}\n").as_bytes());
+        }
+        git_says_clean(git_dir).unwrap();
+        let idx = git_dir.join(format!("objects/pack/{}.idx", r.into));
+        let v = std::process::Command::new("git")
+            .args(["verify-pack", "-v"])
+            .arg(&idx)
+            .output()
+            .unwrap();
+        assert!(v.status.success(), "{v:?}");
+        assert!(!String::from_utf8_lossy(&v.stdout).contains("chain length"));
+
+        // Damage one whole object's compressed bytes in a pack about to be rolled up.
+        small_packs(git_dir, "more ", 3);
+        let before = pack_names(git_dir);
+        let victim = before
+            .iter()
+            .find(|n| n.ends_with(".pack") && !n.starts_with(&r.into))
+            .unwrap();
+        let path = git_dir.join("objects/pack").join(victim);
+        let mut bytes = std::fs::read(&path).unwrap();
+        let at = bytes.len() - 20 - 3;
+        bytes[at] ^= 0x55;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        std::fs::write(&path, bytes).unwrap();
+        let err = consolidate(git_dir, 2).unwrap_err();
+        assert!(err.to_string().contains("CRC-32"), "{err}");
+        assert_eq!(
+            pack_names(git_dir),
+            before,
+            "nothing removed, no temporary left"
+        );
     }
 }
