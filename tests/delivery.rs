@@ -1038,3 +1038,95 @@ fn an_output_root_below_the_work_tree_is_committed_under_its_prefix_only() {
         .collect();
     assert_eq!(under, expected(&ws.registry()));
 }
+
+/// The `.pack` files in a repository's `objects/pack/`.
+fn pack_count(git_dir: &std::path::Path) -> usize {
+    std::fs::read_dir(git_dir.join("objects/pack"))
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .ends_with(".pack")
+        })
+        .count()
+}
+
+/// Watch's case: one output repository open for many commits, each adding a pack. The pack
+/// count never passes the limit (rolled up geometrically after the commit that passes it),
+/// stock git reads every commit and finds every reachable object, and this process keeps no
+/// removed pack open or mapped (its handle's object database is reopened after a roll-up).
+#[test]
+fn many_commits_keep_the_pack_count_bounded_and_every_commit_readable() {
+    let ws = Workspace::new();
+    let (_bare, url) = bare(ws.dir.path());
+    let repo = OutputRepo::open(&ws.out(), &cfg(&url)).unwrap();
+    let git_dir = ws.out().join(".git");
+    const COMMITS: usize = 120;
+    let limit = provisio::io::repo::bulk::PACK_LIMIT;
+    let (mut most, mut rolled_up) = (0, false);
+    for n in 0..COMMITS {
+        if n > 0 {
+            let (_, rel, text) = new_tenant(n);
+            ws.write(&rel, &text);
+        }
+        let before = pack_count(&git_dir);
+        assert_eq!(cycle(&ws, &repo, false).commits.len(), 1, "commit {n}");
+        let after = pack_count(&git_dir);
+        assert!(after <= limit, "{after} packs after commit {n}");
+        rolled_up |= after < before;
+        most = most.max(after);
+    }
+    assert!(
+        rolled_up,
+        "at most {most} packs: the limit was never passed"
+    );
+    let ours = ws.out().canonicalize().unwrap();
+    let ours = ours.to_string_lossy();
+    for list in ["/proc/self/maps"] {
+        if let Ok(text) = std::fs::read_to_string(list) {
+            let held: Vec<&str> = text
+                .lines()
+                .filter(|l| l.contains(&*ours) && l.contains("(deleted)"))
+                .collect();
+            assert!(
+                held.is_empty(),
+                "{} mappings of removed packs, the first: {:?}",
+                held.len(),
+                &held[..held.len().min(2)]
+            );
+        }
+    }
+    if let Ok(fds) = std::fs::read_dir("/proc/self/fd") {
+        for fd in fds.flatten() {
+            if let Ok(target) = std::fs::read_link(fd.path()) {
+                let t = target.to_string_lossy();
+                assert!(
+                    !(t.contains(&*ours) && t.contains("(deleted)")),
+                    "a removed pack still open: {t}"
+                );
+            }
+        }
+    }
+    drop(repo);
+    let git = |args: &[&str]| {
+        let out = std::process::Command::new("git")
+            .arg("--git-dir")
+            .arg(&git_dir)
+            .args(args)
+            .output()
+            .ok()?;
+        assert!(out.status.success(), "git {args:?}: {out:?}");
+        Some(String::from_utf8(out.stdout).unwrap())
+    };
+    let Some(_) = git(&["fsck", "--full", "--strict", "--no-dangling"]) else {
+        return; // no stock git here
+    };
+    let log = git(&["log", "--format=%H", "--stat"]).unwrap();
+    let commits = log.lines().filter(|l| l.len() == 40).count();
+    assert_eq!(commits, COMMITS);
+    let count = git(&["count-objects", "-v"]).unwrap();
+    assert!(count.contains("\ngarbage: 0\n"), "{count}");
+    git(&["cat-file", "--batch-all-objects", "--batch-check"]).unwrap();
+}

@@ -25,6 +25,19 @@
 //!   `.pack` without one. A process killed in between leaves only unreferenced files:
 //!   temporaries git's `prune` removes, or a `.pack` no reader opens; the next run writes
 //!   the objects again.
+//! - The pack count stays bounded ([`consolidate`], after every commit's objects are stored):
+//!   libgit2 never repacks, and every new object written makes it look in every pack (and
+//!   rescan `objects/pack/` on the miss). Past [`PACK_LIMIT`] packs (git's `gc.autoPackLimit`
+//!   default), the smallest are rolled up into one as git's `repack --geometric=2` chooses
+//!   them (`builtin/repack.c` `split_pack_geometry`): the packs left, by object count, each
+//!   at least twice the previous, so at most about log2(objects) of them, and each object
+//!   rewritten about log2(objects) times over the clone's life. A whole object's entry is
+//!   copied as it is (checked against its `.idx`'s CRC-32, as git's `pack-objects` checks an
+//!   entry it reuses), a delta resolved and stored whole. The new pack is made visible
+//!   as above before any rolled-up one is removed, each `.idx` before its `.pack` (git's
+//!   `packfile.c` `unlink_pack_path`); a pack with a `.keep` or `.promisor` is never rolled
+//!   up. Killed anywhere, every object stays readable (an object in two packs is harmless),
+//!   and the next call removes what was left once it is an hour old and rolls up again.
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashSet;
@@ -186,7 +199,19 @@ impl<'r> Bulk<'r> {
 /// pack's checksum as git names them (`pack-<checksum>.pack`, `.idx`). Both are written under
 /// temporary names, flushed to the disk, then renamed: the `.pack` first, the `.idx` last
 /// (see the module's documentation), and the directory flushed.
-fn store_pack(pack_dir: &Path, odb: &Odb<'_>, objects: &[Oid]) -> std::io::Result<()> {
+fn store_pack(pack_dir: &Path, odb: &Odb<'_>, objects: &[Oid]) -> std::io::Result<String> {
+    store_with(pack_dir, objects.len(), |out, entries| {
+        write_plain_pack(odb, objects, out, entries)
+    })
+}
+
+/// [`store_pack`] with the pack's bytes written by `write` (returning the pack's checksum,
+/// each entry appended to the entries), about `count` of them.
+fn store_with(
+    pack_dir: &Path,
+    count: usize,
+    write: impl FnOnce(&mut BufWriter<&File>, &mut Vec<PackEntry>) -> std::io::Result<[u8; 20]>,
+) -> std::io::Result<String> {
     let temp = |prefix: &str| {
         tempfile::Builder::new()
             .prefix(prefix)
@@ -194,10 +219,10 @@ fn store_pack(pack_dir: &Path, odb: &Odb<'_>, objects: &[Oid]) -> std::io::Resul
     };
     // git's own temporary names: `git prune` removes `tmp_*` files a killed run left.
     let pack = temp("tmp_pack_")?;
-    let mut entries = Vec::with_capacity(objects.len());
+    let mut entries = Vec::with_capacity(count);
     let checksum = {
         let mut out = BufWriter::with_capacity(1 << 20, pack.as_file());
-        let checksum = write_plain_pack(odb, objects, &mut out, &mut entries)?;
+        let checksum = write(&mut out, &mut entries)?;
         out.flush()?;
         checksum
     };
@@ -213,7 +238,353 @@ fn store_pack(pack_dir: &Path, odb: &Odb<'_>, objects: &[Oid]) -> std::io::Resul
         .map_err(|e| e.error)?;
     idx.persist(pack_dir.join(format!("pack-{name}.idx")))
         .map_err(|e| e.error)?;
-    File::open(pack_dir)?.sync_all()
+    File::open(pack_dir)?.sync_all()?;
+    Ok(format!("pack-{name}"))
+}
+
+/// Packs in `objects/pack/` past which [`consolidate`] rolls the smallest up: git's
+/// `gc.autoPackLimit` default, the count past which `git gc --auto` repacks. After a roll-up
+/// the packs left form a geometric progression (each at least twice the previous by object
+/// count), so they number at most about log2 of the objects (19 at 10,000 tenants' 290,000),
+/// and a roll-up happens again only after about 30 more commits or fetches.
+pub const PACK_LIMIT: usize = 50;
+
+/// How large each pack must be, relative to the next smaller one, for [`consolidate`] to leave
+/// both alone: git's `repack --geometric=2`.
+const GEOMETRIC_FACTOR: u64 = 2;
+
+/// How old a leftover of a killed writer (a `tmp_pack_`/`tmp_idx_` temporary, a `.pack`
+/// without its `.idx`, a `.rev`/`.bitmap`/`.mtimes` without either) must be before
+/// [`consolidate`] removes it: a writer that is still running (a person's `git fetch` in the
+/// output clone: provisio's own writers are excluded by its lock) finishes its pack well
+/// within an hour. git's `prune` waits two weeks (`gc.pruneExpire`) for the same files.
+const LEFTOVER_AGE: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// What [`consolidate`] rolled up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RollUp {
+    /// Packs removed.
+    pub packs: usize,
+    /// Distinct objects in them, now in the new pack.
+    pub objects: usize,
+    /// The new pack's name (`pack-<checksum>`).
+    pub into: String,
+}
+
+/// Keeps the number of packs in `git_dir`'s `objects/pack/` bounded, as git's
+/// `repack --geometric=2` does (`builtin/repack.c`, `split_pack_geometry` /
+/// `pack_geometry_split`): when more than `limit` packs are there, the smallest are rolled up
+/// so that the rest, by object count, form a progression of factor 2 ([`roll_up_selection`]).
+/// Their objects are written once each into one new plain pack ([`store_rolled_up`]: a whole
+/// object's entry copied as it is, a delta read back whole through the ODB, which resolves
+/// it; the `.pack` renamed into place, then its `.idx`, the directory flushed); then each rolled-up pack is removed `.idx` first (git's
+/// `packfile.c` `unlink_pack_path`: readers find packs through their `.idx`), then the
+/// `.pack` and its companions, a pack with a `.keep` (or a `.promisor`) never being one of
+/// them. A process killed at any point leaves every object readable (the new pack is visible
+/// before any old one goes; an object in two packs is harmless) and leftovers the next call
+/// removes: temporaries and `.pack` files without `.idx` older than [`LEFTOVER_AGE`].
+/// `Ok(None)`: nothing rolled up.
+pub fn consolidate(git_dir: &Path, limit: usize) -> std::io::Result<Option<RollUp>> {
+    let pack_dir = git_dir.join("objects").join("pack");
+    let names = match std::fs::read_dir(&pack_dir) {
+        Ok(dir) => dir
+            .map(|e| e.map(|e| e.file_name().to_string_lossy().into_owned()))
+            .collect::<std::io::Result<HashSet<String>>>()?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    remove_leftovers(&pack_dir, &names)?;
+    let count = names
+        .iter()
+        .filter_map(|n| n.strip_suffix(".idx"))
+        .filter(|stem| names.contains(&format!("{stem}.pack")))
+        .count();
+    if count <= limit {
+        return Ok(None);
+    }
+    let mut packs: Vec<(String, Option<u64>)> = names
+        .iter()
+        .filter_map(|n| n.strip_suffix(".idx"))
+        .filter(|stem| names.contains(&format!("{stem}.pack")))
+        .map(|stem| {
+            let kept = [".keep", ".promisor"]
+                .iter()
+                .any(|x| names.contains(&format!("{stem}{x}")));
+            // A pack whose .idx this does not read (version 1) is left alone like a kept one.
+            let weight = if kept {
+                None
+            } else {
+                idx_object_count(&pack_dir.join(format!("{stem}.idx")))
+            };
+            (stem.to_owned(), weight)
+        })
+        .collect();
+    packs.sort();
+    let weights: Vec<Option<u64>> = packs.iter().map(|p| p.1).collect();
+    let chosen = roll_up_selection(&weights, limit);
+    if chosen.is_empty() {
+        return Ok(None);
+    }
+    let sources: Vec<std::path::PathBuf> =
+        chosen.iter().map(|&i| pack_dir.join(&packs[i].0)).collect();
+    // A handle of its own: no mempack, and the packs as they are now.
+    let repo = Repository::open(git_dir).map_err(std::io::Error::other)?;
+    let odb = repo.odb().map_err(std::io::Error::other)?;
+    let (into, objects) = store_rolled_up(&pack_dir, &odb, &sources)?;
+    drop(odb);
+    drop(repo);
+    for &i in &chosen {
+        // The same objects in the same order make the same pack: it is the new one.
+        if packs[i].0 != into {
+            remove_pack(&pack_dir, &packs[i].0)?;
+        }
+    }
+    File::open(&pack_dir)?.sync_all()?;
+    Ok(Some(RollUp {
+        packs: chosen.iter().filter(|&&i| packs[i].0 != into).count(),
+        objects,
+        into,
+    }))
+}
+
+/// Which packs to roll up, given each pack's object count (`None`: a pack never rolled up,
+/// one with a `.keep`): none while there are at most `limit` packs; otherwise the smallest,
+/// so that the others form a geometric progression of factor [`GEOMETRIC_FACTOR`] — git's
+/// `split_pack_geometry`: sorted by count, the split starts past the largest pack that is
+/// less than twice its smaller neighbour, then moves up while the next pack is less than
+/// twice everything below the split (the new pack would break the progression with it).
+/// Fewer than two chosen: none (rewriting one pack alone gains nothing). The amortised cost:
+/// a pack is rolled up again only once the packs below it add up to half its size, so each
+/// object is rewritten about log2(objects) times in all, and the largest pack only when the
+/// rest has grown to half of it.
+fn roll_up_selection(weights: &[Option<u64>], limit: usize) -> Vec<usize> {
+    if weights.len() <= limit {
+        return Vec::new();
+    }
+    let mut order: Vec<usize> = (0..weights.len())
+        .filter(|&i| weights[i].is_some())
+        .collect();
+    order.sort_by_key(|&i| weights[i]);
+    let w: Vec<u64> = order.iter().map(|&i| weights[i].unwrap_or(0)).collect();
+    if w.is_empty() {
+        return Vec::new();
+    }
+    let mut i = w.len() - 1;
+    while i > 0 && w[i] >= GEOMETRIC_FACTOR.saturating_mul(w[i - 1]) {
+        i -= 1;
+    }
+    let mut split = if i > 0 { i + 1 } else { 0 };
+    let mut total: u64 = w[..split].iter().sum();
+    while split < w.len() && w[split] < GEOMETRIC_FACTOR.saturating_mul(total) {
+        total = total.saturating_add(w[split]);
+        split += 1;
+    }
+    if split < 2 {
+        return Vec::new();
+    }
+    let mut chosen = order[..split].to_vec();
+    chosen.sort_unstable();
+    chosen
+}
+
+/// The object count of a version 2 `.idx` (the last fan-out entry), reading its first
+/// 1,032 bytes; `None` for anything else.
+fn idx_object_count(path: &Path) -> Option<u64> {
+    use std::io::Read;
+    let mut head = [0u8; 8 + 256 * 4];
+    File::open(path).ok()?.read_exact(&mut head).ok()?;
+    if head[..8] != [0xff, b't', b'O', b'c', 0, 0, 0, 2] {
+        return None;
+    }
+    let last: [u8; 4] = head[8 + 255 * 4..].try_into().ok()?;
+    Some(u64::from(u32::from_be_bytes(last)))
+}
+
+/// The entries a version 2 `.idx` lists (gitformat-pack.txt; [`idx_bytes`] writes them), in
+/// its order (by id).
+fn idx_entries(idx: &[u8]) -> std::io::Result<Vec<PackEntry>> {
+    let bad = || std::io::Error::other("not a version 2 pack index");
+    let u32_at = |at: usize| -> std::io::Result<u32> {
+        let b = idx.get(at..at + 4).ok_or_else(bad)?;
+        Ok(u32::from_be_bytes(b.try_into().map_err(|_| bad())?))
+    };
+    if idx.get(..8) != Some(&[0xff, b't', b'O', b'c', 0, 0, 0, 2][..]) {
+        return Err(bad());
+    }
+    let n = u32_at(8 + 255 * 4)? as usize;
+    let ids = 8 + 256 * 4;
+    let (crcs, offsets) = (ids + 20 * n, ids + 24 * n);
+    let large = offsets + 4 * n;
+    (0..n)
+        .map(|i| {
+            let oid = Oid::from_bytes(idx.get(ids + 20 * i..ids + 20 * (i + 1)).ok_or_else(bad)?)
+                .map_err(std::io::Error::other)?;
+            let small = u32_at(offsets + 4 * i)?;
+            let offset = if small & 0x8000_0000 != 0 {
+                let at = large + 8 * (small & 0x7fff_ffff) as usize;
+                let b = idx.get(at..at + 8).ok_or_else(bad)?;
+                u64::from_be_bytes(b.try_into().map_err(|_| bad())?)
+            } else {
+                u64::from(small)
+            };
+            Ok(PackEntry {
+                oid,
+                offset,
+                crc: u32_at(crcs + 4 * i)?,
+            })
+        })
+        .collect()
+}
+
+/// Writes the objects of the packs `sources` (paths without extension) into one new pack in
+/// `pack_dir`, each object once, as [`store_pack`] does; returns its name and object count.
+/// An entry holding a whole object (all of provisio's packs) is copied as it is, header and
+/// compressed bytes, after checking its bytes against the CRC-32 its `.idx` records, as git's
+/// `pack-objects` does when it reuses an entry (`builtin/pack-objects.c` `write_reuse_object`
+/// → `check_pack_crc`); a delta (a fetched pack's) is read whole through `odb`, which
+/// resolves it, and compressed again.
+fn store_rolled_up(
+    pack_dir: &Path,
+    odb: &Odb<'_>,
+    sources: &[std::path::PathBuf],
+) -> std::io::Result<(String, usize)> {
+    use std::io::{BufReader, Read};
+    // Each pack's entries by offset, with the offset where each ends; an object in several
+    // packs is taken from the first.
+    let mut seen = HashSet::new();
+    let mut plan: Vec<(std::path::PathBuf, Vec<(PackEntry, u64)>)> = Vec::new();
+    for stem in sources {
+        let mut all = idx_entries(&std::fs::read(stem.with_extension("idx"))?)?;
+        let pack_len = std::fs::metadata(stem.with_extension("pack"))?.len();
+        all.sort_unstable_by_key(|e| e.offset);
+        let ends: Vec<u64> = all
+            .iter()
+            .skip(1)
+            .map(|e| e.offset)
+            .chain([pack_len.saturating_sub(20)])
+            .collect();
+        let take = all
+            .into_iter()
+            .zip(ends)
+            .filter(|(e, _)| seen.insert(e.oid))
+            .collect();
+        plan.push((stem.clone(), take));
+    }
+    let count = seen.len();
+    drop(seen);
+    let name = store_with(pack_dir, count, |out, entries| {
+        let mut out = HashingWriter {
+            inner: out,
+            sha: Sha1::new(),
+            written: 0,
+        };
+        let n = u32::try_from(count)
+            .map_err(|_| std::io::Error::other("more objects than a pack holds"))?;
+        out.write_all(b"PACK")?;
+        out.write_all(&2u32.to_be_bytes())?;
+        out.write_all(&n.to_be_bytes())?;
+        let mut buf = Vec::new();
+        let mut zbuf = Vec::new();
+        for (stem, take) in &plan {
+            let path = stem.with_extension("pack");
+            let mut pack = BufReader::with_capacity(1 << 20, File::open(&path)?);
+            let mut at = 0u64;
+            for (e, end) in take {
+                let len = end
+                    .checked_sub(e.offset)
+                    .filter(|&l| l > 0)
+                    .ok_or_else(|| {
+                        std::io::Error::other(format!("{}: bad offsets", path.display()))
+                    })?;
+                pack.seek_relative(e.offset as i64 - at as i64)?;
+                buf.resize(len as usize, 0);
+                pack.read_exact(&mut buf)?;
+                at = *end;
+                let offset = out.written;
+                let kind = (buf[0] >> 4) & 7;
+                let crc = if (1..=4).contains(&kind) {
+                    if crc32fast::hash(&buf) != e.crc {
+                        return Err(std::io::Error::other(format!(
+                            "{}: object {} does not match its CRC-32",
+                            path.display(),
+                            e.oid
+                        )));
+                    }
+                    out.write_all(&buf)?;
+                    e.crc
+                } else {
+                    write_whole(odb, e.oid, &mut out, &mut zbuf)?
+                };
+                entries.push(PackEntry {
+                    oid: e.oid,
+                    offset,
+                    crc,
+                });
+            }
+        }
+        let trailer: [u8; 20] = out.sha.finalize().into();
+        out.inner.write_all(&trailer)?;
+        Ok(trailer)
+    })?;
+    Ok((name, count))
+}
+
+/// Removes the pack `stem` (`pack-<checksum>`) from `pack_dir` as git's `unlink_pack_path`
+/// does (`packfile.c`; `force_delete` off): nothing when it has a `.keep`; else the `.idx`
+/// first, so that no reader finds the pack while its `.pack` goes, then the `.pack`, then the
+/// companions git may have written (`.rev`, `.bitmap`, `.mtimes`; `.promisor` packs are never
+/// rolled up). A file already gone is not an error.
+fn remove_pack(pack_dir: &Path, stem: &str) -> std::io::Result<()> {
+    if pack_dir.join(format!("{stem}.keep")).exists() {
+        return Ok(());
+    }
+    for ext in [".idx", ".pack", ".rev", ".bitmap", ".mtimes"] {
+        match std::fs::remove_file(pack_dir.join(format!("{stem}{ext}"))) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Removes what killed writers left in `pack_dir` (holding `names`) more than
+/// [`LEFTOVER_AGE`] ago: `tmp_pack_`/`tmp_idx_` temporaries (git's own prefixes, removed by
+/// its `prune` too), a `.pack` without its `.idx` (no reader opens it: a store or a roll-up
+/// killed between its renames, or a removal between the `.idx` and the `.pack`), and a
+/// `.rev`/`.bitmap`/`.mtimes` whose `.pack` and `.idx` are gone. A pack with a `.keep` is
+/// left alone.
+fn remove_leftovers(pack_dir: &Path, names: &HashSet<String>) -> std::io::Result<()> {
+    let now = std::time::SystemTime::now();
+    for name in names {
+        let leftover = if name.starts_with("tmp_pack_") || name.starts_with("tmp_idx_") {
+            true
+        } else if let Some(stem) = name.strip_suffix(".pack") {
+            !names.contains(&format!("{stem}.idx")) && !names.contains(&format!("{stem}.keep"))
+        } else if let Some(stem) = [".rev", ".bitmap", ".mtimes"]
+            .iter()
+            .find_map(|x| name.strip_suffix(x))
+        {
+            stem.starts_with("pack-")
+                && !names.contains(&format!("{stem}.idx"))
+                && !names.contains(&format!("{stem}.pack"))
+        } else {
+            false
+        };
+        if !leftover {
+            continue;
+        }
+        let path = pack_dir.join(name);
+        let old = std::fs::symlink_metadata(&path)
+            .and_then(|m| m.modified())
+            .is_ok_and(|t| now.duration_since(t).is_ok_and(|age| age > LEFTOVER_AGE));
+        if old {
+            match std::fs::remove_file(&path) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+                _ => tracing::debug!(file = %path.display(), "leftover of a killed writer removed"),
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Where an object went in a pack: its id, the offset of its entry, and the CRC-32 of the
@@ -250,39 +621,52 @@ fn write_plain_pack(
     out.write_all(&count.to_be_bytes())?;
     let mut zbuf = Vec::new();
     for oid in objects {
-        let obj = odb.read(*oid).map_err(std::io::Error::other)?;
-        let kind: u8 = match obj.kind() {
-            ObjectType::Commit => 1,
-            ObjectType::Tree => 2,
-            ObjectType::Blob => 3,
-            ObjectType::Tag => 4,
-            other => {
-                return Err(std::io::Error::other(format!(
-                    "object {oid} of kind {other}: not storable"
-                )));
-            }
-        };
-        let data = obj.data();
         let offset = out.written;
-        let header = entry_header(kind, data.len() as u64);
-        zbuf.clear();
-        let mut z = ZlibEncoder::new(std::mem::take(&mut zbuf), Compression::fast());
-        z.write_all(data)?;
-        zbuf = z.finish()?;
-        let mut crc = crc32fast::Hasher::new();
-        crc.update(&header);
-        crc.update(&zbuf);
-        out.write_all(&header)?;
-        out.write_all(&zbuf)?;
+        let crc = write_whole(odb, *oid, &mut out, &mut zbuf)?;
         entries.push(PackEntry {
             oid: *oid,
             offset,
-            crc: crc.finalize(),
+            crc,
         });
     }
     let trailer: [u8; 20] = out.sha.finalize().into();
     out.inner.write_all(&trailer)?;
     Ok(trailer)
+}
+
+/// Writes object `oid` (read from `odb`) to `out` as a whole-object pack entry: its type and
+/// size in the entry header, its bytes zlib-compressed at the fastest level (`zbuf`: a buffer
+/// to reuse). Returns the CRC-32 of the entry's bytes.
+fn write_whole(
+    odb: &Odb<'_>,
+    oid: Oid,
+    out: &mut impl Write,
+    zbuf: &mut Vec<u8>,
+) -> std::io::Result<u32> {
+    let obj = odb.read(oid).map_err(std::io::Error::other)?;
+    let kind: u8 = match obj.kind() {
+        ObjectType::Commit => 1,
+        ObjectType::Tree => 2,
+        ObjectType::Blob => 3,
+        ObjectType::Tag => 4,
+        other => {
+            return Err(std::io::Error::other(format!(
+                "object {oid} of kind {other}: not storable"
+            )));
+        }
+    };
+    let data = obj.data();
+    let header = entry_header(kind, data.len() as u64);
+    zbuf.clear();
+    let mut z = ZlibEncoder::new(std::mem::take(zbuf), Compression::fast());
+    z.write_all(data)?;
+    *zbuf = z.finish()?;
+    let mut crc = crc32fast::Hasher::new();
+    crc.update(&header);
+    crc.update(zbuf);
+    out.write_all(&header)?;
+    out.write_all(zbuf)?;
+    Ok(crc.finalize())
 }
 
 /// Offsets above this go to the `.idx`'s table of 8-byte offsets (gitformat-pack.txt: the
@@ -743,5 +1127,303 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// `n` sessions of one blob and a tree each (two objects, one pack per session), the
+    /// blobs `prefix0`, `prefix1`…; returns the trees.
+    fn small_packs(git_dir: &Path, prefix: &str, n: usize) -> Vec<Oid> {
+        (0..n)
+            .map(|i| {
+                in_bulk(
+                    git_dir,
+                    |_, e| e,
+                    |bulk| {
+                        let mut tb = bulk.treebuilder(None)?;
+                        tb.insert(
+                            "f",
+                            bulk.blob(format!("{prefix}{i}\n").as_bytes())?,
+                            0o100644,
+                        )?;
+                        bulk.write_tree(&tb)
+                    },
+                )
+                .unwrap()
+            })
+            .collect()
+    }
+
+    fn pack_names(git_dir: &Path) -> Vec<String> {
+        pack_names_in(&git_dir.join("objects/pack"))
+    }
+
+    fn pack_names_in(dir: &Path) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// `git fsck --strict` passes and `git count-objects -v` reports no garbage; `None`
+    /// when there is no stock git.
+    fn git_says_clean(git_dir: &Path) -> Option<String> {
+        let fsck = std::process::Command::new("git")
+            .arg("--git-dir")
+            .arg(git_dir)
+            .args(["fsck", "--full", "--strict", "--no-dangling"])
+            .output()
+            .ok()?;
+        assert!(fsck.status.success(), "{fsck:?}");
+        let count = std::process::Command::new("git")
+            .arg("--git-dir")
+            .arg(git_dir)
+            .args(["count-objects", "-v"])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&count.stdout).into_owned();
+        assert!(text.contains("\ngarbage: 0\n"), "{text}");
+        Some(text)
+    }
+
+    /// Every tree of `trees` and its blob are readable by a new handle.
+    fn all_readable(git_dir: &Path, trees: &[Oid]) {
+        let repo = Repository::open_bare(git_dir).unwrap();
+        for t in trees {
+            let tree = repo.find_tree(*t).unwrap();
+            repo.find_blob(tree.get_name("f").unwrap().id()).unwrap();
+        }
+    }
+
+    fn w(counts: &[u64]) -> Vec<Option<u64>> {
+        counts.iter().map(|&c| Some(c)).collect()
+    }
+
+    /// git's geometric split, on the cases that matter: nothing at or under the limit; all
+    /// equal: all rolled up; one huge pack and many tiny: the tiny ones only; an intact
+    /// progression: nothing; packs whose roll-up would break the progression with the next
+    /// one up take it along; kept packs are never chosen and do not count as a step.
+    #[test]
+    fn the_smallest_packs_are_chosen_so_the_rest_form_a_geometric_progression() {
+        let equal = w(&[20_000; 51]);
+        assert_eq!(roll_up_selection(&equal[..50], 50), Vec::<usize>::new());
+        assert_eq!(roll_up_selection(&equal, 50), (0..51).collect::<Vec<_>>());
+        // One huge pack (a first commit) and 60 bump-sized ones: the huge one stays until
+        // the rest add up to half of it.
+        let mut huge = w(&[270_000]);
+        huge.extend(w(&[1_000; 60]));
+        assert_eq!(roll_up_selection(&huge, 50), (1..61).collect::<Vec<_>>());
+        let mut grown = w(&[270_000]);
+        grown.extend(w(&[20_000; 50]));
+        assert_eq!(
+            roll_up_selection(&grown, 50),
+            (0..51).collect::<Vec<_>>(),
+            "50 x 20,000 is more than half of 270,000: all in one"
+        );
+        // An intact progression (1, 2, 4, … 2^55) is left alone even past the limit.
+        let progression: Vec<Option<u64>> = (0..56).map(|i| Some(1u64 << i)).collect();
+        assert_eq!(roll_up_selection(&progression, 50), Vec::<usize>::new());
+        // git's own example (the commit adding --geometric): 1, 1, 2, 4, 32 (here past a
+        // limit of 4) rolls 1 + 1 + 2 + 4 into 8 and keeps 32.
+        let example = w(&[32, 1, 4, 1, 2]);
+        assert_eq!(roll_up_selection(&example, 4), vec![1, 2, 3, 4]);
+        // Kept packs (None) are never chosen; a tiny kept pack does not stop the others.
+        let mut kept = w(&[1_000; 50]);
+        kept.push(None);
+        kept.push(Some(1_000_000));
+        kept.push(None);
+        assert_eq!(roll_up_selection(&kept, 50), (0..50).collect::<Vec<_>>());
+        // Past the limit but only kept packs and one other: nothing to roll up.
+        let mut only_kept = vec![None; 51];
+        only_kept.push(Some(5));
+        assert_eq!(roll_up_selection(&only_kept, 50), Vec::<usize>::new());
+        // Counts near u64::MAX do not overflow (twice them saturates: the largest counts as
+        // twice the others).
+        let big = w(&[u64::MAX / 2, u64::MAX / 2, u64::MAX]);
+        assert_eq!(roll_up_selection(&big, 2), vec![0, 1]);
+    }
+
+    /// Past the limit, the small packs become one; every object stays readable by libgit2 and
+    /// stock git, none is lost, and a pack with a `.keep` is left as it is.
+    #[test]
+    fn packs_past_the_limit_are_rolled_up_into_one_and_kept_packs_stay() {
+        let dir = tempfile::tempdir().unwrap();
+        Repository::init_bare(dir.path()).unwrap();
+        let git_dir = dir.path();
+        let mut trees = small_packs(git_dir, "kept ", 1);
+        let kept_stem = pack_names(git_dir)[0].trim_end_matches(".idx").to_owned();
+        std::fs::write(
+            git_dir.join(format!("objects/pack/{kept_stem}.keep")),
+            b"kept\n",
+        )
+        .unwrap();
+        trees.extend(small_packs(git_dir, "blob ", 10));
+        assert_eq!(packs(git_dir), 11);
+        assert_eq!(consolidate(git_dir, 11).unwrap(), None, "at the limit");
+        let r = consolidate(git_dir, 4).unwrap().expect("past the limit");
+        assert_eq!((r.packs, r.objects), (10, 20));
+        assert_eq!(packs(git_dir), 2, "the kept pack and the new one");
+        assert!(pack_names(git_dir).contains(&format!("{kept_stem}.pack")));
+        assert!(pack_names(git_dir).contains(&format!("{}.idx", r.into)));
+        all_readable(git_dir, &trees);
+        git_says_clean(git_dir);
+        // The two left form a progression: nothing more, however low the limit.
+        assert_eq!(consolidate(git_dir, 0).unwrap(), None);
+    }
+
+    /// What a process killed during a roll-up (or a store) leaves, all at once: the new pack
+    /// in place with the old ones still there (every object in two packs), one old pack's
+    /// `.idx` removed but not its `.pack`, temporaries. Readers see every object throughout;
+    /// the next call removes the leftovers once they are old and converges.
+    #[test]
+    fn a_killed_roll_up_leaves_every_object_readable_and_the_next_one_converges() {
+        let dir = tempfile::tempdir().unwrap();
+        Repository::init_bare(dir.path()).unwrap();
+        let git_dir = dir.path();
+        let pack_dir = git_dir.join("objects/pack");
+        let trees = small_packs(git_dir, "blob ", 8);
+        // Killed after the new pack was made visible, before any old one was removed.
+        let saved = tempfile::tempdir().unwrap();
+        for name in pack_names(git_dir) {
+            std::fs::copy(pack_dir.join(&name), saved.path().join(&name)).unwrap();
+        }
+        let r = consolidate(git_dir, 4).unwrap().unwrap();
+        assert_eq!((r.packs, r.objects), (8, 16));
+        for name in pack_names_in(saved.path()) {
+            std::fs::copy(saved.path().join(&name), pack_dir.join(&name)).unwrap();
+        }
+        assert_eq!(packs(git_dir), 9, "the new pack and the 8 old ones");
+        all_readable(git_dir, &trees);
+        // Killed between one old pack's .idx and its .pack, and while writing temporaries.
+        let victim = pack_names_in(saved.path())
+            .into_iter()
+            .find(|n| n.ends_with(".idx"))
+            .unwrap();
+        std::fs::remove_file(pack_dir.join(&victim)).unwrap();
+        let orphan = pack_dir.join(victim.replace(".idx", ".pack"));
+        let temps = [
+            pack_dir.join("tmp_pack_killed"),
+            pack_dir.join("tmp_idx_killed"),
+        ];
+        for t in &temps {
+            std::fs::write(t, b"PACK").unwrap();
+        }
+        all_readable(git_dir, &trees);
+        // Young leftovers may be a live writer's: kept.
+        assert_eq!(consolidate(git_dir, 100).unwrap(), None);
+        assert!(orphan.exists() && temps.iter().all(|t| t.exists()));
+        all_readable(git_dir, &trees);
+        // Once old, removed; the duplicates rolled up again into the same objects.
+        let old = std::time::SystemTime::now() - 2 * LEFTOVER_AGE;
+        for f in temps.iter().chain([&orphan]) {
+            File::options()
+                .write(true)
+                .open(f)
+                .unwrap()
+                .set_modified(old)
+                .unwrap();
+        }
+        let again = consolidate(git_dir, 4).unwrap().unwrap();
+        assert_eq!(
+            (again.packs, again.objects),
+            (8, 16),
+            "7 old packs and the new one"
+        );
+        assert!(!orphan.exists() && temps.iter().all(|t| !t.exists()));
+        assert_eq!(
+            pack_names(git_dir),
+            [
+                format!("{}.idx", again.into),
+                format!("{}.pack", again.into)
+            ]
+        );
+        all_readable(git_dir, &trees);
+        git_says_clean(git_dir);
+        assert_eq!(consolidate(git_dir, 0).unwrap(), None, "converged");
+    }
+
+    /// A pack with deltas (stock git's `repack`, as a fetched pack would hold) is rolled up
+    /// with plain ones: its deltas are resolved and stored whole, the whole objects copied;
+    /// stock git checks every object. A pack whose bytes do not match its `.idx`'s CRC-32
+    /// stops the roll-up, and nothing is removed.
+    #[test]
+    fn deltas_are_stored_whole_and_a_damaged_pack_stops_the_roll_up() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = Repository::init_bare(dir.path()).unwrap();
+        let git_dir = dir.path();
+        let base = "line of a manifest\n".repeat(200);
+        let similar: Vec<Oid> = (0..20)
+            .map(|i| repo.blob(format!("{base}{i}\n").as_bytes()).unwrap())
+            .collect();
+        // `git pack-objects` with its delta search, as a fetched pack would be made.
+        let Ok(mut child) = std::process::Command::new("git")
+            .arg("--git-dir")
+            .arg(git_dir)
+            .args(["pack-objects", "-q"])
+            .arg(git_dir.join("objects/pack/pack"))
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+        else {
+            return; // no stock git to write deltas
+        };
+        let list: String = similar.iter().map(|o| format!("{o}\n")).collect();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(list.as_bytes())
+            .unwrap();
+        assert!(child.wait().unwrap().success());
+        let v = std::process::Command::new("git")
+            .arg("--git-dir")
+            .arg(git_dir)
+            .args(["verify-pack", "-v"])
+            .arg(git_dir.join(format!("objects/pack/{}", pack_names(git_dir)[0])))
+            .output()
+            .unwrap();
+        assert!(
+            String::from_utf8_lossy(&v.stdout).contains("chain length"),
+            "git wrote deltas: {v:?}"
+        );
+        let trees = small_packs(git_dir, "blob ", 6);
+        let r = consolidate(git_dir, 2).unwrap().unwrap();
+        assert_eq!((r.packs, r.objects), (7, 20 + 12));
+        all_readable(git_dir, &trees);
+        let other = Repository::open_bare(git_dir).unwrap();
+        for (i, b) in similar.iter().enumerate() {
+            let blob = other.find_blob(*b).unwrap();
+            assert_eq!(blob.content(), format!("{base}{i}\n").as_bytes());
+        }
+        git_says_clean(git_dir).unwrap();
+        let idx = git_dir.join(format!("objects/pack/{}.idx", r.into));
+        let v = std::process::Command::new("git")
+            .args(["verify-pack", "-v"])
+            .arg(&idx)
+            .output()
+            .unwrap();
+        assert!(v.status.success(), "{v:?}");
+        assert!(!String::from_utf8_lossy(&v.stdout).contains("chain length"));
+
+        // Damage one whole object's compressed bytes in a pack about to be rolled up.
+        small_packs(git_dir, "more ", 3);
+        let before = pack_names(git_dir);
+        let victim = before
+            .iter()
+            .find(|n| n.ends_with(".pack") && !n.starts_with(&r.into))
+            .unwrap();
+        let path = git_dir.join("objects/pack").join(victim);
+        let mut bytes = std::fs::read(&path).unwrap();
+        let at = bytes.len() - 20 - 3;
+        bytes[at] ^= 0x55;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        std::fs::write(&path, bytes).unwrap();
+        let err = consolidate(git_dir, 2).unwrap_err();
+        assert!(err.to_string().contains("CRC-32"), "{err}");
+        assert_eq!(
+            pack_names(git_dir),
+            before,
+            "nothing removed, no temporary left"
+        );
     }
 }

@@ -18,7 +18,7 @@ use std::path::Path;
 use git2::{ErrorCode, ObjectType, Tree};
 use tracing::{info, warn};
 
-use super::bulk::{Bulk, in_bulk};
+use super::bulk::{self, Bulk, in_bulk};
 use super::commit::Flush;
 use super::lock::{self, Lock};
 use super::message::{Changes, CommitInfo, FileChanges, PlatformChanges, Why, commit_message};
@@ -295,11 +295,51 @@ impl OutputRepo {
             |what, e| self.repo.err(what)(e),
             |bulk| self.build_tree(bulk, root.as_ref(), &touched, &out),
         )?;
+        self.consolidate_packs();
         let Some(tree) = tree else {
             // Nothing in the output and nothing committed yet: no commit.
             return Ok(None);
         };
         self.commit_tree(tree, why)
+    }
+
+    /// Keeps the output clone's pack count bounded ([`bulk::consolidate`]): each commit (and
+    /// each fetch) adds packs, and libgit2 looks a new object up in every pack. A failure is
+    /// logged, not returned: the objects are stored either way, and the next commit tries
+    /// again. After a roll-up this process's handle of the repository gets a fresh object
+    /// database: libgit2 never drops a pack it has listed (`odb_pack.c`
+    /// `pack_backend__refresh` only adds), so a long-lived handle (watch's) would keep every
+    /// removed pack's index mapped, and the file on the disk, for as long as it lives.
+    /// `PROVISIO_PACK_LIMIT` overrides [`bulk::PACK_LIMIT`] (tests and measurements).
+    fn consolidate_packs(&self) {
+        let limit = std::env::var("PROVISIO_PACK_LIMIT")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(bulk::PACK_LIMIT);
+        let started = std::time::Instant::now();
+        match bulk::consolidate(self.repo.git_dir(), limit) {
+            Ok(None) => {}
+            Ok(Some(r)) => {
+                tracing::debug!(
+                    packs = r.packs,
+                    objects = r.objects,
+                    into = %r.into,
+                    ms = started.elapsed().as_millis() as u64,
+                    "packs rolled up"
+                );
+                // The fresh handle's object database, shared; when that handle is freed,
+                // libgit2 clears the database's owner (`repository.c` `set_odb`), which only
+                // gives it an object cache of its own.
+                let fresh = git2::Repository::open(self.repo.git_dir())
+                    .and_then(|r| self.repo.repo.set_odb(&r.odb()?));
+                if let Err(e) = fresh {
+                    warn!("the object database was not reopened after a roll-up: {e}");
+                }
+            }
+            Err(e) => warn!(
+                "the output clone's packs were not rolled up (the next commit tries again): {e}"
+            ),
+        }
     }
 
     /// The tree of the next commit: `root` (HEAD's, `None` before the first commit) with what
