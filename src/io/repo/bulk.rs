@@ -277,7 +277,8 @@ pub struct RollUp {
 /// so that the rest, by object count, form a progression of factor 2 ([`roll_up_selection`]).
 /// Their objects are written once each into one new plain pack ([`store_rolled_up`]: a whole
 /// object's entry copied as it is, a delta read back whole through the ODB, which resolves
-/// it; the `.pack` renamed into place, then its `.idx`, the directory flushed); then each rolled-up pack is removed `.idx` first (git's
+/// it; the `.pack` renamed into place, then its `.idx`, the directory flushed); then a
+/// multi-pack-index, which names them, is removed, and each rolled-up pack `.idx` first (git's
 /// `packfile.c` `unlink_pack_path`: readers find packs through their `.idx`), then the
 /// `.pack` and its companions, a pack with a `.keep` (or a `.promisor`) never being one of
 /// them. A process killed at any point leaves every object readable (the new pack is visible
@@ -333,6 +334,10 @@ pub fn consolidate(git_dir: &Path, limit: usize) -> std::io::Result<Option<RollU
     let (into, objects) = store_rolled_up(&pack_dir, &odb, &sources)?;
     drop(odb);
     drop(repo);
+    // A multi-pack-index (a person's `git repack --write-midx`, `git maintenance`) names the
+    // packs about to go: it goes first, as git's `repack` clears it before removing a pack it
+    // names, or stock git's `fsck` fails on every later run ("failed to load pack").
+    remove_multi_pack_index(&pack_dir)?;
     for &i in &chosen {
         // The same objects in the same order make the same pack: it is the new one.
         if packs[i].0 != into {
@@ -542,6 +547,34 @@ fn remove_pack(pack_dir: &Path, stem: &str) -> std::io::Result<()> {
         match std::fs::remove_file(pack_dir.join(format!("{stem}{ext}"))) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
             _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Removes the multi-pack-index of `pack_dir`, if any, as git's `clear_midx_file` does
+/// (`midx.c`): the `multi-pack-index`, its `multi-pack-index-<checksum>.bitmap`/`.rev`, and an
+/// incremental chain's `multi-pack-index.d/multi-pack-index-chain` (without it git reads none
+/// of that directory's layers). Readers find every object through the `.idx` files without it.
+fn remove_multi_pack_index(pack_dir: &Path) -> std::io::Result<()> {
+    let mut doomed = vec![
+        pack_dir.join("multi-pack-index"),
+        pack_dir.join("multi-pack-index.d/multi-pack-index-chain"),
+    ];
+    for e in std::fs::read_dir(pack_dir)? {
+        let name = e?.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with("multi-pack-index-")
+            && (name.ends_with(".bitmap") || name.ends_with(".rev"))
+        {
+            doomed.push(pack_dir.join(&*name));
+        }
+    }
+    for path in doomed {
+        match std::fs::remove_file(&path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+            Err(_) => {}
+            Ok(()) => tracing::debug!(file = %path.display(), "multi-pack-index removed"),
         }
     }
     Ok(())
@@ -1269,6 +1302,34 @@ mod tests {
         git_says_clean(git_dir);
         // The two left form a progression: nothing more, however low the limit.
         assert_eq!(consolidate(git_dir, 0).unwrap(), None);
+    }
+
+    /// A `multi-pack-index` a person's `git repack --write-midx` or `git maintenance` left in
+    /// the clone names the packs a roll-up removes: it goes first, as git's `repack` clears
+    /// it (`builtin/repack.c` `remove_redundant_pack` → `clear_midx_file`), or stock git's
+    /// `fsck` fails ("failed to load pack in position 0") on every later run.
+    #[test]
+    fn a_multi_pack_index_naming_rolled_up_packs_is_removed_first() {
+        let dir = tempfile::tempdir().unwrap();
+        Repository::init_bare(dir.path()).unwrap();
+        let git_dir = dir.path();
+        let trees = small_packs(git_dir, "blob ", 6);
+        let Ok(midx) = std::process::Command::new("git")
+            .arg("--git-dir")
+            .arg(git_dir)
+            .args(["multi-pack-index", "write"])
+            .output()
+        else {
+            return; // no stock git to write one
+        };
+        assert!(midx.status.success(), "{midx:?}");
+        assert!(git_dir.join("objects/pack/multi-pack-index").exists());
+        git_says_clean(git_dir);
+        let r = consolidate(git_dir, 2).unwrap().unwrap();
+        assert_eq!((r.packs, r.objects), (6, 12));
+        all_readable(git_dir, &trees);
+        git_says_clean(git_dir);
+        assert!(!git_dir.join("objects/pack/multi-pack-index").exists());
     }
 
     /// What a process killed during a roll-up (or a store) leaves, all at once: the new pack
