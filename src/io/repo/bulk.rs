@@ -370,7 +370,12 @@ fn roll_up_selection(weights: &[Option<u64>], limit: usize) -> Vec<usize> {
         .filter(|&i| weights[i].is_some())
         .collect();
     order.sort_by_key(|&i| weights[i]);
-    let w: Vec<u64> = order.iter().map(|&i| weights[i].unwrap_or(0)).collect();
+    // An empty pack weighs as one object: at 0, any number of them "formed a progression"
+    // (0 >= 2 x 0) and none was ever rolled up, however far past the limit.
+    let w: Vec<u64> = order
+        .iter()
+        .map(|&i| weights[i].unwrap_or(0).max(1))
+        .collect();
     if w.is_empty() {
         return Vec::new();
     }
@@ -1260,6 +1265,15 @@ mod tests {
         // limit of 4) rolls 1 + 1 + 2 + 4 into 8 and keeps 32.
         let example = w(&[32, 1, 4, 1, 2]);
         assert_eq!(roll_up_selection(&example, 4), vec![1, 2, 3, 4]);
+        // Empty packs weigh as one object each: past the limit they are rolled up, with or
+        // without an intact progression above them.
+        assert_eq!(
+            roll_up_selection(&w(&[0; 51]), 50),
+            (0..51).collect::<Vec<_>>()
+        );
+        let mut empty = w(&[0; 48]);
+        empty.extend(w(&[100, 1_000, 10_000]));
+        assert_eq!(roll_up_selection(&empty, 50), (0..48).collect::<Vec<_>>());
         // Kept packs (None) are never chosen; a tiny kept pack does not stop the others.
         let mut kept = w(&[1_000; 50]);
         kept.push(None);
@@ -1274,6 +1288,62 @@ mod tests {
         // twice the others).
         let big = w(&[u64::MAX / 2, u64::MAX / 2, u64::MAX]);
         assert_eq!(roll_up_selection(&big, 2), vec![0, 1]);
+    }
+
+    /// The selection over a clone's life, as [`consolidate`] applies it after every commit: a
+    /// pack of any size (none included: a fetch or a person's `git` may leave an empty pack)
+    /// added each time, a few kept packs, any limit. After every roll-up the packs left are at
+    /// most the limit, or form a progression (the new pack and at most 33 others: an `.idx`
+    /// counts objects in 32 bits) besides the kept ones; and the objects rewritten in all stay
+    /// within log2 of the objects per object (amortised: no run of commits each rewriting the
+    /// largest pack).
+    mod selection {
+        use super::super::roll_up_selection;
+        use proptest::prelude::*;
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(300))]
+            #[test]
+            fn stays_bounded_and_amortised(
+                adds in proptest::collection::vec(prop_oneof![8 => Just(0u64), 1 => 0u64..4, 1 => 0u64..5_000], 1..600),
+                kept in 0usize..4,
+                limit in 1usize..60,
+            ) {
+                let mut packs: Vec<Option<u64>> = vec![None; kept];
+                let (mut objects, mut rewritten) = (0u64, 0u64);
+                for add in adds {
+                    packs.push(Some(add));
+                    objects += add;
+                    let chosen = roll_up_selection(&packs, limit);
+                    prop_assert!(chosen.len() != 1);
+                    if chosen.is_empty() {
+                        prop_assert!(
+                            packs.len() <= limit || packs.len() <= kept + 34,
+                            "{} packs past a limit of {limit} left alone: {packs:?}",
+                            packs.len()
+                        );
+                        continue;
+                    }
+                    prop_assert!(chosen.iter().all(|&i| packs[i].is_some()), "a kept pack chosen");
+                    let sum: u64 = chosen.iter().map(|&i| packs[i].unwrap()).sum();
+                    rewritten += sum;
+                    for &i in chosen.iter().rev() {
+                        packs.remove(i);
+                    }
+                    packs.push(Some(sum));
+                    prop_assert!(
+                        packs.len() <= limit.max(kept + 34),
+                        "{} packs left after a roll-up: {packs:?}",
+                        packs.len()
+                    );
+                }
+                let log = 64 - objects.max(1).leading_zeros() as u64;
+                prop_assert!(
+                    rewritten <= objects * (log + 1),
+                    "{rewritten} objects rewritten for {objects}"
+                );
+            }
+        }
     }
 
     /// Past the limit, the small packs become one; every object stays readable by libgit2 and
