@@ -1483,43 +1483,55 @@ mod tests {
         let repo = Repository::init_bare(dir.path()).unwrap();
         let git_dir = dir.path();
         let base = "line of a manifest\n".repeat(200);
-        let similar: Vec<Oid> = (0..20)
-            .map(|i| repo.blob(format!("{base}{i}\n").as_bytes()).unwrap())
-            .collect();
-        // `git pack-objects` with its delta search, as a fetched pack would be made.
-        let Ok(mut child) = std::process::Command::new("git")
-            .arg("--git-dir")
-            .arg(git_dir)
-            .args(["pack-objects", "-q"])
-            .arg(git_dir.join("objects/pack/pack"))
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::null())
-            .spawn()
-        else {
-            return; // no stock git to write deltas
-        };
-        let list: String = similar.iter().map(|o| format!("{o}\n")).collect();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(list.as_bytes())
-            .unwrap();
-        assert!(child.wait().unwrap().success());
-        let v = std::process::Command::new("git")
-            .arg("--git-dir")
-            .arg(git_dir)
-            .args(["verify-pack", "-v"])
-            .arg(git_dir.join(format!("objects/pack/{}", pack_names(git_dir)[0])))
-            .output()
-            .unwrap();
-        assert!(
-            String::from_utf8_lossy(&v.stdout).contains("chain length"),
-            "git wrote deltas: {v:?}"
-        );
+        // `git pack-objects` with its delta search, as a fetched pack would be made: one pack
+        // of deltas naming their base by id (REF_DELTA), one by offset (OFS_DELTA, what a
+        // fetch asks for: copied as it is, its base offset would be wrong in the new pack).
+        let mut similar: Vec<Oid> = Vec::new();
+        for (set, flags) in [(0..20, &[][..]), (20..40, &["--delta-base-offset"][..])] {
+            let oids: Vec<Oid> = set
+                .map(|i| repo.blob(format!("{base}{i}\n").as_bytes()).unwrap())
+                .collect();
+            let before = pack_names(git_dir);
+            let Ok(mut child) = std::process::Command::new("git")
+                .arg("--git-dir")
+                .arg(git_dir)
+                .args(["pack-objects", "-q"])
+                .args(flags)
+                .arg(git_dir.join("objects/pack/pack"))
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::null())
+                .spawn()
+            else {
+                return; // no stock git to write deltas
+            };
+            let list: String = oids.iter().map(|o| format!("{o}\n")).collect();
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(list.as_bytes())
+                .unwrap();
+            assert!(child.wait().unwrap().success());
+            let new = pack_names(git_dir)
+                .into_iter()
+                .find(|n| n.ends_with(".pack") && !before.contains(n))
+                .unwrap();
+            let v = std::process::Command::new("git")
+                .arg("--git-dir")
+                .arg(git_dir)
+                .args(["verify-pack", "-v"])
+                .arg(git_dir.join(format!("objects/pack/{new}")))
+                .output()
+                .unwrap();
+            assert!(
+                String::from_utf8_lossy(&v.stdout).contains("chain length"),
+                "git wrote deltas: {v:?}"
+            );
+            similar.extend(oids);
+        }
         let trees = small_packs(git_dir, "blob ", 6);
         let r = consolidate(git_dir, 2).unwrap().unwrap();
-        assert_eq!((r.packs, r.objects), (7, 20 + 12));
+        assert_eq!((r.packs, r.objects), (8, 40 + 12));
         all_readable(git_dir, &trees);
         let other = Repository::open_bare(git_dir).unwrap();
         for (i, b) in similar.iter().enumerate() {
