@@ -464,8 +464,9 @@ fn store_rolled_up(
     let mut seen = HashSet::new();
     let mut plan: Vec<(std::path::PathBuf, Vec<(PackEntry, u64)>)> = Vec::new();
     for stem in sources {
-        let mut all = idx_entries(&std::fs::read(stem.with_extension("idx"))?)?;
-        let pack_len = std::fs::metadata(stem.with_extension("pack"))?.len();
+        let idx = std::fs::read(stem.with_extension("idx"))?;
+        let mut all = idx_entries(&idx)?;
+        let pack_len = check_pair(stem, &idx, all.len())?;
         all.sort_unstable_by_key(|e| e.offset);
         let ends: Vec<u64> = all
             .iter()
@@ -537,6 +538,46 @@ fn store_rolled_up(
         Ok(trailer)
     })?;
     Ok((name, count))
+}
+
+/// Checks the pack `stem` (a path without extension) against its `.idx` (`idx`, listing
+/// `listed` objects) before its entries are copied as they are and it is removed: the
+/// `.idx`'s own SHA-1 trailer (a damaged id in it would carry an object into the new pack
+/// under another name, and the one copy that names it rightly, the old `.pack`, would go),
+/// the pack's checksum it records against the `.pack`'s trailer, and the object count in the
+/// `.pack`'s header — what git checks when it opens a pack (`packfile.c`
+/// `open_packed_git_1`), and `git verify-pack` of the `.idx`. Returns the `.pack`'s length.
+fn check_pair(stem: &Path, idx: &[u8], listed: usize) -> std::io::Result<u64> {
+    use std::io::{Read, Seek, SeekFrom};
+    let path = stem.with_extension("pack");
+    let bad = |what: &str| std::io::Error::other(format!("{}: {what}", path.display()));
+    let body = idx
+        .len()
+        .checked_sub(20)
+        .ok_or_else(|| bad("index too short"))?;
+    if Sha1::digest(&idx[..body])[..] != idx[body..] {
+        return Err(bad("its .idx does not match its own checksum"));
+    }
+    let mut pack = File::open(&path)?;
+    let len = pack.metadata()?.len();
+    if len < 12 + 20 {
+        return Err(bad("too short"));
+    }
+    let mut header = [0u8; 12];
+    pack.read_exact(&mut header)?;
+    if header[..8] != *b"PACK\0\0\0\x02" && header[..8] != *b"PACK\0\0\0\x03" {
+        return Err(bad("not a pack"));
+    }
+    if u64::from(u32::from_be_bytes(header[8..].try_into().expect("4 bytes"))) != listed as u64 {
+        return Err(bad("its header and its .idx count different objects"));
+    }
+    let mut trailer = [0u8; 20];
+    pack.seek(SeekFrom::End(-20))?;
+    pack.read_exact(&mut trailer)?;
+    if idx[body - 20..body] != trailer {
+        return Err(bad("its .idx is another pack's"));
+    }
+    Ok(len)
 }
 
 /// Removes the pack `stem` (`pack-<checksum>`) from `pack_dir` as git's `unlink_pack_path`
@@ -1471,6 +1512,41 @@ mod tests {
         all_readable(git_dir, &trees);
         git_says_clean(git_dir);
         assert_eq!(consolidate(git_dir, 0).unwrap(), None, "converged");
+    }
+
+    /// A rolled-up pack is checked against its `.idx` first: a damaged id in the `.idx` (its
+    /// own checksum no longer matches) or another pack's `.idx` under its name stops the
+    /// roll-up, and nothing is removed: the old `.pack` is the one copy of the object under
+    /// its right name (`git index-pack` writes its `.idx` again).
+    #[test]
+    fn a_damaged_or_mismatched_idx_stops_the_roll_up() {
+        let dir = tempfile::tempdir().unwrap();
+        Repository::init_bare(dir.path()).unwrap();
+        let git_dir = dir.path();
+        let pack_dir = git_dir.join("objects/pack");
+        let trees = small_packs(git_dir, "blob ", 4);
+        let before = pack_names(git_dir);
+        let idxs: Vec<&String> = before.iter().filter(|n| n.ends_with(".idx")).collect();
+        let path = pack_dir.join(idxs[0]);
+        let good = std::fs::read(&path).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        // One bit of the second (last) id: two objects, ids from byte 1,032.
+        let mut bytes = good.clone();
+        bytes[8 + 256 * 4 + 20 + 19] ^= 0x01;
+        std::fs::write(&path, &bytes).unwrap();
+        let err = consolidate(git_dir, 2).unwrap_err();
+        assert!(err.to_string().contains("checksum"), "{err}");
+        assert_eq!(pack_names(git_dir), before, "nothing removed");
+        // Another pack's .idx (its checksum intact) under this one's name.
+        std::fs::write(&path, std::fs::read(pack_dir.join(idxs[1])).unwrap()).unwrap();
+        let err = consolidate(git_dir, 2).unwrap_err();
+        assert!(err.to_string().contains("another pack"), "{err}");
+        assert_eq!(pack_names(git_dir), before, "nothing removed");
+        std::fs::write(&path, &good).unwrap();
+        let r = consolidate(git_dir, 2).unwrap().unwrap();
+        assert_eq!((r.packs, r.objects), (4, 8));
+        all_readable(git_dir, &trees);
+        git_says_clean(git_dir);
     }
 
     /// A pack with deltas (stock git's `repack`, as a fetched pack would hold) is rolled up
