@@ -1551,6 +1551,46 @@ mod tests {
         git_says_clean(git_dir);
     }
 
+    /// A roll-up whose new pack is one of the packs it rolls up (a killed roll-up's new pack
+    /// with its old packs beside it, the new one first by name: the same objects in the same
+    /// order) keeps that pack: it is the new one, not a rolled-up one to remove.
+    #[test]
+    fn a_roll_up_that_writes_one_of_its_packs_again_keeps_it() {
+        for attempt in 0.. {
+            assert!(attempt < 200, "no case where the new pack sorts first");
+            let dir = tempfile::tempdir().unwrap();
+            Repository::init_bare(dir.path()).unwrap();
+            let git_dir = dir.path();
+            let pack_dir = git_dir.join("objects/pack");
+            let trees = small_packs(git_dir, &format!("blob {attempt} "), 4);
+            let saved = tempfile::tempdir().unwrap();
+            for name in pack_names(git_dir) {
+                std::fs::copy(pack_dir.join(&name), saved.path().join(&name)).unwrap();
+            }
+            let first = consolidate(git_dir, 2).unwrap().unwrap();
+            let old = pack_names_in(saved.path());
+            if old.iter().any(|n| *n < first.into) {
+                continue; // the old packs' objects would come first: another pack
+            }
+            for name in &old {
+                std::fs::copy(saved.path().join(name), pack_dir.join(name)).unwrap();
+            }
+            let again = consolidate(git_dir, 2).unwrap().unwrap();
+            assert_eq!(again.into, first.into, "the same objects in the same order");
+            assert_eq!((again.packs, again.objects), (4, 8));
+            assert_eq!(
+                pack_names(git_dir),
+                [
+                    format!("{}.idx", first.into),
+                    format!("{}.pack", first.into)
+                ]
+            );
+            all_readable(git_dir, &trees);
+            git_says_clean(git_dir);
+            return;
+        }
+    }
+
     /// A pack with deltas (stock git's `repack`, as a fetched pack would hold) is rolled up
     /// with plain ones: its deltas are resolved and stored whole, the whole objects copied;
     /// stock git checks every object. A pack whose bytes do not match its `.idx`'s CRC-32
