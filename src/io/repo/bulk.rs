@@ -31,10 +31,13 @@
 //!   default), the smallest are rolled up into one as git's `repack --geometric=2` chooses
 //!   them (`builtin/repack.c` `split_pack_geometry`): the packs left, by object count, each
 //!   at least twice the previous, so at most about log2(objects) of them, and each object
-//!   rewritten about log2(objects) times over the clone's life. A whole object's entry is
-//!   copied as it is (checked against its `.idx`'s CRC-32, as git's `pack-objects` checks an
-//!   entry it reuses), a delta resolved and stored whole. The new pack is made visible
-//!   as above before any rolled-up one is removed, each `.idx` before its `.pack` (git's
+//!   rewritten about log2(objects) times over the clone's life (an empty pack weighs one
+//!   object). Each rolled-up pack is checked against its `.idx` first (its checksum, the
+//!   pack checksum and object count it records, as git checks a pack it opens). A whole
+//!   object's entry is copied as it is (checked against its `.idx`'s CRC-32, as git's
+//!   `pack-objects` checks an entry it reuses), a delta resolved and stored whole. The new
+//!   pack is made visible as above before any rolled-up one is removed (a multi-pack-index
+//!   naming them first), each `.idx` before its `.pack` (git's
 //!   `packfile.c` `unlink_pack_path`); a pack with a `.keep` or `.promisor` is never rolled
 //!   up. Killed anywhere, every object stays readable (an object in two packs is harmless),
 //!   and the next call removes what was left once it is an hour old and rolls up again.
