@@ -31,10 +31,13 @@
 //!   default), the smallest are rolled up into one as git's `repack --geometric=2` chooses
 //!   them (`builtin/repack.c` `split_pack_geometry`): the packs left, by object count, each
 //!   at least twice the previous, so at most about log2(objects) of them, and each object
-//!   rewritten about log2(objects) times over the clone's life. A whole object's entry is
-//!   copied as it is (checked against its `.idx`'s CRC-32, as git's `pack-objects` checks an
-//!   entry it reuses), a delta resolved and stored whole. The new pack is made visible
-//!   as above before any rolled-up one is removed, each `.idx` before its `.pack` (git's
+//!   rewritten about log2(objects) times over the clone's life (an empty pack weighs one
+//!   object). Each rolled-up pack is checked against its `.idx` first (its checksum, the
+//!   pack checksum and object count it records, as git checks a pack it opens). A whole
+//!   object's entry is copied as it is (checked against its `.idx`'s CRC-32, as git's
+//!   `pack-objects` checks an entry it reuses), a delta resolved and stored whole. The new
+//!   pack is made visible as above before any rolled-up one is removed (a multi-pack-index
+//!   naming them first), each `.idx` before its `.pack` (git's
 //!   `packfile.c` `unlink_pack_path`); a pack with a `.keep` or `.promisor` is never rolled
 //!   up. Killed anywhere, every object stays readable (an object in two packs is harmless),
 //!   and the next call removes what was left once it is an hour old and rolls up again.
@@ -277,7 +280,8 @@ pub struct RollUp {
 /// so that the rest, by object count, form a progression of factor 2 ([`roll_up_selection`]).
 /// Their objects are written once each into one new plain pack ([`store_rolled_up`]: a whole
 /// object's entry copied as it is, a delta read back whole through the ODB, which resolves
-/// it; the `.pack` renamed into place, then its `.idx`, the directory flushed); then each rolled-up pack is removed `.idx` first (git's
+/// it; the `.pack` renamed into place, then its `.idx`, the directory flushed); then a
+/// multi-pack-index, which names them, is removed, and each rolled-up pack `.idx` first (git's
 /// `packfile.c` `unlink_pack_path`: readers find packs through their `.idx`), then the
 /// `.pack` and its companions, a pack with a `.keep` (or a `.promisor`) never being one of
 /// them. A process killed at any point leaves every object readable (the new pack is visible
@@ -333,6 +337,10 @@ pub fn consolidate(git_dir: &Path, limit: usize) -> std::io::Result<Option<RollU
     let (into, objects) = store_rolled_up(&pack_dir, &odb, &sources)?;
     drop(odb);
     drop(repo);
+    // A multi-pack-index (a person's `git repack --write-midx`, `git maintenance`) names the
+    // packs about to go: it goes first, as git's `repack` clears it before removing a pack it
+    // names, or stock git's `fsck` fails on every later run ("failed to load pack").
+    remove_multi_pack_index(&pack_dir)?;
     for &i in &chosen {
         // The same objects in the same order make the same pack: it is the new one.
         if packs[i].0 != into {
@@ -365,7 +373,12 @@ fn roll_up_selection(weights: &[Option<u64>], limit: usize) -> Vec<usize> {
         .filter(|&i| weights[i].is_some())
         .collect();
     order.sort_by_key(|&i| weights[i]);
-    let w: Vec<u64> = order.iter().map(|&i| weights[i].unwrap_or(0)).collect();
+    // An empty pack weighs as one object: at 0, any number of them "formed a progression"
+    // (0 >= 2 x 0) and none was ever rolled up, however far past the limit.
+    let w: Vec<u64> = order
+        .iter()
+        .map(|&i| weights[i].unwrap_or(0).max(1))
+        .collect();
     if w.is_empty() {
         return Vec::new();
     }
@@ -454,8 +467,9 @@ fn store_rolled_up(
     let mut seen = HashSet::new();
     let mut plan: Vec<(std::path::PathBuf, Vec<(PackEntry, u64)>)> = Vec::new();
     for stem in sources {
-        let mut all = idx_entries(&std::fs::read(stem.with_extension("idx"))?)?;
-        let pack_len = std::fs::metadata(stem.with_extension("pack"))?.len();
+        let idx = std::fs::read(stem.with_extension("idx"))?;
+        let mut all = idx_entries(&idx)?;
+        let pack_len = check_pair(stem, &idx, all.len())?;
         all.sort_unstable_by_key(|e| e.offset);
         let ends: Vec<u64> = all
             .iter()
@@ -529,6 +543,46 @@ fn store_rolled_up(
     Ok((name, count))
 }
 
+/// Checks the pack `stem` (a path without extension) against its `.idx` (`idx`, listing
+/// `listed` objects) before its entries are copied as they are and it is removed: the
+/// `.idx`'s own SHA-1 trailer (a damaged id in it would carry an object into the new pack
+/// under another name, and the one copy that names it rightly, the old `.pack`, would go),
+/// the pack's checksum it records against the `.pack`'s trailer, and the object count in the
+/// `.pack`'s header — what git checks when it opens a pack (`packfile.c`
+/// `open_packed_git_1`), and `git verify-pack` of the `.idx`. Returns the `.pack`'s length.
+fn check_pair(stem: &Path, idx: &[u8], listed: usize) -> std::io::Result<u64> {
+    use std::io::{Read, Seek, SeekFrom};
+    let path = stem.with_extension("pack");
+    let bad = |what: &str| std::io::Error::other(format!("{}: {what}", path.display()));
+    let body = idx
+        .len()
+        .checked_sub(20)
+        .ok_or_else(|| bad("index too short"))?;
+    if Sha1::digest(&idx[..body])[..] != idx[body..] {
+        return Err(bad("its .idx does not match its own checksum"));
+    }
+    let mut pack = File::open(&path)?;
+    let len = pack.metadata()?.len();
+    if len < 12 + 20 {
+        return Err(bad("too short"));
+    }
+    let mut header = [0u8; 12];
+    pack.read_exact(&mut header)?;
+    if header[..8] != *b"PACK\0\0\0\x02" && header[..8] != *b"PACK\0\0\0\x03" {
+        return Err(bad("not a pack"));
+    }
+    if u64::from(u32::from_be_bytes(header[8..].try_into().expect("4 bytes"))) != listed as u64 {
+        return Err(bad("its header and its .idx count different objects"));
+    }
+    let mut trailer = [0u8; 20];
+    pack.seek(SeekFrom::End(-20))?;
+    pack.read_exact(&mut trailer)?;
+    if idx[body - 20..body] != trailer {
+        return Err(bad("its .idx is another pack's"));
+    }
+    Ok(len)
+}
+
 /// Removes the pack `stem` (`pack-<checksum>`) from `pack_dir` as git's `unlink_pack_path`
 /// does (`packfile.c`; `force_delete` off): nothing when it has a `.keep`; else the `.idx`
 /// first, so that no reader finds the pack while its `.pack` goes, then the `.pack`, then the
@@ -542,6 +596,34 @@ fn remove_pack(pack_dir: &Path, stem: &str) -> std::io::Result<()> {
         match std::fs::remove_file(pack_dir.join(format!("{stem}{ext}"))) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
             _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Removes the multi-pack-index of `pack_dir`, if any, as git's `clear_midx_file` does
+/// (`midx.c`): the `multi-pack-index`, its `multi-pack-index-<checksum>.bitmap`/`.rev`, and an
+/// incremental chain's `multi-pack-index.d/multi-pack-index-chain` (without it git reads none
+/// of that directory's layers). Readers find every object through the `.idx` files without it.
+fn remove_multi_pack_index(pack_dir: &Path) -> std::io::Result<()> {
+    let mut doomed = vec![
+        pack_dir.join("multi-pack-index"),
+        pack_dir.join("multi-pack-index.d/multi-pack-index-chain"),
+    ];
+    for e in std::fs::read_dir(pack_dir)? {
+        let name = e?.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with("multi-pack-index-")
+            && (name.ends_with(".bitmap") || name.ends_with(".rev"))
+        {
+            doomed.push(pack_dir.join(&*name));
+        }
+    }
+    for path in doomed {
+        match std::fs::remove_file(&path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+            Err(_) => {}
+            Ok(()) => tracing::debug!(file = %path.display(), "multi-pack-index removed"),
         }
     }
     Ok(())
@@ -1227,6 +1309,15 @@ mod tests {
         // limit of 4) rolls 1 + 1 + 2 + 4 into 8 and keeps 32.
         let example = w(&[32, 1, 4, 1, 2]);
         assert_eq!(roll_up_selection(&example, 4), vec![1, 2, 3, 4]);
+        // Empty packs weigh as one object each: past the limit they are rolled up, with or
+        // without an intact progression above them.
+        assert_eq!(
+            roll_up_selection(&w(&[0; 51]), 50),
+            (0..51).collect::<Vec<_>>()
+        );
+        let mut empty = w(&[0; 48]);
+        empty.extend(w(&[100, 1_000, 10_000]));
+        assert_eq!(roll_up_selection(&empty, 50), (0..48).collect::<Vec<_>>());
         // Kept packs (None) are never chosen; a tiny kept pack does not stop the others.
         let mut kept = w(&[1_000; 50]);
         kept.push(None);
@@ -1241,6 +1332,64 @@ mod tests {
         // twice the others).
         let big = w(&[u64::MAX / 2, u64::MAX / 2, u64::MAX]);
         assert_eq!(roll_up_selection(&big, 2), vec![0, 1]);
+    }
+
+    /// The selection over a clone's life, as [`consolidate`] applies it after every commit: a
+    /// pack of any size (none included: a fetch or a person's `git` may leave an empty pack)
+    /// added each time, a few kept packs, any limit. After every roll-up the packs left are at
+    /// most the limit, or form a progression (the new pack and at most 33 others: an `.idx`
+    /// counts objects in 32 bits) besides the kept ones; and the objects rewritten in all stay
+    /// within log2 of the objects per object (amortised: no run of commits each rewriting the
+    /// largest pack).
+    mod selection {
+        use super::super::roll_up_selection;
+        use proptest::prelude::*;
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(300))]
+            #[test]
+            fn stays_bounded_and_amortised(
+                adds in proptest::collection::vec(prop_oneof![8 => Just(0u64), 1 => 0u64..4, 1 => 0u64..5_000], 1..600),
+                kept in 0usize..4,
+                limit in 1usize..60,
+            ) {
+                let mut packs: Vec<Option<u64>> = vec![None; kept];
+                let (mut objects, mut rewritten) = (0u64, 0u64);
+                for add in adds {
+                    packs.push(Some(add));
+                    // An empty pack weighs one object (and costs a file): the bound is per
+                    // object weighed.
+                    objects += add.max(1);
+                    let chosen = roll_up_selection(&packs, limit);
+                    prop_assert!(chosen.len() != 1);
+                    if chosen.is_empty() {
+                        prop_assert!(
+                            packs.len() <= limit || packs.len() <= kept + 34,
+                            "{} packs past a limit of {limit} left alone: {packs:?}",
+                            packs.len()
+                        );
+                        continue;
+                    }
+                    prop_assert!(chosen.iter().all(|&i| packs[i].is_some()), "a kept pack chosen");
+                    let sum: u64 = chosen.iter().map(|&i| packs[i].unwrap()).sum();
+                    rewritten += sum;
+                    for &i in chosen.iter().rev() {
+                        packs.remove(i);
+                    }
+                    packs.push(Some(sum));
+                    prop_assert!(
+                        packs.len() <= limit.max(kept + 34),
+                        "{} packs left after a roll-up: {packs:?}",
+                        packs.len()
+                    );
+                }
+                let log = 64 - objects.max(1).leading_zeros() as u64;
+                prop_assert!(
+                    rewritten <= objects * (log + 1),
+                    "{rewritten} objects rewritten for {objects}"
+                );
+            }
+        }
     }
 
     /// Past the limit, the small packs become one; every object stays readable by libgit2 and
@@ -1269,6 +1418,34 @@ mod tests {
         git_says_clean(git_dir);
         // The two left form a progression: nothing more, however low the limit.
         assert_eq!(consolidate(git_dir, 0).unwrap(), None);
+    }
+
+    /// A `multi-pack-index` a person's `git repack --write-midx` or `git maintenance` left in
+    /// the clone names the packs a roll-up removes: it goes first, as git's `repack` clears
+    /// it (`builtin/repack.c` `remove_redundant_pack` → `clear_midx_file`), or stock git's
+    /// `fsck` fails ("failed to load pack in position 0") on every later run.
+    #[test]
+    fn a_multi_pack_index_naming_rolled_up_packs_is_removed_first() {
+        let dir = tempfile::tempdir().unwrap();
+        Repository::init_bare(dir.path()).unwrap();
+        let git_dir = dir.path();
+        let trees = small_packs(git_dir, "blob ", 6);
+        let Ok(midx) = std::process::Command::new("git")
+            .arg("--git-dir")
+            .arg(git_dir)
+            .args(["multi-pack-index", "write"])
+            .output()
+        else {
+            return; // no stock git to write one
+        };
+        assert!(midx.status.success(), "{midx:?}");
+        assert!(git_dir.join("objects/pack/multi-pack-index").exists());
+        git_says_clean(git_dir);
+        let r = consolidate(git_dir, 2).unwrap().unwrap();
+        assert_eq!((r.packs, r.objects), (6, 12));
+        all_readable(git_dir, &trees);
+        git_says_clean(git_dir);
+        assert!(!git_dir.join("objects/pack/multi-pack-index").exists());
     }
 
     /// What a process killed during a roll-up (or a store) leaves, all at once: the new pack
@@ -1342,6 +1519,81 @@ mod tests {
         assert_eq!(consolidate(git_dir, 0).unwrap(), None, "converged");
     }
 
+    /// A rolled-up pack is checked against its `.idx` first: a damaged id in the `.idx` (its
+    /// own checksum no longer matches) or another pack's `.idx` under its name stops the
+    /// roll-up, and nothing is removed: the old `.pack` is the one copy of the object under
+    /// its right name (`git index-pack` writes its `.idx` again).
+    #[test]
+    fn a_damaged_or_mismatched_idx_stops_the_roll_up() {
+        let dir = tempfile::tempdir().unwrap();
+        Repository::init_bare(dir.path()).unwrap();
+        let git_dir = dir.path();
+        let pack_dir = git_dir.join("objects/pack");
+        let trees = small_packs(git_dir, "blob ", 4);
+        let before = pack_names(git_dir);
+        let idxs: Vec<&String> = before.iter().filter(|n| n.ends_with(".idx")).collect();
+        let path = pack_dir.join(idxs[0]);
+        let good = std::fs::read(&path).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        // One bit of the second (last) id: two objects, ids from byte 1,032.
+        let mut bytes = good.clone();
+        bytes[8 + 256 * 4 + 20 + 19] ^= 0x01;
+        std::fs::write(&path, &bytes).unwrap();
+        let err = consolidate(git_dir, 2).unwrap_err();
+        assert!(err.to_string().contains("checksum"), "{err}");
+        assert_eq!(pack_names(git_dir), before, "nothing removed");
+        // Another pack's .idx (its checksum intact) under this one's name.
+        std::fs::write(&path, std::fs::read(pack_dir.join(idxs[1])).unwrap()).unwrap();
+        let err = consolidate(git_dir, 2).unwrap_err();
+        assert!(err.to_string().contains("another pack"), "{err}");
+        assert_eq!(pack_names(git_dir), before, "nothing removed");
+        std::fs::write(&path, &good).unwrap();
+        let r = consolidate(git_dir, 2).unwrap().unwrap();
+        assert_eq!((r.packs, r.objects), (4, 8));
+        all_readable(git_dir, &trees);
+        git_says_clean(git_dir);
+    }
+
+    /// A roll-up whose new pack is one of the packs it rolls up (a killed roll-up's new pack
+    /// with its old packs beside it, the new one first by name: the same objects in the same
+    /// order) keeps that pack: it is the new one, not a rolled-up one to remove.
+    #[test]
+    fn a_roll_up_that_writes_one_of_its_packs_again_keeps_it() {
+        for attempt in 0.. {
+            assert!(attempt < 200, "no case where the new pack sorts first");
+            let dir = tempfile::tempdir().unwrap();
+            Repository::init_bare(dir.path()).unwrap();
+            let git_dir = dir.path();
+            let pack_dir = git_dir.join("objects/pack");
+            let trees = small_packs(git_dir, &format!("blob {attempt} "), 4);
+            let saved = tempfile::tempdir().unwrap();
+            for name in pack_names(git_dir) {
+                std::fs::copy(pack_dir.join(&name), saved.path().join(&name)).unwrap();
+            }
+            let first = consolidate(git_dir, 2).unwrap().unwrap();
+            let old = pack_names_in(saved.path());
+            if old.iter().any(|n| *n < first.into) {
+                continue; // the old packs' objects would come first: another pack
+            }
+            for name in &old {
+                std::fs::copy(saved.path().join(name), pack_dir.join(name)).unwrap();
+            }
+            let again = consolidate(git_dir, 2).unwrap().unwrap();
+            assert_eq!(again.into, first.into, "the same objects in the same order");
+            assert_eq!((again.packs, again.objects), (4, 8));
+            assert_eq!(
+                pack_names(git_dir),
+                [
+                    format!("{}.idx", first.into),
+                    format!("{}.pack", first.into)
+                ]
+            );
+            all_readable(git_dir, &trees);
+            git_says_clean(git_dir);
+            return;
+        }
+    }
+
     /// A pack with deltas (stock git's `repack`, as a fetched pack would hold) is rolled up
     /// with plain ones: its deltas are resolved and stored whole, the whole objects copied;
     /// stock git checks every object. A pack whose bytes do not match its `.idx`'s CRC-32
@@ -1352,43 +1604,55 @@ mod tests {
         let repo = Repository::init_bare(dir.path()).unwrap();
         let git_dir = dir.path();
         let base = "line of a manifest\n".repeat(200);
-        let similar: Vec<Oid> = (0..20)
-            .map(|i| repo.blob(format!("{base}{i}\n").as_bytes()).unwrap())
-            .collect();
-        // `git pack-objects` with its delta search, as a fetched pack would be made.
-        let Ok(mut child) = std::process::Command::new("git")
-            .arg("--git-dir")
-            .arg(git_dir)
-            .args(["pack-objects", "-q"])
-            .arg(git_dir.join("objects/pack/pack"))
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::null())
-            .spawn()
-        else {
-            return; // no stock git to write deltas
-        };
-        let list: String = similar.iter().map(|o| format!("{o}\n")).collect();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(list.as_bytes())
-            .unwrap();
-        assert!(child.wait().unwrap().success());
-        let v = std::process::Command::new("git")
-            .arg("--git-dir")
-            .arg(git_dir)
-            .args(["verify-pack", "-v"])
-            .arg(git_dir.join(format!("objects/pack/{}", pack_names(git_dir)[0])))
-            .output()
-            .unwrap();
-        assert!(
-            String::from_utf8_lossy(&v.stdout).contains("chain length"),
-            "git wrote deltas: {v:?}"
-        );
+        // `git pack-objects` with its delta search, as a fetched pack would be made: one pack
+        // of deltas naming their base by id (REF_DELTA), one by offset (OFS_DELTA, what a
+        // fetch asks for: copied as it is, its base offset would be wrong in the new pack).
+        let mut similar: Vec<Oid> = Vec::new();
+        for (set, flags) in [(0..20, &[][..]), (20..40, &["--delta-base-offset"][..])] {
+            let oids: Vec<Oid> = set
+                .map(|i| repo.blob(format!("{base}{i}\n").as_bytes()).unwrap())
+                .collect();
+            let before = pack_names(git_dir);
+            let Ok(mut child) = std::process::Command::new("git")
+                .arg("--git-dir")
+                .arg(git_dir)
+                .args(["pack-objects", "-q"])
+                .args(flags)
+                .arg(git_dir.join("objects/pack/pack"))
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::null())
+                .spawn()
+            else {
+                return; // no stock git to write deltas
+            };
+            let list: String = oids.iter().map(|o| format!("{o}\n")).collect();
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(list.as_bytes())
+                .unwrap();
+            assert!(child.wait().unwrap().success());
+            let new = pack_names(git_dir)
+                .into_iter()
+                .find(|n| n.ends_with(".pack") && !before.contains(n))
+                .unwrap();
+            let v = std::process::Command::new("git")
+                .arg("--git-dir")
+                .arg(git_dir)
+                .args(["verify-pack", "-v"])
+                .arg(git_dir.join(format!("objects/pack/{new}")))
+                .output()
+                .unwrap();
+            assert!(
+                String::from_utf8_lossy(&v.stdout).contains("chain length"),
+                "git wrote deltas: {v:?}"
+            );
+            similar.extend(oids);
+        }
         let trees = small_packs(git_dir, "blob ", 6);
         let r = consolidate(git_dir, 2).unwrap().unwrap();
-        assert_eq!((r.packs, r.objects), (7, 20 + 12));
+        assert_eq!((r.packs, r.objects), (8, 40 + 12));
         all_readable(git_dir, &trees);
         let other = Repository::open_bare(git_dir).unwrap();
         for (i, b) in similar.iter().enumerate() {
