@@ -488,16 +488,7 @@ fn a_commit_mixing_releases_removals_and_new_tenants_holds_exactly_the_render() 
         output_only(tree_files(&bare, head)),
         expected(&ws.registry())
     );
-    let dangling = std::process::Command::new("git")
-        .args(["fsck", "--full", "--dangling", "--no-reflogs"])
-        .current_dir(ws.out())
-        .output()
-        .expect("git is needed to check the repositories");
-    let text = String::from_utf8_lossy(&dangling.stdout);
-    assert!(
-        dangling.status.success() && !text.contains("dangling"),
-        "{text}"
-    );
+    assert_no_dangling_objects(&ws.out());
 }
 
 /// A run's writes and removals in one tenant where a path changes kind: a file replaced by a
@@ -595,16 +586,7 @@ fn a_product_release_commits_exactly_the_full_render() {
     );
     // Every object the commits stored is one they name: a tree edited at two paths (a
     // tenant's deployment and its jobs) is written once, not once per path.
-    let dangling = std::process::Command::new("git")
-        .args(["fsck", "--full", "--dangling", "--no-reflogs"])
-        .current_dir(ws.out())
-        .output()
-        .expect("git is needed to check the repositories");
-    let text = String::from_utf8_lossy(&dangling.stdout);
-    assert!(
-        dangling.status.success() && !text.contains("dangling"),
-        "{text}"
-    );
+    assert_no_dangling_objects(&ws.out());
 
     // Someone commits a hand edit to the output repository, the work tree keeping the
     // rendered file: HEAD no longer holds what its state file says, and a run that trusts the
@@ -1037,6 +1019,21 @@ fn an_output_root_below_the_work_tree_is_committed_under_its_prefix_only() {
         })
         .collect();
     assert_eq!(under, expected(&ws.registry()));
+}
+
+/// Stock git finds no object in `work_tree`'s repository that nothing names: every object the
+/// commits stored is one they reach.
+fn assert_no_dangling_objects(work_tree: &std::path::Path) {
+    let fsck = std::process::Command::new("git")
+        .args(["fsck", "--full", "--dangling", "--no-reflogs"])
+        .current_dir(work_tree)
+        .output()
+        .expect("git is needed to check the repositories");
+    let text = String::from_utf8_lossy(&fsck.stdout);
+    assert!(
+        fsck.status.success() && !text.contains("dangling"),
+        "{text}"
+    );
 }
 
 /// The `.pack` files in a repository's `objects/pack/`.
