@@ -35,12 +35,15 @@
 //!   object). Each rolled-up pack is checked against its `.idx` first (its checksum, the
 //!   pack checksum and object count it records, as git checks a pack it opens). A whole
 //!   object's entry is copied as it is (checked against its `.idx`'s CRC-32, as git's
-//!   `pack-objects` checks an entry it reuses), a delta resolved and stored whole. The new
-//!   pack is made visible as above before any rolled-up one is removed (a multi-pack-index
-//!   naming them first), each `.idx` before its `.pack` (git's
-//!   `packfile.c` `unlink_pack_path`); a pack with a `.keep` or `.promisor` is never rolled
-//!   up. Killed anywhere, every object stays readable (an object in two packs is harmless),
-//!   and the next call removes what was left once it is an hour old and rolls up again.
+//!   `pack-objects` checks an entry it reuses), a delta resolved and stored whole. A pack
+//!   that fails a check is left out like a kept pack, never removed, and logged (`error`,
+//!   naming the pack and the check); the others are rolled up without it, so one damaged
+//!   pack does not stop every later roll-up. The new pack is made visible as above before
+//!   any rolled-up one is removed (a multi-pack-index naming them first), each `.idx` before
+//!   its `.pack` (git's `packfile.c` `unlink_pack_path`); a pack with a `.keep` or
+//!   `.promisor` is never rolled up. Killed anywhere, every object stays readable (an object
+//!   in two packs is harmless), and the next call removes what was left once it is an hour
+//!   old and rolls up again.
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashSet;
@@ -286,7 +289,9 @@ pub struct RollUp {
 /// `.pack` and its companions, a pack with a `.keep` (or a `.promisor`) never being one of
 /// them. A process killed at any point leaves every object readable (the new pack is visible
 /// before any old one goes; an object in two packs is harmless) and leftovers the next call
-/// removes: temporaries and `.pack` files without `.idx` older than [`LEFTOVER_AGE`].
+/// removes: temporaries and `.pack` files without `.idx` older than [`LEFTOVER_AGE`]. A pack
+/// that fails its checks ([`check_pair`], a CRC-32) is logged with `tracing::error!` (once
+/// per run), left as it is and out of the selection, which is made again without it.
 /// `Ok(None)`: nothing rolled up.
 pub fn consolidate(git_dir: &Path, limit: usize) -> std::io::Result<Option<RollUp>> {
     let pack_dir = git_dir.join("objects").join("pack");
@@ -324,17 +329,43 @@ pub fn consolidate(git_dir: &Path, limit: usize) -> std::io::Result<Option<RollU
         })
         .collect();
     packs.sort();
-    let weights: Vec<Option<u64>> = packs.iter().map(|p| p.1).collect();
-    let chosen = roll_up_selection(&weights, limit);
-    if chosen.is_empty() {
-        return Ok(None);
-    }
-    let sources: Vec<std::path::PathBuf> =
-        chosen.iter().map(|&i| pack_dir.join(&packs[i].0)).collect();
     // A handle of its own: no mempack, and the packs as they are now.
     let repo = Repository::open(git_dir).map_err(std::io::Error::other)?;
     let odb = repo.odb().map_err(std::io::Error::other)?;
-    let (into, objects) = store_rolled_up(&pack_dir, &odb, &sources)?;
+    // A pack that fails its checks is left out like a kept one and the selection made again
+    // without it: one damaged pack does not stop every later roll-up.
+    let (chosen, into, objects) = loop {
+        let weights: Vec<Option<u64>> = packs.iter().map(|p| p.1).collect();
+        let chosen = roll_up_selection(&weights, limit);
+        if chosen.is_empty() {
+            return Ok(None);
+        }
+        let sources: Vec<std::path::PathBuf> =
+            chosen.iter().map(|&i| pack_dir.join(&packs[i].0)).collect();
+        match store_rolled_up(&pack_dir, &odb, &sources) {
+            Ok((into, objects)) => break (chosen, into, objects),
+            Err(e) => {
+                let Some(d) = e.get_ref().and_then(|e| e.downcast_ref::<Damaged>()) else {
+                    return Err(e);
+                };
+                let i = chosen
+                    .iter()
+                    .copied()
+                    .find(|&i| pack_dir.join(&packs[i].0) == d.stem)
+                    .ok_or_else(|| std::io::Error::other(d.to_string()))?;
+                if first_report(&format!("damaged {} {}", d.stem.display(), d.what)) {
+                    tracing::error!(
+                        pack = %d.stem.with_extension("pack").display(),
+                        check = %d.what,
+                        "a pack failed its check and is left as it is, out of every roll-up: \
+                         `git fsck --full` names what is wrong; `git index-pack` writes a \
+                         damaged .idx again from its .pack"
+                    );
+                }
+                packs[i].1 = None;
+            }
+        }
+    };
     drop(odb);
     drop(repo);
     // A multi-pack-index (a person's `git repack --write-midx`, `git maintenance`) names the
@@ -468,7 +499,7 @@ fn store_rolled_up(
     let mut plan: Vec<(std::path::PathBuf, Vec<(PackEntry, u64)>)> = Vec::new();
     for stem in sources {
         let idx = std::fs::read(stem.with_extension("idx"))?;
-        let mut all = idx_entries(&idx)?;
+        let mut all = idx_entries(&idx).map_err(|e| Damaged::error(stem, e.to_string()))?;
         let pack_len = check_pair(stem, &idx, all.len())?;
         all.sort_unstable_by_key(|e| e.offset);
         let ends: Vec<u64> = all
@@ -507,9 +538,7 @@ fn store_rolled_up(
                 let len = end
                     .checked_sub(e.offset)
                     .filter(|&l| l > 0)
-                    .ok_or_else(|| {
-                        std::io::Error::other(format!("{}: bad offsets", path.display()))
-                    })?;
+                    .ok_or_else(|| Damaged::error(stem, "its .idx's offsets are out of order"))?;
                 pack.seek_relative(e.offset as i64 - at as i64)?;
                 buf.resize(len as usize, 0);
                 pack.read_exact(&mut buf)?;
@@ -518,11 +547,10 @@ fn store_rolled_up(
                 let kind = (buf[0] >> 4) & 7;
                 let crc = if (1..=4).contains(&kind) {
                     if crc32fast::hash(&buf) != e.crc {
-                        return Err(std::io::Error::other(format!(
-                            "{}: object {} does not match its CRC-32",
-                            path.display(),
-                            e.oid
-                        )));
+                        return Err(Damaged::error(
+                            stem,
+                            format!("object {} does not match its CRC-32", e.oid),
+                        ));
                     }
                     out.write_all(&buf)?;
                     e.crc
@@ -543,6 +571,37 @@ fn store_rolled_up(
     Ok((name, count))
 }
 
+/// A pack that failed a check before or while its entries were copied ([`check_pair`], a
+/// CRC-32): `stem` (a path without extension) and the check, carried in an `io::Error` so
+/// that [`consolidate`] leaves that pack out and rolls up the others.
+#[derive(Debug)]
+struct Damaged {
+    stem: std::path::PathBuf,
+    what: String,
+}
+
+impl Damaged {
+    fn error(stem: &Path, what: impl Into<String>) -> std::io::Error {
+        std::io::Error::other(Damaged {
+            stem: stem.to_owned(),
+            what: what.into(),
+        })
+    }
+}
+
+impl std::fmt::Display for Damaged {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}: {}",
+            self.stem.with_extension("pack").display(),
+            self.what
+        )
+    }
+}
+
+impl std::error::Error for Damaged {}
+
 /// Checks the pack `stem` (a path without extension) against its `.idx` (`idx`, listing
 /// `listed` objects) before its entries are copied as they are and it is removed: the
 /// `.idx`'s own SHA-1 trailer (a damaged id in it would carry an object into the new pack
@@ -553,7 +612,7 @@ fn store_rolled_up(
 fn check_pair(stem: &Path, idx: &[u8], listed: usize) -> std::io::Result<u64> {
     use std::io::{Read, Seek, SeekFrom};
     let path = stem.with_extension("pack");
-    let bad = |what: &str| std::io::Error::other(format!("{}: {what}", path.display()));
+    let bad = |what: &str| Damaged::error(stem, what);
     let body = idx
         .len()
         .checked_sub(20)
@@ -667,6 +726,13 @@ fn remove_leftovers(pack_dir: &Path, names: &HashSet<String>) -> std::io::Result
         }
     }
     Ok(())
+}
+
+/// Whether `what` is reported for the first time in this process.
+fn first_report(what: &str) -> bool {
+    static REPORTED: std::sync::Mutex<Option<HashSet<String>>> = std::sync::Mutex::new(None);
+    let mut reported = REPORTED.lock().unwrap_or_else(|e| e.into_inner());
+    reported.get_or_insert_default().insert(what.to_owned())
 }
 
 /// Where an object went in a pack: its id, the offset of its entry, and the CRC-32 of the
@@ -1520,36 +1586,59 @@ mod tests {
     }
 
     /// A rolled-up pack is checked against its `.idx` first: a damaged id in the `.idx` (its
-    /// own checksum no longer matches) or another pack's `.idx` under its name stops the
-    /// roll-up, and nothing is removed: the old `.pack` is the one copy of the object under
-    /// its right name (`git index-pack` writes its `.idx` again).
+    /// own checksum no longer matches) or another pack's `.idx` under its name leaves that
+    /// pack out of the roll-up, untouched (the old `.pack` is the one copy of the object under
+    /// its right name: `git index-pack` writes its `.idx` again), and the others are rolled
+    /// up. (It stopped the whole roll-up before: one damaged pack then blocked every later
+    /// one.)
     #[test]
-    fn a_damaged_or_mismatched_idx_stops_the_roll_up() {
+    fn a_damaged_or_mismatched_idx_is_left_out_of_the_roll_up() {
         let dir = tempfile::tempdir().unwrap();
         Repository::init_bare(dir.path()).unwrap();
         let git_dir = dir.path();
         let pack_dir = git_dir.join("objects/pack");
-        let trees = small_packs(git_dir, "blob ", 4);
+        let mut trees = small_packs(git_dir, "blob ", 4);
         let before = pack_names(git_dir);
-        let idxs: Vec<&String> = before.iter().filter(|n| n.ends_with(".idx")).collect();
-        let path = pack_dir.join(idxs[0]);
+        let idxs: Vec<String> = before
+            .iter()
+            .filter(|n| n.ends_with(".idx"))
+            .cloned()
+            .collect();
+        let stem = pack_dir.join(idxs[0].trim_end_matches(".idx"));
+        let path = pack_dir.join(&idxs[0]);
         let good = std::fs::read(&path).unwrap();
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
         // One bit of the second (last) id: two objects, ids from byte 1,032.
         let mut bytes = good.clone();
         bytes[8 + 256 * 4 + 20 + 19] ^= 0x01;
         std::fs::write(&path, &bytes).unwrap();
-        let err = consolidate(git_dir, 2).unwrap_err();
+        let err = check_pair(&stem, &bytes, 2).unwrap_err();
         assert!(err.to_string().contains("checksum"), "{err}");
-        assert_eq!(pack_names(git_dir), before, "nothing removed");
-        // Another pack's .idx (its checksum intact) under this one's name.
-        std::fs::write(&path, std::fs::read(pack_dir.join(idxs[1])).unwrap()).unwrap();
-        let err = consolidate(git_dir, 2).unwrap_err();
-        assert!(err.to_string().contains("another pack"), "{err}");
-        assert_eq!(pack_names(git_dir), before, "nothing removed");
-        std::fs::write(&path, &good).unwrap();
         let r = consolidate(git_dir, 2).unwrap().unwrap();
-        assert_eq!((r.packs, r.objects), (4, 8));
+        assert_eq!((r.packs, r.objects), (3, 6), "the other three");
+        assert_eq!(std::fs::read(&path).unwrap(), bytes, "left as it is");
+        assert!(stem.with_extension("pack").exists());
+        assert_eq!(packs(git_dir), 2);
+        // Another pack's .idx (its checksum intact) under this one's name.
+        trees.extend(small_packs(git_dir, "more ", 3));
+        let other = pack_names(git_dir)
+            .into_iter()
+            .find(|n| n.ends_with(".idx") && !before.contains(n) && !n.starts_with(&r.into))
+            .unwrap();
+        let theirs = std::fs::read(pack_dir.join(&other)).unwrap();
+        std::fs::write(&path, &theirs).unwrap();
+        let err = check_pair(&stem, &theirs, 2).unwrap_err();
+        assert!(err.to_string().contains("another pack"), "{err}");
+        let again = consolidate(git_dir, 2).unwrap().unwrap();
+        assert_eq!(
+            (again.packs, again.objects),
+            (4, 12),
+            "the new pack and 3 more"
+        );
+        assert_eq!(std::fs::read(&path).unwrap(), theirs, "left as it is");
+        assert!(stem.with_extension("pack").exists());
+        assert_eq!(packs(git_dir), 2);
+        std::fs::write(&path, &good).unwrap();
         all_readable(git_dir, &trees);
         git_says_clean(git_dir);
     }
@@ -1597,9 +1686,10 @@ mod tests {
     /// A pack with deltas (stock git's `repack`, as a fetched pack would hold) is rolled up
     /// with plain ones: its deltas are resolved and stored whole, the whole objects copied;
     /// stock git checks every object. A pack whose bytes do not match its `.idx`'s CRC-32
-    /// stops the roll-up, and nothing is removed.
+    /// is left out of the roll-up, untouched, and the others are rolled up (it stopped the
+    /// whole roll-up before).
     #[test]
-    fn deltas_are_stored_whole_and_a_damaged_pack_stops_the_roll_up() {
+    fn deltas_are_stored_whole_and_a_damaged_pack_is_left_out() {
         let dir = tempfile::tempdir().unwrap();
         let repo = Repository::init_bare(dir.path()).unwrap();
         let git_dir = dir.path();
@@ -1681,13 +1771,96 @@ mod tests {
         let at = bytes.len() - 20 - 3;
         bytes[at] ^= 0x55;
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
-        std::fs::write(&path, bytes).unwrap();
-        let err = consolidate(git_dir, 2).unwrap_err();
-        assert!(err.to_string().contains("CRC-32"), "{err}");
+        std::fs::write(&path, &bytes).unwrap();
+        let again = consolidate(git_dir, 2).unwrap().unwrap();
+        assert_eq!((again.packs, again.objects), (2, 4), "the two others");
+        assert_eq!(std::fs::read(&path).unwrap(), bytes, "left as it is");
+        let after = pack_names(git_dir);
         assert_eq!(
-            pack_names(git_dir),
-            before,
-            "nothing removed, no temporary left"
+            after,
+            {
+                let mut v = vec![
+                    victim.clone(),
+                    victim.replace(".pack", ".idx"),
+                    format!("{}.idx", r.into),
+                    format!("{}.pack", r.into),
+                    format!("{}.idx", again.into),
+                    format!("{}.pack", again.into),
+                ];
+                v.sort();
+                v
+            },
+            "the damaged pack, the first roll-up and the new one, no temporary left"
         );
+    }
+
+    /// The pack `stem` (`pack-<checksum>`) made by one session of [`small_packs`].
+    fn one_pack(git_dir: &Path, prefix: &str) -> (String, Oid) {
+        let before = pack_names(git_dir);
+        let tree = small_packs(git_dir, prefix, 1)[0];
+        let name = pack_names(git_dir)
+            .into_iter()
+            .find(|n| n.ends_with(".pack") && !before.contains(n))
+            .unwrap();
+        (name.trim_end_matches(".pack").to_owned(), tree)
+    }
+
+    /// Among many packs past the limit, one whose bytes fail their CRC-32 and one whose
+    /// `.idx` fails its checksum are left alone (every byte of them) while the others are
+    /// rolled up, and the count comes back under the limit; the next call does not try
+    /// them again as a whole roll-up (nothing to do), and once repaired they are readable.
+    #[test]
+    fn damaged_packs_among_many_are_left_alone_while_the_others_roll_up() {
+        let dir = tempfile::tempdir().unwrap();
+        Repository::init_bare(dir.path()).unwrap();
+        let git_dir = dir.path();
+        let pack_dir = git_dir.join("objects/pack");
+        let mut trees = small_packs(git_dir, "blob ", 5);
+        let (crc_stem, crc_tree) = one_pack(git_dir, "crc ");
+        trees.extend(small_packs(git_dir, "blob more ", 5));
+        let (idx_stem, idx_tree) = one_pack(git_dir, "idx ");
+        trees.extend(small_packs(git_dir, "blob last ", 5));
+        let damage = |name: String, at: &dyn Fn(usize) -> usize| {
+            let path = pack_dir.join(name);
+            let good = std::fs::read(&path).unwrap();
+            let mut bad = good.clone();
+            let i = at(bad.len());
+            bad[i] ^= 0x55;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+            std::fs::write(&path, &bad).unwrap();
+            (path, good, bad)
+        };
+        let crc = damage(format!("{crc_stem}.pack"), &|len| len - 20 - 3);
+        let idx = damage(format!("{idx_stem}.idx"), &|_| 8 + 256 * 4 + 19);
+        assert_eq!(packs(git_dir), 17);
+        let r = consolidate(git_dir, 4)
+            .unwrap()
+            .expect("the others rolled up");
+        assert_eq!((r.packs, r.objects), (15, 30));
+        assert_eq!(
+            packs(git_dir),
+            3,
+            "under the limit: the new pack and the two damaged"
+        );
+        for (path, _, bad) in [&crc, &idx] {
+            assert_eq!(&std::fs::read(path).unwrap(), bad, "left as it is");
+        }
+        assert!(pack_dir.join(format!("{crc_stem}.idx")).exists());
+        assert!(pack_dir.join(format!("{idx_stem}.pack")).exists());
+        all_readable(git_dir, &trees);
+        assert_eq!(consolidate(git_dir, 4).unwrap(), None);
+        assert_eq!(
+            consolidate(git_dir, 2).unwrap(),
+            None,
+            "only damaged ones are past it"
+        );
+        assert_eq!(packs(git_dir), 3);
+        // Repaired (what `git index-pack` or a backup does), readable and rolled up again.
+        for (path, good, _) in [&crc, &idx] {
+            std::fs::write(path, good).unwrap();
+        }
+        trees.extend([crc_tree, idx_tree]);
+        all_readable(git_dir, &trees);
+        git_says_clean(git_dir);
     }
 }
