@@ -1061,7 +1061,7 @@ fn many_commits_keep_the_pack_count_bounded_and_every_commit_readable() {
     let repo = OutputRepo::open(&ws.out(), &cfg(&url)).unwrap();
     let git_dir = ws.out().join(".git");
     const COMMITS: usize = 120;
-    let limit = provisio::io::repo::bulk::PACK_LIMIT;
+    let limit = provisio::io::repo::rollup::PACK_LIMIT;
     let (mut most, mut rolled_up) = (0, false);
     for n in 0..COMMITS {
         if n > 0 {

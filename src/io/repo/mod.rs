@@ -28,6 +28,8 @@ pub mod known_hosts;
 pub mod lock;
 pub mod message;
 pub mod output;
+pub mod pack;
+pub mod rollup;
 pub mod sync;
 pub mod transport;
 pub mod upstream;
@@ -71,7 +73,7 @@ const PACK_MAPPED_LIMIT: usize = 32 << 20;
 ///   object of the pack (libgit2's `indexer.c`, independent of this option), or ones another
 ///   git wrote into the clone (hashed as it wrote them); a damaged object still fails to
 ///   inflate (zlib's Adler-32), and `git fsck` finds the rest as in any git repository. What
-///   the check no longer guards is provisio's own `.idx` ([`bulk`]): a wrong offset would
+///   the check no longer guards is provisio's own `.idx` ([`pack`]): a wrong offset would
 ///   read back another object under the id asked for, which its tests rule out (`git
 ///   index-pack` computes the same bytes). The remote's own checks are untouched: a push's
 ///   pack is indexed, and hashed, by the server.

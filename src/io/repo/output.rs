@@ -18,10 +18,11 @@ use std::path::Path;
 use git2::{ErrorCode, ObjectType, Tree};
 use tracing::{info, warn};
 
-use super::bulk::{self, Bulk, in_bulk};
+use super::bulk::{Bulk, in_bulk};
 use super::commit::Flush;
 use super::lock::{self, Lock};
 use super::message::{Changes, CommitInfo, FileChanges, PlatformChanges, Why, commit_message};
+use super::rollup;
 use super::sync::PushFailure;
 use super::{Author, GitError, Oid, Repo, Result, Transport, io};
 use crate::io::fsx::TEMP_PREFIX;
@@ -303,21 +304,21 @@ impl OutputRepo {
         self.commit_tree(tree, why)
     }
 
-    /// Keeps the output clone's pack count bounded ([`bulk::consolidate`]): each commit (and
+    /// Keeps the output clone's pack count bounded ([`rollup::consolidate`]): each commit (and
     /// each fetch) adds packs, and libgit2 looks a new object up in every pack. A failure is
     /// logged, not returned: the objects are stored either way, and the next commit tries
     /// again. After a roll-up this process's handle of the repository gets a fresh object
     /// database: libgit2 never drops a pack it has listed (`odb_pack.c`
     /// `pack_backend__refresh` only adds), so a long-lived handle (watch's) would keep every
     /// removed pack's index mapped, and the file on the disk, for as long as it lives.
-    /// `PROVISIO_PACK_LIMIT` overrides [`bulk::PACK_LIMIT`] (tests and measurements).
+    /// `PROVISIO_PACK_LIMIT` overrides [`rollup::PACK_LIMIT`] (tests and measurements).
     fn consolidate_packs(&self) {
         let limit = std::env::var("PROVISIO_PACK_LIMIT")
             .ok()
             .and_then(|v| v.parse().ok())
-            .unwrap_or(bulk::PACK_LIMIT);
+            .unwrap_or(rollup::PACK_LIMIT);
         let started = std::time::Instant::now();
-        match bulk::consolidate(self.repo.git_dir(), limit) {
+        match rollup::consolidate(self.repo.git_dir(), limit) {
             Ok(None) => {}
             Ok(Some(r)) => {
                 tracing::debug!(
