@@ -533,7 +533,8 @@ pub fn prepare_release(
     if !tree::is_real_dir(&dir)? {
         return Ok(None);
     }
-    let mut files = read_files(root, &format!("{TENANTS_DIR}/{id}"))?;
+    // `dir` checked just above: not again per tenant.
+    let mut files = read_below(root, &dir)?;
     if !released.keys().all(|k| files.contains_key(k)) {
         return Ok(None);
     }
@@ -621,10 +622,16 @@ fn remove_empty_dirs(dir: &Path) -> Result<(), WriteError> {
 
 /// The files below `root/<dir>` with their bytes, keyed by root-relative path.
 pub fn read_files(root: &Path, dir: &str) -> Result<Files, WriteError> {
-    let mut files = BTreeMap::new();
     let dir = root.join(dir);
     no_link(root, &dir)?;
-    for f in list_files(&dir)? {
+    read_below(root, &dir)
+}
+
+/// The files below `dir`, a path below `root` already checked by [`no_link`], as
+/// [`read_files`] returns them.
+fn read_below(root: &Path, dir: &Path) -> Result<Files, WriteError> {
+    let mut files = BTreeMap::new();
+    for f in list_files(dir)? {
         if let Some(bytes) = tree::read_file(&f)? {
             files.insert(relative(root, &f), bytes);
         }
