@@ -600,19 +600,11 @@ impl OutputRepo {
         let mut tb = bulk
             .treebuilder(tree.as_ref())
             .map_err(self.repo.err("edit a tree"))?;
-        // The names edited here, in the order first edited; each name's edits in order.
-        let mut names: Vec<&str> = Vec::new();
-        for (path, _) in edits {
-            if !names.contains(&path[0]) {
-                names.push(path[0]);
-            }
-        }
-        for name in names {
+        for (name, mine) in by_first_name(edits) {
             let mut current = tree
                 .as_ref()
                 .and_then(|t| t.get_name(name))
                 .map(|e| (e.id(), e.filemode()));
-            let mine: Vec<_> = edits.iter().filter(|(p, _)| p[0] == name).collect();
             let mut i = 0;
             while i < mine.len() {
                 let (path, entry) = mine[i];
@@ -1137,6 +1129,22 @@ impl IndexRecord {
 
 /// The index entry of a committed file, with the work tree file's stat data when it is there
 /// (so that `git status` need not read it again; zeroes make it compare the content instead).
+/// `edits` grouped by their first path component: the names in the order first edited, each
+/// name's edits in their order. One pass, whatever the number of names.
+fn by_first_name<'e, 'a>(edits: &'e [TreeEdit<'a>]) -> Vec<(&'a str, Vec<&'e TreeEdit<'a>>)> {
+    let mut groups: Vec<(&'a str, Vec<&'e TreeEdit<'a>>)> = Vec::new();
+    let mut index: BTreeMap<&'a str, usize> = BTreeMap::new();
+    for edit in edits {
+        let name = edit.0[0];
+        let i = *index.entry(name).or_insert_with(|| {
+            groups.push((name, Vec::new()));
+            groups.len() - 1
+        });
+        groups[i].1.push(edit);
+    }
+    groups
+}
+
 fn index_entry(path: &Path, id: Oid, mode: u32, workdir: &Path) -> git2::IndexEntry {
     use std::os::unix::fs::MetadataExt;
     let meta = std::fs::symlink_metadata(workdir.join(path)).ok();
@@ -1155,5 +1163,44 @@ fn index_entry(path: &Path, id: Oid, mode: u32, workdir: &Path) -> git2::IndexEn
         flags: 0,
         flags_extended: 0,
         path: path.as_os_str().as_encoded_bytes().to_vec(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn edits_are_grouped_by_first_name_in_first_edited_order() {
+        let blob = |n: u8| Some((Oid::from_bytes(&[n; 20]).unwrap(), 0o100644));
+        // `b` replaced whole then edited below; `a` removed then added again; `c` once.
+        let edits: Vec<TreeEdit<'_>> = vec![
+            (vec!["b"], blob(1)),
+            (vec!["a", "x"], None),
+            (vec!["b", "y"], blob(2)),
+            (vec!["c"], None),
+            (vec!["a", "x"], blob(3)),
+            (vec!["b"], None),
+        ];
+        let groups: Vec<(&str, Vec<TreeEdit<'_>>)> = by_first_name(&edits)
+            .into_iter()
+            .map(|(name, mine)| (name, mine.into_iter().cloned().collect()))
+            .collect();
+        assert_eq!(
+            groups,
+            vec![
+                (
+                    "b",
+                    vec![
+                        (vec!["b"], blob(1)),
+                        (vec!["b", "y"], blob(2)),
+                        (vec!["b"], None)
+                    ]
+                ),
+                ("a", vec![(vec!["a", "x"], None), (vec!["a", "x"], blob(3))]),
+                ("c", vec![(vec!["c"], None)]),
+            ]
+        );
+        assert!(by_first_name(&[]).is_empty());
     }
 }
