@@ -312,4 +312,199 @@ mod tests {
             assert_eq!(read_to_end(&mut f, size).unwrap(), bytes, "{size}");
         }
     }
+
+    /// main's (`779c300`) `read_file`, verbatim but for its name: what `read_file` must still
+    /// answer, refusal for refusal and byte for byte.
+    fn read_file_before(path: &Path) -> Result<Option<Vec<u8>>, WriteError> {
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+            .open(path);
+        let mut file = match file {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+                return Err(refusal(path, "symbolic link"));
+            }
+            Err(e) => return Err(io("read", path)(e)),
+        };
+        let meta = file.metadata().map_err(io("inspect", path))?;
+        if let Some(kind) = odd_kind(&meta.file_type()).or(meta.is_dir().then_some("directory")) {
+            return Err(WriteError::NotAFile {
+                path: path.to_path_buf(),
+                kind,
+            });
+        }
+        let mut bytes = Vec::with_capacity(meta.len() as usize);
+        file.read_to_end(&mut bytes).map_err(io("read", path))?;
+        Ok(Some(bytes))
+    }
+
+    /// `read_file` and main's answer alike, with the same message, at `path`; the answer.
+    fn same_as_before(path: &Path) -> String {
+        let now = format!("{:?}", read_file(path));
+        let before = format!("{:?}", read_file_before(path));
+        assert_eq!(now, before, "{}", path.display());
+        let (now, before) = (read_file(path), read_file_before(path));
+        if let (Err(now), Err(before)) = (&now, &before) {
+            assert_eq!(now.to_string(), before.to_string());
+        }
+        now.map(|b| {
+            b.map(|b| b.len())
+                .map_or("absent".into(), |n| format!("{n} bytes"))
+        })
+        .unwrap_or_else(|e| e.to_string())
+    }
+
+    #[test]
+    fn every_planted_entry_is_answered_as_main_answered_it() {
+        use std::os::unix::fs::symlink;
+        let root = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        let r = root.path();
+        std::fs::write(outside.path().join("secret"), "s3cr3t").unwrap();
+        std::fs::create_dir_all(r.join("t/sub")).unwrap();
+        for len in [0usize, 1, 4095, 4096, 4097, 65_536, (1 << 20) + 3] {
+            let bytes: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+            std::fs::write(r.join(format!("t/sub/{len}")), bytes).unwrap();
+        }
+        symlink(r.join("t/sub"), r.join("t/link-to-dir")).unwrap();
+        symlink(outside.path(), r.join("t/link-outside")).unwrap();
+        symlink(r.join("t/nowhere"), r.join("t/dangling")).unwrap();
+        symlink("nowhere/deeper", r.join("t/dangling-relative")).unwrap();
+        symlink("/dev/zero", r.join("t/link-to-zero")).unwrap();
+        symlink(outside.path().join("secret"), r.join("t/link-to-secret")).unwrap();
+        symlink("link-to-self", r.join("t/link-to-self")).unwrap();
+        let c = std::ffi::CString::new(r.join("t/fifo").to_str().unwrap()).unwrap();
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let _listener = std::os::unix::net::UnixListener::bind(r.join("t/socket")).unwrap();
+        // A device node where one may be made (root with CAP_MKNOD); `/dev/null` and
+        // `/dev/zero` themselves below in any case.
+        let c = std::ffi::CString::new(r.join("t/null").to_str().unwrap()).unwrap();
+        // SAFETY: a valid NUL-terminated path.
+        let made = unsafe { libc::mknod(c.as_ptr(), libc::S_IFCHR | 0o600, libc::makedev(1, 3)) };
+        let mut answers = Vec::new();
+        for name in [
+            "t/sub/0",
+            "t/sub/1",
+            "t/sub/4095",
+            "t/sub/4096",
+            "t/sub/4097",
+            "t/sub/65536",
+            "t/sub/1048579",
+            "t/sub",
+            "t",
+            "t/absent",
+            "t/sub/0/below-a-file",
+            "t/link-to-dir",
+            "t/link-outside",
+            "t/dangling",
+            "t/dangling-relative",
+            "t/dangling/x",
+            "t/link-to-zero",
+            "t/link-to-secret",
+            "t/link-to-self",
+            "t/fifo",
+            "t/socket",
+        ] {
+            answers.push((name, same_as_before(&r.join(name))));
+        }
+        if made == 0 {
+            answers.push(("t/null", same_as_before(&r.join("t/null"))));
+        }
+        let answer = |name: &str| &answers.iter().find(|(n, _)| *n == name).unwrap().1;
+        assert_eq!(answer("t/sub/1048579"), "1048579 bytes");
+        assert_eq!(answer("t/sub/0"), "0 bytes");
+        assert_eq!(answer("t/absent"), "absent");
+        assert_eq!(answer("t/dangling/x"), "absent");
+        for link in [
+            "t/link-to-dir",
+            "t/dangling",
+            "t/link-to-zero",
+            "t/link-to-secret",
+        ] {
+            assert!(
+                answer(link).contains("symbolic link"),
+                "{link}: {}",
+                answer(link)
+            );
+        }
+        assert!(answer("t/fifo").contains("FIFO"), "{}", answer("t/fifo"));
+        // Devices outside the tree: refused on what they are, never read.
+        for dev in ["/dev/null", "/dev/zero"] {
+            let a = same_as_before(Path::new(dev));
+            assert!(a.contains("character device"), "{dev}: {a}");
+        }
+    }
+
+    /// A FIFO is refused at once, with or without a writer holding it open, never waited on.
+    #[test]
+    fn a_fifo_never_blocks_the_read() {
+        let root = tempfile::tempdir().unwrap();
+        let fifo = root.path().join("fifo");
+        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let (tx, rx) = std::sync::mpsc::channel();
+        let path = fifo.clone();
+        std::thread::spawn(move || {
+            let alone = read_file(&path).map_err(|e| e.to_string());
+            // A writer that never writes: a blocking read would wait for it forever.
+            let _w = std::fs::OpenOptions::new()
+                .write(true)
+                .custom_flags(libc::O_NONBLOCK)
+                .open(&path)
+                .map_err(|_| ());
+            let _r = std::fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_NONBLOCK)
+                .open(&path);
+            let _w = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+            let with_writer = read_file(&path).map_err(|e| e.to_string());
+            tx.send((alone, with_writer)).unwrap();
+        });
+        let (alone, with_writer) = rx
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .expect("read_file blocked on a FIFO");
+        for answer in [alone, with_writer] {
+            assert!(answer.as_ref().unwrap_err().contains("FIFO"), "{answer:?}");
+        }
+    }
+
+    /// A file appended to while it is read: every answer is a prefix of what the file ends
+    /// up holding, never a byte that was not written, and the whole of it once written.
+    #[test]
+    fn a_file_appended_to_while_read_gives_a_prefix() {
+        use std::io::Write;
+        let root = tempfile::tempdir().unwrap();
+        let path = root.path().join("f");
+        let chunk: Vec<u8> = (0..4099u32).map(|i| (i % 253) as u8 + 1).collect();
+        std::fs::write(&path, &chunk).unwrap();
+        let writer = {
+            let path = path.clone();
+            let chunk = chunk.clone();
+            std::thread::spawn(move || {
+                let mut f = std::fs::OpenOptions::new()
+                    .append(true)
+                    .open(&path)
+                    .unwrap();
+                for _ in 0..400 {
+                    f.write_all(&chunk).unwrap();
+                }
+            })
+        };
+        let mut reads = Vec::new();
+        while !writer.is_finished() {
+            reads.push(read_file(&path).unwrap().unwrap());
+        }
+        writer.join().unwrap();
+        let whole = std::fs::read(&path).unwrap();
+        assert_eq!(whole.len(), 401 * chunk.len());
+        for bytes in &reads {
+            assert!(whole.starts_with(bytes), "{} bytes", bytes.len());
+            assert!(bytes.len() >= chunk.len());
+        }
+        assert_eq!(read_file(&path).unwrap().unwrap(), whole);
+    }
 }
