@@ -1127,8 +1127,6 @@ impl IndexRecord {
     }
 }
 
-/// The index entry of a committed file, with the work tree file's stat data when it is there
-/// (so that `git status` need not read it again; zeroes make it compare the content instead).
 /// `edits` grouped by their first path component: the names in the order first edited, each
 /// name's edits in their order. One pass, whatever the number of names.
 fn by_first_name<'e, 'a>(edits: &'e [TreeEdit<'a>]) -> Vec<(&'a str, Vec<&'e TreeEdit<'a>>)> {
@@ -1145,6 +1143,8 @@ fn by_first_name<'e, 'a>(edits: &'e [TreeEdit<'a>]) -> Vec<(&'a str, Vec<&'e Tre
     groups
 }
 
+/// The index entry of a committed file, with the work tree file's stat data when it is there
+/// (so that `git status` need not read it again; zeroes make it compare the content instead).
 fn index_entry(path: &Path, id: Oid, mode: u32, workdir: &Path) -> git2::IndexEntry {
     use std::os::unix::fs::MetadataExt;
     let meta = std::fs::symlink_metadata(workdir.join(path)).ok();
