@@ -472,6 +472,54 @@ mod tests {
         }
     }
 
+    /// A file that grew between `fstat` and `read` is read to its end without costing more
+    /// memory than its size: the old `read_to_end` reserved what remained without touching
+    /// it; a buffer grown by filling it with zeros is twice the file in resident memory.
+    /// Measured in a child process (the peak of this one is every test's).
+    #[test]
+    fn a_file_grown_since_inspected_costs_no_more_memory_than_its_size() {
+        const CHILD: &str = "PROVISIO_TEST_GROWN_READ";
+        const SIZE: u64 = 256 << 20;
+        if let Some(path) = std::env::var_os(CHILD) {
+            let mut f = std::fs::File::open(path).unwrap();
+            // Inspected one byte short of what it holds: it grew meanwhile.
+            let bytes = read_to_end(&mut f, SIZE - 1).unwrap();
+            assert_eq!(bytes.len() as u64, SIZE);
+            // SAFETY: `getrusage` fills the zeroed struct it is given.
+            let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+            assert_eq!(unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) }, 0);
+            println!("peak-kib={}", usage.ru_maxrss);
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        // Sparse: no disk, and read back as zeros.
+        std::fs::File::create(&path).unwrap().set_len(SIZE).unwrap();
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "io::output::tree::tests::a_file_grown_since_inspected_costs_no_more_memory_than_its_size",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(CHILD, &path)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{stdout}");
+        let peak: u64 = stdout
+            .split("peak-kib=")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("{stdout}"));
+        assert!(
+            peak < SIZE / 1024 * 3 / 2,
+            "{peak} KiB resident at the peak to read a {} KiB file",
+            SIZE / 1024
+        );
+    }
+
     /// A file appended to while it is read: every answer is a prefix of what the file ends
     /// up holding, never a byte that was not written, and the whole of it once written.
     #[test]
