@@ -124,29 +124,32 @@ pub fn read_file(path: &Path) -> Result<Option<Vec<u8>>, WriteError> {
 /// The rest of `file`, whose size was `size` when inspected. The buffer holds one byte more
 /// than that, so a file still of that size is read in one `read`, which comes back short:
 /// its end. `Read::read_to_end` would inspect the file again and ask its position (two more
-/// system calls) and then make a second `read` to see the end. A file that grew or shrank
-/// meanwhile is read until a `read` returns nothing, as `read_to_end` does.
+/// system calls) and then make a second `read` to see the end. A file that shrank meanwhile
+/// is read until a `read` returns nothing; one that grew, once the buffer is full, by
+/// `read_to_end`, as before: it reserves what remains without touching it, where growing
+/// the buffer by filling it with zeros would make it twice the file in resident memory.
 fn read_to_end(file: &mut std::fs::File, size: u64) -> std::io::Result<Vec<u8>> {
     let size = usize::try_from(size).unwrap_or(usize::MAX - 1);
     let mut buf = vec![0; size + 1];
     let mut len = 0;
-    loop {
-        if len == buf.len() {
-            // Grown since inspected.
-            buf.resize(buf.len().saturating_mul(2).max(len + 8192), 0);
-        }
+    while len < buf.len() {
         match file.read(&mut buf[len..]) {
+            // Short of what was asked: the end, at the inspected size or short of it.
             Ok(0) => break,
             Ok(n) => {
                 len += n;
-                // Short of what was asked and exactly the inspected size: the end.
-                if len == size && len < buf.len() {
+                if len == size {
                     break;
                 }
             }
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
             Err(e) => return Err(e),
         }
+    }
+    if len == buf.len() {
+        // Grown since inspected.
+        file.read_to_end(&mut buf)?;
+        return Ok(buf);
     }
     buf.truncate(len);
     Ok(buf)
