@@ -533,7 +533,8 @@ pub fn prepare_release(
     if !tree::is_real_dir(&dir)? {
         return Ok(None);
     }
-    let mut files = read_files(root, &format!("{TENANTS_DIR}/{id}"))?;
+    // `dir` checked just above: not again per tenant.
+    let mut files = read_below(root, &dir)?;
     if !released.keys().all(|k| files.contains_key(k)) {
         return Ok(None);
     }
@@ -621,10 +622,16 @@ fn remove_empty_dirs(dir: &Path) -> Result<(), WriteError> {
 
 /// The files below `root/<dir>` with their bytes, keyed by root-relative path.
 pub fn read_files(root: &Path, dir: &str) -> Result<Files, WriteError> {
-    let mut files = BTreeMap::new();
     let dir = root.join(dir);
     no_link(root, &dir)?;
-    for f in list_files(&dir)? {
+    read_below(root, &dir)
+}
+
+/// The files below `dir`, a path below `root` already checked by [`no_link`], as
+/// [`read_files`] returns them.
+fn read_below(root: &Path, dir: &Path) -> Result<Files, WriteError> {
+    let mut files = BTreeMap::new();
+    for f in list_files(dir)? {
         if let Some(bytes) = tree::read_file(&f)? {
             files.insert(relative(root, &f), bytes);
         }
@@ -667,5 +674,133 @@ pub fn lock_output(root: &Path) -> Result<OutputLock, WriteError> {
             tracing::warn!("cannot lock {}: {e}; running unlocked", root.display());
             Ok(OutputLock { _dir: None })
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::symlink;
+
+    /// main's (`779c300`) `prepare_release` up to its reading: the tenant directory checked,
+    /// then `read_files` checking it again.
+    fn read_before(root: &Path, id: &str) -> Result<Option<Files>, WriteError> {
+        let dir = root.join(TENANTS_DIR).join(id);
+        no_link(root, &dir)?;
+        if !tree::is_real_dir(&dir)? {
+            return Ok(None);
+        }
+        read_files(root, &format!("{TENANTS_DIR}/{id}")).map(Some)
+    }
+
+    fn mkfifo(path: &Path) {
+        let c = std::ffi::CString::new(path.to_str().unwrap()).unwrap();
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    }
+
+    /// A tenant tree planted with `plant`, read for a release by this build and by main's:
+    /// the same refusal, message included, or the same files.
+    fn same_as_before(plant: impl Fn(&Path, &Path)) -> String {
+        let root = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        let r = root.path();
+        std::fs::write(outside.path().join("a.yaml"), "outside").unwrap();
+        let t = r.join(TENANTS_DIR).join("t1");
+        std::fs::create_dir_all(t.join("sub")).unwrap();
+        std::fs::write(t.join("a.yaml"), "a").unwrap();
+        std::fs::write(t.join("sub/b.yaml"), "b").unwrap();
+        plant(r, outside.path());
+        let released = Files::from([("tenants-out/t1/a.yaml".to_owned(), b"A".to_vec())]);
+        let now = prepare_release(r, "t1", &released);
+        let before = read_before(r, "t1");
+        let answer = match (&now, &before) {
+            (Err(now), Err(before)) => {
+                assert_eq!(now.to_string(), before.to_string());
+                assert_eq!(format!("{now:?}"), format!("{before:?}"));
+                now.to_string()
+            }
+            (Ok(None), Ok(None)) => "none".to_owned(),
+            (Ok(None), Ok(Some(files))) => {
+                assert!(!files.contains_key("tenants-out/t1/a.yaml"), "{files:?}");
+                "none".to_owned()
+            }
+            (Ok(Some(release)), Ok(Some(files))) => {
+                assert_eq!(release.files, files.len());
+                assert_eq!(release.found, tree_hash(files));
+                format!("{} files", release.files)
+            }
+            _ => panic!("{now:?} / {before:?}"),
+        };
+        answer.replace(&r.display().to_string(), "<root>")
+    }
+
+    #[test]
+    fn a_release_reads_every_planted_tree_as_main_read_it() {
+        let t = |r: &Path| r.join(TENANTS_DIR).join("t1");
+        assert_eq!(same_as_before(|_, _| {}), "2 files");
+        let tenant_linked = same_as_before(|r, o| {
+            std::fs::remove_dir_all(t(r)).unwrap();
+            symlink(o, t(r)).unwrap();
+        });
+        assert!(tenant_linked.contains("symbolic link"), "{tenant_linked}");
+        let tenants_linked = same_as_before(|r, o| {
+            std::fs::rename(r.join(TENANTS_DIR), o.join("moved")).unwrap();
+            symlink(o.join("moved"), r.join(TENANTS_DIR)).unwrap();
+        });
+        assert!(tenants_linked.contains("symbolic link"), "{tenants_linked}");
+        let sub_linked = same_as_before(|r, o| {
+            std::fs::remove_dir_all(t(r).join("sub")).unwrap();
+            symlink(o, t(r).join("sub")).unwrap();
+        });
+        assert!(sub_linked.contains("symbolic link"), "{sub_linked}");
+        for target in ["/dev/zero", "/nowhere", "a.yaml"] {
+            let file_linked = same_as_before(|r, _| {
+                std::fs::remove_file(t(r).join("sub/b.yaml")).unwrap();
+                symlink(target, t(r).join("sub/b.yaml")).unwrap();
+            });
+            assert!(file_linked.contains("symbolic link"), "{file_linked}");
+        }
+        let dangling_tenant = same_as_before(|r, o| {
+            std::fs::remove_dir_all(t(r)).unwrap();
+            symlink(o.join("nowhere"), t(r)).unwrap();
+        });
+        assert!(
+            dangling_tenant.contains("symbolic link"),
+            "{dangling_tenant}"
+        );
+        for at in ["fifo", "sub/fifo"] {
+            let fifo = same_as_before(|r, _| mkfifo(&t(r).join(at)));
+            assert!(fifo.contains("FIFO"), "{fifo}");
+        }
+        let fifo_tenant = same_as_before(|r, _| {
+            std::fs::remove_dir_all(t(r)).unwrap();
+            mkfifo(&t(r));
+        });
+        assert!(fifo_tenant.contains("FIFO"), "{fifo_tenant}");
+        let socket = same_as_before(|r, _| {
+            let l = std::os::unix::net::UnixListener::bind(t(r).join("sub/s")).unwrap();
+            std::mem::forget(l);
+        });
+        assert!(socket.contains("socket"), "{socket}");
+        let file_tenant = same_as_before(|r, _| {
+            std::fs::remove_dir_all(t(r)).unwrap();
+            std::fs::write(t(r), "not a directory").unwrap();
+        });
+        assert_eq!(file_tenant, "none");
+        assert_eq!(
+            same_as_before(|r, _| std::fs::remove_dir_all(t(r)).unwrap()),
+            "none"
+        );
+        let dir_for_file = same_as_before(|r, _| {
+            std::fs::remove_file(t(r).join("a.yaml")).unwrap();
+            std::fs::create_dir_all(t(r).join("a.yaml")).unwrap();
+            std::fs::write(t(r).join("a.yaml/x"), "x").unwrap();
+        });
+        assert_eq!(dir_for_file, "none");
+        assert_eq!(
+            same_as_before(|r, _| std::fs::remove_file(t(r).join("a.yaml")).unwrap()),
+            "none"
+        );
     }
 }

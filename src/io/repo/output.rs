@@ -600,19 +600,11 @@ impl OutputRepo {
         let mut tb = bulk
             .treebuilder(tree.as_ref())
             .map_err(self.repo.err("edit a tree"))?;
-        // The names edited here, in the order first edited; each name's edits in order.
-        let mut names: Vec<&str> = Vec::new();
-        for (path, _) in edits {
-            if !names.contains(&path[0]) {
-                names.push(path[0]);
-            }
-        }
-        for name in names {
+        for (name, mine) in by_first_name(edits) {
             let mut current = tree
                 .as_ref()
                 .and_then(|t| t.get_name(name))
                 .map(|e| (e.id(), e.filemode()));
-            let mine: Vec<_> = edits.iter().filter(|(p, _)| p[0] == name).collect();
             let mut i = 0;
             while i < mine.len() {
                 let (path, entry) = mine[i];
@@ -1135,6 +1127,22 @@ impl IndexRecord {
     }
 }
 
+/// `edits` grouped by their first path component: the names in the order first edited, each
+/// name's edits in their order. One pass, whatever the number of names.
+fn by_first_name<'e, 'a>(edits: &'e [TreeEdit<'a>]) -> Vec<(&'a str, Vec<&'e TreeEdit<'a>>)> {
+    let mut groups: Vec<(&'a str, Vec<&'e TreeEdit<'a>>)> = Vec::new();
+    let mut index: BTreeMap<&'a str, usize> = BTreeMap::new();
+    for edit in edits {
+        let name = edit.0[0];
+        let i = *index.entry(name).or_insert_with(|| {
+            groups.push((name, Vec::new()));
+            groups.len() - 1
+        });
+        groups[i].1.push(edit);
+    }
+    groups
+}
+
 /// The index entry of a committed file, with the work tree file's stat data when it is there
 /// (so that `git status` need not read it again; zeroes make it compare the content instead).
 fn index_entry(path: &Path, id: Oid, mode: u32, workdir: &Path) -> git2::IndexEntry {
@@ -1155,5 +1163,161 @@ fn index_entry(path: &Path, id: Oid, mode: u32, workdir: &Path) -> git2::IndexEn
         flags: 0,
         flags_extended: 0,
         path: path.as_os_str().as_encoded_bytes().to_vec(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn edits_are_grouped_by_first_name_in_first_edited_order() {
+        let blob = |n: u8| Some((Oid::from_bytes(&[n; 20]).unwrap(), 0o100644));
+        // `b` replaced whole then edited below; `a` removed then added again; `c` once.
+        let edits: Vec<TreeEdit<'_>> = vec![
+            (vec!["b"], blob(1)),
+            (vec!["a", "x"], None),
+            (vec!["b", "y"], blob(2)),
+            (vec!["c"], None),
+            (vec!["a", "x"], blob(3)),
+            (vec!["b"], None),
+        ];
+        let groups: Vec<(&str, Vec<TreeEdit<'_>>)> = by_first_name(&edits)
+            .into_iter()
+            .map(|(name, mine)| (name, mine.into_iter().cloned().collect()))
+            .collect();
+        assert_eq!(
+            groups,
+            vec![
+                (
+                    "b",
+                    vec![
+                        (vec!["b"], blob(1)),
+                        (vec!["b", "y"], blob(2)),
+                        (vec!["b"], None)
+                    ]
+                ),
+                ("a", vec![(vec!["a", "x"], None), (vec!["a", "x"], blob(3))]),
+                ("c", vec![(vec!["c"], None)]),
+            ]
+        );
+        assert!(by_first_name(&[]).is_empty());
+    }
+
+    /// main's (`779c300`) grouping, as `replace_all` did it inline: the names in the order
+    /// first edited, then each name's edits filtered out of all of them in order.
+    fn by_first_name_before<'e, 'a>(
+        edits: &'e [TreeEdit<'a>],
+    ) -> Vec<(&'a str, Vec<&'e TreeEdit<'a>>)> {
+        let mut names: Vec<&str> = Vec::new();
+        for (path, _) in edits {
+            if !names.contains(&path[0]) {
+                names.push(path[0]);
+            }
+        }
+        names
+            .into_iter()
+            .map(|name| (name, edits.iter().filter(|(p, _)| p[0] == name).collect()))
+            .collect()
+    }
+
+    const NAMES: [&str; 4] = ["a", "b", "ab", "a.b"];
+
+    /// Edit lists over few names (so that they collide), paths of depth 1 to 3, each a
+    /// blob, a tree-less removal, or (at depth 1) a blob where others expect a tree.
+    fn edit_lists() -> impl proptest::strategy::Strategy<Value = Vec<(Vec<usize>, Option<u8>)>> {
+        use proptest::prelude::*;
+        proptest::collection::vec(
+            (
+                proptest::collection::vec(0..NAMES.len(), 1..4),
+                proptest::option::of(any::<u8>()),
+            ),
+            0..24,
+        )
+    }
+
+    fn edits_of(list: &[(Vec<usize>, Option<u8>)]) -> Vec<TreeEdit<'static>> {
+        list.iter()
+            .map(|(path, blob)| {
+                (
+                    path.iter().map(|&i| NAMES[i]).collect(),
+                    blob.map(|n| (Oid::from_bytes(&[n; 20]).unwrap(), 0o100644)),
+                )
+            })
+            .collect()
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(500))]
+        #[test]
+        fn grouping_is_mains(list in edit_lists()) {
+            let edits = edits_of(&list);
+            proptest::prop_assert_eq!(by_first_name(&edits), by_first_name_before(&edits));
+        }
+    }
+
+    /// An empty repository to edit trees in.
+    fn empty_repo() -> (tempfile::TempDir, OutputRepo) {
+        let dir = tempfile::tempdir().unwrap();
+        git2::Repository::init(dir.path()).unwrap();
+        let cfg = RepoConfig {
+            remote: "origin".into(),
+            url: None,
+            branch: None,
+            author: Author::default(),
+            exclusive: false,
+            transport: Transport::default(),
+        };
+        let repo = OutputRepo::open(dir.path(), &cfg).unwrap();
+        (dir, repo)
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(120))]
+        /// A list of edits applied at once ends where applying them one at a time, in order,
+        /// ends: duplicated names, removals then additions, a name replaced whole then edited
+        /// below, a file where a directory was and the reverse.
+        #[test]
+        fn edits_at_once_end_where_edits_one_by_one_end(
+            base in edit_lists(),
+            list in edit_lists(),
+        ) {
+            let (_dir, out) = empty_repo();
+            let git_dir = out.repo.git_dir().to_path_buf();
+            let (at_once, one_by_one) = in_bulk(
+                &git_dir,
+                |what, e| out.repo.err(what)(e),
+                |bulk| {
+                    // Real blobs for the oids the edits name, so that the trees are sound.
+                    let mut blobs = BTreeMap::new();
+                    for n in 0..=255u8 {
+                        let oid = bulk.blob(&[n]).map_err(out.repo.err("blob"))?;
+                        blobs.insert(Oid::from_bytes(&[n; 20]).unwrap(), oid);
+                    }
+                    let real = |edits: Vec<TreeEdit<'static>>| -> Vec<TreeEdit<'static>> {
+                        edits
+                            .into_iter()
+                            .map(|(p, e)| (p, e.map(|(o, m)| (blobs[&o], m))))
+                            .collect()
+                    };
+                    let mut start = None;
+                    for edit in real(edits_of(&base)) {
+                        start = out.replace_all(bulk, start, &[edit])?;
+                    }
+                    let edits = real(edits_of(&list));
+                    let at_once = out.replace_all(bulk, start, &edits)?;
+                    let mut one_by_one = start;
+                    for edit in edits {
+                        one_by_one = out.replace_all(bulk, one_by_one, &[edit])?;
+                    }
+                    Ok((
+                        at_once,
+                        one_by_one,
+                    ))
+                },
+            )
+            .unwrap();
+            proptest::prop_assert_eq!(at_once, one_by_one);
+        }
     }
 }
