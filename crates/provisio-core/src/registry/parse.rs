@@ -136,13 +136,14 @@ pub fn load_sources(sources: Sources) -> Loaded {
     }
 
     let mut tenants: BTreeMap<String, (String, Tenant)> = BTreeMap::new();
-    for (path, text) in files_in(&sources, TENANTS_DIR) {
+    let tenant_files: Vec<(&str, &str)> = files_in(&sources, TENANTS_DIR).collect();
+    for ((path, _), parsed) in tenant_files.iter().zip(parse_all::<Tenant>(&tenant_files)) {
         let Some(stem) = yaml_stem(path, &mut diags) else {
             continue;
         };
-        match parse::<Tenant>(path, text) {
+        match parsed {
             Ok(t) => {
-                tenants.insert(stem.to_owned(), (path.to_owned(), t));
+                tenants.insert(stem.to_owned(), ((*path).to_owned(), t));
             }
             Err(d) => {
                 diags.push(*d);
@@ -320,6 +321,43 @@ fn required<T: DeserializeOwned>(
 }
 
 /// Deserializes one file, turning a parser error into a positioned diagnostic.
+/// Files below this many are parsed on the calling thread: a thread costs more than it saves.
+const PARALLEL_FROM: usize = 256;
+
+/// [`parse`] of each `(path, text)` of `files`, in their order, on every core: parsing 10,000
+/// tenant files is a third of a `generate` that finds nothing to do (BENCHMARKS.md, issue 13,
+/// fifth round). Each file is parsed on its own, so the results (and the diagnostics made
+/// from them, in this order) are those of a loop over `files`.
+fn parse_all<T: DeserializeOwned + Send>(
+    files: &[(&str, &str)],
+) -> Vec<Result<T, Box<Diagnostic>>> {
+    let workers = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+    if workers < 2 || files.len() < PARALLEL_FROM {
+        return files.iter().map(|(p, t)| parse::<T>(p, t)).collect();
+    }
+    let chunk = files.len().div_ceil(workers);
+    std::thread::scope(|scope| {
+        let parts: Vec<_> = files
+            .chunks(chunk)
+            .map(|part| {
+                scope.spawn(move || {
+                    part.iter()
+                        .map(|(p, t)| parse::<T>(p, t))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        parts
+            .into_iter()
+            .flat_map(|h| match h.join() {
+                Ok(v) => v,
+                // A parser panic is a bug; carry it to the caller as a loop would have.
+                Err(panic) => std::panic::resume_unwind(panic),
+            })
+            .collect()
+    })
+}
+
 pub fn parse<T: DeserializeOwned>(path: &str, text: &str) -> Result<T, Box<Diagnostic>> {
     if let Some(u) = Unreadable::of(text) {
         return Err(Box::new(unreadable_diagnostic(path, &u, "", "file")));
@@ -584,5 +622,57 @@ mod tests {
             loaded.report.diagnostics[0].message,
             "a file where the registry expects the folder `tenants/`"
         );
+    }
+}
+
+#[cfg(test)]
+mod parse_all_tests {
+    use super::*;
+
+    /// Parsed on several threads, the results are a loop's, in the files' order: good files,
+    /// bad YAML, unknown fields, empty and non-UTF-8 markers interleaved, past the size from
+    /// which threads are used.
+    #[test]
+    fn parse_all_answers_as_a_loop_in_order() {
+        let texts = [
+            "a: 1\nb: [x, y]\n",
+            "a: [unclosed\n",
+            "",
+            "a: 2\nc: {d: e}\n",
+            super::super::layout::NOT_UTF8,
+            "- just\n- a list\n",
+            "a: 3\n",
+        ];
+        let files: Vec<(String, String)> = (0..PARALLEL_FROM * 3 + 5)
+            .map(|i| {
+                let t = texts[(i * 7 + i / 3) % texts.len()];
+                (
+                    format!("tenants/t{i:04}.yaml"),
+                    format!("{t}{}", "#\n".repeat(i % 4)),
+                )
+            })
+            .collect();
+        let refs: Vec<(&str, &str)> = files
+            .iter()
+            .map(|(p, t)| (p.as_str(), t.as_str()))
+            .collect();
+        #[derive(Debug, serde::Deserialize)]
+        #[serde(deny_unknown_fields)]
+        #[allow(dead_code)] // read through Debug
+        struct Doc {
+            a: u32,
+            #[serde(default)]
+            b: Vec<String>,
+        }
+        let show = |r: &Result<Doc, Box<Diagnostic>>| format!("{r:?}");
+        let threaded: Vec<String> = parse_all::<Doc>(&refs).iter().map(show).collect();
+        let looped: Vec<String> = refs
+            .iter()
+            .map(|(p, t)| show(&parse::<Doc>(p, t)))
+            .collect();
+        assert_eq!(threaded.len(), refs.len());
+        assert_eq!(threaded, looped);
+        assert!(threaded.iter().any(|r| r.starts_with("Ok")));
+        assert!(threaded.iter().any(|r| r.starts_with("Err")));
     }
 }
