@@ -859,6 +859,7 @@ impl OutputRepo {
         let holds_old = recorded == Some((index_checksum(&index), old.id()))
             || (!index.is_empty() && index.write_tree().ok() == Some(old.id()));
         if !holds_old {
+            debug!("the index does not hold the parent's tree: rebuilt from HEAD");
             return self.sync_index();
         }
         let changes = index::tree_changes(repo, &old, &new, workdir)
