@@ -41,36 +41,100 @@ pub enum Spliced {
 
 /// The changes from tree `old` to tree `new`, sorted by path bytes (git's index order), one
 /// per path; added and updated paths carry the work tree file's stat data ([`index_entry`]).
+/// Subtrees with the same id on both sides are skipped unread: a one-tenant commit reads
+/// the trees on its path only (libgit2's tree-to-tree diff reads every tree: 0.2 s at
+/// 10,000 tenants).
 pub fn tree_changes(
     repo: &git2::Repository,
     old: &Tree<'_>,
     new: &Tree<'_>,
     workdir: &Path,
 ) -> std::result::Result<Vec<Change>, git2::Error> {
-    let diff = repo.diff_tree_to_tree(Some(old), Some(new), None)?;
-    let mut changes: Vec<Change> = Vec::with_capacity(diff.deltas().len());
-    for d in diff.deltas() {
-        if d.status() == git2::Delta::Deleted {
-            if let Some(p) = d.old_file().path() {
-                changes.push((p.as_os_str().as_encoded_bytes().to_vec(), None));
-            }
+    let mut changes = Vec::new();
+    compare(
+        repo,
+        Some(old),
+        Some(new),
+        &mut Vec::new(),
+        workdir,
+        &mut changes,
+    )?;
+    changes.sort_by(|a, b| a.0.cmp(&b.0));
+    // One per path (a path is either removed or has its new entry; never both from one
+    // tree pair, kept as a guard).
+    changes.dedup_by(|later, earlier| {
+        let same = later.0 == earlier.0;
+        if same && later.1.is_some() {
+            std::mem::swap(later, earlier);
+        }
+        same
+    });
+    Ok(changes)
+}
+
+/// One side of a tree entry: its id and mode (libgit2's normalised file mode).
+type Side = Option<(Oid, i32)>;
+
+/// Appends the changes under `prefix` from `old` to `new` (either absent: everything under
+/// the other is added or removed).
+fn compare(
+    repo: &git2::Repository,
+    old: Option<&Tree<'_>>,
+    new: Option<&Tree<'_>>,
+    prefix: &mut Vec<u8>,
+    workdir: &Path,
+    out: &mut Vec<Change>,
+) -> std::result::Result<(), git2::Error> {
+    let mut names: std::collections::BTreeMap<Vec<u8>, (Side, Side)> = Default::default();
+    for e in old.iter().flat_map(|t| t.iter()) {
+        names.entry(e.name_bytes().to_vec()).or_default().0 = Some((e.id(), e.filemode()));
+    }
+    for e in new.iter().flat_map(|t| t.iter()) {
+        names.entry(e.name_bytes().to_vec()).or_default().1 = Some((e.id(), e.filemode()));
+    }
+    const TREE: i32 = 0o040000;
+    for (name, (o, n)) in names {
+        if o == n {
             continue;
         }
-        let f = d.new_file();
-        let Some(p) = f.path() else { continue };
-        let entry = index_entry(p, f.id(), u32::from(f.mode()), workdir);
-        changes.push((entry.path.clone(), Some(entry)));
-    }
-    // Stable: a path deleted then added (a type change split in two) keeps its addition.
-    changes.sort_by(|a, b| a.0.cmp(&b.0));
-    let mut unique: Vec<Change> = Vec::with_capacity(changes.len());
-    for c in changes {
-        match unique.last_mut() {
-            Some(last) if last.0 == c.0 => *last = c,
-            _ => unique.push(c),
+        let len = prefix.len();
+        if len > 0 {
+            prefix.push(b'/');
         }
+        prefix.extend_from_slice(&name);
+        let subtree = |side: Side| -> std::result::Result<Option<Tree<'_>>, git2::Error> {
+            match side {
+                Some((id, TREE)) => repo.find_tree(id).map(Some),
+                _ => Ok(None),
+            }
+        };
+        let (old_tree, new_tree) = (subtree(o)?, subtree(n)?);
+        if old_tree.is_some() || new_tree.is_some() {
+            compare(
+                repo,
+                old_tree.as_ref(),
+                new_tree.as_ref(),
+                prefix,
+                workdir,
+                out,
+            )?;
+        }
+        let old_file = o.filter(|&(_, mode)| mode != TREE);
+        match n.filter(|&(_, mode)| mode != TREE) {
+            Some((id, mode)) => {
+                use std::os::unix::ffi::OsStrExt;
+                let path = Path::new(std::ffi::OsStr::from_bytes(prefix));
+                out.push((
+                    prefix.clone(),
+                    Some(index_entry(path, id, mode as u32, workdir)),
+                ));
+            }
+            None if old_file.is_some() => out.push((prefix.clone(), None)),
+            None => {}
+        }
+        prefix.truncate(len);
     }
-    Ok(unique)
+    Ok(())
 }
 
 /// The index entry of a committed file, with the work tree file's stat data when it is there

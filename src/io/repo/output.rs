@@ -830,8 +830,10 @@ impl OutputRepo {
             && tree == old.id()
             && index_file_trailer(&repo.path().join("index")) == Some(checksum)
         {
+            let started = std::time::Instant::now();
             let changes = index::tree_changes(repo, &old, &new, workdir)
                 .map_err(self.repo.err("diff the commit"))?;
+            debug!(elapsed = ?started.elapsed(), changes = changes.len(), "index: commit diffed");
             match index::splice(repo.path(), checksum, &changes)? {
                 index::Spliced::Written(checksum) => {
                     // A `git2::Index` this process holds (`Repository::index` caches one)
