@@ -19,7 +19,7 @@
 //! new one, and at most this lock file — as libgit2's own write (`git_filebuf`) does.
 
 use std::fs::OpenOptions;
-use std::io::Write;
+use std::io::{BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
 use git2::{Oid, Tree};
@@ -29,6 +29,15 @@ use super::{Result, io};
 
 /// One path's state after the commit: its entry (added or updated), or `None` (removed).
 pub type Change = (Vec<u8>, Option<git2::IndexEntry>);
+
+/// A commit's changes to the index: one per path, sorted by path bytes (git's index order);
+/// how many paths it added to the tree and removed from it (the index's new entry count).
+#[derive(Debug, Default)]
+pub struct Changes {
+    pub list: Vec<Change>,
+    pub added: usize,
+    pub removed: usize,
+}
 
 /// What [`splice`] did.
 #[derive(Debug, PartialEq, Eq)]
@@ -49,8 +58,8 @@ pub fn tree_changes(
     old: &Tree<'_>,
     new: &Tree<'_>,
     workdir: &Path,
-) -> std::result::Result<Vec<Change>, git2::Error> {
-    let mut changes = Vec::new();
+) -> std::result::Result<Changes, git2::Error> {
+    let mut changes = Changes::default();
     compare(
         repo,
         Some(old),
@@ -59,10 +68,10 @@ pub fn tree_changes(
         workdir,
         &mut changes,
     )?;
-    changes.sort_by(|a, b| a.0.cmp(&b.0));
+    changes.list.sort_by(|a, b| a.0.cmp(&b.0));
     // One per path (a path is either removed or has its new entry; never both from one
     // tree pair, kept as a guard).
-    changes.dedup_by(|later, earlier| {
+    changes.list.dedup_by(|later, earlier| {
         let same = later.0 == earlier.0;
         if same && later.1.is_some() {
             std::mem::swap(later, earlier);
@@ -83,7 +92,7 @@ fn compare(
     new: Option<&Tree<'_>>,
     prefix: &mut Vec<u8>,
     workdir: &Path,
-    out: &mut Vec<Change>,
+    out: &mut Changes,
 ) -> std::result::Result<(), git2::Error> {
     let mut names: std::collections::BTreeMap<Vec<u8>, (Side, Side)> = Default::default();
     for e in old.iter().flat_map(|t| t.iter()) {
@@ -124,12 +133,14 @@ fn compare(
             Some((id, mode)) => {
                 use std::os::unix::ffi::OsStrExt;
                 let path = Path::new(std::ffi::OsStr::from_bytes(prefix));
-                out.push((
-                    prefix.clone(),
-                    Some(index_entry(path, id, mode as u32, workdir)),
-                ));
+                let entry = index_entry(path, id, mode as u32, workdir);
+                out.list.push((prefix.clone(), Some(entry)));
+                out.added += usize::from(old_file.is_none());
             }
-            None if old_file.is_some() => out.push((prefix.clone(), None)),
+            None if old_file.is_some() => {
+                out.list.push((prefix.clone(), None));
+                out.removed += 1;
+            }
             None => {}
         }
         prefix.truncate(len);
@@ -160,30 +171,38 @@ pub fn index_entry(path: &Path, id: Oid, mode: u32, workdir: &Path) -> git2::Ind
     }
 }
 
-/// Rewrites `<git_dir>/index` with `changes` (sorted, one per path: [`tree_changes`]) applied,
-/// if its trailer is still `expected` (the file provisio last wrote) and its format is one
-/// the splice handles. The caller records the new checksum.
-pub fn splice(git_dir: &Path, expected: [u8; 20], changes: &[Change]) -> Result<Spliced> {
+/// Rewrites `<git_dir>/index` with `changes` ([`tree_changes`]) applied, if its trailer is
+/// still `expected` (the file provisio last wrote) and its format is one the splice handles.
+/// The caller records the new checksum.
+pub fn splice(git_dir: &Path, expected: [u8; 20], changes: &Changes) -> Result<Spliced> {
+    use std::os::unix::fs::FileExt;
     let index = git_dir.join("index");
-    let lock = LockFile::create(git_dir.join("index.lock"))?;
-    let Some(mut file) = lock else {
+    let Some(mut lock) = LockFile::create(git_dir.join("index.lock"))? else {
         return Ok(Spliced::Unsupported("index.lock exists"));
     };
     // Read under the lock: no git process changes the file meanwhile.
-    let old = std::fs::read(&index).map_err(io("read", &index))?;
-    if old.len() < 20 || old[old.len() - 20..] != expected {
+    let file = std::fs::File::open(&index).map_err(io("open", &index))?;
+    let len = file.metadata().map_err(io("stat", &index))?.len();
+    let mut trailer = [0u8; TRAILER];
+    if len < TRAILER as u64
+        || file
+            .read_exact_at(&mut trailer, len - TRAILER as u64)
+            .is_err()
+        || trailer != expected
+    {
         return Ok(Spliced::Unsupported(
             "the index changed since provisio wrote it",
         ));
     }
-    let new = match splice_bytes(&old, changes) {
-        Ok(new) => new,
-        Err(why) => return Ok(Spliced::Unsupported(why)),
+    let out = lock.file.as_mut().expect("open until committed");
+    let checksum = match stream(&file, len, trailer, out, changes) {
+        Ok((_, checksum)) => checksum,
+        Err(Failure::Unsupported(why)) => return Ok(Spliced::Unsupported(why)),
+        Err(Failure::Read(e)) => return Err(io("read", &index)(e)),
+        Err(Failure::Write(e)) => return Err(io("write", &lock.path)(e)),
     };
-    drop(old);
-    let checksum: [u8; 20] = new[new.len() - 20..].try_into().expect("20 bytes");
-    file.write(&new)?;
-    file.commit(&index)?;
+    lock.sync()?;
+    lock.commit(&index)?;
     Ok(Spliced::Written(checksum))
 }
 
@@ -196,119 +215,250 @@ const NAME_MASK: u16 = 0x0FFF;
 const STAGE_MASK: u16 = 0x3000;
 const EXTENDED: u16 = 0x4000;
 
+/// Why a splice stopped.
+enum Failure {
+    /// Not a file the splice handles.
+    Unsupported(&'static str),
+    Read(std::io::Error),
+    Write(std::io::Error),
+}
+
+impl From<&'static str> for Failure {
+    fn from(why: &'static str) -> Self {
+        Failure::Unsupported(why)
+    }
+}
+
 /// The index file `old` with `changes` applied: the new file's bytes, trailer included, or
-/// why `old` is not a file the splice handles.
+/// why `old` is not a file the splice handles ([`splice`] on bytes in memory).
+pub fn splice_bytes(old: &[u8], changes: &Changes) -> std::result::Result<Vec<u8>, &'static str> {
+    let len = old.len() as u64;
+    let trailer: [u8; TRAILER] = match old.len().checked_sub(TRAILER) {
+        Some(body) => old[body..].try_into().expect("20 bytes"),
+        None => return Err("the index is too short"),
+    };
+    match stream(old, len, trailer, Vec::with_capacity(old.len()), changes) {
+        Ok((out, _)) => Ok(out),
+        Err(Failure::Unsupported(why)) => Err(why),
+        Err(Failure::Read(_) | Failure::Write(_)) => Err("cannot read or write in memory"),
+    }
+}
+
+/// Reads the index file from `input` (`len` bytes, ending with `trailer`) and writes it to
+/// `out` with `changes` applied, in one pass with a 64 KiB buffer each way: `out` and its
+/// checksum.
 ///
 /// Entries not changed are copied byte for byte (their flags, assume-valid included); new
 /// ones are laid out as libgit2's `write_disk_entry` does (name length capped at 0xFFF, 1 to 8
 /// NULs padding the entry to a multiple of 8). The version written is 2, as libgit2 writes an
-/// index without extended entries. The optional extensions (`TREE` cache tree, `REUC`,
-/// `UNTR`, `EOIE`, `IEOT`…: first byte `A`..`Z`) are dropped: the format lets every reader
-/// ignore them and rebuilds them when it needs them (git and libgit2 alike); the cache
-/// tree would be stale after the change anyway.
-pub fn splice_bytes(old: &[u8], changes: &[Change]) -> std::result::Result<Vec<u8>, &'static str> {
+/// index without extended entries. The entry count is the old one plus the paths the commit
+/// added minus those it removed, written first (the checksum covers the header), and checked
+/// against the entries written at the end. The optional extensions (`TREE` cache tree,
+/// `REUC`, `UNTR`, `EOIE`, `IEOT`…: first byte `A`..`Z`) are dropped: the format lets every
+/// reader ignore them, and git and libgit2 rebuild them when they need them; the cache tree
+/// would be stale after the change anyway. The old file's checksum is verified once all of
+/// it is read: a damaged file is never given a fresh checksum.
+fn stream<R: Read, W: Write>(
+    input: R,
+    len: u64,
+    trailer: [u8; TRAILER],
+    out: W,
+    changes: &Changes,
+) -> std::result::Result<(W, [u8; TRAILER]), Failure> {
     debug_assert!(
-        changes.windows(2).all(|w| w[0].0 < w[1].0),
+        changes.list.windows(2).all(|w| w[0].0 < w[1].0),
         "sorted, unique"
     );
-    if old.len() < HEADER + TRAILER {
-        return Err("the index is too short");
+    if len < (HEADER + TRAILER) as u64 {
+        return Err("the index is too short".into());
     }
-    let body = old.len() - TRAILER;
-    if old[body..] == [0u8; TRAILER] {
-        return Err("the index has no checksum (index.skipHash)");
+    if trailer == [0u8; TRAILER] {
+        return Err("the index has no checksum (index.skipHash)".into());
     }
-    if Sha1::digest(&old[..body])[..] != old[body..] {
-        return Err("the index's checksum does not match its content");
+    let body = len - TRAILER as u64;
+    let mut r = BufReader::with_capacity(
+        1 << 16,
+        Hashing {
+            inner: input.take(body),
+            hash: Sha1::new(),
+        },
+    );
+    let mut w = BufWriter::with_capacity(
+        1 << 16,
+        Hashing {
+            inner: out,
+            hash: Sha1::new(),
+        },
+    );
+    let mut header = [0u8; HEADER];
+    get(&mut r, &mut header)?;
+    if &header[..4] != b"DIRC" {
+        return Err("not an index file".into());
     }
-    if &old[..4] != b"DIRC" {
-        return Err("not an index file");
-    }
-    let version = be32(&old[4..8]);
+    let version = be32(&header[4..8]);
     if version != 2 && version != 3 {
-        return Err("an index version other than 2 or 3");
+        return Err("an index version other than 2 or 3".into());
     }
-    let count = be32(&old[8..12]) as usize;
-    let mut out = Vec::with_capacity(old.len() + changes.len() * (FIXED + 96));
-    out.extend_from_slice(b"DIRC");
-    out.extend_from_slice(&2u32.to_be_bytes());
-    out.extend_from_slice(&[0; 4]); // the count, known at the end
-    let mut written: u32 = 0;
-    let mut next = changes.iter().peekable();
-    let mut pos = HEADER;
-    let mut prev: &[u8] = &[];
+    let count = u64::from(be32(&header[8..12]));
+    let new_count = (count + changes.added as u64)
+        .checked_sub(changes.removed as u64)
+        .and_then(|n| u32::try_from(n).ok())
+        .ok_or("the index does not hold the parent's tree")?;
+    let put =
+        |w: &mut BufWriter<Hashing<W>>, bytes: &[u8]| w.write_all(bytes).map_err(Failure::Write);
+    put(&mut w, b"DIRC")?;
+    put(&mut w, &2u32.to_be_bytes())?;
+    put(&mut w, &new_count.to_be_bytes())?;
+    let mut written: u64 = 0;
+    let mut next = changes.list.iter().peekable();
+    let mut pos = HEADER as u64;
+    let mut entry: Vec<u8> = Vec::with_capacity(256);
+    let mut prev: Vec<u8> = Vec::with_capacity(256);
+    let mut scratch: Vec<u8> = Vec::with_capacity(256);
     for i in 0..count {
-        if pos + FIXED > body {
-            return Err("the index ends inside an entry");
-        }
-        let flags = u16::from_be_bytes([old[pos + 60], old[pos + 61]]);
+        // The smallest entry: the fixed part, a one-byte name, one NUL.
+        entry.clear();
+        entry.resize(FIXED + 2, 0);
+        get(&mut r, &mut entry)?;
+        let flags = u16::from_be_bytes([entry[60], entry[61]]);
         if flags & EXTENDED != 0 {
-            return Err("an entry with the extended flag");
+            return Err("an entry with the extended flag".into());
         }
         if flags & STAGE_MASK != 0 {
-            return Err("an entry in a conflict stage");
+            return Err("an entry in a conflict stage".into());
         }
-        let name = pos + FIXED;
-        let len = match flags & NAME_MASK {
-            NAME_MASK => match old[name..body].iter().position(|&b| b == 0) {
-                Some(n) if n >= usize::from(NAME_MASK) => n,
-                _ => return Err("an entry's name is not terminated"),
-            },
-            n => usize::from(n),
+        let named = flags & NAME_MASK;
+        if named < NAME_MASK {
+            let size = entry_size(usize::from(named));
+            if size > entry.len() {
+                let start = entry.len();
+                entry.resize(size, 0);
+                get(&mut r, &mut entry[start..])?;
+            }
+        } else {
+            // A name of 0xFFF bytes or more: 8 bytes at a time up to its NUL (the entry ends
+            // with the 8 bytes holding it).
+            while !entry[FIXED..].contains(&0) {
+                if entry.len() > 1 << 20 {
+                    return Err("an entry's name is not terminated".into());
+                }
+                let start = entry.len();
+                entry.resize(start + 8, 0);
+                get(&mut r, &mut entry[start..])?;
+            }
+        }
+        pos += entry.len() as u64;
+        let name_len = entry[FIXED..]
+            .iter()
+            .position(|&b| b == 0)
+            .unwrap_or(usize::MAX);
+        let name_ok = if named < NAME_MASK {
+            name_len == usize::from(named)
+        } else {
+            name_len != usize::MAX && name_len >= usize::from(NAME_MASK)
         };
-        let end = pos + entry_size(len);
-        if end > body
-            || old[name..name + len].contains(&0)
-            || old[name + len..end].iter().any(|&b| b != 0)
+        if !name_ok
+            || entry.len() != entry_size(name_len)
+            || entry[FIXED + name_len..].iter().any(|&b| b != 0)
         {
-            return Err("an entry's name or padding is malformed");
+            return Err("an entry's name or padding is malformed".into());
         }
-        let path = &old[name..name + len];
-        if path.is_empty() || (i > 0 && path <= prev) {
-            return Err("the entries are not sorted");
+        let path = &entry[FIXED..FIXED + name_len];
+        if name_len == 0 || (i > 0 && path <= prev.as_slice()) {
+            return Err("the entries are not sorted".into());
         }
+        let mut copy = true;
         while let Some((p, change)) = next.next_if(|(p, _)| p.as_slice() <= path) {
             if let Some(e) = change {
-                put_entry(&mut out, e)?;
+                put_entry(&mut scratch, e)?;
+                put(&mut w, &scratch)?;
                 written += 1;
             }
             if p.as_slice() == path {
-                // Replaced or removed: the old entry is not copied.
-                prev = path;
-                pos = end;
+                copy = false; // replaced or removed
                 break;
             }
         }
-        if pos != end {
-            out.extend_from_slice(&old[pos..end]);
+        if copy {
+            put(&mut w, &entry)?;
             written += 1;
-            prev = path;
-            pos = end;
         }
+        prev.clear();
+        prev.extend_from_slice(path);
     }
     for (_, change) in next {
         if let Some(e) = change {
-            put_entry(&mut out, e)?;
+            put_entry(&mut scratch, e)?;
+            put(&mut w, &scratch)?;
             written += 1;
         }
     }
     while pos < body {
+        let mut ext = [0u8; 8];
         if pos + 8 > body {
-            return Err("an extension's header is truncated");
+            return Err("an extension's header is truncated".into());
         }
-        if !old[pos].is_ascii_uppercase() {
-            return Err("a required index extension (split or sparse index?)");
+        get(&mut r, &mut ext)?;
+        if !ext[0].is_ascii_uppercase() {
+            return Err("a required index extension (split or sparse index?)".into());
         }
-        let size = be32(&old[pos + 4..pos + 8]) as usize;
-        match (pos + 8).checked_add(size) {
-            Some(end) if end <= body => pos = end,
-            _ => return Err("an extension is truncated"),
+        let size = u64::from(be32(&ext[4..8]));
+        if pos + 8 + size > body {
+            return Err("an extension is truncated".into());
         }
+        let skipped =
+            std::io::copy(&mut (&mut r).take(size), &mut std::io::sink()).map_err(Failure::Read)?;
+        if skipped != size {
+            return Err("an extension is truncated".into());
+        }
+        pos += 8 + size;
     }
-    out[8..12].copy_from_slice(&written.to_be_bytes());
-    let checksum = Sha1::digest(&out);
-    out.extend_from_slice(&checksum);
-    Ok(out)
+    if written != u64::from(new_count) {
+        return Err("the index does not hold the parent's tree".into());
+    }
+    // All `body` bytes read (the reader's buffer is empty): their hash is complete.
+    let read = r.into_inner();
+    if read.hash.finalize()[..] != trailer {
+        return Err("the index's checksum does not match its content".into());
+    }
+    let mut hashed = w.into_inner().map_err(|e| Failure::Write(e.into_error()))?;
+    let checksum: [u8; TRAILER] = hashed.hash.finalize().into();
+    hashed.inner.write_all(&checksum).map_err(Failure::Write)?;
+    Ok((hashed.inner, checksum))
+}
+
+/// Fills `buf` from the index file; its end inside `buf` means a truncated or malformed file.
+fn get<R: Read>(r: &mut R, buf: &mut [u8]) -> std::result::Result<(), Failure> {
+    r.read_exact(buf).map_err(|e| match e.kind() {
+        std::io::ErrorKind::UnexpectedEof => Failure::Unsupported("the index ends inside an entry"),
+        _ => Failure::Read(e),
+    })
+}
+
+/// A reader or writer that hashes the bytes passing through it.
+struct Hashing<T> {
+    inner: T,
+    hash: Sha1,
+}
+
+impl<R: Read> Read for Hashing<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hash.update(&buf[..n]);
+        Ok(n)
+    }
+}
+
+impl<W: Write> Write for Hashing<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hash.update(&buf[..n]);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
 }
 
 /// The size of an entry whose name is `len` bytes: at least one NUL, padded to 8.
@@ -326,7 +476,8 @@ fn put_entry(out: &mut Vec<u8>, e: &git2::IndexEntry) -> std::result::Result<(),
     if e.path.is_empty() || e.path.contains(&0) {
         return Err("a changed path is empty or holds a NUL");
     }
-    let start = out.len();
+    out.clear();
+    let start = 0;
     for v in [
         e.ctime.seconds() as u32,
         e.ctime.nanoseconds(),
@@ -370,11 +521,11 @@ impl LockFile {
         }
     }
 
-    fn write(&mut self, bytes: &[u8]) -> Result<()> {
+    /// Flushes the written file to the disk (so that the rename never publishes a file
+    /// whose blocks a power loss could lose).
+    fn sync(&mut self) -> Result<()> {
         let file = self.file.as_mut().expect("open until committed");
-        file.write_all(bytes)
-            .and_then(|()| file.sync_all())
-            .map_err(io("write", &self.path))
+        file.sync_all().map_err(io("write", &self.path))
     }
 
     /// Renames the lock onto `target` (git's commit of a lockfile): readers see the old file
@@ -472,7 +623,7 @@ mod tests {
             std::fs::read(self.repo.path().join("index")).unwrap()
         }
 
-        fn changes(&self, old: Oid, new: Oid, workdir: &Path) -> Vec<Change> {
+        fn changes(&self, old: Oid, new: Oid, workdir: &Path) -> Changes {
             let (old, new) = (
                 self.repo.find_tree(old).unwrap(),
                 self.repo.find_tree(new).unwrap(),
@@ -530,12 +681,12 @@ mod tests {
             let path = f.dir.path().join("libgit2");
             std::fs::write(&path, &before).unwrap();
             let mut index = git2::Index::open(&path).unwrap();
-            for (p, c) in &changes {
+            for (p, c) in &changes.list {
                 if c.is_none() {
                     index.remove_path(Path::new(std::str::from_utf8(p).unwrap())).unwrap();
                 }
             }
-            for e in changes.iter().filter_map(|(_, c)| c.as_ref()) {
+            for e in changes.list.iter().filter_map(|(_, c)| c.as_ref()) {
                 index.add(e).unwrap();
             }
             index.write().unwrap();
@@ -568,8 +719,12 @@ mod tests {
         index_entry(Path::new(path), id, 0o100644, Path::new("/none"))
     }
 
-    fn add(path: &str) -> Vec<Change> {
-        vec![(path.as_bytes().to_vec(), Some(plain(path)))]
+    fn add(path: &str) -> Changes {
+        Changes {
+            list: vec![(path.as_bytes().to_vec(), Some(plain(path)))],
+            added: 1,
+            removed: 0,
+        }
     }
 
     #[test]
@@ -612,6 +767,16 @@ mod tests {
         );
         let good = one_file_index(&f, plain("a"), 2);
         assert!(splice_bytes(&good, &add("b")).is_ok());
+        // Changes that do not fit the file: it does not hold the tree they were made from.
+        let gone = Changes {
+            list: vec![(b"zz".to_vec(), None)],
+            added: 0,
+            removed: 1,
+        };
+        assert_eq!(
+            splice_bytes(&good, &gone),
+            Err("the index does not hold the parent's tree")
+        );
         // A required extension (`link`: a split index) after the entries.
         let body = &good[..good.len() - 20];
         let mut linked = body.to_vec();

@@ -833,7 +833,7 @@ impl OutputRepo {
             let started = std::time::Instant::now();
             let changes = index::tree_changes(repo, &old, &new, workdir)
                 .map_err(self.repo.err("diff the commit"))?;
-            debug!(elapsed = ?started.elapsed(), changes = changes.len(), "index: commit diffed");
+            debug!(elapsed = ?started.elapsed(), changes = changes.list.len(), "index: commit diffed");
             match index::splice(repo.path(), checksum, &changes)? {
                 index::Spliced::Written(checksum) => {
                     // A `git2::Index` this process holds (`Repository::index` caches one)
@@ -869,10 +869,10 @@ impl OutputRepo {
         let update = |index: &mut git2::Index| -> std::result::Result<(), git2::Error> {
             use std::os::unix::ffi::OsStrExt;
             // Removals first: a directory replaced by a file (or back) never collides.
-            for (path, _) in changes.iter().filter(|(_, c)| c.is_none()) {
+            for (path, _) in changes.list.iter().filter(|(_, c)| c.is_none()) {
                 index.remove_path(Path::new(std::ffi::OsStr::from_bytes(path)))?;
             }
-            for entry in changes.iter().filter_map(|(_, c)| c.as_ref()) {
+            for entry in changes.list.iter().filter_map(|(_, c)| c.as_ref()) {
                 index.add(entry)?;
             }
             index.write()
