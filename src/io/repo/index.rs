@@ -16,7 +16,9 @@
 //! reports it exactly as before — provisio never removes a lock it did not create while
 //! running; a lock a killed run left is removed at the next open, `lock::remove_stale_git_locks`),
 //! written, fsynced, renamed onto `index`. A kill at any point leaves the old index or the
-//! new one, and at most this lock file — as libgit2's own write (`git_filebuf`) does.
+//! new one, and at most this lock file — as libgit2's own write (`git_filebuf`) does. Killed
+//! between the rename and the caller's record of the new checksum, the next run finds the
+//! trailer unrecorded and checks the index whole (libgit2's path).
 
 use std::fs::OpenOptions;
 use std::io::{BufReader, BufWriter, Read, Write};
