@@ -842,6 +842,102 @@ mod tests {
         assert_eq!(std::fs::read(git_dir.join("index")).unwrap(), before);
     }
 
+    /// Git's racy-git problem: an entry whose file changed in the same second (same size)
+    /// as the index holding it was written is found by stock git only because its mtime is
+    /// not older than the index file's. Copied into a later index, that protection is gone:
+    /// git (`ce_smudge_racily_clean_entry`) and libgit2 (`truncate_racily_clean`) zero the
+    /// size of such an entry when its file no longer matches it. The splice must too.
+    #[test]
+    fn a_racily_clean_entry_is_smudged_when_copied() {
+        use std::os::unix::fs::MetadataExt;
+        let f = Fixture::new();
+        let git_dir = f.repo.path().to_path_buf();
+        let work = f.repo.workdir().unwrap().to_path_buf();
+        let run = |args: &[&str]| {
+            let out = std::process::Command::new("git")
+                .args(args)
+                .current_dir(&work)
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "{args:?}: {out:?}");
+            String::from_utf8(out.stdout).unwrap()
+        };
+        let touch = |path: &Path, secs: i64| {
+            let out = std::process::Command::new("touch")
+                .arg("-m")
+                .arg("-d")
+                .arg(format!("@{secs}"))
+                .arg(path)
+                .output()
+                .unwrap();
+            assert!(out.status.success());
+        };
+        std::fs::write(work.join("a"), "one").unwrap();
+        std::fs::write(work.join("b"), "x").unwrap();
+        let one = f.repo.blob(b"one").unwrap();
+        let x = f.repo.blob(b"x").unwrap();
+        let y = f.repo.blob(b"yy").unwrap();
+        let tree = |b: Oid| {
+            let mut t = f.repo.treebuilder(None).unwrap();
+            t.insert("a", one, 0o100644).unwrap();
+            t.insert("b", b, 0o100644).unwrap();
+            t.write().unwrap()
+        };
+        let (old_tree, new_tree) = (tree(x), tree(y));
+        let sig = git2::Signature::now("t", "t@example.com").unwrap();
+        let commit = |t: Oid, parents: &[&git2::Commit<'_>]| {
+            let t = f.repo.find_tree(t).unwrap();
+            let id = f
+                .repo
+                .commit(Some("HEAD"), &sig, &sig, "m", &t, parents)
+                .unwrap();
+            f.repo.find_commit(id).unwrap()
+        };
+        let parent = commit(old_tree, &[]);
+        // `a` edited, same size, in the tick its entry's stat was taken: the entry's stat
+        // is the edited file's, its id the committed content's.
+        std::fs::write(work.join("a"), "two").unwrap();
+        let mut index = f.repo.index().unwrap();
+        index
+            .add(&index_entry(Path::new("a"), one, 0o100644, &work))
+            .unwrap();
+        index
+            .add(&index_entry(Path::new("b"), x, 0o100644, &work))
+            .unwrap();
+        index.write().unwrap();
+        // The index written in that same second: `a` is racily clean.
+        let a_mtime = std::fs::metadata(work.join("a")).unwrap().mtime();
+        touch(&git_dir.join("index"), a_mtime);
+        assert_eq!(
+            run(&["--no-optional-locks", "status", "--porcelain"]),
+            " M a\n",
+            "racy: git reads `a`"
+        );
+        let before = std::fs::read(git_dir.join("index")).unwrap();
+        let trailer: [u8; 20] = before[before.len() - 20..].try_into().unwrap();
+        // The next commit changes `b` only; the spliced index is written later.
+        std::fs::write(work.join("b"), "yy").unwrap();
+        commit(new_tree, &[&parent]);
+        let changes = f.changes(old_tree, new_tree, &work);
+        let Spliced::Written(_) = splice(&git_dir, trailer, &changes).unwrap() else {
+            panic!("not spliced");
+        };
+        touch(&git_dir.join("index"), a_mtime + 10);
+        assert_eq!(
+            run(&["--no-optional-locks", "status", "--porcelain"]),
+            " M a\n",
+            "stock git still sees the edit of `a`"
+        );
+        let mut status = git2::StatusOptions::new();
+        status.include_untracked(false);
+        let statuses = f.repo.statuses(Some(&mut status)).unwrap();
+        let modified: Vec<String> = statuses
+            .iter()
+            .map(|s| s.path().unwrap().to_owned())
+            .collect();
+        assert_eq!(modified, ["a"], "libgit2 sees it too");
+    }
+
     /// The `git2::Index` a `Repository` caches is re-read by libgit2 after a splice replaced
     /// the file (`git_index_read(index, false)` compares the file's stamp and trailer), which
     /// checkouts, `status` and provisio's own paths do before using it.
