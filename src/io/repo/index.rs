@@ -176,15 +176,30 @@ pub fn index_entry(path: &Path, id: Oid, mode: u32, workdir: &Path) -> git2::Ind
 /// Rewrites `<git_dir>/index` with `changes` ([`tree_changes`]) applied, if its trailer is
 /// still `expected` (the file provisio last wrote) and its format is one the splice handles.
 /// The caller records the new checksum.
-pub fn splice(git_dir: &Path, expected: [u8; 20], changes: &Changes) -> Result<Spliced> {
-    use std::os::unix::fs::FileExt;
+///
+/// A copied entry that is racily clean in the old file (its mtime not older than the old
+/// file's, in seconds: git's `is_racy_timestamp` without `USE_NSEC`, which covers libgit2's
+/// nanosecond test) and whose work tree file (under `workdir`) no longer holds its content
+/// gets its size zeroed, as git's `ce_smudge_racily_clean_entry` and libgit2's
+/// `truncate_racily_clean` do: the new file is newer than that entry, so without it a
+/// same-size edit made in the second the old file was written would look clean to both.
+pub fn splice(
+    git_dir: &Path,
+    workdir: &Path,
+    expected: [u8; 20],
+    changes: &Changes,
+) -> Result<Spliced> {
+    use std::os::unix::fs::{FileExt, MetadataExt};
     let index = git_dir.join("index");
     let Some(mut lock) = LockFile::create(git_dir.join("index.lock"))? else {
         return Ok(Spliced::Unsupported("index.lock exists"));
     };
     // Read under the lock: no git process changes the file meanwhile.
     let file = std::fs::File::open(&index).map_err(io("open", &index))?;
-    let len = file.metadata().map_err(io("stat", &index))?.len();
+    let meta = file.metadata().map_err(io("stat", &index))?;
+    let len = meta.len();
+    // The old file's mtime as git reads it (`istate->timestamp.sec`, 32 bits).
+    let stamp = meta.mtime() as u32;
     let mut trailer = [0u8; TRAILER];
     if len < TRAILER as u64
         || file
@@ -197,7 +212,8 @@ pub fn splice(git_dir: &Path, expected: [u8; 20], changes: &Changes) -> Result<S
         ));
     }
     let out = lock.file.as_mut().expect("open until committed");
-    let checksum = match stream(&file, len, trailer, out, changes) {
+    let mut racy_and_changed = |e: &[u8]| stamp != 0 && racily_changed(e, stamp, workdir);
+    let checksum = match stream(&file, len, trailer, out, changes, &mut racy_and_changed) {
         Ok((_, checksum)) => checksum,
         Err(Failure::Unsupported(why)) => return Ok(Spliced::Unsupported(why)),
         Err(Failure::Read(e)) => return Err(io("read", &index)(e)),
@@ -206,6 +222,38 @@ pub fn splice(git_dir: &Path, expected: [u8; 20], changes: &Changes) -> Result<S
     lock.sync()?;
     lock.commit(&index)?;
     Ok(Spliced::Written(checksum))
+}
+
+/// Whether the entry `e` (its fixed part and name, as in the file) is racily clean against
+/// an index file written at `stamp` (seconds) and its work tree file no longer holds its
+/// content (or cannot be read: a smudged entry only makes git compare the content).
+/// Gitlinks are never racy (git and libgit2 skip them); an entry of size 0 is already
+/// compared by content.
+fn racily_changed(e: &[u8], stamp: u32, workdir: &Path) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    const TYPE: u32 = 0o170000;
+    let (mtime, mode, size) = (be32(&e[8..12]), be32(&e[24..28]), be32(&e[36..40]));
+    if mtime < stamp || size == 0 || mode & TYPE == 0o160000 {
+        return false;
+    }
+    let Ok(id) = Oid::from_bytes(&e[40..60]) else {
+        return true;
+    };
+    let name = e[FIXED..].split(|&b| b == 0).next().unwrap_or_default();
+    let path = workdir.join(std::ffi::OsStr::from_bytes(name));
+    let Ok(meta) = std::fs::symlink_metadata(&path) else {
+        return true;
+    };
+    let content = if mode & TYPE == 0o120000 && meta.file_type().is_symlink() {
+        std::fs::read_link(&path)
+            .ok()
+            .and_then(|t| Oid::hash_object(git2::ObjectType::Blob, t.as_os_str().as_bytes()).ok())
+    } else if mode & TYPE == 0o100000 && meta.is_file() {
+        Oid::hash_file(git2::ObjectType::Blob, &path).ok()
+    } else {
+        None
+    };
+    content != Some(id)
 }
 
 /// An entry's fixed part: ctime, mtime (seconds, nanoseconds), dev, ino, mode, uid, gid,
@@ -239,7 +287,8 @@ pub fn splice_bytes(old: &[u8], changes: &Changes) -> std::result::Result<Vec<u8
         Some(body) => old[body..].try_into().expect("20 bytes"),
         None => return Err("the index is too short"),
     };
-    match stream(old, len, trailer, Vec::with_capacity(old.len()), changes) {
+    let capacity = Vec::with_capacity(old.len());
+    match stream(old, len, trailer, capacity, changes, &mut |_| false) {
         Ok((out, _)) => Ok(out),
         Err(Failure::Unsupported(why)) => Err(why),
         Err(Failure::Read(_) | Failure::Write(_)) => Err("cannot read or write in memory"),
@@ -250,7 +299,8 @@ pub fn splice_bytes(old: &[u8], changes: &Changes) -> std::result::Result<Vec<u8
 /// `out` with `changes` applied, in one pass with a 64 KiB buffer each way: `out` and its
 /// checksum.
 ///
-/// Entries not changed are copied byte for byte (their flags, assume-valid included); new
+/// Entries not changed are copied byte for byte (their flags, assume-valid included), but
+/// for the size of those `smudge` picks (racily clean and changed: [`splice`]); new
 /// ones are laid out as libgit2's `write_disk_entry` does (name length capped at 0xFFF, 1 to 8
 /// NULs padding the entry to a multiple of 8). The version written is 2, as libgit2 writes an
 /// index without extended entries. The entry count is the old one plus the paths the commit
@@ -266,6 +316,7 @@ fn stream<R: Read, W: Write>(
     trailer: [u8; TRAILER],
     out: W,
     changes: &Changes,
+    smudge: &mut dyn FnMut(&[u8]) -> bool,
 ) -> std::result::Result<(W, [u8; TRAILER]), Failure> {
     debug_assert!(
         changes.list.windows(2).all(|w| w[0].0 < w[1].0),
@@ -381,12 +432,15 @@ fn stream<R: Read, W: Write>(
                 break;
             }
         }
+        prev.clear();
+        prev.extend_from_slice(path);
         if copy {
+            if smudge(&entry[..FIXED + name_len]) {
+                entry[36..40].fill(0); // the size: git compares the content
+            }
             put(&mut w, &entry)?;
             written += 1;
         }
-        prev.clear();
-        prev.extend_from_slice(path);
     }
     for (_, change) in next {
         if let Some(e) = change {
@@ -822,7 +876,7 @@ mod tests {
         let trailer: [u8; 20] = before[before.len() - 20..].try_into().unwrap();
         std::fs::write(git_dir.join("index.lock"), "someone's").unwrap();
         assert_eq!(
-            splice(&git_dir, trailer, &add("b")).unwrap(),
+            splice(&git_dir, f.repo.workdir().unwrap(), trailer, &add("b")).unwrap(),
             Spliced::Unsupported("index.lock exists")
         );
         assert_eq!(
@@ -832,7 +886,7 @@ mod tests {
         assert_eq!(std::fs::read(git_dir.join("index")).unwrap(), before);
         std::fs::remove_file(git_dir.join("index.lock")).unwrap();
         assert_eq!(
-            splice(&git_dir, [1; 20], &add("b")).unwrap(),
+            splice(&git_dir, f.repo.workdir().unwrap(), [1; 20], &add("b")).unwrap(),
             Spliced::Unsupported("the index changed since provisio wrote it")
         );
         assert!(
@@ -919,7 +973,9 @@ mod tests {
         std::fs::write(work.join("b"), "yy").unwrap();
         commit(new_tree, &[&parent]);
         let changes = f.changes(old_tree, new_tree, &work);
-        let Spliced::Written(_) = splice(&git_dir, trailer, &changes).unwrap() else {
+        let Spliced::Written(_) =
+            splice(&git_dir, f.repo.workdir().unwrap(), trailer, &changes).unwrap()
+        else {
             panic!("not spliced");
         };
         touch(&git_dir.join("index"), a_mtime + 10);
@@ -950,7 +1006,9 @@ mod tests {
         let cached = f.repo.index().unwrap();
         assert_eq!(cached.len(), 1);
         let trailer: [u8; 20] = before[before.len() - 20..].try_into().unwrap();
-        let Spliced::Written(sum) = splice(&git_dir, trailer, &add("b")).unwrap() else {
+        let Spliced::Written(sum) =
+            splice(&git_dir, f.repo.workdir().unwrap(), trailer, &add("b")).unwrap()
+        else {
             panic!("not spliced");
         };
         let after = std::fs::read(git_dir.join("index")).unwrap();

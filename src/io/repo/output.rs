@@ -834,7 +834,7 @@ impl OutputRepo {
             let changes = index::tree_changes(repo, &old, &new, workdir)
                 .map_err(self.repo.err("diff the commit"))?;
             debug!(elapsed = ?started.elapsed(), changes = changes.list.len(), "index: commit diffed");
-            match index::splice(repo.path(), checksum, &changes)? {
+            match index::splice(repo.path(), workdir, checksum, &changes)? {
                 index::Spliced::Written(checksum) => {
                     // A `git2::Index` this process holds (`Repository::index` caches one)
                     // still has the old entries: libgit2 re-reads the file before using it
