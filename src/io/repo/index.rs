@@ -689,7 +689,9 @@ mod tests {
     }
 
     fn path() -> impl Strategy<Value = String> {
-        let part = prop::sample::select(vec!["a", "b", "a.b", "a-b", "a0", "c", "a b"]);
+        let part = prop::sample::select(vec![
+            "a", "b", "a.b", "a-b", "a0", "c", "a b", "a\u{e9}", "\u{e9}", "a~",
+        ]);
         prop::collection::vec(part, 1..=3).prop_map(|p| p.join("/"))
     }
 
