@@ -11,6 +11,12 @@
 //! that does not parse — is [`Spliced::Unsupported`], and the caller takes libgit2's path;
 //! nothing is guessed.
 //!
+//! Entries copied from the old file keep their stat data, except one git's racy-git rule
+//! protected only through the old file's mtime (its own mtime not older, in seconds): the
+//! new file is newer, so when its work tree file no longer holds its content its size is
+//! zeroed, as git's `ce_smudge_racily_clean_entry` and libgit2's `truncate_racily_clean` do
+//! (those files are hashed: the ones written in the second of the last index write).
+//!
 //! The new file is written with git's lockfile protocol: `index.lock` created with
 //! `O_CREAT|O_EXCL` (held by anyone else: [`Spliced::Unsupported`], so that libgit2's path
 //! reports it exactly as before — provisio never removes a lock it did not create while
