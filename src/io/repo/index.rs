@@ -1002,6 +1002,87 @@ mod tests {
         assert_eq!(modified, ["a"], "libgit2 sees it too");
     }
 
+    /// Stock git reads a spliced index of a commit that turns a file into a directory, removes
+    /// a directory, adds one sorting between existing paths, a symlink and an executable as
+    /// holding HEAD, the work tree clean.
+    #[test]
+    fn stock_git_agrees_with_a_spliced_index() {
+        use std::os::unix::fs::PermissionsExt;
+        let f = Fixture::new();
+        let git_dir = f.repo.path().to_path_buf();
+        let work = f.repo.workdir().unwrap().to_path_buf();
+        let run = |args: &[&str]| {
+            let out = std::process::Command::new("git")
+                .arg("--no-optional-locks")
+                .args(args)
+                .current_dir(&work)
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "{args:?}: {out:?}");
+            String::from_utf8(out.stdout).unwrap()
+        };
+        let put = |p: &str, text: &str| {
+            let file = work.join(p);
+            std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+            std::fs::write(file, text).unwrap();
+        };
+        for p in ["a-b", "a/b", "a/c/d", "a0", "b", "\u{e9}"] {
+            put(p, p);
+        }
+        let commit_all = |parents: &[&git2::Commit<'_>]| {
+            let mut index = f.repo.index().unwrap();
+            index.read(true).unwrap();
+            index.clear().unwrap();
+            index
+                .add_all(["*"], git2::IndexAddOption::DEFAULT, None)
+                .unwrap();
+            let tree = index.write_tree().unwrap();
+            let sig = git2::Signature::now("t", "t@example.com").unwrap();
+            let t = f.repo.find_tree(tree).unwrap();
+            let id = f.repo.commit(None, &sig, &sig, "m", &t, parents).unwrap();
+            (f.repo.find_commit(id).unwrap(), index)
+        };
+        let (parent, mut index) = commit_all(&[]);
+        f.repo.set_head_detached(parent.id()).unwrap();
+        index.write().unwrap();
+        let before = std::fs::read(git_dir.join("index")).unwrap();
+        let trailer: [u8; 20] = before[before.len() - 20..].try_into().unwrap();
+        // The next commit's work tree.
+        std::fs::remove_dir_all(work.join("a")).unwrap();
+        std::fs::remove_file(work.join("a0")).unwrap();
+        put("a0/c", "now a directory");
+        put("a.b/z", "between a-b and a/");
+        put("x.sh", "#!/bin/sh");
+        std::fs::set_permissions(work.join("x.sh"), std::fs::Permissions::from_mode(0o755))
+            .unwrap();
+        std::os::unix::fs::symlink("a-b", work.join("l")).unwrap();
+        // `commit_all` rewrites the index; the splice starts again from `before`.
+        let (commit, _) = commit_all(&[&parent]);
+        std::fs::write(git_dir.join("index"), &before).unwrap();
+        f.repo.set_head_detached(commit.id()).unwrap();
+        let changes = f.changes(parent.tree_id(), commit.tree_id(), &work);
+        let Spliced::Written(_) = splice(&git_dir, &work, trailer, &changes).unwrap() else {
+            panic!("not spliced");
+        };
+        assert_eq!(run(&["status", "--porcelain"]), "");
+        assert_eq!(run(&["diff-index", "--cached", "HEAD"]), "");
+        assert_eq!(
+            run(&["diff-files"]),
+            "",
+            "the stat data match the work tree"
+        );
+        assert_eq!(
+            run(&["write-tree"]).trim(),
+            commit.tree_id().to_string(),
+            "git's tree of the index is HEAD's"
+        );
+        let staged = run(&["ls-files", "-s"]);
+        assert!(staged.contains("120000 "), "{staged}");
+        assert!(staged.contains("100755 "), "{staged}");
+        run(&["update-index", "--refresh"]);
+        run(&["fsck", "--no-dangling"]);
+    }
+
     /// The `git2::Index` a `Repository` caches is re-read by libgit2 after a splice replaced
     /// the file (`git_index_read(index, false)` compares the file's stamp and trailer), which
     /// checkouts, `status` and provisio's own paths do before using it.
