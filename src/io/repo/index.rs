@@ -1092,6 +1092,47 @@ mod tests {
         run(&["fsck", "--no-dangling"]);
     }
 
+    /// Symlinks planted as `index.lock` or `index` never make the splice write outside the
+    /// git directory: the lock is created with `O_EXCL` (a symlink, even dangling, is a held
+    /// lock), and the rename replaces the `index` link itself, not its target.
+    #[test]
+    fn planted_symlinks_are_not_followed_on_write() {
+        let f = Fixture::new();
+        let git_dir = f.repo.path().to_path_buf();
+        let tree = f.tree(&BTreeMap::from([("a".to_owned(), "x".to_owned())]));
+        let before = f.index_holding(tree);
+        let trailer: [u8; 20] = before[before.len() - 20..].try_into().unwrap();
+        let outside = f.dir.path().join("outside");
+        std::os::unix::fs::symlink(&outside, git_dir.join("index.lock")).unwrap();
+        let work = f.repo.workdir().unwrap();
+        assert_eq!(
+            splice(&git_dir, work, trailer, &add("b")).unwrap(),
+            Spliced::Unsupported("index.lock exists")
+        );
+        assert!(
+            !outside.exists(),
+            "nothing created through the dangling link"
+        );
+        std::fs::remove_file(git_dir.join("index.lock")).unwrap();
+        // `index` a link to a file outside holding the same bytes.
+        std::fs::write(&outside, &before).unwrap();
+        std::fs::remove_file(git_dir.join("index")).unwrap();
+        std::os::unix::fs::symlink(&outside, git_dir.join("index")).unwrap();
+        let Spliced::Written(_) = splice(&git_dir, work, trailer, &add("b")).unwrap() else {
+            panic!("not spliced");
+        };
+        assert_eq!(
+            std::fs::read(&outside).unwrap(),
+            before,
+            "the target untouched"
+        );
+        let meta = std::fs::symlink_metadata(git_dir.join("index")).unwrap();
+        assert!(
+            meta.file_type().is_file(),
+            "the link replaced by the new file"
+        );
+    }
+
     /// The `git2::Index` a `Repository` caches is re-read by libgit2 after a splice replaced
     /// the file (`git_index_read(index, false)` compares the file's stamp and trailer), which
     /// checkouts, `status` and provisio's own paths do before using it.
