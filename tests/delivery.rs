@@ -854,6 +854,150 @@ fn stock_git_in_the_output_clone_between_runs_changes_nothing_delivered() {
     );
 }
 
+/// After a commit on the index provisio wrote, the index file is spliced (version 2, no
+/// cache tree: not libgit2's write) and stock git agrees it holds HEAD, the work tree clean.
+/// Index forms the splice does not take — a split index, a skip-worktree (extended) entry,
+/// version 4 — go through libgit2's path: the index still ends holding HEAD, or (a split
+/// index, which libgit2 cannot read) the run warns and leaves the file as git wrote it.
+#[test]
+fn the_index_spliced_after_a_commit_is_what_stock_git_expects() {
+    let ws = Workspace::new();
+    let (_bare, url) = bare(ws.dir.path());
+    let deliver = |ws: &Workspace| {
+        let stderr = generate_bin(ws, &["--commit", "--push", "--manifests-url", &url]);
+        assert!(stderr.contains("generate: committed "), "{stderr}");
+        stderr
+    };
+    // `--no-optional-locks`: `status` must not rewrite the index it is checking.
+    let git = |args: &[&str]| -> Option<String> {
+        let out = std::process::Command::new("git")
+            .arg("--no-optional-locks")
+            .arg("-C")
+            .arg(ws.out())
+            .args(args)
+            .output()
+            .ok()?;
+        assert!(out.status.success(), "git {args:?}: {out:?}");
+        Some(String::from_utf8(out.stdout).unwrap())
+    };
+    let git_dir = ws.out().join(".git");
+    let index_file = || std::fs::read(git_dir.join("index")).unwrap();
+    let spliced = || {
+        let file = index_file();
+        file[4..8] == [0, 0, 0, 2] && !file.windows(4).any(|w| w == b"TREE")
+    };
+    let check = |what: &str| {
+        let before = index_file();
+        assert_eq!(git(&["status", "--porcelain"]).unwrap(), "", "{what}");
+        assert_eq!(
+            git(&["diff-index", "--cached", "HEAD"]).unwrap(),
+            "",
+            "{what}"
+        );
+        let fields = |text: String, id: usize| -> Vec<String> {
+            text.lines()
+                .map(|l| {
+                    let (meta, path) = l.split_once('\t').unwrap();
+                    let f: Vec<&str> = meta.split(' ').collect();
+                    format!("{} {} {path}", f[0], f[id])
+                })
+                .collect()
+        };
+        let staged = fields(git(&["ls-files", "-s"]).unwrap(), 1);
+        let committed = fields(git(&["ls-tree", "-r", "HEAD"]).unwrap(), 2);
+        assert!(!staged.is_empty());
+        assert_eq!(staged, committed, "{what}");
+        git(&["fsck", "--no-dangling"]);
+        let clone = git2::Repository::open(ws.out()).unwrap();
+        let head = clone.head().unwrap().peel_to_tree().unwrap().id();
+        assert_eq!(clone.index().unwrap().write_tree().unwrap(), head, "{what}");
+        assert_eq!(
+            index_file(),
+            before,
+            "{what}: the checks left the index alone"
+        );
+    };
+    deliver(&ws);
+    if git(&["--version"]).is_none() {
+        return; // no git here
+    }
+    check("after the first commit");
+    assert!(
+        !spliced(),
+        "the first commit's index is libgit2's, with a cache tree"
+    );
+    let mut n = 3;
+    let mut next_tenant = |ws: &Workspace| {
+        let (_, rel, text) = new_tenant(n);
+        n += 1;
+        ws.write(&rel, &text);
+    };
+    for _ in 0..2 {
+        next_tenant(&ws);
+        deliver(&ws);
+        assert!(spliced(), "the commit's index is spliced");
+        check("after a spliced commit");
+    }
+    let rel = "products/orders.yaml";
+    let product = std::fs::read_to_string(ws.registry().join(rel)).unwrap();
+    ws.write(rel, &product.replace("version: v1.2.3", "version: v1.4.0"));
+    deliver(&ws);
+    assert!(spliced(), "a release's index is spliced");
+    check("after a spliced release");
+
+    // A skip-worktree entry (of a file no later commit changes: libgit2 drops the flag of a
+    // path it updates): git writes a version 3 file with an extended entry, and so does
+    // libgit2 after it.
+    let some_file = committed_path(&git(&["ls-files"]).unwrap());
+    git(&["update-index", "--skip-worktree", &some_file]);
+    for what in [
+        "after skip-worktree (git's file)",
+        "after skip-worktree (libgit2's file)",
+    ] {
+        next_tenant(&ws);
+        deliver(&ws);
+        assert_eq!(index_file()[4..8], [0, 0, 0, 3], "{what}");
+        check(what);
+    }
+    let skipped = git(&["ls-files", "-v", &some_file]).unwrap();
+    assert!(skipped.starts_with("S "), "{skipped}");
+    git(&["update-index", "--no-skip-worktree", &some_file]);
+    // Version 4 (prefix-compressed names), which libgit2 keeps when it writes.
+    git(&["update-index", "--index-version", "4"]);
+    for what in [
+        "after version 4 (git's file)",
+        "after version 4 (libgit2's file)",
+    ] {
+        next_tenant(&ws);
+        deliver(&ws);
+        assert_eq!(index_file()[4..8], [0, 0, 0, 4], "{what}");
+        check(what);
+    }
+    git(&["update-index", "--index-version", "2"]);
+    // A split index: libgit2 cannot read it (a required `link` extension); the run warns
+    // and git's files are left as they are.
+    git(&["update-index", "--split-index"]);
+    let split = index_file();
+    next_tenant(&ws);
+    let stderr = deliver(&ws);
+    assert!(stderr.contains("warning: "), "{stderr}");
+    assert_eq!(index_file(), split);
+    git(&["update-index", "--no-split-index"]);
+    next_tenant(&ws);
+    deliver(&ws);
+    check("after the split index is undone");
+    next_tenant(&ws);
+    deliver(&ws);
+    assert!(spliced(), "back on the index provisio wrote");
+    check("spliced again");
+}
+
+/// A file of an existing tenant's tree.
+fn committed_path(ls_files: &str) -> String {
+    let file = ls_files.lines().find(|l| l.starts_with("tenants-out/"));
+    file.unwrap().to_owned()
+}
+
 /// Receives one HTTP request on 127.0.0.1; returns (request head, body).
 fn listen_once() -> (String, std::thread::JoinHandle<(String, Vec<u8>)>) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();

@@ -115,11 +115,13 @@ fn commit(
     .map_err(|e| fail(&e, (&e).into()))?;
     // The index follows the last commit (several when a rejected push was regenerated on
     // top: the reset brought the index to the remote head first).
+    let started = std::time::Instant::now();
     let synced = match outcome.delivered.commits.last() {
         Some(c) => repo.sync_index_after(c),
         // A killed run may have moved HEAD without updating the index.
         None => repo.sync_index_to_head(),
     };
+    tracing::debug!(elapsed = ?started.elapsed(), "index synced");
     if let Err(e) = synced {
         eprintln!("warning: {}", report::chain(&e));
     }

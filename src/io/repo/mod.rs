@@ -13,6 +13,8 @@
 //! - [`worktree`]: the registry's work tree and index after an intake commit: updated under
 //!   git's `index.lock` against the index as it is on disk, from an intent written before
 //!   the commit, never over a person's edit.
+//! - [`index`]: the output clone's index moved from a commit's parent to the commit by
+//!   streaming its file once (a splice), when it is the file provisio wrote.
 //! - [`lock`]: provisio's own lock on a repository, and git lock files a killed run left.
 //! - [`follow`]: a clone following one branch of a remote (watch `--registry-git`).
 //! - [`upstream`]: provisio's own clone of a shared branch that it commits to and pushes
@@ -24,6 +26,7 @@
 pub mod bulk;
 pub mod commit;
 pub mod follow;
+pub mod index;
 pub mod known_hosts;
 pub mod lock;
 pub mod message;
