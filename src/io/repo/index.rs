@@ -645,6 +645,34 @@ mod tests {
         index.iter().map(|e| fields(&e)).collect()
     }
 
+    /// Whether stock git is on PATH to check the splice against; without it the test is
+    /// skipped, except with `PROVISIO_REQUIRE_TOOLS=1` (CI), where it fails.
+    fn stock_git_here() -> bool {
+        let here = std::process::Command::new("git")
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if !here {
+            assert!(
+                std::env::var("PROVISIO_REQUIRE_TOOLS").as_deref() != Ok("1"),
+                "git is required (PROVISIO_REQUIRE_TOOLS=1) but not on PATH"
+            );
+            eprintln!("SKIPPED: git not on PATH");
+        }
+        here
+    }
+
+    /// Stock git's output for `args` in `work`; fails the test when git fails.
+    fn git_in(work: &Path, args: &[&str]) -> String {
+        let out = std::process::Command::new("git")
+            .args(args)
+            .current_dir(work)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{args:?}: {out:?}");
+        String::from_utf8(out.stdout).unwrap()
+    }
+
     struct Fixture {
         dir: tempfile::TempDir,
         repo: git2::Repository,
@@ -912,25 +940,13 @@ mod tests {
     #[test]
     fn a_racily_clean_entry_is_smudged_when_copied() {
         use std::os::unix::fs::MetadataExt;
-        if std::process::Command::new("git")
-            .arg("--version")
-            .output()
-            .is_err()
-        {
-            return; // no git here
+        if !stock_git_here() {
+            return;
         }
         let f = Fixture::new();
         let git_dir = f.repo.path().to_path_buf();
         let work = f.repo.workdir().unwrap().to_path_buf();
-        let run = |args: &[&str]| {
-            let out = std::process::Command::new("git")
-                .args(args)
-                .current_dir(&work)
-                .output()
-                .unwrap();
-            assert!(out.status.success(), "{args:?}: {out:?}");
-            String::from_utf8(out.stdout).unwrap()
-        };
+        let run = |args: &[&str]| git_in(&work, args);
         let touch = |path: &Path, secs: i64| {
             let at = std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs as u64);
             let file = OpenOptions::new().append(true).open(path).unwrap();
@@ -1010,26 +1026,13 @@ mod tests {
     #[test]
     fn stock_git_agrees_with_a_spliced_index() {
         use std::os::unix::fs::PermissionsExt;
-        if std::process::Command::new("git")
-            .arg("--version")
-            .output()
-            .is_err()
-        {
-            return; // no git here
+        if !stock_git_here() {
+            return;
         }
         let f = Fixture::new();
         let git_dir = f.repo.path().to_path_buf();
         let work = f.repo.workdir().unwrap().to_path_buf();
-        let run = |args: &[&str]| {
-            let out = std::process::Command::new("git")
-                .arg("--no-optional-locks")
-                .args(args)
-                .current_dir(&work)
-                .output()
-                .unwrap();
-            assert!(out.status.success(), "{args:?}: {out:?}");
-            String::from_utf8(out.stdout).unwrap()
-        };
+        let run = |args: &[&str]| git_in(&work, &[&["--no-optional-locks"], args].concat());
         let put = |p: &str, text: &str| {
             let file = work.join(p);
             std::fs::create_dir_all(file.parent().unwrap()).unwrap();

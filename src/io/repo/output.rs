@@ -1267,15 +1267,7 @@ mod tests {
     fn empty_repo() -> (tempfile::TempDir, OutputRepo) {
         let dir = tempfile::tempdir().unwrap();
         git2::Repository::init(dir.path()).unwrap();
-        let cfg = RepoConfig {
-            remote: "origin".into(),
-            url: None,
-            branch: None,
-            author: Author::default(),
-            exclusive: false,
-            transport: Transport::default(),
-        };
-        let repo = OutputRepo::open(dir.path(), &cfg).unwrap();
+        let repo = OutputRepo::open(dir.path(), &RepoConfig::default()).unwrap();
         (dir, repo)
     }
 
