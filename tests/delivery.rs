@@ -443,6 +443,15 @@ fn generate_commit_push_delivers_once_for_ci() {
     );
 }
 
+/// A release of the `addresses` product: its version moved from `v1.2.3` to `v1.2.4` in the
+/// registry (every tenant re-rendered in the files the version reaches).
+fn release_addresses(ws: &Workspace) {
+    let product = "products/addresses.yaml";
+    let text = std::fs::read_to_string(ws.registry().join(product)).unwrap();
+    assert!(text.contains("version: v1.2.3"), "{text}");
+    ws.write(product, &text.replace("version: v1.2.3", "version: v1.2.4"));
+}
+
 /// One commit made of every kind of edit at once: a product's version bump (a file in a
 /// nested directory and a top-level file of every tenant), a tier change (a tenant whose
 /// input changed, rewritten in its nested directory and at its top), a tenant removed and one
@@ -454,9 +463,7 @@ fn a_commit_mixing_releases_removals_and_new_tenants_holds_exactly_the_render() 
     let (bare, url) = bare(ws.dir.path());
     let repo = OutputRepo::open(&ws.out(), &cfg(&url)).unwrap();
     cycle(&ws, &repo, true);
-    let product = "products/addresses.yaml";
-    let text = std::fs::read_to_string(ws.registry().join(product)).unwrap();
-    ws.write(product, &text.replace("version: v1.2.3", "version: v1.2.4"));
+    release_addresses(&ws);
     let abc = "tenants/abc-corporation-7f3a9c.yaml";
     let text = std::fs::read_to_string(ws.registry().join(abc)).unwrap();
     ws.write(abc, &text.replace("tier: premium", "tier: standard"));
@@ -571,10 +578,7 @@ fn a_product_release_commits_exactly_the_full_render() {
     let (bare, url) = bare(ws.dir.path());
     let repo = OutputRepo::open(&ws.out(), &cfg(&url)).unwrap();
     cycle(&ws, &repo, true);
-    let product = "products/addresses.yaml";
-    let text = std::fs::read_to_string(ws.registry().join(product)).unwrap();
-    assert!(text.contains("version: v1.2.3"), "{text}");
-    ws.write(product, &text.replace("version: v1.2.3", "version: v1.2.4"));
+    release_addresses(&ws);
     let summary = ws.generate();
     assert!(!summary.vouched.is_empty(), "{summary:?}");
     let d = deliver_once(&repo, Some(&summary), &Why::default());
@@ -633,9 +637,7 @@ fn a_hand_edit_the_render_matches_is_still_committed() {
     let repo = OutputRepo::open(&ws.out(), &cfg(&url)).unwrap();
     cycle(&ws, &repo, true);
     let before = output_only(tree_files(&bare, head_of(&bare, "main").unwrap()));
-    let product = "products/addresses.yaml";
-    let text = std::fs::read_to_string(ws.registry().join(product)).unwrap();
-    ws.write(product, &text.replace("version: v1.2.3", "version: v1.2.4"));
+    release_addresses(&ws);
     let after = expected(&ws.registry());
     // The person's edit: one file of one tenant set, by hand, to what the release renders.
     let (path, bytes) = after
