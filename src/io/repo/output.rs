@@ -818,6 +818,9 @@ impl OutputRepo {
         let workdir = repo.workdir().expect("checked at open");
         let record = IndexRecord::path(repo.path());
         let recorded = IndexRecord::read(&record);
+        // The commit's changes, found once: the splice's, then libgit2's path's when the file
+        // is not one the splice handles.
+        let mut diffed = None;
         if let Some((checksum, tree)) = recorded
             && tree == old.id()
             && index_file_trailer(&repo.path().join("index")) == Some(checksum)
@@ -826,7 +829,9 @@ impl OutputRepo {
             let changes = index::tree_changes(repo, &old, &new, workdir)
                 .map_err(self.repo.err("diff the commit"))?;
             debug!(elapsed = ?started.elapsed(), changes = changes.list.len(), "index: commit diffed");
-            match index::splice(repo.path(), workdir, checksum, &changes)? {
+            let spliced = index::splice(repo.path(), workdir, checksum, &changes)?;
+            diffed = Some(changes);
+            match spliced {
                 index::Spliced::Written(checksum) => {
                     // A `git2::Index` this process holds (`Repository::index` caches one)
                     // still has the old entries: libgit2 re-reads the file before using it
@@ -856,8 +861,11 @@ impl OutputRepo {
             debug!("the index does not hold the parent's tree: rebuilt from HEAD");
             return self.sync_index();
         }
-        let changes = index::tree_changes(repo, &old, &new, workdir)
-            .map_err(self.repo.err("diff the commit"))?;
+        let changes = match diffed {
+            Some(c) => c,
+            None => index::tree_changes(repo, &old, &new, workdir)
+                .map_err(self.repo.err("diff the commit"))?,
+        };
         let update = |index: &mut git2::Index| -> std::result::Result<(), git2::Error> {
             use std::os::unix::ffi::OsStrExt;
             // Removals first: a directory replaced by a file (or back) never collides.
