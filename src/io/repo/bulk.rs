@@ -1,44 +1,54 @@
-//! Objects written in bulk: the blobs and trees of an output commit go to memory first
-//! (libgit2's mempack backend, on a second handle of the repository so that no other write of
-//! this process is queued there) and are stored as packs — a plain pack of the objects the disk
-//! lacks, each one whole and zlib-compressed (no delta search: [`super::pack`]'s
-//! `write_plain_pack`), with its index written there too (`idx_bytes`) — instead of one loose
-//! file (and one `open`, `write`, `rename`) per object: 270,000 files for the first commit of
-//! 10,000 tenants, 10,000 for a product's version bump. Like loose objects, the stored objects
-//! are not deltas of each other (git's `gc` or `repack` packs them tighter); a push builds its
-//! own pack anyway (libgit2's pack builder reuses no stored delta). The pack format is
-//! [`super::pack`]'s job, keeping the pack count bounded [`super::rollup`]'s.
+//! Objects written in bulk: the blobs and trees of an output commit are hashed and held in
+//! memory here, and stored as packs — a plain pack of the objects the disk lacks, each one
+//! whole and zlib-compressed (no delta search: [`super::pack`]'s `write_plain_pack`), with its
+//! index written there too (`idx_bytes`) — instead of one loose file (and one `open`,
+//! `write`, `rename`) per object: 270,000 files for the first commit of 10,000 tenants, 10,000
+//! for a product's version bump. Like loose objects, the stored objects are not deltas of each
+//! other (git's `gc` or `repack` packs them tighter); a push builds its own pack anyway
+//! (libgit2's pack builder reuses no stored delta). The pack format is [`super::pack`]'s job,
+//! keeping the pack count bounded [`super::rollup`]'s.
 //!
-//! - Each object is hashed once, by the write to memory (`git_odb_write`, which also stores
-//!   nothing when the object is in memory or on disk already).
-//! - An object already on disk or queued is not stored again (the write to memory finds it;
-//!   whether to queue it is decided without rescanning the pack directory).
+//! - Each object is hashed once, here (git's object id: the SHA-1 of `<kind> <size>\0` and
+//!   the bytes), and nothing goes through libgit2's object database on the way in: its
+//!   `git_odb_write` first looks for the object in every backend and, missing it, rescans
+//!   `objects/pack/` before writing (`odb.c` `git_odb__freshen` → `git_odb_refresh`): a
+//!   directory read for every new object, 9 % of a product release's CPU (BENCHMARKS.md).
+//! - Trees are edited here too ([`TreeEntries`]), written as git writes them (entries in
+//!   git's order: by name, a directory's name compared as if it ended in `/`; the mode in
+//!   octal without leading zeros), with the names and modes libgit2's tree builder accepts
+//!   (`tree.c` `valid_entry_name`, `valid_filemode`). Every entry names an object on disk or
+//!   queued here: the ids come from trees read here or from writes here.
+//! - An object already on disk or queued is not stored again; whether it is on disk is asked
+//!   without rescanning the pack directory.
 //! - Memory stays bounded: the queued objects are stored as a pack whenever they hold more
 //!   than [`FLUSH_BYTES`], and at the end.
 //! - Nothing refers to a queued object until [`in_bulk`] returns: the caller writes the
 //!   commit (and moves the branch) after every object it names is on disk.
 
 use std::cell::{Cell, RefCell};
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
-use git2::{Mempack, ObjectType, Odb, OdbLookupFlags, Oid, Repository, Tree, TreeBuilder};
+use git2::{ObjectType, Odb, OdbLookupFlags, Oid, Repository};
+use sha1::{Digest, Sha1};
 
-use super::pack::store_pack;
+use super::pack::{Object, store_pack};
 
 /// Raw bytes queued in memory before they are stored as a pack.
 const FLUSH_BYTES: usize = 64 << 20;
 
+/// A tree's mode (`040000`).
+const TREE_MODE: i32 = 0o040000;
+
 /// A session of bulk writes; see [`in_bulk`].
 pub struct Bulk<'r> {
     repo: &'r Repository,
-    odb: &'r Odb<'r>,
-    mempack: &'r Mempack<'r>,
-    /// The repository's ODB without the mempack: what is on disk.
+    /// The repository's object database: what is on disk.
     disk: Odb<'r>,
     /// Objects queued in memory since the last pack, in the order written.
-    queued: RefCell<Vec<Oid>>,
-    queued_set: RefCell<HashSet<Oid>>,
+    queued: RefCell<Vec<Object>>,
+    /// Where each queued object is in `queued`.
+    queued_at: RefCell<HashMap<Oid, usize>>,
     queued_bytes: Cell<usize>,
     flush_at: usize,
     /// Packs written so far.
@@ -64,29 +74,15 @@ fn in_bulk_flushing_at<T, E>(
     wrap: impl Fn(&'static str, git2::Error) -> E,
     build: impl FnOnce(&Bulk<'_>) -> Result<T, E>,
 ) -> Result<T, E> {
-    let open = || -> Result<_, git2::Error> {
-        let repo = Repository::open(git_dir)?;
-        let disk = Repository::open(git_dir)?;
-        Ok((repo, disk))
-    };
-    let (repo, disk) = open().map_err(|e| wrap("open the repository", e))?;
-    let odb = repo
+    let repo = Repository::open(git_dir).map_err(|e| wrap("open the repository", e))?;
+    let disk = repo
         .odb()
         .map_err(|e| wrap("open the object database", e))?;
-    let disk = disk
-        .odb()
-        .map_err(|e| wrap("open the object database", e))?;
-    // Above the loose (1) and pack (2) backends: every write goes to memory.
-    let mempack = odb
-        .add_new_mempack_backend(1000)
-        .map_err(|e| wrap("add an in-memory object store", e))?;
     let bulk = Bulk {
         repo: &repo,
-        odb: &odb,
-        mempack: &mempack,
         disk,
         queued: RefCell::default(),
-        queued_set: RefCell::default(),
+        queued_at: RefCell::default(),
         queued_bytes: Cell::new(0),
         flush_at,
         packs: Cell::new(0),
@@ -98,55 +94,68 @@ fn in_bulk_flushing_at<T, E>(
     Ok(out)
 }
 
-impl<'r> Bulk<'r> {
+impl Bulk<'_> {
     /// `bytes` as a blob.
     pub fn blob(&self, bytes: &[u8]) -> Result<Oid, git2::Error> {
-        // The one hash of the blob: the write computes its id and stores nothing when an
-        // object with that id is in memory or on disk already (`odb.c`: `git_odb_write` →
-        // `git_odb__freshen`).
-        let oid = self.odb.write(ObjectType::Blob, bytes)?;
-        if !self.known(oid) {
-            self.queue(oid, bytes.len())?;
-        }
-        Ok(oid)
+        self.store(ObjectType::Blob, bytes, |b| b.to_vec())
     }
 
-    /// A tree builder starting from `base` (empty: `None`); write it with [`Bulk::write_tree`].
-    pub fn treebuilder(&self, base: Option<&Tree<'_>>) -> Result<TreeBuilder<'r>, git2::Error> {
-        self.repo.treebuilder(base)
+    /// A tree to edit, starting from `base` (empty: `None`); write it with
+    /// [`Bulk::write_tree`].
+    pub fn treebuilder(&self, base: Option<&TreeEntries>) -> Result<TreeEntries, git2::Error> {
+        Ok(base.cloned().unwrap_or_default())
     }
 
     /// Writes `tb`'s tree.
-    pub fn write_tree(&self, tb: &TreeBuilder<'_>) -> Result<Oid, git2::Error> {
-        let oid = tb.write()?;
-        if !self.known(oid) {
-            // Not on disk before the write: it went to memory.
-            self.queue(oid, 28 * tb.len())?;
+    pub fn write_tree(&self, tb: &TreeEntries) -> Result<Oid, git2::Error> {
+        let bytes = tb.bytes();
+        self.store(ObjectType::Tree, &bytes, |_| bytes.clone())
+    }
+
+    /// A tree's entries, read from memory or disk.
+    pub fn find_tree(&self, oid: Oid) -> Result<TreeEntries, git2::Error> {
+        if let Some(&i) = self.queued_at.borrow().get(&oid) {
+            let o = &self.queued.borrow()[i];
+            return match o.kind {
+                ObjectType::Tree => TreeEntries::parse(oid, &o.data),
+                other => Err(not_a_tree(oid, other)),
+            };
         }
-        Ok(oid)
+        let obj = self.disk.read(oid)?;
+        match obj.kind() {
+            ObjectType::Tree => TreeEntries::parse(oid, obj.data()),
+            other => Err(not_a_tree(oid, other)),
+        }
     }
 
-    /// A tree, read from memory or disk.
-    pub fn find_tree(&self, oid: Oid) -> Result<Tree<'r>, git2::Error> {
-        self.repo.find_tree(oid)
-    }
-
-    /// Whether `oid` is on disk or queued; never rescans the pack directory (the packs this
-    /// session wrote are seen through [`Bulk::flush`]'s refresh).
-    fn known(&self, oid: Oid) -> bool {
-        self.queued_set.borrow().contains(&oid)
+    /// The id of `data` as an object of `kind`; queues it (`owned` gives the bytes to keep)
+    /// unless it is on disk or queued already.
+    fn store(
+        &self,
+        kind: ObjectType,
+        data: &[u8],
+        owned: impl FnOnce(&[u8]) -> Vec<u8>,
+    ) -> Result<Oid, git2::Error> {
+        let oid = object_id(kind, data);
+        if self.queued_at.borrow().contains_key(&oid)
             || self.disk.exists_ext(oid, OdbLookupFlags::NO_REFRESH)
-    }
-
-    fn queue(&self, oid: Oid, bytes: usize) -> Result<(), git2::Error> {
-        if self.queued_set.borrow_mut().insert(oid) {
-            self.queued.borrow_mut().push(oid);
-            self.queued_bytes.set(self.queued_bytes.get() + bytes);
+        {
+            return Ok(oid);
         }
+        {
+            let mut queued = self.queued.borrow_mut();
+            self.queued_at.borrow_mut().insert(oid, queued.len());
+            queued.push(Object {
+                oid,
+                kind,
+                data: owned(data),
+            });
+        }
+        self.queued_bytes.set(self.queued_bytes.get() + data.len());
         if self.queued_bytes.get() > self.flush_at {
             self.flush()?;
         }
-        Ok(())
+        Ok(oid)
     }
 
     /// Stores the queued objects as one pack and empties the memory.
@@ -156,18 +165,180 @@ impl<'r> Bulk<'r> {
             return Ok(());
         }
         let pack_dir = self.repo.path().join("objects").join("pack");
-        store_pack(&pack_dir, self.odb, &queued).map_err(|e| {
+        store_pack(&pack_dir, &queued).map_err(|e| {
             git2::Error::from_str(&format!("write a pack in {}: {e}", pack_dir.display()))
         })?;
-        self.mempack.reset()?;
-        self.queued_set.borrow_mut().clear();
+        drop(queued);
+        self.queued_at.borrow_mut().clear();
         self.queued_bytes.set(0);
         self.packs.set(self.packs.get() + 1);
-        // See the new pack from both handles without a rescan per miss.
-        self.disk.refresh()?;
-        self.odb.refresh()?;
+        // See the new pack without a rescan per miss.
+        self.disk.refresh()
+    }
+}
+
+/// git's id of an object of `kind` holding `data`: the SHA-1 of its header and bytes.
+fn object_id(kind: ObjectType, data: &[u8]) -> Oid {
+    let mut h = Sha1::new();
+    h.update(kind.str().as_bytes());
+    h.update(b" ");
+    h.update(data.len().to_string().as_bytes());
+    h.update([0]);
+    h.update(data);
+    Oid::from_bytes(&h.finalize()).expect("a SHA-1 is 20 bytes")
+}
+
+fn not_a_tree(oid: Oid, kind: ObjectType) -> git2::Error {
+    git2::Error::from_str(&format!("object {oid} is a {kind}, not a tree"))
+}
+
+/// A tree's entries by name (each its id and mode), edited in memory: what libgit2's tree
+/// builder did here, without its object database (see the module's documentation).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TreeEntries {
+    entries: BTreeMap<Vec<u8>, (Oid, i32)>,
+}
+
+impl TreeEntries {
+    /// Adds or replaces the entry `name`; refuses what libgit2's tree builder refuses: a mode
+    /// that is not a tree's, a blob's, an executable's, a link's or a submodule's, the null id,
+    /// and a name
+    /// that is empty, `.`, `..`, holds `/` or NUL, or is `.git` as some file system reads it
+    /// (any case, trailing dots or spaces, `git~1`).
+    pub fn insert(
+        &mut self,
+        name: impl AsRef<[u8]>,
+        oid: Oid,
+        mode: i32,
+    ) -> Result<(), git2::Error> {
+        let name = name.as_ref();
+        if !matches!(mode, 0o040000 | 0o100644 | 0o100755 | 0o120000 | 0o160000) {
+            return Err(git2::Error::from_str(&format!(
+                "failed to insert entry: invalid filemode {mode:o} for {}",
+                String::from_utf8_lossy(name)
+            )));
+        }
+        if oid.is_zero() {
+            return Err(git2::Error::from_str(&format!(
+                "failed to insert entry: invalid null OID for {}",
+                String::from_utf8_lossy(name)
+            )));
+        }
+        if !valid_name(name) {
+            return Err(git2::Error::from_str(&format!(
+                "failed to insert entry: invalid name for a tree entry - {}",
+                String::from_utf8_lossy(name)
+            )));
+        }
+        self.entries.insert(name.to_vec(), (oid, mode));
         Ok(())
     }
+
+    /// The entry `name`: its id and its mode as libgit2 reads it (`git_tree_entry_filemode`:
+    /// a blob mode with an execute bit is `100755`, any other `100644`).
+    pub fn get(&self, name: impl AsRef<[u8]>) -> Option<(Oid, i32)> {
+        self.entries
+            .get(name.as_ref())
+            .map(|&(oid, mode)| (oid, normalize_mode(mode)))
+    }
+
+    /// Removes the entry `name`, if any.
+    pub fn remove(&mut self, name: impl AsRef<[u8]>) {
+        self.entries.remove(name.as_ref());
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// The tree object's bytes: `<mode in octal> <name>\0<20-byte id>` per entry, in git's
+    /// order (`tree.c` `entry_sort_cmp` → `git_fs_path_cmp`: names compared byte by byte, a
+    /// tree's as if it ended in `/`).
+    fn bytes(&self) -> Vec<u8> {
+        let mut sorted: Vec<(&Vec<u8>, &(Oid, i32))> = self.entries.iter().collect();
+        // The map's order is the bytes' order; only a tree's name followed by a byte below `/`
+        // in another name moves.
+        sorted.sort_by(|(a, (_, ma)), (b, (_, mb))| git_order(a, *ma, b, *mb));
+        let mut out = Vec::with_capacity(sorted.len() * 48);
+        for (name, (oid, mode)) in sorted {
+            out.extend_from_slice(format!("{mode:o} ").as_bytes());
+            out.extend_from_slice(name);
+            out.push(0);
+            out.extend_from_slice(oid.as_bytes());
+        }
+        out
+    }
+
+    /// The entries of tree `oid` whose bytes are `data`.
+    fn parse(oid: Oid, mut data: &[u8]) -> Result<TreeEntries, git2::Error> {
+        let bad = || git2::Error::from_str(&format!("tree {oid} is malformed"));
+        let mut entries = BTreeMap::new();
+        while !data.is_empty() {
+            let space = data.iter().position(|&b| b == b' ').ok_or_else(bad)?;
+            let mode = std::str::from_utf8(&data[..space])
+                .ok()
+                .and_then(|m| i32::from_str_radix(m, 8).ok())
+                .ok_or_else(bad)?;
+            data = &data[space + 1..];
+            let nul = data.iter().position(|&b| b == 0).ok_or_else(bad)?;
+            let name = data[..nul].to_vec();
+            data = &data[nul + 1..];
+            if data.len() < 20 || name.is_empty() {
+                return Err(bad());
+            }
+            let id = Oid::from_bytes(&data[..20])?;
+            data = &data[20..];
+            entries.insert(name, (id, mode));
+        }
+        Ok(TreeEntries { entries })
+    }
+}
+
+/// git's order of two entries of a tree (`git_fs_path_cmp`): by name, byte by byte, a tree's
+/// name read as if it ended in `/` and any other's as if it ended in NUL.
+fn git_order(a: &[u8], mode_a: i32, b: &[u8], mode_b: i32) -> std::cmp::Ordering {
+    let n = a.len().min(b.len());
+    let end = |name: &[u8], mode: i32| {
+        name.get(n)
+            .copied()
+            .unwrap_or(if mode & 0o170000 == TREE_MODE {
+                b'/'
+            } else {
+                0
+            })
+    };
+    a[..n]
+        .cmp(&b[..n])
+        .then_with(|| end(a, mode_a).cmp(&end(b, mode_b)))
+        .then_with(|| a.len().cmp(&b.len()))
+}
+
+/// libgit2's `normalize_filemode` (`GIT_MODE_TYPE`: the bits above the permissions;
+/// `GIT_PERMS_IS_EXEC`: the owner's execute bit).
+fn normalize_mode(mode: i32) -> i32 {
+    match mode & !0o777 {
+        TREE_MODE => TREE_MODE,
+        _ if mode & 0o100 != 0 => 0o100755,
+        0o160000 => 0o160000,
+        0o120000 => 0o120000,
+        _ => 0o100644,
+    }
+}
+
+fn valid_name(name: &[u8]) -> bool {
+    if name.is_empty() || name == b"." || name == b".." || name.contains(&b'/') || name.contains(&0)
+    {
+        return false;
+    }
+    let mut lower = name.to_ascii_lowercase();
+    while lower.last().is_some_and(|&b| b == b'.' || b == b' ') {
+        lower.pop();
+    }
+    lower != b".git" && lower != b"git~1"
 }
 
 #[cfg(test)]
@@ -374,6 +545,140 @@ pub(super) mod tests {
                     assert!(!text.contains("chain length"), "a delta: {text}");
                 }
             }
+        }
+    }
+
+    use proptest::prelude::*;
+
+    /// An entry of a random tree: a name from a small alphabet that makes git's order differ
+    /// from the bytes' order (`-`, `.` and `0` sort around `/`), and a mode.
+    fn entry() -> impl Strategy<Value = (String, i32)> {
+        (
+            "[a.0-]{1,4}".prop_filter("a name git accepts", |n| n != "." && n != ".."),
+            prop_oneof![
+                Just(0o100644),
+                Just(0o100755),
+                Just(0o040000),
+                Just(0o120000),
+                Just(0o160000)
+            ],
+        )
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// A tree written here has the id libgit2's tree builder gives the same entries (the
+        /// same bytes: git's order, modes in octal), reads back through libgit2 as written,
+        /// and is read back here as libgit2 wrote it.
+        #[test]
+        fn trees_are_the_bytes_libgit2_writes(entries in proptest::collection::vec(entry(), 0..24)) {
+            let dir = tempfile::tempdir().unwrap();
+            let repo = Repository::init_bare(dir.path()).unwrap();
+            let blob = repo.blob(b"x").unwrap();
+            let mut theirs = repo.treebuilder(None).unwrap();
+            let mut ours = TreeEntries::default();
+            for (name, mode) in &entries {
+                let id = if *mode == 0o040000 {
+                    repo.treebuilder(None).unwrap().write().unwrap()
+                } else {
+                    blob
+                };
+                theirs.insert(name, id, *mode).unwrap();
+                ours.insert(name, id, *mode).unwrap();
+            }
+            let theirs = theirs.write().unwrap();
+            prop_assert_eq!(object_id(ObjectType::Tree, &ours.bytes()), theirs);
+            let odb = repo.odb().unwrap();
+            let raw = odb.read(theirs).unwrap();
+            prop_assert_eq!(raw.data(), &ours.bytes()[..]);
+            prop_assert_eq!(TreeEntries::parse(theirs, raw.data()).unwrap(), ours.clone());
+            let tree = repo.find_tree(theirs).unwrap();
+            for e in tree.iter() {
+                prop_assert_eq!(ours.get(e.name_bytes()), Some((e.id(), e.filemode())));
+            }
+            prop_assert_eq!(tree.len(), ours.len());
+        }
+    }
+
+    /// Blob ids are git's (`git hash-object`'s), an empty blob's included.
+    #[test]
+    fn object_ids_are_gits() {
+        for bytes in [&b""[..], b"a\n", &[0u8; 70_000][..]] {
+            assert_eq!(
+                object_id(ObjectType::Blob, bytes),
+                Oid::hash_object(ObjectType::Blob, bytes).unwrap()
+            );
+        }
+        assert_eq!(
+            object_id(ObjectType::Blob, b"").to_string(),
+            "e69de29bb2d1d6434b8b29ae775ad8c2e48c5391"
+        );
+    }
+
+    /// What libgit2's tree builder refuses is refused: names git would not check out (`.git`
+    /// as case-insensitive or Windows file systems read it, `.`, `..`, a slash, NUL, empty),
+    /// and modes git does not write.
+    #[test]
+    fn bad_names_and_modes_are_refused() {
+        let id = Oid::hash_object(ObjectType::Blob, b"x").unwrap();
+        let mut t = TreeEntries::default();
+        for name in [
+            &b""[..],
+            b".",
+            b"..",
+            b".git",
+            b".GIT",
+            b".git.",
+            b".git ",
+            b"GIT~1",
+            b"a/b",
+            b"a\0b",
+        ] {
+            let e = t.insert(name, id, 0o100644).unwrap_err();
+            assert!(e.message().contains("invalid name"), "{e}");
+        }
+        for mode in [0, 0o100664, 0o100600, 0o644, 0o170000] {
+            let e = t.insert("a", id, mode).unwrap_err();
+            assert!(e.message().contains("invalid filemode"), "{e}");
+        }
+        assert!(t.is_empty());
+        for name in ["a", ".gitignore", ".github", "git~2", "..a", "a.."] {
+            t.insert(name, id, 0o100644).unwrap();
+        }
+        assert_eq!(t.len(), 6);
+    }
+
+    /// A tree with a legacy mode (`100664`, which old gits wrote) keeps it when it is edited
+    /// elsewhere, as libgit2's builder does, and reads it as libgit2 does (`100644`).
+    #[test]
+    fn legacy_modes_are_kept_and_read_as_libgit2_reads_them() {
+        let id = Oid::hash_object(ObjectType::Blob, b"x").unwrap();
+        let mut raw = Vec::new();
+        raw.extend_from_slice(b"100664 old\0");
+        raw.extend_from_slice(id.as_bytes());
+        raw.extend_from_slice(b"100775 run\0");
+        raw.extend_from_slice(id.as_bytes());
+        let tree = object_id(ObjectType::Tree, &raw);
+        let mut t = TreeEntries::parse(tree, &raw).unwrap();
+        assert_eq!(t.get("old"), Some((id, 0o100644)));
+        assert_eq!(t.get("run"), Some((id, 0o100755)));
+        t.insert("new", id, 0o100644).unwrap();
+        let bytes = t.bytes();
+        assert!(bytes.windows(10).any(|w| w == b"100664 old"));
+        assert!(bytes.windows(10).any(|w| w == b"100775 run"));
+        for bad in [
+            &b"100644 a"[..],
+            b"100644 a\0short",
+            b"10x644 a\0",
+            b"100644 \0",
+        ] {
+            let mut data = bad.to_vec();
+            if bad.ends_with(b"\0") && bad.len() < 12 {
+                data.extend_from_slice(id.as_bytes());
+            }
+            let e = TreeEntries::parse(tree, &data).unwrap_err();
+            assert!(e.message().contains("malformed"), "{bad:?}: {e}");
         }
     }
 }

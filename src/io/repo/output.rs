@@ -543,9 +543,9 @@ impl OutputRepo {
                 // HEAD's tree of the tenant, with the files this run wrote or removed.
                 let tree = old_tdir
                     .as_ref()
-                    .and_then(|t| t.get_name(id))
-                    .filter(|e| e.kind() == Some(ObjectType::Tree))
-                    .map(|e| e.id());
+                    .and_then(|t| t.get(id))
+                    .filter(|(_, mode)| *mode == 0o040000)
+                    .map(|(oid, _)| oid);
                 let mut tree_edits = Vec::with_capacity(changes.len());
                 for (rel, written) in changes {
                     let entry = if *written {
@@ -566,11 +566,7 @@ impl OutputRepo {
                     tb.insert(id, oid, 0o040000)
                         .map_err(self.repo.err("edit a tree"))?;
                 }
-                None => {
-                    if tb.get(id).ok().flatten().is_some() {
-                        tb.remove(id).map_err(self.repo.err("edit a tree"))?;
-                    }
-                }
+                None => tb.remove(id),
             }
         }
         if tb.is_empty() {
@@ -602,10 +598,7 @@ impl OutputRepo {
             .treebuilder(tree.as_ref())
             .map_err(self.repo.err("edit a tree"))?;
         for (name, mine) in by_first_name(edits) {
-            let mut current = tree
-                .as_ref()
-                .and_then(|t| t.get_name(name))
-                .map(|e| (e.id(), e.filemode()));
+            let mut current = tree.as_ref().and_then(|t| t.get(name));
             let mut i = 0;
             while i < mine.len() {
                 let (path, entry) = mine[i];
@@ -632,11 +625,7 @@ impl OutputRepo {
                     tb.insert(name, oid, mode)
                         .map_err(self.repo.err("edit a tree"))?;
                 }
-                None => {
-                    if tb.get(name).ok().flatten().is_some() {
-                        tb.remove(name).map_err(self.repo.err("edit a tree"))?;
-                    }
-                }
+                None => tb.remove(name),
             }
         }
         if tb.is_empty() {

@@ -24,17 +24,20 @@ use flate2::write::ZlibEncoder;
 use git2::{ObjectType, Odb, Oid};
 use sha1::{Digest, Sha1};
 
-/// Stores `objects` (read from `odb`) in `pack_dir` as a pack and its index, named after the
-/// pack's checksum as git names them (`pack-<checksum>.pack`, `.idx`). Both are written under
-/// temporary names, flushed to the disk, then renamed: the `.pack` first, the `.idx` last
-/// (see the module's documentation), and the directory flushed.
-pub(super) fn store_pack(
-    pack_dir: &Path,
-    odb: &Odb<'_>,
-    objects: &[Oid],
-) -> std::io::Result<String> {
+/// An object to store: its id, kind and bytes (as [`super::bulk`] holds it in memory).
+pub(super) struct Object {
+    pub(super) oid: Oid,
+    pub(super) kind: ObjectType,
+    pub(super) data: Vec<u8>,
+}
+
+/// Stores `objects` in `pack_dir` as a pack and its index, named after the pack's checksum as
+/// git names them (`pack-<checksum>.pack`, `.idx`). Both are written under temporary names,
+/// flushed to the disk, then renamed: the `.pack` first, the `.idx` last (see the module's
+/// documentation), and the directory flushed.
+pub(super) fn store_pack(pack_dir: &Path, objects: &[Object]) -> std::io::Result<String> {
     store_with(pack_dir, objects.len(), |out, entries| {
-        write_plain_pack(odb, objects, out, entries)
+        write_plain_pack(objects, out, entries)
     })
 }
 
@@ -213,8 +216,7 @@ pub(super) struct PackEntry {
 /// to `entries`. No delta search: storing the first commit of 10,000 tenants spent most of
 /// its time in libgit2's pack builder trying deltas.
 fn write_plain_pack(
-    odb: &Odb<'_>,
-    objects: &[Oid],
+    objects: &[Object],
     out: &mut impl Write,
     entries: &mut Vec<PackEntry>,
 ) -> std::io::Result<[u8; 20]> {
@@ -229,11 +231,11 @@ fn write_plain_pack(
     out.write_all(&2u32.to_be_bytes())?;
     out.write_all(&count.to_be_bytes())?;
     let mut zbuf = Vec::new();
-    for oid in objects {
+    for o in objects {
         let offset = out.written;
-        let crc = write_whole(odb, *oid, &mut out, &mut zbuf)?;
+        let crc = write_entry(o.kind, &o.data, &mut out, &mut zbuf)?;
         entries.push(PackEntry {
-            oid: *oid,
+            oid: o.oid,
             offset,
             crc,
         });
@@ -253,18 +255,29 @@ pub(super) fn write_whole(
     zbuf: &mut Vec<u8>,
 ) -> std::io::Result<u32> {
     let obj = odb.read(oid).map_err(std::io::Error::other)?;
-    let kind: u8 = match obj.kind() {
+    write_entry(obj.kind(), obj.data(), out, zbuf)
+        .map_err(|e| std::io::Error::other(format!("object {oid}: {e}")))
+}
+
+/// Writes an object of `kind` holding `data` to `out` as a whole-object pack entry (see
+/// [`write_whole`]). Returns the CRC-32 of the entry's bytes.
+fn write_entry(
+    kind: ObjectType,
+    data: &[u8],
+    out: &mut impl Write,
+    zbuf: &mut Vec<u8>,
+) -> std::io::Result<u32> {
+    let kind: u8 = match kind {
         ObjectType::Commit => 1,
         ObjectType::Tree => 2,
         ObjectType::Blob => 3,
         ObjectType::Tag => 4,
         other => {
             return Err(std::io::Error::other(format!(
-                "object {oid} of kind {other}: not storable"
+                "an object of kind {other} is not storable"
             )));
         }
     };
-    let data = obj.data();
     let header = entry_header(kind, data.len() as u64);
     zbuf.clear();
     let mut z = ZlibEncoder::new(std::mem::take(zbuf), Compression::fast());

@@ -124,7 +124,7 @@ pub fn consolidate(git_dir: &Path, limit: usize) -> std::io::Result<Option<RollU
         })
         .collect();
     packs.sort();
-    // A handle of its own: no mempack, and the packs as they are now.
+    // A handle of its own: the packs as they are now.
     let repo = Repository::open(git_dir).map_err(std::io::Error::other)?;
     let odb = repo.odb().map_err(std::io::Error::other)?;
     // A pack that fails its checks is left out like a kept one and the selection made again
