@@ -43,6 +43,11 @@ fn git_locks_a_killed_generate_commit_left_do_not_block_the_next_one() {
     let (code, stderr) = generate_commit(&ws, &url);
     assert_eq!(code, Some(0), "{stderr}");
     let git_dir = ws.out().join(".git");
+    assert_eq!(
+        std::fs::read_to_string(git_dir.join("provisio.lock")).unwrap(),
+        "released\n",
+        "a run that ended normally must say so, or the next takes others' locks for its own"
+    );
     std::fs::write(
         git_dir.join("provisio.lock"),
         "provisio running pid=4194303\n",
@@ -60,7 +65,11 @@ fn git_locks_a_killed_generate_commit_left_do_not_block_the_next_one() {
     let (_, rel, text) = new_tenant(3);
     ws.write(&rel, &text);
     let (code, stderr) = generate_commit(&ws, &url);
-    assert_eq!(code, Some(0), "the killed run's locks blocked the next:\n{stderr}");
+    assert_eq!(
+        code,
+        Some(0),
+        "the killed run's locks blocked the next:\n{stderr}"
+    );
     for lock in &left {
         assert!(!lock.exists(), "{} left", lock.display());
         assert!(
@@ -112,7 +121,9 @@ fn git_locks_a_lock_stock_git_holds_is_named_and_left_by_watch_and_generate() {
         return;
     };
     let lock = ws.out().join(".git/index.lock");
-    wait_for("git's index.lock", Duration::from_secs(20), || lock.exists());
+    wait_for("git's index.lock", Duration::from_secs(20), || {
+        lock.exists()
+    });
     let (_, rel, text) = new_tenant(3);
     ws.write(&rel, &text);
     let named = format!("{} is not provisio's", lock.display());
@@ -152,4 +163,33 @@ fn git_locks_a_lock_stock_git_holds_is_named_and_left_by_watch_and_generate() {
         tree_files(&bare, head_of(&bare, "main").unwrap()),
         expected(&ws.registry())
     );
+}
+
+/// watch stopped by SIGTERM ends normally: its record says `released`, so the next run
+/// takes no git lock file that appeared since watch started for its own.
+#[test]
+fn git_locks_watch_stopped_by_sigterm_records_the_release() {
+    let ws = Workspace::new();
+    let (bare, url) = bare(ws.dir.path());
+    let mut w = Watch::spawn(
+        &ws.registry(),
+        &ws.out(),
+        &url,
+        &[],
+        &ws.dir.path().join("watch.log"),
+    );
+    let record = ws.out().join(".git/provisio.lock");
+    wait_for("the first push", Duration::from_secs(30), || {
+        head_of(&bare, "main").is_some()
+    });
+    assert!(
+        std::fs::read_to_string(&record)
+            .unwrap()
+            .starts_with(&format!("provisio running pid={}\n", w.child.id())),
+        "{}",
+        w.log()
+    );
+    w.signal(libc::SIGTERM);
+    assert_eq!(w.wait(Duration::from_secs(20)), Some(0), "{}", w.log());
+    assert_eq!(std::fs::read_to_string(&record).unwrap(), "released\n");
 }
