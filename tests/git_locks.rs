@@ -143,7 +143,7 @@ fn git_locks_a_lock_stock_git_holds_is_named_and_left_by_watch_and_generate() {
     assert!(lock.exists(), "watch removed git's live lock:\n{log}");
 
     let (code, stderr) = generate_commit(&ws, &url);
-    assert_ne!(code, Some(0), "{stderr}");
+    assert_eq!(code, Some(5), "{stderr}");
     assert!(stderr.contains(&named), "{stderr}");
     assert!(lock.exists(), "generate removed git's live lock:\n{stderr}");
     assert_eq!(head_of(&bare, "main"), Some(pushed));
