@@ -1,6 +1,7 @@
 //! git's lock files in the output clone (`index.lock`, `refs/**.lock`…), with the real
-//! binary: the ones a killed provisio run left are removed by the next run, in every mode
-//! (`generate --commit` too, so a crash converges); one held by anyone else — here stock
+//! binary: the ones a killed provisio run left — planted as such a run leaves them, and left
+//! by `generate --commit` SIGKILLed while holding them — are removed by the next run, in every
+//! mode (`generate --commit` too, so a crash converges); one held by anyone else — here stock
 //! `git commit` waiting for its editor — is never removed: the run stops, names the file and
 //! leaves it, and goes through once that git is done.
 
@@ -82,6 +83,101 @@ fn git_locks_a_killed_generate_commit_left_do_not_block_the_next_one() {
     let head = head_of(&bare, "main").unwrap();
     assert_eq!(tree_files(&bare, head), expected(&ws.registry()));
     fsck(&ws.out());
+}
+
+/// The git lock files in a git directory (the names libgit2 takes, and `refs/**.lock`).
+fn git_locks_in(git_dir: &Path) -> Vec<String> {
+    let mut found: Vec<String> = ["index.lock", "HEAD.lock", "config.lock", "FETCH_HEAD.lock"]
+        .iter()
+        .filter(|n| std::fs::symlink_metadata(git_dir.join(n)).is_ok())
+        .map(|n| n.to_string())
+        .collect();
+    let mut stack = vec![git_dir.join("refs")];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap().map(Result::unwrap) {
+            if e.file_type().unwrap().is_dir() {
+                stack.push(e.path());
+            } else if e.path().extension().is_some_and(|x| x == "lock") {
+                found.push(e.path().display().to_string());
+            }
+        }
+    }
+    found
+}
+
+/// The real thing: `generate --commit --push` of a change to every tenant, SIGKILLed the
+/// moment a git lock file of its own appears in the clone (`index.lock` or the branch's ref
+/// lock: while it commits and writes the index); each time the next `generate --commit
+/// --push` must succeed, leave no git lock file behind and deliver exactly the render. A kill
+/// lands after the lock is gone now and then; at least one must have left one.
+#[test]
+fn git_locks_generate_commit_sigkilled_holding_a_git_lock_converges_on_the_next_run() {
+    let ws = Workspace::new();
+    for n in 0..10 {
+        let (_, rel, text) = new_tenant(200 + n);
+        ws.write(&rel, &text);
+    }
+    let (bare, url) = bare(ws.dir.path());
+    let (code, stderr) = generate_commit(&ws, &url);
+    assert_eq!(code, Some(0), "{stderr}");
+    let platform = std::fs::read_to_string(ws.registry().join("platform.yaml")).unwrap();
+    let flipped = platform.replace("environment: production", "environment: staging");
+    assert_ne!(platform, flipped);
+
+    let git_dir = ws.out().join(".git");
+    let watched = [
+        git_dir.join("index.lock"),
+        git_dir.join("refs/heads/main.lock"),
+    ];
+    let mut left_a_lock = 0;
+    for attempt in 0..12 {
+        ws.write(
+            "platform.yaml",
+            if attempt % 2 == 0 {
+                &flipped
+            } else {
+                &platform
+            },
+        );
+        let mut child = Command::new(env!("CARGO_BIN_EXE_provisio"))
+            .arg("generate")
+            .arg("--registry")
+            .arg(ws.registry())
+            .arg("--out")
+            .arg(ws.out())
+            .args(["--now", NOW, "--commit", "--push", "--manifests-url", &url])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        while child.try_wait().unwrap().is_none()
+            && !watched.iter().any(|p| std::fs::symlink_metadata(p).is_ok())
+        {
+            std::hint::spin_loop();
+        }
+        let _ = child.kill(); // SIGKILL
+        let status = child.wait().unwrap();
+        let locks = git_locks_in(&git_dir);
+        if !locks.is_empty() {
+            left_a_lock += 1;
+        }
+        let (code, stderr) = generate_commit(&ws, &url);
+        assert_eq!(
+            code,
+            Some(0),
+            "after a kill ({status}) that left {locks:?}:\n{stderr}"
+        );
+        assert_eq!(git_locks_in(&git_dir), Vec::<String>::new());
+        let head = head_of(&bare, "main").unwrap();
+        assert_eq!(tree_files(&bare, head), expected(&ws.registry()));
+        if left_a_lock == 3 {
+            break;
+        }
+    }
+    println!("{left_a_lock} kill(s) left a git lock file");
+    assert!(left_a_lock > 0, "no kill landed while a git lock was held");
+    fsck(&ws.out());
+    fsck(&bare);
 }
 
 /// Stock `git commit -a` in `dir`, holding `index.lock` while its editor waits for standard
