@@ -136,8 +136,9 @@ pub fn acquire(git_dir: &Path) -> Result<Lock> {
 /// The record in the lock file and the file's mtime, read before anything is written.
 fn read_record(file: &mut File) -> std::io::Result<Previous> {
     let modified = file.metadata()?.modified()?;
-    let mut text = String::new();
-    file.by_ref().take(256).read_to_string(&mut text)?;
+    let mut bytes = Vec::new();
+    file.by_ref().take(256).read_to_end(&mut bytes)?;
+    let text = String::from_utf8_lossy(&bytes);
     let first = text.lines().next().unwrap_or("");
     Ok(if text.is_empty() {
         Previous::Legacy
@@ -417,7 +418,7 @@ mod tests {
     #[test]
     fn a_record_provisio_did_not_write_takes_nothing_for_provisios() {
         let d = git_dir();
-        std::fs::write(d.path().join(LOCK_FILE), "something else\n").unwrap();
+        std::fs::write(d.path().join(LOCK_FILE), b"\xff\xfe not a record\n").unwrap();
         let index_lock = d.path().join("index.lock");
         std::fs::write(&index_lock, "").unwrap();
         assert_eq!(foreign(acquire(d.path()).unwrap_err()), index_lock);
