@@ -80,6 +80,7 @@ impl From<&GitError> for Exit {
             GitError::Git { .. }
             | GitError::Io { .. }
             | GitError::Locked(_)
+            | GitError::ForeignLock { .. }
             | GitError::IndexLocked { .. } => Exit::Failed,
         }
     }

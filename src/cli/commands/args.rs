@@ -215,7 +215,7 @@ pub struct DeliveryArgs {
 
 impl DeliveryArgs {
     /// The delivery configuration; `Err` with a message for the user.
-    pub fn config(&self, push: bool, exclusive: bool) -> Result<Config, String> {
+    pub fn config(&self, push: bool) -> Result<Config, String> {
         if let Some(url) = &self.manifests_url {
             self.git
                 .transport()
@@ -258,7 +258,6 @@ impl DeliveryArgs {
                     name: self.author_name.clone(),
                     email: self.author_email.clone(),
                 },
-                exclusive,
                 transport: self.git.transport(),
             },
             push: push.then_some(Policy {

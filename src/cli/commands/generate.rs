@@ -49,7 +49,7 @@ pub fn run(args: Args) -> Exit {
     // would check the remote's files out over the new ones, and deliver nothing (a CI job's
     // workspace is fresh every time).
     let delivery = if args.commit {
-        let cfg = match args.delivery.config(args.push, false) {
+        let cfg = match args.delivery.config(args.push) {
             Ok(c) => c,
             Err(e) => {
                 eprintln!("error: {e}");

@@ -79,7 +79,7 @@ pub fn run(args: Args) -> Exit {
     let delivery = if args.no_commit {
         None
     } else {
-        match args.delivery.config(!args.no_push, true) {
+        match args.delivery.config(!args.no_push) {
             Ok(c) => Some(c),
             Err(e) => {
                 eprintln!("error: {e}");

@@ -20,8 +20,8 @@
 //! The new file is written with git's lockfile protocol: `index.lock` created with
 //! `O_CREAT|O_EXCL` (held by anyone else: [`Spliced::Unsupported`], so that libgit2's path
 //! reports it exactly as before — provisio never removes a lock it did not create while
-//! running; a lock a killed run left is removed at the next open, `lock::remove_stale_git_locks`),
-//! written, fsynced, renamed onto `index`. A kill at any point leaves the old index or the
+//! running; one a killed provisio run left is removed at the next open, and only that one:
+//! [`super::lock`]), written, fsynced, renamed onto `index`; dropped unfinished, it is removed. A kill at any point leaves the old index or the
 //! new one, and at most this lock file — as libgit2's own write (`git_filebuf`) does. Killed
 //! between the rename and the caller's record of the new checksum, the next run finds the
 //! trailer unrecorded and checks the index whole (libgit2's path).

@@ -1,45 +1,215 @@
 //! provisio's own lock on a repository (`<git dir>/provisio.lock`, an exclusive `flock`
 //! through `File::try_lock`, released by the kernel when the process dies however it dies),
-//! and the removal of git's lock files that a killed run left behind.
+//! the record of its holder that the file holds, and the removal of the git lock files a
+//! killed provisio run left — only those.
+//!
+//! The record: `provisio running pid=N` is written (and fsynced) once the lock is taken, and
+//! the file's mtime after that write is the run's start stamp; `released` is written when
+//! the [`Lock`] is dropped. The next run reads the record before writing its own, and it
+//! says what the last holder did:
+//!
+//! - `released`: it ended normally. libgit2 removes its lock files on every path out of an
+//!   operation, and provisio's own index write removes its `index.lock` when it fails, so
+//!   every git lock file present now is someone else's.
+//! - `provisio running …`: it was killed (SIGKILL, OOM, power loss, a second signal). The git
+//!   lock files whose own mtime (`lstat`) is not older than its start stamp — the record's
+//!   mtime as found — were created while it ran: its leftovers, removed, each logged. Older
+//!   ones were there before it started: someone else's.
+//! - an empty file: a provisio from before the record (it never wrote one). Every git lock
+//!   file is taken for a killed run's, as that provisio did, so an upgrade converges.
+//! - no file: no provisio ever held the lock; nothing is provisio's. The file is created
+//!   saying `released` (a kill between its creation and that write leaves it empty, read as
+//!   an older provisio's).
+//!
+//! A lock file that is not provisio's is never removed: [`GitError::ForeignLock`] names it.
+//! A symbolic link (dangling or not) or anything but a regular file is never libgit2's,
+//! so never provisio's. Lock files are looked for without following links.
+//!
+//! What the rule cannot tell apart: a person's git that took a lock while a provisio run
+//! was running, and then that run was killed — the lock is in the run's window and is
+//! removed (a watch runs for days; nobody else is meant to work in its clone). A wall clock
+//! stepped backwards after the killed run started can make its own lock look older than
+//! its start: refused, removed by hand.
 
-use std::fs::{File, TryLockError};
-use std::path::Path;
+use std::fs::{File, Metadata, OpenOptions, TryLockError};
+use std::io::{ErrorKind, Read};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
 
 use tracing::warn;
 
 use super::{GitError, Result, io};
 
-/// Held while the value lives.
+/// The lock file's name in a git directory.
+pub const LOCK_FILE: &str = "provisio.lock";
+
+/// The record of a lock released by a run that ended normally.
+const RELEASED: &str = "released\n";
+
+/// The first word of the record of a run holding the lock.
+const RUNNING: &str = "provisio running";
+
+/// git's lock files directly in the git directory that libgit2 takes while provisio works
+/// (the index, HEAD, the config, packed refs, and FETCH_HEAD, which each fetch rewrites);
+/// `refs/**.lock` are looked for below `refs/`.
+const TOP_LOCKS: [&str; 5] = [
+    "index.lock",
+    "HEAD.lock",
+    "config.lock",
+    "packed-refs.lock",
+    "FETCH_HEAD.lock",
+];
+
+/// Held while the value lives; dropping it records `released`.
 #[derive(Debug)]
 pub struct Lock {
-    _file: File,
+    file: File,
+    path: PathBuf,
 }
 
-/// Takes the lock on the repository whose git directory is `git_dir`; `Locked` when another
-/// process holds it.
-pub fn acquire(git_dir: &Path) -> Result<Lock> {
-    let path = git_dir.join("provisio.lock");
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .map_err(io("open", &path))?;
-    match file.try_lock() {
-        Ok(()) => Ok(Lock { _file: file }),
-        Err(TryLockError::WouldBlock) => Err(GitError::Locked(path)),
-        Err(TryLockError::Error(e)) => Err(io("lock", &path)(e)),
+impl Drop for Lock {
+    fn drop(&mut self) {
+        if let Err(e) = write_record(&self.file, RELEASED) {
+            warn!(path = %self.path.display(), error = %e,
+                "cannot record the lock's release; the next run takes git lock files newer than this run's start for its leftovers");
+        }
     }
 }
 
-/// Removes the git lock files a killed run may have left (`index.lock`, `HEAD.lock`,
-/// `refs/**.lock`…). Only for a repository provisio owns, while holding its [`Lock`].
-pub fn remove_stale_git_locks(git_dir: &Path) -> Result<()> {
+/// What the lock file said about its last holder when the lock was taken.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Previous {
+    /// No lock file: no provisio run before.
+    Never,
+    /// An empty file: a provisio from before the record.
+    Legacy,
+    /// The last run ended normally.
+    Released,
+    /// The last run was killed; it started at this stamp.
+    Killed(SystemTime),
+    /// Anything else: nothing is taken for provisio's.
+    Unknown,
+}
+
+/// Takes the lock on the repository whose git directory is `git_dir` (`Locked` when another
+/// process holds it), then removes the git lock files a killed provisio run left there.
+/// A git lock file that is not provisio's is left and is an error
+/// ([`GitError::ForeignLock`]); the lock is not kept then, and the record is left as found.
+pub fn acquire(git_dir: &Path) -> Result<Lock> {
+    let path = git_dir.join(LOCK_FILE);
+    let (mut file, existed) = match OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .open(&path)
+    {
+        Ok(f) => (f, false),
+        Err(e) if e.kind() == ErrorKind::AlreadyExists => (
+            OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(&path)
+                .map_err(io("open", &path))?,
+            true,
+        ),
+        Err(e) => return Err(io("create", &path)(e)),
+    };
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(TryLockError::WouldBlock) => return Err(GitError::Locked(path)),
+        Err(TryLockError::Error(e)) => return Err(io("lock", &path)(e)),
+    }
+    let previous = if existed {
+        read_record(&mut file).map_err(io("read", &path))?
+    } else {
+        // Nothing is provisio's yet; a later run reads as much (were this one refused).
+        write_record(&file, RELEASED).map_err(io("write", &path))?;
+        Previous::Never
+    };
+    remove_leftovers(git_dir, &previous)?;
+    let record = format!("{RUNNING} pid={}\n", std::process::id());
+    write_record(&file, &record).map_err(io("write", &path))?;
+    Ok(Lock { file, path })
+}
+
+/// The record in the lock file and the file's mtime, read before anything is written.
+fn read_record(file: &mut File) -> std::io::Result<Previous> {
+    let modified = file.metadata()?.modified()?;
+    let mut bytes = Vec::new();
+    file.by_ref().take(256).read_to_end(&mut bytes)?;
+    let text = String::from_utf8_lossy(&bytes);
+    let first = text.lines().next().unwrap_or("");
+    Ok(if text.is_empty() {
+        Previous::Legacy
+    } else if first == RELEASED.trim_end() {
+        Previous::Released
+    } else if first.starts_with(RUNNING) {
+        Previous::Killed(modified)
+    } else {
+        Previous::Unknown
+    })
+}
+
+/// Replaces the lock file's content with `record` and makes it durable. Written over the old
+/// content and then cut to length (never truncated first), so a kill in between leaves the
+/// new record's first line.
+fn write_record(file: &File, record: &str) -> std::io::Result<()> {
+    file.write_all_at(record.as_bytes(), 0)?;
+    file.set_len(record.len() as u64)?;
+    file.sync_all()
+}
+
+/// Removes the git lock files in `git_dir` that the last provisio run (as `previous` says)
+/// left; the first that is not its own is an error, after the run's own are removed.
+fn remove_leftovers(git_dir: &Path, previous: &Previous) -> Result<()> {
+    let mut foreign = Vec::new();
+    for (path, meta) in git_lock_files(git_dir) {
+        if is_leftover(previous, &meta) {
+            warn!(path = %path.display(), "removing a git lock file left by an interrupted run");
+            match std::fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == ErrorKind::NotFound => {}
+                Err(e) => return Err(io("remove", &path)(e)),
+            }
+        } else {
+            foreign.push(path);
+        }
+    }
+    let mut foreign = foreign.into_iter();
+    let Some(lock) = foreign.next() else {
+        return Ok(());
+    };
+    for other in foreign {
+        warn!(path = %other.display(), "a git lock file that is not provisio's; left in place");
+    }
+    Err(GitError::ForeignLock {
+        repo: git_dir.to_path_buf(),
+        lock,
+    })
+}
+
+/// Whether a git lock file with metadata `meta` (not following links) was left by the run
+/// `previous` describes.
+fn is_leftover(previous: &Previous, meta: &Metadata) -> bool {
+    if !meta.file_type().is_file() {
+        return false;
+    }
+    match previous {
+        Previous::Legacy => true,
+        Previous::Killed(started) => meta.modified().is_ok_and(|m| m >= *started),
+        Previous::Never | Previous::Released | Previous::Unknown => false,
+    }
+}
+
+/// The git lock files in `git_dir` ([`TOP_LOCKS`] and `refs/**.lock`) with their metadata,
+/// links included and never followed, sorted by path.
+fn git_lock_files(git_dir: &Path) -> Vec<(PathBuf, Metadata)> {
     let mut found = Vec::new();
-    for top in ["index.lock", "HEAD.lock", "config.lock", "packed-refs.lock"] {
+    for top in TOP_LOCKS {
         let p = git_dir.join(top);
-        if p.exists() {
-            found.push(p);
+        if let Ok(meta) = std::fs::symlink_metadata(&p) {
+            found.push((p, meta));
         }
     }
     let mut stack = vec![git_dir.join("refs")];
@@ -49,23 +219,66 @@ pub fn remove_stale_git_locks(git_dir: &Path) -> Result<()> {
         };
         for e in entries.flatten() {
             let p = e.path();
-            if e.file_type().is_ok_and(|t| t.is_dir()) {
+            let Ok(meta) = std::fs::symlink_metadata(&p) else {
+                continue;
+            };
+            if p.extension().is_some_and(|x| x == "lock") {
+                found.push((p, meta));
+            } else if meta.is_dir() {
                 stack.push(p);
-            } else if p.extension().is_some_and(|x| x == "lock") {
-                found.push(p);
             }
         }
     }
-    for p in found {
-        warn!(path = %p.display(), "removing a git lock file left by an interrupted run");
-        std::fs::remove_file(&p).map_err(io("remove", &p))?;
-    }
-    Ok(())
+    found.sort_by(|a, b| a.0.cmp(&b.0));
+    found
 }
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
+
+    /// A git directory's skeleton (the lock files are all the rule looks at).
+    fn git_dir() -> tempfile::TempDir {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(d.path().join("refs/heads")).unwrap();
+        d
+    }
+
+    fn record(dir: &Path) -> String {
+        std::fs::read_to_string(dir.join(LOCK_FILE)).unwrap()
+    }
+
+    /// A run that took the lock and was killed: its record says running, the file's mtime is
+    /// its start.
+    fn killed_run(dir: &Path) -> SystemTime {
+        let lock = std::mem::ManuallyDrop::new(acquire(dir).unwrap());
+        // SAFETY: each field is read once out of a value that is never dropped: the file is
+        // closed (the kernel releases the flock) without `Drop` recording the release.
+        let (file, path) = unsafe { (std::ptr::read(&lock.file), std::ptr::read(&lock.path)) };
+        drop((file, path));
+        std::fs::metadata(dir.join(LOCK_FILE))
+            .unwrap()
+            .modified()
+            .unwrap()
+    }
+
+    fn set_mtime(path: &Path, t: SystemTime) {
+        File::options()
+            .write(true)
+            .open(path)
+            .unwrap()
+            .set_modified(t)
+            .unwrap();
+    }
+
+    fn foreign(err: GitError) -> PathBuf {
+        match err {
+            GitError::ForeignLock { lock, .. } => lock,
+            e => panic!("not a foreign lock: {e:?}"),
+        }
+    }
 
     #[test]
     fn a_second_lock_is_refused_until_the_first_is_dropped() {
@@ -74,5 +287,141 @@ mod tests {
         assert!(matches!(acquire(d.path()), Err(GitError::Locked(_))));
         drop(first);
         acquire(d.path()).unwrap();
+    }
+
+    #[test]
+    fn the_record_says_running_with_the_pid_while_held_and_released_after() {
+        let d = git_dir();
+        let lock = acquire(d.path()).unwrap();
+        assert_eq!(
+            record(d.path()),
+            format!("provisio running pid={}\n", std::process::id())
+        );
+        drop(lock);
+        assert_eq!(record(d.path()), "released\n");
+    }
+
+    #[test]
+    fn after_a_released_run_a_git_lock_is_someone_elses_refused_and_left() {
+        let d = git_dir();
+        drop(acquire(d.path()).unwrap());
+        let index_lock = d.path().join("index.lock");
+        std::fs::write(&index_lock, "a person's git commit").unwrap();
+        let err = acquire(d.path()).unwrap_err();
+        let text = err.to_string();
+        assert_eq!(foreign(err), index_lock);
+        assert!(text.contains("another git process is working in"), "{text}");
+        assert_eq!(
+            std::fs::read_to_string(&index_lock).unwrap(),
+            "a person's git commit"
+        );
+        // Refused without taking the lock or touching the record.
+        assert_eq!(record(d.path()), "released\n");
+        assert!(matches!(
+            acquire(d.path()),
+            Err(GitError::ForeignLock { .. })
+        ));
+    }
+
+    #[test]
+    fn the_git_locks_a_killed_run_left_are_removed_nested_ref_locks_included() {
+        let d = git_dir();
+        killed_run(d.path());
+        std::fs::create_dir_all(d.path().join("refs/heads/a")).unwrap();
+        let left = [
+            d.path().join("index.lock"),
+            d.path().join("HEAD.lock"),
+            d.path().join("refs/heads/main.lock"),
+            d.path().join("refs/heads/a/b.lock"),
+        ];
+        for p in &left {
+            std::fs::write(p, "").unwrap();
+        }
+        let lock = acquire(d.path()).unwrap();
+        for p in &left {
+            assert!(!p.exists(), "{} left", p.display());
+        }
+        assert!(d.path().join("refs/heads/a").is_dir());
+        assert!(record(d.path()).starts_with("provisio running pid="));
+        drop(lock);
+    }
+
+    #[test]
+    fn a_git_lock_older_than_the_killed_run_was_there_before_it_and_is_refused() {
+        let d = git_dir();
+        let started = killed_run(d.path());
+        let older = d.path().join("refs/heads/main.lock");
+        std::fs::write(&older, "").unwrap();
+        set_mtime(&older, started - Duration::from_secs(1));
+        let newer = d.path().join("index.lock");
+        std::fs::write(&newer, "").unwrap();
+        set_mtime(&newer, started);
+        assert_eq!(foreign(acquire(d.path()).unwrap_err()), older);
+        assert!(older.exists());
+        // The killed run's own is removed all the same, and its record is kept for the
+        // next attempt.
+        assert!(!newer.exists());
+        assert!(record(d.path()).starts_with("provisio running pid="));
+    }
+
+    #[test]
+    fn a_symbolic_link_is_never_provisios_dangling_or_not() {
+        let d = git_dir();
+        killed_run(d.path());
+        let link = d.path().join("index.lock");
+        std::os::unix::fs::symlink(d.path().join("nowhere"), &link).unwrap();
+        assert_eq!(foreign(acquire(d.path()).unwrap_err()), link);
+        assert!(
+            std::fs::symlink_metadata(&link).is_ok(),
+            "the link was removed"
+        );
+        std::fs::remove_file(&link).unwrap();
+        let target = d.path().join("somewhere");
+        std::fs::write(&target, "").unwrap();
+        let link = d.path().join("refs/heads/main.lock");
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        assert_eq!(foreign(acquire(d.path()).unwrap_err()), link);
+        assert!(std::fs::symlink_metadata(&link).is_ok());
+        assert!(target.exists());
+    }
+
+    #[test]
+    fn after_an_older_provisio_empty_file_every_git_lock_is_taken_for_its_leftover() {
+        let d = git_dir();
+        std::fs::write(d.path().join(LOCK_FILE), "").unwrap();
+        let left = [
+            d.path().join("index.lock"),
+            d.path().join("refs/heads/main.lock"),
+        ];
+        for p in &left {
+            std::fs::write(p, "").unwrap();
+        }
+        drop(acquire(d.path()).unwrap());
+        for p in &left {
+            assert!(!p.exists(), "{} left", p.display());
+        }
+    }
+
+    #[test]
+    fn in_a_repository_no_provisio_held_a_git_lock_is_someone_elses() {
+        let d = git_dir();
+        let index_lock = d.path().join("index.lock");
+        std::fs::write(&index_lock, "").unwrap();
+        assert_eq!(foreign(acquire(d.path()).unwrap_err()), index_lock);
+        assert!(index_lock.exists());
+        // The file is created saying so: a second attempt reads the same.
+        assert_eq!(record(d.path()), "released\n");
+        assert_eq!(foreign(acquire(d.path()).unwrap_err()), index_lock);
+        assert!(index_lock.exists());
+    }
+
+    #[test]
+    fn a_record_provisio_did_not_write_takes_nothing_for_provisios() {
+        let d = git_dir();
+        std::fs::write(d.path().join(LOCK_FILE), b"\xff\xfe not a record\n").unwrap();
+        let index_lock = d.path().join("index.lock");
+        std::fs::write(&index_lock, "").unwrap();
+        assert_eq!(foreign(acquire(d.path()).unwrap_err()), index_lock);
+        assert!(index_lock.exists());
     }
 }

@@ -15,7 +15,8 @@
 //!   the commit, never over a person's edit.
 //! - [`index`]: the output clone's index moved from a commit's parent to the commit by
 //!   streaming its file once (a splice), when it is the file provisio wrote.
-//! - [`lock`]: provisio's own lock on a repository, and git lock files a killed run left.
+//! - [`lock`]: provisio's own lock on a repository, recording its holder, and the git lock
+//!   files a killed provisio run left (only those).
 //! - [`follow`]: a clone following one branch of a remote (watch `--registry-git`).
 //! - [`upstream`]: provisio's own clone of a shared branch that it commits to and pushes
 //!   (serve `--registry-git`): opened onto the remote head, rolled back onto it.
@@ -125,6 +126,12 @@ pub enum GitError {
     /// it); provisio never writes an index it does not hold the lock of.
     #[error("the index of {repo} is locked by another git process ({lock} exists)")]
     IndexLocked { repo: PathBuf, lock: PathBuf },
+    /// A git lock file that no killed provisio run left (`super::lock`): a person's git at
+    /// work or killed, or a link; provisio never removes it.
+    #[error(
+        "{lock} is not provisio's: another git process is working in {repo} or was killed; remove it by hand when no git process runs there"
+    )]
+    ForeignLock { repo: PathBuf, lock: PathBuf },
     #[error("the repository {repo} has {actual} checked out, expected branch {expected}")]
     WrongBranch {
         repo: PathBuf,

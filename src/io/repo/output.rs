@@ -42,9 +42,6 @@ pub struct RepoConfig {
     /// The branch to commit to; `None`: the branch checked out.
     pub branch: Option<String>,
     pub author: Author,
-    /// This process is the only writer of the repository (watch mode): git lock files found
-    /// while holding provisio's own lock were left by a killed run and are removed.
-    pub exclusive: bool,
     /// How the remote is reached.
     pub transport: Transport,
 }
@@ -59,7 +56,6 @@ impl Default for RepoConfig {
             url: None,
             branch: None,
             author: Author::default(),
-            exclusive: false,
             transport: Transport::default(),
         }
     }
@@ -92,9 +88,10 @@ pub struct OutputRepo {
 
 impl OutputRepo {
     /// Opens the repository holding `out` (the output root may be a sub-directory of its work
-    /// tree) and takes provisio's lock on it. When `out` is in no repository and `cfg.url` is
-    /// given, creates it as a clone of that URL (an empty remote is fine: the first commit
-    /// creates the branch).
+    /// tree) and takes provisio's lock on it, removing the git lock files a killed provisio run
+    /// left (one that is not provisio's is an error: [`super::lock`]). When `out` is in no
+    /// repository and `cfg.url` is given, creates it as a clone of that URL (an empty remote
+    /// is fine: the first commit creates the branch).
     pub fn open(out: &Path, cfg: &RepoConfig) -> Result<OutputRepo> {
         std::fs::create_dir_all(out).map_err(io("create", out))?;
         let (mut repo, created) = match Repo::discover(out) {
@@ -105,9 +102,6 @@ impl OutputRepo {
         repo.set_transport(cfg.transport.clone());
         let git_dir = repo.git_dir().to_path_buf();
         let lock = lock::acquire(&git_dir)?;
-        if cfg.exclusive {
-            lock::remove_stale_git_locks(&git_dir)?;
-        }
         let prefix = super::prefix_of(repo.workdir(), out).ok_or_else(|| GitError::Outside {
             path: out.to_path_buf(),
             repo: repo.workdir().to_path_buf(),

@@ -31,7 +31,8 @@ pub struct Upstream {
 
 impl Repo {
     /// Opens `dir` as provisio's clone of `up` (created when `dir` holds no repository yet;
-    /// never a repository found in a parent directory), takes provisio's lock on it, fetches
+    /// never a repository found in a parent directory), takes provisio's lock on it (removing
+    /// the git lock files a killed run left: [`super::lock`]), fetches
     /// the branch and puts the local branch, index and work tree on the remote head.
     pub fn open_upstream(dir: &Path, up: &Upstream) -> Result<(Repo, Lock)> {
         std::fs::create_dir_all(dir).map_err(io("create", dir))?;
@@ -45,7 +46,6 @@ impl Repo {
         let mut repo = Repo::with_workdir(raw, dir)?;
         repo.set_transport(up.transport.clone());
         let lock = lock::acquire(repo.git_dir())?;
-        lock::remove_stale_git_locks(repo.git_dir())?;
         repo.ensure_remote(REMOTE, &up.url)?;
         let head = repo.reset_to_upstream(&up.branch, &up.url)?;
         info!(branch = %up.branch, commit = %head, "the clone is on the remote head");
