@@ -18,8 +18,9 @@
 //! - an empty file: a provisio from before the record (it never wrote one). Every git lock
 //!   file is taken for a killed run's, as that provisio did, so an upgrade converges.
 //! - no file: no provisio ever held the lock; nothing is provisio's. The file is created
-//!   saying `released` (a kill between its creation and that write leaves it empty, read as
-//!   an older provisio's).
+//!   already saying `released` (written in a file of its own, then linked into place), so it
+//!   is never empty: not after a kill while it is created, nor when another run starting at
+//!   once locks it before its creator could write.
 //!
 //! A lock file that is not provisio's is never removed: [`GitError::ForeignLock`] names it.
 //! A symbolic link (dangling or not) or anything but a regular file is never libgit2's,
@@ -35,6 +36,7 @@ use std::fs::{File, Metadata, OpenOptions, TryLockError};
 use std::io::{ErrorKind, Read};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::SystemTime;
 
 use tracing::warn;
@@ -46,6 +48,9 @@ pub const LOCK_FILE: &str = "provisio.lock";
 
 /// The record of a lock released by a run that ended normally.
 const RELEASED: &str = "released\n";
+
+/// How the file a new lock file is written in before it is linked into place ends.
+const NEW_SUFFIX: &str = ".new";
 
 /// The first word of the record of a run holding the lock.
 const RUNNING: &str = "provisio running";
@@ -98,39 +103,90 @@ enum Previous {
 /// ([`GitError::ForeignLock`]); the lock is not kept then, and the record is left as found.
 pub fn acquire(git_dir: &Path) -> Result<Lock> {
     let path = git_dir.join(LOCK_FILE);
-    let (mut file, existed) = match OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create_new(true)
-        .open(&path)
-    {
-        Ok(f) => (f, false),
-        Err(e) if e.kind() == ErrorKind::AlreadyExists => (
-            OpenOptions::new()
-                .read(true)
-                .write(true)
-                .open(&path)
-                .map_err(io("open", &path))?,
-            true,
-        ),
-        Err(e) => return Err(io("create", &path)(e)),
-    };
+    let (mut file, existed) = open_or_create(git_dir, &path)?;
     match file.try_lock() {
         Ok(()) => {}
         Err(TryLockError::WouldBlock) => return Err(GitError::Locked(path)),
         Err(TryLockError::Error(e)) => return Err(io("lock", &path)(e)),
     }
+    remove_stale_new_files(git_dir);
     let previous = if existed {
         read_record(&mut file).map_err(io("read", &path))?
     } else {
-        // Nothing is provisio's yet; a later run reads as much (were this one refused).
-        write_record(&file, RELEASED).map_err(io("write", &path))?;
         Previous::Never
     };
     remove_leftovers(git_dir, &previous)?;
     let record = format!("{RUNNING} pid={}\n", std::process::id());
     write_record(&file, &record).map_err(io("write", &path))?;
     Ok(Lock { file, path })
+}
+
+/// Opens the lock file, or creates it already saying `released` (true when it existed): the
+/// record is written and fsynced in a file of its own, `provisio.lock.<pid>.<n>.new`, which is
+/// then hard-linked into place (the link fails when the name exists). So no provisio of this
+/// version ever leaves `provisio.lock` empty — not a run killed while creating it, nor one
+/// that another run starting at once locks before its creator could write — and an empty
+/// file can only be an older provisio's.
+fn open_or_create(git_dir: &Path, path: &Path) -> Result<(File, bool)> {
+    static CREATED: AtomicU64 = AtomicU64::new(0);
+    loop {
+        match OpenOptions::new().read(true).write(true).open(path) {
+            Ok(f) => return Ok((f, true)),
+            Err(e) if e.kind() == ErrorKind::NotFound => {}
+            Err(e) => return Err(io("open", path)(e)),
+        }
+        let n = CREATED.fetch_add(1, Ordering::Relaxed);
+        let new = git_dir.join(format!(
+            "{LOCK_FILE}.{}.{n}{NEW_SUFFIX}",
+            std::process::id()
+        ));
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&new)
+            .map_err(io("create", &new))?;
+        let linked = write_record(&file, RELEASED)
+            .map_err(io("write", &new))
+            .and_then(|()| match std::fs::hard_link(&new, path) {
+                Ok(()) => Ok(true),
+                // Created by another run meanwhile, or this file removed as stale by a run
+                // holding the lock: open what is there.
+                Err(e) if matches!(e.kind(), ErrorKind::AlreadyExists | ErrorKind::NotFound) => {
+                    Ok(false)
+                }
+                Err(e) => Err(io("create", path)(e)),
+            });
+        let _ = std::fs::remove_file(&new);
+        if linked? {
+            return Ok((file, false));
+        }
+    }
+}
+
+/// Removes the `provisio.lock.<pid>.<n>.new` files a run killed while creating the lock file
+/// left (under the lock: a run creating it now finds its own gone and opens the lock file).
+fn remove_stale_new_files(git_dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(git_dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let Some(name) = name.to_str() else { continue };
+        let is_ours = name
+            .strip_prefix(LOCK_FILE)
+            .and_then(|r| r.strip_prefix('.'))
+            .and_then(|r| r.strip_suffix(NEW_SUFFIX))
+            .and_then(|r| r.split_once('.'))
+            .is_some_and(|(pid, n)| {
+                [pid, n]
+                    .iter()
+                    .all(|x| !x.is_empty() && x.bytes().all(|b| b.is_ascii_digit()))
+            });
+        if is_ours && e.file_type().is_ok_and(|t| t.is_file()) {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
 }
 
 /// The record in the lock file and the file's mtime, read before anything is written.
@@ -423,5 +479,41 @@ mod tests {
         std::fs::write(&index_lock, "").unwrap();
         assert_eq!(foreign(acquire(d.path()).unwrap_err()), index_lock);
         assert!(index_lock.exists());
+    }
+
+    /// Two provisio runs starting at once on a repository no provisio held: the one that did
+    /// not create `provisio.lock` can take the lock before its creator wrote anything, and
+    /// must not read the empty file as an older provisio's (which takes every git lock file
+    /// for its own) — a person's lock found there is refused and left, however they race.
+    #[test]
+    fn two_runs_starting_at_once_on_a_fresh_repository_never_remove_a_persons_lock() {
+        for _ in 0..400 {
+            let d = git_dir();
+            let index_lock = d.path().join("index.lock");
+            std::fs::write(&index_lock, "a person's git commit").unwrap();
+            let barrier = std::sync::Barrier::new(2);
+            std::thread::scope(|s| {
+                for _ in 0..2 {
+                    s.spawn(|| {
+                        barrier.wait();
+                        let _ = acquire(d.path());
+                    });
+                }
+            });
+            assert!(index_lock.exists(), "a person's index.lock was removed");
+        }
+    }
+
+    #[test]
+    fn the_file_a_run_killed_while_creating_the_lock_file_left_is_removed_nothing_else() {
+        let d = git_dir();
+        let stale = d.path().join("provisio.lock.4194303.0.new");
+        std::fs::write(&stale, "released\n").unwrap();
+        let other = d.path().join("provisio.lock.a.new");
+        std::fs::write(&other, "a person's").unwrap();
+        drop(acquire(d.path()).unwrap());
+        assert!(!stale.exists());
+        assert!(other.exists());
+        assert_eq!(record(d.path()), "released\n");
     }
 }
