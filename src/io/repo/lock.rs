@@ -23,6 +23,8 @@
 //!   once locks it before its creator could write.
 //!
 //! A lock file that is not provisio's is never removed: [`GitError::ForeignLock`] names it.
+//! `provisio.lock` itself is opened without following a link or waiting on a FIFO; anything
+//! but a regular file there is refused ([`GitError::NotALockFile`]), never written through.
 //! A symbolic link (dangling or not) or anything but a regular file is never libgit2's,
 //! so never provisio's. Lock files are looked for without following links.
 //!
@@ -34,7 +36,7 @@
 
 use std::fs::{File, Metadata, OpenOptions, TryLockError};
 use std::io::{ErrorKind, Read};
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::SystemTime;
@@ -130,9 +132,26 @@ pub fn acquire(git_dir: &Path) -> Result<Lock> {
 fn open_or_create(git_dir: &Path, path: &Path) -> Result<(File, bool)> {
     static CREATED: AtomicU64 = AtomicU64::new(0);
     loop {
-        match OpenOptions::new().read(true).write(true).open(path) {
-            Ok(f) => return Ok((f, true)),
+        // Not through a link, and without waiting for a writer should it be a FIFO.
+        match OpenOptions::new()
+            .read(true)
+            .write(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+            .open(path)
+        {
+            Ok(f) => {
+                let meta = f.metadata().map_err(io("read", path))?;
+                if !meta.is_file() {
+                    return Err(GitError::NotALockFile(path.to_path_buf()));
+                }
+                return Ok((f, true));
+            }
             Err(e) if e.kind() == ErrorKind::NotFound => {}
+            Err(e)
+                if e.raw_os_error() == Some(libc::ELOOP) || e.kind() == ErrorKind::IsADirectory =>
+            {
+                return Err(GitError::NotALockFile(path.to_path_buf()));
+            }
             Err(e) => return Err(io("open", path)(e)),
         }
         let n = CREATED.fetch_add(1, Ordering::Relaxed);
@@ -515,5 +534,42 @@ mod tests {
         assert!(!stale.exists());
         assert!(other.exists());
         assert_eq!(record(d.path()), "released\n");
+    }
+
+    /// `provisio.lock` is provisio's own regular file: a symbolic link there (to a person's
+    /// file) is not followed and written through, and a FIFO does not hang the run; both are
+    /// refused with the path, and nothing is written.
+    #[test]
+    fn a_lock_file_that_is_a_link_or_a_fifo_is_refused_and_nothing_is_written() {
+        let d = git_dir();
+        let precious = d.path().join("precious");
+        std::fs::write(&precious, "a person's notes").unwrap();
+        let path = d.path().join(LOCK_FILE);
+        std::os::unix::fs::symlink(&precious, &path).unwrap();
+        let err = acquire(d.path()).unwrap_err();
+        assert!(
+            err.to_string().contains(&path.display().to_string()),
+            "{err}"
+        );
+        assert_eq!(
+            std::fs::read_to_string(&precious).unwrap(),
+            "a person's notes"
+        );
+        std::fs::remove_file(&path).unwrap();
+
+        let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let (tx, rx) = std::sync::mpsc::channel();
+        let dir = d.path().to_path_buf();
+        std::thread::spawn(move || tx.send(acquire(&dir).map(drop)).unwrap());
+        let got = rx
+            .recv_timeout(Duration::from_secs(5))
+            .expect("acquire hangs on a FIFO");
+        let err = got.unwrap_err();
+        assert!(
+            err.to_string().contains(&path.display().to_string()),
+            "{err}"
+        );
     }
 }
