@@ -1,4 +1,5 @@
-//! provisio's own lock on a repository (`<git dir>/provisio.lock`, an exclusive `flock`
+//! provisio's own lock on a repository (`<git dir>/provisio.lock`, the common git directory's
+//! in a linked worktree; an exclusive `flock`
 //! through `File::try_lock`, released by the kernel when the process dies however it dies),
 //! the record of its holder that the file holds, and the removal of the git lock files a
 //! killed provisio run left — only those.
@@ -57,16 +58,14 @@ const NEW_SUFFIX: &str = ".new";
 /// The first word of the record of a run holding the lock.
 const RUNNING: &str = "provisio running";
 
-/// git's lock files directly in the git directory that libgit2 takes while provisio works
-/// (the index, HEAD, the config, packed refs, and FETCH_HEAD, which each fetch rewrites);
-/// `refs/**.lock` are looked for below `refs/`.
-const TOP_LOCKS: [&str; 5] = [
-    "index.lock",
-    "HEAD.lock",
-    "config.lock",
-    "packed-refs.lock",
-    "FETCH_HEAD.lock",
-];
+/// git's lock files directly in a work tree's own git directory that libgit2 takes while
+/// provisio works (the index, HEAD, and FETCH_HEAD, which each fetch rewrites).
+const WORKTREE_LOCKS: [&str; 3] = ["index.lock", "HEAD.lock", "FETCH_HEAD.lock"];
+
+/// git's lock files directly in the common git directory (the config, packed refs);
+/// `refs/**.lock` are looked for below `refs/` there (and below a linked worktree's own
+/// `refs/`).
+const COMMON_LOCKS: [&str; 2] = ["config.lock", "packed-refs.lock"];
 
 /// Held while the value lives; dropping it records `released`.
 #[derive(Debug)]
@@ -103,21 +102,28 @@ enum Previous {
 /// process holds it), then removes the git lock files a killed provisio run left there.
 /// A git lock file that is not provisio's is left and is an error
 /// ([`GitError::ForeignLock`]); the lock is not kept then, and the record is left as found.
+///
+/// In a linked worktree (`git_dir` is `<common>/worktrees/<name>`, naming `<common>` in its
+/// `commondir` file) the lock file is the common git directory's: the refs, packed refs and
+/// config that libgit2 locks are shared by every work tree of the repository, so one
+/// provisio at a time writes to any of them, and a killed run's ref locks are looked for
+/// there.
 pub fn acquire(git_dir: &Path) -> Result<Lock> {
-    let path = git_dir.join(LOCK_FILE);
-    let (mut file, existed) = open_or_create(git_dir, &path)?;
+    let common = common_dir(git_dir);
+    let path = common.join(LOCK_FILE);
+    let (mut file, existed) = open_or_create(&common, &path)?;
     match file.try_lock() {
         Ok(()) => {}
         Err(TryLockError::WouldBlock) => return Err(GitError::Locked(path)),
         Err(TryLockError::Error(e)) => return Err(io("lock", &path)(e)),
     }
-    remove_stale_new_files(git_dir);
+    remove_stale_new_files(&common);
     let previous = if existed {
         read_record(&mut file).map_err(io("read", &path))?
     } else {
         Previous::Never
     };
-    remove_leftovers(git_dir, &previous)?;
+    remove_leftovers(git_dir, &common, &previous)?;
     let record = format!("{RUNNING} pid={}\n", std::process::id());
     write_record(&file, &record).map_err(io("write", &path))?;
     Ok(Lock { file, path })
@@ -235,11 +241,23 @@ fn write_record(file: &File, record: &str) -> std::io::Result<()> {
     file.sync_all()
 }
 
-/// Removes the git lock files in `git_dir` that the last provisio run (as `previous` says)
-/// left; the first that is not its own is an error, after the run's own are removed.
-fn remove_leftovers(git_dir: &Path, previous: &Previous) -> Result<()> {
+/// The common git directory of the work tree whose git directory is `git_dir`: the one its
+/// `commondir` file names (relative to `git_dir` unless absolute), or `git_dir` itself.
+fn common_dir(git_dir: &Path) -> PathBuf {
+    match std::fs::read_to_string(git_dir.join("commondir")) {
+        Ok(text) if !text.trim_end_matches(['\n', '\r']).is_empty() => {
+            git_dir.join(text.trim_end_matches(['\n', '\r']))
+        }
+        _ => git_dir.to_path_buf(),
+    }
+}
+
+/// Removes the git lock files of the work tree whose git directory is `git_dir` (and whose
+/// common git directory is `common`) that the last provisio run (as `previous` says) left;
+/// the first that is not its own is an error, after the run's own are removed.
+fn remove_leftovers(git_dir: &Path, common: &Path, previous: &Previous) -> Result<()> {
     let mut foreign = Vec::new();
-    for (path, meta) in git_lock_files(git_dir) {
+    for (path, meta) in git_lock_files(git_dir, common) {
         if is_leftover(previous, &meta) {
             warn!(path = %path.display(), "removing a git lock file left by an interrupted run");
             match std::fs::remove_file(&path) {
@@ -277,17 +295,25 @@ fn is_leftover(previous: &Previous, meta: &Metadata) -> bool {
     }
 }
 
-/// The git lock files in `git_dir` ([`TOP_LOCKS`] and `refs/**.lock`) with their metadata,
-/// links included and never followed, sorted by path.
-fn git_lock_files(git_dir: &Path) -> Vec<(PathBuf, Metadata)> {
+/// The git lock files of a work tree ([`WORKTREE_LOCKS`] in its `git_dir`, [`COMMON_LOCKS`]
+/// and `refs/**.lock` in its `common` git directory, and in its own `refs/` when that is
+/// another directory) with their metadata, links included and never followed, sorted by
+/// path.
+fn git_lock_files(git_dir: &Path, common: &Path) -> Vec<(PathBuf, Metadata)> {
     let mut found = Vec::new();
-    for top in TOP_LOCKS {
-        let p = git_dir.join(top);
+    let tops = WORKTREE_LOCKS
+        .iter()
+        .map(|top| git_dir.join(top))
+        .chain(COMMON_LOCKS.iter().map(|top| common.join(top)));
+    for p in tops {
         if let Ok(meta) = std::fs::symlink_metadata(&p) {
             found.push((p, meta));
         }
     }
-    let mut stack = vec![git_dir.join("refs")];
+    let mut stack = vec![common.join("refs")];
+    if git_dir != common {
+        stack.push(git_dir.join("refs"));
+    }
     while let Some(d) = stack.pop() {
         let Ok(entries) = std::fs::read_dir(&d) else {
             continue;
@@ -326,17 +352,14 @@ mod tests {
     }
 
     /// A run that took the lock and was killed: its record says running, the file's mtime is
-    /// its start.
+    /// its start. `dir` is a work tree's git directory (the lock file is in its common one).
     fn killed_run(dir: &Path) -> SystemTime {
         let lock = std::mem::ManuallyDrop::new(acquire(dir).unwrap());
         // SAFETY: each field is read once out of a value that is never dropped: the file is
         // closed (the kernel releases the flock) without `Drop` recording the release.
         let (file, path) = unsafe { (std::ptr::read(&lock.file), std::ptr::read(&lock.path)) };
-        drop((file, path));
-        std::fs::metadata(dir.join(LOCK_FILE))
-            .unwrap()
-            .modified()
-            .unwrap()
+        drop(file);
+        std::fs::metadata(path).unwrap().modified().unwrap()
     }
 
     fn set_mtime(path: &Path, t: SystemTime) {
@@ -571,5 +594,60 @@ mod tests {
             err.to_string().contains(&path.display().to_string()),
             "{err}"
         );
+    }
+
+    /// A repository with one commit on `main` and a linked worktree on branch `wt`: the main
+    /// git directory and the worktree's (`.git/worktrees/wt`, whose refs, packed refs and
+    /// config are the main one's).
+    fn linked_worktree() -> (tempfile::TempDir, PathBuf, PathBuf) {
+        let d = tempfile::tempdir().unwrap();
+        let main = d.path().join("main");
+        let repo = git2::Repository::init(&main).unwrap();
+        let tree = repo
+            .find_tree(repo.index().unwrap().write_tree().unwrap())
+            .unwrap();
+        let sig = git2::Signature::now("t", "t@example.com").unwrap();
+        repo.commit(Some("HEAD"), &sig, &sig, "1", &tree, &[])
+            .unwrap();
+        let wt = repo.worktree("wt", &d.path().join("wt"), None).unwrap();
+        let wt_git = git2::Repository::open_from_worktree(&wt)
+            .unwrap()
+            .path()
+            .to_path_buf();
+        (d, repo.path().to_path_buf(), wt_git)
+    }
+
+    /// In a linked worktree, a killed run's ref locks are in the common git directory (the
+    /// worktree's has no `refs/`, `packed-refs` or `config` of its own): they are removed
+    /// like its index lock, or they fail every later commit to that branch.
+    #[test]
+    fn in_a_linked_worktree_a_killed_runs_ref_locks_in_the_common_dir_are_removed() {
+        let (_d, common, wt_git) = linked_worktree();
+        killed_run(&wt_git);
+        let left = [
+            wt_git.join("index.lock"),
+            common.join("refs/heads/wt.lock"),
+            common.join("packed-refs.lock"),
+        ];
+        for p in &left {
+            std::fs::write(p, "").unwrap();
+        }
+        drop(acquire(&wt_git).unwrap());
+        for p in &left {
+            assert!(!p.exists(), "{} left", p.display());
+        }
+    }
+
+    /// One provisio per repository: a run in the main work tree and one in a linked worktree
+    /// share refs and config, so they share the lock.
+    #[test]
+    fn a_run_in_a_linked_worktree_and_one_in_the_main_work_tree_exclude_each_other() {
+        let (_d, common, wt_git) = linked_worktree();
+        let held = acquire(&common).unwrap();
+        assert!(matches!(acquire(&wt_git), Err(GitError::Locked(_))));
+        drop(held);
+        let held = acquire(&wt_git).unwrap();
+        assert!(matches!(acquire(&common), Err(GitError::Locked(_))));
+        drop(held);
     }
 }
