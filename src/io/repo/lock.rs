@@ -170,9 +170,9 @@ fn open_or_create(git_dir: &Path, path: &Path) -> Result<(File, bool)> {
             .write(true)
             .create_new(true)
             .open(&new)
-            .map_err(io("create", &new))?;
+            .map_err(io("create", path))?;
         let linked = write_record(&file, RELEASED)
-            .map_err(io("write", &new))
+            .map_err(io("write", path))
             .and_then(|()| match std::fs::hard_link(&new, path) {
                 Ok(()) => Ok(true),
                 // Created by another run meanwhile, or this file removed as stale by a run
@@ -649,5 +649,18 @@ mod tests {
         let held = acquire(&wt_git).unwrap();
         assert!(matches!(acquire(&common), Err(GitError::Locked(_))));
         drop(held);
+    }
+
+    /// A lock file that cannot be created (here: no such git directory) is named as itself,
+    /// not as the file its record is first written in.
+    #[test]
+    fn a_lock_file_that_cannot_be_created_is_named() {
+        let d = tempfile::tempdir().unwrap();
+        let gone = d.path().join("gone");
+        let text = acquire(&gone).unwrap_err().to_string();
+        assert_eq!(
+            text,
+            format!("cannot create {}", gone.join(LOCK_FILE).display())
+        );
     }
 }
