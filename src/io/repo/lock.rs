@@ -52,6 +52,9 @@ pub const LOCK_FILE: &str = "provisio.lock";
 /// The record of a lock released by a run that ended normally.
 const RELEASED: &str = "released\n";
 
+/// The files this process wrote a new lock file in so far (the `<n>` of their names).
+static CREATED: AtomicU64 = AtomicU64::new(0);
+
 /// How the file a new lock file is written in before it is linked into place ends.
 const NEW_SUFFIX: &str = ".new";
 
@@ -136,7 +139,6 @@ pub fn acquire(git_dir: &Path) -> Result<Lock> {
 /// that another run starting at once locks before its creator could write — and an empty
 /// file can only be an older provisio's.
 fn open_or_create(git_dir: &Path, path: &Path) -> Result<(File, bool)> {
-    static CREATED: AtomicU64 = AtomicU64::new(0);
     loop {
         // Not through a link, and without waiting for a writer should it be a FIFO.
         match OpenOptions::new()
@@ -165,12 +167,18 @@ fn open_or_create(git_dir: &Path, path: &Path) -> Result<(File, bool)> {
             "{LOCK_FILE}.{}.{n}{NEW_SUFFIX}",
             std::process::id()
         ));
-        let file = OpenOptions::new()
+        let file = match OpenOptions::new()
             .read(true)
             .write(true)
             .create_new(true)
             .open(&new)
-            .map_err(io("create", path))?;
+        {
+            Ok(f) => f,
+            // Left by a killed run whose pid this process has now (in a container, often
+            // the same): the next name is another.
+            Err(e) if e.kind() == ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(io("create", path)(e)),
+        };
         let linked = write_record(&file, RELEASED)
             .map_err(io("write", path))
             .and_then(|()| match std::fs::hard_link(&new, path) {
@@ -662,5 +670,29 @@ mod tests {
             text,
             format!("cannot create {}", gone.join(LOCK_FILE).display())
         );
+    }
+
+    /// A run killed between writing the new lock file's record and linking it into place
+    /// leaves `provisio.lock.<pid>.<n>.new` and no `provisio.lock`; the next run may have the
+    /// same pid (in a container, usually) and must not fail on that name forever.
+    #[test]
+    fn a_new_file_left_by_a_killed_run_with_this_pid_does_not_block_the_creation() {
+        let d = git_dir();
+        let from = CREATED.load(Ordering::Relaxed);
+        for n in from..from + 1000 {
+            let stale = d.path().join(format!(
+                "{LOCK_FILE}.{}.{n}{NEW_SUFFIX}",
+                std::process::id()
+            ));
+            std::fs::write(stale, "released\n").unwrap();
+        }
+        drop(acquire(d.path()).unwrap());
+        assert_eq!(record(d.path()), "released\n");
+        let left = std::fs::read_dir(d.path())
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().ends_with(NEW_SUFFIX))
+            .count();
+        assert_eq!(left, 0, "the killed runs' files are removed");
     }
 }
