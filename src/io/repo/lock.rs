@@ -21,7 +21,8 @@
 //! - no file: no provisio ever held the lock; nothing is provisio's. The file is created
 //!   already saying `released` (written in a file of its own, then linked into place), so it
 //!   is never empty: not after a kill while it is created, nor when another run starting at
-//!   once locks it before its creator could write.
+//!   once locks it before its creator could write (except on a file system without hard
+//!   links, where it is created in place).
 //!
 //! A lock file that is not provisio's is never removed: [`GitError::ForeignLock`] names it.
 //! `provisio.lock` itself is opened without following a link or waiting on a FIFO; anything
@@ -179,20 +180,35 @@ fn open_or_create(git_dir: &Path, path: &Path) -> Result<(File, bool)> {
             Err(e) if e.kind() == ErrorKind::AlreadyExists => continue,
             Err(e) => return Err(io("create", path)(e)),
         };
-        let linked = write_record(&file, RELEASED)
-            .map_err(io("write", path))
-            .and_then(|()| match std::fs::hard_link(&new, path) {
-                Ok(()) => Ok(true),
-                // Created by another run meanwhile, or this file removed as stale by a run
-                // holding the lock: open what is there.
-                Err(e) if matches!(e.kind(), ErrorKind::AlreadyExists | ErrorKind::NotFound) => {
-                    Ok(false)
-                }
-                Err(e) => Err(io("create", path)(e)),
-            });
+        let linked = write_record(&file, RELEASED).and_then(|()| std::fs::hard_link(&new, path));
         let _ = std::fs::remove_file(&new);
-        if linked? {
-            return Ok((file, false));
+        match linked {
+            Ok(()) => return Ok((file, false)),
+            // Created by another run meanwhile, or this file removed as stale by a run
+            // holding the lock: open what is there.
+            Err(e) if matches!(e.kind(), ErrorKind::AlreadyExists | ErrorKind::NotFound) => {}
+            // A file system without hard links (SMB without its Unix extensions): the file is
+            // created and written in place, as before the record was written first — a run
+            // killed, or locked by another, in between reads it empty.
+            Err(e)
+                if e.kind() == ErrorKind::Unsupported
+                    || matches!(e.raw_os_error(), Some(libc::EPERM | libc::EOPNOTSUPP)) =>
+            {
+                match OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .create_new(true)
+                    .open(path)
+                {
+                    Ok(f) => {
+                        write_record(&f, RELEASED).map_err(io("write", path))?;
+                        return Ok((f, false));
+                    }
+                    Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
+                    Err(e) => return Err(io("create", path)(e)),
+                }
+            }
+            Err(e) => return Err(io("create", path)(e)),
         }
     }
 }
