@@ -30,9 +30,10 @@
 //! A symbolic link (dangling or not) or anything but a regular file is never libgit2's,
 //! so never provisio's. Lock files are looked for without following links.
 //!
-//! What the rule cannot tell apart: a person's git that took a lock while a provisio run
-//! was running, and then that run was killed — the lock is in the run's window and is
-//! removed (a watch runs for days; nobody else is meant to work in its clone). A wall clock
+//! What the rule cannot tell apart: a person's git that took a lock after a provisio run
+//! started that was then killed — while it ran, or after it died and before the next run —
+//! the lock is newer than the run's start and is removed, even while that git still works
+//! (a watch runs for days; nobody else is meant to work in its clone). A wall clock
 //! stepped backwards after the killed run started can make its own lock look older than
 //! its start: refused, removed by hand.
 
