@@ -271,7 +271,9 @@ fn write_record(file: &File, record: &str) -> std::io::Result<()> {
 fn common_dir(git_dir: &Path) -> PathBuf {
     match std::fs::read_to_string(git_dir.join("commondir")) {
         Ok(text) if !text.trim_end_matches(['\n', '\r']).is_empty() => {
-            git_dir.join(text.trim_end_matches(['\n', '\r']))
+            // `../..` as git writes it: named without the detour in messages.
+            let common = git_dir.join(text.trim_end_matches(['\n', '\r']));
+            std::fs::canonicalize(&common).unwrap_or(common)
         }
         _ => git_dir.to_path_buf(),
     }
@@ -711,5 +713,20 @@ mod tests {
             .filter(|e| e.file_name().to_string_lossy().ends_with(NEW_SUFFIX))
             .count();
         assert_eq!(left, 0, "the killed runs' files are removed");
+    }
+
+    /// git writes a linked worktree's `commondir` as `../..`: a refusal names the lock file
+    /// in the common git directory by its plain path.
+    #[test]
+    fn in_a_linked_worktree_a_foreign_ref_lock_is_named_by_its_plain_path() {
+        let (_d, common, wt_git) = linked_worktree();
+        std::fs::write(wt_git.join("commondir"), "../..\n").unwrap();
+        let lock = common.join("refs/heads/wt.lock");
+        std::fs::write(&lock, "").unwrap();
+        assert_eq!(
+            foreign(acquire(&wt_git).unwrap_err()),
+            std::fs::canonicalize(&lock).unwrap()
+        );
+        assert!(lock.exists());
     }
 }
