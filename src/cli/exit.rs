@@ -81,6 +81,7 @@ impl From<&GitError> for Exit {
             | GitError::Io { .. }
             | GitError::Locked(_)
             | GitError::ForeignLock { .. }
+            | GitError::NotALockFile(_)
             | GitError::IndexLocked { .. } => Exit::Failed,
         }
     }

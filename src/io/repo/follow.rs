@@ -1,13 +1,17 @@
 //! A clone following one branch of a remote (watch `--registry-git URL --branch B`): fetched
 //! every interval; a new head is checked out, detached and forced, and reported as a change.
 //! The clone is provisio's own: watch never commits to it, and anything else in it is
-//! overwritten by the remote's state (the registry's truth is the remote branch).
+//! overwritten by the remote's state (the registry's truth is the remote branch). It is held
+//! under provisio's lock ([`super::lock`]) like every clone provisio writes to, so a watch
+//! killed inside a fetch or a checkout does not leave git lock files that fail every later
+//! fetch, and two watches cannot follow into one clone.
 
 use std::path::Path;
 use std::time::Duration;
 
 use tracing::info;
 
+use super::lock::{self, Lock};
 use super::{GitError, Oid, Repo, Result, Transport};
 
 const REMOTE: &str = "origin";
@@ -27,18 +31,24 @@ pub struct Follower {
     repo: Repo,
     url: String,
     branch: String,
+    /// provisio's lock on the clone, held while this value lives.
+    _lock: Lock,
 }
 
 impl Follower {
-    /// Opens the clone in `dir`, creating it when `dir` is not a repository yet.
+    /// Opens the clone in `dir`, creating it when `dir` is not a repository yet, and takes
+    /// provisio's lock on it, removing the git lock files a killed provisio run left (one
+    /// that is not provisio's is an error: [`super::lock`]).
     pub fn open(cfg: &FollowConfig, dir: &Path) -> Result<Follower> {
         let (mut repo, _) = Repo::open_or_init(dir)?;
+        let lock = lock::acquire(repo.git_dir())?;
         repo.set_transport(cfg.transport.clone());
         repo.ensure_remote(REMOTE, &cfg.url)?;
         Ok(Follower {
             repo,
             url: cfg.url.clone(),
             branch: cfg.branch.clone(),
+            _lock: lock,
         })
     }
 
@@ -108,5 +118,79 @@ impl Follower {
             "registry commit {} ({subject})",
             &target.to_string()[..12]
         )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    /// A repository at `dir` whose `main` has one more commit (a file `n` holding `text`).
+    fn commit(dir: &Path, text: &str) {
+        let repo = git2::Repository::open(dir)
+            .or_else(|_| git2::Repository::init(dir))
+            .unwrap();
+        std::fs::write(dir.join("n"), text).unwrap();
+        let mut index = repo.index().unwrap();
+        index.add_path(Path::new("n")).unwrap();
+        index.write().unwrap();
+        let tree = repo.find_tree(index.write_tree().unwrap()).unwrap();
+        let sig = git2::Signature::now("t", "t@example.com").unwrap();
+        let parent = repo
+            .find_reference("refs/heads/main")
+            .ok()
+            .and_then(|r| r.peel_to_commit().ok());
+        let parents: Vec<&git2::Commit> = parent.iter().collect();
+        repo.commit(Some("refs/heads/main"), &sig, &sig, text, &tree, &parents)
+            .unwrap();
+    }
+
+    /// What a watch `--registry-git` SIGKILLed inside a fetch leaves in its clone — the lock
+    /// record of a run that never released it, then (newer) libgit2's lock files of the fetch
+    /// — must not block every later watch: the next one removes them and follows the branch.
+    #[test]
+    fn the_git_locks_a_killed_watch_left_in_its_registry_clone_do_not_block_the_next() {
+        let d = tempfile::tempdir().unwrap();
+        let remote = d.path().join("remote");
+        std::fs::create_dir_all(&remote).unwrap();
+        commit(&remote, "1");
+        let cfg = FollowConfig {
+            url: remote.display().to_string(),
+            branch: "main".into(),
+            interval: Duration::from_secs(1),
+            transport: Transport::default(),
+        };
+        let clone = d.path().join("clone");
+        let mut follower = Follower::open(&cfg, &clone).unwrap();
+        assert!(follower.update().unwrap().is_some());
+        drop(follower);
+
+        let git_dir = clone.join(".git");
+        std::fs::write(
+            git_dir.join(super::super::lock::LOCK_FILE),
+            "provisio running pid=4194303\n",
+        )
+        .unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+        let left = [
+            git_dir.join("FETCH_HEAD.lock"),
+            git_dir.join("refs/remotes/origin/main.lock"),
+        ];
+        for lock in &left {
+            std::fs::write(lock, "half written").unwrap();
+        }
+        commit(&remote, "2");
+
+        let mut follower = Follower::open(&cfg, &clone).unwrap();
+        let moved = follower.update();
+        assert!(
+            matches!(moved, Ok(Some(_))),
+            "the killed watch's locks block the next: {moved:?}"
+        );
+        for lock in &left {
+            assert!(!lock.exists(), "{} left", lock.display());
+        }
     }
 }

@@ -132,6 +132,12 @@ pub enum GitError {
         "{lock} is not provisio's: another git process is working in {repo} or was killed; remove it by hand when no git process runs there"
     )]
     ForeignLock { repo: PathBuf, lock: PathBuf },
+    /// `provisio.lock` is not a regular file (a symbolic link, a directory, a FIFO): never
+    /// followed, read or written (`super::lock`).
+    #[error(
+        "{0} is not a regular file: provisio's lock file is never followed, read or written through anything else; remove it by hand (no git needs it)"
+    )]
+    NotALockFile(PathBuf),
     #[error("the repository {repo} has {actual} checked out, expected branch {expected}")]
     WrongBranch {
         repo: PathBuf,
