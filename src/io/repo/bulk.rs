@@ -204,7 +204,7 @@ impl TreeEntries {
     /// that is not a tree's, a blob's, an executable's, a link's or a submodule's, the null id,
     /// and a name
     /// that is empty, `.`, `..`, holds `/` or NUL, or is `.git` as some file system reads it
-    /// (any case, trailing dots or spaces, `git~1`).
+    /// (any case, trailing dots or spaces, `git~1`, an NTFS stream `.git:x`; see `valid_name`).
     pub fn insert(
         &mut self,
         name: impl AsRef<[u8]>,
@@ -329,16 +329,23 @@ fn normalize_mode(mode: i32) -> i32 {
     }
 }
 
+/// Whether libgit2's tree builder accepts `name` (`tree.c` `valid_entry_name`), with its
+/// default `core.protectNTFS` (`path.c` `validate_dotgit_ntfs`): not `.git` or `git~1` (any
+/// case) followed by nothing but dots and spaces (what Windows reads as `.git`), nor by `:`
+/// (an NTFS stream of `.git`) or `\` (a separator on Windows).
 fn valid_name(name: &[u8]) -> bool {
     if name.is_empty() || name == b"." || name == b".." || name.contains(&b'/') || name.contains(&0)
     {
         return false;
     }
-    let mut lower = name.to_ascii_lowercase();
-    while lower.last().is_some_and(|&b| b == b'.' || b == b' ') {
-        lower.pop();
+    for reserved in [&b".git"[..], b"git~1"] {
+        if name.len() >= reserved.len() && name[..reserved.len()].eq_ignore_ascii_case(reserved) {
+            let rest = &name[reserved.len()..];
+            let stream_or_separator = rest.first().is_some_and(|&b| b == b':' || b == b'\\');
+            return !stream_or_separator && !rest.iter().all(|&b| b == b'.' || b == b' ');
+        }
     }
-    lower != b".git" && lower != b"git~1"
+    true
 }
 
 #[cfg(test)]
@@ -679,6 +686,123 @@ pub(super) mod tests {
             }
             let e = TreeEntries::parse(tree, &data).unwrap_err();
             assert!(e.message().contains("malformed"), "{bad:?}: {e}");
+        }
+    }
+
+    /// A name libgit2's tree builder refuses (`tree.c` `valid_entry_name`: with its default
+    /// `core.protectNTFS`, `path.c` `validate_dotgit_ntfs` also refuses `.git` or `git~1`
+    /// followed by `:` — an NTFS stream — or `\`) is refused here, and one it accepts is
+    /// accepted: the same names, the same trees.
+    #[test]
+    fn names_are_refused_as_libgit2_refuses_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = Repository::init_bare(dir.path()).unwrap();
+        let blob = repo.blob(b"x").unwrap();
+        let names: &[&[u8]] = &[
+            b".git:x",
+            b".git\\x",
+            b".GIT:",
+            b"git~1:x",
+            b"GIT~1\\y",
+            b".git::$INDEX_ALLOCATION",
+            b".git. :x",
+            b".git",
+            b".git. ",
+            b"git~1",
+            b"GIT~1 .",
+            b".gitx",
+            b"git~1x",
+            b"git~2",
+            b".gitmodules",
+            b"a:b",
+            b"a\\b",
+            b"..a",
+            b"a..",
+            b"\xff\xfe",
+            b"a\nb",
+        ];
+        let mut wrong = Vec::new();
+        for name in names {
+            let theirs = repo
+                .treebuilder(None)
+                .unwrap()
+                .insert(name, blob, 0o100644)
+                .is_ok();
+            let ours = TreeEntries::default().insert(name, blob, 0o100644).is_ok();
+            if theirs != ours {
+                wrong.push(format!(
+                    "{:?}: libgit2 {theirs}, here {ours}",
+                    String::from_utf8_lossy(name)
+                ));
+            }
+        }
+        assert!(wrong.is_empty(), "{wrong:#?}");
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// Names of any bytes libgit2 accepts (bytes at and above 0x80, those around `/`,
+        /// prefixes of each other) make the tree libgit2's builder writes, from a base tree
+        /// read back and edited as libgit2 edits it.
+        #[test]
+        fn any_names_edited_make_libgit2s_trees(
+            base in proptest::collection::vec(
+                (proptest::collection::vec(prop_oneof![
+                    Just(b'a'), Just(b'-'), Just(b'.'), Just(b'/' + 1), Just(b'/' - 1),
+                    Just(0x7f), Just(0x80), Just(0xff), Just(b' '), Just(0x01)
+                ], 1..4), 0usize..6),
+                0..20),
+            edits in proptest::collection::vec(
+                (proptest::collection::vec(prop_oneof![
+                    Just(b'a'), Just(b'-'), Just(b'.'), Just(0x80)
+                ], 1..3), proptest::option::of(0usize..6)),
+                0..8),
+        ) {
+            let dir = tempfile::tempdir().unwrap();
+            let repo = Repository::init_bare(dir.path()).unwrap();
+            let blob = repo.blob(b"x").unwrap();
+            let sub = {
+                let mut t = repo.treebuilder(None).unwrap();
+                t.insert("f", blob, 0o100644).unwrap();
+                t.write().unwrap()
+            };
+            let modes = [0o100644, 0o100755, 0o040000, 0o120000, 0o160000, 0o100664];
+            // The base written raw (legacy modes included), in git's order.
+            let mut raw_entries = TreeEntries::default();
+            for (name, m) in &base {
+                if name.as_slice() == b"." || name.as_slice() == b".." {
+                    continue;
+                }
+                let mode = modes[*m];
+                let id = if mode == 0o040000 { sub } else { blob };
+                raw_entries.entries.insert(name.clone(), (id, mode));
+            }
+            let base_id = repo.odb().unwrap().write(ObjectType::Tree, &raw_entries.bytes()).unwrap();
+            let base_tree = repo.find_tree(base_id).unwrap();
+            let mut theirs = repo.treebuilder(Some(&base_tree)).unwrap();
+            let mut ours = TreeEntries::parse(base_id, &repo.odb().unwrap().read(base_id).unwrap().data().to_vec()).unwrap();
+            for (name, m) in &edits {
+                match m {
+                    Some(m) if modes[*m] != 0o100664 => {
+                        let mode = modes[*m];
+                        let id = if mode == 0o040000 { sub } else { blob };
+                        let t = theirs.insert(name, id, mode).is_ok();
+                        let o = ours.insert(name, id, mode).is_ok();
+                        prop_assert_eq!(t, o);
+                    }
+                    _ => {
+                        let _ = theirs.remove(name);
+                        ours.remove(name);
+                    }
+                }
+            }
+            let theirs = theirs.write().unwrap();
+            prop_assert_eq!(object_id(ObjectType::Tree, &ours.bytes()), theirs);
+            let tree = repo.find_tree(theirs).unwrap();
+            for e in tree.iter() {
+                prop_assert_eq!(ours.get(e.name_bytes()), Some((e.id(), e.filemode())));
+            }
         }
     }
 }

@@ -1254,6 +1254,43 @@ mod tests {
         }
     }
 
+    /// A file planted in the output tree under a name an NTFS checkout reads as `.git` (`.git:x`,
+    /// an alternate data stream of `.git`; `git~1\\x`, its short name and a separator) is refused
+    /// with its name, as libgit2's tree builder refused it, and nothing is stored: such a tree
+    /// fails `git fsck --strict` (`hasDotgit`) and every server that checks what it receives.
+    #[test]
+    fn a_planted_file_named_as_ntfs_reads_dot_git_is_refused() {
+        for name in [".git:x", ".GIT\\config", "git~1:x", "GIT~1\\HEAD"] {
+            let (dir, out) = empty_repo();
+            let git_dir = out.repo.git_dir().to_path_buf();
+            let planted = dir.path().join("planted");
+            std::fs::create_dir_all(planted.join("t1")).unwrap();
+            std::fs::write(planted.join("t1/ok.yaml"), b"a: 1\n").unwrap();
+            std::fs::write(planted.join("t1").join(name), b"x\n").unwrap();
+            let err = in_bulk(
+                &git_dir,
+                |what, e| out.repo.err(what)(e),
+                |bulk| out.write_dir_tree(bulk, &planted),
+            )
+            .unwrap_err();
+            let mut text = err.to_string();
+            let mut source = std::error::Error::source(&err);
+            while let Some(e) = source {
+                text += &format!(": {e}");
+                source = e.source();
+            }
+            assert!(
+                text.contains("invalid name for a tree entry") && text.contains(name),
+                "{name}: {text}"
+            );
+            assert_eq!(
+                crate::io::repo::bulk::tests::packs(&git_dir),
+                0,
+                "{name}: nothing stored"
+            );
+        }
+    }
+
     /// An empty repository to edit trees in.
     fn empty_repo() -> (tempfile::TempDir, OutputRepo) {
         let dir = tempfile::tempdir().unwrap();
