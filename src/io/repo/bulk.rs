@@ -279,15 +279,19 @@ impl TreeEntries {
         let mut entries = BTreeMap::new();
         while !data.is_empty() {
             let space = data.iter().position(|&b| b == b' ').ok_or_else(bad)?;
+            // As libgit2 reads a tree (`tree.c` `git_tree__parse_raw`): a mode of 16 bits, a
+            // name of 1 to 0xFFFF bytes; anything else is malformed, never read as another
+            // tree and written back.
             let mode = std::str::from_utf8(&data[..space])
                 .ok()
-                .and_then(|m| i32::from_str_radix(m, 8).ok())
-                .ok_or_else(bad)?;
+                .and_then(|m| i64::from_str_radix(m, 8).ok())
+                .filter(|m| (0..=0xFFFF).contains(m))
+                .ok_or_else(bad)? as i32;
             data = &data[space + 1..];
             let nul = data.iter().position(|&b| b == 0).ok_or_else(bad)?;
             let name = data[..nul].to_vec();
             data = &data[nul + 1..];
-            if data.len() < 20 || name.is_empty() {
+            if data.len() < 20 || name.is_empty() || name.len() > 0xFFFF {
                 return Err(bad());
             }
             let id = Oid::from_bytes(&data[..20])?;
@@ -733,6 +737,43 @@ pub(super) mod tests {
                 wrong.push(format!(
                     "{:?}: libgit2 {theirs}, here {ours}",
                     String::from_utf8_lossy(name)
+                ));
+            }
+        }
+        assert!(wrong.is_empty(), "{wrong:#?}");
+    }
+
+    /// A tree libgit2 cannot parse (`tree.c` `git_tree__parse_raw`: a mode that is negative
+    /// or above 0xFFFF, a name longer than 0xFFFF bytes) is malformed here too, never read and
+    /// written back as another tree.
+    #[test]
+    fn trees_libgit2_cannot_parse_are_malformed_here_too() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = Repository::init_bare(dir.path()).unwrap();
+        let blob = repo.blob(b"x").unwrap();
+        let odb = repo.odb().unwrap();
+        let long = vec![b'a'; 0x10000];
+        let cases: Vec<(&[u8], &[u8])> = vec![
+            (b"-100644", b"a"),
+            (b"1100644", b"a"),
+            (b"100644", &long),
+            (b"+100644", b"a"),
+            (b"0100644", b"a"),
+        ];
+        let mut wrong = Vec::new();
+        for (mode, name) in cases {
+            let mut raw = mode.to_vec();
+            raw.push(b' ');
+            raw.extend_from_slice(name);
+            raw.push(0);
+            raw.extend_from_slice(blob.as_bytes());
+            let id = odb.write(ObjectType::Tree, &raw).unwrap();
+            let theirs = repo.find_tree(id).is_ok();
+            let ours = TreeEntries::parse(id, &raw).is_ok();
+            if theirs != ours {
+                wrong.push(format!(
+                    "{}: libgit2 {theirs}, here {ours}",
+                    String::from_utf8_lossy(mode)
                 ));
             }
         }
