@@ -799,6 +799,8 @@ pub(super) mod tests {
                     Just(b'a'), Just(b'-'), Just(b'.'), Just(0x80)
                 ], 1..3), proptest::option::of(0usize..6)),
                 0..8),
+            as_generated in any::<bool>(),
+            padded in any::<bool>(),
         ) {
             let dir = tempfile::tempdir().unwrap();
             let repo = Repository::init_bare(dir.path()).unwrap();
@@ -809,8 +811,10 @@ pub(super) mod tests {
                 t.write().unwrap()
             };
             let modes = [0o100644, 0o100755, 0o040000, 0o120000, 0o160000, 0o100664];
-            // The base written raw (legacy modes included), in git's order.
+            // The base written raw (legacy and zero-padded modes included): in git's order, or
+            // as generated (unsorted, a name twice), as another tool may have written it.
             let mut raw_entries = TreeEntries::default();
+            let mut raw = Vec::new();
             for (name, m) in &base {
                 if name.as_slice() == b"." || name.as_slice() == b".." {
                     continue;
@@ -818,8 +822,14 @@ pub(super) mod tests {
                 let mode = modes[*m];
                 let id = if mode == 0o040000 { sub } else { blob };
                 raw_entries.entries.insert(name.clone(), (id, mode));
+                raw.extend_from_slice(if mode == 0o040000 && padded { b"040000".to_vec() } else { format!("{mode:o}").into_bytes() }.as_slice());
+                raw.push(b' ');
+                raw.extend_from_slice(name);
+                raw.push(0);
+                raw.extend_from_slice(id.as_bytes());
             }
-            let base_id = repo.odb().unwrap().write(ObjectType::Tree, &raw_entries.bytes()).unwrap();
+            let raw = if as_generated { raw } else { raw_entries.bytes() };
+            let base_id = repo.odb().unwrap().write(ObjectType::Tree, &raw).unwrap();
             let base_tree = repo.find_tree(base_id).unwrap();
             let mut theirs = repo.treebuilder(Some(&base_tree)).unwrap();
             let mut ours = TreeEntries::parse(base_id, &repo.odb().unwrap().read(base_id).unwrap().data().to_vec()).unwrap();
