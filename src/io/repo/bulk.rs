@@ -204,7 +204,8 @@ impl TreeEntries {
     /// that is not a tree's, a blob's, an executable's, a link's or a submodule's, the null id,
     /// and a name
     /// that is empty, `.`, `..`, holds `/` or NUL, or is `.git` as some file system reads it
-    /// (any case, trailing dots or spaces, `git~1`, an NTFS stream `.git:x`; see `valid_name`).
+    /// (any case, trailing dots or spaces, `git~1`, an NTFS stream `.git:x`, a component after
+    /// `\`, HFS+'s ignored code points; see `valid_name`).
     pub fn insert(
         &mut self,
         name: impl AsRef<[u8]>,
@@ -333,23 +334,67 @@ fn normalize_mode(mode: i32) -> i32 {
     }
 }
 
-/// Whether libgit2's tree builder accepts `name` (`tree.c` `valid_entry_name`), with its
-/// default `core.protectNTFS` (`path.c` `validate_dotgit_ntfs`): not `.git` or `git~1` (any
-/// case) followed by nothing but dots and spaces (what Windows reads as `.git`), nor by `:`
-/// (an NTFS stream of `.git`) or `\` (a separator on Windows).
+/// Whether `name` may be a tree entry's: what libgit2's tree builder accepts (`tree.c`
+/// `valid_entry_name`: not empty, `.`, `..`, no `/` or NUL; with its default
+/// `core.protectNTFS`, `path.c` `validate_dotgit_ntfs`), narrowed to what `git fsck --strict`
+/// (and a server checking what it receives) does not read as `.git` (`fsck.c` `hasDotgit`):
+/// see [`ntfs_dot_git`] and [`hfs_dot_git`].
 fn valid_name(name: &[u8]) -> bool {
     if name.is_empty() || name == b"." || name == b".." || name.contains(&b'/') || name.contains(&0)
     {
         return false;
     }
-    for reserved in [&b".git"[..], b"git~1"] {
-        if name.len() >= reserved.len() && name[..reserved.len()].eq_ignore_ascii_case(reserved) {
-            let rest = &name[reserved.len()..];
-            let stream_or_separator = rest.first().is_some_and(|&b| b == b':' || b == b'\\');
-            return !stream_or_separator && !rest.iter().all(|&b| b == b'.' || b == b' ');
+    // git reads `\` as a separator here, on every platform (`fsck_tree`).
+    !name.split(|&b| b == b'\\').any(ntfs_dot_git) && !hfs_dot_git(name)
+}
+
+/// Whether `name` is `.git` as Windows reads it (git's `path.c` `is_ntfs_dotgit`): `.git` or
+/// its short name `git~1`, any case, followed by nothing but dots and spaces up to the end or
+/// to `:` (an NTFS stream of `.git`, `.git::$INDEX_ALLOCATION` its directory).
+fn ntfs_dot_git(name: &[u8]) -> bool {
+    [&b".git"[..], b"git~1"].iter().any(|reserved| {
+        name.len() >= reserved.len()
+            && name[..reserved.len()].eq_ignore_ascii_case(reserved)
+            && name[reserved.len()..]
+                .iter()
+                .take_while(|&&b| b != b':')
+                .all(|&b| b == b'.' || b == b' ')
+    })
+}
+
+/// Whether `name` is `.git` as HFS+ reads it (git's `utf8.c` `is_hfs_dotgit`): `.git` in any
+/// ASCII case with code points HFS+ ignores (zero-width joiners, direction marks, the byte
+/// order mark) anywhere; bytes that are not UTF-8 end the name as git reads it.
+fn hfs_dot_git(name: &[u8]) -> bool {
+    let mut rest = name;
+    let mut next = || loop {
+        let Some(&lead) = rest.first() else {
+            return None;
+        };
+        let len = match lead {
+            0x00..=0x7f => 1,
+            0xc0..=0xdf => 2,
+            0xe0..=0xef => 3,
+            0xf0..=0xf7 => 4,
+            _ => 0,
+        };
+        let Some(c) = rest
+            .get(..len)
+            .and_then(|b| std::str::from_utf8(b).ok())
+            .and_then(|s| s.chars().next())
+        else {
+            rest = &[];
+            return None;
+        };
+        rest = &rest[len..];
+        if !matches!(c, '\u{200c}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{206a}'..='\u{206f}' | '\u{feff}')
+        {
+            return Some(c);
         }
-    }
-    true
+    };
+    [Some('.'), Some('g'), Some('i'), Some('t'), None]
+        .iter()
+        .all(|want| next().map(|c| c.to_ascii_lowercase()) == *want)
 }
 
 #[cfg(test)]
@@ -696,7 +741,8 @@ pub(super) mod tests {
     /// A name libgit2's tree builder refuses (`tree.c` `valid_entry_name`: with its default
     /// `core.protectNTFS`, `path.c` `validate_dotgit_ntfs` also refuses `.git` or `git~1`
     /// followed by `:` — an NTFS stream — or `\`) is refused here, and one it accepts is
-    /// accepted: the same names, the same trees.
+    /// accepted (but for those `git fsck --strict` refuses, which libgit2 accepts: see
+    /// `names_are_refused_as_git_fsck_refuses_them`): the same names, the same trees.
     #[test]
     fn names_are_refused_as_libgit2_refuses_them() {
         let dir = tempfile::tempdir().unwrap();
@@ -709,7 +755,6 @@ pub(super) mod tests {
             b"git~1:x",
             b"GIT~1\\y",
             b".git::$INDEX_ALLOCATION",
-            b".git. :x",
             b".git",
             b".git. ",
             b"git~1",
@@ -736,6 +781,74 @@ pub(super) mod tests {
             if theirs != ours {
                 wrong.push(format!(
                     "{:?}: libgit2 {theirs}, here {ours}",
+                    String::from_utf8_lossy(name)
+                ));
+            }
+        }
+        assert!(wrong.is_empty(), "{wrong:#?}");
+    }
+
+    /// A name stock git's strict object check (`git hash-object -t tree`, what `git fsck
+    /// --strict` and a server with `receive.fsckObjects` run) refuses is refused here, and one
+    /// it accepts is accepted: `.git` as Windows (`\` a separator, `:` a stream, trailing dots
+    /// and spaces) or HFS+ (ignored code points) reads it, bytes that are not UTF-8 after it.
+    #[test]
+    fn names_are_refused_as_git_fsck_refuses_them() {
+        if std::process::Command::new("git")
+            .arg("--version")
+            .output()
+            .is_err()
+        {
+            assert!(
+                std::env::var("PROVISIO_REQUIRE_TOOLS").as_deref() != Ok("1"),
+                "git is required (PROVISIO_REQUIRE_TOOLS=1) but not on PATH"
+            );
+            eprintln!("SKIPPED: git not on PATH");
+            return;
+        }
+        let blob = Oid::hash_object(ObjectType::Blob, b"x").unwrap();
+        let names: &[&[u8]] = &[
+            b".git. :x",
+            b"a\\.git",
+            b"x\\.GIT.",
+            b"a\\git~1 :",
+            b"a\\b",
+            "\u{feff}.git".as_bytes(),
+            ".gi\u{200d}t".as_bytes(),
+            ".git\u{200c}".as_bytes(),
+            ".GIT\u{200e}".as_bytes(),
+            "\u{200b}.git".as_bytes(),
+            ".gît".as_bytes(),
+            b".git\xff",
+            b"\xff.git",
+            b".gitx",
+            b"git~1x",
+            b"git~2",
+            b".git:x",
+            b"git~1",
+            b".gitmodules",
+            b"a:b",
+            b"a\nb",
+        ];
+        let mut wrong = Vec::new();
+        for name in names {
+            let mut raw = b"100644 ".to_vec();
+            raw.extend_from_slice(name);
+            raw.push(0);
+            raw.extend_from_slice(blob.as_bytes());
+            let mut git = std::process::Command::new("git")
+                .args(["hash-object", "-t", "tree", "--stdin"])
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .unwrap();
+            std::io::Write::write_all(&mut git.stdin.take().unwrap(), &raw).unwrap();
+            let theirs = git.wait().unwrap().success();
+            let ours = TreeEntries::default().insert(name, blob, 0o100644).is_ok();
+            if theirs != ours {
+                wrong.push(format!(
+                    "{:?}: git {theirs}, here {ours}",
                     String::from_utf8_lossy(name)
                 ));
             }

@@ -1255,12 +1255,21 @@ mod tests {
     }
 
     /// A file planted in the output tree under a name an NTFS checkout reads as `.git` (`.git:x`,
-    /// an alternate data stream of `.git`; `git~1\\x`, its short name and a separator) is refused
-    /// with its name, as libgit2's tree builder refused it, and nothing is stored: such a tree
+    /// an alternate data stream of `.git`; `git~1\x`, its short name and a separator) is refused
+    /// with its name, as libgit2's tree builder refused it (and so are the names HFS+, or git
+    /// after a `\`, reads as `.git`), and nothing is stored: such a tree
     /// fails `git fsck --strict` (`hasDotgit`) and every server that checks what it receives.
     #[test]
     fn a_planted_file_named_as_ntfs_reads_dot_git_is_refused() {
-        for name in [".git:x", ".GIT\\config", "git~1:x", "GIT~1\\HEAD"] {
+        for name in [
+            ".git:x",
+            ".GIT\\config",
+            "git~1:x",
+            "GIT~1\\HEAD",
+            // What libgit2 accepted but `git fsck --strict` refuses too.
+            "x\\.git",
+            ".g\u{200c}it",
+        ] {
             let (dir, out) = empty_repo();
             let git_dir = out.repo.git_dir().to_path_buf();
             let planted = dir.path().join("planted");
