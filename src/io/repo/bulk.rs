@@ -243,6 +243,16 @@ impl TreeEntries {
             .map(|&(oid, mode)| (oid, normalize_mode(mode)))
     }
 
+    /// The entry `name` if it is a tree as libgit2 reads its kind (`git_tree_entry_type`:
+    /// `S_ISDIR`, the mode's type bits alone, so `41000` is a tree where [`TreeEntries::get`]
+    /// reads a blob).
+    pub fn get_tree(&self, name: impl AsRef<[u8]>) -> Option<Oid> {
+        self.entries
+            .get(name.as_ref())
+            .filter(|&&(_, mode)| mode & 0o170000 == TREE_MODE)
+            .map(|&(oid, _)| oid)
+    }
+
     /// Removes the entry `name`, if any.
     pub fn remove(&mut self, name: impl AsRef<[u8]>) {
         self.entries.remove(name.as_ref());
