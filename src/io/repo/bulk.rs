@@ -378,9 +378,7 @@ fn ntfs_dot_git(name: &[u8]) -> bool {
 fn hfs_dot_git(name: &[u8]) -> bool {
     let mut rest = name;
     let mut next = || loop {
-        let Some(&lead) = rest.first() else {
-            return None;
-        };
+        let &lead = rest.first()?;
         let len = match lead {
             0x00..=0x7f => 1,
             0xc0..=0xdf => 2,
@@ -397,8 +395,9 @@ fn hfs_dot_git(name: &[u8]) -> bool {
             return None;
         };
         rest = &rest[len..];
-        if !matches!(c, '\u{200c}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{206a}'..='\u{206f}' | '\u{feff}')
-        {
+        let ignored = matches!(c, '\u{200c}'..='\u{200f}' | '\u{202a}'..='\u{202e}')
+            || matches!(c, '\u{206a}'..='\u{206f}' | '\u{feff}');
+        if !ignored {
             return Some(c);
         }
     };
@@ -945,7 +944,12 @@ pub(super) mod tests {
                 let mode = modes[*m];
                 let id = if mode == 0o040000 { sub } else { blob };
                 raw_entries.entries.insert(name.clone(), (id, mode));
-                raw.extend_from_slice(if mode == 0o040000 && padded { b"040000".to_vec() } else { format!("{mode:o}").into_bytes() }.as_slice());
+                let mode_text = if mode == 0o040000 && padded {
+                    "040000".to_owned()
+                } else {
+                    format!("{mode:o}")
+                };
+                raw.extend_from_slice(mode_text.as_bytes());
                 raw.push(b' ');
                 raw.extend_from_slice(name);
                 raw.push(0);
@@ -955,7 +959,8 @@ pub(super) mod tests {
             let base_id = repo.odb().unwrap().write(ObjectType::Tree, &raw).unwrap();
             let base_tree = repo.find_tree(base_id).unwrap();
             let mut theirs = repo.treebuilder(Some(&base_tree)).unwrap();
-            let mut ours = TreeEntries::parse(base_id, &repo.odb().unwrap().read(base_id).unwrap().data().to_vec()).unwrap();
+            let odb = repo.odb().unwrap();
+            let mut ours = TreeEntries::parse(base_id, odb.read(base_id).unwrap().data()).unwrap();
             for (name, m) in &edits {
                 match m {
                     Some(m) if modes[*m] != 0o100664 => {
