@@ -16,8 +16,9 @@
 //! - Trees are edited here too ([`TreeEntries`]), written as git writes them (entries in
 //!   git's order: by name, a directory's name compared as if it ended in `/`; the mode in
 //!   octal without leading zeros), with the names and modes libgit2's tree builder accepts
-//!   (`tree.c` `valid_entry_name`, `valid_filemode`). Every entry names an object on disk or
-//!   queued here: the ids come from trees read here or from writes here.
+//!   (`tree.c` `valid_entry_name`, `valid_filemode`), less the names `git fsck --strict` reads
+//!   as `.git`. Every entry names an object on disk or queued here: the ids come from trees
+//!   read here or from writes here.
 //! - An object already on disk or queued is not stored again; whether it is on disk is asked
 //!   without rescanning the pack directory.
 //! - Memory stays bounded: the queued objects are stored as a pack whenever they hold more
