@@ -16,8 +16,9 @@
 //! - Trees are edited here too ([`TreeEntries`]), written as git writes them (entries in
 //!   git's order: by name, a directory's name compared as if it ended in `/`; the mode in
 //!   octal without leading zeros), with the names and modes libgit2's tree builder accepts
-//!   (`tree.c` `valid_entry_name`, `valid_filemode`). Every entry names an object on disk or
-//!   queued here: the ids come from trees read here or from writes here.
+//!   (`tree.c` `valid_entry_name`, `valid_filemode`), less the names `git fsck --strict` reads
+//!   as `.git`. Every entry names an object on disk or queued here: the ids come from trees
+//!   read here or from writes here.
 //! - An object already on disk or queued is not stored again; whether it is on disk is asked
 //!   without rescanning the pack directory.
 //! - Memory stays bounded: the queued objects are stored as a pack whenever they hold more
@@ -204,7 +205,8 @@ impl TreeEntries {
     /// that is not a tree's, a blob's, an executable's, a link's or a submodule's, the null id,
     /// and a name
     /// that is empty, `.`, `..`, holds `/` or NUL, or is `.git` as some file system reads it
-    /// (any case, trailing dots or spaces, `git~1`).
+    /// (any case, trailing dots or spaces, `git~1`, an NTFS stream `.git:x`, a component after
+    /// `\`, HFS+'s ignored code points; see `valid_name`).
     pub fn insert(
         &mut self,
         name: impl AsRef<[u8]>,
@@ -240,6 +242,16 @@ impl TreeEntries {
         self.entries
             .get(name.as_ref())
             .map(|&(oid, mode)| (oid, normalize_mode(mode)))
+    }
+
+    /// The entry `name` if it is a tree as libgit2 reads its kind (`git_tree_entry_type`:
+    /// `S_ISDIR`, the mode's type bits alone, so `41000` is a tree where [`TreeEntries::get`]
+    /// reads a blob).
+    pub fn get_tree(&self, name: impl AsRef<[u8]>) -> Option<Oid> {
+        self.entries
+            .get(name.as_ref())
+            .filter(|&&(_, mode)| mode & 0o170000 == TREE_MODE)
+            .map(|&(oid, _)| oid)
     }
 
     /// Removes the entry `name`, if any.
@@ -279,15 +291,19 @@ impl TreeEntries {
         let mut entries = BTreeMap::new();
         while !data.is_empty() {
             let space = data.iter().position(|&b| b == b' ').ok_or_else(bad)?;
+            // As libgit2 reads a tree (`tree.c` `git_tree__parse_raw`): a mode of 16 bits, a
+            // name of 1 to 0xFFFF bytes; anything else is malformed, never read as another
+            // tree and written back.
             let mode = std::str::from_utf8(&data[..space])
                 .ok()
-                .and_then(|m| i32::from_str_radix(m, 8).ok())
-                .ok_or_else(bad)?;
+                .and_then(|m| i64::from_str_radix(m, 8).ok())
+                .filter(|m| (0..=0xFFFF).contains(m))
+                .ok_or_else(bad)? as i32;
             data = &data[space + 1..];
             let nul = data.iter().position(|&b| b == 0).ok_or_else(bad)?;
             let name = data[..nul].to_vec();
             data = &data[nul + 1..];
-            if data.len() < 20 || name.is_empty() {
+            if data.len() < 20 || name.is_empty() || name.len() > 0xFFFF {
                 return Err(bad());
             }
             let id = Oid::from_bytes(&data[..20])?;
@@ -329,16 +345,66 @@ fn normalize_mode(mode: i32) -> i32 {
     }
 }
 
+/// Whether `name` may be a tree entry's: what libgit2's tree builder accepts (`tree.c`
+/// `valid_entry_name`: not empty, `.`, `..`, no `/` or NUL; with its default
+/// `core.protectNTFS`, `path.c` `validate_dotgit_ntfs`), narrowed to what `git fsck --strict`
+/// (and a server checking what it receives) does not read as `.git` (`fsck.c` `hasDotgit`):
+/// see [`ntfs_dot_git`] and [`hfs_dot_git`].
 fn valid_name(name: &[u8]) -> bool {
     if name.is_empty() || name == b"." || name == b".." || name.contains(&b'/') || name.contains(&0)
     {
         return false;
     }
-    let mut lower = name.to_ascii_lowercase();
-    while lower.last().is_some_and(|&b| b == b'.' || b == b' ') {
-        lower.pop();
-    }
-    lower != b".git" && lower != b"git~1"
+    // git reads `\` as a separator here, on every platform (`fsck_tree`).
+    !name.split(|&b| b == b'\\').any(ntfs_dot_git) && !hfs_dot_git(name)
+}
+
+/// Whether `name` is `.git` as Windows reads it (git's `path.c` `is_ntfs_dotgit`): `.git` or
+/// its short name `git~1`, any case, followed by nothing but dots and spaces up to the end or
+/// to `:` (an NTFS stream of `.git`, `.git::$INDEX_ALLOCATION` its directory).
+fn ntfs_dot_git(name: &[u8]) -> bool {
+    [&b".git"[..], b"git~1"].iter().any(|reserved| {
+        name.len() >= reserved.len()
+            && name[..reserved.len()].eq_ignore_ascii_case(reserved)
+            && name[reserved.len()..]
+                .iter()
+                .take_while(|&&b| b != b':')
+                .all(|&b| b == b'.' || b == b' ')
+    })
+}
+
+/// Whether `name` is `.git` as HFS+ reads it (git's `utf8.c` `is_hfs_dotgit`): `.git` in any
+/// ASCII case with code points HFS+ ignores (zero-width joiners, direction marks, the byte
+/// order mark) anywhere; bytes that are not UTF-8 end the name as git reads it.
+fn hfs_dot_git(name: &[u8]) -> bool {
+    let mut rest = name;
+    let mut next = || loop {
+        let &lead = rest.first()?;
+        let len = match lead {
+            0x00..=0x7f => 1,
+            0xc0..=0xdf => 2,
+            0xe0..=0xef => 3,
+            0xf0..=0xf7 => 4,
+            _ => 0,
+        };
+        let Some(c) = rest
+            .get(..len)
+            .and_then(|b| std::str::from_utf8(b).ok())
+            .and_then(|s| s.chars().next())
+        else {
+            rest = &[];
+            return None;
+        };
+        rest = &rest[len..];
+        let ignored = matches!(c, '\u{200c}'..='\u{200f}' | '\u{202a}'..='\u{202e}')
+            || matches!(c, '\u{206a}'..='\u{206f}' | '\u{feff}');
+        if !ignored {
+            return Some(c);
+        }
+    };
+    [Some('.'), Some('g'), Some('i'), Some('t'), None]
+        .iter()
+        .all(|want| next().map(|c| c.to_ascii_lowercase()) == *want)
 }
 
 #[cfg(test)]
@@ -679,6 +745,244 @@ pub(super) mod tests {
             }
             let e = TreeEntries::parse(tree, &data).unwrap_err();
             assert!(e.message().contains("malformed"), "{bad:?}: {e}");
+        }
+    }
+
+    /// A name libgit2's tree builder refuses (`tree.c` `valid_entry_name`: with its default
+    /// `core.protectNTFS`, `path.c` `validate_dotgit_ntfs` also refuses `.git` or `git~1`
+    /// followed by `:` — an NTFS stream — or `\`) is refused here, and one it accepts is
+    /// accepted (but for those `git fsck --strict` refuses, which libgit2 accepts: see
+    /// `names_are_refused_as_git_fsck_refuses_them`): the same names, the same trees.
+    #[test]
+    fn names_are_refused_as_libgit2_refuses_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = Repository::init_bare(dir.path()).unwrap();
+        let blob = repo.blob(b"x").unwrap();
+        let names: &[&[u8]] = &[
+            b".git:x",
+            b".git\\x",
+            b".GIT:",
+            b"git~1:x",
+            b"GIT~1\\y",
+            b".git::$INDEX_ALLOCATION",
+            b".git",
+            b".git. ",
+            b"git~1",
+            b"GIT~1 .",
+            b".gitx",
+            b"git~1x",
+            b"git~2",
+            b".gitmodules",
+            b"a:b",
+            b"a\\b",
+            b"..a",
+            b"a..",
+            b"\xff\xfe",
+            b"a\nb",
+        ];
+        let mut wrong = Vec::new();
+        for name in names {
+            let theirs = repo
+                .treebuilder(None)
+                .unwrap()
+                .insert(name, blob, 0o100644)
+                .is_ok();
+            let ours = TreeEntries::default().insert(name, blob, 0o100644).is_ok();
+            if theirs != ours {
+                wrong.push(format!(
+                    "{:?}: libgit2 {theirs}, here {ours}",
+                    String::from_utf8_lossy(name)
+                ));
+            }
+        }
+        assert!(wrong.is_empty(), "{wrong:#?}");
+    }
+
+    /// A name stock git's strict object check (`git hash-object -t tree`, what `git fsck
+    /// --strict` and a server with `receive.fsckObjects` run) refuses is refused here, and one
+    /// it accepts is accepted: `.git` as Windows (`\` a separator, `:` a stream, trailing dots
+    /// and spaces) or HFS+ (ignored code points) reads it, bytes that are not UTF-8 after it.
+    #[test]
+    fn names_are_refused_as_git_fsck_refuses_them() {
+        if std::process::Command::new("git")
+            .arg("--version")
+            .output()
+            .is_err()
+        {
+            assert!(
+                std::env::var("PROVISIO_REQUIRE_TOOLS").as_deref() != Ok("1"),
+                "git is required (PROVISIO_REQUIRE_TOOLS=1) but not on PATH"
+            );
+            eprintln!("SKIPPED: git not on PATH");
+            return;
+        }
+        let blob = Oid::hash_object(ObjectType::Blob, b"x").unwrap();
+        let names: &[&[u8]] = &[
+            b".git. :x",
+            b"a\\.git",
+            b"x\\.GIT.",
+            b"a\\git~1 :",
+            b"a\\b",
+            "\u{feff}.git".as_bytes(),
+            ".gi\u{200d}t".as_bytes(),
+            ".git\u{200c}".as_bytes(),
+            ".GIT\u{200e}".as_bytes(),
+            "\u{200b}.git".as_bytes(),
+            ".gît".as_bytes(),
+            b".git\xff",
+            b"\xff.git",
+            b".gitx",
+            b"git~1x",
+            b"git~2",
+            b".git:x",
+            b"git~1",
+            b".gitmodules",
+            b"a:b",
+            b"a\nb",
+        ];
+        let mut wrong = Vec::new();
+        for name in names {
+            let mut raw = b"100644 ".to_vec();
+            raw.extend_from_slice(name);
+            raw.push(0);
+            raw.extend_from_slice(blob.as_bytes());
+            let mut git = std::process::Command::new("git")
+                .args(["hash-object", "-t", "tree", "--stdin"])
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .unwrap();
+            std::io::Write::write_all(&mut git.stdin.take().unwrap(), &raw).unwrap();
+            let theirs = git.wait().unwrap().success();
+            let ours = TreeEntries::default().insert(name, blob, 0o100644).is_ok();
+            if theirs != ours {
+                wrong.push(format!(
+                    "{:?}: git {theirs}, here {ours}",
+                    String::from_utf8_lossy(name)
+                ));
+            }
+        }
+        assert!(wrong.is_empty(), "{wrong:#?}");
+    }
+
+    /// A tree libgit2 cannot parse (`tree.c` `git_tree__parse_raw`: a mode that is negative
+    /// or above 0xFFFF, a name longer than 0xFFFF bytes) is malformed here too, never read and
+    /// written back as another tree.
+    #[test]
+    fn trees_libgit2_cannot_parse_are_malformed_here_too() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = Repository::init_bare(dir.path()).unwrap();
+        let blob = repo.blob(b"x").unwrap();
+        let odb = repo.odb().unwrap();
+        let long = vec![b'a'; 0x10000];
+        let cases: Vec<(&[u8], &[u8])> = vec![
+            (b"-100644", b"a"),
+            (b"1100644", b"a"),
+            (b"100644", &long),
+            (b"+100644", b"a"),
+            (b"0100644", b"a"),
+        ];
+        let mut wrong = Vec::new();
+        for (mode, name) in cases {
+            let mut raw = mode.to_vec();
+            raw.push(b' ');
+            raw.extend_from_slice(name);
+            raw.push(0);
+            raw.extend_from_slice(blob.as_bytes());
+            let id = odb.write(ObjectType::Tree, &raw).unwrap();
+            let theirs = repo.find_tree(id).is_ok();
+            let ours = TreeEntries::parse(id, &raw).is_ok();
+            if theirs != ours {
+                wrong.push(format!(
+                    "{}: libgit2 {theirs}, here {ours}",
+                    String::from_utf8_lossy(mode)
+                ));
+            }
+        }
+        assert!(wrong.is_empty(), "{wrong:#?}");
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// Names of any bytes libgit2 accepts (bytes at and above 0x80, those around `/`,
+        /// prefixes of each other) make the tree libgit2's builder writes, from a base tree
+        /// read back and edited as libgit2 edits it.
+        #[test]
+        fn any_names_edited_make_libgit2s_trees(
+            base in proptest::collection::vec(
+                (proptest::collection::vec(prop_oneof![
+                    Just(b'a'), Just(b'-'), Just(b'.'), Just(b'/' + 1), Just(b'/' - 1),
+                    Just(0x7f), Just(0x80), Just(0xff), Just(b' '), Just(0x01)
+                ], 1..4), 0usize..6),
+                0..20),
+            edits in proptest::collection::vec(
+                (proptest::collection::vec(prop_oneof![
+                    Just(b'a'), Just(b'-'), Just(b'.'), Just(0x80)
+                ], 1..3), proptest::option::of(0usize..6)),
+                0..8),
+            as_generated in any::<bool>(),
+            padded in any::<bool>(),
+        ) {
+            let dir = tempfile::tempdir().unwrap();
+            let repo = Repository::init_bare(dir.path()).unwrap();
+            let blob = repo.blob(b"x").unwrap();
+            let sub = {
+                let mut t = repo.treebuilder(None).unwrap();
+                t.insert("f", blob, 0o100644).unwrap();
+                t.write().unwrap()
+            };
+            let modes = [0o100644, 0o100755, 0o040000, 0o120000, 0o160000, 0o100664];
+            // The base written raw (legacy and zero-padded modes included): in git's order, or
+            // as generated (unsorted, a name twice), as another tool may have written it.
+            let mut raw_entries = TreeEntries::default();
+            let mut raw = Vec::new();
+            for (name, m) in &base {
+                if name.as_slice() == b"." || name.as_slice() == b".." {
+                    continue;
+                }
+                let mode = modes[*m];
+                let id = if mode == 0o040000 { sub } else { blob };
+                raw_entries.entries.insert(name.clone(), (id, mode));
+                let mode_text = if mode == 0o040000 && padded {
+                    "040000".to_owned()
+                } else {
+                    format!("{mode:o}")
+                };
+                raw.extend_from_slice(mode_text.as_bytes());
+                raw.push(b' ');
+                raw.extend_from_slice(name);
+                raw.push(0);
+                raw.extend_from_slice(id.as_bytes());
+            }
+            let raw = if as_generated { raw } else { raw_entries.bytes() };
+            let base_id = repo.odb().unwrap().write(ObjectType::Tree, &raw).unwrap();
+            let base_tree = repo.find_tree(base_id).unwrap();
+            let mut theirs = repo.treebuilder(Some(&base_tree)).unwrap();
+            let odb = repo.odb().unwrap();
+            let mut ours = TreeEntries::parse(base_id, odb.read(base_id).unwrap().data()).unwrap();
+            for (name, m) in &edits {
+                match m {
+                    Some(m) if modes[*m] != 0o100664 => {
+                        let mode = modes[*m];
+                        let id = if mode == 0o040000 { sub } else { blob };
+                        let t = theirs.insert(name, id, mode).is_ok();
+                        let o = ours.insert(name, id, mode).is_ok();
+                        prop_assert_eq!(t, o);
+                    }
+                    _ => {
+                        let _ = theirs.remove(name);
+                        ours.remove(name);
+                    }
+                }
+            }
+            let theirs = theirs.write().unwrap();
+            prop_assert_eq!(object_id(ObjectType::Tree, &ours.bytes()), theirs);
+            let tree = repo.find_tree(theirs).unwrap();
+            for e in tree.iter() {
+                prop_assert_eq!(ours.get(e.name_bytes()), Some((e.id(), e.filemode())));
+            }
         }
     }
 }

@@ -535,11 +535,8 @@ impl OutputRepo {
             let dir = out.join(TENANTS_DIR).join(id);
             let new = if let Some(changes) = edits.get(id) {
                 // HEAD's tree of the tenant, with the files this run wrote or removed.
-                let tree = old_tdir
-                    .as_ref()
-                    .and_then(|t| t.get(id))
-                    .filter(|(_, mode)| *mode == 0o040000)
-                    .map(|(oid, _)| oid);
+                // A tree by its kind, as 801dba5 read it (`git_tree_entry_type`).
+                let tree = old_tdir.as_ref().and_then(|t| t.get_tree(id));
                 let mut tree_edits = Vec::with_capacity(changes.len());
                 for (rel, written) in changes {
                     let entry = if *written {
@@ -1252,6 +1249,95 @@ mod tests {
             let edits = edits_of(&list);
             proptest::prop_assert_eq!(by_first_name(&edits), by_first_name_before(&edits));
         }
+    }
+
+    /// A file planted in the output tree under a name an NTFS checkout reads as `.git` (`.git:x`,
+    /// an alternate data stream of `.git`; `git~1\x`, its short name and a separator) is refused
+    /// with its name, as libgit2's tree builder refused it (and so are the names HFS+, or git
+    /// after a `\`, reads as `.git`), and nothing is stored: such a tree
+    /// fails `git fsck --strict` (`hasDotgit`) and every server that checks what it receives.
+    #[test]
+    fn a_planted_file_named_as_ntfs_reads_dot_git_is_refused() {
+        for name in [
+            ".git:x",
+            ".GIT\\config",
+            "git~1:x",
+            "GIT~1\\HEAD",
+            // What libgit2 accepted but `git fsck --strict` refuses too.
+            "x\\.git",
+            ".g\u{200c}it",
+        ] {
+            let (dir, out) = empty_repo();
+            let git_dir = out.repo.git_dir().to_path_buf();
+            let planted = dir.path().join("planted");
+            std::fs::create_dir_all(planted.join("t1")).unwrap();
+            std::fs::write(planted.join("t1/ok.yaml"), b"a: 1\n").unwrap();
+            std::fs::write(planted.join("t1").join(name), b"x\n").unwrap();
+            let err = in_bulk(
+                &git_dir,
+                |what, e| out.repo.err(what)(e),
+                |bulk| out.write_dir_tree(bulk, &planted),
+            )
+            .unwrap_err();
+            let mut text = err.to_string();
+            let mut source = std::error::Error::source(&err);
+            while let Some(e) = source {
+                text += &format!(": {e}");
+                source = e.source();
+            }
+            assert!(
+                text.contains("invalid name for a tree entry") && text.contains(name),
+                "{name}: {text}"
+            );
+            assert_eq!(
+                crate::io::repo::bulk::tests::packs(&git_dir),
+                0,
+                "{name}: nothing stored"
+            );
+        }
+    }
+
+    /// A tenant's directory in HEAD whose mode carries bits besides a tree's (`41000`, as some
+    /// tool wrote it) is read as a tree, as libgit2 reads its kind (`git_tree_entry_type`:
+    /// `S_ISDIR`) and as 801dba5 edited it: a run that wrote one of its files keeps the others.
+    #[test]
+    fn a_tenant_directory_with_extra_mode_bits_keeps_its_other_files_when_edited() {
+        let (dir, out) = empty_repo();
+        let git_dir = out.repo.git_dir().to_path_buf();
+        let repo = git2::Repository::open(&git_dir).unwrap();
+        let mut t1 = repo.treebuilder(None).unwrap();
+        t1.insert("a.yaml", repo.blob(b"a: 1\n").unwrap(), 0o100644)
+            .unwrap();
+        t1.insert("b.yaml", repo.blob(b"b: 1\n").unwrap(), 0o100644)
+            .unwrap();
+        let t1 = t1.write().unwrap();
+        let mut raw = b"41000 t1\0".to_vec();
+        raw.extend_from_slice(t1.as_bytes());
+        let tenants = repo.odb().unwrap().write(ObjectType::Tree, &raw).unwrap();
+        let mut root = repo.treebuilder(None).unwrap();
+        root.insert(TENANTS_DIR, tenants, 0o040000).unwrap();
+        let root = repo.find_tree(root.write().unwrap()).unwrap();
+        let outdir = dir.path().join("out");
+        std::fs::create_dir_all(outdir.join(TENANTS_DIR).join("t1")).unwrap();
+        std::fs::write(outdir.join(TENANTS_DIR).join("t1/a.yaml"), b"a: 2\n").unwrap();
+        let ids = BTreeSet::from(["t1".to_owned()]);
+        let edits = BTreeMap::from([("t1".to_owned(), vec![("a.yaml".to_owned(), true)])]);
+        let new = in_bulk(
+            &git_dir,
+            |what, e| out.repo.err(what)(e),
+            |bulk| out.edit_tenants(bulk, Some(&root), TENANTS_DIR, &ids, &edits, &outdir),
+        )
+        .unwrap()
+        .unwrap();
+        let repo = git2::Repository::open(&git_dir).unwrap();
+        let t1 = repo.find_tree(new).unwrap().get_name("t1").unwrap().id();
+        let names: Vec<String> = repo
+            .find_tree(t1)
+            .unwrap()
+            .iter()
+            .map(|e| e.name().unwrap().to_owned())
+            .collect();
+        assert_eq!(names, ["a.yaml", "b.yaml"]);
     }
 
     /// An empty repository to edit trees in.
