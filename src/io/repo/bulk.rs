@@ -9,7 +9,8 @@
 //! keeping the pack count bounded [`super::rollup`]'s.
 //!
 //! - Each object is hashed once, here (git's object id: the SHA-1 of `<kind> <size>\0` and
-//!   the bytes), and nothing goes through libgit2's object database on the way in: its
+//!   the bytes, by libgit2's SHA-1 with collision detection, as git hashes), and nothing goes
+//!   through libgit2's object database on the way in: its
 //!   `git_odb_write` first looks for the object in every backend and, missing it, rescans
 //!   `objects/pack/` before writing (`odb.c` `git_odb__freshen` → `git_odb_refresh`): a
 //!   directory read for every new object, 9 % of a product release's CPU (BENCHMARKS.md).
@@ -31,7 +32,6 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 use git2::{ObjectType, Odb, OdbLookupFlags, Oid, Repository};
-use sha1::{Digest, Sha1};
 
 use super::pack::{Object, store_pack};
 
@@ -137,7 +137,7 @@ impl Bulk<'_> {
         data: &[u8],
         owned: impl FnOnce(&[u8]) -> Vec<u8>,
     ) -> Result<Oid, git2::Error> {
-        let oid = object_id(kind, data);
+        let oid = object_id(kind, data)?;
         if self.queued_at.borrow().contains_key(&oid)
             || self.disk.exists_ext(oid, OdbLookupFlags::NO_REFRESH)
         {
@@ -178,15 +178,12 @@ impl Bulk<'_> {
     }
 }
 
-/// git's id of an object of `kind` holding `data`: the SHA-1 of its header and bytes.
-fn object_id(kind: ObjectType, data: &[u8]) -> Oid {
-    let mut h = Sha1::new();
-    h.update(kind.str().as_bytes());
-    h.update(b" ");
-    h.update(data.len().to_string().as_bytes());
-    h.update([0]);
-    h.update(data);
-    Oid::from_bytes(&h.finalize()).expect("a SHA-1 is 20 bytes")
+/// git's id of an object of `kind` holding `data`: the SHA-1 of its header and bytes, by
+/// libgit2's SHA-1 with collision detection (`git_odb_hash`, no object database involved),
+/// as git computes it: a blob crafted to collide with another is refused here, as git and
+/// any server would refuse it.
+fn object_id(kind: ObjectType, data: &[u8]) -> Result<Oid, git2::Error> {
+    Oid::hash_object(kind, data)
 }
 
 fn not_a_tree(oid: Oid, kind: ObjectType) -> git2::Error {
@@ -654,7 +651,7 @@ pub(super) mod tests {
                 ours.insert(name, id, *mode).unwrap();
             }
             let theirs = theirs.write().unwrap();
-            prop_assert_eq!(object_id(ObjectType::Tree, &ours.bytes()), theirs);
+            prop_assert_eq!(object_id(ObjectType::Tree, &ours.bytes()).unwrap(), theirs);
             let odb = repo.odb().unwrap();
             let raw = odb.read(theirs).unwrap();
             prop_assert_eq!(raw.data(), &ours.bytes()[..]);
@@ -670,16 +667,16 @@ pub(super) mod tests {
     /// Blob ids are git's (`git hash-object`'s), an empty blob's included.
     #[test]
     fn object_ids_are_gits() {
-        for bytes in [&b""[..], b"a\n", &[0u8; 70_000][..]] {
-            assert_eq!(
-                object_id(ObjectType::Blob, bytes),
-                Oid::hash_object(ObjectType::Blob, bytes).unwrap()
-            );
+        for (bytes, id) in [
+            (&b""[..], "e69de29bb2d1d6434b8b29ae775ad8c2e48c5391"),
+            (b"a\n", "78981922613b2afb6025042ff6bd878ac1994e85"),
+            (
+                &[0u8; 70_000][..],
+                "9fea790a02baeb2724691491835d06627644ac43",
+            ),
+        ] {
+            assert_eq!(object_id(ObjectType::Blob, bytes).unwrap().to_string(), id);
         }
-        assert_eq!(
-            object_id(ObjectType::Blob, b"").to_string(),
-            "e69de29bb2d1d6434b8b29ae775ad8c2e48c5391"
-        );
     }
 
     /// What libgit2's tree builder refuses is refused: names git would not check out (`.git`
@@ -725,7 +722,7 @@ pub(super) mod tests {
         raw.extend_from_slice(id.as_bytes());
         raw.extend_from_slice(b"100775 run\0");
         raw.extend_from_slice(id.as_bytes());
-        let tree = object_id(ObjectType::Tree, &raw);
+        let tree = object_id(ObjectType::Tree, &raw).unwrap();
         let mut t = TreeEntries::parse(tree, &raw).unwrap();
         assert_eq!(t.get("old"), Some((id, 0o100644)));
         assert_eq!(t.get("run"), Some((id, 0o100755)));
@@ -978,7 +975,7 @@ pub(super) mod tests {
                 }
             }
             let theirs = theirs.write().unwrap();
-            prop_assert_eq!(object_id(ObjectType::Tree, &ours.bytes()), theirs);
+            prop_assert_eq!(object_id(ObjectType::Tree, &ours.bytes()).unwrap(), theirs);
             let tree = repo.find_tree(theirs).unwrap();
             for e in tree.iter() {
                 prop_assert_eq!(ours.get(e.name_bytes()), Some((e.id(), e.filemode())));
