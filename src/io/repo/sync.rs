@@ -85,8 +85,11 @@ impl Repo {
         }
         let mut opts = git2::PushOptions::new();
         opts.remote_callbacks(cbs);
-        // The pack sent is built on every core (libgit2's default is one thread).
-        opts.packbuilder_parallelism(0);
+        // One thread builds the pack sent (libgit2's default). Its threaded delta search was
+        // slower and larger on the 2-core bench machine at 10,000 tenants: first push 29.3-29.9
+        // -> 25.4-26.3 s and 306-324 -> 285 MiB peak, a product's release 5.0-5.2 -> 4.4-4.6 s,
+        // the packs sent the same size (BENCHMARKS.md, issue 13, sixth round).
+        opts.packbuilder_parallelism(1);
         let spec = format!("refs/heads/{branch}:refs/heads/{branch}");
         let result = r.push(&[spec], Some(&mut opts));
         drop(opts);
