@@ -208,7 +208,7 @@ pub(super) struct PackEntry {
     pub(super) crc: u32,
 }
 
-/// Writes `objects` (read from `odb`) to `out` as a version 2 pack (git's
+/// Writes `objects` to `out` as a version 2 pack (git's
 /// `Documentation/gitformat-pack.txt`): the header (`PACK`, version, object count), then each
 /// object whole — its type and size in the variable-length entry header, its bytes
 /// zlib-compressed at the fastest level (git's own default for loose objects) — and the SHA-1
