@@ -134,12 +134,13 @@ pub fn acquire(git_dir: &Path) -> Result<Lock> {
     Ok(Lock { file, path })
 }
 
-/// Opens the lock file, or creates it already saying `released` (true when it existed): the
-/// record is written and fsynced in a file of its own, `provisio.lock.<pid>.<n>.new`, which is
-/// then hard-linked into place (the link fails when the name exists). So no provisio of this
-/// version ever leaves `provisio.lock` empty — not a run killed while creating it, nor one
-/// that another run starting at once locks before its creator could write — and an empty
-/// file can only be an older provisio's.
+/// Opens the lock file, or creates it already saying `released` and opens it by its name (the
+/// flag: whether it was opened, false only where it is created in place, without hard links):
+/// the record is written and fsynced in a file of its own, `provisio.lock.<pid>.<n>.new`,
+/// which is then hard-linked into place (the link fails when the name exists). So no
+/// provisio of this version ever leaves `provisio.lock` empty — not a run killed while
+/// creating it, nor one that another run starting at once locks before its creator could
+/// write — and an empty file can only be an older provisio's.
 fn open_or_create(git_dir: &Path, path: &Path) -> Result<(File, bool)> {
     loop {
         // Not through a link, and without waiting for a writer should it be a FIFO.
@@ -184,7 +185,13 @@ fn open_or_create(git_dir: &Path, path: &Path) -> Result<(File, bool)> {
         let linked = write_record(&file, RELEASED).and_then(|()| std::fs::hard_link(&new, path));
         let _ = std::fs::remove_file(&new);
         match linked {
-            Ok(()) => return Ok((file, false)),
+            // Opened again by its own name: this descriptor's name is the removed `.new` one
+            // (`/proc/<pid>/fd`, `lsof`: "provisio.lock.<pid>.<n>.new (deleted)"), which reads
+            // as a leaked file. The record just written says `released`, as for no file.
+            Ok(()) => {
+                drop(file);
+                continue;
+            }
             // Created by another run meanwhile, or this file removed as stale by a run
             // holding the lock: open what is there.
             Err(e) if matches!(e.kind(), ErrorKind::AlreadyExists | ErrorKind::NotFound) => {}
