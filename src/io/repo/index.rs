@@ -614,6 +614,8 @@ mod tests {
 
     use proptest::prelude::*;
 
+    use crate::io::repo::tests::stock_git_here;
+
     use super::*;
 
     /// An entry as every field reads back (`git2::IndexEntry` has no `PartialEq`).
@@ -643,23 +645,6 @@ mod tests {
         std::fs::write(&path, bytes).unwrap();
         let index = git2::Index::open(&path).unwrap();
         index.iter().map(|e| fields(&e)).collect()
-    }
-
-    /// Whether stock git is on PATH to check the splice against; without it the test is
-    /// skipped, except with `PROVISIO_REQUIRE_TOOLS=1` (CI), where it fails.
-    fn stock_git_here() -> bool {
-        let here = std::process::Command::new("git")
-            .arg("--version")
-            .output()
-            .is_ok_and(|o| o.status.success());
-        if !here {
-            assert!(
-                std::env::var("PROVISIO_REQUIRE_TOOLS").as_deref() != Ok("1"),
-                "git is required (PROVISIO_REQUIRE_TOOLS=1) but not on PATH"
-            );
-            eprintln!("SKIPPED: git not on PATH");
-        }
-        here
     }
 
     /// Stock git's output for `args` in `work`; fails the test when git fails.

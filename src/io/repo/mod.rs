@@ -449,7 +449,25 @@ pub(super) fn prefix_of(workdir: &Path, dir: &Path) -> Option<String> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
+    /// Whether stock git is on PATH for a test to check what provisio wrote against; without
+    /// it the check is skipped (said on stderr), except with `PROVISIO_REQUIRE_TOOLS=1` (CI),
+    /// where the test fails instead.
+    pub(crate) fn stock_git_here() -> bool {
+        let here = std::process::Command::new("git")
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if !here {
+            assert!(
+                std::env::var("PROVISIO_REQUIRE_TOOLS").as_deref() != Ok("1"),
+                "git is required (PROVISIO_REQUIRE_TOOLS=1) but not on PATH"
+            );
+            eprintln!("SKIPPED: git not on PATH");
+        }
+        here
+    }
+
     use super::*;
 
     #[test]
