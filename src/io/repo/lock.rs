@@ -1,8 +1,7 @@
 //! provisio's own lock on a repository (`<git dir>/provisio.lock`, the common git directory's
-//! in a linked worktree; an exclusive `flock`
-//! through `File::try_lock`, released by the kernel when the process dies however it dies),
-//! the record of its holder that the file holds, and the removal of the git lock files a
-//! killed provisio run left — only those.
+//! in a linked worktree; an exclusive `flock` through `File::try_lock`, released by the
+//! kernel when the process dies however it dies), the record of its holder that the file
+//! holds, and the removal of the git lock files a killed provisio run left — only those.
 //!
 //! The record: `provisio running pid=N` is written (and fsynced) once the lock is taken, and
 //! the file's mtime after that write is the run's start stamp; `released` is written when
