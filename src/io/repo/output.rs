@@ -535,7 +535,7 @@ impl OutputRepo {
             let dir = out.join(TENANTS_DIR).join(id);
             let new = if let Some(changes) = edits.get(id) {
                 // HEAD's tree of the tenant, with the files this run wrote or removed.
-                // A tree by its kind, as 801dba5 read it (`git_tree_entry_type`).
+                // A tree by its kind, as libgit2 reads it (`git_tree_entry_type`: the type bits).
                 let tree = old_tdir.as_ref().and_then(|t| t.get_tree(id));
                 let mut tree_edits = Vec::with_capacity(changes.len());
                 for (rel, written) in changes {
@@ -1299,7 +1299,8 @@ mod tests {
 
     /// A tenant's directory in HEAD whose mode carries bits besides a tree's (`41000`, as some
     /// tool wrote it) is read as a tree, as libgit2 reads its kind (`git_tree_entry_type`:
-    /// `S_ISDIR`) and as 801dba5 edited it: a run that wrote one of its files keeps the others.
+    /// `S_ISDIR`) and as provisio edited it through libgit2's tree builder: a run that wrote one
+    /// of its files keeps the others.
     #[test]
     fn a_tenant_directory_with_extra_mode_bits_keeps_its_other_files_when_edited() {
         let (dir, out) = empty_repo();
