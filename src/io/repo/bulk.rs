@@ -407,7 +407,7 @@ fn hfs_dot_git(name: &[u8]) -> bool {
 #[cfg(test)]
 pub(super) mod tests {
     use super::*;
-    use crate::io::repo::tests::stock_git_here;
+    use crate::io::repo::tests::{assert_fsck_clean, stock_git_here};
 
     /// Loose object files under `objects/` (two hex digits, then the rest of the id).
     fn loose(git_dir: &Path) -> Vec<String> {
@@ -475,15 +475,7 @@ pub(super) mod tests {
         assert_eq!(again, tree);
         let other = Repository::open_bare(git_dir).unwrap();
         assert_eq!(other.find_tree(tree).unwrap().len(), 2);
-        if stock_git_here()
-            && let Ok(fsck) = std::process::Command::new("git")
-                .arg("--git-dir")
-                .arg(git_dir)
-                .args(["fsck", "--full", "--strict", "--no-dangling"])
-                .output()
-        {
-            assert!(fsck.status.success(), "{fsck:?}");
-        }
+        assert_fsck_clean(git_dir, "after the second session");
     }
 
     /// An empty blob (an empty rendered file) and a tree holding only it go into a pack like
@@ -520,14 +512,8 @@ pub(super) mod tests {
                 .output()
         {
             assert!(out.status.success(), "{out:?}");
-            let fsck = std::process::Command::new("git")
-                .arg("--git-dir")
-                .arg(git_dir)
-                .args(["fsck", "--full", "--strict", "--no-dangling"])
-                .output()
-                .unwrap();
-            assert!(fsck.status.success(), "{fsck:?}");
         }
+        assert_fsck_clean(git_dir, "with the empty blob");
     }
 
     /// Objects land in packs (several when the memory fills), none loose, each readable from

@@ -468,6 +468,22 @@ pub(crate) mod tests {
         here
     }
 
+    /// Asserts that stock git finds the repository at `git_dir` sound (`git fsck --full
+    /// --strict --no-dangling`; `what` names the state checked, for the failure); skipped
+    /// without stock git as [`stock_git_here`] says.
+    pub(crate) fn assert_fsck_clean(git_dir: &std::path::Path, what: &str) {
+        if !stock_git_here() {
+            return;
+        }
+        let fsck = std::process::Command::new("git")
+            .arg("--git-dir")
+            .arg(git_dir)
+            .args(["fsck", "--full", "--strict", "--no-dangling"])
+            .output()
+            .unwrap();
+        assert!(fsck.status.success(), "{what}: {fsck:?}");
+    }
+
     use super::*;
 
     #[test]

@@ -497,7 +497,7 @@ fn first_report(what: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use crate::io::repo::tests::stock_git_here;
+    use crate::io::repo::tests::{assert_fsck_clean, stock_git_here};
     use std::os::unix::fs::PermissionsExt;
 
     use git2::Oid;
@@ -545,13 +545,10 @@ mod tests {
     /// `git fsck --strict` passes and `git count-objects -v` reports no garbage; `None`
     /// when there is no stock git.
     fn git_says_clean(git_dir: &Path) -> Option<String> {
-        let fsck = std::process::Command::new("git")
-            .arg("--git-dir")
-            .arg(git_dir)
-            .args(["fsck", "--full", "--strict", "--no-dangling"])
-            .output()
-            .ok()?;
-        assert!(fsck.status.success(), "{fsck:?}");
+        if !stock_git_here() {
+            return None;
+        }
+        assert_fsck_clean(git_dir, "git fsck");
         let count = std::process::Command::new("git")
             .arg("--git-dir")
             .arg(git_dir)
@@ -1158,15 +1155,7 @@ mod tests {
                 std::fs::remove_file(&temp).unwrap();
             }
             all_readable(git_dir, &trees);
-            if stock_git_here()
-                && let Ok(fsck) = std::process::Command::new("git")
-                    .arg("--git-dir")
-                    .arg(git_dir)
-                    .args(["fsck", "--full", "--strict", "--no-dangling"])
-                    .output()
-            {
-                assert!(fsck.status.success(), "step {step}: {fsck:?}");
-            }
+            assert_fsck_clean(git_dir, &format!("step {step}"));
             consolidate(git_dir, 2).unwrap();
             assert!(
                 pack_names(git_dir)
