@@ -27,6 +27,7 @@
 //! - Nothing refers to a queued object until [`in_bulk`] returns: the caller writes the
 //!   commit (and moves the branch) after every object it names is on disk.
 
+use std::borrow::Cow;
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -98,7 +99,7 @@ fn in_bulk_flushing_at<T, E>(
 impl Bulk<'_> {
     /// `bytes` as a blob.
     pub fn blob(&self, bytes: &[u8]) -> Result<Oid, git2::Error> {
-        self.store(ObjectType::Blob, bytes, |b| b.to_vec())
+        self.store(ObjectType::Blob, Cow::Borrowed(bytes))
     }
 
     /// A tree to edit, starting from `base` (empty: `None`); write it with
@@ -109,8 +110,7 @@ impl Bulk<'_> {
 
     /// Writes `tb`'s tree.
     pub fn write_tree(&self, tb: &TreeEntries) -> Result<Oid, git2::Error> {
-        let bytes = tb.bytes();
-        self.store(ObjectType::Tree, &bytes, |_| bytes.clone())
+        self.store(ObjectType::Tree, Cow::Owned(tb.bytes()))
     }
 
     /// A tree's entries, read from memory or disk.
@@ -129,30 +129,25 @@ impl Bulk<'_> {
         }
     }
 
-    /// The id of `data` as an object of `kind`; queues it (`owned` gives the bytes to keep)
-    /// unless it is on disk or queued already.
-    fn store(
-        &self,
-        kind: ObjectType,
-        data: &[u8],
-        owned: impl FnOnce(&[u8]) -> Vec<u8>,
-    ) -> Result<Oid, git2::Error> {
-        let oid = object_id(kind, data)?;
+    /// The id of `data` as an object of `kind`; queues it (copied only when borrowed) unless
+    /// it is on disk or queued already.
+    fn store(&self, kind: ObjectType, data: Cow<'_, [u8]>) -> Result<Oid, git2::Error> {
+        let oid = object_id(kind, &data)?;
         if self.queued_at.borrow().contains_key(&oid)
             || self.disk.exists_ext(oid, OdbLookupFlags::NO_REFRESH)
         {
             return Ok(oid);
         }
+        self.queued_bytes.set(self.queued_bytes.get() + data.len());
         {
             let mut queued = self.queued.borrow_mut();
             self.queued_at.borrow_mut().insert(oid, queued.len());
             queued.push(Object {
                 oid,
                 kind,
-                data: owned(data),
+                data: data.into_owned(),
             });
         }
-        self.queued_bytes.set(self.queued_bytes.get() + data.len());
         if self.queued_bytes.get() > self.flush_at {
             self.flush()?;
         }
