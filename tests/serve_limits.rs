@@ -231,6 +231,118 @@ fn a_slow_body_gets_408_and_records_nothing() {
     server.kill();
 }
 
+/// A body over the 64 KiB limit is answered 413 on a connection that can carry the next
+/// request when the body is at most 256 KiB (read and dropped first, whether its length is
+/// declared or chunked), and with `Connection: close` when it is declared bigger. Before,
+/// the 413 went out unread and without `Connection: close`; hyper then closed the
+/// connection, and a client that had pooled it (ureq) lost its next request: CI failed once
+/// on that race.
+#[test]
+fn an_oversize_body_is_answered_413_and_the_connection_says_whether_it_goes_on() {
+    use provisio::services::serve::{MAX_BODY, MAX_DISCARD, WEBHOOK_PREFIX};
+    let f = Fixture::new();
+    let mut server = start_limited(&f, &[], 1024);
+    let commits = f.commits().len();
+    let head = |extra: &str| {
+        format!(
+            "POST {WEBHOOK_PREFIX}subscription-created HTTP/1.1\r\nHost: x\r\n\
+             Authorization: Bearer {SECRET}\r\nContent-Type: application/json\r\n{extra}\r\n"
+        )
+    };
+    let answers = |got: &str| -> Vec<String> {
+        got.split("HTTP/1.1 ")
+            .skip(1)
+            .map(|a| a.to_ascii_lowercase())
+            .collect()
+    };
+
+    // Declared and chunked bodies just over the limit and at the discard limit, each
+    // followed on the same connection by a malformed event that must be answered 400.
+    let chunked = |n: usize| {
+        let mut b = format!("{n:x}\r\n").into_bytes();
+        b.resize(b.len() + n, b' ');
+        b.extend_from_slice(b"\r\n0\r\n\r\n");
+        b
+    };
+    let cases: [(&str, String, Vec<u8>); 4] = [
+        (
+            "declared, limit + 1",
+            head(&format!("Content-Length: {}\r\n", MAX_BODY + 1)),
+            vec![b' '; MAX_BODY + 1],
+        ),
+        (
+            "declared, discard limit",
+            head(&format!("Content-Length: {MAX_DISCARD}\r\n")),
+            vec![b' '; MAX_DISCARD],
+        ),
+        (
+            "chunked, limit + 1",
+            head("Transfer-Encoding: chunked\r\n"),
+            chunked(MAX_BODY + 1),
+        ),
+        (
+            "chunked, discard limit",
+            head("Transfer-Encoding: chunked\r\n"),
+            chunked(MAX_DISCARD),
+        ),
+    ];
+    for (what, head, body) in cases {
+        let mut s = connect(server.addr);
+        let next = b"{\"event\":";
+        let mut sent = head.into_bytes();
+        sent.extend_from_slice(&body);
+        sent.extend_from_slice(
+            format!(
+                "POST {WEBHOOK_PREFIX}subscription-created HTTP/1.1\r\nHost: x\r\n\
+                 Authorization: Bearer {SECRET}\r\nContent-Type: application/json\r\n\
+                 Content-Length: {}\r\nConnection: close\r\n\r\n",
+                next.len()
+            )
+            .as_bytes(),
+        );
+        sent.extend_from_slice(next);
+        s.write_all(&sent).unwrap();
+        let (closed, got) = closed_within(&mut s, Duration::from_secs(10));
+        assert!(closed, "{what}: {got}");
+        let a = answers(&got);
+        assert_eq!(a.len(), 2, "{what}: {got}");
+        assert!(a[0].starts_with("413"), "{what}: {got}");
+        assert!(a[0].contains("\"payload_too_large\""), "{what}: {got}");
+        assert!(!a[0].contains("connection: close"), "{what}: {got}");
+        assert!(a[1].starts_with("400"), "{what}: {got}");
+        assert!(a[1].contains("\"malformed_json\""), "{what}: {got}");
+    }
+
+    // Declared over the discard limit: answered at once, without reading, and closed.
+    let mut s = connect(server.addr);
+    s.write_all(head(&format!("Content-Length: {}\r\n", MAX_DISCARD + 1)).as_bytes())
+        .unwrap();
+    s.write_all(&[b' '; 1024]).unwrap();
+    let (closed, got) = closed_within(&mut s, Duration::from_secs(10));
+    assert!(closed, "{got}");
+    let a = answers(&got);
+    assert_eq!(a.len(), 1, "{got}");
+    assert!(a[0].starts_with("413"), "{got}");
+    assert!(a[0].contains("connection: close"), "{got}");
+
+    // A chunked body past the discard limit: read up to it, answered, closed.
+    let mut s = connect(server.addr);
+    let mut sent = head("Transfer-Encoding: chunked\r\n").into_bytes();
+    let mut body = chunked(MAX_DISCARD + 1);
+    body.truncate(body.len() - 5); // no last chunk: the sender is still going
+    sent.extend_from_slice(&body);
+    s.write_all(&sent).unwrap();
+    let (closed, got) = closed_within(&mut s, Duration::from_secs(10));
+    assert!(closed, "{got}");
+    let a = answers(&got);
+    assert_eq!(a.len(), 1, "{got}");
+    assert!(a[0].starts_with("413"), "{got}");
+    assert!(a[0].contains("connection: close"), "{got}");
+
+    assert_eq!(f.commits().len(), commits);
+    server.kill();
+}
+
 #[test]
 fn an_idle_keep_alive_connection_is_closed_after_the_header_timeout() {
     let f = Fixture::new();

@@ -11,13 +11,29 @@
 //! kept. (`axum::serve` sets neither: it builds hyper's connection without a timer, so
 //! hyper's `header_read_timeout` never fires.) The body's deadline is the handler's (serve
 //! answers 408). [`fit_connections`] keeps the cap below the process's file-descriptor limit.
+//!
+//! A response sent before its request's body was read to the end says `Connection: close`
+//! ([`close_unless_body_read`], on every router served here). hyper closes such a connection
+//! after the response (its dispatcher drops the unread rest: `poll_drain_or_close_read` in
+//! hyper 1.12's `proto/h1/dispatch.rs`) but announces it only when it knew before writing the
+//! head, which it does not when the handler answers without reading; a client that pooled
+//! the connection then sent its next request into a closing socket and lost it.
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::Router;
+use axum::body::{Body, Bytes, HttpBody};
+use axum::extract::Request;
+use axum::http::{HeaderValue, header};
+use axum::middleware::Next;
+use axum::response::Response;
+use http_body::{Frame, SizeHint};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use tokio::runtime::Handle;
@@ -121,6 +137,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
     limits: Limits,
 ) -> std::io::Result<()> {
+    let router = router.layer(axum::middleware::from_fn(close_unless_body_read));
     let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
     // Dropped to tell every connection to finish; each holds a receiver of `open` until it
     // ends, so `open.closed()` resolves once all are gone.
@@ -179,6 +196,58 @@ pub async fn serve(
     drop(stop_rx);
     open.closed().await;
     Ok(())
+}
+
+/// Adds `Connection: close` to a response produced before the request's body was read to
+/// its end (or failed): the connection cannot carry another request, and the client must
+/// not pool it.
+pub async fn close_unless_body_read(request: Request, next: Next) -> Response {
+    let (parts, body) = request.into_parts();
+    // A request without a body (most GETs) has been read whole before anyone looks.
+    let read = Arc::new(AtomicBool::new(body.is_end_stream()));
+    let body = Body::new(Tracked {
+        read: read.clone(),
+        inner: body,
+    });
+    let mut response = next.run(Request::from_parts(parts, body)).await;
+    if !read.load(Ordering::Acquire) {
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    response
+}
+
+/// A request body that records when it has been read to its end.
+struct Tracked {
+    read: Arc<AtomicBool>,
+    inner: Body,
+}
+
+impl HttpBody for Tracked {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        if matches!(polled, Poll::Ready(None))
+            || matches!(polled, Poll::Ready(Some(Ok(_))) if self.inner.is_end_stream())
+        {
+            self.read.store(true, Ordering::Release);
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
 }
 
 /// A tokio runtime driven by a thread of its own, for synchronous code that needs async
@@ -337,6 +406,62 @@ mod tests {
         let mut out = String::new();
         s.read_to_string(&mut out).unwrap();
         out
+    }
+
+    /// Answers to the requests in `sent`, written at once on one connection, until the
+    /// server closes it.
+    fn exchange(addr: SocketAddr, sent: &str) -> Vec<String> {
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        s.write_all(sent.as_bytes()).unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        out.split("HTTP/1.1 ")
+            .skip(1)
+            .map(|a| a.to_ascii_lowercase())
+            .collect()
+    }
+
+    #[test]
+    fn an_answer_before_the_body_was_read_closes_the_connection() {
+        let runtime = RuntimeThread::start("test-http", 0).unwrap();
+        let listener = bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let router = Router::new()
+            .route("/read", axum::routing::post(|b: String| async move { b }))
+            .route("/ignore", axum::routing::post(|| async { "ignored" }))
+            .route("/x", axum::routing::get(|| async { "hello" }));
+        let server = Server::start(runtime.handle(), listener, router, Limits::default()).unwrap();
+        let addr = server.addr();
+        let last = "GET /x HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+
+        // Bodiless and fully read requests keep the connection: all three answered.
+        let a = exchange(
+            addr,
+            &format!(
+                "GET /x HTTP/1.1\r\nHost: x\r\n\r\n\
+                 POST /read HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc{last}"
+            ),
+        );
+        assert_eq!(a.len(), 3, "{a:?}");
+        assert!(a[1].starts_with("200") && a[1].ends_with("abc"), "{a:?}");
+        assert!(
+            a[..2].iter().all(|a| !a.contains("connection: close")),
+            "{a:?}"
+        );
+
+        // A handler that answers without reading a body that has not all arrived: the
+        // answer says the connection ends, and it does.
+        let a = exchange(
+            addr,
+            &format!(
+                "POST /ignore HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\npartial{last}"
+            ),
+        );
+        assert_eq!(a.len(), 1, "{a:?}");
+        assert!(a[0].contains("connection: close"), "{a:?}");
+        assert!(a[0].ends_with("ignored"), "{a:?}");
+        server.stop().unwrap();
+        runtime.stop();
     }
 
     #[test]

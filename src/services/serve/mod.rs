@@ -28,6 +28,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use chrono::{DateTime, Utc};
+use http_body_util::BodyExt;
 use tokio::sync::{mpsc, oneshot};
 use tracing::{info, warn};
 
@@ -44,6 +45,9 @@ use writer::{Job, WriteError};
 
 /// Largest accepted body.
 pub const MAX_BODY: usize = 64 * 1024;
+/// How much of a body over [`MAX_BODY`] is read and dropped before answering 413 (see
+/// `read_body`); a body declared bigger is answered without reading it.
+pub const MAX_DISCARD: usize = 256 * 1024;
 /// The OpenAPI document, as committed.
 pub const OPENAPI: &str = include_str!("../../../docs/openapi.json");
 /// Route prefix of the webhooks.
@@ -373,6 +377,13 @@ async fn handle(
 }
 
 /// The request's body, whole, within the body deadline and the size limit.
+///
+/// A body over the limit is still read, up to [`MAX_DISCARD`] bytes in all, and thrown away
+/// before the 413 goes out, so that the connection stays usable and the answer is not lost
+/// to a reset: closing a socket with unread bytes makes the kernel send RST, and a client
+/// that has not read the answer yet loses it. A bigger body is answered at once and the
+/// connection closed (`Connection: close`, `services::http`). Go's net/http does the same
+/// (`maxPostHandlerReadBytes`, 256 KiB, in `net/http/server.go`).
 async fn read_body(
     app: &App,
     headers: &HeaderMap,
@@ -385,17 +396,16 @@ async fn read_body(
             format!("the body exceeds {MAX_BODY} bytes"),
         )
     };
-    if let Some(len) = headers
+    let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok())
-        && len > MAX_BODY as u64
-    {
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > MAX_DISCARD as u64) {
         return Err(too_large());
     }
     // The whole body within the deadline: a sender trickling it byte by byte holds a
     // connection for at most this long.
-    tokio::time::timeout(app.body_timeout, axum::body::to_bytes(body, MAX_BODY))
+    let read = tokio::time::timeout(app.body_timeout, read_limited(body))
         .await
         .map_err(|_| {
             ApiError::new(
@@ -406,8 +416,52 @@ async fn read_body(
                     app.body_timeout.as_secs_f64()
                 ),
             )
-        })?
-        .map_err(|_| too_large())
+        })?;
+    match read {
+        Read::Whole(bytes) => Ok(bytes),
+        Read::TooLarge => Err(too_large()),
+        Read::Broken(e) => Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "malformed_json",
+            format!("the body could not be read whole: {e}"),
+        )),
+    }
+}
+
+/// What [`read_limited`] found.
+enum Read {
+    Whole(axum::body::Bytes),
+    /// Over [`MAX_BODY`]; read (and dropped) to its end or to [`MAX_DISCARD`] bytes.
+    TooLarge,
+    /// The body's framing was broken or the sender went away.
+    Broken(axum::Error),
+}
+
+/// Reads `body` to its end keeping at most [`MAX_BODY`] bytes; past them, reads on without
+/// keeping anything until the end or [`MAX_DISCARD`] bytes in all.
+async fn read_limited(mut body: Body) -> Read {
+    let mut kept = Vec::new();
+    let mut seen = 0usize;
+    while let Some(frame) = body.frame().await {
+        let data = match frame {
+            Ok(frame) => match frame.into_data() {
+                Ok(data) => data,
+                Err(_trailers) => continue,
+            },
+            Err(e) => return Read::Broken(e),
+        };
+        seen = seen.saturating_add(data.len());
+        if seen <= MAX_BODY {
+            kept.extend_from_slice(&data);
+        } else if seen > MAX_DISCARD {
+            return Read::TooLarge;
+        }
+    }
+    if seen > MAX_BODY {
+        Read::TooLarge
+    } else {
+        Read::Whole(kept.into())
+    }
 }
 
 /// Hands a checked submission to the single writer and waits for its answer (after the
