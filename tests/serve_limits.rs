@@ -325,6 +325,25 @@ fn an_oversize_body_is_answered_413_and_the_connection_says_whether_it_goes_on()
     assert!(a[0].starts_with("413"), "{got}");
     assert!(a[0].contains("connection: close"), "{got}");
 
+    // Declared over the limit with `Expect: 100-continue`: refused before the client is
+    // told to send it (no 100 Continue, nothing read), and closed. Before, serve asked for
+    // the body (100 Continue) and read up to 256 KiB of it only to drop it.
+    let mut s = connect(server.addr);
+    s.write_all(
+        head(&format!(
+            "Content-Length: {}\r\nExpect: 100-continue\r\n",
+            MAX_BODY + 1
+        ))
+        .as_bytes(),
+    )
+    .unwrap();
+    let (closed, got) = closed_within(&mut s, Duration::from_secs(5));
+    assert!(closed, "{got}");
+    let a = answers(&got);
+    assert_eq!(a.len(), 1, "{got}");
+    assert!(a[0].starts_with("413"), "{got}");
+    assert!(a[0].contains("connection: close"), "{got}");
+
     // A chunked body past the discard limit: read up to it, answered, closed.
     let mut s = connect(server.addr);
     let mut sent = head("Transfer-Encoding: chunked\r\n").into_bytes();

@@ -22,18 +22,19 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::Router;
 use axum::body::{Body, Bytes, HttpBody};
-use axum::extract::Request;
+use axum::extract::{Request, State};
 use axum::http::{HeaderValue, header};
 use axum::middleware::Next;
 use axum::response::Response;
 use http_body::{Frame, SizeHint};
+use http_body_util::BodyExt;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use tokio::runtime::Handle;
@@ -118,6 +119,11 @@ pub enum HttpError {
     Io(#[source] std::io::Error),
 }
 
+/// How much of a request body its handler left unread is read and dropped after it, so that
+/// the connection carries the next request ([`close_unless_body_read`]); the largest POST
+/// body Go's net/http drains the same way (`maxPostHandlerReadBytes`).
+pub const MAX_DISCARD: usize = 256 * 1024;
+
 /// How long a stopping [`Server`] waits for in-flight requests.
 pub const GRACE: Duration = Duration::from_secs(5);
 
@@ -137,7 +143,12 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
     limits: Limits,
 ) -> std::io::Result<()> {
-    let router = router.layer(axum::middleware::from_fn(close_unless_body_read));
+    // An unread body is drained within the header deadline: the time a client may take to
+    // send the next request's header is the time it may take to finish this one's body.
+    let router = router.layer(axum::middleware::from_fn_with_state(
+        limits.header_timeout,
+        close_unless_body_read,
+    ));
     let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
     // Dropped to tell every connection to finish; each holds a receiver of `open` until it
     // ends, so `open.closed()` resolves once all are gone.
@@ -198,30 +209,92 @@ pub async fn serve(
     Ok(())
 }
 
-/// Adds `Connection: close` to a response produced before the request's body was read to
-/// its end (or failed): the connection cannot carry another request, and the client must
-/// not pool it.
-pub async fn close_unless_body_read(request: Request, next: Next) -> Response {
+/// Reads and drops what the handler left of a request body it never touched, up to
+/// [`MAX_DISCARD`] bytes and within `deadline` (a refusal that did not need the body: a
+/// 404, a 405, a GET that carried one); then adds `Connection: close` to a response whose
+/// request body was still not read to its end (or failed): the connection cannot carry
+/// another request, and the client must not pool it.
+///
+/// Without the drain hyper closes the socket with the rest of the body unread; the kernel
+/// then answers the client's further bytes with a reset, and a client still writing its
+/// body (most do so before reading) gets an error instead of the answer. A body the
+/// handler began to read is not drained: the handler decided how much to read (serve's 413
+/// past [`MAX_DISCARD`], its 408), and neither is one declared over [`MAX_DISCARD`] or
+/// announced with `Expect: 100-continue` (reading it would ask the client to send it).
+pub async fn close_unless_body_read(
+    State(deadline): State<Duration>,
+    request: Request,
+    next: Next,
+) -> Response {
     let (parts, body) = request.into_parts();
-    // A request without a body (most GETs) has been read whole before anyone looks.
-    let read = Arc::new(AtomicBool::new(body.is_end_stream()));
+    let expects = parts.headers.contains_key(header::EXPECT);
+    let shared = Arc::new(Shared {
+        // A request without a body (most GETs) has been read whole before anyone looks.
+        read: AtomicBool::new(body.is_end_stream()),
+        touched: AtomicBool::new(false),
+        rest: Mutex::new(None),
+    });
     let body = Body::new(Tracked {
-        read: read.clone(),
-        inner: body,
+        shared: shared.clone(),
+        inner: Some(body),
     });
     let mut response = next.run(Request::from_parts(parts, body)).await;
-    if !read.load(Ordering::Acquire) {
-        response
-            .headers_mut()
-            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    if !shared.read.load(Ordering::Acquire) {
+        let rest = shared.rest.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let drained = match rest {
+            Some(rest)
+                if !expects
+                    && !shared.touched.load(Ordering::Acquire)
+                    && rest.size_hint().lower() <= MAX_DISCARD as u64 =>
+            {
+                tokio::time::timeout(deadline, discard(rest))
+                    .await
+                    .unwrap_or(false)
+            }
+            _ => false,
+        };
+        if !drained {
+            response
+                .headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
     }
     response
 }
 
-/// A request body that records when it has been read to its end.
+/// Reads `body` to its end, dropping it; false when it is longer than [`MAX_DISCARD`] or
+/// broken.
+async fn discard(mut body: Body) -> bool {
+    let mut seen = 0usize;
+    while let Some(frame) = body.frame().await {
+        match frame {
+            Ok(frame) => {
+                seen = seen.saturating_add(frame.data_ref().map_or(0, Bytes::len));
+                if seen > MAX_DISCARD {
+                    return false;
+                }
+            }
+            Err(_) => return false,
+        }
+    }
+    true
+}
+
+/// What [`close_unless_body_read`] learns of a request body.
+struct Shared {
+    /// Read to its end.
+    read: AtomicBool,
+    /// Polled at least once.
+    touched: AtomicBool,
+    /// The body, handed back when the handler dropped it unread.
+    rest: Mutex<Option<Body>>,
+}
+
+/// A request body that records when it has been read to its end, and hands itself back
+/// when dropped before.
 struct Tracked {
-    read: Arc<AtomicBool>,
-    inner: Body,
+    shared: Arc<Shared>,
+    inner: Option<Body>,
 }
 
 impl HttpBody for Tracked {
@@ -232,21 +305,37 @@ impl HttpBody for Tracked {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
-        let polled = Pin::new(&mut self.inner).poll_frame(cx);
-        if matches!(polled, Poll::Ready(None))
-            || matches!(polled, Poll::Ready(Some(Ok(_))) if self.inner.is_end_stream())
+        self.shared.touched.store(true, Ordering::Release);
+        let Some(inner) = self.inner.as_mut() else {
+            return Poll::Ready(None);
+        };
+        let polled = Pin::new(&mut *inner).poll_frame(cx);
+        let end = inner.is_end_stream();
+        if matches!(polled, Poll::Ready(None)) || matches!(polled, Poll::Ready(Some(Ok(_))) if end)
         {
-            self.read.store(true, Ordering::Release);
+            self.shared.read.store(true, Ordering::Release);
         }
         polled
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        self.inner.as_ref().is_none_or(HttpBody::is_end_stream)
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
+        self.inner
+            .as_ref()
+            .map_or_else(|| SizeHint::with_exact(0), HttpBody::size_hint)
+    }
+}
+
+impl Drop for Tracked {
+    fn drop(&mut self) {
+        if !self.shared.read.load(Ordering::Acquire)
+            && let Some(inner) = self.inner.take()
+        {
+            *self.shared.rest.lock().unwrap_or_else(|e| e.into_inner()) = Some(inner);
+        }
     }
 }
 
@@ -430,7 +519,12 @@ mod tests {
             .route("/read", axum::routing::post(|b: String| async move { b }))
             .route("/ignore", axum::routing::post(|| async { "ignored" }))
             .route("/x", axum::routing::get(|| async { "hello" }));
-        let server = Server::start(runtime.handle(), listener, router, Limits::default()).unwrap();
+        // The body that never comes (below) is waited for this long.
+        let limits = Limits {
+            header_timeout: Duration::from_secs(1),
+            ..Limits::default()
+        };
+        let server = Server::start(runtime.handle(), listener, router, limits).unwrap();
         let addr = server.addr();
         let last = "GET /x HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
 
@@ -460,6 +554,53 @@ mod tests {
         assert_eq!(a.len(), 1, "{a:?}");
         assert!(a[0].contains("connection: close"), "{a:?}");
         assert!(a[0].ends_with("ignored"), "{a:?}");
+
+        // A body the handler ignored but that is sent whole (a GET's, a refused POST's of
+        // up to 256 KiB) is read and dropped after the handler: the connection carries the
+        // next request. Before, the answer said close; and hyper closed the socket with the
+        // rest of the body unread, so that a client still writing it got a reset (EPIPE)
+        // instead of its answer.
+        let big = " ".repeat(MAX_DISCARD);
+        let a = exchange(
+            addr,
+            &format!(
+                "GET /x HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello\
+                 POST /ignore HTTP/1.1\r\nHost: x\r\nContent-Length: {MAX_DISCARD}\r\n\r\n{big}\
+                 POST /nowhere HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n\
+                 3\r\nabc\r\n0\r\n\r\n{last}"
+            ),
+        );
+        assert_eq!(a.len(), 4, "{a:?}");
+        assert!(a[0].starts_with("200") && a[0].ends_with("hello"), "{a:?}");
+        assert!(
+            a[1].starts_with("200") && a[1].ends_with("ignored"),
+            "{a:?}"
+        );
+        assert!(a[2].starts_with("404"), "{a:?}");
+        assert!(
+            a[..3].iter().all(|a| !a.contains("connection: close")),
+            "{a:?}"
+        );
+
+        // Declared over 256 KiB, or announced with `Expect: 100-continue` (the client waits
+        // to be told to send it): answered at once, and closed.
+        for head in [
+            format!("Content-Length: {}\r\n", MAX_DISCARD + 1),
+            "Content-Length: 10\r\nExpect: 100-continue\r\n".to_owned(),
+        ] {
+            let started = std::time::Instant::now();
+            let a = exchange(
+                addr,
+                &format!("POST /ignore HTTP/1.1\r\nHost: x\r\n{head}\r\n"),
+            );
+            assert!(
+                started.elapsed() < Duration::from_millis(900),
+                "{head}: {a:?}"
+            );
+            assert_eq!(a.len(), 1, "{head}: {a:?}");
+            assert!(a[0].starts_with("200"), "{head}: {a:?}");
+            assert!(a[0].contains("connection: close"), "{head}: {a:?}");
+        }
         server.stop().unwrap();
         runtime.stop();
     }

@@ -47,7 +47,7 @@ use writer::{Job, WriteError};
 pub const MAX_BODY: usize = 64 * 1024;
 /// How much of a body over [`MAX_BODY`] is read and dropped before answering 413 (see
 /// `read_body`); a body declared bigger is answered without reading it.
-pub const MAX_DISCARD: usize = 256 * 1024;
+pub const MAX_DISCARD: usize = http::MAX_DISCARD;
 /// The OpenAPI document, as committed.
 pub const OPENAPI: &str = include_str!("../../../docs/openapi.json");
 /// Route prefix of the webhooks.
@@ -382,7 +382,8 @@ async fn handle(
 /// before the 413 goes out, so that the connection stays usable and the answer is not lost
 /// to a reset: closing a socket with unread bytes makes the kernel send RST, and a client
 /// that has not read the answer yet loses it. A bigger body is answered at once and the
-/// connection closed (`Connection: close`, `services::http`). Go's net/http does the same
+/// connection closed (`Connection: close`, `services::http`), as is one declared over
+/// [`MAX_BODY`] with `Expect: 100-continue`. Go's net/http does the same
 /// (`maxPostHandlerReadBytes`, 256 KiB, in `net/http/server.go`).
 async fn read_body(
     app: &App,
@@ -400,7 +401,11 @@ async fn read_body(
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|len| len > MAX_DISCARD as u64) {
+    // A client that sent `Expect: 100-continue` waits to be told to send its body: one
+    // declared too large is refused before it is asked for.
+    let expects = headers.contains_key(header::EXPECT);
+    let limit = if expects { MAX_BODY } else { MAX_DISCARD };
+    if declared.is_some_and(|len| len > limit as u64) {
         return Err(too_large());
     }
     // The whole body within the deadline: a sender trickling it byte by byte holds a
