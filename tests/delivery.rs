@@ -46,6 +46,7 @@ fn deliver_once(repo: &OutputRepo, summary: Option<&Summary>, why: &Why) -> deli
         why,
         Some(&fast()),
         &mut || unreachable!(),
+        None,
         &|| false,
     )
     .unwrap()
@@ -104,6 +105,7 @@ fn cycle(ws: &Workspace, repo: &OutputRepo, push: bool) -> delivery::Delivered {
         },
         push.then(fast).as_ref(),
         &mut regenerate,
+        None,
         &|| false,
     )
     .expect("deliver")
@@ -308,6 +310,7 @@ fn a_writer_with_an_older_registry_does_not_push_over_newer_output() {
             },
             Some(&fast()),
             &mut regenerate,
+            None,
             &|| false,
         )
         .unwrap()
@@ -368,6 +371,7 @@ fn an_unreachable_remote_keeps_the_commit_and_the_next_attempt_pushes_it() {
         &Why::default(),
         Some(&fast()),
         &mut || unreachable!("no rejection without a remote"),
+        None,
         &|| false,
     )
     .unwrap_err();
@@ -734,6 +738,88 @@ fn the_index_follows_each_commit_and_a_foreign_write_is_not_trusted() {
     ws.write(&rel, &text);
     deliver(&ws);
     index_holds_head("after a commit on an index written by someone else");
+}
+
+/// The index brought in step beside the push (a second handle, another thread) holds the
+/// pushed commit's tree, and the delivery says so; a delivery rejected because the remote
+/// moved still ends with the index and the record of the commit it pushed, whatever the
+/// side sync did before the reset.
+#[test]
+fn the_index_synced_beside_the_push_holds_the_pushed_commit() {
+    let ws = Workspace::new();
+    let (bare_dir, url) = bare(ws.dir.path());
+    let repo = OutputRepo::open(&ws.out(), &cfg(&url)).unwrap();
+    let holds = |commit: git2::Oid, what: &str| {
+        let clone = git2::Repository::open(ws.out()).unwrap();
+        let tree = clone.find_commit(commit).unwrap().tree_id();
+        let mut index = clone.index().unwrap();
+        index.read(true).unwrap();
+        assert_eq!(index.write_tree().unwrap(), tree, "{what}");
+        assert!(
+            status_paths(&clone).is_empty(),
+            "{what}: {:?}",
+            status_paths(&clone)
+        );
+    };
+    for i in 3..5 {
+        let (_, rel, text) = new_tenant(i);
+        ws.write(&rel, &text);
+        let summary = ws.generate();
+        let d = delivery::deliver(
+            &repo,
+            Some(&summary),
+            &Why::default(),
+            Some(&fast()),
+            &mut || unreachable!("nobody else pushes"),
+            Some(repo.index_syncer().unwrap()),
+            &|| false,
+        )
+        .unwrap();
+        let last = d.commits.last().expect("a commit").id;
+        assert_eq!(d.index_synced, Some(last), "tenant {i}");
+        assert_eq!(d.pushed.map(|(_, after)| after), Some(last));
+        holds(last, &format!("after tenant {i}"));
+    }
+    // Another writer pushes first: the first push is rejected (the side sync ran beside it),
+    // the delivery fetches, resets, regenerates on top and pushes; the caller syncs after
+    // the last commit, as `generate --commit` does.
+    let theirs = other_writer(&bare_dir, "main", |dir| {
+        std::fs::write(dir.join("OWNERS"), "platform-team\n").unwrap();
+    });
+    let (_, rel, text) = new_tenant(5);
+    ws.write(&rel, &text);
+    let summary = ws.generate();
+    let paths = ws.paths();
+    let mut regenerate = || {
+        pipeline::generate(
+            &paths,
+            &GenerateOptions {
+                full: true,
+                ..opts()
+            },
+        )
+    };
+    let d = delivery::deliver(
+        &repo,
+        Some(&summary),
+        &Why::default(),
+        Some(&fast()),
+        &mut regenerate,
+        Some(repo.index_syncer().unwrap()),
+        &|| false,
+    )
+    .unwrap();
+    assert_eq!(d.commits.len(), 2, "one rejected, one on top");
+    let last = d.commits.last().unwrap();
+    assert_eq!(
+        d.index_synced,
+        Some(d.commits[0].id),
+        "synced beside the first push"
+    );
+    repo.sync_index_after(last).unwrap();
+    holds(last.id, "after the regenerated commit");
+    assert_eq!(head_of(&bare_dir, "main"), Some(last.id));
+    assert_eq!(parents(&bare_dir, last.id), vec![theirs]);
 }
 
 /// A run killed after moving HEAD and before updating the index (its index file and record

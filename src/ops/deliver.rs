@@ -23,7 +23,7 @@ use super::generate::{self, GenerateOptions, Paths};
 use crate::io::nudge::{self, Nudge, NudgeError};
 use crate::io::output::Summary;
 use crate::io::repo::message::{CommitInfo, Why};
-use crate::io::repo::output::{OutputRepo, RepoConfig};
+use crate::io::repo::output::{IndexSyncer, OutputRepo, RepoConfig};
 use crate::io::repo::sync::PushFailure;
 use crate::io::repo::{self, GitError, Oid};
 use crate::io::retry::Policy;
@@ -82,6 +82,9 @@ pub struct Delivered {
     /// The remote holds output made from a newer registry commit (named) than this one: this
     /// writer's output was not pushed over it.
     pub superseded: Option<String>,
+    /// The commit the index was brought in step with beside the first push (see
+    /// [`deliver`]'s `index`); `None`: the caller still has to.
+    pub index_synced: Option<Oid>,
 }
 
 /// What [`deliver_run`] did: the delivery, and the nudge's answer when one was sent (a
@@ -95,7 +98,8 @@ pub struct Outcome {
 /// The whole sequence after a `generate`: commit what it wrote (`summary`: that run's
 /// summary; output generated earlier and not committed yet is found through the state file),
 /// push with the configured backoff (regenerating on top of the remote when it moved), nudge
-/// Argo CD.
+/// Argo CD. `index`: see [`deliver`].
+#[allow(clippy::too_many_arguments)] // each is one thing a caller decides; no natural group
 pub fn deliver_run(
     repo: &OutputRepo,
     paths: &Paths,
@@ -103,6 +107,7 @@ pub fn deliver_run(
     cfg: &Config,
     trigger: &str,
     summary: &Summary,
+    index: Option<IndexSyncer>,
     stop: &dyn Fn() -> bool,
 ) -> Result<Outcome> {
     let why = Why {
@@ -123,6 +128,7 @@ pub fn deliver_run(
         &why,
         cfg.push.as_ref(),
         &mut regenerate,
+        index,
         stop,
     )?;
     let nudge = match &cfg.nudge {
@@ -137,13 +143,17 @@ pub fn deliver_run(
 /// [`OutputRepo::commit_summary`]) and, with `push`, pushes whatever the remote lacks. A push
 /// rejected because the remote moved is fetched, reset onto and regenerated on top by
 /// `regenerate`; transport failures are retried with `backoff`; `stop` abandons the waiting
-/// between attempts (the commit stays local).
+/// between attempts (the commit stays local). With `index`, the index is brought in step
+/// with the commit on a second thread while the first push runs ([`Delivered::index_synced`]):
+/// at 10,000 tenants a release's index update takes about a second, the push several, and
+/// the push leaves a core idle. It is done by then: a rejected push resets the index.
 pub fn deliver(
     repo: &OutputRepo,
     summary: Option<&Summary>,
     why: &Why,
     push: Option<&Policy>,
     regenerate: &mut dyn FnMut() -> std::result::Result<Summary, PipelineError>,
+    mut index: Option<IndexSyncer>,
     stop: &dyn Fn() -> bool,
 ) -> Result<Delivered> {
     let t = Instant::now();
@@ -169,7 +179,24 @@ pub fn deliver(
             out.push_retries += 1;
         }
         let started = Instant::now();
-        match repo.push_once() {
+        let pushed = match (index.take(), out.commits.last()) {
+            (Some(syncer), Some(commit)) => {
+                let (pushed, synced) = std::thread::scope(|s| {
+                    let side = s.spawn(move || syncer.sync_index_after(commit));
+                    (repo.push_once(), side.join())
+                });
+                match synced {
+                    Ok(Ok(())) => out.index_synced = Some(commit.id),
+                    Ok(Err(e)) => {
+                        debug!(error = %chain(&e), "the index was not synced beside the push; the caller syncs it");
+                    }
+                    Err(panic) => std::panic::resume_unwind(panic),
+                }
+                pushed
+            }
+            _ => repo.push_once(),
+        };
+        match pushed {
             Ok(()) => {
                 let head = repo.head().expect("a branch with commits");
                 debug!(elapsed = ?started.elapsed(), commit = %head, "pushed");

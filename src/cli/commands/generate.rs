@@ -110,6 +110,8 @@ fn commit(
         cfg,
         "provisio generate --commit",
         summary,
+        // The index follows the commit beside the push (a second repository handle).
+        Some(repo.index_syncer().map_err(|e| fail(&e, (&e).into()))?),
         &|| false,
     )
     .map_err(|e| fail(&e, (&e).into()))?;
@@ -117,6 +119,7 @@ fn commit(
     // top: the reset brought the index to the remote head first).
     let started = std::time::Instant::now();
     let synced = match outcome.delivered.commits.last() {
+        Some(c) if outcome.delivered.index_synced == Some(c.id) => Ok(()),
         Some(c) => repo.sync_index_after(c),
         // A killed run may have moved HEAD without updating the index.
         None => repo.sync_index_to_head(),

@@ -81,6 +81,13 @@ const PACK_MAPPED_LIMIT: usize = 32 << 20;
 ///   read back another object under the id asked for, which its tests rule out (`git
 ///   index-pack` computes the same bytes). The remote's own checks are untouched: a push's
 ///   pack is indexed, and hashed, by the server.
+/// - libgit2's object cache is off (`GIT_OPT_ENABLE_CACHING`; `cache.c`: every commit, tree
+///   and tag under 4 KiB that is read stays parsed in memory, up to 256 MiB for the
+///   process). provisio reads most trees once per run (a commit's edit, a push's walk, the
+///   index's diff), so the cache held tens of thousands of trees nobody asked for again:
+///   with it, a first push of 10,000 tenants peaked at 368 MiB (the index brought in step
+///   beside the push on a second repository handle, a second cache); without it, 262 MiB,
+///   and no run measured was slower (BENCHMARKS.md, issue 13, seventh round).
 pub fn set_process_options() {
     // SAFETY: process-wide settings of libgit2, written before any thread of ours uses it.
     let set = unsafe {
@@ -91,6 +98,7 @@ pub fn set_process_options() {
         tracing::warn!("libgit2 kept its default pack windows: {e}");
     }
     git2::opts::strict_hash_verification(false);
+    git2::opts::enable_caching(false);
 }
 
 /// Errors of the git layer, each naming what it was doing and in which repository.

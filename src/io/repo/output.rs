@@ -689,176 +689,28 @@ impl OutputRepo {
     }
 
     /// Makes the index match HEAD (after commits made by [`OutputRepo::commit_summary`]), so
-    /// that `git status` in the output clone is clean. Costs a walk of the whole tree.
+    /// that `git status` in the output clone is clean ([`Repo::sync_index`]).
     pub fn sync_index(&self) -> Result<()> {
-        let Ok(head) = self.repo.repo.head() else {
-            return Ok(());
-        };
-        let tree = head
-            .peel_to_tree()
-            .map_err(self.repo.err("read HEAD's tree"))?;
-        let mut index = self
-            .repo
-            .repo
-            .index()
-            .map_err(self.repo.err("read the index"))?;
-        let written = index
-            .read_tree(&tree)
-            .and_then(|()| index.write())
-            .map_err(self.repo.err("write the index"));
-        self.after_index_write(&mut index, written, tree.id())
+        self.repo.sync_index()
     }
 
-    /// After `index` (the repository's) was changed to hold `tree` and written (`written`):
-    /// records that the file with this checksum holds `tree` ([`IndexRecord`]); when the write
-    /// failed, reloads the index from the disk instead, so that the repository's cached index
-    /// never holds changes the file lacks (its checksum would then describe other entries).
-    fn after_index_write(
-        &self,
-        index: &mut git2::Index,
-        written: Result<()>,
-        tree: Oid,
-    ) -> Result<()> {
-        let record = IndexRecord::path(self.repo.repo.path());
-        if let Err(e) = written {
-            let _ = std::fs::remove_file(&record);
-            let _ = index.read(true);
-            return Err(e);
-        }
-        if let Err(e) = IndexRecord::write(&record, index_checksum(index), tree) {
-            // Only the next run's shortcut is lost: it checks the index whole.
-            warn!(
-                "cannot record the index's tree in {}: {e}",
-                record.display()
-            );
-        }
-        Ok(())
-    }
-
-    /// Brings the index in step with HEAD after a run that made no commit. A run killed after
-    /// moving HEAD and before updating the index left the index holding the parent's tree; a
-    /// run after it that finds nothing to commit must still repair it (otherwise `git status`
-    /// in the output clone shows the last commit undone, staged, until the next commit).
-    /// Cheap when the index file is the one provisio last wrote holding HEAD's tree: its
-    /// trailer and the record say so without reading the index; otherwise the index's tree
-    /// is built and compared, and the index rebuilt from HEAD when it differs.
+    /// Brings the index in step with HEAD after a run that made no commit
+    /// ([`Repo::sync_index_to_head`]).
     pub fn sync_index_to_head(&self) -> Result<()> {
-        let repo = &self.repo.repo;
-        let Ok(head) = repo.head() else {
-            return Ok(());
-        };
-        let tree = head
-            .peel_to_tree()
-            .map_err(self.repo.err("read HEAD's tree"))?;
-        let recorded = IndexRecord::read(&IndexRecord::path(repo.path()));
-        if let Some((checksum, recorded_tree)) = recorded
-            && recorded_tree == tree.id()
-            && index_file_trailer(&repo.path().join("index")) == Some(checksum)
-        {
-            return Ok(());
-        }
-        let mut index = repo.index().map_err(self.repo.err("read the index"))?;
-        // The file on disk, not a copy this process read earlier.
-        index.read(false).map_err(self.repo.err("read the index"))?;
-        if !index.is_empty() && index.write_tree().ok() == Some(tree.id()) {
-            // Recorded (the checksum is of the bytes just read), so that the next run with
-            // nothing to commit takes the free path again.
-            let record = IndexRecord::path(repo.path());
-            if let Err(e) = IndexRecord::write(&record, index_checksum(&index), tree.id()) {
-                warn!(
-                    "cannot record the index's tree in {}: {e}",
-                    record.display()
-                );
-            }
-            return Ok(());
-        }
-        self.sync_index()
+        self.repo.sync_index_to_head()
     }
 
-    /// Brings the index in step after `commit` (one [`OutputRepo::commit_summary`] made on
-    /// HEAD). When the index file is still the one provisio wrote holding the parent's tree
-    /// (its trailer and the record say so without reading it), the file is spliced
-    /// ([`index::splice`]: streamed once, only the commit's paths changed) — libgit2 would
-    /// parse and hash 270,000 entries at 10,000 tenants, twice. Otherwise, or when the file
-    /// is not one the splice handles, libgit2 updates only the commit's paths when the index
-    /// holds the parent's tree (its cached tree says so without a walk), or rebuilds it whole
-    /// from HEAD ([`OutputRepo::sync_index`]).
+    /// Brings the index in step after `commit` ([`Repo::sync_index_after`]).
     pub fn sync_index_after(&self, commit: &CommitInfo) -> Result<()> {
-        let repo = &self.repo.repo;
-        let tree_of = |c: Oid| {
-            repo.find_commit(c)
-                .and_then(|c| c.tree())
-                .map_err(self.repo.err("read a commit's tree"))
-        };
-        let Some(parent) = commit.parent else {
-            return self.sync_index();
-        };
-        let old = tree_of(parent)?;
-        let new = tree_of(commit.id)?;
-        let workdir = repo.workdir().expect("checked at open");
-        let record = IndexRecord::path(repo.path());
-        let recorded = IndexRecord::read(&record);
-        // The commit's changes, found once: the splice's, then libgit2's path's when the file
-        // is not one the splice handles.
-        let mut diffed = None;
-        if let Some((checksum, tree)) = recorded
-            && tree == old.id()
-            && index_file_trailer(&repo.path().join("index")) == Some(checksum)
-        {
-            let started = std::time::Instant::now();
-            let changes = index::tree_changes(repo, &old, &new, workdir)
-                .map_err(self.repo.err("diff the commit"))?;
-            debug!(elapsed = ?started.elapsed(), changes = changes.list.len(), "index: commit diffed");
-            let spliced = index::splice(repo.path(), workdir, checksum, &changes)?;
-            diffed = Some(changes);
-            match spliced {
-                index::Spliced::Written(checksum) => {
-                    // A `git2::Index` this process holds (`Repository::index` caches one)
-                    // still has the old entries: libgit2 re-reads the file before using it
-                    // (`git_index_read(index, false)`: the file's stamp or trailer differ).
-                    if let Err(e) = IndexRecord::write(&record, checksum, new.id()) {
-                        warn!(
-                            "cannot record the index's tree in {}: {e}",
-                            record.display()
-                        );
-                    }
-                    return Ok(());
-                }
-                index::Spliced::Unsupported(why) => {
-                    debug!(why, "the index is updated by libgit2, not spliced");
-                }
-            }
-        }
-        let mut index = repo.index().map_err(self.repo.err("read the index"))?;
-        // The file on disk, not a copy this process read before a splice replaced it.
-        index.read(false).map_err(self.repo.err("read the index"))?;
-        // Whether the index holds the parent's tree: known without reading every tree when
-        // the file is still the one provisio wrote holding it (same checksum); otherwise by
-        // building the index's tree (its cached tree is invalid after the last update).
-        let holds_old = recorded == Some((index_checksum(&index), old.id()))
-            || (!index.is_empty() && index.write_tree().ok() == Some(old.id()));
-        if !holds_old {
-            debug!("the index does not hold the parent's tree: rebuilt from HEAD");
-            return self.sync_index();
-        }
-        let changes = match diffed {
-            Some(c) => c,
-            None => index::tree_changes(repo, &old, &new, workdir)
-                .map_err(self.repo.err("diff the commit"))?,
-        };
-        let update = |index: &mut git2::Index| -> std::result::Result<(), git2::Error> {
-            use std::os::unix::ffi::OsStrExt;
-            // Removals first: a directory replaced by a file (or back) never collides.
-            for (path, _) in changes.list.iter().filter(|(_, c)| c.is_none()) {
-                index.remove_path(Path::new(std::ffi::OsStr::from_bytes(path)))?;
-            }
-            for entry in changes.list.iter().filter_map(|(_, c)| c.as_ref()) {
-                index.add(entry)?;
-            }
-            index.write()
-        };
-        let written = update(&mut index).map_err(self.repo.err("update the index"));
-        self.after_index_write(&mut index, written, new.id())
+        self.repo.sync_index_after(commit)
+    }
+
+    /// A second handle on this repository that brings its index in step after a commit on
+    /// another thread ([`IndexSyncer`]), opened now: after the commit it will sync to.
+    pub fn index_syncer(&self) -> Result<IndexSyncer> {
+        let path = self.repo.repo.path();
+        let repo = git2::Repository::open(path).map_err(self.repo.err("open the repository"))?;
+        Ok(IndexSyncer(Repo::with_workdir(repo, &self.repo.workdir)?))
     }
 
     /// Commits `tree_id` on HEAD when it differs from HEAD's tree.
@@ -1085,6 +937,189 @@ impl OutputRepo {
             }
         }
         Ok(Some(files))
+    }
+}
+
+/// A handle of its own on an output repository, for bringing the index in step after a
+/// commit while the same process pushes that commit ([`crate::ops::deliver::deliver`]): the
+/// two touch different files (`.git/index` and provisio's record of it; the branch's
+/// remote-tracking ref and the remote), and a `git2::Repository` is used by one thread at a
+/// time. Made by [`OutputRepo::index_syncer`].
+pub struct IndexSyncer(Repo);
+
+impl IndexSyncer {
+    /// [`OutputRepo::sync_index_after`], on this handle.
+    pub fn sync_index_after(&self, commit: &CommitInfo) -> Result<()> {
+        self.0.sync_index_after(commit)
+    }
+}
+
+/// The index of an output repository: kept in step with HEAD after provisio's commits, which
+/// are built without it.
+impl Repo {
+    /// Makes the index match HEAD (after commits made by [`OutputRepo::commit_summary`]), so
+    /// that `git status` in the output clone is clean. Costs a walk of the whole tree.
+    pub fn sync_index(&self) -> Result<()> {
+        let Ok(head) = self.repo.head() else {
+            return Ok(());
+        };
+        let tree = head.peel_to_tree().map_err(self.err("read HEAD's tree"))?;
+        let mut index = self.repo.index().map_err(self.err("read the index"))?;
+        let written = index
+            .read_tree(&tree)
+            .and_then(|()| index.write())
+            .map_err(self.err("write the index"));
+        self.after_index_write(&mut index, written, tree.id())
+    }
+
+    /// After `index` (the repository's) was changed to hold `tree` and written (`written`):
+    /// records that the file with this checksum holds `tree` ([`IndexRecord`]); when the write
+    /// failed, reloads the index from the disk instead, so that the repository's cached index
+    /// never holds changes the file lacks (its checksum would then describe other entries).
+    fn after_index_write(
+        &self,
+        index: &mut git2::Index,
+        written: Result<()>,
+        tree: Oid,
+    ) -> Result<()> {
+        let record = IndexRecord::path(self.repo.path());
+        if let Err(e) = written {
+            let _ = std::fs::remove_file(&record);
+            let _ = index.read(true);
+            return Err(e);
+        }
+        if let Err(e) = IndexRecord::write(&record, index_checksum(index), tree) {
+            // Only the next run's shortcut is lost: it checks the index whole.
+            warn!(
+                "cannot record the index's tree in {}: {e}",
+                record.display()
+            );
+        }
+        Ok(())
+    }
+
+    /// Brings the index in step with HEAD after a run that made no commit. A run killed after
+    /// moving HEAD and before updating the index left the index holding the parent's tree; a
+    /// run after it that finds nothing to commit must still repair it (otherwise `git status`
+    /// in the output clone shows the last commit undone, staged, until the next commit).
+    /// Cheap when the index file is the one provisio last wrote holding HEAD's tree: its
+    /// trailer and the record say so without reading the index; otherwise the index's tree
+    /// is built and compared, and the index rebuilt from HEAD when it differs.
+    pub fn sync_index_to_head(&self) -> Result<()> {
+        let repo = &self.repo;
+        let Ok(head) = repo.head() else {
+            return Ok(());
+        };
+        let tree = head.peel_to_tree().map_err(self.err("read HEAD's tree"))?;
+        let recorded = IndexRecord::read(&IndexRecord::path(repo.path()));
+        if let Some((checksum, recorded_tree)) = recorded
+            && recorded_tree == tree.id()
+            && index_file_trailer(&repo.path().join("index")) == Some(checksum)
+        {
+            return Ok(());
+        }
+        let mut index = repo.index().map_err(self.err("read the index"))?;
+        // The file on disk, not a copy this process read earlier.
+        index.read(false).map_err(self.err("read the index"))?;
+        if !index.is_empty() && index.write_tree().ok() == Some(tree.id()) {
+            // Recorded (the checksum is of the bytes just read), so that the next run with
+            // nothing to commit takes the free path again.
+            let record = IndexRecord::path(repo.path());
+            if let Err(e) = IndexRecord::write(&record, index_checksum(&index), tree.id()) {
+                warn!(
+                    "cannot record the index's tree in {}: {e}",
+                    record.display()
+                );
+            }
+            return Ok(());
+        }
+        self.sync_index()
+    }
+
+    /// Brings the index in step after `commit` (one [`OutputRepo::commit_summary`] made on
+    /// HEAD). When the index file is still the one provisio wrote holding the parent's tree
+    /// (its trailer and the record say so without reading it), the file is spliced
+    /// ([`index::splice`]: streamed once, only the commit's paths changed) — libgit2 would
+    /// parse and hash 270,000 entries at 10,000 tenants, twice. Otherwise, or when the file
+    /// is not one the splice handles, libgit2 updates only the commit's paths when the index
+    /// holds the parent's tree (its cached tree says so without a walk), or rebuilds it whole
+    /// from HEAD ([`Repo::sync_index`]).
+    pub fn sync_index_after(&self, commit: &CommitInfo) -> Result<()> {
+        let repo = &self.repo;
+        let tree_of = |c: Oid| {
+            repo.find_commit(c)
+                .and_then(|c| c.tree())
+                .map_err(self.err("read a commit's tree"))
+        };
+        let Some(parent) = commit.parent else {
+            return self.sync_index();
+        };
+        let old = tree_of(parent)?;
+        let new = tree_of(commit.id)?;
+        let workdir = repo.workdir().expect("checked at open");
+        let record = IndexRecord::path(repo.path());
+        let recorded = IndexRecord::read(&record);
+        // The commit's changes, found once: the splice's, then libgit2's path's when the file
+        // is not one the splice handles.
+        let mut diffed = None;
+        if let Some((checksum, tree)) = recorded
+            && tree == old.id()
+            && index_file_trailer(&repo.path().join("index")) == Some(checksum)
+        {
+            let started = std::time::Instant::now();
+            let changes = index::tree_changes(repo, &old, &new, workdir)
+                .map_err(self.err("diff the commit"))?;
+            debug!(elapsed = ?started.elapsed(), changes = changes.list.len(), "index: commit diffed");
+            let spliced = index::splice(repo.path(), workdir, checksum, &changes)?;
+            diffed = Some(changes);
+            match spliced {
+                index::Spliced::Written(checksum) => {
+                    // A `git2::Index` this process holds (`Repository::index` caches one)
+                    // still has the old entries: libgit2 re-reads the file before using it
+                    // (`git_index_read(index, false)`: the file's stamp or trailer differ).
+                    if let Err(e) = IndexRecord::write(&record, checksum, new.id()) {
+                        warn!(
+                            "cannot record the index's tree in {}: {e}",
+                            record.display()
+                        );
+                    }
+                    return Ok(());
+                }
+                index::Spliced::Unsupported(why) => {
+                    debug!(why, "the index is updated by libgit2, not spliced");
+                }
+            }
+        }
+        let mut index = repo.index().map_err(self.err("read the index"))?;
+        // The file on disk, not a copy this process read before a splice replaced it.
+        index.read(false).map_err(self.err("read the index"))?;
+        // Whether the index holds the parent's tree: known without reading every tree when
+        // the file is still the one provisio wrote holding it (same checksum); otherwise by
+        // building the index's tree (its cached tree is invalid after the last update).
+        let holds_old = recorded == Some((index_checksum(&index), old.id()))
+            || (!index.is_empty() && index.write_tree().ok() == Some(old.id()));
+        if !holds_old {
+            debug!("the index does not hold the parent's tree: rebuilt from HEAD");
+            return self.sync_index();
+        }
+        let changes = match diffed {
+            Some(c) => c,
+            None => index::tree_changes(repo, &old, &new, workdir)
+                .map_err(self.err("diff the commit"))?,
+        };
+        let update = |index: &mut git2::Index| -> std::result::Result<(), git2::Error> {
+            use std::os::unix::ffi::OsStrExt;
+            // Removals first: a directory replaced by a file (or back) never collides.
+            for (path, _) in changes.list.iter().filter(|(_, c)| c.is_none()) {
+                index.remove_path(Path::new(std::ffi::OsStr::from_bytes(path)))?;
+            }
+            for entry in changes.list.iter().filter_map(|(_, c)| c.as_ref()) {
+                index.add(entry)?;
+            }
+            index.write()
+        };
+        let written = update(&mut index).map_err(self.err("update the index"));
+        self.after_index_write(&mut index, written, new.id())
     }
 }
 

@@ -510,8 +510,16 @@ impl Loop<'_> {
             };
         };
         let stop = || self.stop.load(Ordering::Relaxed);
-        let result =
-            deliver::deliver_run(repo, &self.cfg.paths, &opts, cfg, trigger, summary, &stop);
+        let result = deliver::deliver_run(
+            repo,
+            &self.cfg.paths,
+            &opts,
+            cfg,
+            trigger,
+            summary,
+            None,
+            &stop,
+        );
         self.metrics
             .git
             .pushed(MANIFESTS, &repo.take_push_outcomes());
