@@ -81,13 +81,17 @@ const PACK_MAPPED_LIMIT: usize = 32 << 20;
 ///   read back another object under the id asked for, which its tests rule out (`git
 ///   index-pack` computes the same bytes). The remote's own checks are untouched: a push's
 ///   pack is indexed, and hashed, by the server.
-/// - libgit2's object cache is off (`GIT_OPT_ENABLE_CACHING`; `cache.c`: every commit, tree
-///   and tag under 4 KiB that is read stays parsed in memory, up to 256 MiB for the
-///   process). provisio reads most trees once per run (a commit's edit, a push's walk, the
-///   index's diff), so the cache held tens of thousands of trees nobody asked for again:
-///   with it, a first push of 10,000 tenants peaked at 368 MiB (the index brought in step
-///   beside the push on a second repository handle, a second cache); without it, 262 MiB,
-///   and no run measured was slower (BENCHMARKS.md, issue 13, seventh round).
+/// - libgit2's object cache keeps no trees (`GIT_OPT_SET_CACHE_OBJECT_LIMIT` for trees at 0;
+///   `cache.c`: every commit, tree and tag under 4 KiB that is read stays parsed in memory,
+///   up to 256 MiB for the process). provisio reads most trees once per run (a commit's
+///   edit, a push's walk, the index's diff), so the cache held tens of thousands of trees
+///   nobody asked for again: with them, a first push of 10,000 tenants peaked at 368 MiB
+///   (the index brought in step beside the push on a second repository handle, a second
+///   cache); without, 262 MiB. Commits stay cached (the cache is not turned off whole): serve
+///   reads its registry's whole history again (`messages_from`: a revwalk, then each commit)
+///   at start and whenever another author moved HEAD, and with no cache each reload inflated
+///   every commit twice (50,000 commits: about 0.4 s a reload instead of 0.2 s); a run's
+///   output commits are a handful.
 pub fn set_process_options() {
     // SAFETY: process-wide settings of libgit2, written before any thread of ours uses it.
     let set = unsafe {
@@ -98,7 +102,10 @@ pub fn set_process_options() {
         tracing::warn!("libgit2 kept its default pack windows: {e}");
     }
     git2::opts::strict_hash_verification(false);
-    git2::opts::enable_caching(false);
+    // SAFETY: as above.
+    if let Err(e) = unsafe { git2::opts::set_cache_object_limit(git2::ObjectType::Tree, 0) } {
+        tracing::warn!("libgit2 keeps caching trees: {e}");
+    }
 }
 
 /// Errors of the git layer, each naming what it was doing and in which repository.
