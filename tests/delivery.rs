@@ -705,19 +705,7 @@ fn the_index_follows_each_commit_and_a_foreign_write_is_not_trusted() {
         let stderr = generate_bin(ws, &["--commit", "--push", "--manifests-url", &url]);
         assert!(stderr.contains("generate: committed "), "{stderr}");
     };
-    let index_holds_head = |what: &str| {
-        let clone = git2::Repository::open(ws.out()).unwrap();
-        let head = clone.head().unwrap().peel_to_tree().unwrap().id();
-        let mut index = clone.index().unwrap();
-        assert_eq!(index.write_tree().unwrap(), head, "{what}");
-        let record = std::fs::read_to_string(clone.path().join("provisio-index")).unwrap();
-        let file = std::fs::read(clone.path().join("index")).unwrap();
-        let trailer: String = file[file.len() - 20..]
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
-        assert_eq!(record, format!("{trailer} {head}\n"), "{what}");
-    };
+    let index_holds_head = |what: &str| assert_index_holds_head(&ws, what);
     deliver(&ws);
     index_holds_head("after the first commit");
     for i in 3..5 {
@@ -820,6 +808,51 @@ fn the_index_synced_beside_the_push_holds_the_pushed_commit() {
     holds(last.id, "after the regenerated commit");
     assert_eq!(head_of(&bare_dir, "main"), Some(last.id));
     assert_eq!(parents(&bare_dir, last.id), vec![theirs]);
+}
+
+/// The output clone's index holds HEAD's tree, and `.git/provisio-index` records the index
+/// file's trailer with that tree (the next run's free path).
+fn assert_index_holds_head(ws: &Workspace, what: &str) {
+    let clone = git2::Repository::open(ws.out()).unwrap();
+    let head = clone.head().unwrap().peel_to_tree().unwrap().id();
+    let mut index = clone.index().unwrap();
+    assert_eq!(index.write_tree().unwrap(), head, "{what}");
+    let record = std::fs::read_to_string(clone.path().join("provisio-index")).unwrap();
+    let file = std::fs::read(clone.path().join("index")).unwrap();
+    let trailer: String = file[file.len() - 20..]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert_eq!(record, format!("{trailer} {head}\n"), "{what}");
+}
+
+/// `generate --commit --push` whose first push is rejected (another writer pushed first):
+/// the index was brought in step beside that push, then reset with the branch; the command
+/// syncs after the commit it regenerated on top. The index and its record end on HEAD.
+#[test]
+fn generate_commit_push_rejected_once_ends_with_the_index_on_the_pushed_commit() {
+    let ws = Workspace::new();
+    let (bare_dir, url) = bare(ws.dir.path());
+    let stderr = generate_bin(&ws, &["--commit", "--push", "--manifests-url", &url]);
+    assert!(stderr.contains("generate: committed "), "{stderr}");
+    assert_index_holds_head(&ws, "after the first run");
+    let theirs = other_writer(&bare_dir, "main", |dir| {
+        std::fs::write(dir.join("OWNERS"), "platform-team\n").unwrap();
+    });
+    let (_, rel, text) = new_tenant(3);
+    ws.write(&rel, &text);
+    let stderr = generate_bin(&ws, &["--commit", "--push", "--manifests-url", &url]);
+    assert!(stderr.contains("(1 retry)"), "{stderr}");
+    let clone = git2::Repository::open(ws.out()).unwrap();
+    let head = clone.head().unwrap().target().unwrap();
+    assert_eq!(head_of(&bare_dir, "main"), Some(head));
+    assert_eq!(parents(&bare_dir, head), vec![theirs]);
+    assert_index_holds_head(&ws, "after a run whose first push was rejected");
+    assert!(
+        status_paths(&clone).is_empty(),
+        "{:?}",
+        status_paths(&clone)
+    );
 }
 
 /// A run killed after moving HEAD and before updating the index (its index file and record

@@ -190,7 +190,11 @@ pub fn deliver(
                     Ok(Err(e)) => {
                         debug!(error = %chain(&e), "the index was not synced beside the push; the caller syncs it");
                     }
-                    Err(panic) => std::panic::resume_unwind(panic),
+                    // A push that landed is not thrown away for it: logged, and the
+                    // caller syncs on its own handle.
+                    Err(_) => {
+                        warn!("the index sync beside the push panicked; the caller syncs it");
+                    }
                 }
                 pushed
             }

@@ -519,9 +519,10 @@ mod tests {
             .route("/read", axum::routing::post(|b: String| async move { b }))
             .route("/ignore", axum::routing::post(|| async { "ignored" }))
             .route("/x", axum::routing::get(|| async { "hello" }));
-        // The body that never comes (below) is waited for this long.
+        // The body that never comes (below) is waited for this long; an answer "at once"
+        // comes well within it, even on a loaded machine.
         let limits = Limits {
-            header_timeout: Duration::from_secs(1),
+            header_timeout: Duration::from_secs(3),
             ..Limits::default()
         };
         let server = Server::start(runtime.handle(), listener, router, limits).unwrap();
@@ -593,10 +594,7 @@ mod tests {
                 addr,
                 &format!("POST /ignore HTTP/1.1\r\nHost: x\r\n{head}\r\n"),
             );
-            assert!(
-                started.elapsed() < Duration::from_millis(900),
-                "{head}: {a:?}"
-            );
+            assert!(started.elapsed() < Duration::from_secs(2), "{head}: {a:?}");
             assert_eq!(a.len(), 1, "{head}: {a:?}");
             assert!(a[0].starts_with("200"), "{head}: {a:?}");
             assert!(a[0].contains("connection: close"), "{head}: {a:?}");

@@ -110,8 +110,11 @@ fn commit(
         cfg,
         "provisio generate --commit",
         summary,
-        // The index follows the commit beside the push (a second repository handle).
-        Some(repo.index_syncer().map_err(|e| fail(&e, (&e).into()))?),
+        // With a push, the index follows the commit beside it (a second repository handle).
+        match cfg.push {
+            Some(_) => Some(repo.index_syncer().map_err(|e| fail(&e, (&e).into()))?),
+            None => None,
+        },
         &|| false,
     )
     .map_err(|e| fail(&e, (&e).into()))?;
