@@ -313,50 +313,41 @@ fn an_oversize_body_is_answered_413_and_the_connection_says_whether_it_goes_on()
         assert!(a[1].contains("\"malformed_json\""), "{what}: {got}");
     }
 
+    // What follows is refused with 413 and the connection closed, nothing else answered.
+    let refused_and_closed = |sent: &[u8], what: &str| {
+        let mut s = connect(server.addr);
+        s.write_all(sent).unwrap();
+        let (closed, got) = closed_within(&mut s, Duration::from_secs(10));
+        assert!(closed, "{what}: {got}");
+        let a = answers(&got);
+        assert_eq!(a.len(), 1, "{what}: {got}");
+        assert!(a[0].starts_with("413"), "{what}: {got}");
+        assert!(a[0].contains("connection: close"), "{what}: {got}");
+    };
+
     // Declared over the discard limit: answered at once, without reading, and closed.
-    let mut s = connect(server.addr);
-    s.write_all(head(&format!("Content-Length: {}\r\n", MAX_DISCARD + 1)).as_bytes())
-        .unwrap();
-    s.write_all(&[b' '; 1024]).unwrap();
-    let (closed, got) = closed_within(&mut s, Duration::from_secs(10));
-    assert!(closed, "{got}");
-    let a = answers(&got);
-    assert_eq!(a.len(), 1, "{got}");
-    assert!(a[0].starts_with("413"), "{got}");
-    assert!(a[0].contains("connection: close"), "{got}");
+    let mut sent = head(&format!("Content-Length: {}\r\n", MAX_DISCARD + 1)).into_bytes();
+    sent.extend_from_slice(&[b' '; 1024]);
+    refused_and_closed(&sent, "declared over the discard limit");
 
     // Declared over the limit with `Expect: 100-continue`: refused before the client is
     // told to send it (no 100 Continue, nothing read), and closed. Before, serve asked for
     // the body (100 Continue) and read up to 256 KiB of it only to drop it.
-    let mut s = connect(server.addr);
-    s.write_all(
+    refused_and_closed(
         head(&format!(
             "Content-Length: {}\r\nExpect: 100-continue\r\n",
             MAX_BODY + 1
         ))
         .as_bytes(),
-    )
-    .unwrap();
-    let (closed, got) = closed_within(&mut s, Duration::from_secs(5));
-    assert!(closed, "{got}");
-    let a = answers(&got);
-    assert_eq!(a.len(), 1, "{got}");
-    assert!(a[0].starts_with("413"), "{got}");
-    assert!(a[0].contains("connection: close"), "{got}");
+        "announced with Expect",
+    );
 
     // A chunked body past the discard limit: read up to it, answered, closed.
-    let mut s = connect(server.addr);
     let mut sent = head("Transfer-Encoding: chunked\r\n").into_bytes();
     let mut body = chunked(MAX_DISCARD + 1);
     body.truncate(body.len() - 5); // no last chunk: the sender is still going
     sent.extend_from_slice(&body);
-    s.write_all(&sent).unwrap();
-    let (closed, got) = closed_within(&mut s, Duration::from_secs(10));
-    assert!(closed, "{got}");
-    let a = answers(&got);
-    assert_eq!(a.len(), 1, "{got}");
-    assert!(a[0].starts_with("413"), "{got}");
-    assert!(a[0].contains("connection: close"), "{got}");
+    refused_and_closed(&sent, "chunked past the discard limit");
 
     assert_eq!(f.commits().len(), commits);
     server.kill();
