@@ -247,9 +247,12 @@ pub async fn close_unless_body_read(
                     && !shared.touched.load(Ordering::Acquire)
                     && rest.size_hint().lower() <= MAX_DISCARD as u64 =>
             {
-                tokio::time::timeout(deadline, discard(rest))
+                // Nothing kept; drained when read to its end within the bound.
+                tokio::time::timeout(deadline, read_capped(rest, 0))
                     .await
-                    .unwrap_or(false)
+                    .is_ok_and(|r| {
+                        matches!(r, BodyRead::Whole(_) | BodyRead::TooLarge { ended: true })
+                    })
             }
             _ => false,
         };
@@ -262,22 +265,42 @@ pub async fn close_unless_body_read(
     response
 }
 
-/// Reads `body` to its end, dropping it; false when it is longer than [`MAX_DISCARD`] or
-/// broken.
-async fn discard(mut body: Body) -> bool {
+/// What [`read_capped`] found.
+pub enum BodyRead {
+    /// Read to its end: what was kept (all of it).
+    Whole(Bytes),
+    /// Longer than the bytes to keep; read (and dropped) to its end (`ended`) or to
+    /// [`MAX_DISCARD`] bytes in all.
+    TooLarge { ended: bool },
+    /// The body's framing was broken or the sender went away.
+    Broken(axum::Error),
+}
+
+/// Reads `body` to its end keeping at most `keep` bytes; past them, reads on without keeping
+/// anything until the end or [`MAX_DISCARD`] bytes in all (trailers are skipped).
+pub async fn read_capped(mut body: Body, keep: usize) -> BodyRead {
+    let mut kept = Vec::new();
     let mut seen = 0usize;
     while let Some(frame) = body.frame().await {
-        match frame {
-            Ok(frame) => {
-                seen = seen.saturating_add(frame.data_ref().map_or(0, Bytes::len));
-                if seen > MAX_DISCARD {
-                    return false;
-                }
-            }
-            Err(_) => return false,
+        let data = match frame {
+            Ok(frame) => match frame.into_data() {
+                Ok(data) => data,
+                Err(_trailers) => continue,
+            },
+            Err(e) => return BodyRead::Broken(e),
+        };
+        seen = seen.saturating_add(data.len());
+        if seen <= keep {
+            kept.extend_from_slice(&data);
+        } else if seen > MAX_DISCARD {
+            return BodyRead::TooLarge { ended: false };
         }
     }
-    true
+    if seen > keep {
+        BodyRead::TooLarge { ended: true }
+    } else {
+        BodyRead::Whole(kept.into())
+    }
 }
 
 /// What [`close_unless_body_read`] learns of a request body.

@@ -28,7 +28,6 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use chrono::{DateTime, Utc};
-use http_body_util::BodyExt;
 use tokio::sync::{mpsc, oneshot};
 use tracing::{info, warn};
 
@@ -410,7 +409,7 @@ async fn read_body(
     }
     // The whole body within the deadline: a sender trickling it byte by byte holds a
     // connection for at most this long.
-    let read = tokio::time::timeout(app.body_timeout, read_limited(body))
+    let read = tokio::time::timeout(app.body_timeout, http::read_capped(body, MAX_BODY))
         .await
         .map_err(|_| {
             ApiError::new(
@@ -423,49 +422,13 @@ async fn read_body(
             )
         })?;
     match read {
-        Read::Whole(bytes) => Ok(bytes),
-        Read::TooLarge => Err(too_large()),
-        Read::Broken(e) => Err(ApiError::new(
+        http::BodyRead::Whole(bytes) => Ok(bytes),
+        http::BodyRead::TooLarge { .. } => Err(too_large()),
+        http::BodyRead::Broken(e) => Err(ApiError::new(
             StatusCode::BAD_REQUEST,
             "malformed_json",
             format!("the body could not be read whole: {e}"),
         )),
-    }
-}
-
-/// What [`read_limited`] found.
-enum Read {
-    Whole(axum::body::Bytes),
-    /// Over [`MAX_BODY`]; read (and dropped) to its end or to [`MAX_DISCARD`] bytes.
-    TooLarge,
-    /// The body's framing was broken or the sender went away.
-    Broken(axum::Error),
-}
-
-/// Reads `body` to its end keeping at most [`MAX_BODY`] bytes; past them, reads on without
-/// keeping anything until the end or [`MAX_DISCARD`] bytes in all.
-async fn read_limited(mut body: Body) -> Read {
-    let mut kept = Vec::new();
-    let mut seen = 0usize;
-    while let Some(frame) = body.frame().await {
-        let data = match frame {
-            Ok(frame) => match frame.into_data() {
-                Ok(data) => data,
-                Err(_trailers) => continue,
-            },
-            Err(e) => return Read::Broken(e),
-        };
-        seen = seen.saturating_add(data.len());
-        if seen <= MAX_BODY {
-            kept.extend_from_slice(&data);
-        } else if seen > MAX_DISCARD {
-            return Read::TooLarge;
-        }
-    }
-    if seen > MAX_BODY {
-        Read::TooLarge
-    } else {
-        Read::Whole(kept.into())
     }
 }
 
