@@ -1,5 +1,5 @@
 //! The pack file format: a plain pack of whole objects and its `.idx` written
-//! ([`store_pack`], [`write_plain_pack`], [`idx_bytes`]), an `.idx` read and a pack checked
+//! ([`PlainPack`], [`idx_bytes`]), an `.idx` read and a pack checked
 //! against it ([`idx_entries`], [`check_pair`]).
 //!
 //! - The `.idx` is written from the ids and offsets known while the pack is written, instead
@@ -31,17 +31,75 @@ pub(super) struct Object {
     pub(super) data: Vec<u8>,
 }
 
-/// Stores `objects` in `pack_dir` as a pack and its index, named after the pack's checksum as
-/// git names them (`pack-<checksum>.pack`, `.idx`). Both are written under temporary names,
-/// flushed to the disk, then renamed: the `.pack` first, the `.idx` last (see the module's
-/// documentation), and the directory flushed.
-pub(super) fn store_pack(pack_dir: &Path, objects: &[Object]) -> std::io::Result<String> {
-    store_with(pack_dir, objects.len(), |out, entries| {
-        write_plain_pack(objects, out, entries)
-    })
+/// A version 2 pack (git's `Documentation/gitformat-pack.txt`) assembled in memory: the
+/// header (`PACK`, version, object count), then each object whole — its type and size in the
+/// variable-length entry header, its bytes zlib-compressed at the fastest level (git's own
+/// default for loose objects), compressed as it is added so its bytes can be dropped — and
+/// the SHA-1 of everything before it as the trailer. No delta search: storing the first
+/// commit of 10,000 tenants spent most of its time in libgit2's pack builder trying deltas.
+#[derive(Default)]
+pub(super) struct PlainPack {
+    /// The entries, compressed, as they follow the pack's header.
+    body: Vec<u8>,
+    entries: Vec<PackEntry>,
+    zbuf: Vec<u8>,
+    /// The bytes of the objects added, uncompressed.
+    raw: usize,
 }
 
-/// [`store_pack`] with the pack's bytes written by `write` (returning the pack's checksum,
+/// A pack's header: `PACK`, the version, the object count.
+const PACK_HEADER_LEN: u64 = 12;
+
+impl PlainPack {
+    /// Adds `o` as a whole-object entry.
+    pub(super) fn add(&mut self, o: &Object) -> std::io::Result<()> {
+        let offset = PACK_HEADER_LEN + self.body.len() as u64;
+        let crc = write_entry(o.kind, &o.data, &mut self.body, &mut self.zbuf)?;
+        self.entries.push(PackEntry {
+            oid: o.oid,
+            offset,
+            crc,
+        });
+        self.raw += o.data.len();
+        Ok(())
+    }
+
+    /// The uncompressed bytes of the objects added.
+    pub(super) fn raw_bytes(&self) -> usize {
+        self.raw
+    }
+
+    pub(super) fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Stores the pack and its index in `pack_dir`, named after the pack's checksum as git
+    /// names them (`pack-<checksum>.pack`, `.idx`). Both are written under temporary names,
+    /// flushed to the disk, then renamed: the `.pack` first, the `.idx` last (see the module's
+    /// documentation), and the directory flushed.
+    pub(super) fn store(self, pack_dir: &Path) -> std::io::Result<String> {
+        let PlainPack { body, entries, .. } = self;
+        let count = u32::try_from(entries.len())
+            .map_err(|_| std::io::Error::other("more objects than a pack holds"))?;
+        store_with(pack_dir, entries.len(), move |out, listed| {
+            let mut out = HashingWriter {
+                inner: out,
+                sha: Sha1::new(),
+                written: 0,
+            };
+            out.write_all(b"PACK")?;
+            out.write_all(&2u32.to_be_bytes())?;
+            out.write_all(&count.to_be_bytes())?;
+            out.write_all(&body)?;
+            let trailer: [u8; 20] = out.sha.finalize().into();
+            out.inner.write_all(&trailer)?;
+            listed.extend(entries);
+            Ok(trailer)
+        })
+    }
+}
+
+/// [`PlainPack::store`] with the pack's bytes written by `write` (returning the pack's checksum,
 /// each entry appended to the entries), about `count` of them.
 pub(super) fn store_with(
     pack_dir: &Path,
@@ -206,43 +264,6 @@ pub(super) struct PackEntry {
     pub(super) oid: Oid,
     pub(super) offset: u64,
     pub(super) crc: u32,
-}
-
-/// Writes `objects` to `out` as a version 2 pack (git's
-/// `Documentation/gitformat-pack.txt`): the header (`PACK`, version, object count), then each
-/// object whole — its type and size in the variable-length entry header, its bytes
-/// zlib-compressed at the fastest level (git's own default for loose objects) — and the SHA-1
-/// of everything before it as the trailer, which it returns. Each object's entry is appended
-/// to `entries`. No delta search: storing the first commit of 10,000 tenants spent most of
-/// its time in libgit2's pack builder trying deltas.
-fn write_plain_pack(
-    objects: &[Object],
-    out: &mut impl Write,
-    entries: &mut Vec<PackEntry>,
-) -> std::io::Result<[u8; 20]> {
-    let count = u32::try_from(objects.len())
-        .map_err(|_| std::io::Error::other("more objects than a pack holds"))?;
-    let mut out = HashingWriter {
-        inner: out,
-        sha: Sha1::new(),
-        written: 0,
-    };
-    out.write_all(b"PACK")?;
-    out.write_all(&2u32.to_be_bytes())?;
-    out.write_all(&count.to_be_bytes())?;
-    let mut zbuf = Vec::new();
-    for o in objects {
-        let offset = out.written;
-        let crc = write_entry(o.kind, &o.data, &mut out, &mut zbuf)?;
-        entries.push(PackEntry {
-            oid: o.oid,
-            offset,
-            crc,
-        });
-    }
-    let trailer: [u8; 20] = out.sha.finalize().into();
-    out.inner.write_all(&trailer)?;
-    Ok(trailer)
 }
 
 /// Writes object `oid` (read from `odb`) to `out` as a whole-object pack entry: its type and

@@ -227,7 +227,7 @@ fn roll_up_selection(weights: &[Option<u64>], limit: usize) -> Vec<usize> {
 }
 
 /// Writes the objects of the packs `sources` (paths without extension) into one new pack in
-/// `pack_dir`, each object once, as [`store_pack`](super::pack::store_pack) does; returns its
+/// `pack_dir`, each object once, as [`PlainPack::store`](super::pack::PlainPack::store) does; returns its
 /// name and object count. An entry holding a whole object (all of provisio's packs) is copied
 /// as it is, header and compressed bytes, after checking its bytes against the CRC-32 its
 /// `.idx` records, as git's `pack-objects` does when it reuses an entry
