@@ -74,6 +74,9 @@ pub struct Bulk<'r> {
     batches: Cell<u64>,
     /// The pack writer, once started.
     writer: RefCell<Option<Writer>>,
+    /// Why a batch was lost (the writer failed or could not start): its objects stay in
+    /// `sent`, so every later hand-over, and the session, fails with it.
+    lost: RefCell<Option<String>>,
 }
 
 /// What is kept of an object handed to the pack writer: its kind, and a tree's bytes.
@@ -124,6 +127,7 @@ fn in_bulk_flushing_at<T, E>(
         sent: RefCell::default(),
         batches: Cell::new(0),
         writer: RefCell::default(),
+        lost: RefCell::default(),
     };
     let out = build(&bulk)?;
     bulk.finish()
@@ -198,8 +202,12 @@ impl Bulk<'_> {
     }
 
     /// Hands the queued objects to the pack writer (started on first use) as one batch,
-    /// after taking in the packs it stored since the last call.
+    /// after taking in the packs it stored since the last call. Once a batch is lost, this fails with its error: the build may go on past an error,
+    /// and its objects, known as stored, are never queued again.
     fn send(&self) -> Result<(), git2::Error> {
+        if let Some(why) = &*self.lost.borrow() {
+            return Err(git2::Error::from_str(why));
+        }
         self.take_stored()?;
         let batch = std::mem::take(&mut *self.queued.borrow_mut());
         self.queued_at.borrow_mut().clear();
@@ -213,6 +221,15 @@ impl Bulk<'_> {
             let tree = (o.kind == ObjectType::Tree).then(|| o.data.clone());
             (o.oid, (n, Sent { kind: o.kind, tree }))
         }));
+        let handed = self.hand_over(n, batch);
+        if let Err(e) = &handed {
+            *self.lost.borrow_mut() = Some(e.message().to_owned());
+        }
+        handed
+    }
+
+    /// Hands batch `n` to the pack writer, started on first use.
+    fn hand_over(&self, n: u64, batch: Vec<Object>) -> Result<(), git2::Error> {
         if self.writer.borrow().is_none() {
             *self.writer.borrow_mut() = Some(self.start_writer()?);
         }
@@ -828,6 +845,56 @@ pub(super) mod tests {
             err.starts_with("store the new objects as a pack: write a pack in"),
             "{err}"
         );
+    }
+
+    /// A batch the writer never stored fails the session even when `build` goes on past the
+    /// error: its objects stay known as stored (never queued again), so a session that
+    /// ended well would name objects that are on no disk.
+    #[test]
+    fn a_lost_batch_fails_the_session_even_if_build_goes_on() {
+        let dir = tempfile::tempdir().unwrap();
+        Repository::init_bare(dir.path()).unwrap();
+        let git_dir = dir.path();
+        let pack_dir = git_dir.join("objects/pack");
+        let result = in_bulk_flushing_at(
+            1 << 10,
+            git_dir,
+            |_, e| e,
+            |bulk| {
+                std::fs::remove_dir_all(&pack_dir).unwrap();
+                std::fs::write(&pack_dir, "").unwrap();
+                let mut tb = bulk.treebuilder(None)?;
+                let mut failed = false;
+                for i in 0..1000u32 {
+                    let blob = format!("{i:04}{}\n", "x".repeat(2000));
+                    // The writer's error, seen by a build that goes on (ignoring it).
+                    match bulk.blob(blob.as_bytes()) {
+                        Ok(oid) => tb.insert(format!("{i:04}"), oid, 0o100644)?,
+                        Err(_) => {
+                            failed = true;
+                            break;
+                        }
+                    }
+                }
+                assert!(failed, "the writer never failed");
+                std::fs::remove_file(&pack_dir).unwrap();
+                std::fs::create_dir(&pack_dir).unwrap();
+                bulk.write_tree(&tb)
+            },
+        );
+        match result {
+            Err(e) => assert!(e.message().contains("write a pack in"), "{e}"),
+            Ok(tree) => {
+                let repo = Repository::open_bare(git_dir).unwrap();
+                let missing = repo
+                    .find_tree(tree)
+                    .unwrap()
+                    .iter()
+                    .filter(|e| repo.find_blob(e.id()).is_err())
+                    .count();
+                panic!("the session ended well with {missing} of its tree's blobs on no disk");
+            }
+        }
     }
 
     use proptest::prelude::*;
