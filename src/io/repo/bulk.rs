@@ -897,6 +897,67 @@ pub(super) mod tests {
         }
     }
 
+    /// Objects go from the queue to the writer to the disk while the build reads and writes
+    /// them again: every tree written is found at every stage, nothing is stored twice, and
+    /// the packs read clean.
+    #[test]
+    fn objects_stay_findable_and_single_from_queue_to_writer_to_disk() {
+        let dir = tempfile::tempdir().unwrap();
+        Repository::init_bare(dir.path()).unwrap();
+        let git_dir = dir.path();
+        let (trees, top) = in_bulk_flushing_at(
+            2048,
+            git_dir,
+            |_, e| e,
+            |bulk| {
+                let mut trees: Vec<(Oid, usize)> = Vec::new();
+                let mut top = bulk.treebuilder(None)?;
+                for round in 0..60usize {
+                    let mut tb = bulk.treebuilder(None)?;
+                    for i in 0..=round {
+                        let blob = format!("{i} {}\n", "y".repeat(40 * i));
+                        tb.insert(format!("b{i:03}"), bulk.blob(blob.as_bytes())?, 0o100644)?;
+                    }
+                    let id = bulk.write_tree(&tb)?;
+                    // Again, before any tree is read (a miss there rescans the disk).
+                    for i in (0..=round).rev() {
+                        let blob = format!("{i} {}\n", "y".repeat(40 * i));
+                        bulk.blob(blob.as_bytes())?;
+                    }
+                    assert_eq!(bulk.write_tree(&tb)?, id);
+                    trees.push((id, round + 1));
+                    for &(t, len) in &trees {
+                        assert_eq!(bulk.find_tree(t)?.len(), len, "round {round}");
+                    }
+                    top.insert(format!("t{round:03}"), id, 0o040000)?;
+                }
+                Ok((trees, bulk.write_tree(&top)?))
+            },
+        )
+        .unwrap();
+        assert!(packs(git_dir) > 2, "several packs");
+        let other = Repository::open_bare(git_dir).unwrap();
+        assert_eq!(other.find_tree(top).unwrap().len(), 60);
+        for (t, len) in &trees {
+            assert_eq!(other.find_tree(*t).unwrap().len(), *len);
+        }
+        let mut count = 0;
+        other
+            .odb()
+            .unwrap()
+            .foreach(|_| {
+                count += 1;
+                true
+            })
+            .unwrap();
+        assert_eq!(
+            count,
+            60 + 60 + 1,
+            "60 blobs, 60 trees, the top tree, each once"
+        );
+        assert_fsck_clean(git_dir, "after objects went through the writer");
+    }
+
     use proptest::prelude::*;
 
     /// An entry of a random tree: a name from a small alphabet that makes git's order differ
