@@ -59,7 +59,8 @@ pub struct Bulk<'r> {
     repo: &'r Repository,
     /// The repository's object database: what is on disk.
     disk: Odb<'r>,
-    /// Objects queued in memory since the last pack, in the order written.
+    /// Objects queued in memory since the last batch went to the pack writer, in the order
+    /// written.
     queued: RefCell<Vec<Object>>,
     /// Where each queued object is in `queued`.
     queued_at: RefCell<HashMap<Oid, usize>>,
@@ -105,7 +106,9 @@ pub fn in_bulk<T, E>(
     in_bulk_flushing_at(FLUSH_BYTES, git_dir, wrap, build)
 }
 
-/// [`in_bulk`], storing a pack whenever the queued objects hold more than `flush_at` bytes.
+/// [`in_bulk`], the pack writer storing a pack once it holds more than `flush_at` bytes
+/// uncompressed (the queued objects handed to it whenever they hold more than `flush_at` or
+/// [`BATCH_BYTES`], whichever is less).
 fn in_bulk_flushing_at<T, E>(
     flush_at: usize,
     git_dir: &Path,
