@@ -961,6 +961,38 @@ pub(super) mod tests {
         assert_fsck_clean(git_dir, "after objects went through the writer");
     }
 
+    /// A build that fails after batches went to the writer gets its own error back, once the
+    /// writer stored what it was handed (packs of unreferenced objects, read clean), and
+    /// nothing it wrote is referenced.
+    #[test]
+    fn a_failed_build_waits_for_the_writer_and_keeps_its_error() {
+        let dir = tempfile::tempdir().unwrap();
+        Repository::init_bare(dir.path()).unwrap();
+        let git_dir = dir.path();
+        let err = in_bulk_flushing_at(
+            1 << 12,
+            git_dir,
+            |what, e| format!("{what}: {e}"),
+            |bulk| {
+                for i in 0..200u32 {
+                    bulk.blob(format!("{i} {}\n", "z".repeat(500)).as_bytes())
+                        .map_err(|e| e.to_string())?;
+                }
+                assert!(bulk.batches.get() > 1, "batches went to the writer");
+                Err::<(), _>("the build failed".to_owned())
+            },
+        )
+        .unwrap_err();
+        assert_eq!(err, "the build failed");
+        assert!(packs(git_dir) >= 1, "what the writer was handed is stored");
+        assert!(
+            !std::fs::read_dir(git_dir.join("objects/pack"))
+                .unwrap()
+                .any(|e| { e.unwrap().file_name().to_string_lossy().starts_with("tmp_") })
+        );
+        assert_fsck_clean(git_dir, "after a failed build");
+    }
+
     use proptest::prelude::*;
 
     /// An entry of a random tree: a name from a small alphabet that makes git's order differ
