@@ -205,8 +205,9 @@ impl Bulk<'_> {
     }
 
     /// Hands the queued objects to the pack writer (started on first use) as one batch,
-    /// after taking in the packs it stored since the last call. Once a batch is lost, this fails with its error: the build may go on past an error,
-    /// and its objects, known as stored, are never queued again.
+    /// after taking in the packs it stored since the last call. Once a batch is lost, this
+    /// fails with its error: the build may go on past an error, and the lost objects, known
+    /// as stored, are never queued again.
     fn send(&self) -> Result<(), git2::Error> {
         if let Some(why) = &*self.lost.borrow() {
             return Err(git2::Error::from_str(why));
