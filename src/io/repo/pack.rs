@@ -37,7 +37,6 @@ pub(super) struct Object {
 /// default for loose objects), compressed as it is added so its bytes can be dropped — and
 /// the SHA-1 of everything before it as the trailer. No delta search: storing the first
 /// commit of 10,000 tenants spent most of its time in libgit2's pack builder trying deltas.
-#[derive(Default)]
 pub(super) struct PlainPack {
     /// The entries, compressed, as they follow the pack's header.
     body: Vec<u8>,
@@ -45,6 +44,25 @@ pub(super) struct PlainPack {
     zbuf: Vec<u8>,
     /// The bytes of the objects added, uncompressed.
     raw: usize,
+}
+
+/// The room a pack's compressed entries start with: more than a pack of 64 MiB of objects
+/// compresses to (~14 MB for rendered manifests), and above the largest threshold past which
+/// glibc's allocator maps a block of its own (32 MiB on 64-bit), so the block is returned to
+/// the system when the pack is stored instead of staying in the writing thread's heap, where
+/// the blocks a growing buffer left behind lifted some first pushes' peak by ~50 MiB (311
+/// instead of 257 MiB at 10,000 tenants). Untouched pages cost nothing.
+const BODY_RESERVE: usize = 40 << 20;
+
+impl Default for PlainPack {
+    fn default() -> Self {
+        PlainPack {
+            body: Vec::with_capacity(BODY_RESERVE),
+            entries: Vec::new(),
+            zbuf: Vec::new(),
+            raw: 0,
+        }
+    }
 }
 
 /// A pack's header: `PACK`, the version, the object count.
