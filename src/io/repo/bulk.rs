@@ -611,6 +611,19 @@ pub(super) mod tests {
         found
     }
 
+    /// The objects `repo`'s object database lists, an object in two packs counted twice.
+    fn stored_objects(repo: &Repository) -> usize {
+        let mut count = 0;
+        repo.odb()
+            .unwrap()
+            .foreach(|_| {
+                count += 1;
+                true
+            })
+            .unwrap();
+        count
+    }
+
     /// `.pack` files in `objects/pack/` (also for [`super::super::rollup`]'s tests).
     pub(in crate::io::repo) fn packs(git_dir: &Path) -> usize {
         std::fs::read_dir(git_dir.join("objects/pack"))
@@ -749,15 +762,7 @@ pub(super) mod tests {
             assert_eq!(other.find_blob(e.id()).unwrap().content(), &c[..]);
         }
         // Nothing is stored twice: every object of the packs is counted once.
-        let mut count = 0;
-        other
-            .odb()
-            .unwrap()
-            .foreach(|_| {
-                count += 1;
-                true
-            })
-            .unwrap();
+        let count = stored_objects(&other);
         assert_eq!(count, 200 + 1 + 1, "200 blobs, the tree, the earlier blob");
         // Stock git reads the packs as well: every object checked, none a delta.
         if stock_git_here()
@@ -819,15 +824,7 @@ pub(super) mod tests {
         // One pack: the writer stores a pack past 1 MiB or at the end.
         assert_eq!(packs(git_dir), 1);
         let other = Repository::open_bare(git_dir).unwrap();
-        let mut count = 0;
-        other
-            .odb()
-            .unwrap()
-            .foreach(|_| {
-                count += 1;
-                true
-            })
-            .unwrap();
+        let count = stored_objects(&other);
         assert_eq!(count, 3, "a blob and two trees, each once");
         assert!(other.find_tree(tree).unwrap().get_name("dir").is_some());
         assert_fsck_clean(git_dir, "after packs written beside the build");
@@ -945,15 +942,7 @@ pub(super) mod tests {
         for (t, len) in &trees {
             assert_eq!(other.find_tree(*t).unwrap().len(), *len);
         }
-        let mut count = 0;
-        other
-            .odb()
-            .unwrap()
-            .foreach(|_| {
-                count += 1;
-                true
-            })
-            .unwrap();
+        let count = stored_objects(&other);
         assert_eq!(
             count,
             60 + 60 + 1,
