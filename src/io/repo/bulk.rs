@@ -291,10 +291,12 @@ impl Bulk<'_> {
             return Ok(());
         };
         drop(w.batches.take());
-        let result = w
-            .thread
-            .join()
-            .unwrap_or_else(|_| Err(std::io::Error::other("the pack writer panicked")));
+        let result = w.thread.join().unwrap_or_else(|p| {
+            Err(std::io::Error::other(format!(
+                "the pack writer panicked: {}",
+                panic_message(&*p)
+            )))
+        });
         while w.stored.try_recv().is_ok() {
             self.packs.set(self.packs.get() + 1);
         }
@@ -327,9 +329,26 @@ impl Drop for Bulk<'_> {
     fn drop(&mut self) {
         if let Some(mut w) = self.writer.get_mut().take() {
             drop(w.batches.take());
-            let _ = w.thread.join();
+            // The build's own error is the one returned; the writer's is not lost unseen.
+            match w.thread.join() {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::warn!(
+                    "the pack writer also failed in {}: {e}",
+                    self.pack_dir().display()
+                ),
+                Err(p) => tracing::warn!("the pack writer also panicked: {}", panic_message(&*p)),
+            }
         }
     }
+}
+
+/// What a panic said (its message, when it was a string).
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> &str {
+    payload
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("no message")
 }
 
 /// The pack writer's loop: each batch's objects compressed into the current pack as they
@@ -609,6 +628,21 @@ pub(super) mod tests {
             }
         }
         found
+    }
+
+    /// A panic's message is what a panicking pack writer is reported with.
+    #[test]
+    fn a_panics_message_is_read_back() {
+        let formatted = std::thread::spawn(|| panic!("boom {}", 1))
+            .join()
+            .unwrap_err();
+        assert_eq!(panic_message(&*formatted), "boom 1");
+        let fixed = std::thread::spawn(|| panic!("boom")).join().unwrap_err();
+        assert_eq!(panic_message(&*fixed), "boom");
+        let other = std::thread::spawn(|| std::panic::panic_any(7))
+            .join()
+            .unwrap_err();
+        assert_eq!(panic_message(&*other), "no message");
     }
 
     /// The objects `repo`'s object database lists, an object in two packs counted twice.
