@@ -97,33 +97,28 @@ impl PlainPack {
     /// documentation), and the directory flushed.
     pub(super) fn store(self, pack_dir: &Path) -> std::io::Result<String> {
         let PlainPack { body, entries, .. } = self;
-        let count = u32::try_from(entries.len())
-            .map_err(|_| std::io::Error::other("more objects than a pack holds"))?;
         store_with(pack_dir, entries.len(), move |out, listed| {
-            let mut out = HashingWriter {
-                inner: out,
-                sha: Sha1::new(),
-                written: 0,
-            };
-            out.write_all(b"PACK")?;
-            out.write_all(&2u32.to_be_bytes())?;
-            out.write_all(&count.to_be_bytes())?;
             out.write_all(&body)?;
-            let trailer: [u8; 20] = out.sha.finalize().into();
-            out.inner.write_all(&trailer)?;
             listed.extend(entries);
-            Ok(trailer)
+            Ok(())
         })
     }
 }
 
-/// [`PlainPack::store`] with the pack's bytes written by `write` (returning the pack's checksum,
-/// each entry appended to the entries), about `count` of them.
+/// The pack writer of the output's packs and their roll-ups ([`PlainPack::store`]): a pack of
+/// `count` objects, its header (`PACK`, version 2, the count) and trailer (the SHA-1 of what
+/// precedes it) written here, its entries by `write` (each appended to the entries, at the
+/// offset the writer counts), stored with its `.idx` as [`PlainPack::store`] says.
 pub(super) fn store_with(
     pack_dir: &Path,
     count: usize,
-    write: impl FnOnce(&mut BufWriter<&File>, &mut Vec<PackEntry>) -> std::io::Result<[u8; 20]>,
+    write: impl FnOnce(
+        &mut HashingWriter<'_, BufWriter<&File>>,
+        &mut Vec<PackEntry>,
+    ) -> std::io::Result<()>,
 ) -> std::io::Result<String> {
+    let n = u32::try_from(count)
+        .map_err(|_| std::io::Error::other("more objects than a pack holds"))?;
     let temp = |prefix: &str| {
         tempfile::Builder::new()
             .prefix(prefix)
@@ -133,9 +128,19 @@ pub(super) fn store_with(
     let pack = temp("tmp_pack_")?;
     let mut entries = Vec::with_capacity(count);
     let checksum = {
-        let mut out = BufWriter::with_capacity(1 << 20, pack.as_file());
-        let checksum = write(&mut out, &mut entries)?;
-        out.flush()?;
+        let mut file = BufWriter::with_capacity(1 << 20, pack.as_file());
+        let mut out = HashingWriter {
+            inner: &mut file,
+            sha: Sha1::new(),
+            written: 0,
+        };
+        out.write_all(b"PACK")?;
+        out.write_all(&2u32.to_be_bytes())?;
+        out.write_all(&n.to_be_bytes())?;
+        write(&mut out, &mut entries)?;
+        let checksum: [u8; 20] = out.sha.finalize().into();
+        file.write_all(&checksum)?;
+        file.flush()?;
         checksum
     };
     let mut idx = temp("tmp_idx_")?;

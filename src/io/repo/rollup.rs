@@ -36,11 +36,9 @@ use std::io::Write;
 use std::path::Path;
 
 use git2::{Odb, Repository};
-use sha1::{Digest, Sha1};
 
 use super::pack::{
-    Damaged, HashingWriter, PackEntry, check_pair, idx_entries, idx_object_count, store_with,
-    write_whole,
+    Damaged, PackEntry, check_pair, idx_entries, idx_object_count, store_with, write_whole,
 };
 
 /// Packs in `objects/pack/` past which [`consolidate`] rolls the smallest up: git's
@@ -264,16 +262,6 @@ fn store_rolled_up(
     let count = seen.len();
     drop(seen);
     let name = store_with(pack_dir, count, |out, entries| {
-        let mut out = HashingWriter {
-            inner: out,
-            sha: Sha1::new(),
-            written: 0,
-        };
-        let n = u32::try_from(count)
-            .map_err(|_| std::io::Error::other("more objects than a pack holds"))?;
-        out.write_all(b"PACK")?;
-        out.write_all(&2u32.to_be_bytes())?;
-        out.write_all(&n.to_be_bytes())?;
         let mut buf = Vec::new();
         let mut zbuf = Vec::new();
         for (stem, take) in &plan {
@@ -301,7 +289,7 @@ fn store_rolled_up(
                     out.write_all(&buf)?;
                     e.crc
                 } else {
-                    write_whole(odb, e.oid, &mut out, &mut zbuf)?
+                    write_whole(odb, e.oid, out, &mut zbuf)?
                 };
                 entries.push(PackEntry {
                     oid: e.oid,
@@ -310,9 +298,7 @@ fn store_rolled_up(
                 });
             }
         }
-        let trailer: [u8; 20] = out.sha.finalize().into();
-        out.inner.write_all(&trailer)?;
-        Ok(trailer)
+        Ok(())
     })?;
     Ok((name, count))
 }
