@@ -335,7 +335,7 @@ mod tests {
             .1;
         // The suite signs only host and x-amz-date; with x-amz-content-sha256 also signed
         // the signature differs, so check the structure and the scope here, and the
-        // signature end to end against moto in tests/setup_s3.rs.
+        // signature end to end against moto in tests/it/setup_s3.rs.
         assert!(auth.starts_with(
             "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20150830/us-east-1/service/aws4_request, SignedHeaders=host;x-amz-content-sha256;x-amz-date, Signature="
         ), "{auth}");

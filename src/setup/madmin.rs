@@ -5,7 +5,7 @@
 //! each sealed with the nonce ‖ little-endian chunk number, under an Argon2id key (t=1,
 //! m=64 MiB, p=4) and an associated-data block marked on the last chunk.
 //! Requests are signed with SigV4 (service `s3`) and use the same method, path and query as
-//! the Python SDK's `MinioAdmin` (proven in `tests/setup_minio_admin.rs`).
+//! the Python SDK's `MinioAdmin` (proven in `tests/it/setup_minio_admin.rs`).
 
 use aes_gcm::Aes256Gcm;
 use aes_gcm::aead::{Aead as _, KeyInit, Payload};

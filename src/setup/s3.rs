@@ -382,7 +382,7 @@ pub struct Listed {
 /// The part of a listing's prefix sent to the server: its leading run of SigV4's unreserved
 /// characters (`A-Z a-z 0-9 - . _ ~`), the rest matched by provisio. Our signature encodes
 /// every other byte as SigV4 says (`/` as `%2F`, checked against botocore's signer in
-/// tests/setup_s3.rs), which AWS and MinIO verify; moto's server rebuilds the query from a URL
+/// tests/it/setup_s3.rs), which AWS and MinIO verify; moto's server rebuilds the query from a URL
 /// its web framework has already re-quoted (`%2F` back to `/`, getmoto/moto#5948) and refuses
 /// the signature. The leading run (a tenant id in the archive) still narrows the listing on
 /// every server.

@@ -206,7 +206,7 @@ fn migrations_file(plan: &TenantPlan<'_>) -> Result<Option<Vec<u8>>, RenderError
 /// tenant's tree, and never decides which files the tree has (the set of files depends on
 /// the phase, the products and whether they migrate, not on versions). `generate` relies on
 /// it to re-render only these files when nothing but versions changed
-/// (`tests/incremental.rs` proves a run so made equals a full render).
+/// (`tests/it/incremental.rs` proves a run so made equals a full render).
 pub fn render_tenant_release(
     plan: &TenantPlan<'_>,
     released: &BTreeSet<String>,
