@@ -213,11 +213,31 @@ fn malformed_envelopes_are_refused_in_the_apis_terms() {
 }
 
 /// `docs/openapi.json` (which schemathesis fuzzes in CI) documents these answers: 408 on
-/// every webhook, `Retry-After` on every 503, and each new code.
+/// every operation that takes a body (all read it through `read_body`, under the body
+/// timeout), `Retry-After` on every webhook's 503, and each new code.
 #[test]
 fn the_openapi_document_states_these_answers() {
     let doc: serde_json::Value =
         serde_json::from_str(include_str!("../../docs/openapi.json")).unwrap();
+    let mut with_body = Vec::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            if op.get("requestBody").is_some() {
+                with_body.push(format!("{method} {path}"));
+                let timeout = &op["responses"]["408"];
+                assert!(timeout.is_object(), "{method} {path}: no 408");
+                assert!(
+                    timeout.to_string().contains("request_timeout"),
+                    "{method} {path}: 408 without its code"
+                );
+            }
+        }
+    }
+    assert!(
+        with_body.iter().any(|o| o.contains("/reports")),
+        "the lifecycle reports take a body: {with_body:?}"
+    );
+    assert_eq!(with_body.len(), 4, "{with_body:?}");
     for route in [
         "subscription-created",
         "subscription-updated",
