@@ -92,7 +92,11 @@ fn git_locks_in(git_dir: &Path) -> Vec<String> {
         .filter(|n| std::fs::symlink_metadata(git_dir.join(n)).is_ok())
         .map(|n| n.to_string())
         .collect();
-    let mut stack = vec![git_dir.join("refs")];
+    // A git directory a kill left half written may have no `refs/` yet.
+    let mut stack: Vec<_> = Some(git_dir.join("refs"))
+        .filter(|r| r.is_dir())
+        .into_iter()
+        .collect();
     while let Some(d) = stack.pop() {
         for e in std::fs::read_dir(&d).unwrap().map(Result::unwrap) {
             if e.file_type().unwrap().is_dir() {
@@ -178,6 +182,83 @@ fn git_locks_generate_commit_sigkilled_holding_a_git_lock_converges_on_the_next_
     assert!(left_a_lock > 0, "no kill landed while a git lock was held");
     fsck(&ws.out());
     fsck(&bare);
+}
+
+/// The first `generate --commit --push` into a new output directory creates its clone.
+/// SIGKILLed the moment the clone's `.git`, or the directory provisio builds it in, appears
+/// (libgit2 is writing it then, and provisio's lock does not exist yet), the next run must
+/// still succeed, on `main`, and deliver the render. When libgit2 wrote `.git` in place, a
+/// kill there left its `HEAD.lock` or `config.lock`, which the next run refused as a
+/// person's (no provisio run had recorded them), or a `.git` whose HEAD was libgit2's
+/// default branch instead of `main`.
+#[test]
+fn git_locks_the_first_run_sigkilled_while_creating_the_clone_converges() {
+    let ws = Workspace::new();
+    let mut mid_creation = 0;
+    for attempt in 0..10 {
+        let dir = tempfile::tempdir_in(ws.dir.path()).unwrap();
+        let (bare, url) = bare(dir.path());
+        let out = dir.path().join("out");
+        let generate = || {
+            let mut c = Command::new(env!("CARGO_BIN_EXE_provisio"));
+            c.arg("generate")
+                .arg("--registry")
+                .arg(ws.registry())
+                .arg("--out")
+                .arg(&out)
+                .args(["--now", NOW, "--commit", "--push", "--manifests-url", &url])
+                .env("NO_COLOR", "1");
+            c
+        };
+        let staging = out.join(provisio::io::repo::NEW_REPOSITORY);
+        let watched = if attempt % 2 == 0 {
+            out.join(".git")
+        } else {
+            staging.clone()
+        };
+        let mut child = generate()
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        while child.try_wait().unwrap().is_none() && std::fs::symlink_metadata(&watched).is_err() {
+            std::hint::spin_loop();
+        }
+        let _ = child.kill(); // SIGKILL
+        let status = child.wait().unwrap();
+        if staging.exists() {
+            mid_creation += 1;
+        }
+        let left = git_locks_in(&out.join(".git"));
+        let run = generate().output().unwrap();
+        let stderr = String::from_utf8_lossy(&run.stderr);
+        assert_eq!(
+            run.status.code(),
+            Some(0),
+            "after a kill ({status}) at {} that left {left:?}:\n{stderr}",
+            watched.display()
+        );
+        let clone = git2::Repository::open(&out).unwrap();
+        let head = clone.find_reference("HEAD").unwrap();
+        assert_eq!(
+            head.symbolic_target().ok().flatten(),
+            Some("refs/heads/main"),
+            "attempt {attempt}"
+        );
+        assert!(
+            !staging.exists(),
+            "attempt {attempt}: {} left",
+            staging.display()
+        );
+        assert_eq!(git_locks_in(&out.join(".git")), Vec::<String>::new());
+        let pushed = head_of(&bare, "main").unwrap();
+        assert_eq!(tree_files(&bare, pushed), expected(&ws.registry()));
+    }
+    println!("{mid_creation} kill(s) landed while the clone was being created");
+    assert!(
+        mid_creation > 0,
+        "no kill landed while the clone was created"
+    );
 }
 
 /// Stock `git commit -a` in `dir`, holding `index.lock` while its editor waits for standard

@@ -40,7 +40,7 @@ impl Follower {
     /// provisio's lock on it, removing the git lock files a killed provisio run left (one
     /// that is not provisio's is an error: [`super::lock`]).
     pub fn open(cfg: &FollowConfig, dir: &Path) -> Result<Follower> {
-        let (mut repo, _) = Repo::open_or_init(dir)?;
+        let mut repo = Repo::open_or_init(dir, &cfg.branch)?;
         let lock = lock::acquire(repo.git_dir())?;
         repo.set_transport(cfg.transport.clone());
         repo.ensure_remote(REMOTE, &cfg.url)?;

@@ -245,14 +245,18 @@ impl Repo {
         }
     }
 
-    /// The repository at `dir`, created (empty) when `dir` is not in one yet.
-    pub fn open_or_init(dir: &Path) -> Result<(Self, bool)> {
+    /// The repository at `dir`; when `dir` is in none yet, one created there, empty, its
+    /// HEAD on `branch` ([`create_whole`]: complete or not there at all).
+    pub fn open_or_init(dir: &Path, branch: &str) -> Result<Self> {
         std::fs::create_dir_all(dir).map_err(io("create", dir))?;
         match Repository::discover(dir) {
-            Ok(r) => Ok((Self::with_workdir(r, dir)?, false)),
+            Ok(r) => {
+                // A creation killed after its rename leaves the staging directory empty.
+                let _ = std::fs::remove_dir(dir.join(NEW_REPOSITORY));
+                Self::with_workdir(r, dir)
+            }
             Err(e) if e.code() == ErrorCode::NotFound => {
-                let r = Repository::init(dir).map_err(git("create a repository", dir))?;
-                Ok((Self::with_workdir(r, dir)?, true))
+                Self::with_workdir(create_whole(dir, branch)?, dir)
             }
             Err(e) => Err(git("open the repository", dir)(e)),
         }
@@ -463,6 +467,34 @@ pub(super) fn prefix_of(workdir: &Path, dir: &Path) -> Option<String> {
     Some(s)
 }
 
+/// Name of the directory below a new repository's work tree in which [`create_whole`] builds
+/// its `.git` (a `.provisio-` temporary: every reader skips it, the next creation removes it).
+pub const NEW_REPOSITORY: &str = ".provisio-new-repository";
+
+/// Creates the repository `dir/.git`, HEAD on `branch` (unborn), whole or not at all: libgit2
+/// writes it in `dir/`[`NEW_REPOSITORY`] and the finished `.git` is renamed into place. A run
+/// killed while libgit2 writes (its `config.lock` and `HEAD.lock` exist then, before
+/// provisio's lock can) or before HEAD names the branch leaves only that directory, which the
+/// next creation removes — never a `.git` that the next run would refuse for a lock no
+/// provisio run recorded, or would open on libgit2's default branch instead of `branch`.
+fn create_whole(dir: &Path, branch: &str) -> Result<Repository> {
+    let staging = dir.join(NEW_REPOSITORY);
+    // A leftover, even a link planted under that name, is removed and never followed.
+    match std::fs::symlink_metadata(&staging) {
+        Ok(m) if m.is_dir() => std::fs::remove_dir_all(&staging).map_err(io("remove", &staging))?,
+        Ok(_) => std::fs::remove_file(&staging).map_err(io("remove", &staging))?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io("inspect", &staging)(e)),
+    }
+    let mut opts = git2::RepositoryInitOptions::new();
+    opts.no_reinit(true).initial_head(branch);
+    drop(Repository::init_opts(&staging, &opts).map_err(git("create a repository", &staging))?);
+    let (from, to) = (staging.join(".git"), dir.join(".git"));
+    std::fs::rename(&from, &to).map_err(io("move the new repository into", &to))?;
+    std::fs::remove_dir(&staging).map_err(io("remove", &staging))?;
+    Repository::open(dir).map_err(git("open the repository", dir))
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     /// Whether stock git is on PATH for a test to check what provisio wrote against; without
@@ -500,6 +532,60 @@ pub(crate) mod tests {
     }
 
     use super::*;
+
+    /// What a run killed while creating a repository leaves — libgit2's half-written
+    /// repository with its lock files, or a link planted under the staging name — is removed
+    /// by the next creation, which makes the repository whole, on the branch asked for.
+    #[test]
+    fn a_creation_killed_halfway_is_redone_whole_on_the_branch() {
+        let root = tempfile::tempdir().unwrap();
+        let outside = root.path().join("outside");
+        std::fs::create_dir(&outside).unwrap();
+        std::fs::write(outside.join("keep"), "a person's file").unwrap();
+        for leftover in ["half-written", "link"] {
+            let dir = root.path().join(leftover);
+            let staging = dir.join(NEW_REPOSITORY);
+            std::fs::create_dir_all(&dir).unwrap();
+            if leftover == "link" {
+                std::os::unix::fs::symlink(&outside, &staging).unwrap();
+            } else {
+                // As libgit2 leaves a repository it was writing when the process died.
+                std::fs::create_dir_all(staging.join(".git/objects")).unwrap();
+                std::fs::write(staging.join(".git/config.lock"), "[core]\n").unwrap();
+                std::fs::write(staging.join(".git/HEAD.lock"), "").unwrap();
+            }
+            let repo = Repo::open_or_init(&dir, "release").unwrap();
+            assert!(!staging.exists() && !staging.is_symlink(), "{leftover}");
+            assert_eq!(repo.workdir(), dir.canonicalize().unwrap(), "{leftover}");
+            let head = repo.repo.find_reference("HEAD").unwrap();
+            assert_eq!(
+                head.symbolic_target().ok().flatten(),
+                Some("refs/heads/release")
+            );
+            let locks: Vec<_> = std::fs::read_dir(dir.join(".git"))
+                .unwrap()
+                .flatten()
+                .filter(|e| e.file_name().to_string_lossy().ends_with(".lock"))
+                .collect();
+            assert!(locks.is_empty(), "{leftover}: {locks:?}");
+            assert_fsck_clean(&dir.join(".git"), leftover);
+        }
+        assert_eq!(
+            std::fs::read_to_string(outside.join("keep")).unwrap(),
+            "a person's file"
+        );
+        // Opened again (after a kill between the rename and the staging directory's removal):
+        // the same repository, not created anew, and the empty staging directory gone.
+        let dir = root.path().join("link");
+        std::fs::create_dir(dir.join(NEW_REPOSITORY)).unwrap();
+        let again = Repo::open_or_init(&dir, "other").unwrap();
+        let head = again.repo.find_reference("HEAD").unwrap();
+        assert_eq!(
+            head.symbolic_target().ok().flatten(),
+            Some("refs/heads/release")
+        );
+        assert!(!dir.join(NEW_REPOSITORY).exists());
+    }
 
     #[test]
     fn prefix_of_the_output_root() {

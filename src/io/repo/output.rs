@@ -94,9 +94,12 @@ impl OutputRepo {
     /// is fine: the first commit creates the branch).
     pub fn open(out: &Path, cfg: &RepoConfig) -> Result<OutputRepo> {
         std::fs::create_dir_all(out).map_err(io("create", out))?;
-        let (mut repo, created) = match Repo::discover(out) {
-            Ok(r) => (r, false),
-            Err(GitError::NotARepository(_)) if cfg.url.is_some() => Repo::open_or_init(out)?,
+        let mut repo = match Repo::discover(out) {
+            Ok(r) => r,
+            // Created on the branch asked for, `main` by default.
+            Err(GitError::NotARepository(_)) if cfg.url.is_some() => {
+                Repo::open_or_init(out, cfg.branch.as_deref().unwrap_or("main"))?
+            }
             Err(e) => return Err(e),
         };
         repo.set_transport(cfg.transport.clone());
@@ -116,11 +119,7 @@ impl OutputRepo {
         };
         drop(head);
         let unborn = repo.head()?.is_none();
-        let wanted = match &cfg.branch {
-            None if created => Some("main".to_owned()),
-            b => b.clone(),
-        };
-        let branch = match &wanted {
+        let branch = match &cfg.branch {
             Some(b) if *b != current => {
                 if unborn {
                     repo.repo
