@@ -1,5 +1,5 @@
-//! File-system primitives every writer shares: atomic replacement of a file and flushing a
-//! whole file system. Errors are `std::io::Error`; callers add the context (which file, what
+//! File-system primitives every writer shares: atomic replacement of a file, removal of a
+//! killed run's leftover and flushing a whole file system. Errors are `std::io::Error`; callers add the context (which file, what
 //! for).
 
 use std::io::Write;
@@ -8,6 +8,17 @@ use std::path::Path;
 /// Prefix of provisio's temporary files (and staging directories): a crash may leave them,
 /// every reader skips them, the next run removes them.
 pub const TEMP_PREFIX: &str = ".provisio-";
+
+/// Removes what a killed run may have left at `path`: a directory with everything below it,
+/// a file, or a symbolic link itself — never followed. Nothing there is fine.
+pub fn remove_leftover(path: &Path) -> std::io::Result<()> {
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.is_dir() => std::fs::remove_dir_all(path),
+        Ok(_) => std::fs::remove_file(path),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
+    }
+}
 
 /// Writes `bytes` to `path` through a temporary file in the same directory renamed into
 /// place (parents created): a reader sees the old file or the new one, never half of one.

@@ -481,14 +481,8 @@ fn stage(root: &Path, id: &str, files: &Files) -> Result<Staged, WriteError> {
         .join(TENANTS_DIR)
         .join(format!("{}staging-{id}", fsx::TEMP_PREFIX));
     no_link(root, staging.parent().unwrap_or(root))?;
-    // A leftover (even a link planted under that name) is removed, never followed:
-    // `remove_dir_all` does not follow links, `remove_file` removes the link itself.
-    match std::fs::symlink_metadata(&staging) {
-        Ok(m) if m.is_dir() => std::fs::remove_dir_all(&staging).map_err(io("remove", &staging))?,
-        Ok(_) => std::fs::remove_file(&staging).map_err(io("remove", &staging))?,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(io("inspect", &staging)(e)),
-    }
+    // A leftover, even a link planted under that name, is removed, never followed.
+    fsx::remove_leftover(&staging).map_err(io("remove", &staging))?;
     std::fs::create_dir_all(&staging).map_err(io("create", &staging))?;
     let prefix = format!("{TENANTS_DIR}/{id}/");
     let mut created: BTreeSet<PathBuf> = BTreeSet::new();

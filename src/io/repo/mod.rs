@@ -479,13 +479,8 @@ pub const NEW_REPOSITORY: &str = ".provisio-new-repository";
 /// provisio run recorded, or would open on libgit2's default branch instead of `branch`.
 fn create_whole(dir: &Path, branch: &str) -> Result<Repository> {
     let staging = dir.join(NEW_REPOSITORY);
-    // A leftover, even a link planted under that name, is removed and never followed.
-    match std::fs::symlink_metadata(&staging) {
-        Ok(m) if m.is_dir() => std::fs::remove_dir_all(&staging).map_err(io("remove", &staging))?,
-        Ok(_) => std::fs::remove_file(&staging).map_err(io("remove", &staging))?,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(io("inspect", &staging)(e)),
-    }
+    // A leftover, even a link planted under that name, is removed, never followed.
+    crate::io::fsx::remove_leftover(&staging).map_err(io("remove", &staging))?;
     let mut opts = git2::RepositoryInitOptions::new();
     opts.no_reinit(true).initial_head(branch);
     drop(Repository::init_opts(&staging, &opts).map_err(git("create a repository", &staging))?);
@@ -538,6 +533,8 @@ pub(crate) mod tests {
     /// by the next creation, which makes the repository whole, on the branch asked for.
     #[test]
     fn a_creation_killed_halfway_is_redone_whole_on_the_branch() {
+        // Skipped by every reader of a work tree, as a `.provisio-` temporary.
+        assert!(NEW_REPOSITORY.starts_with(crate::io::fsx::TEMP_PREFIX));
         let root = tempfile::tempdir().unwrap();
         let outside = root.path().join("outside");
         std::fs::create_dir(&outside).unwrap();
