@@ -649,7 +649,18 @@ pub fn read_tree(root: &Path) -> Result<Files, WriteError> {
 /// recording trees the other then overwrote, and the next runs keep those trees as recorded.
 #[derive(Debug)]
 pub struct OutputLock {
-    _dir: Option<std::fs::File>,
+    dir: Option<std::fs::File>,
+}
+
+/// Unlocks explicitly: closing the descriptor releases the `flock` only when no copy of it is
+/// left, and a child another thread of this process forked keeps a copy until it execs
+/// (close-on-exec closes it only then); meanwhile the next run was refused.
+impl Drop for OutputLock {
+    fn drop(&mut self) {
+        if let Some(dir) = &self.dir {
+            let _ = dir.unlock();
+        }
+    }
 }
 
 /// Takes [`OutputLock`] on `root` (created if missing); an error when another process holds
@@ -659,22 +670,67 @@ pub fn lock_output(root: &Path) -> Result<OutputLock, WriteError> {
     std::fs::create_dir_all(root).map_err(io("create", root))?;
     let dir = std::fs::File::open(root).map_err(io("open", root))?;
     match dir.try_lock() {
-        Ok(()) => Ok(OutputLock { _dir: Some(dir) }),
+        Ok(()) => Ok(OutputLock { dir: Some(dir) }),
         Err(TryLockError::WouldBlock) => Err(io("lock", root)(std::io::Error::new(
             std::io::ErrorKind::WouldBlock,
             "another provisio process is writing this output tree; only one may at a time",
         ))),
         Err(TryLockError::Error(e)) => {
             tracing::warn!("cannot lock {}: {e}; running unlocked", root.display());
-            Ok(OutputLock { _dir: None })
+            Ok(OutputLock { dir: None })
         }
     }
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use std::os::unix::fs::symlink;
+
+    /// A child forked now that holds a copy of every descriptor of this process (the
+    /// close-on-exec ones too) for `held` before it execs `true`: what another thread's
+    /// `Command::spawn` does for a moment. Returns once the child exists; the handle waits
+    /// for it.
+    pub(crate) fn fork_holding_descriptors(
+        held: std::time::Duration,
+    ) -> std::thread::JoinHandle<()> {
+        use std::io::Read;
+        use std::os::fd::AsRawFd;
+        use std::os::unix::process::CommandExt;
+        let (mut forked, tell) = std::io::pipe().unwrap();
+        let child = std::thread::spawn(move || {
+            let fd = tell.as_raw_fd();
+            let mut cmd = std::process::Command::new("true");
+            // SAFETY: write(2) and nanosleep(2) are async-signal-safe.
+            unsafe {
+                cmd.pre_exec(move || {
+                    libc::write(fd, b"x".as_ptr().cast(), 1);
+                    std::thread::sleep(held);
+                    Ok(())
+                });
+            }
+            let status = cmd.status().unwrap();
+            assert!(status.success(), "{status}");
+            drop(tell);
+        });
+        forked.read_exact(&mut [0u8; 1]).unwrap();
+        child
+    }
+
+    /// The lock is released when it is dropped, not when the last copy of its descriptor is
+    /// closed: a child another thread forked meanwhile holds one until it execs (tests of
+    /// every module share one process and spawn tools all the time; so do watch's threads),
+    /// and the next `generate` on the tree was refused as if another process wrote it.
+    #[test]
+    fn the_output_lock_is_released_on_drop_while_a_forked_child_holds_its_descriptor() {
+        let d = tempfile::tempdir().unwrap();
+        let lock = lock_output(d.path()).unwrap();
+        let child = fork_holding_descriptors(std::time::Duration::from_millis(500));
+        drop(lock);
+        let again = lock_output(d.path());
+        child.join().unwrap();
+        again.expect("the dropped lock is free");
+    }
 
     /// main's (`779c300`) `prepare_release` up to its reading: the tenant directory checked,
     /// then `read_files` checking it again.

@@ -84,6 +84,9 @@ impl Drop for Lock {
             warn!(path = %self.path.display(), error = %e,
                 "cannot record the lock's release; the next run takes git lock files newer than this run's start for its leftovers");
         }
+        // Closing the file releases the flock only with the last copy of its descriptor, and
+        // a child another thread forked keeps one until it execs: unlocked here, at once.
+        let _ = self.file.unlock();
     }
 }
 
@@ -391,6 +394,8 @@ mod tests {
         // SAFETY: each field is read once out of a value that is never dropped: the file is
         // closed (the kernel releases the flock) without `Drop` recording the release.
         let (file, path) = unsafe { (std::ptr::read(&lock.file), std::ptr::read(&lock.path)) };
+        // As the kernel does for a killed process (a child forked meanwhile may hold a copy).
+        file.unlock().unwrap();
         drop(file);
         std::fs::metadata(path).unwrap().modified().unwrap()
     }
@@ -418,6 +423,24 @@ mod tests {
         assert!(matches!(acquire(d.path()), Err(GitError::Locked(_))));
         drop(first);
         acquire(d.path()).unwrap();
+    }
+
+    /// As the output tree's lock: released on drop although a child forked meanwhile holds
+    /// a copy of the lock file's descriptor until it execs.
+    #[test]
+    fn the_lock_is_released_on_drop_while_a_forked_child_holds_its_descriptor() {
+        let d = git_dir();
+        let lock = acquire(d.path()).unwrap();
+        let child =
+            crate::io::output::write::tests::fork_holding_descriptors(Duration::from_millis(500));
+        drop(lock);
+        let again = acquire(d.path());
+        child.join().unwrap();
+        let _again = again.expect("the dropped lock is free");
+        assert_eq!(
+            record(d.path()),
+            format!("{RUNNING} pid={}\n", std::process::id())
+        );
     }
 
     #[test]
