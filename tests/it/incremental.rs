@@ -276,6 +276,23 @@ proptest! {
     }
 }
 
+/// The seeds of past failures above are re-run first only if they sit where proptest looks:
+/// beside `tests/it/main.rs` it reads `tests/proptest-regressions/incremental.txt`, not the
+/// `incremental.proptest-regressions` next to this file that a test crate of its own used.
+#[test]
+fn the_saved_failure_seeds_are_where_proptest_reads_them() {
+    let persistence = ProptestConfig::default()
+        .failure_persistence
+        .expect("proptest saves failures by default");
+    assert!(
+        !persistence
+            .load_persisted_failures2(Some(file!()))
+            .is_empty(),
+        "proptest finds no saved seed for {}",
+        file!()
+    );
+}
+
 #[test]
 fn a_version_bump_re_renders_only_the_files_the_version_reaches() {
     let ws = Workspace::new();
