@@ -83,15 +83,18 @@ fn io_error(action: &'static str, database: &str, source: std::io::Error) -> Set
 /// is closed before returning, so the child reads the text and then end of file.
 fn inheritable_pipe_with(text: &str) -> std::io::Result<OwnedFd> {
     let mut fds = [0; 2];
-    // SAFETY: `fds` is a valid array of two ints for pipe(2) to fill.
-    if unsafe { libc::pipe(fds.as_mut_ptr()) } != 0 {
+    // Both ends close-on-exec from the start: the write end must never leak into a child,
+    // not even one another thread forks before a later fcntl (holding the write end open,
+    // that child would keep the tool from ever seeing end of file).
+    // SAFETY: `fds` is a valid array of two ints for pipe2(2) to fill.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
         return Err(std::io::Error::last_os_error());
     }
-    // SAFETY: pipe(2) succeeded: both descriptors are open and owned by nobody else.
+    // SAFETY: pipe2(2) succeeded: both descriptors are open and owned by nobody else.
     let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
-    // The write end must not leak into any child.
+    // Only the read end is inherited.
     // SAFETY: fcntl on a descriptor we own.
-    if unsafe { libc::fcntl(write.as_raw_fd(), libc::F_SETFD, libc::FD_CLOEXEC) } != 0 {
+    if unsafe { libc::fcntl(read.as_raw_fd(), libc::F_SETFD, 0) } != 0 {
         return Err(std::io::Error::last_os_error());
     }
     if text.len() >= 4096 {
@@ -217,6 +220,9 @@ mod tests {
     #[test]
     fn the_pipe_gives_its_text_then_end_of_file() {
         let fd = inheritable_pipe_with("hello").unwrap();
+        // SAFETY: F_GETFD on a descriptor this test owns.
+        let flags = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GETFD) };
+        assert_eq!(flags & libc::FD_CLOEXEC, 0, "the read end is the child's");
         let mut s = String::new();
         std::fs::File::from(fd).read_to_string(&mut s).unwrap();
         assert_eq!(s, "hello");
