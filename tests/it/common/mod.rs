@@ -6,6 +6,41 @@ use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
 
+/// A port on 127.0.0.1 that nobody listens on now, for a server process a test starts (the
+/// port is closed again before that server binds it). Taken below the kernel's ephemeral
+/// range (`net.ipv4.ip_local_port_range`), from which every client socket draws its local
+/// port — the integration tests share one process, and some open hundreds of connections at
+/// once — and never handed out twice by this process, so two servers started side by side
+/// cannot be given the same one.
+pub fn free_port() -> u16 {
+    use std::collections::BTreeSet;
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static GIVEN: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let ephemeral_low: u32 = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse().ok())
+        .unwrap_or(32768);
+    let floor = 10_000u32.min(ephemeral_low / 2);
+    let span = ephemeral_low - floor;
+    // Where this process starts in the range: another test process (another checkout's run)
+    // most likely starts elsewhere.
+    let start = std::process::id().wrapping_mul(7919) % span;
+    for _ in 0..span {
+        let port = (floor + (start + NEXT.fetch_add(1, Ordering::Relaxed)) % span) as u16;
+        let mut given = GIVEN.lock().unwrap();
+        if given.contains(&port) {
+            continue;
+        }
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            given.insert(port);
+            return port;
+        }
+    }
+    panic!("no free port on 127.0.0.1 between {floor} and {ephemeral_low}");
+}
+
 pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }

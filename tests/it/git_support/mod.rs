@@ -300,9 +300,9 @@ pub fn wait_until(
     }
 }
 
+/// An address nobody listens on right now ([`crate::common::free_port`]).
 pub fn free_addr() -> SocketAddr {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap()
+    SocketAddr::from(([127, 0, 0, 1], crate::common::free_port()))
 }
 
 /// One request an [`ArgoCd`] stand-in received.

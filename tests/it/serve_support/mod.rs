@@ -247,9 +247,9 @@ pub fn cancelled(sub: &str, effective: &str) -> serde_json::Value {
     })
 }
 
+/// An address nobody listens on right now ([`crate::common::free_port`]).
 pub fn free_port() -> SocketAddr {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap()
+    SocketAddr::from(([127, 0, 0, 1], crate::common::free_port()))
 }
 
 /// The server process; killed (SIGKILL) and reaped when dropped, so a failing test leaves

@@ -19,13 +19,9 @@ pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// A port nobody listens on right now.
+/// A port nobody listens on right now ([`crate::common::free_port`]).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .expect("bind an ephemeral port")
-        .local_addr()
-        .unwrap()
-        .port()
+    crate::common::free_port()
 }
 
 /// Whether a server binary exists; panics (test fails) when it does not, unless skipping is
