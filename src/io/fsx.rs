@@ -1,6 +1,6 @@
 //! File-system primitives every writer shares: atomic replacement of a file, removal of a
-//! killed run's leftover and flushing a whole file system. Errors are `std::io::Error`; callers add the context (which file, what
-//! for).
+//! killed run's leftover and flushing a whole file system. Errors are `std::io::Error`;
+//! callers add the context (which file, what for).
 
 use std::io::Write;
 use std::path::Path;

@@ -94,13 +94,11 @@ impl OutputRepo {
     /// is fine: the first commit creates the branch).
     pub fn open(out: &Path, cfg: &RepoConfig) -> Result<OutputRepo> {
         std::fs::create_dir_all(out).map_err(io("create", out))?;
-        let mut repo = match Repo::discover(out) {
-            Ok(r) => r,
-            // Created on the branch asked for, `main` by default.
-            Err(GitError::NotARepository(_)) if cfg.url.is_some() => {
-                Repo::open_or_init(out, cfg.branch.as_deref().unwrap_or("main"))?
-            }
-            Err(e) => return Err(e),
+        let mut repo = if cfg.url.is_some() {
+            // Created when missing, on the branch asked for (`main` by default).
+            Repo::open_or_init(out, cfg.branch.as_deref().unwrap_or("main"))?
+        } else {
+            Repo::discover(out)?
         };
         repo.set_transport(cfg.transport.clone());
         let git_dir = repo.git_dir().to_path_buf();
