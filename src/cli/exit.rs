@@ -68,6 +68,7 @@ impl From<&GitError> for Exit {
             | GitError::Outside { .. }
             | GitError::WrongBranch { .. }
             | GitError::DetachedHead(_)
+            | GitError::InvalidBranch(_)
             | GitError::NoRemote { .. } => Exit::Invalid,
             GitError::Remote(r)
                 if matches!(**r, crate::io::repo::RemoteError::PasswordInUrl { .. }) =>

@@ -159,6 +159,10 @@ pub enum GitError {
         actual: String,
         expected: String,
     },
+    /// A branch name git refuses (`git check-ref-format --branch`), checked before a
+    /// repository is created with its HEAD on it.
+    #[error("`{0}` is not a valid branch name")]
+    InvalidBranch(String),
     #[error("the repository {0} has a detached HEAD; check out a branch")]
     DetachedHead(PathBuf),
     #[error("the repository {repo} has no remote `{remote}`; give --manifests-url")]
@@ -248,6 +252,7 @@ impl Repo {
     /// The repository at `dir`; when `dir` is in none yet, one created there, empty, its
     /// HEAD on `branch` ([`create_whole`]: complete or not there at all).
     pub fn open_or_init(dir: &Path, branch: &str) -> Result<Self> {
+        let head = branch_ref(branch)?;
         std::fs::create_dir_all(dir).map_err(io("create", dir))?;
         match Repository::discover(dir) {
             Ok(r) => {
@@ -256,7 +261,7 @@ impl Repo {
                 Self::with_workdir(r, dir)
             }
             Err(e) if e.code() == ErrorCode::NotFound => {
-                Self::with_workdir(create_whole(dir, branch)?, dir)
+                Self::with_workdir(create_whole(dir, &head)?, dir)
             }
             Err(e) => Err(git("open the repository", dir)(e)),
         }
@@ -467,22 +472,33 @@ pub(super) fn prefix_of(workdir: &Path, dir: &Path) -> Option<String> {
     Some(s)
 }
 
+/// `refs/heads/<branch>`, or [`GitError::InvalidBranch`] when git would refuse that name.
+pub fn branch_ref(branch: &str) -> Result<String> {
+    let full = format!("refs/heads/{branch}");
+    match git2::Reference::is_valid_name(&full) {
+        true => Ok(full),
+        false => Err(GitError::InvalidBranch(branch.to_owned())),
+    }
+}
+
 /// Name of the directory below a new repository's work tree in which [`create_whole`] builds
 /// its `.git` (a `.provisio-` temporary: every reader skips it, the next creation removes it).
 pub const NEW_REPOSITORY: &str = ".provisio-new-repository";
 
-/// Creates the repository `dir/.git`, HEAD on `branch` (unborn), whole or not at all: libgit2
+/// Creates the repository `dir/.git`, HEAD on `head` (a full, valid ref name: libgit2
+/// writes `initial_head` into HEAD unchecked, and reads a name not starting with `refs/` as
+/// a branch's), unborn, whole or not at all: libgit2
 /// writes it in `dir/`[`NEW_REPOSITORY`] and the finished `.git` is renamed into place. A run
 /// killed while libgit2 writes (its `config.lock` and `HEAD.lock` exist then, before
 /// provisio's lock can) or before HEAD names the branch leaves only that directory, which the
 /// next creation removes — never a `.git` that the next run would refuse for a lock no
 /// provisio run recorded, or would open on libgit2's default branch instead of `branch`.
-fn create_whole(dir: &Path, branch: &str) -> Result<Repository> {
+fn create_whole(dir: &Path, head: &str) -> Result<Repository> {
     let staging = dir.join(NEW_REPOSITORY);
     // A leftover, even a link planted under that name, is removed, never followed.
     crate::io::fsx::remove_leftover(&staging).map_err(io("remove", &staging))?;
     let mut opts = git2::RepositoryInitOptions::new();
-    opts.no_reinit(true).initial_head(branch);
+    opts.no_reinit(true).initial_head(head);
     drop(Repository::init_opts(&staging, &opts).map_err(git("create a repository", &staging))?);
     let (from, to) = (staging.join(".git"), dir.join(".git"));
     std::fs::rename(&from, &to).map_err(io("move the new repository into", &to))?;
@@ -582,6 +598,29 @@ pub(crate) mod tests {
             Some("refs/heads/release")
         );
         assert!(!dir.join(NEW_REPOSITORY).exists());
+    }
+
+    /// A branch name git refuses is refused before anything is created: libgit2 writes
+    /// `initial_head` into HEAD unchecked, and a `.git` whose HEAD names an invalid ref fails
+    /// every later run ("cannot read HEAD"), even one given a valid branch.
+    #[test]
+    fn an_invalid_branch_creates_nothing_and_a_valid_one_then_succeeds() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("clone");
+        for bad in ["a..b", "bad name", "x.lock", "a/", "a~1"] {
+            let err = Repo::open_or_init(&dir, bad).err().expect(bad).to_string();
+            assert!(err.contains(&format!("`{bad}`")), "{bad}: {err}");
+            assert!(err.contains("not a valid branch name"), "{bad}: {err}");
+            assert!(!dir.join(".git").exists(), "{bad}: .git created");
+            assert!(!dir.join(NEW_REPOSITORY).exists(), "{bad}: staging left");
+        }
+        let repo = Repo::open_or_init(&dir, "main").unwrap();
+        assert_eq!(repo.head().unwrap(), None);
+        let head = repo.repo.find_reference("HEAD").unwrap();
+        assert_eq!(
+            head.symbolic_target().ok().flatten(),
+            Some("refs/heads/main")
+        );
     }
 
     #[test]

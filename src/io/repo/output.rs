@@ -93,6 +93,10 @@ impl OutputRepo {
     /// repository and `cfg.url` is given, creates it as a clone of that URL (an empty remote
     /// is fine: the first commit creates the branch).
     pub fn open(out: &Path, cfg: &RepoConfig) -> Result<OutputRepo> {
+        // Refused before anything is created or changed, whatever state the clone is in.
+        if let Some(b) = &cfg.branch {
+            super::branch_ref(b)?;
+        }
         std::fs::create_dir_all(out).map_err(io("create", out))?;
         let mut repo = if cfg.url.is_some() {
             // Created when missing, on the branch asked for (`main` by default).
