@@ -250,14 +250,26 @@ impl Repo {
     }
 
     /// The repository at `dir`; when `dir` is in none yet, one created there, empty, its
-    /// HEAD on `branch` ([`create_whole`]: complete or not there at all).
+    /// HEAD on `branch` ([`create_whole`]: complete or not there at all). Creating it, or
+    /// removing what a creation left, is done by one run at a time ([`CreationLock`]); a run
+    /// that waited opens the repository the other created.
     pub fn open_or_init(dir: &Path, branch: &str) -> Result<Self> {
         let head = branch_ref(branch)?;
         std::fs::create_dir_all(dir).map_err(io("create", dir))?;
+        let staging = dir.join(NEW_REPOSITORY);
+        match Repository::discover(dir) {
+            Ok(r) if std::fs::symlink_metadata(&staging).is_err() => {
+                return Self::with_workdir(r, dir);
+            }
+            Ok(_) => {}
+            Err(e) if e.code() == ErrorCode::NotFound => {}
+            Err(e) => return Err(git("open the repository", dir)(e)),
+        }
+        let _creating = CreationLock::take(dir);
         match Repository::discover(dir) {
             Ok(r) => {
                 // A creation killed after its rename leaves the staging directory empty.
-                let _ = std::fs::remove_dir(dir.join(NEW_REPOSITORY));
+                let _ = std::fs::remove_dir(&staging);
                 Self::with_workdir(r, dir)
             }
             Err(e) if e.code() == ErrorCode::NotFound => {
@@ -481,6 +493,39 @@ pub fn branch_ref(branch: &str) -> Result<String> {
     }
 }
 
+/// Held while one run creates the repository in a directory, or removes what a creation
+/// left there: an exclusive `flock` on the directory itself, waited for. Two runs creating at
+/// once (two `generate --commit` on a fresh directory) otherwise each removed the staging
+/// directory the other's libgit2 was writing, and a `.git` holding only `HEAD` and `config`
+/// could be renamed into place, which no later run could replace. It is the output writer's
+/// lock when the directory is the output root ([`crate::io::output::lock_output`]): a run
+/// creating the clone there waits for a `generate` writing the tree, which is short, and
+/// never holds it past the creation. A file system without `flock` runs unlocked.
+struct CreationLock(Option<std::fs::File>);
+
+impl CreationLock {
+    fn take(dir: &Path) -> CreationLock {
+        let locked = std::fs::File::open(dir).and_then(|f| f.lock().map(|()| f));
+        match locked {
+            Ok(f) => CreationLock(Some(f)),
+            Err(e) => {
+                tracing::warn!("cannot lock {}: {e}; creating unlocked", dir.display());
+                CreationLock(None)
+            }
+        }
+    }
+}
+
+/// Unlocks explicitly: a child another thread forked keeps a copy of the descriptor until it
+/// execs, and the `flock` would be held that long.
+impl Drop for CreationLock {
+    fn drop(&mut self) {
+        if let Some(f) = &self.0 {
+            let _ = f.unlock();
+        }
+    }
+}
+
 /// Name of the directory below a new repository's work tree in which [`create_whole`] builds
 /// its `.git` (a `.provisio-` temporary: every reader skips it, the next creation removes it).
 pub const NEW_REPOSITORY: &str = ".provisio-new-repository";
@@ -621,6 +666,43 @@ pub(crate) mod tests {
             head.symbolic_target().ok().flatten(),
             Some("refs/heads/main")
         );
+    }
+
+    /// Runs creating the same repository at once (two `generate --commit` on a fresh
+    /// directory, a CI retry beside a still running job) each open it whole: one creates it,
+    /// the others find it. Unserialized, one run's removal of the staging directory deleted
+    /// what another's libgit2 was writing, and a `.git` holding only `HEAD` and `config` was
+    /// renamed into place, which every later run failed to replace ("Directory not empty").
+    #[test]
+    fn runs_creating_one_repository_at_once_all_open_it_whole() {
+        use std::sync::{Arc, Barrier};
+        let root = tempfile::tempdir().unwrap();
+        for round in 0..40 {
+            let dir = root.path().join(format!("r{round}"));
+            let barrier = Arc::new(Barrier::new(3));
+            let runs: Vec<_> = (0..3)
+                .map(|_| {
+                    let (dir, barrier) = (dir.clone(), barrier.clone());
+                    std::thread::spawn(move || {
+                        barrier.wait();
+                        Repo::open_or_init(&dir, "main").map(|r| r.workdir().to_path_buf())
+                    })
+                })
+                .collect();
+            for run in runs {
+                let opened = run.join().unwrap();
+                assert!(opened.is_ok(), "round {round}: {:?}", opened.err());
+            }
+            let repo = git2::Repository::open(&dir).unwrap();
+            let head = repo.find_reference("HEAD").unwrap();
+            assert_eq!(
+                head.symbolic_target().ok().flatten(),
+                Some("refs/heads/main"),
+                "round {round}"
+            );
+            assert!(!dir.join(NEW_REPOSITORY).exists(), "round {round}");
+        }
+        assert_fsck_clean(&root.path().join("r0/.git"), "raced creation");
     }
 
     #[test]
