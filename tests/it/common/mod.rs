@@ -18,17 +18,15 @@ pub fn free_port() -> u16 {
     use std::sync::atomic::{AtomicU32, Ordering};
     static GIVEN: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
     static NEXT: AtomicU32 = AtomicU32::new(0);
-    let ephemeral_low: u32 = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
-        .ok()
-        .and_then(|r| r.split_whitespace().next()?.parse().ok())
-        .unwrap_or(32768);
-    let floor = 10_000u32.min(ephemeral_low / 2);
-    let span = ephemeral_low - floor;
+    let range = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .unwrap_or_else(|_| "32768 60999".to_owned());
+    let ports = free_port_candidates(&range);
+    let span = ports.end - ports.start;
     // Where this process starts in the range: another test process (another checkout's run)
     // most likely starts elsewhere.
-    let start = std::process::id().wrapping_mul(7919) % span;
+    let start = std::process::id().wrapping_mul(7919) % span.max(1);
     for _ in 0..span {
-        let port = (floor + (start + NEXT.fetch_add(1, Ordering::Relaxed)) % span) as u16;
+        let port = (ports.start + (start + NEXT.fetch_add(1, Ordering::Relaxed)) % span) as u16;
         let mut given = GIVEN.lock().unwrap();
         if given.contains(&port) {
             continue;
@@ -38,7 +36,61 @@ pub fn free_port() -> u16 {
             return port;
         }
     }
-    panic!("no free port on 127.0.0.1 between {floor} and {ephemeral_low}");
+    assert!(
+        span == 0,
+        "no free port on 127.0.0.1 in {ports:?} (ephemeral: {range})"
+    );
+    // The ephemeral range leaves no unprivileged port outside it: the kernel's choice, as
+    // before, still never handed out twice.
+    loop {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        if GIVEN.lock().unwrap().insert(port) {
+            return port;
+        }
+    }
+}
+
+/// The ports [`free_port`] picks from, given `ip_local_port_range` ("low high"): up to 22,768
+/// below the ephemeral range, else those above it — never a privileged one (below 1024: a
+/// server run as another user cannot bind it, nor can the tests unless root). Empty when the
+/// ephemeral range leaves none ("1024 65535").
+pub fn free_port_candidates(ip_local_port_range: &str) -> std::ops::Range<u32> {
+    let mut bounds = ip_local_port_range
+        .split_whitespace()
+        .map(|b| b.parse::<u32>().ok());
+    let (low, high) = match (bounds.next().flatten(), bounds.next().flatten()) {
+        (Some(l), Some(h)) if l <= h => (l, h.min(65535)),
+        _ => (32768, 60999),
+    };
+    let floor = 10_000u32.min(low / 2).max(1024);
+    if floor < low {
+        floor..low
+    } else {
+        (high + 1).max(1024)..65536
+    }
+}
+
+#[test]
+fn common_free_ports_are_never_privileged_nor_ephemeral() {
+    for (range, expected) in [
+        ("32768\t60999\n", 10_000..32768),
+        ("4000 65000", 2000..4000),
+        ("1024 65535", 65536..65536),
+        ("1024 60999", 61000..65536),
+        ("1500 65535", 1024..1500),
+        ("1 60999", 61000..65536),
+        ("garbage", 10_000..32768),
+    ] {
+        let ports = free_port_candidates(range);
+        assert_eq!(ports, expected, "{range:?}");
+    }
+    let port = free_port();
+    assert!(port >= 1024);
+    assert_ne!(free_port(), port);
 }
 
 pub fn repo_root() -> PathBuf {
