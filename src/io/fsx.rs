@@ -1,5 +1,5 @@
 //! File-system primitives every writer shares: atomic replacement of a file, removal of a
-//! killed run's leftover and flushing a whole file system. Errors are `std::io::Error`;
+//! killed run's leftover, a `flock` released on drop and flushing a whole file system. Errors are `std::io::Error`;
 //! callers add the context (which file, what for).
 
 use std::io::Write;
@@ -17,6 +17,36 @@ pub fn remove_leftover(path: &Path) -> std::io::Result<()> {
         Ok(_) => std::fs::remove_file(path),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
         Err(e) => Err(e),
+    }
+}
+
+/// An exclusive `flock` on an open file or directory, unlocked when dropped — explicitly:
+/// closing the descriptor releases a `flock` only with the last copy of it, and a child
+/// another thread of this process forked holds a copy until it execs (close-on-exec closes
+/// it only then), so the lock would outlive its holder by that long.
+#[derive(Debug)]
+pub struct Flock(std::fs::File);
+
+impl Flock {
+    /// Waits until `file`'s lock is free, then holds it.
+    pub fn wait(file: std::fs::File) -> std::io::Result<Flock> {
+        file.lock()?;
+        Ok(Flock(file))
+    }
+
+    /// Holds `file`'s lock if it is free; `None` when another holds it.
+    pub fn try_take(file: std::fs::File) -> std::io::Result<Option<Flock>> {
+        match file.try_lock() {
+            Ok(()) => Ok(Some(Flock(file))),
+            Err(std::fs::TryLockError::WouldBlock) => Ok(None),
+            Err(std::fs::TryLockError::Error(e)) => Err(e),
+        }
+    }
+}
+
+impl Drop for Flock {
+    fn drop(&mut self) {
+        let _ = self.0.unlock();
     }
 }
 

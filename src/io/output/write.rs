@@ -649,35 +649,23 @@ pub fn read_tree(root: &Path) -> Result<Files, WriteError> {
 /// recording trees the other then overwrote, and the next runs keep those trees as recorded.
 #[derive(Debug)]
 pub struct OutputLock {
-    dir: Option<std::fs::File>,
-}
-
-/// Unlocks explicitly: closing the descriptor releases the `flock` only when no copy of it is
-/// left, and a child another thread of this process forked keeps a copy until it execs
-/// (close-on-exec closes it only then); meanwhile the next run was refused.
-impl Drop for OutputLock {
-    fn drop(&mut self) {
-        if let Some(dir) = &self.dir {
-            let _ = dir.unlock();
-        }
-    }
+    _dir: Option<fsx::Flock>,
 }
 
 /// Takes [`OutputLock`] on `root` (created if missing); an error when another process holds
 /// it. A file system without `flock` (some network mounts) runs unlocked, as before.
 pub fn lock_output(root: &Path) -> Result<OutputLock, WriteError> {
-    use std::fs::TryLockError;
     std::fs::create_dir_all(root).map_err(io("create", root))?;
     let dir = std::fs::File::open(root).map_err(io("open", root))?;
-    match dir.try_lock() {
-        Ok(()) => Ok(OutputLock { dir: Some(dir) }),
-        Err(TryLockError::WouldBlock) => Err(io("lock", root)(std::io::Error::new(
+    match fsx::Flock::try_take(dir) {
+        Ok(Some(lock)) => Ok(OutputLock { _dir: Some(lock) }),
+        Ok(None) => Err(io("lock", root)(std::io::Error::new(
             std::io::ErrorKind::WouldBlock,
             "another provisio process is writing this output tree; only one may at a time",
         ))),
-        Err(TryLockError::Error(e)) => {
+        Err(e) => {
             tracing::warn!("cannot lock {}: {e}; running unlocked", root.display());
-            Ok(OutputLock { dir: None })
+            Ok(OutputLock { _dir: None })
         }
     }
 }

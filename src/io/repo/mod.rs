@@ -251,7 +251,7 @@ impl Repo {
 
     /// The repository at `dir`; when `dir` is in none yet, one created there, empty, its
     /// HEAD on `branch` ([`create_whole`]: complete or not there at all). Creating it, or
-    /// removing what a creation left, is done by one run at a time ([`CreationLock`]); a run
+    /// removing what a creation left, is done by one run at a time ([`creation_lock`]); a run
     /// that waited opens the repository the other created.
     pub fn open_or_init(dir: &Path, branch: &str) -> Result<Self> {
         let head = branch_ref(branch)?;
@@ -265,7 +265,7 @@ impl Repo {
             Err(e) if e.code() == ErrorCode::NotFound => {}
             Err(e) => return Err(git("open the repository", dir)(e)),
         }
-        let _creating = CreationLock::take(dir);
+        let _creating = creation_lock(dir);
         match Repository::discover(dir) {
             Ok(r) => {
                 // A creation killed after its rename leaves the staging directory empty.
@@ -493,7 +493,7 @@ pub fn branch_ref(branch: &str) -> Result<String> {
     }
 }
 
-/// Held while one run creates the repository in a directory, or removes what a creation
+/// The lock held while one run creates the repository in a directory, or removes what a creation
 /// left there: an exclusive `flock` on the directory itself, waited for. Two runs creating at
 /// once (two `generate --commit` on a fresh directory) otherwise each removed the staging
 /// directory the other's libgit2 was writing, and a `.git` holding only `HEAD` and `config`
@@ -501,27 +501,12 @@ pub fn branch_ref(branch: &str) -> Result<String> {
 /// lock when the directory is the output root ([`crate::io::output::lock_output`]): a run
 /// creating the clone there waits for a `generate` writing the tree, which is short, and
 /// never holds it past the creation. A file system without `flock` runs unlocked.
-struct CreationLock(Option<std::fs::File>);
-
-impl CreationLock {
-    fn take(dir: &Path) -> CreationLock {
-        let locked = std::fs::File::open(dir).and_then(|f| f.lock().map(|()| f));
-        match locked {
-            Ok(f) => CreationLock(Some(f)),
-            Err(e) => {
-                tracing::warn!("cannot lock {}: {e}; creating unlocked", dir.display());
-                CreationLock(None)
-            }
-        }
-    }
-}
-
-/// Unlocks explicitly: a child another thread forked keeps a copy of the descriptor until it
-/// execs, and the `flock` would be held that long.
-impl Drop for CreationLock {
-    fn drop(&mut self) {
-        if let Some(f) = &self.0 {
-            let _ = f.unlock();
+fn creation_lock(dir: &Path) -> Option<crate::io::fsx::Flock> {
+    match std::fs::File::open(dir).and_then(crate::io::fsx::Flock::wait) {
+        Ok(lock) => Some(lock),
+        Err(e) => {
+            tracing::warn!("cannot lock {}: {e}; creating unlocked", dir.display());
+            None
         }
     }
 }
