@@ -524,14 +524,28 @@ pub const NEW_REPOSITORY: &str = ".provisio-new-repository";
 /// next creation removes — never a `.git` that the next run would refuse for a lock no
 /// provisio run recorded, or would open on libgit2's default branch instead of `branch`.
 fn create_whole(dir: &Path, head: &str) -> Result<Repository> {
-    let staging = dir.join(NEW_REPOSITORY);
+    let (staging, to) = (dir.join(NEW_REPOSITORY), dir.join(".git"));
+    // Something at `.git` that libgit2 found no repository in (a link or a `gitdir:` file
+    // pointing nowhere, a directory that is no repository) is a person's to sort out: said
+    // before anything is created, never replaced. An empty directory is replaced.
+    match std::fs::symlink_metadata(&to) {
+        Ok(m) if m.is_dir() && std::fs::read_dir(&to).is_ok_and(|mut d| d.next().is_none()) => {}
+        Ok(_) => {
+            return Err(io("create a repository at", &to)(std::io::Error::new(
+                std::io::ErrorKind::AlreadyExists,
+                "something is there that is no git repository (a link or a `gitdir:` file \
+                 pointing nowhere, or another directory); remove it by hand",
+            )));
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io("inspect", &to)(e)),
+    }
     // A leftover, even a link planted under that name, is removed, never followed.
     crate::io::fsx::remove_leftover(&staging).map_err(io("remove", &staging))?;
     let mut opts = git2::RepositoryInitOptions::new();
     opts.no_reinit(true).initial_head(head);
     drop(Repository::init_opts(&staging, &opts).map_err(git("create a repository", &staging))?);
-    let (from, to) = (staging.join(".git"), dir.join(".git"));
-    std::fs::rename(&from, &to).map_err(io("move the new repository into", &to))?;
+    std::fs::rename(staging.join(".git"), &to).map_err(io("move the new repository into", &to))?;
     std::fs::remove_dir(&staging).map_err(io("remove", &staging))?;
     Repository::open(dir).map_err(git("open the repository", dir))
 }
@@ -651,6 +665,53 @@ pub(crate) mod tests {
             head.symbolic_target().ok().flatten(),
             Some("refs/heads/main")
         );
+    }
+
+    /// A `.git` libgit2 finds no repository in — a dangling link, a `gitdir:` file pointing
+    /// nowhere, a directory with something else in it — is named and left as it is, and
+    /// nothing is created; an empty directory there is replaced by the new repository.
+    #[test]
+    fn something_at_dot_git_that_is_no_repository_is_named_and_left() {
+        let root = tempfile::tempdir().unwrap();
+        let plant: [(&str, fn(&Path)); 3] = [
+            ("dangling link", |g| {
+                std::os::unix::fs::symlink("/nonexistent/provisio", g).unwrap()
+            }),
+            ("gitdir file", |g| {
+                std::fs::write(g, "gitdir: /nonexistent/provisio\n").unwrap()
+            }),
+            ("other directory", |g| {
+                std::fs::create_dir(g).unwrap();
+                std::fs::write(g.join("notes.txt"), "a person's").unwrap();
+            }),
+        ];
+        for (what, plant) in plant {
+            let dir = root.path().join(what.replace(' ', "-"));
+            std::fs::create_dir(&dir).unwrap();
+            plant(&dir.join(".git"));
+            let err = Repo::open_or_init(&dir, "main").err().expect(what);
+            // The message with its causes, as the command line prints it.
+            let mut text = err.to_string();
+            let mut cause = std::error::Error::source(&err);
+            while let Some(c) = cause {
+                text.push_str(&format!(": {c}"));
+                cause = c.source();
+            }
+            let err = text;
+            assert!(
+                err.contains(".git") && err.contains("no git repository"),
+                "{what}: {err}"
+            );
+            assert!(!dir.join(NEW_REPOSITORY).exists(), "{what}");
+        }
+        assert_eq!(
+            std::fs::read_to_string(root.path().join("other-directory/.git/notes.txt")).unwrap(),
+            "a person's"
+        );
+        let empty = root.path().join("empty");
+        std::fs::create_dir_all(empty.join(".git")).unwrap();
+        Repo::open_or_init(&empty, "main").unwrap();
+        assert!(git2::Repository::open(&empty).is_ok());
     }
 
     /// Runs creating the same repository at once (two `generate --commit` on a fresh
