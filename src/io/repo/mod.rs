@@ -673,7 +673,8 @@ pub(crate) mod tests {
     #[test]
     fn something_at_dot_git_that_is_no_repository_is_named_and_left() {
         let root = tempfile::tempdir().unwrap();
-        let plant: [(&str, fn(&Path)); 3] = [
+        type Plant = fn(&Path);
+        let plant: [(&str, Plant); 3] = [
             ("dangling link", |g| {
                 std::os::unix::fs::symlink("/nonexistent/provisio", g).unwrap()
             }),
