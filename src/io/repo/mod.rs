@@ -487,9 +487,10 @@ pub(super) fn prefix_of(workdir: &Path, dir: &Path) -> Option<String> {
 /// `refs/heads/<branch>`, or [`GitError::InvalidBranch`] when git would refuse that name.
 pub fn branch_ref(branch: &str) -> Result<String> {
     let full = format!("refs/heads/{branch}");
-    match git2::Reference::is_valid_name(&full) {
-        true => Ok(full),
-        false => Err(GitError::InvalidBranch(branch.to_owned())),
+    if git2::Reference::is_valid_name(&full) {
+        Ok(full)
+    } else {
+        Err(GitError::InvalidBranch(branch.to_owned()))
     }
 }
 
@@ -517,8 +518,8 @@ pub const NEW_REPOSITORY: &str = ".provisio-new-repository";
 
 /// Creates the repository `dir/.git`, HEAD on `head` (a full, valid ref name: libgit2
 /// writes `initial_head` into HEAD unchecked, and reads a name not starting with `refs/` as
-/// a branch's), unborn, whole or not at all: libgit2
-/// writes it in `dir/`[`NEW_REPOSITORY`] and the finished `.git` is renamed into place. A run
+/// a branch's), unborn, whole or not at all: libgit2 writes it in `dir/`[`NEW_REPOSITORY`]
+/// and the finished `.git` is renamed into place. A run
 /// killed while libgit2 writes (its `config.lock` and `HEAD.lock` exist then, before
 /// provisio's lock can) or before HEAD names the branch leaves only that directory, which the
 /// next creation removes — never a `.git` that the next run would refuse for a lock no

@@ -94,9 +94,7 @@ impl OutputRepo {
     /// is fine: the first commit creates the branch).
     pub fn open(out: &Path, cfg: &RepoConfig) -> Result<OutputRepo> {
         // Refused before anything is created or changed, whatever state the clone is in.
-        if let Some(b) = &cfg.branch {
-            super::branch_ref(b)?;
-        }
+        let wanted_ref = cfg.branch.as_deref().map(super::branch_ref).transpose()?;
         std::fs::create_dir_all(out).map_err(io("create", out))?;
         let mut repo = if cfg.url.is_some() {
             // Created when missing, on the branch asked for (`main` by default).
@@ -121,11 +119,11 @@ impl OutputRepo {
         };
         drop(head);
         let unborn = repo.head()?.is_none();
-        let branch = match &cfg.branch {
-            Some(b) if *b != current => {
+        let branch = match cfg.branch.as_ref().zip(wanted_ref.as_deref()) {
+            Some((b, full)) if *b != current => {
                 if unborn {
                     repo.repo
-                        .set_head(&format!("refs/heads/{b}"))
+                        .set_head(full)
                         .map_err(repo.err("point HEAD at the branch"))?;
                     b.clone()
                 } else {
