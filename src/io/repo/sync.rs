@@ -97,13 +97,7 @@ impl Repo {
         match result {
             Ok(()) => match refused {
                 None => Ok(()),
-                Some((refname, message)) => Err(if let Some(lock) = held_lock(&message) {
-                    PushFailure::Remote(RemoteError::Locked { url, lock })
-                } else if remote_moved(&message) {
-                    PushFailure::Moved(format!("{refname}: {message}"))
-                } else {
-                    PushFailure::Refused { refname, message }
-                }),
+                Some((refname, message)) => Err(refusal(&url, refname, message)),
             },
             Err(e) if e.code() == ErrorCode::NotFastForward => {
                 Err(PushFailure::Moved(e.message().to_owned()))
@@ -191,6 +185,22 @@ impl std::error::Error for PushFailure {
             PushFailure::Remote(e) => e.source(),
             _ => None,
         }
+    }
+}
+
+/// The remote's refusal of `refname` with `message` (the `ng` line of `receive-pack`'s
+/// report, or libgit2's local transport's error), classified: a lock held in the remote, the
+/// remote having moved, or a refusal that retrying will not change.
+pub(super) fn refusal(url: &str, refname: String, message: String) -> PushFailure {
+    if let Some(lock) = held_lock(&message) {
+        PushFailure::Remote(RemoteError::Locked {
+            url: url.to_owned(),
+            lock,
+        })
+    } else if remote_moved(&message) {
+        PushFailure::Moved(format!("{refname}: {message}"))
+    } else {
+        PushFailure::Refused { refname, message }
     }
 }
 
