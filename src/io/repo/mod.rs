@@ -10,6 +10,8 @@
 //! - [`output`]: the output directory as a work tree of the manifests repository: staging
 //!   what `generate` wrote, committing it by editing HEAD's tree.
 //! - [`sync`]: one push attempt with its failure classified; hard reset onto a fetched head.
+//! - [`push`]: a push of the packs provisio stored: the pack a remote needs assembled from
+//!   their entries, and a local remote's receiving side.
 //! - [`worktree`]: the registry's work tree and index after an intake commit: updated under
 //!   git's `index.lock` against the index as it is on disk, from an intent written before
 //!   the commit, never over a person's edit.
@@ -33,6 +35,7 @@ pub mod lock;
 pub mod message;
 pub mod output;
 pub mod pack;
+pub mod push;
 pub mod rollup;
 pub mod sync;
 pub mod transport;

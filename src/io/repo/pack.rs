@@ -289,6 +289,35 @@ pub(super) struct PackEntry {
     pub(super) crc: u32,
 }
 
+/// Writes the entry `e` of the pack `stem` (a path without extension), whose bytes as stored
+/// (header and compressed data) are `stored`, to `out`: a whole object's entry as it is, after
+/// checking its bytes against the CRC-32 its `.idx` records, as git's `pack-objects` does when
+/// it reuses an entry (`builtin/pack-objects.c` `write_reuse_object` → `check_pack_crc`); a
+/// delta (a fetched pack's, whose base may not be in the pack written) read whole through
+/// `odb`, which resolves it, and compressed again. Returns the CRC-32 of the bytes written;
+/// a mismatch is a [`Damaged`] error, with nothing written.
+pub(super) fn copy_entry(
+    stem: &Path,
+    e: &PackEntry,
+    stored: &[u8],
+    odb: &Odb<'_>,
+    out: &mut impl Write,
+    zbuf: &mut Vec<u8>,
+) -> std::io::Result<u32> {
+    let kind = stored.first().map_or(0, |b| (b >> 4) & 7);
+    if !(1..=4).contains(&kind) {
+        return write_whole(odb, e.oid, out, zbuf);
+    }
+    if crc32fast::hash(stored) != e.crc {
+        return Err(Damaged::error(
+            stem,
+            format!("object {} does not match its CRC-32", e.oid),
+        ));
+    }
+    out.write_all(stored)?;
+    Ok(e.crc)
+}
+
 /// Writes object `oid` (read from `odb`) to `out` as a whole-object pack entry: its type and
 /// size in the entry header, its bytes zlib-compressed at the fastest level (`zbuf`: a buffer
 /// to reuse). Returns the CRC-32 of the entry's bytes.

@@ -32,13 +32,12 @@
 
 use std::collections::HashSet;
 use std::fs::File;
-use std::io::Write;
 use std::path::Path;
 
 use git2::{Odb, Repository};
 
 use super::pack::{
-    Damaged, PackEntry, check_pair, idx_entries, idx_object_count, store_with, write_whole,
+    Damaged, PackEntry, check_pair, copy_entry, idx_entries, idx_object_count, store_with,
 };
 
 /// Packs in `objects/pack/` past which [`consolidate`] rolls the smallest up: git's
@@ -278,19 +277,7 @@ fn store_rolled_up(
                 pack.read_exact(&mut buf)?;
                 at = *end;
                 let offset = out.written;
-                let kind = (buf[0] >> 4) & 7;
-                let crc = if (1..=4).contains(&kind) {
-                    if crc32fast::hash(&buf) != e.crc {
-                        return Err(Damaged::error(
-                            stem,
-                            format!("object {} does not match its CRC-32", e.oid),
-                        ));
-                    }
-                    out.write_all(&buf)?;
-                    e.crc
-                } else {
-                    write_whole(odb, e.oid, out, &mut zbuf)?
-                };
+                let crc = copy_entry(stem, e, &buf, odb, out, &mut zbuf)?;
                 entries.push(PackEntry {
                     oid: e.oid,
                     offset,
@@ -484,6 +471,7 @@ fn first_report(what: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use crate::io::repo::tests::{assert_fsck_clean, stock_git_here};
+    use std::io::Write;
     use std::os::unix::fs::PermissionsExt;
 
     use git2::Oid;

@@ -9,6 +9,7 @@ use std::rc::Rc;
 
 use git2::{ErrorCode, ObjectType, ResetType};
 
+use super::transport::{Scheme, redact};
 use super::{Oid, RemoteError, Repo, Result};
 
 /// Why one push attempt failed.
@@ -55,7 +56,33 @@ const PUSH_PACK_CONFIG: &str = "[pack]\n\twindowMemory = 1\n";
 
 impl Repo {
     /// Pushes `branch` to the same branch of `remote`, never forced.
+    ///
+    /// A local remote (a path or `file://` URL) is pushed to by [`super::push`], from the
+    /// packs provisio stored; the others by libgit2's push.
     pub fn push_branch(&self, remote: &str, branch: &str) -> Result<(), PushFailure> {
+        let url = self
+            .repo
+            .find_remote(remote)
+            .ok()
+            .and_then(|r| r.url().ok().map(str::to_owned));
+        if let Some(url) = url
+            && self
+                .transport
+                .check(&url)
+                .map_err(PushFailure::Remote)?
+                .scheme
+                == Scheme::Local
+        {
+            let refname = format!("refs/heads/{branch}");
+            let new = self.repo.refname_to_id(&refname).map_err(|e| {
+                PushFailure::Remote(RemoteError::Setup {
+                    url: redact(&url),
+                    reason: format!("no local branch `{branch}` ({})", e.message()),
+                })
+            })?;
+            super::push::push_local(&self.repo, &url, &refname, new)?;
+            return self.update_tracking(remote, &url, &refname, new);
+        }
         let (_config_dir, handle) = self.push_handle().map_err(|e| {
             PushFailure::Remote(RemoteError::Setup {
                 url: remote.to_owned(),
@@ -104,6 +131,38 @@ impl Repo {
             }
             Err(e) => Err(PushFailure::Remote(session.error(e))),
         }
+    }
+
+    /// After `refname` of `remote` was pushed to `new`: the remote-tracking ref its fetch
+    /// refspec maps it to (`refs/remotes/<remote>/<branch>`) moved to `new`, as libgit2's push
+    /// moves it (`push.c` `git_push_update_tips`, "update by push"). A failure is transient:
+    /// the next attempt finds the remote there, sends nothing and moves the ref.
+    fn update_tracking(
+        &self,
+        remote: &str,
+        url: &str,
+        refname: &str,
+        new: Oid,
+    ) -> Result<(), PushFailure> {
+        let network = |e| {
+            PushFailure::Remote(RemoteError::Network {
+                url: super::transport::redact(url),
+                source: e,
+            })
+        };
+        let r = self.repo.find_remote(remote).map_err(network)?;
+        let tracking = r.refspecs().find_map(|spec| {
+            (spec.direction() == git2::Direction::Fetch && spec.src_matches(refname))
+                .then(|| spec.transform(refname))
+        });
+        if let Some(name) = tracking {
+            let name = name.map_err(network)?;
+            let name = name.as_str().unwrap_or_default();
+            self.repo
+                .reference(name, new, true, "update by push")
+                .map_err(network)?;
+        }
+        Ok(())
     }
 
     /// A second handle on the repository for one push, whose configuration has

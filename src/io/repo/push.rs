@@ -1,0 +1,561 @@
+//! A push of what provisio already stored: the pack a remote needs is assembled from the
+//! entries of the clone's own packs, copied as they are, instead of by libgit2's push pack
+//! builder, which reads every object it sends, searches it for deltas and compresses it again
+//! (the push was about half of a product release at 10,000 tenants, and ≈ 26 of the first
+//! push's 41 s; BENCHMARKS.md, issue 13).
+//!
+//! - [`pack_for`]: the pack a remote whose branch is at `old` needs to have `new`. The
+//!   objects are those of each commit from `old` (excluded) to `new` that its first parent
+//!   lacks at the same path ([`outgoing`]): what `git rev-list --objects new ^old` lists
+//!   less what a parent already had, found by comparing trees by id, so a release touching one
+//!   file per tenant reads the trees on the changed paths only, never the whole tree of `old`
+//!   (libgit2's `git_packbuilder_insert_walk` marks every tree of the remote's commit
+//!   uninteresting first). Every object the new commits reach is in the pack or reached by
+//!   `old`, which the remote has whole; the pack is self-contained (no deltas against objects
+//!   it does not hold: not a "thin" pack). Each object found as a whole entry in a pack of the
+//!   clone is copied as stored ([`super::pack::copy_entry`], the CRC-32 checked, as git's
+//!   `pack-objects` reuses an entry); a delta, a loose object, or an entry failing its check is
+//!   read through the object database and compressed again. The pack goes to an anonymous
+//!   temporary file in the git directory (nothing to clean up after a kill), so its length is
+//!   known before it is sent.
+//! - [`push_local`]: the receiving side for a local remote (a path or `file://` URL, as
+//!   libgit2's local transport, `transports/local.c` `local_push`, serves it in-process: there
+//!   is no `git receive-pack` without shelling out): the pack is indexed into the remote by
+//!   libgit2's indexer with its connectivity check (`indexer.c` `check_object_connectivity`:
+//!   every object a tree or commit of the pack names must be in the pack or in the remote,
+//!   what `receive-pack`'s `check_connected` ensures), every object hashed as it is indexed,
+//!   then the branch moved by compare-and-swap from the value read before
+//!   (`git_reference_create_matching`; `local_push` forced it). Like `local_push`, a remote
+//!   with a work tree is refused: its checked-out branch would move under its files.
+
+use std::collections::HashSet;
+use std::fs::File;
+use std::io::{BufReader, BufWriter, Read, Seek, Write};
+use std::path::{Path, PathBuf};
+
+use git2::{ErrorCode, ObjectType, Odb, Oid, Repository, Tree};
+use sha1::{Digest, Sha1};
+
+use super::pack::{
+    Damaged, HashingWriter, PackEntry, check_pair, copy_entry, idx_entries, write_whole,
+};
+use super::sync::{PushFailure, refusal};
+use super::transport::{RemoteError, redact};
+
+/// A failure of provisio's own side while it prepares a push (reading its objects, writing
+/// the pack): not the remote's.
+fn local(url: &str, what: &str, e: impl std::fmt::Display) -> PushFailure {
+    PushFailure::Remote(RemoteError::Setup {
+        url: redact(url),
+        reason: format!("cannot prepare the push: {what}: {e}"),
+    })
+}
+
+/// The pack a remote whose branch `refname` is at `old` (`None`: no such branch) needs to
+/// have `new`, in an anonymous temporary file of `repo`'s git directory, positioned at its
+/// start. [`PushFailure::Moved`] when `old` is not in the clone or not an ancestor of `new`
+/// (the remote moved: fetch and redo the work on top), with git's words for each.
+pub(super) fn pack_for(
+    repo: &Repository,
+    url: &str,
+    refname: &str,
+    new: Oid,
+    old: Option<Oid>,
+) -> Result<File, PushFailure> {
+    if let Some(old) = old {
+        if repo.find_commit(old).is_err() {
+            return Err(PushFailure::Moved(format!(
+                "{refname}: the remote is at {old}, which is not present locally (fetch first)"
+            )));
+        }
+        let ahead = repo
+            .graph_descendant_of(new, old)
+            .map_err(|e| local(url, "compare with the remote's branch", e.message()))?;
+        if !ahead {
+            return Err(PushFailure::Moved(format!(
+                "{refname}: non-fast-forward ({new} does not contain the remote's {old})"
+            )));
+        }
+    }
+    let objects = outgoing(repo, new, old).map_err(|e| local(url, "list the objects", e))?;
+    let file = tempfile::tempfile_in(repo.path()).map_err(|e| {
+        local(
+            url,
+            &format!("a temporary file in {}", repo.path().display()),
+            e,
+        )
+    })?;
+    let odb = repo
+        .odb()
+        .map_err(|e| local(url, "open the object database", e.message()))?;
+    write_pack(&repo.path().join("objects/pack"), &odb, &objects, &file)
+        .map_err(|e| local(url, "write the pack", e))?;
+    let mut file = file;
+    file.rewind()
+        .map_err(|e| local(url, "rewind the pack", e))?;
+    Ok(file)
+}
+
+/// The objects of the commits `new` reaches and `old` does not, each with what its first
+/// parent lacks at the same path (see the module's documentation), each once.
+fn outgoing(repo: &Repository, new: Oid, old: Option<Oid>) -> Result<Vec<Oid>, git2::Error> {
+    let mut walk = repo.revwalk()?;
+    walk.push(new)?;
+    if let Some(old) = old {
+        walk.hide(old)?;
+    }
+    let mut seen = HashSet::new();
+    let mut out = Vec::new();
+    for commit in walk {
+        let commit = repo.find_commit(commit?)?;
+        if seen.insert(commit.id()) {
+            out.push(commit.id());
+        }
+        let tree = commit.tree()?;
+        let parent = match commit.parent_ids().next() {
+            Some(p) => Some(repo.find_commit(p)?.tree()?),
+            None => None,
+        };
+        if parent.as_ref().is_some_and(|p| p.id() == tree.id()) {
+            continue;
+        }
+        if seen.insert(tree.id()) {
+            out.push(tree.id());
+            lacking(repo, parent.as_ref(), &tree, &mut seen, &mut out)?;
+        }
+    }
+    Ok(out)
+}
+
+/// The entries of `new` that `old` (the tree at the same path in the parent) lacks, trees
+/// followed down. A tree already listed had its own entries listed then.
+fn lacking(
+    repo: &Repository,
+    old: Option<&Tree<'_>>,
+    new: &Tree<'_>,
+    seen: &mut HashSet<Oid>,
+    out: &mut Vec<Oid>,
+) -> Result<(), git2::Error> {
+    for e in new.iter() {
+        let before = old.and_then(|t| t.get_name_bytes(e.name_bytes()));
+        if before.as_ref().is_some_and(|b| b.id() == e.id()) {
+            continue;
+        }
+        match e.kind() {
+            Some(ObjectType::Tree) => {
+                if !seen.insert(e.id()) {
+                    continue;
+                }
+                out.push(e.id());
+                let sub = repo.find_tree(e.id())?;
+                let sub_before = match before {
+                    Some(b) if b.kind() == Some(ObjectType::Tree) => Some(repo.find_tree(b.id())?),
+                    _ => None,
+                };
+                lacking(repo, sub_before.as_ref(), &sub, seen, out)?;
+            }
+            Some(ObjectType::Blob) if seen.insert(e.id()) => out.push(e.id()),
+            // A submodule's commit (another repository's object) is not sent, as git sends
+            // none.
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// A pack of the clone, its entries by id (as its `.idx` lists them) and the offsets where
+/// entries start, sorted, with the offset where the last one ends.
+struct Stored {
+    stem: PathBuf,
+    by_id: Vec<PackEntry>,
+    starts: Vec<u64>,
+}
+
+impl Stored {
+    /// The packs of `pack_dir` that pass [`check_pair`]; one that does not is left out (its
+    /// objects are read through the object database, which reports real damage).
+    fn all(pack_dir: &Path) -> std::io::Result<Vec<Stored>> {
+        let mut stems: Vec<PathBuf> = match std::fs::read_dir(pack_dir) {
+            Ok(dir) => dir
+                .filter_map(|e| e.ok())
+                .map(|e| e.path())
+                .filter(|p| {
+                    p.extension().is_some_and(|x| x == "idx")
+                        && p.file_stem()
+                            .and_then(|s| s.to_str())
+                            .is_some_and(|s| s.starts_with("pack-"))
+                })
+                .map(|p| p.with_extension(""))
+                .collect(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => return Err(e),
+        };
+        stems.sort();
+        let mut packs = Vec::with_capacity(stems.len());
+        for stem in stems {
+            let Ok(idx) = std::fs::read(stem.with_extension("idx")) else {
+                continue;
+            };
+            let Ok(by_id) = idx_entries(&idx) else {
+                continue;
+            };
+            let Ok(len) = check_pair(&stem, &idx, by_id.len()) else {
+                continue;
+            };
+            let mut starts: Vec<u64> = by_id.iter().map(|e| e.offset).collect();
+            starts.push(len.saturating_sub(20));
+            starts.sort_unstable();
+            packs.push(Stored {
+                stem,
+                by_id,
+                starts,
+            });
+        }
+        Ok(packs)
+    }
+
+    /// The entry of `oid` and the offset where it ends, if this pack holds it.
+    fn find(&self, oid: Oid) -> Option<(PackEntry, u64)> {
+        let at = self
+            .by_id
+            .binary_search_by(|e| e.oid.as_bytes().cmp(oid.as_bytes()))
+            .ok()?;
+        let e = self.by_id[at];
+        let next = self.starts.partition_point(|&s| s <= e.offset);
+        Some((e, *self.starts.get(next)?))
+    }
+}
+
+/// Writes a version 2 pack of `objects` to `file` (see the module's documentation): the
+/// entries found in a pack of `pack_dir` copied from it pack by pack in the order they are
+/// stored, the others read through `odb`.
+fn write_pack(pack_dir: &Path, odb: &Odb<'_>, objects: &[Oid], file: &File) -> std::io::Result<()> {
+    let n = u32::try_from(objects.len())
+        .map_err(|_| std::io::Error::other("more objects than a pack holds"))?;
+    let packs = Stored::all(pack_dir)?;
+    let mut from_pack: Vec<Vec<(PackEntry, u64)>> = vec![Vec::new(); packs.len()];
+    let mut elsewhere = Vec::new();
+    for &oid in objects {
+        match packs
+            .iter()
+            .enumerate()
+            .find_map(|(i, p)| p.find(oid).map(|f| (i, f)))
+        {
+            Some((i, found)) => from_pack[i].push(found),
+            None => elsewhere.push(oid),
+        }
+    }
+    let mut buffered = BufWriter::with_capacity(1 << 20, file);
+    let mut out = HashingWriter {
+        inner: &mut buffered,
+        sha: Sha1::new(),
+        written: 0,
+    };
+    out.write_all(b"PACK")?;
+    out.write_all(&2u32.to_be_bytes())?;
+    out.write_all(&n.to_be_bytes())?;
+    let mut buf = Vec::new();
+    let mut zbuf = Vec::new();
+    for (pack, mut take) in packs.iter().zip(from_pack) {
+        if take.is_empty() {
+            continue;
+        }
+        take.sort_unstable_by_key(|(e, _)| e.offset);
+        let mut reader =
+            BufReader::with_capacity(1 << 20, File::open(pack.stem.with_extension("pack"))?);
+        let mut at = 0u64;
+        for (e, end) in take {
+            let len = end - e.offset;
+            reader.seek_relative(e.offset as i64 - at as i64)?;
+            buf.resize(len as usize, 0);
+            reader.read_exact(&mut buf)?;
+            at = end;
+            match copy_entry(&pack.stem, &e, &buf, odb, &mut out, &mut zbuf) {
+                Ok(_) => {}
+                Err(damaged) if damaged.get_ref().is_some_and(|d| d.is::<Damaged>()) => {
+                    tracing::warn!(
+                        "{damaged}; the object is read through the object database instead"
+                    );
+                    write_whole(odb, e.oid, &mut out, &mut zbuf)?;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    for oid in elsewhere {
+        write_whole(odb, oid, &mut out, &mut zbuf)?;
+    }
+    let checksum: [u8; 20] = out.sha.finalize().into();
+    buffered.write_all(&checksum)?;
+    buffered.flush()?;
+    Ok(())
+}
+
+/// Pushes `new` to `refname` of the local repository at `url` (a path or `file://` URL),
+/// never forced: the remote's branch read, the pack [`pack_for`] gives indexed into the
+/// remote, the branch moved from the value read (see the module's documentation).
+pub(super) fn push_local(
+    repo: &Repository,
+    url: &str,
+    refname: &str,
+    new: Oid,
+) -> Result<(), PushFailure> {
+    let setup = |reason: String| {
+        PushFailure::Remote(RemoteError::Setup {
+            url: redact(url),
+            reason,
+        })
+    };
+    let path = local_path(url).ok_or_else(|| setup("not a local path".into()))?;
+    // Missing or unreadable, as a remote that cannot be reached: worth retrying (libgit2's
+    // local transport failed the same way).
+    let remote = Repository::open(&path).map_err(|e| {
+        PushFailure::Remote(RemoteError::Network {
+            url: redact(url),
+            source: e,
+        })
+    })?;
+    if !remote.is_bare() {
+        return Err(setup(
+            "a local remote must be a bare repository (pushing would move the branch checked out in its work tree)".into(),
+        ));
+    }
+    let old = match remote.refname_to_id(refname) {
+        Ok(id) => Some(id),
+        Err(e) if e.code() == ErrorCode::NotFound => None,
+        Err(e) => return Err(refusal(url, refname.to_owned(), e.message().to_owned())),
+    };
+    if old == Some(new) {
+        return Ok(());
+    }
+    let mut pack = pack_for(repo, url, refname, new, old)?;
+    let odb = remote
+        .odb()
+        .map_err(|e| setup(format!("cannot open its objects: {}", e.message())))?;
+    let pack_dir = remote.path().join("objects/pack");
+    let received = (|| {
+        let mut indexer = git2::Indexer::new(Some(&odb), &pack_dir, 0, true)?;
+        std::io::copy(&mut pack, &mut indexer)
+            .map_err(|e| git2::Error::from_str(&format!("the pack could not be indexed: {e}")))?;
+        indexer.commit()
+    })();
+    if let Err(e) = received {
+        return Err(PushFailure::Refused {
+            refname: refname.to_owned(),
+            message: format!("unpack failed: {}", e.message()),
+        });
+    }
+    let moved = match old {
+        Some(old) => remote.reference_matching(refname, new, true, old, "push"),
+        None => remote.reference(refname, new, false, "push"),
+    };
+    match moved {
+        Ok(_) => Ok(()),
+        Err(e) if matches!(e.code(), ErrorCode::Modified | ErrorCode::Exists) => Err(
+            PushFailure::Moved(format!("{refname}: failed to update ref ({})", e.message())),
+        ),
+        Err(e) => Err(refusal(url, refname.to_owned(), e.message().to_owned())),
+    }
+}
+
+/// The path a local remote's URL names: a `file://` URL's path, or the path itself.
+fn local_path(url: &str) -> Option<PathBuf> {
+    if url.contains("://") {
+        url::Url::parse(url).ok()?.to_file_path().ok()
+    } else {
+        Some(PathBuf::from(url))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+    use std::process::Command;
+
+    use super::super::bulk::in_bulk;
+    use super::super::tests::{assert_fsck_clean, stock_git_here};
+    use super::*;
+
+    const MAIN: &str = "refs/heads/main";
+
+    /// A commit of 20 tenant directories on `main` (each with a file at `version` for the
+    /// first `changed` tenants and at 1 for the others, and a file that never changes), its
+    /// trees and blobs stored in a pack by [`in_bulk`], the commit itself loose (libgit2's):
+    /// both kinds of storage a push reads.
+    fn commit(repo: &Repository, version: u32, changed: usize, parent: Option<Oid>) -> Oid {
+        let tree = in_bulk(
+            repo.path(),
+            |_, e| e,
+            |b| {
+                let mut root = b.treebuilder(None)?;
+                for t in 0..20 {
+                    let mut dir = b.treebuilder(None)?;
+                    let v = if t < changed { version } else { 1 };
+                    let app = format!("tenant: t{t}\nversion: {v}\n");
+                    dir.insert("app.yaml", b.blob(app.as_bytes())?, 0o100644)?;
+                    let fixed = format!("tenant: t{t}\n");
+                    dir.insert("fixed.yaml", b.blob(fixed.as_bytes())?, 0o100644)?;
+                    root.insert(format!("t{t}"), b.write_tree(&dir)?, 0o040000)?;
+                }
+                b.write_tree(&root)
+            },
+        )
+        .unwrap();
+        let tree = repo.find_tree(tree).unwrap();
+        let sig = git2::Signature::new("t", "t@example.com", &git2::Time::new(0, 0)).unwrap();
+        let parents: Vec<_> = parent
+            .map(|p| repo.find_commit(p).unwrap())
+            .into_iter()
+            .collect();
+        let parents: Vec<_> = parents.iter().collect();
+        let msg = format!("version {version}");
+        let id = repo
+            .commit(None, &sig, &sig, &msg, &tree, &parents)
+            .unwrap();
+        repo.reference(MAIN, id, true, &msg).unwrap();
+        id
+    }
+
+    /// What stock git says `new` has that `old` lacks (`git rev-list --objects`).
+    fn rev_list(git_dir: &Path, args: &[String]) -> BTreeSet<Oid> {
+        let out = Command::new("git")
+            .arg("--git-dir")
+            .arg(git_dir)
+            .args(["rev-list", "--objects"])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .map(|l| Oid::from_str(&l[..40]).unwrap())
+            .collect()
+    }
+
+    fn packs_in(git_dir: &Path) -> usize {
+        std::fs::read_dir(git_dir.join("objects/pack"))
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .path()
+                    .extension()
+                    .is_some_and(|x| x == "pack")
+            })
+            .count()
+    }
+
+    /// Pushes to a bare remote land whole and sound: the first into an empty repository, the
+    /// next from where the remote is, with the objects stock git says are new (and, where a
+    /// file went back to an earlier version, at most objects the remote has already); stock
+    /// `git index-pack` takes the first pack as it is; a push of what the remote has sends
+    /// nothing.
+    #[test]
+    fn a_local_push_sends_what_the_remote_lacks_and_stock_git_agrees() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = Repository::init(dir.path().join("work")).unwrap();
+        let bare = dir.path().join("remote.git");
+        Repository::init_bare(&bare).unwrap();
+        let url = format!("file://{}", bare.display());
+        let c1 = commit(&repo, 1, 20, None);
+        let c2 = commit(&repo, 2, 5, Some(c1));
+        let c3 = commit(&repo, 3, 3, Some(c2));
+        // Back to version 1 for the first tenant: objects c1 has, again.
+        let c4 = commit(&repo, 1, 1, Some(c3));
+
+        push_local(&repo, &url, MAIN, c1).unwrap();
+        let remote = Repository::open_bare(&bare).unwrap();
+        assert_eq!(remote.refname_to_id(MAIN).unwrap(), c1);
+        assert_fsck_clean(&bare, "after the first push");
+
+        if stock_git_here() {
+            let first = outgoing(&repo, c1, None).unwrap();
+            let want = rev_list(repo.path(), &[c1.to_string()]);
+            assert_eq!(first.iter().copied().collect::<BTreeSet<_>>(), want);
+            assert_eq!(first.len(), want.len(), "each object once");
+            // Stock git's indexer takes the pack as it is.
+            let mut pack = pack_for(&repo, &url, MAIN, c1, None).unwrap();
+            let fresh = dir.path().join("fresh.git");
+            Repository::init_bare(&fresh).unwrap();
+            let mut child = Command::new("git")
+                .arg("--git-dir")
+                .arg(&fresh)
+                .args(["index-pack", "--stdin", "--strict"])
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::null())
+                .spawn()
+                .unwrap();
+            std::io::copy(&mut pack, child.stdin.as_mut().unwrap()).unwrap();
+            drop(child.stdin.take());
+            assert!(child.wait().unwrap().success());
+
+            let sent: BTreeSet<Oid> = outgoing(&repo, c4, Some(c1)).unwrap().into_iter().collect();
+            let new = rev_list(repo.path(), &[c4.to_string(), format!("^{c1}")]);
+            assert!(new.is_subset(&sent), "missing: {:?}", new.difference(&sent));
+            let had = rev_list(repo.path(), &[c1.to_string()]);
+            for extra in sent.difference(&new) {
+                assert!(
+                    had.contains(extra),
+                    "{extra} is neither new nor the remote's"
+                );
+            }
+            assert!(sent.len() < had.len(), "only the changed paths are sent");
+        }
+
+        push_local(&repo, &url, MAIN, c4).unwrap();
+        assert_eq!(remote.refname_to_id(MAIN).unwrap(), c4);
+        assert_fsck_clean(&bare, "after the second push");
+        let packs = packs_in(&bare);
+        push_local(&repo, &url, MAIN, c4).unwrap();
+        assert_eq!(
+            packs_in(&bare),
+            packs,
+            "nothing sent when the remote is there"
+        );
+    }
+
+    /// A remote that moved — to a commit this clone lacks, or off this clone's history — is
+    /// `Moved`, and nothing is written to it; a remote with a work tree is refused, as
+    /// libgit2's local transport refuses it.
+    #[test]
+    fn a_moved_remote_is_left_as_it_is_and_a_work_tree_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = Repository::init(dir.path().join("work")).unwrap();
+        let bare = dir.path().join("remote.git");
+        let remote = Repository::init_bare(&bare).unwrap();
+        let url = bare.display().to_string();
+        let c1 = commit(&repo, 1, 20, None);
+        push_local(&repo, &url, MAIN, c1).unwrap();
+
+        // Another writer's commit on the remote, which this clone has not fetched.
+        let theirs = commit(&remote, 7, 2, Some(c1));
+        let ours = commit(&repo, 2, 2, Some(c1));
+        let packs = packs_in(&bare);
+        let e = push_local(&repo, &url, MAIN, ours).unwrap_err();
+        assert!(
+            matches!(&e, PushFailure::Moved(m) if m.contains("not present locally")),
+            "{e}"
+        );
+        assert_eq!(remote.refname_to_id(MAIN).unwrap(), theirs);
+        assert_eq!(packs_in(&bare), packs);
+
+        // The remote's commit is known here, but not an ancestor of ours.
+        let side = commit(&repo, 3, 2, Some(c1));
+        remote.reference(MAIN, c1, true, "back").unwrap();
+        push_local(&repo, &url, MAIN, side).unwrap();
+        let e = push_local(&repo, &url, MAIN, ours).unwrap_err();
+        assert!(
+            matches!(&e, PushFailure::Moved(m) if m.contains("non-fast-forward")),
+            "{e}"
+        );
+        assert_eq!(remote.refname_to_id(MAIN).unwrap(), side);
+
+        let e =
+            push_local(&repo, dir.path().join("work").to_str().unwrap(), MAIN, ours).unwrap_err();
+        assert!(
+            matches!(&e, PushFailure::Remote(RemoteError::Setup { reason, .. }) if reason.contains("bare")),
+            "{e}"
+        );
+    }
+}
