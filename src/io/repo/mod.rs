@@ -23,6 +23,8 @@
 //! - [`upstream`]: provisio's own clone of a shared branch that it commits to and pushes
 //!   (serve `--registry-git`): opened onto the remote head, rolled back onto it.
 //! - [`message`]: what an output commit changed and its message.
+//! - [`send_http`]: provisio's own client for pushing a pack it already holds to an https
+//!   remote (git's receive-pack over smart HTTP), without libgit2's pack builder.
 //! - [`transport`]: how every fetch and push reaches its remote (https token and CA bundle,
 //!   ssh key and known_hosts via [`known_hosts`]), and the failures in their own terms.
 
@@ -37,6 +39,7 @@ pub mod output;
 pub mod pack;
 pub mod push;
 pub mod rollup;
+pub mod send_http;
 pub mod sync;
 pub mod transport;
 pub mod upstream;

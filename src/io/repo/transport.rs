@@ -53,7 +53,7 @@ impl Token {
         }
     }
 
-    fn read(&self) -> Result<String, String> {
+    pub(super) fn read(&self) -> Result<String, String> {
         let value = match self {
             Token::File(p) => std::fs::read_to_string(p)
                 .map_err(|e| format!("cannot read the token file {} ({e})", p.display()))?,
@@ -112,12 +112,17 @@ pub enum RemoteError {
         "the branch of {url} is locked: {lock} exists (held by a push in progress, or left by a push killed mid-way; provisio does not remove it: if no push is running, remove it)"
     )]
     Locked { url: String, lock: String },
-    /// The network or the remote failed; worth retrying.
+    /// The remote answered in a way git's protocol does not allow (a malformed pkt-line, a
+    /// report without the pushed branch): a server or proxy at fault, not worth retrying.
+    #[error("the remote {url} broke git's protocol: {reason}")]
+    Protocol { url: String, reason: String },
+    /// The network or the remote failed; worth retrying. The source is libgit2's error, or
+    /// (provisio's own https push, `super::send_http`) the HTTP client's or a 5xx status.
     #[error("cannot reach {url}")]
     Network {
         url: String,
         #[source]
-        source: git2::Error,
+        source: Box<dyn std::error::Error + Send + Sync>,
     },
 }
 
@@ -350,7 +355,7 @@ fn classify(url: &str, e: git2::Error) -> RemoteError {
     }
     RemoteError::Network {
         url: url.to_owned(),
-        source: e,
+        source: Box::new(e),
     }
 }
 
