@@ -382,10 +382,8 @@ impl Remote {
     fn unreachable(&self, e: ureq::Error) -> RemoteError {
         let tls = match &e {
             ureq::Error::Tls(_) | ureq::Error::Rustls(_) | ureq::Error::TlsRequired => true,
-            ureq::Error::Io(io) => io.get_ref().is_some_and(|inner| {
-                let text = inner.to_string();
-                text.contains("certificate") || text.contains("peer sent") || text.contains("TLS")
-            }),
+            // rustls's failures reach ureq inside an I/O error (the TLS stream's).
+            ureq::Error::Io(io) => io.get_ref().is_some_and(|i| i.is::<rustls::Error>()),
             _ => false,
         };
         if tls {
@@ -1018,5 +1016,689 @@ mod tests {
         assert!(m.contains("does not start with `unpack`"), "{m}");
         assert!(malformed(read(&[None])).contains("the report is empty"));
         assert!(matches!(read(&[Some(b"unpack ok\n")]), Err(Wire::Io(_))));
+    }
+}
+
+/// Pushes to git's own `http-backend` behind lighttpd with TLS and basic auth
+/// (`tests/tools/git-https-server.sh`), and to a fake server on 127.0.0.1 speaking plain
+/// HTTP for the answers no git writes. Packs are made by stock `git pack-objects`.
+#[cfg(test)]
+mod live {
+    use std::collections::BTreeMap;
+    use std::fs::File;
+    use std::io::{BufRead, BufReader, Write};
+    use std::net::TcpListener;
+    use std::path::{Path, PathBuf};
+    use std::process::{Command, Stdio};
+    use std::sync::Mutex;
+
+    use super::*;
+
+    /// A running https git server, stopped when dropped.
+    struct Server {
+        dir: tempfile::TempDir,
+        env: BTreeMap<String, String>,
+    }
+
+    fn script() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/tools/git-https-server.sh")
+    }
+
+    impl Server {
+        /// None (after saying so) when lighttpd is missing and CI does not require it.
+        fn start() -> Option<Server> {
+            let missing: Vec<&str> = ["lighttpd", "htpasswd", "openssl"]
+                .into_iter()
+                .filter(|t| {
+                    !Command::new("sh")
+                        .args(["-c", &format!("command -v {t}")])
+                        .output()
+                        .is_ok_and(|o| o.status.success())
+                })
+                .collect();
+            if !missing.is_empty() {
+                let msg = format!(
+                    "https git server: missing {missing:?} (Debian: lighttpd lighttpd-mod-openssl apache2-utils)"
+                );
+                assert!(
+                    std::env::var("PROVISIO_REQUIRE_TOOLS").as_deref() != Ok("1"),
+                    "{msg}"
+                );
+                eprintln!("SKIPPED: {msg}");
+                return None;
+            }
+            let dir = tempfile::tempdir().unwrap();
+            let out = Command::new("bash")
+                .arg(script())
+                .arg("start")
+                .arg(dir.path().join("server"))
+                .stdin(Stdio::null())
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "the https git server did not start:\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let env = String::from_utf8(out.stdout)
+                .unwrap()
+                .lines()
+                .filter_map(|l| l.split_once('='))
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .collect();
+            Some(Server { dir, env })
+        }
+
+        fn var(&self, key: &str) -> &str {
+            &self.env[key]
+        }
+
+        /// A new empty bare repository `name` whose HEAD names `main`.
+        fn create(&self, name: &str) -> PathBuf {
+            let bare = Path::new(self.var("GIT_HTTPS_REPOS")).join(format!("{name}.git"));
+            git(
+                Path::new("/"),
+                &["init", "-q", "--bare", "-b", "main", bare.to_str().unwrap()],
+            );
+            bare
+        }
+
+        fn url(&self, name: &str) -> String {
+            format!("{}/{name}.git", self.var("GIT_HTTPS_URL"))
+        }
+
+        /// The user, password file and CA of the server.
+        fn transport(&self) -> Transport {
+            Transport {
+                username: Some(self.var("GIT_HTTPS_USER").to_owned()),
+                token: Some(Token::File(self.var("GIT_HTTPS_PASSWORD_FILE").into())),
+                ca_file: Some(self.var("GIT_HTTPS_CA").into()),
+                ..Transport::default()
+            }
+        }
+    }
+
+    impl Drop for Server {
+        fn drop(&mut self) {
+            let _ = Command::new("bash")
+                .arg(script())
+                .arg("stop")
+                .arg(self.dir.path().join("server"))
+                .output();
+        }
+    }
+
+    /// Runs stock git in `dir` (with `stdin`), and returns its output; it must succeed.
+    fn git_with(dir: &Path, args: &[&str], stdin: &[u8]) -> Vec<u8> {
+        let mut child = Command::new("git")
+            .current_dir(dir)
+            .args(["-c", "user.name=t", "-c", "user.email=t@example.com"])
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(stdin).unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "git {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out.stdout
+    }
+
+    fn git(dir: &Path, args: &[&str]) -> String {
+        String::from_utf8(git_with(dir, args, b""))
+            .unwrap()
+            .trim()
+            .to_owned()
+    }
+
+    /// The value of `refname` in `bare`.
+    fn value(bare: &Path, refname: &str) -> Option<Oid> {
+        let out = Command::new("git")
+            .current_dir(bare)
+            .args(["rev-parse", "--verify", "-q", refname])
+            .output()
+            .unwrap();
+        out.status
+            .success()
+            .then(|| Oid::from_str(String::from_utf8_lossy(&out.stdout).trim()).unwrap())
+    }
+
+    fn fsck(bare: &Path) {
+        git(bare, &["fsck", "--strict", "--no-progress"]);
+    }
+
+    /// A work repository made by stock git, and packs of its commits.
+    struct Work(tempfile::TempDir);
+
+    impl Work {
+        fn new() -> Work {
+            let dir = tempfile::tempdir().unwrap();
+            git(dir.path(), &["init", "-q", "-b", "main"]);
+            Work(dir)
+        }
+
+        /// Commits `file` with `content` on the branch checked out.
+        fn commit(&self, file: &str, content: &str) -> Oid {
+            std::fs::write(self.0.path().join(file), content).unwrap();
+            git(self.0.path(), &["add", file]);
+            git(self.0.path(), &["commit", "-q", "-m", file]);
+            Oid::from_str(&git(self.0.path(), &["rev-parse", "HEAD"])).unwrap()
+        }
+
+        /// The pack of what `new` has and `old` has not, in a file at its start.
+        fn pack(&self, new: Oid, old: Option<Oid>) -> File {
+            let revs = match old {
+                Some(old) => format!("{new}\n^{old}\n"),
+                None => format!("{new}\n"),
+            };
+            let pack = git_with(
+                self.0.path(),
+                &["pack-objects", "--stdout", "--revs", "-q"],
+                revs.as_bytes(),
+            );
+            let mut file = tempfile::tempfile().unwrap();
+            file.write_all(&pack).unwrap();
+            std::io::Seek::rewind(&mut file).unwrap();
+            file
+        }
+    }
+
+    const MAIN: &str = "refs/heads/main";
+
+    fn never(_: Option<Oid>) -> Result<File, PushFailure> {
+        panic!("no pack may be asked for")
+    }
+
+    #[test]
+    fn a_first_push_a_second_on_top_and_one_already_there() {
+        let Some(server) = Server::start() else {
+            return;
+        };
+        let bare = server.create("first");
+        let (t, url) = (server.transport(), server.url("first"));
+        let work = Work::new();
+        let c1 = work.commit("a.txt", "a\n");
+        let mut asked = Vec::new();
+        push(&t, &url, MAIN, c1, &mut |old| {
+            asked.push(old);
+            Ok(work.pack(c1, old))
+        })
+        .unwrap();
+        assert_eq!(value(&bare, MAIN), Some(c1));
+        fsck(&bare);
+
+        let c2 = work.commit("b.txt", "b\n");
+        push(&t, &url, MAIN, c2, &mut |old| {
+            asked.push(old);
+            Ok(work.pack(c2, old))
+        })
+        .unwrap();
+        assert_eq!(asked, [None, Some(c1)]);
+        assert_eq!(value(&bare, MAIN), Some(c2));
+        fsck(&bare);
+        assert_eq!(git(&bare, &["cat-file", "-p", "main:b.txt"]), "b");
+
+        // Already there: nothing is sent.
+        push(&t, &url, MAIN, c2, &mut never).unwrap();
+    }
+
+    #[test]
+    fn a_remote_that_moved_is_moved_and_keeps_its_branch() {
+        let Some(server) = Server::start() else {
+            return;
+        };
+        let bare = server.create("moved");
+        let (t, url) = (server.transport(), server.url("moved"));
+        let work = Work::new();
+        let c1 = work.commit("a.txt", "a\n");
+        push(&t, &url, MAIN, c1, &mut |old| Ok(work.pack(c1, old))).unwrap();
+        // Another writer's commit, on top of c1, lands as `other`.
+        git(work.0.path(), &["checkout", "-q", "-b", "other"]);
+        let theirs = work.commit("theirs.txt", "t\n");
+        push(&t, &url, "refs/heads/other", theirs, &mut |old| {
+            Ok(work.pack(theirs, old))
+        })
+        .unwrap();
+        git(work.0.path(), &["checkout", "-q", "main"]);
+        let ours = work.commit("ours.txt", "o\n");
+
+        // The remote's main moves between the advertisement and the push.
+        let e = push(&t, &url, MAIN, ours, &mut |old| {
+            assert_eq!(old, Some(c1));
+            git(&bare, &["update-ref", MAIN, &theirs.to_string()]);
+            Ok(work.pack(ours, old))
+        })
+        .unwrap_err();
+        assert!(matches!(e, PushFailure::Moved(_)), "{e:?}");
+        assert!(e.is_retryable() && e.outcome() == "rejected", "{e}");
+        assert_eq!(value(&bare, MAIN), Some(theirs));
+        fsck(&bare);
+
+        // A pack_for's own refusal (not a descendant locally) is returned as is.
+        let e = push(&t, &url, MAIN, ours, &mut |old| {
+            Err(PushFailure::Moved(format!("{old:?} is not an ancestor")))
+        })
+        .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            format!("the remote moved (Some({theirs}) is not an ancestor)")
+        );
+        assert_eq!(value(&bare, MAIN), Some(theirs));
+    }
+
+    #[test]
+    fn a_hook_refusal_is_refused_with_the_hooks_message() {
+        let Some(server) = Server::start() else {
+            return;
+        };
+        let bare = server.create("hooked");
+        let hook = bare.join("hooks/pre-receive");
+        std::fs::write(
+            &hook,
+            "#!/bin/sh\necho 'rejected by policy: no Fridays' >&2\nexit 1\n",
+        )
+        .unwrap();
+        std::fs::set_permissions(&hook, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
+        let work = Work::new();
+        let c1 = work.commit("a.txt", "a\n");
+        let e = push(
+            &server.transport(),
+            &server.url("hooked"),
+            MAIN,
+            c1,
+            &mut |old| Ok(work.pack(c1, old)),
+        )
+        .unwrap_err();
+        let PushFailure::Refused { refname, message } = &e else {
+            panic!("{e:?}")
+        };
+        assert_eq!(refname, MAIN);
+        assert!(message.contains("pre-receive hook declined"), "{message}");
+        assert!(
+            message.contains("rejected by policy: no Fridays"),
+            "{message}"
+        );
+        assert!(!e.is_retryable());
+        assert_eq!(value(&bare, MAIN), None);
+        fsck(&bare);
+    }
+
+    #[test]
+    fn credentials_certificates_and_urls_are_checked() {
+        let Some(server) = Server::start() else {
+            return;
+        };
+        server.create("guarded");
+        let url = server.url("guarded");
+        let work = Work::new();
+        let c1 = work.commit("a.txt", "a\n");
+        let password = server.var("GIT_HTTPS_PASSWORD");
+
+        let wrong = server.dir.path().join("wrong");
+        std::fs::write(&wrong, "not-the-password\n").unwrap();
+        let t = Transport {
+            token: Some(Token::File(wrong.clone())),
+            ..server.transport()
+        };
+        let e = push(&t, &url, MAIN, c1, &mut never).unwrap_err();
+        assert!(
+            matches!(e, PushFailure::Remote(RemoteError::Auth { .. })),
+            "{e:?}"
+        );
+        assert_eq!((e.outcome(), e.is_retryable()), ("auth", false));
+        let shown = e.to_string();
+        assert!(
+            shown.contains(&format!(
+                "the server refused user `provisio` with the token file {}",
+                wrong.display()
+            )),
+            "{shown}"
+        );
+        assert!(
+            !shown.contains("not-the-password") && !shown.contains(password),
+            "{shown}"
+        );
+
+        let t = Transport {
+            token: None,
+            ..server.transport()
+        };
+        let e = push(&t, &url, MAIN, c1, &mut never).unwrap_err();
+        assert!(e.to_string().contains("none is configured"), "{e}");
+
+        // The server's CA is not in the system's store: refused without the bundle.
+        let t = Transport {
+            ca_file: None,
+            ..server.transport()
+        };
+        let e = push(&t, &url, MAIN, c1, &mut never).unwrap_err();
+        assert!(
+            matches!(e, PushFailure::Remote(RemoteError::Verify { .. })),
+            "{e:?}"
+        );
+        assert_eq!((e.outcome(), e.is_retryable()), ("verify", false));
+        assert!(e.to_string().contains("--git-ca-file"), "{e}");
+
+        let e = push(
+            &server.transport(),
+            &server.url("absent"),
+            MAIN,
+            c1,
+            &mut never,
+        )
+        .unwrap_err();
+        assert!(
+            matches!(e, PushFailure::Remote(RemoteError::Setup { .. })),
+            "{e:?}"
+        );
+        assert!(e.to_string().contains("HTTP 404"), "{e}");
+
+        // A dumb server: info/refs as a static file.
+        let www = server.dir.path().join("server/www/static.git/info");
+        std::fs::create_dir_all(&www).unwrap();
+        std::fs::write(www.join("refs"), format!("{c1}\trefs/heads/main\n")).unwrap();
+        let base = server.var("GIT_HTTPS_URL").trim_end_matches("/git");
+        let e = push(
+            &server.transport(),
+            &format!("{base}/static.git"),
+            MAIN,
+            c1,
+            &mut never,
+        )
+        .unwrap_err();
+        assert!(
+            matches!(e, PushFailure::Remote(RemoteError::Setup { .. })),
+            "{e:?}"
+        );
+        assert!(
+            e.to_string()
+                .contains("does not speak git's smart HTTP protocol"),
+            "{e}"
+        );
+        assert!(!e.is_retryable());
+    }
+
+    /// A fake server on 127.0.0.1: one canned HTTP answer per connection, in order; what
+    /// each request was (head and body) is kept.
+    struct Fake {
+        url: String,
+        requests: std::sync::Arc<Mutex<Vec<(String, Vec<u8>)>>>,
+        thread: std::thread::JoinHandle<()>,
+    }
+
+    fn fake(answers: impl FnOnce(&str) -> Vec<Vec<u8>>) -> Fake {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let origin = format!("http://{}", listener.local_addr().unwrap());
+        let answers = answers(&origin);
+        let url = format!("{origin}/r.git");
+        let requests: std::sync::Arc<Mutex<Vec<(String, Vec<u8>)>>> = Default::default();
+        let kept = requests.clone();
+        let thread = std::thread::spawn(move || {
+            for answer in answers {
+                let (stream, _) = listener.accept().unwrap();
+                let mut reader = BufReader::new(stream);
+                let mut head = String::new();
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap() == 0 || line == "\r\n" {
+                        break;
+                    }
+                    head.push_str(&line);
+                }
+                let length = head
+                    .lines()
+                    .find_map(|l| {
+                        l.to_ascii_lowercase()
+                            .strip_prefix("content-length: ")
+                            .map(str::to_owned)
+                    })
+                    .map_or(0, |n| n.trim().parse().unwrap());
+                let mut body = vec![0; length];
+                reader.read_exact(&mut body).unwrap();
+                kept.lock().unwrap().push((head, body));
+                let mut stream = reader.into_inner();
+                stream.write_all(&answer).unwrap();
+            }
+        });
+        Fake {
+            url,
+            requests,
+            thread,
+        }
+    }
+
+    fn answer(status: &str, content_type: &str, body: &[u8]) -> Vec<u8> {
+        let mut out = format!(
+            "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            body.len()
+        )
+        .into_bytes();
+        out.extend_from_slice(body);
+        out
+    }
+
+    fn advertisement(caps: &str) -> Vec<u8> {
+        let first = format!("{ZERO_ID} capabilities^{{}}\0{caps}\n");
+        let mut body = pkt(b"# service=git-receive-pack\n");
+        body.extend_from_slice(b"0000");
+        body.extend(pkt(first.as_bytes()));
+        body.extend_from_slice(b"0000");
+        answer("200 OK", ADVERTISEMENT_TYPE, &body)
+    }
+
+    fn result(body: &[u8]) -> Vec<u8> {
+        answer("200 OK", RESULT_TYPE, body)
+    }
+
+    /// Pushes a small fake pack to a fake server giving `answers`; the failure, and the
+    /// requests it received.
+    fn push_to_fake(
+        answers: impl FnOnce(&str) -> Vec<Vec<u8>>,
+    ) -> (Result<(), PushFailure>, Vec<(String, Vec<u8>)>) {
+        let server = fake(answers);
+        let new = Oid::from_str(B).unwrap();
+        let r = push(&Transport::default(), &server.url, MAIN, new, &mut |_| {
+            let mut f = tempfile::tempfile().unwrap();
+            f.write_all(b"PACK-bytes").unwrap();
+            std::io::Seek::rewind(&mut f).unwrap();
+            Ok(f)
+        });
+        server.thread.join().unwrap();
+        let requests = std::mem::take(&mut *server.requests.lock().unwrap());
+        (r, requests)
+    }
+
+    const B: &str = "2222222222222222222222222222222222222222";
+
+    fn protocol(r: Result<(), PushFailure>) -> String {
+        match r {
+            Err(e @ PushFailure::Remote(RemoteError::Protocol { .. })) => {
+                assert!(!e.is_retryable(), "{e}");
+                e.to_string()
+            }
+            other => panic!("expected a protocol failure, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_request_is_what_receive_pack_reads() {
+        let ok = pkts_of(&[b"unpack ok\n", b"ok refs/heads/main\n"]);
+        let (r, requests) =
+            push_to_fake(|_| vec![advertisement("report-status delete-refs"), result(&ok)]);
+        r.unwrap();
+        let (get, post) = (&requests[0], &requests[1]);
+        assert!(
+            get.0
+                .starts_with("GET /r.git/info/refs?service=git-receive-pack HTTP/1.1"),
+            "{}",
+            get.0
+        );
+        assert!(
+            post.0.starts_with("POST /r.git/git-receive-pack HTTP/1.1"),
+            "{}",
+            post.0
+        );
+        let head = post.0.to_ascii_lowercase();
+        assert!(
+            head.contains("content-type: application/x-git-receive-pack-request"),
+            "{head}"
+        );
+        assert!(
+            head.contains("accept: application/x-git-receive-pack-result"),
+            "{head}"
+        );
+        assert!(!head.contains("authorization"), "{head}");
+        let mut expected = pkt(format!("{ZERO_ID} {B} {MAIN}\0report-status").as_bytes());
+        expected.extend_from_slice(b"0000PACK-bytes");
+        assert_eq!(post.1, expected);
+        assert!(
+            head.contains(&format!("content-length: {}", expected.len())),
+            "{head}"
+        );
+    }
+
+    fn pkts_of(lines: &[&[u8]]) -> Vec<u8> {
+        let mut out: Vec<u8> = lines.iter().flat_map(|l| pkt(l)).collect();
+        out.extend_from_slice(b"0000");
+        out
+    }
+
+    #[test]
+    fn answers_breaking_the_protocol_are_refused_precisely() {
+        let adv = || advertisement("report-status side-band-64k");
+        // The advertisement.
+        let (r, _) =
+            push_to_fake(|_| vec![answer("200 OK", "text/plain", b"x\trefs/heads/main\n")]);
+        let e = r.unwrap_err();
+        assert!(e.to_string().contains("content type `text/plain`"), "{e}");
+        let (r, _) = push_to_fake(|_| vec![answer("200 OK", ADVERTISEMENT_TYPE, b"00zz")]);
+        assert!(protocol(r).contains("`00zz` is not 4 hex digits"));
+        let (r, _) = push_to_fake(|_| vec![answer("200 OK", ADVERTISEMENT_TYPE, b"fff9")]);
+        assert!(protocol(r).contains("above the limit"));
+        let (r, _) = push_to_fake(|_| vec![advertisement("delete-refs ofs-delta")]);
+        let e = r.unwrap_err();
+        assert!(
+            e.to_string().contains("does not offer `report-status`"),
+            "{e}"
+        );
+        let (r, _) = push_to_fake(|_| {
+            vec![answer(
+                "200 OK",
+                ADVERTISEMENT_TYPE,
+                b"001f# service=git-rec",
+            )]
+        });
+        let e = r.unwrap_err();
+        assert!(
+            matches!(e, PushFailure::Remote(RemoteError::Network { .. })) && e.is_retryable(),
+            "{e:?}"
+        );
+        let (r, _) =
+            push_to_fake(|_| vec![answer("503 Service Unavailable", "text/plain", b"busy")]);
+        let e = r.unwrap_err();
+        assert!(e.is_retryable(), "{e:?}");
+        assert!(
+            format!("{:?}", std::error::Error::source(&e)).contains("HTTP 503"),
+            "{e:?}"
+        );
+
+        // The report.
+        let banded = |band: u8, data: &[u8]| {
+            let mut d = vec![band];
+            d.extend_from_slice(data);
+            let mut out = pkt(&d);
+            out.extend_from_slice(b"0000");
+            out
+        };
+        let report = pkts_of(&[b"unpack ok\n", b"ok refs/heads/other\n"]);
+        let (r, _) = push_to_fake(|_| vec![adv(), result(&banded(1, &report))]);
+        assert!(protocol(r).contains("the report says nothing of refs/heads/main"));
+        let (r, _) = push_to_fake(|_| vec![adv(), result(&banded(1, b"0009unpa"))]);
+        assert!(
+            matches!(r, Err(PushFailure::Remote(RemoteError::Network { .. }))),
+            "{r:?}"
+        );
+        let (r, _) = push_to_fake(|_| vec![adv(), result(&pkts_of(&[b"1234"]))]);
+        assert!(protocol(r).contains("band 49"));
+        let (r, _) = push_to_fake(|_| vec![adv(), answer("200 OK", "text/html", b"<html>")]);
+        assert!(protocol(r).contains("content type `text/html`"));
+        let (r, _) = push_to_fake(|_| vec![adv(), result(&banded(3, b"fatal: out of space\n"))]);
+        let e = r.unwrap_err();
+        assert!(
+            matches!(&e, PushFailure::Refused { message, .. } if message == "the remote failed: fatal: out of space"),
+            "{e:?}"
+        );
+        let unpack = pkts_of(&[
+            b"unpack index-pack abnormal exit\n",
+            b"ng refs/heads/main unpacker error\n",
+        ]);
+        let (r, _) = push_to_fake(|_| vec![adv(), result(&banded(1, &unpack))]);
+        let e = r.unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("could not unpack the pack: index-pack abnormal exit"),
+            "{e}"
+        );
+    }
+
+    fn redirect(to: &str) -> Vec<u8> {
+        format!("HTTP/1.1 301 Moved Permanently\r\nLocation: {to}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").into_bytes()
+    }
+
+    #[test]
+    fn a_redirected_advertisement_moves_the_push_on_the_same_host_only() {
+        let ok = pkts_of(&[b"unpack ok\n", b"ok refs/heads/main\n"]);
+        let (r, requests) = push_to_fake(|origin| {
+            vec![
+                redirect(&format!("{origin}/moved.git{INFO_REFS}")),
+                advertisement("report-status"),
+                result(&ok),
+            ]
+        });
+        r.unwrap();
+        assert!(
+            requests[1].0.starts_with("GET /moved.git/info/refs?"),
+            "{}",
+            requests[1].0
+        );
+        assert!(
+            requests[2]
+                .0
+                .starts_with("POST /moved.git/git-receive-pack "),
+            "{}",
+            requests[2].0
+        );
+
+        // Another host (the same server under another name) is not pushed to.
+        let (r, requests) = push_to_fake(|origin| {
+            let other = origin.replace("127.0.0.1", "localhost");
+            vec![
+                redirect(&format!("{other}/r.git{INFO_REFS}")),
+                advertisement("report-status"),
+            ]
+        });
+        let e = r.unwrap_err();
+        assert!(e.to_string().contains("another host"), "{e}");
+        assert_eq!(requests.len(), 2);
+
+        // A redirect to something that is not info/refs names no repository.
+        let (r, _) = push_to_fake(|origin| {
+            vec![
+                redirect(&format!("{origin}/login")),
+                advertisement("report-status"),
+            ]
+        });
+        let e = r.unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("not to another repository's info/refs"),
+            "{e}"
+        );
     }
 }
