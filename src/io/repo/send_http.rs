@@ -311,6 +311,11 @@ impl Remote {
         let mut body = response.into_body().into_reader();
         let (report, messages) = if sideband {
             match demultiplex(&mut body).map_err(|e| self.wire(e))? {
+                Demuxed::Report { report, .. } if report.is_empty() => {
+                    return Err(self.wire(Wire::Malformed(
+                        "the answer holds no report (nothing on side band 1)".into(),
+                    )));
+                }
                 Demuxed::Report { report, messages } => (report, messages),
                 Demuxed::Fatal { message, messages } => {
                     let message = with_messages(format!("the remote failed: {message}"), &messages);
@@ -1424,11 +1429,14 @@ mod live {
         assert!(!e.is_retryable());
     }
 
+    /// A request a fake server received: its head and its body.
+    type Request = (String, Vec<u8>);
+
     /// A fake server on 127.0.0.1: one canned HTTP answer per connection, in order; what
     /// each request was (head and body) is kept.
     struct Fake {
         url: String,
-        requests: std::sync::Arc<Mutex<Vec<(String, Vec<u8>)>>>,
+        requests: std::sync::Arc<Mutex<Vec<Request>>>,
         thread: std::thread::JoinHandle<()>,
     }
 
@@ -1437,7 +1445,7 @@ mod live {
         let origin = format!("http://{}", listener.local_addr().unwrap());
         let answers = answers(&origin);
         let url = format!("{origin}/r.git");
-        let requests: std::sync::Arc<Mutex<Vec<(String, Vec<u8>)>>> = Default::default();
+        let requests: std::sync::Arc<Mutex<Vec<Request>>> = Default::default();
         let kept = requests.clone();
         let thread = std::thread::spawn(move || {
             for answer in answers {
@@ -1500,7 +1508,7 @@ mod live {
     /// requests it received.
     fn push_to_fake(
         answers: impl FnOnce(&str) -> Vec<Vec<u8>>,
-    ) -> (Result<(), PushFailure>, Vec<(String, Vec<u8>)>) {
+    ) -> (Result<(), PushFailure>, Vec<Request>) {
         let server = fake(answers);
         let new = Oid::from_str(B).unwrap();
         let r = push(&Transport::default(), &server.url, MAIN, new, &mut |_| {
@@ -1624,6 +1632,8 @@ mod live {
             matches!(r, Err(PushFailure::Remote(RemoteError::Network { .. }))),
             "{r:?}"
         );
+        let (r, _) = push_to_fake(|_| vec![adv(), result(&banded(2, b"only talk\n"))]);
+        assert!(protocol(r).contains("holds no report"));
         let (r, _) = push_to_fake(|_| vec![adv(), result(&pkts_of(&[b"1234"]))]);
         assert!(protocol(r).contains("band 49"));
         let (r, _) = push_to_fake(|_| vec![adv(), answer("200 OK", "text/html", b"<html>")]);
