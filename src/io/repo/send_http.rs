@@ -1195,19 +1195,28 @@ mod live {
             Oid::from_str(&git(self.0.path(), &["rev-parse", "HEAD"])).unwrap()
         }
 
-        /// The pack of what `new` has and `old` has not, in a file at its start.
+        /// The pack of what `new` has and `old` has not, in a file at its start (written
+        /// there by `git pack-objects`, never held in memory).
         fn pack(&self, new: Oid, old: Option<Oid>) -> File {
             let revs = match old {
                 Some(old) => format!("{new}\n^{old}\n"),
                 None => format!("{new}\n"),
             };
-            let pack = git_with(
-                self.0.path(),
-                &["pack-objects", "--stdout", "--revs", "-q"],
-                revs.as_bytes(),
-            );
             let mut file = tempfile::tempfile().unwrap();
-            file.write_all(&pack).unwrap();
+            let mut child = Command::new("git")
+                .current_dir(self.0.path())
+                .args(["pack-objects", "--stdout", "--revs", "-q"])
+                .stdin(Stdio::piped())
+                .stdout(file.try_clone().unwrap())
+                .spawn()
+                .unwrap();
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(revs.as_bytes())
+                .unwrap();
+            assert!(child.wait().unwrap().success(), "git pack-objects");
             std::io::Seek::rewind(&mut file).unwrap();
             file
         }
