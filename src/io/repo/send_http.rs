@@ -92,6 +92,12 @@ pub(super) fn push(
     new: Oid,
     pack_for: &mut dyn FnMut(Option<Oid>) -> Result<std::fs::File, PushFailure>,
 ) -> Result<(), PushFailure> {
+    if !refname.starts_with("refs/") || !git2::Reference::is_valid_name(refname) {
+        return Err(PushFailure::Remote(RemoteError::Setup {
+            url: redact(url),
+            reason: format!("`{refname}` is not a reference name a push can update"),
+        }));
+    }
     let remote = Remote::new(transport, url).map_err(PushFailure::Remote)?;
     let (base, adv) = remote.advertisement(refname)?;
     if adv.current == Some(new) {
@@ -1540,6 +1546,26 @@ mod live {
                 e.to_string()
             }
             other => panic!("expected a protocol failure, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_reference_name_git_refuses_is_refused_before_connecting() {
+        for bad in [
+            "main",
+            "refs/heads/a b",
+            "refs/heads/a\0b",
+            "refs/heads/x..y",
+        ] {
+            let e = push(
+                &Transport::default(),
+                "http://127.0.0.1:9/r.git",
+                bad,
+                Oid::ZERO_SHA1,
+                &mut never,
+            )
+            .unwrap_err();
+            assert!(e.to_string().contains("is not a reference name"), "{e}");
         }
     }
 
