@@ -194,9 +194,11 @@ impl Remote {
         let response = request
             .call()
             .map_err(|e| PushFailure::Remote(self.unreachable(e)))?;
+        // Where it ended first: a 401 from a host the credentials were not sent to is no
+        // verdict on them.
+        let base = self.redirected_base(&response.get_uri().to_string())?;
         self.check_status(response.status().as_u16())
             .map_err(PushFailure::Remote)?;
-        let base = self.redirected_base(&response.get_uri().to_string())?;
         let content_type = content_type(&response);
         if content_type != ADVERTISEMENT_TYPE {
             return Err(PushFailure::Remote(RemoteError::Setup {
@@ -1725,7 +1727,7 @@ mod live {
             let other = origin.replace("127.0.0.1", "localhost");
             vec![
                 redirect(&format!("{other}/r.git{INFO_REFS}")),
-                advertisement("report-status"),
+                answer("401 Unauthorized", "text/plain", b"who are you"),
             ]
         });
         let e = r.unwrap_err();
