@@ -12,6 +12,8 @@
 //! - [`sync`]: one push attempt with its failure classified; hard reset onto a fetched head.
 //! - [`push`]: a push of the packs provisio stored: the pack a remote needs assembled from
 //!   their entries, and a local remote's receiving side.
+//! - [`failure`]: why a push attempt failed, and the remote's refusal classified, for every
+//!   push path.
 //! - [`worktree`]: the registry's work tree and index after an intake commit: updated under
 //!   git's `index.lock` against the index as it is on disk, from an intent written before
 //!   the commit, never over a person's edit.
@@ -30,6 +32,7 @@
 
 pub mod bulk;
 pub mod commit;
+pub mod failure;
 pub mod follow;
 pub mod index;
 pub mod known_hosts;

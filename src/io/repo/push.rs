@@ -42,7 +42,7 @@ use sha1::{Digest, Sha1};
 use super::pack::{
     Damaged, HashingWriter, PackEntry, check_pair, copy_entry, idx_entries, write_whole,
 };
-use super::sync::{PushFailure, refusal};
+use super::failure::{PushFailure, refusal};
 use super::transport::{RemoteError, redact};
 
 /// A failure of provisio's own side while it prepares a push (reading its objects, writing
@@ -325,7 +325,7 @@ pub(super) fn push_local(
     let remote = Repository::open(&path).map_err(|e| {
         PushFailure::Remote(RemoteError::Network {
             url: redact(url),
-            source: e,
+            source: Box::new(e),
         })
     })?;
     if !remote.is_bare() {

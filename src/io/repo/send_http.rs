@@ -19,7 +19,7 @@
 //!    only capabilities the server advertised), a flush, and the pack, streamed from its file
 //!    with a `Content-Length` (a first push is ~360 MB: it is never held in memory), then the
 //!    report (`gitprotocol-pack.txt`, "Report Status"): `unpack ok`, then `ok <ref>` or
-//!    `ng <ref> <reason>`, classified by [`super::sync::refusal`]. `side-band-64k` is asked for
+//!    `ng <ref> <reason>`, classified by [`super::failure::refusal`]. `side-band-64k` is asked for
 //!    when advertised: receive-pack then sends the report on band 1, the hooks' output on band
 //!    2 (without the side band it goes to the server's log only, `builtin/receive-pack.c`
 //!    `copy_to_sideband`), which is kept for the refusal's message, and a fatal error on band 3.
@@ -51,7 +51,7 @@ use base64::Engine as _;
 use ureq::ResponseExt as _;
 use ureq::tls::{Certificate, PemItem, RootCerts, TlsConfig};
 
-use super::sync::{PushFailure, refusal};
+use super::failure::{PushFailure, refusal};
 use super::transport::{
     CONNECT_TIMEOUT_MS, DEFAULT_HTTPS_USER, IO_TIMEOUT_MS, Scheme, Token, redact,
 };
