@@ -937,6 +937,33 @@ mod tests {
         );
     }
 
+    fn count(roots: RootCerts) -> usize {
+        match roots {
+            RootCerts::Specific(certs) => certs.len(),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// The system's store (this machine's, as the image's: Debian's `ca-certificates`) and
+    /// the bundle are both trusted; a bundle without a certificate is refused.
+    #[test]
+    fn the_system_store_and_the_bundle_are_both_trusted() {
+        let system = count(roots(None).unwrap());
+        assert!(system > 50, "{system} certificates in the system's store");
+        let dir = tempfile::tempdir().unwrap();
+        let bundle = dir.path().join("ca.pem");
+        let one = std::fs::read_to_string("/etc/ssl/certs/ca-certificates.crt").unwrap();
+        let end = "-----END CERTIFICATE-----\n";
+        let first = &one[..one.find(end).unwrap() + end.len()];
+        std::fs::write(&bundle, format!("{first}{first}")).unwrap();
+        assert_eq!(count(roots(Some(&bundle)).unwrap()), system + 2);
+        std::fs::write(&bundle, "no certificate here\n").unwrap();
+        let e = roots(Some(&bundle)).unwrap_err();
+        assert!(e.contains("holds no PEM certificate"), "{e}");
+        let e = roots(Some(&dir.path().join("absent.pem"))).unwrap_err();
+        assert!(e.contains("cannot read the CA bundle"), "{e}");
+    }
+
     fn band(n: u8, data: &[u8]) -> Vec<u8> {
         let mut d = vec![n];
         d.extend_from_slice(data);
