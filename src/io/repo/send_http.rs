@@ -150,6 +150,9 @@ impl Remote {
             .timeout_per_read(Some(millis(IO_TIMEOUT_MS)))
             .timeout_per_write(Some(millis(IO_TIMEOUT_MS)))
             .redirect_auth_headers(ureq::config::RedirectAuthHeaders::SameHost)
+            // Direct, like libgit2's push and fetch (no proxy options given): ureq would
+            // otherwise take HTTPS_PROXY/ALL_PROXY from the environment for pushes only.
+            .proxy(None)
             .tls_config(TlsConfig::builder().root_certs(roots).build())
             .user_agent(crate::io::http::USER_AGENT)
             .build()
