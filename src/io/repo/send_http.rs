@@ -78,13 +78,6 @@ const MAX_MESSAGES: usize = 4096;
 /// pack to send, a `File` positioned at its start whose length is the pack's length, or a
 /// PushFailure (e.g. Moved when `old` is not an ancestor of `new` locally) that is returned
 /// as is. Then sends the update command and the pack and reads the report.
-#[cfg_attr(
-    not(test),
-    expect(
-        dead_code,
-        reason = "called by Repo::push_branch once the pack assembly of issue 13 lands"
-    )
-)]
 pub(super) fn push(
     transport: &Transport,
     url: &str,

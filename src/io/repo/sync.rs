@@ -25,31 +25,38 @@ const PUSH_PACK_CONFIG: &str = "[pack]\n\twindowMemory = 1\n";
 impl Repo {
     /// Pushes `branch` to the same branch of `remote`, never forced.
     ///
-    /// A local remote (a path or `file://` URL) is pushed to by [`super::push`], from the
-    /// packs provisio stored; the others by libgit2's push.
+    /// A local remote (a path or `file://` URL) and an https (or plain http) one get the
+    /// packs provisio stored ([`super::push`]; sent by [`super::send_http`]); an ssh one goes
+    /// through libgit2's push.
     pub fn push_branch(&self, remote: &str, branch: &str) -> Result<(), PushFailure> {
         let url = self
             .repo
             .find_remote(remote)
             .ok()
             .and_then(|r| r.url().ok().map(str::to_owned));
-        if let Some(url) = url
-            && self
+        if let Some(url) = url {
+            let scheme = self
                 .transport
                 .check(&url)
                 .map_err(PushFailure::Remote)?
-                .scheme
-                == Scheme::Local
-        {
-            let refname = format!("refs/heads/{branch}");
-            let new = self.repo.refname_to_id(&refname).map_err(|e| {
-                PushFailure::Remote(RemoteError::Setup {
-                    url: redact(&url),
-                    reason: format!("no local branch `{branch}` ({})", e.message()),
-                })
-            })?;
-            super::push::push_local(&self.repo, &url, &refname, new)?;
-            return self.update_tracking(remote, &url, &refname, new);
+                .scheme;
+            if matches!(scheme, Scheme::Local | Scheme::Https | Scheme::Http) {
+                let refname = format!("refs/heads/{branch}");
+                let new = self.repo.refname_to_id(&refname).map_err(|e| {
+                    PushFailure::Remote(RemoteError::Setup {
+                        url: redact(&url),
+                        reason: format!("no local branch `{branch}` ({})", e.message()),
+                    })
+                })?;
+                if scheme == Scheme::Local {
+                    super::push::push_local(&self.repo, &url, &refname, new)?;
+                } else {
+                    super::send_http::push(&self.transport, &url, &refname, new, &mut |old| {
+                        super::push::pack_for(&self.repo, &url, &refname, new, old)
+                    })?;
+                }
+                return self.update_tracking(remote, &url, &refname, new);
+            }
         }
         let (_config_dir, handle) = self.push_handle().map_err(|e| {
             PushFailure::Remote(RemoteError::Setup {
