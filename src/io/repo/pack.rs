@@ -318,6 +318,77 @@ pub(super) fn copy_entry(
     Ok(e.crc)
 }
 
+/// Checks that the whole-object pack entry `stored` (its header and compressed bytes) holds
+/// the object `oid`, as a receiving `git index-pack` checks what it is sent: the bytes
+/// inflated to exactly the size the header gives (`inflated`: a buffer to reuse), then hashed
+/// as git names an object (see [`check_object`]).
+pub(super) fn check_entry(oid: Oid, stored: &[u8], inflated: &mut Vec<u8>) -> std::io::Result<()> {
+    let bad = |what: &str| std::io::Error::other(format!("object {oid}: {what}"));
+    let (kind, size, at) = parse_entry_header(stored).ok_or_else(|| bad("a bad entry header"))?;
+    let kind = match kind {
+        1 => ObjectType::Commit,
+        2 => ObjectType::Tree,
+        3 => ObjectType::Blob,
+        4 => ObjectType::Tag,
+        _ => return Err(bad("not a whole object")),
+    };
+    let size = usize::try_from(size).map_err(|_| bad("too large"))?;
+    inflated.clear();
+    inflated.reserve_exact(size);
+    let mut z = flate2::Decompress::new(true);
+    let status = z
+        .decompress_vec(&stored[at..], inflated, flate2::FlushDecompress::Finish)
+        .map_err(|e| bad(&format!("does not inflate ({e})")))?;
+    if status != flate2::Status::StreamEnd
+        || inflated.len() != size
+        || z.total_in() != (stored.len() - at) as u64
+    {
+        return Err(bad(
+            "its compressed bytes do not hold the size its header gives",
+        ));
+    }
+    check_object(oid, kind, inflated)
+}
+
+/// Checks that `data`, an object of `kind`, hashes to `oid` (`<kind> <size>\0` and the bytes,
+/// SHA-1). A plain SHA-1: this guards against damage since the object was named; the name
+/// itself was computed with collision detection when the object was written (git's and
+/// libgit2's SHA-1).
+pub(super) fn check_object(oid: Oid, kind: ObjectType, data: &[u8]) -> std::io::Result<()> {
+    let mut h = Sha1::new();
+    h.update(format!("{} {}\0", kind.str(), data.len()).as_bytes());
+    h.update(data);
+    if h.finalize()[..] != oid.as_bytes()[..] {
+        return Err(std::io::Error::other(format!(
+            "object {oid}: its bytes do not hash to its id (the clone is damaged: see `git fsck`)"
+        )));
+    }
+    Ok(())
+}
+
+/// A pack entry header's type, size, and length (see [`entry_header`]); `None` when cut short
+/// or longer than a 64-bit size.
+fn parse_entry_header(stored: &[u8]) -> Option<(u8, u64, usize)> {
+    let mut bytes = stored.iter().copied();
+    let first = bytes.next()?;
+    let kind = (first >> 4) & 7;
+    let mut size = u64::from(first & 0x0f);
+    let mut shift = 4;
+    let mut at = 1;
+    let mut more = first & 0x80 != 0;
+    while more {
+        let b = bytes.next()?;
+        if shift > 57 {
+            return None;
+        }
+        size |= u64::from(b & 0x7f) << shift;
+        shift += 7;
+        at += 1;
+        more = b & 0x80 != 0;
+    }
+    Some((kind, size, at))
+}
+
 /// Writes object `oid` (read from `odb`) to `out` as a whole-object pack entry: its type and
 /// size in the entry header, its bytes zlib-compressed at the fastest level (`zbuf`: a buffer
 /// to reuse). Returns the CRC-32 of the entry's bytes.
@@ -334,7 +405,7 @@ pub(super) fn write_whole(
 
 /// Writes an object of `kind` holding `data` to `out` as a whole-object pack entry (see
 /// [`write_whole`]). Returns the CRC-32 of the entry's bytes.
-fn write_entry(
+pub(super) fn write_entry(
     kind: ObjectType,
     data: &[u8],
     out: &mut impl Write,
@@ -457,6 +528,41 @@ mod tests {
 
     use super::super::bulk::in_bulk;
     use super::*;
+
+    /// An entry is checked as a receiving `index-pack` checks it: the object it holds hashes
+    /// to its id, its compressed bytes hold exactly the size its header gives; a flipped bit,
+    /// a cut, trailing bytes, another id or a delta fail, each named.
+    #[test]
+    fn an_entry_is_checked_against_its_id_as_a_receiver_checks_it() {
+        let data = b"apiVersion: v1\nkind: ConfigMap\n".repeat(40);
+        let oid = Oid::hash_object(ObjectType::Blob, &data).unwrap();
+        let mut entry = Vec::new();
+        write_entry(ObjectType::Blob, &data, &mut entry, &mut Vec::new()).unwrap();
+        let mut inflated = Vec::new();
+        check_entry(oid, &entry, &mut inflated).unwrap();
+        assert_eq!(inflated, data);
+        check_object(oid, ObjectType::Blob, &data).unwrap();
+
+        let fails = |bytes: &[u8], id: Oid, why: &str| {
+            let e = check_entry(id, bytes, &mut Vec::new()).unwrap_err().to_string();
+            assert!(e.contains(&id.to_string()) && e.contains(why), "{e}");
+        };
+        let mut flipped = entry.clone();
+        let last = flipped.len() - 6;
+        flipped[last] ^= 0x10;
+        let e = check_entry(oid, &flipped, &mut Vec::new()).unwrap_err();
+        assert!(e.to_string().contains(&oid.to_string()), "{e}");
+        fails(&entry[..entry.len() - 3], oid, "size its header gives");
+        fails(&[&entry[..], b"x"].concat(), oid, "size its header gives");
+        let other = Oid::hash_object(ObjectType::Blob, b"other").unwrap();
+        fails(&entry, other, "do not hash to its id");
+        // The same bytes named as a tree: another id.
+        assert!(check_object(oid, ObjectType::Tree, &data).is_err());
+        let mut delta = entry.clone();
+        delta[0] = (delta[0] & 0x8f) | (7 << 4);
+        fails(&delta, oid, "not a whole object");
+        fails(&[0x80], oid, "a bad entry header");
+    }
 
     /// The size encoding of gitformat-pack.txt: 4 bits in the first byte, then 7 per byte.
     #[test]

@@ -9,9 +9,9 @@ use std::rc::Rc;
 
 use git2::{ErrorCode, ObjectType, ResetType};
 
-use super::transport::{Scheme, redact};
 pub use super::failure::PushFailure;
 use super::failure::refusal;
+use super::transport::{Scheme, redact};
 use super::{Oid, RemoteError, Repo, Result};
 
 /// What a push's pack builder reads from the configuration (libgit2 `pack-objects.c`): it tries
