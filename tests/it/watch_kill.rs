@@ -89,7 +89,7 @@ fn killed_at_random_points_it_converges_without_half_commits_or_lost_changes() {
     );
 
     // A clean run converges. One thing it cannot clear itself: the remote is a `file://`
-    // repository, whose branch libgit2's local transport updates in this process, so a kill
+    // repository, whose branch provisio's push updates in this process, so a kill
     // inside that update leaves `refs/heads/main.lock` in the remote (a real remote's
     // `git receive-pack` removes its own lock when the client dies). That lock is not
     // provisio's to remove: the run must name it and leave it, and the operator removes it
@@ -175,7 +175,7 @@ fn killed_at_random_points_it_converges_without_half_commits_or_lost_changes() {
     }
 }
 
-/// A ref lock left in a `file://` remote: libgit2's local transport updates the remote's
+/// A ref lock left in a `file://` remote: provisio's push to a local remote updates its
 /// branch itself (there is no `git receive-pack` on the other side to clean up after it), so a
 /// push SIGKILLed between taking `refs/heads/main.lock` and renaming it leaves the lock in a
 /// repository provisio does not own. Every later push fails to take it. The watcher must say

@@ -61,7 +61,7 @@ impl std::error::Error for PushFailure {
 }
 
 /// The remote's refusal of `refname` with `message` (the `ng` line of `receive-pack`'s
-/// report, or libgit2's local transport's error), classified: a lock held in the remote, the
+/// report, or libgit2's error moving a local remote's branch), classified: a lock held in the remote, the
 /// remote having moved, or a refusal that retrying will not change.
 pub(super) fn refusal(url: &str, refname: String, message: String) -> PushFailure {
     if let Some(lock) = held_lock(&message) {
@@ -76,8 +76,8 @@ pub(super) fn refusal(url: &str, refname: String, message: String) -> PushFailur
     }
 }
 
-/// The lock file a refusal names when libgit2's local transport could not take it (`failed to
-/// lock file '<path>' for writing`), if it is still there: not the remote moving (no fetch or
+/// The lock file a refusal names when provisio, pushing to a local remote, could not take it
+/// (libgit2's `failed to lock file '<path>' for writing`), if it is still there: not the remote moving (no fetch or
 /// regeneration helps) but a push in progress or a lock a killed push left. A lock gone by now
 /// was a concurrent push's, which may have moved the branch: [`remote_moved`] decides.
 fn held_lock(message: &str) -> Option<String> {

@@ -544,7 +544,9 @@ mod tests {
         check_object(oid, ObjectType::Blob, &data).unwrap();
 
         let fails = |bytes: &[u8], id: Oid, why: &str| {
-            let e = check_entry(id, bytes, &mut Vec::new()).unwrap_err().to_string();
+            let e = check_entry(id, bytes, &mut Vec::new())
+                .unwrap_err()
+                .to_string();
             assert!(e.contains(&id.to_string()) && e.contains(why), "{e}");
         };
         let mut flipped = entry.clone();
