@@ -29,11 +29,14 @@ impl Repo {
     /// packs provisio stored ([`super::push`]; sent by [`super::send_http`]); an ssh one goes
     /// through libgit2's push.
     pub fn push_branch(&self, remote: &str, branch: &str) -> Result<(), PushFailure> {
-        let url = self
-            .repo
-            .find_remote(remote)
-            .ok()
-            .and_then(|r| r.url().ok().map(str::to_owned));
+        // The URL a push goes to: `pushurl` when set, as libgit2's push takes it
+        // (`remote.c` `git_remote__urlfordirection`), `pushInsteadOf` already applied.
+        let url = self.repo.find_remote(remote).ok().and_then(|r| {
+            r.pushurl_bytes()
+                .or(Some(r.url_bytes()))
+                .and_then(|u| std::str::from_utf8(u).ok())
+                .map(str::to_owned)
+        });
         if let Some(url) = url {
             let scheme = self
                 .transport
@@ -252,5 +255,43 @@ mod tests {
                 .get_i64("pack.windowMemory")
                 .is_err()
         );
+    }
+
+    /// A remote with a `pushurl` is pushed to there, as libgit2's and git's pushes do (a
+    /// person's checkout may fetch from one URL and push to another), and its tracking ref
+    /// follows.
+    #[test]
+    fn a_push_goes_to_the_remotes_push_url() {
+        let dir = tempfile::tempdir().unwrap();
+        let work = dir.path().join("work");
+        let fetched = dir.path().join("fetched.git");
+        let pushed = dir.path().join("pushed.git");
+        git2::Repository::init_bare(&fetched).unwrap();
+        git2::Repository::init_bare(&pushed).unwrap();
+        std::fs::create_dir_all(&work).unwrap();
+        std::fs::write(work.join("a.txt"), "a\n").unwrap();
+        let author = super::super::Author {
+            name: "t".into(),
+            email: "t@example.com".into(),
+        };
+        let repo = Repo::init_with_all(&work, "first", &author).unwrap();
+        repo.repo
+            .remote("origin", &format!("file://{}", fetched.display()))
+            .unwrap();
+        repo.repo
+            .remote_set_pushurl("origin", Some(&format!("file://{}", pushed.display())))
+            .unwrap();
+        let branch = repo.repo.head().unwrap().shorthand().unwrap().to_owned();
+        repo.push_branch("origin", &branch).unwrap();
+        let head = repo.repo.head().unwrap().target();
+        let refname = format!("refs/heads/{branch}");
+        let value = |bare: &std::path::Path| {
+            git2::Repository::open_bare(bare)
+                .unwrap()
+                .refname_to_id(&refname)
+                .ok()
+        };
+        assert_eq!(value(&pushed), head, "the push URL has the branch");
+        assert_eq!(value(&fetched), None, "the fetch URL is left alone");
     }
 }
