@@ -25,6 +25,8 @@
 //! - [`upstream`]: provisio's own clone of a shared branch that it commits to and pushes
 //!   (serve `--registry-git`): opened onto the remote head, rolled back onto it.
 //! - [`message`]: what an output commit changed and its message.
+//! - [`send_pack`]: git's receive-pack protocol v0 as a pushing client speaks it (pkt-lines,
+//!   the advertisement, the command, the side band, the report), no I/O of its own.
 //! - [`send_http`]: provisio's own client for pushing a pack it already holds to an https
 //!   remote (git's receive-pack over smart HTTP), without libgit2's pack builder.
 //! - [`transport`]: how every fetch and push reaches its remote (https token and CA bundle,
@@ -43,6 +45,7 @@ pub mod pack;
 pub mod push;
 pub mod rollup;
 pub mod send_http;
+pub mod send_pack;
 pub mod sync;
 pub mod transport;
 pub mod upstream;
