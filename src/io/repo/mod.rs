@@ -1,4 +1,4 @@
-//! The one git layer (git2; nothing shells out to `git`). The registry repository (the
+//! The one git layer (git2, and ssh2 for pushes over ssh; nothing shells out to `git`). The registry repository (the
 //! intake's commits, watch's clone of a registry branch) and the manifests repository (the
 //! output's commits and pushes) both go through here.
 //!
@@ -9,7 +9,8 @@
 //!   was built; the work tree and index brought in step afterwards.
 //! - [`output`]: the output directory as a work tree of the manifests repository: staging
 //!   what `generate` wrote, committing it by editing HEAD's tree.
-//! - [`sync`]: one push attempt with its failure classified; hard reset onto a fetched head.
+//! - [`sync`]: one push attempt (by [`push`], [`send_http`] or [`send_ssh`], never libgit2's
+//!   push) with its failure classified; hard reset onto a fetched head.
 //! - [`push`]: a push of the packs provisio stored: the pack a remote needs assembled from
 //!   their entries, and a local remote's receiving side.
 //! - [`failure`]: why a push attempt failed, and the remote's refusal classified, for every
@@ -29,6 +30,8 @@
 //!   the advertisement, the command, the side band, the report), no I/O of its own.
 //! - [`send_http`]: provisio's own client for pushing a pack it already holds to an https
 //!   remote (git's receive-pack over smart HTTP), without libgit2's pack builder.
+//! - [`send_ssh`]: the same over ssh (`git-receive-pack` run through libssh2), the host key
+//!   checked against the known_hosts file as the fetch's transport checks it.
 //! - [`transport`]: how every fetch and push reaches its remote (https token and CA bundle,
 //!   ssh key and known_hosts via [`known_hosts`]), and the failures in their own terms.
 
@@ -46,6 +49,7 @@ pub mod push;
 pub mod rollup;
 pub mod send_http;
 pub mod send_pack;
+pub mod send_ssh;
 pub mod sync;
 pub mod transport;
 pub mod upstream;

@@ -478,9 +478,10 @@ mod tests {
 
 /// Pushes to git's own `http-backend` behind lighttpd with TLS and basic auth
 /// (`tests/tools/git-https-server.sh`), and to a fake server on 127.0.0.1 speaking plain
-/// HTTP for the answers no git writes. Packs are made by stock `git pack-objects`.
+/// HTTP for the answers no git writes. Packs are made by stock `git pack-objects`. Its helpers
+/// (stock git, a work repository and its packs) serve `send_ssh`'s tests too.
 #[cfg(test)]
-mod live {
+pub(super) mod live {
     use std::collections::BTreeMap;
     use std::fs::File;
     use std::io::{BufRead, BufReader, Write};
@@ -587,7 +588,7 @@ mod live {
     }
 
     /// Runs stock git in `dir` (with `stdin`), and returns its output; it must succeed.
-    fn git_with(dir: &Path, args: &[&str], stdin: &[u8]) -> Vec<u8> {
+    pub(in crate::io::repo) fn git_with(dir: &Path, args: &[&str], stdin: &[u8]) -> Vec<u8> {
         let mut child = Command::new("git")
             .current_dir(dir)
             .args(["-c", "user.name=t", "-c", "user.email=t@example.com"])
@@ -607,7 +608,7 @@ mod live {
         out.stdout
     }
 
-    fn git(dir: &Path, args: &[&str]) -> String {
+    pub(in crate::io::repo) fn git(dir: &Path, args: &[&str]) -> String {
         String::from_utf8(git_with(dir, args, b""))
             .unwrap()
             .trim()
@@ -615,7 +616,7 @@ mod live {
     }
 
     /// The value of `refname` in `bare`.
-    fn value(bare: &Path, refname: &str) -> Option<Oid> {
+    pub(in crate::io::repo) fn value(bare: &Path, refname: &str) -> Option<Oid> {
         let out = Command::new("git")
             .current_dir(bare)
             .args(["rev-parse", "--verify", "-q", refname])
@@ -626,22 +627,22 @@ mod live {
             .then(|| Oid::from_str(String::from_utf8_lossy(&out.stdout).trim()).unwrap())
     }
 
-    fn fsck(bare: &Path) {
+    pub(in crate::io::repo) fn fsck(bare: &Path) {
         git(bare, &["fsck", "--strict", "--no-progress"]);
     }
 
     /// A work repository made by stock git, and packs of its commits.
-    struct Work(tempfile::TempDir);
+    pub(in crate::io::repo) struct Work(pub(in crate::io::repo) tempfile::TempDir);
 
     impl Work {
-        fn new() -> Work {
+        pub(in crate::io::repo) fn new() -> Work {
             let dir = tempfile::tempdir().unwrap();
             git(dir.path(), &["init", "-q", "-b", "main"]);
             Work(dir)
         }
 
         /// Commits `file` with `content` on the branch checked out.
-        fn commit(&self, file: &str, content: &str) -> Oid {
+        pub(in crate::io::repo) fn commit(&self, file: &str, content: &str) -> Oid {
             std::fs::write(self.0.path().join(file), content).unwrap();
             git(self.0.path(), &["add", file]);
             git(self.0.path(), &["commit", "-q", "-m", file]);
@@ -650,7 +651,7 @@ mod live {
 
         /// The pack of what `new` has and `old` has not, in a file at its start (written
         /// there by `git pack-objects`, never held in memory).
-        fn pack(&self, new: Oid, old: Option<Oid>) -> File {
+        pub(in crate::io::repo) fn pack(&self, new: Oid, old: Option<Oid>) -> File {
             let revs = match old {
                 Some(old) => format!("{new}\n^{old}\n"),
                 None => format!("{new}\n"),
@@ -675,9 +676,9 @@ mod live {
         }
     }
 
-    const MAIN: &str = "refs/heads/main";
+    pub(in crate::io::repo) const MAIN: &str = "refs/heads/main";
 
-    fn never(_: Option<Oid>) -> Result<File, PushFailure> {
+    pub(in crate::io::repo) fn never(_: Option<Oid>) -> Result<File, PushFailure> {
         panic!("no pack may be asked for")
     }
 
