@@ -1,7 +1,8 @@
 //! Why one push attempt failed ([`PushFailure`]) and the remote's refusal of a branch
-//! classified ([`refusal`]): shared by every push path (libgit2's in [`super::sync`],
-//! provisio's own over https in [`super::send_http`]), which is why they live apart from
-//! both (a path using them and called from `sync` would otherwise make an import cycle).
+//! classified ([`refusal`]): shared by every push path (a local remote's in [`super::push`],
+//! the send-pack clients' through [`super::send_pack`]), which is why they live apart from
+//! all of them (a path using them and called from `sync` would otherwise make an import
+//! cycle).
 
 use super::RemoteError;
 
@@ -61,7 +62,7 @@ impl std::error::Error for PushFailure {
 }
 
 /// The remote's refusal of `refname` with `message` (the `ng` line of `receive-pack`'s
-/// report, or libgit2's error moving a local remote's branch), classified: a lock held in the remote, the
+/// report, or libgit2's error updating a local remote's branch), classified: a lock held in the remote, the
 /// remote having moved, or a refusal that retrying will not change.
 pub(super) fn refusal(url: &str, refname: String, message: String) -> PushFailure {
     if let Some(lock) = held_lock(&message) {
@@ -76,8 +77,8 @@ pub(super) fn refusal(url: &str, refname: String, message: String) -> PushFailur
     }
 }
 
-/// The lock file a refusal names when provisio, pushing to a local remote, could not take it
-/// (libgit2's `failed to lock file '<path>' for writing`), if it is still there: not the remote moving (no fetch or
+/// The lock file a refusal names when libgit2 could not take it updating a local remote's
+/// branch ([`super::push`]; `failed to lock file '<path>' for writing`), if it is still there: not the remote moving (no fetch or
 /// regeneration helps) but a push in progress or a lock a killed push left. A lock gone by now
 /// was a concurrent push's, which may have moved the branch: [`remote_moved`] decides.
 fn held_lock(message: &str) -> Option<String> {

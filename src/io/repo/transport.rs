@@ -104,9 +104,9 @@ pub enum RemoteError {
     /// missing).
     #[error("cannot connect to {url}: {reason}")]
     Setup { url: String, reason: String },
-    /// The remote's branch is locked: `lock` exists in the remote repository. libgit2's local
-    /// transport (a `file://` or path remote) updates the remote's branch itself and names the
-    /// lock it could not take; a push in progress holds it for milliseconds, a push killed
+    /// The remote's branch is locked: `lock` exists in the remote repository. A push to a local
+    /// remote (a `file://` or path remote, `super::push`) updates the remote's branch itself
+    /// and names the lock libgit2 could not take; a push in progress holds it for milliseconds, a push killed
     /// mid-way leaves it for good. Retried, never removed: the repository is not provisio's.
     #[error(
         "the branch of {url} is locked: {lock} exists (held by a push in progress, or left by a push killed mid-way; provisio does not remove it: if no push is running, remove it)"
@@ -116,8 +116,9 @@ pub enum RemoteError {
     /// report without the pushed branch): a server or proxy at fault, not worth retrying.
     #[error("the remote {url} broke git's protocol: {reason}")]
     Protocol { url: String, reason: String },
-    /// The network or the remote failed; worth retrying. The source is libgit2's error, or
-    /// (provisio's own https push, `super::send_http`) the HTTP client's or a 5xx status.
+    /// The network or the remote failed; worth retrying. The source is libgit2's error (fetch),
+    /// or for provisio's own pushes the HTTP client's or a 5xx status (`super::send_http`),
+    /// libssh2's or the connection's end with what the remote said (`super::send_ssh`).
     #[error("cannot reach {url}")]
     Network {
         url: String,
