@@ -79,14 +79,32 @@ pub(super) fn push(
     }
     let command = receive_pack_command(url).map_err(setup)?;
     let session = connect(transport, &ep, &shown).map_err(PushFailure::Remote)?;
-    let mut remote = Channel::exec(&session, &command, &shown).map_err(PushFailure::Remote)?;
+    let pushed = push_over(&session, &command, &shown, refname, new, pack_for);
+    // Said, not needed: the channel is closed and its outcome known.
+    let _ = session.disconnect(None, "provisio: push done", None);
+    pushed
+}
+
+/// The push over an authenticated `session`: `command` run, then the protocol.
+fn push_over(
+    session: &ssh2::Session,
+    command: &str,
+    shown: &str,
+    refname: &str,
+    new: Oid,
+    pack_for: &mut dyn FnMut(Option<Oid>) -> Result<std::fs::File, PushFailure>,
+) -> Result<(), PushFailure> {
+    let mut remote = Channel::exec(session, command, shown).map_err(PushFailure::Remote)?;
     let adv = match send_pack::read_advertisement(&mut remote.channel, refname) {
         Ok(adv) => adv,
         Err(e) => return Err(remote.not_started(e)),
     };
     if let Some(reason) = send_pack::unusable(&adv) {
         remote.end_without_command();
-        return Err(setup(reason));
+        return Err(PushFailure::Remote(RemoteError::Setup {
+            url: shown.to_owned(),
+            reason,
+        }));
     }
     if adv.current == Some(new) {
         remote.end_without_command();
@@ -102,7 +120,7 @@ pub(super) fn push(
     let sideband = adv.has("side-band-64k");
     let command = command_pkts(&adv, refname, new, sideband);
     remote.send(&command, pack)?;
-    let outcome = send_pack::read_outcome(&mut remote.channel, sideband, &shown, refname);
+    let outcome = send_pack::read_outcome(&mut remote.channel, sideband, shown, refname);
     match outcome {
         Err(PushFailure::Remote(RemoteError::Network { source, .. })) => {
             Err(remote.ended(source.to_string()))
@@ -464,6 +482,37 @@ mod tests {
             let e = receive_pack_command(bad).unwrap_err();
             assert!(e.contains("no repository path"), "{bad}: {e}");
         }
+    }
+
+    #[test]
+    fn a_bad_reference_name_or_another_scheme_is_refused_before_connecting() {
+        let never = &mut |_: Option<Oid>| -> Result<std::fs::File, PushFailure> {
+            panic!("no pack may be asked for")
+        };
+        let t = Transport::default();
+        for bad in ["main", "refs/heads/a b", "refs/heads/x..y"] {
+            let e = push(&t, "ssh://127.0.0.1:9/r.git", bad, Oid::ZERO_SHA1, never).unwrap_err();
+            assert!(e.to_string().contains("is not a reference name"), "{e}");
+        }
+        let e = push(
+            &t,
+            "https://127.0.0.1:9/r.git",
+            "refs/heads/main",
+            Oid::ZERO_SHA1,
+            never,
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("not an ssh URL"), "{e}");
+        // No known_hosts: refused by the transport's check, nothing dialled.
+        let e = push(
+            &t,
+            "ssh://127.0.0.1:9/r.git",
+            "refs/heads/main",
+            Oid::ZERO_SHA1,
+            never,
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("known_hosts"), "{e}");
     }
 }
 
