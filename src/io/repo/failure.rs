@@ -62,8 +62,8 @@ impl std::error::Error for PushFailure {
 }
 
 /// The remote's refusal of `refname` with `message` (the `ng` line of `receive-pack`'s
-/// report, or libgit2's error updating a local remote's branch), classified: a lock held in the remote, the
-/// remote having moved, or a refusal that retrying will not change.
+/// report, or libgit2's error updating a local remote's branch), classified: a lock held in
+/// the remote, the remote having moved, or a refusal that retrying will not change.
 pub(super) fn refusal(url: &str, refname: String, message: String) -> PushFailure {
     if let Some(lock) = held_lock(&message) {
         PushFailure::Remote(RemoteError::Locked {
@@ -78,9 +78,10 @@ pub(super) fn refusal(url: &str, refname: String, message: String) -> PushFailur
 }
 
 /// The lock file a refusal names when libgit2 could not take it updating a local remote's
-/// branch ([`super::push`]; `failed to lock file '<path>' for writing`), if it is still there: not the remote moving (no fetch or
-/// regeneration helps) but a push in progress or a lock a killed push left. A lock gone by now
-/// was a concurrent push's, which may have moved the branch: [`remote_moved`] decides.
+/// branch ([`super::push`]; `failed to lock file '<path>' for writing`), if it is still
+/// there: not the remote moving (no fetch or regeneration helps) but a push in progress or a
+/// lock a killed push left. A lock gone by now was a concurrent push's, which may have moved
+/// the branch: [`remote_moved`] decides.
 fn held_lock(message: &str) -> Option<String> {
     let (_, rest) = message.split_once("failed to lock file '")?;
     let (path, _) = rest.split_once('\'')?;
