@@ -493,14 +493,101 @@ pub(super) mod live {
     use super::send_pack::{ZERO_ID, pkt};
     use super::*;
 
-    /// A running https git server, stopped when dropped.
-    struct Server {
-        dir: tempfile::TempDir,
+    /// A git server of `tests/tools/` running in a temporary directory, stopped when dropped:
+    /// its `KEY=VALUE` lines, `<prefix>_REPOS` the directory it serves, `<prefix>_URL` its base
+    /// URL.
+    pub(in crate::io::repo) struct GitServer {
+        pub(in crate::io::repo) dir: tempfile::TempDir,
         env: BTreeMap<String, String>,
+        script: PathBuf,
+        prefix: &'static str,
     }
 
-    fn script() -> PathBuf {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/tools/git-https-server.sh")
+    impl GitServer {
+        /// Starts `tests/tools/<script>`; None (after saying so) when `missing` says what the
+        /// machine lacks for it and CI does not require it.
+        pub(in crate::io::repo) fn start(
+            script: &str,
+            prefix: &'static str,
+            missing: Option<String>,
+        ) -> Option<GitServer> {
+            if let Some(msg) = missing {
+                assert!(
+                    std::env::var("PROVISIO_REQUIRE_TOOLS").as_deref() != Ok("1"),
+                    "{msg}"
+                );
+                eprintln!("SKIPPED: {msg}");
+                return None;
+            }
+            let script = Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("tests/tools")
+                .join(script);
+            let dir = tempfile::tempdir().unwrap();
+            let out = Command::new("bash")
+                .arg(&script)
+                .arg("start")
+                .arg(dir.path().join("server"))
+                .stdin(Stdio::null())
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{} did not start:\n{}",
+                script.display(),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let env = String::from_utf8(out.stdout)
+                .unwrap()
+                .lines()
+                .filter_map(|l| l.split_once('='))
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .collect();
+            Some(GitServer {
+                dir,
+                env,
+                script,
+                prefix,
+            })
+        }
+
+        pub(in crate::io::repo) fn var(&self, key: &str) -> &str {
+            &self.env[key]
+        }
+
+        /// A new empty bare repository `name` whose HEAD names `main`.
+        pub(in crate::io::repo) fn create(&self, name: &str) -> PathBuf {
+            let repos = self.var(&format!("{}_REPOS", self.prefix));
+            let bare = Path::new(repos).join(format!("{name}.git"));
+            git(
+                Path::new("/"),
+                &["init", "-q", "--bare", "-b", "main", bare.to_str().unwrap()],
+            );
+            bare
+        }
+
+        pub(in crate::io::repo) fn url(&self, name: &str) -> String {
+            format!("{}/{name}.git", self.var(&format!("{}_URL", self.prefix)))
+        }
+    }
+
+    impl Drop for GitServer {
+        fn drop(&mut self) {
+            let _ = Command::new("bash")
+                .arg(&self.script)
+                .arg("stop")
+                .arg(self.dir.path().join("server"))
+                .output();
+        }
+    }
+
+    /// A running https git server.
+    struct Server(GitServer);
+
+    impl std::ops::Deref for Server {
+        type Target = GitServer;
+        fn deref(&self) -> &GitServer {
+            &self.0
+        }
     }
 
     impl Server {
@@ -515,55 +602,12 @@ pub(super) mod live {
                         .is_ok_and(|o| o.status.success())
                 })
                 .collect();
-            if !missing.is_empty() {
-                let msg = format!(
+            let missing = (!missing.is_empty()).then(|| {
+                format!(
                     "https git server: missing {missing:?} (Debian: lighttpd lighttpd-mod-openssl apache2-utils)"
-                );
-                assert!(
-                    std::env::var("PROVISIO_REQUIRE_TOOLS").as_deref() != Ok("1"),
-                    "{msg}"
-                );
-                eprintln!("SKIPPED: {msg}");
-                return None;
-            }
-            let dir = tempfile::tempdir().unwrap();
-            let out = Command::new("bash")
-                .arg(script())
-                .arg("start")
-                .arg(dir.path().join("server"))
-                .stdin(Stdio::null())
-                .output()
-                .unwrap();
-            assert!(
-                out.status.success(),
-                "the https git server did not start:\n{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-            let env = String::from_utf8(out.stdout)
-                .unwrap()
-                .lines()
-                .filter_map(|l| l.split_once('='))
-                .map(|(k, v)| (k.to_owned(), v.to_owned()))
-                .collect();
-            Some(Server { dir, env })
-        }
-
-        fn var(&self, key: &str) -> &str {
-            &self.env[key]
-        }
-
-        /// A new empty bare repository `name` whose HEAD names `main`.
-        fn create(&self, name: &str) -> PathBuf {
-            let bare = Path::new(self.var("GIT_HTTPS_REPOS")).join(format!("{name}.git"));
-            git(
-                Path::new("/"),
-                &["init", "-q", "--bare", "-b", "main", bare.to_str().unwrap()],
-            );
-            bare
-        }
-
-        fn url(&self, name: &str) -> String {
-            format!("{}/{name}.git", self.var("GIT_HTTPS_URL"))
+                )
+            });
+            GitServer::start("git-https-server.sh", "GIT_HTTPS", missing).map(Server)
         }
 
         /// The user, password file and CA of the server.
@@ -574,16 +618,6 @@ pub(super) mod live {
                 ca_file: Some(self.var("GIT_HTTPS_CA").into()),
                 ..Transport::default()
             }
-        }
-    }
-
-    impl Drop for Server {
-        fn drop(&mut self) {
-            let _ = Command::new("bash")
-                .arg(script())
-                .arg("stop")
-                .arg(self.dir.path().join("server"))
-                .output();
         }
     }
 

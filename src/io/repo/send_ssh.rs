@@ -520,22 +520,21 @@ mod tests {
 /// (`tests/tools/git-ssh-server.sh`). Packs are made by stock `git pack-objects`.
 #[cfg(test)]
 mod live {
-    use std::collections::BTreeMap;
     use std::fs::File;
     use std::path::{Path, PathBuf};
-    use std::process::{Command, Stdio};
+    use std::process::Command;
 
-    use super::super::send_http::live::{MAIN, Work, git, never, value};
+    use super::super::send_http::live::{GitServer, MAIN, Work, git, never, value};
     use super::*;
 
-    /// A running ssh git server, stopped when dropped.
-    struct Server {
-        dir: tempfile::TempDir,
-        env: BTreeMap<String, String>,
-    }
+    /// A running ssh git server.
+    struct Server(GitServer);
 
-    fn script() -> PathBuf {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/tools/git-ssh-server.sh")
+    impl std::ops::Deref for Server {
+        type Target = GitServer;
+        fn deref(&self) -> &GitServer {
+            &self.0
+        }
     }
 
     impl Server {
@@ -545,53 +544,9 @@ mod live {
                 .args(["-c", "command -v sshd || test -x /usr/sbin/sshd"])
                 .output()
                 .is_ok_and(|o| o.status.success());
-            if !sshd {
-                let msg = "ssh git server: missing sshd (Debian: openssh-server)";
-                assert!(
-                    std::env::var("PROVISIO_REQUIRE_TOOLS").as_deref() != Ok("1"),
-                    "{msg}"
-                );
-                eprintln!("SKIPPED: {msg}");
-                return None;
-            }
-            let dir = tempfile::tempdir().unwrap();
-            let out = Command::new("bash")
-                .arg(script())
-                .arg("start")
-                .arg(dir.path().join("server"))
-                .stdin(Stdio::null())
-                .output()
-                .unwrap();
-            assert!(
-                out.status.success(),
-                "the ssh git server did not start:\n{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-            let env = String::from_utf8(out.stdout)
-                .unwrap()
-                .lines()
-                .filter_map(|l| l.split_once('='))
-                .map(|(k, v)| (k.to_owned(), v.to_owned()))
-                .collect();
-            Some(Server { dir, env })
-        }
-
-        fn var(&self, key: &str) -> &str {
-            &self.env[key]
-        }
-
-        /// A new empty bare repository `name` whose HEAD names `main`.
-        fn create(&self, name: &str) -> PathBuf {
-            let bare = Path::new(self.var("GIT_SSH_REPOS")).join(format!("{name}.git"));
-            git(
-                Path::new("/"),
-                &["init", "-q", "--bare", "-b", "main", bare.to_str().unwrap()],
-            );
-            bare
-        }
-
-        fn url(&self, name: &str) -> String {
-            format!("{}/{name}.git", self.var("GIT_SSH_URL"))
+            let missing =
+                (!sshd).then(|| "ssh git server: missing sshd (Debian: openssh-server)".to_owned());
+            GitServer::start("git-ssh-server.sh", "GIT_SSH", missing).map(Server)
         }
 
         /// The client key and the server's host keys.
@@ -609,16 +564,6 @@ mod live {
                 .unwrap_or_default()
                 .matches("Accepted publickey")
                 .count()
-        }
-    }
-
-    impl Drop for Server {
-        fn drop(&mut self) {
-            let _ = Command::new("bash")
-                .arg(script())
-                .arg("stop")
-                .arg(self.dir.path().join("server"))
-                .output();
         }
     }
 
