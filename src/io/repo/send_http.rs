@@ -716,17 +716,29 @@ pub(super) mod live {
         panic!("no pack may be asked for")
     }
 
-    #[test]
-    fn a_first_push_a_second_on_top_and_one_already_there() {
-        let Some(server) = Server::start() else {
-            return;
-        };
+    /// A push function of one transport (`send_http::push`, `send_ssh::push`), for the
+    /// scenarios every transport must pass against its real server.
+    pub(in crate::io::repo) type PushFn = fn(
+        &Transport,
+        &str,
+        &str,
+        Oid,
+        &mut dyn FnMut(Option<Oid>) -> Result<File, PushFailure>,
+    ) -> Result<(), PushFailure>;
+
+    /// A first push into an empty repository, a second on top, and one of what the remote
+    /// has (no pack asked for); the work tree and URL, for more.
+    pub(in crate::io::repo) fn first_second_and_already_there(
+        server: &GitServer,
+        t: &Transport,
+        push: PushFn,
+    ) -> (Work, String, PathBuf) {
         let bare = server.create("first");
-        let (t, url) = (server.transport(), server.url("first"));
+        let url = server.url("first");
         let work = Work::new();
         let c1 = work.commit("a.txt", "a\n");
         let mut asked = Vec::new();
-        push(&t, &url, MAIN, c1, &mut |old| {
+        push(t, &url, MAIN, c1, &mut |old| {
             asked.push(old);
             Ok(work.pack(c1, old))
         })
@@ -735,7 +747,7 @@ pub(super) mod live {
         fsck(&bare);
 
         let c2 = work.commit("b.txt", "b\n");
-        push(&t, &url, MAIN, c2, &mut |old| {
+        push(t, &url, MAIN, c2, &mut |old| {
             asked.push(old);
             Ok(work.pack(c2, old))
         })
@@ -746,23 +758,26 @@ pub(super) mod live {
         assert_eq!(git(&bare, &["cat-file", "-p", "main:b.txt"]), "b");
 
         // Already there: nothing is sent.
-        push(&t, &url, MAIN, c2, &mut never).unwrap();
+        push(t, &url, MAIN, c2, &mut never).unwrap();
+        (work, url, bare)
     }
 
-    #[test]
-    fn a_remote_that_moved_is_moved_and_keeps_its_branch() {
-        let Some(server) = Server::start() else {
-            return;
-        };
+    /// The remote's branch moving between the advertisement and the push: Moved, its branch
+    /// kept; a `pack_for`'s own refusal returned as is.
+    pub(in crate::io::repo) fn moved_keeps_its_branch(
+        server: &GitServer,
+        t: &Transport,
+        push: PushFn,
+    ) {
         let bare = server.create("moved");
-        let (t, url) = (server.transport(), server.url("moved"));
+        let url = server.url("moved");
         let work = Work::new();
         let c1 = work.commit("a.txt", "a\n");
-        push(&t, &url, MAIN, c1, &mut |old| Ok(work.pack(c1, old))).unwrap();
+        push(t, &url, MAIN, c1, &mut |old| Ok(work.pack(c1, old))).unwrap();
         // Another writer's commit, on top of c1, lands as `other`.
         git(work.0.path(), &["checkout", "-q", "-b", "other"]);
         let theirs = work.commit("theirs.txt", "t\n");
-        push(&t, &url, "refs/heads/other", theirs, &mut |old| {
+        push(t, &url, "refs/heads/other", theirs, &mut |old| {
             Ok(work.pack(theirs, old))
         })
         .unwrap();
@@ -770,7 +785,7 @@ pub(super) mod live {
         let ours = work.commit("ours.txt", "o\n");
 
         // The remote's main moves between the advertisement and the push.
-        let e = push(&t, &url, MAIN, ours, &mut |old| {
+        let e = push(t, &url, MAIN, ours, &mut |old| {
             assert_eq!(old, Some(c1));
             git(&bare, &["update-ref", MAIN, &theirs.to_string()]);
             Ok(work.pack(ours, old))
@@ -782,7 +797,7 @@ pub(super) mod live {
         fsck(&bare);
 
         // A pack_for's own refusal (not a descendant locally) is returned as is.
-        let e = push(&t, &url, MAIN, ours, &mut |old| {
+        let e = push(t, &url, MAIN, ours, &mut |old| {
             Err(PushFailure::Moved(format!("{old:?} is not an ancestor")))
         })
         .unwrap_err();
@@ -793,11 +808,8 @@ pub(super) mod live {
         assert_eq!(value(&bare, MAIN), Some(theirs));
     }
 
-    #[test]
-    fn a_hook_refusal_is_refused_with_the_hooks_message() {
-        let Some(server) = Server::start() else {
-            return;
-        };
+    /// A pre-receive hook refusing: Refused with the hook's message, nothing changed.
+    pub(in crate::io::repo) fn hook_refusal(server: &GitServer, t: &Transport, push: PushFn) {
         let bare = server.create("hooked");
         let hook = bare.join("hooks/pre-receive");
         std::fs::write(
@@ -809,13 +821,9 @@ pub(super) mod live {
             .unwrap();
         let work = Work::new();
         let c1 = work.commit("a.txt", "a\n");
-        let e = push(
-            &server.transport(),
-            &server.url("hooked"),
-            MAIN,
-            c1,
-            &mut |old| Ok(work.pack(c1, old)),
-        )
+        let e = push(t, &server.url("hooked"), MAIN, c1, &mut |old| {
+            Ok(work.pack(c1, old))
+        })
         .unwrap_err();
         let PushFailure::Refused { refname, message } = &e else {
             panic!("{e:?}")
@@ -829,6 +837,27 @@ pub(super) mod live {
         assert!(!e.is_retryable());
         assert_eq!(value(&bare, MAIN), None);
         fsck(&bare);
+    }
+
+    #[test]
+    fn a_first_push_a_second_on_top_and_one_already_there() {
+        if let Some(server) = Server::start() {
+            first_second_and_already_there(&server, &server.transport(), push);
+        }
+    }
+
+    #[test]
+    fn a_remote_that_moved_is_moved_and_keeps_its_branch() {
+        if let Some(server) = Server::start() {
+            moved_keeps_its_branch(&server, &server.transport(), push);
+        }
+    }
+
+    #[test]
+    fn a_hook_refusal_is_refused_with_the_hooks_message() {
+        if let Some(server) = Server::start() {
+            hook_refusal(&server, &server.transport(), push);
+        }
     }
 
     #[test]

@@ -524,7 +524,10 @@ mod live {
     use std::path::{Path, PathBuf};
     use std::process::Command;
 
-    use super::super::send_http::live::{GitServer, MAIN, Work, git, never, value};
+    use super::super::send_http::live::{
+        GitServer, MAIN, Work, first_second_and_already_there, git, hook_refusal,
+        moved_keeps_its_branch, never, value,
+    };
     use super::*;
 
     /// A running ssh git server.
@@ -588,32 +591,8 @@ mod live {
         let Some(server) = Server::start() else {
             return;
         };
-        let bare = server.create("first");
-        let (t, url) = (server.transport(), server.url("first"));
-        let work = Work::new();
-        let c1 = work.commit("a.txt", "a\n");
-        let mut asked = Vec::new();
-        push(&t, &url, MAIN, c1, &mut |old| {
-            asked.push(old);
-            Ok(work.pack(c1, old))
-        })
-        .unwrap();
-        assert_eq!(value(&bare, MAIN), Some(c1));
-        fsck(&bare);
-
-        let c2 = work.commit("b.txt", "b\n");
-        push(&t, &url, MAIN, c2, &mut |old| {
-            asked.push(old);
-            Ok(work.pack(c2, old))
-        })
-        .unwrap();
-        assert_eq!(asked, [None, Some(c1)]);
-        assert_eq!(value(&bare, MAIN), Some(c2));
-        fsck(&bare);
-        assert_eq!(git(&bare, &["cat-file", "-p", "main:b.txt"]), "b");
-
-        // Already there: nothing is sent.
-        push(&t, &url, MAIN, c2, &mut never).unwrap();
+        let t = server.transport();
+        let (work, url, bare) = first_second_and_already_there(&server, &t, push);
 
         // The same repository by a `/~/` path (cut to `~/`, as git does).
         let tilde = url.replace("/first.git", "/~/first.git");
@@ -625,45 +604,9 @@ mod live {
 
     #[test]
     fn a_remote_that_moved_is_moved_and_keeps_its_branch() {
-        let Some(server) = Server::start() else {
-            return;
-        };
-        let bare = server.create("moved");
-        let (t, url) = (server.transport(), server.url("moved"));
-        let work = Work::new();
-        let c1 = work.commit("a.txt", "a\n");
-        push(&t, &url, MAIN, c1, &mut |old| Ok(work.pack(c1, old))).unwrap();
-        git(work.0.path(), &["checkout", "-q", "-b", "other"]);
-        let theirs = work.commit("theirs.txt", "t\n");
-        push(&t, &url, "refs/heads/other", theirs, &mut |old| {
-            Ok(work.pack(theirs, old))
-        })
-        .unwrap();
-        git(work.0.path(), &["checkout", "-q", "main"]);
-        let ours = work.commit("ours.txt", "o\n");
-
-        // The remote's main moves between the advertisement and the push.
-        let e = push(&t, &url, MAIN, ours, &mut |old| {
-            assert_eq!(old, Some(c1));
-            git(&bare, &["update-ref", MAIN, &theirs.to_string()]);
-            Ok(work.pack(ours, old))
-        })
-        .unwrap_err();
-        assert!(matches!(e, PushFailure::Moved(_)), "{e:?}");
-        assert!(e.is_retryable() && e.outcome() == "rejected", "{e}");
-        assert_eq!(value(&bare, MAIN), Some(theirs));
-        fsck(&bare);
-
-        // A pack_for's own refusal (not a descendant locally) is returned as is.
-        let e = push(&t, &url, MAIN, ours, &mut |old| {
-            Err(PushFailure::Moved(format!("{old:?} is not an ancestor")))
-        })
-        .unwrap_err();
-        assert_eq!(
-            e.to_string(),
-            format!("the remote moved (Some({theirs}) is not an ancestor)")
-        );
-        assert_eq!(value(&bare, MAIN), Some(theirs));
+        if let Some(server) = Server::start() {
+            moved_keeps_its_branch(&server, &server.transport(), push);
+        }
     }
 
     #[test]
@@ -831,40 +774,9 @@ mod live {
 
     #[test]
     fn a_hook_refusal_is_refused_with_the_hooks_message() {
-        let Some(server) = Server::start() else {
-            return;
-        };
-        let bare = server.create("hooked");
-        let hook = bare.join("hooks/pre-receive");
-        std::fs::write(
-            &hook,
-            "#!/bin/sh\necho 'rejected by policy: no Fridays' >&2\nexit 1\n",
-        )
-        .unwrap();
-        std::fs::set_permissions(&hook, std::os::unix::fs::PermissionsExt::from_mode(0o755))
-            .unwrap();
-        let work = Work::new();
-        let c1 = work.commit("a.txt", "a\n");
-        let e = push(
-            &server.transport(),
-            &server.url("hooked"),
-            MAIN,
-            c1,
-            &mut |old| Ok(work.pack(c1, old)),
-        )
-        .unwrap_err();
-        let PushFailure::Refused { refname, message } = &e else {
-            panic!("{e:?}")
-        };
-        assert_eq!(refname, MAIN);
-        assert!(message.contains("pre-receive hook declined"), "{message}");
-        assert!(
-            message.contains("rejected by policy: no Fridays"),
-            "{message}"
-        );
-        assert!(!e.is_retryable());
-        assert_eq!(value(&bare, MAIN), None);
-        fsck(&bare);
+        if let Some(server) = Server::start() {
+            hook_refusal(&server, &server.transport(), push);
+        }
     }
 
     /// The process's peak resident memory (KiB) since it was last reset.
