@@ -336,25 +336,33 @@ fn write_entries<W: Write>(
             let whole = buf
                 .first()
                 .is_some_and(|b| (1..=4).contains(&((b >> 4) & 7)));
-            if verify && whole {
-                check_entry(e.oid, &buf, &mut inflated)?;
-            }
+            // Checked against its id first when the receiver relies on it; a whole entry
+            // that fails, like one failing its CRC-32, is read through the object database
+            // instead (which fails in turn if that copy is damaged too).
+            let sound = !(verify && whole)
+                || check_entry(e.oid, &buf, &mut inflated)
+                    .inspect_err(|why| {
+                        tracing::warn!(
+                            "{}: {why}; the object is read through the object database instead",
+                            pack.stem.with_extension("pack").display()
+                        )
+                    })
+                    .is_ok();
             let offset = out.written;
-            let crc = match copy_entry(&pack.stem, &e, &buf, odb, out, &mut zbuf) {
-                Ok(crc) if verify && !whole => {
-                    // A delta, stored whole: checked as it was read.
-                    let obj = odb.read(e.oid).map_err(std::io::Error::other)?;
-                    check_object(e.oid, obj.kind(), obj.data())?;
-                    crc
+            let crc = if !whole || !sound {
+                // A delta (a fetched pack's) is read whole, its base resolved.
+                whole_entry(odb, e.oid, out, &mut zbuf, verify)?
+            } else {
+                match copy_entry(&pack.stem, &e, &buf, odb, out, &mut zbuf) {
+                    Ok(crc) => crc,
+                    Err(damaged) if damaged.get_ref().is_some_and(|d| d.is::<Damaged>()) => {
+                        tracing::warn!(
+                            "{damaged}; the object is read through the object database instead"
+                        );
+                        whole_entry(odb, e.oid, out, &mut zbuf, verify)?
+                    }
+                    Err(e) => return Err(e),
                 }
-                Ok(crc) => crc,
-                Err(damaged) if damaged.get_ref().is_some_and(|d| d.is::<Damaged>()) => {
-                    tracing::warn!(
-                        "{damaged}; the object is read through the object database instead"
-                    );
-                    whole_entry(odb, e.oid, out, &mut zbuf, verify)?
-                }
-                Err(e) => return Err(e),
             };
             entries.push(PackEntry {
                 oid: e.oid,
