@@ -332,6 +332,15 @@ pub(super) fn check_entry(oid: Oid, stored: &[u8], inflated: &mut Vec<u8>) -> st
         4 => ObjectType::Tag,
         _ => return Err(bad("not a whole object")),
     };
+    // Deflate packs at most 1,032 bytes into one (zlib's technical report): a header that
+    // claims more than that of the bytes given is damaged, and is not allocated for (a
+    // damaged size byte would otherwise ask for up to 2^60 bytes and abort the process).
+    let given = (stored.len() - at) as u64;
+    if size > given.saturating_mul(1032) {
+        return Err(bad(
+            "its compressed bytes do not hold the size its header gives",
+        ));
+    }
     let size = usize::try_from(size).map_err(|_| bad("too large"))?;
     inflated.clear();
     inflated.reserve_exact(size);
@@ -564,6 +573,10 @@ mod tests {
         delta[0] = (delta[0] & 0x8f) | (7 << 4);
         fails(&delta, oid, "not a whole object");
         fails(&[0x80], oid, "a bad entry header");
+        // A damaged size byte claiming 2^59 bytes: an error, not an allocation that aborts.
+        let mut huge = vec![0xbf, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x0f];
+        huge.extend_from_slice(&entry[entry_header(3, data.len() as u64).len()..]);
+        fails(&huge, oid, "size its header gives");
     }
 
     /// The size encoding of gitformat-pack.txt: 4 bits in the first byte, then 7 per byte.
