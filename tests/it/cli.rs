@@ -252,7 +252,7 @@ fn a_push_that_cannot_reach_the_remote_exits_3_and_keeps_the_commit() {
 generate: 28 written, 0 removed, 58 unchanged (1 tenant(s) changed, 0 removed)
 error: pushing main to origin failed after 2 attempt(s); the local commit is kept and pushed by the next attempt
   caused by: cannot reach file://[WS]/manifests.git
-  caused by: failed to resolve path '[WS]/manifests.git': No such file or directory; class=Os (2)
+  caused by: failed to resolve path '[WS]/manifests.git': No such file or directory; class=Os (2); code=NotFound (-3)
 
 "#]]);
     assert_eq!(
