@@ -44,6 +44,7 @@ use std::thread::JoinHandle;
 use git2::{ObjectType, Odb, OdbLookupFlags, Oid, Repository};
 
 use super::pack::{Object, PlainPack};
+use super::packed::Packed;
 
 /// Uncompressed bytes of objects in one pack (a pack is stored once it holds more).
 const FLUSH_BYTES: usize = 64 << 20;
@@ -78,6 +79,8 @@ pub struct Bulk<'r> {
     /// Why a batch was lost (the writer failed or could not start): its objects stay in
     /// `sent`, so every later hand-over, and the session, fails with it.
     lost: RefCell<Option<String>>,
+    /// The packs on disk, opened at the first tree read from disk ([`read_tree`]).
+    packed: std::cell::OnceCell<Packed>,
 }
 
 /// What is kept of an object handed to the pack writer: its kind, and a tree's bytes.
@@ -131,6 +134,7 @@ fn in_bulk_flushing_at<T, E>(
         batches: Cell::new(0),
         writer: RefCell::default(),
         lost: RefCell::default(),
+        packed: std::cell::OnceCell::new(),
     };
     let out = build(&bulk)?;
     bulk.finish()
@@ -171,11 +175,8 @@ impl Bulk<'_> {
                 None => Err(not_a_tree(oid, sent.kind)),
             };
         }
-        let obj = self.disk.read(oid)?;
-        match obj.kind() {
-            ObjectType::Tree => TreeEntries::parse(oid, obj.data()),
-            other => Err(not_a_tree(oid, other)),
-        }
+        let packed = self.packed.get_or_init(|| Packed::open(self.repo.path()));
+        read_tree(packed, &self.disk, oid)
     }
 
     /// The id of `data` as an object of `kind`; queues it (copied only when borrowed) unless
@@ -389,6 +390,23 @@ fn object_id(kind: ObjectType, data: &[u8]) -> Result<Oid, git2::Error> {
     Oid::hash_object(kind, data)
 }
 
+/// The tree `oid` on disk: read from `packed` when a pack holds it whole, else through
+/// `odb` (a delta, a loose object, a pack written since `packed` was opened, damage: see
+/// [`super::packed`]).
+pub fn read_tree(packed: &Packed, odb: &Odb<'_>, oid: Oid) -> Result<TreeEntries, git2::Error> {
+    if let Some((kind, data)) = packed.read(oid) {
+        return match kind {
+            ObjectType::Tree => TreeEntries::parse(oid, &data),
+            other => Err(not_a_tree(oid, other)),
+        };
+    }
+    let obj = odb.read(oid)?;
+    match obj.kind() {
+        ObjectType::Tree => TreeEntries::parse(oid, obj.data()),
+        other => Err(not_a_tree(oid, other)),
+    }
+}
+
 fn not_a_tree(oid: Oid, kind: ObjectType) -> git2::Error {
     git2::Error::from_str(&format!("object {oid} is a {kind}, not a tree"))
 }
@@ -463,6 +481,13 @@ impl TreeEntries {
         self.entries.is_empty()
     }
 
+    /// The entries by name (byte order): each name, id and mode as the tree stores it.
+    pub fn iter(&self) -> impl Iterator<Item = (&[u8], Oid, i32)> {
+        self.entries
+            .iter()
+            .map(|(name, &(oid, mode))| (name.as_slice(), oid, mode))
+    }
+
     pub fn len(&self) -> usize {
         self.entries.len()
     }
@@ -535,7 +560,7 @@ fn git_order(a: &[u8], mode_a: i32, b: &[u8], mode_b: i32) -> std::cmp::Ordering
 
 /// libgit2's `normalize_filemode` (`GIT_MODE_TYPE`: the bits above the permissions;
 /// `GIT_PERMS_IS_EXEC`: the owner's execute bit).
-fn normalize_mode(mode: i32) -> i32 {
+pub fn normalize_mode(mode: i32) -> i32 {
     match mode & !0o777 {
         TREE_MODE => TREE_MODE,
         _ if mode & 0o100 != 0 => 0o100755,

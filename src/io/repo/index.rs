@@ -33,6 +33,8 @@ use std::path::{Path, PathBuf};
 use git2::{Oid, Tree};
 use sha1::{Digest, Sha1};
 
+use super::bulk::{TreeEntries, normalize_mode, read_tree};
+use super::packed::Packed;
 use super::{Result, io};
 
 /// One path's state after the commit: its entry (added or updated), or `None` (removed).
@@ -68,10 +70,13 @@ pub fn tree_changes(
     workdir: &Path,
 ) -> std::result::Result<Changes, git2::Error> {
     let mut changes = Changes::default();
+    // Trees are read from the clone's packs directly (a release reads tens of thousands).
+    let (packed, odb) = (Packed::open(repo.path()), repo.odb()?);
+    let read = |id: Oid| read_tree(&packed, &odb, id);
     compare(
-        repo,
-        Some(old),
-        Some(new),
+        &read,
+        Some(&read(old.id())?),
+        Some(&read(new.id())?),
         &mut Vec::new(),
         workdir,
         &mut changes,
@@ -95,19 +100,19 @@ type Side = Option<(Oid, i32)>;
 /// Appends the changes under `prefix` from `old` to `new` (either absent: everything under
 /// the other is added or removed).
 fn compare(
-    repo: &git2::Repository,
-    old: Option<&Tree<'_>>,
-    new: Option<&Tree<'_>>,
+    read: &dyn Fn(Oid) -> std::result::Result<TreeEntries, git2::Error>,
+    old: Option<&TreeEntries>,
+    new: Option<&TreeEntries>,
     prefix: &mut Vec<u8>,
     workdir: &Path,
     out: &mut Changes,
 ) -> std::result::Result<(), git2::Error> {
     let mut names: std::collections::BTreeMap<Vec<u8>, (Side, Side)> = Default::default();
-    for e in old.iter().flat_map(|t| t.iter()) {
-        names.entry(e.name_bytes().to_vec()).or_default().0 = Some((e.id(), e.filemode()));
+    for (name, id, mode) in old.iter().flat_map(|t| t.iter()) {
+        names.entry(name.to_vec()).or_default().0 = Some((id, normalize_mode(mode)));
     }
-    for e in new.iter().flat_map(|t| t.iter()) {
-        names.entry(e.name_bytes().to_vec()).or_default().1 = Some((e.id(), e.filemode()));
+    for (name, id, mode) in new.iter().flat_map(|t| t.iter()) {
+        names.entry(name.to_vec()).or_default().1 = Some((id, normalize_mode(mode)));
     }
     const TREE: i32 = 0o040000;
     for (name, (o, n)) in names {
@@ -119,16 +124,16 @@ fn compare(
             prefix.push(b'/');
         }
         prefix.extend_from_slice(&name);
-        let subtree = |side: Side| -> std::result::Result<Option<Tree<'_>>, git2::Error> {
+        let subtree = |side: Side| -> std::result::Result<Option<TreeEntries>, git2::Error> {
             match side {
-                Some((id, TREE)) => repo.find_tree(id).map(Some),
+                Some((id, TREE)) => read(id).map(Some),
                 _ => Ok(None),
             }
         };
         let (old_tree, new_tree) = (subtree(o)?, subtree(n)?);
         if old_tree.is_some() || new_tree.is_some() {
             compare(
-                repo,
+                read,
                 old_tree.as_ref(),
                 new_tree.as_ref(),
                 prefix,

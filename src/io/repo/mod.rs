@@ -45,6 +45,7 @@ pub mod lock;
 pub mod message;
 pub mod output;
 pub mod pack;
+pub mod packed;
 pub mod push;
 pub mod rollup;
 pub mod send_http;

@@ -323,6 +323,21 @@ pub(super) fn copy_entry(
 /// inflated to exactly the size the header gives (`inflated`: a buffer to reuse), then hashed
 /// as git names an object (see [`check_object`]).
 pub(super) fn check_entry(oid: Oid, stored: &[u8], inflated: &mut Vec<u8>) -> std::io::Result<()> {
+    let kind = inflate_entry(oid, stored, true, inflated)?;
+    check_object(oid, kind, inflated)
+}
+
+/// Inflates the whole-object pack entry at the start of `stored` (its header and compressed
+/// bytes) into `inflated` (a buffer to reuse), checking that it holds exactly the size its
+/// header gives; with `exact`, that `stored` ends where the entry's compressed bytes end
+/// (otherwise what follows them, the next entry, is left unread). Returns the object's kind.
+/// The bytes are not hashed here ([`check_object`]).
+pub(super) fn inflate_entry(
+    oid: Oid,
+    stored: &[u8],
+    exact: bool,
+    inflated: &mut Vec<u8>,
+) -> std::io::Result<ObjectType> {
     let bad = |what: &str| std::io::Error::other(format!("object {oid}: {what}"));
     let (kind, size, at) = parse_entry_header(stored).ok_or_else(|| bad("a bad entry header"))?;
     let kind = match kind {
@@ -350,13 +365,13 @@ pub(super) fn check_entry(oid: Oid, stored: &[u8], inflated: &mut Vec<u8>) -> st
         .map_err(|e| bad(&format!("does not inflate ({e})")))?;
     if status != flate2::Status::StreamEnd
         || inflated.len() != size
-        || z.total_in() != (stored.len() - at) as u64
+        || (exact && z.total_in() != (stored.len() - at) as u64)
     {
         return Err(bad(
             "its compressed bytes do not hold the size its header gives",
         ));
     }
-    check_object(oid, kind, inflated)
+    Ok(kind)
 }
 
 /// Checks that `data`, an object of `kind`, hashes to `oid` (`<kind> <size>\0` and the bytes,
@@ -377,7 +392,7 @@ pub(super) fn check_object(oid: Oid, kind: ObjectType, data: &[u8]) -> std::io::
 
 /// A pack entry header's type, size, and length (see [`entry_header`]); `None` when cut short
 /// or longer than a 64-bit size.
-fn parse_entry_header(stored: &[u8]) -> Option<(u8, u64, usize)> {
+pub(super) fn parse_entry_header(stored: &[u8]) -> Option<(u8, u64, usize)> {
     let mut bytes = stored.iter().copied();
     let first = bytes.next()?;
     let kind = (first >> 4) & 7;

@@ -38,14 +38,16 @@ use std::fs::File;
 use std::io::{BufReader, BufWriter, Read, Seek, Write};
 use std::path::{Path, PathBuf};
 
-use git2::{ErrorCode, ObjectType, Odb, Oid, Repository, Tree};
+use git2::{ErrorCode, Odb, Oid, Repository};
 use sha1::{Digest, Sha1};
 
+use super::bulk::{TreeEntries, read_tree};
 use super::failure::{PushFailure, refusal};
 use super::pack::{
     Damaged, HashingWriter, PackEntry, check_entry, check_object, check_pair, copy_entry,
     idx_entries, store_with, write_entry,
 };
+use super::packed::Packed;
 use super::transport::{RemoteError, redact};
 
 /// A failure of provisio's own side while it prepares a push (reading its objects, writing
@@ -168,6 +170,9 @@ fn outgoing(repo: &Repository, new: Oid, old: Option<Oid>) -> Result<Vec<Oid>, g
     if let Some(old) = old {
         walk.hide(old)?;
     }
+    // Trees are read from the clone's packs directly (a release reads tens of thousands).
+    let (packed, odb) = (Packed::open(repo.path()), repo.odb()?);
+    let read = |id: Oid| read_tree(&packed, &odb, id);
     let mut seen = HashSet::new();
     let mut out = Vec::new();
     for commit in walk {
@@ -175,52 +180,54 @@ fn outgoing(repo: &Repository, new: Oid, old: Option<Oid>) -> Result<Vec<Oid>, g
         if seen.insert(commit.id()) {
             out.push(commit.id());
         }
-        let tree = commit.tree()?;
+        let tree = commit.tree_id();
         let parent = match commit.parent_ids().next() {
-            Some(p) => Some(repo.find_commit(p)?.tree()?),
+            Some(p) => Some(repo.find_commit(p)?.tree_id()),
             None => None,
         };
-        if parent.as_ref().is_some_and(|p| p.id() == tree.id()) {
+        if parent == Some(tree) {
             continue;
         }
-        if seen.insert(tree.id()) {
-            out.push(tree.id());
-            lacking(repo, parent.as_ref(), &tree, &mut seen, &mut out)?;
+        if seen.insert(tree) {
+            out.push(tree);
+            let before = parent.map(read).transpose()?;
+            lacking(&read, before.as_ref(), &read(tree)?, &mut seen, &mut out)?;
         }
     }
     Ok(out)
 }
 
 /// The entries of `new` that `old` (the tree at the same path in the parent) lacks, trees
-/// followed down. A tree already listed had its own entries listed then.
+/// followed down (`read` reads one). A tree already listed had its own entries listed then.
+/// An entry's kind is its mode's as libgit2 reads it (`git_tree_entry_type`): a submodule's
+/// (`160000`), a tree's (`S_ISDIR`), else a blob's.
 fn lacking(
-    repo: &Repository,
-    old: Option<&Tree<'_>>,
-    new: &Tree<'_>,
+    read: &dyn Fn(Oid) -> Result<TreeEntries, git2::Error>,
+    old: Option<&TreeEntries>,
+    new: &TreeEntries,
     seen: &mut HashSet<Oid>,
     out: &mut Vec<Oid>,
 ) -> Result<(), git2::Error> {
-    for e in new.iter() {
-        let before = old.and_then(|t| t.get_name_bytes(e.name_bytes()));
-        if before.as_ref().is_some_and(|b| b.id() == e.id()) {
+    for (name, id, mode) in new.iter() {
+        if old.and_then(|t| t.get(name)).is_some_and(|(b, _)| b == id) {
             continue;
         }
-        match e.kind() {
-            Some(ObjectType::Tree) => {
-                if !seen.insert(e.id()) {
+        match mode & 0o170000 {
+            0o040000 => {
+                if !seen.insert(id) {
                     continue;
                 }
-                out.push(e.id());
-                let sub = repo.find_tree(e.id())?;
-                let sub_before = match before {
-                    Some(b) if b.kind() == Some(ObjectType::Tree) => Some(repo.find_tree(b.id())?),
-                    _ => None,
+                out.push(id);
+                let sub_before = match old.and_then(|t| t.get_tree(name)) {
+                    Some(b) => Some(read(b)?),
+                    None => None,
                 };
-                lacking(repo, sub_before.as_ref(), &sub, seen, out)?;
+                lacking(read, sub_before.as_ref(), &read(id)?, seen, out)?;
             }
-            Some(ObjectType::Blob) if seen.insert(e.id()) => out.push(e.id()),
             // A submodule's commit (another repository's object) is not sent, as git sends
             // none.
+            0o160000 => {}
+            _ if seen.insert(id) => out.push(id),
             _ => {}
         }
     }

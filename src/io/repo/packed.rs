@@ -1,0 +1,339 @@
+//! Whole objects read straight from the clone's packs, for the walks that read tens of
+//! thousands of trees in one run: a commit's tree edits ([`super::bulk`]), a push's list of
+//! what the remote lacks ([`super::push`]) and the index brought in step
+//! ([`super::index`]).
+//!
+//! libgit2 reads a packed object through a window of the pack file mapped into memory
+//! (`mwindow.c`). The windows provisio allows it are few ([`super::set_process_options`]:
+//! 32 MiB mapped in all, which bounds the first push's memory), and a product release
+//! reads its old trees from one set of packs and its new trees from another, on two threads
+//! at once (the push and the index): nearly every read unmapped a window and mapped another.
+//! That was ≈ 1.4 s of the push and ≈ 1.5 s of the index's diff of a release at 10,000
+//! tenants (BENCHMARKS.md, issue 13, eleventh round); with the windows unbounded, ≈ 0.4 s
+//! each, but a first push then peaked at 705 MiB. Here an entry is read with `pread` into a
+//! buffer of its own size: no mapping, nothing resident beyond the buffer.
+//!
+//! - Each `.idx` is read whole when the packs are opened (about 28 bytes per object) and
+//!   searched as it is, through its fan-out table; a pack whose `.idx` is not a version 2
+//!   index, or whose recorded checksum is not the `.pack`'s trailer (another pack's index),
+//!   is left out.
+//! - Only whole objects are read here. A delta, an object in no pack (loose, or in a pack
+//!   written after the packs were opened), an entry that does not inflate to the size its
+//!   header gives, or one whose bytes do not hash to the id asked for, is `None`: the caller
+//!   reads it through libgit2's object database, which resolves deltas and reports real
+//!   damage. Every object returned here was hashed to its id, so a damaged or stale index
+//!   can never hand back another object.
+
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+
+use git2::{ObjectType, Oid};
+
+use super::pack::{check_object, inflate_entry, parse_entry_header};
+
+/// Objects larger than this are left to libgit2 (trees are a few KiB; the largest, a
+/// tenants directory of 10,000 entries, about 500 KiB).
+const LARGEST: u64 = 64 << 20;
+
+/// The packs of one repository, as they were when opened.
+pub struct Packed {
+    packs: Vec<Pack>,
+}
+
+struct Pack {
+    /// The `.idx` file's bytes.
+    idx: Vec<u8>,
+    /// Objects it lists.
+    count: usize,
+    file: File,
+    /// Where the entries end (the `.pack`'s length less its trailer).
+    end: u64,
+}
+
+/// The `.idx` header of version 2 (`gitformat-pack.txt`).
+const IDX_V2: [u8; 8] = [0xff, b't', b'O', b'c', 0, 0, 0, 2];
+/// Bytes before the ids: the header and the fan-out table.
+const IDS_AT: usize = 8 + 256 * 4;
+
+impl Packed {
+    /// The packs of the repository whose git directory is `git_dir` (none when it has no
+    /// `objects/pack/`). A pack that cannot be read is left out: its objects go to libgit2.
+    pub fn open(git_dir: &Path) -> Packed {
+        let dir = git_dir.join("objects").join("pack");
+        let mut idxs: Vec<_> = std::fs::read_dir(&dir)
+            .map(|d| {
+                d.filter_map(|e| e.ok())
+                    .map(|e| e.path())
+                    .filter(|p| {
+                        p.extension().is_some_and(|x| x == "idx")
+                            && p.file_name()
+                                .and_then(|s| s.to_str())
+                                .is_some_and(|s| s.starts_with("pack-"))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        idxs.sort();
+        Packed {
+            packs: idxs.iter().filter_map(|p| Pack::open(p)).collect(),
+        }
+    }
+
+    /// The object `oid` as a pack of the repository holds it whole: its kind and bytes;
+    /// `None` otherwise (see the module's documentation).
+    pub fn read(&self, oid: Oid) -> Option<(ObjectType, Vec<u8>)> {
+        let (pack, offset) = self
+            .packs
+            .iter()
+            .find_map(|p| p.offset_of(oid).map(|o| (p, o)))?;
+        pack.read(oid, offset)
+    }
+
+    /// Packs opened.
+    pub fn len(&self) -> usize {
+        self.packs.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.packs.is_empty()
+    }
+}
+
+impl Pack {
+    fn open(idx_path: &Path) -> Option<Pack> {
+        let idx = std::fs::read(idx_path).ok()?;
+        if idx.get(..8)? != IDX_V2 {
+            return None;
+        }
+        let count = u32_at(&idx, 8 + 255 * 4)? as usize;
+        // Ids, CRC-32s and 4-byte offsets, then the 8-byte offsets, the pack's checksum and
+        // the index's own.
+        if idx.len() < IDS_AT + 28 * count + 40 {
+            return None;
+        }
+        let file = File::open(idx_path.with_extension("pack")).ok()?;
+        let len = file.metadata().ok()?.len();
+        let end = len.checked_sub(20)?;
+        let mut trailer = [0u8; 20];
+        file.read_exact_at(&mut trailer, end).ok()?;
+        let recorded = idx.len() - 40;
+        if idx[recorded..recorded + 20] != trailer {
+            return None;
+        }
+        Some(Pack {
+            idx,
+            count,
+            file,
+            end,
+        })
+    }
+
+    /// Where the entry of `oid` starts, if this pack lists it.
+    fn offset_of(&self, oid: Oid) -> Option<u64> {
+        let id = oid.as_bytes();
+        let first = usize::from(id[0]);
+        let lo = match first {
+            0 => 0,
+            _ => u32_at(&self.idx, 8 + (first - 1) * 4)? as usize,
+        };
+        let hi = (u32_at(&self.idx, 8 + first * 4)? as usize).min(self.count);
+        let (mut lo, mut hi) = (lo.min(hi), hi);
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            let at = IDS_AT + 20 * mid;
+            match self.idx.get(at..at + 20)?.cmp(id) {
+                std::cmp::Ordering::Less => lo = mid + 1,
+                std::cmp::Ordering::Greater => hi = mid,
+                std::cmp::Ordering::Equal => return self.offset(mid),
+            }
+        }
+        None
+    }
+
+    /// The offset the `.idx` records for its `i`-th object.
+    fn offset(&self, i: usize) -> Option<u64> {
+        let small = u32_at(&self.idx, IDS_AT + 24 * self.count + 4 * i)?;
+        if small & 0x8000_0000 == 0 {
+            return Some(u64::from(small));
+        }
+        let at = IDS_AT + 28 * self.count + 8 * (small & 0x7fff_ffff) as usize;
+        Some(u64::from_be_bytes(
+            self.idx.get(at..at + 8)?.try_into().ok()?,
+        ))
+    }
+
+    /// The whole object at `offset`, read with no more than the bytes its header says it can
+    /// take compressed, inflated and hashed to `oid`.
+    fn read(&self, oid: Oid, offset: u64) -> Option<(ObjectType, Vec<u8>)> {
+        if offset >= self.end {
+            return None;
+        }
+        let mut head = [0u8; 16];
+        let got = (self.end - offset).min(head.len() as u64) as usize;
+        self.file.read_exact_at(&mut head[..got], offset).ok()?;
+        let (kind, size, at) = parse_entry_header(&head[..got])?;
+        if !(1..=4).contains(&kind) || size > LARGEST {
+            return None;
+        }
+        // zlib's worst case: 5 bytes a stored block of up to 65,535, a 2-byte header and a
+        // 4-byte checksum; what is read past the entry (the next one) is left uninflated.
+        let bound = at as u64 + size + size / 16_384 * 5 + 64;
+        let want = bound.min(self.end - offset) as usize;
+        let mut stored = vec![0u8; want];
+        self.file.read_exact_at(&mut stored, offset).ok()?;
+        let mut data = Vec::new();
+        let kind = inflate_entry(oid, &stored, false, &mut data).ok()?;
+        check_object(oid, kind, &data).ok()?;
+        Some((kind, data))
+    }
+}
+
+fn u32_at(bytes: &[u8], at: usize) -> Option<u32> {
+    Some(u32::from_be_bytes(bytes.get(at..at + 4)?.try_into().ok()?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::process::Command;
+
+    fn git(dir: &Path, args: &[&str]) -> String {
+        let o = Command::new("git")
+            .arg("-C")
+            .arg(dir)
+            .args(args)
+            .output()
+            .expect("git runs");
+        assert!(o.status.success(), "git {args:?}: {o:?}");
+        String::from_utf8(o.stdout).unwrap()
+    }
+
+    /// A repository whose objects stock git packed (with deltas: `repack -adf`) plus loose
+    /// ones: every object git lists reads back here as `git cat-file` gives it, or is left
+    /// to libgit2 (a delta, a loose object), never read as another.
+    #[test]
+    fn every_object_reads_back_as_git_gives_it_or_is_left_to_libgit2() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        git(dir, &["init", "-q", "-b", "main"]);
+        for round in 0..4 {
+            for i in 0..30 {
+                let body: String = (0..200)
+                    .map(|l| format!("line {l} of file {i}, round {}\n", round * (l % 3)))
+                    .collect();
+                std::fs::create_dir_all(dir.join(format!("d{}", i % 5))).unwrap();
+                std::fs::write(dir.join(format!("d{}/f{i}", i % 5)), body).unwrap();
+            }
+            git(dir, &["add", "-A"]);
+            git(
+                dir,
+                &[
+                    "-c",
+                    "user.name=t",
+                    "-c",
+                    "user.email=t@example.com",
+                    "commit",
+                    "-qm",
+                    &format!("round {round}"),
+                ],
+            );
+            if round == 2 {
+                git(dir, &["repack", "-adfq"]);
+            }
+        }
+        let packed = Packed::open(&dir.join(".git"));
+        assert_eq!(packed.len(), 1);
+        let all = git(dir, &["rev-list", "--objects", "--all"]);
+        let (mut whole, mut left) = (0, 0);
+        let mut kinds = std::collections::BTreeSet::new();
+        for line in all.lines() {
+            let oid = Oid::from_str(&line[..40]).unwrap();
+            match packed.read(oid) {
+                Some((kind, data)) => {
+                    whole += 1;
+                    kinds.insert(kind.str());
+                    let want = Command::new("git")
+                        .arg("-C")
+                        .arg(dir)
+                        .args(["cat-file", kind.str(), &line[..40]])
+                        .output()
+                        .unwrap();
+                    assert_eq!(data, want.stdout, "{oid}");
+                }
+                None => left += 1,
+            }
+        }
+        // Both kinds occur: whole entries in the pack, deltas and the last round's loose
+        // objects left out.
+        assert!(whole > 20 && left > 30, "whole {whole}, left {left}");
+        assert_eq!(
+            kinds.into_iter().collect::<Vec<_>>(),
+            ["blob", "commit", "tree"]
+        );
+    }
+
+    /// Damage never hands back wrong bytes: a flipped byte in a pack's entries, an `.idx` of
+    /// another pack, and a cut `.idx` each leave the object to libgit2.
+    #[test]
+    fn damage_leaves_the_object_to_libgit2() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        git(dir, &["init", "-q", "-b", "main"]);
+        let body: String = (0..500).map(|l| format!("line {l}\n")).collect();
+        std::fs::write(dir.join("f"), &body).unwrap();
+        git(dir, &["add", "-A"]);
+        git(
+            dir,
+            &[
+                "-c",
+                "user.name=t",
+                "-c",
+                "user.email=t@example.com",
+                "commit",
+                "-qm",
+                "one",
+            ],
+        );
+        git(dir, &["repack", "-adq"]);
+        let blob = Oid::from_str(git(dir, &["rev-parse", "HEAD:f"]).trim()).unwrap();
+        let git_dir = dir.join(".git");
+        assert_eq!(
+            Packed::open(&git_dir).read(blob).map(|(_, d)| d),
+            Some(body.clone().into_bytes())
+        );
+        let pack_dir = git_dir.join("objects/pack");
+        let stem = std::fs::read_dir(&pack_dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| p.extension().is_some_and(|x| x == "pack"))
+            .unwrap()
+            .with_extension("");
+        let (pack, idx) = (stem.with_extension("pack"), stem.with_extension("idx"));
+        let offset = Packed::open(&git_dir).packs[0].offset_of(blob).unwrap() as usize;
+        // A byte of the compressed data flipped (inside the blob's entry).
+        let good = std::fs::read(&pack).unwrap();
+        let mut bad = good.clone();
+        bad[offset + 40] ^= 0x55;
+        for p in [&pack, &idx] {
+            let mut perm = std::fs::metadata(p).unwrap().permissions();
+            std::os::unix::fs::PermissionsExt::set_mode(&mut perm, 0o644);
+            std::fs::set_permissions(p, perm).unwrap();
+        }
+        std::fs::write(&pack, &bad).unwrap();
+        assert_eq!(Packed::open(&git_dir).read(blob), None);
+        std::fs::write(&pack, &good).unwrap();
+        // The index's record of the pack's checksum no longer matches.
+        let good_idx = std::fs::read(&idx).unwrap();
+        let mut other = good_idx.clone();
+        let at = other.len() - 40;
+        other[at] ^= 1;
+        std::fs::write(&idx, &other).unwrap();
+        assert!(Packed::open(&git_dir).is_empty());
+        // A cut index.
+        std::fs::write(&idx, &good_idx[..good_idx.len() / 2]).unwrap();
+        assert!(Packed::open(&git_dir).is_empty());
+        std::fs::write(&idx, &good_idx).unwrap();
+        assert!(Packed::open(&git_dir).read(blob).is_some());
+    }
+}
