@@ -175,7 +175,9 @@ pub fn generate_observed(
     let trusted = previous
         .as_ref()
         .filter(|p| !full && p.shared == inputs.shared && !torn.contains("*"));
-    let mut writer = Writer::new(&paths.out, previous.as_ref(), &inputs);
+    // Which trees a release may take for the recorded ones without reading them.
+    let stats = output::read_stats(&paths.out);
+    let mut writer = Writer::new(&paths.out, previous.as_ref(), &inputs, &stats);
     if full || torn.contains("*") {
         writer.distrust(None);
     } else {
@@ -213,7 +215,10 @@ pub fn generate_observed(
         now,
         |renderer, plan| {
             let files = renderer.tenant_release(plan, &released)?;
-            Ok(output::prepare_release(&paths.out, plan.id, &files)?)
+            let known = trusted
+                .and_then(|p| p.tenants.get(plan.id))
+                .and_then(|t| Some((t.tree.as_str(), stats.vouching(plan.id, &t.tree)?)));
+            Ok(output::prepare_release(&paths.out, plan.id, &files, known)?)
         },
         |id, prepared| {
             if !writer.tenant_release(id, &inputs.tenants[id], prepared)? {

@@ -239,7 +239,35 @@ fn apply(ws: &Workspace, edit: &Edit) {
 fn generate(ws: &Workspace) -> provisio::io::output::Summary {
     let mut opts = provisio::ops::generate::GenerateOptions::new(common::now());
     opts.mass_delete.allow = true;
-    provisio::ops::generate::generate(&ws.paths(), &opts).expect("generate")
+    let s = provisio::ops::generate::generate(&ws.paths(), &opts).expect("generate");
+    age_stat_record(ws);
+    s
+}
+
+/// Gives `ws`'s output a git directory, where `generate` keeps its stat record
+/// (`provisio::io::output::stat`).
+fn keep_stat_record(ws: &Workspace) {
+    std::fs::create_dir_all(ws.out().join(".git")).unwrap();
+}
+
+/// Makes the stat record, if any, newer than every file written so far, as a run that went on
+/// for more than a tick of the file system's clock after its last tenant leaves it: a record
+/// written in the same tick as a tree's files does not vouch for that tree (git's racy-clean
+/// rule), and every run here is that short.
+fn age_stat_record(ws: &Workspace) {
+    let record = ws
+        .out()
+        .join(".git")
+        .join(provisio::io::output::stat::STAT_FILE);
+    if record.exists() {
+        std::thread::sleep(std::time::Duration::from_millis(15));
+        std::fs::File::options()
+            .write(true)
+            .open(&record)
+            .unwrap()
+            .set_modified(std::time::SystemTime::now())
+            .unwrap();
+    }
 }
 
 /// A fresh output rendered whole from a copy of `ws`'s registry.
@@ -260,6 +288,8 @@ proptest! {
         steps in proptest::collection::vec(proptest::collection::vec(edit(), 1..3), 1..5)
     ) {
         let ws = Workspace::new();
+        // Releases take the trees the stat record vouches for without reading them.
+        keep_stat_record(&ws);
         generate(&ws);
         for step in &steps {
             for e in step {
@@ -329,6 +359,58 @@ fn a_hand_edited_tree_is_rendered_whole_when_a_version_moves() {
     assert_eq!(s.tenants_released, TENANTS.len() - 1, "{s:?}");
     assert_eq!(s.tenants_rendered, 1, "{s:?}");
     assert!(!s.vouched.contains_key(TENANTS[0]), "{s:?}");
+    assert_eq!(ws.snapshot(), full_render(&ws));
+}
+
+/// With a stat record, a release reads only the files it re-renders of the trees whose
+/// files' stat data did not move since the last release recorded them, and reads whole the
+/// tree a hand edit touched (rendering it whole, as without a record).
+#[test]
+fn a_release_reads_only_what_it_re_renders_of_the_trees_the_stat_record_vouches_for() {
+    let ws = Workspace::new();
+    keep_stat_record(&ws);
+    generate(&ws);
+    // No record yet: every tree read whole, and recorded.
+    set_line(&ws, "products/auth.yaml", "version:", "version: v2.0.0");
+    let s = generate(&ws);
+    assert_eq!(
+        (s.tenants_released, s.released_read_whole),
+        (TENANTS.len(), TENANTS.len()),
+        "{s:?}"
+    );
+    set_line(&ws, "products/auth.yaml", "version:", "version: v2.1.0");
+    let s = generate(&ws);
+    assert_eq!(
+        (s.tenants_released, s.released_read_whole),
+        (TENANTS.len(), 0),
+        "{s:?}"
+    );
+    assert_eq!(s.vouched.len(), TENANTS.len(), "{s:?}");
+    assert_eq!(ws.snapshot(), full_render(&ws), "state file included");
+    // A hand edit after the record (a later tick of the clock): that tree is read whole, found
+    // not to be the recorded one, and rendered whole.
+    std::thread::sleep(std::time::Duration::from_millis(15));
+    let ingress = ws
+        .out()
+        .join(format!("tenants-out/{}/ingress.yaml", TENANTS[0]));
+    std::fs::write(&ingress, "hand edit\n").unwrap();
+    set_line(&ws, "products/auth.yaml", "version:", "version: v2.2.0");
+    let s = generate(&ws);
+    assert_eq!(s.tenants_rendered, 1, "{s:?}");
+    assert_eq!(s.released_read_whole, 0, "{s:?}");
+    assert!(!s.vouched.contains_key(TENANTS[0]), "{s:?}");
+    assert_eq!(ws.snapshot(), full_render(&ws));
+    // A state file put back by hand (the files untouched) is not taken for the disk: the
+    // record vouches for the tree hash it saw, not for whatever the state file says.
+    let state = ws.out().join(provisio::io::output::STATE_FILE);
+    let before = std::fs::read(&state).unwrap();
+    set_line(&ws, "products/auth.yaml", "version:", "version: v2.3.0");
+    generate(&ws);
+    std::fs::write(&state, &before).unwrap();
+    set_line(&ws, "products/auth.yaml", "version:", "version: v2.4.0");
+    let s = generate(&ws);
+    assert_eq!(s.released_read_whole, 0, "{s:?}");
+    assert_eq!(s.tenants_rendered, TENANTS.len(), "{s:?}");
     assert_eq!(ws.snapshot(), full_render(&ws));
 }
 

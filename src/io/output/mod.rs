@@ -5,10 +5,12 @@
 
 pub mod diff;
 pub mod error;
+pub mod stat;
 pub mod state;
 pub mod tree;
 pub mod write;
 
+pub use stat::{StatRecord, read_stats};
 pub use state::{Inputs, STATE_FILE, State, fingerprint};
 pub use write::{
     JOURNAL_FILE, OutputLock, Release, Summary, WriteError, Writer, list_dirs, list_top_files,

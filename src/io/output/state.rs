@@ -23,7 +23,7 @@ use provisio_core::registry::release::split_version;
 use provisio_core::render::Files;
 
 pub const STATE_FILE: &str = ".provisio-state.json";
-const FORMAT: u32 = 3;
+const FORMAT: u32 = 4;
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -51,7 +51,7 @@ pub struct State {
 pub struct TenantState {
     /// SHA-256 of the tenant's registry file.
     pub input: String,
-    /// [`tree_hash`] of the files written for the tenant.
+    /// [`tree_hash`] of the files written for the tenant ([`TreeSum`]).
     pub tree: String,
 }
 
@@ -84,16 +84,77 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
 
-/// One hash over a set of files: their paths and contents, in path order.
+/// One hash over a set of files ([`TreeSum`]), in hex.
 pub fn tree_hash(files: &Files) -> String {
-    let mut h = Sha256::new();
-    for (path, bytes) in files {
+    tree_sum(files).hex()
+}
+
+/// [`TreeSum`] of a set of files.
+pub fn tree_sum(files: &Files) -> TreeSum {
+    files.iter().fold(TreeSum::default(), |sum, (path, bytes)| {
+        sum.plus(&TreeSum::file(path, bytes))
+    })
+}
+
+/// The hash of a set of files: the sum, modulo 2^256, of each file's SHA-256 over its path
+/// and bytes (format 4; format 3 hashed the files in one stream). Because it is a sum, a
+/// tree's hash follows from another's and the files that differ between them: a product
+/// release re-hashes the two files it re-renders per tenant, not the 29 of the tree
+/// ([`super::write::prepare_release`]). Equal sums of different trees need two sets of
+/// SHA-256 values with the same sum: the state file is provisio's own record of what it
+/// wrote, never an input an attacker chooses, and only equality with it is asked.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TreeSum([u8; 32]);
+
+impl TreeSum {
+    /// One file's part: SHA-256 of its path, a NUL, its length (8 bytes, big-endian) and
+    /// its bytes.
+    pub fn file(path: &str, bytes: &[u8]) -> TreeSum {
+        let mut h = Sha256::new();
         h.update(path.as_bytes());
         h.update([0]);
         h.update((bytes.len() as u64).to_be_bytes());
         h.update(bytes);
+        TreeSum(h.finalize().into())
     }
-    hex::encode(h.finalize())
+
+    /// `self + other` modulo 2^256 (both big-endian).
+    pub fn plus(self, other: &TreeSum) -> TreeSum {
+        let mut out = [0u8; 32];
+        let mut carry = 0u16;
+        for i in (0..32).rev() {
+            let v = u16::from(self.0[i]) + u16::from(other.0[i]) + carry;
+            out[i] = v as u8;
+            carry = v >> 8;
+        }
+        TreeSum(out)
+    }
+
+    /// `self - other` modulo 2^256.
+    pub fn minus(self, other: &TreeSum) -> TreeSum {
+        let mut out = [0u8; 32];
+        let mut borrow = 0i16;
+        for i in (0..32).rev() {
+            let mut v = i16::from(self.0[i]) - i16::from(other.0[i]) - borrow;
+            borrow = i16::from(v < 0);
+            if v < 0 {
+                v += 256;
+            }
+            out[i] = v as u8;
+        }
+        TreeSum(out)
+    }
+
+    /// A sum as [`TreeSum::hex`] wrote it.
+    pub fn parse(hex: &str) -> Option<TreeSum> {
+        let mut out = [0u8; 32];
+        hex::decode_to_slice(hex, &mut out).ok()?;
+        Some(TreeSum(out))
+    }
+
+    pub fn hex(&self) -> String {
+        hex::encode(self.0)
+    }
 }
 
 /// The input fingerprints of a registry: one for the shared files, one per tenant file.
@@ -179,5 +240,45 @@ pub fn fingerprint(
         shared: hex::encode(shared.finalize()),
         versions,
         tenants,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_tree_hash_follows_from_another_by_the_files_that_differ() {
+        let mut files = Files::new();
+        for i in 0..40 {
+            files.insert(format!("t/f{i}.yaml"), vec![i as u8; 100 + i]);
+        }
+        let before = tree_hash(&files);
+        let old = files
+            .insert("t/f7.yaml".into(), b"new bytes".to_vec())
+            .unwrap();
+        files.remove("t/f9.yaml");
+        let after = tree_hash(&files);
+        let derived = TreeSum::parse(&before)
+            .unwrap()
+            .minus(&TreeSum::file("t/f7.yaml", &old))
+            .plus(&TreeSum::file("t/f7.yaml", b"new bytes"))
+            .minus(&TreeSum::file("t/f9.yaml", &[9; 109]));
+        assert_eq!(derived.hex(), after);
+        assert_ne!(before, after);
+        // Carries and borrows across every byte.
+        let max = TreeSum([0xff; 32]);
+        let one = TreeSum({
+            let mut b = [0; 32];
+            b[31] = 1;
+            b
+        });
+        assert_eq!(max.plus(&one), TreeSum::default());
+        assert_eq!(TreeSum::default().minus(&one), max);
+        assert_eq!(max.plus(&max).minus(&max), max);
+        // A path is part of a file's hash, and the order of the files is not.
+        assert_ne!(TreeSum::file("a", b"x"), TreeSum::file("b", b"x"));
+        assert_eq!(TreeSum::parse(&max.hex()), Some(max));
+        assert_eq!(TreeSum::parse("zz"), None);
     }
 }

@@ -26,7 +26,8 @@ use std::path::{Path, PathBuf};
 
 pub use super::error::WriteError;
 use super::error::io;
-use super::state::{Inputs, STATE_FILE, State, TenantState, tree_hash};
+use super::stat::{StatEntry, StatRecord, TreeStat, write_stats};
+use super::state::{Inputs, STATE_FILE, State, TenantState, TreeSum, tree_hash, tree_sum};
 use super::tree::{self, no_link};
 use crate::io::fsx;
 use provisio_core::render::{ARGOCD_DIR, Files, PLATFORM_DIR, TENANTS_DIR};
@@ -50,6 +51,9 @@ pub struct Summary {
     pub tenants_released: usize,
     /// Tenants rendered whole ([`Writer::tenant`]).
     pub tenants_rendered: usize,
+    /// Of the tenants released, those whose tree was read and hashed whole: no entry of the
+    /// stat record ([`super::stat`]) vouched for it, or its files' stat data had moved.
+    pub released_read_whole: usize,
     /// The next moment a tenant's tree changes by the clock alone (a cancelled tenant's
     /// deletion date still ahead): when watch regenerates without a registry change. Set by
     /// the caller that knows the registry (`ops::generate`).
@@ -101,16 +105,26 @@ pub struct Writer<'a> {
     summary: Summary,
     /// Trees whose recorded hash says nothing about the disk (`None`: all of them).
     distrusted: Option<BTreeSet<String>>,
+    /// The stat record read at the start ([`super::stat`]), and the one to write.
+    stats: &'a StatRecord,
+    next_stats: StatRecord,
 }
 
 impl<'a> Writer<'a> {
-    pub fn new(root: &'a Path, previous: Option<&'a State>, inputs: &Inputs) -> Self {
+    pub fn new(
+        root: &'a Path,
+        previous: Option<&'a State>,
+        inputs: &Inputs,
+        stats: &'a StatRecord,
+    ) -> Self {
         Writer {
             root,
             previous,
             next: State::empty(inputs),
             summary: Summary::default(),
             distrusted: Some(BTreeSet::new()),
+            stats,
+            next_stats: StatRecord::default(),
         }
     }
 
@@ -135,6 +149,9 @@ impl<'a> Writer<'a> {
         no_link(self.root, &dir)?;
         match self.previous.and_then(|p| p.tenants.get(id)) {
             Some(t) if tree::is_real_dir(&dir)? => {
+                if let Some(e) = self.stats.vouching(id, &t.tree) {
+                    self.next_stats.insert(id, e.clone());
+                }
                 self.next.tenants.insert(id.to_owned(), t.clone());
                 self.summary.tenants_skipped += 1;
                 Ok(true)
@@ -272,6 +289,7 @@ impl<'a> Writer<'a> {
         let Some(release) = prepared.filter(|r| r.found == recorded.tree) else {
             return Ok(false);
         };
+        self.summary.released_read_whole += usize::from(release.read_whole);
         if release.changed.is_empty() && release.tree == recorded.tree {
             // Nothing the versions reach differs (a pinned version, a phase without
             // workloads): kept as recorded.
@@ -279,6 +297,9 @@ impl<'a> Writer<'a> {
             if kept {
                 self.summary.tenants_skipped -= 1;
                 self.summary.tenants_released += 1;
+                if let Some(stat) = &release.stat {
+                    self.next_stats.insert(id, stat.entry(&recorded.tree));
+                }
             }
             return Ok(kept);
         }
@@ -297,6 +318,15 @@ impl<'a> Writer<'a> {
             self.summary.tenants_changed.insert(id.to_owned());
         }
         self.summary.tenants_released += 1;
+        // The stat data of the files just written, taken again: the tree is now the new one.
+        if let Some(mut stat) = release.stat
+            && release
+                .changed
+                .keys()
+                .all(|p| stat.refresh(self.root, p).is_some())
+        {
+            self.next_stats.insert(id, stat.entry(&release.tree));
+        }
         self.next.tenants.insert(
             id.to_owned(),
             TenantState {
@@ -404,6 +434,12 @@ impl<'a> Writer<'a> {
         if self.previous != Some(&self.next) {
             write_atomic(&state, &self.next.to_bytes())?;
         }
+        // After the state file: an entry vouches for a tree hash the state file records.
+        let next = &self.next;
+        self.next_stats.retain(|id| next.tenants.contains_key(id));
+        if self.next_stats != *self.stats {
+            write_stats(self.root, &self.next_stats);
+        }
         // Only once the state is written: the trees it vouches for are whole.
         let journal = self.root.join(JOURNAL_FILE);
         match std::fs::remove_file(&journal) {
@@ -429,6 +465,10 @@ pub struct Release {
     changed: Files,
     /// Files in the tree.
     files: usize,
+    /// The stat data of the tree's files as found (`None` when one could not be read).
+    stat: Option<TreeStat>,
+    /// Every file was read and hashed (no stat record entry vouched for the tree).
+    read_whole: bool,
 }
 
 /// A tenant's rendered tree prepared off the writer's thread ([`prepare_tenant`]).
@@ -514,13 +554,17 @@ fn stage(root: &Path, id: &str, files: &Files) -> Result<Staged, WriteError> {
     })
 }
 
-/// Reads tenant `id`'s tree and lays `released` (re-rendered files of it, root-relative
-/// paths) over it. `None` when the directory is gone or lacks one of those files (the tree
-/// then has to be rendered whole). Reads only; safe on any thread.
+/// Lays `released` (re-rendered files of tenant `id`'s tree, root-relative paths) over the
+/// tree on disk and hashes the result. `None` when the directory is gone or lacks one of
+/// those files (the tree then has to be rendered whole). When `known` — the tree hash the
+/// state file records and a stat record entry vouching for it — matches the files' stat data
+/// now ([`super::stat`]), only the released files are read; otherwise every file is read and
+/// hashed, and `found` says what the disk held. Reads only; safe on any thread.
 pub fn prepare_release(
     root: &Path,
     id: &str,
     released: &Files,
+    known: Option<(&str, &StatEntry)>,
 ) -> Result<Option<Release>, WriteError> {
     let dir = root.join(TENANTS_DIR).join(id);
     no_link(root, &dir)?;
@@ -528,32 +572,103 @@ pub fn prepare_release(
         return Ok(None);
     }
     // `dir` checked just above: not again per tenant.
-    let mut files = read_below(root, &dir)?;
+    let listed = list_files(&dir)?;
+    let paths: BTreeSet<String> = listed.iter().map(|f| relative(root, f)).collect();
+    if !released.keys().all(|k| paths.contains(k)) {
+        return Ok(None);
+    }
+    // Taken before any file is read: a change after this moves it.
+    let stat = TreeStat::of(root, &listed);
+    if let (Some((recorded, entry)), Some(stat)) = (known, &stat)
+        && stat.matches(entry)
+        && let Some(release) = release_over_recorded(root, recorded, released, stat, listed.len())?
+    {
+        return Ok(Some(release));
+    }
+    let mut files = Files::new();
+    for f in &listed {
+        if let Some(bytes) = tree::read_file(f)? {
+            files.insert(relative(root, f), bytes);
+        }
+    }
     if !released.keys().all(|k| files.contains_key(k)) {
         return Ok(None);
     }
-    let found = tree_hash(&files);
-    let mut changed = Files::new();
-    for (path, bytes) in released {
-        if files.get(path) != Some(bytes) {
-            changed.insert(path.clone(), bytes.clone());
-            files.insert(path.clone(), bytes.clone());
-        }
-    }
-    let tree = if changed.is_empty() {
-        found.clone()
-    } else {
-        tree_hash(&files)
-    };
+    let sum = tree_sum(&files);
+    let (tree, changed) = lay_over(sum, released, |path| files.get(path).cloned());
+    let found = sum.hex();
     Ok(Some(Release {
         found,
         tree,
         changed,
         files: files.len(),
+        stat,
+        read_whole: true,
     }))
 }
 
-fn relative(root: &Path, file: &Path) -> String {
+/// [`prepare_release`] of a tree the stat record says is the recorded one: reads only the
+/// released files, and `None` (read everything) when one of them changed since `stat` was
+/// taken.
+fn release_over_recorded(
+    root: &Path,
+    recorded: &str,
+    released: &Files,
+    stat: &TreeStat,
+    files: usize,
+) -> Result<Option<Release>, WriteError> {
+    let mut old = Files::new();
+    for path in released.keys() {
+        match tree::read_file(&root.join(path))? {
+            Some(bytes) => old.insert(path.clone(), bytes),
+            None => return Ok(None),
+        };
+    }
+    // Read after the stat data was taken: unchanged since, or read whole.
+    let mut again = stat.clone();
+    if !released.keys().all(|p| again.refresh(root, p).is_some())
+        || !again.matches(&stat.entry(recorded))
+    {
+        return Ok(None);
+    }
+    // A hash not of provisio's form (a hand-edited state file): read whole.
+    let Some(sum) = TreeSum::parse(recorded) else {
+        return Ok(None);
+    };
+    let (tree, changed) = lay_over(sum, released, |path| old.remove(path));
+    Ok(Some(Release {
+        found: recorded.to_owned(),
+        tree,
+        changed,
+        files,
+        stat: Some(stat.clone()),
+        read_whole: false,
+    }))
+}
+
+/// The hash of tree `found` with `released` laid over it (`old` gives a file's bytes in
+/// `found`), and the released files whose bytes differ.
+fn lay_over(
+    found: TreeSum,
+    released: &Files,
+    mut old: impl FnMut(&str) -> Option<Vec<u8>>,
+) -> (String, Files) {
+    let mut sum = found;
+    let mut changed = Files::new();
+    for (path, bytes) in released {
+        let before = old(path);
+        if before.as_ref() != Some(bytes) {
+            if let Some(before) = before {
+                sum = sum.minus(&TreeSum::file(path, &before));
+            }
+            sum = sum.plus(&TreeSum::file(path, bytes));
+            changed.insert(path.clone(), bytes.clone());
+        }
+    }
+    (sum.hex(), changed)
+}
+
+pub(super) fn relative(root: &Path, file: &Path) -> String {
     file.strip_prefix(root)
         .unwrap_or(file)
         .components()
@@ -750,7 +865,7 @@ pub(crate) mod tests {
         std::fs::write(t.join("sub/b.yaml"), "b").unwrap();
         plant(r, outside.path());
         let released = Files::from([("tenants-out/t1/a.yaml".to_owned(), b"A".to_vec())]);
-        let now = prepare_release(r, "t1", &released);
+        let now = prepare_release(r, "t1", &released, None);
         let before = read_before(r, "t1");
         let answer = match (&now, &before) {
             (Err(now), Err(before)) => {
