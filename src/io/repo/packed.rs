@@ -336,4 +336,236 @@ mod tests {
         std::fs::write(&idx, &good_idx).unwrap();
         assert!(Packed::open(&git_dir).read(blob).is_some());
     }
+
+    /// Bytes no deflate can shrink (xorshift), `n` of them.
+    fn noise(seed: u64, n: usize) -> Vec<u8> {
+        let mut x = seed | 1;
+        (0..n)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect()
+    }
+
+    /// Stock git's packs at every compression level (0 writes stored blocks), with no deltas
+    /// (`--window=0`): incompressible blobs around zlib's block sizes, compressible ones, an
+    /// empty blob and the empty tree, and ids whose first byte is `00` and `ff` (the fan-out
+    /// table's first and last slots): each reads back as `git cat-file` gives it, none is left
+    /// to libgit2 (the bounded read never cuts a whole entry stock git wrote).
+    #[test]
+    fn every_whole_entry_stock_git_writes_at_any_level_reads_back() {
+        let sizes = [
+            0usize,
+            1,
+            100,
+            16_383,
+            16_384,
+            16_385,
+            32_768,
+            65_535,
+            65_536,
+            65_537,
+            200_003,
+            1 << 20,
+        ];
+        for level in ["0", "1", "6", "9"] {
+            let tmp = tempfile::tempdir().unwrap();
+            let dir = tmp.path();
+            git(dir, &["init", "-q", "-b", "main"]);
+            for (i, n) in sizes.iter().enumerate() {
+                std::fs::write(dir.join(format!("noise{i}")), noise(i as u64 + 7, *n)).unwrap();
+                let text: String = (0..*n / 20).map(|l| format!("line {l:>13}\n")).collect();
+                std::fs::write(dir.join(format!("text{i}")), text).unwrap();
+            }
+            // Blobs whose ids start with 00 and ff.
+            for first in [0x00u8, 0xff] {
+                let data = (0u32..)
+                    .map(|k| format!("edge {first} {k}\n"))
+                    .find(|d| {
+                        Oid::hash_object(ObjectType::Blob, d.as_bytes())
+                            .unwrap()
+                            .as_bytes()[0]
+                            == first
+                    })
+                    .unwrap();
+                std::fs::write(dir.join(format!("edge{first}")), data).unwrap();
+            }
+            std::fs::create_dir(dir.join("sub")).unwrap();
+            std::fs::write(dir.join("sub/empty"), b"").unwrap();
+            git(dir, &["add", "-A"]);
+            let empty_tree = git(dir, &["mktree"]);
+            git(
+                dir,
+                &[
+                    "-c",
+                    "user.name=t",
+                    "-c",
+                    "user.email=t@example.com",
+                    "commit",
+                    "-qm",
+                    "one",
+                ],
+            );
+            git(dir, &["tag", "empty", empty_tree.trim()]);
+            git(
+                dir,
+                &[
+                    "-c",
+                    &format!("core.compression={level}"),
+                    "-c",
+                    &format!("pack.compression={level}"),
+                    "repack",
+                    "-adfq",
+                    "--window=0",
+                ],
+            );
+            let packed = Packed::open(&dir.join(".git"));
+            assert_eq!(packed.len(), 1);
+            let all = git(dir, &["rev-list", "--objects", "--all"]);
+            let mut firsts = std::collections::BTreeSet::new();
+            for line in all.lines() {
+                let oid = Oid::from_str(&line[..40]).unwrap();
+                firsts.insert(oid.as_bytes()[0]);
+                let (kind, data) = packed
+                    .read(oid)
+                    .unwrap_or_else(|| panic!("level {level}: {line} left to libgit2"));
+                let want = Command::new("git")
+                    .arg("-C")
+                    .arg(dir)
+                    .args(["cat-file", kind.str(), &line[..40]])
+                    .output()
+                    .unwrap();
+                assert!(data == want.stdout, "level {level}: {line}");
+            }
+            assert!(firsts.contains(&0) && firsts.contains(&0xff));
+        }
+    }
+
+    /// An `.idx` whose offsets all go through the 8-byte table (as git writes them past
+    /// 2 GiB; stock git reads this one too): every object still reads back.
+    #[test]
+    fn offsets_in_the_eight_byte_table_are_followed() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        git(dir, &["init", "-q", "-b", "main"]);
+        for i in 0..40 {
+            std::fs::write(dir.join(format!("f{i}")), format!("file {i}\n")).unwrap();
+        }
+        git(dir, &["add", "-A"]);
+        git(
+            dir,
+            &[
+                "-c",
+                "user.name=t",
+                "-c",
+                "user.email=t@example.com",
+                "commit",
+                "-qm",
+                "one",
+            ],
+        );
+        git(dir, &["repack", "-adq"]);
+        let git_dir = dir.join(".git");
+        let idx_path = std::fs::read_dir(git_dir.join("objects/pack"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| p.extension().is_some_and(|x| x == "idx"))
+            .unwrap();
+        let idx = std::fs::read(&idx_path).unwrap();
+        let count = u32_at(&idx, 8 + 255 * 4).unwrap() as usize;
+        let small_at = IDS_AT + 24 * count;
+        let mut out = idx[..small_at].to_vec();
+        let mut large = Vec::new();
+        // All but the first (git allows no more than `count - 1` 8-byte offsets), in reverse,
+        // so a slot read as the object's own number is caught.
+        out.extend_from_slice(&idx[small_at..small_at + 4]);
+        for i in 1..count {
+            let small = u32_at(&idx, small_at + 4 * i).unwrap();
+            let slot = (count - 1 - i) as u32;
+            out.extend_from_slice(&(0x8000_0000 | slot).to_be_bytes());
+            large.push((slot, u64::from(small)));
+        }
+        large.sort();
+        for (_, off) in &large {
+            out.extend_from_slice(&off.to_be_bytes());
+        }
+        let tail = idx.len() - 40;
+        out.extend_from_slice(&idx[tail..tail + 20]);
+        let sum: [u8; 20] = {
+            use sha1::Digest;
+            sha1::Sha1::digest(&out).into()
+        };
+        out.extend_from_slice(&sum);
+        let mut perm = std::fs::metadata(&idx_path).unwrap().permissions();
+        std::os::unix::fs::PermissionsExt::set_mode(&mut perm, 0o644);
+        std::fs::set_permissions(&idx_path, perm).unwrap();
+        std::fs::write(&idx_path, &out).unwrap();
+        // Stock git reads the crafted index.
+        git(dir, &["cat-file", "-p", "HEAD^{tree}"]);
+        let packed = Packed::open(&git_dir);
+        assert_eq!(packed.len(), 1);
+        let all = git(dir, &["rev-list", "--objects", "--all"]);
+        let mut read = 0;
+        for line in all.lines() {
+            let oid = Oid::from_str(&line[..40]).unwrap();
+            if packed.read(oid).is_some() {
+                read += 1;
+            }
+        }
+        assert_eq!(read, all.lines().count());
+    }
+
+    /// A pack of no objects (its `.idx` counts 0), an `.idx` with no `.pack`, a directory
+    /// named like an index and a symlinked pack: none is read, none panics, the others' objects
+    /// still read.
+    #[test]
+    fn empty_missing_and_odd_packs_are_harmless() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        git(dir, &["init", "-q", "-b", "main"]);
+        std::fs::write(dir.join("f"), "f\n").unwrap();
+        git(dir, &["add", "-A"]);
+        git(
+            dir,
+            &[
+                "-c",
+                "user.name=t",
+                "-c",
+                "user.email=t@example.com",
+                "commit",
+                "-qm",
+                "one",
+            ],
+        );
+        git(dir, &["repack", "-adq"]);
+        let git_dir = dir.join(".git");
+        let pack_dir = git_dir.join("objects/pack");
+        let o = Command::new("git")
+            .arg("-C")
+            .arg(dir)
+            .args(["pack-objects", "-q"])
+            .arg(pack_dir.join("pack"))
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{o:?}");
+        std::fs::write(pack_dir.join("pack-1234.idx"), IDX_V2).unwrap();
+        // A whole index with no pack beside it.
+        let idx = std::fs::read_dir(&pack_dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| p.extension().is_some_and(|x| x == "idx"))
+            .unwrap();
+        std::fs::copy(&idx, pack_dir.join("pack-nopack.idx")).unwrap();
+        std::fs::create_dir(pack_dir.join("pack-dir.idx")).unwrap();
+        let tree = Oid::from_str(git(dir, &["rev-parse", "HEAD^{tree}"]).trim()).unwrap();
+        let packed = Packed::open(&git_dir);
+        assert_eq!(packed.len(), 2, "the real pack and the empty one");
+        assert!(packed.read(tree).is_some());
+        assert_eq!(packed.read(Oid::from_bytes(&[0xff; 20]).unwrap()), None);
+        assert_eq!(packed.read(Oid::from_bytes(&[0x00; 20]).unwrap()), None);
+    }
 }
