@@ -416,6 +416,11 @@ fn not_a_tree(oid: Oid, kind: ObjectType) -> git2::Error {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TreeEntries {
     entries: BTreeMap<Vec<u8>, (Oid, i32)>,
+    /// Entries a malformed tree read from disk names again later (`git fsck`'s
+    /// `duplicateEntries`; libgit2 reads such a tree as it is): each name, id and mode, in the
+    /// tree's order. Kept so that everything the tree reaches is listed
+    /// ([`TreeEntries::iter_all`]); never written back.
+    shadowed: Vec<(Vec<u8>, Oid, i32)>,
 }
 
 impl TreeEntries {
@@ -488,6 +493,17 @@ impl TreeEntries {
             .map(|(name, &(oid, mode))| (name.as_slice(), oid, mode))
     }
 
+    /// Every entry the tree stores, a name given twice included: [`TreeEntries::iter`], then
+    /// the entries a later one of the same name shadows (only in a malformed tree read from
+    /// disk), as libgit2 iterates such a tree.
+    pub fn iter_all(&self) -> impl Iterator<Item = (&[u8], Oid, i32)> {
+        self.iter().chain(
+            self.shadowed
+                .iter()
+                .map(|(name, oid, mode)| (name.as_slice(), *oid, *mode)),
+        )
+    }
+
     pub fn len(&self) -> usize {
         self.entries.len()
     }
@@ -513,7 +529,7 @@ impl TreeEntries {
     /// The entries of tree `oid` whose bytes are `data`.
     fn parse(oid: Oid, mut data: &[u8]) -> Result<TreeEntries, git2::Error> {
         let bad = || git2::Error::from_str(&format!("tree {oid} is malformed"));
-        let mut entries = BTreeMap::new();
+        let (mut entries, mut shadowed) = (BTreeMap::new(), Vec::new());
         while !data.is_empty() {
             let space = data.iter().position(|&b| b == b' ').ok_or_else(bad)?;
             // As libgit2 reads a tree (`tree.c` `git_tree__parse_raw`): a mode of 16 bits, a
@@ -533,9 +549,17 @@ impl TreeEntries {
             }
             let id = Oid::from_bytes(&data[..20])?;
             data = &data[20..];
-            entries.insert(name, (id, mode));
+            match entries.entry(name) {
+                std::collections::btree_map::Entry::Vacant(e) => {
+                    e.insert((id, mode));
+                }
+                std::collections::btree_map::Entry::Occupied(mut e) => {
+                    let (oid, mode) = e.insert((id, mode));
+                    shadowed.push((e.key().clone(), oid, mode));
+                }
+            }
         }
-        Ok(TreeEntries { entries })
+        Ok(TreeEntries { entries, shadowed })
     }
 }
 

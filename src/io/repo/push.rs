@@ -208,7 +208,8 @@ fn lacking(
     seen: &mut HashSet<Oid>,
     out: &mut Vec<Oid>,
 ) -> Result<(), git2::Error> {
-    for (name, id, mode) in new.iter() {
+    // Every entry, a name a malformed tree gives twice included (libgit2 walked them all).
+    for (name, id, mode) in new.iter_all() {
         if old.and_then(|t| t.get(name)).is_some_and(|(b, _)| b == id) {
             continue;
         }
@@ -757,6 +758,62 @@ mod moved_subtrees {
         assert!(sent.contains(&blob_x), "the new blob x is not sent");
         push_local(&repo, &url, MAIN, d).unwrap();
         assert_fsck_clean(&bare, "after the push");
+    }
+
+    /// A malformed tree that names an entry twice (`git fsck`'s `duplicateEntries`, which
+    /// libgit2 reads as it is) — two blobs, and a blob and a tree, under one name — has every
+    /// entry listed, as libgit2's walk of the tree listed them: none is shadowed by the other,
+    /// whether the tree is read loose (libgit2) or from a pack (`packed`).
+    #[test]
+    fn every_entry_of_a_tree_naming_one_twice_is_sent() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = Repository::init_bare(dir.path().join("work.git")).unwrap();
+        let (a, b, c) = (
+            repo.blob(b"a\n").unwrap(),
+            repo.blob(b"b\n").unwrap(),
+            repo.blob(b"c\n").unwrap(),
+        );
+        let sub = tree(&repo, &[]);
+        let mut raw = Vec::new();
+        for (mode, name, id) in [
+            ("100644", "d", c),
+            ("40000", "d", sub),
+            ("100644", "f", a),
+            ("100644", "f", b),
+        ] {
+            raw.extend_from_slice(format!("{mode} {name}\0").as_bytes());
+            raw.extend_from_slice(id.as_bytes());
+        }
+        let root = repo
+            .odb()
+            .unwrap()
+            .write(git2::ObjectType::Tree, &raw)
+            .unwrap();
+        let new = commit(&repo, root, None, 1);
+        for packed in [false, true] {
+            if packed {
+                let o = std::process::Command::new("git")
+                    .arg("--git-dir")
+                    .arg(repo.path())
+                    .args(["repack", "-adq"])
+                    .output()
+                    .unwrap();
+                assert!(o.status.success(), "{o:?}");
+                assert_eq!(Packed::open(repo.path()).len(), 1);
+            }
+            let sent: HashSet<Oid> = outgoing(&repo, new, None).unwrap().into_iter().collect();
+            for (what, id) in [("a", a), ("b", b), ("c", c), ("the subtree", sub)] {
+                assert!(sent.contains(&id), "{what} never sent (packed: {packed})");
+            }
+        }
+        // A local remote (no connectivity check of its own) holds every object after the push.
+        let bare = dir.path().join("remote.git");
+        let remote = Repository::init_bare(&bare).unwrap();
+        push_local(&repo, &bare.display().to_string(), MAIN, new).unwrap();
+        let odb = remote.odb().unwrap();
+        for (what, id) in [("a", a), ("b", b), ("c", c), ("the subtree", sub)] {
+            assert!(odb.exists(id), "the remote lacks {what}");
+        }
     }
 
     /// Every object reachable from `id` (a commit or tree), through git2.
