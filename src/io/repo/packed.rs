@@ -15,8 +15,9 @@
 //!
 //! - Each `.idx` is read whole when the packs are opened (about 28 bytes per object) and
 //!   searched as it is, through its fan-out table; a pack whose `.idx` is not a version 2
-//!   index, or whose recorded checksum is not the `.pack`'s trailer (another pack's index),
-//!   is left out.
+//!   index (a regular file of the size its object count gives: nothing else is read whole),
+//!   or whose recorded checksum is not the `.pack`'s trailer (another pack's index), is left
+//!   out.
 //! - Only whole objects are read here. A delta, an object in no pack (loose, or in a pack
 //!   written after the packs were opened), an entry that does not inflate to the size its
 //!   header gives, or one whose bytes do not hash to the id asked for, is `None`: the caller
@@ -102,18 +103,30 @@ impl Packed {
 
 impl Pack {
     fn open(idx_path: &Path) -> Option<Pack> {
-        let idx = std::fs::read(idx_path).ok()?;
-        if idx.get(..8)? != IDX_V2 {
+        let (idx_file, idx_len) = open_regular(idx_path)?;
+        let mut idx = vec![0u8; IDS_AT];
+        idx_file.read_exact_at(&mut idx, 0).ok()?;
+        if idx[..8] != IDX_V2 {
             return None;
         }
         let count = u32_at(&idx, 8 + 255 * 4)? as usize;
-        // Ids, CRC-32s and 4-byte offsets, then the 8-byte offsets, the pack's checksum and
-        // the index's own.
-        if idx.len() < IDS_AT + 28 * count + 40 {
+        // Ids, CRC-32s and 4-byte offsets, then the 8-byte offsets (at most one fewer than
+        // the objects, as git checks), the pack's checksum and the index's own: the size is
+        // checked before the rest is read, so a file of another size is never read whole.
+        let least = (IDS_AT + 28 * count + 40) as u64;
+        let most = least + 8 * count.saturating_sub(1) as u64;
+        if !(least..=most).contains(&idx_len) {
             return None;
         }
-        let file = File::open(idx_path.with_extension("pack")).ok()?;
-        let len = file.metadata().ok()?.len();
+        let (file, len) = open_regular(&idx_path.with_extension("pack"))?;
+        // Each entry takes at least a byte: an index counting more objects is another's.
+        if count as u64 > len {
+            return None;
+        }
+        idx.resize(idx_len as usize, 0);
+        idx_file
+            .read_exact_at(&mut idx[IDS_AT..], IDS_AT as u64)
+            .ok()?;
         let end = len.checked_sub(20)?;
         let mut trailer = [0u8; 20];
         file.read_exact_at(&mut trailer, end).ok()?;
@@ -187,6 +200,20 @@ impl Pack {
         check_object(oid, kind, &data).ok()?;
         Some((kind, data))
     }
+}
+
+/// The file at `path` opened for reading, and its length, if it is a regular file (the
+/// link followed): a FIFO is opened without waiting for a writer (`O_NONBLOCK`) and, like a
+/// device or a directory, refused, as libgit2 refuses what `fstat` does not call one.
+fn open_regular(path: &Path) -> Option<(File, u64)> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .ok()?;
+    let meta = file.metadata().ok()?;
+    meta.is_file().then_some((file, meta.len()))
 }
 
 fn u32_at(bytes: &[u8], at: usize) -> Option<u32> {
@@ -567,5 +594,50 @@ mod tests {
         assert!(packed.read(tree).is_some());
         assert_eq!(packed.read(Oid::from_bytes(&[0xff; 20]).unwrap()), None);
         assert_eq!(packed.read(Oid::from_bytes(&[0x00; 20]).unwrap()), None);
+    }
+
+    /// What is not a regular file in `objects/pack/` under an index's name — a FIFO, a link
+    /// to a device that never ends — is left out without being read (libgit2 refuses what
+    /// `fstat` does not call a regular file): opening the packs neither blocks nor reads
+    /// without end, and the real pack beside them is read.
+    #[test]
+    fn what_is_not_a_regular_file_is_left_out_unread() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        git(dir, &["init", "-q", "-b", "main"]);
+        std::fs::write(dir.join("f"), "f\n").unwrap();
+        git(dir, &["add", "-A"]);
+        git(
+            dir,
+            &[
+                "-c",
+                "user.name=t",
+                "-c",
+                "user.email=t@example.com",
+                "commit",
+                "-qm",
+                "one",
+            ],
+        );
+        git(dir, &["repack", "-adq"]);
+        let git_dir = dir.join(".git");
+        let pack_dir = git_dir.join("objects/pack");
+        let fifo = pack_dir.join("pack-fifo.idx");
+        let o = Command::new("mkfifo").arg(&fifo).output().unwrap();
+        assert!(o.status.success(), "{o:?}");
+        std::os::unix::fs::symlink("/dev/zero", pack_dir.join("pack-zero.idx")).unwrap();
+        let tree = Oid::from_str(git(dir, &["rev-parse", "HEAD^{tree}"]).trim()).unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let packed = Packed::open(&git_dir);
+            tx.send((packed.len(), packed.read(tree).is_some()))
+                .unwrap();
+        });
+        let got = rx.recv_timeout(std::time::Duration::from_secs(20));
+        if got.is_err() {
+            // Let a blocked open return, so the test ends.
+            let _ = std::fs::OpenOptions::new().write(true).open(&fifo);
+        }
+        assert_eq!(got, Ok((1, true)), "the packs did not open in 20 s");
     }
 }
