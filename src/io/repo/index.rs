@@ -712,6 +712,91 @@ mod tests {
         }
     }
 
+    /// Trees stock git would call malformed but libgit2 reads — modes with group bits
+    /// (`100664`, `100775`), a tree's with permissions (`040755`), `041000` (a tree to
+    /// `S_ISDIR`, a file to libgit2's file mode), `100000`, a name given twice — and links,
+    /// submodules and names that sort differently in git's order (`a.b`, `a/`): the changes
+    /// are libgit2's reading of them (`git_tree_entry_filemode`, the last entry of a name),
+    /// whether the trees are loose or read from a pack stock git wrote.
+    #[test]
+    fn odd_modes_read_as_libgit2_reads_them_loose_or_packed() {
+        let f = Fixture::new();
+        let odb = f.repo.odb().unwrap();
+        let raw = |entries: &[(&str, &str, Oid)]| {
+            let mut out = Vec::new();
+            for (mode, name, id) in entries {
+                out.extend_from_slice(format!("{mode} {name}\0").as_bytes());
+                out.extend_from_slice(id.as_bytes());
+            }
+            odb.write(git2::ObjectType::Tree, &out).unwrap()
+        };
+        let blob = |s: &str| f.repo.blob(s.as_bytes()).unwrap();
+        let (x, y) = (blob("x\n"), blob("y\n"));
+        let sub = raw(&[("100644", "x", x)]);
+        let sub2 = raw(&[("100644", "x", y)]);
+        let commit = Oid::from_str("0123456789012345678901234567890123456789").unwrap();
+        let old = raw(&[
+            ("100664", "a", x),
+            ("100755", "b", x),
+            ("40000", "a.b", sub),
+            ("100644", "z", x),
+        ]);
+        let new = raw(&[
+            ("100644", "a", x),
+            ("100775", "b", y),
+            ("100644", "a.b", x),
+            ("40755", "a", sub2),
+            ("120000", "c", x),
+            ("160000", "d", commit),
+            ("41000", "e", sub),
+            ("100000", "g", y),
+            ("100644", "z", x),
+            ("100755", "z", y),
+        ]);
+        let workdir = f.dir.path().join("none");
+        let want: Vec<(String, Option<u32>)> = [
+            ("a", None),
+            ("a.b", Some(0o100644)),
+            ("a.b/x", None),
+            ("a/x", Some(0o100644)),
+            ("b", Some(0o100755)),
+            ("c", Some(0o120000)),
+            ("d", Some(0o160000)),
+            ("e", Some(0o100644)),
+            ("g", Some(0o100644)),
+            ("z", Some(0o100755)),
+        ]
+        .iter()
+        .map(|(p, m)| (p.to_string(), *m))
+        .collect();
+        let got = |c: Changes| -> Vec<(String, Option<u32>)> {
+            c.list
+                .iter()
+                .map(|(p, e)| {
+                    (
+                        String::from_utf8(p.clone()).unwrap(),
+                        e.as_ref().map(|e| e.mode),
+                    )
+                })
+                .collect()
+        };
+        let loose = f.changes(old, new, &workdir);
+        assert_eq!((loose.added, loose.removed), (6, 2));
+        assert_eq!(got(loose), want);
+        for t in [old, new] {
+            git_in(f.repo.path(), &["tag", &format!("t{t}"), &t.to_string()]);
+        }
+        git_in(f.repo.path(), &["repack", "-adfq", "--window=0"]);
+        assert_eq!(Packed::open(f.repo.path()).len(), 1);
+        for t in [old, new, sub, sub2] {
+            assert!(
+                Packed::open(f.repo.path()).read(t).is_some(),
+                "{t} not packed whole"
+            );
+        }
+        assert_eq!(got(f.changes(old, new, &workdir)), want);
+    }
+
     fn path() -> impl Strategy<Value = String> {
         let part = prop::sample::select(vec![
             "a", "b", "a.b", "a-b", "a0", "c", "a b", "a\u{e9}", "\u{e9}", "a~",
