@@ -897,6 +897,19 @@ mod moved_subtrees {
             reachable(&repo, new, &mut wanted);
             let missing: Vec<_> = wanted.iter().filter(|o| !sent.contains(o) && !remote.contains(o)).collect();
             proptest::prop_assert!(missing.is_empty(), "never sent: {:?}", missing);
+            // The same list when stock git packed the objects (whole and as deltas), the
+            // trees then read from the packs.
+            let loose = outgoing(&repo, new, old).unwrap();
+            repo.reference("refs/heads/main", new, true, "t").unwrap();
+            let o = std::process::Command::new("git")
+                .arg("--git-dir")
+                .arg(repo.path())
+                .args(["repack", "-adq", "--window=4"])
+                .output()
+                .unwrap();
+            proptest::prop_assert!(o.status.success(), "{:?}", o);
+            proptest::prop_assert_eq!(Packed::open(repo.path()).len(), 1);
+            proptest::prop_assert_eq!(outgoing(&repo, new, old).unwrap(), loose);
         }
     }
 }
