@@ -640,4 +640,46 @@ mod tests {
         }
         assert_eq!(got, Ok((1, true)), "the packs did not open in 20 s");
     }
+
+    /// Packs opened and then rolled up (their files removed, the objects now in a new pack)
+    /// still read through the handles kept; objects in a pack written after the opening are
+    /// left to libgit2, and a new opening finds them.
+    #[test]
+    fn packs_removed_after_opening_still_read_and_newer_ones_are_left_to_libgit2() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        git(dir, &["init", "-q", "-b", "main"]);
+        let commit = |n: &str| {
+            std::fs::write(dir.join(n), format!("{n}\n")).unwrap();
+            git(dir, &["add", "-A"]);
+            git(
+                dir,
+                &[
+                    "-c",
+                    "user.name=t",
+                    "-c",
+                    "user.email=t@example.com",
+                    "commit",
+                    "-qm",
+                    n,
+                ],
+            );
+            Oid::from_str(git(dir, &["rev-parse", "HEAD^{tree}"]).trim()).unwrap()
+        };
+        let first = commit("a");
+        git(dir, &["repack", "-dq"]);
+        let git_dir = dir.join(".git");
+        let packed = Packed::open(&git_dir);
+        assert_eq!(packed.len(), 1);
+        let second = commit("b");
+        // All objects rolled up into one new pack, the old one removed.
+        git(dir, &["repack", "-adq"]);
+        assert_eq!(Packed::open(&git_dir).len(), 1);
+        assert!(
+            packed.read(first).is_some(),
+            "the removed pack's handle reads"
+        );
+        assert_eq!(packed.read(second), None, "a newer pack's object");
+        assert!(Packed::open(&git_dir).read(second).is_some());
+    }
 }
