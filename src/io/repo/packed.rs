@@ -189,8 +189,10 @@ impl Pack {
         if !(1..=4).contains(&kind) || size > LARGEST {
             return None;
         }
-        // zlib's worst case: 5 bytes a stored block of up to 65,535, a 2-byte header and a
-        // 4-byte checksum; what is read past the entry (the next one) is left uninflated.
+        // zlib's `deflateBound`: about 5 bytes every 16 KiB (a stored block of up to 65,535
+        // bytes needs 5), a 2-byte header and a 4-byte checksum. An encoder that writes more
+        // (Go's fastest level can) leaves the stream unfinished here: read by libgit2. What is
+        // read past the entry (the next one) is left uninflated.
         let bound = at as u64 + size + size / 16_384 * 5 + 64;
         let want = bound.min(self.end - offset) as usize;
         let mut stored = vec![0u8; want];
