@@ -238,6 +238,23 @@ mod tests {
         String::from_utf8(o.stdout).unwrap()
     }
 
+    /// `git add -A` and a commit of it, as author `t`.
+    fn commit_all(dir: &Path, message: &str) {
+        git(dir, &["add", "-A"]);
+        git(
+            dir,
+            &[
+                "-c",
+                "user.name=t",
+                "-c",
+                "user.email=t@example.com",
+                "commit",
+                "-qm",
+                message,
+            ],
+        );
+    }
+
     /// A repository whose objects stock git packed (with deltas: `repack -adf`) plus loose
     /// ones: every object git lists reads back here as `git cat-file` gives it, or is left
     /// to libgit2 (a delta, a loose object), never read as another.
@@ -254,19 +271,7 @@ mod tests {
                 std::fs::create_dir_all(dir.join(format!("d{}", i % 5))).unwrap();
                 std::fs::write(dir.join(format!("d{}/f{i}", i % 5)), body).unwrap();
             }
-            git(dir, &["add", "-A"]);
-            git(
-                dir,
-                &[
-                    "-c",
-                    "user.name=t",
-                    "-c",
-                    "user.email=t@example.com",
-                    "commit",
-                    "-qm",
-                    &format!("round {round}"),
-                ],
-            );
+            commit_all(dir, &format!("round {round}"));
             if round == 2 {
                 git(dir, &["repack", "-adfq"]);
             }
@@ -311,19 +316,7 @@ mod tests {
         git(dir, &["init", "-q", "-b", "main"]);
         let body: String = (0..500).map(|l| format!("line {l}\n")).collect();
         std::fs::write(dir.join("f"), &body).unwrap();
-        git(dir, &["add", "-A"]);
-        git(
-            dir,
-            &[
-                "-c",
-                "user.name=t",
-                "-c",
-                "user.email=t@example.com",
-                "commit",
-                "-qm",
-                "one",
-            ],
-        );
+        commit_all(dir, "one");
         git(dir, &["repack", "-adq"]);
         let blob = Oid::from_str(git(dir, &["rev-parse", "HEAD:f"]).trim()).unwrap();
         let git_dir = dir.join(".git");
@@ -483,19 +476,7 @@ mod tests {
         for i in 0..40 {
             std::fs::write(dir.join(format!("f{i}")), format!("file {i}\n")).unwrap();
         }
-        git(dir, &["add", "-A"]);
-        git(
-            dir,
-            &[
-                "-c",
-                "user.name=t",
-                "-c",
-                "user.email=t@example.com",
-                "commit",
-                "-qm",
-                "one",
-            ],
-        );
+        commit_all(dir, "one");
         git(dir, &["repack", "-adq"]);
         let git_dir = dir.join(".git");
         let idx_path = std::fs::read_dir(git_dir.join("objects/pack"))
@@ -556,19 +537,7 @@ mod tests {
         let dir = tmp.path();
         git(dir, &["init", "-q", "-b", "main"]);
         std::fs::write(dir.join("f"), "f\n").unwrap();
-        git(dir, &["add", "-A"]);
-        git(
-            dir,
-            &[
-                "-c",
-                "user.name=t",
-                "-c",
-                "user.email=t@example.com",
-                "commit",
-                "-qm",
-                "one",
-            ],
-        );
+        commit_all(dir, "one");
         git(dir, &["repack", "-adq"]);
         let git_dir = dir.join(".git");
         let pack_dir = git_dir.join("objects/pack");
@@ -608,19 +577,7 @@ mod tests {
         let dir = tmp.path();
         git(dir, &["init", "-q", "-b", "main"]);
         std::fs::write(dir.join("f"), "f\n").unwrap();
-        git(dir, &["add", "-A"]);
-        git(
-            dir,
-            &[
-                "-c",
-                "user.name=t",
-                "-c",
-                "user.email=t@example.com",
-                "commit",
-                "-qm",
-                "one",
-            ],
-        );
+        commit_all(dir, "one");
         git(dir, &["repack", "-adq"]);
         let git_dir = dir.join(".git");
         let pack_dir = git_dir.join("objects/pack");
@@ -653,19 +610,7 @@ mod tests {
         git(dir, &["init", "-q", "-b", "main"]);
         let commit = |n: &str| {
             std::fs::write(dir.join(n), format!("{n}\n")).unwrap();
-            git(dir, &["add", "-A"]);
-            git(
-                dir,
-                &[
-                    "-c",
-                    "user.name=t",
-                    "-c",
-                    "user.email=t@example.com",
-                    "commit",
-                    "-qm",
-                    n,
-                ],
-            );
+            commit_all(dir, n);
             Oid::from_str(git(dir, &["rev-parse", "HEAD^{tree}"]).trim()).unwrap()
         };
         let first = commit("a");
