@@ -238,6 +238,17 @@ mod tests {
         String::from_utf8(o.stdout).unwrap()
     }
 
+    /// A repository of one commit (a file `f`), its objects in one pack.
+    fn one_packed_commit() -> tempfile::TempDir {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        git(dir, &["init", "-q", "-b", "main"]);
+        std::fs::write(dir.join("f"), "f\n").unwrap();
+        commit_all(dir, "one");
+        git(dir, &["repack", "-adq"]);
+        tmp
+    }
+
     /// `git add -A` and a commit of it, as author `t`.
     fn commit_all(dir: &Path, message: &str) {
         git(dir, &["add", "-A"]);
@@ -533,12 +544,8 @@ mod tests {
     /// still read.
     #[test]
     fn empty_missing_and_odd_packs_are_harmless() {
-        let tmp = tempfile::tempdir().unwrap();
+        let tmp = one_packed_commit();
         let dir = tmp.path();
-        git(dir, &["init", "-q", "-b", "main"]);
-        std::fs::write(dir.join("f"), "f\n").unwrap();
-        commit_all(dir, "one");
-        git(dir, &["repack", "-adq"]);
         let git_dir = dir.join(".git");
         let pack_dir = git_dir.join("objects/pack");
         let o = Command::new("git")
@@ -573,12 +580,8 @@ mod tests {
     /// without end, and the real pack beside them is read.
     #[test]
     fn what_is_not_a_regular_file_is_left_out_unread() {
-        let tmp = tempfile::tempdir().unwrap();
+        let tmp = one_packed_commit();
         let dir = tmp.path();
-        git(dir, &["init", "-q", "-b", "main"]);
-        std::fs::write(dir.join("f"), "f\n").unwrap();
-        commit_all(dir, "one");
-        git(dir, &["repack", "-adq"]);
         let git_dir = dir.join(".git");
         let pack_dir = git_dir.join("objects/pack");
         let fifo = pack_dir.join("pack-fifo.idx");
