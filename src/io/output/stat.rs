@@ -38,11 +38,22 @@ pub const STAT_FILE: &str = "provisio-stat.json";
 const FORMAT: u32 = 1;
 
 /// Tenant id → the stat digest of its tree, as last vouched for.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StatRecord {
     format: u32,
     tenants: BTreeMap<String, StatEntry>,
+}
+
+/// Of the current format, as every record read is: a record built empty and filled by a run
+/// equals the one read when their entries do (no rewrite on a run that changed nothing).
+impl Default for StatRecord {
+    fn default() -> Self {
+        StatRecord {
+            format: FORMAT,
+            tenants: BTreeMap::new(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -303,6 +314,23 @@ mod tests {
         let read = read_stats(root);
         assert!(read.get("racy").is_none() && read.get("old").is_some());
         std::fs::write(root.join(".git").join(STAT_FILE), "{not json").unwrap();
+        assert_eq!(read_stats(root), StatRecord::default());
+    }
+
+    /// A record read back equals the one written (so an unchanged record is not rewritten).
+    #[test]
+    fn a_record_read_back_equals_the_one_built() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path();
+        std::fs::create_dir_all(root.join("t")).unwrap();
+        std::fs::create_dir(root.join(".git")).unwrap();
+        std::fs::write(root.join("t/a"), "a").unwrap();
+        let mut r = StatRecord::default();
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        r.insert("t", tree_stat(root).entry("T"));
+        write_stats(root, &r);
+        assert_eq!(read_stats(root), r);
+        write_stats(root, &StatRecord::default());
         assert_eq!(read_stats(root), StatRecord::default());
     }
 }
