@@ -458,3 +458,213 @@ fn the_first_run_after_an_upgrade_from_state_format_2_converges() {
     assert_eq!(ws.snapshot(), full_render(&ws));
     assert!(ws.generate().is_noop());
 }
+
+/// Every tenant the state file records has, on disk, exactly the tree hash it records.
+fn assert_state_is_the_disk(ws: &Workspace) {
+    let state = provisio::io::output::read_state(&ws.out())
+        .unwrap()
+        .unwrap();
+    for (id, t) in &state.tenants {
+        let files =
+            provisio::io::output::read_files(&ws.out(), &format!("tenants-out/{id}")).unwrap();
+        assert_eq!(
+            provisio::io::output::state::tree_hash(&files),
+            t.tree,
+            "{id}: the state file records a tree the disk does not hold"
+        );
+    }
+}
+
+/// A workspace whose stat record vouches for every tenant's tree (two releases run).
+fn vouched_workspace(version: &mut u32) -> Workspace {
+    let ws = Workspace::new();
+    keep_stat_record(&ws);
+    generate(&ws);
+    for _ in 0..2 {
+        bump(&ws, version);
+    }
+    ws
+}
+
+fn bump(ws: &Workspace, version: &mut u32) -> provisio::io::output::Summary {
+    *version += 1;
+    set_line(
+        ws,
+        "products/auth.yaml",
+        "version:",
+        &format!("version: v3.{version}.0"),
+    );
+    generate(ws)
+}
+
+fn tenant_file(ws: &Workspace, i: usize, name: &str) -> std::path::PathBuf {
+    ws.out().join(format!("tenants-out/{}/{name}", TENANTS[i]))
+}
+
+/// Whatever moves a vouched tree between two releases — a same-size edit with its
+/// modification time put back, files or whole directories swapped between tenants by rename,
+/// a file replaced by a hard link to another of the same size, a stat record from an earlier
+/// run put back (a run killed between the state file and the record), a record copied from
+/// another output of the same registry, a record dated before its trees — the release after
+/// it leaves the disk as a full render and the state file recording what the disk holds.
+#[test]
+fn no_file_system_event_makes_a_release_trust_a_tree_the_disk_does_not_hold() {
+    use std::os::unix::fs::MetadataExt;
+    fn record(ws: &Workspace) -> std::path::PathBuf {
+        ws.out()
+            .join(".git")
+            .join(provisio::io::output::stat::STAT_FILE)
+    }
+    let pause = || std::thread::sleep(std::time::Duration::from_millis(15));
+    type Event = fn(&Workspace, &Workspace);
+    let events: Vec<(&str, Event)> = vec![
+        ("same-size edit, mtime put back", |ws, _| {
+            let f = tenant_file(ws, 0, "ingress.yaml");
+            let m = std::fs::metadata(&f).unwrap();
+            let mut b = std::fs::read(&f).unwrap();
+            b[0] = if b[0] == b'#' { b'!' } else { b'#' };
+            std::fs::write(&f, &b).unwrap();
+            let h = std::fs::File::options().write(true).open(&f).unwrap();
+            h.set_modified(m.modified().unwrap()).unwrap();
+            assert_eq!(std::fs::metadata(&f).unwrap().size(), m.size());
+        }),
+        ("a file swapped between tenants", |ws, _| {
+            let (a, b) = (
+                tenant_file(ws, 0, "ingress.yaml"),
+                tenant_file(ws, 1, "ingress.yaml"),
+            );
+            let tmp = ws.out().join("swap");
+            std::fs::rename(&a, &tmp).unwrap();
+            std::fs::rename(&b, &a).unwrap();
+            std::fs::rename(&tmp, &b).unwrap();
+        }),
+        ("tenant directories swapped", |ws, _| {
+            let d = |i: usize| ws.out().join(format!("tenants-out/{}", TENANTS[i]));
+            let tmp = ws.out().join("swap");
+            std::fs::rename(d(0), &tmp).unwrap();
+            std::fs::rename(d(1), d(0)).unwrap();
+            std::fs::rename(&tmp, d(1)).unwrap();
+        }),
+        ("a file replaced by a hard link", |ws, _| {
+            let f = tenant_file(ws, 2, "ingress.yaml");
+            let mut b = std::fs::read(&f).unwrap();
+            b[0] ^= 1;
+            let other = ws.dir.path().join("other");
+            std::fs::write(&other, &b).unwrap();
+            std::fs::remove_file(&f).unwrap();
+            std::fs::hard_link(&other, &f).unwrap();
+        }),
+        (
+            "a record of another output of the same registry",
+            |ws, other| {
+                std::fs::copy(
+                    record(other),
+                    ws.out()
+                        .join(".git")
+                        .join(provisio::io::output::stat::STAT_FILE),
+                )
+                .unwrap();
+                age_stat_record(ws);
+                // And a hand edit (the edit's own mtime put back) that its entries would hide.
+                let f = tenant_file(ws, 0, "ingress.yaml");
+                let m = std::fs::metadata(&f).unwrap();
+                let mut b = std::fs::read(&f).unwrap();
+                b[0] ^= 1;
+                std::fs::write(&f, &b).unwrap();
+                let h = std::fs::File::options().write(true).open(&f).unwrap();
+                h.set_modified(m.modified().unwrap()).unwrap();
+            },
+        ),
+        ("a record dated before its trees", |ws, _| {
+            let r = ws
+                .out()
+                .join(".git")
+                .join(provisio::io::output::stat::STAT_FILE);
+            let h = std::fs::File::options().write(true).open(&r).unwrap();
+            h.set_modified(std::time::SystemTime::UNIX_EPOCH).unwrap();
+        }),
+    ];
+    let mut version = 0;
+    for (what, event) in events {
+        let start = version;
+        let ws = vouched_workspace(&mut version);
+        let other = vouched_workspace(&mut start.clone());
+        pause();
+        event(&ws, &other);
+        let s = bump(&ws, &mut version);
+        assert_state_is_the_disk(&ws);
+        assert_eq!(ws.snapshot(), full_render(&ws), "{what}: {s:?}");
+        assert!(generate(&ws).is_noop(), "{what}");
+    }
+}
+
+/// A record from before a release that was killed between its state file and its record: the
+/// entries vouch for hashes the state file no longer records; the next release reads whole.
+#[test]
+fn a_record_older_than_the_state_file_vouches_for_nothing() {
+    let mut version = 0;
+    let ws = vouched_workspace(&mut version);
+    let record = ws
+        .out()
+        .join(".git")
+        .join(provisio::io::output::stat::STAT_FILE);
+    let old = std::fs::read(&record).unwrap();
+    // A release that changes every tree, its record lost.
+    bump(&ws, &mut version);
+    std::fs::write(&record, &old).unwrap();
+    age_stat_record(&ws);
+    let s = bump(&ws, &mut version);
+    assert_eq!(s.released_read_whole, TENANTS.len(), "{s:?}");
+    assert_state_is_the_disk(&ws);
+    assert_eq!(ws.snapshot(), full_render(&ws));
+    // Now every tree is vouched for again.
+    let s = bump(&ws, &mut version);
+    assert_eq!(s.released_read_whole, 0, "{s:?}");
+    assert_eq!(ws.snapshot(), full_render(&ws));
+}
+
+/// `.git` a file (a worktree's) or a link to a directory: no record, and releases read whole.
+#[test]
+fn no_record_is_kept_through_a_git_file_or_link() {
+    let mut version = 0;
+    for link in [false, true] {
+        let ws = Workspace::new();
+        let elsewhere = ws.dir.path().join("gitdir");
+        std::fs::create_dir(&elsewhere).unwrap();
+        if link {
+            std::os::unix::fs::symlink(&elsewhere, ws.out().join(".git")).unwrap();
+        } else {
+            std::fs::write(ws.out().join(".git"), "gitdir: ../gitdir\n").unwrap();
+        }
+        generate(&ws);
+        for _ in 0..2 {
+            let s = bump(&ws, &mut version);
+            assert_eq!(s.released_read_whole, TENANTS.len(), "{s:?}");
+        }
+        assert_eq!(std::fs::read_dir(&elsewhere).unwrap().count(), 0);
+        assert_state_is_the_disk(&ws);
+        assert_eq!(ws.snapshot(), full_render(&ws));
+    }
+}
+
+/// A run that changes nothing does not rewrite the record (a no-op stays a no-op on disk).
+#[test]
+fn a_no_op_run_leaves_the_stat_record_alone() {
+    let mut version = 0;
+    let ws = vouched_workspace(&mut version);
+    let record = ws
+        .out()
+        .join(".git")
+        .join(provisio::io::output::stat::STAT_FILE);
+    let before = std::fs::symlink_metadata(&record)
+        .unwrap()
+        .modified()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(15));
+    assert!(ws.generate().is_noop());
+    let after = std::fs::symlink_metadata(&record)
+        .unwrap()
+        .modified()
+        .unwrap();
+    assert_eq!(before, after);
+}
