@@ -19,9 +19,13 @@
 //!   its `lstat`, means no entry: the tree is read whole. The record is only ever a shortcut
 //!   to what reading would find; `--full` ignores it.
 //!
-//! The window left open, as in git: a file changed between provisio's write of it and the
-//! `lstat` that follows (microseconds, under the output lock) is recorded with its new stat
-//! data and the old bytes' hash; `--full` repairs it.
+//! The window left open, as in git: a file changed after provisio's write of it within the
+//! same tick of the file system's clock, before a record written in a later tick, keeps the
+//! stat data recorded with the old bytes' hash. Where the kernel hands out fine-grained times
+//! to files whose times were read (Linux 6.13's multigrain timestamps), that is only until
+//! the `lstat` that follows the write (microseconds); elsewhere it is a tick of the kernel's
+//! coarse clock (milliseconds), or the file system's own granularity (a second or two on some).
+//! The output lock does not close it (hand edits do not take it); `--full` repairs it.
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::MetadataExt;
