@@ -414,6 +414,27 @@ fn a_release_reads_only_what_it_re_renders_of_the_trees_the_stat_record_vouches_
     assert_eq!(ws.snapshot(), full_render(&ws));
 }
 
+/// A `--full` run (watch's first cycle) compares every tree with the disk and records it: the
+/// release after it reads none whole.
+#[test]
+fn a_full_run_leaves_a_stat_record_the_next_release_uses() {
+    let ws = Workspace::new();
+    keep_stat_record(&ws);
+    generate(&ws);
+    let mut full = provisio::ops::generate::GenerateOptions::new(common::now());
+    full.full = true;
+    provisio::ops::generate::generate(&ws.paths(), &full).expect("generate --full");
+    age_stat_record(&ws);
+    set_line(&ws, "products/auth.yaml", "version:", "version: v2.0.0");
+    let s = generate(&ws);
+    assert_eq!(
+        (s.tenants_released, s.released_read_whole),
+        (TENANTS.len(), 0),
+        "{s:?}"
+    );
+    assert_eq!(ws.snapshot(), full_render(&ws));
+}
+
 #[test]
 fn a_version_written_through_an_alias_is_part_of_the_shared_inputs() {
     let ws = Workspace::new();

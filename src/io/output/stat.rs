@@ -17,7 +17,8 @@
 //!   file's own modification time; otherwise the tree is read whole, as without a record.
 //! - Anything unreadable, of another format, or a file that vanished between its listing and
 //!   its `lstat`, means no entry: the tree is read whole. The record is only ever a shortcut
-//!   to what reading would find; `--full` ignores it.
+//!   to what reading would find; `--full` reads no entry, and records one for every tree it
+//!   compares with the disk (as does any tree rendered whole into its directory).
 //!
 //! The window left open, as in git: a file changed after provisio's write of it within the
 //! same tick of the file system's clock, before a record written in a later tick, keeps the

@@ -259,6 +259,11 @@ impl<'a> Writer<'a> {
         if changed {
             self.summary.tenants_changed.insert(id.to_owned());
         }
+        // The disk now holds `files`: its stat data vouches for their hash (a `--full` run,
+        // watch's first cycle, leaves a record the next release uses).
+        if let Some(stat) = TreeStat::of(self.root, &list_files(dir)?) {
+            self.next_stats.insert(id, stat.entry(&tree));
+        }
         self.next.tenants.insert(
             id.to_owned(),
             TenantState {
