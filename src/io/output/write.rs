@@ -578,11 +578,8 @@ pub fn prepare_release(
     }
     // `dir` checked just above: not again per tenant.
     let listed = list_files(&dir)?;
-    let paths: BTreeSet<String> = listed.iter().map(|f| relative(root, f)).collect();
-    if !released.keys().all(|k| paths.contains(k)) {
-        return Ok(None);
-    }
-    // Taken before any file is read: a change after this moves it.
+    // Taken before any file is read: a change after this moves it. (A released file the tree
+    // lacks is found missing by either path below.)
     let stat = TreeStat::of(root, &listed);
     if let (Some((recorded, entry)), Some(stat)) = (known, &stat)
         && stat.matches(entry)
