@@ -199,7 +199,7 @@ impl TreeStat {
         let mut out = BTreeMap::new();
         for f in files {
             let m = std::fs::symlink_metadata(f).ok()?;
-            out.insert(super::write::relative(root, f), FileStat::of(&m));
+            out.insert(tree::relative(root, f), FileStat::of(&m));
         }
         Some(TreeStat { files: out })
     }

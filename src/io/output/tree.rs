@@ -180,6 +180,16 @@ pub fn children(dir: &Path) -> Result<Vec<(String, bool)>, WriteError> {
     Ok(out)
 }
 
+/// `file`'s path below `root`, `/`-separated (as the output's file maps key it).
+pub fn relative(root: &Path, file: &Path) -> String {
+    file.strip_prefix(root)
+        .unwrap_or(file)
+        .components()
+        .map(|c| c.as_os_str().to_string_lossy().into_owned())
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
 /// Every regular file below `dir`, recursively, sorted (none if it does not exist).
 pub fn files_below(dir: &Path) -> Result<Vec<PathBuf>, WriteError> {
     let mut out = Vec::new();

@@ -28,7 +28,7 @@ pub use super::error::WriteError;
 use super::error::io;
 use super::stat::{StatEntry, StatRecord, TreeStat, write_stats};
 use super::state::{Inputs, STATE_FILE, State, TenantState, TreeSum, tree_hash, tree_sum};
-use super::tree::{self, no_link};
+use super::tree::{self, no_link, relative};
 use crate::io::fsx;
 use provisio_core::render::{ARGOCD_DIR, Files, PLATFORM_DIR, TENANTS_DIR};
 
@@ -668,15 +668,6 @@ fn lay_over(
         }
     }
     (sum.hex(), changed)
-}
-
-pub(super) fn relative(root: &Path, file: &Path) -> String {
-    file.strip_prefix(root)
-        .unwrap_or(file)
-        .components()
-        .map(|c| c.as_os_str().to_string_lossy().into_owned())
-        .collect::<Vec<_>>()
-        .join("/")
 }
 
 fn remove_file(path: &Path) -> Result<(), WriteError> {
