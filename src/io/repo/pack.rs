@@ -159,6 +159,28 @@ pub(super) fn store_with(
     Ok(format!("pack-{name}"))
 }
 
+/// The packs of `pack_dir` as readers find them, through their `.idx` (`pack-*.idx`): each
+/// one's path without extension, sorted; none when the directory does not exist.
+pub(super) fn idx_stems(pack_dir: &Path) -> std::io::Result<Vec<std::path::PathBuf>> {
+    let mut stems: Vec<std::path::PathBuf> = match std::fs::read_dir(pack_dir) {
+        Ok(dir) => dir
+            .filter_map(|e| e.ok())
+            .map(|e| e.path())
+            .filter(|p| {
+                p.extension().is_some_and(|x| x == "idx")
+                    && p.file_stem()
+                        .and_then(|s| s.to_str())
+                        .is_some_and(|s| s.starts_with("pack-"))
+            })
+            .map(|p| p.with_extension(""))
+            .collect(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => return Err(e),
+    };
+    stems.sort();
+    Ok(stems)
+}
+
 /// The object count of a version 2 `.idx` (the last fan-out entry), reading its first
 /// 1,032 bytes; `None` for anything else.
 pub(super) fn idx_object_count(path: &Path) -> Option<u64> {

@@ -31,7 +31,7 @@ use std::path::Path;
 
 use git2::{ObjectType, Oid};
 
-use super::pack::{check_object, inflate_entry, parse_entry_header};
+use super::pack::{check_object, idx_stems, inflate_entry, parse_entry_header};
 
 /// Objects larger than this are left to libgit2 (trees are a few KiB; the largest, a
 /// tenants directory of 10,000 entries, about 500 KiB).
@@ -61,23 +61,12 @@ impl Packed {
     /// The packs of the repository whose git directory is `git_dir` (none when it has no
     /// `objects/pack/`). A pack that cannot be read is left out: its objects go to libgit2.
     pub fn open(git_dir: &Path) -> Packed {
-        let dir = git_dir.join("objects").join("pack");
-        let mut idxs: Vec<_> = std::fs::read_dir(&dir)
-            .map(|d| {
-                d.filter_map(|e| e.ok())
-                    .map(|e| e.path())
-                    .filter(|p| {
-                        p.extension().is_some_and(|x| x == "idx")
-                            && p.file_name()
-                                .and_then(|s| s.to_str())
-                                .is_some_and(|s| s.starts_with("pack-"))
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        idxs.sort();
+        let stems = idx_stems(&git_dir.join("objects").join("pack")).unwrap_or_default();
         Packed {
-            packs: idxs.iter().filter_map(|p| Pack::open(p)).collect(),
+            packs: stems
+                .iter()
+                .filter_map(|s| Pack::open(&s.with_extension("idx")))
+                .collect(),
         }
     }
 

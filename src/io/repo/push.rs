@@ -45,7 +45,7 @@ use super::bulk::{TreeEntries, read_tree};
 use super::failure::{PushFailure, refusal};
 use super::pack::{
     Damaged, HashingWriter, PackEntry, check_entry, check_object, check_pair, copy_entry,
-    idx_entries, store_with, write_entry,
+    idx_entries, idx_stems, store_with, write_entry,
 };
 use super::packed::Packed;
 use super::transport::{RemoteError, redact};
@@ -247,22 +247,7 @@ impl Stored {
     /// The packs of `pack_dir` that pass [`check_pair`]; one that does not is left out (its
     /// objects are read through the object database, which reports real damage).
     fn all(pack_dir: &Path) -> std::io::Result<Vec<Stored>> {
-        let mut stems: Vec<PathBuf> = match std::fs::read_dir(pack_dir) {
-            Ok(dir) => dir
-                .filter_map(|e| e.ok())
-                .map(|e| e.path())
-                .filter(|p| {
-                    p.extension().is_some_and(|x| x == "idx")
-                        && p.file_stem()
-                            .and_then(|s| s.to_str())
-                            .is_some_and(|s| s.starts_with("pack-"))
-                })
-                .map(|p| p.with_extension(""))
-                .collect(),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
-            Err(e) => return Err(e),
-        };
-        stems.sort();
+        let stems = idx_stems(pack_dir)?;
         let mut packs = Vec::with_capacity(stems.len());
         for stem in stems {
             let Ok(idx) = std::fs::read(stem.with_extension("idx")) else {
