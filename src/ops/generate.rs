@@ -177,6 +177,7 @@ pub fn generate_observed(
         .filter(|p| !full && p.shared == inputs.shared && !torn.contains("*"));
     // Which trees a release may take for the recorded ones without reading them.
     let stats = output::read_stats(&paths.out);
+    let keeps_stats = output::stats_kept(&paths.out);
     let mut writer = Writer::new(&paths.out, previous.as_ref(), &inputs, &stats);
     if full || torn.contains("*") {
         writer.distrust(None);
@@ -235,7 +236,12 @@ pub fn generate_observed(
         now,
         |renderer, plan| {
             let files = renderer.tenant(plan)?;
-            Ok(output::prepare_tenant(&paths.out, plan.id, files)?)
+            Ok(output::prepare_tenant(
+                &paths.out,
+                plan.id,
+                files,
+                keeps_stats,
+            )?)
         },
         |id, prepared| {
             writer.tenant(id, &inputs.tenants[id], prepared)?;

@@ -369,9 +369,25 @@ fn a_hand_edited_tree_is_rendered_whole_when_a_version_moves() {
 fn a_release_reads_only_what_it_re_renders_of_the_trees_the_stat_record_vouches_for() {
     let ws = Workspace::new();
     keep_stat_record(&ws);
+    // The cold run stages every tree whole and records each one's stat data as written: the
+    // first release reads none whole (the bench's and CI's first release after a first push).
     generate(&ws);
-    // No record yet: every tree read whole, and recorded.
     set_line(&ws, "products/auth.yaml", "version:", "version: v2.0.0");
+    let s = generate(&ws);
+    assert_eq!(
+        (s.tenants_released, s.released_read_whole),
+        (TENANTS.len(), 0),
+        "{s:?}"
+    );
+    assert_eq!(ws.snapshot(), full_render(&ws), "state file included");
+    // Without a record (removed): every tree read whole, and recorded.
+    std::fs::remove_file(
+        ws.out()
+            .join(".git")
+            .join(provisio::io::output::stat::STAT_FILE),
+    )
+    .unwrap();
+    set_line(&ws, "products/auth.yaml", "version:", "version: v2.0.1");
     let s = generate(&ws);
     assert_eq!(
         (s.tenants_released, s.released_read_whole),

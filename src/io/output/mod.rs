@@ -10,7 +10,7 @@ pub mod state;
 pub mod tree;
 pub mod write;
 
-pub use stat::{StatRecord, read_stats};
+pub use stat::{StatRecord, kept as stats_kept, read_stats};
 pub use state::{Inputs, STATE_FILE, State, fingerprint};
 pub use write::{
     JOURNAL_FILE, OutputLock, Release, Summary, WriteError, Writer, list_dirs, list_top_files,

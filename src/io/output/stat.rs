@@ -102,6 +102,12 @@ impl StatRecord {
     }
 }
 
+/// Whether the output at `root` keeps a record (its `.git` is a directory of its own): a run
+/// without one takes no stat data it could not keep.
+pub fn kept(root: &Path) -> bool {
+    location(root).is_some()
+}
+
 /// Where the record of the output at `root` lives: `None` when `root/.git` is not a
 /// directory of its own.
 fn location(root: &Path) -> Option<PathBuf> {
@@ -155,7 +161,7 @@ pub fn write_stats(root: &Path, record: &StatRecord) {
 }
 
 /// The stat data of a tree's files.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct TreeStat {
     /// Root-relative path → its stat data, in path order.
     files: BTreeMap<String, FileStat>,
@@ -202,6 +208,13 @@ impl TreeStat {
             out.insert(tree::relative(root, f), FileStat::of(&m));
         }
         Some(TreeStat { files: out })
+    }
+
+    /// Adds the stat data `m` of the file at `path` (root-relative), taken from its open
+    /// descriptor by the writer that just wrote it: the same data `lstat` gives, without a
+    /// lookup of the path.
+    pub fn add(&mut self, path: &str, m: &std::fs::Metadata) {
+        self.files.insert(path.to_owned(), FileStat::of(m));
     }
 
     /// Takes `path`'s stat data again (a file this run wrote); `None` when it cannot.

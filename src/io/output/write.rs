@@ -108,6 +108,8 @@ pub struct Writer<'a> {
     /// The stat record read at the start ([`super::stat`]), and the one to write.
     stats: &'a StatRecord,
     next_stats: StatRecord,
+    /// The output keeps a stat record ([`super::stat::kept`]): stat data is worth taking.
+    keeps_stats: bool,
 }
 
 impl<'a> Writer<'a> {
@@ -125,6 +127,7 @@ impl<'a> Writer<'a> {
             distrusted: Some(BTreeSet::new()),
             stats,
             next_stats: StatRecord::default(),
+            keeps_stats: super::stat::kept(root),
         }
     }
 
@@ -206,7 +209,7 @@ impl<'a> Writer<'a> {
                 if tree::is_real_dir(&dir)? {
                     self.sync_tenant(id, input, &dir, &files, tree)
                 } else {
-                    let staged = stage(self.root, id, &files)?;
+                    let staged = stage(self.root, id, &files, self.keeps_stats)?;
                     self.place(id, input, staged)
                 }
             }
@@ -225,6 +228,9 @@ impl<'a> Writer<'a> {
             start = end;
         }
         self.summary.tenants_changed.insert(id.to_owned());
+        if let Some(entry) = staged.stat {
+            self.next_stats.insert(id, entry);
+        }
         self.next.tenants.insert(
             id.to_owned(),
             TenantState {
@@ -261,7 +267,9 @@ impl<'a> Writer<'a> {
         }
         // The disk now holds `files`: its stat data vouches for their hash (a `--full` run,
         // watch's first cycle, leaves a record the next release uses).
-        if let Some(stat) = TreeStat::of(self.root, &list_files(dir)?) {
+        if self.keeps_stats
+            && let Some(stat) = TreeStat::of(self.root, &list_files(dir)?)
+        {
             self.next_stats.insert(id, stat.entry(&tree));
         }
         self.next.tenants.insert(
@@ -502,6 +510,10 @@ pub struct Staged {
     ends: Vec<usize>,
     /// [`tree_hash`] of its files.
     tree: String,
+    /// The stat record entry vouching for `tree`, from each file's stat data as written (the
+    /// rename into place moves the directory, not its files' inodes or times): the next
+    /// release reads only what it re-renders (`None`: the output keeps no record).
+    stat: Option<StatEntry>,
 }
 
 /// Prepares tenant `id`'s rendered `files` for [`Writer::tenant`] on a rendering
@@ -509,19 +521,26 @@ pub struct Staged {
 /// writes them into the tenant's staging directory, so the writer's thread only renames it
 /// into place ([`Writer::tenant`]). Writes nothing else; the staging directory is provisio's own (a run killed
 /// before the rename leaves it for [`Writer::finish`] to remove: its name is no tenant id).
-pub fn prepare_tenant(root: &Path, id: &str, files: Files) -> Result<PreparedTenant, WriteError> {
+/// With `stat` (the output keeps a stat record, [`super::stat::kept`]), a staged tree's stat
+/// data is taken as it is written.
+pub fn prepare_tenant(
+    root: &Path,
+    id: &str,
+    files: Files,
+    stat: bool,
+) -> Result<PreparedTenant, WriteError> {
     let dir = root.join(TENANTS_DIR).join(id);
     no_link(root, &dir)?;
     if tree::is_real_dir(&dir)? {
         let tree = tree_hash(&files);
         return Ok(PreparedTenant::Rendered { files, tree });
     }
-    Ok(PreparedTenant::Staged(stage(root, id, &files)?))
+    Ok(PreparedTenant::Staged(stage(root, id, &files, stat)?))
 }
 
 /// Writes a new tenant's `files` into `tenants-out/.provisio-staging-<id>/` (a leftover of that
 /// name removed first, never followed): one create and one write per file, as `cp` does.
-fn stage(root: &Path, id: &str, files: &Files) -> Result<Staged, WriteError> {
+fn stage(root: &Path, id: &str, files: &Files, stat: bool) -> Result<Staged, WriteError> {
     let staging = root
         .join(TENANTS_DIR)
         .join(format!("{}staging-{id}", fsx::TEMP_PREFIX));
@@ -533,6 +552,7 @@ fn stage(root: &Path, id: &str, files: &Files) -> Result<Staged, WriteError> {
     let mut created: BTreeSet<PathBuf> = BTreeSet::new();
     let mut paths = String::with_capacity(files.keys().map(String::len).sum());
     let mut ends = Vec::with_capacity(files.len());
+    let mut stats = stat.then(TreeStat::default);
     for (path, bytes) in files {
         let rel = path.strip_prefix(&prefix).unwrap_or(path);
         let target = staging.join(rel);
@@ -542,20 +562,29 @@ fn stage(root: &Path, id: &str, files: &Files) -> Result<Staged, WriteError> {
             std::fs::create_dir_all(parent).map_err(io("create", parent))?;
             created.insert(parent.to_path_buf());
         }
-        std::fs::OpenOptions::new()
+        let f = std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
             .open(&target)
-            .and_then(|mut f| std::io::Write::write_all(&mut f, bytes))
+            .and_then(|mut f| std::io::Write::write_all(&mut f, bytes).map(|()| f))
             .map_err(io("write", &target))?;
+        if let Some(s) = &mut stats {
+            match f.metadata() {
+                Ok(m) => s.add(path, &m),
+                // Only a shortcut: no entry, and the next release reads the tree whole.
+                Err(_) => stats = None,
+            }
+        }
         paths.push_str(path);
         ends.push(paths.len());
     }
+    let tree = tree_hash(files);
     Ok(Staged {
         dir: staging,
         paths,
         ends,
-        tree: tree_hash(files),
+        stat: stats.map(|s| s.entry(&tree)),
+        tree,
     })
 }
 
