@@ -48,6 +48,9 @@ pub struct Packed {
     /// Every object of `packs`: the first 8 bytes of its id and its pack's place in `packs`,
     /// in order.
     by_prefix: Vec<(u64, u32)>,
+    /// Where in `by_prefix` the ids starting with each 2 bytes start (and, last, its end): a
+    /// search reads one slot here and a few entries there, not 19 of a table of megabytes.
+    buckets: Vec<u32>,
 }
 
 struct Pack {
@@ -59,6 +62,9 @@ struct Pack {
     /// Where the entries end (the `.pack`'s length less its trailer).
     end: u64,
 }
+
+/// Slots of [`Packed`]'s bucket table: one for each value of an id's first 2 bytes.
+const BUCKETS: usize = 1 << 16;
 
 /// The `.idx` header of version 2 (`gitformat-pack.txt`).
 const IDX_V2: [u8; 8] = [0xff, b't', b'O', b'c', 0, 0, 0, 2];
@@ -79,7 +85,20 @@ impl Packed {
             by_prefix.extend((0..p.count).map(|k| (p.prefix(k), i as u32)));
         }
         by_prefix.sort_unstable();
-        Packed { packs, by_prefix }
+        let mut buckets = Vec::with_capacity(BUCKETS + 1);
+        let mut at = 0;
+        for b in 0..BUCKETS as u64 {
+            while by_prefix.get(at).is_some_and(|&(p, _)| p >> 48 < b) {
+                at += 1;
+            }
+            buckets.push(at as u32);
+        }
+        buckets.push(by_prefix.len() as u32);
+        Packed {
+            packs,
+            by_prefix,
+            buckets,
+        }
     }
 
     /// The object `oid` as a pack of the repository holds it whole: its kind and bytes;
@@ -98,8 +117,10 @@ impl Packed {
     /// id's first 8 bytes are searched, and only those.
     fn locate(&self, oid: Oid) -> Option<(&Pack, u64)> {
         let prefix = prefix_of(oid.as_bytes());
-        let from = self.by_prefix.partition_point(|&(p, _)| p < prefix);
-        self.by_prefix[from..]
+        let b = (prefix >> 48) as usize;
+        let bucket = &self.by_prefix[self.buckets[b] as usize..self.buckets[b + 1] as usize];
+        let from = bucket.partition_point(|&(p, _)| p < prefix);
+        bucket[from..]
             .iter()
             .take_while(|&&(p, _)| p == prefix)
             .find_map(|&(_, i)| {
