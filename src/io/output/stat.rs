@@ -217,6 +217,19 @@ impl TreeStat {
         self.files.insert(path.to_owned(), FileStat::of(m));
     }
 
+    /// The stat data of listed files (absolute paths below `root`, each with its stat data as
+    /// [`tree::files_below_stat`] took it); `None` when one could not be taken.
+    pub fn of_listed(
+        root: &Path,
+        listed: &[(PathBuf, Option<std::fs::Metadata>)],
+    ) -> Option<TreeStat> {
+        let mut out = BTreeMap::new();
+        for (f, m) in listed {
+            out.insert(tree::relative(root, f), FileStat::of(m.as_ref()?));
+        }
+        Some(TreeStat { files: out })
+    }
+
     /// Takes `path`'s stat data again (a file this run wrote); `None` when it cannot.
     pub fn refresh(&mut self, root: &Path, path: &str) -> Option<()> {
         let m = std::fs::symlink_metadata(root.join(path)).ok()?;

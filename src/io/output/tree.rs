@@ -158,6 +158,18 @@ fn read_to_end(file: &mut std::fs::File, size: u64) -> std::io::Result<Vec<u8>> 
 /// The entries directly below `dir` as (name, is a directory), sorted; none when `dir` does
 /// not exist. `dir` itself and every entry must be a directory or a regular file.
 pub fn children(dir: &Path) -> Result<Vec<(String, bool)>, WriteError> {
+    Ok(children_with(dir, |_, _| ())?
+        .into_iter()
+        .map(|(name, is_dir, ())| (name, is_dir))
+        .collect())
+}
+
+/// [`children`], each with what `with` takes from its directory entry (its stat data, say,
+/// which `DirEntry::metadata` reads relative to the open directory, without a path lookup).
+fn children_with<T>(
+    dir: &Path,
+    mut with: impl FnMut(&std::fs::DirEntry, bool) -> T,
+) -> Result<Vec<(String, bool, T)>, WriteError> {
     if !is_real_dir(dir)? {
         return Ok(Vec::new());
     }
@@ -174,17 +186,32 @@ pub fn children(dir: &Path) -> Result<Vec<(String, bool)>, WriteError> {
         if let Some(kind) = odd_kind(&t) {
             return Err(refusal(&entry.path(), kind));
         }
-        out.push((entry.file_name().to_string_lossy().into_owned(), t.is_dir()));
+        let taken = with(&entry, t.is_dir());
+        out.push((
+            entry.file_name().to_string_lossy().into_owned(),
+            t.is_dir(),
+            taken,
+        ));
     }
-    out.sort();
+    out.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
     Ok(out)
 }
 
 /// `file`'s path below `root`, `/`-separated (as the output's file maps key it).
 pub fn relative(root: &Path, file: &Path) -> String {
-    file.strip_prefix(root)
-        .unwrap_or(file)
-        .components()
+    let rel = file.strip_prefix(root).unwrap_or(file);
+    // A path joined from listed names is already in that form: taken as it is (this runs for
+    // every file of every tree a release checks).
+    if let Some(s) = rel.to_str()
+        && !s.is_empty()
+        && !s.starts_with('/')
+        && !s.ends_with('/')
+        && !s.contains("//")
+        && !s.split('/').any(|c| c == ".")
+    {
+        return s.to_owned();
+    }
+    rel.components()
         .map(|c| c.as_os_str().to_string_lossy().into_owned())
         .collect::<Vec<_>>()
         .join("/")
@@ -192,24 +219,106 @@ pub fn relative(root: &Path, file: &Path) -> String {
 
 /// Every regular file below `dir`, recursively, sorted (none if it does not exist).
 pub fn files_below(dir: &Path) -> Result<Vec<PathBuf>, WriteError> {
+    Ok(files_below_with(dir, |_| ())?
+        .into_iter()
+        .map(|(path, ())| path)
+        .collect())
+}
+
+/// [`files_below`], each file with its stat data as listed (`lstat`'s, taken relative to the
+/// open directory); `None` when it could not be taken (the file vanished since).
+pub fn files_below_stat(
+    dir: &Path,
+) -> Result<Vec<(PathBuf, Option<std::fs::Metadata>)>, WriteError> {
+    files_below_with(dir, |e| e.metadata().ok())
+}
+
+fn files_below_with<T>(
+    dir: &Path,
+    mut with: impl FnMut(&std::fs::DirEntry) -> T,
+) -> Result<Vec<(PathBuf, T)>, WriteError> {
     let mut out = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
-        for (name, is_dir) in children(&d)? {
-            if is_dir {
-                stack.push(d.join(name));
-            } else {
-                out.push(d.join(name));
+        for (name, is_dir, taken) in children_with(&d, |e, is_dir| (!is_dir).then(|| with(e)))? {
+            match taken {
+                Some(t) if !is_dir => out.push((d.join(name), t)),
+                _ => stack.push(d.join(name)),
             }
         }
     }
-    out.sort();
+    out.sort_by(|a, b| a.0.cmp(&b.0));
     Ok(out)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The shortcut for paths already in the output's form gives what the components give.
+    #[test]
+    fn relative_paths_are_the_components_joined() {
+        let root = Path::new("/out");
+        let joined = |file: &str| {
+            let f = Path::new(file);
+            f.strip_prefix(root)
+                .unwrap_or(f)
+                .components()
+                .map(|c| c.as_os_str().to_string_lossy().into_owned())
+                .collect::<Vec<_>>()
+                .join("/")
+        };
+        for (file, want) in [
+            ("/out/tenants-out/a/jobs.yaml", "tenants-out/a/jobs.yaml"),
+            ("/out//tenants-out/./a/", "tenants-out/a"),
+            ("/out/./x", "x"),
+            ("/elsewhere/x", "//elsewhere/x"),
+            ("rel//x/./y", "rel/x/y"),
+            ("./x", "./x"),
+        ] {
+            assert_eq!(relative(root, Path::new(file)), want, "{file}");
+            assert_eq!(want, joined(file), "{file}");
+        }
+    }
+
+    /// Each file's stat data as listed is `lstat`'s.
+    #[test]
+    fn files_are_listed_with_their_lstat_data() {
+        use std::os::unix::fs::MetadataExt;
+        let root = tempfile::tempdir().unwrap();
+        let r = root.path();
+        std::fs::create_dir_all(r.join("t/d/e")).unwrap();
+        for f in ["t/a", "t/d/b", "t/d/e/c"] {
+            std::fs::write(r.join(f), f).unwrap();
+        }
+        let listed = files_below_stat(&r.join("t")).unwrap();
+        assert_eq!(
+            listed.iter().map(|(p, _)| p.clone()).collect::<Vec<_>>(),
+            files_below(&r.join("t")).unwrap()
+        );
+        assert_eq!(listed.len(), 3);
+        for (p, m) in listed {
+            let (m, l) = (m.unwrap(), std::fs::symlink_metadata(&p).unwrap());
+            assert_eq!(
+                (
+                    m.ino(),
+                    m.dev(),
+                    m.size(),
+                    m.mtime_nsec(),
+                    m.ctime_nsec(),
+                    m.mode()
+                ),
+                (
+                    l.ino(),
+                    l.dev(),
+                    l.size(),
+                    l.mtime_nsec(),
+                    l.ctime_nsec(),
+                    l.mode()
+                )
+            );
+        }
+    }
 
     #[test]
     fn links_and_fifos_are_refused_with_their_path() {

@@ -268,7 +268,7 @@ impl<'a> Writer<'a> {
         // The disk now holds `files`: its stat data vouches for their hash (a `--full` run,
         // watch's first cycle, leaves a record the next release uses).
         if self.keeps_stats
-            && let Some(stat) = TreeStat::of(self.root, &list_files(dir)?)
+            && let Some(stat) = TreeStat::of_listed(self.root, &tree::files_below_stat(dir)?)
         {
             self.next_stats.insert(id, stat.entry(&tree));
         }
@@ -606,10 +606,10 @@ pub fn prepare_release(
         return Ok(None);
     }
     // `dir` checked just above: not again per tenant.
-    let listed = list_files(&dir)?;
-    // Taken before any file is read: a change after this moves it. (A released file the tree
-    // lacks is found missing by either path below.)
-    let stat = TreeStat::of(root, &listed);
+    // The stat data is taken as the tree is listed, before any file is read: a change after
+    // this moves it. (A released file the tree lacks is found missing by either path below.)
+    let listed = tree::files_below_stat(&dir)?;
+    let stat = TreeStat::of_listed(root, &listed);
     if let (Some((recorded, entry)), Some(stat)) = (known, &stat)
         && stat.matches(entry)
         && let Some(release) = release_over_recorded(root, recorded, released, stat, listed.len())?
@@ -617,7 +617,7 @@ pub fn prepare_release(
         return Ok(Some(release));
     }
     let mut files = Files::new();
-    for f in &listed {
+    for (f, _) in &listed {
         if let Some(bytes) = tree::read_file(f)? {
             files.insert(relative(root, f), bytes);
         }
