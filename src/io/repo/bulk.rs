@@ -207,10 +207,34 @@ fn in_bulk_flushing_at<T, E>(
     Ok(out)
 }
 
+/// A blob's bytes with their id, hashed on whichever thread made it ([`HashedBlob::of`]):
+/// a commit reads and hashes the files it stores on a thread of its own, beside the one that
+/// edits its trees ([`Bulk::store_blob`]).
+pub struct HashedBlob {
+    oid: Oid,
+    bytes: Vec<u8>,
+}
+
+impl HashedBlob {
+    /// `bytes` and their id as a blob (see [`object_id`]).
+    pub fn of(bytes: Vec<u8>) -> Result<HashedBlob, git2::Error> {
+        Ok(HashedBlob {
+            oid: object_id(ObjectType::Blob, &bytes)?,
+            bytes,
+        })
+    }
+}
+
 impl Bulk<'_> {
     /// `bytes` as a blob.
     pub fn blob(&self, bytes: &[u8]) -> Result<Oid, git2::Error> {
-        self.store(ObjectType::Blob, Cow::Borrowed(bytes))
+        let oid = object_id(ObjectType::Blob, bytes)?;
+        self.store(ObjectType::Blob, oid, Cow::Borrowed(bytes))
+    }
+
+    /// A blob hashed already.
+    pub fn store_blob(&self, blob: HashedBlob) -> Result<Oid, git2::Error> {
+        self.store(ObjectType::Blob, blob.oid, Cow::Owned(blob.bytes))
     }
 
     /// A tree to edit, starting from `base` (empty: `None`); write it with
@@ -221,7 +245,9 @@ impl Bulk<'_> {
 
     /// Writes `tb`'s tree.
     pub fn write_tree(&self, tb: &TreeEntries) -> Result<Oid, git2::Error> {
-        self.store(ObjectType::Tree, Cow::Owned(tb.bytes()))
+        let bytes = tb.bytes();
+        let oid = object_id(ObjectType::Tree, &bytes)?;
+        self.store(ObjectType::Tree, oid, Cow::Owned(bytes))
     }
 
     /// A tree's entries, read from memory or disk.
@@ -256,10 +282,9 @@ impl Bulk<'_> {
             || (!known.complete && self.disk.exists_ext(oid, OdbLookupFlags::NO_REFRESH))
     }
 
-    /// The id of `data` as an object of `kind`; queues it (copied only when borrowed) unless
-    /// it is on disk or queued already.
-    fn store(&self, kind: ObjectType, data: Cow<'_, [u8]>) -> Result<Oid, git2::Error> {
-        let oid = object_id(kind, &data)?;
+    /// Queues `data`, an object of `kind` whose id is `oid` (copied only when borrowed),
+    /// unless it is on disk or queued already; returns `oid`.
+    fn store(&self, kind: ObjectType, oid: Oid, data: Cow<'_, [u8]>) -> Result<Oid, git2::Error> {
         if self.queued_at.borrow().contains_key(&oid) || self.stored(oid) {
             return Ok(oid);
         }

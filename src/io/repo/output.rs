@@ -18,7 +18,7 @@ use std::path::Path;
 use git2::{ErrorCode, ObjectType, Tree};
 use tracing::{debug, info, warn};
 
-use super::bulk::{Bulk, in_bulk};
+use super::bulk::{Bulk, HashedBlob, in_bulk};
 use super::commit::Flush;
 use super::index;
 use super::lock::{self, Lock};
@@ -530,35 +530,57 @@ impl OutputRepo {
         let mut tb = bulk
             .treebuilder(old_tdir.as_ref())
             .map_err(self.repo.err("edit a tree"))?;
-        for id in ids {
-            let dir = out.join(TENANTS_DIR).join(id);
-            let new = if let Some(changes) = edits.get(id) {
-                // HEAD's tree of the tenant, with the files this run wrote or removed.
-                // A tree by its kind, as libgit2 reads it (`git_tree_entry_type`: the type bits).
-                let tree = old_tdir.as_ref().and_then(|t| t.get_tree(id));
-                let mut tree_edits = Vec::with_capacity(changes.len());
-                for (rel, written) in changes {
-                    let entry = if *written {
-                        Some((self.store_file(bulk, &dir.join(rel))?, 0o100644))
-                    } else {
-                        None
-                    };
-                    tree_edits.push((rel.split('/').collect(), entry));
+        // The files written, read and hashed on a thread of their own in the order they are
+        // stored here (a release: 20,000 files, 230 MB, at 10,000 tenants).
+        let written: Vec<std::path::PathBuf> = ids
+            .iter()
+            .filter_map(|id| Some((id, edits.get(id)?)))
+            .flat_map(|(id, changes)| {
+                let dir = out.join(TENANTS_DIR).join(id);
+                changes
+                    .iter()
+                    .filter(|(_, written)| *written)
+                    .map(move |(rel, _)| dir.join(rel))
+            })
+            .collect();
+        std::thread::scope(|scope| {
+            let mut blobs = read_ahead(scope, written);
+            for id in ids {
+                let dir = out.join(TENANTS_DIR).join(id);
+                let new = if let Some(changes) = edits.get(id) {
+                    // HEAD's tree of the tenant, with the files this run wrote or removed.
+                    // A tree by its kind, as libgit2 reads it (`git_tree_entry_type`: the type
+                    // bits).
+                    let tree = old_tdir.as_ref().and_then(|t| t.get_tree(id));
+                    let mut tree_edits = Vec::with_capacity(changes.len());
+                    for (rel, written) in changes {
+                        let entry = if *written {
+                            let (path, blob) = blobs
+                                .next()
+                                .expect("one blob read ahead for each file written");
+                            debug_assert_eq!(path, dir.join(rel));
+                            Some((self.store_hashed(bulk, &path, blob?)?, 0o100644))
+                        } else {
+                            None
+                        };
+                        tree_edits.push((rel.split('/').collect(), entry));
+                    }
+                    self.replace_all(bulk, tree, &tree_edits)?
+                } else if std::fs::symlink_metadata(&dir).is_ok_and(|m| m.is_dir()) {
+                    self.write_dir_tree(bulk, &dir)?
+                } else {
+                    None
+                };
+                match new {
+                    Some(oid) => {
+                        tb.insert(id, oid, 0o040000)
+                            .map_err(self.repo.err("edit a tree"))?;
+                    }
+                    None => tb.remove(id),
                 }
-                self.replace_all(bulk, tree, &tree_edits)?
-            } else if std::fs::symlink_metadata(&dir).is_ok_and(|m| m.is_dir()) {
-                self.write_dir_tree(bulk, &dir)?
-            } else {
-                None
-            };
-            match new {
-                Some(oid) => {
-                    tb.insert(id, oid, 0o040000)
-                        .map_err(self.repo.err("edit a tree"))?;
-                }
-                None => tb.remove(id),
             }
-        }
+            Ok::<_, GitError>(())
+        })?;
         if tb.is_empty() {
             Ok(None)
         } else {
@@ -675,15 +697,18 @@ impl OutputRepo {
     /// Stores the regular file at `path` as a blob (a link is never followed or stored: the
     /// writer refuses them; this is the last line of defence).
     fn store_file(&self, bulk: &Bulk<'_>, path: &Path) -> Result<Oid> {
-        let meta = std::fs::symlink_metadata(path).map_err(io("stat", path))?;
-        if !meta.is_file() {
-            return Err(io("store", path)(std::io::Error::new(
-                std::io::ErrorKind::InvalidInput,
-                "not a regular file (a symbolic link?): the output tree holds only files and directories",
-            )));
-        }
-        let bytes = std::fs::read(path).map_err(io("read", path))?;
-        bulk.blob(&bytes)
+        let blob = read_blob(path)?;
+        self.store_hashed(bulk, path, blob)
+    }
+
+    /// Stores the blob read from `path` ([`read_blob`]).
+    fn store_hashed(
+        &self,
+        bulk: &Bulk<'_>,
+        path: &Path,
+        blob: std::result::Result<HashedBlob, git2::Error>,
+    ) -> Result<Oid> {
+        blob.and_then(|b| bulk.store_blob(b))
             .map_err(self.repo.err(&format!("store {}", path.display())))
     }
 
@@ -1120,6 +1145,46 @@ impl Repo {
         let written = update(&mut index).map_err(self.err("update the index"));
         self.after_index_write(&mut index, written, new.id())
     }
+}
+
+/// The regular file at `path` read and hashed as a blob (a link is never followed or stored:
+/// the writer refuses them; this is the last line of defence). The outer error is reading's,
+/// the inner one hashing's (a collision detected).
+fn read_blob(path: &Path) -> Result<std::result::Result<HashedBlob, git2::Error>> {
+    let meta = std::fs::symlink_metadata(path).map_err(io("stat", path))?;
+    if !meta.is_file() {
+        return Err(io("store", path)(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "not a regular file (a symbolic link?): the output tree holds only files and directories",
+        )));
+    }
+    let bytes = std::fs::read(path).map_err(io("read", path))?;
+    Ok(HashedBlob::of(bytes))
+}
+
+/// A blob read ahead: its path, and [`read_blob`]'s result.
+type ReadAhead = (
+    std::path::PathBuf,
+    Result<std::result::Result<HashedBlob, git2::Error>>,
+);
+
+/// The blobs of `paths` ([`read_blob`]), read and hashed on a thread of `scope`, in order, a
+/// few ahead of the caller: the caller stores them while the next are hashed. Dropping the
+/// iterator early stops the thread at its next file.
+fn read_ahead<'scope>(
+    scope: &'scope std::thread::Scope<'scope, '_>,
+    paths: Vec<std::path::PathBuf>,
+) -> impl Iterator<Item = ReadAhead> + 'scope {
+    let (tx, rx) = std::sync::mpsc::sync_channel(64);
+    scope.spawn(move || {
+        for path in paths {
+            let blob = read_blob(&path);
+            if tx.send((path, blob)).is_err() {
+                break;
+            }
+        }
+    });
+    rx.into_iter()
 }
 
 /// The checksum libgit2 keeps of the index file it last read or wrote (the SHA-1 trailer of
