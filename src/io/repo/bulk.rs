@@ -9,7 +9,8 @@
 //! keeping the pack count bounded [`super::rollup`]'s.
 //!
 //! - Each object is hashed once, here (git's object id: the SHA-1 of `<kind> <size>\0` and
-//!   the bytes, by libgit2's SHA-1 with collision detection, as git hashes), and nothing goes
+//!   the bytes, by libgit2's SHA-1 with collision detection, as git hashes) — a blob possibly
+//!   on another thread, as a [`HashedBlob`], whose id only [`HashedBlob::of`] computes — and nothing goes
 //!   through libgit2's object database on the way in: its
 //!   `git_odb_write` first looks for the object in every backend and, missing it, rescans
 //!   `objects/pack/` before writing (`odb.c` `git_odb__freshen` → `git_odb_refresh`): a
