@@ -12,7 +12,8 @@
 //! [`to_yaml`] return `None`, and the caller serializes the whole object with serde-saphyr.
 //! Tests compare both emitters on adversarial scalars and random trees.
 
-use std::fmt::Write as _;
+use std::cell::RefCell;
+use std::collections::HashMap;
 
 use serde::Serialize;
 use serde::ser::{self, Impossible};
@@ -27,6 +28,23 @@ pub fn to_yaml<T: Serialize + ?Sized>(obj: &T) -> Option<String> {
     })
     .ok()?;
     Some(out)
+}
+
+/// Appends `obj` to `out` as serde-saphyr's `to_string` writes it and returns `true`, or
+/// leaves `out` as it was and returns `false` when `obj` has a shape this emitter leaves to
+/// serde-saphyr.
+pub fn append_yaml<T: Serialize + ?Sized>(out: &mut String, obj: &T) -> bool {
+    let start = out.len();
+    let written = obj
+        .serialize(Emitter {
+            out,
+            slot: Slot::Top,
+        })
+        .is_ok();
+    if !written {
+        out.truncate(start);
+    }
+    written
 }
 
 /// The shape is not one this emitter writes (never surfaced: the caller falls back).
@@ -61,10 +79,41 @@ enum Slot {
 }
 
 fn spaces(out: &mut String, n: usize) {
-    for _ in 0..n {
-        out.push(' ');
+    const SPACES: &str = "                                                                ";
+    let mut n = n;
+    while n > SPACES.len() {
+        out.push_str(SPACES);
+        n -= SPACES.len();
     }
+    out.push_str(&SPACES[..n]);
 }
+
+/// `v` in decimal, as `Display` writes it.
+fn push_decimal(out: &mut String, mut v: u64) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    out.extend(digits[at..].iter().map(|&d| char::from(d)));
+}
+
+/// The bytes [`plainly_safe`] accepts after the first: ASCII letters, digits and `._/-`.
+const PLAIN: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut c = 0;
+    while c < 256 {
+        let b = c as u8;
+        t[c] = b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'/' | b'-');
+        c += 1;
+    }
+    t
+};
 
 /// Whether serde-saphyr writes `s` plain in key and in value position: a conservative subset
 /// of its rules (an ASCII letter first rules out numbers, indicators, document markers and
@@ -76,10 +125,7 @@ fn plainly_safe(s: &str) -> bool {
     if b.is_empty() || b.len() > 80 || !b[0].is_ascii_alphabetic() {
         return false;
     }
-    if !b
-        .iter()
-        .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'/' | b'-'))
-    {
+    if !b.iter().all(|&c| PLAIN[usize::from(c)]) {
         return false;
     }
     const WORDS: [&str; 11] = [
@@ -88,36 +134,83 @@ fn plainly_safe(s: &str) -> bool {
     b.len() > 5 || !WORDS.iter().any(|w| s.eq_ignore_ascii_case(w))
 }
 
-/// `s` in value position, as serde-saphyr writes it.
-fn value_scalar(out: &mut String, s: &str) -> Result {
-    if plainly_safe(s) {
-        out.push_str(s);
-        return Ok(());
-    }
-    let doc = serde_saphyr::to_string(&s).map_err(|_| Unsupported)?;
-    let line = doc.strip_suffix('\n').ok_or(Unsupported)?;
-    // A block scalar (`|`, `>`) depends on where it is written: left to serde-saphyr.
-    if line.contains('\n') || line.starts_with(['|', '>']) || line.is_empty() {
-        return Err(Unsupported);
-    }
-    out.push_str(line);
-    Ok(())
-}
-
 /// `s` in key position (serde-saphyr quotes keys by stricter rules than values).
 fn key_scalar(out: &mut String, s: &str) -> Result {
     if plainly_safe(s) {
         out.push_str(s);
         return Ok(());
     }
-    let doc = serde_saphyr::to_string(&std::collections::BTreeMap::from([(s, 0u8)]))
-        .map_err(|_| Unsupported)?;
-    let key = doc.strip_suffix(": 0\n").ok_or(Unsupported)?;
-    if key.contains('\n') || key.is_empty() || key.starts_with(['?', '|', '>']) {
-        return Err(Unsupported);
+    spelled(Position::Key, s, out)
+}
+
+/// Where a string that is not plainly safe is written.
+#[derive(Debug, Clone, Copy)]
+enum Position {
+    Value = 0,
+    Key = 1,
+}
+
+/// serde-saphyr's spelling of `s` in value position, or `None` when it writes a block scalar.
+fn value_spelling(s: &str) -> Option<String> {
+    let doc = serde_saphyr::to_string(&s).ok()?;
+    let line = doc.strip_suffix('\n')?;
+    // A block scalar (`|`, `>`) depends on where it is written: left to serde-saphyr.
+    if line.contains('\n') || line.starts_with(['|', '>']) || line.is_empty() {
+        return None;
     }
-    out.push_str(key);
-    Ok(())
+    Some(line.to_owned())
+}
+
+/// serde-saphyr's spelling of `s` in key position, or `None` when it is not one line.
+fn key_spelling(s: &str) -> Option<String> {
+    let doc = serde_saphyr::to_string(&std::collections::BTreeMap::from([(s, 0u8)])).ok()?;
+    let key = doc.strip_suffix(": 0\n")?;
+    if key.contains('\n') || key.is_empty() || key.starts_with(['?', '|', '>']) {
+        return None;
+    }
+    Some(key.to_owned())
+}
+
+/// Strings longer than this are not remembered by [`spelled`].
+const SPELLED_LEN_MAX: usize = 256;
+/// [`spelled`]'s maps are emptied when they reach this many entries.
+const SPELLED_MAX: usize = 4096;
+
+type Spellings = HashMap<String, Option<String>>;
+
+thread_local! {
+    /// serde-saphyr's spellings already asked for on this thread, by position: the same few
+    /// strings (`"-1"`, `--force`, quantities, image references) recur in every tenant's
+    /// objects, and each answer costs a whole serde-saphyr serializer. A pure function
+    /// memoized, so the bytes do not depend on what the map holds; bounded by entry count and
+    /// string length.
+    static SPELLED: RefCell<[Spellings; 2]> = RefCell::new([HashMap::new(), HashMap::new()]);
+}
+
+/// Writes serde-saphyr's spelling of `s` at `position`, remembered per thread (short strings).
+fn spelled(position: Position, s: &str, out: &mut String) -> Result {
+    let spell = |s: &str| match position {
+        Position::Value => value_spelling(s),
+        Position::Key => key_spelling(s),
+    };
+    if s.len() > SPELLED_LEN_MAX {
+        out.push_str(&spell(s).ok_or(Unsupported)?);
+        return Ok(());
+    }
+    SPELLED.with_borrow_mut(|maps| {
+        let map = &mut maps[position as usize];
+        if let Some(known) = map.get(s) {
+            out.push_str(known.as_deref().ok_or(Unsupported)?);
+            return Ok(());
+        }
+        let spelling = spell(s);
+        if map.len() >= SPELLED_MAX {
+            map.clear();
+        }
+        let known = map.entry(s.to_owned()).or_insert(spelling);
+        out.push_str(known.as_deref().ok_or(Unsupported)?);
+        Ok(())
+    })
 }
 
 struct Emitter<'o> {
@@ -274,8 +367,10 @@ impl SeqEmitter<'_> {
     }
 }
 
-/// Takes a map key: strings only.
-struct KeyCapture;
+/// Writes a map key: strings only, written where they are borrowed (no copy per key).
+struct KeyWriter<'m, 'o> {
+    map: &'m mut MapEmitter<'o>,
+}
 
 macro_rules! unsupported {
     ($($name:ident($($arg:ty),*) -> $ret:ty;)*) => {
@@ -283,38 +378,38 @@ macro_rules! unsupported {
     };
 }
 
-impl ser::Serializer for KeyCapture {
-    type Ok = String;
+impl ser::Serializer for KeyWriter<'_, '_> {
+    type Ok = ();
     type Error = Unsupported;
-    type SerializeSeq = Impossible<String, Unsupported>;
-    type SerializeTuple = Impossible<String, Unsupported>;
-    type SerializeTupleStruct = Impossible<String, Unsupported>;
-    type SerializeTupleVariant = Impossible<String, Unsupported>;
-    type SerializeMap = Impossible<String, Unsupported>;
-    type SerializeStruct = Impossible<String, Unsupported>;
-    type SerializeStructVariant = Impossible<String, Unsupported>;
+    type SerializeSeq = Impossible<(), Unsupported>;
+    type SerializeTuple = Impossible<(), Unsupported>;
+    type SerializeTupleStruct = Impossible<(), Unsupported>;
+    type SerializeTupleVariant = Impossible<(), Unsupported>;
+    type SerializeMap = Impossible<(), Unsupported>;
+    type SerializeStruct = Impossible<(), Unsupported>;
+    type SerializeStructVariant = Impossible<(), Unsupported>;
 
-    fn serialize_str(self, v: &str) -> Result<String> {
-        Ok(v.to_owned())
+    fn serialize_str(self, v: &str) -> Result {
+        self.map.key(v)
     }
     unsupported! {
-        serialize_bool(bool) -> String;
-        serialize_i8(i8) -> String;
-        serialize_i16(i16) -> String;
-        serialize_i32(i32) -> String;
-        serialize_i64(i64) -> String;
-        serialize_u8(u8) -> String;
-        serialize_u16(u16) -> String;
-        serialize_u32(u32) -> String;
-        serialize_u64(u64) -> String;
-        serialize_f32(f32) -> String;
-        serialize_f64(f64) -> String;
-        serialize_char(char) -> String;
-        serialize_bytes(&[u8]) -> String;
-        serialize_none() -> String;
-        serialize_unit() -> String;
-        serialize_unit_struct(&'static str) -> String;
-        serialize_unit_variant(&'static str, u32, &'static str) -> String;
+        serialize_bool(bool) -> ();
+        serialize_i8(i8) -> ();
+        serialize_i16(i16) -> ();
+        serialize_i32(i32) -> ();
+        serialize_i64(i64) -> ();
+        serialize_u8(u8) -> ();
+        serialize_u16(u16) -> ();
+        serialize_u32(u32) -> ();
+        serialize_u64(u64) -> ();
+        serialize_f32(f32) -> ();
+        serialize_f64(f64) -> ();
+        serialize_char(char) -> ();
+        serialize_bytes(&[u8]) -> ();
+        serialize_none() -> ();
+        serialize_unit() -> ();
+        serialize_unit_struct(&'static str) -> ();
+        serialize_unit_variant(&'static str, u32, &'static str) -> ();
         serialize_seq(Option<usize>) -> Self::SerializeSeq;
         serialize_tuple(usize) -> Self::SerializeTuple;
         serialize_tuple_struct(&'static str, usize) -> Self::SerializeTupleStruct;
@@ -323,14 +418,10 @@ impl ser::Serializer for KeyCapture {
         serialize_struct(&'static str, usize) -> Self::SerializeStruct;
         serialize_struct_variant(&'static str, u32, &'static str, usize) -> Self::SerializeStructVariant;
     }
-    fn serialize_some<T: Serialize + ?Sized>(self, _: &T) -> Result<String> {
+    fn serialize_some<T: Serialize + ?Sized>(self, _: &T) -> Result {
         Err(Unsupported)
     }
-    fn serialize_newtype_struct<T: Serialize + ?Sized>(
-        self,
-        _: &'static str,
-        v: &T,
-    ) -> Result<String> {
+    fn serialize_newtype_struct<T: Serialize + ?Sized>(self, _: &'static str, v: &T) -> Result {
         v.serialize(self)
     }
     fn serialize_newtype_variant<T: Serialize + ?Sized>(
@@ -339,7 +430,7 @@ impl ser::Serializer for KeyCapture {
         _: u32,
         _: &'static str,
         _: &T,
-    ) -> Result<String> {
+    ) -> Result {
         Err(Unsupported)
     }
 }
@@ -371,7 +462,13 @@ impl<'o> ser::Serializer for Emitter<'o> {
         self.serialize_i64(i64::from(v))
     }
     fn serialize_i64(self, v: i64) -> Result {
-        self.scalar(|o| write!(o, "{v}").map_err(|_| Unsupported))
+        self.scalar(|o| {
+            if v < 0 {
+                o.push('-');
+            }
+            push_decimal(o, v.unsigned_abs());
+            Ok(())
+        })
     }
     fn serialize_u8(self, v: u8) -> Result {
         self.serialize_u64(u64::from(v))
@@ -383,7 +480,10 @@ impl<'o> ser::Serializer for Emitter<'o> {
         self.serialize_u64(u64::from(v))
     }
     fn serialize_u64(self, v: u64) -> Result {
-        self.scalar(|o| write!(o, "{v}").map_err(|_| Unsupported))
+        self.scalar(|o| {
+            push_decimal(o, v);
+            Ok(())
+        })
     }
     fn serialize_f32(self, _: f32) -> Result {
         Err(Unsupported)
@@ -395,10 +495,17 @@ impl<'o> ser::Serializer for Emitter<'o> {
         Err(Unsupported)
     }
     fn serialize_str(self, v: &str) -> Result {
+        // A plainly safe string has no line break: the common case scans `v` once.
+        if plainly_safe(v) {
+            return self.scalar(|o| {
+                o.push_str(v);
+                Ok(())
+            });
+        }
         if v.contains('\n') {
             return self.literal(v);
         }
-        self.scalar(|o| value_scalar(o, v))
+        self.scalar(|o| spelled(Position::Value, v, o))
     }
     fn serialize_bytes(self, _: &[u8]) -> Result {
         Err(Unsupported)
@@ -473,8 +580,7 @@ impl ser::SerializeMap for MapEmitter<'_> {
     type Ok = ();
     type Error = Unsupported;
     fn serialize_key<T: Serialize + ?Sized>(&mut self, key: &T) -> Result {
-        let key = key.serialize(KeyCapture)?;
-        self.key(&key)
+        key.serialize(KeyWriter { map: self })
     }
     fn serialize_value<T: Serialize + ?Sized>(&mut self, value: &T) -> Result {
         self.value(value)
@@ -735,6 +841,55 @@ mod tests {
         ) {
             same(&doc);
         }
+    }
+
+    /// A spelling asked for again comes from the thread's memory: the same bytes, in both
+    /// positions, before and after the memory is emptied, and for strings too long to keep.
+    #[test]
+    fn remembered_spellings_are_serde_saphyrs() {
+        let long = format!("{}: x", "a".repeat(super::SPELLED_LEN_MAX));
+        let strings = [
+            "-1",
+            "--force",
+            "250m",
+            "a: b",
+            "yes",
+            "a\tb",
+            long.as_str(),
+        ];
+        for round in 0..3 {
+            for s in strings {
+                assert!(same(&BTreeMap::from([("k", s)])), "{s:?} round {round}");
+                assert!(same(&BTreeMap::from([(s, "v")])), "{s:?} round {round}");
+            }
+        }
+        // Past the bound the memory starts again.
+        for i in 0..=super::SPELLED_MAX {
+            let s = format!("{i}");
+            assert!(same(&BTreeMap::from([(s.as_str(), s.as_str())])), "{s}");
+        }
+        for s in strings {
+            assert!(same(&BTreeMap::from([(s, s)])), "{s:?}");
+        }
+        // A shape left to serde-saphyr stays left to it when asked again.
+        for _ in 0..2 {
+            assert_eq!(to_yaml(&BTreeMap::from([("k", vec!["a\nb"])])), None);
+        }
+    }
+
+    /// `append_yaml` appends what `to_yaml` returns, and leaves the buffer alone otherwise.
+    #[test]
+    fn append_yaml_appends_to_yaml_or_nothing() {
+        let mut out = "# x\n".to_owned();
+        let obj = BTreeMap::from([("k", vec!["-1", "a"])]);
+        assert!(super::append_yaml(&mut out, &obj));
+        assert_eq!(out, format!("# x\n{}", to_yaml(&obj).unwrap()));
+        let before = out.clone();
+        assert!(!super::append_yaml(
+            &mut out,
+            &BTreeMap::from([("k", vec![1.5f64])])
+        ));
+        assert_eq!(out, before);
     }
 
     #[test]
