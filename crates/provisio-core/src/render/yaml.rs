@@ -68,3 +68,86 @@ pub fn yaml_file(docs: &[String]) -> Vec<u8> {
     }
     out.into_bytes()
 }
+
+/// A YAML file built document by document in one buffer: the bytes [`yaml_file`] writes for
+/// the same documents, without a `String` per document.
+pub struct YamlFile {
+    out: String,
+    docs: usize,
+}
+
+impl YamlFile {
+    /// An empty file (the header only) with room for about `capacity` bytes.
+    pub fn with_capacity(capacity: usize) -> Self {
+        let mut out = String::with_capacity(HEADER.len() + capacity);
+        out.push_str(HEADER);
+        YamlFile { out, docs: 0 }
+    }
+
+    /// Appends one document: the object as [`to_yaml`] writes it.
+    pub fn push<T: Serialize>(&mut self, what: &str, obj: &T) -> Result<(), RenderError> {
+        if self.docs > 0 {
+            self.out.push_str("---\n");
+        }
+        self.docs += 1;
+        let start = self.out.len();
+        if !super::emit::append_yaml(&mut self.out, obj) {
+            let doc = serde_saphyr::to_string(obj).map_err(|source| RenderError::Serialize {
+                what: what.to_owned(),
+                source,
+            })?;
+            self.out.push_str(&doc);
+        }
+        if self.out.len() == start || !self.out.ends_with('\n') {
+            self.out.push('\n');
+        }
+        Ok(())
+    }
+
+    /// Whether the file holds no document.
+    pub fn is_empty(&self) -> bool {
+        self.docs == 0
+    }
+
+    pub fn into_bytes(self) -> Vec<u8> {
+        self.out.into_bytes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::{YamlFile, to_yaml, yaml_file};
+
+    /// Documents pushed one by one make the bytes `yaml_file` makes of the same documents,
+    /// whether the emitter or serde-saphyr writes them.
+    #[test]
+    fn a_file_built_document_by_document_is_yaml_file() {
+        let emitted = BTreeMap::from([("a", vec!["-1", "x"])]);
+        let fallback = BTreeMap::from([("b", 1.5f64)]);
+        let literal = BTreeMap::from([("c", "line\nline\n")]);
+        for n in 0..4 {
+            let mut file = YamlFile::with_capacity(0);
+            let mut docs = Vec::new();
+            for i in 0..n {
+                match i % 3 {
+                    0 => {
+                        file.push("a", &emitted).unwrap();
+                        docs.push(to_yaml("a", &emitted).unwrap());
+                    }
+                    1 => {
+                        file.push("b", &fallback).unwrap();
+                        docs.push(to_yaml("b", &fallback).unwrap());
+                    }
+                    _ => {
+                        file.push("c", &literal).unwrap();
+                        docs.push(to_yaml("c", &literal).unwrap());
+                    }
+                }
+            }
+            assert_eq!(file.is_empty(), n == 0);
+            assert_eq!(file.into_bytes(), yaml_file(&docs), "{n} documents");
+        }
+    }
+}

@@ -29,14 +29,13 @@ use workloads::{deployment, hash_config, migration_job, service, tenant_config};
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use k8s_openapi::api::batch::v1::Job;
 use serde::Serialize;
 
 use crate::lifecycle::Phase;
 use crate::plan::{ProductPlan, TenantPlan};
 use crate::registry::PurgeStep;
 use crate::render::templates::Environment;
-use crate::render::yaml::{Files, RenderError, TENANTS_DIR, to_yaml, yaml_file};
+use crate::render::yaml::{Files, RenderError, TENANTS_DIR, YamlFile, to_yaml, yaml_file};
 
 pub use grafana::{ADMIN_SECRET, uid_digest};
 pub use ingress::{CERTIFICATE, TLS_SECRET};
@@ -178,24 +177,26 @@ fn deployment_file(
     p: &ProductPlan<'_>,
     config_hash: &str,
 ) -> Result<Vec<u8>, RenderError> {
-    Ok(yaml_file(&[
-        to_yaml("Deployment", &deployment(plan, p, config_hash))?,
-        to_yaml("Service", &service(plan, p))?,
-    ]))
+    let mut file = YamlFile::with_capacity(4096);
+    file.push("Deployment", &deployment(plan, p, config_hash))?;
+    file.push("Service", &service(plan, p))?;
+    Ok(file.into_bytes())
 }
 
 /// `jobs.yaml`: every product's migration Job, absent when no product migrates. No migration
-/// runs against a quiesced tenant's databases.
+/// runs against a quiesced tenant's databases. Each Job is written as soon as it is built and
+/// dropped before the next (a release re-renders this file in every tenant).
 fn migrations_file(plan: &TenantPlan<'_>) -> Result<Option<Vec<u8>>, RenderError> {
-    let migrations: Vec<Job> = plan
-        .products
-        .iter()
-        .filter_map(|p| migration_job(plan, p))
-        .collect();
-    if migrations.is_empty() || plan.phase == Phase::Due {
+    if plan.phase == Phase::Due {
         return Ok(None);
     }
-    Ok(Some(yaml_file(&each("Job", &migrations)?)))
+    let mut file = YamlFile::with_capacity(2048 * plan.products.len());
+    for p in &plan.products {
+        if let Some(job) = migration_job(plan, p) {
+            file.push("Job", &job)?;
+        }
+    }
+    Ok((!file.is_empty()).then(|| file.into_bytes()))
 }
 
 /// The files of a tenant's tree that a product's version reaches, re-rendered for the
