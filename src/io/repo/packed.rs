@@ -18,7 +18,7 @@
 //!   index (a regular file of the size its object count gives: nothing else is read whole),
 //!   or whose recorded checksum is not the `.pack`'s trailer (another pack's index), is left
 //!   out.
-//! - One table of every pack's objects, by the first 8 bytes of their ids (about 16 bytes
+//! - One table of every pack's objects, by the first 4 bytes of their ids (8 bytes
 //!   per object, sorted once), says which pack to search: a release looks up some 70,000
 //!   ids, most of them in no pack (the objects it is about to store), and a search of every
 //!   pack in turn, libgit2's way (`pack_backend__exists`), was 5 % of its CPU with the
@@ -45,9 +45,9 @@ const LARGEST: u64 = 64 << 20;
 /// The packs of one repository, as they were when opened.
 pub struct Packed {
     packs: Vec<Pack>,
-    /// Every object of `packs`: the first 8 bytes of its id and its pack's place in `packs`,
+    /// Every object of `packs`: the first 4 bytes of its id and its pack's place in `packs`,
     /// in order.
-    by_prefix: Vec<(u64, u32)>,
+    by_prefix: Vec<(u32, u32)>,
     /// Where in `by_prefix` the ids starting with each 2 bytes start (and, last, its end): a
     /// search reads one slot here and a few entries there, not 19 of a table of megabytes.
     buckets: Vec<u32>,
@@ -87,8 +87,8 @@ impl Packed {
         by_prefix.sort_unstable();
         let mut buckets = Vec::with_capacity(BUCKETS + 1);
         let mut at = 0;
-        for b in 0..BUCKETS as u64 {
-            while by_prefix.get(at).is_some_and(|&(p, _)| p >> 48 < b) {
+        for b in 0..BUCKETS as u32 {
+            while by_prefix.get(at).is_some_and(|&(p, _)| p >> 16 < b) {
                 at += 1;
             }
             buckets.push(at as u32);
@@ -114,10 +114,10 @@ impl Packed {
     }
 
     /// The pack listing `oid` and where its entry starts: the packs whose objects share the
-    /// id's first 8 bytes are searched, and only those.
+    /// id's first 4 bytes are searched, and only those.
     fn locate(&self, oid: Oid) -> Option<(&Pack, u64)> {
         let prefix = prefix_of(oid.as_bytes());
-        let b = (prefix >> 48) as usize;
+        let b = (prefix >> 16) as usize;
         let bucket = &self.by_prefix[self.buckets[b] as usize..self.buckets[b + 1] as usize];
         let from = bucket.partition_point(|&(p, _)| p < prefix);
         bucket[from..]
@@ -180,9 +180,9 @@ impl Pack {
         })
     }
 
-    /// The first 8 bytes of the `i`-th id the `.idx` lists (`i` below `count`, which the
+    /// The first 4 bytes of the `i`-th id the `.idx` lists (`i` below `count`, which the
     /// `.idx`'s size was checked against).
-    fn prefix(&self, i: usize) -> u64 {
+    fn prefix(&self, i: usize) -> u32 {
         let at = IDS_AT + 20 * i;
         prefix_of(&self.idx[at..at + 20])
     }
@@ -263,11 +263,9 @@ fn open_regular(path: &Path) -> Option<(File, u64)> {
     meta.is_file().then_some((file, meta.len()))
 }
 
-/// The first 8 bytes of an object id, as a number that sorts as the ids do.
-fn prefix_of(id: &[u8]) -> u64 {
-    let mut first = [0u8; 8];
-    first.copy_from_slice(&id[..8]);
-    u64::from_be_bytes(first)
+/// The first 4 bytes of an object id, as a number that sorts as the ids do.
+fn prefix_of(id: &[u8]) -> u32 {
+    u32::from_be_bytes([id[0], id[1], id[2], id[3]])
 }
 
 fn u32_at(bytes: &[u8], at: usize) -> Option<u32> {
@@ -426,10 +424,10 @@ mod tests {
         }
         assert!(loose > 40, "the last rounds' objects are loose: {loose}");
         // Ids no pack lists: each packed id with its last byte changed (same bucket, same
-        // first 8 bytes), and with its ninth byte changed.
+        // first 4 bytes), with its fifth byte changed, and with its third (same bucket).
         for id in &in_packs {
             let bytes = Oid::from_str(id).unwrap().as_bytes().to_vec();
-            for at in [19, 8] {
+            for at in [19, 4, 2] {
                 let mut other = bytes.clone();
                 other[at] ^= 0x5a;
                 let other = Oid::from_bytes(&other).unwrap();
