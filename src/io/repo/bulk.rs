@@ -50,7 +50,7 @@ use std::thread::JoinHandle;
 
 use git2::{ObjectType, Odb, OdbLookupFlags, Oid, Repository};
 
-use super::pack::{Object, PlainPack};
+use super::pack::{Object, PlainPack, StoredPack};
 use super::packed::Packed;
 
 /// Uncompressed bytes of objects in one pack (a pack is stored once it holds more).
@@ -74,8 +74,8 @@ pub struct Bulk<'r> {
     queued_at: RefCell<HashMap<Oid, usize>>,
     queued_bytes: Cell<usize>,
     flush_at: usize,
-    /// Packs written so far.
-    packs: Cell<usize>,
+    /// Packs written so far, each with its files' identity ([`StoredPack`]).
+    packs: RefCell<Vec<StoredPack>>,
     /// Objects handed to the pack writer whose pack the object database does not see yet:
     /// each with the number of its batch.
     sent: RefCell<HashMap<Oid, (u64, Sent)>>,
@@ -153,11 +153,11 @@ struct Sent {
     tree: Option<Vec<u8>>,
 }
 
-/// The thread writing packs ([`write_packs`]): batches go to it, and the number of the last
-/// batch of each pack it stored comes back.
+/// The thread writing packs ([`write_packs`]): batches go to it, and each pack it stored
+/// comes back with the number of its last batch.
 struct Writer {
     batches: Option<SyncSender<(u64, Vec<Object>)>>,
-    stored: Receiver<u64>,
+    stored: Receiver<(u64, StoredPack)>,
     thread: JoinHandle<std::io::Result<()>>,
 }
 
@@ -170,10 +170,22 @@ pub fn in_bulk<T, E>(
     wrap: impl Fn(&'static str, git2::Error) -> E,
     build: impl FnOnce(&Bulk<'_>) -> Result<T, E>,
 ) -> Result<T, E> {
+    in_bulk_stored(git_dir, wrap, build).map(|(out, _)| out)
+}
+
+/// [`in_bulk`], with the packs it stored ([`StoredPack`]: the name and the files' identity of
+/// each), which hold only objects hashed here from the very bytes deflated into them: a local
+/// push copies their entries on their CRC-32 alone while the files are still these
+/// ([`super::pack::FreshPacks`]).
+pub(super) fn in_bulk_stored<T, E>(
+    git_dir: &Path,
+    wrap: impl Fn(&'static str, git2::Error) -> E,
+    build: impl FnOnce(&Bulk<'_>) -> Result<T, E>,
+) -> Result<(T, Vec<StoredPack>), E> {
     in_bulk_flushing_at(FLUSH_BYTES, git_dir, wrap, build)
 }
 
-/// [`in_bulk`], the pack writer storing a pack once it holds more than `flush_at` bytes
+/// [`in_bulk_stored`], the pack writer storing a pack once it holds more than `flush_at` bytes
 /// uncompressed (the queued objects handed to it whenever they hold more than `flush_at` or
 /// [`BATCH_BYTES`], whichever is less).
 fn in_bulk_flushing_at<T, E>(
@@ -181,7 +193,7 @@ fn in_bulk_flushing_at<T, E>(
     git_dir: &Path,
     wrap: impl Fn(&'static str, git2::Error) -> E,
     build: impl FnOnce(&Bulk<'_>) -> Result<T, E>,
-) -> Result<T, E> {
+) -> Result<(T, Vec<StoredPack>), E> {
     let repo = Repository::open(git_dir).map_err(|e| wrap("open the repository", e))?;
     let disk = repo
         .odb()
@@ -193,7 +205,7 @@ fn in_bulk_flushing_at<T, E>(
         queued_at: RefCell::default(),
         queued_bytes: Cell::new(0),
         flush_at,
-        packs: Cell::new(0),
+        packs: RefCell::default(),
         sent: RefCell::default(),
         batches: Cell::new(0),
         writer: RefCell::default(),
@@ -204,8 +216,9 @@ fn in_bulk_flushing_at<T, E>(
     let out = build(&bulk)?;
     bulk.finish()
         .map_err(|e| wrap("store the new objects as a pack", e))?;
-    tracing::debug!(packs = bulk.packs.get(), "objects stored");
-    Ok(out)
+    let packs = bulk.packs.take();
+    tracing::debug!(packs = packs.len(), "objects stored");
+    Ok((out, packs))
 }
 
 /// A blob's bytes with their id, hashed on whichever thread made it ([`HashedBlob::of`]):
@@ -375,8 +388,8 @@ impl Bulk<'_> {
     fn take_stored(&self) -> Result<(), git2::Error> {
         let mut last = None;
         if let Some(w) = &*self.writer.borrow() {
-            while let Ok(n) = w.stored.try_recv() {
-                self.packs.set(self.packs.get() + 1);
+            while let Ok((n, pack)) = w.stored.try_recv() {
+                self.packs.borrow_mut().push(pack);
                 last = Some(n);
             }
         }
@@ -399,8 +412,8 @@ impl Bulk<'_> {
                 panic_message(&*p)
             )))
         });
-        while w.stored.try_recv().is_ok() {
-            self.packs.set(self.packs.get() + 1);
+        while let Ok((_, pack)) = w.stored.try_recv() {
+            self.packs.borrow_mut().push(pack);
         }
         result.map_err(|e| {
             git2::Error::from_str(&format!(
@@ -454,13 +467,14 @@ fn panic_message(payload: &(dyn std::any::Any + Send)) -> &str {
 }
 
 /// The pack writer's loop: each batch's objects compressed into the current pack as they
-/// come, the pack stored once it holds more than `flush_at` uncompressed bytes (the number
-/// of its last batch sent back on `stored`), and what is left stored when no batch is left.
+/// come, the pack stored once it holds more than `flush_at` uncompressed bytes (sent back on
+/// `stored` with the number of its last batch), and what is left stored when no batch is
+/// left.
 fn write_packs(
     pack_dir: &Path,
     flush_at: usize,
     batches: &Receiver<(u64, Vec<Object>)>,
-    stored: &Sender<u64>,
+    stored: &Sender<(u64, StoredPack)>,
 ) -> std::io::Result<()> {
     let mut pack = PlainPack::default();
     let mut last = 0;
@@ -471,14 +485,14 @@ fn write_packs(
         drop(batch);
         last = n;
         if pack.raw_bytes() > flush_at {
-            std::mem::take(&mut pack).store(pack_dir)?;
+            let done = std::mem::take(&mut pack).store(pack_dir)?;
             // The session may have ended (its build failed): nobody to tell.
-            let _ = stored.send(n);
+            let _ = stored.send((n, done));
         }
     }
     if !pack.is_empty() {
-        pack.store(pack_dir)?;
-        let _ = stored.send(last);
+        let done = pack.store(pack_dir)?;
+        let _ = stored.send((last, done));
     }
     Ok(())
 }
@@ -762,6 +776,16 @@ pub(super) mod tests {
     use super::*;
     use crate::io::repo::tests::{assert_fsck_clean, stock_git_here};
 
+    /// [`in_bulk_flushing_at`]'s value, the packs it stored left out.
+    fn flushing_at<T, E>(
+        flush_at: usize,
+        git_dir: &Path,
+        wrap: impl Fn(&'static str, git2::Error) -> E,
+        build: impl FnOnce(&Bulk<'_>) -> Result<T, E>,
+    ) -> Result<T, E> {
+        in_bulk_flushing_at(flush_at, git_dir, wrap, build).map(|(out, _)| out)
+    }
+
     /// Loose object files under `objects/` (two hex digits, then the rest of the id).
     fn loose(git_dir: &Path) -> Vec<String> {
         let mut found = Vec::new();
@@ -959,7 +983,7 @@ pub(super) mod tests {
         let contents: Vec<Vec<u8>> = (0..200)
             .map(|i| format!("file {i}\n{}\n", "x".repeat(i)).into_bytes())
             .collect();
-        let tree = in_bulk_flushing_at(
+        let tree = flushing_at(
             4096,
             git_dir,
             |_, e| e,
@@ -1032,7 +1056,7 @@ pub(super) mod tests {
         let dir = tempfile::tempdir().unwrap();
         Repository::init_bare(dir.path()).unwrap();
         let git_dir = dir.path();
-        let tree = in_bulk_flushing_at(
+        let tree = flushing_at(
             1 << 20,
             git_dir,
             |_, e| e,
@@ -1091,7 +1115,7 @@ pub(super) mod tests {
         Repository::init_bare(dir.path()).unwrap();
         let git_dir = dir.path();
         let pack_dir = git_dir.join("objects/pack");
-        let result = in_bulk_flushing_at(
+        let result = flushing_at(
             1 << 10,
             git_dir,
             |_, e| e,
@@ -1140,7 +1164,7 @@ pub(super) mod tests {
         let dir = tempfile::tempdir().unwrap();
         Repository::init_bare(dir.path()).unwrap();
         let git_dir = dir.path();
-        let (trees, top) = in_bulk_flushing_at(
+        let (trees, top) = flushing_at(
             2048,
             git_dir,
             |_, e| e,
@@ -1193,7 +1217,7 @@ pub(super) mod tests {
         let dir = tempfile::tempdir().unwrap();
         Repository::init_bare(dir.path()).unwrap();
         let git_dir = dir.path();
-        let err = in_bulk_flushing_at(
+        let err = flushing_at(
             1 << 12,
             git_dir,
             |what, e| format!("{what}: {e}"),

@@ -18,11 +18,12 @@ use std::path::Path;
 use git2::{ErrorCode, ObjectType, Tree};
 use tracing::{debug, info, warn};
 
-use super::bulk::{Bulk, HashedBlob, in_bulk};
+use super::bulk::{Bulk, HashedBlob, in_bulk_stored};
 use super::commit::Flush;
 use super::index;
 use super::lock::{self, Lock};
 use super::message::{Changes, CommitInfo, FileChanges, PlatformChanges, Why, commit_message};
+use super::pack::FreshPacks;
 use super::rollup;
 use super::sync::PushFailure;
 use super::{Author, GitError, Oid, Repo, Result, Transport, io};
@@ -84,6 +85,9 @@ pub struct OutputRepo {
     _lock: Lock,
     /// Push attempts by outcome since the last [`OutputRepo::take_push_outcomes`].
     pushes: RefCell<BTreeMap<&'static str, u64>>,
+    /// The packs this process's commits stored, while still on disk as written: a push to a
+    /// local remote copies their entries on their CRC-32 alone ([`FreshPacks`]).
+    fresh: RefCell<FreshPacks>,
 }
 
 impl OutputRepo {
@@ -158,6 +162,7 @@ impl OutputRepo {
             author: cfg.author.clone(),
             _lock: lock,
             pushes: RefCell::default(),
+            fresh: RefCell::default(),
         };
         if unborn && this.repo.remote_url(&this.remote)?.is_some() {
             // A fresh clone: start from the remote branch when it exists.
@@ -191,7 +196,9 @@ impl OutputRepo {
 
     /// One push of the branch to the remote, never forced.
     pub fn push_once(&self) -> std::result::Result<(), PushFailure> {
-        let result = self.repo.push_branch(&self.remote, &self.branch);
+        let result = self
+            .repo
+            .push_branch_with(&self.remote, &self.branch, &self.fresh.borrow());
         let outcome = match &result {
             Ok(()) => "ok",
             Err(f) => f.outcome(),
@@ -285,12 +292,19 @@ impl OutputRepo {
         let touched = self.touched(root.as_ref(), summary, &out)?;
         // Every new blob and tree goes to memory and is stored as packs before the commit
         // that names them is written.
-        let tree = in_bulk(
+        let (tree, stored) = in_bulk_stored(
             self.repo.git_dir(),
             |what, e| self.repo.err(what)(e),
             |bulk| self.build_tree(bulk, root.as_ref(), &touched, &out),
         )?;
         self.consolidate_packs();
+        {
+            // Recorded after the roll-up, which may have taken them in already; packs gone
+            // or changed since (rolled up now or after an earlier commit) are forgotten.
+            let mut fresh = self.fresh.borrow_mut();
+            fresh.add(stored);
+            fresh.retain_on_disk(&self.repo.git_dir().join("objects").join("pack"));
+        }
         let Some(tree) = tree else {
             // Nothing in the output and nothing committed yet: no commit.
             return Ok(None);
@@ -1262,6 +1276,7 @@ fn by_first_name<'e, 'a>(edits: &'e [TreeEdit<'a>]) -> Vec<(&'a str, Vec<&'e Tre
 
 #[cfg(test)]
 mod tests {
+    use super::super::bulk::in_bulk;
     use super::*;
 
     #[test]

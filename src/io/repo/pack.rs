@@ -1,6 +1,8 @@
 //! The pack file format: a plain pack of whole objects and its `.idx` written
 //! ([`PlainPack`], [`idx_bytes`]), an `.idx` read and a pack checked
-//! against it ([`idx_entries`], [`check_pair`]).
+//! against it ([`idx_entries`], [`check_pair`]), the packs this process stored remembered by
+//! their files' identity ([`FreshPacks`]), and the one way a pack's files are opened
+//! ([`open_regular`]: regular files only, never waiting on a FIFO).
 //!
 //! - The `.idx` is written from the ids and offsets known while the pack is written, instead
 //!   of through libgit2's indexer, which inflated and hashed every object of the pack again
@@ -14,9 +16,9 @@
 //!   opens, which is then kept and reported as [`super::rollup`] says; the next run writes
 //!   the objects again.
 
-use std::fs::File;
-use std::io::{BufWriter, Write};
-use std::os::unix::fs::PermissionsExt;
+use std::fs::{File, Metadata};
+use std::io::{BufWriter, Read, Write};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 
 use flate2::Compression;
@@ -95,7 +97,7 @@ impl PlainPack {
     /// names them (`pack-<checksum>.pack`, `.idx`). Both are written under temporary names,
     /// flushed to the disk, then renamed: the `.pack` first, the `.idx` last (see the module's
     /// documentation), and the directory flushed.
-    pub(super) fn store(self, pack_dir: &Path) -> std::io::Result<String> {
+    pub(super) fn store(self, pack_dir: &Path) -> std::io::Result<StoredPack> {
         let PlainPack { body, entries, .. } = self;
         store_with(pack_dir, entries.len(), move |out, listed| {
             out.write_all(&body)?;
@@ -108,7 +110,8 @@ impl PlainPack {
 /// The pack writer of the output's packs and their roll-ups ([`PlainPack::store`]): a pack of
 /// `count` objects, its header (`PACK`, version 2, the count) and trailer (the SHA-1 of what
 /// precedes it) written here, its entries by `write` (each appended to the entries, at the
-/// offset the writer counts), stored with its `.idx` as [`PlainPack::store`] says.
+/// offset the writer counts), stored with its `.idx` as [`PlainPack::store`] says. Returns
+/// the pack's name and its files' identity as written ([`StoredPack`]).
 pub(super) fn store_with(
     pack_dir: &Path,
     count: usize,
@@ -116,7 +119,7 @@ pub(super) fn store_with(
         &mut HashingWriter<'_, BufWriter<&File>>,
         &mut Vec<PackEntry>,
     ) -> std::io::Result<()>,
-) -> std::io::Result<String> {
+) -> std::io::Result<StoredPack> {
     let n = u32::try_from(count)
         .map_err(|_| std::io::Error::other("more objects than a pack holds"))?;
     let temp = |prefix: &str| {
@@ -151,12 +154,138 @@ pub(super) fn store_with(
         file.set_permissions(std::fs::Permissions::from_mode(0o444))?;
         file.sync_all()?;
     }
-    pack.persist(pack_dir.join(format!("pack-{name}.pack")))
+    // The identity of the files written, read from their descriptors (what was written,
+    // whatever the names hold later).
+    let pack = pack
+        .persist(pack_dir.join(format!("pack-{name}.pack")))
         .map_err(|e| e.error)?;
-    idx.persist(pack_dir.join(format!("pack-{name}.idx")))
+    let idx = idx
+        .persist(pack_dir.join(format!("pack-{name}.idx")))
         .map_err(|e| e.error)?;
     File::open(pack_dir)?.sync_all()?;
-    Ok(format!("pack-{name}"))
+    Ok(StoredPack {
+        name: format!("pack-{name}"),
+        pack: FileId::of(&pack.metadata()?),
+        idx: FileId::of(&idx.metadata()?),
+    })
+}
+
+/// A file's identity as `fstat` gives it: the device and inode (which file) and its size.
+/// Not its modification time: git and libgit2 set a pack's to now to keep it from being
+/// pruned ("freshen": libgit2's `git_commit_create` does it to the pack holding the commit's
+/// tree, `commit.c`), so the pack a commit just stored has another one by the time it is
+/// pushed, its bytes unchanged. A change in place of the same size is what the CRC-32 of
+/// each entry copied and [`check_pair`] catch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct FileId {
+    dev: u64,
+    ino: u64,
+    size: u64,
+}
+
+impl FileId {
+    pub(super) fn of(meta: &Metadata) -> FileId {
+        FileId {
+            dev: meta.dev(),
+            ino: meta.ino(),
+            size: meta.size(),
+        }
+    }
+}
+
+/// A pack [`store_with`] stored: its name (`pack-<checksum>`) and the identity of its `.pack`
+/// and `.idx` as written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredPack {
+    pub(super) name: String,
+    pack: FileId,
+    idx: FileId,
+}
+
+/// The packs this process stored from objects it hashed itself ([`super::bulk`]: each object's
+/// id is the SHA-1 of the very bytes then deflated into the pack), whose entries a local push
+/// copies on their CRC-32 alone ([`super::push`]): hashing them again there would prove
+/// nothing the writing did not. A pack is trusted only while the files on disk are the very
+/// ones written — the `.pack` and `.idx` a push opened have the name, device, inode and size
+/// recorded here ([`FreshPacks::trusts`], [`FileId`]); a pack renamed, replaced (same
+/// name, another file), rolled up into another ([`super::rollup`]'s new pack is not recorded)
+/// or written by another process is not, and its entries are hashed as any others'. What a
+/// trusted pack's bytes may have suffered since (damage on the disk, an edit in place) is
+/// what the CRC-32 its `.idx` records catches, as git's `pack-objects` relies on when it
+/// reuses an entry, and the `.idx` is checked against its own checksum ([`check_pair`]).
+#[derive(Debug, Clone, Default)]
+pub struct FreshPacks {
+    packs: Vec<StoredPack>,
+}
+
+impl FreshPacks {
+    /// Records `stored` (packs this process just stored from objects it hashed).
+    pub(super) fn add(&mut self, stored: impl IntoIterator<Item = StoredPack>) {
+        self.packs.extend(stored);
+    }
+
+    /// Forgets the packs whose files in `pack_dir` are no longer the ones written (rolled up,
+    /// removed, replaced): the record never outgrows the packs on disk, however many commits
+    /// a long-lived process (watch) makes.
+    pub(super) fn retain_on_disk(&mut self, pack_dir: &Path) {
+        self.packs.retain(|p| {
+            let id = |ext: &str| {
+                std::fs::metadata(pack_dir.join(format!("{}.{ext}", p.name)))
+                    .ok()
+                    .map(|m| FileId::of(&m))
+            };
+            id("pack") == Some(p.pack) && id("idx") == Some(p.idx)
+        });
+    }
+
+    /// Whether the pack `stem` (a path without extension), whose `.pack` and `.idx` were
+    /// opened with the metadata `pack` and `idx` (`fstat` of the descriptors read), is one
+    /// recorded here, its files still the very ones written.
+    pub(super) fn trusts(&self, stem: &Path, pack: &Metadata, idx: &Metadata) -> bool {
+        let Some(name) = stem.file_name().and_then(|n| n.to_str()) else {
+            return false;
+        };
+        let (pack, idx) = (FileId::of(pack), FileId::of(idx));
+        self.packs
+            .iter()
+            .any(|p| p.name == name && p.pack == pack && p.idx == idx)
+    }
+
+    /// Packs recorded.
+    pub(super) fn len(&self) -> usize {
+        self.packs.len()
+    }
+}
+
+/// The file at `path` opened for reading, with its metadata, if it is a regular file (a link
+/// followed): a FIFO is opened without waiting for a writer (`O_NONBLOCK`) and, like a device
+/// or a directory, refused, as libgit2 refuses what `fstat` does not call one. A FIFO named
+/// `pack-x.idx` would otherwise block a reader forever, and a link to `/dev/zero` be read
+/// until memory ran out. The one way the packs' files are opened ([`super::packed`],
+/// [`super::push`], [`super::rollup`]).
+pub(super) fn open_regular(path: &Path) -> std::io::Result<(File, Metadata)> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)?;
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        return Err(std::io::Error::other(format!(
+            "{}: not a regular file",
+            path.display()
+        )));
+    }
+    Ok((file, meta))
+}
+
+/// The whole file at `path` if it is a regular file ([`open_regular`]), with its metadata.
+pub(super) fn read_regular(path: &Path) -> std::io::Result<(Vec<u8>, Metadata)> {
+    let (file, meta) = open_regular(path)?;
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    // No more than the length `fstat` gave (a file growing meanwhile is not read on).
+    file.take(meta.len()).read_to_end(&mut bytes)?;
+    Ok((bytes, meta))
 }
 
 /// The packs of `pack_dir` as readers find them, through their `.idx` (`pack-*.idx`): each
@@ -184,9 +313,8 @@ pub(super) fn idx_stems(pack_dir: &Path) -> std::io::Result<Vec<std::path::PathB
 /// The object count of a version 2 `.idx` (the last fan-out entry), reading its first
 /// 1,032 bytes; `None` for anything else.
 pub(super) fn idx_object_count(path: &Path) -> Option<u64> {
-    use std::io::Read;
     let mut head = [0u8; 8 + 256 * 4];
-    File::open(path).ok()?.read_exact(&mut head).ok()?;
+    open_regular(path).ok()?.0.read_exact(&mut head).ok()?;
     if head[..8] != [0xff, b't', b'O', b'c', 0, 0, 0, 2] {
         return None;
     }
@@ -268,9 +396,14 @@ impl std::error::Error for Damaged {}
 /// under another name, and the one copy that names it rightly, the old `.pack`, would go),
 /// the pack's checksum it records against the `.pack`'s trailer, and the object count in the
 /// `.pack`'s header — what git checks when it opens a pack (`packfile.c`
-/// `open_packed_git_1`), and `git verify-pack` of the `.idx`. Returns the `.pack`'s length.
-pub(super) fn check_pair(stem: &Path, idx: &[u8], listed: usize) -> std::io::Result<u64> {
-    use std::io::{Read, Seek, SeekFrom};
+/// `open_packed_git_1`), and `git verify-pack` of the `.idx`. Returns the `.pack` opened
+/// ([`open_regular`]) and its metadata: the caller reads the very file checked.
+pub(super) fn check_pair(
+    stem: &Path,
+    idx: &[u8],
+    listed: usize,
+) -> std::io::Result<(File, Metadata)> {
+    use std::io::{Seek, SeekFrom};
     let path = stem.with_extension("pack");
     let bad = |what: &str| Damaged::error(stem, what);
     let body = idx
@@ -280,9 +413,8 @@ pub(super) fn check_pair(stem: &Path, idx: &[u8], listed: usize) -> std::io::Res
     if Sha1::digest(&idx[..body])[..] != idx[body..] {
         return Err(bad("its .idx does not match its own checksum"));
     }
-    let mut pack = File::open(&path)?;
-    let len = pack.metadata()?.len();
-    if len < 12 + 20 {
+    let (mut pack, meta) = open_regular(&path)?;
+    if meta.len() < 12 + 20 {
         return Err(bad("too short"));
     }
     let mut header = [0u8; 12];
@@ -299,7 +431,7 @@ pub(super) fn check_pair(stem: &Path, idx: &[u8], listed: usize) -> std::io::Res
     if idx[body - 20..body] != trailer {
         return Err(bad("its .idx is another pack's"));
     }
-    Ok(len)
+    Ok((pack, meta))
 }
 
 /// Where an object went in a pack: its id, the offset of its entry, and the CRC-32 of the

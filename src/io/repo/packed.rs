@@ -36,7 +36,7 @@ use std::path::Path;
 
 use git2::{ObjectType, Oid};
 
-use super::pack::{check_object, idx_stems, inflate_entry, parse_entry_header};
+use super::pack::{check_object, idx_stems, inflate_entry, open_regular, parse_entry_header};
 
 /// Objects larger than this are left to libgit2 (trees are a few KiB; the largest, a
 /// tenants directory of 10,000 entries, about 500 KiB).
@@ -141,7 +141,8 @@ impl Packed {
 
 impl Pack {
     fn open(idx_path: &Path) -> Option<Pack> {
-        let (idx_file, idx_len) = open_regular(idx_path)?;
+        let (idx_file, idx_meta) = open_regular(idx_path).ok()?;
+        let idx_len = idx_meta.len();
         let mut idx = vec![0u8; IDS_AT];
         idx_file.read_exact_at(&mut idx, 0).ok()?;
         if idx[..8] != IDX_V2 {
@@ -156,7 +157,8 @@ impl Pack {
         if !(least..=most).contains(&idx_len) {
             return None;
         }
-        let (file, len) = open_regular(&idx_path.with_extension("pack"))?;
+        let (file, meta) = open_regular(&idx_path.with_extension("pack")).ok()?;
+        let len = meta.len();
         // Each entry takes at least a byte: an index counting more objects is another's.
         if count as u64 > len {
             return None;
@@ -247,20 +249,6 @@ impl Pack {
         check_object(oid, kind, &data).ok()?;
         Some((kind, data))
     }
-}
-
-/// The file at `path` opened for reading, and its length, if it is a regular file (the
-/// link followed): a FIFO is opened without waiting for a writer (`O_NONBLOCK`) and, like a
-/// device or a directory, refused, as libgit2 refuses what `fstat` does not call one.
-fn open_regular(path: &Path) -> Option<(File, u64)> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK)
-        .open(path)
-        .ok()?;
-    let meta = file.metadata().ok()?;
-    meta.is_file().then_some((file, meta.len()))
 }
 
 /// The first 4 bytes of an object id, as a number that sorts as the ids do.

@@ -24,7 +24,15 @@
 //!   bare remote's `objects/pack/` as provisio stores its own packs ([`super::pack`]'s
 //!   `store_with`: temporary names, flushed, the `.pack` renamed before its `.idx`), each
 //!   object checked first as a receiving `git index-pack` checks it: inflated to the size its
-//!   entry gives and hashed to its id ([`super::pack::check_entry`]). libgit2's indexer, which
+//!   entry gives and hashed to its id ([`super::pack::check_entry`]) — except the entries of
+//!   the packs this process stored in this run from objects it hashed itself, while their
+//!   files are still the ones written ([`super::pack::FreshPacks`], which the output clone
+//!   keeps from its commits): each id is the SHA-1 of the very bytes deflated into the entry,
+//!   so hashing it again proves nothing new, and the CRC-32 every copied entry is checked
+//!   against catches any change on the disk since (7.5 % of a release's CPU went to hashing
+//!   them again). A pack opened here is read through the descriptor its checks and identity
+//!   were taken from, and only if it is a regular file ([`super::pack::open_regular`]: a
+//!   FIFO named like a pack is never waited on). libgit2's indexer, which
 //!   `local_push` uses, did the same work in 11 of a first push's 13 s at 10,000 tenants
 //!   (its connectivity check, off in `local_push`, another 1.5 s of a release); the pack holds
 //!   [`outgoing`]'s list, which the tests check against `git rev-list --objects`. Then the
@@ -44,8 +52,8 @@ use sha1::{Digest, Sha1};
 use super::bulk::{TreeEntries, read_tree};
 use super::failure::{PushFailure, refusal};
 use super::pack::{
-    Damaged, HashingWriter, PackEntry, check_entry, check_object, check_pair, copy_entry,
-    idx_entries, idx_stems, store_with, write_entry,
+    Damaged, FreshPacks, HashingWriter, PackEntry, check_entry, check_object, check_pair,
+    copy_entry, idx_entries, idx_stems, read_regular, store_with, write_entry,
 };
 use super::packed::Packed;
 use super::transport::{RemoteError, redact};
@@ -135,7 +143,7 @@ pub(super) fn pack_for(
             &objects,
             &mut out,
             &mut entries,
-            false,
+            Verify::No,
         )?;
         let checksum: [u8; 20] = out.sha.finalize().into();
         buffered.write_all(&checksum)?;
@@ -236,34 +244,42 @@ fn lacking(
 }
 
 /// A pack of the clone, its entries by id (as its `.idx` lists them) and the offsets where
-/// entries start, sorted, with the offset where the last one ends.
+/// entries start, sorted, with the offset where the last one ends; its `.pack` as opened when
+/// checked, and whether its entries are trusted as they are ([`FreshPacks::trusts`]).
 struct Stored {
     stem: PathBuf,
+    file: File,
     by_id: Vec<PackEntry>,
     starts: Vec<u64>,
+    trusted: bool,
 }
 
 impl Stored {
     /// The packs of `pack_dir` that pass [`check_pair`]; one that does not is left out (its
-    /// objects are read through the object database, which reports real damage).
-    fn all(pack_dir: &Path) -> std::io::Result<Vec<Stored>> {
+    /// objects are read through the object database, which reports real damage), as is one
+    /// whose `.idx` or `.pack` is not a regular file (a FIFO is not waited on:
+    /// [`super::pack::open_regular`]). A pack `fresh` trusts, its files opened here still the
+    /// ones this process wrote, is marked trusted.
+    fn all(pack_dir: &Path, fresh: &FreshPacks) -> std::io::Result<Vec<Stored>> {
         let stems = idx_stems(pack_dir)?;
         let mut packs = Vec::with_capacity(stems.len());
         for stem in stems {
-            let Ok(idx) = std::fs::read(stem.with_extension("idx")) else {
+            let Ok((idx, idx_meta)) = read_regular(&stem.with_extension("idx")) else {
                 continue;
             };
             let Ok(by_id) = idx_entries(&idx) else {
                 continue;
             };
-            let Ok(len) = check_pair(&stem, &idx, by_id.len()) else {
+            let Ok((file, meta)) = check_pair(&stem, &idx, by_id.len()) else {
                 continue;
             };
             let mut starts: Vec<u64> = by_id.iter().map(|e| e.offset).collect();
-            starts.push(len.saturating_sub(20));
+            starts.push(meta.len().saturating_sub(20));
             starts.sort_unstable();
             packs.push(Stored {
+                trusted: fresh.trusts(&stem, &meta, &idx_meta),
                 stem,
+                file,
                 by_id,
                 starts,
             });
@@ -283,20 +299,34 @@ impl Stored {
     }
 }
 
+/// Whether [`write_entries`] checks each object against its id before it writes it.
+#[derive(Clone, Copy)]
+enum Verify<'a> {
+    /// No: the receiver checks what it gets (a remote's `git index-pack`).
+    No,
+    /// Yes, as the receiving side of a push checks it ([`check_entry`], [`check_object`]),
+    /// except the entries of the packs these record, still the files this process wrote
+    /// ([`FreshPacks`]): copied on their CRC-32 alone.
+    ExceptFresh(&'a FreshPacks),
+}
+
 /// Writes the entries of `objects` to `out` (see the module's documentation), each appended
 /// to `entries` with its offset and CRC-32: those found in a pack of `pack_dir` copied from it,
-/// pack by pack in the order they are stored, the others read through `odb`. With `verify`,
-/// each object is checked against its id first, as the receiving side of a push checks it
-/// ([`check_entry`], [`check_object`]).
+/// pack by pack in the order they are stored, the others read through `odb`, each checked
+/// against its id first as `verify` says.
 fn write_entries<W: Write>(
     pack_dir: &Path,
     odb: &Odb<'_>,
     objects: &[Oid],
     out: &mut HashingWriter<'_, W>,
     entries: &mut Vec<PackEntry>,
-    verify: bool,
+    verify: Verify<'_>,
 ) -> std::io::Result<()> {
-    let packs = Stored::all(pack_dir)?;
+    let (fresh, verify) = match verify {
+        Verify::No => (None, false),
+        Verify::ExceptFresh(fresh) => (Some(fresh), true),
+    };
+    let packs = Stored::all(pack_dir, fresh.unwrap_or(&FreshPacks::default()))?;
     let mut from_pack: Vec<Vec<(PackEntry, u64)>> = vec![Vec::new(); packs.len()];
     let mut elsewhere = Vec::new();
     for &oid in objects {
@@ -317,8 +347,10 @@ fn write_entries<W: Write>(
             continue;
         }
         take.sort_unstable_by_key(|(e, _)| e.offset);
-        let mut reader =
-            BufReader::with_capacity(1 << 20, File::open(pack.stem.with_extension("pack"))?);
+        // The very file checked (and whose identity `trusted` was decided on).
+        let mut file = &pack.file;
+        file.rewind()?;
+        let mut reader = BufReader::with_capacity(1 << 20, file);
         let mut at = 0u64;
         for (e, end) in take {
             let len = end - e.offset;
@@ -329,10 +361,12 @@ fn write_entries<W: Write>(
             let whole = buf
                 .first()
                 .is_some_and(|b| (1..=4).contains(&((b >> 4) & 7)));
-            // Checked against its id first when the receiver relies on it; a whole entry
-            // that fails, like one failing its CRC-32, is read through the object database
-            // instead (which fails in turn if that copy is damaged too).
-            let sound = !(verify && whole)
+            // Checked against its id first when the receiver relies on it, unless its pack
+            // is one this process wrote from objects it hashed (the CRC-32 below still
+            // catches any change since); a whole entry that fails, like one failing its
+            // CRC-32, is read through the object database instead (which fails in turn if
+            // that copy is damaged too).
+            let sound = !(verify && whole && !pack.trusted)
                 || check_entry(e.oid, &buf, &mut inflated)
                     .inspect_err(|why| {
                         tracing::warn!(
@@ -392,11 +426,14 @@ fn whole_entry(
 /// Pushes `new` to `refname` of the local repository at `url` (a path or `file://` URL),
 /// never forced: the remote's branch read, the pack [`pack_for`] gives indexed into the
 /// remote, the branch moved from the value read (see the module's documentation).
+/// The entries of the packs `fresh` records, still the files this process wrote, are copied
+/// on their CRC-32 alone ([`FreshPacks`]).
 pub(super) fn push_local(
     repo: &Repository,
     url: &str,
     refname: &str,
     new: Oid,
+    fresh: &FreshPacks,
 ) -> Result<(), PushFailure> {
     let setup = |reason: String| {
         PushFailure::Remote(RemoteError::Setup {
@@ -441,12 +478,13 @@ pub(super) fn push_local(
                 &objects,
                 out,
                 entries,
-                true,
+                Verify::ExceptFresh(fresh),
             )
         },
     );
     tracing::debug!(
         elapsed_ms = started.elapsed().as_millis() as u64,
+        fresh_packs = fresh.len(),
         "the pack stored in the remote"
     );
     if let Err(e) = stored {
@@ -482,7 +520,10 @@ mod tests {
     use std::collections::BTreeSet;
     use std::process::Command;
 
-    use super::super::bulk::in_bulk;
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::super::bulk::in_bulk_stored;
+    use super::super::pack::StoredPack;
     use super::super::tests::{assert_fsck_clean, stock_git_here};
     use super::*;
 
@@ -493,7 +534,17 @@ mod tests {
     /// trees and blobs stored in a pack by [`in_bulk`], the commit itself loose (libgit2's):
     /// both kinds of storage a push reads.
     fn commit(repo: &Repository, version: u32, changed: usize, parent: Option<Oid>) -> Oid {
-        let tree = in_bulk(
+        commit_stored(repo, version, changed, parent).0
+    }
+
+    /// [`commit`], with the packs [`in_bulk_stored`] reports it stored.
+    fn commit_stored(
+        repo: &Repository,
+        version: u32,
+        changed: usize,
+        parent: Option<Oid>,
+    ) -> (Oid, Vec<StoredPack>) {
+        let (tree, stored) = in_bulk_stored(
             repo.path(),
             |_, e| e,
             |b| {
@@ -523,7 +574,7 @@ mod tests {
             .commit(None, &sig, &sig, &msg, &tree, &parents)
             .unwrap();
         repo.reference(MAIN, id, true, &msg).unwrap();
-        id
+        (id, stored)
     }
 
     /// What stock git says `new` has that `old` lacks (`git rev-list --objects`).
@@ -574,7 +625,7 @@ mod tests {
         // Back to version 1 for the first tenant: objects c1 has, again.
         let c4 = commit(&repo, 1, 1, Some(c3));
 
-        push_local(&repo, &url, MAIN, c1).unwrap();
+        push_local(&repo, &url, MAIN, c1, &FreshPacks::default()).unwrap();
         let remote = Repository::open_bare(&bare).unwrap();
         assert_eq!(remote.refname_to_id(MAIN).unwrap(), c1);
         assert_fsck_clean(&bare, "after the first push");
@@ -613,11 +664,11 @@ mod tests {
             assert!(sent.len() < had.len(), "only the changed paths are sent");
         }
 
-        push_local(&repo, &url, MAIN, c4).unwrap();
+        push_local(&repo, &url, MAIN, c4, &FreshPacks::default()).unwrap();
         assert_eq!(remote.refname_to_id(MAIN).unwrap(), c4);
         assert_fsck_clean(&bare, "after the second push");
         let packs = packs_in(&bare);
-        push_local(&repo, &url, MAIN, c4).unwrap();
+        push_local(&repo, &url, MAIN, c4, &FreshPacks::default()).unwrap();
         assert_eq!(
             packs_in(&bare),
             packs,
@@ -636,13 +687,13 @@ mod tests {
         let remote = Repository::init_bare(&bare).unwrap();
         let url = bare.display().to_string();
         let c1 = commit(&repo, 1, 20, None);
-        push_local(&repo, &url, MAIN, c1).unwrap();
+        push_local(&repo, &url, MAIN, c1, &FreshPacks::default()).unwrap();
 
         // Another writer's commit on the remote, which this clone has not fetched.
         let theirs = commit(&remote, 7, 2, Some(c1));
         let ours = commit(&repo, 2, 2, Some(c1));
         let packs = packs_in(&bare);
-        let e = push_local(&repo, &url, MAIN, ours).unwrap_err();
+        let e = push_local(&repo, &url, MAIN, ours, &FreshPacks::default()).unwrap_err();
         assert!(
             matches!(&e, PushFailure::Moved(m) if m.contains("not present locally")),
             "{e}"
@@ -653,20 +704,264 @@ mod tests {
         // The remote's commit is known here, but not an ancestor of ours.
         let side = commit(&repo, 3, 2, Some(c1));
         remote.reference(MAIN, c1, true, "back").unwrap();
-        push_local(&repo, &url, MAIN, side).unwrap();
-        let e = push_local(&repo, &url, MAIN, ours).unwrap_err();
+        push_local(&repo, &url, MAIN, side, &FreshPacks::default()).unwrap();
+        let e = push_local(&repo, &url, MAIN, ours, &FreshPacks::default()).unwrap_err();
         assert!(
             matches!(&e, PushFailure::Moved(m) if m.contains("non-fast-forward")),
             "{e}"
         );
         assert_eq!(remote.refname_to_id(MAIN).unwrap(), side);
 
-        let e =
-            push_local(&repo, dir.path().join("work").to_str().unwrap(), MAIN, ours).unwrap_err();
+        let e = push_local(
+            &repo,
+            dir.path().join("work").to_str().unwrap(),
+            MAIN,
+            ours,
+            &FreshPacks::default(),
+        )
+        .unwrap_err();
         assert!(
             matches!(&e, PushFailure::Remote(RemoteError::Setup { reason, .. }) if reason.contains("bare")),
             "{e}"
         );
+    }
+
+    /// Which packs of `git_dir` a push trusts as `fresh` records them.
+    fn trusted(git_dir: &Path, fresh: &FreshPacks) -> Vec<bool> {
+        Stored::all(&git_dir.join("objects/pack"), fresh)
+            .unwrap()
+            .iter()
+            .map(|p| p.trusted)
+            .collect()
+    }
+
+    /// Replaces `path` by a copy of its bytes written as `bytes` (another inode under the
+    /// same name), as a person restoring a file would.
+    fn replace(path: &Path, bytes: &[u8]) {
+        let copy = path.with_extension("copy");
+        std::fs::write(&copy, bytes).unwrap();
+        std::fs::rename(&copy, path).unwrap();
+    }
+
+    /// Writes `bytes` over `path` in place: the same inode and size, the file's identity.
+    fn write_in_place(path: &Path, bytes: &[u8]) {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        std::fs::write(path, bytes).unwrap();
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o444)).unwrap();
+    }
+
+    /// The packs a commit stored are trusted while their files are the ones written, and the
+    /// push lands sound; a pack replaced by a copy of itself (same name and bytes, another
+    /// inode) is no longer trusted (hashed again) and is forgotten; a pack another process
+    /// wrote never is.
+    #[test]
+    fn a_commits_own_packs_are_trusted_only_while_their_files_are_the_ones_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = Repository::init(dir.path().join("work")).unwrap();
+        let bare = dir.path().join("remote.git");
+        Repository::init_bare(&bare).unwrap();
+        let url = format!("file://{}", bare.display());
+        let pack_dir = repo.path().join("objects/pack");
+        let (c1, stored) = commit_stored(&repo, 1, 20, None);
+        assert_eq!(stored.len(), 1, "one pack");
+        let mut fresh = FreshPacks::default();
+        fresh.add(stored);
+        fresh.retain_on_disk(&pack_dir);
+        assert_eq!(fresh.len(), 1, "kept: on disk as written");
+        assert_eq!(trusted(repo.path(), &fresh), [true]);
+        assert_eq!(
+            trusted(repo.path(), &FreshPacks::default()),
+            [false],
+            "nothing trusted but what is recorded"
+        );
+        push_local(&repo, &url, MAIN, c1, &fresh).unwrap();
+        assert_fsck_clean(&bare, "after a push of a fresh pack");
+
+        // Another process's pack (stock git's), next to a fresh one: not trusted.
+        let (c2, stored) = commit_stored(&repo, 2, 5, Some(c1));
+        fresh.add(stored);
+        let o = Command::new("git")
+            .arg("--git-dir")
+            .arg(repo.path())
+            .args(["pack-objects", "-q"])
+            .arg(pack_dir.join("pack"))
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .and_then(|mut child| {
+                child
+                    .stdin
+                    .take()
+                    .unwrap()
+                    .write_all(format!("{c2}\n").as_bytes())?;
+                child.wait()
+            });
+        if o.is_ok_and(|s| s.success()) {
+            let mut flags = trusted(repo.path(), &fresh);
+            flags.sort();
+            assert_eq!(flags, [false, true, true], "git's pack is not");
+        }
+
+        // Each fresh pack replaced by a copy of itself: its files are others, hashed again.
+        for stem in idx_stems(&pack_dir).unwrap() {
+            for ext in ["pack", "idx"] {
+                let path = stem.with_extension(ext);
+                let bytes = std::fs::read(&path).unwrap();
+                replace(&path, &bytes);
+            }
+        }
+        assert!(trusted(repo.path(), &fresh).iter().all(|t| !t));
+        push_local(&repo, &url, MAIN, c2, &fresh).unwrap();
+        assert_fsck_clean(&bare, "after a push of replaced packs");
+        fresh.retain_on_disk(&pack_dir);
+        assert_eq!(fresh.len(), 0, "forgotten: no longer the files written");
+    }
+
+    /// An entry of a fresh pack changed on the disk after the commit, the file's identity
+    /// kept (written in place, its size unchanged): the push still trusts the
+    /// pack, and the entry's CRC-32 catches the change; the object is read through the object
+    /// database, which holds only that damaged copy, so the push fails without landing
+    /// anything, the remote's branch where it was; repaired, the same push lands.
+    #[test]
+    fn a_fresh_packs_entry_changed_on_the_disk_is_caught_by_its_crc() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = Repository::init(dir.path().join("work")).unwrap();
+        let bare = dir.path().join("remote.git");
+        let remote = Repository::init_bare(&bare).unwrap();
+        let url = format!("file://{}", bare.display());
+        let c1 = commit(&repo, 1, 20, None);
+        push_local(&repo, &url, MAIN, c1, &FreshPacks::default()).unwrap();
+        let (c2, stored) = commit_stored(&repo, 2, 5, Some(c1));
+        let mut fresh = FreshPacks::default();
+        fresh.add(stored);
+        // The new blob of the first tenant, and a byte amid its compressed bytes.
+        let blob = repo
+            .find_tree(repo.find_commit(c2).unwrap().tree_id())
+            .unwrap()
+            .get_path(Path::new("t0/app.yaml"))
+            .unwrap()
+            .id();
+        let pack = Stored::all(&repo.path().join("objects/pack"), &fresh)
+            .unwrap()
+            .into_iter()
+            .find(|p| p.trusted)
+            .unwrap();
+        let (e, end) = pack.find(blob).unwrap();
+        let path = pack.stem.with_extension("pack");
+        drop(pack);
+        let good = std::fs::read(&path).unwrap();
+        let mut bad = good.clone();
+        bad[(e.offset + end) as usize / 2] ^= 0x55;
+        write_in_place(&path, &bad);
+        assert_eq!(
+            trusted(repo.path(), &fresh).iter().filter(|t| **t).count(),
+            1,
+            "the same file: still trusted"
+        );
+        let packs = packs_in(&bare);
+        let e = push_local(&repo, &url, MAIN, c2, &fresh).unwrap_err();
+        assert!(
+            matches!(&e, PushFailure::Refused { message, .. } if message.contains("unpack failed")),
+            "{e}"
+        );
+        assert_eq!(remote.refname_to_id(MAIN).unwrap(), c1, "not moved");
+        assert_eq!(packs_in(&bare), packs, "nothing landed");
+        assert_fsck_clean(&bare, "after the refused push");
+
+        write_in_place(&path, &good);
+        push_local(&repo, &url, MAIN, c2, &fresh).unwrap();
+        assert_eq!(remote.refname_to_id(MAIN).unwrap(), c2);
+        assert_fsck_clean(&bare, "after the repaired push");
+    }
+
+    /// After a roll-up of the clone's packs (the fresh ones among them), the record forgets
+    /// them, the roll-up's pack is not trusted, and the push lands sound.
+    #[test]
+    fn a_push_after_a_roll_up_lands() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = Repository::init(dir.path().join("work")).unwrap();
+        let bare = dir.path().join("remote.git");
+        Repository::init_bare(&bare).unwrap();
+        let url = format!("file://{}", bare.display());
+        let pack_dir = repo.path().join("objects/pack");
+        let mut fresh = FreshPacks::default();
+        let (c1, stored) = commit_stored(&repo, 1, 20, None);
+        fresh.add(stored);
+        push_local(&repo, &url, MAIN, c1, &fresh).unwrap();
+        let mut head = c1;
+        for v in 2..5 {
+            let (c, stored) = commit_stored(&repo, v, 3, Some(head));
+            fresh.add(stored);
+            head = c;
+        }
+        let r = super::super::rollup::consolidate(repo.path(), 1)
+            .unwrap()
+            .expect("rolled up");
+        assert!(r.packs > 1);
+        fresh.retain_on_disk(&pack_dir);
+        assert_eq!(
+            fresh.len(),
+            4 - r.packs,
+            "the rolled-up packs are forgotten"
+        );
+        let packs = Stored::all(&pack_dir, &fresh).unwrap();
+        assert_eq!(packs.len(), 5 - r.packs);
+        for p in &packs {
+            let rolled = p.stem.file_name().unwrap() == r.into.as_str();
+            assert_eq!(
+                p.trusted, !rolled,
+                "{:?}: only the packs left as written",
+                p.stem
+            );
+        }
+        push_local(&repo, &url, MAIN, head, &fresh).unwrap();
+        let remote = Repository::open_bare(&bare).unwrap();
+        assert_eq!(remote.refname_to_id(MAIN).unwrap(), head);
+        assert_fsck_clean(&bare, "after a push following a roll-up");
+    }
+
+    /// Odd files named like packs in the clone — a FIFO `pack-*.idx`, a real `.idx` whose
+    /// `.pack` is a FIFO, an `.idx` linked to `/dev/zero` — are left out, never waited on
+    /// or read without end: the push lands, within a bound.
+    #[test]
+    fn odd_files_named_like_packs_do_not_stop_a_push() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = Repository::init(dir.path().join("work")).unwrap();
+        let bare = dir.path().join("remote.git");
+        Repository::init_bare(&bare).unwrap();
+        let url = format!("file://{}", bare.display());
+        let pack_dir = repo.path().join("objects/pack");
+        let c1 = commit(&repo, 1, 20, None);
+        let fifo = |path: &Path| {
+            let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
+            assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0, "{path:?}");
+        };
+        fifo(&pack_dir.join("pack-0000000000000000000000000000000000000000.idx"));
+        let real = idx_stems(&pack_dir).unwrap().pop().unwrap();
+        let stem = pack_dir.join("pack-1111111111111111111111111111111111111111");
+        std::fs::copy(real.with_extension("idx"), stem.with_extension("idx")).unwrap();
+        fifo(&stem.with_extension("pack"));
+        std::os::unix::fs::symlink(
+            "/dev/zero",
+            pack_dir.join("pack-2222222222222222222222222222222222222222.idx"),
+        )
+        .unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let git_dir = repo.path().to_owned();
+        std::thread::spawn(move || {
+            let repo = Repository::open(git_dir).unwrap();
+            let _ = tx.send(
+                push_local(&repo, &url, MAIN, c1, &FreshPacks::default())
+                    .map_err(|e| e.to_string()),
+            );
+        });
+        let pushed = rx
+            .recv_timeout(std::time::Duration::from_secs(60))
+            .expect("the push ended");
+        pushed.unwrap();
+        let remote = Repository::open_bare(&bare).unwrap();
+        assert_eq!(remote.refname_to_id(MAIN).unwrap(), c1);
+        assert_fsck_clean(&bare, "after a push past odd files");
     }
 }
 
@@ -724,7 +1019,7 @@ mod moved_subtrees {
         let w: &[(&str, &str)] = &[x, ("w", "w\n")];
         let t: &[(&str, &str)] = &[x, ("t", "t\n")];
         let a = commit(&repo, tree(&repo, &[("a", &[("a", "a\n")])]), None, 1);
-        push_local(&repo, &url, MAIN, a).unwrap();
+        push_local(&repo, &url, MAIN, a, &FreshPacks::default()).unwrap();
         let b = commit(&repo, tree(&repo, &[("q", v), ("r", u)]), Some(a), 2);
         let c = commit(
             &repo,
@@ -741,7 +1036,7 @@ mod moved_subtrees {
         let blob_x = repo.blob(x.1.as_bytes()).unwrap();
         let sent = outgoing(&repo, d, Some(a)).unwrap();
         assert!(sent.contains(&blob_x), "the new blob x is not sent");
-        push_local(&repo, &url, MAIN, d).unwrap();
+        push_local(&repo, &url, MAIN, d, &FreshPacks::default()).unwrap();
         assert_fsck_clean(&bare, "after the push");
     }
 
@@ -794,7 +1089,14 @@ mod moved_subtrees {
         // A local remote (no connectivity check of its own) holds every object after the push.
         let bare = dir.path().join("remote.git");
         let remote = Repository::init_bare(&bare).unwrap();
-        push_local(&repo, &bare.display().to_string(), MAIN, new).unwrap();
+        push_local(
+            &repo,
+            &bare.display().to_string(),
+            MAIN,
+            new,
+            &FreshPacks::default(),
+        )
+        .unwrap();
         let odb = remote.odb().unwrap();
         for (what, id) in [("a", a), ("b", b), ("c", c), ("the subtree", sub)] {
             assert!(odb.exists(id), "the remote lacks {what}");

@@ -37,7 +37,8 @@ use std::path::Path;
 use git2::{Odb, Repository};
 
 use super::pack::{
-    Damaged, PackEntry, check_pair, copy_entry, idx_entries, idx_object_count, store_with,
+    Damaged, PackEntry, check_pair, copy_entry, idx_entries, idx_object_count, read_regular,
+    store_with,
 };
 
 /// Packs in `objects/pack/` past which [`consolidate`] rolls the smallest up: git's
@@ -241,9 +242,9 @@ fn store_rolled_up(
     let mut seen = HashSet::new();
     let mut plan: Vec<(std::path::PathBuf, Vec<(PackEntry, u64)>)> = Vec::new();
     for stem in sources {
-        let idx = std::fs::read(stem.with_extension("idx"))?;
+        let (idx, _) = read_regular(&stem.with_extension("idx"))?;
         let mut all = idx_entries(&idx).map_err(|e| Damaged::error(stem, e.to_string()))?;
-        let pack_len = check_pair(stem, &idx, all.len())?;
+        let pack_len = check_pair(stem, &idx, all.len())?.1.len();
         all.sort_unstable_by_key(|e| e.offset);
         let ends: Vec<u64> = all
             .iter()
@@ -287,7 +288,7 @@ fn store_rolled_up(
         }
         Ok(())
     })?;
-    Ok((name, count))
+    Ok((name.name, count))
 }
 
 /// Removes the rolled-up pack `stem` (`pack-<checksum>`) from `pack_dir` (nothing when it

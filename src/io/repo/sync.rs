@@ -7,6 +7,7 @@
 use git2::{ObjectType, ResetType};
 
 pub use super::failure::PushFailure;
+use super::pack::FreshPacks;
 use super::transport::{Scheme, redact};
 use super::{Oid, RemoteError, Repo, Result};
 
@@ -17,6 +18,18 @@ impl Repo {
     /// [`super::send_ssh`]. libgit2's push (whose pack builder re-reads, delta-searches and
     /// re-compresses every object sent) is not used.
     pub fn push_branch(&self, remote: &str, branch: &str) -> Result<(), PushFailure> {
+        self.push_branch_with(remote, branch, &FreshPacks::default())
+    }
+
+    /// [`Repo::push_branch`], the entries of the packs `fresh` records (packs this process
+    /// stored, still the files it wrote) copied into a local remote on their CRC-32 alone
+    /// ([`FreshPacks`]); an ssh or https remote checks what it receives itself.
+    pub(super) fn push_branch_with(
+        &self,
+        remote: &str,
+        branch: &str,
+        fresh: &FreshPacks,
+    ) -> Result<(), PushFailure> {
         let r = self.repo.find_remote(remote).map_err(|e| {
             PushFailure::Remote(RemoteError::Setup {
                 url: remote.to_owned(),
@@ -48,7 +61,7 @@ impl Repo {
         let mut pack_for =
             |old: Option<Oid>| super::push::pack_for(&self.repo, &url, &refname, new, old);
         match scheme {
-            Scheme::Local => super::push::push_local(&self.repo, &url, &refname, new)?,
+            Scheme::Local => super::push::push_local(&self.repo, &url, &refname, new, fresh)?,
             Scheme::Https | Scheme::Http => {
                 super::send_http::push(&self.transport, &url, &refname, new, &mut pack_for)?
             }
