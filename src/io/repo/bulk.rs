@@ -90,6 +90,17 @@ pub struct Bulk<'r> {
     on_disk: std::cell::OnceCell<OnDisk>,
     /// Every object handed to the pack writer in this session (on disk once it is done).
     handed: RefCell<HashSet<Oid>>,
+    /// Every object asked to be stored, stored already or not ([`Outcome::placed`]).
+    placed: RefCell<Vec<Oid>>,
+}
+
+/// What a session stored, for the push that follows.
+pub(super) struct Outcome {
+    /// The packs it wrote ([`StoredPack`]).
+    pub packs: Vec<StoredPack>,
+    /// Every object it was asked to store (stored by it or found stored), sorted, each once:
+    /// every object the trees built in the session name that their base trees did not.
+    pub placed: Vec<Oid>,
 }
 
 /// The objects on disk when a session started.
@@ -173,7 +184,7 @@ pub fn in_bulk<T, E>(
     in_bulk_stored(git_dir, wrap, build).map(|(out, _)| out)
 }
 
-/// [`in_bulk`], with the packs it stored ([`StoredPack`]: the name and the files' identity of
+/// [`in_bulk`], with what it stored ([`Outcome`]: the packs, [`StoredPack`]: the name and the files' identity of
 /// each), which hold only objects hashed here from the very bytes deflated into them: a local
 /// push copies their entries on their CRC-32 alone while the files are still these
 /// ([`super::pack::FreshPacks`]).
@@ -181,7 +192,7 @@ pub(super) fn in_bulk_stored<T, E>(
     git_dir: &Path,
     wrap: impl Fn(&'static str, git2::Error) -> E,
     build: impl FnOnce(&Bulk<'_>) -> Result<T, E>,
-) -> Result<(T, Vec<StoredPack>), E> {
+) -> Result<(T, Outcome), E> {
     in_bulk_flushing_at(FLUSH_BYTES, git_dir, wrap, build)
 }
 
@@ -193,7 +204,7 @@ fn in_bulk_flushing_at<T, E>(
     git_dir: &Path,
     wrap: impl Fn(&'static str, git2::Error) -> E,
     build: impl FnOnce(&Bulk<'_>) -> Result<T, E>,
-) -> Result<(T, Vec<StoredPack>), E> {
+) -> Result<(T, Outcome), E> {
     let repo = Repository::open(git_dir).map_err(|e| wrap("open the repository", e))?;
     let disk = repo
         .odb()
@@ -212,13 +223,17 @@ fn in_bulk_flushing_at<T, E>(
         lost: RefCell::default(),
         on_disk: std::cell::OnceCell::new(),
         handed: RefCell::default(),
+        placed: RefCell::default(),
     };
     let out = build(&bulk)?;
     bulk.finish()
         .map_err(|e| wrap("store the new objects as a pack", e))?;
     let packs = bulk.packs.take();
     tracing::debug!(packs = packs.len(), "objects stored");
-    Ok((out, packs))
+    let mut placed = bulk.placed.take();
+    placed.sort_unstable();
+    placed.dedup();
+    Ok((out, Outcome { packs, placed }))
 }
 
 /// A blob's bytes with their id, hashed on whichever thread made it ([`HashedBlob::of`]):
@@ -299,6 +314,7 @@ impl Bulk<'_> {
     /// Queues `data`, an object of `kind` whose id is `oid` (copied only when borrowed),
     /// unless it is on disk or queued already; returns `oid`.
     fn store(&self, kind: ObjectType, oid: Oid, data: Cow<'_, [u8]>) -> Result<Oid, git2::Error> {
+        self.placed.borrow_mut().push(oid);
         if self.queued_at.borrow().contains_key(&oid) || self.stored(oid) {
             return Ok(oid);
         }

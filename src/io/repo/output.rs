@@ -24,6 +24,7 @@ use super::index;
 use super::lock::{self, Lock};
 use super::message::{Changes, CommitInfo, FileChanges, PlatformChanges, Why, commit_message};
 use super::pack::FreshPacks;
+use super::push::Made;
 use super::rollup;
 use super::sync::PushFailure;
 use super::{Author, GitError, Oid, Repo, Result, Transport, io};
@@ -88,6 +89,8 @@ pub struct OutputRepo {
     /// The packs this process's commits stored, while still on disk as written: a push to a
     /// local remote copies their entries on their CRC-32 alone ([`FreshPacks`]).
     fresh: RefCell<FreshPacks>,
+    /// What the last commit made on its parent, for the push that follows ([`Made`]).
+    made: RefCell<Option<Made>>,
 }
 
 impl OutputRepo {
@@ -163,6 +166,7 @@ impl OutputRepo {
             _lock: lock,
             pushes: RefCell::default(),
             fresh: RefCell::default(),
+            made: RefCell::default(),
         };
         if unborn && this.repo.remote_url(&this.remote)?.is_some() {
             // A fresh clone: start from the remote branch when it exists.
@@ -196,9 +200,12 @@ impl OutputRepo {
 
     /// One push of the branch to the remote, never forced.
     pub fn push_once(&self) -> std::result::Result<(), PushFailure> {
-        let result = self
-            .repo
-            .push_branch_with(&self.remote, &self.branch, &self.fresh.borrow());
+        let result = self.repo.push_branch_with(
+            &self.remote,
+            &self.branch,
+            &self.fresh.borrow(),
+            self.made.borrow().as_ref(),
+        );
         let outcome = match &result {
             Ok(()) => "ok",
             Err(f) => f.outcome(),
@@ -302,14 +309,28 @@ impl OutputRepo {
             // Recorded after the roll-up, which may have taken them in already; packs gone
             // or changed since (rolled up now or after an earlier commit) are forgotten.
             let mut fresh = self.fresh.borrow_mut();
-            fresh.add(stored);
+            fresh.add(stored.packs);
             fresh.retain_on_disk(&self.repo.git_dir().join("objects").join("pack"));
         }
+        *self.made.borrow_mut() = None;
         let Some(tree) = tree else {
             // Nothing in the output and nothing committed yet: no commit.
             return Ok(None);
         };
-        self.commit_tree(tree, why)
+        let info = self.commit_tree(tree, why)?;
+        if let Some(CommitInfo {
+            id,
+            parent: Some(parent),
+            ..
+        }) = &info
+        {
+            *self.made.borrow_mut() = Some(Made {
+                commit: *id,
+                parent: *parent,
+                objects: stored.placed,
+            });
+        }
+        Ok(info)
     }
 
     /// Keeps the output clone's pack count bounded ([`rollup::consolidate`]): each commit (and

@@ -67,8 +67,23 @@ fn local(url: &str, what: &str, e: impl std::fmt::Display) -> PushFailure {
     })
 }
 
+/// What a commit made on top of its parent ([`lacked`]'s shortcut): the commit, its parent,
+/// and every object its tree edits stored or found stored (`super::bulk`'s `Outcome::placed`).
+/// Every object reachable from the commit and not from the parent is among them: an entry the
+/// edits did not place is the parent's own, so a remote holding the parent holds it and all
+/// below it. Objects the remote has already may be among them (sent again: harmless, as git's
+/// thin packs are not required).
+#[derive(Debug, Clone)]
+pub struct Made {
+    pub commit: Oid,
+    pub parent: Oid,
+    /// Sorted, each once; the commit is not among them.
+    pub objects: Vec<Oid>,
+}
+
 /// The objects a remote whose branch `refname` is at `old` (`None`: no such branch) lacks to
-/// have `new` ([`outgoing`]). [`PushFailure::Moved`] when `old` is not in the clone or not an
+/// have `new` ([`outgoing`]; when `made` says `new` was made on `old`, its objects, with no
+/// walk of the two trees — in a release at 10,000 tenants, 20,000 trees read and compared). [`PushFailure::Moved`] when `old` is not in the clone or not an
 /// ancestor of `new` (the remote moved: fetch and redo the work on top), with git's words for
 /// each.
 fn lacked(
@@ -77,6 +92,7 @@ fn lacked(
     refname: &str,
     new: Oid,
     old: Option<Oid>,
+    made: Option<&Made>,
 ) -> Result<Vec<Oid>, PushFailure> {
     if let Some(old) = old {
         if repo.find_commit(old).is_err() {
@@ -94,6 +110,28 @@ fn lacked(
         }
     }
     let started = std::time::Instant::now();
+    if let Some(m) = made.filter(|m| m.commit == new && Some(m.parent) == old) {
+        let mut objects = Vec::with_capacity(m.objects.len() + 1);
+        objects.push(new);
+        objects.extend(m.objects.iter().copied().filter(|&o| o != new));
+        // Every debug build (the tests) checks the shortcut against the walk.
+        #[cfg(debug_assertions)]
+        {
+            let walked = outgoing(repo, new, old).map_err(|e| local(url, "list the objects", e))?;
+            let ours: std::collections::HashSet<Oid> = objects.iter().copied().collect();
+            let missing: Vec<&Oid> = walked.iter().filter(|o| !ours.contains(o)).collect();
+            assert!(
+                missing.is_empty(),
+                "objects the commit made lack {missing:?}"
+            );
+        }
+        tracing::debug!(
+            objects = objects.len(),
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "the objects to push, as the commit made them"
+        );
+        return Ok(objects);
+    }
     let objects = outgoing(repo, new, old).map_err(|e| local(url, "list the objects", e))?;
     tracing::debug!(
         objects = objects.len(),
@@ -111,8 +149,9 @@ pub(super) fn pack_for(
     refname: &str,
     new: Oid,
     old: Option<Oid>,
+    made: Option<&Made>,
 ) -> Result<File, PushFailure> {
-    let objects = lacked(repo, url, refname, new, old)?;
+    let objects = lacked(repo, url, refname, new, old, made)?;
     let started = std::time::Instant::now();
     let n = u32::try_from(objects.len())
         .map_err(|_| local(url, "write the pack", "more objects than a pack holds"))?;
@@ -434,6 +473,7 @@ pub(super) fn push_local(
     refname: &str,
     new: Oid,
     fresh: &FreshPacks,
+    made: Option<&Made>,
 ) -> Result<(), PushFailure> {
     let setup = |reason: String| {
         PushFailure::Remote(RemoteError::Setup {
@@ -463,7 +503,7 @@ pub(super) fn push_local(
     if old == Some(new) {
         return Ok(());
     }
-    let objects = lacked(repo, url, refname, new, old)?;
+    let objects = lacked(repo, url, refname, new, old, made)?;
     let started = std::time::Instant::now();
     let local_odb = repo
         .odb()
@@ -574,7 +614,7 @@ mod tests {
             .commit(None, &sig, &sig, &msg, &tree, &parents)
             .unwrap();
         repo.reference(MAIN, id, true, &msg).unwrap();
-        (id, stored)
+        (id, stored.packs)
     }
 
     /// What stock git says `new` has that `old` lacks (`git rev-list --objects`).
@@ -625,7 +665,7 @@ mod tests {
         // Back to version 1 for the first tenant: objects c1 has, again.
         let c4 = commit(&repo, 1, 1, Some(c3));
 
-        push_local(&repo, &url, MAIN, c1, &FreshPacks::default()).unwrap();
+        push_local(&repo, &url, MAIN, c1, &FreshPacks::default(), None).unwrap();
         let remote = Repository::open_bare(&bare).unwrap();
         assert_eq!(remote.refname_to_id(MAIN).unwrap(), c1);
         assert_fsck_clean(&bare, "after the first push");
@@ -636,7 +676,7 @@ mod tests {
             assert_eq!(first.iter().copied().collect::<BTreeSet<_>>(), want);
             assert_eq!(first.len(), want.len(), "each object once");
             // Stock git's indexer takes the pack as it is.
-            let mut pack = pack_for(&repo, &url, MAIN, c1, None).unwrap();
+            let mut pack = pack_for(&repo, &url, MAIN, c1, None, None).unwrap();
             let fresh = dir.path().join("fresh.git");
             Repository::init_bare(&fresh).unwrap();
             let mut child = Command::new("git")
@@ -664,11 +704,11 @@ mod tests {
             assert!(sent.len() < had.len(), "only the changed paths are sent");
         }
 
-        push_local(&repo, &url, MAIN, c4, &FreshPacks::default()).unwrap();
+        push_local(&repo, &url, MAIN, c4, &FreshPacks::default(), None).unwrap();
         assert_eq!(remote.refname_to_id(MAIN).unwrap(), c4);
         assert_fsck_clean(&bare, "after the second push");
         let packs = packs_in(&bare);
-        push_local(&repo, &url, MAIN, c4, &FreshPacks::default()).unwrap();
+        push_local(&repo, &url, MAIN, c4, &FreshPacks::default(), None).unwrap();
         assert_eq!(
             packs_in(&bare),
             packs,
@@ -687,13 +727,13 @@ mod tests {
         let remote = Repository::init_bare(&bare).unwrap();
         let url = bare.display().to_string();
         let c1 = commit(&repo, 1, 20, None);
-        push_local(&repo, &url, MAIN, c1, &FreshPacks::default()).unwrap();
+        push_local(&repo, &url, MAIN, c1, &FreshPacks::default(), None).unwrap();
 
         // Another writer's commit on the remote, which this clone has not fetched.
         let theirs = commit(&remote, 7, 2, Some(c1));
         let ours = commit(&repo, 2, 2, Some(c1));
         let packs = packs_in(&bare);
-        let e = push_local(&repo, &url, MAIN, ours, &FreshPacks::default()).unwrap_err();
+        let e = push_local(&repo, &url, MAIN, ours, &FreshPacks::default(), None).unwrap_err();
         assert!(
             matches!(&e, PushFailure::Moved(m) if m.contains("not present locally")),
             "{e}"
@@ -704,8 +744,8 @@ mod tests {
         // The remote's commit is known here, but not an ancestor of ours.
         let side = commit(&repo, 3, 2, Some(c1));
         remote.reference(MAIN, c1, true, "back").unwrap();
-        push_local(&repo, &url, MAIN, side, &FreshPacks::default()).unwrap();
-        let e = push_local(&repo, &url, MAIN, ours, &FreshPacks::default()).unwrap_err();
+        push_local(&repo, &url, MAIN, side, &FreshPacks::default(), None).unwrap();
+        let e = push_local(&repo, &url, MAIN, ours, &FreshPacks::default(), None).unwrap_err();
         assert!(
             matches!(&e, PushFailure::Moved(m) if m.contains("non-fast-forward")),
             "{e}"
@@ -718,6 +758,7 @@ mod tests {
             MAIN,
             ours,
             &FreshPacks::default(),
+            None,
         )
         .unwrap_err();
         assert!(
@@ -754,6 +795,73 @@ mod tests {
     /// push lands sound; a pack replaced by a copy of itself (same name and bytes, another
     /// inode) is no longer trusted (hashed again) and is forgotten; a pack another process
     /// wrote never is.
+    /// A commit made by editing its parent's tree: the objects its edits placed, with the
+    /// commit, are what a remote at the parent lacks (every debug build checks them against
+    /// the walk in [`lacked`]); they are sent without the walk, and a remote elsewhere gets
+    /// the walk's list.
+    #[test]
+    fn a_remote_at_the_parent_gets_what_the_commit_placed() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = Repository::init(dir.path().join("work")).unwrap();
+        let bare = dir.path().join("remote.git");
+        Repository::init_bare(&bare).unwrap();
+        let url = format!("file://{}", bare.display());
+        let c1 = commit(&repo, 1, 20, None);
+        push_local(&repo, &url, MAIN, c1, &FreshPacks::default(), None).unwrap();
+        let base = repo.find_commit(c1).unwrap().tree_id();
+        let (tree, stored) = in_bulk_stored(
+            repo.path(),
+            |_, e| e,
+            |b| {
+                let mut root = b.treebuilder(Some(&b.find_tree(base)?))?;
+                let t3 = root.get_tree("t3").unwrap();
+                let mut t3 = b.treebuilder(Some(&b.find_tree(t3)?))?;
+                t3.insert("app.yaml", b.blob(b"tenant: t3\nversion: 9\n")?, 0o100644)?;
+                // Placed, though on disk already: sent again, harmlessly.
+                t3.insert("fixed.yaml", b.blob(b"tenant: t3\n")?, 0o100644)?;
+                root.insert("t3", b.write_tree(&t3)?, 0o040000)?;
+                b.write_tree(&root)
+            },
+        )
+        .unwrap();
+        let sig = git2::Signature::new("t", "t@example.com", &git2::Time::new(0, 0)).unwrap();
+        let parent = repo.find_commit(c1).unwrap();
+        let c2 = repo
+            .commit(
+                Some(MAIN),
+                &sig,
+                &sig,
+                "t3",
+                &repo.find_tree(tree).unwrap(),
+                &[&parent],
+            )
+            .unwrap();
+        let made = Made {
+            commit: c2,
+            parent: c1,
+            objects: stored.placed,
+        };
+        // The new blob, t3's tree, the root, and the unchanged blob placed again.
+        assert_eq!(made.objects.len(), 4, "{:?}", made.objects);
+        let listed = lacked(&repo, &url, MAIN, c2, Some(c1), Some(&made)).unwrap();
+        assert_eq!(listed.len(), 5, "the commit and what it placed");
+        // Made on another commit than the remote's: the walk's list.
+        let elsewhere = Made {
+            parent: c2,
+            ..made.clone()
+        };
+        let walked = lacked(&repo, &url, MAIN, c2, Some(c1), Some(&elsewhere)).unwrap();
+        assert_eq!(
+            walked.len(),
+            4,
+            "the commit, the new blob, two trees: {walked:?}"
+        );
+        push_local(&repo, &url, MAIN, c2, &FreshPacks::default(), Some(&made)).unwrap();
+        let remote = Repository::open_bare(&bare).unwrap();
+        assert_eq!(remote.refname_to_id(MAIN).unwrap(), c2);
+        assert_fsck_clean(&bare, "after a push of what the commit placed");
+    }
+
     #[test]
     fn a_commits_own_packs_are_trusted_only_while_their_files_are_the_ones_written() {
         let dir = tempfile::tempdir().unwrap();
@@ -774,7 +882,7 @@ mod tests {
             [false],
             "nothing trusted but what is recorded"
         );
-        push_local(&repo, &url, MAIN, c1, &fresh).unwrap();
+        push_local(&repo, &url, MAIN, c1, &fresh, None).unwrap();
         assert_fsck_clean(&bare, "after a push of a fresh pack");
 
         // Another process's pack (stock git's), next to a fresh one: not trusted.
@@ -811,7 +919,7 @@ mod tests {
             }
         }
         assert!(trusted(repo.path(), &fresh).iter().all(|t| !t));
-        push_local(&repo, &url, MAIN, c2, &fresh).unwrap();
+        push_local(&repo, &url, MAIN, c2, &fresh, None).unwrap();
         assert_fsck_clean(&bare, "after a push of replaced packs");
         fresh.retain_on_disk(&pack_dir);
         assert_eq!(fresh.len(), 0, "forgotten: no longer the files written");
@@ -830,7 +938,7 @@ mod tests {
         let remote = Repository::init_bare(&bare).unwrap();
         let url = format!("file://{}", bare.display());
         let c1 = commit(&repo, 1, 20, None);
-        push_local(&repo, &url, MAIN, c1, &FreshPacks::default()).unwrap();
+        push_local(&repo, &url, MAIN, c1, &FreshPacks::default(), None).unwrap();
         let (c2, stored) = commit_stored(&repo, 2, 5, Some(c1));
         let mut fresh = FreshPacks::default();
         fresh.add(stored);
@@ -859,7 +967,7 @@ mod tests {
             "the same file: still trusted"
         );
         let packs = packs_in(&bare);
-        let e = push_local(&repo, &url, MAIN, c2, &fresh).unwrap_err();
+        let e = push_local(&repo, &url, MAIN, c2, &fresh, None).unwrap_err();
         assert!(
             matches!(&e, PushFailure::Refused { message, .. } if message.contains("unpack failed")),
             "{e}"
@@ -869,7 +977,7 @@ mod tests {
         assert_fsck_clean(&bare, "after the refused push");
 
         write_in_place(&path, &good);
-        push_local(&repo, &url, MAIN, c2, &fresh).unwrap();
+        push_local(&repo, &url, MAIN, c2, &fresh, None).unwrap();
         assert_eq!(remote.refname_to_id(MAIN).unwrap(), c2);
         assert_fsck_clean(&bare, "after the repaired push");
     }
@@ -887,7 +995,7 @@ mod tests {
         let mut fresh = FreshPacks::default();
         let (c1, stored) = commit_stored(&repo, 1, 20, None);
         fresh.add(stored);
-        push_local(&repo, &url, MAIN, c1, &fresh).unwrap();
+        push_local(&repo, &url, MAIN, c1, &fresh, None).unwrap();
         let mut head = c1;
         for v in 2..5 {
             let (c, stored) = commit_stored(&repo, v, 3, Some(head));
@@ -914,7 +1022,7 @@ mod tests {
                 p.stem
             );
         }
-        push_local(&repo, &url, MAIN, head, &fresh).unwrap();
+        push_local(&repo, &url, MAIN, head, &fresh, None).unwrap();
         let remote = Repository::open_bare(&bare).unwrap();
         assert_eq!(remote.refname_to_id(MAIN).unwrap(), head);
         assert_fsck_clean(&bare, "after a push following a roll-up");
@@ -951,7 +1059,7 @@ mod tests {
         std::thread::spawn(move || {
             let repo = Repository::open(git_dir).unwrap();
             let _ = tx.send(
-                push_local(&repo, &url, MAIN, c1, &FreshPacks::default())
+                push_local(&repo, &url, MAIN, c1, &FreshPacks::default(), None)
                     .map_err(|e| e.to_string()),
             );
         });
@@ -1019,7 +1127,7 @@ mod moved_subtrees {
         let w: &[(&str, &str)] = &[x, ("w", "w\n")];
         let t: &[(&str, &str)] = &[x, ("t", "t\n")];
         let a = commit(&repo, tree(&repo, &[("a", &[("a", "a\n")])]), None, 1);
-        push_local(&repo, &url, MAIN, a, &FreshPacks::default()).unwrap();
+        push_local(&repo, &url, MAIN, a, &FreshPacks::default(), None).unwrap();
         let b = commit(&repo, tree(&repo, &[("q", v), ("r", u)]), Some(a), 2);
         let c = commit(
             &repo,
@@ -1036,7 +1144,7 @@ mod moved_subtrees {
         let blob_x = repo.blob(x.1.as_bytes()).unwrap();
         let sent = outgoing(&repo, d, Some(a)).unwrap();
         assert!(sent.contains(&blob_x), "the new blob x is not sent");
-        push_local(&repo, &url, MAIN, d, &FreshPacks::default()).unwrap();
+        push_local(&repo, &url, MAIN, d, &FreshPacks::default(), None).unwrap();
         assert_fsck_clean(&bare, "after the push");
     }
 
@@ -1095,6 +1203,7 @@ mod moved_subtrees {
             MAIN,
             new,
             &FreshPacks::default(),
+            None,
         )
         .unwrap();
         let odb = remote.odb().unwrap();

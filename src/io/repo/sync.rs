@@ -8,6 +8,7 @@ use git2::{ObjectType, ResetType};
 
 pub use super::failure::PushFailure;
 use super::pack::FreshPacks;
+use super::push::Made;
 use super::transport::{Scheme, redact};
 use super::{Oid, RemoteError, Repo, Result};
 
@@ -18,17 +19,20 @@ impl Repo {
     /// [`super::send_ssh`]. libgit2's push (whose pack builder re-reads, delta-searches and
     /// re-compresses every object sent) is not used.
     pub fn push_branch(&self, remote: &str, branch: &str) -> Result<(), PushFailure> {
-        self.push_branch_with(remote, branch, &FreshPacks::default())
+        self.push_branch_with(remote, branch, &FreshPacks::default(), None)
     }
 
     /// [`Repo::push_branch`], the entries of the packs `fresh` records (packs this process
     /// stored, still the files it wrote) copied into a local remote on their CRC-32 alone
-    /// ([`FreshPacks`]); an ssh or https remote checks what it receives itself.
+    /// ([`FreshPacks`]); an ssh or https remote checks what it receives itself. When `made`
+    /// says the branch's commit was made on the remote's, its objects are sent without a walk
+    /// of the two trees ([`Made`]).
     pub(super) fn push_branch_with(
         &self,
         remote: &str,
         branch: &str,
         fresh: &FreshPacks,
+        made: Option<&Made>,
     ) -> Result<(), PushFailure> {
         let r = self.repo.find_remote(remote).map_err(|e| {
             PushFailure::Remote(RemoteError::Setup {
@@ -59,9 +63,9 @@ impl Repo {
             })
         })?;
         let mut pack_for =
-            |old: Option<Oid>| super::push::pack_for(&self.repo, &url, &refname, new, old);
+            |old: Option<Oid>| super::push::pack_for(&self.repo, &url, &refname, new, old, made);
         match scheme {
-            Scheme::Local => super::push::push_local(&self.repo, &url, &refname, new, fresh)?,
+            Scheme::Local => super::push::push_local(&self.repo, &url, &refname, new, fresh, made)?,
             Scheme::Https | Scheme::Http => {
                 super::send_http::push(&self.transport, &url, &refname, new, &mut pack_for)?
             }
