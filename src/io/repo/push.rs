@@ -52,7 +52,7 @@ use sha1::{Digest, Sha1};
 use super::bulk::{TreeEntries, read_tree};
 use super::failure::{PushFailure, refusal};
 use super::pack::{
-    Damaged, FreshPacks, HashingWriter, PackEntry, check_entry, check_object, check_pair,
+    Damaged, Deflater, FreshPacks, HashingWriter, PackEntry, check_entry, check_object, check_pair,
     copy_entry, idx_entries, idx_stems, read_regular, store_with, write_entry,
 };
 use super::packed::Packed;
@@ -368,18 +368,21 @@ fn write_entries<W: Write>(
     let packs = Stored::all(pack_dir, fresh.unwrap_or(&FreshPacks::default()))?;
     let mut from_pack: Vec<Vec<(PackEntry, u64)>> = vec![Vec::new(); packs.len()];
     let mut elsewhere = Vec::new();
+    // The packs this process just stored first: a commit's objects are nearly all there, and
+    // each pack tried and missed is a binary search of its ids.
+    let mut order: Vec<usize> = (0..packs.len()).collect();
+    order.sort_by_key(|&i| !packs[i].trusted);
     for &oid in objects {
-        match packs
+        match order
             .iter()
-            .enumerate()
-            .find_map(|(i, p)| p.find(oid).map(|f| (i, f)))
+            .find_map(|&i| packs[i].find(oid).map(|f| (i, f)))
         {
             Some((i, found)) => from_pack[i].push(found),
             None => elsewhere.push(oid),
         }
     }
     let mut buf = Vec::new();
-    let mut zbuf = Vec::new();
+    let mut zbuf = Deflater::default();
     let mut inflated = Vec::new();
     for (pack, mut take) in packs.iter().zip(from_pack) {
         if take.is_empty() {
@@ -451,7 +454,7 @@ fn whole_entry(
     odb: &Odb<'_>,
     oid: Oid,
     out: &mut impl Write,
-    zbuf: &mut Vec<u8>,
+    zbuf: &mut Deflater,
     verify: bool,
 ) -> std::io::Result<u32> {
     let obj = odb.read(oid).map_err(std::io::Error::other)?;

@@ -37,8 +37,8 @@ use std::path::Path;
 use git2::{Odb, Repository};
 
 use super::pack::{
-    Damaged, PackEntry, check_pair, copy_entry, idx_entries, idx_object_count, read_regular,
-    store_with,
+    Damaged, Deflater, PackEntry, check_pair, copy_entry, idx_entries, idx_object_count,
+    read_regular, store_with,
 };
 
 /// Packs in `objects/pack/` past which [`consolidate`] rolls the smallest up: git's
@@ -263,7 +263,7 @@ fn store_rolled_up(
     drop(seen);
     let name = store_with(pack_dir, count, |out, entries| {
         let mut buf = Vec::new();
-        let mut zbuf = Vec::new();
+        let mut zbuf = Deflater::default();
         for (stem, take) in &plan {
             let path = stem.with_extension("pack");
             let mut pack = BufReader::with_capacity(1 << 20, File::open(&path)?);
