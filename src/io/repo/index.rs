@@ -97,6 +97,50 @@ pub fn tree_changes(
 /// One side of a tree entry: its id and mode (libgit2's normalised file mode).
 type Side = Option<(Oid, i32)>;
 
+/// One path a commit's tree edits set: its full path in the tree, its entry before and
+/// after (id and mode as the trees hold them; `None`: absent).
+pub type PathEdit = (Vec<u8>, Option<(Oid, i32)>, Option<(Oid, i32)>);
+
+/// [`tree_changes`] from the edits a commit made (each path it set, with the entries before and
+/// after), with no tree read: what [`tree_changes`] finds when the commit is exactly these
+/// edits on its parent. `None` when an edit puts or takes a tree (a file become a directory,
+/// or back), whose files the edit does not list.
+pub fn changes_of(edits: &[PathEdit], workdir: &Path) -> Option<Changes> {
+    const TREE: i32 = 0o040000;
+    let mut changes = Changes::default();
+    for (path, old, new) in edits {
+        let (old, new) = (
+            old.map(|(id, m)| (id, normalize_mode(m))),
+            new.map(|(id, m)| (id, normalize_mode(m))),
+        );
+        if old.is_some_and(|(_, m)| m == TREE) || new.is_some_and(|(_, m)| m == TREE) {
+            return None;
+        }
+        if old == new {
+            continue;
+        }
+        match new {
+            Some((id, mode)) => {
+                use std::os::unix::ffi::OsStrExt;
+                let p = Path::new(std::ffi::OsStr::from_bytes(path));
+                changes
+                    .list
+                    .push((path.clone(), Some(index_entry(p, id, mode as u32, workdir))));
+                changes.added += usize::from(old.is_none());
+            }
+            None => {
+                changes.list.push((path.clone(), None));
+                changes.removed += 1;
+            }
+        }
+    }
+    changes.list.sort_by(|a, b| a.0.cmp(&b.0));
+    if changes.list.windows(2).any(|w| w[0].0 == w[1].0) {
+        return None;
+    }
+    Some(changes)
+}
+
 /// Appends the changes under `prefix` from `old` to `new` (either absent: everything under
 /// the other is added or removed).
 fn compare(

@@ -108,6 +108,9 @@ fn platform_subject(p: &PlatformChanges) -> String {
 pub struct CommitInfo {
     pub id: Oid,
     pub parent: Option<Oid>,
+    /// Every path the commit's tree edits set on its parent's tree, when they are all it
+    /// changed ([`super::index::changes_of`]); `None`: a tree was built whole or replaced.
+    pub paths: Option<Vec<super::index::PathEdit>>,
     pub changes: Changes,
     pub message: String,
 }

@@ -302,8 +302,13 @@ impl OutputRepo {
         let (tree, stored) = in_bulk_stored(
             self.repo.git_dir(),
             |what, e| self.repo.err(what)(e),
-            |bulk| self.build_tree(bulk, root.as_ref(), &touched, &out),
+            |bulk| {
+                let mut log = PathLog::default();
+                let tree = self.build_tree(bulk, root.as_ref(), &touched, &out, &mut log)?;
+                Ok((tree, log.finish()))
+            },
         )?;
+        let (tree, paths) = tree;
         self.consolidate_packs();
         {
             // Recorded after the roll-up, which may have taken them in already; packs gone
@@ -317,7 +322,7 @@ impl OutputRepo {
             // Nothing in the output and nothing committed yet: no commit.
             return Ok(None);
         };
-        let info = self.commit_tree(tree, why)?;
+        let info = self.commit_tree(tree, why, paths)?;
         if let Some(CommitInfo {
             id,
             parent: Some(parent),
@@ -381,8 +386,13 @@ impl OutputRepo {
         root: Option<&Tree>,
         touched: &Touched,
         out: &Path,
+        log: &mut PathLog,
     ) -> Result<Option<Oid>> {
         let tdir = format!("{}{TENANTS_DIR}", self.prefix);
+        if touched.tenants.is_none() || touched.platform || touched.argocd {
+            // Directories written whole: their paths are not logged.
+            log.whole = true;
+        }
         let new_tdir = match &touched.tenants {
             None => {
                 let dir = out.join(TENANTS_DIR);
@@ -392,7 +402,7 @@ impl OutputRepo {
                     None
                 }
             }
-            Some(ids) => self.edit_tenants(bulk, root, &tdir, ids, &touched.edits, out)?,
+            Some(ids) => self.edit_tenants(bulk, root, &tdir, ids, &touched.edits, out, log)?,
         };
         let mut edits = vec![(tdir, new_tdir.map(|o| (o, 0o040000)))];
         for (touched, dir) in [
@@ -422,12 +432,18 @@ impl OutputRepo {
         } else {
             None
         };
-        edits.push((format!("{}{STATE_FILE}", self.prefix), state_blob));
+        let state_path = format!("{}{STATE_FILE}", self.prefix);
+        let old_state = root
+            .and_then(|r| r.get_path(Path::new(&state_path)).ok())
+            .map(|e| (e.id(), e.filemode()));
+        log.edits
+            .push((state_path.clone().into_bytes(), old_state, state_blob));
+        edits.push((state_path, state_blob));
         let edits: Vec<TreeEdit<'_>> = edits
             .iter()
             .map(|(path, entry)| (path.split('/').collect(), *entry))
             .collect();
-        let tree = self.replace_all(bulk, root.map(Tree::id), &edits)?;
+        let tree = self.replace_all(bulk, root.map(Tree::id), &edits, None)?;
         match tree {
             Some(t) => Ok(Some(t)),
             None if root.is_none() => Ok(None),
@@ -553,6 +569,7 @@ impl OutputRepo {
         ids: &BTreeSet<String>,
         edits: &BTreeMap<String, Vec<(String, bool)>>,
         out: &Path,
+        log: &mut PathLog,
     ) -> Result<Option<Oid>> {
         let old_tdir = root
             .and_then(|r| r.get_path(Path::new(tdir)).ok())
@@ -600,10 +617,13 @@ impl OutputRepo {
                         };
                         tree_edits.push((rel.split('/').collect(), entry));
                     }
-                    self.replace_all(bulk, tree, &tree_edits)?
+                    log.prefix = format!("{tdir}/{id}/").into_bytes();
+                    self.replace_all(bulk, tree, &tree_edits, Some(log))?
                 } else if std::fs::symlink_metadata(&dir).is_ok_and(|m| m.is_dir()) {
+                    log.whole = true;
                     self.write_dir_tree(bulk, &dir)?
                 } else {
+                    log.whole = true;
                     None
                 };
                 match new {
@@ -636,6 +656,7 @@ impl OutputRepo {
         bulk: &Bulk<'_>,
         tree: Option<Oid>,
         edits: &[TreeEdit<'_>],
+        mut log: Option<&mut PathLog>,
     ) -> Result<Option<Oid>> {
         let tree = match tree {
             Some(t) => Some(bulk.find_tree(t).map_err(self.repo.err("read a tree"))?),
@@ -645,15 +666,19 @@ impl OutputRepo {
             .treebuilder(tree.as_ref())
             .map_err(self.repo.err("edit a tree"))?;
         for (name, mine) in by_first_name(edits) {
-            let mut current = tree.as_ref().and_then(|t| t.get(name));
+            let original = tree.as_ref().and_then(|t| t.get(name));
+            let mut current = original;
+            let (mut set, mut below_set) = (false, false);
             let mut i = 0;
             while i < mine.len() {
                 let (path, entry) = mine[i];
                 if path.len() == 1 {
                     current = *entry;
+                    set = true;
                     i += 1;
                     continue;
                 }
+                below_set = true;
                 // A run of edits below `name`: one pass over its tree.
                 let mut below = Vec::new();
                 while i < mine.len() && mine[i].0.len() > 1 {
@@ -663,9 +688,28 @@ impl OutputRepo {
                 let child = current
                     .filter(|(_, mode)| *mode == 0o040000)
                     .map(|(o, _)| o);
+                let mut sub = log.as_deref_mut();
+                let len = sub.as_ref().map_or(0, |l| l.prefix.len());
+                if let Some(l) = &mut sub {
+                    l.prefix.extend_from_slice(name.as_bytes());
+                    l.prefix.push(b'/');
+                }
                 current = self
-                    .replace_all(bulk, child, &below)?
+                    .replace_all(bulk, child, &below, sub)?
                     .map(|o| (o, 0o040000));
+                if let Some(l) = log.as_deref_mut() {
+                    l.prefix.truncate(len);
+                }
+            }
+            if let Some(l) = log.as_deref_mut() {
+                if set && below_set {
+                    // A path set and also edited below: not a plain file edit.
+                    l.whole = true;
+                } else if set {
+                    let mut path = l.prefix.clone();
+                    path.extend_from_slice(name.as_bytes());
+                    l.edits.push((path, original, current));
+                }
             }
             match current {
                 Some((oid, mode)) => {
@@ -773,7 +817,12 @@ impl OutputRepo {
     }
 
     /// Commits `tree_id` on HEAD when it differs from HEAD's tree.
-    fn commit_tree(&self, tree_id: Oid, why: &Why) -> Result<Option<CommitInfo>> {
+    fn commit_tree(
+        &self,
+        tree_id: Oid,
+        why: &Why,
+        paths: Option<Vec<index::PathEdit>>,
+    ) -> Result<Option<CommitInfo>> {
         let parent = match self.repo.repo.head() {
             Ok(h) => Some(h.peel_to_commit().map_err(self.repo.err("read HEAD"))?),
             Err(_) => None,
@@ -804,6 +853,7 @@ impl OutputRepo {
             "committed the output");
         Ok(Some(CommitInfo {
             id,
+            paths: paths.filter(|_| parent.is_some()),
             parent: parent.map(|p| p.id()),
             changes,
             message,
@@ -1095,6 +1145,46 @@ impl Repo {
         self.sync_index()
     }
 
+    /// The index changes `commit` makes on its parent: from the paths its tree edits set when
+    /// they are all it changed ([`CommitInfo::paths`]: no tree read), else by a diff of the
+    /// two trees ([`index::tree_changes`]). Debug builds (the tests) check the first against
+    /// the second.
+    fn commit_changes(
+        &self,
+        commit: &CommitInfo,
+        old: &Tree<'_>,
+        new: &Tree<'_>,
+        workdir: &Path,
+    ) -> Result<index::Changes> {
+        let diff = || {
+            index::tree_changes(&self.repo, old, new, workdir).map_err(self.err("diff the commit"))
+        };
+        let Some(changes) = commit
+            .paths
+            .as_deref()
+            .and_then(|p| index::changes_of(p, workdir))
+        else {
+            return diff();
+        };
+        #[cfg(debug_assertions)]
+        {
+            let key = |c: &index::Changes| {
+                let list: Vec<_> = c
+                    .list
+                    .iter()
+                    .map(|(p, e)| (p.clone(), e.as_ref().map(|e| (e.id, e.mode))))
+                    .collect();
+                (list, c.added, c.removed)
+            };
+            assert_eq!(
+                key(&changes),
+                key(&diff()?),
+                "the commit's paths are its diff"
+            );
+        }
+        Ok(changes)
+    }
+
     /// Brings the index in step after `commit` (one [`OutputRepo::commit_summary`] made on
     /// HEAD). When the index file is still the one provisio wrote holding the parent's tree
     /// (its trailer and the record say so without reading it), the file is spliced
@@ -1126,9 +1216,8 @@ impl Repo {
             && index_file_trailer(&repo.path().join("index")) == Some(checksum)
         {
             let started = std::time::Instant::now();
-            let changes = index::tree_changes(repo, &old, &new, workdir)
-                .map_err(self.err("diff the commit"))?;
-            debug!(elapsed = ?started.elapsed(), changes = changes.list.len(), "index: commit diffed");
+            let changes = self.commit_changes(commit, &old, &new, workdir)?;
+            debug!(elapsed = ?started.elapsed(), changes = changes.list.len(), from_paths = commit.paths.is_some(), "index: commit diffed");
             let spliced = index::splice(repo.path(), workdir, checksum, &changes)?;
             diffed = Some(changes);
             match spliced {
@@ -1163,8 +1252,7 @@ impl Repo {
         }
         let changes = match diffed {
             Some(c) => c,
-            None => index::tree_changes(repo, &old, &new, workdir)
-                .map_err(self.err("diff the commit"))?,
+            None => self.commit_changes(commit, &old, &new, workdir)?,
         };
         let update = |index: &mut git2::Index| -> std::result::Result<(), git2::Error> {
             use std::os::unix::ffi::OsStrExt;
@@ -1195,6 +1283,23 @@ fn read_blob(path: &Path) -> Result<std::result::Result<HashedBlob, git2::Error>
     }
     let bytes = std::fs::read(path).map_err(io("read", path))?;
     Ok(HashedBlob::of(bytes))
+}
+
+/// The paths a commit's tree edits set ([`CommitInfo::paths`]), logged as the trees are
+/// edited.
+#[derive(Default)]
+struct PathLog {
+    /// Where the tree being edited is (its path and a `/`).
+    prefix: Vec<u8>,
+    edits: Vec<index::PathEdit>,
+    /// A directory was written whole, or a path set in a way the log does not describe.
+    whole: bool,
+}
+
+impl PathLog {
+    fn finish(self) -> Option<Vec<index::PathEdit>> {
+        (!self.whole).then_some(self.edits)
+    }
 }
 
 /// A blob read ahead: its path, and [`read_blob`]'s result.
@@ -1461,7 +1566,17 @@ mod tests {
         let new = in_bulk(
             &git_dir,
             |what, e| out.repo.err(what)(e),
-            |bulk| out.edit_tenants(bulk, Some(&root), TENANTS_DIR, &ids, &edits, &outdir),
+            |bulk| {
+                out.edit_tenants(
+                    bulk,
+                    Some(&root),
+                    TENANTS_DIR,
+                    &ids,
+                    &edits,
+                    &outdir,
+                    &mut PathLog::default(),
+                )
+            },
         )
         .unwrap()
         .unwrap();
@@ -1514,13 +1629,13 @@ mod tests {
                     };
                     let mut start = None;
                     for edit in real(edits_of(&base)) {
-                        start = out.replace_all(bulk, start, &[edit])?;
+                        start = out.replace_all(bulk, start, &[edit], None)?;
                     }
                     let edits = real(edits_of(&list));
-                    let at_once = out.replace_all(bulk, start, &edits)?;
+                    let at_once = out.replace_all(bulk, start, &edits, None)?;
                     let mut one_by_one = start;
                     for edit in edits {
-                        one_by_one = out.replace_all(bulk, one_by_one, &[edit])?;
+                        one_by_one = out.replace_all(bulk, one_by_one, &[edit], None)?;
                     }
                     Ok((
                         at_once,
