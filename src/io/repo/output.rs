@@ -402,7 +402,7 @@ impl OutputRepo {
                     None
                 }
             }
-            Some(ids) => self.edit_tenants(bulk, root, &tdir, ids, &touched.edits, out, log)?,
+            Some(ids) => self.edit_tenants(bulk, root, ids, &touched.edits, out, log)?,
         };
         let mut edits = vec![(tdir, new_tdir.map(|o| (o, 0o040000)))];
         for (touched, dir) in [
@@ -559,20 +559,20 @@ impl OutputRepo {
         Ok(State::from_bytes(blob.content()))
     }
 
-    /// The tenants directory of `root` (at `tdir`) with the directories of `ids` replaced by
+    /// The tenants directory of `root` (at `<prefix>tenants-out`) with the directories of `ids` replaced by
     /// what `out` holds (removed when it holds nothing).
     fn edit_tenants(
         &self,
         bulk: &Bulk<'_>,
         root: Option<&Tree>,
-        tdir: &str,
         ids: &BTreeSet<String>,
         edits: &BTreeMap<String, Vec<(String, bool)>>,
         out: &Path,
         log: &mut PathLog,
     ) -> Result<Option<Oid>> {
+        let tdir = format!("{}{TENANTS_DIR}", self.prefix);
         let old_tdir = root
-            .and_then(|r| r.get_path(Path::new(tdir)).ok())
+            .and_then(|r| r.get_path(Path::new(&tdir)).ok())
             .filter(|e| e.kind() == Some(ObjectType::Tree))
             .map(|e| e.id());
         let old_tdir = match old_tdir {
@@ -1570,7 +1570,6 @@ mod tests {
                 out.edit_tenants(
                     bulk,
                     Some(&root),
-                    TENANTS_DIR,
                     &ids,
                     &edits,
                     &outdir,
