@@ -430,6 +430,49 @@ fn a_release_reads_only_what_it_re_renders_of_the_trees_the_stat_record_vouches_
     assert_eq!(ws.snapshot(), full_render(&ws));
 }
 
+/// A release records each re-rendered file's part of the tree hash with the tree's stat data,
+/// and the next release takes the old part from there (the files it re-renders are not read
+/// again); the result is a full render's.
+#[test]
+fn a_release_takes_the_old_files_parts_of_the_hash_from_the_stat_record() {
+    let ws = Workspace::new();
+    keep_stat_record(&ws);
+    generate(&ws);
+    set_line(&ws, "products/auth.yaml", "version:", "version: v2.0.0");
+    let s = generate(&ws);
+    assert!(!s.written.is_empty(), "{s:?}");
+    let record: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(
+            ws.out()
+                .join(".git")
+                .join(provisio::io::output::stat::STAT_FILE),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    for p in &s.written {
+        let id = p.split('/').nth(1).unwrap();
+        let sums = &record["tenants"][id]["sums"];
+        assert!(sums[p.as_str()].is_string(), "{p}: {record}");
+    }
+    // Two more releases: the old parts taken from the record, every tree vouched for.
+    for v in ["v2.1.0", "v2.2.0"] {
+        set_line(
+            &ws,
+            "products/auth.yaml",
+            "version:",
+            &format!("version: {v}"),
+        );
+        let s = generate(&ws);
+        assert_eq!(
+            (s.tenants_released, s.released_read_whole),
+            (TENANTS.len(), 0),
+            "{s:?}"
+        );
+        assert_eq!(ws.snapshot(), full_render(&ws), "{v}");
+    }
+}
+
 /// A `--full` run (watch's first cycle) compares every tree with the disk and records it: the
 /// release after it reads none whole.
 #[test]

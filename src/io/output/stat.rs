@@ -15,6 +15,9 @@
 //!   system's clock as the record could change again without its times moving. An entry is
 //!   trusted only when every file's modification and change times are older than the record
 //!   file's own modification time; otherwise the tree is read whole, as without a record.
+//! - An entry made by a release also keeps each re-rendered file's part of the tree hash:
+//!   the next release re-renders the same files and takes their old parts from there instead
+//!   of reading them (their stat data is part of the same entry).
 //! - Anything unreadable, of another format, or a file that vanished between its listing and
 //!   its `lstat`, means no entry: the tree is read whole. The record is only ever a shortcut
 //!   to what reading would find; `--full` reads no entry, and records one for every tree it
@@ -77,6 +80,20 @@ pub struct StatEntry {
     pub stat: String,
     /// The newest modification or change time of its files, in nanoseconds since the epoch.
     pub newest: i64,
+    /// Root-relative path → the file's part of the tree hash (`TreeSum::file`, hex), for the
+    /// files the last release re-rendered: the next release re-renders the same files and
+    /// need not read them to take their old part out of the hash. Only ever believed with the
+    /// rest of the entry (the stat data covers these files too).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub sums: BTreeMap<String, String>,
+}
+
+impl StatEntry {
+    /// This entry, knowing the parts of the tree hash in `sums`.
+    pub fn with_sums(mut self, sums: BTreeMap<String, String>) -> StatEntry {
+        self.sums = sums;
+        self
+    }
 }
 
 impl StatRecord {
@@ -260,13 +277,15 @@ impl TreeStat {
             tree: tree.to_owned(),
             stat: hex::encode(h.finalize()),
             newest,
+            sums: BTreeMap::new(),
         }
     }
 
     /// Whether `entry` (vouching for the tree the state file records) says the disk still
     /// holds it.
     pub fn matches(&self, entry: &StatEntry) -> bool {
-        self.entry(&entry.tree) == *entry
+        let now = self.entry(&entry.tree);
+        (&now.tree, &now.stat, now.newest) == (&entry.tree, &entry.stat, entry.newest)
     }
 }
 

@@ -311,7 +311,8 @@ impl<'a> Writer<'a> {
                 self.summary.tenants_skipped -= 1;
                 self.summary.tenants_released += 1;
                 if let Some(stat) = &release.stat {
-                    self.next_stats.insert(id, stat.entry(&recorded.tree));
+                    self.next_stats
+                        .insert(id, stat.entry(&recorded.tree).with_sums(release.sums));
                 }
             }
             return Ok(kept);
@@ -338,7 +339,8 @@ impl<'a> Writer<'a> {
                 .keys()
                 .all(|p| stat.refresh(self.root, p).is_some())
         {
-            self.next_stats.insert(id, stat.entry(&release.tree));
+            self.next_stats
+                .insert(id, stat.entry(&release.tree).with_sums(release.sums));
         }
         self.next.tenants.insert(
             id.to_owned(),
@@ -482,6 +484,8 @@ pub struct Release {
     stat: Option<TreeStat>,
     /// Every file was read and hashed (no stat record entry vouched for the tree).
     read_whole: bool,
+    /// Each re-rendered file's part of the new tree hash (`StatEntry::sums`).
+    sums: BTreeMap<String, String>,
 }
 
 /// A tenant's rendered tree prepared off the writer's thread ([`prepare_tenant`]).
@@ -612,7 +616,8 @@ pub fn prepare_release(
     let stat = TreeStat::of_listed(root, &listed);
     if let (Some((recorded, entry)), Some(stat)) = (known, &stat)
         && stat.matches(entry)
-        && let Some(release) = release_over_recorded(root, recorded, released, stat, listed.len())?
+        && let Some(release) =
+            release_over_recorded(root, recorded, released, stat, listed.len(), entry)?
     {
         return Ok(Some(release));
     }
@@ -626,7 +631,11 @@ pub fn prepare_release(
         return Ok(None);
     }
     let sum = tree_sum(&files);
-    let (tree, changed) = lay_over(sum, released, |path| files.get(path).cloned());
+    let (tree, changed, sums) = lay_over(sum, released, |path| {
+        files
+            .get(path)
+            .map_or(Old::Missing, |b| Old::Bytes(b.clone()))
+    });
     let found = sum.hex();
     Ok(Some(Release {
         found,
@@ -635,6 +644,7 @@ pub fn prepare_release(
         files: files.len(),
         stat,
         read_whole: true,
+        sums,
     }))
 }
 
@@ -647,11 +657,17 @@ fn release_over_recorded(
     released: &Files,
     stat: &TreeStat,
     files: usize,
+    entry: &StatEntry,
 ) -> Result<Option<Release>, WriteError> {
-    let mut old = Files::new();
+    // A file's old part of the hash as the entry knows it, or its bytes read now.
+    let mut old = BTreeMap::new();
     for path in released.keys() {
+        if let Some(sum) = entry.sums.get(path).and_then(|s| TreeSum::parse(s)) {
+            old.insert(path.as_str(), Old::Sum(sum));
+            continue;
+        }
         match tree::read_file(&root.join(path))? {
-            Some(bytes) => old.insert(path.clone(), bytes),
+            Some(bytes) => old.insert(path.as_str(), Old::Bytes(bytes)),
             None => return Ok(None),
         };
     }
@@ -666,7 +682,9 @@ fn release_over_recorded(
     let Some(sum) = TreeSum::parse(recorded) else {
         return Ok(None);
     };
-    let (tree, changed) = lay_over(sum, released, |path| old.remove(path));
+    let (tree, changed, sums) = lay_over(sum, released, |path| {
+        old.remove(path).unwrap_or(Old::Missing)
+    });
     Ok(Some(Release {
         found: recorded.to_owned(),
         tree,
@@ -674,29 +692,49 @@ fn release_over_recorded(
         files,
         stat: Some(stat.clone()),
         read_whole: false,
+        sums,
     }))
 }
 
-/// The hash of tree `found` with `released` laid over it (`old` gives a file's bytes in
-/// `found`), and the released files whose bytes differ.
+/// A released file as the tree held it before the release.
+enum Old {
+    /// Its bytes.
+    Bytes(Vec<u8>),
+    /// Its part of the tree hash ([`TreeSum::file`]), as the stat record knows it.
+    Sum(TreeSum),
+    /// Not in the tree.
+    Missing,
+}
+
+/// The hash of tree `found` with `released` laid over it (`old` gives a file as `found`
+/// held it), the released files whose bytes differ, and each released file's part of the new
+/// hash.
 fn lay_over(
     found: TreeSum,
     released: &Files,
-    mut old: impl FnMut(&str) -> Option<Vec<u8>>,
-) -> (String, Files) {
+    mut old: impl FnMut(&str) -> Old,
+) -> (String, Files, BTreeMap<String, String>) {
     let mut sum = found;
     let mut changed = Files::new();
+    let mut sums = BTreeMap::new();
     for (path, bytes) in released {
-        let before = old(path);
-        if before.as_ref() != Some(bytes) {
+        let new = TreeSum::file(path, bytes);
+        let before = match old(path) {
+            Old::Bytes(b) if b == *bytes => Some(new),
+            Old::Bytes(b) => Some(TreeSum::file(path, &b)),
+            Old::Sum(s) => Some(s),
+            Old::Missing => None,
+        };
+        if before != Some(new) {
             if let Some(before) = before {
-                sum = sum.minus(&TreeSum::file(path, &before));
+                sum = sum.minus(&before);
             }
-            sum = sum.plus(&TreeSum::file(path, bytes));
+            sum = sum.plus(&new);
             changed.insert(path.clone(), bytes.clone());
         }
+        sums.insert(path.clone(), new.hex());
     }
-    (sum.hex(), changed)
+    (sum.hex(), changed, sums)
 }
 
 fn remove_file(path: &Path) -> Result<(), WriteError> {
@@ -811,6 +849,45 @@ pub fn lock_output(root: &Path) -> Result<OutputLock, WriteError> {
 pub(crate) mod tests {
     use super::*;
     use std::os::unix::fs::symlink;
+
+    /// With the stat record's part of a released file's old bytes, a release does not read
+    /// them: the new hash is the recorded one less that part and plus the new file's, whatever
+    /// the disk holds (here a part that is not the file's, so the difference shows); without
+    /// it, the bytes are read.
+    #[test]
+    fn a_release_takes_a_files_old_part_from_the_entry_instead_of_reading_it() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path();
+        let dir = root.join(TENANTS_DIR).join("t");
+        std::fs::create_dir_all(&dir).unwrap();
+        let (a, b) = (format!("{TENANTS_DIR}/t/a"), format!("{TENANTS_DIR}/t/b"));
+        std::fs::write(root.join(&a), "a1").unwrap();
+        std::fs::write(root.join(&b), "b").unwrap();
+        let before = tree_sum(&Files::from([
+            (a.clone(), b"a1".to_vec()),
+            (b.clone(), b"b".to_vec()),
+        ]));
+        let stat = TreeStat::of_listed(root, &tree::files_below_stat(&dir).unwrap()).unwrap();
+        let released = Files::from([(a.clone(), b"a2".to_vec())]);
+        let other = TreeSum::file(&a, b"not what the disk holds");
+        for (sums, old) in [
+            (BTreeMap::new(), TreeSum::file(&a, b"a1")),
+            (BTreeMap::from([(a.clone(), other.hex())]), other),
+        ] {
+            let entry = stat.entry(&before.hex()).with_sums(sums);
+            let r = prepare_release(root, "t", &released, Some((&before.hex(), &entry)))
+                .unwrap()
+                .unwrap();
+            assert!(!r.read_whole);
+            let want = before.minus(&old).plus(&TreeSum::file(&a, b"a2"));
+            assert_eq!(r.tree, want.hex());
+            assert_eq!(
+                r.sums,
+                BTreeMap::from([(a.clone(), TreeSum::file(&a, b"a2").hex())])
+            );
+            assert_eq!(r.changed, released);
+        }
+    }
 
     /// A child forked now that holds a copy of every descriptor of this process (the
     /// close-on-exec ones too) for `held` before it execs `true`: what another thread's
