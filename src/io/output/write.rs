@@ -311,8 +311,11 @@ impl<'a> Writer<'a> {
                 self.summary.tenants_skipped -= 1;
                 self.summary.tenants_released += 1;
                 if let Some(stat) = &release.stat {
-                    self.next_stats
-                        .insert(id, stat.entry(&recorded.tree).with_sums(release.sums));
+                    self.next_stats.insert(
+                        id,
+                        stat.entry(&recorded.tree)
+                            .with_sums(kept_here(&release.sums)),
+                    );
                 }
             }
             return Ok(kept);
@@ -339,8 +342,11 @@ impl<'a> Writer<'a> {
                 .keys()
                 .all(|p| stat.refresh(self.root, p).is_some())
         {
-            self.next_stats
-                .insert(id, stat.entry(&release.tree).with_sums(release.sums));
+            self.next_stats.insert(
+                id,
+                stat.entry(&release.tree)
+                    .with_sums(kept_here(&release.sums)),
+            );
         }
         self.next.tenants.insert(
             id.to_owned(),
@@ -694,6 +700,12 @@ fn release_over_recorded(
         read_whole: false,
         sums,
     }))
+}
+
+/// A copy of `sums` made on this thread: the writer keeps it to the end of the run, and the
+/// rendering thread's allocations, kept that long, would pin its heap (see [`Staged::paths`]).
+fn kept_here(sums: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+    sums.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
 }
 
 /// A released file as the tree held it before the release.
