@@ -135,11 +135,7 @@ fn loose_ids(objects: &Path) -> Option<HashSet<Oid>> {
     for d in std::fs::read_dir(objects).ok()? {
         let d = d.ok()?;
         let name = d.file_name();
-        let Some(first) = name.to_str().filter(|n| {
-            n.len() == 2
-                && n.bytes()
-                    .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
-        }) else {
+        let Some(first) = name.to_str().filter(|n| n.len() == 2 && lower_hex(n)) else {
             continue;
         };
         if !d.file_type().ok()?.is_dir() {
@@ -148,7 +144,8 @@ fn loose_ids(objects: &Path) -> Option<HashSet<Oid>> {
         for f in std::fs::read_dir(d.path()).ok()? {
             let f = f.ok()?;
             let rest = f.file_name();
-            if let Some(rest) = rest.to_str().filter(|r| r.len() == 38)
+            // Lower-case hex only: the name git and libgit2 look an id up by.
+            if let Some(rest) = rest.to_str().filter(|r| r.len() == 38 && lower_hex(r))
                 && let Ok(oid) = Oid::from_str(&format!("{first}{rest}"))
             {
                 ids.insert(oid);
@@ -156,6 +153,12 @@ fn loose_ids(objects: &Path) -> Option<HashSet<Oid>> {
         }
     }
     Some(ids)
+}
+
+/// Whether `s` is all lower-case hex digits.
+fn lower_hex(s: &str) -> bool {
+    s.bytes()
+        .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
 }
 
 /// What is kept of an object handed to the pack writer: its kind, and a tree's bytes.
@@ -251,6 +254,12 @@ impl HashedBlob {
             oid: object_id(ObjectType::Blob, &bytes)?,
             bytes,
         })
+    }
+
+    /// The blob's id.
+    #[cfg(test)]
+    pub fn id(&self) -> Oid {
+        self.oid
     }
 }
 
@@ -947,6 +956,76 @@ pub(super) mod tests {
             other.find_blob(oid).unwrap();
         }
         assert_fsck_clean(&git_dir, "objects packed, loose and borrowed");
+    }
+
+    /// A pack libgit2 (and git) refuses to open vouches for none of its objects, nor does a
+    /// file named like a loose object that git would not look up (upper-case hex digits): each
+    /// object is stored again, and reads back. Refused packs: a `.pack` whose header counts
+    /// other than its `.idx`, an `.idx` whose fan-out table is not monotonic (both
+    /// `pack.c`'s `packfile_open_locked`, `pack_index_check_locked`; git's
+    /// `open_packed_git_1`, `check_packed_git_idx`).
+    #[test]
+    fn objects_only_in_a_pack_git_refuses_or_misnamed_loose_are_stored_again() {
+        fn damaged(edit: impl Fn(&Path, Oid)) {
+            let tmp = tempfile::tempdir().unwrap();
+            let git_dir = tmp.path();
+            Repository::init_bare(git_dir).unwrap();
+            let oid = in_bulk(git_dir, |_, e| e, |bulk| bulk.blob(b"kept\n")).unwrap();
+            edit(git_dir, oid);
+            assert!(
+                Repository::open_bare(git_dir)
+                    .unwrap()
+                    .find_blob(oid)
+                    .is_err(),
+                "libgit2 reads the damaged copy"
+            );
+            // Stored again (here in a pack of the same name, which replaces the damaged one).
+            in_bulk(git_dir, |_, e| e, |bulk| bulk.blob(b"kept\n")).unwrap();
+            let repo = Repository::open_bare(git_dir).unwrap();
+            assert_eq!(repo.find_blob(oid).unwrap().content(), b"kept\n");
+        }
+        let in_place = |path: &Path, at: usize, bytes: &[u8]| {
+            use std::os::unix::fs::PermissionsExt;
+            let mut all = std::fs::read(path).unwrap();
+            all[at..at + bytes.len()].copy_from_slice(bytes);
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o644)).unwrap();
+            std::fs::write(path, all).unwrap();
+        };
+        let stem = |git_dir: &Path| {
+            super::super::pack::idx_stems(&git_dir.join("objects/pack"))
+                .unwrap()
+                .pop()
+                .unwrap()
+        };
+        // The `.pack` says 2 objects, its `.idx` lists 1.
+        damaged(|git_dir, _| in_place(&stem(git_dir).with_extension("pack"), 8, &[0, 0, 0, 2]));
+        // A fan-out slot above the next one (not the slot the id's search starts from).
+        damaged(|git_dir, oid| {
+            let slot = if oid.as_bytes()[0] == 1 { 2 } else { 0 };
+            in_place(
+                &stem(git_dir).with_extension("idx"),
+                8 + 4 * slot,
+                &[0, 0, 0, 2],
+            );
+        });
+        // The only copy loose, under an upper-case name.
+        let tmp = tempfile::tempdir().unwrap();
+        let git_dir = tmp.path();
+        let repo = Repository::init_bare(git_dir).unwrap();
+        let oid = repo.blob(b"upper\n").unwrap();
+        let hex = oid.to_string();
+        let bucket = git_dir.join("objects").join(&hex[..2]);
+        assert_ne!(hex[2..], hex[2..].to_uppercase());
+        std::fs::rename(bucket.join(&hex[2..]), bucket.join(hex[2..].to_uppercase())).unwrap();
+        assert!(
+            Repository::open_bare(git_dir)
+                .unwrap()
+                .find_blob(oid)
+                .is_err()
+        );
+        in_bulk(git_dir, |_, e| e, |bulk| bulk.blob(b"upper\n")).unwrap();
+        let repo = Repository::open_bare(git_dir).unwrap();
+        assert_eq!(repo.find_blob(oid).unwrap().content(), b"upper\n");
     }
 
     /// An empty blob (an empty rendered file) and a tree holding only it go into a pack like

@@ -15,9 +15,12 @@
 //!
 //! - Each `.idx` is read whole when the packs are opened (about 28 bytes per object) and
 //!   searched as it is, through its fan-out table; a pack whose `.idx` is not a version 2
-//!   index (a regular file of the size its object count gives: nothing else is read whole),
-//!   or whose recorded checksum is not the `.pack`'s trailer (another pack's index), is left
-//!   out.
+//!   index (a regular file of the size its object count gives: nothing else is read whole,
+//!   and a fan-out table that never goes down), whose `.pack`'s header is not a version 2
+//!   or 3 pack of the objects it counts, or whose recorded checksum is not the `.pack`'s
+//!   trailer (another pack's index), is left out: what libgit2 and git check when they open
+//!   a pack, so that a pack listed here is one they read ([`Packed::contains`] says an
+//!   object is stored).
 //! - One table of every pack's objects, by the first 4 bytes of their ids (8 bytes
 //!   per object, sorted once), says which pack to search: a release looks up some 70,000
 //!   ids, most of them in no pack (the objects it is about to store), and a search of every
@@ -148,7 +151,14 @@ impl Pack {
         if idx[..8] != IDX_V2 {
             return None;
         }
-        let count = u32_at(&idx, 8 + 255 * 4)? as usize;
+        // A fan-out table that ever goes down is refused by libgit2 and git alike
+        // (`pack_index_check_locked`, `check_packed_git_idx`): none of the pack's objects is
+        // there for them, so none is here.
+        let fan_out: Vec<u32> = (0..256).filter_map(|i| u32_at(&idx, 8 + 4 * i)).collect();
+        if fan_out.windows(2).any(|w| w[1] < w[0]) {
+            return None;
+        }
+        let count = fan_out[255] as usize;
         // Ids, CRC-32s and 4-byte offsets, then the 8-byte offsets (at most one fewer than
         // the objects, as git checks), the pack's checksum and the index's own: the size is
         // checked before the rest is read, so a file of another size is never read whole.
@@ -167,6 +177,17 @@ impl Pack {
         idx_file
             .read_exact_at(&mut idx[IDS_AT..], IDS_AT as u64)
             .ok()?;
+        // The `.pack`'s header as libgit2 and git check it when they open the pack
+        // (`packfile_open_locked`, `open_packed_git_1`): its signature, version, and the
+        // object count its `.idx` gives.
+        let mut header = [0u8; 12];
+        file.read_exact_at(&mut header, 0).ok()?;
+        if header[..4] != *b"PACK"
+            || !matches!(u32_at(&header, 4)?, 2 | 3)
+            || u32_at(&header, 8)? as usize != count
+        {
+            return None;
+        }
         let end = len.checked_sub(20)?;
         let mut trailer = [0u8; 20];
         file.read_exact_at(&mut trailer, end).ok()?;
