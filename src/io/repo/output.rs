@@ -423,12 +423,7 @@ impl OutputRepo {
         }
         let state = out.join(STATE_FILE);
         let state_blob = if std::fs::symlink_metadata(&state).is_ok_and(|m| m.is_file()) {
-            let bytes = std::fs::read(&state).map_err(io("read", &state))?;
-            Some((
-                bulk.blob(&bytes)
-                    .map_err(self.repo.err("store the state file"))?,
-                0o100644,
-            ))
+            Some((self.store_file(bulk, &state)?, 0o100644))
         } else {
             None
         };
@@ -1273,15 +1268,35 @@ impl Repo {
 /// The regular file at `path` read and hashed as a blob (a link is never followed or stored:
 /// the writer refuses them; this is the last line of defence). The outer error is reading's,
 /// the inner one hashing's (a collision detected).
+///
+/// Opened without following a link or waiting for a FIFO's writer (`O_NOFOLLOW`,
+/// `O_NONBLOCK`), then inspected through the descriptor: what is read is what was checked.
+/// Checked by path first, a file replaced by a link or a FIFO before the read would be
+/// followed (another file's bytes committed) or waited on for ever.
 fn read_blob(path: &Path) -> Result<std::result::Result<HashedBlob, git2::Error>> {
-    let meta = std::fs::symlink_metadata(path).map_err(io("stat", path))?;
-    if !meta.is_file() {
-        return Err(io("store", path)(std::io::Error::new(
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let refused = || {
+        io("store", path)(std::io::Error::new(
             std::io::ErrorKind::InvalidInput,
             "not a regular file (a symbolic link?): the output tree holds only files and directories",
-        )));
+        ))
+    };
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(path);
+    let mut file = match file {
+        Ok(f) => f,
+        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => return Err(refused()),
+        Err(e) => return Err(io("read", path)(e)),
+    };
+    let meta = file.metadata().map_err(io("stat", path))?;
+    if !meta.is_file() {
+        return Err(refused());
     }
-    let bytes = std::fs::read(path).map_err(io("read", path))?;
+    let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
+    file.read_to_end(&mut bytes).map_err(io("read", path))?;
     Ok(HashedBlob::of(bytes))
 }
 
@@ -1404,6 +1419,56 @@ fn by_first_name<'e, 'a>(edits: &'e [TreeEdit<'a>]) -> Vec<(&'a str, Vec<&'e Tre
 mod tests {
     use super::super::bulk::in_bulk;
     use super::*;
+
+    /// A file replaced by a FIFO or by a link to another file while the commit reads it
+    /// (swapped in by `rename`, again and again): the FIFO is never waited on, the link
+    /// never followed; the file's own bytes or a refusal, each time.
+    #[test]
+    fn a_file_swapped_for_a_fifo_or_a_link_is_neither_waited_on_nor_followed() {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().to_owned();
+        std::fs::write(dir.join("secret"), "not the output's\n").unwrap();
+        let path = dir.join("f");
+        std::fs::write(&path, "file\n").unwrap();
+        let file = HashedBlob::of(b"file\n".to_vec()).unwrap().id();
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
+        let swapper = {
+            let (dir, stop) = (dir.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let fifo =
+                    std::ffi::CString::new(dir.join("p").into_os_string().into_encoded_bytes())
+                        .unwrap();
+                while !stop.load(Ordering::Relaxed) {
+                    std::fs::write(dir.join("r"), "file\n").unwrap();
+                    std::fs::rename(dir.join("r"), dir.join("f")).unwrap();
+                    assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o644) }, 0);
+                    std::fs::rename(dir.join("p"), dir.join("f")).unwrap();
+                    std::os::unix::fs::symlink(dir.join("secret"), dir.join("l")).unwrap();
+                    std::fs::rename(dir.join("l"), dir.join("f")).unwrap();
+                }
+            })
+        };
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let (mut read, mut refused) = (0, 0);
+            for _ in 0..20_000 {
+                match read_blob(&path) {
+                    Ok(blob) => {
+                        assert_eq!(blob.unwrap().id(), file, "another file's bytes");
+                        read += 1;
+                    }
+                    Err(_) => refused += 1,
+                }
+            }
+            let _ = tx.send((read, refused));
+        });
+        let got = rx.recv_timeout(std::time::Duration::from_secs(60));
+        stop.store(true, Ordering::Relaxed);
+        let (read, refused) = got.expect("every read ended (none waited on a FIFO)");
+        swapper.join().unwrap();
+        assert!(read > 0 && refused > 0, "read {read}, refused {refused}");
+    }
 
     #[test]
     fn edits_are_grouped_by_first_name_in_first_edited_order() {
