@@ -626,6 +626,53 @@ fn a_product_release_commits_exactly_the_full_render() {
     fsck(&bare);
 }
 
+/// The objects a repository's packs hold (`git count-objects`' `in-pack`).
+fn objects_in_packs(git_dir: &std::path::Path) -> usize {
+    let out = std::process::Command::new("git")
+        .args(["count-objects", "-v"])
+        .current_dir(git_dir)
+        .output()
+        .expect("git is needed to check the repositories");
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.lines()
+        .find_map(|l| l.strip_prefix("in-pack: "))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("{text}"))
+}
+
+/// A `--full` run (as watch's first cycle is, and a run after a killed one) re-reads the
+/// tenants directory whole into its commit, so its tree edits store or find every object of
+/// the output: the push still sends what the release changed, not the whole output again
+/// (at 10,000 tenants, 270,000 objects and 1.6 GB to a remote that holds all but a few).
+#[test]
+fn a_full_run_pushes_what_changed_not_the_whole_output() {
+    let ws = Workspace::new();
+    let (bare, url) = bare(ws.dir.path());
+    let repo = OutputRepo::open(&ws.out(), &cfg(&url)).unwrap();
+    cycle(&ws, &repo, true);
+    let first = objects_in_packs(&bare);
+    release_addresses(&ws);
+    let summary = pipeline::generate(&ws.paths(), &common::full(common::now())).unwrap();
+    assert!(summary.full, "{summary:?}");
+    let d = deliver_once(&repo, Some(&summary), &Why::default());
+    assert_eq!(d.commits.len(), 1);
+    let sent = objects_in_packs(&bare) - first;
+    // Per tenant two blobs and two trees, then the tenants directory, the root, the state
+    // file and the commit.
+    let tenants = std::fs::read_dir(ws.out().join("tenants-out"))
+        .unwrap()
+        .count();
+    assert!(
+        sent <= 4 * tenants + 4,
+        "{sent} objects sent of {first} for {tenants} tenants"
+    );
+    assert_eq!(
+        output_only(tree_files(&bare, head_of(&bare, "main").unwrap())),
+        expected(&ws.registry())
+    );
+    fsck(&bare);
+}
+
 /// CI may find output that an earlier run generated and never committed (`generate` without
 /// `--commit`): the next `generate --commit` writes nothing itself and still commits it (the
 /// one commit path edits HEAD's tree where the state file on disk and HEAD's differ), and

@@ -323,11 +323,15 @@ impl OutputRepo {
             return Ok(None);
         };
         let info = self.commit_tree(tree, why, paths)?;
+        // Only when the tenants directory was edited: read whole (`--full`, watch's first
+        // cycle, no state file to trust), every object of the output is among those placed,
+        // and the walk sends what changed instead of all of them.
         if let Some(CommitInfo {
             id,
             parent: Some(parent),
             ..
         }) = &info
+            && touched.tenants.is_some()
         {
             *self.made.borrow_mut() = Some(Made {
                 commit: *id,
