@@ -626,6 +626,64 @@ fn a_product_release_commits_exactly_the_full_render() {
     fsck(&bare);
 }
 
+/// Someone's commit (stock git in the clone: its index holds the commit) put files where the
+/// output has directories, leaving the work tree and the state file as they were: a tenant
+/// directory, and a tenant's `deployments/`. The next release is vouched for on disk and
+/// edits HEAD's trees below those files; the index after its commit is HEAD's tree (the
+/// files replaced by directories are no longer in it).
+#[test]
+fn a_release_over_files_a_foreign_commit_put_where_directories_are_leaves_the_index_on_head() {
+    let ws = Workspace::new();
+    let (_bare, url) = bare(ws.dir.path());
+    let repo = OutputRepo::open(&ws.out(), &cfg(&url)).unwrap();
+    cycle(&ws, &repo, true);
+    // Tenants the release reaches.
+    let mut ids: Vec<String> = std::fs::read_dir(ws.out().join("tenants-out"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|t| t.join("deployments/addresses.yaml").is_file())
+        .map(|t| t.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    ids.sort();
+    assert!(ids.len() >= 2, "{ids:?}");
+    let r = git2::Repository::open(ws.out()).unwrap();
+    let parent = r.head().unwrap().peel_to_commit().unwrap();
+    let blob = r.blob(b"a file\n").unwrap();
+    let paths = [
+        format!("tenants-out/{}", ids[0]),
+        format!("tenants-out/{}/deployments", ids[1]),
+    ];
+    // Removed, then a file put in their place (libgit2 replaces no tree by a blob at once).
+    let mut tree = parent.tree().unwrap();
+    for put in [false, true] {
+        let mut up = git2::build::TreeUpdateBuilder::new();
+        for path in &paths {
+            if put {
+                up.upsert(path, blob, git2::FileMode::Blob);
+            } else {
+                up.remove(path);
+            }
+        }
+        tree = r.find_tree(up.create_updated(&r, &tree).unwrap()).unwrap();
+    }
+    let sig = git2::Signature::now("person", "p@example.com").unwrap();
+    r.commit(Some("HEAD"), &sig, &sig, "files", &tree, &[&parent])
+        .unwrap();
+    let mut index = r.index().unwrap();
+    index.read_tree(&tree).unwrap();
+    index.write().unwrap();
+    release_addresses(&ws);
+    let summary = ws.generate();
+    assert!(
+        summary.vouched.contains_key(&ids[0]) && summary.vouched.contains_key(&ids[1]),
+        "{summary:?}"
+    );
+    let d = deliver_once(&repo, Some(&summary), &Why::default());
+    assert_eq!(d.commits.len(), 1);
+    repo.sync_index_after(&d.commits[0]).unwrap();
+    assert_index_holds_head(&ws, "after a release over a foreign commit's files");
+}
+
 /// The objects a repository's packs hold (`git count-objects`' `in-pack`).
 fn objects_in_packs(git_dir: &std::path::Path) -> usize {
     let out = std::process::Command::new("git")

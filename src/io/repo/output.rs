@@ -18,7 +18,7 @@ use std::path::Path;
 use git2::{ErrorCode, ObjectType, Tree};
 use tracing::{debug, info, warn};
 
-use super::bulk::{Bulk, HashedBlob, in_bulk_stored};
+use super::bulk::{Bulk, HashedBlob, in_bulk_stored, normalize_mode};
 use super::commit::Flush;
 use super::index;
 use super::lock::{self, Lock};
@@ -393,8 +393,14 @@ impl OutputRepo {
         log: &mut PathLog,
     ) -> Result<Option<Oid>> {
         let tdir = format!("{}{TENANTS_DIR}", self.prefix);
-        if touched.tenants.is_none() || touched.platform || touched.argocd {
-            // Directories written whole: their paths are not logged.
+        if touched.tenants.is_none()
+            || touched.platform
+            || touched.argocd
+            || root.is_some_and(|r| file_on_the_way(r, &tdir))
+        {
+            // Directories written whole: their paths are not logged. Or HEAD (someone's
+            // commit) holds a file where the tenants directory, or one on its way, goes: its
+            // removal is no path the log holds.
             log.whole = true;
         }
         let new_tdir = match &touched.tenants {
@@ -616,6 +622,14 @@ impl OutputRepo {
                         };
                         tree_edits.push((rel.split('/').collect(), entry));
                     }
+                    if old_tdir
+                        .as_ref()
+                        .and_then(|t| t.get(id))
+                        .is_some_and(|(_, mode)| mode != 0o040000)
+                    {
+                        // A file where the tenant's directory goes: replaced, as above.
+                        log.whole = true;
+                    }
                     log.prefix = format!("{tdir}/{id}/").into_bytes();
                     self.replace_all(bulk, tree, &tree_edits, Some(log))?
                 } else if std::fs::symlink_metadata(&dir).is_ok_and(|m| m.is_dir()) {
@@ -687,6 +701,13 @@ impl OutputRepo {
                 let child = current
                     .filter(|(_, mode)| *mode == 0o040000)
                     .map(|(o, _)| o);
+                if let Some(l) = log.as_deref_mut()
+                    && current.is_some() != child.is_some()
+                {
+                    // A file (or link, or submodule) replaced by the directory the edits
+                    // below it make: its removal is no path the log holds.
+                    l.whole = true;
+                }
                 let mut sub = log.as_deref_mut();
                 let len = sub.as_ref().map_or(0, |l| l.prefix.len());
                 if let Some(l) = &mut sub {
@@ -1302,6 +1323,16 @@ fn read_blob(path: &Path) -> Result<std::result::Result<HashedBlob, git2::Error>
     let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
     file.read_to_end(&mut bytes).map_err(io("read", path))?;
     Ok(HashedBlob::of(bytes))
+}
+
+/// Whether `root` holds something other than a directory (as the index reads a mode:
+/// [`normalize_mode`]) at `path` or at a directory on its way.
+fn file_on_the_way(root: &Tree<'_>, path: &str) -> bool {
+    path.match_indices('/')
+        .map(|(i, _)| &path[..i])
+        .chain([path])
+        .map_while(|p| root.get_path(Path::new(p)).ok())
+        .any(|e| normalize_mode(e.filemode_raw()) != 0o040000)
 }
 
 /// The paths a commit's tree edits set ([`CommitInfo::paths`]), logged as the trees are
