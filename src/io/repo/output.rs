@@ -1290,38 +1290,17 @@ impl Repo {
     }
 }
 
-/// The regular file at `path` read and hashed as a blob (a link is never followed or stored:
-/// the writer refuses them; this is the last line of defence). The outer error is reading's,
-/// the inner one hashing's (a collision detected).
-///
-/// Opened without following a link or waiting for a FIFO's writer (`O_NOFOLLOW`,
-/// `O_NONBLOCK`), then inspected through the descriptor: what is read is what was checked.
-/// Checked by path first, a file replaced by a link or a FIFO before the read would be
-/// followed (another file's bytes committed) or waited on for ever.
+/// The regular file at `path` read and hashed as a blob. The outer error is reading's, the
+/// inner one hashing's (a collision detected). Read as the writer reads the output
+/// ([`crate::io::output::tree::read_file`]): opened without following a link or waiting for a FIFO's writer,
+/// then checked through the descriptor, so what is read is what was checked (a link is never
+/// followed or stored: the writer refuses them; this is the last line of defence). Checked by
+/// path first, a file swapped for a link or a FIFO before its read would be followed
+/// (another file's bytes committed) or waited on for ever.
 fn read_blob(path: &Path) -> Result<std::result::Result<HashedBlob, git2::Error>> {
-    use std::io::Read;
-    use std::os::unix::fs::OpenOptionsExt;
-    let refused = || {
-        io("store", path)(std::io::Error::new(
-            std::io::ErrorKind::InvalidInput,
-            "not a regular file (a symbolic link?): the output tree holds only files and directories",
-        ))
-    };
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
-        .open(path);
-    let mut file = match file {
-        Ok(f) => f,
-        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => return Err(refused()),
-        Err(e) => return Err(io("read", path)(e)),
-    };
-    let meta = file.metadata().map_err(io("stat", path))?;
-    if !meta.is_file() {
-        return Err(refused());
-    }
-    let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
-    file.read_to_end(&mut bytes).map_err(io("read", path))?;
+    let bytes = crate::io::output::tree::read_file(path)
+        .map_err(|e| io("store", path)(std::io::Error::new(std::io::ErrorKind::InvalidInput, e)))?
+        .ok_or_else(|| io("read", path)(std::io::ErrorKind::NotFound.into()))?;
     Ok(HashedBlob::of(bytes))
 }
 
