@@ -580,6 +580,17 @@ mod tests {
         commit_stored(repo, version, changed, parent).0
     }
 
+    /// A work repository and, beside it in a temporary directory, an empty bare remote and
+    /// its `file://` URL.
+    fn work_and_remote() -> (tempfile::TempDir, Repository, PathBuf, String) {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = Repository::init(dir.path().join("work")).unwrap();
+        let bare = dir.path().join("remote.git");
+        Repository::init_bare(&bare).unwrap();
+        let url = format!("file://{}", bare.display());
+        (dir, repo, bare, url)
+    }
+
     /// [`commit`], with the packs [`in_bulk_stored`] reports it stored.
     fn commit_stored(
         repo: &Repository,
@@ -657,11 +668,7 @@ mod tests {
     /// nothing.
     #[test]
     fn a_local_push_sends_what_the_remote_lacks_and_stock_git_agrees() {
-        let dir = tempfile::tempdir().unwrap();
-        let repo = Repository::init(dir.path().join("work")).unwrap();
-        let bare = dir.path().join("remote.git");
-        Repository::init_bare(&bare).unwrap();
-        let url = format!("file://{}", bare.display());
+        let (dir, repo, bare, url) = work_and_remote();
         let c1 = commit(&repo, 1, 20, None);
         let c2 = commit(&repo, 2, 5, Some(c1));
         let c3 = commit(&repo, 3, 3, Some(c2));
@@ -794,21 +801,13 @@ mod tests {
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o444)).unwrap();
     }
 
-    /// The packs a commit stored are trusted while their files are the ones written, and the
-    /// push lands sound; a pack replaced by a copy of itself (same name and bytes, another
-    /// inode) is no longer trusted (hashed again) and is forgotten; a pack another process
-    /// wrote never is.
     /// A commit made by editing its parent's tree: the objects its edits placed, with the
     /// commit, are what a remote at the parent lacks (every debug build checks them against
     /// the walk in [`lacked`]); they are sent without the walk, and a remote elsewhere gets
     /// the walk's list.
     #[test]
     fn a_remote_at_the_parent_gets_what_the_commit_placed() {
-        let dir = tempfile::tempdir().unwrap();
-        let repo = Repository::init(dir.path().join("work")).unwrap();
-        let bare = dir.path().join("remote.git");
-        Repository::init_bare(&bare).unwrap();
-        let url = format!("file://{}", bare.display());
+        let (_dir, repo, bare, url) = work_and_remote();
         let c1 = commit(&repo, 1, 20, None);
         push_local(&repo, &url, MAIN, c1, &FreshPacks::default(), None).unwrap();
         let base = repo.find_commit(c1).unwrap().tree_id();
@@ -865,13 +864,13 @@ mod tests {
         assert_fsck_clean(&bare, "after a push of what the commit placed");
     }
 
+    /// The packs a commit stored are trusted while their files are the ones written, and the
+    /// push lands sound; a pack replaced by a copy of itself (same name and bytes, another
+    /// inode) is no longer trusted (hashed again) and is forgotten; a pack another process
+    /// wrote never is.
     #[test]
     fn a_commits_own_packs_are_trusted_only_while_their_files_are_the_ones_written() {
-        let dir = tempfile::tempdir().unwrap();
-        let repo = Repository::init(dir.path().join("work")).unwrap();
-        let bare = dir.path().join("remote.git");
-        Repository::init_bare(&bare).unwrap();
-        let url = format!("file://{}", bare.display());
+        let (_dir, repo, bare, url) = work_and_remote();
         let pack_dir = repo.path().join("objects/pack");
         let (c1, stored) = commit_stored(&repo, 1, 20, None);
         assert_eq!(stored.len(), 1, "one pack");
@@ -935,11 +934,8 @@ mod tests {
     /// anything, the remote's branch where it was; repaired, the same push lands.
     #[test]
     fn a_fresh_packs_entry_changed_on_the_disk_is_caught_by_its_crc() {
-        let dir = tempfile::tempdir().unwrap();
-        let repo = Repository::init(dir.path().join("work")).unwrap();
-        let bare = dir.path().join("remote.git");
-        let remote = Repository::init_bare(&bare).unwrap();
-        let url = format!("file://{}", bare.display());
+        let (_dir, repo, bare, url) = work_and_remote();
+        let remote = Repository::open_bare(&bare).unwrap();
         let c1 = commit(&repo, 1, 20, None);
         push_local(&repo, &url, MAIN, c1, &FreshPacks::default(), None).unwrap();
         let (c2, stored) = commit_stored(&repo, 2, 5, Some(c1));
@@ -989,11 +985,7 @@ mod tests {
     /// them, the roll-up's pack is not trusted, and the push lands sound.
     #[test]
     fn a_push_after_a_roll_up_lands() {
-        let dir = tempfile::tempdir().unwrap();
-        let repo = Repository::init(dir.path().join("work")).unwrap();
-        let bare = dir.path().join("remote.git");
-        Repository::init_bare(&bare).unwrap();
-        let url = format!("file://{}", bare.display());
+        let (_dir, repo, bare, url) = work_and_remote();
         let pack_dir = repo.path().join("objects/pack");
         let mut fresh = FreshPacks::default();
         let (c1, stored) = commit_stored(&repo, 1, 20, None);
@@ -1036,11 +1028,7 @@ mod tests {
     /// or read without end: the push lands, within a bound.
     #[test]
     fn odd_files_named_like_packs_do_not_stop_a_push() {
-        let dir = tempfile::tempdir().unwrap();
-        let repo = Repository::init(dir.path().join("work")).unwrap();
-        let bare = dir.path().join("remote.git");
-        Repository::init_bare(&bare).unwrap();
-        let url = format!("file://{}", bare.display());
+        let (_dir, repo, bare, url) = work_and_remote();
         let pack_dir = repo.path().join("objects/pack");
         let c1 = commit(&repo, 1, 20, None);
         let fifo = |path: &Path| {
