@@ -92,6 +92,8 @@ pub struct Bulk<'r> {
     handed: RefCell<HashSet<Oid>>,
     /// Every object asked to be stored, stored already or not ([`Outcome::placed`]).
     placed: RefCell<Vec<Oid>>,
+    /// The objects of `placed` stored before the session ([`Outcome::reused`]).
+    reused: RefCell<HashSet<Oid>>,
 }
 
 /// What a session stored, for the push that follows.
@@ -101,6 +103,9 @@ pub(super) struct Outcome {
     /// Every object it was asked to store (stored by it or found stored), sorted, each once:
     /// every object the trees built in the session name that their base trees did not.
     pub placed: Vec<Oid>,
+    /// How many of `placed` were stored before the session began (found, not stored): a
+    /// remote that has the base trees likely has them too.
+    pub reused: usize,
 }
 
 /// The objects on disk when a session started.
@@ -227,6 +232,7 @@ fn in_bulk_flushing_at<T, E>(
         on_disk: std::cell::OnceCell::new(),
         handed: RefCell::default(),
         placed: RefCell::default(),
+        reused: RefCell::default(),
     };
     let out = build(&bulk)?;
     bulk.finish()
@@ -236,7 +242,15 @@ fn in_bulk_flushing_at<T, E>(
     let mut placed = bulk.placed.take();
     placed.sort_unstable();
     placed.dedup();
-    Ok((out, Outcome { packs, placed }))
+    let reused = bulk.reused.take().len();
+    Ok((
+        out,
+        Outcome {
+            packs,
+            placed,
+            reused,
+        },
+    ))
 }
 
 /// A blob's bytes with their id, hashed on whichever thread made it ([`HashedBlob::of`]):
@@ -324,7 +338,13 @@ impl Bulk<'_> {
     /// unless it is on disk or queued already; returns `oid`.
     fn store(&self, kind: ObjectType, oid: Oid, data: Cow<'_, [u8]>) -> Result<Oid, git2::Error> {
         self.placed.borrow_mut().push(oid);
-        if self.queued_at.borrow().contains_key(&oid) || self.stored(oid) {
+        if self.queued_at.borrow().contains_key(&oid) {
+            return Ok(oid);
+        }
+        if self.stored(oid) {
+            if !self.handed.borrow().contains(&oid) {
+                self.reused.borrow_mut().insert(oid);
+            }
             return Ok(oid);
         }
         self.queued_bytes.set(self.queued_bytes.get() + data.len());

@@ -323,15 +323,18 @@ impl OutputRepo {
             return Ok(None);
         };
         let info = self.commit_tree(tree, why, paths)?;
-        // Only when the tenants directory was edited: read whole (`--full`, watch's first
-        // cycle, no state file to trust), every object of the output is among those placed,
-        // and the walk sends what changed instead of all of them.
+        // Only when the edits placed more new objects than ones stored already: a tree read
+        // whole (the tenants directory on `--full`, watch's first cycle, with no state file
+        // to trust; a tenant whose recorded tree moved in a run that did not commit it) places
+        // every object below it, which the remote mostly holds, and the walk sends what
+        // changed instead of all of them.
         if let Some(CommitInfo {
             id,
             parent: Some(parent),
             ..
         }) = &info
             && touched.tenants.is_some()
+            && stored.reused <= stored.placed.len() - stored.reused
         {
             *self.made.borrow_mut() = Some(Made {
                 commit: *id,
