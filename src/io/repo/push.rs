@@ -72,7 +72,9 @@ fn local(url: &str, what: &str, e: impl std::fmt::Display) -> PushFailure {
 /// Every object reachable from the commit and not from the parent is among them: an entry the
 /// edits did not place is the parent's own, so a remote holding the parent holds it and all
 /// below it. Objects the remote has already may be among them (sent again: harmless, as git's
-/// thin packs are not required).
+/// thin packs are not required); the output clone records one only when they are few
+/// (`OutputRepo::commit_summary`: the tenants directory edited, not read whole, and no more
+/// objects found stored than stored), else the walk sends what changed.
 #[derive(Debug, Clone)]
 pub struct Made {
     pub commit: Oid,
