@@ -216,17 +216,6 @@ fn mtime(m: &std::fs::Metadata) -> i64 {
 }
 
 impl TreeStat {
-    /// `lstat` of each of `files` (absolute paths below `root`, as listed); `None` when one
-    /// cannot be read (vanished since the listing, say).
-    pub fn of(root: &Path, files: &[PathBuf]) -> Option<TreeStat> {
-        let mut out = BTreeMap::new();
-        for f in files {
-            let m = std::fs::symlink_metadata(f).ok()?;
-            out.insert(tree::relative(root, f), FileStat::of(&m));
-        }
-        Some(TreeStat { files: out })
-    }
-
     /// Adds the stat data `m` of the file at `path` (root-relative), taken from its open
     /// descriptor by the writer that just wrote it: the same data `lstat` gives, without a
     /// lookup of the path.
@@ -294,7 +283,7 @@ mod tests {
     use super::*;
 
     fn tree_stat(root: &Path) -> TreeStat {
-        TreeStat::of(root, &tree::files_below(&root.join("t")).unwrap()).unwrap()
+        TreeStat::of_listed(root, &tree::files_below_stat(&root.join("t")).unwrap()).unwrap()
     }
 
     /// What moves an entry: a write of the same bytes (the times), a same-size edit with its
