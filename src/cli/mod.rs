@@ -82,7 +82,6 @@ pub fn main() -> ExitCode {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .without_time()
         .init();
-    crate::io::repo::set_process_options();
     let exit = match cli.command {
         Command::Generate(a) => commands::generate::run(a),
         Command::Check(a) => commands::check::run(a),

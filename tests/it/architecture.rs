@@ -4,7 +4,9 @@
 //! - the application crate's layers depend one way: `cli` → `services` → `ops` → `io` /
 //!   `setup` → `report` (and everything may use `provisio_core`);
 //! - the core crate's manifest lists no I/O crate (`cargo tree -p provisio-core` in CI shows
-//!   the same for its whole dependency tree).
+//!   the same for its whole dependency tree);
+//! - every repository handle is taken through `io::repo::handle` (libgit2's process-wide
+//!   options are set there, before the first).
 //!
 //! A module's dependencies are the `crate::…`, `super::…` and `self::…` paths its file names
 //! (in `use` declarations and inline), resolved to the deepest module file they reach. A
@@ -57,7 +59,12 @@ fn without_tests(text: &str) -> String {
         if l.trim() == "#[cfg(test)]"
             && lines
                 .get(i + 1)
-                .is_some_and(|n| n.trim_start().starts_with("mod "))
+                .is_some_and(|n| {
+                    let n = n.trim_start();
+                    ["mod ", "pub(crate) mod ", "pub(super) mod "]
+                        .iter()
+                        .any(|p| n.starts_with(p))
+                })
         {
             break;
         }
@@ -366,6 +373,42 @@ fn the_core_manifest_has_no_io_crate() {
         !deps.contains("\"clock\""),
         "provisio-core must not enable chrono's clock"
     );
+}
+
+#[test]
+fn every_repository_handle_is_taken_through_io_repo_handle() {
+    // git2's constructors of a `Repository`; `handle` wraps the ones provisio uses.
+    let constructors = [
+        "Repository::open",
+        "Repository::init",
+        "Repository::discover",
+        "Repository::clone",
+        "Repository::from_odb",
+        "Repository::open_from_worktree",
+        "RepoBuilder",
+    ];
+    let mut found = Vec::new();
+    for src in [root().join("src"), root().join("crates/provisio-core/src")] {
+        for (m, text) in modules(&src) {
+            if m == ["io", "repo", "handle"] {
+                continue;
+            }
+            for (n, line) in text.lines().enumerate() {
+                let code = line.split("//").next().unwrap();
+                if constructors.iter().any(|c| code.contains(c)) {
+                    found.push(format!("{}:{}: {}", m.join("::"), n + 1, line.trim()));
+                }
+            }
+        }
+    }
+    assert!(
+        found.is_empty(),
+        "repository handles taken outside io::repo::handle (libgit2's process options \
+         would not be set first): {found:#?}"
+    );
+    // The check sees what it looks for: `handle` itself takes handles.
+    let handle = std::fs::read_to_string(root().join("src/io/repo/handle.rs")).unwrap();
+    assert!(handle.contains("Repository::open(path)"));
 }
 
 #[test]

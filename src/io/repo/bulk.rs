@@ -213,7 +213,7 @@ fn in_bulk_flushing_at<T, E>(
     wrap: impl Fn(&'static str, git2::Error) -> E,
     build: impl FnOnce(&Bulk<'_>) -> Result<T, E>,
 ) -> Result<(T, Outcome), E> {
-    let repo = Repository::open(git_dir).map_err(|e| wrap("open the repository", e))?;
+    let repo = super::handle::open(git_dir).map_err(|e| wrap("open the repository", e))?;
     let disk = repo
         .odb()
         .map_err(|e| wrap("open the object database", e))?;

@@ -32,6 +32,8 @@
 //!   remote (git's receive-pack over smart HTTP), without libgit2's pack builder.
 //! - [`send_ssh`]: the same over ssh (`git-receive-pack` run through libssh2), the host key
 //!   checked against the known_hosts file as the fetch's transport checks it.
+//! - [`handle`]: the one way a repository is opened or created (libgit2's process options
+//!   set before the first).
 //! - [`transport`]: how every fetch and push reaches its remote (https token and CA bundle,
 //!   ssh key and known_hosts via [`known_hosts`]), and the failures in their own terms.
 
@@ -39,6 +41,7 @@ pub mod bulk;
 pub mod commit;
 pub mod failure;
 pub mod follow;
+mod handle;
 pub mod index;
 pub mod known_hosts;
 pub mod lock;
@@ -78,8 +81,10 @@ pub use git2::Oid;
 const PACK_WINDOW_SIZE: usize = 16 << 20;
 const PACK_MAPPED_LIMIT: usize = 32 << 20;
 
-/// Sets libgit2's process-wide options; called once where the process starts (`cli::main`),
-/// before any repository is opened. No option set here changes what is written.
+/// Sets libgit2's process-wide options, once per process: every repository handle is taken
+/// through [`handle`], which calls this first, so the options hold before the first handle
+/// exists (and the cost of initialising libgit2 is paid only by runs that open one). No
+/// option set here changes what is written.
 ///
 /// - The pack windows ([`PACK_WINDOW_SIZE`], [`PACK_MAPPED_LIMIT`]) bound memory.
 /// - libgit2's read-back hash check is off (`GIT_OPT_ENABLE_STRICT_HASH_VERIFICATION`, on by
@@ -110,7 +115,14 @@ const PACK_MAPPED_LIMIT: usize = 32 << 20;
 ///   every commit twice (50,000 commits: about 0.4 s a reload instead of 0.2 s); a run's
 ///   output commits are a handful.
 pub fn set_process_options() {
-    // SAFETY: process-wide settings of libgit2, written before any thread of ours uses it.
+    static SET: std::sync::Once = std::sync::Once::new();
+    SET.call_once(set_options_now);
+}
+
+fn set_options_now() {
+    // SAFETY: process-wide settings of libgit2, written before any repository handle exists:
+    // every handle is taken through `handle`, after this `Once` has run (a concurrent caller
+    // waits for it).
     let set = unsafe {
         git2::opts::set_mwindow_size(PACK_WINDOW_SIZE)
             .and_then(|()| git2::opts::set_mwindow_mapped_limit(PACK_MAPPED_LIMIT))
@@ -257,7 +269,7 @@ pub struct Repo {
 impl Repo {
     /// The repository containing `path` (searching upwards).
     pub fn discover(path: &Path) -> Result<Self> {
-        match Repository::discover(path) {
+        match handle::discover(path) {
             Ok(r) => Self::with_workdir(r, path),
             Err(e) if e.code() == ErrorCode::NotFound => {
                 Err(GitError::NotARepository(path.to_path_buf()))
@@ -274,7 +286,7 @@ impl Repo {
         let head = branch_ref(branch)?;
         std::fs::create_dir_all(dir).map_err(io("create", dir))?;
         let staging = dir.join(NEW_REPOSITORY);
-        match Repository::discover(dir) {
+        match handle::discover(dir) {
             Ok(r) if std::fs::symlink_metadata(&staging).is_err() => {
                 return Self::with_workdir(r, dir);
             }
@@ -283,7 +295,7 @@ impl Repo {
             Err(e) => return Err(git("open the repository", dir)(e)),
         }
         let _creating = creation_lock(dir);
-        match Repository::discover(dir) {
+        match handle::discover(dir) {
             Ok(r) => {
                 // A creation killed after its rename leaves the staging directory empty.
                 let _ = std::fs::remove_dir(&staging);
@@ -299,7 +311,7 @@ impl Repo {
     /// Creates a repository at `path` and commits every file below it that is not ignored,
     /// as the first commit. For tests and first-time setup.
     pub fn init_with_all(path: &Path, message: &str, author: &Author) -> Result<Self> {
-        let repo = Repository::init(path).map_err(git("init a repository", path))?;
+        let repo = handle::init(path).map_err(git("init a repository", path))?;
         let mut index = repo.index().map_err(git("read the index", path))?;
         index
             .add_all(["*"].iter(), git2::IndexAddOption::DEFAULT, None)
@@ -464,7 +476,7 @@ impl Repo {
 /// holding `path`; `None` when there is no repository or it does not know either commit
 /// (a commit it has not fetched yet is newer than anything it has).
 pub fn is_ancestor_in(path: &Path, ancestor: &str, descendant: &str) -> Option<bool> {
-    let repo = Repository::discover(path).ok()?;
+    let repo = handle::discover(path).ok()?;
     let (a, d) = (
         Oid::from_str(ancestor).ok()?,
         Oid::from_str(descendant).ok()?,
@@ -476,7 +488,7 @@ pub fn is_ancestor_in(path: &Path, ancestor: &str, descendant: &str) -> Option<b
 
 /// The commit HEAD points at in the repository holding `path`, if it is in one.
 pub fn head_of(path: &Path) -> Option<String> {
-    let repo = Repository::discover(path).ok()?;
+    let repo = handle::discover(path).ok()?;
     let id = repo.head().ok()?.target()?;
     Some(id.to_string())
 }
@@ -562,10 +574,10 @@ fn create_whole(dir: &Path, head: &str) -> Result<Repository> {
     crate::io::fsx::remove_leftover(&staging).map_err(io("remove", &staging))?;
     let mut opts = git2::RepositoryInitOptions::new();
     opts.no_reinit(true).initial_head(head);
-    drop(Repository::init_opts(&staging, &opts).map_err(git("create a repository", &staging))?);
+    drop(handle::init_opts(&staging, &opts).map_err(git("create a repository", &staging))?);
     std::fs::rename(staging.join(".git"), &to).map_err(io("move the new repository into", &to))?;
     std::fs::remove_dir(&staging).map_err(io("remove", &staging))?;
-    Repository::open(dir).map_err(git("open the repository", dir))
+    handle::open(dir).map_err(git("open the repository", dir))
 }
 
 #[cfg(test)]

@@ -372,7 +372,7 @@ impl OutputRepo {
                 // The fresh handle's object database, shared; when that handle is freed,
                 // libgit2 clears the database's owner (`repository.c` `set_odb`), which only
                 // gives it an object cache of its own.
-                let fresh = git2::Repository::open(self.repo.git_dir())
+                let fresh = super::handle::open(self.repo.git_dir())
                     .and_then(|r| self.repo.repo.set_odb(&r.odb()?));
                 if let Err(e) = fresh {
                     warn!("the object database was not reopened after a roll-up: {e}");
@@ -835,7 +835,7 @@ impl OutputRepo {
     /// another thread ([`IndexSyncer`]), opened now: after the commit it will sync to.
     pub fn index_syncer(&self) -> Result<IndexSyncer> {
         let path = self.repo.repo.path();
-        let repo = git2::Repository::open(path).map_err(self.repo.err("open the repository"))?;
+        let repo = super::handle::open(path).map_err(self.repo.err("open the repository"))?;
         Ok(IndexSyncer(Repo::with_workdir(repo, &self.repo.workdir)?))
     }
 

@@ -489,7 +489,7 @@ pub(super) fn push_local(
     let path = local_path(url).ok_or_else(|| setup("not a local path".into()))?;
     // Missing or unreadable, as a remote that cannot be reached: worth retrying (libgit2's
     // local transport failed the same way).
-    let remote = Repository::open(&path).map_err(|e| {
+    let remote = super::handle::open(&path).map_err(|e| {
         PushFailure::Remote(RemoteError::Network {
             url: redact(url),
             source: Box::new(e),

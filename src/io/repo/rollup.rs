@@ -34,7 +34,7 @@ use std::collections::HashSet;
 use std::fs::File;
 use std::path::Path;
 
-use git2::{Odb, Repository};
+use git2::Odb;
 
 use super::pack::{
     Damaged, Deflater, PackEntry, check_pair, copy_entry, idx_entries, idx_object_count,
@@ -123,7 +123,7 @@ pub fn consolidate(git_dir: &Path, limit: usize) -> std::io::Result<Option<RollU
         .collect();
     packs.sort();
     // A handle of its own: the packs as they are now.
-    let repo = Repository::open(git_dir).map_err(std::io::Error::other)?;
+    let repo = super::handle::open(git_dir).map_err(std::io::Error::other)?;
     let odb = repo.odb().map_err(std::io::Error::other)?;
     // A pack that fails its checks is left out like a kept one and the selection made again
     // without it: one damaged pack does not stop every later roll-up.
@@ -471,6 +471,7 @@ fn first_report(what: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use git2::Repository;
     use crate::io::repo::tests::{assert_fsck_clean, stock_git_here};
     use std::io::Write;
     use std::os::unix::fs::PermissionsExt;

@@ -12,7 +12,7 @@
 
 use std::path::Path;
 
-use git2::{ObjectType, Repository, ResetType};
+use git2::{ObjectType, ResetType};
 use tracing::info;
 
 use super::lock::{self, Lock};
@@ -36,10 +36,10 @@ impl Repo {
     /// the branch and puts the local branch, index and work tree on the remote head.
     pub fn open_upstream(dir: &Path, up: &Upstream) -> Result<(Repo, Lock)> {
         std::fs::create_dir_all(dir).map_err(io("create", dir))?;
-        let raw = match Repository::open(dir) {
+        let raw = match super::handle::open(dir) {
             Ok(r) => r,
             Err(e) if e.code() == git2::ErrorCode::NotFound => {
-                Repository::init(dir).map_err(super::git("create a repository", dir))?
+                super::handle::init(dir).map_err(super::git("create a repository", dir))?
             }
             Err(e) => return Err(super::git("open the repository", dir)(e)),
         };
@@ -124,6 +124,7 @@ impl Repo {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use git2::Repository;
     use crate::io::repo::Author;
 
     /// A bare remote with one commit on `main`, its file:// URL.
