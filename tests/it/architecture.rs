@@ -57,14 +57,12 @@ fn without_tests(text: &str) -> String {
     let mut keep = Vec::new();
     for (i, l) in lines.iter().enumerate() {
         if l.trim() == "#[cfg(test)]"
-            && lines
-                .get(i + 1)
-                .is_some_and(|n| {
-                    let n = n.trim_start();
-                    ["mod ", "pub(crate) mod ", "pub(super) mod "]
-                        .iter()
-                        .any(|p| n.starts_with(p))
-                })
+            && lines.get(i + 1).is_some_and(|n| {
+                let n = n.trim_start();
+                ["mod ", "pub(crate) mod ", "pub(super) mod "]
+                    .iter()
+                    .any(|p| n.starts_with(p))
+            })
         {
             break;
         }

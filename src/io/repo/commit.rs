@@ -340,7 +340,8 @@ impl Repo {
         for c in changes {
             let want = match &c.content {
                 Some(bytes) => Some(
-                    Oid::hash_object(ObjectType::Blob, bytes).map_err(self.err("hash a file"))?,
+                    super::bulk::object_id(ObjectType::Blob, bytes)
+                        .map_err(self.err("hash a file"))?,
                 ),
                 None => None,
             };

@@ -471,8 +471,8 @@ fn first_report(what: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use git2::Repository;
     use crate::io::repo::tests::{assert_fsck_clean, stock_git_here};
+    use git2::Repository;
     use std::io::Write;
     use std::os::unix::fs::PermissionsExt;
 

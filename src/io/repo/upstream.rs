@@ -124,8 +124,8 @@ impl Repo {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use git2::Repository;
     use crate::io::repo::Author;
+    use git2::Repository;
 
     /// A bare remote with one commit on `main`, its file:// URL.
     fn remote(dir: &Path) -> String {
