@@ -549,11 +549,12 @@ fn write_packs(
 /// with collision detection (`git_odb_hash`, SHA1DC): SHA1DC was 15 % of a release's CPU at
 /// 10,000 tenants (1.2 s for the 230 MB re-rendered), five times the plain digest. What the
 /// detection guards against is an object crafted to collide with another; it runs where
-/// objects arrive from elsewhere, and it still does there: every object provisio pushes is
-/// hashed again by the receiving git (`index-pack`, with SHA1DC), and objects provisio
-/// fetches are checked by libgit2's indexer. What is hashed here is provisio's own: files
-/// it rendered (UTF-8 text from its emitter, where the near-random 64-byte blocks of a
-/// collision cannot be placed) and trees it built.
+/// objects arrive from elsewhere, and it still does there: every object provisio pushes over
+/// https or ssh is hashed again by the receiving git (`index-pack`, with SHA1DC), and
+/// objects provisio fetches are checked by libgit2's indexer. (A local remote is received by
+/// provisio itself, [`super::push`], with this same digest.) What is hashed here is
+/// provisio's own: files it rendered (UTF-8 text from its emitter, where the near-random
+/// 64-byte blocks of a collision cannot be placed) and trees it built.
 pub(super) fn object_id(kind: ObjectType, data: &[u8]) -> Result<Oid, git2::Error> {
     use sha1::{Digest, Sha1};
     let mut h = Sha1::new();

@@ -527,15 +527,11 @@ pub(super) fn inflate_entry(
     Ok(kind)
 }
 
-/// Checks that `data`, an object of `kind`, hashes to `oid` (`<kind> <size>\0` and the bytes,
-/// SHA-1). A plain SHA-1: this guards against damage since the object was named; the name
-/// itself was computed with collision detection when the object was written (git's and
-/// libgit2's SHA-1).
+/// Checks that `data`, an object of `kind`, hashes to `oid` ([`super::bulk::object_id`]: a
+/// plain SHA-1 of `<kind> <size>\0` and the bytes). This guards against damage since the
+/// object was named.
 pub(super) fn check_object(oid: Oid, kind: ObjectType, data: &[u8]) -> std::io::Result<()> {
-    let mut h = Sha1::new();
-    h.update(format!("{} {}\0", kind.str(), data.len()).as_bytes());
-    h.update(data);
-    if h.finalize()[..] != oid.as_bytes()[..] {
+    if super::bulk::object_id(kind, data).ok() != Some(oid) {
         return Err(std::io::Error::other(format!(
             "object {oid}: its bytes do not hash to its id (the clone is damaged: see `git fsck`)"
         )));
