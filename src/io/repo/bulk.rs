@@ -133,6 +133,26 @@ impl OnDisk {
     }
 }
 
+/// Sets the modification time of loose object `oid` of `git_dir` to now (git's
+/// `freshen_loose_object`), through a descriptor opened without following a link or waiting
+/// on a FIFO; whether it was set.
+fn freshen_loose(git_dir: &Path, oid: Oid) -> bool {
+    let hex = oid.to_string();
+    let path = git_dir.join("objects").join(&hex[..2]).join(&hex[2..]);
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(&path)
+        .and_then(|file| {
+            if !file.metadata()?.is_file() {
+                return Err(std::io::Error::other("not a regular file"));
+            }
+            file.set_modified(std::time::SystemTime::now())
+        })
+        .is_ok()
+}
+
 /// The ids of the loose objects below `objects` (`xx/` directories of 38-hex-digit files);
 /// `None` when a directory cannot be read.
 fn loose_ids(objects: &Path) -> Option<HashSet<Oid>> {
@@ -325,12 +345,21 @@ impl Bulk<'_> {
     }
 
     /// Whether `oid` is on disk or handed to the pack writer: as the session started, or
-    /// stored by it since (see the module's documentation).
+    /// stored by it since (see the module's documentation). An object found on disk is
+    /// freshened as git freshens it before relying on it instead of writing it
+    /// (`object-file.c` `write_object_file_flags`: `freshen_packed_object`, then
+    /// `freshen_loose_object`): its pack's or its file's modification time is set to now, so
+    /// a concurrent `git gc` does not prune it as an old unreachable object while the commit
+    /// that names it is being made. An object whose time cannot be set counts as not stored,
+    /// and is written again. (One found in a repository this one borrows from, asked of
+    /// libgit2, is not freshened: libgit2's existence check does not.)
     fn stored(&self, oid: Oid) -> bool {
+        if self.handed.borrow().contains(&oid) {
+            return true;
+        }
         let known = self.on_disk();
-        known.packed.contains(oid)
-            || known.loose.contains(&oid)
-            || self.handed.borrow().contains(&oid)
+        known.packed.freshen(oid)
+            || (known.loose.contains(&oid) && freshen_loose(self.repo.path(), oid))
             || (!known.complete && self.disk.exists_ext(oid, OdbLookupFlags::NO_REFRESH))
     }
 
@@ -999,6 +1028,86 @@ pub(super) mod tests {
             other.find_blob(oid).unwrap();
         }
         assert_fsck_clean(&git_dir, "objects packed, loose and borrowed");
+    }
+
+    /// An object found stored instead of written is freshened as git freshens it: its pack's
+    /// modification time (once per pack), or its loose file's, set to now; a pack holding
+    /// none of the objects is left alone. A loose "object" that is a link is not followed:
+    /// the object is written again and the link's target keeps its time.
+    #[test]
+    fn objects_found_stored_are_freshened_as_git_does() {
+        use std::time::{Duration, SystemTime};
+        let tmp = tempfile::tempdir().unwrap();
+        let git_dir = tmp.path().join("repo.git");
+        let repo = Repository::init_bare(&git_dir).unwrap();
+        in_bulk(&git_dir, |_, e| e, |bulk| bulk.blob(b"packed\n")).unwrap();
+        in_bulk(&git_dir, |_, e| e, |bulk| bulk.blob(b"elsewhere\n")).unwrap();
+        let loose = repo.blob(b"loose\n").unwrap();
+        let hex = loose.to_string();
+        let loose_path = git_dir.join("objects").join(&hex[..2]).join(&hex[2..]);
+        let linked = repo.blob(b"linked\n").unwrap().to_string();
+        let linked_path = git_dir
+            .join("objects")
+            .join(&linked[..2])
+            .join(&linked[2..]);
+        let target = tmp.path().join("target");
+        std::fs::rename(&linked_path, &target).unwrap();
+        std::os::unix::fs::symlink(&target, &linked_path).unwrap();
+        let pack_files: Vec<PathBuf> = std::fs::read_dir(git_dir.join("objects/pack"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|x| x == "pack"))
+            .collect();
+        assert_eq!(pack_files.len(), 2);
+        let old = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000_000);
+        let age = |p: &Path| std::fs::symlink_metadata(p).unwrap().modified().unwrap();
+        for p in pack_files.iter().chain([&loose_path, &target]) {
+            std::fs::File::options()
+                .append(true)
+                .open(p)
+                .unwrap()
+                .set_modified(old)
+                .unwrap();
+        }
+        let before = packs(&git_dir);
+        let start = SystemTime::now() - Duration::from_secs(1);
+        in_bulk(
+            &git_dir,
+            |_, e| e,
+            |bulk| {
+                bulk.blob(b"packed\n")?;
+                bulk.blob(b"loose\n")?;
+                bulk.blob(b"linked\n")
+            },
+        )
+        .unwrap();
+        assert_eq!(
+            packs(&git_dir) - before,
+            1,
+            "only the linked object is written again"
+        );
+        let packed_id = Oid::hash_object(ObjectType::Blob, b"packed\n").unwrap();
+        let fresh: Vec<bool> = pack_files.iter().map(|p| age(p) >= start).collect();
+        let holding = Packed::open(&git_dir);
+        for (p, fresh) in pack_files.iter().zip(&fresh) {
+            let out = std::process::Command::new("git")
+                .args(["verify-pack", "-v"])
+                .arg(p.with_extension("idx"))
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "{}", p.display());
+            let holds = String::from_utf8_lossy(&out.stdout).contains(&packed_id.to_string());
+            assert_eq!(
+                *fresh,
+                holds,
+                "{}: freshened only if it holds the object",
+                p.display()
+            );
+        }
+        assert!(holding.contains(packed_id));
+        assert!(age(&loose_path) >= start, "the loose object is freshened");
+        assert_eq!(age(&target), old, "a link's target is not touched");
+        assert_fsck_clean(&git_dir, "after freshening");
     }
 
     /// A pack libgit2 (and git) refuses to open vouches for none of its objects, nor does a

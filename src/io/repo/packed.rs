@@ -36,6 +36,7 @@
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use git2::{ObjectType, Oid};
 
@@ -64,6 +65,8 @@ struct Pack {
     file: File,
     /// Where the entries end (the `.pack`'s length less its trailer).
     end: u64,
+    /// Whether [`Packed::freshen`] set the `.pack`'s modification time already.
+    freshened: AtomicBool,
 }
 
 /// Slots of [`Packed`]'s bucket table: one for each value of an id's first 2 bytes.
@@ -114,6 +117,25 @@ impl Packed {
     /// Whether a pack lists `oid` (whole or as a delta: what it holds is not read).
     pub fn contains(&self, oid: Oid) -> bool {
         self.locate(oid).is_some()
+    }
+
+    /// Whether a pack lists `oid` and that pack's modification time is now (set through the
+    /// descriptor its checks were made on, once per pack), as git does for an object it
+    /// finds stored instead of writing it (`object-file.c` `freshen_packed_object`): a
+    /// concurrent `git gc` keeps the unreachable objects of a pack modified within its expiry
+    /// (`gc.pruneExpire`, two weeks), so an old unreachable object that a new commit is about
+    /// to name is not pruned meanwhile. `false` when no pack lists it or the time cannot be
+    /// set: the caller then writes the object, as git does.
+    pub fn freshen(&self, oid: Oid) -> bool {
+        let Some((pack, _)) = self.locate(oid) else {
+            return false;
+        };
+        if pack.freshened.load(Ordering::Relaxed) {
+            return true;
+        }
+        let set = pack.file.set_modified(std::time::SystemTime::now()).is_ok();
+        pack.freshened.store(set, Ordering::Relaxed);
+        set
     }
 
     /// The pack listing `oid` and where its entry starts: the packs whose objects share the
@@ -200,6 +222,7 @@ impl Pack {
             count,
             file,
             end,
+            freshened: AtomicBool::new(false),
         })
     }
 
