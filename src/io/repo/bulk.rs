@@ -9,7 +9,7 @@
 //! keeping the pack count bounded [`super::rollup`]'s.
 //!
 //! - Each object is hashed once, here (git's object id: the SHA-1 of `<kind> <size>\0` and
-//!   the bytes, by libgit2's SHA-1 with collision detection, as git hashes) — a blob possibly
+//!   the bytes, a plain SHA-1 without collision detection: [`super::pack::object_id`]) — a blob possibly
 //!   on another thread, as a [`HashedBlob`], whose id only [`HashedBlob::of`] computes — and nothing goes
 //!   through libgit2's object database on the way in: its
 //!   `git_odb_write` first looks for the object in every backend and, missing it, rescans
@@ -50,7 +50,7 @@ use std::thread::JoinHandle;
 
 use git2::{ObjectType, Odb, OdbLookupFlags, Oid, Repository};
 
-use super::pack::{Object, PlainPack, StoredPack};
+use super::pack::{Object, PlainPack, StoredPack, object_id};
 use super::packed::Packed;
 
 /// Uncompressed bytes of objects in one pack (a pack is stored once it holds more).
@@ -569,37 +569,6 @@ fn write_packs(
         let _ = stored.send((last, done));
     }
     Ok(())
-}
-
-/// git's id of an object of `kind` holding `data`: the SHA-1 of its header (`blob 123\0`)
-/// and bytes, as `git hash-object` computes it.
-///
-/// Plain SHA-1 (the `sha1` crate, with the CPU's SHA instructions), not libgit2's SHA-1
-/// with collision detection (`git_odb_hash`, SHA1DC): SHA1DC was 15 % of a release's CPU at
-/// 10,000 tenants (1.2 s for the 230 MB re-rendered), five times the plain digest. What the
-/// detection guards against is an object crafted to collide with another; it runs where
-/// objects arrive from elsewhere, and it still does there: every object provisio pushes over
-/// https or ssh is hashed again by the receiving git (`index-pack`, with SHA1DC), and
-/// objects provisio fetches are checked by libgit2's indexer. (A local remote is received by
-/// provisio itself, [`super::push`], with this same digest.) What is hashed here is
-/// provisio's own: files it rendered (UTF-8 text from its emitter, where the near-random
-/// 64-byte blocks of a collision cannot be placed) and trees it built.
-pub(super) fn object_id(kind: ObjectType, data: &[u8]) -> Result<Oid, git2::Error> {
-    use sha1::{Digest, Sha1};
-    let mut h = Sha1::new();
-    let kind = match kind {
-        ObjectType::Blob => "blob",
-        ObjectType::Tree => "tree",
-        ObjectType::Commit => "commit",
-        ObjectType::Tag => "tag",
-        other => return Err(git2::Error::from_str(&format!("no object is a {other:?}"))),
-    };
-    h.update(kind.as_bytes());
-    h.update(b" ");
-    h.update(data.len().to_string().as_bytes());
-    h.update([0]);
-    h.update(data);
-    Oid::from_bytes(&h.finalize())
 }
 
 /// The tree `oid` on disk: read from `packed` when a pack holds it whole, else through

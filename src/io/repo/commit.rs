@@ -340,7 +340,7 @@ impl Repo {
         for c in changes {
             let want = match &c.content {
                 Some(bytes) => Some(
-                    super::bulk::object_id(ObjectType::Blob, bytes)
+                    super::pack::object_id(ObjectType::Blob, bytes)
                         .map_err(self.err("hash a file"))?,
                 ),
                 None => None,

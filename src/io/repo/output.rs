@@ -1294,7 +1294,8 @@ impl Repo {
 }
 
 /// The regular file at `path` read and hashed as a blob. The outer error is reading's, the
-/// inner one hashing's (a collision detected). Read as the writer reads the output
+/// inner one hashing's (none for a blob: its id is a plain SHA-1, [`super::pack::object_id`],
+/// which detects no collision). Read as the writer reads the output
 /// ([`crate::io::output::tree::read_file`]): opened without following a link or waiting for a FIFO's writer,
 /// then checked through the descriptor, so what is read is what was checked (a link is never
 /// followed or stored: the writer refuses them; this is the last line of defence). Checked by
