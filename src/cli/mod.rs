@@ -61,6 +61,7 @@ pub enum Command {
 
 /// Parses the arguments, runs the command, maps the outcome to an exit code.
 pub fn main() -> ExitCode {
+    crate::io::repo::before_threads();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {

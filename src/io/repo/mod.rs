@@ -81,6 +81,19 @@ pub use git2::Oid;
 const PACK_WINDOW_SIZE: usize = 16 << 20;
 const PACK_MAPPED_LIMIT: usize = 32 << 20;
 
+/// What must happen before the process starts a second thread, called first thing by
+/// `cli::main`: OpenSSL's certificate locations (`SSL_CERT_FILE`, `SSL_CERT_DIR`) put in the
+/// environment, as git2 puts them when libgit2 is first used (`openssl_env_init`, through
+/// `openssl_probe`). libgit2 is initialised lazily ([`handle`]), possibly while other threads
+/// run (serve's runtime), and `setenv` there races any `getenv`; found set already, the later
+/// call leaves the environment alone (`openssl_probe`'s `put` sets a variable only when it
+/// differs). Cheap: a few `stat`s.
+pub fn before_threads() {
+    // SAFETY: called while the process has one thread: nothing reads the environment
+    // concurrently.
+    unsafe { openssl_probe::init_openssl_env_vars() };
+}
+
 /// Sets libgit2's process-wide options, once per process: every repository handle is taken
 /// through [`handle`], which calls this first, so the options hold before the first handle
 /// exists (and the cost of initialising libgit2 is paid only by runs that open one). No
