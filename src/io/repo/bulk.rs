@@ -358,9 +358,18 @@ impl Bulk<'_> {
             return true;
         }
         let known = self.on_disk();
-        known.packed.freshen(oid)
+        if known.packed.freshen(oid)
             || (known.loose.contains(&oid) && freshen_loose(self.repo.path(), oid))
-            || (!known.complete && self.disk.exists_ext(oid, OdbLookupFlags::NO_REFRESH))
+        {
+            return true;
+        }
+        // libgit2 is asked only about an object this repository's own packs and loose files
+        // do not hold: for one they hold that could not be freshened (a cruft pack's, a
+        // removed pack's, a link) it would answer yes, and the object would go unwritten.
+        !known.complete
+            && !known.packed.contains(oid)
+            && !known.loose.contains(&oid)
+            && self.disk.exists_ext(oid, OdbLookupFlags::NO_REFRESH)
     }
 
     /// Queues `data`, an object of `kind` whose id is `oid` (copied only when borrowed),
@@ -1077,6 +1086,115 @@ pub(super) mod tests {
         assert!(age(&loose_path) >= start, "the loose object is freshened");
         assert_eq!(age(&target), old, "a link's target is not touched");
         assert_fsck_clean(&git_dir, "after freshening");
+    }
+
+    /// An object found only in a cruft pack (one with a `.mtimes`) is written again, as git
+    /// writes it (`odb/source-packed.c` `odb_source_packed_freshen_object`: `if
+    /// (e.p->is_cruft) return 0;`): a cruft pack's objects expire by the times its `.mtimes`
+    /// lists (`builtin/pack-objects.c` `want_cruft_object_mtime`, `nth_packed_mtime`), so
+    /// setting its `.pack`'s time keeps nothing from `git gc`.
+    #[test]
+    fn an_object_only_in_a_cruft_pack_is_written_again() {
+        if !stock_git_here() {
+            return;
+        }
+        let tmp = tempfile::tempdir().unwrap();
+        let git_dir = tmp.path().join("repo.git");
+        Repository::init_bare(&git_dir).unwrap();
+        // Two objects: a pack of the one written again is then not the cruft pack's twin
+        // (same bytes, same name).
+        in_bulk(
+            &git_dir,
+            |_, e| e,
+            |bulk| {
+                bulk.blob(b"unreachable too\n")?;
+                bulk.blob(b"unreachable\n")
+            },
+        )
+        .unwrap();
+        let out = std::process::Command::new("git")
+            .arg("--git-dir")
+            .arg(&git_dir)
+            .args(["repack", "-d", "--cruft", "--cruft-expiration=never"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        let mtimes = std::fs::read_dir(git_dir.join("objects/pack"))
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .path()
+                    .extension()
+                    .is_some_and(|x| x == "mtimes")
+            })
+            .count();
+        assert_eq!((mtimes, packs(&git_dir)), (1, 1), "one cruft pack");
+        in_bulk(&git_dir, |_, e| e, |bulk| bulk.blob(b"unreachable\n")).unwrap();
+        assert_eq!(packs(&git_dir), 2, "the object is written again");
+        assert_fsck_clean(&git_dir, "cruft pack");
+    }
+
+    /// A pack removed from the repository after the session opened it (a concurrent `git gc`
+    /// or `repack -d`) vouches for nothing once removed: setting the time through the
+    /// descriptor would set it on a file no one reads, so the object is written again, as git
+    /// writes it when `utime` on the pack's name fails.
+    #[test]
+    fn an_object_in_a_pack_removed_meanwhile_is_written_again() {
+        let tmp = tempfile::tempdir().unwrap();
+        let git_dir = tmp.path().join("repo.git");
+        Repository::init_bare(&git_dir).unwrap();
+        in_bulk(&git_dir, |_, e| e, |bulk| bulk.blob(b"packed\n")).unwrap();
+        let pack_dir = git_dir.join("objects/pack");
+        let aside = tmp.path().join("aside");
+        std::fs::create_dir(&aside).unwrap();
+        let id = in_bulk(
+            &git_dir,
+            |_, e| e,
+            |bulk| {
+                bulk.blob(b"other\n")?;
+                for e in std::fs::read_dir(&pack_dir).unwrap() {
+                    let p = e.unwrap().path();
+                    std::fs::rename(&p, aside.join(p.file_name().unwrap())).unwrap();
+                }
+                bulk.blob(b"packed\n")
+            },
+        )
+        .unwrap();
+        let repo = Repository::open_bare(&git_dir).unwrap();
+        assert!(repo.find_blob(id).is_ok(), "the object is on disk");
+    }
+
+    /// In a repository that borrows objects (`objects/info/alternates`), an object of its own
+    /// that could not be freshened (here a loose "object" that is a link) is written again:
+    /// libgit2, asked only about objects the session does not know, would vouch for it.
+    #[test]
+    fn an_object_not_freshened_is_written_again_when_objects_are_borrowed() {
+        let tmp = tempfile::tempdir().unwrap();
+        let lender = tmp.path().join("lender.git");
+        Repository::init_bare(&lender).unwrap();
+        let git_dir = tmp.path().join("repo.git");
+        let repo = Repository::init_bare(&git_dir).unwrap();
+        std::fs::write(
+            git_dir.join("objects/info/alternates"),
+            format!("{}\n", lender.join("objects").display()),
+        )
+        .unwrap();
+        let linked = repo.blob(b"linked\n").unwrap().to_string();
+        let linked_path = git_dir
+            .join("objects")
+            .join(&linked[..2])
+            .join(&linked[2..]);
+        let target = tmp.path().join("target");
+        std::fs::rename(&linked_path, &target).unwrap();
+        std::os::unix::fs::symlink(&target, &linked_path).unwrap();
+        let before = packs(&git_dir);
+        in_bulk(&git_dir, |_, e| e, |bulk| bulk.blob(b"linked\n")).unwrap();
+        assert_eq!(
+            packs(&git_dir) - before,
+            1,
+            "the linked object is written again"
+        );
     }
 
     /// A pack libgit2 (and git) refuses to open vouches for none of its objects, nor does a

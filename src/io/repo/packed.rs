@@ -35,7 +35,7 @@
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use git2::{ObjectType, Oid};
@@ -67,6 +67,11 @@ struct Pack {
     end: u64,
     /// Whether [`Packed::freshen`] set the `.pack`'s modification time already.
     freshened: AtomicBool,
+    /// The `.pack`'s path, which [`Packed::freshen`] checks still names `file`.
+    path: PathBuf,
+    /// Whether it is a cruft pack (a `.mtimes` beside it, git's `is_cruft`): its objects
+    /// expire by the times that file lists, not by the `.pack`'s.
+    cruft: bool,
 }
 
 /// Slots of [`Packed`]'s bucket table: one for each value of an id's first 2 bytes.
@@ -126,29 +131,35 @@ impl Packed {
     /// (`gc.pruneExpire`, two weeks), so an old unreachable object that a new commit is about
     /// to name is not pruned meanwhile. `false` when no pack lists it or the time cannot be
     /// set: the caller then writes the object, as git does.
+    ///
+    /// A cruft pack (a `.mtimes` beside it) vouches for nothing here, as in git
+    /// (`odb/source-packed.c` `odb_source_packed_freshen_object`: `if (e.p->is_cruft) return
+    /// 0;`): `git gc` expires its objects by the times its `.mtimes` lists
+    /// (`builtin/pack-objects.c` `want_cruft_object_mtime`), which setting the `.pack`'s time
+    /// does not change. Nor does a pack whose path no longer names the file opened (removed
+    /// or replaced by a concurrent `gc`): git's `utime` on the pack's name fails then, and the
+    /// object is written.
     pub fn freshen(&self, oid: Oid) -> bool {
-        let Some((pack, _)) = self.locate(oid) else {
-            return false;
-        };
-        if pack.freshened.load(Ordering::Relaxed) {
-            return true;
-        }
-        let set = pack.file.set_modified(std::time::SystemTime::now()).is_ok();
-        pack.freshened.store(set, Ordering::Relaxed);
-        set
+        self.holders(oid)
+            .any(|(pack, _)| !pack.cruft && pack.freshen())
     }
 
     /// The pack listing `oid` and where its entry starts: the packs whose objects share the
     /// id's first 4 bytes are searched, and only those.
     fn locate(&self, oid: Oid) -> Option<(&Pack, u64)> {
+        self.holders(oid).next()
+    }
+
+    /// Every pack listing `oid`, with where its entry starts, in [`Self::locate`]'s order.
+    fn holders(&self, oid: Oid) -> impl Iterator<Item = (&Pack, u64)> {
         let prefix = prefix_of(oid.as_bytes());
         let b = (prefix >> 16) as usize;
         let bucket = &self.by_prefix[self.buckets[b] as usize..self.buckets[b + 1] as usize];
         let from = bucket.partition_point(|&(p, _)| p < prefix);
         bucket[from..]
             .iter()
-            .take_while(|&&(p, _)| p == prefix)
-            .find_map(|&(_, i)| {
+            .take_while(move |&&(p, _)| p == prefix)
+            .filter_map(move |&(_, i)| {
                 let pack = &self.packs[i as usize];
                 pack.offset_of(oid).map(|o| (pack, o))
             })
@@ -165,6 +176,23 @@ impl Packed {
 }
 
 impl Pack {
+    /// Sets the `.pack`'s modification time to now, once: through the descriptor its checks
+    /// were made on, then checked to be the file its path names still (set first, so that a
+    /// removal after the check is no wider a window than git's own); whether it was.
+    fn freshen(&self) -> bool {
+        use std::os::unix::fs::MetadataExt;
+        if self.freshened.load(Ordering::Relaxed) {
+            return true;
+        }
+        let set = self.file.set_modified(std::time::SystemTime::now()).is_ok()
+            && match (self.file.metadata(), std::fs::symlink_metadata(&self.path)) {
+                (Ok(open), Ok(named)) => (open.dev(), open.ino()) == (named.dev(), named.ino()),
+                _ => false,
+            };
+        self.freshened.store(set, Ordering::Relaxed);
+        set
+    }
+
     fn open(idx_path: &Path) -> Option<Pack> {
         let (idx_file, idx_meta) = open_regular(idx_path).ok()?;
         let idx_len = idx_meta.len();
@@ -189,7 +217,8 @@ impl Pack {
         if !(least..=most).contains(&idx_len) {
             return None;
         }
-        let (file, meta) = open_regular(&idx_path.with_extension("pack")).ok()?;
+        let path = idx_path.with_extension("pack");
+        let (file, meta) = open_regular(&path).ok()?;
         let len = meta.len();
         // Each entry takes at least a byte: an index counting more objects is another's.
         if count as u64 > len {
@@ -223,6 +252,8 @@ impl Pack {
             file,
             end,
             freshened: AtomicBool::new(false),
+            cruft: std::fs::symlink_metadata(idx_path.with_extension("mtimes")).is_ok(),
+            path,
         })
     }
 
