@@ -137,13 +137,11 @@ impl OnDisk {
 /// `freshen_loose_object`), through a descriptor opened without following a link or waiting
 /// on a FIFO; whether it was set.
 fn freshen_loose(git_dir: &Path, oid: Oid) -> bool {
-    let hex = oid.to_string();
-    let path = git_dir.join("objects").join(&hex[..2]).join(&hex[2..]);
     use std::os::unix::fs::OpenOptionsExt;
     std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-        .open(&path)
+        .open(loose_path(git_dir, oid))
         .and_then(|file| {
             if !file.metadata()?.is_file() {
                 return Err(std::io::Error::other("not a regular file"));
@@ -151,6 +149,13 @@ fn freshen_loose(git_dir: &Path, oid: Oid) -> bool {
             file.set_modified(std::time::SystemTime::now())
         })
         .is_ok()
+}
+
+/// Where git keeps loose object `oid` of `git_dir`: `objects/` and its id's hex digits, the
+/// first two as a directory.
+fn loose_path(git_dir: &Path, oid: Oid) -> PathBuf {
+    let hex = oid.to_string();
+    git_dir.join("objects").join(&hex[..2]).join(&hex[2..])
 }
 
 /// The ids of the loose objects below `objects` (`xx/` directories of 38-hex-digit files);
@@ -909,16 +914,25 @@ pub(super) mod tests {
 
     /// `.pack` files in `objects/pack/` (also for [`super::super::rollup`]'s tests).
     pub(in crate::io::repo) fn packs(git_dir: &Path) -> usize {
+        in_pack_dir(git_dir, "pack").len()
+    }
+
+    /// The files of `git_dir`'s `objects/pack/` with extension `ext`.
+    fn in_pack_dir(git_dir: &Path, ext: &str) -> Vec<PathBuf> {
         std::fs::read_dir(git_dir.join("objects/pack"))
             .unwrap()
-            .filter(|e| {
-                e.as_ref()
-                    .unwrap()
-                    .file_name()
-                    .to_string_lossy()
-                    .ends_with(".pack")
-            })
-            .count()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|x| x == ext))
+            .collect()
+    }
+
+    /// Stores `bytes` as a loose object of `repo` (at `git_dir`), then moves the file to
+    /// `target` and leaves a symbolic link to it in its place; returns the link's path.
+    fn link_loose(repo: &Repository, git_dir: &Path, bytes: &[u8], target: &Path) -> PathBuf {
+        let path = loose_path(git_dir, repo.blob(bytes).unwrap());
+        std::fs::rename(&path, target).unwrap();
+        std::os::unix::fs::symlink(target, &path).unwrap();
+        path
     }
 
     /// The windows a killed run can leave: a temporary of each kind, and a `.pack` renamed
@@ -1020,22 +1034,10 @@ pub(super) mod tests {
         let repo = Repository::init_bare(&git_dir).unwrap();
         in_bulk(&git_dir, |_, e| e, |bulk| bulk.blob(b"packed\n")).unwrap();
         in_bulk(&git_dir, |_, e| e, |bulk| bulk.blob(b"elsewhere\n")).unwrap();
-        let loose = repo.blob(b"loose\n").unwrap();
-        let hex = loose.to_string();
-        let loose_path = git_dir.join("objects").join(&hex[..2]).join(&hex[2..]);
-        let linked = repo.blob(b"linked\n").unwrap().to_string();
-        let linked_path = git_dir
-            .join("objects")
-            .join(&linked[..2])
-            .join(&linked[2..]);
+        let loose_path = loose_path(&git_dir, repo.blob(b"loose\n").unwrap());
         let target = tmp.path().join("target");
-        std::fs::rename(&linked_path, &target).unwrap();
-        std::os::unix::fs::symlink(&target, &linked_path).unwrap();
-        let pack_files: Vec<PathBuf> = std::fs::read_dir(git_dir.join("objects/pack"))
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .filter(|p| p.extension().is_some_and(|x| x == "pack"))
-            .collect();
+        link_loose(&repo, &git_dir, b"linked\n", &target);
+        let pack_files = in_pack_dir(&git_dir, "pack");
         assert_eq!(pack_files.len(), 2);
         let old = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000_000);
         let age = |p: &Path| std::fs::symlink_metadata(p).unwrap().modified().unwrap();
@@ -1119,16 +1121,7 @@ pub(super) mod tests {
             .output()
             .unwrap();
         assert!(out.status.success(), "{out:?}");
-        let mtimes = std::fs::read_dir(git_dir.join("objects/pack"))
-            .unwrap()
-            .filter(|e| {
-                e.as_ref()
-                    .unwrap()
-                    .path()
-                    .extension()
-                    .is_some_and(|x| x == "mtimes")
-            })
-            .count();
+        let mtimes = in_pack_dir(&git_dir, "mtimes").len();
         assert_eq!((mtimes, packs(&git_dir)), (1, 1), "one cruft pack");
         in_bulk(&git_dir, |_, e| e, |bulk| bulk.blob(b"unreachable\n")).unwrap();
         assert_eq!(packs(&git_dir), 2, "the object is written again");
@@ -1180,14 +1173,7 @@ pub(super) mod tests {
             format!("{}\n", lender.join("objects").display()),
         )
         .unwrap();
-        let linked = repo.blob(b"linked\n").unwrap().to_string();
-        let linked_path = git_dir
-            .join("objects")
-            .join(&linked[..2])
-            .join(&linked[2..]);
-        let target = tmp.path().join("target");
-        std::fs::rename(&linked_path, &target).unwrap();
-        std::os::unix::fs::symlink(&target, &linked_path).unwrap();
+        link_loose(&repo, &git_dir, b"linked\n", &tmp.path().join("target"));
         let before = packs(&git_dir);
         in_bulk(&git_dir, |_, e| e, |bulk| bulk.blob(b"linked\n")).unwrap();
         assert_eq!(

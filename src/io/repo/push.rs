@@ -650,17 +650,12 @@ mod tests {
             .collect()
     }
 
-    fn packs_in(git_dir: &Path) -> usize {
-        std::fs::read_dir(git_dir.join("objects/pack"))
-            .unwrap()
-            .filter(|e| {
-                e.as_ref()
-                    .unwrap()
-                    .path()
-                    .extension()
-                    .is_some_and(|x| x == "pack")
-            })
-            .count()
+    /// The bare remote at `bare` has its `main` at `commit` and checks clean (`when` says
+    /// after what).
+    fn assert_landed(bare: &Path, commit: Oid, when: &str) {
+        let remote = Repository::open_bare(bare).unwrap();
+        assert_eq!(remote.refname_to_id(MAIN).unwrap(), commit, "{when}");
+        assert_fsck_clean(bare, when);
     }
 
     /// Pushes to a bare remote land whole and sound: the first into an empty repository, the
@@ -678,9 +673,7 @@ mod tests {
         let c4 = commit(&repo, 1, 1, Some(c3));
 
         push_local(&repo, &url, MAIN, c1, &FreshPacks::default(), None).unwrap();
-        let remote = Repository::open_bare(&bare).unwrap();
-        assert_eq!(remote.refname_to_id(MAIN).unwrap(), c1);
-        assert_fsck_clean(&bare, "after the first push");
+        assert_landed(&bare, c1, "after the first push");
 
         if stock_git_here() {
             let first = outgoing(&repo, c1, None).unwrap();
@@ -717,12 +710,11 @@ mod tests {
         }
 
         push_local(&repo, &url, MAIN, c4, &FreshPacks::default(), None).unwrap();
-        assert_eq!(remote.refname_to_id(MAIN).unwrap(), c4);
-        assert_fsck_clean(&bare, "after the second push");
-        let packs = packs_in(&bare);
+        assert_landed(&bare, c4, "after the second push");
+        let packs = crate::io::repo::bulk::tests::packs(&bare);
         push_local(&repo, &url, MAIN, c4, &FreshPacks::default(), None).unwrap();
         assert_eq!(
-            packs_in(&bare),
+            crate::io::repo::bulk::tests::packs(&bare),
             packs,
             "nothing sent when the remote is there"
         );
@@ -744,14 +736,14 @@ mod tests {
         // Another writer's commit on the remote, which this clone has not fetched.
         let theirs = commit(&remote, 7, 2, Some(c1));
         let ours = commit(&repo, 2, 2, Some(c1));
-        let packs = packs_in(&bare);
+        let packs = crate::io::repo::bulk::tests::packs(&bare);
         let e = push_local(&repo, &url, MAIN, ours, &FreshPacks::default(), None).unwrap_err();
         assert!(
             matches!(&e, PushFailure::Moved(m) if m.contains("not present locally")),
             "{e}"
         );
         assert_eq!(remote.refname_to_id(MAIN).unwrap(), theirs);
-        assert_eq!(packs_in(&bare), packs);
+        assert_eq!(crate::io::repo::bulk::tests::packs(&bare), packs);
 
         // The remote's commit is known here, but not an ancestor of ours.
         let side = commit(&repo, 3, 2, Some(c1));
@@ -861,9 +853,7 @@ mod tests {
             "the commit, the new blob, two trees: {walked:?}"
         );
         push_local(&repo, &url, MAIN, c2, &FreshPacks::default(), Some(&made)).unwrap();
-        let remote = Repository::open_bare(&bare).unwrap();
-        assert_eq!(remote.refname_to_id(MAIN).unwrap(), c2);
-        assert_fsck_clean(&bare, "after a push of what the commit placed");
+        assert_landed(&bare, c2, "after a push of what the commit placed");
     }
 
     /// The packs a commit stored are trusted while their files are the ones written, and the
@@ -967,14 +957,18 @@ mod tests {
             1,
             "the same file: still trusted"
         );
-        let packs = packs_in(&bare);
+        let packs = crate::io::repo::bulk::tests::packs(&bare);
         let e = push_local(&repo, &url, MAIN, c2, &fresh, None).unwrap_err();
         assert!(
             matches!(&e, PushFailure::Refused { message, .. } if message.contains("unpack failed")),
             "{e}"
         );
         assert_eq!(remote.refname_to_id(MAIN).unwrap(), c1, "not moved");
-        assert_eq!(packs_in(&bare), packs, "nothing landed");
+        assert_eq!(
+            crate::io::repo::bulk::tests::packs(&bare),
+            packs,
+            "nothing landed"
+        );
         assert_fsck_clean(&bare, "after the refused push");
 
         write_in_place(&path, &good);
@@ -1020,9 +1014,7 @@ mod tests {
             );
         }
         push_local(&repo, &url, MAIN, head, &fresh, None).unwrap();
-        let remote = Repository::open_bare(&bare).unwrap();
-        assert_eq!(remote.refname_to_id(MAIN).unwrap(), head);
-        assert_fsck_clean(&bare, "after a push following a roll-up");
+        assert_landed(&bare, head, "after a push following a roll-up");
     }
 
     /// Odd files named like packs in the clone — a FIFO `pack-*.idx`, a real `.idx` whose
@@ -1060,9 +1052,7 @@ mod tests {
             .recv_timeout(std::time::Duration::from_secs(60))
             .expect("the push ended");
         pushed.unwrap();
-        let remote = Repository::open_bare(&bare).unwrap();
-        assert_eq!(remote.refname_to_id(MAIN).unwrap(), c1);
-        assert_fsck_clean(&bare, "after a push past odd files");
+        assert_landed(&bare, c1, "after a push past odd files");
     }
 }
 
